@@ -1,0 +1,1 @@
+"""Image sources: every source yields the same `Image` (config + ordered layers)."""

@@ -1,0 +1,1 @@
+"""Fixtures: see tests/infra/__init__.py."""
