@@ -1,0 +1,36 @@
+"""`exchange validate`: the branch CI job's check of every changed spec."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..repository import Exchange
+from ..validation.reporter import render_json, render_rich, render_text, write_junit
+from ..validation.run import select_spec_paths, validate_specs
+
+
+@click.command("validate")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--all", "all_specs", is_flag=True, help="Check every spec under gears/ and boutiques/.")
+@click.option("--since", metavar="REV", help="Check specs changed since REV instead of since .sentinel.")
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), help="The exchange repository [default: the one around the current directory].")
+@click.option("--check-images", is_flag=True, help="Also ask each image's registry whether the tag or digest exists (network).")
+@click.option("--insecure-registry", "insecure_registries", multiple=True, metavar="HOST", help="Talk plain HTTP to this registry (repeatable).")
+@click.option("--format", "output_format", type=click.Choice(["auto", "text", "rich", "json"]), default="auto", show_default=True,
+              help="auto: rich tables on a terminal, text lines otherwise.")
+@click.option("--junit-xml", type=click.Path(dir_okay=False, path_type=Path), help="Also write a JUnit report, one test case per spec.")
+def command(paths: tuple[Path, ...], all_specs: bool, since: str | None, repo: Path | None, check_images: bool,
+            insecure_registries: tuple[str, ...], output_format: str, junit_xml: Path | None) -> None:
+    """Check gear and boutique specs: with PATHs those files, with --all every spec, else the specs changed since .sentinel."""
+    exchange = Exchange.open(repo)
+    selected = select_spec_paths(exchange, paths, all_specs=all_specs, since=since)
+    report = validate_specs(exchange, selected, check_images=check_images, insecure_registries=insecure_registries)
+    if junit_xml is not None:
+        write_junit(report, junit_xml)
+    if output_format == "auto":
+        output_format = "rich" if sys.stdout.isatty() else "text"
+    {"rich": render_rich, "text": render_text, "json": render_json}[output_format](report, sys.stdout)
+    sys.exit(0 if report.ok else 1)

@@ -1,0 +1,35 @@
+"""`exchange validate-invocation SPEC INVOCATION`: check a job's inputs and config before running it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..invocation import invocation_problems, invocation_schema, read_spec_document
+from ..specs import SpecFile
+from ..validation.checker import display_path, place_problems
+from ..validation.problems import Problem, Report, SpecResult
+from ..validation.reporter import render_json, render_rich, render_text
+
+
+@click.command("validate-invocation")
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("invocation", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "output_format", type=click.Choice(["auto", "text", "rich", "json"]), default="auto", show_default=True)
+def command(spec: Path, invocation: Path, output_format: str) -> None:
+    """Validate INVOCATION (a job's inputs and config, JSON) against SPEC's invocation schema."""
+    schema = invocation_schema(read_spec_document(spec))
+    document = SpecFile.read(invocation, display_path=display_path(invocation), relative_path=None)
+    result = SpecResult(document.display_path, kind="invocation")
+    if document.decode_error is not None:
+        result.problems.append(Problem("json-syntax", f"not valid JSON: {document.decode_error.msg}"))
+    else:
+        result.problems.extend(invocation_problems(schema, document.data))
+    place_problems(document, result.problems)
+    report = Report([result], noun="invocation")
+    if output_format == "auto":
+        output_format = "rich" if sys.stdout.isatty() else "text"
+    {"rich": render_rich, "text": render_text, "json": render_json}[output_format](report, sys.stdout)
+    sys.exit(0 if report.ok else 1)

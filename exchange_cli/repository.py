@@ -1,0 +1,84 @@
+"""The exchange repository: its layout, the sentinel, and which specs a run looks at."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import git as gitpython
+
+from . import git
+from .errors import UsageError
+from .specs import SPEC_DIRECTORIES
+
+SENTINEL = ".sentinel"
+MANIFESTS = "manifests"
+
+
+@dataclass
+class Exchange:
+    repo: gitpython.Repo
+    root: Path
+
+    @classmethod
+    def open(cls, path: Path | str | None = None) -> "Exchange":
+        repo = git.open_repo(path)
+        return cls(repo, git.root(repo))
+
+    @property
+    def manifests_dir(self) -> Path:
+        return self.root / MANIFESTS
+
+    @property
+    def sentinel_path(self) -> Path:
+        return self.root / SENTINEL
+
+    def read_sentinel(self) -> str | None:
+        """The last processed commit, or None when the exchange has never been processed."""
+        if not self.sentinel_path.is_file():
+            return None
+        text = self.sentinel_path.read_text().strip()
+        return text or None
+
+    def relative(self, path: Path) -> str | None:
+        """`path` relative to the repository root, POSIX style; None when it lies outside."""
+        try:
+            return path.resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return None
+
+    def all_spec_paths(self) -> list[Path]:
+        paths: list[Path] = []
+        for directory in SPEC_DIRECTORIES:
+            top = self.root / directory
+            if top.is_dir():
+                paths.extend(p for p in top.rglob("*") if p.is_file() and not _hidden(p.relative_to(top)))
+        return sorted(paths)
+
+    def changed_spec_paths(self, since: str | None) -> list[Path]:
+        """Specs added or modified since `since` (else since the sentinel); all specs when neither exists."""
+        if since is None:
+            since = self.read_sentinel()
+            if since is None:
+                return self.all_spec_paths()
+            commit = git.resolve_commit(self.repo, since, what=f"{SENTINEL}")
+        else:
+            commit = git.resolve_commit(self.repo, since, what="--since")
+        changed = git.changed_paths(self.repo, commit, list(SPEC_DIRECTORIES))
+        return [self.root / p for p in changed if (self.root / p).is_file()]
+
+    def expand(self, paths: list[Path]) -> list[Path]:
+        """Explicit PATH arguments: files as given, directories by the files under them."""
+        expanded: list[Path] = []
+        for path in paths:
+            if path.is_dir():
+                expanded.extend(sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path))))
+            elif path.is_file():
+                expanded.append(path)
+            else:
+                raise UsageError(f"{path}: no such file or directory")
+        return expanded
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)

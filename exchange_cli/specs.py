@@ -1,0 +1,134 @@
+"""Weakly-versioned specs as contributors submit them: where they live and what they say.
+
+A spec lives at ``gears/<org>/<file>.json`` (a Flywheel gear manifest) or
+``boutiques/<org>/<file>.json`` (a Boutiques descriptor). Its org and file stem name the artifact.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+
+class SpecKind(str, Enum):
+    GEAR = "gear"
+    BOUTIQUE = "boutique"
+
+    @property
+    def directory(self) -> str:
+        return f"{self.value}s"
+
+    @property
+    def version_key(self) -> str:
+        """Boutiques version the tool itself; Flywheel gears version the gear."""
+        return "version" if self is SpecKind.GEAR else "tool-version"
+
+
+SPEC_DIRECTORIES = {kind.directory: kind for kind in SpecKind}
+
+
+@dataclass(frozen=True)
+class SpecLocation:
+    """Where a spec sits in the exchange: ``<kind>s/<org>/<stem>.json``."""
+
+    kind: SpecKind
+    org: str
+    stem: str
+
+    @property
+    def artifact_base(self) -> str:
+        """``<org>-<name>``: the spec's path under gears/ or boutiques/ with '/' turned to '-'."""
+        return f"{self.org}-{self.stem}"
+
+    @property
+    def relative_path(self) -> str:
+        return f"{self.kind.directory}/{self.org}/{self.stem}.json"
+
+
+def locate(relative_path: str) -> SpecLocation | None:
+    """The location a repository-relative path stands for, or None when it is not a spec's place."""
+    parts = PurePosixPath(relative_path).parts
+    if len(parts) != 3 or parts[0] not in SPEC_DIRECTORIES or not parts[2].endswith(".json"):
+        return None
+    stem = parts[2][: -len(".json")]
+    if not stem or parts[1].startswith(".") or stem.startswith("."):
+        return None
+    return SpecLocation(SPEC_DIRECTORIES[parts[0]], parts[1], stem)
+
+
+def kind_of(data: Any, relative_path: str | None = None) -> SpecKind:
+    """A spec's kind by where it lives, else by its content (for files outside a repository)."""
+    if relative_path:
+        top = PurePosixPath(relative_path).parts[0]
+        if top in SPEC_DIRECTORIES:
+            return SPEC_DIRECTORIES[top]
+    if isinstance(data, dict) and ("command-line" in data or "schema-version" in data):
+        return SpecKind.BOUTIQUE
+    return SpecKind.GEAR
+
+
+@dataclass
+class SpecFile:
+    """A spec file as read from disk; `data` is None when the text is not JSON."""
+
+    path: Path
+    display_path: str
+    relative_path: str | None
+    text: str
+    data: Any = None
+    decode_error: json.JSONDecodeError | None = None
+
+    @classmethod
+    def read(cls, path: Path, *, display_path: str, relative_path: str | None) -> "SpecFile":
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        spec = cls(path, display_path, relative_path, text)
+        try:
+            spec.data = json.loads(text)
+        except json.JSONDecodeError as error:
+            spec.decode_error = error
+        return spec
+
+    @property
+    def location(self) -> SpecLocation | None:
+        return locate(self.relative_path) if self.relative_path else None
+
+    @property
+    def kind(self) -> SpecKind:
+        return kind_of(self.data, self.relative_path)
+
+    @property
+    def name(self) -> str | None:
+        value = self.data.get("name") if isinstance(self.data, dict) else None
+        return value if isinstance(value, str) else None
+
+    @property
+    def version(self) -> str | None:
+        value = self.data.get(self.kind.version_key) if isinstance(self.data, dict) else None
+        return value if isinstance(value, str) else None
+
+
+def image_field(data: Any, kind: SpecKind) -> tuple[str, Any]:
+    """The JSON pointer of the field that names the spec's image, and its value (None when absent).
+
+    Gears name it in ``custom.gear-builder.image``, older gears in ``custom.docker-image``;
+    boutiques in ``container-image.image``.
+    """
+    if not isinstance(data, dict):
+        return "", None
+    if kind is SpecKind.BOUTIQUE:
+        container = data.get("container-image")
+        if isinstance(container, dict) and "image" in container:
+            return "/container-image/image", container["image"]
+        return "/container-image" if isinstance(container, dict) else "", None
+    custom = data.get("custom")
+    if not isinstance(custom, dict):
+        return "", None
+    builder = custom.get("gear-builder")
+    if isinstance(builder, dict) and "image" in builder:
+        return "/custom/gear-builder/image", builder["image"]
+    if "docker-image" in custom:
+        return "/custom/docker-image", custom["docker-image"]
+    return "/custom", None

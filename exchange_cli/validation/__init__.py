@@ -1,0 +1,1 @@
+"""Finding problems in specs (checker) and rendering them (reporter), kept apart."""

@@ -1,0 +1,147 @@
+"""Runs every rule over a set of spec files and returns a `Report`; prints nothing."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Collection
+
+from ..jsonpos import PositionIndex, decode_error_position
+from ..manifests import ManifestIndex, VersionKey
+from ..reference import ImageReference
+from ..specs import SpecFile, SpecKind, image_field
+from .policy import image_problems
+from .problems import Problem, Report, Severity, SpecResult
+from .schemas import boutique_problems, gear_problems
+
+# Asks a registry whether a reference exists; injected so validation never imports the registry
+# client unless --check-images is given.
+ImageExists = Callable[[ImageReference], bool]
+
+
+@dataclass
+class CheckedSpec:
+    """A spec with its result, kept together for the cross-spec rules."""
+
+    spec: SpecFile
+    result: SpecResult
+    reference: ImageReference | None = None
+    key: VersionKey | None = None
+
+
+@dataclass
+class Checker:
+    manifests: ManifestIndex
+    image_exists: ImageExists | None = None
+    checked: list[CheckedSpec] = field(default_factory=list)
+
+    def check_paths(self, paths: Collection[Path], *, root: Path | None) -> Report:
+        for path in paths:
+            self.checked.append(self.check_file(read_spec(path, root)))
+        self._check_duplicate_versions()
+        if self.image_exists is not None:
+            self._check_images_exist()
+        for item in self.checked:
+            place_problems(item.spec, item.result.problems)
+        return Report([item.result for item in self.checked])
+
+    def check_file(self, spec: SpecFile) -> CheckedSpec:
+        result = SpecResult(spec.display_path)
+        item = CheckedSpec(spec, result)
+        problems = result.problems
+        if not spec.path.name.endswith(".json"):
+            problems.append(Problem("file-name", f"{spec.path.name!r} is not a .json file; specs are JSON files"))
+            return item
+        if spec.relative_path is not None and spec.location is None:
+            problems.append(Problem("spec-location", f"{spec.relative_path!r} is not at gears/<org>/<file>.json "
+                                                     "or boutiques/<org>/<file>.json"))
+        if spec.decode_error is not None:
+            problems.append(Problem("json-syntax", f"not valid JSON: {spec.decode_error.msg}"))
+            return item
+        kind = spec.kind
+        result.kind, result.name, result.version = kind.value, spec.name, spec.version
+        location = spec.location
+        result.org = location.org if location else None
+        problems.extend(gear_problems(spec.data) if kind is SpecKind.GEAR else boutique_problems(spec.data))
+        image, item.reference = image_problems(spec.data, kind)
+        problems.extend(image)
+        if location and spec.name and spec.version:
+            item.key = VersionKey(location.org, kind, spec.name, spec.version)
+            problems.extend(self._version_problems(item.key, spec))
+        return item
+
+    def _version_problems(self, key: VersionKey, spec: SpecFile) -> list[Problem]:
+        existing = self.manifests.for_key(key)
+        if not existing:
+            return []
+        pointer = f"/{spec.kind.version_key}"
+        if any(manifest.spec == spec.data for manifest in existing):
+            return [Problem("already-processed", f"{key} is already processed ({existing[0].path.name})",
+                            pointer, Severity.INFO)]
+        names = ", ".join(m.path.name for m in existing)
+        return [Problem("version-taken", f"{key} is already processed with a different spec ({names}); "
+                                         "submit a new, unique version", pointer)]
+
+    def _check_duplicate_versions(self) -> None:
+        claims: dict[VersionKey, list[CheckedSpec]] = defaultdict(list)
+        for item in self.checked:
+            if item.key is not None:
+                claims[item.key].append(item)
+        for key, items in claims.items():
+            if len(items) < 2:
+                continue
+            for item in items:
+                others = ", ".join(o.spec.display_path for o in items if o is not item)
+                item.result.problems.append(Problem(
+                    "duplicate-version", f"{key} is also claimed by {others}", f"/{item.spec.kind.version_key}"))
+
+    def _check_images_exist(self) -> None:
+        answers: dict[str, bool] = {}
+        for item in self.checked:
+            if item.reference is None or not item.reference.is_pinned:
+                continue
+            text = str(item.reference)
+            if text not in answers:
+                answers[text] = self.image_exists(item.reference)  # type: ignore[misc]
+            if not answers[text]:
+                pointer, _ = image_field(item.spec.data, item.spec.kind)
+                item.result.problems.append(Problem(
+                    "image-not-found", f"{item.reference.original!r}: no such tag or digest in {item.reference.registry}",
+                    pointer))
+
+
+def read_spec(path: Path, root: Path | None) -> SpecFile:
+    relative = None
+    if root is not None:
+        try:
+            relative = path.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            relative = None
+    return SpecFile.read(path, display_path=display_path(path), relative_path=relative)
+
+
+def display_path(path: Path) -> str:
+    """Relative to the working directory when below it, so editors and CI logs can open it."""
+    absolute = path.resolve()
+    try:
+        return absolute.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return absolute.as_posix()
+
+
+def place_problems(spec: SpecFile, problems: list[Problem]) -> None:
+    """Give every problem a line and column; the JSON is walked again only for files with problems."""
+    if not problems:
+        return
+    if spec.decode_error is not None:
+        position = decode_error_position(spec.decode_error)
+        for problem in problems:
+            problem.line, problem.column = position.line, position.column
+        return
+    if spec.data is None:
+        return
+    index = PositionIndex(spec.text)
+    for problem in problems:
+        position = index.position(problem.pointer or "")
+        problem.line, problem.column = position.line, position.column

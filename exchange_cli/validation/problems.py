@@ -1,0 +1,90 @@
+"""The records validation produces: problems with stable rule ids, grouped per spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Severity(str, Enum):
+    ERROR = "error"
+    INFO = "info"
+
+
+class Status(str, Enum):
+    PASSED = "passed"
+    FAILED = "failed"
+    PROCESSED = "processed"
+
+
+# Stable rule ids: CI logs, JSON reports and --skip lists refer to these; never rename one.
+RULES: dict[str, str] = {
+    "json-syntax": "the file must be valid JSON",
+    "file-name": "a spec file's name must end in .json",
+    "spec-location": "a spec must live at gears/<org>/<file>.json or boutiques/<org>/<file>.json",
+    "gear-schema": "a gear must validate against the official Flywheel gear manifest schema",
+    "boutique-schema": "a boutique must validate against the Boutiques descriptor schema",
+    "boutique-semantics": "a boutique must pass the Boutiques semantic checks",
+    "image-missing": "the spec must name its Docker image",
+    "image-reference": "the image reference must follow the Docker reference grammar",
+    "image-unpinned": "the image must be pinned by a tag or a digest, never an implicit latest",
+    "image-not-found": "the image's tag or digest must exist in its registry (--check-images)",
+    "version-taken": "a version already processed with a different spec cannot be reused",
+    "duplicate-version": "two specs in one run cannot claim the same org/name/version",
+    "already-processed": "this exact spec is already processed (not a failure)",
+    "invocation": "an invocation must validate against the spec's invocation schema",
+}
+
+
+@dataclass
+class Problem:
+    rule: str
+    message: str
+    pointer: str | None = None
+    severity: Severity = Severity.ERROR
+    line: int | None = None
+    column: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise ValueError(f"unknown rule id {self.rule!r}")
+
+
+@dataclass
+class SpecResult:
+    display_path: str
+    kind: str | None = None
+    org: str | None = None
+    name: str | None = None
+    version: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity is Severity.ERROR]
+
+    @property
+    def status(self) -> Status:
+        if self.errors:
+            return Status.FAILED
+        if any(p.rule == "already-processed" for p in self.problems):
+            return Status.PROCESSED
+        return Status.PASSED
+
+
+@dataclass
+class Report:
+    results: list[SpecResult] = field(default_factory=list)
+    noun: str = "spec"
+
+    def count(self, status: Status) -> int:
+        return sum(1 for r in self.results if r.status is status)
+
+    @property
+    def ok(self) -> bool:
+        return self.count(Status.FAILED) == 0
+
+    @property
+    def summary(self) -> str:
+        return (f"{len(self.results)} {self.noun}(s) checked: {self.count(Status.PASSED)} passed, "
+                f"{self.count(Status.FAILED)} failed, {self.count(Status.PROCESSED)} already processed")

@@ -1,0 +1,97 @@
+"""Renders a validation `Report`: rich tables, plain lines for CI and editors, JSON, JUnit XML."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any, TextIO
+
+from .problems import Problem, Report, Severity, SpecResult, Status
+
+
+def problem_line(path: str, problem: Problem) -> str:
+    """``path:line:col: error[rule-id]: message (at /pointer)``: the shape compilers use."""
+    place = path if problem.line is None else f"{path}:{problem.line}:{problem.column}"
+    pointer = f" (at {problem.pointer})" if problem.pointer else ""
+    return f"{place}: {problem.severity.value}[{problem.rule}]: {problem.message}{pointer}"
+
+
+def render_text(report: Report, stream: TextIO) -> None:
+    for result in report.results:
+        for problem in result.problems:
+            print(problem_line(result.display_path, problem), file=stream)
+    print(report.summary, file=stream)
+
+
+def report_as_json(report: Report) -> dict[str, Any]:
+    return {
+        "ok": report.ok,
+        "summary": {status.value: report.count(status) for status in Status} | {"total": len(report.results)},
+        "results": [_result_as_json(result) for result in report.results],
+    }
+
+
+def _result_as_json(result: SpecResult) -> dict[str, Any]:
+    return {
+        "path": result.display_path,
+        "kind": result.kind,
+        "org": result.org,
+        "name": result.name,
+        "version": result.version,
+        "status": result.status.value,
+        "problems": [
+            {"rule": p.rule, "severity": p.severity.value, "message": p.message, "pointer": p.pointer,
+             "line": p.line, "column": p.column}
+            for p in result.problems
+        ],
+    }
+
+
+def render_json(report: Report, stream: TextIO) -> None:
+    json.dump(report_as_json(report), stream, indent=2)
+    stream.write("\n")
+
+
+def render_rich(report: Report, stream: TextIO) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=stream)
+    styles = {Status.PASSED: "green", Status.FAILED: "bold red", Status.PROCESSED: "cyan"}
+    for result in report.results:
+        label = f"{result.kind or 'file'} {result.name or ''} {result.version or ''}".strip()
+        console.print(f"[{styles[result.status]}]{result.status.value:>9}[/] {result.display_path}  [dim]{label}[/]")
+        if not result.problems:
+            continue
+        table = Table(show_header=True, header_style="bold", box=None, padding=(0, 1), pad_edge=False)
+        for column in ("where", "rule", "at", "message"):
+            table.add_column(column, overflow="fold")
+        for problem in result.problems:
+            where = f"{problem.line}:{problem.column}" if problem.line else ""
+            rule_style = "red" if problem.severity is Severity.ERROR else "cyan"
+            table.add_row(where, f"[{rule_style}]{problem.rule}[/]", problem.pointer or "", problem.message)
+        console.print(table)
+    style = "green" if report.ok else "bold red"
+    console.print(f"[{style}]{report.summary}[/]")
+
+
+def write_junit(report: Report, path: Path, *, suite_name: str = "exchange validate") -> None:
+    """One test case per spec, so CI test summaries show failures per spec."""
+    suite = ET.Element("testsuite", name=suite_name, tests=str(len(report.results)),
+                       failures=str(report.count(Status.FAILED)), errors="0", skipped="0")
+    for result in report.results:
+        classname = ".".join(part for part in (result.kind, result.org) if part) or "spec"
+        case = ET.SubElement(suite, "testcase", classname=classname, name=result.display_path)
+        if result.status is Status.FAILED:
+            errors = result.errors
+            failure = ET.SubElement(case, "failure", message=f"{len(errors)} problem(s): {errors[0].message}",
+                                    type=errors[0].rule)
+            failure.text = "\n".join(problem_line(result.display_path, p) for p in errors)
+        elif result.status is Status.PROCESSED:
+            ET.SubElement(case, "system-out").text = "already processed"
+    tree = ET.ElementTree(ET.Element("testsuites"))
+    tree.getroot().append(suite)
+    ET.indent(tree)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tree.write(path, encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,42 @@
+"""Which specs a run looks at, and the one call that validates them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Collection
+
+from ..errors import UsageError
+from ..manifests import ManifestIndex
+from ..reference import ImageReference
+from ..repository import Exchange
+from .checker import Checker, ImageExists
+from .problems import Report
+
+
+def select_spec_paths(exchange: Exchange, paths: Collection[Path], *, all_specs: bool, since: str | None) -> list[Path]:
+    """Explicit paths; or every spec (--all); or the specs changed since --since / the sentinel."""
+    if paths and (all_specs or since):
+        raise UsageError("give PATHs, or --all, or --since, not a mix")
+    if all_specs and since:
+        raise UsageError("--all and --since exclude each other")
+    if paths:
+        return exchange.expand(list(paths))
+    if all_specs:
+        return exchange.all_spec_paths()
+    return exchange.changed_spec_paths(since)
+
+
+def validate_specs(exchange: Exchange, paths: Collection[Path], *, check_images: bool = False,
+                   insecure_registries: Collection[str] = ()) -> Report:
+    checker = Checker(ManifestIndex.load(exchange.manifests_dir),
+                      image_exists=registry_lookup(insecure_registries) if check_images else None)
+    return checker.check_paths(paths, root=exchange.root)
+
+
+def registry_lookup(insecure_registries: Collection[str]) -> ImageExists:
+    from ..image.registry import manifest_exists
+
+    def exists(reference: ImageReference) -> bool:
+        return manifest_exists(reference, insecure_registries=insecure_registries)
+
+    return exists
