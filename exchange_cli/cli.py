@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
 
 import click
 
@@ -20,7 +19,7 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
+class ExchangeGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
@@ -28,29 +27,25 @@ class LazyGroup(click.Group):
         module_name = COMMANDS.get(name)
         if module_name is None:
             return None
-        module = importlib.import_module(f"exchange_cli.commands.{module_name}")
-        return module.command
+        return importlib.import_module(f"exchange_cli.commands.{module_name}").command
+
+    def invoke(self, ctx: click.Context) -> object:
+        # Errors the user can act on become one line and an exit code, never a traceback.
+        try:
+            return super().invoke(ctx)
+        except ExchangeError as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(error.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=ExchangeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="exchange")
 def cli() -> None:
     """Run a gear exchange: validate specs, export rootfs tarballs, publish manifests."""
 
 
 def main() -> None:
-    try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
-    except ExchangeError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
-    # standalone_mode=False returns the command's return value; commands signal failure via exit codes.
+    cli(prog_name="exchange")

@@ -1,1 +1,92 @@
-"""Fixtures: see tests/infra/__init__.py."""
+"""Real git repositories in tmp dirs: an exchange work tree and, when asked, a bare remote."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.infra import require_executable
+
+EXAMPLES = Path(__file__).resolve().parents[2]
+
+
+def run_git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@dataclass
+class ExchangeRepo:
+    """A throwaway exchange: write specs, commit, and set the sentinel like CI would."""
+
+    root: Path
+
+    def git(self, *args: str) -> str:
+        return run_git(self.root, *args)
+
+    def write(self, relative: str, content: Any) -> Path:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content if isinstance(content, str) else json.dumps(content, indent=4) + "\n")
+        return path
+
+    def commit(self, message: str = "change") -> str:
+        self.git("add", "-A")
+        self.git("commit", "-q", "--allow-empty", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+    def set_sentinel(self, commit: str) -> None:
+        self.write(".sentinel", commit + "\n")
+
+
+def example_gear(**changes: Any) -> dict[str, Any]:
+    """The repository's hello-world gear with `changes` applied (None deletes a key)."""
+    gear = json.loads((EXAMPLES / "gears" / "examples" / "hello-world.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            gear.pop(key, None)
+        else:
+            gear[key] = value
+    return gear
+
+
+def example_boutique(**changes: Any) -> dict[str, Any]:
+    boutique = json.loads((EXAMPLES / "boutiques" / "examples" / "word-count.json").read_text())
+    for key, value in changes.items():
+        if value is None:
+            boutique.pop(key, None)
+        else:
+            boutique[key] = value
+    return boutique
+
+
+def init_repo(path: Path, *, bare: bool = False) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    run_git(path, "init", "-q", *(["--bare"] if bare else []), "-b", "master")
+    if not bare:
+        run_git(path, "config", "user.name", "Exchange Test")
+        run_git(path, "config", "user.email", "test@exchange.invalid")
+        run_git(path, "config", "commit.gpgsign", "false")
+    return path
+
+
+@pytest.fixture
+def exchange_repo(tmp_path: Path) -> ExchangeRepo:
+    require_executable("git")
+    repo = ExchangeRepo(init_repo(tmp_path / "exchange"))
+    repo.write("manifests/README.md", "manifests\n")
+    repo.commit("empty exchange")
+    return repo
+
+
+@pytest.fixture
+def copy_examples(exchange_repo: ExchangeRepo) -> ExchangeRepo:
+    for directory in ("gears", "boutiques"):
+        shutil.copytree(EXAMPLES / directory, exchange_repo.root / directory, dirs_exist_ok=True)
+    exchange_repo.commit("examples")
+    return exchange_repo
