@@ -16,6 +16,8 @@ COMMANDS = {
     "invocation-schema": "invocation_schema",
     "validate-invocation": "validate_invocation",
     "export": "export",
+    "process": "process",
+    "demo": "demo",
 }
 
 

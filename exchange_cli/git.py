@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import signal
+import subprocess
 from pathlib import Path
 
 import git
@@ -59,3 +64,113 @@ def head_commit(repo: git.Repo) -> str | None:
 def dirty_paths(repo: git.Repo) -> list[str]:
     status = repo.git.status("--porcelain", "-z", "--untracked-files=all")
     return [entry[3:] for entry in status.split("\0") if len(entry) > 3]
+
+
+BOT_NAME = "Exchange Bot"
+BOT_EMAIL = "exchange-bot@users.noreply.invalid"
+
+
+def has_identity(repo: git.Repo) -> bool:
+    def configured(key: str, env: str) -> bool:
+        if os.environ.get(env):
+            return True
+        try:
+            return bool(repo.git.config("--get", key).strip())
+        except git.GitCommandError:
+            return False
+
+    return configured("user.name", "GIT_AUTHOR_NAME") and configured("user.email", "GIT_AUTHOR_EMAIL")
+
+
+def bot_identity_env() -> dict[str, str]:
+    """Commit as the bot through the environment of our own git calls: nothing to undo afterwards."""
+    return {"GIT_AUTHOR_NAME": BOT_NAME, "GIT_AUTHOR_EMAIL": BOT_EMAIL,
+            "GIT_COMMITTER_NAME": BOT_NAME, "GIT_COMMITTER_EMAIL": BOT_EMAIL}
+
+
+def current_branch(repo: git.Repo) -> str:
+    try:
+        return repo.active_branch.name
+    except TypeError:
+        raise UsageError("HEAD is detached; check out the branch to process (CI: git checkout master)") from None
+
+
+def commit_paths(repo: git.Repo, paths: list[str], message: str, env: dict[str, str]) -> str:
+    repo.git.add("--", *paths)
+    with repo.git.custom_environment(**env):
+        repo.git.commit("-q", "--no-verify", "-m", message, "--", *paths)
+    return repo.head.commit.hexsha
+
+
+def reset_hard(repo: git.Repo, commit: str) -> None:
+    repo.git.reset("-q", "--hard", commit)
+
+
+class PushRejected(Exception):
+    """The remote refused the push; `non_fast_forward` tells whether another push got there first."""
+
+    def __init__(self, message: str, *, non_fast_forward: bool) -> None:
+        super().__init__(message)
+        self.non_fast_forward = non_fast_forward
+
+
+_CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Remote URLs may carry tokens (https://x-access-token:SECRET@host/...): never print them."""
+    return _CREDENTIALS_IN_URL.sub(r"\g<scheme>***@", text)
+
+
+def push(repo: git.Repo, remote: str, branch: str) -> None:
+    """Push HEAD to `branch`; if we are interrupted meanwhile, the push (and, for a local remote, its
+    receive-pack and hooks) is killed so it cannot land after we have rolled back."""
+    process = subprocess.Popen(["git", "push", "--porcelain", remote, f"HEAD:refs/heads/{branch}"],
+                               cwd=repo.working_tree_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    if process.returncode == 0:
+        return
+    output = f"{stdout}\n{stderr}"
+    non_fast_forward = any(marker in output for marker in ("non-fast-forward", "fetch first", "[rejected]"))
+    detail = "\n".join(line.strip() for line in redact(output).splitlines() if line.strip() and line.strip() != "Done")
+    raise PushRejected(detail or f"git push exited with {process.returncode}", non_fast_forward=non_fast_forward)
+
+
+def fetch_branch(repo: git.Repo, remote: str, branch: str) -> str:
+    repo.git.fetch("-q", remote, f"refs/heads/{branch}")
+    return repo.git.rev_parse("FETCH_HEAD")
+
+
+def remote_branch_commit(repo: git.Repo, remote: str, branch: str) -> str | None:
+    try:
+        output = repo.git.ls_remote(remote, f"refs/heads/{branch}")
+    except git.GitCommandError:
+        return None
+    return output.split()[0] if output.strip() else None
+
+
+def is_ancestor(repo: git.Repo, ancestor: str, descendant: str) -> bool:
+    try:
+        repo.git.merge_base("--is-ancestor", ancestor, descendant)
+        return True
+    except git.GitCommandError:
+        return False
+
+
+def has_remote(repo: git.Repo, remote: str) -> bool:
+    return remote in [r.name for r in repo.remotes] or "://" in remote or remote.startswith("/")
+
+
+def path_exists_at(repo: git.Repo, commit: str, path: str) -> bool:
+    try:
+        repo.git.cat_file("-e", f"{commit}:{path}")
+        return True
+    except git.GitCommandError:
+        return False

@@ -87,3 +87,58 @@ class ManifestIndex:
 
     def for_key(self, key: VersionKey) -> list[ProcessedManifest]:
         return self._by_key.get(key, [])
+
+
+@dataclass(frozen=True)
+class ExchangeRecord:
+    """What a consumer needs to trust and trace an artifact: the ``"exchange"`` block of a manifest."""
+
+    git_commit: str
+    rootfs_hash: str
+    rootfs_url: str
+    rootfs_size: int
+    image: str
+    image_digest_reference: str | None
+    image_config_digest: str
+    platform: str
+
+    def as_json(self) -> dict[str, Any]:
+        # The first three keys are those existing exchanges' manifests already carry.
+        return {
+            "git-commit": self.git_commit,
+            "rootfs-hash": self.rootfs_hash,
+            "rootfs-url": self.rootfs_url,
+            "rootfs-size": self.rootfs_size,
+            "image": self.image,
+            "image-digest-reference": self.image_digest_reference,
+            "image-config-digest": self.image_config_digest,
+            "platform": self.platform,
+        }
+
+
+def build_manifest(kind: SpecKind, spec: dict[str, Any], record: ExchangeRecord,
+                   invocation_schema: dict[str, Any]) -> dict[str, Any]:
+    return {kind.value: spec, "exchange": record.as_json(), "invocation-schema": invocation_schema}
+
+
+def manifest_text(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Temp file in the same directory, fsync, rename: a reader sees the old file or the whole new one."""
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        if os.path.exists(temp_name):
+            os.unlink(temp_name)
+        raise

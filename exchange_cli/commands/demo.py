@@ -1,0 +1,26 @@
+"""`exchange demo`: run the master job end to end on a throwaway exchange."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from ..demo import run_demo
+from ..process.report import render_outcome
+from ..progress import progress_for
+
+
+@click.command("demo")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to make the throwaway exchange [default: a new temporary directory, kept for inspection].")
+def command(directory: Path | None) -> None:
+    """Make a throwaway exchange (git repo, bare remote, local bucket, locally built image) and process it."""
+    root = directory or Path(tempfile.mkdtemp(prefix="exchange-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    world, outcome = run_demo(root, progress=progress_for(sys.stderr), log=lambda line: click.echo(line, err=True))
+    render_outcome(outcome, sys.stdout, dry_run=False)
+    click.echo(f"\nthe exchange:   {world.work_tree}\nits remote:     {world.remote}\n"
+               f"the bucket:     {world.bucket}\nthe OCI layout: {world.images}")

@@ -1,0 +1,49 @@
+"""Options shared by the commands that export images (`export`, `process`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from ..errors import UsageError
+from ..image.blobcache import BlobCache
+from ..image.model import DEFAULT_PLATFORM, Platform
+
+
+def export_options(command: Callable) -> Callable:
+    decorators = [
+        click.option("--platform", default=str(DEFAULT_PLATFORM), show_default=True, metavar="OS/ARCH[/VARIANT]",
+                     help="Platform to pick from multi-platform images."),
+        click.option("--source", type=click.Choice(["registry", "docker", "auto"]), default="auto", show_default=True,
+                     help="Where images come from; auto: the registry, unless the image exists only in the local Docker engine."),
+        click.option("--insecure-registry", "insecure_registries", multiple=True, metavar="HOST",
+                     help="Talk plain HTTP to this registry, e.g. 127.0.0.1:5000 (repeatable)."),
+        click.option("--oci-layout", "oci_layout", type=click.Path(file_okay=False, path_type=Path),
+                     help="Take images from this OCI image layout, found by their reference name, instead of registries."),
+        click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Layer cache [default: $EXCHANGE_CACHE_DIR or ~/.cache/exchange]."),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command
+
+
+def export_options_from(*, platform: str, source: str, insecure_registries: tuple[str, ...],
+                        oci_layout: Path | None, cache_dir: Path | None):  # noqa: ANN201 - ExportOptions
+    from ..export import ExportOptions
+
+    try:
+        parsed = Platform.parse(platform)
+    except ValueError as error:
+        raise UsageError(f"--platform: {error}") from None
+    cache = BlobCache(cache_dir) if cache_dir else BlobCache.default()
+    return ExportOptions(platform=parsed, source=source, insecure_registries=tuple(insecure_registries), cache=cache,
+                         oci_layout=oci_layout)
+
+
+def storage_bucket(bucket_uri: str | None, download_url: str | None):  # noqa: ANN201 - a storage.Bucket
+    from ..storage.settings import StorageSettings
+
+    return StorageSettings.from_options(bucket_uri, download_url).open_bucket()

@@ -1,0 +1,80 @@
+"""`exchange demo`: the whole master job on a throwaway exchange, with no cloud, daemon or network.
+
+It makes a git repository with a bare remote, adds a gear whose image is an OCI layout built here,
+and runs `exchange process` into a bucket directory, exactly as CI would with a real bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import git
+from .demo_image import build_demo_image
+from .export import ExportOptions
+from .image.blobcache import BlobCache
+from .image.model import DEFAULT_PLATFORM
+from .progress import Progress
+from .process.run import ProcessOptions, ProcessOutcome, process_exchange
+from .repository import Exchange
+from .storage.bucket import open_bucket
+
+IMAGE = "registry.example.org/demo/hello-world:1.0.0"
+GEAR = {
+    "name": "hello-world",
+    "label": "Hello World",
+    "description": "Writes a greeting into the output directory.",
+    "version": "1.0.0",
+    "author": "Exchange Demo",
+    "license": "MIT",
+    "source": "https://example.org/exchange/hello-world",
+    "url": "",
+    "inputs": {},
+    "config": {"name": {"type": "string", "default": "world", "description": "Who to greet."}},
+    "custom": {"gear-builder": {"category": "utility", "image": IMAGE}},
+}
+
+
+@dataclass(frozen=True)
+class DemoWorld:
+    root: Path
+    work_tree: Path
+    remote: Path
+    images: Path
+    bucket: Path
+
+
+def run_git(cwd: Path, *args: str) -> str:
+    env_identity = [f"-c{k}={v}" for k, v in (("user.name", git.BOT_NAME), ("user.email", git.BOT_EMAIL))]
+    return subprocess.run(["git", *env_identity, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def make_world(root: Path) -> DemoWorld:
+    world = DemoWorld(root, root / "exchange", root / "remote.git", root / "images", root / "bucket")
+    for path in (world.work_tree, world.images, world.bucket):
+        path.mkdir(parents=True, exist_ok=False)
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "master", str(world.remote)], check=True)
+    run_git(world.work_tree, "init", "-q", "-b", "master")
+    run_git(world.work_tree, "remote", "add", "origin", str(world.remote))
+    build_demo_image(world.images, IMAGE, GEAR)
+    spec = world.work_tree / "gears" / "demo" / "hello-world.json"
+    spec.parent.mkdir(parents=True)
+    spec.write_text(json.dumps(GEAR, indent=4) + "\n")
+    (world.work_tree / "manifests").mkdir()
+    (world.work_tree / "manifests" / "README.md").write_text("Manifests written by exchange process.\n")
+    run_git(world.work_tree, "add", "-A")
+    run_git(world.work_tree, "commit", "-q", "-m", "Add hello-world gear")
+    run_git(world.work_tree, "push", "-q", "origin", "master")
+    return world
+
+
+def run_demo(root: Path, *, progress: Progress, log) -> tuple[DemoWorld, ProcessOutcome]:  # noqa: ANN001
+    world = make_world(root)
+    options = ProcessOptions(
+        export=ExportOptions(platform=DEFAULT_PLATFORM, source="registry", insecure_registries=(),
+                             cache=BlobCache(root / "cache"), oci_layout=world.images),
+        bucket=open_bucket(world.bucket.as_uri()),
+    )
+    return world, process_exchange(Exchange.open(world.work_tree), options, progress=progress, log=log)

@@ -1,0 +1,77 @@
+"""What a process run will do: the changed specs that validate, minus those already processed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+import json
+from typing import Any
+
+from ..errors import ExchangeError
+from ..repository import Exchange
+from ..specs import SpecKind, SpecLocation, image_field, locate
+from ..validation.problems import Report, Status
+from ..validation.run import select_spec_paths, validate_specs
+
+
+class ValidationFailed(ExchangeError):
+    """Some selected spec is invalid: nothing is exported, uploaded or committed."""
+
+    def __init__(self, report: Report) -> None:
+        super().__init__(f"{report.count(Status.FAILED)} spec(s) failed validation; nothing was processed")
+        self.report = report
+
+
+@dataclass(frozen=True)
+class SpecJob:
+    relative_path: str
+    location: SpecLocation
+    name: str
+    version: str
+    image: str
+    spec: dict[str, Any]
+
+    @property
+    def kind(self) -> SpecKind:
+        return self.location.kind
+
+    @property
+    def title(self) -> str:
+        return f"{self.kind.value} {self.location.org}/{self.name} {self.version}"
+
+    @property
+    def commit_message(self) -> str:
+        return f"Process {self.title}"
+
+
+@dataclass
+class Plan:
+    source_commit: str
+    jobs: list[SpecJob] = field(default_factory=list)
+    already_processed: list[str] = field(default_factory=list)
+    report: Report = field(default_factory=Report)
+
+
+def make_plan(exchange: Exchange, source_commit: str, *, since: str | None = None) -> Plan:
+    """Select exactly as `exchange validate` does, validate everything, and fail before any work."""
+    paths = select_spec_paths(exchange, [], all_specs=False, since=since)
+    report = validate_specs(exchange, paths)
+    if not report.ok:
+        raise ValidationFailed(report)
+    plan = Plan(source_commit, report=report)
+    for path, result in zip(paths, report.results, strict=True):  # the checker keeps the order it is given
+        relative = exchange.relative(path)
+        if result.status is Status.PROCESSED:
+            plan.already_processed.append(relative)  # type: ignore[arg-type]
+            continue
+        plan.jobs.append(_job(path, relative))  # type: ignore[arg-type]
+    plan.jobs.sort(key=lambda job: job.relative_path)
+    return plan
+
+
+def _job(path: Path, relative: str) -> SpecJob:
+    location = locate(relative)
+    assert location is not None, "validated specs have a location"
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    _, image = image_field(spec, location.kind)
+    return SpecJob(relative, location, spec["name"], spec[location.kind.version_key], image, spec)

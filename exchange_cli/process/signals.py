@@ -1,0 +1,58 @@
+"""Turn SIGTERM (a CI timeout, a cancelled job) into an exception, so cleanup runs as for Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+from ..progress import Progress, Task
+
+
+class Interrupted(KeyboardInterrupt):
+    pass
+
+
+class Cancelled(Exception):
+    """Raised inside a worker once the run is being abandoned."""
+
+
+@contextmanager
+def interrupts_raise() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class CancellableProgress:
+    """Workers check the flag on every progress step, so an abandoned export stops within a chunk."""
+
+    def __init__(self, inner: Progress, cancelled: threading.Event) -> None:
+        self.inner, self.cancelled = inner, cancelled
+
+    @contextmanager
+    def task(self, description: str, total: int | None = None) -> Iterator[Task]:
+        if self.cancelled.is_set():
+            raise Cancelled()
+        with self.inner.task(description, total) as task:
+            yield _CancellableTask(task, self.cancelled)
+
+
+class _CancellableTask:
+    def __init__(self, inner: Task, cancelled: threading.Event) -> None:
+        self.inner, self.cancelled = inner, cancelled
+
+    def advance(self, amount: int) -> None:
+        if self.cancelled.is_set():
+            raise Cancelled()
+        self.inner.advance(amount)

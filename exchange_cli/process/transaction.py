@@ -1,0 +1,116 @@
+"""The git side of a process run: one commit per spec, the push, and undoing both.
+
+The branch starts clean at `start`; every change this run makes is a commit on top of it, so
+rolling back is a hard reset to `start` plus deleting the bucket objects the run created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import git as gitpython
+
+from .. import git
+from ..manifests import ExchangeRecord, build_manifest, manifest_name, manifest_text, write_atomically
+from ..repository import MANIFESTS, SENTINEL, Exchange
+from .artifacts import Artifact
+
+
+@dataclass(frozen=True)
+class ManifestCommit:
+    commit: str
+    manifest_path: str
+    artifact: Artifact
+
+
+@dataclass
+class PublishTransaction:
+    exchange: Exchange
+    remote: str
+    branch: str
+    start: str
+    source_commit: str
+    identity_env: dict[str, str]
+    commits: list[ManifestCommit] = field(default_factory=list)
+    replays: int = 0
+
+    @property
+    def repo(self) -> gitpython.Repo:
+        return self.exchange.repo
+
+    def commit_manifest(self, artifact: Artifact, invocation_schema: dict) -> ManifestCommit:
+        job = artifact.job
+        record = ExchangeRecord(
+            git_commit=self.source_commit,
+            rootfs_hash=artifact.rootfs_hash,
+            rootfs_url=artifact.url,
+            rootfs_size=artifact.size,
+            image=job.image,
+            image_digest_reference=artifact.image.pinned_reference,
+            image_config_digest=artifact.image.config_digest,
+            platform=str(artifact.image.platform),
+        )
+        relative = f"{MANIFESTS}/{job.location.org}/{manifest_name(job.location.artifact_base, artifact.rootfs_hash)}"
+        write_atomically(self.exchange.root / relative,
+                         manifest_text(build_manifest(job.kind, job.spec, record, invocation_schema)))
+        write_atomically(self.exchange.sentinel_path, self.source_commit + "\n")
+        commit = git.commit_paths(self.repo, [relative, SENTINEL], job.commit_message, self.identity_env)
+        made = ManifestCommit(commit, relative, artifact)
+        self.commits.append(made)
+        return made
+
+    def push(self, *, retries: int, on_replayed=None) -> None:  # noqa: ANN001
+        """Push; on a non-fast-forward rejection, replay our commits on the new remote head and retry."""
+        attempts_left = retries
+        while True:
+            try:
+                git.push(self.repo, self.remote, self.branch)
+                return
+            except git.PushRejected as rejection:
+                if not rejection.non_fast_forward or attempts_left <= 0:
+                    raise
+                attempts_left -= 1
+                skipped = self.replay_on(git.fetch_branch(self.repo, self.remote, self.branch))
+                self.replays += 1
+                if on_replayed is not None:
+                    on_replayed(skipped)
+
+    def replay_on(self, remote_head: str) -> list[ManifestCommit]:
+        """Re-make our commits on `remote_head`; they only add manifests, so no export is needed.
+
+        A manifest the other run already added is skipped (the same path means the same hash, so the
+        same bucket object, which its manifest now references). Returns the skipped ones.
+        """
+        ours, self.commits = self.commits, []
+        git.reset_hard(self.repo, remote_head)
+        sentinel = self._newest_sentinel(remote_head)
+        skipped: list[ManifestCommit] = []
+        for made in ours:
+            if git.path_exists_at(self.repo, remote_head, made.manifest_path):
+                skipped.append(made)
+                continue
+            self.repo.git.checkout(made.commit, "--", made.manifest_path)
+            write_atomically(self.exchange.sentinel_path, sentinel + "\n")
+            commit = git.commit_paths(self.repo, [made.manifest_path, SENTINEL], made.artifact.job.commit_message,
+                                      self.identity_env)
+            self.commits.append(ManifestCommit(commit, made.manifest_path, made.artifact))
+        return skipped
+
+    def _newest_sentinel(self, remote_head: str) -> str:
+        """Never move the sentinel backwards: keep the remote's when it already covers our commit."""
+        try:
+            theirs = self.repo.git.show(f"{remote_head}:{SENTINEL}").strip()
+        except gitpython.GitCommandError:
+            return self.source_commit
+        if theirs and git.is_ancestor(self.repo, self.source_commit, theirs):
+            return theirs
+        return self.source_commit
+
+    def is_published(self) -> bool:
+        """Did our head reach the remote (asked after an interrupted push)?"""
+        head = git.head_commit(self.repo)
+        return bool(self.commits) and head == git.remote_branch_commit(self.repo, self.remote, self.branch)
+
+    def reset(self) -> None:
+        git.reset_hard(self.repo, self.start)
+        self.commits = []
