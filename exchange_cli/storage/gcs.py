@@ -1,0 +1,203 @@
+"""A bucket in Google Cloud Storage (`gs://bucket[/prefix]`).
+
+Uploads are create-only (`ifGenerationMatch=0`) and, above 8 MiB, resumable in `chunk_size` chunks, so
+the object only exists once the last chunk is finalised; smaller files go in one multipart request,
+equally all-or-nothing. The sha384 is stored as custom metadata `sha384`. An upload abandoned midway
+leaves an unfinished resumable session, which GCS discards after a week without creating an object.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+from urllib.parse import quote
+
+from exchange_cli.progress import Task
+from exchange_cli.storage.bucket import (
+    Bucket,
+    GcsLocation,
+    ObjectChanged,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageError,
+    UploadReader,
+    _CreateRaced,
+    check_object_name,
+    verify_sent_sha384,
+)
+
+if TYPE_CHECKING:
+    from google.auth.credentials import Credentials
+    from google.cloud.storage import Blob, Client
+    from google.cloud.storage import Bucket as GoogleBucket
+
+RESUMABLE_CHUNK_GRANULARITY = 256 * 1024  # GCS requires chunk sizes in multiples of this
+DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
+SHA384_METADATA_KEY = "sha384"
+# Tells our own create-only upload apart from a concurrent writer's when a retried request gets 412.
+UPLOAD_TOKEN_METADATA_KEY = "exchange-upload"
+_CONTENT_TYPES = {".tgz": "application/gzip", ".gz": "application/gzip", ".json": "application/json"}
+
+
+class GcsBucket(Bucket):
+    def __init__(self, bucket_name: str, prefix: str = "", *, download_url: str | None = None,
+                 credentials: Credentials | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+        if chunk_size <= 0 or chunk_size % RESUMABLE_CHUNK_GRANULARITY:
+            raise ValueError(f"chunk_size must be a positive multiple of {RESUMABLE_CHUNK_GRANULARITY}")
+        location = GcsLocation(bucket_name, prefix.strip("/"))
+        self.bucket_name, self.prefix, self.uri = location.bucket, location.prefix, location.uri
+        self.chunk_size = chunk_size
+        self._download_base = (download_url or location.default_download_url()).rstrip("/")
+        self._credentials = credentials
+        self._client: Client | None = None
+        self._google_bucket: GoogleBucket | None = None
+
+    def stat(self, name: str) -> ObjectInfo | None:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        with self._google_errors(f"looking up {name}"):
+            blob = self._bucket().get_blob(self._key(name), retry=DEFAULT_RETRY)
+        return None if blob is None else self._info(blob)
+
+    def delete(self, name: str, *, generation: str | None = None) -> bool:
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        with self._google_errors(f"deleting {name}"):
+            blob = self._bucket().blob(self._key(name))
+            try:
+                blob.delete(if_generation_match=_generation_number(generation), retry=DEFAULT_RETRY)
+            except NotFound:
+                return False
+            except PreconditionFailed:
+                raise ObjectChanged(
+                    f"{self.uri}: not deleting {name}: it was replaced since generation {generation}") from None
+        return True
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        with self._google_errors(f"listing {prefix or 'objects'}"):
+            for blob in self._client_for_use().list_blobs(self._bucket(), prefix=self._key_prefix() + prefix,
+                                                          retry=DEFAULT_RETRY):
+                if not blob.name.endswith("/"):  # "folder" placeholders made by consoles are not objects
+                    yield self._info(blob)
+
+    def open_read(self, name: str) -> BinaryIO:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        with self._google_errors(f"opening {name}"):
+            blob = self._bucket().get_blob(self._key(name), retry=DEFAULT_RETRY)
+        if blob is None:
+            raise ObjectNotFound(f"{self.uri}: no object {name}")
+        # Pinned to the generation we looked up: a concurrent replace fails the read instead of mixing content.
+        return blob.open("rb", chunk_size=self.chunk_size, if_generation_match=blob.generation, retry=DEFAULT_RETRY)
+
+    def download_url(self, name: str) -> str:
+        return f"{self._download_base}/{quote(check_object_name(name))}"
+
+    def _create(self, name: str, source: Path, *, size: int, sha384: str, progress_task: Task | None) -> ObjectInfo:
+        from google.api_core.exceptions import PreconditionFailed
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        token = uuid.uuid4().hex
+        blob = self._bucket().blob(self._key(name), chunk_size=self.chunk_size)
+        blob.metadata = {SHA384_METADATA_KEY: sha384, UPLOAD_TOKEN_METADATA_KEY: token}
+        with source.open("rb") as stream, self._google_errors(f"uploading {name}"):
+            reader = UploadReader(stream, progress_task)
+            try:
+                blob.upload_from_file(reader, size=size, content_type=_content_type(name), if_generation_match=0,
+                                      retry=DEFAULT_RETRY, checksum="auto")
+            except PreconditionFailed:
+                blob = self._bucket().get_blob(self._key(name), retry=DEFAULT_RETRY)
+                if blob is None or (blob.metadata or {}).get(UPLOAD_TOKEN_METADATA_KEY) != token:
+                    raise _CreateRaced from None
+                # A retried request of our own upload found the object it had already created.
+        try:
+            verify_sent_sha384(reader, source, sha384, name)
+        except StorageError:
+            self.delete(name, generation=str(blob.generation))
+            raise
+        return self._info(blob)
+
+    def _info(self, blob: Blob) -> ObjectInfo:
+        name = blob.name[len(self._key_prefix()):]
+        generation = None if blob.generation is None else str(blob.generation)
+        return ObjectInfo(name, int(blob.size or 0), (blob.metadata or {}).get(SHA384_METADATA_KEY), generation,
+                          self.download_url(name))
+
+    def _key(self, name: str) -> str:
+        return self._key_prefix() + check_object_name(name)
+
+    def _key_prefix(self) -> str:
+        return f"{self.prefix}/" if self.prefix else ""
+
+    def _bucket(self) -> GoogleBucket:
+        if self._google_bucket is None:
+            self._google_bucket = self._client_for_use().bucket(self.bucket_name)
+        return self._google_bucket
+
+    def _client_for_use(self) -> Client:
+        # Made on first use: opening a bucket (e.g. to validate options) needs no credentials yet.
+        if self._client is None:
+            self._client = make_client(self._credentials)
+        return self._client
+
+    @contextmanager
+    def _google_errors(self, action: str) -> Iterator[None]:
+        from google.api_core.exceptions import Forbidden, GoogleAPICallError, NotFound, Unauthorized
+        from google.auth.exceptions import GoogleAuthError
+        from google.cloud.storage.exceptions import DataCorruption
+        from requests.exceptions import RequestException
+
+        try:
+            yield
+        except NotFound as error:
+            raise StorageError(f"{self.uri}: {action}: not found ({error.message}); does the bucket exist?") from error
+        except (Forbidden, Unauthorized) as error:
+            raise StorageError(f"{self.uri}: {action}: permission denied ({error.message})") from error
+        except GoogleAPICallError as error:
+            raise StorageError(f"{self.uri}: {action} failed: {error.code} {error.message}") from error
+        except DataCorruption as error:
+            # The library has already tried to delete the object the server assembled.
+            raise StorageError(f"{self.uri}: {action}: checksum mismatch, data corrupted in transit") from error
+        except GoogleAuthError as error:
+            raise StorageError(f"{self.uri}: {action}: Google authentication failed: {error}") from error
+        except RequestException as error:
+            raise StorageError(f"{self.uri}: {action}: cannot reach Google Cloud Storage: {error}") from error
+
+
+def make_client(credentials: Credentials | None) -> Client:
+    """A storage client: `credentials`, else those the environment configures (settings.gcs_credentials),
+    else Application Default Credentials."""
+    from google.auth.exceptions import DefaultCredentialsError
+    from google.cloud import storage
+
+    from exchange_cli.storage.settings import gcs_credentials
+
+    if credentials is None:
+        credentials = gcs_credentials(os.environ)
+    # project=None: object operations need none, and it stops the client from guessing one.
+    try:
+        return storage.Client(project=getattr(credentials, "project_id", None), credentials=credentials)
+    except DefaultCredentialsError:
+        raise StorageError(
+            "no Google Cloud credentials: set GCLOUD_SERVICE_ACCOUNT to a base64-encoded service-account key, "
+            "or configure Application Default Credentials (gcloud auth application-default login)"
+        ) from None
+
+
+def _generation_number(generation: str | None) -> int | None:
+    if generation is None:
+        return None
+    if not generation.isdigit():
+        raise StorageError(f"invalid GCS object generation {generation!r}")
+    return int(generation)
+
+
+def _content_type(name: str) -> str:
+    return _CONTENT_TYPES.get(os.path.splitext(name)[1], "application/octet-stream")

@@ -1,0 +1,200 @@
+"""A bucket in a local directory (`file:///abs/path`), for tests, mirrors and air-gapped exchanges.
+
+Layout under the root:
+  <name>                            the object's bytes (names may contain '/': subdirectories)
+  .exchange-sha384/<quoted>.json    sidecar: {"sha384", "size", "generation"} of the object it describes;
+                                    <quoted> is the name percent-encoded ('/' too), or its sha256 if long
+  .../.exchange-upload-*            temporary files of uploads in progress (removed on failure)
+
+A sidecar counts only while its size and generation match the object; otherwise the object's sha384 is
+unknown (None) and is recomputed on demand. Generations are "<inode>-<mtime_ns>": an object replaced
+by anyone gets a new one. Names with a part starting with ".exchange-" are reserved.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import stat as stat_mode
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import quote
+
+from exchange_cli.progress import Task
+from exchange_cli.storage.bucket import (
+    Bucket,
+    BucketUriError,
+    ObjectChanged,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageError,
+    UploadReader,
+    _CreateRaced,
+    check_object_name,
+    verify_sent_sha384,
+)
+
+RESERVED_PREFIX = ".exchange-"
+SIDECAR_DIR = ".exchange-sha384"
+TEMP_PREFIX = ".exchange-upload-"
+COPY_BLOCK_SIZE = 1024 * 1024
+MAX_QUOTED_SIDECAR_NAME = 200  # file names are limited to 255 bytes
+# Published objects are meant to be served and downloaded; mkstemp creates them 0600.
+OBJECT_MODE = 0o644
+# Filesystems without hard links: fall back to a rename that checks for an existing object first.
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.EXDEV}
+
+
+class LocalBucket(Bucket):
+    def __init__(self, root: Path, *, download_url: str | None = None) -> None:
+        if root.exists() and not root.is_dir():
+            raise BucketUriError(f"bucket directory {root} exists but is not a directory")
+        self.root = root
+        self.uri = root.as_uri()
+        self._download_base = (download_url or root.as_uri()).rstrip("/")
+
+    def stat(self, name: str) -> ObjectInfo | None:
+        path = self._path(name)
+        try:
+            status = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat_mode.S_ISREG(status.st_mode):
+            raise StorageError(f"{self.uri}: {name} is not a regular file")
+        return self._info(name, status)
+
+    def delete(self, name: str, *, generation: str | None = None) -> bool:
+        current = self.stat(name)
+        if current is None:
+            return False
+        # Not atomic against a concurrent replace between this check and the unlink; a local
+        # directory has no conditional delete, and one exchange run owns it at a time.
+        if generation is not None and current.generation != generation:
+            raise ObjectChanged(f"{self.uri}: not deleting {name}: it was replaced since generation {generation}")
+        self._path(name).unlink(missing_ok=True)
+        self._sidecar_path(name).unlink(missing_ok=True)
+        return True
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        for name in sorted(self._names_under(prefix.rpartition("/")[0])):
+            if name.startswith(prefix):
+                info = self.stat(name)
+                if info is not None:  # removed while we were listing
+                    yield info
+
+    def open_read(self, name: str) -> BinaryIO:
+        try:
+            return self._path(name).open("rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFound(f"{self.uri}: no object {name}") from None
+
+    def download_url(self, name: str) -> str:
+        return f"{self._download_base}/{quote(check_object_name(name))}"
+
+    def _create(self, name: str, source: Path, *, size: int, sha384: str, progress_task: Task | None) -> ObjectInfo:
+        path = self._path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
+        temp = Path(temp_name)
+        try:
+            with os.fdopen(descriptor, "wb") as out, source.open("rb") as stream:
+                reader = UploadReader(stream, progress_task)
+                while block := reader.read(COPY_BLOCK_SIZE):
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+            verify_sent_sha384(reader, source, sha384, name)
+            temp.chmod(OBJECT_MODE)
+            _publish_without_overwriting(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
+        _fsync_directory(path.parent)
+        return self._remember_sha384(self._info(name, path.stat()), sha384)
+
+    def _remember_sha384(self, info: ObjectInfo, sha384: str) -> ObjectInfo:
+        sidecar = self._sidecar_path(info.name)
+        record = {"sha384": sha384, "size": info.size, "generation": info.generation}
+        try:
+            sidecar.parent.mkdir(exist_ok=True)
+            _write_atomically(sidecar, json.dumps(record).encode())
+        except OSError:
+            pass  # only a cache: without it the sha384 is recomputed on demand, the object is complete
+        return ObjectInfo(info.name, info.size, sha384, info.generation, info.url)
+
+    def _info(self, name: str, status: os.stat_result) -> ObjectInfo:
+        generation = f"{status.st_ino}-{status.st_mtime_ns}"
+        return ObjectInfo(name, status.st_size, self._recorded_sha384(name, status.st_size, generation),
+                          generation, self.download_url(name))
+
+    def _recorded_sha384(self, name: str, size: int, generation: str) -> str | None:
+        try:
+            record = json.loads(self._sidecar_path(name).read_bytes())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or record.get("size") != size or record.get("generation") != generation:
+            return None
+        sha384 = record.get("sha384")
+        return sha384 if isinstance(sha384, str) else None
+
+    def _names_under(self, directory: str) -> Iterator[str]:
+        if directory and any(part in ("", ".", "..") for part in directory.split("/")):
+            return  # no object name has such a part; and '..' must not walk out of the root
+        start = self.root / directory if directory else self.root
+        for current, subdirs, files in os.walk(start):
+            subdirs[:] = [d for d in subdirs if not d.startswith(RESERVED_PREFIX)]
+            relative = Path(current).relative_to(self.root)
+            for file_name in files:
+                if not file_name.startswith(RESERVED_PREFIX):
+                    yield (relative / file_name).as_posix()
+
+    def _path(self, name: str) -> Path:
+        check_object_name(name)
+        if any(part.startswith(RESERVED_PREFIX) for part in name.split("/")):
+            raise StorageError(f"invalid object name {name!r}: names starting with {RESERVED_PREFIX!r} are reserved")
+        return self.root / name
+
+    def _sidecar_path(self, name: str) -> Path:
+        quoted = quote(name, safe="")
+        if len(quoted) > MAX_QUOTED_SIDECAR_NAME:
+            quoted = hashlib.sha256(name.encode()).hexdigest()
+        return self.root / SIDECAR_DIR / f"{quoted}.json"
+
+
+def _publish_without_overwriting(temp: Path, path: Path) -> None:
+    """Make `temp` visible as `path`, failing with _CreateRaced if `path` exists (like GCS ifGenerationMatch=0)."""
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise _CreateRaced from None
+    except OSError as error:
+        if error.errno not in _NO_HARD_LINKS:
+            raise
+        if path.exists():
+            raise _CreateRaced from None
+        os.rename(temp, path)
+
+
+def _write_atomically(path: Path, content: bytes) -> None:
+    descriptor, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(content)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp_name, path)
+    finally:
+        Path(temp_name).unlink(missing_ok=True)
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename/link durable: without it a crash can lose the directory entry."""
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
