@@ -64,7 +64,7 @@ class StorageSettings:
                      env: Mapping[str, str] = os.environ) -> StorageSettings:
         uri = _given(bucket_uri) or _given(env.get(BUCKET_URI_ENV))
         if uri is None:
-            raise StorageSettingsError(f"no bucket: pass --bucket-uri or set {BUCKET_URI_ENV} ({SUPPORTED_URIS})")
+            raise StorageSettingsError(f"no bucket: pass --bucket or set {BUCKET_URI_ENV} ({SUPPORTED_URIS})")
         location = parse_bucket_uri(uri)
         base_url = _given(download_url) or _given(env.get(DOWNLOAD_URL_ENV)) or location.default_download_url()
         _check_download_url(base_url)
