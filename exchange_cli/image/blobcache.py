@@ -8,6 +8,7 @@ the tars with random access, so the final rootfs can be written in a canonical o
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import zstandard
-from isal import igzip
+from isal import igzip, isal_zlib
 
 from ..errors import ExchangeError
 from ..progress import NullProgress, Task
@@ -155,7 +156,8 @@ class BlobCache:
                 out.write(chunk)
         except BlobError:
             raise
-        except (EOFError, OSError, zstandard.ZstdError) as exc:
+        except (EOFError, gzip.BadGzipFile, isal_zlib.error, zstandard.ZstdError) as exc:
+            # Narrow on purpose: a dropped connection is an OSError too, and must reach the retry logic.
             raise BlobError(image, digest, f"cannot decompress: {exc}") from exc
         return f"sha256:{hasher.hexdigest()}"
 
