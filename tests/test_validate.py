@@ -303,3 +303,25 @@ class TestInvocation:
         inv = exchange_repo.write("inv.json", '{"config": {,}}')
         result = CliRunner().invoke(cli, ["validate-invocation", str(spec), str(inv), "--format", "text"])
         assert result.exit_code == 1 and "inv.json:1:13: error[json-syntax]" in result.output
+
+
+def test_check_images_asks_the_registry(exchange_repo: ExchangeRepo, registry) -> None:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    registry.push_image("acme/present", "1.0", [buffer.getvalue()])
+    exchange_repo.write("gears/acme/present.json", example_gear(
+        name="present", custom={"gear-builder": {"image": f"{registry.host}/acme/present:1.0"}}))
+    exchange_repo.write("gears/acme/absent.json", example_gear(
+        name="absent", custom={"gear-builder": {"image": f"{registry.host}/acme/present:2.0"}}))
+    code, report = json_report(exchange_repo, "--all")
+    assert code == 0, "without --check-images the registry is not asked"
+    code, report = json_report(exchange_repo, "--all", "--check-images", "--insecure-registry", registry.host)
+    assert code == 1
+    assert rules_of(report, "present.json") == set()
+    assert rules_of(report, "absent.json") == {"image-not-found"}
