@@ -47,8 +47,8 @@ class DemoWorld:
 
 
 def run_git(cwd: Path, *args: str) -> str:
-    env_identity = [f"-c{k}={v}" for k, v in (("user.name", git.BOT_NAME), ("user.email", git.BOT_EMAIL))]
-    return subprocess.run(["git", *env_identity, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+    identity = ["-c", f"user.name={git.BOT_NAME}", "-c", f"user.email={git.BOT_EMAIL}"]
+    return subprocess.run(["git", *identity, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
 def make_world(root: Path) -> DemoWorld:

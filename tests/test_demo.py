@@ -1,0 +1,37 @@
+"""`exchange demo`: the README's main-job command works with no daemon, cloud or network."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from exchange_cli.cli import cli
+
+
+def test_demo_processes_a_gear_into_a_local_bucket_and_pushes(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["demo", "--dir", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "demo"
+    (manifest_path,) = (root / "exchange" / "manifests" / "demo").glob("demo-hello-world-sha384-*.json")
+    manifest = json.loads(manifest_path.read_text())
+    (artifact,) = (root / "bucket").glob("*.tgz")
+    assert manifest["exchange"]["rootfs-hash"] == "sha384:" + hashlib.sha384(artifact.read_bytes()).hexdigest()
+    assert manifest["exchange"]["rootfs-url"] == artifact.as_uri()
+    remote_head = subprocess.run(["git", "rev-parse", "master"], cwd=root / "remote.git", capture_output=True,
+                                 text=True, check=True).stdout.strip()
+    assert remote_head in result.stdout
+    listing = subprocess.run(["tar", "-tzf", str(artifact)], capture_output=True, text=True, check=True).stdout
+    assert "flywheel/v0/run" in listing.splitlines()
+
+
+def test_demo_hash_is_the_same_every_time(tmp_path: Path) -> None:
+    hashes = []
+    for name in ("one", "two"):
+        assert CliRunner().invoke(cli, ["demo", "--dir", str(tmp_path / name)]).exit_code == 0
+        (artifact,) = (tmp_path / name / "bucket").glob("*.tgz")
+        hashes.append(artifact.name)
+    assert hashes[0] == hashes[1]
