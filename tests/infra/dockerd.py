@@ -1,1 +1,220 @@
-"""Fixtures: see tests/infra/__init__.py."""
+"""A real dockerd, started by the tests as root on a private socket, with a busybox base image.
+
+The daemon runs with the vfs storage driver and no networking of its own, so it needs nothing from
+the host but root. Its base image is Debian's static busybox imported as ``busybox-local:1``: no test
+ever pulls from Docker Hub. `running_dockerd` is also what `benchmarks/export.py` uses.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from . import missing_component, require_executable
+
+BASE_IMAGE = "busybox-local:1"
+BUSYBOX = Path("/bin/busybox")
+START_TIMEOUT = 60.0
+
+
+@dataclass
+class Dockerd:
+    root: Path
+    process: subprocess.Popen
+    client: "docker.DockerClient"  # noqa: F821 - imported lazily
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "docker.sock"
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.socket}"
+
+    def build(self, dockerfile: str, tag: str, files: dict[str, bytes] | None = None) -> str:
+        """Build with the classic builder and no network; returns the image id."""
+        context = io.BytesIO()
+        with tarfile.open(fileobj=context, mode="w") as archive:
+            for name, data in {"Dockerfile": dockerfile.encode(), **(files or {})}.items():
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o644
+                archive.addfile(info, io.BytesIO(data))
+        context.seek(0)
+        return self.build_context(context, tag)
+
+    def build_context(self, context: io.BufferedIOBase, tag: str) -> str:
+        """Build from a tar of the context (a file object), for contexts too large for memory."""
+        import docker.errors
+
+        try:
+            image, _ = self.client.images.build(fileobj=context, custom_context=True, tag=tag, network_mode="none",
+                                                rm=True, forcerm=True)
+        except docker.errors.BuildError as exc:
+            log = "".join(str(line.get("stream") or line.get("error") or "") for line in exc.build_log)
+            raise AssertionError(f"docker build of {tag} failed: {exc}\n{log}") from exc
+        return image.id
+
+    def export_container_fs(self, image: str, target: Path | None = None) -> Path:
+        """`docker create` + `docker export`: the container's file system as Docker sees it."""
+        container = self.client.containers.create(image, command=["/bin/sh"])
+        target = target or self.root / f"export-{container.id[:12]}.tar"
+        try:
+            with open(target, "wb") as out:
+                for chunk in container.export():
+                    out.write(chunk)
+        finally:
+            container.remove(force=True)
+        return target
+
+    def save(self, image: str, target: Path) -> Path:
+        """`docker save` to a file."""
+        with open(target, "wb") as out:
+            for chunk in self.client.images.get(image).save(named=False):
+                out.write(chunk)
+        return target
+
+    def push(self, image: str) -> str:
+        """`docker push` (the engine trusts plain-HTTP registries on 127.0.0.0/8); returns the pushed digest."""
+        repository, _, tag = image.rpartition(":")
+        digest = None
+        for event in self.client.images.push(repository, tag=tag, stream=True, decode=True):
+            if "error" in event:
+                raise AssertionError(f"docker push {image} failed: {event['error']}")
+            digest = (event.get("aux") or {}).get("Digest", digest)
+        assert digest, f"docker push {image} reported no digest"
+        return digest
+
+
+@contextmanager
+def running_dockerd(tmpdir: Path) -> Iterator[Dockerd]:
+    """Start dockerd (it starts its own containerd) under `tmpdir`, stop it and unmount everything after."""
+    import docker
+
+    dockerd = require_dockerd_binary()
+    root = Path(tmpdir)
+    root.mkdir(parents=True, exist_ok=True)
+    log = open(root / "dockerd.log", "wb")
+    process = subprocess.Popen(
+        [dockerd, "--storage-driver", "vfs", "--iptables=false", "--ip6tables=false", "--bridge=none",
+         "--userland-proxy=false", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
+         "--pidfile", str(root / "docker.pid"), "-H", f"unix://{root / 'docker.sock'}"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    client = None
+    try:
+        client = _wait_for_daemon(root, process, docker)
+        daemon = Dockerd(root=root, process=process, client=client)
+        import_busybox(daemon)
+        yield daemon
+    finally:
+        if client is not None:
+            client.close()
+        _stop(process)
+        log.close()
+        _unmount_under(root)
+
+
+def require_dockerd_binary() -> str:
+    if os.geteuid() != 0:
+        missing_component("dockerd needs root")
+    require_executable("containerd")
+    require_executable("runc")
+    return require_executable("dockerd")
+
+
+def import_busybox(daemon: Dockerd) -> None:
+    """`busybox-local:1`: /bin/busybox and a symlink per applet, plus the directories a rootfs needs."""
+    if not BUSYBOX.is_file():
+        missing_component("busybox-static is not installed (/bin/busybox)")
+    applets = subprocess.run([str(BUSYBOX), "--list"], check=True, capture_output=True, text=True).stdout.split()
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as archive:
+        for directory, mode in (("bin", 0o755), ("etc", 0o755), ("root", 0o700), ("tmp", 0o1777)):
+            info = tarfile.TarInfo(directory)
+            info.type, info.mode = tarfile.DIRTYPE, mode
+            archive.addfile(info)
+        archive.add(str(BUSYBOX), "bin/busybox")
+        for applet in sorted(set(applets) - {"busybox"}):
+            info = tarfile.TarInfo(f"bin/{applet}")
+            info.type, info.linkname, info.mode = tarfile.SYMTYPE, "busybox", 0o777
+            archive.addfile(info)
+    daemon.client.api.import_image_from_data(data.getvalue(), repository=BASE_IMAGE.split(":")[0],
+                                             tag=BASE_IMAGE.split(":")[1])
+
+
+def _wait_for_daemon(root: Path, process: subprocess.Popen, docker) -> "docker.DockerClient":  # noqa: ANN001
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"dockerd exited with {process.returncode}: {_log_tail(root)}")
+        if (root / "docker.sock").exists():
+            client = docker.DockerClient(base_url=f"unix://{root / 'docker.sock'}", version="auto", timeout=300)
+            try:
+                client.ping()
+                return client
+            except Exception:  # not answering yet
+                client.close()
+        time.sleep(0.2)
+    raise RuntimeError(f"dockerd did not answer within {START_TIMEOUT:.0f}s: {_log_tail(root)}")
+
+
+def _log_tail(root: Path) -> str:
+    try:
+        return (root / "dockerd.log").read_text(errors="replace")[-2000:]
+    except OSError:
+        return "(no log)"
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _unmount_under(root: Path) -> None:
+    prefix = str(root.resolve())
+    with open("/proc/self/mountinfo") as mountinfo:
+        mount_points = [line.split()[4] for line in mountinfo]
+    for mount_point in sorted((m for m in mount_points if m.startswith(prefix)), reverse=True):
+        subprocess.run(["umount", "-l", mount_point], check=False, capture_output=True)
+
+
+def remove_data_root(root: Path) -> None:
+    """vfs keeps a full copy of every layer: free the disk once the daemon is gone."""
+    shutil.rmtree(root / "data", ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
+    try:
+        import docker  # noqa: F401
+    except ImportError:
+        missing_component("the docker Python SDK is not installed")
+    root = tmp_path_factory.mktemp("dockerd")
+    try:
+        with running_dockerd(root) as daemon:
+            yield daemon
+    finally:
+        remove_data_root(root)
+
+
+@pytest.fixture
+def docker_host(dockerd: Dockerd, monkeypatch: pytest.MonkeyPatch) -> str:
+    """DOCKER_HOST pointing at the test daemon, for this test only."""
+    monkeypatch.setenv("DOCKER_HOST", dockerd.host)
+    return dockerd.host

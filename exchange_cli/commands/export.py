@@ -1,0 +1,61 @@
+"""`exchange export IMAGE -o rootfs.tgz`: an image's flattened root filesystem as a deterministic tarball."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..export import ExportResult, export_rootfs
+from ..progress import progress_for
+from .options import export_options, export_options_from
+
+
+@click.command("export")
+@click.argument("image")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the gzip-compressed rootfs tarball.")
+@export_options
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+def command(image: str, output: Path, output_format: str, quiet: bool, **option_values: Any) -> None:
+    """Export IMAGE's root filesystem, all layers applied, to a byte-reproducible .tgz; print its sha384.
+
+    IMAGE is a reference (registry or Docker engine, see --source), docker-archive:PATH[:REPO:TAG]
+    (a `docker save` file) or oci:PATH[:TAG] (an OCI image layout).
+    """
+    options = export_options_from(**option_values)
+    result = export_rootfs(image, output, options=options, progress=progress_for(sys.stderr, quiet))
+    click.echo(render_json(result) if output_format == "json" else render_text(result))
+
+
+def render_text(result: ExportResult) -> str:
+    return "\n".join([
+        f"{result.output}",
+        f"  sha384:{result.sha384}",
+        f"  size:   {result.size} bytes ({result.entries} entries)",
+        f"  image:  {result.image_digest}",
+        f"  platform: {result.image.platform}",
+    ])
+
+
+def render_json(result: ExportResult) -> str:
+    image = result.image
+    return json.dumps({
+        "output": str(result.output),
+        "sha384": f"sha384:{result.sha384}",
+        "size": result.size,
+        "entries": result.entries,
+        "image": {
+            "reference": image.reference,
+            "digest": result.image_digest,
+            "pinned_reference": image.pinned_reference,
+            "manifest_digest": image.manifest_digest,
+            "config_digest": image.config_digest,
+            "platform": str(image.platform),
+            "layers": [layer.diff_id for layer in image.layers],
+        },
+    }, indent=2)

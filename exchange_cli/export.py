@@ -1,0 +1,96 @@
+"""Export an image's flattened root filesystem to a deterministic gzip tarball.
+
+The output appears whole or not at all: the tarball is written to a hidden temporary file next to
+the output, fsynced, and renamed over the output only once everything has been verified. Anything
+that goes wrong, an interrupt included, removes the temporary file. No printing here: `exchange
+export` and `exchange process` render the result themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from .errors import ExchangeError
+from .image.blobcache import BlobCache
+from .image.model import DEFAULT_PLATFORM, Image, Platform
+from .image.resolve import open_image
+from .progress import NullProgress, Progress
+from .rootfs.errors import LayerError
+from .rootfs.tarball import write_rootfs
+
+
+class ExportError(ExchangeError):
+    """A layer of the image cannot be turned into a safe rootfs; names the image, the layer and the entry."""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    platform: Platform = DEFAULT_PLATFORM
+    source: str = "auto"
+    insecure_registries: tuple[str, ...] = ()
+    cache: BlobCache = field(default_factory=BlobCache.default)
+    # Images are looked up in this OCI layout by their ref.name annotation instead of in registries.
+    oci_layout: Path | None = None
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    sha384: str  # hex digest of the compressed tarball
+    size: int
+    entries: int
+    image: Image
+    output: Path
+
+    @property
+    def image_digest(self) -> str:
+        """What pins the source image: its pinned reference when it has one, else its config digest."""
+        return self.image.pinned_reference or self.image.manifest_digest or self.image.config_digest
+
+
+def export_rootfs(image: str, output: Path, *, options: ExportOptions = ExportOptions(),
+                  progress: Progress = NullProgress()) -> ExportResult:
+    """Write `image`'s flattened rootfs to `output` as deterministic gzip; leaves nothing behind on failure."""
+    resolved = open_image(image, platform=options.platform, source=options.source,
+                          insecure_registries=options.insecure_registries, oci_layout=options.oci_layout,
+                          cache=options.cache, progress=progress)
+    output = Path(output)
+    total = sum(layer.tar_path.stat().st_size for layer in resolved.layers)
+    try:
+        with _atomic_output(output) as handle, progress.task(f"Writing {output.name}", total=total) as task:
+            digest = write_rootfs(resolved.layers, handle, progress_task=task)
+    except LayerError as error:
+        raise ExportError(f"{image}: {error}") from error
+    options.cache.evict(keep={layer.diff_id for layer in resolved.layers})
+    return ExportResult(sha384=digest.sha384, size=digest.size, entries=digest.entries, image=resolved, output=output)
+
+
+@contextmanager
+def _atomic_output(output: Path) -> Iterator[BinaryIO]:
+    """A temporary file beside `output`, renamed over it on success and removed on any failure."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{output.name}.tmp-", dir=output.parent)
+    temp_path = Path(name)
+    try:
+        with os.fdopen(fd, "w+b") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp_path, 0o644)  # mkstemp's 0600 would hide the tarball from other users
+        os.replace(temp_path, output)
+    except BaseException:
+        temp_path.unlink(missing_ok=True)
+        raise
+    _fsync_directory(output.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
