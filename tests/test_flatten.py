@@ -599,3 +599,25 @@ def test_header_reader_agrees_with_tarfile(tmp_path, tar_format):
         header.name = header.name.rstrip("/")
         assert {f: getattr(header, f) for f in fields} == {f: getattr(member, f) for f in fields}
         assert header.mtime == int(member.mtime)
+
+
+def test_symlink_mode_is_always_0777(tmp_path):
+    import io
+    import tarfile
+
+    from exchange_cli.rootfs.flatten import flatten
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("link")
+        info.type, info.linkname, info.mode = tarfile.SYMTYPE, "target", 0o644
+        tar.addfile(info)
+    path = tmp_path / "layer.tar"
+    path.write_bytes(buffer.getvalue())
+    from exchange_cli.image.model import LayerBlob
+
+    layer = LayerBlob(digest="sha256:" + "0" * 64, diff_id="sha256:" + "0" * 64, media_type="x", size=1, tar_path=path)
+    out = io.BytesIO()
+    flatten([layer], out)
+    (member,) = tarfile.open(fileobj=io.BytesIO(out.getvalue())).getmembers()
+    assert member.issym() and member.mode == 0o777

@@ -60,7 +60,9 @@ def entry_from_layer(source: Header, path: str, *, hardlink_to: str | None = Non
     if source.isreg():
         out.type, out.size = REGTYPE, source.size
     elif source.issym():
-        out.linkname = source.linkname
+        # Linux has no symlink permissions: every extractor and `docker export` shows 0777, so a
+        # layer's stray 0644 would only make the same tree hash differently.
+        out.linkname, out.mode = source.linkname, 0o777
     elif source.ischr() or source.isblk():
         out.devmajor, out.devminor = source.devmajor, source.devminor
     return out
