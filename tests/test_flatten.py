@@ -621,3 +621,41 @@ def test_symlink_mode_is_always_0777(tmp_path):
     flatten([layer], out)
     (member,) = tarfile.open(fileobj=io.BytesIO(out.getvalue())).getmembers()
     assert member.issym() and member.mode == 0o777
+
+
+def test_gzip_bytes_do_not_depend_on_thread_count_or_write_sizes():
+    import gzip
+    import hashlib
+    import io
+    import random
+
+    from exchange_cli.rootfs.tarball import COMPRESS_BLOCK, _GzipHashingSink
+
+    rng = random.Random(7)
+    data = b"".join(rng.randbytes(4096) + b"text " * rng.randrange(1, 3000) for _ in range(900))
+    assert len(data) > 3 * COMPRESS_BLOCK
+    outputs = set()
+    for workers, write_size in ((1, COMPRESS_BLOCK), (2, 12_345), (4, 1 << 16), (3, len(data))):
+        target = io.BytesIO()
+        sink = _GzipHashingSink(target, 1, workers=workers)
+        for start in range(0, len(data), write_size):
+            sink.write(data[start:start + write_size])
+        sink.finish()
+        assert sink.hasher.hexdigest() == hashlib.sha384(target.getvalue()).hexdigest()
+        assert gzip.decompress(target.getvalue()) == data
+        outputs.add(target.getvalue())
+    assert len(outputs) == 1
+
+
+def test_gzip_of_input_ending_on_a_block_boundary_is_complete():
+    import gzip
+    import io
+
+    from exchange_cli.rootfs.tarball import COMPRESS_BLOCK, _GzipHashingSink
+
+    data = bytes(range(256)) * (2 * COMPRESS_BLOCK // 256)
+    target = io.BytesIO()
+    sink = _GzipHashingSink(target, 1, workers=2)
+    sink.write(data)
+    sink.finish()
+    assert gzip.decompress(target.getvalue()) == data

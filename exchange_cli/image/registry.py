@@ -16,6 +16,7 @@ import base64
 import hashlib
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 import re
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -81,6 +82,9 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
+
+
+LAYER_FETCH_WORKERS = 3
 
 
 class _Transient(Exception):
@@ -488,8 +492,14 @@ class _ImagePull:
         descriptors = [Descriptor.parse(layer, image=self.image, what=f"layer {i + 1}") for i, layer in enumerate(raw_layers)]
         for descriptor in descriptors:
             self._check_layer(descriptor)
-        return [self._layer(descriptor, str(diff_id), index, len(descriptors))
+        jobs = [(descriptor, str(diff_id), index, len(descriptors))
                 for index, (descriptor, diff_id) in enumerate(zip(descriptors, diff_ids), start=1)]
+        if len(jobs) == 1:
+            return [self._layer(*jobs[0])]
+        # Verifying, decompressing and hashing release the GIL: layers fetched side by side use both
+        # cores and hide each other's network latency. The result keeps the manifest's order.
+        with ThreadPoolExecutor(max_workers=min(LAYER_FETCH_WORKERS, len(jobs)), thread_name_prefix="layer") as pool:
+            return list(pool.map(lambda job: self._layer(*job), jobs))
 
     def _check_layer(self, layer: Descriptor) -> None:
         if layer.urls or "foreign" in layer.media_type:
