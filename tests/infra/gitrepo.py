@@ -46,23 +46,22 @@ class ExchangeRepo:
 
 def example_gear(**changes: Any) -> dict[str, Any]:
     """The repository's hello-world gear with `changes` applied (None deletes a key)."""
-    gear = json.loads((EXAMPLES / "gears" / "examples" / "hello-world.json").read_text())
-    for key, value in changes.items():
-        if value is None:
-            gear.pop(key, None)
-        else:
-            gear[key] = value
-    return gear
+    return _example("gears/examples/hello-world.json", changes)
 
 
 def example_boutique(**changes: Any) -> dict[str, Any]:
-    boutique = json.loads((EXAMPLES / "boutiques" / "examples" / "word-count.json").read_text())
+    """The repository's word-count boutique with `changes` applied (None deletes a key)."""
+    return _example("boutiques/examples/word-count.json", changes)
+
+
+def _example(relative: str, changes: dict[str, Any]) -> dict[str, Any]:
+    spec = json.loads((EXAMPLES / relative).read_text())
     for key, value in changes.items():
         if value is None:
-            boutique.pop(key, None)
+            spec.pop(key, None)
         else:
-            boutique[key] = value
-    return boutique
+            spec[key] = value
+    return spec
 
 
 def init_repo(path: Path, *, bare: bool = False) -> Path:
