@@ -18,6 +18,15 @@ COMMANDS = {
     "export": "export",
     "process": "process",
     "demo": "demo",
+    "add-gear": "add_gear",
+    "add-boutique": "add_boutique",
+    "list": "list",
+    "show": "show",
+    "fetch": "fetch",
+    "verify-storage": "verify_storage",
+    "remove": "remove",
+    "inventory": "inventory",
+    "index": "index",
 }
 
 

@@ -1,0 +1,23 @@
+"""`exchange list`: every entry with its versions, newest first, and whether each is processed."""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+from .model import CatalogEntry
+
+
+def listing_as_json(entries: list[CatalogEntry]) -> list[dict[str, Any]]:
+    return [{"org": e.org, "kind": e.kind.value, "name": e.name,
+             "versions": [{"version": v.version, "processed": v.processed} for v in e.versions]}
+            for e in entries]
+
+
+def render_listing(entries: list[CatalogEntry], stream: TextIO) -> None:
+    for entry in entries:
+        print(f"{entry.ref} ({entry.kind.value})", file=stream)
+        width = max((len(v.version) for v in entry.versions), default=0)
+        for version in entry.versions:
+            state = "processed" if version.processed else "not processed"
+            print(f"  {version.version:<{width}}  {state}", file=stream)
+    print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}", file=stream)

@@ -1,0 +1,80 @@
+"""The catalog site's stylesheet and script: plain CSS and ES5, no framework, no network."""
+
+CSS = """\
+:root { --fg: #1d2330; --muted: #5b6475; --line: #d8dde6; --accent: #1f5fbf; --ok: #1d7a3a; --wait: #9a6200; }
+* { box-sizing: border-box; }
+body { font: 16px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); margin: 0; }
+header, main, nav { max-width: 960px; margin: 0 auto; padding: 0 1rem; }
+header { padding-top: 1.5rem; }
+h1 small { color: var(--muted); font-weight: normal; font-size: 60%; }
+a { color: var(--accent); }
+#search { width: 100%; font-size: 1.1rem; padding: .6rem .8rem; border: 1px solid var(--line); border-radius: 6px; }
+#count { color: var(--muted); }
+#entries { list-style: none; padding: 0; }
+.entry { border-bottom: 1px solid var(--line); padding: .7rem 0; }
+.entry .ref { font-weight: 600; font-size: 1.1rem; }
+.entry p { margin: .2rem 0; }
+.kind, .badge { font-size: .75rem; text-transform: uppercase; letter-spacing: .04em; border: 1px solid var(--line);
+                border-radius: 3px; padding: 0 .3rem; color: var(--muted); }
+.badge.processed { color: var(--ok); border-color: var(--ok); }
+.badge.pending { color: var(--wait); border-color: var(--wait); }
+.version { border: 1px solid var(--line); border-radius: 6px; padding: 0 1rem 1rem; margin: 1rem 0; }
+dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }
+dl.meta dt { color: var(--muted); }
+dl.meta dd { margin: 0; overflow-wrap: anywhere; }
+.command { display: flex; gap: .5rem; align-items: flex-start; margin: .4rem 0; }
+.command code { flex: 1; background: #f3f5f9; padding: .4rem .6rem; border-radius: 4px; overflow-wrap: anywhere; }
+table { border-collapse: collapse; width: 100%; margin: .5rem 0; }
+th, td { text-align: left; border-bottom: 1px solid var(--line); padding: .25rem .5rem; vertical-align: top; }
+"""
+
+JS = """\
+(function () {
+  "use strict";
+  var search = document.getElementById("search");
+  if (search) {
+    var entries = Array.prototype.slice.call(document.querySelectorAll("#entries .entry"));
+    var count = document.getElementById("count");
+    var empty = document.getElementById("empty");
+    var filter = function () {
+      var words = search.value.toLowerCase().split(/\\s+/).filter(Boolean);
+      var shown = 0;
+      entries.forEach(function (entry) {
+        var text = entry.getAttribute("data-search");
+        var match = words.every(function (word) { return text.indexOf(word) !== -1; });
+        entry.hidden = !match;
+        if (match) { shown += 1; }
+      });
+      count.textContent = shown + " of " + entries.length + " shown";
+      empty.hidden = shown !== 0;
+    };
+    search.addEventListener("input", filter);
+    // ?q=words pre-fills the search: shareable links to a filtered list.
+    var query = new URLSearchParams(window.location.search).get("q");
+    if (query) { search.value = query; }
+    filter();
+  }
+  Array.prototype.forEach.call(document.querySelectorAll("button.copy"), function (button) {
+    button.addEventListener("click", function () {
+      var code = document.getElementById(button.getAttribute("data-copy"));
+      var done = function () {
+        button.textContent = "Copied";
+        setTimeout(function () { button.textContent = "Copy"; }, 1500);
+      };
+      var select = function () {
+        var range = document.createRange();
+        range.selectNodeContents(code);
+        var selection = window.getSelection();
+        selection.removeAllRanges();
+        selection.addRange(range);
+        try { if (document.execCommand("copy")) { done(); } } catch (ignored) { /* the text stays selected */ }
+      };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(code.textContent).then(done, select);
+      } else {
+        select();
+      }
+    });
+  });
+}());
+"""

@@ -1,0 +1,36 @@
+"""Renders a `StorageAudit`: one line per problem and a summary, or JSON."""
+
+from __future__ import annotations
+
+from typing import Any, TextIO
+
+from .storage_audit import StorageAudit
+
+
+def audit_summary(audit: StorageAudit) -> str:
+    depth = "content hashed" if audit.deep else "sizes and recorded hashes compared; --deep hashes content"
+    return (f"{audit.bucket_uri}: {audit.checked} artifact(s) checked ({depth}): {len(audit.missing)} missing, "
+            f"{len(audit.damaged)} damaged, {len(audit.orphans)} orphan(s)")
+
+
+def render_audit(audit: StorageAudit, stream: TextIO) -> None:
+    for missing in audit.missing:
+        print(f"missing: {missing.object_name}: referenced by {', '.join(missing.manifests)}", file=stream)
+    for damaged in audit.damaged:
+        print(f"damaged: {damaged.object_name}: {damaged.problem} ({', '.join(damaged.manifests)})", file=stream)
+    for orphan in audit.orphans:
+        print(f"orphan: {orphan.name}: {orphan.size} bytes, no manifest references it", file=stream)
+    print(audit_summary(audit), file=stream)
+
+
+def audit_as_json(audit: StorageAudit) -> dict[str, Any]:
+    return {
+        "ok": audit.ok,
+        "bucket": audit.bucket_uri,
+        "deep": audit.deep,
+        "checked": audit.checked,
+        "missing": [{"object": m.object_name, "manifests": list(m.manifests)} for m in audit.missing],
+        "damaged": [{"object": d.object_name, "manifests": list(d.manifests), "problem": d.problem}
+                    for d in audit.damaged],
+        "orphans": [{"object": o.name, "size": o.size} for o in audit.orphans],
+    }

@@ -1,0 +1,50 @@
+"""The click command behind `add-gear` and `add-boutique`: one factory, one kind each."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ..contrib.add import SpecRejected, add_spec
+from ..contrib.source import read_source
+from ..repository import Exchange
+from ..specs import SpecKind
+from ..validation.reporter import render_rich, render_text
+
+
+def make_add_command(kind: SpecKind) -> click.Command:
+    where = "custom.gear-builder.image / custom.docker-image" if kind is SpecKind.GEAR else "container-image.image"
+
+    @click.command(f"add-{kind.value}")
+    @click.argument("source")
+    @click.option("--org", help=f"The org directory under {kind.directory}/ [default: the org that already has it].")
+    @click.option("--image", metavar="REF", help=f"The image to run [default: the spec's own {where}].")
+    @click.option("--file", "spec_file", metavar="NAME",
+                  help="The spec's file in a source directory or repository [default: "
+                       + ("manifest.json]." if kind is SpecKind.GEAR else "the one Boutiques descriptor there]."))
+    @click.option("--no-commit", is_flag=True, help="Write the file, do not commit it.")
+    @click.option("--repo", type=click.Path(file_okay=False, path_type=Path),
+                  help="The exchange repository [default: the one around the current directory].")
+    def command(source: str, org: str | None, image: str | None, spec_file: str | None, no_commit: bool,
+                repo: Path | None) -> None:
+        exchange = Exchange.open(repo)
+        try:
+            outcome = add_spec(exchange, kind, read_source(source, kind, spec_file=spec_file), org=org, image=image,
+                               commit=not no_commit)
+        except SpecRejected as rejected:
+            (render_rich if sys.stdout.isatty() else render_text)(rejected.report, sys.stdout)
+            raise
+        if not outcome.changed:
+            click.echo(f"{outcome.location.relative_path} is already exactly this spec; nothing to do")
+            return
+        click.echo(outcome.diff, nl=False)
+        if outcome.commit:
+            click.echo(f"committed {outcome.commit[:12]} {outcome.message}")
+        else:
+            click.echo(f"wrote {outcome.location.relative_path} (not committed)")
+
+    command.help = (f"Add or update a {kind.value} from SOURCE: a JSON file, a source directory, or a git "
+                    "URL[@REF]; validate it, write it and commit it.")
+    return command

@@ -1,0 +1,48 @@
+"""`exchange index`: the global catalog as JSON, as a static site, and published to a branch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..catalog.index import index_text
+from ..catalog.model import load_catalog
+from ..catalog.publish import publish_files
+from ..catalog.site import site_files, write_site
+from ..repository import Exchange
+from .catalog_options import repo_option
+
+
+@click.command("index")
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              default=Path("exchange.json"), show_default=True, help="Where to write the JSON catalog ('-': stdout).")
+@click.option("--html", "html_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write the static catalog site into this directory.")
+@click.option("--publish-branch", metavar="BRANCH",
+              help="Commit the site (with exchange.json) as the whole tree of BRANCH and push it.")
+@click.option("--remote", envvar="GIT_REMOTE", default="origin", show_default=True, help="Where --publish-branch pushes.")
+@repo_option
+def command(output: Path, html_dir: Path | None, publish_branch: str | None, remote: str, repo: Path | None) -> None:
+    """Write the catalog: every gear and boutique with its versions, newest first."""
+    exchange = Exchange.open(repo)
+    catalog = load_catalog(exchange)
+    text = index_text(catalog)
+    if str(output) == "-":
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}: {len(catalog.entries)} entries", err=True)
+    if html_dir is None and publish_branch is None:
+        return
+    files = site_files(catalog)
+    if html_dir is not None:
+        write_site(files, html_dir)
+        click.echo(f"wrote the catalog site to {html_dir}/index.html", err=True)
+    if publish_branch is not None:
+        head = exchange.repo.head.commit.hexsha[:12]
+        outcome = publish_files(exchange.repo, files, branch=publish_branch, remote=remote,
+                                message=f"Catalog of {head}")
+        state = "committed" if outcome.created_commit else "unchanged at"
+        pushed = f", pushed to {remote}" if outcome.pushed else f", {remote} already has it"
+        click.echo(f"{publish_branch}: {state} {outcome.commit[:12]}{pushed}", err=True)

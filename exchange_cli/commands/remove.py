@@ -1,0 +1,47 @@
+"""`exchange remove`: an entry's spec and manifests in one commit; with --purge, its bucket objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..catalog.model import load_catalog
+from ..catalog.reference import EntryReference, find_entry
+from ..contrib.remove import apply_removal, plan_removal, purge_objects
+from ..errors import UsageError
+from ..repository import Exchange
+from .catalog_options import bucket_option, repo_option
+from .options import storage_bucket
+
+
+@click.command("remove")
+@click.argument("reference", metavar="ORG/NAME")
+@click.option("--version", help="Only this version's manifests (and the spec, if it names this version).")
+@click.option("--purge", is_flag=True, help="Also delete their rootfs objects from the bucket.")
+@bucket_option
+@click.option("--yes", is_flag=True, help="Do not ask before purging bucket objects.")
+@repo_option
+def command(reference: str, version: str | None, purge: bool, bucket_uri: str | None, yes: bool,
+            repo: Path | None) -> None:
+    """Remove exactly ORG/NAME (never another name that merely starts the same): its spec and manifests,
+    in one commit."""
+    parsed = EntryReference.parse(reference)
+    if parsed.version and version and parsed.version != version:
+        raise UsageError(f"{reference} and --version {version} name different versions")
+    exchange = Exchange.open(repo)
+    catalog = load_catalog(exchange)
+    removal = plan_removal(exchange, catalog, find_entry(catalog, parsed), version or parsed.version)
+    bucket = storage_bucket(bucket_uri, None) if purge else None
+    if bucket is not None and removal.objects and not yes:
+        click.confirm(f"delete {len(removal.objects)} object(s) from {bucket.uri} after removing?", abort=True, err=True)
+    for path in removal.paths:
+        click.echo(f"remove {path}")
+    commit = apply_removal(exchange, removal)
+    click.echo(f"committed {commit[:12]} {removal.message}" if commit else "nothing tracked by git; no commit")
+    if bucket is not None:
+        outcome = purge_objects(bucket, removal.objects)
+        for name in outcome.deleted:
+            click.echo(f"deleted {bucket.uri}/{name}")
+        for name in outcome.absent:
+            click.echo(f"already absent: {bucket.uri}/{name}")

@@ -1,0 +1,1 @@
+"""What contributors and maintainers change in an exchange: adding specs, removing entries."""

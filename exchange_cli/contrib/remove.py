@@ -1,0 +1,77 @@
+"""`exchange remove`: an entry's spec and manifests in one commit, and optionally their bucket objects.
+
+Only the exact org/kind/name is touched (see catalog.model); an object still referenced by a manifest
+that stays (another version with the same rootfs) is never purged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import git
+from ..catalog.model import Catalog, CatalogEntry, artifact_object_name, rootfs_sha384
+from ..catalog.reference import NotInCatalog
+from ..commit_identity import commit_env
+from ..manifests import ProcessedManifest
+from ..repository import Exchange
+from ..storage.bucket import Bucket
+
+
+@dataclass(frozen=True)
+class Removal:
+    entry: CatalogEntry
+    version: str | None
+    paths: tuple[str, ...]  # repository-relative: the spec (when it goes) and the manifests
+    objects: tuple[str, ...]  # bucket objects that no remaining manifest references
+
+    @property
+    def message(self) -> str:
+        suffix = f" {self.version}" if self.version else ""
+        return f"Remove {self.entry.kind.value} {self.entry.ref}{suffix}"
+
+
+@dataclass(frozen=True)
+class PurgeOutcome:
+    deleted: tuple[str, ...]
+    absent: tuple[str, ...]
+
+
+def plan_removal(exchange: Exchange, catalog: Catalog, entry: CatalogEntry, version: str | None) -> Removal:
+    if version is None:
+        manifests = list(entry.manifests)
+        spec_goes = entry.spec_path is not None
+    else:
+        manifests = [m for m in entry.manifests if m.key.version == version]
+        spec_goes = entry.spec_path is not None and entry.spec_version == version
+        if not manifests and not spec_goes:
+            available = ", ".join(v.version for v in entry.versions) or "none"
+            raise NotInCatalog(f"{entry.ref} has no version {version} (versions: {available})")
+    paths = [exchange.relative(m.path) or str(m.path) for m in manifests]
+    if spec_goes and entry.spec_path is not None:
+        paths.insert(0, exchange.relative(entry.spec_path) or str(entry.spec_path))
+    return Removal(entry, version, tuple(paths), tuple(_unreferenced_objects(catalog, manifests)))
+
+
+def apply_removal(exchange: Exchange, removal: Removal) -> str | None:
+    """Delete the files and commit exactly them; returns the commit (None when none was tracked)."""
+    tracked = set(exchange.repo.git.ls_files("-z", "--", *removal.paths).split("\0")) - {""}
+    for relative in removal.paths:
+        (exchange.root / relative).unlink(missing_ok=True)
+    if not tracked:
+        return None
+    return git.commit_paths(exchange.repo, sorted(tracked), removal.message, commit_env(exchange.repo))
+
+
+def purge_objects(bucket: Bucket, names: tuple[str, ...]) -> PurgeOutcome:
+    deleted, absent = [], []
+    for name in names:
+        (deleted if bucket.delete(name) else absent).append(name)
+    return PurgeOutcome(tuple(deleted), tuple(absent))
+
+
+def _unreferenced_objects(catalog: Catalog, removed: list[ProcessedManifest]) -> list[str]:
+    removed_paths = {m.path for m in removed}
+    remaining = {artifact_object_name(m) for e in catalog.entries for m in e.manifests if m.path not in removed_paths}
+    candidates = {artifact_object_name(m) for m in removed if rootfs_sha384(m) is not None}
+    return sorted(candidates - remaining)
+

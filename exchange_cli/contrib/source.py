@@ -1,0 +1,134 @@
+"""Where `add-gear` / `add-boutique` read a spec from: a JSON file, a source directory, or a git
+repository at a ref (``URL[@REF]``, cloned with gitpython into a temporary directory)."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import git as gitpython
+
+from ..errors import ExchangeError, UsageError
+from ..git import redact
+from ..specs import SpecKind
+
+GEAR_SPEC_FILE = "manifest.json"
+GIT_SCHEMES = ("http", "https", "git", "ssh", "file")
+_SCP_LIKE = re.compile(r"[\w.-]+@[\w.-]+:(?!//)")
+
+
+class SourceError(ExchangeError):
+    pass
+
+
+@dataclass(frozen=True)
+class SpecSource:
+    description: str  # for messages: the path, or the URL (credentials redacted) and ref
+    data: dict[str, Any]
+
+
+def read_source(source: str, kind: SpecKind, *, spec_file: str | None = None) -> SpecSource:
+    path = Path(source)
+    if path.is_file():
+        return SpecSource(str(path), _parse(path.read_bytes(), str(path)))
+    if path.is_dir():
+        names = sorted(p.name for p in path.iterdir() if p.is_file())
+        name = _spec_file_in(names, lambda n: (path / n).read_bytes(), kind, spec_file, str(path))
+        return SpecSource(str(path / name), _parse((path / name).read_bytes(), str(path / name)))
+    if is_git_url(source):
+        url, ref = split_ref(source)
+        return _read_from_git(url, ref, kind, spec_file)
+    raise UsageError(f"{source}: no such file or directory, and not a git URL (https://…, file://…, git@host:path)")
+
+
+def is_git_url(text: str) -> bool:
+    return urlsplit(text).scheme in GIT_SCHEMES or bool(_SCP_LIKE.match(text))
+
+
+def split_ref(text: str) -> tuple[str, str | None]:
+    """``URL@REF`` -> (URL, REF). Only an '@' in the path counts: one in ``user@host`` is not a ref."""
+    if _SCP_LIKE.match(text):
+        host, _, path = text.partition(":")
+        repository, at, ref = path.rpartition("@")
+        return (f"{host}:{repository}", ref or None) if at else (text, None)
+    parts = urlsplit(text)
+    repository, at, ref = parts.path.rpartition("@")
+    if not at:
+        return text, None
+    return urlunsplit(parts._replace(path=repository)), ref or None
+
+
+def _read_from_git(url: str, ref: str | None, kind: SpecKind, spec_file: str | None) -> SpecSource:
+    shown = redact(url) + (f"@{ref}" if ref else "")
+    with tempfile.TemporaryDirectory(prefix="exchange-add-") as temp:
+        try:
+            # No checkout: only the tree at the ref is read. No prompt: a missing credential is an error, not a hang.
+            repo = gitpython.Repo.clone_from(url, temp, no_checkout=True, env={"GIT_TERMINAL_PROMPT": "0"})
+        except gitpython.GitCommandError as error:
+            raise SourceError(f"cannot clone {shown}: {_last_line(error)}") from None
+        with repo:
+            tree = _tree_at(repo, ref, shown)
+            names = sorted(item.name for item in tree.blobs)
+            name = _spec_file_in(names, lambda n: tree[n].data_stream.read(), kind, spec_file, shown)
+            return SpecSource(f"{shown}:{name}", _parse(tree[name].data_stream.read(), f"{shown}:{name}"))
+
+
+def _tree_at(repo: gitpython.Repo, ref: str | None, shown: str):  # noqa: ANN202 - a gitpython Tree
+    candidates = [ref, f"origin/{ref}"] if ref else ["HEAD"]
+    for candidate in candidates:
+        try:
+            return repo.commit(repo.git.rev_parse("--verify", "--quiet", f"{candidate}^{{commit}}")).tree
+        except (gitpython.GitCommandError, ValueError):
+            continue
+    raise SourceError(f"{shown}: no such branch, tag or commit in that repository")
+
+
+def _spec_file_in(names: list[str], read: Callable[[str], bytes], kind: SpecKind, spec_file: str | None,
+                  shown: str) -> str:
+    """The spec's file among a tree's top-level files: --file, else manifest.json for a gear, else the
+    one JSON file that is a Boutiques descriptor."""
+    if spec_file is not None:
+        if spec_file not in names:
+            raise SourceError(f"{shown}: has no file {spec_file}")
+        return spec_file
+    if kind is SpecKind.GEAR:
+        if GEAR_SPEC_FILE not in names:
+            raise SourceError(f"{shown}: has no {GEAR_SPEC_FILE}; a gear's source keeps its manifest there")
+        return GEAR_SPEC_FILE
+    descriptors = [n for n in names if n.endswith(".json") and _is_descriptor(read(n))]
+    if len(descriptors) != 1:
+        found = ", ".join(descriptors) or "none"
+        raise SourceError(f"{shown}: expected one Boutiques descriptor (a JSON file with \"command-line\"), "
+                          f"found {found}; pass --file NAME")
+    return descriptors[0]
+
+
+def _is_descriptor(content: bytes) -> bool:
+    try:
+        data = json.loads(content)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and "command-line" in data
+
+
+def _parse(content: bytes, shown: str) -> dict[str, Any]:
+    try:
+        data = json.loads(content)
+    except UnicodeDecodeError:
+        raise SourceError(f"{shown}: not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise SourceError(f"{shown}:{error.lineno}:{error.colno}: not valid JSON: {error.msg}") from None
+    if not isinstance(data, dict):
+        raise SourceError(f"{shown}: a spec is a JSON object, this is a {type(data).__name__}")
+    return data
+
+
+def _last_line(error: gitpython.GitCommandError) -> str:
+    lines = [line.strip() for line in str(error.stderr or "").splitlines() if line.strip()]
+    return redact(lines[-1]) if lines else f"git exited with {error.status}"

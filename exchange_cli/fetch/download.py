@@ -1,0 +1,51 @@
+"""Stream a rootfs to disk, hashing it as it arrives; only a file with the expected hash is kept."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import ExchangeError
+
+BLOCK_SIZE = 1024 * 1024
+HASH_ALGORITHMS = ("sha384", "sha256")
+
+
+class HashMismatch(ExchangeError):
+    pass
+
+
+def parse_hash(text: str, *, what: str) -> tuple[str, str]:
+    algorithm, _, hex_digest = text.partition(":")
+    if algorithm not in HASH_ALGORITHMS or not hex_digest:
+        raise ExchangeError(f"{what}: rootfs-hash {text!r} is not sha384:<hex> or sha256:<hex>")
+    return algorithm, hex_digest.lower()
+
+
+def save_verified(stream: BinaryIO, destination: Path, *, expected_hash: str, expected_size: int | None,
+                  source: str) -> None:
+    """Write `stream` to `destination` via a temp file beside it; a mismatch leaves nothing behind."""
+    algorithm, expected = parse_hash(expected_hash, what=source)
+    digest = hashlib.new(algorithm)
+    size = 0
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            while block := stream.read(BLOCK_SIZE):
+                digest.update(block)
+                size += len(block)
+                out.write(block)
+        actual = digest.hexdigest()
+        if actual != expected:
+            raise HashMismatch(f"{source}: downloaded {size} bytes hash to {algorithm}:{actual}, but the manifest "
+                               f"says {algorithm}:{expected}; the artifact was tampered with or corrupted, "
+                               "nothing was kept")
+        if expected_size is not None and size != expected_size:
+            raise HashMismatch(f"{source}: downloaded {size} bytes, the manifest says {expected_size}")
+        os.replace(temp_name, destination)
+    finally:
+        Path(temp_name).unlink(missing_ok=True)

@@ -1,0 +1,60 @@
+"""`exchange fetch`: one processed version's rootfs, from its URL or straight from the bucket."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..catalog.model import CatalogEntry, CatalogVersion, artifact_object_name
+from ..errors import ExchangeError
+from ..git import redact
+from ..storage.bucket import Bucket
+from .download import save_verified
+from .extract import ExtractionSummary, extract_safely
+from .sources import open_url
+
+_UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    source: str
+    path: Path
+    rootfs_hash: str
+    size: int
+    extracted_to: Path | None = None
+    extraction: ExtractionSummary | None = None
+
+
+def fetch_rootfs(entry: CatalogEntry, version: CatalogVersion, out_dir: Path, *, extract: bool,
+                 bucket: Bucket | None = None) -> FetchOutcome:
+    manifest = version.manifest
+    assert manifest is not None  # callers pass processed versions (reference.find_processed_version)
+    if version.rootfs_hash is None:
+        raise ExchangeError(f"{manifest.path}: the manifest has no rootfs-hash; nothing to verify a download against")
+    name = _local_file_name(artifact_object_name(manifest), manifest.path)
+    destination = out_dir / name
+    if bucket is not None:
+        source = f"{bucket.uri}/{name}"
+        stream_context = bucket.open_read(name)
+    elif version.rootfs_url:
+        source = redact(version.rootfs_url)
+        stream_context = open_url(version.rootfs_url)
+    else:
+        raise ExchangeError(f"{manifest.path}: the manifest has no rootfs-url; use --bucket to fetch from the bucket")
+    with stream_context as stream:
+        save_verified(stream, destination, expected_hash=version.rootfs_hash, expected_size=version.rootfs_size,
+                      source=source)
+    outcome = FetchOutcome(source, destination, version.rootfs_hash, destination.stat().st_size)
+    if not extract:
+        return outcome
+    target = out_dir / _UNSAFE_IN_FILE_NAME.sub("_", f"{entry.org}-{entry.name}-{version.version}")
+    summary = extract_safely(destination, target)
+    return FetchOutcome(outcome.source, outcome.path, outcome.rootfs_hash, outcome.size, target, summary)
+
+
+def _local_file_name(name: str, manifest_path: Path) -> str:
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise ExchangeError(f"{manifest_path}: its rootfs-url ends in {name!r}, which is not a file name")
+    return name
