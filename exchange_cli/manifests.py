@@ -101,9 +101,14 @@ class ExchangeRecord:
     image_digest_reference: str | None
     image_config_digest: str
     platform: str
+    # Only present when used, so manifests without a mirror or skipped checks keep their shape.
+    mirrored_image: str | None = None  # <mirror>/<org>-<name>@sha256:<digest>
+    skipped_checks: tuple[str, ...] | None = None  # conformance rule ids skipped with --skip-check
 
     def as_json(self) -> dict[str, Any]:
         # The first three keys are those existing exchanges' manifests already carry.
+        optional = {"mirrored-image": self.mirrored_image,
+                    "skipped-checks": list(self.skipped_checks) if self.skipped_checks is not None else None}
         return {
             "git-commit": self.git_commit,
             "rootfs-hash": self.rootfs_hash,
@@ -113,7 +118,7 @@ class ExchangeRecord:
             "image-digest-reference": self.image_digest_reference,
             "image-config-digest": self.image_config_digest,
             "platform": self.platform,
-        }
+        } | {key: value for key, value in optional.items() if value is not None}
 
 
 def build_manifest(kind: SpecKind, spec: dict[str, Any], record: ExchangeRecord,

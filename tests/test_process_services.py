@@ -41,7 +41,7 @@ def test_images_built_by_dockerd_pushed_to_a_registry_published_to_gcs(
     for name, payload in (("alpha", "first"), ("beta", "second")):
         tag = f"{registry.host}/acme/{name}:1.0.0"
         dockerd.build(f"FROM busybox-local:1\nRUN mkdir -p /flywheel/v0 && echo {payload} > /flywheel/v0/run "
-                      "&& chmod 0755 /flywheel/v0/run\nRUN rm -f /bin/mkfifo\n", tag)
+                      "&& chmod 0755 /flywheel/v0/run && ln -s busybox /bin/bash\nRUN rm -f /bin/mkfifo\n", tag)
         dockerd.push(tag)
         references.append(tag)
         repo.write(f"gears/acme/{name}.json", example_gear(name=name, custom={"gear-builder": {"image": tag}}))

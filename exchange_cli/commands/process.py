@@ -1,24 +1,32 @@
-"""`exchange process`: the master CI job."""
+"""`exchange process`: the master CI job, on one machine or fanned out over several."""
 
 from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import click
 
+from ..delivery.stage import DeliverySettings
+from ..errors import UsageError
 from ..process.plan import ValidationFailed
 from ..process.report import outcome_as_json, render_outcome
 from ..process.run import ProcessOptions, process_exchange
+from ..process.run_report import run_label, run_reported
+from ..process.shards import CIRCLE_INDEX_ENV, CIRCLE_TOTAL_ENV, Shard
 from ..progress import progress_for
 from ..repository import Exchange
 from ..validation.reporter import render_rich, render_text
 from .options import export_options, export_options_from, storage_bucket
 
+DEFAULT_REPORT_DIR = Path(tempfile.gettempdir()) / "exchange-reports"
+DIRECTORY = click.Path(file_okay=False, path_type=Path)
+
 
 @click.command("process")
-@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), help="The exchange repository [default: the one around the current directory].")
+@click.option("--repo", type=DIRECTORY, help="The exchange repository [default: the one around the current directory].")
 @click.option("--since", metavar="REV", help="Process specs changed since REV instead of since .sentinel.")
 @click.option("--bucket", "bucket_uri", metavar="URI", help="gs://bucket[/prefix] or file:///path [env: EXCHANGE_BUCKET_URI].")
 @click.option("--download-url", metavar="URL", help="Public URL prefix of the bucket [env: EXCHANGE_DOWNLOAD_URL; default: derived from the bucket].")
@@ -26,23 +34,54 @@ from .options import export_options, export_options_from, storage_bucket
 @export_options
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Export and upload N specs at once.")
 @click.option("--retries", type=click.IntRange(0, 20), default=0, show_default=True, help="On a non-fast-forward push, replay and push again up to N times.")
-@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option("--skip-check", "skip_checks", multiple=True, metavar="RULE", help="Let images that fail this conformance check (a rootfs-* rule id) through; manifests record it (repeatable).")
+@click.option("--mirror-registry", metavar="HOST/PATH", help="Copy each processed image to HOST/PATH/<org>-<name>:<version> and record it; custom.flywheel.beta_exchange gears are delivered as that image.")
+@click.option("--shard", "shard_text", metavar="I/N", help=f"Fan-out: export and upload only share I of N (from 1) and record it in --shard-dir; no git changes [default with --shard-dir: {CIRCLE_INDEX_ENV}+1/{CIRCLE_TOTAL_ENV}].")
+@click.option("--shard-dir", type=DIRECTORY, help="Where a shard writes its record (shard-I-of-N.json) for --finalize.")
+@click.option("--finalize", "finalize_dir", type=DIRECTORY, help="Fan-in: check the shard records in DIR against the bucket, then write manifests, commit and push; roll back every shard's objects on failure.")
+@click.option("--report", "report_dir", type=DIRECTORY, envvar="EXCHANGE_REPORT_DIR", default=DEFAULT_REPORT_DIR, show_default=True, help="Write the run report (JSON and Markdown) here [env: EXCHANGE_REPORT_DIR].")
+@click.option("--dry-run", is_flag=True, help="Print the plan (a shard's share with --shard); change nothing.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def command(repo: Path | None, since: str | None, bucket_uri: str | None, download_url: str | None, remote: str,
-            jobs: int, retries: int, dry_run: bool, output_format: str, quiet: bool, **export_flags) -> None:
+            jobs: int, retries: int, shard_text: str | None, shard_dir: Path | None, finalize_dir: Path | None,
+            report_dir: Path, dry_run: bool, output_format: str, quiet: bool, skip_checks: tuple[str, ...],
+            mirror_registry: str | None, **export_flags) -> None:
     """Export, upload and publish every spec changed since .sentinel, then push; undo everything on failure."""
+    shard = chosen_shard(shard_text, shard_dir, finalize_dir, dry_run)
     exchange = Exchange.open(repo)
     bucket = storage_bucket(bucket_uri, download_url)
     options = ProcessOptions(export=export_options_from(**export_flags), bucket=bucket, remote=remote, since=since,
-                             jobs=jobs, retries=retries, dry_run=dry_run)
+                             jobs=jobs, retries=retries, dry_run=dry_run, shard=shard, shard_dir=shard_dir,
+                             finalize_dir=finalize_dir, delivery=DeliverySettings.from_options(skip_checks, mirror_registry))
     progress = progress_for(sys.stderr, quiet)
+    log = lambda line: click.echo(line, err=True)  # noqa: E731
     try:
-        outcome = process_exchange(exchange, options, progress=progress, log=lambda line: click.echo(line, err=True))
+        outcome, _ = run_reported(
+            lambda on_outcome: process_exchange(exchange, options, progress=progress, log=log, on_outcome=on_outcome),
+            report_dir, run_label(shard, finalize_dir is not None), root=exchange.root, dry_run=dry_run)
     except ValidationFailed as failure:
         (render_rich if sys.stdout.isatty() else render_text)(failure.report, sys.stdout)
         raise
+    finally:
+        log(f"run report in {report_dir}")
     if output_format == "json":
         click.echo(json.dumps(outcome_as_json(outcome), indent=2))
     else:
         render_outcome(outcome, sys.stdout, dry_run=dry_run)
+
+
+def chosen_shard(shard_text: str | None, shard_dir: Path | None, finalize_dir: Path | None, dry_run: bool) -> Shard | None:
+    """--shard I/N, else CircleCI's node index and total when a shard directory is given; None: no fan-out."""
+    if finalize_dir is not None and (shard_text or shard_dir):
+        raise UsageError("--finalize publishes what the shards recorded: it cannot be a shard itself")
+    if finalize_dir is not None and dry_run:
+        raise UsageError("--finalize cannot be a dry run; try the shards with --dry-run")
+    if shard_dir is None and shard_text is None:
+        return None
+    shard = Shard.parse(shard_text) if shard_text else Shard.from_circleci()
+    if shard is None:
+        raise UsageError(f"--shard-dir needs --shard I/N, or {CIRCLE_INDEX_ENV} and {CIRCLE_TOTAL_ENV} set")
+    if shard_dir is None and not dry_run:
+        raise UsageError("--shard needs --shard-dir: the finalize step publishes only what a shard recorded")
+    return shard

@@ -38,11 +38,13 @@ class CreatedObjects:
         with self._lock:
             return sorted(self._objects)
 
+    def objects(self) -> list[CreatedObject]:
+        with self._lock:
+            return sorted(self._objects.values(), key=lambda created: created.name)
+
     def delete_all(self, bucket) -> RollbackResult:  # noqa: ANN001 - a storage.Bucket
         result = RollbackResult()
-        with self._lock:
-            objects = sorted(self._objects.values(), key=lambda o: o.name)
-        for created in objects:
+        for created in self.objects():
             try:
                 bucket.delete(created.name, generation=created.generation)
                 result.deleted.append(created.name)

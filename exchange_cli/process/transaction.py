@@ -49,6 +49,8 @@ class PublishTransaction:
             image_digest_reference=artifact.image.pinned_reference,
             image_config_digest=artifact.image.config_digest,
             platform=str(artifact.image.platform),
+            mirrored_image=artifact.mirrored_reference,
+            skipped_checks=artifact.skipped_checks or None,
         )
         relative = f"{MANIFESTS}/{job.location.org}/{manifest_name(job.location.artifact_base, artifact.rootfs_hash)}"
         write_atomically(self.exchange.root / relative,

@@ -33,6 +33,13 @@ RULES: dict[str, str] = {
     "duplicate-version": "two specs in one run cannot claim the same org/name/version",
     "already-processed": "this exact spec is already processed (not a failure)",
     "invocation": "an invocation must validate against the spec's invocation schema",
+    # Conformance checks on the image's flattened rootfs (exchange check-image, exchange process).
+    "rootfs-flywheel-dir": "a gear image must contain the directory /flywheel/v0/",
+    "rootfs-run-script": "a gear image must have an executable /flywheel/v0/run unless the gear sets command",
+    "rootfs-bash": "a gear image must provide bash in /bin, /usr/bin, /usr/local/bin, /sbin or /usr/sbin",
+    "rootfs-manifest-mismatch": "a gear manifest inside the image (/flywheel/v0/manifest.json) must match the spec's name and version",
+    "rootfs-command": "the executable a boutique's command-line (or a gear's command) starts with must exist in the image",
+    "rootfs-symlink": "symlinks that the run script or the command depend on must resolve inside the rootfs",
 }
 
 

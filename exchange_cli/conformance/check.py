@@ -1,0 +1,101 @@
+"""Check an image against its spec: gear or boutique rules, skips applied, results as validation records."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..export import ExportError, ExportOptions
+from ..image.model import Image
+from ..image.resolve import open_image
+from ..progress import NullProgress, Progress
+from ..rootfs.errors import LayerError
+from ..specs import SpecFile, SpecKind, locate
+from ..validation.policy import image_problems
+from ..validation.problems import RULES, Problem, Report, Severity, SpecResult
+from .command import command_problems
+from .executables import image_path
+from .gear import gear_problems
+from .rootfs_view import RootfsView
+
+# Every check on an image's rootfs has a rule id of this family; --skip-check accepts exactly these.
+CONFORMANCE_RULES = tuple(rule for rule in RULES if rule.startswith("rootfs-"))
+_NO_PROGRESS = NullProgress()
+
+
+def parse_skipped_checks(values: Iterable[str]) -> tuple[str, ...]:
+    """The --skip-check values, each a conformance rule id; UsageError naming the valid ones otherwise."""
+    skipped = tuple(sorted(set(values)))
+    unknown = [value for value in skipped if value not in CONFORMANCE_RULES]
+    if unknown:
+        raise UsageError(f"--skip-check {', '.join(unknown)}: not a conformance check; "
+                         f"choose from {', '.join(CONFORMANCE_RULES)}")
+    return skipped
+
+
+def check_image(spec: dict[str, Any], kind: SpecKind, image: Image, *, skipped: Collection[str] = ()) -> list[Problem]:
+    """The conformance problems of `image` for `spec`; skipped rules' failures are kept as info."""
+    try:
+        with RootfsView(image.layers) as view:
+            if kind is SpecKind.GEAR:
+                problems = gear_problems(spec, view, image.config)
+            else:
+                problems = boutique_problems(spec, view, image.config)
+    except LayerError as error:
+        raise ExportError(f"{image.reference}: {error}") from error
+    return [_as_skipped(p) if p.rule in skipped else p for p in problems]
+
+
+def boutique_problems(spec: dict[str, Any], view: RootfsView, config: dict[str, Any]) -> list[Problem]:
+    command_line = spec.get("command-line")
+    if not isinstance(command_line, str):
+        return []
+    working_dir = (config.get("config") or {}).get("WorkingDir") or "/"
+    return command_problems(view, command_line, search_path=image_path(config), working_dir=working_dir,
+                            pointer_what="the command-line")
+
+
+def check_spec_files(paths: Iterable[Path], options: ExportOptions, *, skipped: Collection[str] = (),
+                     progress: Progress = _NO_PROGRESS) -> Report:
+    """`exchange check-image`: each spec file's image, from the export's sources, against the spec."""
+    return Report([check_spec_file(path, options, skipped=skipped, progress=progress) for path in paths], noun="image")
+
+
+def check_spec_file(path: Path, options: ExportOptions, *, skipped: Collection[str] = (),
+                    progress: Progress = _NO_PROGRESS) -> SpecResult:
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    spec = SpecFile.read(path, display_path=str(path), relative_path=_spec_place(path))
+    result = SpecResult(str(path), spec.kind.value, name=spec.name, version=spec.version)
+    if spec.location is not None:
+        result.org = spec.location.org
+    if not isinstance(spec.data, dict):
+        result.problems.append(Problem("json-syntax", "the spec is not a JSON object"))
+        return result
+    problems, reference = image_problems(spec.data, spec.kind)
+    result.problems += problems
+    if reference is None:
+        return result
+    image = open_source_image(reference.original, options, progress)
+    result.problems += check_image(spec.data, spec.kind, image, skipped=skipped)
+    return result
+
+
+def open_source_image(image: str, options: ExportOptions, progress: Progress) -> Image:
+    """`image` resolved from the sources the export options name, layers verified in their cache."""
+    return open_image(image, platform=options.platform, source=options.source,
+                      insecure_registries=options.insecure_registries, oci_layout=options.oci_layout,
+                      cache=options.cache, progress=progress)
+
+
+def _spec_place(path: Path) -> str | None:
+    """`gears/<org>/<file>.json` when the file sits at such a place, in a repository or not."""
+    candidate = "/".join(path.resolve().parts[-3:])
+    return candidate if locate(candidate) is not None else None
+
+
+def _as_skipped(problem: Problem) -> Problem:
+    return Problem(problem.rule, f"skipped (--skip-check {problem.rule}): {problem.message}", problem.pointer,
+                   Severity.INFO)

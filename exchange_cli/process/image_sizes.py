@@ -1,0 +1,64 @@
+"""How big each image is, as its registry tells it (the manifest's layer sizes), to balance shards.
+
+Only manifests are read, never layers. Any image whose size the registry cannot tell (another
+source, an unreachable registry, a malformed manifest) is None, and the split falls back to counting.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from ..export import ExportOptions
+from ..image.errors import ImageError
+from ..image.platforms import select_manifest
+from ..image.resolve import DOCKER_ARCHIVE_PREFIX, OCI_PREFIX
+from ..reference import ReferenceError, parse_reference
+from .plan import SpecJob
+
+LOOKUP_WORKERS = 8
+
+
+def image_sizes(jobs: Sequence[SpecJob], options: ExportOptions) -> dict[str, int | None]:
+    """Spec path -> compressed size of its image's layers for `options.platform`, or None."""
+    if options.oci_layout is not None or options.source == "docker":
+        return {job.relative_path: None for job in jobs}
+    with ThreadPoolExecutor(max_workers=LOOKUP_WORKERS, thread_name_prefix="image-size") as pool:
+        sizes = pool.map(lambda job: registry_image_size(job.image, options), jobs)
+        return {job.relative_path: size for job, size in zip(jobs, sizes)}
+
+
+def registry_image_size(image: str, options: ExportOptions) -> int | None:
+    if image.startswith((DOCKER_ARCHIVE_PREFIX, OCI_PREFIX)):
+        return None
+    from ..image.registry import MANIFEST_INDEXES, RegistryClient
+
+    try:
+        ref = parse_reference(image)
+        with RegistryClient.for_reference(ref, insecure_registries=options.insecure_registries) as client:
+            manifest = _manifest(client, ref.repository, ref.reference)
+            if manifest.get("mediaType") in MANIFEST_INDEXES or "manifests" in manifest:
+                entry = select_manifest(manifest, options.platform, image=image)
+                manifest = _manifest(client, ref.repository, str(entry["digest"]))
+            return _layers_size(manifest)
+    except (ImageError, ReferenceError, OSError, ValueError, KeyError, TypeError):  # OSError: requests' errors
+        return None
+
+
+def _manifest(client, repository: str, reference: str) -> dict:  # noqa: ANN001 - a RegistryClient
+    body, _, _ = client.get_manifest(repository, reference)
+    document = json.loads(body)
+    if not isinstance(document, dict):
+        raise TypeError("a manifest is a JSON object")
+    return document
+
+
+def _layers_size(manifest: dict) -> int | None:
+    layers = manifest.get("layers")
+    if not isinstance(layers, list) or not layers:
+        return None
+    sizes = [layer.get("size") if isinstance(layer, dict) else None for layer in layers]
+    if not all(isinstance(size, int) and size >= 0 for size in sizes):
+        return None
+    return sum(sizes)  # type: ignore[arg-type]

@@ -1,0 +1,86 @@
+"""The report every `exchange process` run writes, and `exchange history`, on the world of test_process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from exchange_cli.cli import cli
+from tests.infra.gitrepo import example_gear
+from tests.test_process import World, reject_pushes, world  # noqa: F401 - the world fixture, shared
+
+
+def run_with_report(world: World, report_dir: Path, *extra: str) -> Result:
+    return CliRunner().invoke(cli, world.args("--report", str(report_dir), *extra))
+
+
+def read_report(report_dir: Path, label: str = "process") -> tuple[dict, str]:
+    return json.loads((report_dir / f"{label}.json").read_text()), (report_dir / f"{label}.md").read_text()
+
+
+def test_a_published_run_reports_every_spec(world: World, tmp_path: Path) -> None:
+    result = run_with_report(world, tmp_path / "report")
+    assert result.exit_code == 0, result.output
+    report, markdown = read_report(tmp_path / "report")
+    assert report["result"] == "succeeded" and report["error"] is None and report["pushed"]
+    assert report["source-commit"] == world.repo.git("rev-parse", "HEAD~2")
+    assert [spec["spec"] for spec in report["specs"]] == ["gears/acme/hello.json", "gears/acme/other.json"]
+    for spec in report["specs"]:
+        assert spec["outcome"] == "published"
+        assert spec["image-config-digest"].startswith("sha256:")
+        assert spec["rootfs-size"] == (world.bucket / spec["artifact"]).stat().st_size
+        assert spec["export-seconds"] >= 0 and spec["upload-seconds"] >= 0
+        assert world.repo.git("log", "-1", "--format=%s", spec["commit"]) == f"Process {spec['title']}"
+        assert f"| {spec['title']} | published |" in markdown
+    assert report["rollback"] is None and "Rolled back" not in markdown
+
+
+def test_a_failed_push_reports_what_was_rolled_back(world: World, tmp_path: Path) -> None:
+    start = world.repo.git("rev-parse", "HEAD")
+    reject_pushes(world.remote)
+    result = run_with_report(world, tmp_path / "report")
+    assert result.exit_code == 1
+    report, markdown = read_report(tmp_path / "report")
+    assert report["result"] == "failed" and "rejected by policy" in report["error"]
+    assert report["rollback"]["branch-reset-to"] == start
+    assert sorted(report["rollback"]["deleted"]) == sorted(spec["artifact"] for spec in report["specs"])
+    assert [spec["outcome"] for spec in report["specs"]] == ["rolled back", "rolled back"]
+    assert "## Rolled back" in markdown and f"branch reset to `{start}`" in markdown
+    assert world.bucket_objects() == {}
+
+
+def test_a_validation_failure_is_reported_too(world: World, tmp_path: Path) -> None:
+    world.repo.write("gears/acme/broken.json", example_gear(name="broken", author=None))
+    world.repo.commit("broken gear")
+    assert run_with_report(world, tmp_path / "report").exit_code == 1
+    report, markdown = read_report(tmp_path / "report")
+    assert report["result"] == "failed" and report["invalid-specs"] == ["gears/acme/broken.json"]
+    assert report["specs"] == [] and "`gears/acme/broken.json`" in markdown
+
+
+def test_nothing_to_do_is_a_report_as_well(world: World, tmp_path: Path) -> None:
+    assert run_with_report(world, tmp_path / "first").exit_code == 0
+    assert run_with_report(world, tmp_path / "second").exit_code == 0
+    report, markdown = read_report(tmp_path / "second")
+    assert report["result"] == "succeeded" and report["specs"] == [] and "Nothing to process." in markdown
+
+
+def test_history_lists_processed_specs_newest_first(world: World) -> None:
+    assert CliRunner().invoke(cli, world.args()).exit_code == 0
+    world.add_gear("acme", "hello", "1.1.0")
+    world.repo.commit("hello 1.1.0")
+    assert CliRunner().invoke(cli, world.args()).exit_code == 0
+    result = CliRunner().invoke(cli, ["history", "--repo", str(world.repo.root), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    entries = json.loads(result.stdout)
+    assert [(entry["spec"], entry["version"]) for entry in entries] == [
+        ("gear acme/hello", "1.1.0"), ("gear acme/other", "2.0.0"), ("gear acme/hello", "1.0.0")]
+    for entry in entries:
+        assert world.repo.git("log", "-1", "--format=%s", entry["commit"]).startswith("Process gear")
+        assert world.repo.git("log", "-1", "--format=%cI", entry["commit"]) == entry["date"]
+        assert (world.repo.root / entry["manifest"]).is_file()
+    text = CliRunner().invoke(cli, ["history", "--repo", str(world.repo.root), "--limit", "1"]).stdout
+    newest = entries[0]
+    assert text.splitlines() == [f"{newest['date']}  {newest['commit'][:12]}  gear acme/hello 1.1.0  {newest['manifest']}"]
