@@ -9,6 +9,7 @@ image instead of a rootfs tarball. A failed run deletes the mirrored tags it cre
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -21,7 +22,7 @@ from ..process.artifacts import Artifact
 from ..process.ledger import RollbackResult
 from ..process.plan import SpecJob, ValidationFailed
 from ..progress import Progress
-from ..validation.problems import Report, SpecResult, Status
+from ..validation.problems import Problem, Report, SpecResult, Status
 from .mirror import ImageMirror
 
 Log = Callable[[str], None]
@@ -60,19 +61,27 @@ class Delivery:
                        if settings.mirror_registry else None)
         self._checked: dict[str, Image] = {}
 
-    def check(self, jobs: Iterable[SpecJob], progress: Progress) -> None:
+    def check(self, jobs: Iterable[SpecJob], progress: Progress, *, workers: int = 1) -> None:
         """Resolve and check every job's image not checked yet; ConformanceFailed (with the report) when any fails."""
         jobs = [job for job in jobs if job.relative_path not in self._checked]
         needs_mirror = [job.relative_path for job in jobs if delivers_image(job.spec) and self.mirror is None]
         if needs_mirror:
             raise UsageError(f"{', '.join(needs_mirror)}: custom.flywheel.beta_exchange gears are delivered as images; "
                              "give --mirror-registry HOST/PATH")
-        report = Report(noun="image")
-        for job in jobs:
+        def inspect(job: SpecJob) -> tuple[Image, list[Problem]]:
             self.log(f"checking {job.title} image {job.image}")
             image = open_source_image(job.image, self.export_options, progress)
+            return image, check_image(job.spec, job.kind, image, skipped=self.settings.skipped_checks)
+
+        # Resolving an image fetches its layers: as many at once as the run exports at once.
+        if workers > 1 and len(jobs) > 1:
+            with ThreadPoolExecutor(max_workers=min(workers, len(jobs)), thread_name_prefix="check") as pool:
+                inspected = list(pool.map(inspect, jobs))
+        else:
+            inspected = [inspect(job) for job in jobs]
+        report = Report(noun="image")
+        for job, (image, problems) in zip(jobs, inspected):
             self._checked[job.relative_path] = image
-            problems = check_image(job.spec, job.kind, image, skipped=self.settings.skipped_checks)
             report.results.append(SpecResult(job.relative_path, job.kind.value, job.location.org, job.name,
                                              job.version, problems))
         if not report.ok:

@@ -85,7 +85,8 @@ def process_exchange(exchange: Exchange, options: ProcessOptions, *, progress: P
         return outcome
     delivery = Delivery(options.delivery, options.export, log)
     if options.finalize_dir is None:
-        delivery.check(plan.jobs, progress)  # a failing image stops the run before anything is uploaded
+        # a failing image stops the run before anything is uploaded
+        delivery.check(plan.jobs, progress, workers=options.jobs)
     identity = {} if git.has_identity(exchange.repo) else git.bot_identity_env()
     transaction = PublishTransaction(exchange, options.remote, branch, start, start, identity)
     ledger = CreatedObjects()
@@ -147,7 +148,7 @@ def build_artifacts(plan: Plan, options: ProcessOptions, work_dir: Path, ledger:
                     on_artifact: Callable[[Artifact], None] = lambda artifact: None,
                     delivery: Delivery | None = None) -> list[Artifact]:
     delivery = delivery or Delivery(options.delivery, options.export, log)
-    delivery.check(plan.jobs, progress)  # no-op for the jobs already checked
+    delivery.check(plan.jobs, progress, workers=options.jobs)  # no-op for the jobs already checked
 
     def one(job) -> Artifact:  # noqa: ANN001
         log(f"exporting {job.title} from {job.image}")
