@@ -12,6 +12,8 @@ import gzip
 import hashlib
 import io
 import os
+import queue
+import threading
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,17 +151,21 @@ class BlobCache:
             reader = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
         else:
             reader = buffered
-        hasher = hashlib.sha256()
+        writer = _HashingWriter(out)
         try:
             while chunk := reader.read(CHUNK):
-                hasher.update(chunk)
-                out.write(chunk)
+                writer.put(chunk)
         except BlobError:
+            writer.abandon()
             raise
         except (EOFError, gzip.BadGzipFile, isal_zlib.error, zstandard.ZstdError) as exc:
             # Narrow on purpose: a dropped connection is an OSError too, and must reach the retry logic.
+            writer.abandon()
             raise BlobError(image, digest, f"cannot decompress: {exc}") from exc
-        return f"sha256:{hasher.hexdigest()}"
+        except BaseException:
+            writer.abandon()
+            raise
+        return f"sha256:{writer.finish()}"
 
     def evict(self, keep: set[str] = frozenset()) -> None:
         """Trim least recently used layers until the cache fits `max_bytes`; never those in `keep`."""
@@ -174,6 +180,55 @@ class BlobCache:
                 continue
             total -= path.stat().st_size
             path.unlink(missing_ok=True)
+
+
+class _HashingWriter:
+    """Hashes and writes decompressed chunks on a second thread, so the disk and the decompressor
+    work at the same time (hashlib, isal and file writes all release the GIL)."""
+
+    def __init__(self, out: BinaryIO, depth: int = 8) -> None:
+        self.out = out
+        self.hasher = hashlib.sha256()
+        self.chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="layer-writer", daemon=True)
+        self.thread.start()
+
+    def put(self, chunk: bytes) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self.chunks.put(chunk)
+
+    def finish(self) -> str:
+        self.chunks.put(None)
+        self.thread.join()
+        if self.failure is not None:
+            raise self.failure
+        return self.hasher.hexdigest()
+
+    def abandon(self) -> None:
+        self.failure = self.failure or _Abandoned()
+        while True:
+            try:
+                self.chunks.get_nowait()
+            except queue.Empty:
+                break
+        self.chunks.put(None)
+        self.thread.join()
+
+    def _run(self) -> None:
+        while (chunk := self.chunks.get()) is not None:
+            if self.failure is not None:
+                continue
+            try:
+                self.hasher.update(chunk)
+                self.out.write(chunk)
+            except BaseException as error:  # noqa: BLE001 - raised again in the reading thread
+                self.failure = error
+
+
+class _Abandoned(Exception):
+    pass
 
 
 class _suppress_missing:
