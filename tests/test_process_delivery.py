@@ -148,3 +148,22 @@ def test_failed_push_removes_the_mirrored_tags(world: World) -> None:
         assert world.mirrored_status(name) == 404
     assert world.tarballs() == []
     assert world.repo.git("rev-parse", "HEAD") == start
+
+
+def test_a_failed_finalize_removes_the_tags_its_shards_mirrored(world: World, tmp_path: Path) -> None:
+    shards = tmp_path / "shards"
+    first = world.process("--shard", "1/2", "--shard-dir", str(shards))
+    assert first.exit_code == 0, first.output
+    record = json.loads(next(shards.glob("shard-1-of-2.json")).read_text())
+    mirrored = [tag["reference"] for tag in record["created-tags"]]
+    assert mirrored, "shard 1 mirrored its share and recorded the tags"
+    # Shard 2 never ran: finalize publishes nothing and undoes shard 1's work, tags included, without
+    # being given --mirror-registry itself.
+    result = world.process("--finalize", str(shards), mirror=False)
+    assert result.exit_code == 1
+    assert "shard-2-of-2" in result.output or "no shard recorded" in result.output
+    for reference in mirrored:
+        assert f"deleted docker://{reference}" in result.output
+        name = reference.rsplit("/", 1)[1].split(":")[0]
+        assert world.mirrored_status(name) == 404
+    assert world.tarballs() == []

@@ -63,6 +63,26 @@ class CreatedTag:
     def __str__(self) -> str:
         return f"docker://{self.reference}"
 
+    def as_json(self) -> dict[str, object]:
+        return {"reference": str(self.reference), "digest": self.digest, "manifest-was-new": self.manifest_was_new}
+
+    @classmethod
+    def from_json(cls, document: dict[str, object]) -> "CreatedTag":
+        return cls(parse_reference(str(document["reference"])), str(document["digest"]), bool(document["manifest-was-new"]))
+
+
+def delete_tags(tags: list[CreatedTag], result: RollbackResult, *, insecure_registries: Collection[str] = (),
+                retry: RetryPolicy = DEFAULT_RETRY) -> None:
+    """Delete tags a run created, in the order given; record in `result` what was and was not removed."""
+    for tag in tags:
+        try:
+            with PushClient.for_reference(tag.reference, insecure_registries=insecure_registries, retry=retry) as push:
+                # Deleting by digest removes the manifest and its tags, so only when no older tag shares it.
+                push.delete_manifest(tag.reference.repository, tag.digest if tag.manifest_was_new else tag.reference.tag)
+            result.deleted.append(str(tag))
+        except ExchangeError as error:
+            result.failed[str(tag)] = str(error)
+
 
 def mirror_tag(version: str) -> str:
     """A version as a tag: characters tags cannot hold (such as '+') become '_'."""
@@ -107,18 +127,15 @@ class ImageMirror:
             created = self._put_manifest(push, target, manifest)
         return MirroredImage(str(target), manifest.digest, sum(d.size for d in descriptors), created, blobs)
 
+    def created_tags(self) -> list[CreatedTag]:
+        with self._lock:
+            return list(self._created)
+
     def rollback(self, result: RollbackResult) -> None:
         """Delete every tag this run created, newest first; say in `result` what was and was not removed."""
         with self._lock:
             created, self._created = list(reversed(self._created)), []
-        for tag in created:
-            try:
-                with self._client(PushClient, tag.reference) as push:
-                    # Deleting by digest removes the manifest and its tags, so only when no older tag shares it.
-                    push.delete_manifest(tag.reference.repository, tag.digest if tag.manifest_was_new else tag.reference.tag)
-                result.deleted.append(str(tag))
-            except ExchangeError as error:
-                result.failed[str(tag)] = str(error)
+        delete_tags(created, result, insecure_registries=self.insecure_registries, retry=self.retry)
 
     def _client(self, cls: type[RegistryClient], reference: ImageReference) -> RegistryClient:
         return cls.for_reference(reference, insecure_registries=self.insecure_registries, retry=self.retry)

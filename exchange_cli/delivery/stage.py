@@ -23,7 +23,7 @@ from ..process.ledger import RollbackResult
 from ..process.plan import SpecJob, ValidationFailed
 from ..progress import Progress
 from ..validation.problems import Problem, Report, SpecResult, Status
-from .mirror import ImageMirror
+from .mirror import CreatedTag, ImageMirror, delete_tags
 
 Log = Callable[[str], None]
 
@@ -60,6 +60,7 @@ class Delivery:
         self.mirror = (ImageMirror(settings.mirror_registry, insecure_registries=export_options.insecure_registries)
                        if settings.mirror_registry else None)
         self._checked: dict[str, Image] = {}
+        self._adopted: list[CreatedTag] = []
 
     def check(self, jobs: Iterable[SpecJob], progress: Progress, *, workers: int = 1) -> None:
         """Resolve and check every job's image not checked yet; ConformanceFailed (with the report) when any fails."""
@@ -102,9 +103,18 @@ class Delivery:
             mirrored = self.mirror.copy(artifact.image, job.location.artifact_base, job.version).digest_reference
         return replace(artifact, mirrored_reference=mirrored, skipped_checks=self.settings.skipped_checks)
 
+    def created_tags(self) -> list[CreatedTag]:
+        return self.mirror.created_tags() if self.mirror is not None else []
+
+    def adopt_tags(self, tags: list[CreatedTag]) -> None:
+        """Tags other machines (shards) created, to delete if this run rolls back."""
+        self._adopted.extend(tags)
+
     def rollback(self, result: RollbackResult) -> None:
         if self.mirror is not None:
             self.mirror.rollback(result)
+        adopted, self._adopted = list(reversed(self._adopted)), []
+        delete_tags(adopted, result, insecure_registries=self.export_options.insecure_registries)
 
     def _deliver_image(self, job: SpecJob, image: Image) -> Artifact:
         assert self.mirror is not None, "check() refuses image delivery without a mirror"

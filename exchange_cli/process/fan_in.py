@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from ..delivery.stage import Delivery
 from ..errors import ExchangeError
 from .artifacts import Artifact, artifact_name
 from .ledger import CreatedObjects
@@ -20,12 +21,14 @@ class ShardsDoNotAddUp(ExchangeError):
     """The records do not cover every changed spec exactly once, or an object is not what they say."""
 
 
-def collect_shard_artifacts(plan: Plan, options: ProcessOptions, ledger: CreatedObjects, log: Log) -> list[Artifact]:
+def collect_shard_artifacts(plan: Plan, options: ProcessOptions, ledger: CreatedObjects, log: Log,
+                            delivery: Delivery) -> list[Artifact]:
     assert options.finalize_dir is not None
     records = read_records(options.finalize_dir)
-    for record in records:
+    for record in records:  # adopted first: whatever goes wrong next, every shard's work is undone
         for created in record.created:
             ledger.record(created.name, created.generation)
+        delivery.adopt_tags(record.created_tags)
     problems = record_problems(plan, records, options.bucket.uri)  # type: ignore[attr-defined]
     entries = _entries_by_spec(records)
     unique = {spec: found[0][1] for spec, found in entries.items() if len(found) == 1}

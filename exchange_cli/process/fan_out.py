@@ -42,7 +42,8 @@ def process_shard(outcome: ProcessOutcome, options: ProcessOptions, *, progress:
                                                 CancellableProgress(progress, cancelled), cancelled, log,
                                                 on_artifact=outcome.exported.append, delivery=delivery)
             record = ShardRecord(plan.source_commit, shard, options.bucket.uri, assignment,  # type: ignore[attr-defined]
-                                 [ArtifactEntry.of(artifact) for artifact in outcome.artifacts], ledger.objects())
+                                 [ArtifactEntry.of(artifact) for artifact in outcome.artifacts], ledger.objects(),
+                                 delivery.created_tags())
             outcome.record_path = record.write(options.shard_dir)  # type: ignore[arg-type]
             log(f"shard {shard}: recorded {len(record.artifacts)} artifact(s) in {outcome.record_path}")
     except BaseException:

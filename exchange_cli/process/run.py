@@ -97,7 +97,7 @@ def process_exchange(exchange: Exchange, options: ProcessOptions, *, progress: P
             if options.finalize_dir is not None:
                 from .fan_in import collect_shard_artifacts
 
-                outcome.artifacts = collect_shard_artifacts(plan, options, ledger, log)
+                outcome.artifacts = collect_shard_artifacts(plan, options, ledger, log, delivery)
             else:
                 outcome.artifacts = build_artifacts(plan, options, work_dir, ledger,
                                                     CancellableProgress(progress, cancelled), cancelled, log,

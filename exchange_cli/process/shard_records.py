@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..delivery.mirror import CreatedTag
 from ..errors import ExchangeError
 from ..image.model import Image, Platform
 from ..manifests import write_atomically
@@ -81,13 +82,15 @@ class ShardRecord:
     assignment: dict[str, int]  # the whole split as this shard computed it: shards must agree
     artifacts: list[ArtifactEntry] = field(default_factory=list)
     created: list[CreatedObject] = field(default_factory=list)
+    created_tags: list[CreatedTag] = field(default_factory=list)  # mirrored tags, deleted if finalize fails
     path: Path | None = None  # where it was read from
 
     def as_json(self) -> dict[str, Any]:
         return {"format": RECORD_FORMAT, "source-commit": self.source_commit, "shard": self.shard.index,
                 "total": self.shard.total, "bucket": self.bucket, "assignment": self.assignment,
                 "artifacts": [asdict(entry) for entry in self.artifacts],
-                "created-objects": [asdict(created) for created in self.created]}
+                "created-objects": [asdict(created) for created in self.created],
+                "created-tags": [tag.as_json() for tag in self.created_tags]}
 
     def write(self, directory: Path) -> Path:
         path = directory / f"{self.shard.label}.json"
@@ -113,6 +116,7 @@ def _read(path: Path) -> ShardRecord:
             assignment={str(spec): int(index) for spec, index in document["assignment"].items()},
             artifacts=[ArtifactEntry(**entry) for entry in document["artifacts"]],
             created=[CreatedObject(**created) for created in document["created-objects"]],
+            created_tags=[CreatedTag.from_json(tag) for tag in document.get("created-tags", [])],
             path=path,
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError, ExchangeError) as error:
