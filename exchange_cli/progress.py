@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator, Protocol, TextIO
@@ -60,23 +61,42 @@ class LogProgress:
 
 
 class RichProgress:
+    """One live display while any task runs; finished tasks are printed once, then dropped, so the
+    next task does not draw them again. Thread-safe: parallel exports share it."""
+
     def __init__(self) -> None:
         from rich.progress import (BarColumn, DownloadColumn, Progress as RichBar, TextColumn,
                                    TimeRemainingColumn, TransferSpeedColumn)
 
         self._bar = RichBar(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                             TransferSpeedColumn(), TimeRemainingColumn(), transient=False)
+        self._lock = threading.Lock()
+        self._active = 0
 
     @contextmanager
     def task(self, description: str, total: int | None = None) -> Iterator[Task]:
-        with self._bar:
+        with self._lock:
+            if self._active == 0:
+                self._bar.start()
+            self._active += 1
             task_id = self._bar.add_task(description, total=total)
+        try:
+            yield _RichTask(self._bar, task_id)
+        finally:
+            with self._lock:
+                self._active -= 1
+                if self._active == 0:
+                    self._bar.stop()
+                    for finished in list(self._bar.task_ids):
+                        self._bar.remove_task(finished)
 
-            class _RichTask:
-                def advance(inner, amount: int) -> None:  # noqa: N805 - closure over the bar
-                    self._bar.advance(task_id, amount)
 
-            yield _RichTask()
+class _RichTask:
+    def __init__(self, bar, task_id) -> None:  # noqa: ANN001 - rich types
+        self.bar, self.task_id = bar, task_id
+
+    def advance(self, amount: int) -> None:
+        self.bar.advance(self.task_id, amount)
 
 
 def progress_for(stream: TextIO = sys.stderr, quiet: bool = False) -> Progress:

@@ -44,6 +44,7 @@ class Checker:
             self._check_images_exist()
         for item in self.checked:
             place_problems(item.spec, item.result.problems)
+            item.result.problems.sort(key=lambda p: (p.line or 0, p.column or 0))  # read top to bottom
         return Report([item.result for item in self.checked])
 
     def check_file(self, spec: SpecFile) -> CheckedSpec:
