@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import posixpath
 import tarfile
@@ -25,7 +24,8 @@ from ..progress import NullProgress, Progress, Task
 from .blobcache import CHUNK, BlobCache, BlobError
 from .errors import ImageError
 from .model import Image, LayerBlob, Platform
-from .platforms import normalize
+from .metadata import parse_json
+from .platforms import satisfies
 
 DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -85,7 +85,7 @@ def read_docker_save(stream: BinaryIO, *, image: str, cache: BlobCache, task: Ta
     config_path, config_digest = _config_location(entry, image=image)
     config_bytes = _member_bytes(members, config_path, image=image)
     _verify_bytes(config_bytes, config_digest, image=image, what="config")
-    config = _parse_json(config_bytes, image=image, what=f"config {config_digest}")
+    config = parse_json(config_bytes, image=image, what=f"config {config_digest}")
     layers = _entry_layers(members, entry, image=image, cache=cache)
     check_diff_ids(layers, config, image=image)
     return SavedImage(config=config, config_digest=config_digest, layers=layers,
@@ -95,9 +95,7 @@ def read_docker_save(stream: BinaryIO, *, image: str, cache: BlobCache, task: Ta
 def check_config_platform(config: dict[str, Any], platform: Platform, *, image: str) -> None:
     """The image's own os/architecture must be the one asked for; the error says what the image is."""
     offered = Platform(str(config.get("os") or "?"), str(config.get("architecture") or "?"), config.get("variant") or None)
-    have, want = normalize(offered), normalize(platform)
-    if (have.os, have.architecture) != (want.os, want.architecture) or (
-            platform.variant is not None and have.variant != want.variant):
+    if not satisfies(offered, platform):
         raise ImageError(f"{image}: the image is for platform {offered}, not the requested {platform}")
 
 
@@ -202,14 +200,7 @@ def _blob_digest(name: str, *, image: str) -> str:
 def _read_json(members: _Members, name: str, *, image: str) -> Any:
     if name not in members.small:
         raise ImageError(f"{image}: no {name} in the tarball; is this the output of `docker save`?")
-    return _parse_json(members.small[name], image=image, what=name)
-
-
-def _parse_json(data: bytes, *, image: str, what: str) -> Any:
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ImageError(f"{image}: {what} is not valid JSON: {exc}") from exc
+    return parse_json(members.small[name], image=image, what=name)
 
 
 def _select_entry(manifest: Any, *, image: str, repo_tag: str | None) -> dict[str, Any]:

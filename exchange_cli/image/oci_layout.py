@@ -8,7 +8,6 @@ and each layer is verified by the blob cache while it is copied in.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from ..progress import NullProgress, Progress
 from .archive import check_config_platform, check_diff_ids
 from .blobcache import BlobCache, BlobError
 from .errors import ImageError
+from .metadata import parse_json_object
 from .model import Image, LayerBlob, Platform
 from .platforms import select_manifest
 
@@ -73,7 +73,7 @@ class _Layout:
             raise ImageError(f"{image}: {root} is not an OCI image layout (it needs oci-layout and index.json)")
 
     def index(self) -> dict[str, Any]:
-        return self._parse((self.root / "index.json").read_bytes(), "index.json")
+        return parse_json_object((self.root / "index.json").read_bytes(), image=self.image, what="index.json")
 
     def blob_path(self, digest: str) -> Path:
         algorithm, _, hex_digest = digest.partition(":")
@@ -96,16 +96,7 @@ class _Layout:
         actual = hashlib.new(algorithm, data).hexdigest()
         if actual != expected:
             raise BlobError(self.image, digest, f"digest mismatch: content hashes to {algorithm}:{actual}")
-        return self._parse(data, f"blob {digest}")
-
-    def _parse(self, data: bytes, what: str) -> dict[str, Any]:
-        try:
-            parsed = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ImageError(f"{self.image}: {what} is not valid JSON: {exc}") from exc
-        if not isinstance(parsed, dict):
-            raise ImageError(f"{self.image}: {what} is not a JSON object")
-        return parsed
+        return parse_json_object(data, image=self.image, what=f"blob {digest}")
 
 
 def _choose_descriptor(layout: _Layout, tag: str | None, platform: Platform) -> dict[str, Any]:

@@ -26,6 +26,15 @@ def normalize(platform: Platform) -> Platform:
     return Platform(platform.os.lower(), architecture, variant)
 
 
+def satisfies(offered: Platform, wanted: Platform) -> bool:
+    """Whether an image for `offered` serves a request for `wanted`: same os and architecture once
+    aliases are resolved, and the same variant when the request names one."""
+    have, want = normalize(offered), normalize(wanted)
+    if (have.os, have.architecture) != (want.os, want.architecture):
+        return False
+    return want.variant is None or have.variant == want.variant
+
+
 def descriptor_platform(descriptor: dict[str, Any]) -> Platform | None:
     """The platform a manifest-list entry declares, or None when it declares none."""
     declared = descriptor.get("platform")
@@ -52,16 +61,12 @@ def available_platforms(index: dict[str, Any]) -> list[Platform]:
 
 def select_manifest(index: dict[str, Any], platform: Platform, *, image: str) -> dict[str, Any]:
     """The descriptor in `index` for `platform`; ImageError listing the available platforms if none fits."""
-    wanted = normalize(platform)
     matches = []
     for descriptor in index.get("manifests") or []:
         offered = descriptor_platform(descriptor)
         if offered is None or is_attestation(descriptor):
             continue
-        offered_normal = normalize(offered)
-        if (offered_normal.os, offered_normal.architecture) != (wanted.os, wanted.architecture):
-            continue
-        if wanted.variant is not None and offered_normal.variant != wanted.variant:
+        if not satisfies(offered, platform):
             continue
         matches.append((offered.variant is not None, descriptor))
     if not matches:

@@ -16,9 +16,9 @@ import base64
 import hashlib
 import io
 import json
-from concurrent.futures import ThreadPoolExecutor
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,8 +32,9 @@ from ..reference import ImageReference
 from .blobcache import CHUNK, BlobCache, VerifyingReader, new_hasher
 from .credentials import RegistryCredentials, host_env_var, resolve_credentials
 from .errors import ImageError
+from .metadata import parse_json_object
 from .model import Image, LayerBlob, Platform
-from .platforms import descriptor_platform, select_manifest
+from .platforms import descriptor_platform, satisfies, select_manifest
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -432,12 +433,7 @@ class _ImagePull:
         if header_digest and header_digest.startswith(f"{algorithm}:") and header_digest != digest:
             raise ImageError(f"{self.image}: manifest {reference} hashes to {digest}, "
                              f"but the registry says its digest is {header_digest}")
-        try:
-            document = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ImageError(f"{self.image}: manifest {reference} is not valid JSON: {exc}") from exc
-        if not isinstance(document, dict):
-            raise ImageError(f"{self.image}: manifest {reference} is not a JSON object")
+        document = parse_json_object(body, image=self.image, what=f"manifest {reference}")
         media_type = self._manifest_media_type(document, content_type, reference)
         return _Manifest(body, document, media_type, digest)
 
@@ -462,13 +458,7 @@ class _ImagePull:
         if descriptor.size > MAX_CONFIG_BYTES:
             raise ImageError(f"{self.image}: config {descriptor.digest} is implausibly large ({descriptor.size} bytes)")
         body = self.client.read_blob(self.ref.repository, descriptor.digest, descriptor.size, what="config")
-        try:
-            config = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ImageError(f"{self.image}: config {descriptor.digest} is not valid JSON: {exc}") from exc
-        if not isinstance(config, dict):
-            raise ImageError(f"{self.image}: config {descriptor.digest} is not a JSON object")
-        return config
+        return parse_json_object(body, image=self.image, what=f"config {descriptor.digest}")
 
     def _config_platform(self, config: dict[str, Any]) -> Platform:
         """A single-platform image's own platform, which must be the one asked for."""
@@ -476,8 +466,7 @@ class _ImagePull:
         if not os_name or not architecture:
             return self.platform
         actual = Platform(str(os_name), str(architecture), config.get("variant") or None)
-        variant_differs = bool(self.platform.variant and actual.variant and self.platform.variant != actual.variant)
-        if (actual.os, actual.architecture) != (self.platform.os, self.platform.architecture) or variant_differs:
+        if not satisfies(actual, self.platform):
             raise ImageError(f"{self.image}: the image is for {actual} only, not for the requested {self.platform}")
         return actual
 
