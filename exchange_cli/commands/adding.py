@@ -11,7 +11,7 @@ from ..contrib.add import SpecRejected, add_spec
 from ..contrib.source import read_source
 from ..repository import Exchange
 from ..specs import SpecKind
-from ..validation.reporter import render_rich, render_text
+from ..validation.reporter import render
 
 
 def make_add_command(kind: SpecKind) -> click.Command:
@@ -34,7 +34,7 @@ def make_add_command(kind: SpecKind) -> click.Command:
             outcome = add_spec(exchange, kind, read_source(source, kind, spec_file=spec_file), org=org, image=image,
                                commit=not no_commit)
         except SpecRejected as rejected:
-            (render_rich if sys.stdout.isatty() else render_text)(rejected.report, sys.stdout)
+            render(rejected.report, "auto", sys.stdout)
             raise
         if not outcome.changed:
             click.echo(f"{outcome.location.relative_path} is already exactly this spec; nothing to do")

@@ -14,7 +14,7 @@ from ..conformance.check import (
     parse_skipped_checks,
 )
 from ..progress import progress_for
-from ..validation.reporter import render_json, render_rich, render_text, write_junit
+from ..validation.reporter import render, write_junit
 from .options import export_options, export_options_from
 
 
@@ -40,7 +40,5 @@ def command(specs: tuple[Path, ...], skip_checks: tuple[str, ...], output_format
     report = check_spec_files(specs, options, skipped=skipped, progress=progress_for(sys.stderr, quiet))
     if junit_xml is not None:
         write_junit(report, junit_xml, suite_name="exchange check-image")
-    if output_format == "auto":
-        output_format = "rich" if sys.stdout.isatty() else "text"
-    {"rich": render_rich, "text": render_text, "json": render_json}[output_format](report, sys.stdout)
+    render(report, output_format, sys.stdout)
     sys.exit(0 if report.ok else 1)

@@ -18,7 +18,7 @@ from ..process.run_report import run_label, run_reported
 from ..process.shards import CIRCLE_INDEX_ENV, CIRCLE_TOTAL_ENV, Shard
 from ..progress import progress_for
 from ..repository import Exchange
-from ..validation.reporter import render_rich, render_text
+from ..validation.reporter import render
 from .options import export_options, export_options_from, storage_bucket
 
 DEFAULT_REPORT_DIR = Path(tempfile.gettempdir()) / "exchange-reports"
@@ -61,7 +61,7 @@ def command(repo: Path | None, since: str | None, bucket_uri: str | None, downlo
             lambda on_outcome: process_exchange(exchange, options, progress=progress, log=log, on_outcome=on_outcome),
             report_dir, run_label(shard, finalize_dir is not None), root=exchange.root, dry_run=dry_run)
     except ValidationFailed as failure:
-        (render_rich if sys.stdout.isatty() else render_text)(failure.report, sys.stdout)
+        render(failure.report, "auto", sys.stdout)
         raise
     finally:
         log(f"run report in {report_dir}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..repository import Exchange
-from ..validation.reporter import render_json, render_rich, render_text, write_junit
+from ..validation.reporter import render, write_junit
 from ..validation.run import select_spec_paths, validate_specs
 
 
@@ -30,7 +30,5 @@ def command(paths: tuple[Path, ...], all_specs: bool, since: str | None, repo: P
     report = validate_specs(exchange, selected, check_images=check_images, insecure_registries=insecure_registries)
     if junit_xml is not None:
         write_junit(report, junit_xml)
-    if output_format == "auto":
-        output_format = "rich" if sys.stdout.isatty() else "text"
-    {"rich": render_rich, "text": render_text, "json": render_json}[output_format](report, sys.stdout)
+    render(report, output_format, sys.stdout)
     sys.exit(0 if report.ok else 1)

@@ -11,7 +11,7 @@ from ..invocation import invocation_problems, invocation_schema, read_spec_docum
 from ..specs import SpecFile
 from ..validation.checker import display_path, place_problems
 from ..validation.problems import Problem, Report, SpecResult
-from ..validation.reporter import render_json, render_rich, render_text
+from ..validation.reporter import render
 
 
 @click.command("validate-invocation")
@@ -29,7 +29,5 @@ def command(spec: Path, invocation: Path, output_format: str) -> None:
         result.problems.extend(invocation_problems(schema, document.data))
     place_problems(document, result.problems)
     report = Report([result], noun="invocation")
-    if output_format == "auto":
-        output_format = "rich" if sys.stdout.isatty() else "text"
-    {"rich": render_rich, "text": render_text, "json": render_json}[output_format](report, sys.stdout)
+    render(report, output_format, sys.stdout)
     sys.exit(0 if report.ok else 1)

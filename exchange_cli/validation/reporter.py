@@ -95,3 +95,10 @@ def write_junit(report: Report, path: Path, *, suite_name: str = "exchange valid
     ET.indent(tree)
     path.parent.mkdir(parents=True, exist_ok=True)
     tree.write(path, encoding="utf-8", xml_declaration=True)
+
+
+def render(report: Report, output_format: str, stream: TextIO) -> None:
+    """`auto`: rich tables on a terminal, plain lines (for CI logs and editors) otherwise."""
+    if output_format == "auto":
+        output_format = "rich" if stream.isatty() else "text"
+    {"rich": render_rich, "text": render_text, "json": render_json}[output_format](report, stream)
