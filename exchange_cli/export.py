@@ -54,19 +54,30 @@ class ExportResult:
 
 def export_rootfs(image: str, output: Path, *, options: ExportOptions = ExportOptions(),
                   progress: Progress = NullProgress()) -> ExportResult:
-    """Write `image`'s flattened rootfs to `output` as deterministic gzip; leaves nothing behind on failure."""
+    """Resolve `image` and write its flattened rootfs to `output` (see export_image); then trim the cache."""
     resolved = open_image(image, platform=options.platform, source=options.source,
                           insecure_registries=options.insecure_registries, oci_layout=options.oci_layout,
                           cache=options.cache, progress=progress)
+    result = export_image(resolved, output, progress=progress, shown_as=image)
+    options.cache.evict(keep={layer.diff_id for layer in resolved.layers})
+    return result
+
+
+def export_image(image: Image, output: Path, *, progress: Progress = NullProgress(),
+                 shown_as: str | None = None) -> ExportResult:
+    """Write a resolved image's flattened rootfs to `output` as deterministic gzip; leaves nothing behind on failure.
+
+    Takes the `Image` a caller already resolved (`exchange process` checks it first), so its layers
+    are fetched and verified once. `shown_as` names the image in errors. Trimming the cache is the caller's: it knows which images come next.
+    """
     output = Path(output)
-    total = sum(layer.tar_path.stat().st_size for layer in resolved.layers)
+    total = sum(layer.tar_path.stat().st_size for layer in image.layers)
     try:
         with _atomic_output(output) as handle, progress.task(f"Writing {output.name}", total=total) as task:
-            digest = write_rootfs(resolved.layers, handle, progress_task=task)
+            digest = write_rootfs(image.layers, handle, progress_task=task)
     except LayerError as error:
-        raise ExportError(f"{image}: {error}") from error
-    options.cache.evict(keep={layer.diff_id for layer in resolved.layers})
-    return ExportResult(sha384=digest.sha384, size=digest.size, entries=digest.entries, image=resolved, output=output)
+        raise ExportError(f"{shown_as or image.reference}: {error}") from error
+    return ExportResult(sha384=digest.sha384, size=digest.size, entries=digest.entries, image=image, output=output)
 
 
 @contextmanager

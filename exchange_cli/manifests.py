@@ -104,6 +104,8 @@ class ExchangeRecord:
     # Only present when used, so manifests without a mirror or skipped checks keep their shape.
     mirrored_image: str | None = None  # <mirror>/<org>-<name>@sha256:<digest>
     skipped_checks: tuple[str, ...] | None = None  # conformance rule ids skipped with --skip-check
+    # Fields a publish hook adds (process/publish.py's PublishHook.manifest_fields), after the others.
+    extra: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         # The first three keys are those existing exchanges' manifests already carry.
@@ -118,7 +120,7 @@ class ExchangeRecord:
             "image-digest-reference": self.image_digest_reference,
             "image-config-digest": self.image_config_digest,
             "platform": self.platform,
-        } | {key: value for key, value in optional.items() if value is not None}
+        } | {key: value for key, value in optional.items() if value is not None} | dict(self.extra or {})
 
 
 def build_manifest(kind: SpecKind, spec: dict[str, Any], record: ExchangeRecord,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..delivery.stage import DeliverySettings
+from ..delivery.settings import DeliverySettings
 from ..errors import UsageError
 from ..process.plan import ValidationFailed
 from ..process.report import outcome_as_json, render_outcome

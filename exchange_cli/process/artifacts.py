@@ -1,16 +1,25 @@
-"""One spec's rootfs artifact: export the image, name it by its hash, upload it unless it is there."""
+"""Stage 3, artifacts: export each checked image, name the tarball by its hash, upload it unless it is there.
+
+(The other way to get artifacts is fan_in.py: read them from the shards' records.)
+"""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..export import ExportOptions, export_rootfs
+from ..export import ExportOptions, export_image
 from ..image.model import Image
 from ..progress import Progress
+from .check import CheckedJob
 from .ledger import CreatedObjects
 from .plan import SpecJob
+
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -34,25 +43,81 @@ class Artifact:
     def rootfs_hash(self) -> str:
         return self.delivered_digest or f"sha384:{self.sha384}"
 
+    @property
+    def in_bucket(self) -> bool:
+        """Image-delivered gears have no bucket object: their artifact is the mirrored image."""
+        return self.delivered_digest is None
+
 
 def artifact_name(job: SpecJob, sha384: str) -> str:
     return f"{job.location.artifact_base}-sha384-{sha384}.tgz"
 
 
-def produce_artifact(job: SpecJob, *, bucket, export_options: ExportOptions, work_dir: Path,  # noqa: ANN001
-                     ledger: CreatedObjects, progress: Progress) -> Artifact:
+@dataclass
+class RunWork:
+    """What one run's workers share: the objects created so far, the cancel flag, a scratch directory."""
+
+    ledger: CreatedObjects
+    cancelled: threading.Event
+    work_dir: Path
+
+
+def produce_artifact(checked: CheckedJob, *, bucket, work: RunWork, progress: Progress) -> Artifact:  # noqa: ANN001
     """Export to a temp file (the only copy written), upload it, record what was created, drop the file."""
-    temp = work_dir / f"{job.location.artifact_base}.tgz"
+    job = checked.job
+    temp = work.work_dir / f"{job.location.artifact_base}.tgz"
     started = time.monotonic()
-    exported = export_rootfs(job.image, temp, options=export_options, progress=progress)
+    exported = export_image(checked.image, temp, progress=progress, shown_as=job.image)
     exported_at = time.monotonic()
     name = artifact_name(job, exported.sha384)
     try:
         with progress.task(f"upload {name}", exported.size) as task:
             outcome = bucket.upload(name, temp, size=exported.size, sha384=exported.sha384, progress_task=task)
         if outcome.created:
-            ledger.record(name, outcome.info.generation)
+            work.ledger.record(name, outcome.info.generation)
     finally:
         temp.unlink(missing_ok=True)
     return Artifact(job, name, exported.sha384, exported.size, bucket.download_url(name), exported.image,
                     outcome.created, exported_at - started, time.monotonic() - exported_at)
+
+
+def build_artifacts(checked: Sequence[CheckedJob], make: Callable[[CheckedJob], Artifact], *, work: RunWork,
+                    export_options: ExportOptions, jobs: int, log: Log,
+                    on_artifact: Callable[[Artifact], None] = lambda artifact: None) -> list[Artifact]:
+    """`make` turns one checked job into its artifact (delivery wraps produce_artifact); plan order kept."""
+    pending = _PendingLayers(checked)
+
+    def one(item: CheckedJob) -> Artifact:
+        log(f"exporting {item.job.title} from {item.job.image}")
+        artifact = make(item)
+        verb = "uploaded" if artifact.created else "already in the bucket:"
+        log(f"{verb} {artifact.object_name} ({artifact.size} bytes)")
+        # The images still to export were resolved by the check stage: their layers stay cached.
+        export_options.cache.evict(keep=pending.done(item))
+        on_artifact(artifact)
+        return artifact
+
+    if jobs <= 1:
+        return [one(item) for item in checked]
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="export") as pool:
+        futures = [pool.submit(one, item) for item in checked]
+        try:
+            return [future.result() for future in futures]  # plan order, whatever finishes first
+        except BaseException:
+            work.cancelled.set()
+            for future in futures:
+                future.cancel()
+            raise
+
+
+class _PendingLayers:
+    """The layers of the images not exported yet, which trimming the cache must keep."""
+
+    def __init__(self, checked: Sequence[CheckedJob]) -> None:
+        self._lock = threading.Lock()
+        self._pending = {id(item): item for item in checked}
+
+    def done(self, item: CheckedJob) -> set[str]:
+        with self._lock:
+            self._pending.pop(id(item), None)
+            return {layer.diff_id for other in self._pending.values() for layer in other.image.layers}

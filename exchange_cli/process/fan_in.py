@@ -1,4 +1,4 @@
-"""The fan-in: turn the shards' records into the artifacts to publish, after checking they add up.
+"""Stage 3 at fan-in (--finalize): the artifacts are read from the shards' records, after checking they add up.
 
 Every object any shard created goes into the run's ledger first, so whatever fails from here on (a
 missing or duplicated record, an object that is not in the bucket, the push) deletes them all.
@@ -7,13 +7,14 @@ missing or duplicated record, an object that is not in the bucket, the push) del
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
 
 from ..delivery.stage import Delivery
 from ..errors import ExchangeError
 from .artifacts import Artifact, artifact_name
 from .ledger import CreatedObjects
 from .plan import Plan, SpecJob
-from .run import Log, ProcessOptions
 from .shard_records import ArtifactEntry, ShardRecord, read_records
 
 
@@ -21,26 +22,25 @@ class ShardsDoNotAddUp(ExchangeError):
     """The records do not cover every changed spec exactly once, or an object is not what they say."""
 
 
-def collect_shard_artifacts(plan: Plan, options: ProcessOptions, ledger: CreatedObjects, log: Log,
-                            delivery: Delivery) -> list[Artifact]:
-    assert options.finalize_dir is not None
-    records = read_records(options.finalize_dir)
+def collect_shard_artifacts(plan: Plan, finalize_dir: Path, bucket, ledger: CreatedObjects,  # noqa: ANN001
+                            delivery: Delivery, log: Callable[[str], None]) -> list[Artifact]:
+    records = read_records(finalize_dir)
     for record in records:  # adopted first: whatever goes wrong next, every shard's work is undone
         for created in record.created:
             ledger.record(created.name, created.generation)
         delivery.adopt_tags(record.created_tags)
-    problems = record_problems(plan, records, options.bucket.uri)  # type: ignore[attr-defined]
+    problems = record_problems(plan, records, bucket.uri)
     entries = _entries_by_spec(records)
     unique = {spec: found[0][1] for spec, found in entries.items() if len(found) == 1}
     jobs = {job.relative_path: job for job in plan.jobs}
     problems += [problem for spec, entry in unique.items() if spec in jobs and entry.in_bucket
-                 for problem in object_problems(jobs[spec], entry, options.bucket)]
+                 for problem in object_problems(jobs[spec], entry, bucket)]
     if problems:
-        raise ShardsDoNotAddUp(f"the shard records in {options.finalize_dir} do not add up; nothing is published:\n  "
+        raise ShardsDoNotAddUp(f"the shard records in {finalize_dir} do not add up; nothing is published:\n  "
                                + "\n  ".join(problems))
     log(f"finalize: {len(records)} shard record(s) cover the {len(plan.jobs)} changed spec(s); "
         "every artifact is in the bucket")
-    return [_artifact(job, unique[job.relative_path], options.bucket) for job in plan.jobs]
+    return [_artifact(job, unique[job.relative_path], bucket) for job in plan.jobs]
 
 
 def _artifact(job: SpecJob, entry: ArtifactEntry, bucket) -> Artifact:  # noqa: ANN001 - a storage.Bucket

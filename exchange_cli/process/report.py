@@ -6,7 +6,7 @@ from typing import Any, TextIO
 
 from .artifacts import Artifact, artifact_name
 from .plan import SpecJob
-from .run import ProcessOutcome
+from .context import ProcessOutcome
 
 
 def job_fields(job: SpecJob) -> dict[str, Any]:

@@ -1,72 +1,43 @@
-"""The master CI job as one function: plan, build artifacts, commit, push; or undo all of it."""
+"""The orchestrators: one per mode of `exchange process`, each calling the stages in order.
+
+    one machine   plan -> check -> artifacts (export, upload, deliver) -> publish (commit, push)
+    shard I/N     plan -> share -> check -> artifacts -> shard record (no git)
+    finalize      plan -> artifacts read from the shard records -> publish
+
+Stages (plan.py, check.py, artifacts.py or fan_in.py, publish.py) never call back up here. Whatever
+fails, the orchestrator undoes exactly this run's work: the bucket objects and mirrored tags it
+created (shards' too at finalize) and its commits.
+"""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 from .. import git
-from ..errors import ExchangeError, UsageError
-from ..export import ExportOptions
-from ..invocation import derive_invocation_schema
+from ..delivery.stage import Delivery
+from ..errors import UsageError
 from ..progress import NullProgress, Progress
 from ..repository import Exchange
-from ..delivery.stage import Delivery, DeliverySettings
-from .artifacts import Artifact, produce_artifact
-from .ledger import CreatedObjects, RollbackResult
-from .plan import Plan, SpecJob, make_plan
-from .shards import Shard
+from .artifacts import Artifact, RunWork, build_artifacts, produce_artifact
+from .check import CheckedJob, check_jobs
+from .context import Log, ProcessFailed, ProcessOptions, ProcessOutcome
+from .fan_in import collect_shard_artifacts
+from .image_sizes import image_sizes
+from .ledger import CreatedObjects
+from .plan import make_plan
+from .publish import Publisher, describe
+from .shard_records import ArtifactEntry, ShardRecord
+from .shards import assign, share_of
 from .signals import CancellableProgress, interrupts_raise
-from .transaction import ManifestCommit, PublishTransaction
+from .transaction import PublishTransaction
 
-Log = Callable[[str], None]
-
-
-class ProcessFailed(ExchangeError):
-    pass
-
-
-@dataclass
-class ProcessOptions:
-    export: ExportOptions
-    bucket: object  # a storage.Bucket, opened before any work so a bad setting fails first
-    remote: str = "origin"
-    since: str | None = None
-    jobs: int = 1
-    retries: int = 0
-    dry_run: bool = False
-    # Conformance checks before any upload, and the mirror registry images are delivered to.
-    delivery: DeliverySettings = field(default_factory=DeliverySettings)
-    # Fan-out: export and upload only this shard's share, and record it in shard_dir (no git changes).
-    shard: Shard | None = None
-    shard_dir: Path | None = None
-    # Fan-in: publish what the shards recorded in this directory, instead of exporting.
-    finalize_dir: Path | None = None
-
-
-@dataclass
-class ProcessOutcome:
-    plan: Plan
-    artifacts: list[Artifact] = field(default_factory=list)
-    commits: list[ManifestCommit] = field(default_factory=list)
-    pushed: bool = False
-    replays: int = 0
-    # Filled as the run goes, so a report can say what happened even when the run fails.
-    exported: list[Artifact] = field(default_factory=list)
-    rollback: RollbackResult | None = None
-    reset_to: str | None = None
-    shard: Shard | None = None
-    share: list[SpecJob] | None = None  # a shard's specs; None when the run covers the whole plan
-    record_path: Path | None = None
-
-    @property
-    def selected_jobs(self) -> list[SpecJob]:
-        return self.plan.jobs if self.share is None else self.share
+__all__ = ["ProcessFailed", "ProcessOptions", "ProcessOutcome", "process_exchange"]
 
 
 def process_exchange(exchange: Exchange, options: ProcessOptions, *, progress: Progress = NullProgress(),
@@ -74,55 +45,70 @@ def process_exchange(exchange: Exchange, options: ProcessOptions, *, progress: P
                      on_outcome: Callable[[ProcessOutcome], None] = lambda outcome: None) -> ProcessOutcome:
     """`on_outcome` receives the outcome as soon as there is a plan; the run keeps filling it in."""
     start, branch = check_preconditions(exchange, options.remote, publishing=options.shard is None)
-    plan = make_plan(exchange, start, since=options.since)
-    outcome = ProcessOutcome(plan, shard=options.shard)
+    outcome = ProcessOutcome(make_plan(exchange, start, since=options.since), shard=options.shard)
     on_outcome(outcome)
     if options.shard is not None:
-        from .fan_out import process_shard
+        return run_shard(outcome, options, progress=progress, log=log)
+    if options.finalize_dir is not None:
+        return run_finalize(exchange, outcome, options, start, branch, log=log)
+    return run_one_machine(exchange, outcome, options, start, branch, progress=progress, log=log)
 
-        return process_shard(outcome, options, progress=progress, log=log)
-    if options.dry_run or (not plan.jobs and options.finalize_dir is None):
+
+def run_one_machine(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOptions, start: str, branch: str,
+                    *, progress: Progress, log: Log) -> ProcessOutcome:
+    plan = outcome.plan
+    if options.dry_run or not plan.jobs:
         return outcome
-    delivery = Delivery(options.delivery, options.export, log)
-    if options.finalize_dir is None:
-        # a failing image stops the run before anything is uploaded
-        delivery.check(plan.jobs, progress, workers=options.jobs)
-    identity = {} if git.has_identity(exchange.repo) else git.bot_identity_env()
-    transaction = PublishTransaction(exchange, options.remote, branch, start, start, identity)
-    ledger = CreatedObjects()
-    cancelled = threading.Event()
-    work_dir = Path(tempfile.mkdtemp(prefix="exchange-process-"))
-    try:
-        with interrupts_raise():
-            if options.finalize_dir is not None:
-                from .fan_in import collect_shard_artifacts
+    checked = _check(plan.jobs, options, progress, log)  # a failing image stops the run before any upload
+    delivery = _delivery(options, log)
 
-                outcome.artifacts = collect_shard_artifacts(plan, options, ledger, log, delivery)
-            else:
-                outcome.artifacts = build_artifacts(plan, options, work_dir, ledger,
-                                                    CancellableProgress(progress, cancelled), cancelled, log,
-                                                    on_artifact=outcome.exported.append, delivery=delivery)
-            for artifact in outcome.artifacts:
-                made = transaction.commit_manifest(artifact, derive_invocation_schema(artifact.job.spec, artifact.job.kind))
-                log(f"committed {made.commit[:12]} {artifact.job.commit_message}")
-            if transaction.commits:  # a finalize step over shards that found nothing to do has none
-                log(f"pushing {len(transaction.commits)} commit(s) to {options.remote} {branch}")
-                transaction.push(retries=options.retries, on_replayed=lambda skipped: _forget(skipped, ledger, log))
-                outcome.pushed = True
-    except git.PushRejected as rejection:
-        rollback = outcome.rollback = undo(transaction, ledger, options.bucket, delivery)
-        outcome.reset_to = transaction.start
-        raise ProcessFailed(f"push to {options.remote} {branch} failed: {rejection}\n{describe(rollback, transaction)}") from None
-    except BaseException:
-        cancelled.set()
-        if transaction.commits and transaction.is_published():
-            raise  # the push landed before the interrupt: the run's work is published and referenced
-        outcome.rollback, outcome.reset_to = undo(transaction, ledger, options.bucket, delivery), transaction.start
-        log(describe(outcome.rollback, transaction))
-        raise
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
-    outcome.commits, outcome.replays = transaction.commits, transaction.replays
+    def artifacts(work: RunWork) -> list[Artifact]:
+        return _build(checked, options, work, delivery, progress, log, outcome)
+
+    return _publish_run(exchange, outcome, options, start, branch, delivery, artifacts, log)
+
+
+def run_finalize(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOptions, start: str, branch: str,
+                 *, log: Log) -> ProcessOutcome:
+    assert options.finalize_dir is not None
+    delivery = _delivery(options, log)
+
+    def artifacts(work: RunWork) -> list[Artifact]:
+        return collect_shard_artifacts(outcome.plan, options.finalize_dir, options.bucket,  # type: ignore[arg-type]
+                                       work.ledger, delivery, log)
+
+    return _publish_run(exchange, outcome, options, start, branch, delivery, artifacts, log)
+
+
+def run_shard(outcome: ProcessOutcome, options: ProcessOptions, *, progress: Progress, log: Log) -> ProcessOutcome:
+    """Export and upload this shard's share, then record it for finalize; never touches git. On failure
+    the objects it created are deleted and no record is written, so finalize sees the shard as missing."""
+    plan, shard = outcome.plan, options.shard
+    assert shard is not None and (options.shard_dir is not None or options.dry_run)
+    sizes = image_sizes(plan.jobs, options.export) if plan.jobs else {}
+    assignment = assign(plan.jobs, shard.total, sizes)
+    outcome.share = share_of(plan.jobs, shard, assignment)
+    by = "image size" if plan.jobs and all(size is not None for size in sizes.values()) else "count"
+    log(f"shard {shard}: {len(outcome.share)} of {len(plan.jobs)} spec(s), split by {by}")
+    if options.dry_run:
+        return outcome
+    checked = _check(outcome.share, options, progress, log)
+    delivery = _delivery(options, log)
+    with _run_work() as work:
+        try:
+            with interrupts_raise():
+                outcome.artifacts = _build(checked, options, work, delivery, progress, log, outcome)
+                record = ShardRecord(plan.source_commit, shard, options.bucket.uri, assignment,  # type: ignore[attr-defined]
+                                     [ArtifactEntry.of(artifact) for artifact in outcome.artifacts],
+                                     work.ledger.objects(), delivery.created_tags())
+                outcome.record_path = record.write(options.shard_dir)  # type: ignore[arg-type]
+                log(f"shard {shard}: recorded {len(record.artifacts)} artifact(s) in {outcome.record_path}")
+        except BaseException:
+            work.cancelled.set()
+            outcome.rollback = work.ledger.delete_all(options.bucket)
+            delivery.rollback(outcome.rollback)  # the mirrored tags this shard created
+            log(describe(outcome.rollback, None))
+            raise
     return outcome
 
 
@@ -143,54 +129,60 @@ def check_preconditions(exchange: Exchange, remote: str, *, publishing: bool = T
     return start, branch
 
 
-def build_artifacts(plan: Plan, options: ProcessOptions, work_dir: Path, ledger: CreatedObjects, progress: Progress,
-                    cancelled: threading.Event, log: Log,
-                    on_artifact: Callable[[Artifact], None] = lambda artifact: None,
-                    delivery: Delivery | None = None) -> list[Artifact]:
-    delivery = delivery or Delivery(options.delivery, options.export, log)
-    delivery.check(plan.jobs, progress, workers=options.jobs)  # no-op for the jobs already checked
-
-    def one(job) -> Artifact:  # noqa: ANN001
-        log(f"exporting {job.title} from {job.image}")
-        artifact = delivery.deliver(job, lambda: produce_artifact(job, bucket=options.bucket, export_options=options.export,
-                                                                  work_dir=work_dir, ledger=ledger, progress=progress))
-        verb = "uploaded" if artifact.created else "already in the bucket:"
-        log(f"{verb} {artifact.object_name} ({artifact.size} bytes)")
-        on_artifact(artifact)
-        return artifact
-
-    if options.jobs <= 1:
-        return [one(job) for job in plan.jobs]
-    with ThreadPoolExecutor(max_workers=options.jobs, thread_name_prefix="export") as pool:
-        futures = [pool.submit(one, job) for job in plan.jobs]
+def _publish_run(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOptions, start: str, branch: str,
+                 delivery: Delivery, artifacts: Callable[[RunWork], list[Artifact]], log: Log) -> ProcessOutcome:
+    """Artifacts (built or read from records), then publish; on any failure, undo this run's work."""
+    identity = {} if git.has_identity(exchange.repo) else git.bot_identity_env()
+    transaction = PublishTransaction(exchange, options.remote, branch, start, start, identity)
+    publisher = Publisher(transaction, options.bucket, log, options.retries)
+    with _run_work() as work:
         try:
-            return [future.result() for future in futures]  # plan order, whatever finishes first
+            with interrupts_raise():
+                outcome.artifacts = artifacts(work)
+                publisher.commit(outcome.artifacts, work.ledger)
+                published = publisher.push(work.ledger)
+                outcome.pushed = published is not None
+        except git.PushRejected as rejection:
+            outcome.rollback, outcome.reset_to = publisher.rollback(work.ledger, delivery), start
+            raise ProcessFailed(f"push to {options.remote} {branch} failed: {rejection}\n"
+                                f"{describe(outcome.rollback, transaction)}") from None
         except BaseException:
-            cancelled.set()
-            for future in futures:
-                future.cancel()
+            work.cancelled.set()
+            if publisher.is_published():
+                raise  # the push landed before the interrupt: the run's work is published and referenced
+            outcome.rollback, outcome.reset_to = publisher.rollback(work.ledger, delivery), start
+            log(describe(outcome.rollback, transaction))
             raise
+    outcome.commits, outcome.replays = transaction.commits, transaction.replays
+    if published is not None:
+        publisher.after_push(published)
+    return outcome
 
 
-def undo(transaction: PublishTransaction, ledger: CreatedObjects, bucket,  # noqa: ANN001
-         delivery: Delivery | None = None) -> RollbackResult:
-    transaction.reset()
-    result = ledger.delete_all(bucket)
-    if delivery is not None:
-        delivery.rollback(result)  # the mirrored tags this run created
-    return result
+def _check(jobs, options: ProcessOptions, progress: Progress, log: Log) -> list[CheckedJob]:  # noqa: ANN001
+    return check_jobs(jobs, options.delivery, options.export, progress, log, workers=options.jobs)
 
 
-def describe(rollback: RollbackResult, transaction: PublishTransaction | None) -> str:
-    """`transaction` is None for a shard, which never touches git."""
-    branch = f"branch {transaction.branch} reset to {transaction.start[:12]}; " if transaction else ""
-    lines = [f"rolled back: {branch}deleted {len(rollback.deleted)} object(s) this run created"]
-    lines += [f"  deleted {name}" for name in rollback.deleted]
-    lines += [f"  could NOT delete {name}: {reason}" for name, reason in rollback.failed.items()]
-    return "\n".join(lines)
+def _delivery(options: ProcessOptions, log: Log) -> Delivery:
+    return Delivery(options.delivery, options.export.insecure_registries, log)
 
 
-def _forget(skipped: list[ManifestCommit], ledger: CreatedObjects, log: Log) -> None:
-    for made in skipped:
-        ledger.forget(made.artifact.object_name)
-        log(f"{made.manifest_path} was already pushed by another run; skipped")
+def _build(checked: list[CheckedJob], options: ProcessOptions, work: RunWork, delivery: Delivery, progress: Progress,
+           log: Log, outcome: ProcessOutcome) -> list[Artifact]:
+    cancellable = CancellableProgress(progress, work.cancelled)
+
+    def make(item: CheckedJob) -> Artifact:
+        return delivery.deliver(item, lambda job: produce_artifact(job, bucket=options.bucket, work=work,
+                                                                   progress=cancellable))
+
+    return build_artifacts(checked, make, work=work, export_options=options.export, jobs=options.jobs, log=log,
+                           on_artifact=outcome.exported.append)
+
+
+@contextmanager
+def _run_work() -> Iterator[RunWork]:
+    work_dir = Path(tempfile.mkdtemp(prefix="exchange-process-"))
+    try:
+        yield RunWork(CreatedObjects(), threading.Event(), work_dir)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)

@@ -20,7 +20,7 @@ from ..manifests import write_atomically
 from .artifacts import Artifact
 from .plan import SpecJob, ValidationFailed
 from .report import artifact_fields, job_fields
-from .run import ProcessOutcome
+from .context import ProcessOutcome
 from .shards import Shard
 
 OnOutcome = Callable[[ProcessOutcome], None]

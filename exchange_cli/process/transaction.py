@@ -38,7 +38,7 @@ class PublishTransaction:
     def repo(self) -> gitpython.Repo:
         return self.exchange.repo
 
-    def commit_manifest(self, artifact: Artifact, invocation_schema: dict) -> ManifestCommit:
+    def commit_manifest(self, artifact: Artifact, invocation_schema: dict, extra: dict | None = None) -> ManifestCommit:
         job = artifact.job
         record = ExchangeRecord(
             git_commit=self.source_commit,
@@ -51,6 +51,7 @@ class PublishTransaction:
             platform=str(artifact.image.platform),
             mirrored_image=artifact.mirrored_reference,
             skipped_checks=artifact.skipped_checks or None,
+            extra=extra or None,
         )
         relative = f"{MANIFESTS}/{job.location.org}/{manifest_name(job.location.artifact_base, artifact.rootfs_hash)}"
         write_atomically(self.exchange.root / relative,

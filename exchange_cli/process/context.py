@@ -1,0 +1,63 @@
+"""What every stage of a process run is given (the options, a log) and what the run fills in (the outcome).
+
+Nothing here runs a stage: the stages import this module, never the orchestrators in run.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..delivery.settings import DeliverySettings
+from ..errors import ExchangeError
+from ..export import ExportOptions
+from .artifacts import Artifact
+from .ledger import RollbackResult
+from .plan import Plan, SpecJob
+from .shards import Shard
+from .transaction import ManifestCommit
+
+Log = Callable[[str], None]
+
+
+class ProcessFailed(ExchangeError):
+    pass
+
+
+@dataclass
+class ProcessOptions:
+    export: ExportOptions
+    bucket: object  # a storage.Bucket, opened before any work so a bad setting fails first
+    remote: str = "origin"
+    since: str | None = None
+    jobs: int = 1
+    retries: int = 0
+    dry_run: bool = False
+    # Conformance checks before any upload, and the mirror registry images are delivered to.
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    # Fan-out: export and upload only this shard's share, and record it in shard_dir (no git changes).
+    shard: Shard | None = None
+    shard_dir: Path | None = None
+    # Fan-in: publish what the shards recorded in this directory, instead of exporting.
+    finalize_dir: Path | None = None
+
+
+@dataclass
+class ProcessOutcome:
+    plan: Plan
+    artifacts: list[Artifact] = field(default_factory=list)
+    commits: list[ManifestCommit] = field(default_factory=list)
+    pushed: bool = False
+    replays: int = 0
+    # Filled as the run goes, so a report can say what happened even when the run fails.
+    exported: list[Artifact] = field(default_factory=list)
+    rollback: RollbackResult | None = None
+    reset_to: str | None = None
+    shard: Shard | None = None
+    share: list[SpecJob] | None = None  # a shard's specs; None when the run covers the whole plan
+    record_path: Path | None = None
+
+    @property
+    def selected_jobs(self) -> list[SpecJob]:
+        return self.plan.jobs if self.share is None else self.share

@@ -1,0 +1,96 @@
+"""Stage 4, publish: one commit per artifact's manifest, the push, and undoing exactly this run's work on failure.
+
+Extension point: a `PublishHook` is called for each artifact before its manifest is written (it may
+create bucket objects beside the artifact, recorded in the run's ledger so a failed run deletes them
+with the artifact, and it returns fields for the manifest's "exchange" block), and once after the
+push is confirmed (work that must never roll back a published run, such as publishing a catalog).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..delivery.stage import Delivery
+from ..invocation import derive_invocation_schema
+from .artifacts import Artifact
+from .ledger import CreatedObjects, RollbackResult
+from .transaction import ManifestCommit, PublishTransaction
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Published:
+    """What reached the remote: handed to the hooks after the push."""
+
+    commits: list[ManifestCommit]
+    head: str
+    replays: int
+
+
+class PublishHook(Protocol):
+    def manifest_fields(self, artifact: Artifact, ledger: CreatedObjects) -> dict[str, Any]:
+        """Before `artifact`'s manifest is committed: extra "exchange" fields (objects it creates go in `ledger`)."""
+        ...
+
+    def after_push(self, published: Published) -> None:
+        """Once the push is confirmed. A failure is reported by the hook itself; it never rolls anything back."""
+        ...
+
+
+@dataclass
+class Publisher:
+    transaction: PublishTransaction
+    bucket: Any  # a storage.Bucket
+    log: Log
+    retries: int = 0
+    hooks: Sequence[PublishHook] = field(default_factory=tuple)
+
+    def commit(self, artifacts: Sequence[Artifact], ledger: CreatedObjects) -> None:
+        for artifact in artifacts:
+            extra: dict[str, Any] = {}
+            for hook in self.hooks:
+                extra.update(hook.manifest_fields(artifact, ledger))
+            schema = derive_invocation_schema(artifact.job.spec, artifact.job.kind)
+            made = self.transaction.commit_manifest(artifact, schema, extra)
+            self.log(f"committed {made.commit[:12]} {artifact.job.commit_message}")
+
+    def push(self, ledger: CreatedObjects) -> Published | None:
+        """None when there is nothing to push (a finalize step over shards that found nothing to do)."""
+        transaction = self.transaction
+        if not transaction.commits:
+            return None
+        self.log(f"pushing {len(transaction.commits)} commit(s) to {transaction.remote} {transaction.branch}")
+        transaction.push(retries=self.retries, on_replayed=lambda skipped: self._forget(skipped, ledger))
+        return Published(list(transaction.commits), transaction.commits[-1].commit, transaction.replays)
+
+    def after_push(self, published: Published) -> None:
+        """Called by the orchestrator once the run's work is published and nothing can roll it back."""
+        for hook in self.hooks:
+            hook.after_push(published)
+
+    def is_published(self) -> bool:
+        return bool(self.transaction.commits) and self.transaction.is_published()
+
+    def rollback(self, ledger: CreatedObjects, delivery: Delivery | None) -> RollbackResult:
+        self.transaction.reset()
+        result = ledger.delete_all(self.bucket)
+        if delivery is not None:
+            delivery.rollback(result)  # the mirrored tags this run created
+        return result
+
+    def _forget(self, skipped: list[ManifestCommit], ledger: CreatedObjects) -> None:
+        for made in skipped:
+            ledger.forget(made.artifact.object_name)
+            self.log(f"{made.manifest_path} was already pushed by another run; skipped")
+
+
+def describe(rollback: RollbackResult, transaction: PublishTransaction | None) -> str:
+    """`transaction` is None for a shard, which never touches git."""
+    branch = f"branch {transaction.branch} reset to {transaction.start[:12]}; " if transaction else ""
+    lines = [f"rolled back: {branch}deleted {len(rollback.deleted)} object(s) this run created"]
+    lines += [f"  deleted {name}" for name in rollback.deleted]
+    lines += [f"  could NOT delete {name}: {reason}" for name, reason in rollback.failed.items()]
+    return "\n".join(lines)
