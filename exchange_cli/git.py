@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import git
@@ -174,3 +175,14 @@ def path_exists_at(repo: git.Repo, commit: str, path: str) -> bool:
         return True
     except git.GitCommandError:
         return False
+
+
+def blobs_at(repo: git.Repo, commit: str, directory: str) -> Iterator[tuple[str, bytes]]:
+    """``(path, bytes)`` of every file under `directory` in `commit` (nothing when it has none)."""
+    try:
+        tree = repo.commit(commit).tree / directory
+    except KeyError:
+        return
+    for item in tree.traverse():
+        if item.type == "blob":
+            yield item.path, item.data_stream.read()

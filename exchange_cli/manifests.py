@@ -1,37 +1,139 @@
-"""Strongly-versioned manifests: ``manifests/<org>/<org>-<name>-<algo>-<hex>.json``.
+"""Strongly-versioned manifests: ``manifests/<org>/<org>-<file stem>-<algo>-<hex>.json``.
 
 The layout and top-level shape are those existing exchanges already use, so their manifests are read
-as they are: ``{"gear"|"boutique": <spec>, "exchange": {...}, "invocation-schema": {...}}``.
+as they are: ``{"gear"|"boutique": <spec>, "exchange": {...}, "invocation-schema": {...}}``. Exchanges
+grown by the old pipeline also keep manifests directly under ``manifests/`` (a spec that had no org
+folder) and under deeper folders (``manifests/<org>/<sub>/…``), embed specs whose name or version is
+not a string, and carry only ``git-commit``, ``rootfs-hash`` and ``rootfs-url``: every ``*.json`` under
+``manifests/`` is read, at any depth, and each file that cannot be read is returned as a
+`ManifestProblem` (never silently skipped), so that a caller deciding what is referenced knows when it
+cannot know.
+
+Readers: `load_manifests` (a directory on disk) and `read_manifest_blobs` (``(path, bytes)`` pairs, e.g.
+the blobs of a git tree, see `manifests_at_commit`); both return a `ManifestScan`.
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from .specs import SpecKind
+
+MANIFESTS_DIRECTORY = "manifests"
+IMAGE_URL_SCHEME = "docker"  # rootfs-url docker://…: an image-delivered gear, nothing in the bucket
 
 
 @dataclass(frozen=True)
 class VersionKey:
-    org: str
+    """A version's identity: the spec's name and version within its org (the old pipeline's rule)."""
+
+    org: str | None
     kind: SpecKind
     name: str
     version: str
 
     def __str__(self) -> str:
-        return f"{self.kind.value} {self.org}/{self.name} {self.version}"
+        return f"{self.kind.value} {self.org}/{self.name} {self.version}" if self.org else \
+            f"{self.kind.value} {self.name} {self.version}"
+
+
+@dataclass(frozen=True)
+class ManifestProblem:
+    """A file under manifests/ that cannot be read as a manifest, and why."""
+
+    path: str  # repository-relative, POSIX: manifests/…
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
 
 
 @dataclass(frozen=True)
 class ProcessedManifest:
     path: Path
-    key: VersionKey
-    spec: Any
+    relative: str  # repository-relative, POSIX: manifests/<org>/…
+    kind: SpecKind
+    spec: dict[str, Any]
     exchange: dict[str, Any]
+    invocation_schema: Any = None
+
+    @property
+    def org(self) -> str | None:
+        """The first folder under manifests/; None for a manifest stored directly there."""
+        parts = PurePosixPath(self.relative).parts
+        return parts[1] if len(parts) >= 3 else None
+
+    @property
+    def name(self) -> str | None:
+        value = self.spec.get("name")
+        return value if isinstance(value, str) else None
+
+    @property
+    def version(self) -> str | None:
+        value = self.spec.get(self.kind.version_key)
+        return value if isinstance(value, str) else None
+
+    @property
+    def key(self) -> VersionKey | None:
+        """None when the embedded spec has no string name or version (some old manifests)."""
+        if self.name is None or self.version is None:
+            return None
+        return VersionKey(self.org, self.kind, self.name, self.version)
+
+    @property
+    def rootfs_hash(self) -> str | None:
+        value = self.exchange.get("rootfs-hash")
+        return value if isinstance(value, str) else None
+
+    @property
+    def rootfs_url(self) -> str | None:
+        value = self.exchange.get("rootfs-url")
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def is_image(self) -> bool:
+        """Delivered as an image (``rootfs-url: docker://…``), not as a bucket object."""
+        return self.rootfs_url is not None and urlsplit(self.rootfs_url).scheme == IMAGE_URL_SCHEME
+
+    @property
+    def rootfs_sha384(self) -> str | None:
+        """The hex sha384 of the rootfs, which the bucket holds; None for other kinds of artifact."""
+        value = self.rootfs_hash
+        if value is not None and value.lower().startswith("sha384:"):
+            return value[len("sha384:"):].lower()
+        return None
+
+    @property
+    def bucket_object(self) -> str | None:
+        """The bucket object this manifest references: the last segment of its rootfs URL (whatever its
+        host), else ``<file stem>.tgz`` for a sha384 rootfs; None for an image or a manifest that names none."""
+        if self.is_image:
+            return None
+        if self.rootfs_url is not None:
+            name = unquote(PurePosixPath(urlsplit(self.rootfs_url).path).name)
+            if name:
+                return name
+        if self.rootfs_sha384 is not None:
+            return f"{self.path.stem}.tgz"
+        return None
+
+
+@dataclass
+class ManifestScan:
+    """Every manifest read, and every file under manifests/ that could not be."""
+
+    manifests: list[ProcessedManifest] = field(default_factory=list)
+    problems: list[ManifestProblem] = field(default_factory=list)
+
+    def referenced_objects(self) -> set[str]:
+        """Bucket objects some manifest references. Incomplete when `problems` is not empty."""
+        return {m.bucket_object for m in self.manifests if m.bucket_object is not None}
 
 
 def manifest_name(artifact_base: str, rootfs_hash: str) -> str:
@@ -49,41 +151,92 @@ def embedded_spec(document: Any) -> tuple[SpecKind, Any] | None:
     return None
 
 
-def read_manifest(path: Path, org: str) -> ProcessedManifest | None:
-    """A manifest's identity; None for files that are not manifests of a known shape."""
+def is_manifest_path(relative: str) -> bool:
+    """Every ``*.json`` below manifests/, at any depth."""
+    parts = PurePosixPath(relative).parts
+    return len(parts) >= 2 and parts[0] == MANIFESTS_DIRECTORY and parts[-1].endswith(".json")
+
+
+def parse_manifest(relative: str, content: bytes, path: Path | None = None) -> ProcessedManifest | ManifestProblem:
+    """One manifest from its bytes; `relative` is its repository-relative path (manifests/…)."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
+        document = json.loads(content.decode("utf-8"))
+    except UnicodeDecodeError:
+        return ManifestProblem(relative, "not UTF-8 text")
+    except json.JSONDecodeError as error:
+        return ManifestProblem(relative, f"not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})")
+    except (ValueError, RecursionError) as error:
+        return ManifestProblem(relative, f"not valid JSON ({type(error).__name__})")
     found = embedded_spec(document)
     if found is None:
-        return None
+        return ManifestProblem(relative, "not a manifest: no \"gear\" or \"boutique\" object")
     kind, spec = found
-    name, version = spec.get("name"), spec.get(kind.version_key)
-    if not isinstance(name, str) or not isinstance(version, str):
-        return None
-    exchange = document.get("exchange") if isinstance(document.get("exchange"), dict) else {}
-    return ProcessedManifest(path, VersionKey(org, kind, name, version), spec, exchange)
+    exchange = document.get("exchange", {})
+    if not isinstance(exchange, dict):
+        return ManifestProblem(relative, "its \"exchange\" block is not an object")
+    for key in ("rootfs-url", "rootfs-hash"):
+        if key in exchange and not isinstance(exchange[key], str):
+            return ManifestProblem(relative, f"its exchange.{key} is not a string")
+    return ProcessedManifest(path or Path(relative), relative, kind, spec, exchange, document.get("invocation-schema"))
+
+
+def read_manifest_blobs(items: Iterable[tuple[str, bytes]], *, root: Path | None = None) -> ManifestScan:
+    """Manifests from ``(repository-relative path, bytes)`` pairs, e.g. a git tree's blobs; paths that are
+    not ``manifests/**/*.json`` are ignored. With `root`, each manifest's `path` is ``root / relative``."""
+    scan = ManifestScan()
+    for relative, content in sorted(items, key=lambda item: item[0]):
+        if not is_manifest_path(relative):
+            continue
+        read = parse_manifest(relative, content, root / relative if root is not None else None)
+        (scan.problems if isinstance(read, ManifestProblem) else scan.manifests).append(read)  # type: ignore[arg-type]
+    return scan
+
+
+def load_manifests(manifests_dir: Path) -> ManifestScan:
+    """Every ``*.json`` under `manifests_dir` (the exchange's manifests/), at any depth."""
+    if not manifests_dir.is_dir():
+        return ManifestScan()
+    root = manifests_dir.parent
+    problems: list[ManifestProblem] = []
+
+    def blobs() -> Iterable[tuple[str, bytes]]:
+        for path in sorted(manifests_dir.rglob("*.json")):
+            relative = f"{MANIFESTS_DIRECTORY}/{path.relative_to(manifests_dir).as_posix()}"
+            if path.is_dir():
+                continue
+            try:
+                yield relative, path.read_bytes()
+            except OSError as error:
+                problems.append(ManifestProblem(relative, f"cannot read: {error.strerror or error}"))
+
+    scan = read_manifest_blobs(list(blobs()), root=root)
+    scan.problems = sorted(scan.problems + problems, key=lambda p: p.path)
+    return scan
+
+
+def manifests_at_commit(repo: Any, commit: str) -> ManifestScan:
+    """The manifests as they are in `commit` of a gitpython repo (paths under the work tree's root)."""
+    from . import git
+
+    root = Path(repo.working_tree_dir) if repo.working_tree_dir else None
+    return read_manifest_blobs(git.blobs_at(repo, commit, MANIFESTS_DIRECTORY), root=root)
 
 
 class ManifestIndex:
     """Every processed org/kind/name/version, read once per run."""
 
-    def __init__(self, manifests: list[ProcessedManifest]) -> None:
+    def __init__(self, manifests: list[ProcessedManifest], problems: list[ManifestProblem] | None = None) -> None:
         self.manifests = manifests
+        self.problems = problems or []
         self._by_key: dict[VersionKey, list[ProcessedManifest]] = defaultdict(list)
         for manifest in manifests:
-            self._by_key[manifest.key].append(manifest)
+            if manifest.key is not None:
+                self._by_key[manifest.key].append(manifest)
 
     @classmethod
     def load(cls, manifests_dir: Path) -> "ManifestIndex":
-        found: list[ProcessedManifest] = []
-        if manifests_dir.is_dir():
-            for path in sorted(manifests_dir.glob("*/*.json")):
-                manifest = read_manifest(path, path.parent.name)
-                if manifest is not None:
-                    found.append(manifest)
-        return cls(found)
+        scan = load_manifests(manifests_dir)
+        return cls(scan.manifests, scan.problems)
 
     def for_key(self, key: VersionKey) -> list[ProcessedManifest]:
         return self._by_key.get(key, [])

@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from ..manifests import ManifestIndex, ProcessedManifest
 from ..repository import Exchange
@@ -95,29 +94,16 @@ class Catalog:
 
 def manifest_entry_name(manifest: ProcessedManifest) -> str:
     """The name a manifest's file carries after ``<org>-``; the embedded spec's name for other layouts."""
-    org = manifest.path.parent.name
+    org = manifest.org or ""
     match = _MANIFEST_FILE.fullmatch(manifest.path.name)
     if match and match["stem"].startswith(f"{org}-") and len(match["stem"]) > len(org) + 1:
         return match["stem"][len(org) + 1:]
-    return manifest.key.name
+    return manifest.name or manifest.path.stem
 
 
 def artifact_object_name(manifest: ProcessedManifest) -> str:
-    """The bucket object holding a manifest's rootfs: the last segment of its rootfs URL."""
-    url = manifest.exchange.get("rootfs-url")
-    if isinstance(url, str) and url:
-        name = unquote(PurePosixPath(urlsplit(url).path).name)
-        if name:
-            return name
-    return f"{manifest.path.stem}.tgz"
-
-
-def rootfs_sha384(manifest: ProcessedManifest) -> str | None:
-    """The hex sha384 of a manifest's rootfs, which the bucket holds; None for other kinds of artifact."""
-    value = manifest.exchange.get("rootfs-hash")
-    if isinstance(value, str) and value.startswith("sha384:"):
-        return value.removeprefix("sha384:").lower()
-    return None
+    """The bucket object holding a manifest's rootfs (see ProcessedManifest.bucket_object)."""
+    return manifest.bucket_object or f"{manifest.path.stem}.tgz"
 
 
 def load_catalog(exchange: Exchange) -> Catalog:
@@ -127,7 +113,8 @@ def load_catalog(exchange: Exchange) -> Catalog:
         return entries.setdefault((org, kind, name), CatalogEntry(org, kind, name))
 
     for manifest in ManifestIndex.load(exchange.manifests_dir).manifests:
-        entry(manifest.key.org, manifest.key.kind, manifest_entry_name(manifest)).manifests.append(manifest)
+        if manifest.key is not None and manifest.org is not None:
+            entry(manifest.org, manifest.kind, manifest_entry_name(manifest)).manifests.append(manifest)
     specs: dict[tuple[str, SpecKind, str], dict[str, Any]] = {}
     for path in exchange.all_spec_paths():
         location = locate(exchange.relative(path) or "")
@@ -151,7 +138,7 @@ def _versions(entry: CatalogEntry, spec: dict[str, Any] | None) -> list[CatalogV
     by_version: dict[str, CatalogVersion] = {}
     # Sorted by path so that, for a version processed twice, the choice does not depend on the file system.
     for manifest in sorted(entry.manifests, key=lambda m: m.path.name):
-        by_version[manifest.key.version] = CatalogVersion(manifest.key.version, manifest.spec, manifest)
+        by_version[manifest.version] = CatalogVersion(manifest.version, manifest.spec, manifest)  # type: ignore[index]
     if spec is not None:
         version = spec.get(entry.kind.version_key)
         if isinstance(version, str) and version not in by_version:

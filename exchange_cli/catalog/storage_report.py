@@ -9,11 +9,14 @@ from .storage_audit import StorageAudit
 
 def audit_summary(audit: StorageAudit) -> str:
     depth = "content hashed" if audit.deep else "sizes and recorded hashes compared; --deep hashes content"
+    unreadable = f", {len(audit.unreadable)} unreadable manifest(s)" if audit.unreadable else ""
     return (f"{audit.bucket_uri}: {audit.checked} artifact(s) checked ({depth}): {len(audit.missing)} missing, "
-            f"{len(audit.damaged)} damaged, {len(audit.orphans)} orphan(s)")
+            f"{len(audit.damaged)} damaged, {len(audit.orphans)} orphan(s){unreadable}")
 
 
 def render_audit(audit: StorageAudit, stream: TextIO) -> None:
+    for problem in audit.unreadable:
+        print(f"unreadable manifest: {problem}", file=stream)
     for missing in audit.missing:
         print(f"missing: {missing.object_name}: referenced by {', '.join(missing.manifests)}", file=stream)
     for damaged in audit.damaged:
@@ -33,4 +36,5 @@ def audit_as_json(audit: StorageAudit) -> dict[str, Any]:
         "damaged": [{"object": d.object_name, "manifests": list(d.manifests), "problem": d.problem}
                     for d in audit.damaged],
         "orphans": [{"object": o.name, "size": o.size} for o in audit.orphans],
+        "unreadable-manifests": [{"path": p.path, "reason": p.reason} for p in audit.unreadable],
     }

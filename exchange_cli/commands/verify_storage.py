@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from ..catalog.storage_audit import audit_storage, delete_orphans, expected_artifacts
+from ..catalog.storage_audit import audit_exchange_storage, deletable_orphans, delete_orphans
 from ..catalog.storage_report import audit_as_json, render_audit
-from ..manifests import ManifestIndex
+from ..manifests import load_manifests
 from ..repository import Exchange
 from .catalog_options import bucket_option, json_option, repo_option
 from .options import storage_bucket
@@ -29,16 +29,16 @@ def command(bucket_uri: str | None, deep: bool, delete_requested: bool, yes: boo
     objects whose content no longer matches its hash."""
     exchange = Exchange.open(repo)
     bucket = storage_bucket(bucket_uri, None)
-    expected = expected_artifacts(ManifestIndex.load(exchange.manifests_dir).manifests, exchange.root)
-    audit = audit_storage(expected, bucket, deep=deep)
+    audit = audit_exchange_storage(load_manifests(exchange.manifests_dir), bucket, deep=deep)
     if as_json:
         click.echo(json.dumps(audit_as_json(audit), indent=2))
     else:
         render_audit(audit, sys.stdout)
     if delete_requested and audit.orphans:
+        orphans = deletable_orphans(audit)
         if not yes:
-            click.confirm(f"delete {len(audit.orphans)} orphan object(s) from {bucket.uri}?", abort=True, err=True)
-        deleted, kept = delete_orphans(bucket, audit.orphans)
+            click.confirm(f"delete {len(orphans)} orphan object(s) from {bucket.uri}?", abort=True, err=True)
+        deleted, kept = delete_orphans(bucket, orphans)
         click.echo(f"deleted {len(deleted)} orphan(s)", err=True)
         for name in kept:
             click.echo(f"kept {name}: it was replaced since the audit", err=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import git
-from ..catalog.model import Catalog, CatalogEntry, artifact_object_name, rootfs_sha384
+from ..catalog.model import Catalog, CatalogEntry
 from ..catalog.reference import NotInCatalog
 from ..commit_identity import commit_env
 from ..manifests import ProcessedManifest
@@ -41,7 +41,7 @@ def plan_removal(exchange: Exchange, catalog: Catalog, entry: CatalogEntry, vers
         manifests = list(entry.manifests)
         spec_goes = entry.spec_path is not None
     else:
-        manifests = [m for m in entry.manifests if m.key.version == version]
+        manifests = [m for m in entry.manifests if m.version == version]
         spec_goes = entry.spec_path is not None and entry.spec_version == version
         if not manifests and not spec_goes:
             available = ", ".join(v.version for v in entry.versions) or "none"
@@ -71,7 +71,7 @@ def purge_objects(bucket: Bucket, names: tuple[str, ...]) -> PurgeOutcome:
 
 def _unreferenced_objects(catalog: Catalog, removed: list[ProcessedManifest]) -> list[str]:
     removed_paths = {m.path for m in removed}
-    remaining = {artifact_object_name(m) for e in catalog.entries for m in e.manifests if m.path not in removed_paths}
-    candidates = {artifact_object_name(m) for m in removed if rootfs_sha384(m) is not None}
+    remaining = {m.bucket_object for e in catalog.entries for m in e.manifests if m.path not in removed_paths}
+    candidates = {m.bucket_object for m in removed if m.bucket_object is not None}
     return sorted(candidates - remaining)
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
 
-from ..manifests import read_manifest
+from ..manifests import ManifestProblem, is_manifest_path, parse_manifest
 from ..repository import MANIFESTS, Exchange
 
 _COMMIT, _FIELD = "\x1e", "\x1f"
@@ -32,26 +30,20 @@ def processed_history(exchange: Exchange, *, limit: int | None = None) -> list[P
                                 f"--format={_COMMIT}%H{_FIELD}%cI", *([f"-{limit}"] if limit else []),
                                 "--", f"{MANIFESTS}/")
     entries: list[ProcessedSpec] = []
-    # Manifests are read as each commit added them (they may have been removed since), through the
-    # same reader as the work tree's, from a scratch copy.
-    with tempfile.TemporaryDirectory(prefix="exchange-history-") as scratch:
-        for chunk in log.split(_COMMIT)[1:]:
-            header, *paths = [line for line in chunk.splitlines() if line.strip()]
-            commit, date = header.split(_FIELD)
-            entries += [entry for path in paths if (entry := _entry(exchange, commit, date, path, Path(scratch)))]
+    # Manifests are read as each commit added them (they may have been removed since).
+    for chunk in log.split(_COMMIT)[1:]:
+        header, *paths = [line for line in chunk.splitlines() if line.strip()]
+        commit, date = header.split(_FIELD)
+        entries += [entry for path in paths if (entry := _entry(exchange, commit, date, path))]
     return entries
 
 
-def _entry(exchange: Exchange, commit: str, date: str, path: str, scratch: Path) -> ProcessedSpec | None:
+def _entry(exchange: Exchange, commit: str, date: str, path: str) -> ProcessedSpec | None:
     """None for files under manifests/ that are not manifests (a README, a broken file)."""
-    parts = PurePosixPath(path).parts
-    if len(parts) != 3 or not path.endswith(".json"):
+    if not is_manifest_path(path):
         return None
-    copy = scratch / commit / path
-    copy.parent.mkdir(parents=True, exist_ok=True)
-    copy.write_bytes(exchange.repo.commit(commit).tree[path].data_stream.read())
-    manifest = read_manifest(copy, parts[1])
-    if manifest is None:
+    manifest = parse_manifest(path, exchange.repo.commit(commit).tree[path].data_stream.read())
+    if isinstance(manifest, ManifestProblem) or manifest.key is None:
         return None
     key = manifest.key
-    return ProcessedSpec(date, commit, key.kind.value, key.org, key.name, key.version, path)
+    return ProcessedSpec(date, commit, key.kind.value, key.org or "", key.name, key.version, path)
