@@ -6,7 +6,6 @@ read from a strongly-versioned manifest, which embeds the schema it was publishe
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from jsonschema import Draft4Validator, SchemaError, ValidationError
 
 from .errors import ExchangeError
+from .jsonpos import first_problem_line, read_json
 from .manifests import embedded_spec
 from .specs import SpecKind, kind_of
 from .validation.problems import Problem
@@ -35,11 +35,12 @@ class SpecDocument:
 def read_spec_document(path: Path) -> SpecDocument:
     """A spec file, or a manifest (then its embedded spec and invocation schema)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        document = read_json(path.read_bytes())
     except OSError as error:
         raise InvocationSchemaError(f"{path}: cannot read: {error.strerror}") from None
-    except json.JSONDecodeError as error:
-        raise InvocationSchemaError(f"{path}:{error.lineno}:{error.colno}: not valid JSON: {error.msg}") from None
+    if not document.ok:
+        raise InvocationSchemaError(first_problem_line(str(path), document)) from None
+    data = document.data
     found = embedded_spec(data)
     if found is not None and "invocation-schema" in data:
         kind, spec = found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +52,10 @@ class Exchange:
         paths: list[Path] = []
         for directory in SPEC_DIRECTORIES:
             top = self.root / directory
-            if top.is_dir():
-                paths.extend(p for p in top.rglob("*") if p.is_file() and not _hidden(p.relative_to(top)))
+            if top.is_dir() and not top.is_symlink():
+                paths.extend(_entries_below(top))
+            elif top.is_symlink():
+                paths.append(top)  # reported (spec-location), never followed
         return sorted(paths)
 
     def changed_spec_paths(self, since: str | None) -> list[Path]:
@@ -65,20 +68,28 @@ class Exchange:
         else:
             commit = git.resolve_commit(self.repo, since, what="--since")
         changed = git.changed_paths(self.repo, commit, list(SPEC_DIRECTORIES))
-        return [self.root / p for p in changed if (self.root / p).is_file()]
+        return [self.root / p for p in changed if (self.root / p).is_file() or (self.root / p).is_symlink()]
 
     def expand(self, paths: list[Path]) -> list[Path]:
         """Explicit PATH arguments: files as given, directories by the files under them."""
         expanded: list[Path] = []
         for path in paths:
-            if path.is_dir():
-                expanded.extend(sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path))))
-            elif path.is_file():
+            if path.is_dir() and not path.is_symlink():
+                expanded.extend(_entries_below(path))
+            elif path.is_file() or path.is_symlink():
                 expanded.append(path)
             else:
                 raise UsageError(f"{path}: no such file or directory")
         return expanded
 
 
-def _hidden(relative: Path) -> bool:
-    return any(part.startswith(".") for part in relative.parts)
+def _entries_below(top: Path) -> list[Path]:
+    """The files below `top`, hidden ones left out, and the links as they are: a link is never followed
+    (it could lead anywhere on the machine, or loop), so reading it reports it instead (specs.read_spec)."""
+    found: list[Path] = []
+    for current, directories, files in os.walk(top):  # does not descend into linked directories
+        here = Path(current)
+        links = [name for name in directories if (here / name).is_symlink()]
+        directories[:] = sorted(name for name in directories if not name.startswith(".") and name not in links)
+        found.extend(here / name for name in [*files, *links] if not name.startswith("."))
+    return sorted(found)

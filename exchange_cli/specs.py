@@ -6,11 +6,14 @@ A spec lives at ``gears/<org>/<file>.json`` (a Flywheel gear manifest) or
 
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+from .confined import NotConfined, read_below
+from .jsonpos import JsonText, read_json
 
 
 class SpecKind(str, Enum):
@@ -72,24 +75,27 @@ def kind_of(data: Any, relative_path: str | None = None) -> SpecKind:
 
 @dataclass
 class SpecFile:
-    """A spec file as read from disk; `data` is None when the text is not JSON."""
+    """A spec file as read from disk. `refusal` says why it was not read at all (rule spec-location);
+    otherwise `document` holds its text and, when that is readable JSON, its data."""
 
     path: Path
     display_path: str
     relative_path: str | None
-    text: str
-    data: Any = None
-    decode_error: json.JSONDecodeError | None = None
+    document: JsonText
+    refusal: str | None = None
 
     @classmethod
     def read(cls, path: Path, *, display_path: str, relative_path: str | None) -> "SpecFile":
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
-        spec = cls(path, display_path, relative_path, text)
-        try:
-            spec.data = json.loads(text)
-        except json.JSONDecodeError as error:
-            spec.decode_error = error
-        return spec
+        """A JSON file the user names directly (an invocation, a spec for check-image), wherever it is."""
+        return cls(path, display_path, relative_path, read_json(path.read_bytes()))
+
+    @property
+    def text(self) -> str:
+        return self.document.text
+
+    @property
+    def data(self) -> Any:
+        return self.document.data
 
     @property
     def location(self) -> SpecLocation | None:
@@ -108,6 +114,56 @@ class SpecFile:
     def version(self) -> str | None:
         value = self.data.get(self.kind.version_key) if isinstance(self.data, dict) else None
         return value if isinstance(value, str) else None
+
+
+def read_spec(path: Path, root: Path) -> SpecFile:
+    """The one way a spec in the exchange is read (validate, process, the catalog, add-gear).
+
+    A spec that is a symbolic link, lies below one, or is outside the repository is refused and never
+    opened: its content would otherwise end up in CI logs. Any other file is read, and its JSON checked
+    strictly (see jsonpos), so every reader sees the same data or the same problems.
+    """
+    shown = display_path(path)
+    relative = repository_relative(path, root)
+    if relative is None:
+        return _refused(path, shown, None, f"{shown} is outside the repository {root}; specs live at "
+                                           "gears/<org>/<file>.json or boutiques/<org>/<file>.json")
+    try:
+        raw = read_below(root, relative)
+    except NotConfined as error:
+        return _refused(path, shown, relative, f"{error.place} {error.reason}; a spec must be a regular file "
+                                               "inside the repository, and links are never followed")
+    return SpecFile(path, shown, relative, read_json(raw))
+
+
+def _refused(path: Path, shown: str, relative: str | None, reason: str) -> SpecFile:
+    return SpecFile(path, shown, relative, JsonText(""), refusal=reason)
+
+
+def repository_relative(path: Path, root: Path) -> str | None:
+    """`path` relative to the repository root as written, links not resolved; None when outside.
+
+    Only the directories above the repository may be reached through links (e.g. /tmp ->
+    /private/tmp); read_below refuses any below it.
+    """
+    absolute = Path(os.path.abspath(path))
+    for base in (Path(os.path.abspath(root)), root.resolve()):
+        if absolute.is_relative_to(base) and absolute != base:
+            return absolute.relative_to(base).as_posix()
+    parent = absolute.parent.resolve()
+    if parent.is_relative_to(root.resolve()):
+        return (parent.relative_to(root.resolve()) / absolute.name).as_posix()
+    return None
+
+
+def display_path(path: Path) -> str:
+    """Relative to the working directory when below it, so editors and CI logs can open it. Links are
+    not resolved: the message names the file the user has, not what it points to."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return absolute.relative_to(os.getcwd()).as_posix()
+    except ValueError:
+        return absolute.as_posix()
 
 
 def image_field(data: Any, kind: SpecKind) -> tuple[str, Any]:

@@ -73,14 +73,9 @@ def test_images_built_by_dockerd_pushed_to_a_registry_published_to_gcs(
 
 def test_push_failure_with_gcs_deletes_exactly_what_the_run_created(
         repo_with_remote: ExchangeRepo, gcs_bucket_uri: str, tmp_path: Path) -> None:
-    from exchange_cli.demo_image import build_demo_image
-
     repo = repo_with_remote
     images = tmp_path / "images"
-    image = "registry.example.org/acme/hello:1.0.0"
-    gear = example_gear(name="hello", custom={"gear-builder": {"image": image}})
-    build_demo_image(images, image, gear)
-    repo.write("gears/acme/hello.json", gear)
+    repo.add_gear_with_image(images, "acme", "hello")
     repo.commit("gear")
     client = storage.Client.create_anonymous_client()
     client.project = "test"

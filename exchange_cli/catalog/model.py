@@ -7,7 +7,6 @@ whole name, so ``acme/hello`` never picks up ``acme/hello-world``.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 from ..manifests import ManifestIndex, ProcessedManifest
 from ..repository import Exchange
-from ..specs import SpecKind, locate
+from ..specs import SpecKind, read_spec
 from ..versions import version_key
 
 _MANIFEST_FILE = re.compile(r"(?P<stem>.+)-(?P<algorithm>sha\d+)-(?P<hex>[0-9a-f]+)\.json")
@@ -117,10 +116,10 @@ def load_catalog(exchange: Exchange) -> Catalog:
             entry(manifest.org, manifest.kind, manifest_entry_name(manifest)).manifests.append(manifest)
     specs: dict[tuple[str, SpecKind, str], dict[str, Any]] = {}
     for path in exchange.all_spec_paths():
-        location = locate(exchange.relative(path) or "")
-        data = _read_json(path)
+        spec = read_spec(path, exchange.root)
+        location, data = spec.location, spec.data
         if location is None or not isinstance(data, dict):
-            continue  # `exchange validate` reports these; the catalog shows what can be read
+            continue  # `exchange validate` reports these (links, bad JSON); the catalog shows what can be read
         key = (location.org, location.kind, location.stem)
         found = entry(*key)
         found.spec_path = path
@@ -145,9 +144,3 @@ def _versions(entry: CatalogEntry, spec: dict[str, Any] | None) -> list[CatalogV
             by_version[version] = CatalogVersion(version, spec, None)
     return sorted(by_version.values(), key=lambda v: version_key(v.version), reverse=True)
 
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None

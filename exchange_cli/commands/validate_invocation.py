@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from ..invocation import invocation_problems, invocation_schema, read_spec_document
-from ..specs import SpecFile
-from ..validation.checker import display_path, place_problems
+from ..specs import SpecFile, display_path
+from ..validation.checker import json_problems, place_problems
 from ..validation.problems import Problem, Report, SpecResult
 from ..validation.reporter import render
 
@@ -23,8 +23,8 @@ def command(spec: Path, invocation: Path, output_format: str) -> None:
     schema = invocation_schema(read_spec_document(spec))
     document = SpecFile.read(invocation, display_path=display_path(invocation), relative_path=None)
     result = SpecResult(document.display_path, kind="invocation")
-    if document.decode_error is not None:
-        result.problems.append(Problem("json-syntax", f"not valid JSON: {document.decode_error.msg}"))
+    if not document.document.ok:
+        result.problems.extend(json_problems(document.document))
     else:
         result.problems.extend(invocation_problems(schema, document.data))
     place_problems(document, result.problems)

@@ -71,6 +71,9 @@ def check_spec_file(path: Path, options: ExportOptions, *, skipped: Collection[s
     result = SpecResult(str(path), spec.kind.value, name=spec.name, version=spec.version)
     if spec.location is not None:
         result.org = spec.location.org
+    if not spec.document.ok:
+        result.problems += json_problems(spec.document)
+        return result
     if not isinstance(spec.data, dict):
         result.problems.append(Problem("json-syntax", "the spec is not a JSON object"))
         return result

@@ -15,7 +15,8 @@ from ..commit_identity import commit_env
 from ..errors import ExchangeError, UsageError
 from ..manifests import ManifestIndex, write_atomically
 from ..repository import Exchange
-from ..specs import SpecFile, SpecKind, SpecLocation, image_field
+from ..jsonpos import parse_json
+from ..specs import SpecFile, SpecKind, SpecLocation, image_field, read_spec
 from ..validation.checker import Checker, place_problems
 from ..validation.problems import Report
 from .source import SpecSource
@@ -51,7 +52,7 @@ def add_spec(exchange: Exchange, kind: SpecKind, source: SpecSource, *, org: str
     if not report.ok:
         raise SpecRejected(location, report)
     target = exchange.root / location.relative_path
-    old = target.read_text(encoding="utf-8") if target.is_file() else ""
+    old = current_text(exchange, location)
     diff = "".join(difflib.unified_diff(old.splitlines(keepends=True), text.splitlines(keepends=True),
                                         f"a/{location.relative_path}", f"b/{location.relative_path}"))
     if old == text:
@@ -62,6 +63,18 @@ def add_spec(exchange: Exchange, kind: SpecKind, source: SpecSource, *, org: str
         return AddOutcome(location, report, changed=True, diff=diff)
     sha = git.commit_paths(exchange.repo, [location.relative_path], message, commit_env(exchange.repo))
     return AddOutcome(location, report, changed=True, diff=diff, commit=sha, message=message)
+
+
+def current_text(exchange: Exchange, location: SpecLocation) -> str:
+    """The spec now at `location` ('' when there is none). A link there, or on the way there, is
+    neither read (the diff would show what it points to) nor written through."""
+    try:
+        spec = read_spec(exchange.root / location.relative_path, exchange.root)
+    except FileNotFoundError:
+        return ""
+    if spec.refusal is not None:
+        raise ExchangeError(f"not writing {location.relative_path}: {spec.refusal}")
+    return spec.text
 
 
 def with_image(data: dict[str, Any], kind: SpecKind, image: str | None, shown: str) -> dict[str, Any]:
@@ -116,7 +129,8 @@ def choose_org(exchange: Exchange, kind: SpecKind, name: str, org: str | None) -
 
 def validate_candidate(exchange: Exchange, location: SpecLocation, text: str, data: dict[str, Any]) -> Report:
     """The same rules `exchange validate` applies, on the text we would write."""
-    spec = SpecFile(exchange.root / location.relative_path, location.relative_path, location.relative_path, text, data)
+    spec = SpecFile(exchange.root / location.relative_path, location.relative_path, location.relative_path,
+                    parse_json(text))
     item = Checker(ManifestIndex.load(exchange.manifests_dir)).check_file(spec)
     place_problems(spec, item.result.problems)
     return Report([item.result])

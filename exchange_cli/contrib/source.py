@@ -3,7 +3,6 @@ repository at a ref (``URL[@REF]``, cloned with gitpython into a temporary direc
 
 from __future__ import annotations
 
-import json
 import re
 import tempfile
 from collections.abc import Callable
@@ -16,11 +15,14 @@ import git as gitpython
 
 from ..errors import ExchangeError, UsageError
 from ..git import redact
+from ..jsonpos import first_problem_line, read_json
 from ..specs import SpecKind
 
 GEAR_SPEC_FILE = "manifest.json"
 GIT_SCHEMES = ("http", "https", "git", "ssh", "file")
 _SCP_LIKE = re.compile(r"[\w.-]+@[\w.-]+:(?!//)")
+# What git prints around its reason for a failed clone.
+_GIT_CHATTER = ("Cloning into", "Please make sure you have the correct access rights", "and the repository exists")
 
 
 class SourceError(ExchangeError):
@@ -71,7 +73,7 @@ def _read_from_git(url: str, ref: str | None, kind: SpecKind, spec_file: str | N
             # No checkout: only the tree at the ref is read. No prompt: a missing credential is an error, not a hang.
             repo = gitpython.Repo.clone_from(url, temp, no_checkout=True, env={"GIT_TERMINAL_PROMPT": "0"})
         except gitpython.GitCommandError as error:
-            raise SourceError(f"cannot clone {shown}: {_last_line(error)}") from None
+            raise SourceError(f"cannot clone {shown}: {_git_reason(error)}") from None
         with repo:
             tree = _tree_at(repo, ref, shown)
             names = sorted(item.name for item in tree.blobs)
@@ -110,25 +112,25 @@ def _spec_file_in(names: list[str], read: Callable[[str], bytes], kind: SpecKind
 
 
 def _is_descriptor(content: bytes) -> bool:
-    try:
-        data = json.loads(content)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return False
+    data = read_json(content).data
     return isinstance(data, dict) and "command-line" in data
 
 
 def _parse(content: bytes, shown: str) -> dict[str, Any]:
-    try:
-        data = json.loads(content)
-    except UnicodeDecodeError:
-        raise SourceError(f"{shown}: not UTF-8 text") from None
-    except json.JSONDecodeError as error:
-        raise SourceError(f"{shown}:{error.lineno}:{error.colno}: not valid JSON: {error.msg}") from None
+    document = read_json(content)
+    if not document.ok:
+        raise SourceError(first_problem_line(shown, document))
+    data = document.data
     if not isinstance(data, dict):
         raise SourceError(f"{shown}: a spec is a JSON object, this is a {type(data).__name__}")
     return data
 
 
-def _last_line(error: gitpython.GitCommandError) -> str:
-    lines = [line.strip() for line in str(error.stderr or "").splitlines() if line.strip()]
-    return redact(lines[-1]) if lines else f"git exited with {error.status}"
+def _git_reason(error: gitpython.GitCommandError) -> str:
+    """What git said, on one line and with credentials redacted, minus its progress and advice."""
+    stderr = str(error.stderr or "")
+    # gitpython wraps the captured text as "\n  stderr: '<text>'"; unwrap it to get git's own lines.
+    wrapped = re.fullmatch(r"\s*stderr: '(.*)'\s*", stderr, re.DOTALL)
+    lines = [line.strip() for line in (wrapped[1] if wrapped else stderr).splitlines()]
+    reasons = [line for line in lines if line and not line.startswith(_GIT_CHATTER)]
+    return redact("; ".join(reasons)) if reasons else f"git exited with {error.status}"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-import json
 from typing import Any
 
 from ..errors import ExchangeError
 from ..repository import Exchange
-from ..specs import SpecKind, SpecLocation, image_field, locate
+from ..specs import SpecKind, SpecLocation, image_field, read_spec
 from ..validation.problems import Report, Status
 from ..validation.run import select_spec_paths, validate_specs
 
@@ -64,14 +63,16 @@ def make_plan(exchange: Exchange, source_commit: str, *, since: str | None = Non
         if result.status is Status.PROCESSED:
             plan.already_processed.append(relative)  # type: ignore[arg-type]
             continue
-        plan.jobs.append(_job(path, relative))  # type: ignore[arg-type]
+        plan.jobs.append(_job(path, exchange.root))
     plan.jobs.sort(key=lambda job: job.relative_path)
     return plan
 
 
-def _job(path: Path, relative: str) -> SpecJob:
-    location = locate(relative)
-    assert location is not None, "validated specs have a location"
-    spec = json.loads(path.read_text(encoding="utf-8"))
-    _, image = image_field(spec, location.kind)
-    return SpecJob(relative, location, spec["name"], spec[location.kind.version_key], image, spec)
+def _job(path: Path, root: Path) -> SpecJob:
+    # Read as validation read it, so both see the same data; a file changed since then is an error.
+    spec = read_spec(path, root)
+    location = spec.location
+    if location is None or not isinstance(spec.data, dict) or spec.name is None or spec.version is None:
+        raise ExchangeError(f"{spec.display_path}: changed while it was being validated; run again")
+    _, image = image_field(spec.data, location.kind)
+    return SpecJob(location.relative_path, location, spec.name, spec.version, image, spec.data)

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Collection
 
-from ..jsonpos import PositionIndex, decode_error_position
+from ..jsonpos import JsonText
 from ..manifests import ManifestIndex, VersionKey
 from ..reference import ImageReference
-from ..specs import SpecFile, SpecKind, image_field
+from ..specs import SpecFile, SpecKind, image_field, read_spec
 from .policy import image_problems
 from .problems import Problem, Report, Severity, SpecResult
 from .schemas import boutique_problems, gear_problems
@@ -36,7 +36,7 @@ class Checker:
     image_exists: ImageExists | None = None
     checked: list[CheckedSpec] = field(default_factory=list)
 
-    def check_paths(self, paths: Collection[Path], *, root: Path | None) -> Report:
+    def check_paths(self, paths: Collection[Path], *, root: Path) -> Report:
         for path in paths:
             self.checked.append(self.check_file(read_spec(path, root)))
         self._check_duplicate_versions()
@@ -51,14 +51,17 @@ class Checker:
         result = SpecResult(spec.display_path)
         item = CheckedSpec(spec, result)
         problems = result.problems
+        if spec.refusal is not None:
+            problems.append(Problem("spec-location", spec.refusal))
+            return item
         if not spec.path.name.endswith(".json"):
             problems.append(Problem("file-name", f"{spec.path.name!r} is not a .json file; specs are JSON files"))
             return item
         if spec.relative_path is not None and spec.location is None:
             problems.append(Problem("spec-location", f"{spec.relative_path!r} is not at gears/<org>/<file>.json "
                                                      "or boutiques/<org>/<file>.json"))
-        if spec.decode_error is not None:
-            problems.append(Problem("json-syntax", f"not valid JSON: {spec.decode_error.msg}"))
+        if not spec.document.ok:
+            problems.extend(json_problems(spec.document))
             return item
         kind = spec.kind
         result.kind, result.name, result.version = kind.value, spec.name, spec.version
@@ -112,37 +115,17 @@ class Checker:
                     pointer))
 
 
-def read_spec(path: Path, root: Path | None) -> SpecFile:
-    relative = None
-    if root is not None:
-        try:
-            relative = path.resolve().relative_to(root.resolve()).as_posix()
-        except ValueError:
-            relative = None
-    return SpecFile.read(path, display_path=display_path(path), relative_path=relative)
-
-
-def display_path(path: Path) -> str:
-    """Relative to the working directory when below it, so editors and CI logs can open it."""
-    absolute = path.resolve()
-    try:
-        return absolute.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return absolute.as_posix()
+def json_problems(document: JsonText) -> list[Problem]:
+    """Why a JSON file cannot be read, as problems already placed at their line and column."""
+    return [Problem(found.rule, found.message, line=found.position.line, column=found.position.column)
+            for found in document.problems]
 
 
 def place_problems(spec: SpecFile, problems: list[Problem]) -> None:
-    """Give every problem a line and column; the JSON is walked again only for files with problems."""
-    if not problems:
+    """Give every problem a line and column (a refused file has none: it was never read)."""
+    if spec.refusal is not None:
         return
-    if spec.decode_error is not None:
-        position = decode_error_position(spec.decode_error)
-        for problem in problems:
-            problem.line, problem.column = position.line, position.column
-        return
-    if spec.data is None:
-        return
-    index = PositionIndex(spec.text)
     for problem in problems:
-        position = index.position(problem.pointer or "")
-        problem.line, problem.column = position.line, position.column
+        if problem.line is None:
+            position = spec.document.position(problem.pointer or "")
+            problem.line, problem.column = position.line, position.column

@@ -20,6 +20,7 @@ class Status(str, Enum):
 # Stable rule ids: CI logs, JSON reports and --skip lists refer to these; never rename one.
 RULES: dict[str, str] = {
     "json-syntax": "the file must be valid JSON",
+    "json-duplicate-key": "an object must not repeat a key (readers disagree on which value counts)",
     "file-name": "a spec file's name must end in .json",
     "spec-location": "a spec must live at gears/<org>/<file>.json or boutiques/<org>/<file>.json",
     "gear-schema": "a gear must validate against the official Flywheel gear manifest schema",

@@ -43,6 +43,16 @@ class ExchangeRepo:
     def set_sentinel(self, commit: str) -> None:
         self.write(".sentinel", commit + "\n")
 
+    def add_gear_with_image(self, images: Path, org: str, name: str, version: str = "1.0.0") -> dict[str, Any]:
+        """A gear at gears/<org>/<name>.json whose image is built into the OCI layout `images`."""
+        from exchange_cli.demo_image import build_demo_image
+
+        image = f"registry.example.org/{org}/{name}:{version}"
+        gear = example_gear(name=name, version=version, custom={"gear-builder": {"image": image}})
+        build_demo_image(images, image, gear)
+        self.write(f"gears/{org}/{name}.json", gear)
+        return gear
+
 
 def example_gear(**changes: Any) -> dict[str, Any]:
     """The repository's hello-world gear with `changes` applied (None deletes a key)."""

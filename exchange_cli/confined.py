@@ -1,0 +1,69 @@
+"""Reading a file inside a directory tree without ever following a link out of it.
+
+A contributor controls what a checkout of the exchange contains, symbolic links included: a spec that is
+a link to ``~/.docker/config.json`` would otherwise be read on the CI machine and quoted in its logs.
+Each path component is opened relative to the one before with O_NOFOLLOW, so no link is followed, not
+even one swapped in between a check and the open.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path, PurePosixPath
+
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: a FIFO planted where a file is expected must not hang the run; it is refused below.
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class NotConfined(Exception):
+    """The path is, or passes through, a link or something other than a regular file; nothing was read."""
+
+    def __init__(self, place: str, reason: str) -> None:
+        super().__init__(f"{place} {reason}")
+        self.place = place
+        self.reason = reason
+
+
+def read_below(root: Path, relative: str) -> bytes:
+    """The bytes of the regular file at `relative` (POSIX, no '.' or '..') below `root`.
+
+    NotConfined when a component is a link or the file is not regular; FileNotFoundError and other
+    OSErrors as the system reports them.
+    """
+    parts = PurePosixPath(relative).parts
+    if not parts or any(part in (".", "..", "/") for part in parts):
+        raise ValueError(f"{relative!r} is not a plain relative path")
+    directory = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for depth, part in enumerate(parts[:-1]):
+            parent, directory = directory, -1
+            try:
+                directory = _open(parent, part, _DIRECTORY_FLAGS, "/".join(parts[:depth + 1]))
+            finally:
+                os.close(parent)
+        descriptor = _open(directory, parts[-1], _FILE_FLAGS, relative)
+    finally:
+        if directory >= 0:
+            os.close(directory)
+    with os.fdopen(descriptor, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            raise NotConfined(relative, "is not a regular file")
+        return stream.read()
+
+
+def _open(directory: int, name: str, flags: int, place: str) -> int:
+    try:
+        return os.open(name, flags, dir_fd=directory)
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO):
+            mode = os.lstat(name, dir_fd=directory).st_mode
+            if stat.S_ISLNK(mode):
+                raise NotConfined(place, "is a symbolic link") from None
+            if not stat.S_ISDIR(mode) and flags & os.O_DIRECTORY:
+                raise NotConfined(place, "is not a directory") from None
+            if not stat.S_ISREG(mode):
+                raise NotConfined(place, "is not a regular file") from None
+        raise
