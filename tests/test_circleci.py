@@ -11,8 +11,12 @@ from typing import Any
 import click
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from exchange_cli.cli import cli
+from exchange_cli.demo_image import build_demo_image
+from tests.infra.gitrepo import example_gear, init_repo, run_git
+from tests.circleci_model import Pipeline, Run, Simulation, accepted_statuses, workflow_units
 
 CONFIG_PATH = Path(__file__).resolve().parents[1] / ".circleci" / "config.yml"
 EXCHANGE = ".venv/bin/exchange"
@@ -45,10 +49,20 @@ def step(config: dict[str, Any], job: str, kind: str) -> dict[str, Any]:
     return found
 
 
+def invocations(entries: list[Any]) -> dict[str, dict[str, Any]]:
+    return {name: settings or {} for entry in entries
+            for name, settings in ([(entry, None)] if isinstance(entry, str) else entry.items())}
+
+
 def workflow_jobs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     (workflow,) = config["workflows"].values()
-    return {name: settings or {} for entry in workflow["jobs"]
-            for name, settings in ([(entry, None)] if isinstance(entry, str) else entry.items())}
+    return invocations(workflow["jobs"])
+
+
+def process_group(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The job group that holds the master jobs, as invocations."""
+    (group,) = config["job-groups"].values()
+    return invocations(group["jobs"])
 
 
 def test_the_config_validates_against_circlecis_schema() -> None:
@@ -68,13 +82,11 @@ def test_every_branch_validates_with_junit_stored_as_test_results(config: dict[s
 
 
 def test_master_fans_out_over_one_parallelism_setting_then_fans_in(config: dict[str, Any]) -> None:
-    jobs = workflow_jobs(config)
-    for name in ("process-shards", "process-finalize"):
-        assert jobs[name]["filters"] == {"branches": {"only": "master"}}
+    (group_name,) = config["job-groups"]
+    assert workflow_jobs(config)[group_name]["filters"] == {"branches": {"only": "master"}}
+    assert set(process_group(config)) == {"process-shards", "process-finalize"}
     assert config["jobs"]["process-shards"]["parallelism"] == "<< pipeline.parameters.process-machines >>"
     assert "parallelism" not in config["jobs"]["process-finalize"], "one writer"
-    assert jobs["process-finalize"]["requires"] == [{"process-shards": ["success", "failed"]}], \
-        "finalize also runs after a failed shard, to remove the other shards' objects"
     (shard_call,) = exchange_calls(config, "process-shards")
     (finalize_call,) = exchange_calls(config, "process-finalize")
     shard_dir = Path(shard_call[shard_call.index("--shard-dir") + 1])
@@ -86,10 +98,70 @@ def test_master_fans_out_over_one_parallelism_setting_then_fans_in(config: dict[
     assert "--retries" in finalize_call
 
 
-def test_two_master_runs_never_process_at_once(config: dict[str, Any]) -> None:
-    jobs = workflow_jobs(config)
-    groups = {jobs[name].get("serial-group") for name in ("process-shards", "process-finalize")}
-    assert len(groups) == 1 and None not in groups and "pipeline.project.slug" in groups.pop()
+def test_finalize_runs_after_shards_that_failed_or_were_canceled(config: dict[str, Any]) -> None:
+    (required,) = process_group(config)["process-finalize"]["requires"]
+    assert accepted_statuses(required["process-shards"]) >= {"success", "failed", "canceled"}
+
+
+def master_pipelines(config: dict[str, Any], *, second_after: int, shards: str,
+                     shard_ticks: int = 3, finalize_ticks: int = 2) -> list[Run]:
+    """Two master pipelines, the second created `second_after` ticks after the first; their shards end as `shards`."""
+    pipelines = [Pipeline(number, created, "master", outcomes={"process-shards": shards},
+                          durations={"process-shards": shard_ticks, "process-finalize": finalize_ticks})
+                 for number, created in ((1, 0), (2, second_after))]
+    return Simulation(workflow_units(config), pipelines).run()
+
+
+PROCESS_JOBS = {"process-shards", "process-finalize"}
+
+
+def unit_problems(runs: list[Run]) -> list[str]:
+    """What goes wrong for the exchange when master pipelines overlap: a fan-out whose finalize never
+    runs (its objects are neither published nor deleted), or another pipeline's jobs in between."""
+    problems = []
+    ran = [run for run in runs if run.job in PROCESS_JOBS and run.start is not None]
+    for pipeline in {run.pipeline for run in ran}:
+        jobs = {run.job: run for run in runs if run.pipeline == pipeline}
+        if jobs["process-shards"].start is not None and jobs["process-finalize"].start is None:
+            problems.append(f"pipeline {pipeline}: shards ran, finalize ended {jobs['process-finalize'].status}")
+    spans = {}
+    for run in ran:
+        start, end = spans.get(run.pipeline, (run.start, run.end))
+        spans[run.pipeline] = (min(start, run.start), max(end, run.end))
+    for first, (start, end) in spans.items():
+        for second, (other_start, other_end) in spans.items():
+            if first < second and start < other_end and other_start < end:
+                problems.append(f"pipelines {first} and {second} process at once: {start}-{end} and {other_start}-{other_end}")
+    return problems
+
+
+@pytest.mark.parametrize("shards", ["success", "failed", "canceled"])
+def test_two_overlapping_master_pipelines_never_interleave_their_fan_out_and_fan_in(config: dict[str, Any],
+                                                                                      shards: str) -> None:
+    for second_after in range(0, 9):
+        runs = master_pipelines(config, second_after=second_after, shards=shards)
+        assert unit_problems(runs) == [], (second_after, runs)
+        finalized = [run.pipeline for run in runs if run.job == "process-finalize" and run.start is not None]
+        assert finalized, "at least one pipeline publishes or cleans up"
+
+
+def test_the_model_catches_a_serial_group_on_each_job(config: dict[str, Any]) -> None:
+    """The previous config: each job in the serial group on its own. The model must see it fail, or it proves nothing."""
+    per_job = {**config, "job-groups": {}, "workflows": {"exchange": {"jobs": [
+        "validate",
+        {"process-shards": {"requires": ["validate"], "filters": {"branches": {"only": "master"}},
+                            "serial-group": "slug/exchange-process"}},
+        {"process-finalize": {"requires": [{"process-shards": ["success", "failed"]}],
+                              "filters": {"branches": {"only": "master"}}, "serial-group": "slug/exchange-process"}},
+    ]}}}
+    found = {problem for second_after in range(0, 9) for shards in ("success", "failed", "canceled")
+             for problem in unit_problems(master_pipelines(per_job, second_after=second_after, shards=shards))}
+    assert any("finalize ended not_run" in problem for problem in found), found
+
+
+def test_branches_only_validate(config: dict[str, Any]) -> None:
+    runs = Simulation(workflow_units(config), [Pipeline(1, 0, "add-gear")]).run()
+    assert [(run.job, run.status) for run in runs] == [("validate", "success")]
 
 
 def test_reports_are_stored_and_pip_is_cached(config: dict[str, Any]) -> None:
@@ -101,12 +173,21 @@ def test_reports_are_stored_and_pip_is_cached(config: dict[str, Any]) -> None:
     for job in config["jobs"]:
         restored, saved = step(config, job, "restore_cache"), step(config, job, "save_cache")
         assert saved["key"] in restored["keys"] and "~/.cache/pip" in saved["paths"]
+        assert '{{ checksum "requirements/runtime.txt" }}' in saved["key"], "a new lock, a new cache"
+
+
+def test_every_job_installs_the_hashed_lock(config: dict[str, Any]) -> None:
+    for job in config["jobs"]:
+        (install,) = [command for command in runs(config, job) if "pip install" in command]
+        pip_calls = [shlex.split(call) for call in install.split("&&") if "pip install" in call]
+        assert pip_calls[0][-3:] == ["--require-hashes", "-r", "requirements/runtime.txt"], install
+        assert all("--no-deps" in call for call in pip_calls[1:]), "nothing unpinned comes in after the lock"
 
 
 def test_jobs_run_only_exchange_commands_without_a_docker_daemon(config: dict[str, Any]) -> None:
     for job in config["jobs"]:
         for command in runs(config, job):
-            assert command.startswith((EXCHANGE, "python -m venv .venv && .venv/bin/pip install")), command
+            assert command.startswith((EXCHANGE, "python -m venv .venv && .venv/bin/pip install --disable-pip-version-check --require-hashes")), command
         names = {next(iter(s)) if isinstance(s, dict) else s for s in steps_of(config, job)}
         assert "setup_remote_docker" not in names
         assert "machine" not in config["jobs"][job]
@@ -121,3 +202,40 @@ def test_every_exchange_call_parses(config: dict[str, Any]) -> None:
             command = cli.get_command(click.Context(cli), call[0])
             assert command is not None, call
             command.make_context(call[0], call[1:], resilient_parsing=False)
+
+
+def circleci_starts_a_pipeline(head_commit_message: str) -> bool:
+    """CircleCI skips a push whose head commit has [skip ci] or [ci skip] in its title or description."""
+    return not any(marker in head_commit_message.lower() for marker in ("[skip ci]", "[ci skip]"))
+
+
+def test_the_bots_commits_start_no_pipeline_and_a_contributors_next_commit_does(exchange_repo, tmp_path: Path) -> None:
+    remote = init_repo(tmp_path / "remote.git", bare=True)
+    exchange_repo.git("remote", "add", "origin", str(remote))
+    images = tmp_path / "images"
+    for name in ("hello", "other"):
+        image = f"registry.example.org/acme/{name}:1.0.0"
+        gear = example_gear(name=name, version="1.0.0", custom={"gear-builder": {"image": image}})
+        build_demo_image(images, image, gear)
+        exchange_repo.write(f"gears/acme/{name}.json", gear)
+    contributor_head = exchange_repo.commit("Add hello and other gears")
+    exchange_repo.git("push", "-q", "origin", "master")
+    assert circleci_starts_a_pipeline(run_git(remote, "log", "-1", "--format=%B", "master"))
+
+    (tmp_path / "bucket").mkdir()
+    result = CliRunner().invoke(cli, ["process", "--repo", str(exchange_repo.root), "--bucket",
+                                      (tmp_path / "bucket").as_uri(), "--oci-layout", str(images),
+                                      "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    bot_commits = run_git(remote, "rev-list", f"{contributor_head}..master").split()
+    assert len(bot_commits) == 2
+    for commit in bot_commits:  # any of them can be the head of a push, after a replay
+        message = run_git(remote, "log", "-1", "--format=%B", commit)
+        assert not circleci_starts_a_pipeline(message), message
+        assert run_git(remote, "log", "-1", "--format=%s", commit).startswith("Process gear acme/"), "subject unchanged"
+
+    exchange_repo.git("pull", "-q", "--ff-only", "origin", "master")
+    exchange_repo.write("gears/acme/third.json", example_gear(name="third", version="1.0.0"))
+    exchange_repo.commit("Add third gear")
+    exchange_repo.git("push", "-q", "origin", "master")
+    assert circleci_starts_a_pipeline(run_git(remote, "log", "-1", "--format=%B", "master"))

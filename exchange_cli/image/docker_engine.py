@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import docker
-import docker.errors
 import requests
+
+try:
+    import docker
+    import docker.errors
+except ImportError:  # the `docker` extra is not installed: only this source needs it
+    docker = None  # type: ignore[assignment]
 
 from ..progress import NullProgress, Progress
 from .archive import check_config_platform, iter_chunks_as_stream, read_docker_save
@@ -20,12 +24,21 @@ class DockerUnavailable(ImageError):
     """No Docker engine answers where DOCKER_HOST (or the default socket) points."""
 
 
+class DockerNotInstalled(DockerUnavailable):
+    """The `docker` package is missing: an environment problem, exit 2 like other usage errors."""
+
+    exit_code = 2
+
+
 def docker_host() -> str:
     return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
 def connect() -> docker.DockerClient:
     """A client for the engine at DOCKER_HOST that has answered a ping; DockerUnavailable if none does."""
+    if docker is None:
+        raise DockerNotInstalled("reading images from the Docker engine needs the docker package: "
+                                 "pip install 'exchange-cli[docker]'")
     try:
         client = docker.from_env(timeout=60)
         client.ping()

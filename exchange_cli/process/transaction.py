@@ -15,6 +15,10 @@ from ..manifests import ExchangeRecord, build_manifest, manifest_name, manifest_
 from ..repository import MANIFESTS, SENTINEL, Exchange
 from .artifacts import Artifact
 
+# CircleCI starts no pipeline for a push whose head commit says [skip ci] anywhere in its message: the
+# bot's own commits must not start a full master pipeline again, while a contributor's next one does.
+BOT_COMMIT_TRAILER = "\n\n[skip ci] manifest published by exchange process"
+
 
 @dataclass(frozen=True)
 class ManifestCommit:
@@ -57,7 +61,8 @@ class PublishTransaction:
         write_atomically(self.exchange.root / relative,
                          manifest_text(build_manifest(job.kind, job.spec, record, invocation_schema)))
         write_atomically(self.exchange.sentinel_path, self.source_commit + "\n")
-        commit = git.commit_paths(self.repo, [relative, SENTINEL], job.commit_message, self.identity_env)
+        commit = git.commit_paths(self.repo, [relative, SENTINEL], job.commit_message + BOT_COMMIT_TRAILER,
+                                  self.identity_env)
         made = ManifestCommit(commit, relative, artifact)
         self.commits.append(made)
         return made
@@ -94,8 +99,8 @@ class PublishTransaction:
                 continue
             self.repo.git.checkout(made.commit, "--", made.manifest_path)
             write_atomically(self.exchange.sentinel_path, sentinel + "\n")
-            commit = git.commit_paths(self.repo, [made.manifest_path, SENTINEL], made.artifact.job.commit_message,
-                                      self.identity_env)
+            commit = git.commit_paths(self.repo, [made.manifest_path, SENTINEL],
+                                      made.artifact.job.commit_message + BOT_COMMIT_TRAILER, self.identity_env)
             self.commits.append(ManifestCommit(commit, made.manifest_path, made.artifact))
         return skipped
 
