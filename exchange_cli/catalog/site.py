@@ -21,11 +21,12 @@ JS_PATH = "assets/catalog.js"
 SITE_TITLE = "Gear exchange catalog"
 
 
-def site_files(catalog: Catalog) -> dict[str, str]:
-    """Relative path -> content of every file of the site."""
-    files = {INDEX_PAGE: index_page(catalog), INDEX_JSON: index_text(catalog), CSS_PATH: CSS, JS_PATH: JS}
+def site_files(catalog: Catalog, *, title: str | None = None) -> dict[str, str]:
+    """Relative path -> content of every file of the site; `title` from the exchange's policy file."""
+    title = title or SITE_TITLE
+    files = {INDEX_PAGE: index_page(catalog, title), INDEX_JSON: index_text(catalog), CSS_PATH: CSS, JS_PATH: JS}
     for entry in catalog.entries:
-        files[entry_page_path(entry)] = entry_page(entry)
+        files[entry_page_path(entry)] = entry_page(entry, title)
     return files
 
 
@@ -40,11 +41,11 @@ def entry_page_path(entry: CatalogEntry) -> str:
     return f"{entry.kind.directory}/{entry.org}/{entry.name}.html"
 
 
-def index_page(catalog: Catalog) -> str:
+def index_page(catalog: Catalog, title: str = SITE_TITLE) -> str:
     items = "\n".join(_index_item(entry) for entry in catalog.entries)
     total = len(catalog.entries)
     body = f"""<header>
-<h1>{SITE_TITLE}</h1>
+<h1>{escape(title)}</h1>
 <input id="search" type="search" placeholder="Search by name, label, author, description…" aria-label="Search the catalog" autofocus>
 <p id="count" aria-live="polite">{total} shown</p>
 </header>
@@ -54,10 +55,10 @@ def index_page(catalog: Catalog) -> str:
 </ul>
 <p id="empty" hidden>Nothing matches your search.</p>
 </main>"""
-    return _page(SITE_TITLE, body, "")
+    return _page(title, body, "")
 
 
-def entry_page(entry: CatalogEntry) -> str:
+def entry_page(entry: CatalogEntry, site_title: str = SITE_TITLE) -> str:
     latest = entry.latest
     spec = latest.spec if latest else {}
     title = _text(spec, "label") or entry.name
@@ -71,7 +72,7 @@ def entry_page(entry: CatalogEntry) -> str:
 <h2>Versions</h2>
 {versions}
 </main>"""
-    return _page(f"{entry.ref} · {SITE_TITLE}", body, "../../")
+    return _page(f"{entry.ref} · {site_title}", body, "../../")
 
 
 def _index_item(entry: CatalogEntry) -> str:

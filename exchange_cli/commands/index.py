@@ -11,6 +11,7 @@ from ..catalog.model import load_catalog
 from ..catalog.publish import publish_files
 from ..catalog.site import site_files, write_site
 from ..repository import Exchange
+from ..validation.policy import load_policy
 from .catalog_options import repo_option
 
 
@@ -35,7 +36,7 @@ def command(output: Path, html_dir: Path | None, publish_branch: str | None, rem
         click.echo(f"wrote {output}: {len(catalog.entries)} entries", err=True)
     if html_dir is None and publish_branch is None:
         return
-    files = site_files(catalog)
+    files = site_files(catalog, title=load_policy(exchange.root).catalog_title)
     if html_dir is not None:
         write_site(files, html_dir)
         click.echo(f"wrote the catalog site to {html_dir}/index.html", err=True)

@@ -18,6 +18,7 @@ from ..repository import Exchange
 from ..jsonpos import parse_json
 from ..specs import SpecFile, SpecKind, SpecLocation, image_field, read_spec
 from ..validation.checker import Checker, place_problems
+from ..validation.policy import load_policy
 from ..validation.problems import Report
 from .source import SpecSource
 
@@ -131,7 +132,7 @@ def validate_candidate(exchange: Exchange, location: SpecLocation, text: str, da
     """The same rules `exchange validate` applies, on the text we would write."""
     spec = SpecFile(exchange.root / location.relative_path, location.relative_path, location.relative_path,
                     parse_json(text))
-    item = Checker(ManifestIndex.load(exchange.manifests_dir)).check_file(spec)
+    item = Checker(ManifestIndex.load(exchange.manifests_dir), policy=load_policy(exchange.root)).check_file(spec)
     place_problems(spec, item.result.problems)
     return Report([item.result])
 

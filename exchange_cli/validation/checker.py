@@ -11,7 +11,7 @@ from ..jsonpos import JsonText
 from ..manifests import ManifestIndex, VersionKey
 from ..reference import ImageReference
 from ..specs import SpecFile, SpecKind, image_field, read_spec
-from .policy import image_problems
+from .policy import DEFAULT_POLICY, Policy, image_problems
 from .problems import Problem, Report, Severity, SpecResult
 from .schemas import boutique_problems, gear_problems
 
@@ -34,6 +34,7 @@ class CheckedSpec:
 class Checker:
     manifests: ManifestIndex
     image_exists: ImageExists | None = None
+    policy: Policy = DEFAULT_POLICY
     checked: list[CheckedSpec] = field(default_factory=list)
 
     def check_paths(self, paths: Collection[Path], *, root: Path) -> Report:
@@ -43,6 +44,7 @@ class Checker:
         if self.image_exists is not None:
             self._check_images_exist()
         for item in self.checked:
+            item.result.problems[:] = self.policy.keep(item.result.problems)
             place_problems(item.spec, item.result.problems)
             item.result.problems.sort(key=lambda p: (p.line or 0, p.column or 0))  # read top to bottom
         return Report([item.result for item in self.checked])
@@ -68,11 +70,12 @@ class Checker:
         location = spec.location
         result.org = location.org if location else None
         problems.extend(gear_problems(spec.data) if kind is SpecKind.GEAR else boutique_problems(spec.data))
-        image, item.reference = image_problems(spec.data, kind)
+        image, item.reference = image_problems(spec.data, kind, self.policy)
         problems.extend(image)
         if location and spec.name and spec.version:
             item.key = VersionKey(location.org, kind, spec.name, spec.version)
             problems.extend(self._version_problems(item.key, spec))
+        problems[:] = self.policy.keep(problems)
         return item
 
     def _version_problems(self, key: VersionKey, spec: SpecFile) -> list[Problem]:

@@ -1,12 +1,32 @@
-"""The exchange's own policy on top of the schemas: every spec names a pinned, well-formed image."""
+"""The exchange's own policy on top of the schemas, and the file an exchange relaxes or tightens it in.
+
+Every spec names a well-formed image pinned by a tag or a digest, never `latest` (implicit or written);
+the optional `.exchange.yaml` at the repository root (schema: `schemas/exchange-policy.schema.json`)
+can allow `latest`, require digests, restrict registries, turn some rules off and title the catalog.
+A file that breaks the schema is a usage error naming its line and column, never a silent default.
+"""
 
 from __future__ import annotations
 
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
+import jsonschema
+import yaml
+
+from ..errors import UsageError
 from ..reference import ImageReference, ReferenceError, parse_reference
 from ..specs import SpecKind, image_field
 from .problems import Problem
+
+POLICY_FILE = ".exchange.yaml"
+SCHEMA_FILE = "exchange-policy.schema.json"
+# Rules that are a matter of each exchange's taste; the others keep specs readable and processable.
+SWITCHABLE_RULES = ("image-unpinned", "image-registry", "image-not-found", "boutique-semantics")
 
 IMAGE_FIELDS = {
     SpecKind.GEAR: "custom.gear-builder.image (or custom.docker-image)",
@@ -14,7 +34,91 @@ IMAGE_FIELDS = {
 }
 
 
-def image_problems(data: Any, kind: SpecKind) -> tuple[list[Problem], ImageReference | None]:
+@dataclass(frozen=True)
+class Policy:
+    allowed_registries: tuple[str, ...] = ()  # host patterns (fnmatch); empty: any registry
+    allow_latest: bool = False
+    require_digest: bool = False
+    rules_off: frozenset[str] = field(default_factory=frozenset)
+    catalog_title: str | None = None  # None: the catalog's own default
+    source: str | None = None  # the file it came from, for messages
+
+    def enabled(self, rule: str) -> bool:
+        return rule not in self.rules_off
+
+    def keep(self, problems: list[Problem]) -> list[Problem]:
+        return [problem for problem in problems if self.enabled(problem.rule)]
+
+    def allows_registry(self, registry: str) -> bool:
+        return not self.allowed_registries or any(fnmatch.fnmatchcase(registry, pattern)
+                                                  for pattern in self.allowed_registries)
+
+
+DEFAULT_POLICY = Policy()
+
+
+def policy_schema() -> dict[str, Any]:
+    return json.loads(resources.files("exchange_cli").joinpath("data", SCHEMA_FILE).read_text(encoding="utf-8"))
+
+
+def load_policy(root: Path) -> Policy:
+    """The policy of the exchange at `root`: its `.exchange.yaml`, or the defaults when there is none."""
+    path = root / POLICY_FILE
+    if not path.is_file():
+        return DEFAULT_POLICY
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"{POLICY_FILE}: cannot read it: {error}") from None
+    return parse_policy(text, POLICY_FILE)
+
+
+def parse_policy(text: str, shown: str) -> Policy:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise UsageError(f"{shown}{where}: not valid YAML: {getattr(error, 'problem', None) or error}") from None
+    finally:
+        loader.dispose()
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(policy_schema()).iter_errors(data))
+    if error is not None:
+        mark = _mark_at(node, list(error.absolute_path))
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        at = "/" + "/".join(map(str, error.absolute_path)) if error.absolute_path else "the top level"
+        raise UsageError(f"{shown}{where}: {error.message} (at {at}; see schemas/{SCHEMA_FILE})")
+    images, rules = data.get("images") or {}, data.get("rules") or {}
+    return Policy(
+        allowed_registries=tuple(images.get("allowed-registries") or ()),
+        allow_latest=bool(images.get("allow-latest", False)),
+        require_digest=bool(images.get("require-digest", False)),
+        rules_off=frozenset(rule for rule, on in rules.items() if on is False),
+        catalog_title=(data.get("catalog") or {}).get("title"),
+        source=shown,
+    )
+
+
+def _mark_at(node: yaml.Node | None, path: list[Any]) -> yaml.Mark | None:
+    """Where the value at `path` starts in the YAML text (or its nearest existing ancestor)."""
+    mark = node.start_mark if node is not None else None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            node = next((value for key, value in node.value if key.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            node = None
+        if node is None:
+            break
+        mark = node.start_mark
+    return mark
+
+
+def image_problems(data: Any, kind: SpecKind,
+                   policy: Policy = DEFAULT_POLICY) -> tuple[list[Problem], ImageReference | None]:
     """Problems with the spec's image reference, and the parsed reference when it is usable."""
     pointer, value = image_field(data, kind)
     if value is None:
@@ -25,8 +129,36 @@ def image_problems(data: Any, kind: SpecKind) -> tuple[list[Problem], ImageRefer
         reference = parse_reference(value)
     except ReferenceError as error:
         return [Problem("image-reference", f"{value!r}: {error}", pointer)], None
-    if not reference.is_pinned:
-        return [Problem("image-unpinned",
-                        f"{value!r} has no tag or digest and would mean 'latest'; pin it, e.g. {value}:1.0.0 or {value}@sha256:…",
-                        pointer)], reference
-    return [], reference
+    return policy.keep(_pinning_problems(reference, pointer, policy) + _registry_problems(reference, pointer, policy)), \
+        reference
+
+
+def _pinning_problems(reference: ImageReference, pointer: str, policy: Policy) -> list[Problem]:
+    value, name = reference.original, _bare_name(reference)
+    example = f"pin it, e.g. {name}:1.0.0 or {name}@sha256:…"
+    if reference.digest is not None:
+        return []
+    if reference.tag is None:
+        return [Problem("image-unpinned", f"{value!r} has no tag or digest and would mean 'latest'; {example}", pointer)]
+    if policy.require_digest:
+        return [Problem("image-unpinned", f"{value!r} is pinned by a tag only, and this exchange's policy "
+                                          f"({policy.source}) requires a digest: {name}@sha256:…", pointer)]
+    if reference.tag == "latest" and not policy.allow_latest:
+        return [Problem("image-unpinned", f"{value!r}: 'latest' moves with every push, so it pins nothing; {example} "
+                                          f"(an exchange can allow it: images.allow-latest in {POLICY_FILE})", pointer)]
+    return []
+
+
+def _bare_name(reference: ImageReference) -> str:
+    """The reference as written, without its tag and digest."""
+    text = reference.original.split("@", 1)[0]
+    return text[: -len(reference.tag) - 1] if reference.tag else text
+
+
+def _registry_problems(reference: ImageReference, pointer: str, policy: Policy) -> list[Problem]:
+    if policy.allows_registry(reference.registry):
+        return []
+    allowed = ", ".join(policy.allowed_registries)
+    return [Problem("image-registry", f"{reference.original!r} comes from {reference.registry}, which this "
+                                      f"exchange's policy ({policy.source}) does not allow; allowed: {allowed}",
+                    pointer)]

@@ -10,6 +10,7 @@ from ..manifests import ManifestIndex
 from ..reference import ImageReference
 from ..repository import Exchange
 from .checker import Checker, ImageExists
+from .policy import load_policy
 from .problems import Report
 
 
@@ -29,7 +30,8 @@ def select_spec_paths(exchange: Exchange, paths: Collection[Path], *, all_specs:
 def validate_specs(exchange: Exchange, paths: Collection[Path], *, check_images: bool = False,
                    insecure_registries: Collection[str] = ()) -> Report:
     checker = Checker(ManifestIndex.load(exchange.manifests_dir),
-                      image_exists=registry_lookup(insecure_registries) if check_images else None)
+                      image_exists=registry_lookup(insecure_registries) if check_images else None,
+                      policy=load_policy(exchange.root))
     return checker.check_paths(paths, root=exchange.root)
 
 
