@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from json.decoder import scanstring
 from typing import Any, Iterable
 
+from .json_syntax import explain
+
 # Specs are a handful of levels deep; this bound keeps every recursive reader after us (jsonschema,
 # deepcopy, json.dumps) far from Python's recursion limit.
 MAX_DEPTH = 100
@@ -92,8 +94,8 @@ def parse_json(text: str) -> JsonText:
     try:
         document.data = json.loads(text)
     except json.JSONDecodeError as error:
-        document.problems = [JsonProblem(SYNTAX_RULE, f"not valid JSON: {error.msg}",
-                                         Position(error.lineno, error.colno))]
+        message, offset = explain(error)
+        document.problems = [JsonProblem(SYNTAX_RULE, f"not valid JSON: {message}", index.position_of_offset(offset))]
     return document
 
 

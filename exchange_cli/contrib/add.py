@@ -17,7 +17,7 @@ from ..manifests import ManifestIndex, write_atomically
 from ..repository import Exchange
 from ..jsonpos import parse_json
 from ..specs import SpecFile, SpecKind, SpecLocation, image_field, read_spec
-from ..validation.checker import Checker, place_problems
+from ..validation.checker import Checker
 from ..validation.policy import load_policy
 from ..validation.problems import Report
 from .source import SpecSource
@@ -49,7 +49,7 @@ def add_spec(exchange: Exchange, kind: SpecKind, source: SpecSource, *, org: str
     name = spec_name(data, kind, source.description)
     location = SpecLocation(kind, choose_org(exchange, kind, name, org), name)
     text = json.dumps(data, indent=4, ensure_ascii=False) + "\n"
-    report = validate_candidate(exchange, location, text, data)
+    report = validate_candidate(exchange, location, text, source)
     if not report.ok:
         raise SpecRejected(location, report)
     target = exchange.root / location.relative_path
@@ -128,12 +128,16 @@ def choose_org(exchange: Exchange, kind: SpecKind, name: str, org: str | None) -
     raise UsageError(f"which org does {name} belong to? pass --org ORG{found}")
 
 
-def validate_candidate(exchange: Exchange, location: SpecLocation, text: str, data: dict[str, Any]) -> Report:
-    """The same rules `exchange validate` applies, on the text we would write."""
+def validate_candidate(exchange: Exchange, location: SpecLocation, text: str, source: SpecSource) -> Report:
+    """The same rules `exchange validate` applies, on the text we would write; the problems are placed
+    in the contributor's own file (the one they will edit), not in our reformatted copy."""
     spec = SpecFile(exchange.root / location.relative_path, location.relative_path, location.relative_path,
                     parse_json(text))
     item = Checker(ManifestIndex.load(exchange.manifests_dir), policy=load_policy(exchange.root)).check_file(spec)
-    place_problems(spec, item.result.problems)
+    item.result.display_path = source.description
+    for problem in item.result.problems:
+        position = source.document.position(problem.pointer or "")
+        problem.line, problem.column = position.line, position.column
     return Report([item.result])
 
 

@@ -15,7 +15,7 @@ import git as gitpython
 
 from ..errors import ExchangeError, UsageError
 from ..git import redact
-from ..jsonpos import first_problem_line, read_json
+from ..jsonpos import JsonText, first_problem_line, read_json
 from ..specs import SpecKind
 
 GEAR_SPEC_FILE = "manifest.json"
@@ -32,17 +32,21 @@ class SourceError(ExchangeError):
 @dataclass(frozen=True)
 class SpecSource:
     description: str  # for messages: the path, or the URL (credentials redacted) and ref
-    data: dict[str, Any]
+    document: JsonText  # the contributor's own text: problems are reported at its lines and columns
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.document.data
 
 
 def read_source(source: str, kind: SpecKind, *, spec_file: str | None = None) -> SpecSource:
     path = Path(source)
     if path.is_file():
-        return SpecSource(str(path), _parse(path.read_bytes(), str(path)))
+        return _parse(path.read_bytes(), str(path))
     if path.is_dir():
         names = sorted(p.name for p in path.iterdir() if p.is_file())
         name = _spec_file_in(names, lambda n: (path / n).read_bytes(), kind, spec_file, str(path))
-        return SpecSource(str(path / name), _parse((path / name).read_bytes(), str(path / name)))
+        return _parse((path / name).read_bytes(), str(path / name))
     if is_git_url(source):
         url, ref = split_ref(source)
         return _read_from_git(url, ref, kind, spec_file)
@@ -78,7 +82,7 @@ def _read_from_git(url: str, ref: str | None, kind: SpecKind, spec_file: str | N
             tree = _tree_at(repo, ref, shown)
             names = sorted(item.name for item in tree.blobs)
             name = _spec_file_in(names, lambda n: tree[n].data_stream.read(), kind, spec_file, shown)
-            return SpecSource(f"{shown}:{name}", _parse(tree[name].data_stream.read(), f"{shown}:{name}"))
+            return _parse(tree[name].data_stream.read(), f"{shown}:{name}")
 
 
 def _tree_at(repo: gitpython.Repo, ref: str | None, shown: str):  # noqa: ANN202 - a gitpython Tree
@@ -116,14 +120,13 @@ def _is_descriptor(content: bytes) -> bool:
     return isinstance(data, dict) and "command-line" in data
 
 
-def _parse(content: bytes, shown: str) -> dict[str, Any]:
+def _parse(content: bytes, shown: str) -> SpecSource:
     document = read_json(content)
     if not document.ok:
         raise SourceError(first_problem_line(shown, document))
-    data = document.data
-    if not isinstance(data, dict):
-        raise SourceError(f"{shown}: a spec is a JSON object, this is a {type(data).__name__}")
-    return data
+    if not isinstance(document.data, dict):
+        raise SourceError(f"{shown}: a spec is a JSON object, this is a {type(document.data).__name__}")
+    return SpecSource(shown, document)
 
 
 def _git_reason(error: gitpython.GitCommandError) -> str:

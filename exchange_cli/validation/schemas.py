@@ -9,6 +9,7 @@ the `boutiques` package, its ``required`` list untouched.
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import re
 from functools import cache
@@ -63,11 +64,47 @@ def _problem(error: ValidationError, rule: str) -> Problem:
 
 
 def _enum_message(error: ValidationError) -> str | None:
-    """Long enums (the license list has 100 entries) would bury the one value that matters."""
+    """Long enums (the license list has 100 SPDX ids) would bury the one value that matters: name the
+    closest allowed values instead, and the catch-all `Other` when the list has one."""
     if error.validator != "enum" or len(error.validator_value) <= 8:
         return None
-    examples = ", ".join(repr(v) for v in list(error.validator_value)[:5])
-    return f"{error.instance!r} is not one of the {len(error.validator_value)} allowed values ({examples}, …)"
+    allowed = [value for value in error.validator_value if isinstance(value, str)]
+    message = f"{error.instance!r} is not one of the {len(error.validator_value)} allowed values"
+    closest = closest_values(error.instance, allowed) if isinstance(error.instance, str) else []
+    if closest:
+        message += f"; did you mean {_either(closest)}?"
+    else:
+        message += f" ({', '.join(repr(v) for v in allowed[:5])}, …)."
+    if "Other" in allowed:
+        message += " 'Other' stands for any value not in the list."
+    return message
+
+
+_NOISE_WORDS = re.compile(r"\b(the|licen[cs]e|version)\b")
+
+
+def closest_values(value: str, allowed: list[str], limit: int = 3) -> list[str]:
+    """The allowed values nearest to `value`, compared without case, punctuation and filler words
+    ('Apache License 2.0' -> Apache-2.0, 'BSD' -> BSD-2-Clause, BSD-3-Clause)."""
+    def key(text: str) -> str:
+        return re.sub(r"[^a-z0-9]+", "", _NOISE_WORDS.sub("", text.lower()))
+
+    by_key: dict[str, str] = {}
+    for candidate in allowed:
+        by_key.setdefault(key(candidate), candidate)
+    wanted = key(value)
+    if not wanted:
+        return []
+    if wanted in by_key:
+        return [by_key[wanted]]
+    extending = [candidate for found, candidate in by_key.items() if found.startswith(wanted)]
+    if extending:
+        return extending[:limit]
+    return [by_key[found] for found in difflib.get_close_matches(wanted, list(by_key), n=limit, cutoff=0.6)]
+
+
+def _either(values: list[str]) -> str:
+    return values[0] if len(values) == 1 else f"{', '.join(values[:-1])} or {values[-1]}"
 
 
 def _shorten(message: str, limit: int = 300) -> str:
