@@ -19,15 +19,17 @@ from ..validation.run import select_spec_paths, validate_specs
 @click.option("--repo", type=click.Path(file_okay=False, path_type=Path), help="The exchange repository [default: the one around the current directory].")
 @click.option("--check-images", is_flag=True, help="Also ask each image's registry whether the tag or digest exists (network).")
 @click.option("--insecure-registry", "insecure_registries", multiple=True, metavar="HOST", help="Talk plain HTTP to this registry (repeatable).")
+@click.option("--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="With --check-images: ask N registries at once.")
 @click.option("--format", "output_format", type=click.Choice(["auto", "text", "rich", "json"]), default="auto", show_default=True,
               help="auto: rich tables on a terminal, text lines otherwise.")
 @click.option("--junit-xml", type=click.Path(dir_okay=False, path_type=Path), help="Also write a JUnit report, one test case per spec.")
 def command(paths: tuple[Path, ...], all_specs: bool, since: str | None, repo: Path | None, check_images: bool,
-            insecure_registries: tuple[str, ...], output_format: str, junit_xml: Path | None) -> None:
+            insecure_registries: tuple[str, ...], jobs: int, output_format: str, junit_xml: Path | None) -> None:
     """Check gear and boutique specs: with PATHs those files, with --all every spec, else the specs changed since .sentinel."""
     exchange = Exchange.open(repo)
     selected = select_spec_paths(exchange, paths, all_specs=all_specs, since=since)
-    report = validate_specs(exchange, selected, check_images=check_images, insecure_registries=insecure_registries)
+    report = validate_specs(exchange, selected, check_images=check_images, insecure_registries=insecure_registries,
+                            jobs=jobs)
     if junit_xml is not None:
         write_junit(report, junit_xml)
     render(report, output_format, sys.stdout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Collection
@@ -15,9 +16,19 @@ from .policy import DEFAULT_POLICY, Policy, image_problems
 from .problems import Problem, Report, Severity, SpecResult
 from .schemas import boutique_problems, gear_problems
 
-# Asks a registry whether a reference exists; injected so validation never imports the registry
-# client unless --check-images is given.
-ImageExists = Callable[[ImageReference], bool]
+@dataclass(frozen=True)
+class RegistryAnswer:
+    """Whether a registry has a reference: found True/False, or None with the reason it could not say
+    (unreachable, refusing us, failing)."""
+
+    found: bool | None
+    reason: str = ""
+
+
+# Asks a registry about a reference; injected so validation never imports the registry client unless
+# --check-images is given. It never raises: a registry that cannot answer is a problem of the specs
+# that name it, and the other specs are still checked.
+ImageLookup = Callable[[ImageReference], RegistryAnswer]
 
 
 @dataclass
@@ -33,16 +44,17 @@ class CheckedSpec:
 @dataclass
 class Checker:
     manifests: ManifestIndex
-    image_exists: ImageExists | None = None
+    image_lookup: ImageLookup | None = None
     policy: Policy = DEFAULT_POLICY
+    lookup_workers: int = 1  # registries asked at once
     checked: list[CheckedSpec] = field(default_factory=list)
 
     def check_paths(self, paths: Collection[Path], *, root: Path) -> Report:
         for path in paths:
             self.checked.append(self.check_file(read_spec(path, root)))
         self._check_duplicate_versions()
-        if self.image_exists is not None:
-            self._check_images_exist()
+        if self.image_lookup is not None:
+            self._check_images_exist(self.image_lookup)
         for item in self.checked:
             item.result.problems[:] = self.policy.keep(item.result.problems)
             place_problems(item.spec, item.result.problems)
@@ -103,19 +115,26 @@ class Checker:
                 item.result.problems.append(Problem(
                     "duplicate-version", f"{key} is also claimed by {others}", f"/{item.spec.kind.version_key}"))
 
-    def _check_images_exist(self) -> None:
-        answers: dict[str, bool] = {}
-        for item in self.checked:
-            if item.reference is None or not item.reference.is_pinned:
-                continue
-            text = str(item.reference)
-            if text not in answers:
-                answers[text] = self.image_exists(item.reference)  # type: ignore[misc]
-            if not answers[text]:
-                pointer, _ = image_field(item.spec.data, item.spec.kind)
-                item.result.problems.append(Problem(
-                    "image-not-found", f"{item.reference.original!r}: no such tag or digest in {item.reference.registry}",
-                    pointer))
+    def _check_images_exist(self, lookup: ImageLookup) -> None:
+        asked = [item for item in self.checked if item.reference is not None and item.reference.is_pinned]
+        unique = {str(item.reference): item.reference for item in asked}
+        with ThreadPoolExecutor(max_workers=self.lookup_workers, thread_name_prefix="registry") as pool:
+            answers = dict(zip(unique, pool.map(lookup, unique.values())))
+        for item in asked:
+            problem = registry_problem(item.reference, answers[str(item.reference)])  # type: ignore[arg-type]
+            if problem is not None:
+                problem.pointer, _ = image_field(item.spec.data, item.spec.kind)
+                item.result.problems.append(problem)
+
+
+def registry_problem(reference: ImageReference, answer: RegistryAnswer) -> Problem | None:
+    if answer.found:
+        return None
+    if answer.found is False:
+        return Problem("image-not-found", f"{reference.original!r}: no such tag or digest in {reference.registry}")
+    reason = answer.reason.removeprefix(f"{reference}: ").removeprefix(f"{reference.original}: ")
+    return Problem("registry-unreachable", f"{reference.original!r}: {reference.registry} did not answer whether "
+                                           f"it has this image: {reason}")
 
 
 def json_problems(document: JsonText) -> list[Problem]:

@@ -26,7 +26,8 @@ from .problems import Problem
 POLICY_FILE = ".exchange.yaml"
 SCHEMA_FILE = "exchange-policy.schema.json"
 # Rules that are a matter of each exchange's taste; the others keep specs readable and processable.
-SWITCHABLE_RULES = ("image-unpinned", "image-registry", "image-not-found", "boutique-semantics")
+SWITCHABLE_RULES = ("image-unpinned", "image-registry", "image-not-found", "registry-unreachable",
+                    "boutique-semantics")
 
 IMAGE_FIELDS = {
     SpecKind.GEAR: "custom.gear-builder.image (or custom.docker-image)",

@@ -31,6 +31,7 @@ RULES: dict[str, str] = {
     "image-unpinned": "the image must be pinned by a tag or a digest, never latest (implicit or written) unless the policy allows it",
     "image-registry": "the image must come from a registry the exchange's policy (.exchange.yaml) allows",
     "image-not-found": "the image's tag or digest must exist in its registry (--check-images)",
+    "registry-unreachable": "the image's registry must answer whether it has the image (--check-images)",
     "version-taken": "a version already processed with a different spec cannot be reused",
     "duplicate-version": "two specs in one run cannot claim the same org/name/version",
     "already-processed": "this exact spec is already processed (not a failure)",

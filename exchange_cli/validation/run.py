@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Collection
 
-from ..errors import UsageError
+from ..errors import ExchangeError, UsageError
 from ..manifests import ManifestIndex
 from ..reference import ImageReference
 from ..repository import Exchange
-from .checker import Checker, ImageExists
+from .checker import Checker, ImageLookup, RegistryAnswer
 from .policy import load_policy
 from .problems import Report
 
@@ -28,17 +28,20 @@ def select_spec_paths(exchange: Exchange, paths: Collection[Path], *, all_specs:
 
 
 def validate_specs(exchange: Exchange, paths: Collection[Path], *, check_images: bool = False,
-                   insecure_registries: Collection[str] = ()) -> Report:
+                   insecure_registries: Collection[str] = (), jobs: int = 1) -> Report:
     checker = Checker(ManifestIndex.load(exchange.manifests_dir),
-                      image_exists=registry_lookup(insecure_registries) if check_images else None,
-                      policy=load_policy(exchange.root))
+                      image_lookup=registry_lookup(insecure_registries) if check_images else None,
+                      policy=load_policy(exchange.root), lookup_workers=jobs)
     return checker.check_paths(paths, root=exchange.root)
 
 
-def registry_lookup(insecure_registries: Collection[str]) -> ImageExists:
+def registry_lookup(insecure_registries: Collection[str]) -> ImageLookup:
     from ..image.registry import manifest_exists
 
-    def exists(reference: ImageReference) -> bool:
-        return manifest_exists(reference, insecure_registries=insecure_registries)
+    def lookup(reference: ImageReference) -> RegistryAnswer:
+        try:
+            return RegistryAnswer(manifest_exists(reference, insecure_registries=insecure_registries))
+        except ExchangeError as error:  # unreachable, refusing us, failing: the registry cannot say
+            return RegistryAnswer(None, str(error))
 
-    return exists
+    return lookup

@@ -1,0 +1,99 @@
+"""`validate --check-images`: a missing image or a registry that cannot answer is a problem of that spec,
+at the image's line and column; every other spec is still checked and every report still written."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import tarfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from exchange_cli.cli import cli
+from tests.infra.gitrepo import ExchangeRepo, example_gear
+
+
+@pytest.fixture(autouse=True)
+def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    for name in list(os.environ):
+        if name.startswith("EXCHANGE_REGISTRY_"):
+            monkeypatch.delenv(name)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def one_layer() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    return buffer.getvalue()
+
+
+def image_position(path: Path) -> tuple[int, int]:
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if '"image":' in line:
+            return number, line.index('"image":') + len('"image": ') + 1
+    raise AssertionError(path)
+
+
+def test_missing_images_and_silent_registries_are_problems_of_their_specs(exchange_repo: ExchangeRepo, registry,
+                                                                           auth_registry, tmp_path: Path) -> None:
+    registry.push_image("acme/present", "1.0", [one_layer()])
+    down = f"127.0.0.1:{closed_port()}"
+    images = {
+        "present": f"{registry.host}/acme/present:1.0",
+        "no-tag": f"{registry.host}/acme/present:2.0",
+        "no-digest": f"{registry.host}/acme/present@sha256:{'0' * 64}",
+        "down": f"{down}/acme/x:1.0",
+        "refused": f"{auth_registry.host}/acme/x:1.0",
+    }
+    paths = {}
+    for name, image in images.items():
+        paths[name] = exchange_repo.write(f"gears/acme/{name}.json",
+                                          example_gear(name=name, custom={"gear-builder": {"image": image}}))
+    junit = tmp_path / "results.xml"
+    result = CliRunner().invoke(cli, [
+        "validate", "--repo", str(exchange_repo.root), "--all", "--check-images", "--format", "json",
+        "--junit-xml", str(junit), "--jobs", "5",
+        "--insecure-registry", registry.host, "--insecure-registry", down, "--insecure-registry", auth_registry.host])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    by_name = {Path(entry["path"]).stem: entry for entry in report["results"]}
+    assert by_name["present"]["problems"] == []
+    expected = {"no-tag": "image-not-found", "no-digest": "image-not-found",
+                "down": "registry-unreachable", "refused": "registry-unreachable"}
+    for name, rule in expected.items():
+        (problem,) = by_name[name]["problems"]
+        assert problem["rule"] == rule, problem
+        assert (problem["line"], problem["column"]) == image_position(paths[name]), name
+        assert images[name] in problem["message"]
+    assert "Connection refused" in by_name["down"]["problems"][0]["message"]
+    assert "refused access" in by_name["refused"]["problems"][0]["message"]
+    assert auth_registry.password not in result.output
+
+    cases = {case.get("name"): case for case in ET.parse(junit).getroot().iter("testcase")}
+    assert len(cases) == 5
+    failed = {name for name, case in cases.items() if case.find("failure") is not None}
+    assert len(failed) == 4 and not any("present" in name for name in failed)
+
+
+def test_the_branch_ci_job_checks_images(tmp_path: Path) -> None:
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / ".circleci" / "config.yml").read_text())
+    commands = [step["run"]["command"] for step in config["jobs"]["validate"]["steps"]
+                if isinstance(step, dict) and "run" in step]
+    assert any(command.startswith(".venv/bin/exchange validate") and "--check-images" in command.split()
+               for command in commands), commands
