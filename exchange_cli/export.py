@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from .errors import ExchangeError
+from .errors import ExchangeError, writing
 from .image.blobcache import BlobCache
 from .image.model import DEFAULT_PLATFORM, Image, Platform
 from .image.resolve import open_image
@@ -82,21 +82,44 @@ def export_image(image: Image, output: Path, *, progress: Progress = NullProgres
 
 @contextmanager
 def _atomic_output(output: Path) -> Iterator[BinaryIO]:
-    """A temporary file beside `output`, renamed over it on success and removed on any failure."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{output.name}.tmp-", dir=output.parent)
+    """A temporary file beside `output`, renamed over it on success and removed on any failure.
+
+    A failing write (disk full, quota, I/O error) is an OutputError naming `output`; errors of
+    reading the layers pass through as they are."""
+    with writing(output):
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{output.name}.tmp-", dir=output.parent)
     temp_path = Path(name)
+    handle = os.fdopen(fd, "w+b")
     try:
-        with os.fdopen(fd, "w+b") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp_path, 0o644)  # mkstemp's 0600 would hide the tarball from other users
-        os.replace(temp_path, output)
+        try:
+            yield _OutputFile(handle, output)  # type: ignore[misc]
+            with writing(output):
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            with suppress(OSError):  # after a failed write, closing would fail to flush the rest again
+                handle.close()
+        with writing(output):
+            os.chmod(temp_path, 0o644)  # mkstemp's 0600 would hide the tarball from other users
+            os.replace(temp_path, output)
     except BaseException:
         temp_path.unlink(missing_ok=True)
         raise
-    _fsync_directory(output.parent)
+    with writing(output):
+        _fsync_directory(output.parent)
+
+
+class _OutputFile:
+    """The temporary output's `write`, with its OSErrors turned into an OutputError naming the output."""
+
+    def __init__(self, handle: BinaryIO, output: Path) -> None:
+        self.handle, self.output = handle, output
+
+    def write(self, data: bytes) -> int:
+        with writing(self.output):
+            return self.handle.write(data)
+
 
 
 def _fsync_directory(directory: Path) -> None:

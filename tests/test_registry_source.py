@@ -257,7 +257,8 @@ def test_a_download_that_breaks_off_restarts_from_the_first_byte(registry, cache
     assert image.layers[0].tar_path.read_bytes() == tar
     assert proxy.count("GET", f"/blobs/{sha256_digest(blob)}") == 3
     assert progress.tasks[-1]["done"] == len(blob)
-    assert [p.name for p in cache.layers_dir.iterdir()] == [image.layers[0].tar_path.name]
+    tar_path = image.layers[0].tar_path
+    assert sorted(p.name for p in cache.layers_dir.iterdir()) == [tar_path.name, tar_path.with_suffix(".verified").name]
 
 
 def test_persistent_failure_gives_up_after_the_last_attempt(registry, cache, proxy):

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import click
 
 from ..errors import UsageError
-from ..image.blobcache import BlobCache
+from ..image.blobcache import DEFAULT_MAX_LAYER_SIZE, BlobCache
 from ..image.model import DEFAULT_PLATFORM, Platform
+
+_SIZE = re.compile(r"(\d+)\s*([KMGT]?)(?:i?B)?", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+class ByteSize(click.ParamType):
+    """A number of bytes: ``1000000``, ``512M``, ``64G``, ``64GiB`` (units are powers of 1024)."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        match = _SIZE.fullmatch(str(value).strip())
+        if match is None or int(match.group(1)) == 0:
+            self.fail(f"{value!r} is not a positive size such as 512M or 64G", param, ctx)
+        return int(match.group(1)) * _UNITS[match.group(2).upper()]
 
 
 def export_options(command: Callable) -> Callable:
@@ -24,6 +42,9 @@ def export_options(command: Callable) -> Callable:
                      help="Take images from this OCI image layout, found by their reference name, instead of registries."),
         click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
                      help="Layer cache [default: $EXCHANGE_CACHE_DIR or ~/.cache/exchange]."),
+        click.option("--max-layer-size", type=ByteSize(), default=DEFAULT_MAX_LAYER_SIZE, metavar="SIZE",
+                     help="Refuse a layer whose uncompressed tar grows past SIZE (e.g. 512M, 64G), "
+                          "stopping while it decompresses  [default: 64G]."),
     ]
     for decorator in reversed(decorators):
         command = decorator(command)
@@ -31,14 +52,15 @@ def export_options(command: Callable) -> Callable:
 
 
 def export_options_from(*, platform: str, source: str, insecure_registries: tuple[str, ...],
-                        oci_layout: Path | None, cache_dir: Path | None):  # noqa: ANN201 - ExportOptions
+                        oci_layout: Path | None, cache_dir: Path | None,
+                        max_layer_size: int = DEFAULT_MAX_LAYER_SIZE):  # noqa: ANN201 - ExportOptions
     from ..export import ExportOptions
 
     try:
         parsed = Platform.parse(platform)
     except ValueError as error:
         raise UsageError(f"--platform: {error}") from None
-    cache = BlobCache(cache_dir) if cache_dir else BlobCache.default()
+    cache = BlobCache(cache_dir or BlobCache.default().root, max_layer_size=max_layer_size)
     return ExportOptions(platform=parsed, source=source, insecure_registries=tuple(insecure_registries), cache=cache,
                          oci_layout=oci_layout)
 

@@ -151,7 +151,7 @@ class ImageMirror:
             state, location = push.start_upload(target.repository, **mount)
             if state == MOUNTED:
                 return MOUNTED
-            with pull.open_blob(source.repository, blob.digest) as stream:
+            with pull.open_blob(source.repository, blob.digest, size=blob.size) as stream:
                 push.finish_upload(target.repository, location, blob.digest, SizedStream(stream, blob.size))
             return UPLOADED
 

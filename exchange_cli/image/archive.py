@@ -10,21 +10,20 @@ kept until the end, and everything is matched up against ``manifest.json`` once 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import posixpath
 import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 from ..progress import NullProgress, Progress, Task
 from .blobcache import CHUNK, BlobCache, BlobError
+from .digest import Digest, parse_digest
 from .errors import ImageError
 from .model import Image, LayerBlob, Platform
-from .metadata import parse_json
+from .metadata import config_diff_ids, parse_json
 from .platforms import satisfies
 
 DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
@@ -101,7 +100,7 @@ def check_config_platform(config: dict[str, Any], platform: Platform, *, image: 
 
 def check_diff_ids(layers: list[LayerBlob], config: dict[str, Any], *, image: str) -> None:
     """Each layer's content must be, in order, the diff_id the config lists for it."""
-    diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+    diff_ids = config_diff_ids(config, image=image)
     if len(diff_ids) != len(layers):
         raise ImageError(f"{image}: the image config lists {len(diff_ids)} layers (rootfs.diff_ids), "
                          f"but the image has {len(layers)}")
@@ -109,33 +108,6 @@ def check_diff_ids(layers: list[LayerBlob], config: dict[str, Any], *, image: st
         if layer.diff_id != expected:
             raise BlobError(image, layer.digest, f"layer {position}'s content hashes to {layer.diff_id}, "
                                                  f"but the image config lists diff_id {expected}")
-
-
-def store_uncompressed_tar(cache: BlobCache, stream: IO[bytes], *, task: Task | None = None) -> LayerBlob:
-    """Put a layer tar whose digest nobody told us into the cache: its sha256 is both digest and diff_id.
-
-    `BlobCache.store_layer` wants the digest up front to verify against; a legacy ``layer.tar`` is
-    named by a v1 id instead, so here the digest is computed, and checked against the config later.
-    """
-    cache.layers_dir.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=".layer-", suffix=".tmp", dir=cache.layers_dir)
-    hasher, count = hashlib.sha256(), 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while chunk := stream.read(CHUNK):
-                hasher.update(chunk)
-                out.write(chunk)
-                count += len(chunk)
-                if task is not None:
-                    task.advance(len(chunk))
-        digest = f"sha256:{hasher.hexdigest()}"
-        path = cache.layer_path(digest)
-        os.replace(temp_name, path)
-    except BaseException:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
-        raise
-    return LayerBlob(digest=digest, diff_id=digest, media_type=DOCKER_LAYER_TAR, size=count, tar_path=path)
 
 
 def _collect_members(stream: BinaryIO, *, image: str, cache: BlobCache, task: Task | None) -> _Members:
@@ -163,7 +135,8 @@ def _collect_member(archive: tarfile.TarFile, member: tarfile.TarInfo, members: 
     content = archive.extractfile(member)
     assert content is not None  # a regular file always has content
     if name.endswith("/layer.tar"):
-        members.stored[name] = store_uncompressed_tar(cache, content, task=task)
+        members.stored[name] = cache.store_tar(content, image=image, name=name, media_type=DOCKER_LAYER_TAR,
+                                               task=task)
     elif name.startswith("blobs/") and not _fits_in_memory(member, members):
         digest = _blob_digest(name, image=image)
         members.stored[name] = cache.store_layer(content, image=image, digest=digest, size=member.size,
@@ -190,11 +163,11 @@ def _normalise(name: str) -> str:
     return posixpath.normpath(name).lstrip("/")
 
 
-def _blob_digest(name: str, *, image: str) -> str:
+def _blob_digest(name: str, *, image: str) -> Digest:
     parts = name.split("/")
-    if len(parts) != 3 or parts[1] not in ("sha256", "sha384", "sha512"):
+    if len(parts) != 3:
         raise ImageError(f"{image}: {name} is not a blob path of the form blobs/<algorithm>/<hex>")
-    return f"{parts[1]}:{parts[2]}"
+    return parse_digest(f"{parts[1]}:{parts[2]}", image=image, what=f"blob path {name}")
 
 
 def _read_json(members: _Members, name: str, *, image: str) -> Any:
@@ -222,17 +195,15 @@ def _describe(manifest: list[dict[str, Any]]) -> str:
     return ", ".join(", ".join(e.get("RepoTags") or []) or str(e.get("Config")) for e in manifest)
 
 
-def _config_location(entry: dict[str, Any], *, image: str) -> tuple[str, str]:
+def _config_location(entry: dict[str, Any], *, image: str) -> tuple[str, Digest]:
     config_path = entry.get("Config")
     if not isinstance(config_path, str):
         raise ImageError(f"{image}: manifest.json names no Config")
     config_path = _normalise(config_path)
     if config_path.startswith("blobs/"):
         return config_path, _blob_digest(config_path, image=image)
-    stem = config_path.removesuffix(".json")
-    if len(stem) != 64 or any(c not in "0123456789abcdef" for c in stem):
-        raise ImageError(f"{image}: config {config_path} is not named by its sha256")
-    return config_path, f"sha256:{stem}"
+    return config_path, parse_digest(f"sha256:{config_path.removesuffix('.json')}", image=image,
+                                     what=f"manifest.json Config {config_path} (named by its sha256)")
 
 
 def _member_bytes(members: _Members, path: str, *, image: str) -> bytes:
@@ -244,11 +215,10 @@ def _member_bytes(members: _Members, path: str, *, image: str) -> bytes:
     raise ImageError(f"{image}: manifest.json names {path}, which is not in the tarball")
 
 
-def _verify_bytes(data: bytes, digest: str, *, image: str, what: str) -> None:
-    algorithm, _, expected = digest.partition(":")
-    actual = hashlib.new(algorithm, data).hexdigest()
-    if actual != expected:
-        raise BlobError(image, digest, f"{what} digest mismatch: content hashes to {algorithm}:{actual}")
+def _verify_bytes(data: bytes, digest: Digest, *, image: str, what: str) -> None:
+    actual = Digest.of(data, digest.algorithm)
+    if actual != digest:
+        raise BlobError(image, digest, f"{what} digest mismatch: content hashes to {actual}")
 
 
 def _entry_layers(members: _Members, entry: dict[str, Any], *, image: str, cache: BlobCache) -> list[LayerBlob]:
@@ -269,7 +239,7 @@ def _layer_at(members: _Members, path: str, *, image: str, cache: BlobCache) -> 
         layer = cache.store_layer(data, image=image, digest=_blob_digest(resolved, image=image),
                                   size=len(members.small[resolved]), media_type=OCI_LAYER_TAR, diff_id=None)
     else:
-        layer = store_uncompressed_tar(cache, data)
+        layer = cache.store_tar(data, image=image, name=resolved, media_type=DOCKER_LAYER_TAR)
     members.stored[resolved] = layer
     return layer
 

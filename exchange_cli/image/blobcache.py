@@ -1,35 +1,56 @@
 """The bounded on-disk cache of layer blobs, stored as verified, uncompressed tar files.
 
 Every source streams a layer's blob through `BlobCache.store_layer` exactly once: the raw bytes are
-checked against the blob's digest and size, decompressed (gzip, zstd or none, by their magic bytes),
-and the tar is checked against the config's diff_id while it is written. The flattener then reads
-the tars with random access, so the final rootfs can be written in a canonical order.
+checked against the blob's digest and size, decompressed (gzip, zstd or none, by their magic bytes)
+up to `max_layer_size` bytes, and the tar is checked against the config's diff_id while it is
+written. The flattener then reads the tars with random access, so the final rootfs can be written in
+a canonical order.
+
+What the cache trusts: a file is a hit only if the cache wrote it. ``<alg>-<hex>.tar`` is renamed
+into place after its content hashed to that digest, and only then is ``<alg>-<hex>.verified``
+written beside it, recording the digest and the size; both names come from a `Digest`, never from
+image text, so no image can name or forge either. A tar without its record, with a record for
+another digest or size, or that is not a regular file, is a miss and is written afresh.
+
+Temporary files: each ``.layer-*.tmp`` is locked (flock) by the process writing it for as long as
+it exists. One that nobody holds a lock on belongs to a run that died (kill -9, a lost machine);
+the first write of every later run removes those, and never a live writer's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import hashlib
 import io
+import json
 import os
 import queue
+import stat
 import threading
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 import zstandard
 from isal import igzip, isal_zlib
 
-from ..errors import ExchangeError
+from ..errors import ExchangeError, OutputError, writing
 from ..progress import NullProgress, Task
+from .digest import Digest
 from .model import LayerBlob
 
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 DEFAULT_MAX_BYTES = 20 * 1024**3
+# Far beyond any real layer, far below what a decompression bomb would fill a disk with.
+DEFAULT_MAX_LAYER_SIZE = 64 * 1024**3
+TEMP_PREFIX, TEMP_SUFFIX = ".layer-", ".tmp"
+RECORD_SUFFIX = ".verified"
+MAX_RECORD_BYTES = 4096
 
 
 class BlobError(ExchangeError):
@@ -47,19 +68,12 @@ def default_cache_dir() -> Path:
     return Path(base) / "exchange"
 
 
-def new_hasher(digest: str) -> "hashlib._Hash":
-    algorithm = digest.split(":", 1)[0]
-    if algorithm not in ("sha256", "sha384", "sha512"):
-        raise ValueError(f"unsupported digest algorithm {algorithm!r}")
-    return hashlib.new(algorithm)
-
-
 class VerifyingReader(io.RawIOBase):
     """Reads through to `raw`, checking size and digest; the check fires at end of stream."""
 
-    def __init__(self, raw: BinaryIO, *, image: str, digest: str, size: int | None, task: Task | None = None) -> None:
-        self.raw, self.image, self.digest, self.size = raw, image, digest, size
-        self.hasher = new_hasher(digest)
+    def __init__(self, raw: BinaryIO, *, image: str, digest: Digest, size: int | None, task: Task | None = None) -> None:
+        self.raw, self.image, self.digest, self.size = raw, image, Digest.parse(digest), size
+        self.hasher = self.digest.hasher()
         self.count = 0
         self.task = task
         self.verified = False
@@ -101,6 +115,9 @@ class VerifyingReader(io.RawIOBase):
 class BlobCache:
     root: Path
     max_bytes: int = DEFAULT_MAX_BYTES
+    max_layer_size: int = DEFAULT_MAX_LAYER_SIZE  # uncompressed bytes of one layer
+    _swept: bool = field(default=False, init=False, repr=False, compare=False)
+    _sweep_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @classmethod
     def default(cls) -> "BlobCache":
@@ -110,39 +127,134 @@ class BlobCache:
     def layers_dir(self) -> Path:
         return self.root / "layers"
 
-    def layer_path(self, diff_id: str) -> Path:
-        return self.layers_dir / f"{diff_id.replace(':', '-')}.tar"
+    def layer_path(self, diff_id: Digest | str) -> Path:
+        """Where the tar of `diff_id` lives; only a valid digest names a file here (InvalidDigest otherwise)."""
+        digest = Digest.parse(diff_id)
+        return self.layers_dir / f"{digest.algorithm}-{digest.hex}.tar"
 
-    def lookup(self, *, digest: str, diff_id: str, media_type: str, size: int) -> LayerBlob | None:
-        """The cached layer, if an earlier export already verified it."""
+    def record_path(self, diff_id: Digest | str) -> Path:
+        return self.layer_path(diff_id).with_suffix(RECORD_SUFFIX)
+
+    def lookup(self, *, digest: Digest, diff_id: Digest, media_type: str, size: int) -> LayerBlob | None:
+        """The cached layer, if this cache wrote and verified it earlier; None otherwise."""
         path = self.layer_path(diff_id)
-        if not path.is_file():
+        try:
+            found = os.lstat(path)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(found.st_mode) or self._record(diff_id) != _record_of(diff_id, found.st_size):
             return None
         os.utime(path)  # marks it recently used for eviction
-        return LayerBlob(digest=digest, diff_id=diff_id, media_type=media_type, size=size, tar_path=path)
+        return LayerBlob(digest=digest, diff_id=Digest.parse(diff_id), media_type=media_type, size=size,
+                         tar_path=path)
 
-    def store_layer(self, stream: BinaryIO, *, image: str, digest: str, size: int | None, media_type: str,
-                    diff_id: str | None, task: Task | None = None) -> LayerBlob:
+    def store_layer(self, stream: BinaryIO, *, image: str, digest: Digest, size: int | None, media_type: str,
+                    diff_id: Digest | None, task: Task | None = None) -> LayerBlob:
         """Verify and decompress `stream` into the cache; `diff_id` None means: compute it, trust nothing."""
         raw = VerifyingReader(stream, image=image, digest=digest, size=size, task=task)
-        self.layers_dir.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(prefix=".layer-", suffix=".tmp", dir=self.layers_dir)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                tar_digest = self._decompress_into(raw, out, image=image, digest=digest)
+
+        def fill(writer: _HashingWriter) -> None:
+            self._decompress_into(raw, writer, image=image, digest=raw.digest)
             raw.drain()
+
+        def check(tar_digest: Digest) -> None:
             if diff_id is not None and tar_digest != diff_id:
                 raise BlobError(image, digest, f"uncompressed content hashes to {tar_digest}, "
                                                f"but the image config lists diff_id {diff_id}")
-            path = self.layer_path(tar_digest)
-            os.replace(temp_name, path)
-        except BaseException:
-            with _suppress_missing():
-                os.unlink(temp_name)
-            raise
-        return LayerBlob(digest=digest, diff_id=tar_digest, media_type=media_type, size=raw.count, tar_path=path)
 
-    def _decompress_into(self, raw: VerifyingReader, out: BinaryIO, *, image: str, digest: str) -> str:
+        tar_digest, path = self._write(fill, check)
+        return LayerBlob(digest=raw.digest, diff_id=tar_digest, media_type=media_type, size=raw.count, tar_path=path)
+
+    def store_tar(self, stream: BinaryIO, *, image: str, name: str, media_type: str,
+                  task: Task | None = None) -> LayerBlob:
+        """An uncompressed layer tar whose digest nobody told us (a legacy docker-save ``layer.tar``):
+        its sha256 is both its digest and its diff_id, checked against the config by the caller."""
+        def fill(writer: _HashingWriter) -> None:
+            self._copy_limited(stream, writer, image=image, label=name, task=task)
+
+        tar_digest, path = self._write(fill, lambda digest: None)
+        return LayerBlob(digest=tar_digest, diff_id=tar_digest, media_type=media_type,
+                         size=path.stat().st_size, tar_path=path)
+
+    def remove_abandoned(self) -> list[Path]:
+        """Delete the temporary files of writers that are gone; a live writer holds its file's lock."""
+        removed = []
+        for path in sorted(self.layers_dir.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}")):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if os.path.samestat(os.fstat(fd), os.lstat(path)):  # not renamed into place meanwhile
+                    path.unlink()
+                    removed.append(path)
+            except OSError:  # locked by its live writer, or already gone
+                continue
+            finally:
+                os.close(fd)
+        return removed
+
+    def _write(self, fill: Callable[[_HashingWriter], None], check: Callable[[Digest], None]) -> tuple[Digest, Path]:
+        """Fill a locked temporary file, check its digest, rename it into place, then record it verified."""
+        self._sweep_once()
+        fd, temp = self._locked_temp()
+        out = os.fdopen(fd, "wb")
+        try:
+            writer = _HashingWriter(out, temp)
+            try:
+                fill(writer)
+            except BaseException:
+                writer.abandon()
+                raise
+            tar_digest = Digest.parse(f"sha256:{writer.finish()}")
+            check(tar_digest)
+            path = self.layer_path(tar_digest)
+            with writing(temp):
+                out.flush()
+                size = os.fstat(out.fileno()).st_size
+                os.replace(temp, path)  # still locked: a sweeper never sees it unlocked under its temp name
+            with writing(self.record_path(tar_digest)):
+                self._write_record(tar_digest, size)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                out.close()
+        return tar_digest, path
+
+    def _locked_temp(self) -> tuple[int, Path]:
+        with writing(self.layers_dir):
+            self.layers_dir.mkdir(parents=True, exist_ok=True)
+            while True:
+                fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=self.layers_dir)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if os.fstat(fd).st_nlink:
+                    return fd, Path(name)
+                os.close(fd)  # a sweeper took it between mkstemp and flock: take another
+
+    def _sweep_once(self) -> None:
+        with self._sweep_lock:
+            if not self._swept and self.layers_dir.is_dir():
+                self.remove_abandoned()
+            self._swept = True
+
+    def _record(self, diff_id: Digest) -> dict | None:
+        try:
+            with open(self.record_path(diff_id), "rb", opener=_no_follow) as handle:
+                return json.loads(handle.read(MAX_RECORD_BYTES))
+        except (OSError, ValueError):
+            return None
+
+    def _write_record(self, diff_id: Digest, size: int) -> None:
+        record = self.record_path(diff_id)
+        record.unlink(missing_ok=True)  # never write through a link someone left there
+        with open(record, "x", encoding="ascii") as handle:
+            json.dump(_record_of(diff_id, size), handle)
+
+    def _decompress_into(self, raw: VerifyingReader, writer: _HashingWriter, *, image: str, digest: Digest) -> None:
         buffered = io.BufferedReader(raw, CHUNK)
         magic = buffered.peek(4)[:4]
         if magic.startswith(GZIP_MAGIC):
@@ -151,43 +263,57 @@ class BlobCache:
             reader = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
         else:
             reader = buffered
-        writer = _HashingWriter(out)
         try:
-            while chunk := reader.read(CHUNK):
-                writer.put(chunk)
-        except BlobError:
-            writer.abandon()
-            raise
+            self._copy_limited(reader, writer, image=image, label=digest)
         except (EOFError, gzip.BadGzipFile, isal_zlib.error, zstandard.ZstdError) as exc:
             # Narrow on purpose: a dropped connection is an OSError too, and must reach the retry logic.
-            writer.abandon()
             raise BlobError(image, digest, f"cannot decompress: {exc}") from exc
-        except BaseException:
-            writer.abandon()
-            raise
-        return f"sha256:{writer.finish()}"
+
+    def _copy_limited(self, reader: BinaryIO, writer: _HashingWriter, *, image: str, label: str,
+                      task: Task | None = None) -> None:
+        """Copy until the end, or fail as soon as the layer passes `max_layer_size`."""
+        total = 0
+        while chunk := reader.read(CHUNK):
+            total += len(chunk)
+            if total > self.max_layer_size:
+                raise BlobError(image, label, f"the layer decompresses to more than {self.max_layer_size} bytes "
+                                              "(the --max-layer-size limit); stopped there")
+            writer.put(chunk)
+            if task is not None:
+                task.advance(len(chunk))
 
     def evict(self, keep: set[str] = frozenset()) -> None:
         """Trim least recently used layers until the cache fits `max_bytes`; never those in `keep`."""
         if not self.layers_dir.is_dir():
             return
+        self._sweep_once()
+        kept = {self.layer_path(d) for d in keep}
         entries = sorted((p.stat().st_mtime, p) for p in self.layers_dir.glob("*.tar"))
         total = sum(p.stat().st_size for _, p in entries)
         for _, path in entries:
             if total <= self.max_bytes:
                 break
-            if path in {self.layer_path(d) for d in keep}:
+            if path in kept:
                 continue
             total -= path.stat().st_size
+            path.with_suffix(RECORD_SUFFIX).unlink(missing_ok=True)  # first: a record never outlives its tar
             path.unlink(missing_ok=True)
+
+
+def _record_of(diff_id: Digest, size: int) -> dict:
+    return {"diff_id": str(diff_id), "size": size}
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
 
 
 class _HashingWriter:
     """Hashes and writes decompressed chunks on a second thread, so the disk and the decompressor
     work at the same time (hashlib, isal and file writes all release the GIL)."""
 
-    def __init__(self, out: BinaryIO, depth: int = 8) -> None:
-        self.out = out
+    def __init__(self, out: BinaryIO, path: Path, depth: int = 8) -> None:
+        self.out, self.path = out, path
         self.hasher = hashlib.sha256()
         self.chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
         self.failure: BaseException | None = None
@@ -223,20 +349,14 @@ class _HashingWriter:
             try:
                 self.hasher.update(chunk)
                 self.out.write(chunk)
+            except OSError as error:  # disk full, quota, I/O error: raised again in the reading thread
+                self.failure = OutputError.writing(self.path, error)
             except BaseException as error:  # noqa: BLE001 - raised again in the reading thread
                 self.failure = error
 
 
 class _Abandoned(Exception):
     pass
-
-
-class _suppress_missing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        return exc_type is FileNotFoundError
 
 
 _ = NullProgress  # re-exported for sources that want a no-op task

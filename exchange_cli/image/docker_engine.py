@@ -16,6 +16,7 @@ except ImportError:  # the `docker` extra is not installed: only this source nee
 from ..progress import NullProgress, Progress
 from .archive import check_config_platform, iter_chunks_as_stream, read_docker_save
 from .blobcache import CHUNK, BlobCache
+from .digest import parse_digest
 from .errors import ImageError
 from .model import Image, Platform
 
@@ -72,7 +73,7 @@ def fetch_docker_image(ref_text: str, platform: Platform, cache: BlobCache, *, p
     attrs = local_image.attrs
     check_config_platform({"os": attrs.get("Os"), "architecture": attrs.get("Architecture"),
                            "variant": attrs.get("Variant")}, platform, image=ref_text)
-    image_id: str = local_image.id
+    image_id = parse_digest(local_image.id, image=ref_text, what="the engine's image id")
     try:
         with progress.task(f"Saving {ref_text} from the Docker engine", total=attrs.get("Size") or None) as task:
             stream = iter_chunks_as_stream(client.api.get_image(image_id, chunk_size=CHUNK))
@@ -83,9 +84,11 @@ def fetch_docker_image(ref_text: str, platform: Platform, cache: BlobCache, *, p
         raise ImageError(f"{ref_text}: the engine saved config {saved.config_digest}, not image {image_id}")
     check_config_platform(saved.config, platform, image=ref_text)
     repo_digest = _repo_digest(ref_text, attrs.get("RepoDigests") or [])
+    manifest_digest = None
+    if repo_digest:
+        manifest_digest = parse_digest(repo_digest.partition("@")[2], image=ref_text, what=f"RepoDigest {repo_digest}")
     return Image(reference=ref_text, platform=platform, config=saved.config, config_digest=image_id,
-                 manifest_digest=repo_digest.partition("@")[2] if repo_digest else None,
-                 layers=saved.layers, pinned_reference=repo_digest)
+                 manifest_digest=manifest_digest, layers=saved.layers, pinned_reference=repo_digest)
 
 
 def _repo_digest(ref_text: str, repo_digests: list[str]) -> str | None:

@@ -7,15 +7,15 @@ and each layer is verified by the blob cache while it is copied in.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from ..progress import NullProgress, Progress
 from .archive import check_config_platform, check_diff_ids
 from .blobcache import BlobCache, BlobError
+from .digest import Digest
 from .errors import ImageError
-from .metadata import parse_json_object
+from .metadata import Descriptor, config_diff_ids, index_entries, manifest_layers, parse_json_object
 from .model import Image, LayerBlob, Platform
 from .platforms import select_manifest
 
@@ -47,23 +47,23 @@ def read_oci_layout(path: Path, tag: str | None, *, platform: Platform, cache: B
     image = f"oci:{path}" + (f":{tag}" if tag else "")
     layout = _Layout(path, image)
     descriptor = _choose_descriptor(layout, tag, platform)
-    seen = set()
-    while descriptor.get("mediaType") in INDEX_TYPES:
-        if descriptor["digest"] in seen:
-            raise ImageError(f"{image}: index {descriptor['digest']} refers to itself")
-        seen.add(descriptor["digest"])
-        descriptor = select_manifest(layout.json_blob(descriptor, MANIFEST_LIMIT), platform, image=image)
+    seen: set[str] = set()
     manifest = layout.json_blob(descriptor, MANIFEST_LIMIT)
-    if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
-        descriptor = select_manifest(manifest, platform, image=image)
+    while descriptor.media_type in INDEX_TYPES or "manifests" in manifest:
+        if descriptor.digest in seen:
+            raise ImageError(f"{image}: index {descriptor.digest} refers to itself")
+        seen.add(descriptor.digest)
+        index_entries(manifest, image=image, what=f"index {descriptor.digest}")
+        descriptor = Descriptor.parse(select_manifest(manifest, platform, image=image), image=image,
+                                      what=f"index {descriptor.digest} entry")
         manifest = layout.json_blob(descriptor, MANIFEST_LIMIT)
-    config_descriptor = _descriptor(manifest.get("config"), image=image, what="the manifest's config")
+    config_descriptor = Descriptor.parse(manifest.get("config"), image=image, what="the manifest's config")
     config = layout.json_blob(config_descriptor, CONFIG_LIMIT)
     check_config_platform(config, platform, image=image)
     layers = _store_layers(layout, manifest, config, cache, progress)
     check_diff_ids(layers, config, image=image)
-    return Image(reference=image, platform=platform, config=config, config_digest=config_descriptor["digest"],
-                 manifest_digest=descriptor["digest"], layers=layers)
+    return Image(reference=image, platform=platform, config=config, config_digest=config_descriptor.digest,
+                 manifest_digest=descriptor.digest, layers=layers)
 
 
 class _Layout:
@@ -75,37 +75,35 @@ class _Layout:
     def index(self) -> dict[str, Any]:
         return parse_json_object((self.root / "index.json").read_bytes(), image=self.image, what="index.json")
 
-    def blob_path(self, digest: str) -> Path:
-        algorithm, _, hex_digest = digest.partition(":")
-        if algorithm not in ("sha256", "sha384", "sha512") or not hex_digest.isalnum():
-            raise ImageError(f"{self.image}: descriptor digest {digest!r} is not algorithm:hex")
-        path = self.root / "blobs" / algorithm / hex_digest
+    def blob_path(self, digest: Digest) -> Path:
+        path = self.root / "blobs" / digest.algorithm / digest.hex
         if not path.is_file():
             raise BlobError(self.image, digest, f"missing from the layout ({path})")
         return path
 
-    def json_blob(self, descriptor: dict[str, Any], limit: int) -> dict[str, Any]:
-        digest, size = descriptor["digest"], descriptor.get("size")
+    def json_blob(self, descriptor: Descriptor, limit: int) -> dict[str, Any]:
+        digest, size = descriptor.digest, descriptor.size
+        if size > limit:
+            raise BlobError(self.image, digest, f"its descriptor says {size} bytes, more than the {limit} bytes "
+                                                "allowed for image metadata")
         with open(self.blob_path(digest), "rb") as handle:
-            data = handle.read(limit + 1)
-        if len(data) > limit:
-            raise BlobError(self.image, digest, f"larger than the {limit} bytes allowed for image metadata")
-        if isinstance(size, int) and len(data) != size:
-            raise BlobError(self.image, digest, f"is {len(data)} bytes, but its descriptor says {size}")
-        algorithm, _, expected = digest.partition(":")
-        actual = hashlib.new(algorithm, data).hexdigest()
-        if actual != expected:
-            raise BlobError(self.image, digest, f"digest mismatch: content hashes to {algorithm}:{actual}")
+            data = handle.read(size + 1)
+        if len(data) != size:
+            raise BlobError(self.image, digest, f"is not the {size} bytes its descriptor says")
+        actual = Digest.of(data, digest.algorithm)
+        if actual != digest:
+            raise BlobError(self.image, digest, f"digest mismatch: content hashes to {actual}")
         return parse_json_object(data, image=self.image, what=f"blob {digest}")
 
 
-def _choose_descriptor(layout: _Layout, tag: str | None, platform: Platform) -> dict[str, Any]:
+def _choose_descriptor(layout: _Layout, tag: str | None, platform: Platform) -> Descriptor:
     image = layout.image
-    manifests = [_descriptor(d, image=image, what="an index.json entry") for d in layout.index().get("manifests") or []]
+    index = layout.index()
+    manifests = index_entries(index, image=image, what="index.json")
     if tag is not None:
-        tagged = [d for d in manifests if (d.get("annotations") or {}).get(REF_NAME) == tag]
+        tagged = [d for d in manifests if d.annotations.get(REF_NAME) == tag]
         if not tagged:
-            names = sorted({(d.get("annotations") or {}).get(REF_NAME, "") for d in manifests} - {""})
+            names = sorted({str(d.annotations.get(REF_NAME, "")) for d in manifests} - {""})
             raise ImageError(f"{image}: no manifest tagged {tag!r} in index.json; tags present: "
                              f"{', '.join(names) or 'none'}")
         manifests = tagged
@@ -113,39 +111,34 @@ def _choose_descriptor(layout: _Layout, tag: str | None, platform: Platform) -> 
         return manifests[0]
     if not manifests:
         raise ImageError(f"{image}: index.json lists no manifests")
-    tagged = any(REF_NAME in (d.get("annotations") or {}) for d in manifests)
-    if not tagged and all(d.get("platform") for d in manifests):  # one untagged multi-platform image
-        return select_manifest({"manifests": manifests}, platform, image=image)
-    names = sorted({(d.get("annotations") or {}).get(REF_NAME, d["digest"]) for d in manifests})
+    tagged = any(REF_NAME in d.annotations for d in manifests)
+    if not tagged and all(d.fields.get("platform") for d in manifests):  # one untagged multi-platform image
+        chosen = select_manifest({"manifests": [d.fields for d in manifests]}, platform, image=image)
+        return Descriptor.parse(chosen, image=image, what="an index.json entry")
+    names = sorted({str(d.annotations.get(REF_NAME, d.digest)) for d in manifests})
     raise ImageError(f"{image}: index.json lists {len(manifests)} manifests; pick one with oci:PATH:TAG "
                      f"({', '.join(names)})")
-
-
-def _descriptor(value: Any, *, image: str, what: str) -> dict[str, Any]:
-    if not isinstance(value, dict) or not isinstance(value.get("digest"), str):
-        raise ImageError(f"{image}: {what} is not a descriptor with a digest")
-    return value
 
 
 def _store_layers(layout: _Layout, manifest: dict[str, Any], config: dict[str, Any], cache: BlobCache,
                   progress: Progress) -> list[LayerBlob]:
     image = layout.image
-    descriptors = [_descriptor(d, image=image, what="a manifest layer") for d in manifest.get("layers") or []]
-    diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+    descriptors = manifest_layers(manifest, image=image, what="the manifest")
+    diff_ids = config_diff_ids(config, image=image)
     if len(diff_ids) != len(descriptors):
         raise ImageError(f"{image}: the manifest lists {len(descriptors)} layers, "
                          f"but the config lists {len(diff_ids)} diff_ids")
-    total = sum(d.get("size") or 0 for d in descriptors)
+    total = sum(d.size for d in descriptors)
     layers = []
     with progress.task(f"Reading layers of {image}", total=total or None) as task:
         for descriptor, diff_id in zip(descriptors, diff_ids):
-            digest, size, media_type = descriptor["digest"], descriptor.get("size"), descriptor.get("mediaType", "")
-            cached = cache.lookup(digest=digest, diff_id=diff_id, media_type=media_type, size=size or 0)
+            cached = cache.lookup(digest=descriptor.digest, diff_id=diff_id, media_type=descriptor.media_type,
+                                  size=descriptor.size)
             if cached is not None:
-                task.advance(size or 0)
+                task.advance(descriptor.size)
                 layers.append(cached)
                 continue
-            with open(layout.blob_path(digest), "rb") as blob:
-                layers.append(cache.store_layer(blob, image=image, digest=digest, size=size,
-                                                media_type=media_type, diff_id=diff_id, task=task))
+            with open(layout.blob_path(descriptor.digest), "rb") as blob:
+                layers.append(cache.store_layer(blob, image=image, digest=descriptor.digest, size=descriptor.size,
+                                                media_type=descriptor.media_type, diff_id=diff_id, task=task))
     return layers

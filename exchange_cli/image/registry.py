@@ -8,12 +8,16 @@ Transient failures (5xx, 429, a dropped connection, a timeout) are retried with 
 backoff; a blob download that breaks off restarts from its first byte through a fresh
 `store_layer`, so a half-written layer never reaches the cache. 401, 403 and 404 are final.
 Plain HTTP is used only for registries listed as insecure; everything else is HTTPS.
+
+No registry can hang a run (`TransferLimits`): every read waits at most `read_timeout`, and every
+document and blob has an overall deadline, retries included, of `floor` seconds plus its size at
+`min_rate` bytes per second, so a registry that trickles a byte now and then is given up too. A
+redirect may lead only to another http(s) URL, and only a few times.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import re
@@ -29,10 +33,11 @@ import urllib3
 
 from ..progress import NullProgress, Progress
 from ..reference import ImageReference
-from .blobcache import CHUNK, BlobCache, VerifyingReader, new_hasher
+from .blobcache import CHUNK, BlobCache, BlobError, VerifyingReader
 from .credentials import RegistryCredentials, host_env_var, resolve_credentials
+from .digest import Digest, parse_digest
 from .errors import ImageError
-from .metadata import parse_json_object
+from .metadata import Descriptor, config_diff_ids, index_entries, manifest_layers, parse_json_object
 from .model import Image, LayerBlob, Platform
 from .platforms import descriptor_platform, satisfies, select_manifest
 
@@ -64,7 +69,7 @@ LAYER_MEDIA_TYPES = {
 MAX_MANIFEST_BYTES = 4 * 1024**2
 MAX_CONFIG_BYTES = 64 * 1024**2
 TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
-DEFAULT_TIMEOUT = (15.0, 120.0)  # connect, read: seconds
+MAX_REDIRECTS = 5
 USER_AGENT = "exchange-cli"
 
 T = TypeVar("T")
@@ -83,6 +88,45 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
+
+
+@dataclass(frozen=True)
+class TransferLimits:
+    """How long a registry may take: per read, and overall per document or blob (retries included)."""
+
+    connect_timeout: float = 15.0
+    read_timeout: float = 120.0  # seconds without a byte: the connection has stalled
+    min_rate: float = 256 * 1024  # bytes per second, on average over the whole transfer
+    floor: float = 120.0  # seconds every transfer may take, however small
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return self.connect_timeout, self.read_timeout
+
+    def deadline(self, size: int, on_expiry: Callable[[str], Exception]) -> Deadline:
+        allowed = self.floor + size / self.min_rate
+        return Deadline(time.monotonic() + allowed, allowed, size, self.min_rate, on_expiry)
+
+
+DEFAULT_LIMITS = TransferLimits()
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """The moment a transfer of `size` bytes must be done by; `check` raises what `on_expiry` makes."""
+
+    expires: float
+    allowed: float
+    size: int
+    min_rate: float
+    on_expiry: Callable[[str], Exception]
+
+    def check(self, received: int | None = None) -> None:
+        if time.monotonic() <= self.expires:
+            return
+        got = "" if received is None else f" ({received} bytes received)"
+        raise self.on_expiry(f"not received within {self.allowed:.0f} s{got}, the time {self.size} bytes may take "
+                             f"at the minimum rate of {self.min_rate:.0f} bytes/s; the registry is too slow or has stalled")
 
 
 LAYER_FETCH_WORKERS = 3
@@ -205,20 +249,29 @@ class _Authenticator:
 
 
 class _BodyStream(io.RawIOBase):
-    """A response body as a file; a connection that breaks off mid-body becomes a `_Transient`."""
+    """A response body as a file; a connection that breaks off mid-body becomes a `_Transient`.
 
-    def __init__(self, response: requests.Response, subject: str) -> None:
-        self.response, self.subject = response, subject
+    Reads return as soon as any bytes arrive (`read1`), so the deadline is checked between them
+    however slowly they trickle in."""
+
+    def __init__(self, response: requests.Response, subject: str, deadline: Deadline | None = None) -> None:
+        self.response, self.subject, self.deadline = response, subject, deadline
+        self.received = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:
+        if self.deadline is not None:
+            self.deadline.check(self.received)
         try:
-            data = self.response.raw.read(min(len(buffer), CHUNK), decode_content=False)
+            data = self.response.raw.read1(min(len(buffer), CHUNK), decode_content=False)
         except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
             raise _Transient(f"{self.subject}: download broke off: {_brief(exc)}") from exc
         buffer[: len(data)] = data
+        self.received += len(data)
+        if self.deadline is not None:
+            self.deadline.check(self.received)
         return len(data)
 
 
@@ -227,20 +280,25 @@ class RegistryClient:
 
     def __init__(self, registry: str, host: str, *, image: str, insecure: bool = False,
                  credentials: RegistryCredentials | None = None, retry: RetryPolicy = DEFAULT_RETRY,
-                 timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> None:
-        self.host, self.image, self.retry, self.timeout = host, image, retry, timeout
+                 limits: TransferLimits = DEFAULT_LIMITS) -> None:
+        self.host, self.image, self.retry, self.limits = host, image, retry, limits
+        self.timeout = limits.timeout
         self.insecure = insecure
         self.base_url = f"{'http' if insecure else 'https'}://{host}"
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
-        self.auth = _Authenticator(self.session, credentials, image=image, registry=registry, timeout=timeout)
+        self.session.max_redirects = MAX_REDIRECTS
+        self.auth = _Authenticator(self.session, credentials, image=image, registry=registry, timeout=self.timeout)
 
     @classmethod
     def for_reference(cls, ref: ImageReference, *, insecure_registries: Collection[str] = (),
-                      retry: RetryPolicy = DEFAULT_RETRY) -> RegistryClient:
+                      retry: RetryPolicy = DEFAULT_RETRY, limits: TransferLimits = DEFAULT_LIMITS) -> RegistryClient:
         insecure = ref.registry in insecure_registries or ref.registry_host in insecure_registries
         return cls(ref.registry, ref.registry_host, image=str(ref), insecure=insecure,
-                   credentials=resolve_credentials(ref.registry), retry=retry)
+                   credentials=resolve_credentials(ref.registry), retry=retry, limits=limits)
+
+    def blob_deadline(self, digest: str, size: int) -> Deadline:
+        return self.limits.deadline(size, lambda reason: BlobError(self.image, digest, reason))
 
     def close(self) -> None:
         self.session.close()
@@ -254,10 +312,12 @@ class RegistryClient:
     def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str | None]:
         """The manifest's bytes, its Content-Type and the registry's Docker-Content-Digest header."""
         subject = f"manifest {reference}"
+        deadline = self.limits.deadline(MAX_MANIFEST_BYTES, lambda reason: ImageError(f"{self.image}: {subject}: {reason}"))
 
         def attempt() -> tuple[bytes, str, str | None]:
-            with self._open(repository, f"manifests/{reference}", subject, accept=MANIFEST_ACCEPT) as response:
-                body = _read_at_most(_BodyStream(response, subject), MAX_MANIFEST_BYTES)
+            with self._open(repository, f"manifests/{reference}", subject, accept=MANIFEST_ACCEPT,
+                            deadline=deadline) as response:
+                body = _read_at_most(_BodyStream(response, subject, deadline), MAX_MANIFEST_BYTES)
                 if body is None:
                     raise ImageError(f"{self.image}: {subject} is larger than {MAX_MANIFEST_BYTES} bytes")
                 content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
@@ -281,50 +341,69 @@ class RegistryClient:
     def read_blob(self, repository: str, digest: str, size: int, *, what: str = "blob") -> bytes:
         """A small blob (a config), verified against `digest` and `size`."""
         subject = f"{what} {digest}"
+        deadline = self.blob_deadline(digest, size)
 
         def attempt() -> bytes:
-            with self.open_blob(repository, digest, subject=subject) as stream:
+            with self.open_blob(repository, digest, subject=subject, deadline=deadline) as stream:
                 return VerifyingReader(stream, image=self.image, digest=digest, size=size).read()
 
         return with_retries(self.retry, attempt, failure=f"{self.image}: fetching {subject}")
 
     @contextmanager
-    def open_blob(self, repository: str, digest: str, *, subject: str = "") -> Iterator[BinaryIO]:
-        """One attempt at a blob's body, for the caller to stream; breaks off as `_Transient`."""
+    def open_blob(self, repository: str, digest: str, *, subject: str = "", size: int | None = None,
+                  deadline: Deadline | None = None) -> Iterator[BinaryIO]:
+        """One attempt at a blob's body, for the caller to stream; breaks off as `_Transient`.
+
+        Pass the same `deadline` to every attempt, so that retries share it; `size` alone starts one."""
         subject = subject or f"blob {digest}"
-        with self._open(repository, f"blobs/{digest}", subject) as response:
-            yield io.BufferedReader(_BodyStream(response, subject), CHUNK)  # type: ignore[arg-type]
+        if deadline is None and size is not None:
+            deadline = self.blob_deadline(digest, size)
+        with self._open(repository, f"blobs/{digest}", subject, deadline=deadline, digest=digest) as response:
+            yield io.BufferedReader(_BodyStream(response, subject, deadline), CHUNK)  # type: ignore[arg-type]
 
     @contextmanager
-    def _open(self, repository: str, path: str, subject: str, *, accept: str | None = None
-              ) -> Iterator[requests.Response]:
-        response = self._request("GET", repository, path, accept=accept, stream=True)
+    def _open(self, repository: str, path: str, subject: str, *, accept: str | None = None,
+              deadline: Deadline | None = None, digest: str | None = None) -> Iterator[requests.Response]:
+        if deadline is not None:
+            deadline.check()
+        response = self._request("GET", repository, path, accept=accept, stream=True, digest=digest)
         with response:
             self._raise_for_status(response, subject)
             yield response
 
     def _request(self, method: str, repository: str, path: str, *, accept: str | None = None,
-                 stream: bool = False) -> requests.Response:
-        """One round trip, answering one authentication challenge; transient failures raise `_Transient`."""
+                 stream: bool = False, digest: str | None = None) -> requests.Response:
+        """One round trip, answering one authentication challenge; transient failures raise `_Transient`.
+
+        A bad redirect is a BlobError when `digest` names the blob asked for, else an ImageError."""
         url = f"{self.base_url}/v2/{repository}/{path}"
         scope = f"repository:{repository}:pull"
         headers = {"Accept": accept} if accept else {}
-        response = self._send(method, url, headers, scope, stream)
+        response = self._send(method, url, headers, scope, stream, digest)
         if response.status_code == 401:
             challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
             if challenge is not None and self.auth.answer(challenge, scope):
                 response.close()
-                response = self._send(method, url, headers, scope, stream)
+                response = self._send(method, url, headers, scope, stream, digest)
         if response.status_code in TRANSIENT_STATUSES:
             response.close()
             raise _Transient(f"{method} {url} answered {response.status_code} {response.reason}",
                              _retry_after(response))
         return response
 
-    def _send(self, method: str, url: str, headers: dict[str, str], scope: str, stream: bool) -> requests.Response:
+    def _send(self, method: str, url: str, headers: dict[str, str], scope: str, stream: bool,
+              digest: str | None = None) -> requests.Response:
         try:
             return self.session.request(method, url, headers={**headers, **self.auth.headers(scope)},
                                         stream=stream, timeout=self.timeout, allow_redirects=True)
+        except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema, requests.exceptions.InvalidURL,
+                requests.exceptions.TooManyRedirects) as exc:
+            reason = (f"the registry redirected more than {MAX_REDIRECTS} times (a redirect loop?)"
+                      if isinstance(exc, requests.exceptions.TooManyRedirects)
+                      else f"the registry redirected to a URL that is not http(s): {_brief(exc)}")
+            if digest is not None:
+                raise BlobError(self.image, digest, f"{method} {url}: {reason}") from None
+            raise ImageError(f"{self.image}: {method} {url}: {reason}") from None
         except requests.exceptions.SSLError as exc:
             raise ImageError(f"{self.image}: TLS failure talking to {self.host}: {_brief(exc)} "
                              "(if this registry serves plain HTTP, list it as an insecure registry)") from exc
@@ -351,9 +430,10 @@ class RegistryClient:
 
 def fetch_registry_image(ref: ImageReference, platform: Platform, cache: BlobCache, *,
                          insecure_registries: Collection[str] = (), progress: Progress = _NO_PROGRESS,
-                         retry: RetryPolicy = DEFAULT_RETRY) -> Image:
+                         retry: RetryPolicy = DEFAULT_RETRY, limits: TransferLimits = DEFAULT_LIMITS) -> Image:
     """Resolve `ref` for `platform`, verify it, and put its layers in `cache`."""
-    with RegistryClient.for_reference(ref, insecure_registries=insecure_registries, retry=retry) as client:
+    with RegistryClient.for_reference(ref, insecure_registries=insecure_registries, retry=retry,
+                                      limits=limits) as client:
         return _ImagePull(ref, platform, cache, client, progress).run()
 
 
@@ -365,32 +445,11 @@ def manifest_exists(ref: ImageReference, *, insecure_registries: Collection[str]
 
 
 @dataclass(frozen=True)
-class Descriptor:
-    media_type: str
-    digest: str
-    size: int
-    urls: tuple[str, ...] = ()
-
-    @classmethod
-    def parse(cls, value: Any, *, image: str, what: str) -> Descriptor:
-        if not isinstance(value, dict):
-            raise ImageError(f"{image}: {what} is not a descriptor object")
-        digest, size, media_type = value.get("digest"), value.get("size"), value.get("mediaType", "")
-        if not isinstance(digest, str) or ":" not in digest or not isinstance(size, int) or size < 0:
-            raise ImageError(f"{image}: {what} lacks a valid digest and size")
-        try:
-            new_hasher(digest)
-        except ValueError as exc:
-            raise ImageError(f"{image}: {what} {digest}: {exc}") from exc
-        return cls(str(media_type), digest, size, tuple(value.get("urls") or ()))
-
-
-@dataclass(frozen=True)
 class _Manifest:
     body: bytes
     document: dict[str, Any]
     media_type: str
-    digest: str
+    digest: Digest
 
 
 class _ImagePull:
@@ -405,6 +464,7 @@ class _ImagePull:
         manifest = self._manifest(self.ref.reference, expected=self.ref.digest)
         selected_platform: Platform | None = None
         if manifest.media_type in MANIFEST_INDEXES:
+            index_entries(manifest.document, image=self.image, what=f"manifest list {manifest.digest}")
             chosen = select_manifest(manifest.document, self.platform, image=self.image)
             entry = Descriptor.parse(chosen, image=self.image, what="manifest list entry")
             manifest = self._manifest(entry.digest, expected=entry.digest, size=entry.size)
@@ -422,15 +482,20 @@ class _ImagePull:
                      pinned_reference=f"{self.ref.name}@{manifest.digest}")
 
     def _manifest(self, reference: str, *, expected: str | None, size: int | None = None) -> _Manifest:
+        if expected is not None:
+            expected = parse_digest(expected, image=self.image, what="the requested manifest digest")
         body, content_type, header_digest = self.client.get_manifest(self.ref.repository, reference)
-        algorithm = expected.split(":", 1)[0] if expected else "sha256"
-        digest = f"{algorithm}:{hashlib.new(algorithm, body).hexdigest()}"
+        algorithm = expected.algorithm if expected else "sha256"
+        digest = Digest.of(body, algorithm)
         if expected is not None and digest != expected:
             raise ImageError(f"{self.image}: manifest {reference} hashes to {digest}, not the requested digest")
         if size is not None and len(body) != size:
             raise ImageError(f"{self.image}: manifest {reference} is {len(body)} bytes, "
                              f"but the manifest list says {size}")
-        if header_digest and header_digest.startswith(f"{algorithm}:") and header_digest != digest:
+        if header_digest:
+            header_digest = parse_digest(header_digest, image=self.image,
+                                         what=f"manifest {reference}: the registry's Docker-Content-Digest header")
+        if header_digest and header_digest.algorithm == algorithm and header_digest != digest:
             raise ImageError(f"{self.image}: manifest {reference} hashes to {digest}, "
                              f"but the registry says its digest is {header_digest}")
         document = parse_json_object(body, image=self.image, what=f"manifest {reference}")
@@ -471,17 +536,14 @@ class _ImagePull:
         return actual
 
     def _layers(self, manifest: _Manifest, config: dict[str, Any]) -> list[LayerBlob]:
-        raw_layers = manifest.document.get("layers")
-        diff_ids = (config.get("rootfs") or {}).get("diff_ids")
-        if not isinstance(raw_layers, list) or not isinstance(diff_ids, list):
-            raise ImageError(f"{self.image}: manifest {manifest.digest} or its config lacks the list of layers")
-        if len(raw_layers) != len(diff_ids):
-            raise ImageError(f"{self.image}: manifest {manifest.digest} lists {len(raw_layers)} layers "
+        descriptors = manifest_layers(manifest.document, image=self.image, what=f"manifest {manifest.digest}")
+        diff_ids = config_diff_ids(config, image=self.image, what=f"config of manifest {manifest.digest}")
+        if len(descriptors) != len(diff_ids):
+            raise ImageError(f"{self.image}: manifest {manifest.digest} lists {len(descriptors)} layers "
                              f"but its config lists {len(diff_ids)} diff_ids")
-        descriptors = [Descriptor.parse(layer, image=self.image, what=f"layer {i + 1}") for i, layer in enumerate(raw_layers)]
         for descriptor in descriptors:
             self._check_layer(descriptor)
-        jobs = [(descriptor, str(diff_id), index, len(descriptors))
+        jobs = [(descriptor, diff_id, index, len(descriptors))
                 for index, (descriptor, diff_id) in enumerate(zip(descriptors, diff_ids), start=1)]
         if len(jobs) == 1:
             return [self._layer(*jobs[0])]
@@ -498,14 +560,16 @@ class _ImagePull:
         if layer.media_type not in LAYER_MEDIA_TYPES:
             raise ImageError(f"{self.image}: layer {layer.digest} has unsupported media type {layer.media_type!r}")
 
-    def _layer(self, layer: Descriptor, diff_id: str, index: int, count: int) -> LayerBlob:
+    def _layer(self, layer: Descriptor, diff_id: Digest, index: int, count: int) -> LayerBlob:
         cached = self.cache.lookup(digest=layer.digest, diff_id=diff_id, media_type=layer.media_type, size=layer.size)
         if cached is not None:
             return cached
-        description = f"{self.ref.repository} layer {index}/{count} {layer.digest.split(':', 1)[-1][:12]}"
+        description = f"{self.ref.repository} layer {index}/{count} {layer.digest.hex[:12]}"
+        deadline = self.client.blob_deadline(layer.digest, layer.size)
 
         def download() -> LayerBlob:
-            with self.client.open_blob(self.ref.repository, layer.digest, subject=f"layer {layer.digest}") as stream, \
+            with self.client.open_blob(self.ref.repository, layer.digest, subject=f"layer {layer.digest}",
+                                       deadline=deadline) as stream, \
                     self.progress.task(description, total=layer.size) as task:
                 return self.cache.store_layer(stream, image=self.image, digest=layer.digest, size=layer.size,
                                               media_type=layer.media_type, diff_id=diff_id, task=task)
