@@ -1,5 +1,16 @@
 from __future__ import annotations
 
+from hypothesis import settings
+
+from tests.infra import in_ci
+
+# Property tests: a bounded, unhurried run in CI; fewer examples while iterating locally. No example
+# database: a clean clone has none, and a run must not leave files behind in the work tree.
+settings.register_profile("ci", max_examples=200, deadline=None, database=None, print_blob=True)
+settings.register_profile("dev", max_examples=60, deadline=None, database=None, print_blob=True)
+settings.register_profile("hunt", max_examples=5000, deadline=None, database=None, print_blob=True)  # by hand
+settings.load_profile("ci" if in_ci() else "dev")
+
 # Fixture modules for the real components; each starts its component on first use, once per session.
 pytest_plugins = [
     "tests.infra.gitrepo",

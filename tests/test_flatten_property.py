@@ -1,0 +1,323 @@
+"""Property: over generated layer stacks, the flattener agrees with a reference model of OCI layer semantics.
+
+The generator writes real layer tars (ustar, GNU or PAX) with files, directories, symlinks, fifos,
+hard links (within a layer and into lower layers), whiteouts, opaque whiteouts, and replacements of a
+directory by a file and back, over a handful of short names so that paths collide often. Every entry
+carries a unique mtime, so the output shows exactly which entry won each path.
+
+The model below is the OCI image spec's layer semantics written as plainly as possible, on a dict of
+paths rather than a tree: for each layer, first its whiteouts and opaque markers act on what the lower
+layers made (they "only apply to resources in lower layers"), then its entries apply in tar order;
+missing parents are created as Docker creates them (0755, root, mtime 0); a hard link shares its
+target's inode as it is at that point. It refuses (and so must the flattener, with a LayerError) a
+write through a parent that is not a directory, and a hard link whose target is missing or is a
+directory. Otherwise the flattened tar must hold exactly the model's paths, each with the model's
+type, metadata and content, hard links grouped as the model's inodes, in canonical order with every
+hard link after the member that carries its data. Anything else the flattener raises is a failure.
+
+The `ci` profile (conftest) runs a bounded number of examples.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hypothesis import event, given
+from hypothesis import strategies as st
+
+from exchange_cli.rootfs.flatten import LayerError, flatten
+from tests.layers import directory, fifo, file, hardlink, make_layer, opaque, symlink, whiteout
+
+DIR_MODES = (0o755, 0o700, 0o1777, 0o2750)
+FILE_MODES = (0o644, 0o600, 0o4755)
+FORMATS = (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT)
+IMPLIED_META = (0o755, 0, 0, 0)  # mode, uid, gid, mtime of a directory no layer has an entry for
+
+
+# --- the generated layers ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Op:
+    """One tar entry: kind is dir, file, symlink, fifo, hardlink, whiteout or opaque."""
+
+    kind: str
+    path: str
+    mode: int = 0o644
+    uid: int = 0
+    mtime: int = 0
+    data: bytes = b""
+    target: str = ""  # symlink or hard link target
+
+    def entry(self, spelling: str, target_spelling: str = ""):  # noqa: ANN201 - a tests.layers.Entry
+        meta = {"mode": self.mode, "uid": self.uid, "mtime": self.mtime}
+        if self.kind == "dir":
+            return directory(spelling, **meta)
+        if self.kind == "file":
+            return file(spelling, self.data, **meta)
+        if self.kind == "symlink":
+            return symlink(spelling, self.target, **meta)
+        if self.kind == "fifo":
+            return fifo(spelling, **meta)
+        if self.kind == "hardlink":
+            return hardlink(spelling, target_spelling or self.target, **meta)
+        if self.kind == "whiteout":
+            return whiteout(spelling)
+        return opaque(spelling)
+
+
+DIR_NAMES = ("a", "b", "L" * 100)  # a long name needs a PAX record, a GNU long name or a ustar prefix
+LEAF_NAMES = ("a", "b", "x", "y")
+ALL_PATHS = tuple("/".join(dirs + (leaf,)) for depth in range(3)
+                  for dirs in itertools.product(DIR_NAMES, repeat=depth) for leaf in LEAF_NAMES)
+
+
+@st.composite
+def layer_stacks(draw) -> list[list[Op]]:
+    """Layers (bottom first). Generated against a running model, so that most stacks are valid (paths
+    under directories, hard links to what exists at that point) and one in ten choices is anything."""
+    model: Model | None = Model()
+    stamps = itertools.count(1_600_000_000)
+    layers = []
+    for _ in range(draw(st.integers(1, 4))):
+        removals = [draw(removal_ops(model)) for _ in range(draw(st.integers(0, 2)))]
+        model = _applied(model, removals, Model.whiteout)
+        entries = []
+        for _ in range(draw(st.integers(0, 7))):
+            op = draw(entry_ops(model, next(stamps)))
+            model = _applied(model, [op], Model.apply)
+            entries.append(op)
+        # Where a whiteout sits in the tar does not matter: it acts on the lower layers only.
+        slots = sorted(draw(st.lists(st.integers(0, len(entries)), min_size=len(removals), max_size=len(removals))))
+        ops = list(entries)
+        for offset, (slot, removal) in enumerate(zip(slots, removals)):
+            ops.insert(slot + offset, removal)
+        layers.append(ops)
+    return layers
+
+
+def _applied(model: Model | None, ops: list[Op], how) -> Model | None:  # noqa: ANN001
+    if model is None:
+        return None
+    try:
+        for op in ops:
+            how(model, op)
+    except Refused:
+        return None  # this stack will be refused; later choices need no model
+    return model
+
+
+def valid_paths(model: Model | None) -> list[str]:
+    if model is None:
+        return list(ALL_PATHS)
+    return [path for path in ALL_PATHS if model.can_hold(path)] or list(ALL_PATHS)
+
+
+@st.composite
+def removal_ops(draw, model: Model | None) -> Op:
+    kind = draw(st.sampled_from(("whiteout", "whiteout", "opaque")))
+    candidates = valid_paths(model) if draw(st.integers(0, 9)) else list(ALL_PATHS)
+    if kind == "opaque" and not draw(st.integers(0, 9)):
+        return Op(kind, "")  # the root made opaque: every lower layer hidden
+    return Op(kind, draw(st.sampled_from(candidates)))
+
+
+@st.composite
+def entry_ops(draw, model: Model | None, mtime: int) -> Op:
+    kind = draw(st.sampled_from(("dir", "dir", "file", "file", "symlink", "fifo", "hardlink", "hardlink")))
+    targets = [p for p, node in model.nodes.items() if node[0] == "inode"] if model is not None else []
+    if kind == "hardlink" and not targets and draw(st.integers(0, 9)):
+        kind = "file"  # mostly: a link to nothing is refused, and one refusal spoils the whole stack
+    path = draw(st.sampled_from(valid_paths(model) if draw(st.integers(0, 9)) else list(ALL_PATHS)))
+    uid = draw(st.sampled_from((0, 1)))
+    if kind == "dir":
+        return Op(kind, path, draw(st.sampled_from(DIR_MODES)), uid, mtime)
+    if kind == "file":
+        return Op(kind, path, draw(st.sampled_from(FILE_MODES)), uid, mtime, data=f"{path}@{mtime}".encode())
+    if kind == "symlink":
+        return Op(kind, path, 0o777, uid, mtime, target=draw(st.sampled_from(("/etc", "../a", "b/c"))))
+    if kind == "fifo":
+        return Op(kind, path, 0o644, uid, mtime)
+    target = draw(st.sampled_from(targets)) if targets and draw(st.integers(0, 9)) else draw(st.sampled_from(ALL_PATHS))
+    return Op(kind, path, 0o644, uid, mtime, target=target)
+
+
+def spell(path: str, kind: str, style: int) -> str:
+    """The same path as different tar writers spell it."""
+    if kind == "dir" and style == 1:
+        return path + "/"
+    return {0: path, 1: path, 2: "./" + path, 3: "/" + path}[style]
+
+
+# --- the reference model ----------------------------------------------------------------------------
+
+
+class Refused(Exception):
+    pass
+
+
+@dataclass(eq=False)
+class Inode:
+    kind: str
+    meta: tuple[int, int, int, int]  # mode, uid, gid, mtime
+    data: bytes = b""
+    target: str = ""
+
+
+@dataclass
+class Model:
+    """path -> ("dir", meta) or ("inode", Inode); the root is implicit."""
+
+    nodes: dict[str, tuple] = field(default_factory=dict)
+
+    def delete(self, path: str) -> None:
+        for existing in [p for p in self.nodes if p == path or p.startswith(path + "/")]:
+            del self.nodes[existing]
+
+    def can_hold(self, path: str) -> bool:
+        """Whether no parent of `path` is a non-directory."""
+        parts = path.split("/")
+        return all(self.nodes.get("/".join(parts[:depth]), ("dir",))[0] == "dir" for depth in range(1, len(parts)))
+
+    def make_parents(self, path: str) -> None:
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            node = self.nodes.get(parent)
+            if node is None:
+                self.nodes[parent] = ("dir", IMPLIED_META)
+            elif node[0] != "dir":
+                raise Refused(f"parent {parent} of {path} is not a directory")
+
+    def whiteout(self, op: Op) -> None:
+        if op.kind == "opaque" and op.path == "":
+            self.nodes.clear()
+            return
+        if op.kind == "opaque":
+            self.make_parents(op.path)
+            node = self.nodes.get(op.path)
+            if node is None:
+                self.nodes[op.path] = ("dir", IMPLIED_META)
+            elif node[0] == "dir":
+                self.delete(op.path)
+                self.nodes[op.path] = node
+            return
+        self.make_parents(op.path)
+        self.delete(op.path)
+
+    def apply(self, op: Op) -> None:
+        self.make_parents(op.path)
+        meta = (op.mode, op.uid, 0, op.mtime)
+        if op.kind == "dir":
+            if self.nodes.get(op.path, ("",))[0] != "dir":
+                self.delete(op.path)
+            self.nodes[op.path] = ("dir", meta)
+            return
+        if op.kind == "hardlink":
+            target = self.nodes.get(op.target)
+            if target is None or target[0] == "dir":
+                raise Refused(f"hard link {op.path} -> {op.target}: no usable target")
+            self.delete(op.path)
+            self.nodes[op.path] = target
+            return
+        self.delete(op.path)
+        if op.kind == "symlink":
+            meta = (0o777, op.uid, 0, op.mtime)
+        self.nodes[op.path] = ("inode", Inode(op.kind, meta, op.data, op.target))
+
+
+def model_of(layers: list[list[Op]]) -> Model:
+    model = Model()
+    for ops in layers:
+        for op in ops:
+            if op.kind in ("whiteout", "opaque"):
+                model.whiteout(op)
+        for op in ops:
+            if op.kind not in ("whiteout", "opaque"):
+                model.apply(op)
+    return model
+
+
+# --- the flattener's output, read back --------------------------------------------------------------
+
+
+def described(model: Model) -> tuple[dict[str, tuple], set[frozenset[str]]]:
+    """path -> (kind, meta, data, target) and the groups of paths sharing an inode (two or more)."""
+    tree, groups = {}, {}
+    for path, node in model.nodes.items():
+        if node[0] == "dir":
+            tree[path] = ("dir", node[1], b"", "")
+        else:
+            inode = node[1]
+            tree[path] = (inode.kind, inode.meta, inode.data, inode.target)
+            groups.setdefault(id(inode), set()).add(path)
+    return tree, {frozenset(g) for g in groups.values() if len(g) > 1}
+
+
+KINDS = {tarfile.DIRTYPE: "dir", tarfile.REGTYPE: "file", tarfile.SYMTYPE: "symlink", tarfile.FIFOTYPE: "fifo"}
+
+
+def read_output(data: bytes) -> tuple[dict[str, tuple], set[frozenset[str]], list[str]]:
+    tree, groups, order = {}, {}, []
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
+        for member in archive:
+            path = member.name.rstrip("/")
+            assert path not in tree, f"{path} is written twice"
+            order.append(path)
+            if member.islnk():
+                assert member.linkname in groups, f"hard link {path} precedes its target {member.linkname}"
+                tree[path] = tree[member.linkname]
+                groups[member.linkname].add(path)
+                continue
+            content = archive.extractfile(member).read() if member.isreg() else b""  # type: ignore[union-attr]
+            tree[path] = (KINDS[member.type], (member.mode, member.uid, member.gid, int(member.mtime)), content,
+                          member.linkname if member.issym() else "")
+            groups[path] = {path}
+    return tree, {frozenset(g) for g in groups.values() if len(g) > 1}, order
+
+
+def write_layer(directory_path: Path, entries: list, format_: int):  # noqa: ANN201 - a LayerBlob
+    try:
+        return make_layer(directory_path, entries, format=format_)
+    except ValueError:  # ustar cannot hold this name: write it as the next writer would
+        return make_layer(directory_path, entries, format=tarfile.PAX_FORMAT)
+
+
+def canonical(path: str) -> list[bytes]:
+    return [part.encode() for part in path.split("/")]
+
+
+# --- the property -----------------------------------------------------------------------------------
+
+
+@given(layers=layer_stacks(), spelling=st.lists(st.integers(0, 3), min_size=64, max_size=64),
+       formats=st.lists(st.sampled_from(FORMATS), min_size=4, max_size=4))
+def test_the_flattener_refuses_or_agrees_with_the_reference_model(layers, spelling, formats) -> None:
+    try:
+        expected: Model | None = model_of(layers)
+    except Refused as refusal:
+        expected = None
+        event(f"refused: {str(refusal).split(':')[0].split(' ')[0]}")
+    with tempfile.TemporaryDirectory() as scratch:
+        spellings = iter(itertools.cycle(spelling))
+        blobs = [write_layer(Path(scratch), [op.entry(spell(op.path, op.kind, next(spellings)),
+                                                      spell(op.target, "", next(spellings))) for op in ops], format_)
+                 for ops, format_ in zip(layers, formats)]
+        out = io.BytesIO()
+        try:
+            flatten(blobs, out)
+        except LayerError as error:
+            assert expected is None, f"the flattener refused what the model accepts: {error}"
+            return
+    assert expected is not None, "the flattener accepted what the model refuses"
+    tree, groups, order = read_output(out.getvalue())
+    expected_tree, expected_groups = described(expected)
+    event(f"accepted: {min(len(tree), 9)}+ paths, {len(groups)} hard-link groups")
+    assert tree == expected_tree
+    assert groups == expected_groups
+    assert order == sorted(order, key=canonical)
