@@ -63,7 +63,8 @@ def head_commit(repo: git.Repo) -> str | None:
 
 
 def dirty_paths(repo: git.Repo) -> list[str]:
-    status = repo.git.status("--porcelain", "-z", "--untracked-files=all")
+    with index_lock_is_clear(repo.working_tree_dir or repo.git_dir):
+        status = repo.git.status("--porcelain", "-z", "--untracked-files=all")
     return [entry[3:] for entry in status.split("\0") if len(entry) > 3]
 
 
@@ -97,14 +98,57 @@ def current_branch(repo: git.Repo) -> str:
 
 
 def commit_paths(repo: git.Repo, paths: list[str], message: str, env: dict[str, str]) -> str:
-    repo.git.add("--", *paths)
-    with repo.git.custom_environment(**env):
-        repo.git.commit("-q", "--no-verify", "-m", message, "--", *paths)
+    with index_lock_is_clear(repo.working_tree_dir or repo.git_dir):
+        repo.git.add("--", *paths)
+        with repo.git.custom_environment(**env):
+            repo.git.commit("-q", "--no-verify", "-m", message, "--", *paths)
     return repo.head.commit.hexsha
 
 
 def reset_hard(repo: git.Repo, commit: str) -> None:
-    repo.git.reset("-q", "--hard", commit)
+    with index_lock_is_clear(repo.working_tree_dir or repo.git_dir):
+        repo.git.reset("-q", "--hard", commit)
+
+
+# Another push got there first: either git saw it before sending (non-fast-forward), or the remote's
+# ref moved while our push was held (in a hook, say) and the update lost the race for the ref lock.
+_RACE_MARKERS = ("non-fast-forward", "fetch first", "[rejected]", "cannot lock ref", "failed to update ref",
+                 "incorrect old value")
+_INDEX_LOCKED = re.compile(r"Unable to create '(?P<path>[^']*index\.lock)': File exists")
+
+
+class AnotherProcessRunning(UsageError):
+    """git's index.lock is held: another git (or exchange) process works in this work tree, or one died."""
+
+
+def index_locked(error: git.GitCommandError, root: Path | str) -> AnotherProcessRunning | None:
+    """The clear message for git's "index.lock: File exists" failure; None for any other failure."""
+    match = _INDEX_LOCKED.search(str(error.stderr or error))
+    if match is None:
+        return None
+    return AnotherProcessRunning(
+        f"{root}: another process is running git in this work tree ({match['path']} exists); wait for it to "
+        f"finish, or remove that file if no git or exchange process is running")
+
+
+def require_no_index_lock(repo: git.Repo) -> None:
+    """Fail before any work when another git process holds (or a dead one left) the index lock."""
+    lock = Path(repo.git_dir) / "index.lock"
+    if lock.exists():
+        raise AnotherProcessRunning(
+            f"{root(repo)}: another process is running git in this work tree ({lock} exists); wait for it to "
+            f"finish, or remove that file if no git or exchange process is running")
+
+
+@contextlib.contextmanager
+def index_lock_is_clear(root: Path | str):  # noqa: ANN201 - a context manager
+    try:
+        yield
+    except git.GitCommandError as error:
+        clear = index_locked(error, root)
+        if clear is None:
+            raise
+        raise clear from None
 
 
 class PushRejected(Exception):
@@ -139,7 +183,7 @@ def push(repo: git.Repo, remote: str, branch: str) -> None:
     if process.returncode == 0:
         return
     output = f"{stdout}\n{stderr}"
-    non_fast_forward = any(marker in output for marker in ("non-fast-forward", "fetch first", "[rejected]"))
+    non_fast_forward = any(marker in output for marker in _RACE_MARKERS)
     detail = "\n".join(line.strip() for line in redact(output).splitlines() if line.strip() and line.strip() != "Done")
     raise PushRejected(detail or f"git push exited with {process.returncode}", non_fast_forward=non_fast_forward)
 
@@ -147,6 +191,15 @@ def push(repo: git.Repo, remote: str, branch: str) -> None:
 def fetch_branch(repo: git.Repo, remote: str, branch: str) -> str:
     repo.git.fetch("-q", remote, f"refs/heads/{branch}")
     return repo.git.rev_parse("FETCH_HEAD")
+
+
+def fetch_branch_if_any(repo: git.Repo, remote: str, branch: str) -> str | None:
+    """The remote branch's head, fetched; None when the remote has no such branch (GitCommandError when
+    the remote cannot be asked)."""
+    listing = repo.git.ls_remote(remote, f"refs/heads/{branch}")
+    if not listing.strip():
+        return None
+    return fetch_branch(repo, remote, branch)
 
 
 def remote_branch_commit(repo: git.Repo, remote: str, branch: str) -> str | None:

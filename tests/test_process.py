@@ -290,12 +290,15 @@ def test_existing_exchange_layout_needs_no_migration(world: World) -> None:
     assert len(list((world.repo.root / "manifests/acme").glob("acme-hello-*.json"))) == 2
 
 
-def test_sigterm_mid_push_cleans_up(world: World) -> None:
+def test_sigterm_mid_push_cleans_up(world: World, tmp_path: Path) -> None:
     reject_pushes(world.remote, "sleep 60; exit 0")
+    work_dirs = tmp_path / "tmpdir"  # its own, so other runs' work directories on this machine do not count
+    work_dirs.mkdir()
     start = world.repo.git("rev-parse", "HEAD")
     remote_before = world.remote_head()
     exe = Path(sys.executable).with_name("exchange")
-    proc = subprocess.Popen([str(exe), *world.args()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([str(exe), *world.args()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(work_dirs)})
     deadline = time.monotonic() + 120
     while len(world.bucket_objects()) < 2 or not _both_committed(world):
         assert time.monotonic() < deadline, "process never reached the push"
@@ -310,7 +313,7 @@ def test_sigterm_mid_push_cleans_up(world: World) -> None:
     assert world.repo.git("rev-parse", "HEAD") == start
     assert world.repo.git("status", "--porcelain") == ""
     assert world.remote_head() == remote_before
-    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("exchange-process-*/*.tgz"))
+    assert not list(work_dirs.glob("exchange-process-*"))
 
 
 def _both_committed(world: World) -> bool:

@@ -84,3 +84,26 @@ def test_history_lists_processed_specs_newest_first(world: World) -> None:
     text = CliRunner().invoke(cli, ["history", "--repo", str(world.repo.root), "--limit", "1"]).stdout
     newest = entries[0]
     assert text.splitlines() == [f"{newest['date']}  {newest['commit'][:12]}  gear acme/hello 1.1.0  {newest['manifest']}"]
+
+
+def test_reports_go_to_a_private_place_by_default_never_a_shared_temp_dir(world: World, tmp_path: Path,
+                                                                          monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.delenv("EXCHANGE_REPORT_DIR", raising=False)
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    result = CliRunner().invoke(cli, world.args())
+    assert result.exit_code == 0, result.output
+    in_git_dir = world.repo.root / ".git" / "exchange" / "reports"
+    assert read_report(in_git_dir)[0]["result"] == "succeeded"
+    assert world.repo.git("status", "--porcelain") == "", "git never sees the reports"
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    world.add_gear("acme", "third")
+    world.repo.commit("third")
+    world.repo.git("push", "-q", "origin", "master")
+    assert CliRunner().invoke(cli, world.args()).exit_code == 0
+    assert read_report(tmp_path / "state" / "exchange" / "reports")[0]["result"] == "succeeded"
+
+
+def test_a_dry_run_writes_no_report(world: World, tmp_path: Path) -> None:
+    result = run_with_report(world, tmp_path / "report", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "report").exists()

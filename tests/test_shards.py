@@ -21,7 +21,7 @@ from exchange_cli.process.image_sizes import image_sizes, registry_image_size
 from exchange_cli.process.plan import SpecJob
 from exchange_cli.process.shards import Shard, assign, share_of
 from exchange_cli.specs import locate
-from tests.infra.gitrepo import ExchangeRepo, example_gear, init_repo, run_git
+from tests.infra.gitrepo import ExchangeRepo, example_gear, gears_on_a_remote, init_repo, run_git
 from tests.test_process_services import gcs_objects
 
 EXCHANGE = Path(sys.executable).with_name("exchange")
@@ -80,16 +80,7 @@ class FanOut:
 
 @pytest.fixture
 def fanout(exchange_repo: ExchangeRepo, gcs_bucket_uri: str, tmp_path: Path) -> FanOut:
-    remote = init_repo(tmp_path / "remote.git", bare=True)
-    exchange_repo.git("remote", "add", "origin", str(remote))
-    images = tmp_path / "images"
-    for name in GEARS:
-        image = f"registry.example.org/acme/{name}:1.0.0"
-        gear = example_gear(name=name, custom={"gear-builder": {"image": image}})
-        build_demo_image(images, image, gear)
-        exchange_repo.write(f"gears/acme/{name}.json", gear)
-    exchange_repo.commit("five gears")
-    exchange_repo.git("push", "-q", "origin", "master")
+    remote, images = gears_on_a_remote(exchange_repo, tmp_path, GEARS)
     return FanOut(tmp_path, exchange_repo, remote, images, gcs_bucket_uri, tmp_path / "workspace" / "shards")
 
 

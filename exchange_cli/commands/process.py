@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -18,10 +18,11 @@ from ..process.run_report import run_label, run_reported
 from ..process.shards import CIRCLE_INDEX_ENV, CIRCLE_TOTAL_ENV, Shard
 from ..progress import progress_for
 from ..repository import Exchange
+from ..storage.lease import DEFAULT_WAIT_SECONDS
 from ..validation.reporter import render
 from .options import export_options, export_options_from, storage_bucket
 
-DEFAULT_REPORT_DIR = Path(tempfile.gettempdir()) / "exchange-reports"
+REPORT_DIR_ENV = "EXCHANGE_REPORT_DIR"
 DIRECTORY = click.Path(file_okay=False, path_type=Path)
 
 
@@ -39,13 +40,14 @@ DIRECTORY = click.Path(file_okay=False, path_type=Path)
 @click.option("--shard", "shard_text", metavar="I/N", help=f"Fan-out: export and upload only share I of N (from 1) and record it in --shard-dir; no git changes [default with --shard-dir: {CIRCLE_INDEX_ENV}+1/{CIRCLE_TOTAL_ENV}].")
 @click.option("--shard-dir", type=DIRECTORY, help="Where a shard writes its record (shard-I-of-N.json) for --finalize.")
 @click.option("--finalize", "finalize_dir", type=DIRECTORY, help="Fan-in: check the shard records in DIR against the bucket, then write manifests, commit and push; roll back every shard's objects on failure.")
-@click.option("--report", "report_dir", type=DIRECTORY, envvar="EXCHANGE_REPORT_DIR", default=DEFAULT_REPORT_DIR, show_default=True, help="Write the run report (JSON and Markdown) here [env: EXCHANGE_REPORT_DIR].")
+@click.option("--report", "report_dir", type=DIRECTORY, envvar=REPORT_DIR_ENV, help="Write the run report (JSON and Markdown) here [env: EXCHANGE_REPORT_DIR; default: $XDG_STATE_HOME/exchange/reports, else .git/exchange/reports in the exchange]; a dry run writes none.")
+@click.option("--lease-wait", type=click.FloatRange(0), envvar="EXCHANGE_LEASE_WAIT", default=DEFAULT_WAIT_SECONDS, show_default=True, help="Seconds to wait for another run's lease on the bucket before giving up [env: EXCHANGE_LEASE_WAIT].")
 @click.option("--dry-run", is_flag=True, help="Print the plan (a shard's share with --shard); change nothing.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def command(repo: Path | None, since: str | None, bucket_uri: str | None, download_url: str | None, remote: str,
             jobs: int, retries: int, shard_text: str | None, shard_dir: Path | None, finalize_dir: Path | None,
-            report_dir: Path, dry_run: bool, output_format: str, quiet: bool, skip_checks: tuple[str, ...],
+            report_dir: Path | None, lease_wait: float, dry_run: bool, output_format: str, quiet: bool, skip_checks: tuple[str, ...],
             mirror_registry: str | None, **export_flags) -> None:
     """Export, upload and publish every spec changed since .sentinel, then push; undo everything on failure."""
     shard = chosen_shard(shard_text, shard_dir, finalize_dir, dry_run)
@@ -53,22 +55,34 @@ def command(repo: Path | None, since: str | None, bucket_uri: str | None, downlo
     bucket = storage_bucket(bucket_uri, download_url)
     options = ProcessOptions(export=export_options_from(**export_flags), bucket=bucket, remote=remote, since=since,
                              jobs=jobs, retries=retries, dry_run=dry_run, shard=shard, shard_dir=shard_dir,
-                             finalize_dir=finalize_dir, delivery=DeliverySettings.from_options(skip_checks, mirror_registry))
+                             finalize_dir=finalize_dir, delivery=DeliverySettings.from_options(skip_checks, mirror_registry),
+                             lease_wait=lease_wait)
     progress = progress_for(sys.stderr, quiet)
     log = lambda line: click.echo(line, err=True)  # noqa: E731
+    reports = None if dry_run else report_dir or default_report_dir(exchange)
     try:
         outcome, _ = run_reported(
             lambda on_outcome: process_exchange(exchange, options, progress=progress, log=log, on_outcome=on_outcome),
-            report_dir, run_label(shard, finalize_dir is not None), root=exchange.root, dry_run=dry_run)
+            reports, run_label(shard, finalize_dir is not None), root=exchange.root, dry_run=dry_run)
     except ValidationFailed as failure:
         render(failure.report, "auto", sys.stdout)
         raise
     finally:
-        log(f"run report in {report_dir}")
+        if reports is not None:
+            log(f"run report in {reports}")
     if output_format == "json":
         click.echo(json.dumps(outcome_as_json(outcome), indent=2))
     else:
         render_outcome(outcome, sys.stdout, dry_run=dry_run)
+
+
+def default_report_dir(exchange: Exchange) -> Path:
+    """Private to this user or this checkout, never a shared, world-writable place: $XDG_STATE_HOME, else
+    the exchange's own git directory (which git never tracks)."""
+    state = os.environ.get("XDG_STATE_HOME", "").strip()
+    if state and Path(state).is_absolute():
+        return Path(state) / "exchange" / "reports"
+    return Path(exchange.repo.git_dir) / "exchange" / "reports"
 
 
 def chosen_shard(shard_text: str | None, shard_dir: Path | None, finalize_dir: Path | None, dry_run: bool) -> Shard | None:

@@ -12,6 +12,7 @@ from ..catalog.storage_audit import audit_exchange_storage, deletable_orphans, d
 from ..catalog.storage_report import audit_as_json, render_audit
 from ..manifests import load_manifests
 from ..repository import Exchange
+from ..storage.lease import leased
 from .catalog_options import bucket_option, json_option, repo_option
 from .options import storage_bucket
 
@@ -29,6 +30,17 @@ def command(bucket_uri: str | None, deep: bool, delete_requested: bool, yes: boo
     objects whose content no longer matches its hash."""
     exchange = Exchange.open(repo)
     bucket = storage_bucket(bucket_uri, None)
+    # Deleting waits for the publish lease: an object a running `process` uploaded is not an orphan.
+    with leased(bucket, "verify-storage --delete-orphans", enabled=delete_requested,
+                log=lambda line: click.echo(line, err=True)):
+        _audit_and_delete(exchange, bucket, deep, delete_requested, yes, as_json)
+
+
+def _audit_and_delete(exchange: Exchange, bucket, deep: bool, delete_requested: bool, yes: bool,  # noqa: ANN001
+                      as_json: bool) -> None:
+    if delete_requested:
+        for name in bucket.remove_abandoned_uploads():
+            click.echo(f"removed the partial upload {name}: the run that wrote it is gone", err=True)
     audit = audit_exchange_storage(load_manifests(exchange.manifests_dir), bucket, deep=deep)
     if as_json:
         click.echo(json.dumps(audit_as_json(audit), indent=2))

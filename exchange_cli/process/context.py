@@ -12,6 +12,7 @@ from typing import Callable
 from ..delivery.settings import DeliverySettings
 from ..errors import ExchangeError
 from ..export import ExportOptions
+from ..storage.lease import DEFAULT_TTL_SECONDS, DEFAULT_WAIT_SECONDS
 from .artifacts import Artifact
 from .ledger import RollbackResult
 from .plan import Plan, SpecJob
@@ -41,6 +42,9 @@ class ProcessOptions:
     shard_dir: Path | None = None
     # Fan-in: publish what the shards recorded in this directory, instead of exporting.
     finalize_dir: Path | None = None
+    # The bucket lease (storage/lease.py): how long to wait for another run's, how long ours lasts unrenewed.
+    lease_wait: float = DEFAULT_WAIT_SECONDS
+    lease_ttl: float = DEFAULT_TTL_SECONDS
 
 
 @dataclass

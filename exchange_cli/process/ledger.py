@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -16,6 +17,7 @@ class CreatedObject:
 class RollbackResult:
     deleted: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)  # created by the run, but not safe to delete: why
 
 
 class CreatedObjects:
@@ -42,9 +44,15 @@ class CreatedObjects:
         with self._lock:
             return sorted(self._objects.values(), key=lambda created: created.name)
 
-    def delete_all(self, bucket) -> RollbackResult:  # noqa: ANN001 - a storage.Bucket
+    def delete_all(self, bucket, *, keeps: Callable[[str], str | None] = lambda name: None) -> RollbackResult:  # noqa: ANN001
+        """Delete every object created, except those for which `keeps` gives a reason to keep them."""
         result = RollbackResult()
         for created in self.objects():
+            reason = keeps(created.name)
+            if reason is not None:
+                result.kept[created.name] = reason
+                self.forget(created.name)
+                continue
             try:
                 bucket.delete(created.name, generation=created.generation)
                 result.deleted.append(created.name)

@@ -12,10 +12,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .. import git
 from ..delivery.stage import Delivery
+from ..errors import ExchangeError
 from ..invocation import derive_invocation_schema
 from .artifacts import Artifact
 from .ledger import CreatedObjects, RollbackResult
+from .rollback import delete_unreferenced
 from .transaction import ManifestCommit, PublishTransaction
 
 Log = Callable[[str], None]
@@ -64,7 +67,9 @@ class Publisher:
             return None
         self.log(f"pushing {len(transaction.commits)} commit(s) to {transaction.remote} {transaction.branch}")
         transaction.push(retries=self.retries, on_replayed=lambda skipped: self._forget(skipped, ledger))
-        return Published(list(transaction.commits), transaction.commits[-1].commit, transaction.replays)
+        # Every commit may have been skipped while replaying (another run pushed the same manifests).
+        return Published(list(transaction.commits), git.head_commit(transaction.repo) or transaction.start,
+                         transaction.replays)
 
     def after_push(self, published: Published) -> None:
         """Called by the orchestrator once the run's work is published and nothing can roll it back."""
@@ -75,15 +80,24 @@ class Publisher:
         return bool(self.transaction.commits) and self.transaction.is_published()
 
     def rollback(self, ledger: CreatedObjects, delivery: Delivery | None) -> RollbackResult:
-        self.transaction.reset()
-        result = ledger.delete_all(self.bucket)
+        transaction = self.transaction
+        try:
+            transaction.reset()
+        except ExchangeError as error:  # the objects are still undone; the next run finds the commits (resume.py)
+            reset_failed: ExchangeError | None = error
+        else:
+            reset_failed = None
+        result = delete_unreferenced(ledger, self.bucket, transaction.repo, transaction.remote, transaction.branch)
+        if reset_failed is not None:
+            result.failed["(the branch)"] = f"could not be reset to {transaction.start[:12]}: {reset_failed}"
         if delivery is not None:
             delivery.rollback(result)  # the mirrored tags this run created
         return result
 
     def _forget(self, skipped: list[ManifestCommit], ledger: CreatedObjects) -> None:
         for made in skipped:
-            ledger.forget(made.artifact.object_name)
+            if made.object_name is not None:
+                ledger.forget(made.object_name)
             self.log(f"{made.manifest_path} was already pushed by another run; skipped")
 
 
@@ -93,4 +107,5 @@ def describe(rollback: RollbackResult, transaction: PublishTransaction | None) -
     lines = [f"rolled back: {branch}deleted {len(rollback.deleted)} object(s) this run created"]
     lines += [f"  deleted {name}" for name in rollback.deleted]
     lines += [f"  could NOT delete {name}: {reason}" for name, reason in rollback.failed.items()]
+    lines += [f"  {name} {reason}" for name, reason in rollback.kept.items()]
     return "\n".join(lines)

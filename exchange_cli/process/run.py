@@ -11,27 +11,29 @@ created (shards' too at finalize) and its commits.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
-from pathlib import Path
 
 from .. import git
 from ..delivery.stage import Delivery
 from ..errors import UsageError
 from ..progress import NullProgress, Progress
 from ..repository import Exchange
+from ..storage.lease import BucketLease
 from .artifacts import Artifact, RunWork, build_artifacts, produce_artifact
 from .check import CheckedJob, check_jobs
+from .checkout_lock import exclusive_checkout
+from .confirm import confirm_published
 from .context import Log, ProcessFailed, ProcessOptions, ProcessOutcome
 from .fan_in import collect_shard_artifacts
 from .image_sizes import image_sizes
 from .ledger import CreatedObjects
+from .leftovers import owned_work_dir, remove_leftovers
 from .plan import make_plan
 from .publish import Publisher, describe
+from .resume import resume_unpushed, unpushed_manifest_commits
+from .rollback import delete_unreferenced
 from .shard_records import ArtifactEntry, ShardRecord
 from .shards import assign, share_of
 from .signals import CancellableProgress, interrupts_raise
@@ -44,18 +46,33 @@ def process_exchange(exchange: Exchange, options: ProcessOptions, *, progress: P
                      log: Log = lambda message: None,
                      on_outcome: Callable[[ProcessOutcome], None] = lambda outcome: None) -> ProcessOutcome:
     """`on_outcome` receives the outcome as soon as there is a plan; the run keeps filling it in."""
-    start, branch = check_preconditions(exchange, options.remote, publishing=options.shard is None)
-    outcome = ProcessOutcome(make_plan(exchange, start, since=options.since), shard=options.shard)
-    on_outcome(outcome)
-    if options.shard is not None:
-        return run_shard(outcome, options, progress=progress, log=log)
-    if options.finalize_dir is not None:
-        return run_finalize(exchange, outcome, options, start, branch, log=log)
-    return run_one_machine(exchange, outcome, options, start, branch, progress=progress, log=log)
+    with exclusive_checkout(exchange):
+        start, branch = check_preconditions(exchange, options.remote, publishing=options.shard is None)
+        if not options.dry_run:
+            remove_leftovers(options.bucket, log)
+        lease = BucketLease(options.bucket, purpose=f"exchange process in {exchange.root}", log=log,  # type: ignore[arg-type]
+                            ttl=options.lease_ttl, wait=options.lease_wait)
+        try:
+            if options.shard is None and not options.dry_run:
+                start = _resume_earlier_run(exchange, options, start, branch, lease, log)
+            elif options.shard is None:
+                _, unpushed = unpushed_manifest_commits(exchange, options.remote, branch)
+                if unpushed:
+                    log(f"{len(unpushed)} manifest commit(s) of an earlier run never reached {options.remote} {branch}: "
+                        "a real run pushes them first, or rolls them back")
+            outcome = ProcessOutcome(make_plan(exchange, start, since=options.since), shard=options.shard)
+            on_outcome(outcome)
+            if options.shard is not None:
+                return run_shard(exchange, outcome, options, progress=progress, log=log)
+            if options.finalize_dir is not None:
+                return run_finalize(exchange, outcome, options, start, branch, lease, progress=progress, log=log)
+            return run_one_machine(exchange, outcome, options, start, branch, lease, progress=progress, log=log)
+        finally:
+            lease.release()
 
 
 def run_one_machine(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOptions, start: str, branch: str,
-                    *, progress: Progress, log: Log) -> ProcessOutcome:
+                    lease: BucketLease, *, progress: Progress, log: Log) -> ProcessOutcome:
     plan = outcome.plan
     if options.dry_run or not plan.jobs:
         return outcome
@@ -65,11 +82,11 @@ def run_one_machine(exchange: Exchange, outcome: ProcessOutcome, options: Proces
     def artifacts(work: RunWork) -> list[Artifact]:
         return _build(checked, options, work, delivery, progress, log, outcome)
 
-    return _publish_run(exchange, outcome, options, start, branch, delivery, artifacts, log)
+    return _publish_run(exchange, outcome, options, start, branch, lease, delivery, artifacts, progress, log)
 
 
 def run_finalize(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOptions, start: str, branch: str,
-                 *, log: Log) -> ProcessOutcome:
+                 lease: BucketLease, *, progress: Progress, log: Log) -> ProcessOutcome:
     assert options.finalize_dir is not None
     delivery = _delivery(options, log)
 
@@ -77,10 +94,11 @@ def run_finalize(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOp
         return collect_shard_artifacts(outcome.plan, options.finalize_dir, options.bucket,  # type: ignore[arg-type]
                                        work.ledger, delivery, log)
 
-    return _publish_run(exchange, outcome, options, start, branch, delivery, artifacts, log)
+    return _publish_run(exchange, outcome, options, start, branch, lease, delivery, artifacts, progress, log)
 
 
-def run_shard(outcome: ProcessOutcome, options: ProcessOptions, *, progress: Progress, log: Log) -> ProcessOutcome:
+def run_shard(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOptions, *, progress: Progress,
+              log: Log) -> ProcessOutcome:
     """Export and upload this shard's share, then record it for finalize; never touches git. On failure
     the objects it created are deleted and no record is written, so finalize sees the shard as missing."""
     plan, shard = outcome.plan, options.shard
@@ -105,7 +123,8 @@ def run_shard(outcome: ProcessOutcome, options: ProcessOptions, *, progress: Pro
                 log(f"shard {shard}: recorded {len(record.artifacts)} artifact(s) in {outcome.record_path}")
         except BaseException:
             work.cancelled.set()
-            outcome.rollback = work.ledger.delete_all(options.bucket)
+            outcome.rollback = delete_unreferenced(work.ledger, options.bucket, exchange.repo, options.remote,
+                                                   _branch_or_none(exchange))
             delivery.rollback(outcome.rollback)  # the mirrored tags this shard created
             log(describe(outcome.rollback, None))
             raise
@@ -114,6 +133,7 @@ def run_shard(outcome: ProcessOutcome, options: ProcessOptions, *, progress: Pro
 
 def check_preconditions(exchange: Exchange, remote: str, *, publishing: bool = True) -> tuple[str, str]:
     """(start commit, branch); a run that does not publish (a shard) needs no branch and no remote."""
+    git.require_no_index_lock(exchange.repo)
     dirty = git.dirty_paths(exchange.repo)
     if dirty:
         shown = ", ".join(dirty[:5]) + (" …" if len(dirty) > 5 else "")
@@ -130,16 +150,19 @@ def check_preconditions(exchange: Exchange, remote: str, *, publishing: bool = T
 
 
 def _publish_run(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOptions, start: str, branch: str,
-                 delivery: Delivery, artifacts: Callable[[RunWork], list[Artifact]], log: Log) -> ProcessOutcome:
-    """Artifacts (built or read from records), then publish; on any failure, undo this run's work."""
-    identity = {} if git.has_identity(exchange.repo) else git.bot_identity_env()
-    transaction = PublishTransaction(exchange, options.remote, branch, start, start, identity)
+                 lease: BucketLease, delivery: Delivery, artifacts: Callable[[RunWork], list[Artifact]],
+                 progress: Progress, log: Log) -> ProcessOutcome:
+    """Under the lease: artifacts (built or read from records), publish, confirm; on failure undo this run's work."""
+    transaction = PublishTransaction(exchange, options.remote, branch, start, start, _identity(exchange))
     publisher = Publisher(transaction, options.bucket, log, options.retries)
+    published = None
     with _run_work() as work:
         try:
             with interrupts_raise():
+                lease.acquire()  # before the first upload; held until the push is confirmed
                 outcome.artifacts = artifacts(work)
                 publisher.commit(outcome.artifacts, work.ledger)
+                lease.ensure_held()
                 published = publisher.push(work.ledger)
                 outcome.pushed = published is not None
         except git.PushRejected as rejection:
@@ -153,10 +176,36 @@ def _publish_run(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOp
             outcome.rollback, outcome.reset_to = publisher.rollback(work.ledger, delivery), start
             log(describe(outcome.rollback, transaction))
             raise
-    outcome.commits, outcome.replays = transaction.commits, transaction.replays
+        outcome.commits, outcome.replays = transaction.commits, transaction.replays
+        if published is not None:
+            paths = [made.manifest_path for made in [*transaction.commits, *transaction.skipped]]
+            confirm_published(exchange.repo, published.head, paths, outcome.artifacts, options.bucket,
+                              options.export, work.work_dir, progress, log)
+    lease.release()
     if published is not None:
         publisher.after_push(published)
     return outcome
+
+
+def _resume_earlier_run(exchange: Exchange, options: ProcessOptions, start: str, branch: str, lease: BucketLease,
+                        log: Log) -> str:
+    """The start commit once an earlier run's unpushed manifest commits are pushed or rolled back."""
+    transaction = PublishTransaction(exchange, options.remote, branch, start, start, _identity(exchange))
+    resumed = resume_unpushed(exchange, transaction, options.bucket, retries=options.retries, log=log,
+                              before_push=lease.acquire)
+    return start if resumed is None else git.head_commit(exchange.repo) or start
+
+
+def _identity(exchange: Exchange) -> dict[str, str]:
+    return {} if git.has_identity(exchange.repo) else git.bot_identity_env()
+
+
+def _branch_or_none(exchange: Exchange) -> str:
+    """A shard's checkout is on the branch finalize pushes to; detached, it cannot know (and keeps all)."""
+    try:
+        return git.current_branch(exchange.repo)
+    except UsageError:
+        return ""
 
 
 def _check(jobs, options: ProcessOptions, progress: Progress, log: Log) -> list[CheckedJob]:  # noqa: ANN001
@@ -181,8 +230,5 @@ def _build(checked: list[CheckedJob], options: ProcessOptions, work: RunWork, de
 
 @contextmanager
 def _run_work() -> Iterator[RunWork]:
-    work_dir = Path(tempfile.mkdtemp(prefix="exchange-process-"))
-    try:
+    with owned_work_dir() as work_dir:
         yield RunWork(CreatedObjects(), threading.Event(), work_dir)
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)

@@ -47,10 +47,12 @@ def run_label(shard: Shard | None, finalizing: bool) -> str:
     return shard.label if shard is not None else "finalize" if finalizing else "process"
 
 
-def run_reported(run: Callable[[OnOutcome], ProcessOutcome], directory: Path, label: str, *, root: Path,
+def run_reported(run: Callable[[OnOutcome], ProcessOutcome], directory: Path | None, label: str, *, root: Path,
                  dry_run: bool = False) -> tuple[ProcessOutcome, list[Path]]:
-    """Run, then write the report whatever happened; exceptions pass through after it is written.
-    `root` is the exchange's work tree, which spec paths in the report are relative to."""
+    """Run, then write the report whatever happened (None: no report, as for a dry run); exceptions pass
+    through after it is written. `root` is the exchange's work tree, which spec paths are relative to."""
+    if directory is None:
+        return run(lambda outcome: None), []
     started, clock = datetime.now(UTC), time.monotonic()
     seen: list[ProcessOutcome] = []
     try:
@@ -99,7 +101,7 @@ def report_as_json(report: RunReport) -> dict[str, Any]:
     })
     if outcome.rollback is not None:
         document["rollback"] = {"branch-reset-to": outcome.reset_to, "deleted": outcome.rollback.deleted,
-                                "not-deleted": outcome.rollback.failed}
+                                "not-deleted": outcome.rollback.failed, "kept": outcome.rollback.kept}
     return document
 
 
@@ -171,6 +173,7 @@ def report_as_markdown(document: dict[str, Any]) -> str:
             lines.append(f"- branch reset to `{rollback['branch-reset-to']}`")
         lines += [f"- deleted `{name}`" for name in rollback["deleted"]]
         lines += [f"- could NOT delete `{name}`: {reason}" for name, reason in rollback["not-deleted"].items()]
-        if not rollback["deleted"] and not rollback["not-deleted"]:
+        lines += [f"- `{name}` {reason}" for name, reason in rollback["kept"].items()]
+        if not rollback["deleted"] and not rollback["not-deleted"] and not rollback["kept"]:
             lines.append("- no objects to delete")
     return "\n".join(lines) + "\n"

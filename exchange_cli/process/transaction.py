@@ -24,7 +24,9 @@ BOT_COMMIT_TRAILER = "\n\n[skip ci] manifest published by exchange process"
 class ManifestCommit:
     commit: str
     manifest_path: str
-    artifact: Artifact
+    artifact: Artifact | None  # None for a commit an earlier run made (process/resume.py)
+    message: str
+    object_name: str | None  # the bucket object the manifest references; None for image-delivered gears
 
 
 @dataclass
@@ -37,6 +39,7 @@ class PublishTransaction:
     identity_env: dict[str, str]
     commits: list[ManifestCommit] = field(default_factory=list)
     replays: int = 0
+    skipped: list[ManifestCommit] = field(default_factory=list)  # already on the remote when we replayed
 
     @property
     def repo(self) -> gitpython.Repo:
@@ -61,9 +64,9 @@ class PublishTransaction:
         write_atomically(self.exchange.root / relative,
                          manifest_text(build_manifest(job.kind, job.spec, record, invocation_schema)))
         write_atomically(self.exchange.sentinel_path, self.source_commit + "\n")
-        commit = git.commit_paths(self.repo, [relative, SENTINEL], job.commit_message + BOT_COMMIT_TRAILER,
-                                  self.identity_env)
-        made = ManifestCommit(commit, relative, artifact)
+        message = job.commit_message + BOT_COMMIT_TRAILER
+        commit = git.commit_paths(self.repo, [relative, SENTINEL], message, self.identity_env)
+        made = ManifestCommit(commit, relative, artifact, message, artifact.object_name if artifact.in_bucket else None)
         self.commits.append(made)
         return made
 
@@ -79,6 +82,7 @@ class PublishTransaction:
                     raise
                 attempts_left -= 1
                 skipped = self.replay_on(git.fetch_branch(self.repo, self.remote, self.branch))
+                self.skipped += skipped
                 self.replays += 1
                 if on_replayed is not None:
                     on_replayed(skipped)
@@ -99,9 +103,9 @@ class PublishTransaction:
                 continue
             self.repo.git.checkout(made.commit, "--", made.manifest_path)
             write_atomically(self.exchange.sentinel_path, sentinel + "\n")
-            commit = git.commit_paths(self.repo, [made.manifest_path, SENTINEL],
-                                      made.artifact.job.commit_message + BOT_COMMIT_TRAILER, self.identity_env)
-            self.commits.append(ManifestCommit(commit, made.manifest_path, made.artifact))
+            commit = git.commit_paths(self.repo, [made.manifest_path, SENTINEL], made.message, self.identity_env)
+            self.commits.append(ManifestCommit(commit, made.manifest_path, made.artifact, made.message,
+                                               made.object_name))
         return skipped
 
     def _newest_sentinel(self, remote_head: str) -> str:

@@ -38,6 +38,10 @@ class ObjectChanged(StorageError):
     """Someone else replaced the object since we looked at it; we leave it alone."""
 
 
+class ObjectExists(StorageError):
+    """A create-only write found the object already there."""
+
+
 class BucketUriError(UsageError):
     pass
 
@@ -87,6 +91,29 @@ class Bucket(ABC):
     def _create(self, name: str, source: Path, *, size: int, sha384: str, progress_task: Task | None) -> ObjectInfo:
         """Create `name` from `source` atomically and only if it does not exist (_CreateRaced if it
         does by then); raise StorageError when the bytes sent do not hash to `sha384`, leaving nothing."""
+
+    # Small control objects (the lease, see storage/lease.py): names that start with ".exchange-", which
+    # are never listed, never orphans, and never content-addressed. Each write is conditional.
+
+    @abstractmethod
+    def create_control(self, name: str, data: bytes) -> str:
+        """Create `name` holding `data` only if it does not exist (ObjectExists otherwise); its generation."""
+
+    @abstractmethod
+    def read_control(self, name: str) -> tuple[bytes, str] | None:
+        """(data, generation), or None when there is no such object."""
+
+    @abstractmethod
+    def replace_control(self, name: str, data: bytes, generation: str) -> str:
+        """Replace `name` only if it is still at `generation` (ObjectChanged otherwise); the new generation."""
+
+    @abstractmethod
+    def delete_control(self, name: str, generation: str) -> bool:
+        """Delete `name` only if it is still at `generation` (ObjectChanged otherwise); False if absent."""
+
+    def remove_abandoned_uploads(self) -> list[str]:
+        """Remove what uploads whose process is certainly gone left behind; what was removed."""
+        return []
 
     def upload(self, name: str, source: Path, *, size: int, sha384: str,
                progress_task: Task | None = None) -> UploadOutcome:

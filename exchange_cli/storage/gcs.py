@@ -21,6 +21,7 @@ from exchange_cli.storage.bucket import (
     Bucket,
     GcsLocation,
     ObjectChanged,
+    ObjectExists,
     ObjectInfo,
     ObjectNotFound,
     StorageError,
@@ -40,6 +41,7 @@ DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 SHA384_METADATA_KEY = "sha384"
 # Tells our own create-only upload apart from a concurrent writer's when a retried request gets 412.
 UPLOAD_TOKEN_METADATA_KEY = "exchange-upload"
+CONTROL_PREFIX = ".exchange-"  # control objects (the lease): never listed, as in a local bucket
 _CONTENT_TYPES = {".tgz": "application/gzip", ".gz": "application/gzip", ".json": "application/json"}
 
 
@@ -84,7 +86,7 @@ class GcsBucket(Bucket):
         with self._google_errors(f"listing {prefix or 'objects'}"):
             for blob in self._client_for_use().list_blobs(self._bucket(), prefix=self._key_prefix() + prefix,
                                                           retry=DEFAULT_RETRY):
-                if not blob.name.endswith("/"):  # "folder" placeholders made by consoles are not objects
+                if not blob.name.endswith("/") and not _is_control(blob.name):  # nor "folders" made by consoles
                     yield self._info(blob)
 
     def open_read(self, name: str) -> BinaryIO:
@@ -96,6 +98,50 @@ class GcsBucket(Bucket):
             raise ObjectNotFound(f"{self.uri}: no object {name}")
         # Pinned to the generation we looked up: a concurrent replace fails the read instead of mixing content.
         return blob.open("rb", chunk_size=self.chunk_size, if_generation_match=blob.generation, retry=DEFAULT_RETRY)
+
+    def create_control(self, name: str, data: bytes) -> str:
+        from google.api_core.exceptions import PreconditionFailed
+
+        blob = self._bucket().blob(self._control_key(name))
+        with self._google_errors(f"creating {name}"):
+            try:
+                blob.upload_from_string(data, content_type="application/json", if_generation_match=0)
+            except PreconditionFailed:
+                raise ObjectExists(f"{self.uri}: {name} exists") from None
+        return str(blob.generation)
+
+    def read_control(self, name: str) -> tuple[bytes, str] | None:
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        with self._google_errors(f"reading {name}"):
+            blob = self._bucket().get_blob(self._control_key(name), retry=DEFAULT_RETRY)
+            if blob is None:
+                return None
+            try:
+                return blob.download_as_bytes(if_generation_match=blob.generation), str(blob.generation)
+            except (NotFound, PreconditionFailed):
+                return None  # replaced or removed while we read: as if we had looked a moment later
+
+    def replace_control(self, name: str, data: bytes, generation: str) -> str:
+        from google.api_core.exceptions import PreconditionFailed
+
+        blob = self._bucket().blob(self._control_key(name))
+        with self._google_errors(f"replacing {name}"):
+            try:
+                blob.upload_from_string(data, content_type="application/json",
+                                        if_generation_match=_generation_number(generation))
+            except PreconditionFailed:
+                raise ObjectChanged(f"{self.uri}: {name} is no longer at generation {generation}") from None
+        return str(blob.generation)
+
+    def delete_control(self, name: str, generation: str) -> bool:
+        return self.delete(self._control_key(name)[len(self._key_prefix()):], generation=generation)
+
+    def _control_key(self, name: str) -> str:
+        if not name.startswith(CONTROL_PREFIX) or "/" in name:
+            raise StorageError(f"invalid control object name {name!r}: one part starting with {CONTROL_PREFIX!r}")
+        return self._key_prefix() + name
 
     def download_url(self, name: str) -> str:
         return f"{self._download_base}/{quote(check_object_name(name))}"
@@ -189,6 +235,10 @@ def make_client(credentials: Credentials | None) -> Client:
             "no Google Cloud credentials: set GCLOUD_SERVICE_ACCOUNT to a base64-encoded service-account key, "
             "or configure Application Default Credentials (gcloud auth application-default login)"
         ) from None
+
+
+def _is_control(key: str) -> bool:
+    return any(part.startswith(CONTROL_PREFIX) for part in key.split("/"))
 
 
 def _generation_number(generation: str | None) -> int | None:

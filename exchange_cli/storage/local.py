@@ -4,7 +4,10 @@ Layout under the root:
   <name>                            the object's bytes (names may contain '/': subdirectories)
   .exchange-sha384/<quoted>.json    sidecar: {"sha384", "size", "generation"} of the object it describes;
                                     <quoted> is the name percent-encoded ('/' too), or its sha256 if long
-  .../.exchange-upload-*            temporary files of uploads in progress (removed on failure)
+  .../.exchange-upload-<owner>-*    temporary files of uploads in progress (removed on failure; <owner>
+                                    names the process, so a later run removes those of a process that died)
+  .exchange-lease.json, .exchange-control.lock   the publish lease (storage/lease.py) and the lock that
+                                    makes its conditional writes atomic between processes
 
 A sidecar counts only while its size and generation match the object; otherwise the object's sha384 is
 unknown (None) and is recomputed on demand. Generations are "<inode>-<mtime_ns>": an object replaced
@@ -14,21 +17,25 @@ by anyone gets a new one. Names with a part starting with ".exchange-" are reser
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
 import stat as stat_mode
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
 from exchange_cli.progress import Task
+from exchange_cli.storage.owner import Owner
 from exchange_cli.storage.bucket import (
     Bucket,
     BucketUriError,
     ObjectChanged,
+    ObjectExists,
     ObjectInfo,
     ObjectNotFound,
     StorageError,
@@ -41,6 +48,7 @@ from exchange_cli.storage.bucket import (
 RESERVED_PREFIX = ".exchange-"
 SIDECAR_DIR = ".exchange-sha384"
 TEMP_PREFIX = ".exchange-upload-"
+CONTROL_LOCK = ".exchange-control.lock"
 COPY_BLOCK_SIZE = 1024 * 1024
 MAX_QUOTED_SIDECAR_NAME = 200  # file names are limited to 255 bytes
 # Published objects are meant to be served and downloaded; mkstemp creates them 0600.
@@ -98,7 +106,7 @@ class LocalBucket(Bucket):
     def _create(self, name: str, source: Path, *, size: int, sha384: str, progress_task: Task | None) -> ObjectInfo:
         path = self._path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
+        descriptor, temp_name = tempfile.mkstemp(prefix=_upload_prefix(), dir=path.parent)
         temp = Path(temp_name)
         try:
             with os.fdopen(descriptor, "wb") as out, source.open("rb") as stream:
@@ -115,6 +123,77 @@ class LocalBucket(Bucket):
         _fsync_directory(path.parent)
         return self._remember_sha384(self._info(name, path.stat()), sha384)
 
+    def remove_abandoned_uploads(self) -> list[str]:
+        removed: list[str] = []
+        if not self.root.is_dir():
+            return removed
+        for current, subdirs, files in os.walk(self.root):
+            subdirs[:] = [d for d in subdirs if not d.startswith(RESERVED_PREFIX) or d == SIDECAR_DIR]
+            for file_name in files:
+                owner = _upload_owner(file_name)
+                if owner is not None and owner.is_gone():
+                    path = Path(current) / file_name
+                    path.unlink(missing_ok=True)
+                    removed.append(path.relative_to(self.root).as_posix())
+        return sorted(removed)
+
+    def create_control(self, name: str, data: bytes) -> str:
+        with self._control_lock():
+            path = self._control_path(name)
+            if path.exists():
+                raise ObjectExists(f"{self.uri}: {name} exists")
+            _write_atomically(path, data)
+            return _generation(path.stat())
+
+    def read_control(self, name: str) -> tuple[bytes, str] | None:
+        with self._control_lock():
+            return self._read_control(name)
+
+    def replace_control(self, name: str, data: bytes, generation: str) -> str:
+        with self._control_lock():
+            self._require_generation(name, generation)
+            path = self._control_path(name)
+            _write_atomically(path, data)
+            return _generation(path.stat())
+
+    def delete_control(self, name: str, generation: str) -> bool:
+        with self._control_lock():
+            if self._read_control(name) is None:
+                return False
+            self._require_generation(name, generation)
+            self._control_path(name).unlink()
+            return True
+
+    def _read_control(self, name: str) -> tuple[bytes, str] | None:
+        path = self._control_path(name)
+        try:
+            with path.open("rb") as handle:
+                return handle.read(), _generation(os.fstat(handle.fileno()))
+        except FileNotFoundError:
+            return None
+
+    def _require_generation(self, name: str, generation: str) -> None:
+        current = self._read_control(name)
+        if current is None or current[1] != generation:
+            raise ObjectChanged(f"{self.uri}: {name} is no longer at generation {generation}")
+
+    @contextmanager
+    def _control_lock(self) -> Iterator[None]:
+        """One process at a time reads-and-writes control objects: a local directory has no conditional
+        writes, and an advisory lock on a file beside them gives them (the kernel drops it if we die)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / CONTROL_LOCK).open("a") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _control_path(self, name: str) -> Path:
+        if not name.startswith(RESERVED_PREFIX) or "/" in name:
+            raise StorageError(f"invalid control object name {name!r}: one part starting with {RESERVED_PREFIX!r}")
+        return self.root / name
+
     def _remember_sha384(self, info: ObjectInfo, sha384: str) -> ObjectInfo:
         sidecar = self._sidecar_path(info.name)
         record = {"sha384": sha384, "size": info.size, "generation": info.generation}
@@ -126,7 +205,7 @@ class LocalBucket(Bucket):
         return ObjectInfo(info.name, info.size, sha384, info.generation, info.url)
 
     def _info(self, name: str, status: os.stat_result) -> ObjectInfo:
-        generation = f"{status.st_ino}-{status.st_mtime_ns}"
+        generation = _generation(status)
         return ObjectInfo(name, status.st_size, self._recorded_sha384(name, status.st_size, generation),
                           generation, self.download_url(name))
 
@@ -164,6 +243,22 @@ class LocalBucket(Bucket):
         return self.root / SIDECAR_DIR / f"{quoted}.json"
 
 
+def _generation(status: os.stat_result) -> str:
+    return f"{status.st_ino}-{status.st_mtime_ns}"
+
+
+def _upload_prefix() -> str:
+    return f"{TEMP_PREFIX}{Owner.current().token()}-"
+
+
+def _upload_owner(file_name: str) -> Owner | None:
+    """The process that was writing this partial upload; None for other files (and older partials)."""
+    if not file_name.startswith(TEMP_PREFIX):
+        return None
+    token, separator, _ = file_name[len(TEMP_PREFIX):].rpartition("-")
+    return Owner.from_token(token) if separator else None
+
+
 def _publish_without_overwriting(temp: Path, path: Path) -> None:
     """Make `temp` visible as `path`, failing with _CreateRaced if `path` exists (like GCS ifGenerationMatch=0)."""
     try:
@@ -179,7 +274,7 @@ def _publish_without_overwriting(temp: Path, path: Path) -> None:
 
 
 def _write_atomically(path: Path, content: bytes) -> None:
-    descriptor, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
+    descriptor, temp_name = tempfile.mkstemp(prefix=_upload_prefix(), dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as out:
             out.write(content)

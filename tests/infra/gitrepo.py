@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import pytest
 
@@ -99,3 +99,23 @@ def copy_examples(exchange_repo: ExchangeRepo) -> ExchangeRepo:
         shutil.copytree(EXAMPLES / directory, exchange_repo.root / directory, dirs_exist_ok=True)
     exchange_repo.commit("examples")
     return exchange_repo
+
+
+def gears_on_a_remote(repo: ExchangeRepo, tmp_path: Path, names: Iterable[str],
+                      adjust_image: Callable[[Path, str], None] = lambda images, image: None) -> tuple[Path, Path]:
+    """Gears acme/<name> 1.0.0, their demo images in an OCI layout, committed and pushed to a fresh bare
+    remote `origin`: (remote, layout). `adjust_image(layout, reference)` may change each image."""
+    from exchange_cli.demo_image import build_demo_image
+
+    remote = init_repo(tmp_path / "remote.git", bare=True)
+    repo.git("remote", "add", "origin", str(remote))
+    images = tmp_path / "images"
+    for name in names:
+        image = f"registry.example.org/acme/{name}:1.0.0"
+        gear = example_gear(name=name, custom={"gear-builder": {"image": image}})
+        build_demo_image(images, image, gear)
+        adjust_image(images, image)
+        repo.write(f"gears/acme/{name}.json", gear)
+    repo.commit("gears")
+    repo.git("push", "-q", "origin", "master")
+    return remote, images

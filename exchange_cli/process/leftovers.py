@@ -1,0 +1,55 @@
+"""What a killed run leaves behind, found and removed by the next run once its owner is certainly gone.
+
+A run's work directory (``exchange-process-*`` in the temp directory, holding the tarball being
+exported) names its owner in ``owner.json``; a local bucket's partial uploads name theirs in the file
+name (storage/local.py). Another live run's leftovers, and those whose owner cannot be known (another
+machine, another PID namespace, an older version of the tool), are left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..storage.lease import break_abandoned_lease
+from ..storage.owner import Owner
+
+WORK_DIR_PREFIX = "exchange-process-"
+OWNER_FILE = "owner.json"
+
+
+@contextmanager
+def owned_work_dir() -> Iterator[Path]:
+    """A fresh work directory that says who owns it; removed when the run ends."""
+    work_dir = Path(tempfile.mkdtemp(prefix=WORK_DIR_PREFIX))
+    try:
+        (work_dir / OWNER_FILE).write_text(json.dumps(Owner.current().as_json()))
+        yield work_dir
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def remove_abandoned_work_dirs(parent: Path | None = None) -> list[Path]:
+    removed = []
+    for candidate in sorted(Path(parent or tempfile.gettempdir()).glob(f"{WORK_DIR_PREFIX}*")):
+        try:
+            owner = Owner.from_json(json.loads((candidate / OWNER_FILE).read_text()))
+        except (OSError, ValueError):
+            continue  # being created right now, or not ours to judge
+        if owner is not None and owner.is_gone():
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed
+
+
+def remove_leftovers(bucket, log) -> None:  # noqa: ANN001 - a storage.Bucket and a Log
+    """Before a run starts: the work directories, partial uploads and lease of runs that died."""
+    break_abandoned_lease(bucket, log)
+    for path in remove_abandoned_work_dirs():
+        log(f"removed {path}: the run that made it is gone")
+    for name in bucket.remove_abandoned_uploads():
+        log(f"removed the partial upload {name} from {bucket.uri}: the run that wrote it is gone")

@@ -1,0 +1,54 @@
+"""The bucket objects that the manifests at one commit reference: what no rollback may ever delete.
+
+The manifests are read with the same reader as every other command (manifests.manifests_at_commit:
+every ``*.json`` under ``manifests/`` at any depth, straight from the commit's tree) and grouped as
+verify-storage groups them (catalog.storage_audit.expected_artifacts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import git as gitpython
+
+from ..catalog.storage_audit import ExpectedArtifact, expected_artifacts
+from ..manifests import ManifestProblem, manifests_at_commit
+
+
+@dataclass(frozen=True)
+class References:
+    commit: str
+    expected: dict[str, ExpectedArtifact]  # object name -> what the manifests say it holds
+    unreadable: list[ManifestProblem]  # files under manifests/ that could not be read
+
+    def keeps(self, object_name: str) -> bool:
+        """Referenced by a manifest, or possibly by one that cannot be read: when in doubt an object is
+        kept (a leftover orphan is reported by verify-storage; a lost rootfs cannot be undone)."""
+        return object_name in self.expected or bool(self.unreadable)
+
+
+def referenced_objects(repo: gitpython.Repo, commit: str) -> References:
+    """The objects that the manifests at `commit` reference."""
+    scan = manifests_at_commit(repo, commit)
+    return References(commit, expected_artifacts(scan.manifests), list(scan.problems))
+
+
+def referenced_by(repo: gitpython.Repo, commit: str, manifest_paths: list[str]) -> list[ExpectedArtifact]:
+    """The objects that these manifests (repository paths) at `commit` reference."""
+    ours = set(manifest_paths)
+    return [item for item in referenced_objects(repo, commit).expected.values() if ours & set(item.manifests)]
+
+
+def stored_problem(bucket, item: ExpectedArtifact) -> str | None:  # noqa: ANN001 - a storage.Bucket
+    """None when the object is in the bucket with the size and sha384 its manifests give; else what is wrong."""
+    info = bucket.stat(item.object_name)
+    if info is None:
+        return f"{item.object_name} is not in the bucket"
+    if item.size is not None and info.size != item.size:
+        return f"{item.object_name} has {info.size} bytes; its manifest says {item.size}"
+    if item.sha384 is None:
+        return None  # an old manifest that records no sha384: present with its size is all we can check
+    stored = info.sha384 or bucket.content_sha384(item.object_name)
+    if stored != item.sha384:
+        return f"{item.object_name} hashes to sha384 {stored}; its manifest says {item.sha384}"
+    return None

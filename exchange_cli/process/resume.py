@@ -1,0 +1,85 @@
+"""Manifest commits that an earlier run made but never pushed (it was killed, or its machine was lost).
+
+Such commits advance `.sentinel`, so without this step the next run in the same checkout would find
+"nothing to process" while the remote lacks the manifests. Before planning, a publishing run looks for
+local commits that the remote branch lacks and that only add manifests (and move the sentinel). If
+every object they reference is in the bucket with the recorded size and hash, they are pushed (replayed
+on the remote head if it moved); otherwise, or if that push fails, they are rolled back, so the plan
+processes their specs again. Both outcomes are said.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import git
+from ..errors import ExchangeError
+from ..repository import MANIFESTS, SENTINEL, Exchange
+from .context import Log, ProcessFailed
+from .references import referenced_by, stored_problem
+from .transaction import ManifestCommit, PublishTransaction
+
+
+@dataclass(frozen=True)
+class Resumed:
+    commits: list[str]
+    pushed: bool
+
+
+def unpushed_manifest_commits(exchange: Exchange, remote: str, branch: str) -> tuple[str | None, list[str]]:
+    """(remote head, local commits it lacks, oldest first) when those commits only add manifests."""
+    repo = exchange.repo
+    remote_head = git.fetch_branch_if_any(repo, remote, branch)
+    if remote_head is None:
+        return None, []
+    commits = repo.git.rev_list("--reverse", f"{remote_head}..HEAD").split()
+    for commit in commits:
+        changes = repo.git.diff_tree("--no-commit-id", "-r", "--name-status", "--no-renames", commit).splitlines()
+        for change in changes:
+            status, _, path = change.partition("\t")
+            if not ((status == "A" and path.startswith(f"{MANIFESTS}/")) or path == SENTINEL):
+                return remote_head, []  # someone's own unpushed work, not an interrupted run's: leave it
+    return remote_head, commits
+
+
+def resume_unpushed(exchange: Exchange, transaction: PublishTransaction, bucket, *, retries: int,  # noqa: ANN001
+                    log: Log, before_push=lambda: None) -> Resumed | None:  # noqa: ANN001
+    """Push (or roll back) an earlier run's unpushed manifest commits; None when there are none."""
+    remote_head, commits = unpushed_manifest_commits(exchange, transaction.remote, transaction.branch)
+    if not commits:
+        return None
+    repo = exchange.repo
+    base = repo.git.rev_parse(f"{commits[0]}^")
+    log(f"{len(commits)} manifest commit(s) of an earlier run never reached {transaction.remote} "
+        f"{transaction.branch}; checking their objects in the bucket")
+    before_push()
+    made = [_manifest_commit(exchange, commit) for commit in commits]
+    referenced = referenced_by(repo, repo.head.commit.hexsha, [m.manifest_path for m in made])
+    problems = [problem for item in referenced if (problem := stored_problem(bucket, item))]
+    transaction.start, transaction.commits = base, made
+    if problems:
+        transaction.reset()
+        log(f"rolled back the earlier run's {len(commits)} commit(s) (branch reset to {base[:12]}); "
+            "their specs are processed again:\n  " + "\n  ".join(problems))
+        return Resumed(commits, pushed=False)
+    try:
+        if not git.is_ancestor(repo, remote_head, base):
+            transaction.replay_on(remote_head)  # type: ignore[arg-type]
+        if transaction.commits:
+            transaction.push(retries=retries)
+    except (git.PushRejected, ExchangeError) as error:
+        transaction.reset()
+        raise ProcessFailed(f"could not push the earlier run's commits to {transaction.remote} {transaction.branch}: "
+                            f"{error}\nrolled them back (branch reset to {base[:12]}); the next run processes "
+                            "their specs again") from None
+    log(f"pushed the earlier run's {len(commits)} manifest commit(s): every object they reference is in the bucket")
+    return Resumed(commits, pushed=True)
+
+
+def _manifest_commit(exchange: Exchange, commit: str) -> ManifestCommit:
+    repo = exchange.repo
+    added = [line.partition("\t")[2] for line in
+             repo.git.diff_tree("--no-commit-id", "-r", "--name-status", "--no-renames", commit).splitlines()
+             if line.startswith("A\t") and line.partition("\t")[2].startswith(f"{MANIFESTS}/")]
+    message = repo.git.log("-1", "--format=%B", commit).strip()
+    return ManifestCommit(commit, added[0] if added else "", None, message, None)

@@ -1,0 +1,37 @@
+"""Undo a run's bucket objects, never one that a pushed manifest references.
+
+Before deleting anything, the remote branch is fetched and every object its manifests reference is
+kept: another run may have found our object and pushed a manifest for it while our push failed. When
+the remote cannot be read, nothing is deleted (an orphan can be cleaned later; a lost rootfs cannot).
+"""
+
+from __future__ import annotations
+
+import git as gitpython
+
+from .. import git
+from ..errors import ExchangeError
+from .ledger import CreatedObjects, RollbackResult
+from .references import referenced_objects
+
+
+def delete_unreferenced(ledger: CreatedObjects, bucket, repo: gitpython.Repo, remote: str,  # noqa: ANN001
+                        branch: str) -> RollbackResult:
+    if not branch:
+        return ledger.delete_all(bucket, keeps=lambda name: "kept: no branch checked out, so no remote manifests to read")
+    try:
+        head = git.fetch_branch_if_any(repo, remote, branch)
+        references = referenced_objects(repo, head) if head else None
+    except (gitpython.GitCommandError, OSError, ExchangeError) as error:
+        reason = f"kept: the manifests at {remote} {branch} cannot be read ({_first_line(error)})"
+        return ledger.delete_all(bucket, keeps=lambda name: reason)
+    if references is None:
+        return ledger.delete_all(bucket)  # the remote has no such branch: no manifest references anything
+    reason = (f"kept: a manifest at {remote} {branch} ({references.commit[:12]}) references it"
+              + (" (or may: some cannot be read)" if references.unreadable else ""))
+    return ledger.delete_all(bucket, keeps=lambda name: reason if references.keeps(name) else None)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "stderr", "") or error).strip()
+    return git.redact(text.splitlines()[-1] if text else type(error).__name__)

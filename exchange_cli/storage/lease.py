@@ -1,0 +1,182 @@
+"""The publish lease: at most one exchange run changes a bucket at a time.
+
+A run creates the control object ``.exchange-lease.json`` create-only (a local directory: under an
+advisory file lock; GCS: ``ifGenerationMatch=0``) before its first upload, renews it while it works
+(every ttl/4, each write conditional on the generation it last wrote), and deletes it once its push is
+confirmed and checked, or its rollback is done. A run that finds the lease held waits for it; it
+breaks a lease only when it is stale: expired (with a grace for clocks that disagree) or held by a
+process that is certainly gone (storage/owner.py). A run whose renewal finds the lease taken by
+someone else has lost it, and stops before it pushes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ..errors import ExchangeError, UsageError
+from .bucket import Bucket, ObjectChanged, ObjectExists, StorageError
+from .owner import Owner
+
+LEASE_OBJECT = ".exchange-lease.json"
+DEFAULT_TTL_SECONDS = 300.0
+DEFAULT_WAIT_SECONDS = 1800.0
+CLOCK_GRACE_SECONDS = 60.0  # another machine's clock may run ahead of the holder's by this much
+POLL_SECONDS = 2.0
+
+
+class LeaseUnavailable(UsageError):
+    """Another run holds the lease and kept it for longer than we were willing to wait."""
+
+
+class LeaseLost(ExchangeError):
+    """Our lease was broken or replaced while we worked: we must not publish."""
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    token: str
+    owner: Owner
+    purpose: str
+    expires: float  # seconds since the epoch
+
+    def as_bytes(self) -> bytes:
+        return json.dumps({"token": self.token, "owner": self.owner.as_json(), "purpose": self.purpose,
+                           "expires": self.expires, "expires-at": _shown(self.expires)}, indent=2).encode()
+
+    @classmethod
+    def parse(cls, data: bytes) -> LeaseRecord | None:
+        try:
+            document = json.loads(data)
+            owner = Owner.from_json(document["owner"])
+            if owner is None:
+                return None
+            return cls(str(document["token"]), owner, str(document["purpose"]), float(document["expires"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def stale_because(self, now: float) -> str | None:
+        if now > self.expires + CLOCK_GRACE_SECONDS:
+            return f"it expired at {_shown(self.expires)}"
+        if self.owner.is_gone():
+            return f"its owner, {self.owner}, is gone"
+        return None
+
+
+class BucketLease:
+    def __init__(self, bucket: Bucket, *, purpose: str, log: Callable[[str], None],
+                 ttl: float = DEFAULT_TTL_SECONDS, wait: float = DEFAULT_WAIT_SECONDS,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.bucket, self.purpose, self.log, self.ttl, self.wait, self.clock = bucket, purpose, log, ttl, wait, clock
+        self.token = uuid.uuid4().hex
+        self._generation: str | None = None
+        self._lost: str | None = None
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._generation is not None
+
+    def acquire(self) -> None:
+        """Hold the lease (a no-op when held): wait while another live run holds it, break it when stale."""
+        if self.held:
+            return
+        deadline, announced = self.clock() + self.wait, False
+        while True:
+            try:
+                self._generation = self.bucket.create_control(LEASE_OBJECT, self._record().as_bytes())
+                break
+            except ObjectExists:
+                pass
+            if break_abandoned_lease(self.bucket, self.log, clock=self.clock):
+                continue
+            found = self.bucket.read_control(LEASE_OBJECT)
+            holder = None if found is None else LeaseRecord.parse(found[0])
+            if holder is None:
+                continue  # released (or broken) since we looked: try again
+            if self.clock() >= deadline:
+                raise LeaseUnavailable(
+                    f"{self.bucket.uri} is leased by another exchange run ({holder.owner}, {holder.purpose}) "
+                    f"until {_shown(holder.expires)}; waited {self.wait:.0f} s. Try again when it is done "
+                    f"(--lease-wait sets how long to wait)")
+            if not announced:
+                self.log(f"waiting for the lease on {self.bucket.uri}: another exchange run ({holder.owner}, "
+                         f"{holder.purpose}) holds it until {_shown(holder.expires)}")
+                announced = True
+            time.sleep(POLL_SECONDS)
+        self._stop.clear()
+        self._renewer = threading.Thread(target=self._renew_until_stopped, name="lease-renewer", daemon=True)
+        self._renewer.start()
+
+    def ensure_held(self) -> None:
+        """LeaseLost when a renewal found the lease taken over: publishing now could race another run."""
+        if self._lost is not None:
+            raise LeaseLost(f"the lease on {self.bucket.uri} was lost ({self._lost}); nothing more is published")
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join()
+        generation, self._generation = self._generation, None
+        if self._lost is None:
+            try:
+                self.bucket.delete_control(LEASE_OBJECT, generation)  # type: ignore[arg-type]
+            except (ObjectChanged, StorageError) as error:
+                self.log(f"could not release the lease on {self.bucket.uri} ({error}); it expires by itself")
+
+    def _renew_until_stopped(self) -> None:
+        while not self._stop.wait(self.ttl / 4):
+            try:
+                self._generation = self.bucket.replace_control(LEASE_OBJECT, self._record().as_bytes(),
+                                                               self._generation)  # type: ignore[arg-type]
+            except ObjectChanged as error:
+                self._lost = str(error)
+                return
+            except StorageError:
+                continue  # a passing failure: the lease lasts ttl, there are more chances before it expires
+
+    def _record(self) -> LeaseRecord:
+        return LeaseRecord(self.token, Owner.current(), self.purpose, self.clock() + self.ttl)
+
+
+def _shown(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def break_abandoned_lease(bucket: Bucket, log: Callable[[str], None], *, clock: Callable[[], float] = time.time) -> bool:
+    """Delete the lease when it is stale (a killed run's); True when one was broken."""
+    found = bucket.read_control(LEASE_OBJECT)
+    if found is None:
+        return False
+    data, generation = found
+    holder = LeaseRecord.parse(data)
+    stale = "it cannot be read" if holder is None else holder.stale_because(clock())
+    if stale is None:
+        return False
+    log(f"breaking the lease on {bucket.uri}: {stale}")
+    try:
+        return bucket.delete_control(LEASE_OBJECT, generation)
+    except ObjectChanged:
+        return False  # renewed, released or broken by someone else meanwhile
+
+
+@contextmanager
+def leased(bucket: Bucket, purpose: str, *, enabled: bool = True, log: Callable[[str], None] = lambda line: None,
+           wait: float = DEFAULT_WAIT_SECONDS) -> Iterator[None]:
+    """Hold the bucket's lease around a block (when `enabled`)."""
+    lease = BucketLease(bucket, purpose=purpose, log=log, wait=wait)
+    if enabled:
+        lease.acquire()
+    try:
+        yield
+    finally:
+        lease.release()

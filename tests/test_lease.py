@@ -1,0 +1,127 @@
+"""The bucket lease (storage/lease.py) on a local directory and on the GCS emulator: one holder at a
+time, stale leases broken (expired, or a dead owner on this machine), live ones never; renewal.
+
+The emulator ignores ifGenerationMatch, so every test that needs a create-only or conditional write
+to be refused is a strict xfail there (RACE_PARAMS, as in tests/test_storage.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from exchange_cli.storage.lease import LEASE_OBJECT, BucketLease, LeaseLost, LeaseRecord, LeaseUnavailable
+from exchange_cli.storage.owner import Owner
+from tests.test_storage import EMULATOR_IGNORES_PRECONDITIONS, RACE_PARAMS, BucketUnderTest, under_test  # noqa: F401
+
+BOTH = ["local", pytest.param("gcs", marks=pytest.mark.gcs)]
+
+
+def lease(under: BucketUnderTest, lines: list[str] | None = None, **settings: float) -> BucketLease:
+    log = (lines.append if lines is not None else lambda line: None)
+    return BucketLease(under.reopen(), purpose="test", log=log, **settings)
+
+
+def dead_owner() -> Owner:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return dataclasses.replace(Owner.current(), pid=child.pid, started="")
+
+
+def plant_lease(under: BucketUnderTest, owner: Owner, expires: float) -> None:
+    under.bucket.create_control(LEASE_OBJECT, LeaseRecord("someone", owner, "a killed run", expires).as_bytes())
+
+
+@pytest.mark.parametrize("under_test", RACE_PARAMS, indirect=True)
+def test_a_held_lease_keeps_a_second_run_out(under_test: BucketUnderTest) -> None:
+    first = lease(under_test)
+    first.acquire()
+    lines: list[str] = []
+    with pytest.raises(LeaseUnavailable, match=r"leased by another exchange run \(pid \d+ on .*, test\)"):
+        lease(under_test, lines, wait=0.5).acquire()
+    assert any("waiting for the lease" in line for line in lines)
+    first.release()
+    second = lease(under_test)
+    second.acquire()
+    second.release()
+
+
+@pytest.mark.parametrize("under_test", RACE_PARAMS, indirect=True)
+def test_the_lease_of_a_dead_process_on_this_machine_is_broken_at_once(under_test: BucketUnderTest) -> None:
+    plant_lease(under_test, dead_owner(), time.time() + 3600)
+    lines: list[str] = []
+    taker = lease(under_test, lines, wait=0.0)
+    taker.acquire()
+    assert any("breaking the lease" in line and "is gone" in line for line in lines)
+    taker.release()
+    assert under_test.bucket.read_control(LEASE_OBJECT) is None
+
+
+@pytest.mark.parametrize("under_test", RACE_PARAMS, indirect=True)
+def test_another_machines_lease_is_broken_only_once_expired(under_test: BucketUnderTest) -> None:
+    elsewhere = Owner("ci-machine-2", "another-boot", "4026531836", 4242, "1")
+    plant_lease(under_test, elsewhere, time.time() + 3600)
+    with pytest.raises(LeaseUnavailable, match="ci-machine-2"):
+        lease(under_test, wait=0.0).acquire()
+    data, generation = under_test.bucket.read_control(LEASE_OBJECT)  # type: ignore[misc]
+    expired = LeaseRecord("someone", elsewhere, "a lost machine", time.time() - 3600).as_bytes()
+    under_test.bucket.replace_control(LEASE_OBJECT, expired, generation)
+    lines: list[str] = []
+    taker = lease(under_test, lines, wait=0.0)
+    taker.acquire()
+    assert any("expired at" in line for line in lines)
+    taker.release()
+
+
+@pytest.mark.parametrize("under_test", BOTH, indirect=True)
+def test_the_lease_is_never_listed_so_never_an_orphan(under_test: BucketUnderTest) -> None:
+    held = lease(under_test)
+    held.acquire()
+    assert [info.name for info in under_test.bucket.list()] == []
+    record = LeaseRecord.parse(under_test.bucket.read_control(LEASE_OBJECT)[0])  # type: ignore[index]
+    assert record is not None and record.owner == Owner.current() and record.expires > time.time()
+    held.release()
+
+
+@pytest.mark.parametrize("under_test", BOTH, indirect=True)
+def test_a_working_run_keeps_renewing_its_lease(under_test: BucketUnderTest) -> None:
+    held = lease(under_test, ttl=0.4)
+    held.acquire()
+    first = LeaseRecord.parse(under_test.bucket.read_control(LEASE_OBJECT)[0])  # type: ignore[index]
+    time.sleep(1.0)
+    later = LeaseRecord.parse(under_test.bucket.read_control(LEASE_OBJECT)[0])  # type: ignore[index]
+    assert first is not None and later is not None and later.expires > first.expires
+    held.ensure_held()
+    held.release()
+
+
+@pytest.mark.parametrize("under_test", RACE_PARAMS, indirect=True)
+def test_a_run_whose_lease_was_taken_over_knows_it_lost_it(under_test: BucketUnderTest) -> None:
+    held = lease(under_test, ttl=0.4)
+    held.acquire()
+    _, generation = under_test.bucket.read_control(LEASE_OBJECT)  # type: ignore[misc]
+    under_test.bucket.delete_control(LEASE_OBJECT, generation)  # broken by someone who thought it stale
+    plant_lease(under_test, Owner("other", "boot", "ns", 1, "1"), time.time() + 3600)
+    time.sleep(0.5)
+    with pytest.raises(LeaseLost):
+        held.ensure_held()
+    held.release()
+    assert json.loads(under_test.bucket.read_control(LEASE_OBJECT)[0])["owner"]["host"] == "other"  # type: ignore[index]
+
+
+def test_partial_uploads_are_removed_only_when_their_writer_is_gone(tmp_path: Path) -> None:
+    from exchange_cli.storage.local import LocalBucket
+
+    root = tmp_path / "bucket"
+    (root / "org").mkdir(parents=True)
+    dead = root / "org" / f".exchange-upload-{dead_owner().token()}-abc123"
+    live = root / f".exchange-upload-{Owner.current().token()}-def456"
+    unknown = root / ".exchange-upload-oldstyle"
+    for path in (dead, live, unknown):
+        path.write_bytes(b"partial")
+    assert LocalBucket(root).remove_abandoned_uploads() == ["org/" + dead.name]
+    assert not dead.exists() and live.exists() and unknown.exists()

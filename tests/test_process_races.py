@@ -1,0 +1,363 @@
+"""Hostile timing for `exchange process`: two real runs overlapping on one remote and one bucket, and runs
+killed with SIGKILL at export, at upload and at push, each followed by a rerun in the same checkout.
+
+Every test ends by checking that the remote and the bucket agree: each manifest on the remote has its
+object in the bucket with the manifest's size and sha384, and the bucket holds nothing else (no orphan,
+no partial upload, no lease), and no run's work directory is left behind.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from exchange_cli.demo_image import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, add_to_index, descriptor, write_blob
+from tests.infra.gitrepo import ExchangeRepo, gears_on_a_remote, run_git
+from tests.test_process_services import gcs_objects
+
+EXCHANGE = Path(sys.executable).with_name("exchange")
+GEARS = ("hello", "other")
+DEADLINE = 180.0
+# Big enough (incompressible) that export and upload take long enough to be caught in the act.
+BIG_LAYER_BYTES = 48 * 1024 * 1024
+# Holds the first push in its pre-receive hook until the test creates the file `release`.
+HOLD_FIRST_PUSH = """#!/bin/sh
+if mkdir "{gates}/held" 2>/dev/null; then
+  echo $$ > "{gates}/held/pid"
+  while [ ! -e "{gates}/release" ]; do sleep 0.05; done
+fi
+exit 0
+"""
+
+
+@dataclass
+class Stage:
+    tmp: Path
+    remote: Path
+    images: Path
+    bucket_uri: str
+    gates: Path
+    tmpdir: Path  # the runs' TMPDIR: where their work directories are made
+    objects: Callable[[], dict[str, bytes]]  # the whole bucket, control objects and partial uploads included
+
+    def clone(self, name: str) -> Path:
+        path = self.tmp / name
+        run_git(self.tmp, "clone", "-q", str(self.remote), str(path))
+        run_git(path, "config", "user.name", "Exchange Test")
+        run_git(path, "config", "user.email", "test@exchange.invalid")
+        return path
+
+    def start(self, checkout: Path, *extra: str) -> subprocess.Popen[str]:
+        args = [str(EXCHANGE), "process", "--repo", str(checkout), "--bucket", self.bucket_uri, "--oci-layout",
+                str(self.images), "--cache-dir", str(self.tmp / f"cache-{checkout.name}"), "--quiet", *extra]
+        log = (self.tmp / f"{checkout.name}.log").open("a")
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "TMPDIR": str(self.tmpdir)})
+
+    def log(self, checkout: Path) -> str:
+        path = self.tmp / f"{checkout.name}.log"
+        return path.read_text() if path.exists() else ""
+
+    def start_held(self, name: str, *extra: str) -> tuple[Path, subprocess.Popen[str]]:
+        """A run in a fresh clone, held in its push (the first push to the remote) until release_push."""
+        self.hold_first_push()
+        checkout = self.clone(name)
+        run = self.start(checkout, *extra)
+        wait_for(self.push_is_held, f"{name} is pushing", running=run)
+        return checkout, run
+
+    def hold_first_push(self) -> None:
+        hook = self.remote / "hooks" / "pre-receive"
+        hook.write_text(HOLD_FIRST_PUSH.format(gates=self.gates))
+        hook.chmod(0o755)
+
+    def release_push(self) -> None:
+        (self.gates / "release").touch()
+
+    def push_is_held(self) -> bool:
+        return (self.gates / "held" / "pid").is_file()
+
+    def remote_head(self) -> str:
+        return run_git(self.remote, "rev-parse", "master")
+
+
+def finish(process: subprocess.Popen[str], stage: Stage, checkout: Path) -> int:
+    try:
+        return process.wait(timeout=DEADLINE)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"{checkout.name} did not finish:\n{stage.log(checkout)}")
+
+
+def wait_for(condition: Callable[[], bool], what: str, *, running: subprocess.Popen[str] | None = None,
+             poll: float = 0.05) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        assert running is None or running.poll() is None, f"the run ended before {what}"
+        time.sleep(poll)
+
+
+def remote_references(stage: Stage) -> dict[str, tuple[str, int]]:
+    """Object name -> (sha384 hex, size) for every manifest on the remote's master."""
+    listing = run_git(stage.remote, "ls-tree", "-r", "--name-only", "master", "manifests/").splitlines()
+    referenced = {}
+    for path in (p for p in listing if p.endswith(".json")):
+        block = json.loads(run_git(stage.remote, "show", f"master:{path}"))["exchange"]
+        referenced[block["rootfs-url"].rsplit("/", 1)[1]] = (block["rootfs-hash"].removeprefix("sha384:"),
+                                                              block["rootfs-size"])
+    return referenced
+
+
+def assert_consistent(stage: Stage, published: int = len(GEARS)) -> None:
+    referenced = remote_references(stage)
+    assert len(referenced) == published, f"the remote has manifests for {sorted(referenced)}"
+    objects = stage.objects()
+    for name, (sha384, size) in referenced.items():
+        assert name in sorted(objects), f"a pushed manifest references {name}, which is not in the bucket"
+        assert len(objects[name]) == size and hashlib.sha384(objects[name]).hexdigest() == sha384, name
+    assert sorted(objects) == sorted(referenced), "orphans, partial uploads or a lease left in the bucket"
+    assert not list(stage.tmpdir.glob("exchange-process-*")), "a work directory was left behind"
+
+
+def local_objects(root: Path) -> Callable[[], dict[str, bytes]]:
+    """Every file in a local bucket but the sha384 sidecars and the (always empty) control lock file."""
+    def read() -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+                if p.is_file() and ".exchange-sha384" not in p.parts and p.name != ".exchange-control.lock"}
+    return read
+
+
+def add_big_layer(images: Path, reference: str, size: int) -> None:
+    """Give the image another layer with `size` random bytes, so exporting and uploading it take a while."""
+    index = json.loads((images / "index.json").read_text())
+    (entry,) = [m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == reference]
+    manifest = json.loads(_blob(images, entry["digest"]))
+    config = json.loads(_blob(images, manifest["config"]["digest"]))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("opt/payload.bin")
+        info.size, info.mtime = size, 1_600_000_000
+        tar.addfile(info, io.BytesIO(os.urandom(size)))
+    tar_bytes = buffer.getvalue()
+    compressed = gzip.compress(tar_bytes, compresslevel=1, mtime=0)
+    manifest["layers"].append(descriptor(OCI_LAYER_GZIP, write_blob(images, compressed), len(compressed)))
+    config["rootfs"]["diff_ids"].append("sha256:" + hashlib.sha256(tar_bytes).hexdigest())
+    config_bytes = json.dumps(config, sort_keys=True).encode()
+    manifest["config"] = descriptor(OCI_CONFIG, write_blob(images, config_bytes), len(config_bytes))
+    manifest_bytes = json.dumps(manifest, sort_keys=True).encode()
+    add_to_index(images, descriptor(OCI_MANIFEST, write_blob(images, manifest_bytes), len(manifest_bytes),
+                                    annotations=entry["annotations"], platform=entry["platform"]))
+
+
+def _blob(images: Path, digest: str) -> bytes:
+    return (images / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes()
+
+
+def make_stage(exchange_repo: ExchangeRepo, tmp_path: Path, bucket_uri: str,
+               objects: Callable[[], dict[str, bytes]], *, big: bool = False) -> Stage:
+    big_layer = (lambda images, image: add_big_layer(images, image, BIG_LAYER_BYTES)) if big else None
+    remote, images = gears_on_a_remote(exchange_repo, tmp_path, GEARS, *([big_layer] if big_layer else []))
+    (tmp_path / "gates").mkdir()
+    (tmp_path / "tmpdir").mkdir()
+    return Stage(tmp_path, remote, images, bucket_uri, tmp_path / "gates", tmp_path / "tmpdir", objects)
+
+
+@pytest.fixture
+def local_stage(exchange_repo: ExchangeRepo, tmp_path: Path) -> Stage:
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    return make_stage(exchange_repo, tmp_path, bucket.as_uri(), local_objects(bucket))
+
+
+@pytest.fixture
+def big_stage(exchange_repo: ExchangeRepo, tmp_path: Path) -> Stage:
+    bucket = tmp_path / "bucket"
+    bucket.mkdir()
+    return make_stage(exchange_repo, tmp_path, bucket.as_uri(), local_objects(bucket), big=True)
+
+
+@pytest.fixture
+def gcs_stage(exchange_repo: ExchangeRepo, tmp_path: Path, gcs_bucket_uri: str) -> Stage:
+    return make_stage(exchange_repo, tmp_path, gcs_bucket_uri, lambda: gcs_objects(gcs_bucket_uri))
+
+
+# --- two runs at once ---------------------------------------------------------------------------------
+
+
+def test_overlapping_runs_take_turns_on_the_bucket_lease(local_stage: Stage) -> None:
+    """A uploads and is held in its push; B, a second clone of the same exchange, waits for A's lease
+    instead of reusing A's objects and pushing first (after which A's failed push deleted them)."""
+    stage = local_stage
+    first, run_a = stage.start_held("first", "--retries", "2")
+    second = stage.clone("second")
+    run_b = stage.start(second, "--retries", "2")
+    wait_for(lambda: "waiting for the lease" in stage.log(second) or run_b.poll() is not None,
+             "the second run waits for the lease")
+    before = stage.remote_head()
+    time.sleep(1.0)
+    assert run_b.poll() is None and stage.remote_head() == before, stage.log(second)
+    stage.release_push()
+    assert finish(run_a, stage, first) == 0, stage.log(first)
+    assert finish(run_b, stage, second) == 0, stage.log(second)
+    assert_consistent(stage)
+    assert "already pushed by another run" in stage.log(second)
+
+
+@pytest.mark.gcs
+@pytest.mark.parametrize("retries", ["0", "1"])
+def test_push_lost_to_a_run_that_reused_our_objects_deletes_none_of_them(gcs_stage: Stage, retries: str) -> None:
+    """The GCS emulator ignores the lease's preconditions (see tests/test_storage.py), so here both runs
+    proceed at once: B finds A's objects and pushes while A's push is held; A's push then fails on the
+    ref lock. A treats that as a race (replays with --retries), or rolls back; either way it fetches the
+    remote first and keeps every object B's manifests reference."""
+    stage = gcs_stage
+    first, run_a = stage.start_held("first", "--retries", retries)
+    second = stage.clone("second")
+    run_b = stage.start(second)
+    assert finish(run_b, stage, second) == 0, stage.log(second)
+    stage.release_push()
+    code = finish(run_a, stage, first)
+    if retries == "0":
+        assert code == 1, stage.log(first)
+        assert "kept: a manifest at origin master" in stage.log(first)
+    else:
+        assert code == 0, stage.log(first)
+        assert "already pushed by another run" in stage.log(first)
+    assert_consistent(stage)
+
+
+def test_an_object_deleted_before_the_push_lands_is_uploaded_again(local_stage: Stage) -> None:
+    """Something that ignores the lease (an older tool, a person) deletes an object while the push is
+    held: once the push is confirmed the run reads its manifests back and restores what is missing."""
+    stage = local_stage
+    checkout, run = stage.start_held("only")
+    victim = sorted(name for name in stage.objects() if name.endswith(".tgz"))[0]
+    (stage.tmp / "bucket" / victim).unlink()
+    stage.release_push()
+    assert finish(run, stage, checkout) == 0, stage.log(checkout)
+    assert f"restored {victim}" in stage.log(checkout)
+    assert_consistent(stage)
+
+
+def test_a_second_run_in_the_same_work_tree_stops_at_once(local_stage: Stage) -> None:
+    stage = local_stage
+    checkout, run = stage.start_held("shared")
+    second = subprocess.run([str(EXCHANGE), "process", "--repo", str(checkout), "--bucket", stage.bucket_uri,
+                             "--oci-layout", str(stage.images), "--quiet"], capture_output=True, text=True,
+                            timeout=DEADLINE)
+    assert second.returncode == 2, second.stderr
+    assert "another exchange process is running in this work tree" in second.stderr
+    assert "Traceback" not in second.stderr
+    stage.release_push()
+    assert finish(run, stage, checkout) == 0, stage.log(checkout)
+    assert_consistent(stage)
+
+
+def test_git_index_lock_left_by_another_process_is_one_clear_line(local_stage: Stage) -> None:
+    checkout = local_stage.clone("locked")
+    (checkout / ".git" / "index.lock").touch()
+    result = subprocess.run([str(EXCHANGE), "process", "--repo", str(checkout), "--bucket", local_stage.bucket_uri,
+                             "--oci-layout", str(local_stage.images), "--quiet", "--cache-dir",
+                             str(local_stage.tmp / "cache")], capture_output=True, text=True, timeout=DEADLINE,
+                            env={**os.environ, "TMPDIR": str(local_stage.tmpdir)})
+    assert result.returncode == 2, result.stderr
+    assert "another process is running git in this work tree" in result.stderr and "index.lock" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert local_stage.objects() == {}, "nothing was uploaded"
+    assert run_git(checkout, "status", "--porcelain") == ""
+
+
+# --- killed runs, then a rerun in the same checkout ---------------------------------------------------------
+
+
+def kill_then_rerun(stage: Stage, checkout: Path, run: subprocess.Popen[str]) -> str:
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=DEADLINE)
+    rerun = stage.start(checkout)
+    assert finish(rerun, stage, checkout) == 0, stage.log(checkout)
+    assert run_git(checkout, "status", "--porcelain") == ""
+    assert run_git(checkout, "rev-parse", "HEAD") == stage.remote_head()
+    return stage.log(checkout)
+
+
+def test_killed_at_export_then_rerun(big_stage: Stage) -> None:
+    stage = big_stage
+    checkout = stage.clone("exporting")
+    run = stage.start(checkout)
+    wait_for(lambda: any(p.suffix != ".json" for p in stage.tmpdir.glob("exchange-process-*/*")),
+             "the run is writing a tarball", running=run, poll=0.01)
+    log = kill_then_rerun(stage, checkout, run)
+    assert_consistent(stage)
+    assert "the run that made it is gone" in log and "breaking the lease" in log
+
+
+def test_killed_at_upload_then_rerun(big_stage: Stage) -> None:
+    stage = big_stage
+    checkout = stage.clone("uploading")
+    run = stage.start(checkout)
+    wait_for(lambda: any(".exchange-upload-" in name for name in stage.objects()), "the run is uploading",
+             running=run, poll=0.002)
+    log = kill_then_rerun(stage, checkout, run)
+    assert_consistent(stage)
+    assert "removed the partial upload" in log
+
+
+@pytest.mark.parametrize("push", ["lost", "landed"])
+def test_killed_at_push_then_rerun(local_stage: Stage, push: str) -> None:
+    """The run dies with its manifest commits made and its push held in the remote's hook. Either the
+    push dies with it (the machine is lost) or it still lands; the rerun pushes what is missing (after
+    checking the objects) or finds everything published, and never says "nothing to process" while
+    the remote lacks the manifests."""
+    stage = local_stage
+    before = stage.remote_head()
+    checkout, run = stage.start_held("pushing")
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=DEADLINE)
+    hook_pid = int((stage.gates / "held" / "pid").read_text())
+    if push == "lost":
+        os.kill(hook_pid, signal.SIGKILL)  # the receive side dies too: the push never lands
+    stage.release_push()
+    if push == "lost":
+        wait_for(lambda: not Path(f"/proc/{hook_pid}").exists(), "the held push is over")
+        assert stage.remote_head() == before
+    else:
+        wait_for(lambda: stage.remote_head() != before, "the orphaned push lands")
+    rerun = stage.start(checkout)
+    assert finish(rerun, stage, checkout) == 0, stage.log(checkout)
+    assert run_git(checkout, "rev-parse", "HEAD") == stage.remote_head()
+    assert_consistent(stage)
+    if push == "lost":
+        log = stage.log(checkout)
+        assert "2 manifest commit(s) of an earlier run never reached origin master" in log
+        assert "pushed the earlier run's 2 manifest commit(s)" in log
+
+
+def test_unpushed_commits_whose_objects_are_gone_are_rolled_back_and_processed_again(local_stage: Stage) -> None:
+    stage = local_stage
+    checkout, run = stage.start_held("pushing")
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=DEADLINE)
+    os.kill(int((stage.gates / "held" / "pid").read_text()), signal.SIGKILL)
+    stage.release_push()
+    for name in stage.objects():  # the bucket lost them meanwhile (a clean-up, a mistaken delete)
+        if name.endswith(".tgz"):
+            (stage.tmp / "bucket" / name).unlink()
+    rerun = stage.start(checkout)
+    assert finish(rerun, stage, checkout) == 0, stage.log(checkout)
+    assert_consistent(stage)
+    log = stage.log(checkout)
+    assert "rolled back the earlier run's 2 commit(s)" in log and "is not in the bucket" in log
