@@ -146,8 +146,8 @@ class LocalBucket(Bucket):
             return _generation(path.stat())
 
     def read_control(self, name: str) -> tuple[bytes, str] | None:
-        with self._control_lock():
-            return self._read_control(name)
+        # No lock: writes replace the file atomically, and the generation is that of the file read.
+        return self._read_control(name)
 
     def replace_control(self, name: str, data: bytes, generation: str) -> str:
         with self._control_lock():
