@@ -1,23 +1,33 @@
 """Benchmark `exchange export` against the old pipeline and against the floor, on a realistic image.
 
     .venv/bin/python benchmarks/export.py --size-gb 1       # and --size-gb 0.25: RSS must not grow
+    .venv/bin/python benchmarks/export.py --size-gb 1 --compare /path/to/other/checkout/.venv/bin/exchange
+    .venv/bin/python benchmarks/export.py --workdir /tmp/b --keep ... ; then --workdir /tmp/b --reuse
 
 It starts its own dockerd (tests/infra/dockerd.py) and docker-registry (tests/infra/registry.py),
 builds an image of about SIZE GB (many small files and a few large ones over several layers; seeded
-pseudo-random bytes mixed with text, so gzip cannot cheat), pushes it, and times:
+pseudo-random bytes mixed with text, so gzip cannot cheat), pushes it, pushes a second image whose
+one layer holds SMALL_FILES small files (a Python or conda environment), and times, best of
+--repeat runs interleaved so that a noisy neighbour hurts every contender alike:
 
-1. ours: `exchange export --source registry` as a subprocess, cold cache then warm cache, with its
-   peak RSS as /usr/bin/time measures it;
-2. the old pipeline: `docker create` + `docker export | gzip -n > f` + `sha384sum f`;
-3. the floor: stream each layer blob from the registry, gunzip it and sha384 the output; no
+1. ours: `exchange export --source registry` as a subprocess (process start included), cold cache
+   then warm cache, with its peak RSS as /usr/bin/time measures it; on the small-file image too,
+   as entries per second;
+2. with --compare: the same for another `exchange` executable (an older checkout), whose output
+   must be byte-identical;
+3. the old pipeline: `docker create` + `docker export | gzip -n > f` + `sha384sum f`;
+4. the floor: stream each layer blob from the registry, gunzip it and sha384 the output; no
    flattening, no compression.
+
+Timings on a shared machine are noisy: compare the ratios printed by one run, never figures of two.
+--reuse times the images of a kept workdir again without building them (nor timing the old pipeline).
 """
 
 from __future__ import annotations
 
 import argparse
-import filecmp
 import hashlib
+import json
 import io
 import os
 import random
@@ -48,6 +58,8 @@ WORDS = ("exchange gear rootfs layer manifest digest flywheel boutique neuro ima
 class Timing:
     seconds: float
     max_rss_kib: int = 0
+    entries: int = 0
+    sha384: str = ""
 
 
 class ContentGenerator:
@@ -125,10 +137,66 @@ def timed_child(command: list[str], **kwargs) -> Timing:  # noqa: ANN003
         return Timing(elapsed, int(rss_file.read().split()[-1]))
 
 
-def ours(reference: str, registry_host: str, output: Path, cache: Path) -> Timing:
-    return timed_child([str(EXCHANGE), "export", reference, "--source", "registry", "--insecure-registry",
-                        registry_host, "-o", str(output), "--cache-dir", str(cache), "--quiet", "--format", "json"],
-                       stdout=subprocess.DEVNULL)
+def small_files_layer(count: int, seed: int = 20240602) -> bytes:
+    """A gzip layer of `count` small files, 100 to a directory, like site-packages; sizes 0-2 KiB."""
+    rng = random.Random(seed)
+    generated_content = ContentGenerator(rng, corpus_size=1 << 20)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for index in range(count):
+            folder = f"opt/env/lib/python3.11/site-packages/pkg{index // 1000:03d}/mod{index // 100 % 10}"
+            if index % 100 == 0:
+                info = tarfile.TarInfo(folder)
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 1_700_000_000
+                archive.addfile(info)
+            suffix = rng.choice([".py", ".pyc", ".so", ".txt"])
+            add_file(archive, f"{folder}/file{index:06d}{suffix}", generated_content(rng.randrange(2048)),
+                     rng.choice([0o644, 0o755]))
+    return gzip_bytes(buffer.getvalue())
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    compressor = isal_zlib.compressobj(1, isal_zlib.DEFLATED, 31)
+    return compressor.compress(data) + compressor.flush()
+
+
+@dataclass
+class Exporter:
+    """One `exchange` executable under test; its timings are the best of the repeats."""
+
+    label: str
+    executable: Path
+    cold: list[Timing]
+    warm: list[Timing]
+    small_cold: list[Timing]
+    small_warm: list[Timing]
+    outputs: dict[str, str]  # case -> sha384 of the output
+    small_entries: int = 0
+
+
+def export_once(exporter: Exporter, reference: str, registry_host: str, output: Path, cache: Path) -> Timing:
+    command = [str(exporter.executable), "export", reference, "--source", "registry", "--insecure-registry",
+               registry_host, "-o", str(output), "--cache-dir", str(cache), "--quiet", "--format", "json"]
+    with tempfile.TemporaryFile("w+") as report:
+        timing = timed_child(command, stdout=report)
+        report.seek(0)
+        result = json.load(report)
+    timing.entries = result["entries"]
+    timing.sha384 = result["sha384"].removeprefix("sha384:")
+    assert timing.sha384 == file_sha384(output), "the reported sha384 is not the output's"
+    return timing
+
+
+def file_sha384(path: Path) -> str:
+    hasher = hashlib.sha384()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def best(timings: list[Timing]) -> Timing:
+    return min(timings, key=lambda timing: timing.seconds)
 
 
 def old_pipeline(daemon: Dockerd, image: str, output: Path) -> Timing:
@@ -157,15 +225,30 @@ def floor(registry_url: str, repository: str, tag: str) -> Timing:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-gb", type=float, default=1.0, help="approximate uncompressed image size")
+    parser.add_argument("--small-files", type=int, default=60_000, help="files in the small-file image's layer")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the best counts")
+    parser.add_argument("--compare", type=Path, help="another `exchange` executable to time in the same run")
+    parser.add_argument("--skip-old", action="store_true", help="do not time the docker export | gzip pipeline")
     parser.add_argument("--workdir", type=Path, help="scratch directory [default: a new one under /tmp]")
     parser.add_argument("--keep", action="store_true", help="keep the workdir (outputs, cache) for inspection")
+    parser.add_argument("--reuse", action="store_true",
+                        help="time the images a run with --keep pushed to --workdir's registry (no build, no old pipeline)")
     args = parser.parse_args()
+    if args.reuse and not args.workdir:
+        parser.error("--reuse needs the --workdir of a run made with --keep")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-export-", dir="/tmp"))
     size_bytes = int(args.size_gb * 1024**3)
+    exporters = [Exporter("ours", EXCHANGE, [], [], [], [], {})]
+    if args.compare:
+        exporters.append(Exporter("compared", args.compare.resolve(), [], [], [], [], {}))
     registry = start_registry(workdir / "registry")
     try:
-        with running_dockerd(workdir / "dockerd") as daemon:
-            run(daemon, registry, workdir, size_bytes)
+        if args.reuse:
+            measure_all(None, registry, workdir, exporters, args)
+        else:
+            with running_dockerd(workdir / "dockerd") as daemon:
+                push_images(daemon, registry, workdir, size_bytes, args.small_files)
+                measure_all(daemon, registry, workdir, exporters, args)
     finally:
         registry.stop()
         if args.keep:
@@ -174,7 +257,7 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run(daemon: Dockerd, registry, workdir: Path, size_bytes: int) -> None:  # noqa: ANN001
+def push_images(daemon: Dockerd, registry, workdir: Path, size_bytes: int, small_files: int) -> None:  # noqa: ANN001
     started = time.perf_counter()
     context = workdir / "context.tar"
     write_context(context, size_bytes)
@@ -188,23 +271,67 @@ def run(daemon: Dockerd, registry, workdir: Path, size_bytes: int) -> None:  # n
     daemon.push(remote)
     image_size = daemon.client.images.get(remote).attrs["Size"]
     print(f"image: {image_size / 1e9:.2f} GB, built and pushed in {time.perf_counter() - started:.0f} s")
+    small_layer = small_files_layer(small_files)
+    registry.push_image("bench/small", "1", [small_layer])
+    print(f"small-file image: {small_files} files, {len(small_layer) / 1e6:.0f} MB compressed")
 
-    cache = workdir / "cache"
-    cold = ours(remote, registry.host, workdir / "ours-cold.tgz", cache)
-    warm = ours(remote, registry.host, workdir / "ours-warm.tgz", cache)
-    assert filecmp.cmp(workdir / "ours-cold.tgz", workdir / "ours-warm.tgz", shallow=False)
-    old = old_pipeline(daemon, remote, workdir / "old.tgz")
-    least = floor(registry.url, "bench/export", "1")
-    ours_size, old_size = (workdir / "ours-cold.tgz").stat().st_size, (workdir / "old.tgz").stat().st_size
 
-    print(f"ours, cold cache : {cold.seconds:7.1f} s  peak RSS {cold.max_rss_kib / 1024:6.0f} MiB  "
-          f"output {ours_size / 1e6:.0f} MB")
-    print(f"ours, warm cache : {warm.seconds:7.1f} s  peak RSS {warm.max_rss_kib / 1024:6.0f} MiB")
-    print(f"old pipeline     : {old.seconds:7.1f} s  (docker create + export | gzip -n + sha384sum), "
-          f"output {old_size / 1e6:.0f} MB")
-    print(f"floor            : {least.seconds:7.1f} s  (fetch + gunzip + sha384 of the layer blobs)")
-    print(f"ratios: cold/old {cold.seconds / old.seconds:.2f}  warm/old {warm.seconds / old.seconds:.2f}  "
-          f"cold/floor {cold.seconds / least.seconds:.2f}  warm/floor {warm.seconds / least.seconds:.2f}")
+def measure_all(daemon: Dockerd | None, registry, workdir: Path, exporters: list[Exporter],  # noqa: ANN001
+                args: argparse.Namespace) -> None:
+    remote, small = f"{registry.host}/bench/export:1", f"{registry.host}/bench/small:1"
+    for exporter in exporters:
+        shutil.rmtree(workdir / exporter.label, ignore_errors=True)  # what a kept run left
+    floors: list[Timing] = []
+    for attempt in range(args.repeat):
+        for exporter in exporters:
+            measure(exporter, remote, small, registry.host, workdir / exporter.label / str(attempt))
+        floors.append(floor(registry.url, "bench/export", "1"))
+    old = None if args.skip_old or daemon is None else old_pipeline(daemon, remote, workdir / "old.tgz")
+    report(exporters, best(floors), old, workdir)
+
+
+def measure(exporter: Exporter, big: str, small: str, registry_host: str, workdir: Path) -> None:
+    """One cold and one warm export of each image; outputs must not differ between runs or exporters."""
+    workdir.mkdir(parents=True)
+    for image, cold, warm, case in ((big, exporter.cold, exporter.warm, "big"),
+                                    (small, exporter.small_cold, exporter.small_warm, "small")):
+        cache = workdir / f"cache-{case}"
+        cold.append(export_once(exporter, image, registry_host, workdir / f"{case}-cold.tgz", cache))
+        warm.append(export_once(exporter, image, registry_host, workdir / f"{case}-warm.tgz", cache))
+        for timing in (cold[-1], warm[-1]):
+            expected = exporter.outputs.setdefault(case, timing.sha384)
+            assert timing.sha384 == expected, f"{exporter.label}: {case} output changed between runs"
+        shutil.rmtree(cache)
+        for output in workdir.glob(f"{case}-*.tgz"):
+            output.unlink()
+
+
+def report(exporters: list[Exporter], least: Timing, old: Timing | None, workdir: Path) -> None:
+    print(f"floor            : {least.seconds:7.2f} s  (fetch + gunzip + sha384 of the layer blobs)")
+    if old is not None:
+        print(f"old pipeline     : {old.seconds:7.2f} s  (docker create + export | gzip -n + sha384sum), "
+              f"output {(workdir / 'old.tgz').stat().st_size / 1e6:.0f} MB")
+    for exporter in exporters:
+        cold, warm = best(exporter.cold), best(exporter.warm)
+        small_cold, small_warm = best(exporter.small_cold), best(exporter.small_warm)
+        print(f"{exporter.label:9}cold cache : {cold.seconds:7.2f} s  peak RSS {cold.max_rss_kib / 1024:6.0f} MiB  "
+              f"cold/floor {cold.seconds / least.seconds:.2f}")
+        print(f"{exporter.label:9}warm cache : {warm.seconds:7.2f} s  peak RSS {warm.max_rss_kib / 1024:6.0f} MiB  "
+              f"warm/floor {warm.seconds / least.seconds:.2f}")
+        for name, timing in (("small cold", small_cold), ("small warm", small_warm)):
+            print(f"{exporter.label:9}{name} : {timing.seconds:7.2f} s  peak RSS {timing.max_rss_kib / 1024:6.0f} MiB  "
+                  f"{timing.entries} entries, {timing.entries / timing.seconds / 1000:.1f}k entries/s")
+        if old is not None:
+            print(f"{exporter.label:9}ratios     : cold/old {cold.seconds / old.seconds:.2f}  "
+                  f"warm/old {warm.seconds / old.seconds:.2f}")
+        print(f"{exporter.label:9}sha384     : big {exporter.outputs['big']}  small {exporter.outputs['small']}")
+    if len(exporters) > 1:
+        assert len({tuple(sorted(exporter.outputs.items())) for exporter in exporters}) == 1, \
+            "the exporters' outputs differ"
+        print("outputs: byte-identical across exporters")
+        ours, other = exporters
+        for name in ("cold", "warm", "small_cold", "small_warm"):
+            print(f"ours/compared {name:10}: {best(getattr(ours, name)).seconds / best(getattr(other, name)).seconds:.2f}")
 
 
 if __name__ == "__main__":

@@ -577,7 +577,7 @@ def _varied_members() -> list[tarfile.TarInfo]:
 @pytest.mark.parametrize("tar_format", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT],
                          ids=["ustar", "gnu", "pax"])
 def test_header_reader_agrees_with_tarfile(tmp_path, tar_format):
-    from exchange_cli.rootfs.tarheader import read_header
+    from exchange_cli.rootfs.tarheader import LNKTYPE, parse_header, read_entry
 
     path = tmp_path / "varied.tar"
     with tarfile.open(path, "w", format=tar_format, encoding="utf-8") as tar:
@@ -588,12 +588,18 @@ def test_header_reader_agrees_with_tarfile(tmp_path, tar_format):
             tar.addfile(info, io.BytesIO(b"abc"[:info.size]))
     fields = ("name", "type", "mode", "uid", "gid", "size", "linkname", "uname", "gname",
               "devmajor", "devminor", "offset", "offset_data")
-    with tarfile.open(path, encoding="utf-8", errors="surrogateescape") as tar, open(path, "rb") as stream:
+    data = path.read_bytes()
+    with tarfile.open(path, encoding="utf-8", errors="surrogateescape") as tar:
         expected = tar.getmembers()
-        offset, seen = 0, []
-        while (header := read_header(stream, offset, max_extended=1 << 20)) is not None:
-            seen.append(header)
-            offset = header.next_offset
+    offset, seen = 0, []
+    while (header := parse_header(data, offset, max_extended=1 << 20)) is not None:
+        entry = read_entry(data, offset, max_extended=1 << 20)
+        assert (entry.name, entry.type, entry.size, entry.offset_data, entry.next_offset) == (
+            header.name, header.type, header.size, header.offset_data, header.next_offset)
+        assert entry.linkname == (header.linkname if header.type == LNKTYPE else "")
+        seen.append(header)
+        offset = header.next_offset
+    assert read_entry(data, offset, max_extended=1 << 20) is None
     assert len(seen) == len(expected) >= 6
     for header, member in zip(seen, expected):
         header.name = header.name.rstrip("/")
@@ -659,3 +665,61 @@ def test_gzip_of_input_ending_on_a_block_boundary_is_complete():
     sink.write(data)
     sink.finish()
     assert gzip.decompress(target.getvalue()) == data
+
+
+# --- output headers: the template against the general encoder ------------------------------------
+
+def _raw_header(name: bytes, *, mode: bytes = b"0000644\0", size: bytes = b"00000000003\0",
+                mtime: bytes = b"13542257400\0", type: bytes = b"0", uname: bytes = b"") -> bytes:
+    """A ustar block with fields spelled as given (old writers' spaces, file-type bits in the mode)."""
+    block = bytearray(512)
+    block[0:len(name)] = name
+    block[100:108], block[108:116], block[116:124] = mode, b"0000000\0", b"0000000\0"
+    block[124:136], block[136:148], block[156:157] = size, mtime, type
+    block[257:265], block[265:265 + len(uname)] = b"ustar\x0000", uname
+    block[148:156] = b"%06o\0 " % (sum(block[:148]) + 256 + sum(block[156:]))
+    return bytes(block)
+
+
+def test_template_headers_are_the_general_encoding_or_decline(tmp_path):
+    """PlainHeaders writes exactly what encode(entry_from_layer(...)) writes, or writes nothing."""
+    from exchange_cli.rootfs.headers import PlainHeaders, encode, entry_from_layer
+    from exchange_cli.rootfs.layertar import LayerTar
+    from exchange_cli.rootfs.tarheader import DIRTYPE, FIFOTYPE, REGULAR_TYPES, REGTYPE, SYMTYPE
+
+    entries = [file("plain", b"abc"), file("n" * 100, b"x"), file("n" * 101, b"x"), file("ünï", b"u"),
+               file("exec", b"#!", mode=0o4755, uid=1000, gid=100, uname="app", gname="staff"),
+               file("owner", uname="o" * 32, gname="g" * 32), file("accented-owner", uname="ünï"),
+               file("big-uid", uid=8**7), file("early", mtime=0), file("late", mtime=8**11 - 1),
+               file("fraction", mtime=1_600_000_000.5), file("xattr", xattrs={"user.a": "b"}),
+               directory("dir", mode=0o2775), directory("d" * 99), directory("d" * 100),
+               symlink("link", "t" * 100), symlink("link-long", "t" * 101), symlink("link-ü", "ü"),
+               fifo("fifo", mode=0o600), chardev("char", 1, 3)]
+    layers = [make_layer(tmp_path, entries, format=tar_format, name=f"layer-{tar_format}.tar")
+              for tar_format in (tarfile.GNU_FORMAT, tarfile.PAX_FORMAT)]
+    odd = tmp_path / "odd.tar"
+    odd.write_bytes(_raw_header(b"typed-mode", mode=b"0100755\0") + b"abc".ljust(512, b"\0")
+                    + _raw_header(b"spaced", mode=b" 644   \0", size=b"         3 \0", mtime=b"  13542257400")
+                    + b"abc".ljust(512, b"\0") + bytes(1024))
+    layers.append(LayerBlob("sha256:" + "0" * 64, "sha256:" + "0" * 64, "x", odd.stat().st_size, odd))
+    templated = declined = 0
+    plain = PlainHeaders()
+    for blob in layers:
+        with LayerTar(blob) as tar:
+            for entry in tar.entries():
+                if entry.extended or entry.type not in REGULAR_TYPES | {DIRTYPE, SYMTYPE, FIFOTYPE}:
+                    continue
+                header = tar.header_at(entry.offset)
+                output_type = REGTYPE if entry.type in REGULAR_TYPES else entry.type
+                path = entry.name.rstrip("/")
+                name = path.encode("utf-8", "surrogateescape") + (b"/" if output_type == DIRTYPE else b"")
+                buffer = bytearray(512)
+                size = plain.encode_into(buffer, 0, name, tar.buffer[entry.offset:entry.offset + 512], output_type)
+                if size < 0:
+                    declined += 1
+                    assert buffer == bytes(512)
+                    continue
+                templated += 1
+                assert bytes(buffer) == encode(entry_from_layer(header, path)), path
+                assert size == (header.size if output_type == REGTYPE else 0)
+    assert templated >= 20 and declined >= 4  # both ways were tried

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..rootfs.tree import Directory, Inode
+from ..rootfs.tree import Directory
 from ..validation.problems import Problem
 from .command import command_problems
 from .executables import executable_problems, find_executable, image_path
@@ -53,7 +53,7 @@ def bash_problems(view: RootfsView) -> list[Problem]:
 
 def embedded_manifest_problems(spec: dict[str, Any], view: RootfsView) -> list[Problem]:
     resolution = view.resolve(EMBEDDED_MANIFEST)
-    if not resolution.found or not isinstance(resolution.node, Inode):
+    if not resolution.found or isinstance(resolution.node, Directory):
         return []
     header = view.header(resolution.node)
     if header is None or not header.isreg():

@@ -15,11 +15,11 @@ from enum import Enum
 from typing import Self
 
 from ..image.model import LayerBlob
-from ..rootfs.index import read_changes
+from ..rootfs.index import build_tree
 from ..rootfs.layertar import LayerTar
 from ..rootfs.paths import split
-from ..rootfs.tarheader import SYMTYPE, Header
-from ..rootfs.tree import Directory, Inode, Node, RootTree
+from ..rootfs.tarheader import Header
+from ..rootfs.tree import KIND_MASK, KIND_SYMLINK, Directory, Node, node_ref, ref_layer, ref_offset
 
 MAX_SYMLINKS = 40  # Linux's limit before ELOOP
 
@@ -70,13 +70,10 @@ class RootfsView:
         self._stack = ExitStack()
         try:
             self.tars = [self._stack.enter_context(LayerTar(blob)) for blob in layers]
-            tree = RootTree()
-            for index, tar in enumerate(self.tars):
-                tree.apply(index, read_changes(tar))
+            self.root = build_tree(self.tars)
         except BaseException:
             self._stack.close()
             raise
-        self.root = tree.root
 
     def __enter__(self) -> Self:
         return self
@@ -86,23 +83,23 @@ class RootfsView:
 
     def header(self, node: Node) -> Header | None:
         """The layer header that made `node`; None for a directory only implied by deeper paths."""
-        if isinstance(node, Directory) and node.implied:
+        ref = node_ref(node)
+        if ref is None:
             return None
-        return self.tars[node.layer].header_at(node.offset)
+        return self.tars[ref_layer(ref)].header_at(ref_offset(ref))
 
     def is_executable_file(self, node: Node | None) -> bool:
-        header = self.header(node) if isinstance(node, Inode) else None
+        header = self.header(node) if node is not None and not isinstance(node, Directory) else None
         return header is not None and header.isreg() and bool(header.mode & 0o111)
 
-    def read_file(self, node: Inode, limit: int) -> bytes | None:
+    def read_file(self, node: Node, limit: int) -> bytes | None:
         """A regular file's content; None when it is larger than `limit` bytes."""
         header = self.header(node)
         assert header is not None and header.isreg(), "read_file needs a regular file"
         if header.size > limit:
             return None
-        data = bytearray()
-        self.tars[node.layer].copy_data(header, data.extend, lambda amount: None)
-        return bytes(data)
+        tar = self.tars[ref_layer(node_ref(node))]  # type: ignore[arg-type]
+        return bytes(tar.view[header.offset_data:header.offset_data + header.size])
 
     def resolve(self, path: str) -> Resolution:
         """Follow `path` (absolute, inside the rootfs) and every symlink on it, the last one included."""
@@ -130,7 +127,7 @@ class RootfsView:
             if child is None:
                 outcome = Outcome.DANGLING if links else Outcome.MISSING
                 return Resolution(path, outcome, here, links=tuple(links))
-            if isinstance(child, Inode) and child.type == SYMTYPE:
+            if not isinstance(child, Directory) and node_ref(child) & KIND_MASK == KIND_SYMLINK:  # type: ignore[operator]
                 if len(links) >= MAX_SYMLINKS:
                     return Resolution(path, Outcome.LOOP, here, links=tuple(links))
                 target = self.header(child).linkname  # type: ignore[union-attr]

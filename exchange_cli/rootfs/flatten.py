@@ -4,9 +4,12 @@ Two passes keep memory bounded by the number of entries, never their sizes:
 
 1. index: read every layer's headers (skipping data) and apply the layer semantics of the OCI
    image spec (whiteouts, opaque directories, replacement, hard links) to an in-memory tree that
-   records where each final entry's header lives (`tree.RootTree`);
-2. emit: walk the tree in canonical order, re-read each entry's header from its layer, write a fresh
-   PAX header for it and copy its data in 1 MiB chunks.
+   records where each final entry's header lives (`index.build_tree`);
+2. emit: walk the tree in canonical order, write a fresh header for each entry (from a template
+   when its layer header is a plain ustar block, see `headers.PlainHeaders`) and copy its data.
+
+Output goes into fixed blocks of CHUNK bytes that the sink receives whole and may keep: a byte of
+file data is copied once, from the layer's memory map into its block.
 
 The canonical order sorts paths by their components (bytewise), so a parent precedes its children, a
 directory's subtree is contiguous, and the first path of a hard-linked inode, which carries the
@@ -17,20 +20,27 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Protocol, Sequence
+from typing import BinaryIO, Protocol, Sequence
 
 from ..image.model import LayerBlob
 from ..progress import Task
 from .errors import LayerError
-from .headers import HeaderError, encode, entry_from_layer, implied_directory
-from .index import read_changes
-from .layertar import CHUNK, LayerTar
-from .tarheader import BLOCK
-from .tree import Directory, Inode, Node, RootTree
+from .headers import HeaderError, PlainHeaders, encode, entry_from_layer, implied_directory
+from .index import build_tree
+from .layertar import CHUNK, RELEASE_STEP, LayerTar
+from .tarheader import BLOCK, DIRTYPE, FIFOTYPE, REGTYPE, SYMTYPE
+from .tree import (EXTENDED, KIND_DIRECTORY, KIND_FIFO, KIND_MASK, KIND_REGULAR, KIND_SYMLINK, LAYER_MASK,
+                   LAYER_SHIFT, OFFSET_SHIFT, Directory, Inode, Node)
 
 __all__ = ["FlattenStats", "LayerError", "flatten"]
 
 END_OF_ARCHIVE = bytes(2 * BLOCK)
+# The output type of the kinds a template can write (see PlainHeaders), by `ref & (EXTENDED | KIND_MASK)`;
+# None for an extended header or a device, which take the general way, as hard links do.
+_TEMPLATE_MASK = EXTENDED | KIND_MASK
+_TEMPLATE_TYPES: list[bytes | None] = [None] * (_TEMPLATE_MASK + 1)
+for _kind, _type in ((KIND_REGULAR, REGTYPE), (KIND_SYMLINK, SYMTYPE), (KIND_FIFO, FIFOTYPE), (KIND_DIRECTORY, DIRTYPE)):
+    _TEMPLATE_TYPES[_kind] = _type
 
 
 class Sink(Protocol):
@@ -45,106 +55,173 @@ class FlattenStats:
 
 
 def flatten(layers: Sequence[LayerBlob], sink: Sink | BinaryIO, *, progress_task: Task | None = None) -> FlattenStats:
-    """Write the root filesystem of `layers` (bottom first) to `sink` as one uncompressed PAX tar."""
+    """Write the root filesystem of `layers` (bottom first) to `sink` as one uncompressed PAX tar.
+
+    The sink gets whole blocks of CHUNK bytes (bytearrays), and a shorter last one; it may keep
+    them, as nothing writes to a block after handing it over.
+    """
     with ExitStack() as stack:
         tars = [stack.enter_context(LayerTar(blob)) for blob in layers]
-        tree = RootTree()
-        for index, tar in enumerate(tars):
-            tree.apply(index, read_changes(tar))
-        return _Emitter(tars, _BlockWriter(sink), progress_task).emit(tree.root)
+        root = build_tree(tars)
+        return _Emitter(tars, BlockWriter(sink), progress_task).emit(root)
 
 
-class _BlockWriter:
-    """Coalesces headers and padding into large writes, so a compressing sink gets few big calls."""
+class BlockWriter:
+    """Fills fresh zeroed blocks of CHUNK bytes and hands each to the sink once full.
+
+    Tar offsets are multiples of BLOCK, and so is CHUNK: a header never straddles two blocks, and
+    padding is a skip over zeros that are already there.
+    """
 
     def __init__(self, sink: Sink | BinaryIO) -> None:
         self.sink = sink
-        self.buffer = bytearray()
-        self.total = 0
+        self.block = bytearray(CHUNK)
+        self.position = 0
+        self.handed_over = 0
 
-    def write(self, data: bytes) -> None:
-        self.total += len(data)
-        if len(self.buffer) + len(data) > CHUNK:
-            self.flush()
-        if len(data) >= CHUNK:
-            self.sink.write(data)
-        else:
-            self.buffer += data
+    @property
+    def total(self) -> int:
+        return self.handed_over + self.position
 
-    def pad(self, size: int) -> None:
-        if size % BLOCK:
-            self.write(bytes(BLOCK - size % BLOCK))
+    def write(self, data: bytes | memoryview) -> None:
+        position = self.position
+        end = position + len(data)
+        if end < CHUNK:
+            self.block[position:end] = data
+            self.position = end
+            return
+        view = memoryview(data)
+        room = CHUNK - position
+        self.block[position:] = view[:room]
+        self.hand_over()
+        view = view[room:]
+        while len(view) >= CHUNK:
+            self.block[:] = view[:CHUNK]
+            self.hand_over()
+            view = view[CHUNK:]
+        self.block[:len(view)] = view
+        self.position = len(view)
 
-    def flush(self) -> None:
-        if self.buffer:
-            # A fresh buffer, not clear(): the sink may keep a reference to what it was given.
-            data, self.buffer = self.buffer, bytearray()
-            self.sink.write(bytes(data))
+    def finish(self) -> None:
+        if self.position:
+            self.sink.write(memoryview(self.block)[:self.position])
+            self.handed_over += self.position
+            self.position = 0
+
+    def hand_over(self) -> None:
+        # A fresh block, never reused: the sink may keep the one it was given.
+        self.sink.write(self.block)
+        self.handed_over += CHUNK
+        self.block = bytearray(CHUNK)
+        self.position = 0
 
 
 class _Emitter:
-    def __init__(self, tars: list[LayerTar], out: _BlockWriter, progress_task: Task | None) -> None:
+    def __init__(self, tars: list[LayerTar], out: BlockWriter, progress_task: Task | None) -> None:
         self.tars, self.out = tars, out
         self.advance = progress_task.advance if progress_task is not None else _ignore
+        self.plain = PlainHeaders()
         self.first_paths: dict[Inode, str] = {}  # hard-linked inodes already written, by identity
         self.entries = self.file_bytes = 0
+        self.unreported = 0  # file bytes not yet given to `advance`
 
     def emit(self, root: Directory) -> FlattenStats:
-        for path, node in _canonical_walk(root):
-            self._emit_node(path, node)
+        # The canonical walk, iterative because a hostile layer can nest directories deeper than
+        # Python's recursion limit.
+        stack = [("", iter(_sorted_names(root.children)), root.children)]
+        while stack:
+            prefix, names, children = stack[-1]
+            name = next(names, None)
+            if name is None:
+                stack.pop()
+                continue
+            node = children[name]
+            path = prefix + name
             self.entries += 1
+            if type(node) is int:
+                self._emit_ref(path, node)
+            elif type(node) is Directory:
+                if node.implied:
+                    self.out.write(encode(implied_directory(path)))
+                else:
+                    self._emit_ref(path, node.entry)
+                if node.children:
+                    stack.append((path + "/", iter(_sorted_names(node.children)), node.children))
+            else:
+                self._emit_inode(path, node)
         self.out.write(END_OF_ARCHIVE)
-        self.out.flush()
+        self.out.finish()
+        self.advance(self.unreported)
         return FlattenStats(self.entries, self.file_bytes, self.out.total)
 
-    def _emit_node(self, path: str, node: Node) -> None:
-        if isinstance(node, Directory) and node.implied:
-            self.out.write(encode(implied_directory(path)))
+    def _emit_ref(self, path: str, ref: int) -> None:
+        """The entry whose layer header `ref` points at, written at `path`."""
+        output_type = _TEMPLATE_TYPES[ref & _TEMPLATE_MASK]
+        if output_type is not None:
+            tar = self.tars[ref >> LAYER_SHIFT & LAYER_MASK]
+            offset = ref >> OFFSET_SHIFT
+            name = path.encode("utf-8", "surrogateescape")
+            if output_type is DIRTYPE:
+                name += b"/"
+            out = self.out
+            size = self.plain.encode_into(out.block, out.position, name, tar.buffer[offset:offset + BLOCK], output_type)
+            if size >= 0:
+                out.position += BLOCK
+                if out.position == CHUNK:
+                    out.hand_over()
+                if size:
+                    self._copy_data(tar, offset + BLOCK, size)
+                return
+        self._emit_general(path, ref, None)
+
+    def _emit_inode(self, path: str, inode: Inode) -> None:
+        link_to = self.first_paths.get(inode) if inode.shared else None
+        if link_to is not None:
+            self._emit_general(path, inode.ref, link_to)
             return
-        tar = self.tars[node.layer]
-        source = tar.header_at(node.offset)
-        link_to = self.first_paths.get(node) if isinstance(node, Inode) and node.shared else None
+        if inode.shared:
+            self.first_paths[inode] = path
+        self._emit_ref(path, inode.ref)
+
+    def _emit_general(self, path: str, ref: int, link_to: str | None) -> None:
+        """Any entry, every field decoded: extended headers, devices, hard links, long or non-ASCII names."""
+        tar = self.tars[ref >> LAYER_SHIFT & LAYER_MASK]
+        source = tar.header_at(ref >> OFFSET_SHIFT)
         try:
             header = encode(entry_from_layer(source, path, hardlink_to=link_to))
         except HeaderError as error:
             raise tar.error(source.name, str(error)) from None
         self.out.write(header)
-        if link_to is not None:
-            return
-        if isinstance(node, Inode) and node.shared:
-            self.first_paths[node] = path
-        if not source.isreg():
-            return
-        tar.copy_data(source, self.out.write, self.advance)
-        self.out.pad(source.size)
-        self.file_bytes += source.size
+        if link_to is None and source.isreg() and source.size:
+            self._copy_data(tar, source.offset_data, source.size)
+
+    def _copy_data(self, tar: LayerTar, start: int, size: int) -> None:
+        out = self.out
+        out.write(tar.view[start:start + size])
+        out.position += -size % BLOCK  # zeros already: a block never ends inside padding
+        if out.position == CHUNK:
+            out.hand_over()
+        self.file_bytes += size
+        self.unreported += size
+        if self.unreported >= RELEASE_STEP:
+            self.advance(self.unreported)
+            self.unreported = 0
+            for layer in self.tars:
+                layer.release()
 
 
-def _canonical_walk(root: Directory) -> Iterator[tuple[str, Node]]:
-    """Every path under `root` (root excluded), parents first, siblings in bytewise name order.
-
-    Iterative, because a hostile layer can nest directories deeper than Python's recursion limit.
-    """
-    stack = [("", iter(_sorted_children(root)))]
-    while stack:
-        prefix, children = stack[-1]
-        item = next(children, None)
-        if item is None:
-            stack.pop()
-            continue
-        name, node = item
-        path = prefix + name
-        yield path, node
-        if isinstance(node, Directory) and node.children:
-            stack.append((path + "/", iter(_sorted_children(node))))
+def _sorted_names(children: dict[str, Node]) -> list[str]:
+    """Names in bytewise order of their UTF-8: code point order, unless a name holds an undecodable byte."""
+    names = list(children)
+    if "".join(names).isascii():
+        names.sort()
+    else:
+        names.sort(key=_name_key)
+    return names
 
 
-def _sorted_children(directory: Directory) -> list[tuple[str, Node]]:
-    return sorted(directory.children.items(), key=_name_key)
-
-
-def _name_key(item: tuple[str, Node]) -> bytes:
-    return item[0].encode("utf-8", "surrogateescape")
+def _name_key(name: str) -> bytes:
+    return name.encode("utf-8", "surrogateescape")
 
 
 def _ignore(amount: int) -> None:

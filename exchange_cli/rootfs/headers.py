@@ -14,9 +14,13 @@ user name is not UTF-8, which is what the keyword is for.
 
 from __future__ import annotations
 
+import re
+import struct
+import zlib
 from dataclasses import dataclass, field
+from typing import Callable
 
-from .tarheader import BLOCK, DIRTYPE, LNKTYPE, PAX_LOCAL, REGTYPE, Header
+from .tarheader import BLOCK, DIRTYPE, LNKTYPE, PAX_LOCAL, REGTYPE, SYMTYPE, Header, decode_number
 
 KEPT_PAX_PREFIXES = ("SCHILY.xattr.", "LIBARCHIVE.xattr.")
 _PAX_HEADER_NAME = b"././@PaxHeader"  # fixed, where GNU tar's default would embed its pid
@@ -138,6 +142,116 @@ def _ustar_block(fields: _UstarFields, entry: OutputEntry) -> bytes:
         bytes(155 + 12),  # prefix (unused: long names go to PAX) and padding
     ))
     return _with_checksum(block)
+
+
+# The ustar block up to the prefix field; the rest (prefix, padding) stays zero.
+_PLAIN_USTAR = struct.Struct("100s24s24s8s1s100s8s64s16s")
+_MAGIC = b"ustar\x0000"
+_NO_DEVICE = b"0000000\x000000000\x00"
+_NO_SIZE = b"%011o\0" % 0
+_PLAIN_NUMBER_11 = re.compile(rb"[0-7]{11}\0")
+_PLAIN_SIZE_AND_TIME = re.compile(rb"[0-7]{11}\0[0-7]{11}\0")
+_CONSTANT_SUM = 8 * ord(" ") + sum(_MAGIC) + sum(_NO_DEVICE)
+_CACHE_LIMIT = 4096  # distinct mode/owner spellings kept; a hostile layer cannot grow the cache past it
+
+
+_Fields = tuple[bytes, int] | None  # output bytes and their sum; None: the entry needs PAX records
+
+
+class PlainHeaders:
+    """Output headers for the common entry, written without building an `OutputEntry`.
+
+    An entry qualifies when its layer header is a lone ustar block (no PAX records, so no xattrs,
+    sub-second time or overriding fields), it is a regular file, directory, symlink or fifo, and its
+    path, link target and owner names are ASCII that fit their ustar fields. Its output header then
+    differs from the layer's only in name, mode bits, size and checksum: the mode/uid/gid and
+    uname/gname fields are translated once per distinct spelling and reused, the size and mtime
+    fields are copied when already canonical, and the checksum is summed in C. The result is
+    byte-identical to `encode(entry_from_layer(...))`, which tests check; every other entry goes
+    that way.
+    """
+
+    def __init__(self) -> None:
+        self._modes: dict[bytes, _Fields] = {}  # raw mode/uid/gid fields -> output fields
+        self._symlink_modes: dict[bytes, _Fields] = {}
+        self._owners: dict[bytes, _Fields] = {}  # raw uname/gname fields -> output fields
+
+    def encode_into(self, buffer: bytearray, position: int, name: bytes, block: bytes, type: bytes) -> int:
+        """Write the output header at `buffer[position:]` (512 zeros there); the file size, or -1 if not.
+
+        `name` is the output path as bytes (a directory's ending in "/"), `block` the layer's ustar
+        block, `type` the output type (REGTYPE, DIRTYPE, SYMTYPE or FIFOTYPE). -1 means that
+        nothing was written and the entry needs `encode`.
+        """
+        if len(name) > 100 or not name.isascii():
+            return -1
+        if type == REGTYPE:
+            if not _PLAIN_SIZE_AND_TIME.match(block, 124, 148):
+                return -1
+            size_and_time = block[124:148]
+            size = int(block[124:135], 8)
+        else:
+            if not _PLAIN_NUMBER_11.match(block, 136, 148):
+                return -1
+            size_and_time = _NO_SIZE + block[136:148]
+            size = 0
+        link = b""
+        if type == SYMTYPE:
+            ids = self._symlink_modes.get(block[100:124], _UNSEEN)
+            if ids is _UNSEEN:
+                ids = _remember(self._symlink_modes, block[100:124], _symlink_mode_fields)
+            link = block[157:257].split(b"\0", 1)[0]
+            if not link.isascii():
+                return -1
+        else:
+            ids = self._modes.get(block[100:124], _UNSEEN)
+            if ids is _UNSEEN:
+                ids = _remember(self._modes, block[100:124], _mode_fields)
+        owners = self._owners.get(block[265:329], _UNSEEN)
+        if owners is _UNSEEN:
+            owners = _remember(self._owners, block[265:329], _owner_fields)
+        if ids is None or owners is None:
+            return -1
+        # The sum of at most 224 bytes, in C: Adler-32's low half is 1 + the byte sum mod 65521.
+        checksum = _CONSTANT_SUM + type[0] + ids[1] + owners[1] + (zlib.adler32(name + link + size_and_time) & 0xFFFF) - 1
+        _PLAIN_USTAR.pack_into(buffer, position, name, ids[0], size_and_time, b"%06o\0 " % checksum, type, link,
+                               _MAGIC, owners[0], _NO_DEVICE)
+        return size
+
+
+_UNSEEN = object()
+
+
+def _remember(cache: dict[bytes, _Fields], raw: bytes, translate: Callable[[bytes], _Fields]) -> _Fields:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    fields = cache[raw] = translate(raw)
+    return fields
+
+
+def _mode_fields(raw: bytes) -> _Fields:
+    return _id_fields(decode_number(raw[0:8], "mode") & 0o7777, raw)
+
+
+def _symlink_mode_fields(raw: bytes) -> _Fields:
+    # Linux has no symlink permissions: see entry_from_layer.
+    return _id_fields(0o777, raw)
+
+
+def _id_fields(mode: int, raw: bytes) -> _Fields:
+    uid, gid = decode_number(raw[8:16], "uid"), decode_number(raw[16:24], "gid")
+    if not (0 <= uid < 8**7 and 0 <= gid < 8**7):
+        return None  # a PAX record is needed
+    fields = _octal(mode, 8) + _octal(uid, 8) + _octal(gid, 8)
+    return fields, sum(fields)
+
+
+def _owner_fields(raw: bytes) -> _Fields:
+    uname, gname = raw[:32].split(b"\0", 1)[0], raw[32:].split(b"\0", 1)[0]
+    if not (uname.isascii() and gname.isascii()):
+        return None  # a PAX record is needed
+    fields = uname.ljust(32, b"\0") + gname.ljust(32, b"\0")
+    return fields, sum(fields)
 
 
 def _pax_header(records: dict[str, bytes], *, binary: bool) -> bytes:

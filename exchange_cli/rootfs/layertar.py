@@ -1,28 +1,43 @@
-"""Random access to the entries of one uncompressed layer tar: headers by offset, data in chunks."""
+"""Random access to the entries of one uncompressed layer tar, through a read-only memory map.
+
+The map makes a header a slice (no system call, no buffer to refill after a seek) and lets file
+data go to the output with a single copy. The blob cache replaces files by rename and evicts by
+unlink, never truncating one in place, so a mapped layer cannot shrink under the reader. Pages
+already read are handed back now and then (`release`): the kernel keeps them cached, and a later
+read maps them again.
+"""
 
 from __future__ import annotations
 
-import os
-from typing import BinaryIO, Callable, Iterator
+import mmap
+from typing import Iterator
 
 from ..image.model import LayerBlob
 from .errors import LayerError
-from .tarheader import (BLKTYPE, CHRTYPE, DIRTYPE, FIFOTYPE, LNKTYPE, REGULAR_TYPES, SYMTYPE, Header,
-                        TarFormatError, read_header)
+from .tarheader import (BLKTYPE, BLOCK, CHECKSUM_AS_SPACES, CHRTYPE, DIRTYPE, FIFOTYPE, LNKTYPE, PLAIN_DEVICES,
+                        PLAIN_FIELDS, PLAIN_TYPES, REGULAR_TYPES, SYMTYPE, USTAR_MAGIC, Header, LayerEntry,
+                        TarFormatError, decode_text, header_sum, parse_header, read_entry, until_nul, ustar_name)
 
 CHUNK = 1 << 20
+# Mapped pages count in the process's RSS although they are the kernel's page cache: give them back
+# every RELEASE_STEP bytes read, so that memory stays what the tree needs.
+RELEASE_STEP = 8 << 20
 # Enough for PAX records carrying many large xattrs or a PATH_MAX name, far below a memory problem.
 MAX_EXTENDED_HEADER = 16 << 20
 SUPPORTED_TYPES = REGULAR_TYPES | {LNKTYPE, SYMTYPE, CHRTYPE, BLKTYPE, DIRTYPE, FIFOTYPE}
 
 
 class LayerTar:
-    """One layer's tar file, open for reading; close it (or use it as a context manager)."""
+    """One layer's tar file, mapped for reading; close it (or use it as a context manager)."""
 
     def __init__(self, blob: LayerBlob) -> None:
         self.blob = blob
-        self.file: BinaryIO = open(blob.tar_path, "rb")
-        self.size = os.fstat(self.file.fileno()).st_size
+        with open(blob.tar_path, "rb") as file:
+            size = file.seek(0, 2)
+            # mmap refuses an empty file; an empty layer is an empty buffer.
+            self.buffer: mmap.mmap | bytes = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        self.size = size
+        self.view = memoryview(self.buffer)
 
     def __enter__(self) -> "LayerTar":
         return self
@@ -30,49 +45,72 @@ class LayerTar:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def release(self, end: int | None = None) -> None:
+        """Unmap the pages before `end` (all by default); reading them again maps them again."""
+        if isinstance(self.buffer, mmap.mmap):
+            end = self.size if end is None else end - end % mmap.PAGESIZE
+            if end > 0:
+                self.buffer.madvise(mmap.MADV_DONTNEED, 0, end)
+
     def close(self) -> None:
-        self.file.close()
+        self.view.release()
+        if isinstance(self.buffer, mmap.mmap):
+            self.buffer.close()
 
     def error(self, entry: str, reason: str) -> LayerError:
         return LayerError(self.blob.digest, entry, reason)
 
-    def headers(self) -> Iterator[Header]:
-        """Every entry's header in archive order, checked so that `header_at` and `copy_data` are safe."""
+    def entries(self) -> Iterator[LayerEntry]:
+        """Every entry in archive order, checked so that `header_at` and the data range are safe.
+
+        A header as nearly every writer spells it (one block, canonical numbers and checksum) is
+        taken apart here; anything else goes through `read_entry`, which these must agree with.
+        """
         offset = 0
-        while (header := self._read(offset)) is not None:
-            self._check(header)
-            yield header
-            offset = header.next_offset
+        buffer, size = self.buffer, self.size
+        release_at = RELEASE_STEP
+        make = tuple.__new__
+        while True:
+            if offset >= release_at:
+                self.release(offset)
+                release_at = offset + RELEASE_STEP
+            block = buffer[offset:offset + BLOCK]
+            type = block[156:157]
+            if (type in PLAIN_TYPES and len(block) == BLOCK and PLAIN_FIELDS.match(block, 100, 156)
+                    and PLAIN_DEVICES.match(block, 329, 345)
+                    and header_sum(block) - sum(block[148:156]) + CHECKSUM_AS_SPACES == int(block[148:154], 8)):
+                end = block.find(b"\0", 0, 100)
+                name = block[:end] if end >= 0 else block[:100]
+                if block[345] and block[257:263] == USTAR_MAGIC:
+                    name = ustar_name(block)
+                linkname = decode_text(until_nul(block[157:257])) if type == LNKTYPE else ""
+                entry = make(LayerEntry, (offset, name.decode("utf-8", "surrogateescape"), type,
+                                          int(block[124:135], 8), linkname, offset + BLOCK, False, False))
+            else:
+                try:
+                    entry = read_entry(buffer, offset, max_extended=MAX_EXTENDED_HEADER)
+                except TarFormatError as error:
+                    raise self.error(f"<header at byte {offset}>", f"invalid tar header: {error}") from None
+                if entry is None:
+                    self.release()
+                    return
+                if entry.type not in SUPPORTED_TYPES:
+                    raise self.error(entry.name, f"unsupported tar entry type {entry.type!r}")
+                if entry.sparse:
+                    raise self.error(entry.name, "sparse files are not supported")
+            if entry.type in REGULAR_TYPES:
+                if entry.offset_data + entry.size > size:
+                    raise self.error(entry.name, f"declares {entry.size} bytes of data, past the end of the layer file")
+                offset = entry.offset_data + -(-entry.size // BLOCK) * BLOCK
+            else:
+                offset = entry.offset_data
+            yield entry
 
     def header_at(self, offset: int) -> Header:
-        """The header that `headers` yielded with this `.offset`."""
-        header = self._read(offset)
-        if header is None:
-            raise self.error(f"<header at byte {offset}>", "the header has disappeared from the layer file")
-        return header
-
-    def copy_data(self, header: Header, write: Callable[[bytes], object], advance: Callable[[int], None]) -> None:
-        """Stream a regular file's data in CHUNK pieces; the block padding is the caller's."""
-        self.file.seek(header.offset_data)
-        remaining = header.size
-        while remaining:
-            chunk = self.file.read(min(CHUNK, remaining))
-            if not chunk:
-                raise self.error(header.name, "the layer file ends inside this entry's data")
-            write(chunk)
-            advance(len(chunk))
-            remaining -= len(chunk)
-
-    def _read(self, offset: int) -> Header | None:
+        """Every field of the header `entries` yielded with this `.offset` (its checksums were verified)."""
         try:
-            return read_header(self.file, offset, max_extended=MAX_EXTENDED_HEADER)
-        except TarFormatError as error:
+            header = parse_header(self.buffer, offset, max_extended=MAX_EXTENDED_HEADER, verify=False)
+        except TarFormatError as error:  # not after `entries` accepted it: the file cannot change
             raise self.error(f"<header at byte {offset}>", f"invalid tar header: {error}") from None
-
-    def _check(self, header: Header) -> None:
-        if header.type not in SUPPORTED_TYPES:
-            raise self.error(header.name, f"unsupported tar entry type {header.type!r}")
-        if header.issparse():
-            raise self.error(header.name, "sparse files are not supported")
-        if header.isreg() and header.offset_data + header.size > self.size:
-            raise self.error(header.name, f"declares {header.size} bytes of data, past the end of the layer file")
+        assert header is not None, f"no header at byte {offset}"
+        return header

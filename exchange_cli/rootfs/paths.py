@@ -23,12 +23,19 @@ class UnsafePath(ValueError):
 
 def normalise(name: str) -> str:
     """``./a//b/./c/`` -> ``a/b/c``; the root is ``""``. Raises UnsafePath for ``..`` or NUL."""
+    return "/".join(normal_components(name))
+
+
+def normal_components(name: str) -> list[str]:
+    """``./a//b/./c/`` -> ``["a", "b", "c"]``; the root is ``[]``. Raises UnsafePath for ``..`` or NUL."""
     if "\0" in name:
         raise UnsafePath("the name contains a NUL byte")
-    components = [part for part in name.split("/") if part not in ("", ".")]
+    components = name.split("/")
+    if "" in components or "." in components:  # most names are already normal: skip the copy
+        components = [part for part in components if part not in ("", ".")]
     if ".." in components:
         raise UnsafePath("the name has a '..' component, which would leave the root filesystem")
-    return "/".join(components)
+    return components
 
 
 def split(path: str) -> list[str]:
@@ -46,6 +53,11 @@ class NameKind(Enum):
 class ClassifiedName:
     kind: NameKind
     path: str  # ENTRY: the entry; WHITEOUT: the deleted path; OPAQUE: the directory; AUFS_META: the entry
+
+
+def may_be_marker(name: str) -> bool:
+    """False when `classify` is sure to say ENTRY: every marker has a component starting with .wh."""
+    return WHITEOUT_PREFIX in name
 
 
 def classify(path: str) -> ClassifiedName:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import struct
-from collections import deque
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Sequence
@@ -49,25 +50,36 @@ class _GzipHashingSink:
     own as raw deflate, primed with the 32 KiB of input before it and ended with a sync flush, so
     the blocks join into one valid deflate stream. Blocks compress on every core at once (isal
     releases the GIL), yet the bytes depend only on the tar bytes, the level and COMPRESS_BLOCK:
-    not on the number of threads, nor on the sizes of the writes that fed it. At most
-    `in_flight` blocks wait, which bounds memory.
+    not on the number of threads, nor on the sizes of the writes that fed it.
+
+    The writing thread only hands blocks over (a write of exactly one block is taken as is, not
+    copied; the caller must not change it afterwards). One emitter thread takes the compressed
+    blocks in order and does the rest (the CRC of the input, the sha384 and the write of the
+    output), so none of that waits on the thread producing the tar. At most `in_flight` blocks wait,
+    which bounds memory.
     """
 
     def __init__(self, target: BinaryIO, level: int, workers: int | None = None) -> None:
         self.target, self.level = target, level
         self.hasher = hashlib.sha384()
         self.pending = bytearray()
-        self.previous_tail = b""
+        self.previous: bytes | bytearray | None = None  # the last block handed over: the next one's dictionary
         self.crc = 0
         self.length = 0
         self.size = 0
         workers = workers or os.cpu_count() or 1
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rootfs-gzip")
-        self.in_flight: deque[Future[bytes]] = deque()
-        self.max_in_flight = 2 * workers + 2
+        self.in_flight = threading.BoundedSemaphore(2 * workers + 2)
+        self.compressed: queue.SimpleQueue[tuple[Future[bytes], bytes | bytearray] | None] = queue.SimpleQueue()
+        self.failure: BaseException | None = None
         self._emit(GZIP_HEADER)
+        self.emitter = threading.Thread(target=self._emit_in_order, name="rootfs-gzip-emit", daemon=True)
+        self.emitter.start()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self.pending and len(data) == COMPRESS_BLOCK and not isinstance(data, memoryview):
+            self._submit(data, last=False)
+            return
         self.pending += data
         if len(self.pending) < COMPRESS_BLOCK:
             return
@@ -79,29 +91,53 @@ class _GzipHashingSink:
     def finish(self) -> None:
         self._submit(bytes(self.pending), last=True)  # may be empty: it then only ends the stream
         self.pending.clear()
-        while self.in_flight:
-            self._emit(self.in_flight.popleft().result())
+        self._stop_emitter()
         self.pool.shutdown()
+        if self.failure is not None:
+            raise self.failure
         self._emit(struct.pack("<II", self.crc, self.length & 0xFFFFFFFF))
 
     def abandon(self) -> None:
-        for future in self.in_flight:
-            future.cancel()
-        self.pool.shutdown(wait=True)
+        self.failure = self.failure or _Abandoned()
+        self._stop_emitter()
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
-    def _submit(self, block: bytes, *, last: bool) -> None:
-        self.crc = isal_zlib.crc32(block, self.crc)
+    def _submit(self, block: bytes | bytearray, *, last: bool) -> None:
+        if self.failure is not None:
+            raise self.failure
         self.length += len(block)
-        self.in_flight.append(self.pool.submit(_deflate_block, block, self.previous_tail, self.level, last))
-        self.previous_tail = block[-DEFLATE_WINDOW:]
-        while len(self.in_flight) >= self.max_in_flight:
-            self._emit(self.in_flight.popleft().result())
+        dictionary = memoryview(self.previous)[-DEFLATE_WINDOW:] if self.previous is not None else b""
+        self.in_flight.acquire()
+        self.compressed.put((self.pool.submit(_deflate_block, block, dictionary, self.level, last), block))
+        self.previous = block
+
+    def _stop_emitter(self) -> None:
+        if self.emitter.is_alive():
+            self.compressed.put(None)
+            self.emitter.join()
+
+    def _emit_in_order(self) -> None:
+        while (item := self.compressed.get()) is not None:
+            future, block = item
+            try:
+                if self.failure is None:
+                    compressed = future.result()
+                    self.crc = isal_zlib.crc32(block, self.crc)
+                    self._emit(compressed)
+            except BaseException as error:  # noqa: BLE001 - raised again in the writing thread
+                self.failure = self.failure or error
+            finally:
+                self.in_flight.release()
 
     def _emit(self, compressed: bytes) -> None:
         if compressed:
             self.hasher.update(compressed)
             self.target.write(compressed)
             self.size += len(compressed)
+
+
+class _Abandoned(Exception):
+    pass
 
 
 def _deflate_block(block: bytes, dictionary: bytes, level: int, last: bool) -> bytes:

@@ -2,7 +2,16 @@
 
 Pass 1 of the flattener applies each layer's changes here, bottom layer first. A node records only
 which layer holds its header and at which offset, so memory grows with the number of entries and
-never with file sizes. Paths that are hard links to each other share one `Inode` object.
+never with file sizes. A file is a bare int (`ref`: layer, offset and kind packed together), since a
+Python object per file would cost more than the rest of the tree; a path hard-linked to others
+shares one `Inode` object with them; a directory is a `Directory`.
+
+A layer's whiteouts apply before its own entries (`apply_whiteout`, `apply_entry`). Indexing may
+also apply a layer in archive order (`LayerApplier(eager=True)`), which needs no list of the
+layer's changes: every node remembers the layer that created it, so a whiteout arriving after
+entries of its own layer can tell whether it touches anything they made. If it does, or if an
+entry fails in that order, the applier raises `OrderMatters` and the caller starts again with
+whiteouts first, which then gives the exact result or error.
 """
 
 from __future__ import annotations
@@ -12,34 +21,68 @@ from enum import Enum
 
 from .errors import LayerError
 from .paths import AUFS_LINK_DIR, split
+from .tarheader import BLKTYPE, CHRTYPE, DIRTYPE, FIFOTYPE, REGULAR_TYPES, SYMTYPE
 
-IMPLIED = -1  # the layer of a directory no layer has an entry for; see `Directory.implied`
+IMPLIED = -1  # the `entry` of a directory no layer has an entry for; see `Directory.implied`
+
+# ref = offset << OFFSET_SHIFT | layer << 4 | EXTENDED? | kind
+KIND_REGULAR, KIND_SYMLINK, KIND_CHAR, KIND_BLOCK, KIND_FIFO, KIND_DIRECTORY = range(6)
+KIND_MASK = 7
+EXTENDED = 8  # extended headers precede the entry's ustar block
+LAYER_SHIFT, LAYER_MASK = 4, 0xFFFF
+OFFSET_SHIFT = 20
+MAX_LAYERS = LAYER_MASK + 1
+KIND_OF_TYPE = {**dict.fromkeys(REGULAR_TYPES, KIND_REGULAR), SYMTYPE: KIND_SYMLINK, CHRTYPE: KIND_CHAR,
+                BLKTYPE: KIND_BLOCK, FIFOTYPE: KIND_FIFO, DIRTYPE: KIND_DIRECTORY}
+
+
+def pack_ref(layer: int, offset: int, kind: int, extended: bool) -> int:
+    return offset << OFFSET_SHIFT | layer << LAYER_SHIFT | (EXTENDED if extended else 0) | kind
+
+
+def ref_layer(ref: int) -> int:
+    return ref >> LAYER_SHIFT & LAYER_MASK
+
+
+def ref_offset(ref: int) -> int:
+    return ref >> OFFSET_SHIFT
+
+
+def node_ref(node: Node) -> int | None:
+    """Where the header of `node` is; None for a directory no layer has an entry for."""
+    if type(node) is int:
+        return node
+    if type(node) is Directory:
+        return None if node.implied else node.entry
+    return node.ref
 
 
 class Directory:
-    __slots__ = ("layer", "offset", "children")
+    __slots__ = ("entry", "born", "children")
 
-    def __init__(self, layer: int = IMPLIED, offset: int = IMPLIED) -> None:
-        self.layer, self.offset = layer, offset
-        self.children: dict[str, Directory | Inode] = {}
+    def __init__(self, entry: int = IMPLIED, born: int = 0) -> None:
+        self.entry = entry  # the ref of the header giving its metadata, or IMPLIED
+        self.born = born  # the layer that created this object
+        self.children: dict[str, Node] = {}
 
     @property
     def implied(self) -> bool:
         """Created only because a deeper path needed it: emitted as 0755 root:root, mtime 0."""
-        return self.layer == IMPLIED
+        return self.entry == IMPLIED
 
 
 class Inode:
-    """Any non-directory: the header of the entry that created it, and whether a hard link shares it."""
+    """A non-directory that hard links (or an AUFS link source) share: the ref of its header."""
 
-    __slots__ = ("layer", "offset", "type", "shared")
+    __slots__ = ("ref", "shared", "linked")
 
-    def __init__(self, layer: int, offset: int, type: bytes) -> None:
-        self.layer, self.offset, self.type = layer, offset, type
+    def __init__(self, ref: int) -> None:
+        self.ref = ref
         self.shared = False
+        self.linked = -1  # the last layer that made a hard link to it
 
 
-Node = Directory | Inode
+Node = Directory | Inode | int
 
 
 class ChangeKind(Enum):
@@ -55,8 +98,7 @@ class ChangeKind(Enum):
 class Change:
     kind: ChangeKind
     path: str  # normalised; for AUFS_LINK_SOURCE the file's base name
-    offset: int  # of the entry's first header block in its layer
-    type: bytes = b""  # NODE: the tar type flag
+    ref: int = 0  # DIRECTORY, NODE, AUFS_LINK_SOURCE: where the header is
     target: str = ""  # HARDLINK: the normalised link target
     entry: str = ""  # WHITEOUT, OPAQUE: the marker's own normalised name, for errors
 
@@ -70,7 +112,12 @@ class LayerChanges:
     entries: list[Change] = field(default_factory=list)
 
 
-_TYPE_NAMES = {b"2": "a symlink", b"3": "a character device", b"4": "a block device", b"6": "a fifo"}
+class OrderMatters(Exception):
+    """Applying a layer in archive order could differ from whiteouts first: start again that way."""
+
+
+_KIND_NAMES = {KIND_SYMLINK: "a symlink", KIND_CHAR: "a character device", KIND_BLOCK: "a block device",
+               KIND_FIFO: "a fifo"}
 
 
 class RootTree:
@@ -78,21 +125,37 @@ class RootTree:
         self.root = Directory()
 
     def apply(self, layer: int, changes: LayerChanges) -> None:
-        applier = _LayerApplier(self.root, layer, changes.digest)
+        """Apply a layer whose changes were all read first: its whiteouts, then its entries."""
+        applier = LayerApplier(self.root, layer, changes.digest)
         for change in changes.whiteouts:
             applier.apply_whiteout(change)
         for change in changes.entries:
-            applier.apply_entry(change)
+            applier.apply_change(change)
 
 
-class _LayerApplier:
-    def __init__(self, root: Directory, layer: int, digest: str) -> None:
-        self.root, self.layer, self.digest = root, layer, digest
+class LayerApplier:
+    def __init__(self, root: Directory, layer: int, digest: str, *, eager: bool = False) -> None:
+        if layer >= MAX_LAYERS:
+            raise LayerError(digest, "/", f"an image of more than {MAX_LAYERS} layers is not supported")
+        self.root, self.layer, self.digest, self.eager = root, layer, digest, eager
         self.aufs_link_sources: dict[str, Inode] = {}
+        self.dirty = False  # eager: an entry of this layer has been applied
+        self.linked = False  # eager: a hard link of this layer has been applied
+        # eager: an entry replaced a lower directory into which a hard link of this layer reached
+        self.replaced_linked_directory = False
+
+    # --- whiteouts -----------------------------------------------------------------------------
+
+    def apply_marker(self, change: Change) -> None:
+        """A whiteout, opaque marker or AUFS link source met while applying in archive order."""
+        if not self.dirty:
+            self.apply_whiteout(change)  # nothing of this layer yet: as if whiteouts came first
+        else:
+            self._apply_late_marker(change)
 
     def apply_whiteout(self, change: Change) -> None:
         if change.kind is ChangeKind.AUFS_LINK_SOURCE:
-            self.aufs_link_sources[change.path] = Inode(self.layer, change.offset, b"0")
+            self.aufs_link_sources[change.path] = Inode(change.ref)
             return
         components = split(change.path)
         if change.kind is ChangeKind.OPAQUE:
@@ -102,78 +165,172 @@ class _LayerApplier:
             parent = self._parent(components, change.entry)
             directory = parent.children.get(components[-1])
             if directory is None:
-                parent.children[components[-1]] = Directory()
-            elif isinstance(directory, Directory):
+                parent.children[components[-1]] = Directory(born=self.layer)
+            elif type(directory) is Directory:
                 directory.children.clear()
             # An opaque marker over a lower non-directory hides nothing: this layer's directory entry
             # replaces the file (overlayfs marks a directory created over a whiteout opaque).
             return
         self._parent(components, change.entry).children.pop(components[-1], None)
 
-    def apply_entry(self, change: Change) -> None:
+    def _apply_late_marker(self, change: Change) -> None:
+        """`apply_whiteout` after entries of this layer: only where none of them is touched."""
+        if change.kind is ChangeKind.AUFS_LINK_SOURCE:
+            raise OrderMatters  # a hard link read before it may have needed it
         components = split(change.path)
-        if not components:
-            if change.kind is not ChangeKind.DIRECTORY:
-                raise self._error("/", "the root of the filesystem must be a directory")
-            return  # the root directory entry is never emitted
-        parent = self._parent(components, change.path)
+        if not components:  # an opaque root
+            if not all(self._untouched(child) for child in self.root.children.values()):
+                raise OrderMatters
+            self.root.children.clear()
+            return
+        parent = self._lower_parent(components)
         name = components[-1]
-        if change.kind is ChangeKind.DIRECTORY:
-            existing = parent.children.get(name)
-            if isinstance(existing, Directory):
-                existing.layer, existing.offset = self.layer, change.offset  # merge: upper metadata
-            else:
-                parent.children[name] = Directory(self.layer, change.offset)
-        elif change.kind is ChangeKind.NODE:
-            parent.children[name] = Inode(self.layer, change.offset, change.type)
-        elif change.kind is ChangeKind.HARDLINK:
-            inode = self._link_target(change)
-            inode.shared = True
-            parent.children[name] = inode
-        else:
-            raise AssertionError(f"not an entry change: {change.kind}")
+        node = parent.children.get(name)
+        if change.kind is ChangeKind.OPAQUE:
+            if node is None:
+                parent.children[name] = Directory(born=self.layer)
+            elif type(node) is Directory and node.born == self.layer:
+                # This layer made it, so below it was missing or not a directory, and whiteouts first
+                # would have hidden nothing: the common "rm f; mkdir f" shape. Unless it replaced a
+                # lower directory, into which a hard link of this layer may have reached.
+                if self.replaced_linked_directory:
+                    raise OrderMatters
+            elif type(node) is Directory:
+                if not all(self._untouched(child) for child in node.children.values()):
+                    raise OrderMatters
+                node.children.clear()
+            elif not self._untouched(node):
+                raise OrderMatters  # a non-directory this layer made or linked, maybe over a lower directory
+            return
+        if node is not None:
+            if not self._untouched(node):
+                raise OrderMatters
+            del parent.children[name]
 
-    def _parent(self, components: list[str], entry: str) -> Directory:
-        """The parent directory of `components`, implying missing directories as Docker does."""
+    def _lower_parent(self, components: list[str]) -> Directory:
+        """The parent of `components` as it was below this layer (missing ones implied), or OrderMatters."""
         directory = self.root
-        for depth, name in enumerate(components[:-1], start=1):
+        for name in components[:-1]:
             child = directory.children.get(name)
             if child is None:
-                child = directory.children[name] = Directory()
-            elif not isinstance(child, Directory):
-                raise self._error(entry, f"its parent {'/'.join(components[:depth])!r} is "
-                                         f"{_describe(child)}, not a directory; writing through it "
-                                         "could leave the root filesystem")
+                child = directory.children[name] = Directory(born=self.layer)
+            elif type(child) is not Directory or child.born == self.layer:
+                raise OrderMatters  # made by this layer, or an error whiteouts-first would report
             directory = child
         return directory
 
-    def _link_target(self, change: Change) -> Inode:
-        components = split(change.target)
+    def _untouched(self, node: Node) -> bool:
+        """Nothing in `node`'s subtree was created, given metadata or hard-linked by this layer."""
+        layer = self.layer
+        pending = [node]
+        while pending:
+            node = pending.pop()
+            if type(node) is int:
+                if ref_layer(node) == layer:
+                    return False
+            elif type(node) is Directory:
+                if node.born == layer or (node.entry != IMPLIED and ref_layer(node.entry) == layer):
+                    return False
+                pending.extend(node.children.values())
+            elif ref_layer(node.ref) == layer or node.linked == layer:
+                return False
+        return True
+
+    # --- entries -------------------------------------------------------------------------------
+
+    def apply_change(self, change: Change) -> None:
+        components = split(change.path)
+        if change.kind is ChangeKind.HARDLINK:
+            self.apply_hardlink(components, change.path, change.target)
+        elif change.kind is ChangeKind.DIRECTORY or change.kind is ChangeKind.NODE:
+            self.apply_entry(components, change.ref, change.path)
+        else:
+            raise AssertionError(f"not an entry change: {change.kind}")
+
+    def apply_entry(self, components: list[str], ref: int, path: str | None = None) -> None:
+        """A directory or a node at `components` (a normalised path), its header at `ref`."""
+        self.dirty = True
+        if not components:
+            if ref & KIND_MASK != KIND_DIRECTORY:
+                raise self._error("/", "the root of the filesystem must be a directory")
+            return  # the root directory entry is never emitted
+        parent = self._parent(components, path)
+        name = components[-1]
+        if ref & KIND_MASK == KIND_DIRECTORY:
+            existing = parent.children.get(name)
+            if type(existing) is Directory:
+                existing.entry = ref  # merge: upper metadata
+            else:
+                parent.children[name] = Directory(ref, self.layer)
+        else:
+            self._replace(parent, name, ref)
+
+    def apply_hardlink(self, components: list[str], path: str, target: str) -> None:
+        self.dirty = True
+        if not components:
+            raise self._error("/", "the root of the filesystem must be a directory")
+        parent = self._parent(components, path)
+        inode = self._link_target(target, path)
+        inode.shared = True
+        inode.linked = self.layer
+        self.linked = True
+        self._replace(parent, components[-1], inode)
+
+    def _replace(self, parent: Directory, name: str, node: Inode | int) -> None:
+        existing = parent.children.get(name)
+        if self.linked and type(existing) is Directory and existing.born != self.layer \
+                and not self._untouched(existing):
+            self.replaced_linked_directory = True
+        parent.children[name] = node
+
+    def _parent(self, components: list[str], entry: str | None) -> Directory:
+        """The parent directory of `components`, implying missing directories as Docker does."""
+        directory = self.root
+        for depth in range(len(components) - 1):
+            name = components[depth]
+            child = directory.children.get(name)
+            if child is None:
+                child = directory.children[name] = Directory(born=self.layer)
+            elif type(child) is not Directory:
+                raise self._error(entry if entry is not None else "/".join(components),
+                                  f"its parent {'/'.join(components[:depth + 1])!r} is {_describe(child)}, "
+                                  "not a directory; writing through it could leave the root filesystem")
+            directory = child
+        return directory
+
+    def _link_target(self, target: str, path: str) -> Inode:
+        components = split(target)
         if components and components[0] == AUFS_LINK_DIR:
             source = self.aufs_link_sources.get(components[-1])
             if source is None:
-                raise self._error(change.path, f"hard link target {change.target!r} is not in this "
-                                               "layer's AUFS link directory")
+                raise self._error(path, f"hard link target {target!r} is not in this layer's AUFS link directory")
             return source
+        parent: Directory | None = None
         node: Node = self.root
         for depth, name in enumerate(components, start=1):
-            if not isinstance(node, Directory):
-                raise self._error(change.path, f"hard link target {change.target!r} passes through "
-                                               f"{'/'.join(components[:depth - 1])!r}, which is {_describe(node)}")
+            if type(node) is not Directory:
+                raise self._error(path, f"hard link target {target!r} passes through "
+                                        f"{'/'.join(components[:depth - 1])!r}, which is {_describe(node)}")
             child = node.children.get(name)
             if child is None:
-                raise self._error(change.path, f"hard link target {change.target!r} does not exist "
-                                               "in this or a lower layer at this point")
-            node = child
-        if isinstance(node, Directory):
-            raise self._error(change.path, f"hard link target {change.target or '/'!r} is a directory")
+                raise self._error(path, f"hard link target {target!r} does not exist in this or a lower "
+                                        "layer at this point")
+            parent, node = node, child
+        if type(node) is Directory:
+            raise self._error(path, f"hard link target {target or '/'!r} is a directory")
+        if type(node) is int:  # the first link to this file: it becomes a shared object
+            assert parent is not None
+            node = parent.children[components[-1]] = Inode(node)
         return node
 
-    def _error(self, entry: str, reason: str) -> LayerError:
+    def _error(self, entry: str, reason: str) -> Exception:
+        if self.eager:
+            return OrderMatters()  # whiteouts first may avoid it, or report another: let that decide
         return LayerError(self.digest, entry, reason)
 
 
 def _describe(node: Node) -> str:
-    if isinstance(node, Directory):
+    if type(node) is Directory:
         return "a directory"
-    return _TYPE_NAMES.get(node.type, "a regular file")
+    ref = node if type(node) is int else node.ref
+    return _KIND_NAMES.get(ref & KIND_MASK, "a regular file")
