@@ -125,3 +125,29 @@ def test_partial_uploads_are_removed_only_when_their_writer_is_gone(tmp_path: Pa
         path.write_bytes(b"partial")
     assert LocalBucket(root).remove_abandoned_uploads() == ["org/" + dead.name]
     assert not dead.exists() and live.exists() and unknown.exists()
+
+
+def test_delete_orphans_waits_for_a_running_process_and_removes_dead_runs_partial_uploads(
+        exchange_repo, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    from click.testing import CliRunner
+
+    from exchange_cli.cli import cli
+    from exchange_cli.storage.bucket import open_bucket
+    from tests.test_storage_audit import _world, put_object
+
+    world = _world(exchange_repo, tmp_path, (tmp_path / "bucket").as_uri())
+    put_object(world, "acme-uploaded-by-a-running-process.tgz", b"not pushed yet")
+    running = BucketLease(open_bucket(world.bucket.uri), purpose="exchange process", log=lambda line: None)
+    running.acquire()
+    monkeypatch.setenv("EXCHANGE_LEASE_WAIT", "1")
+    args = ["verify-storage", "--bucket", world.bucket.uri, "--delete-orphans", "--yes", "--repo", str(exchange_repo.root)]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 2 and "leased by another exchange run" in refused.output
+    assert world.bucket.stat("acme-uploaded-by-a-running-process.tgz") is not None
+    running.release()
+    partial = tmp_path / "bucket" / f".exchange-upload-{dead_owner().token()}-x1y2z3"
+    partial.write_bytes(b"half an upload")
+    cleaned = CliRunner().invoke(cli, args)
+    assert cleaned.exit_code == 0, cleaned.output
+    assert "removed the partial upload" in cleaned.output and not partial.exists()
+    assert world.bucket.stat("acme-uploaded-by-a-running-process.tgz") is None

@@ -18,7 +18,7 @@ from ..process.run_report import run_label, run_reported
 from ..process.shards import CIRCLE_INDEX_ENV, CIRCLE_TOTAL_ENV, Shard
 from ..progress import progress_for
 from ..repository import Exchange
-from ..storage.lease import DEFAULT_WAIT_SECONDS
+from ..storage.lease import DEFAULT_WAIT_SECONDS, WAIT_ENV
 from ..validation.reporter import render
 from .options import export_options, export_options_from, storage_bucket
 
@@ -41,7 +41,7 @@ DIRECTORY = click.Path(file_okay=False, path_type=Path)
 @click.option("--shard-dir", type=DIRECTORY, help="Where a shard writes its record (shard-I-of-N.json) for --finalize.")
 @click.option("--finalize", "finalize_dir", type=DIRECTORY, help="Fan-in: check the shard records in DIR against the bucket, then write manifests, commit and push; roll back every shard's objects on failure.")
 @click.option("--report", "report_dir", type=DIRECTORY, envvar=REPORT_DIR_ENV, help="Write the run report (JSON and Markdown) here [env: EXCHANGE_REPORT_DIR; default: $XDG_STATE_HOME/exchange/reports, else .git/exchange/reports in the exchange]; a dry run writes none.")
-@click.option("--lease-wait", type=click.FloatRange(0), envvar="EXCHANGE_LEASE_WAIT", default=DEFAULT_WAIT_SECONDS, show_default=True, help="Seconds to wait for another run's lease on the bucket before giving up [env: EXCHANGE_LEASE_WAIT].")
+@click.option("--lease-wait", type=click.FloatRange(0), envvar=WAIT_ENV, default=DEFAULT_WAIT_SECONDS, show_default=True, help="Seconds to wait for another run's lease on the bucket before giving up [env: EXCHANGE_LEASE_WAIT].")
 @click.option("--dry-run", is_flag=True, help="Print the plan (a shard's share with --shard); change nothing.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress output.")

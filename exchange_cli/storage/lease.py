@@ -12,6 +12,7 @@ someone else has lost it, and stops before it pushes.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -29,6 +30,7 @@ DEFAULT_TTL_SECONDS = 300.0
 DEFAULT_WAIT_SECONDS = 1800.0
 CLOCK_GRACE_SECONDS = 60.0  # another machine's clock may run ahead of the holder's by this much
 POLL_SECONDS = 2.0
+WAIT_ENV = "EXCHANGE_LEASE_WAIT"
 
 
 class LeaseUnavailable(UsageError):
@@ -170,13 +172,21 @@ def break_abandoned_lease(bucket: Bucket, log: Callable[[str], None], *, clock: 
 
 
 @contextmanager
-def leased(bucket: Bucket, purpose: str, *, enabled: bool = True, log: Callable[[str], None] = lambda line: None,
-           wait: float = DEFAULT_WAIT_SECONDS) -> Iterator[None]:
-    """Hold the bucket's lease around a block (when `enabled`)."""
-    lease = BucketLease(bucket, purpose=purpose, log=log, wait=wait)
+def leased(bucket: Bucket, purpose: str, *, enabled: bool = True,
+           log: Callable[[str], None] = lambda line: None) -> Iterator[None]:
+    """Hold the bucket's lease around a block (when `enabled`), waiting up to $EXCHANGE_LEASE_WAIT seconds."""
+    lease = BucketLease(bucket, purpose=purpose, log=log, wait=_wait_from_env())
     if enabled:
         lease.acquire()
     try:
         yield
     finally:
         lease.release()
+
+
+def _wait_from_env() -> float:
+    text = os.environ.get(WAIT_ENV, "").strip()
+    try:
+        return max(float(text), 0.0) if text else DEFAULT_WAIT_SECONDS
+    except ValueError:
+        raise UsageError(f"{WAIT_ENV}={text!r} is not a number of seconds") from None
