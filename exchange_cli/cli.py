@@ -7,7 +7,7 @@ import importlib
 import click
 
 from . import __version__
-from .errors import ExchangeError
+from .errors import ExchangeError, describe_os_error
 
 # name -> module under exchange_cli.commands exposing a click command called `command`.
 # Imported lazily so `exchange validate` does not pay for the Docker or GCS client imports.
@@ -49,6 +49,10 @@ class ExchangeGroup(click.Group):
         except ExchangeError as error:
             click.echo(f"error: {error}", err=True)
             ctx.exit(error.exit_code)
+        except OSError as error:
+            # The environment failed us (a full disk, a read-only place, a vanished file): name the path.
+            click.echo(f"error: {describe_os_error(error)}", err=True)
+            ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import git
+from .errors import UsageError
 from .demo_image import build_demo_image
 from .export import ExportOptions
 from .image.blobcache import BlobCache
@@ -52,6 +53,9 @@ def run_git(cwd: Path, *args: str) -> str:
 
 
 def make_world(root: Path) -> DemoWorld:
+    if any(root.iterdir()):
+        raise UsageError(f"{root} exists and is not empty; the demo makes its throwaway exchange in a new or "
+                         "empty directory, so that nothing of yours is mixed in or overwritten")
     world = DemoWorld(root, root / "exchange", root / "remote.git", root / "images", root / "bucket")
     for path in (world.work_tree, world.images, world.bucket):
         path.mkdir(parents=True, exist_ok=False)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import re
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
+from pathlib import Path
+
+_CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 
 
 class ExchangeError(Exception):
@@ -28,14 +33,33 @@ class OutputError(ExchangeError):
     exit_code = 2
 
     @classmethod
-    def writing(cls, path: object, error: OSError) -> "OutputError":
-        return cls(f"cannot write {path}: {error.strerror or error}")
+    def writing(cls, path: object, error: OSError, what: str | None = None) -> "OutputError":
+        target = f"{what} to {path}" if what else str(path)
+        return cls(f"cannot write {target}: {describe_os_error(error, known_path=Path(str(path)))}")
+
+
+def redact(text: str) -> str:
+    """URLs may carry tokens (https://x-access-token:SECRET@host/...): never print them."""
+    return _CREDENTIALS_IN_URL.sub(r"\g<scheme>***@", text)
+
+
+def describe_os_error(error: OSError, *, known_path: Path | None = None) -> str:
+    """``<path>: <reason>`` as the system says it, on one line, credentials in URLs redacted. The path is
+    left out when it is `known_path`, which the caller's message already names."""
+    reason = error.strerror or str(error) or type(error).__name__
+    if error.errno == errno.EEXIST and error.filename is not None and Path(error.filename).is_file():
+        reason = "is a file, not a directory"  # mkdir(parents=True) met a file on the way
+    paths = [str(name) for name in (error.filename, error.filename2) if name is not None]
+    if known_path is not None and paths == [str(known_path)]:
+        paths = []
+    return redact(" ".join((f"{' -> '.join(paths)}: {reason}" if paths else reason).split()))
 
 
 @contextmanager
-def writing(path: object) -> Iterator[None]:
-    """OSErrors raised inside (disk full, quota, read-only, no permission) become an OutputError naming `path`."""
+def writing(path: object, what: str | None = None) -> Iterator[None]:
+    """OSErrors raised inside (disk full, quota, read-only, no permission) become an OutputError naming
+    `path` (and `what` was being written, for outputs the user named: ``-o``, ``--csv``, ``--dir``)."""
     try:
         yield
     except OSError as error:
-        raise OutputError.writing(path, error) from error
+        raise OutputError.writing(path, error, what) from error

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import git
 
-from .errors import UsageError
+from .errors import UsageError, redact
 
 
 class NotARepository(UsageError):
@@ -157,14 +157,6 @@ class PushRejected(Exception):
     def __init__(self, message: str, *, non_fast_forward: bool) -> None:
         super().__init__(message)
         self.non_fast_forward = non_fast_forward
-
-
-_CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """Remote URLs may carry tokens (https://x-access-token:SECRET@host/...): never print them."""
-    return _CREDENTIALS_IN_URL.sub(r"\g<scheme>***@", text)
 
 
 def push(repo: git.Repo, remote: str, branch: str) -> None:

@@ -17,4 +17,5 @@ pytest_plugins = [
     "tests.infra.dockerd",
     "tests.infra.registry",
     "tests.infra.gcs",
+    "tests.infra.tmpfs",
 ]

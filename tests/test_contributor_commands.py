@@ -116,7 +116,7 @@ def test_add_gear_from_a_git_url_at_a_ref(exchange_repo: ExchangeRepo, tmp_path:
     missing = run(exchange_repo, "add-gear", f"{bare.as_uri()}@no-such-tag", "--org", "acme")
     assert missing.exit_code == 1 and "no such branch, tag or commit" in missing.output
     unreachable = run(exchange_repo, "add-gear", (tmp_path / "nowhere.git").as_uri(), "--org", "acme")
-    assert unreachable.exit_code == 1 and "cannot clone" in unreachable.output
+    assert unreachable.exit_code == 2 and "cannot clone" in unreachable.output
 
 
 def test_add_boutique_finds_the_descriptor_in_a_directory(exchange_repo: ExchangeRepo, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from exchange_cli.confined import NotConfined, read_below
-from tests.infra.gitrepo import ExchangeRepo, example_gear, init_repo
+from tests.infra.gitrepo import ExchangeRepo, example_gear
 
 SECRET = "s3cr3t-registry-token-4fz9"
 LINE = re.compile(r"^(?P<path>[^:]+)(?::(?P<line>\d+):(?P<col>\d+))?: error\[(?P<rule>[a-z-]+)\]: (?P<message>.*)$")
@@ -115,12 +115,10 @@ def test_a_spec_outside_the_repository_is_refused(exchange_repo: ExchangeRepo, s
 
 @pytest.fixture
 def world(exchange_repo: ExchangeRepo, tmp_path: Path) -> dict[str, Path]:
-    remote = init_repo(tmp_path / "remote.git", bare=True)
-    exchange_repo.git("remote", "add", "origin", str(remote))
     images = tmp_path / "images"
     exchange_repo.add_gear_with_image(images, "acme", "hello")
     exchange_repo.commit("a gear")
-    exchange_repo.git("push", "-q", "origin", "master")
+    exchange_repo.push_to_new_remote(tmp_path / "remote.git")
     (tmp_path / "bucket").mkdir()
     return {"images": images, "bucket": tmp_path / "bucket", "reports": tmp_path / "reports",
             "cache": tmp_path / "cache"}

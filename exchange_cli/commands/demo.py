@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..demo import run_demo
+from ..errors import writing
 from ..process.report import render_outcome
 from ..progress import progress_for
 
@@ -19,7 +20,8 @@ from ..progress import progress_for
 def command(directory: Path | None) -> None:
     """Make a throwaway exchange (git repo, bare remote, local bucket, locally built image) and process it."""
     root = directory or Path(tempfile.mkdtemp(prefix="exchange-demo-"))
-    root.mkdir(parents=True, exist_ok=True)
+    with writing(root, "the demo exchange"):
+        root.mkdir(parents=True, exist_ok=True)
     world, outcome = run_demo(root, progress=progress_for(sys.stderr), log=lambda line: click.echo(line, err=True))
     render_outcome(outcome, sys.stdout, dry_run=False)
     click.echo(f"\nthe exchange:   {world.work_tree}\nits remote:     {world.remote}\n"

@@ -10,6 +10,7 @@ from ..catalog.index import index_text
 from ..catalog.model import load_catalog
 from ..catalog.publish import publish_files
 from ..catalog.site import site_files, write_site
+from ..errors import writing
 from ..repository import Exchange
 from ..validation.policy import load_policy
 from .catalog_options import repo_option
@@ -32,13 +33,15 @@ def command(output: Path, html_dir: Path | None, publish_branch: str | None, rem
     if str(output) == "-":
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        with writing(output, "the catalog"):
+            output.write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}: {len(catalog.entries)} entries", err=True)
     if html_dir is None and publish_branch is None:
         return
     files = site_files(catalog, title=load_policy(exchange.root).catalog_title)
     if html_dir is not None:
-        write_site(files, html_dir)
+        with writing(html_dir, "the catalog site"):
+            write_site(files, html_dir)
         click.echo(f"wrote the catalog site to {html_dir}/index.html", err=True)
     if publish_branch is not None:
         head = exchange.repo.head.commit.hexsha[:12]

@@ -9,6 +9,7 @@ import click
 
 from ..catalog.inventory import inventory_rows, render_inventory, write_csv
 from ..catalog.model import load_catalog
+from ..errors import writing
 from ..repository import Exchange
 from .catalog_options import repo_option
 
@@ -25,6 +26,6 @@ def command(csv_path: Path | None, repo: Path | None) -> None:
     elif str(csv_path) == "-":
         write_csv(rows, sys.stdout)
     else:
-        with csv_path.open("w", encoding="utf-8", newline="") as stream:
+        with writing(csv_path, "the inventory"), csv_path.open("w", encoding="utf-8", newline="") as stream:
             write_csv(rows, stream)
         click.echo(f"wrote {len(rows)} gear(s) to {csv_path}")

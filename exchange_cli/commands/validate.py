@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import writing
 from ..repository import Exchange
 from ..validation.reporter import render, write_junit
 from ..validation.run import select_spec_paths, validate_specs
@@ -30,7 +31,8 @@ def command(paths: tuple[Path, ...], all_specs: bool, since: str | None, repo: P
     selected = select_spec_paths(exchange, paths, all_specs=all_specs, since=since)
     report = validate_specs(exchange, selected, check_images=check_images, insecure_registries=insecure_registries,
                             jobs=jobs)
-    if junit_xml is not None:
-        write_junit(report, junit_xml)
     render(report, output_format, sys.stdout)
+    if junit_xml is not None:
+        with writing(junit_xml, "the JUnit report"):
+            write_junit(report, junit_xml)
     sys.exit(0 if report.ok else 1)

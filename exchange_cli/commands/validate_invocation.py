@@ -10,7 +10,7 @@ import click
 from ..invocation import invocation_problems, invocation_schema, read_spec_document
 from ..specs import SpecFile, display_path
 from ..validation.checker import json_problems, place_problems
-from ..validation.problems import Problem, Report, SpecResult
+from ..validation.problems import Report, SpecResult
 from ..validation.reporter import render
 
 

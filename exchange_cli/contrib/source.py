@@ -13,8 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import git as gitpython
 
-from ..errors import ExchangeError, UsageError
-from ..git import redact
+from ..errors import ExchangeError, UsageError, redact
 from ..jsonpos import JsonText, first_problem_line, read_json
 from ..specs import SpecKind
 
@@ -27,6 +26,12 @@ _GIT_CHATTER = ("Cloning into", "Please make sure you have the correct access ri
 
 class SourceError(ExchangeError):
     pass
+
+
+class CloneFailed(SourceError):
+    """The repository could not be cloned (unreachable, no access, not a repository): exit 2."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ def _read_from_git(url: str, ref: str | None, kind: SpecKind, spec_file: str | N
             # No checkout: only the tree at the ref is read. No prompt: a missing credential is an error, not a hang.
             repo = gitpython.Repo.clone_from(url, temp, no_checkout=True, env={"GIT_TERMINAL_PROMPT": "0"})
         except gitpython.GitCommandError as error:
-            raise SourceError(f"cannot clone {shown}: {_git_reason(error)}") from None
+            raise CloneFailed(f"cannot clone {shown}: {_git_reason(error)}") from None
         with repo:
             tree = _tree_at(repo, ref, shown)
             names = sorted(item.name for item in tree.blobs)

@@ -8,7 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import ExchangeError
+from ..errors import ExchangeError, describe_os_error, writing
+from .sources import DownloadError
 
 BLOCK_SIZE = 1024 * 1024
 HASH_ALGORITHMS = ("sha384", "sha256")
@@ -25,17 +26,28 @@ def parse_hash(text: str, *, what: str) -> tuple[str, str]:
     return algorithm, hex_digest.lower()
 
 
+def _read(stream: BinaryIO, source: str) -> bytes:
+    try:
+        return stream.read(BLOCK_SIZE)
+    except OSError as error:
+        raise DownloadError(f"cannot download {source}: {describe_os_error(error)}") from None
+
+
 def save_verified(stream: BinaryIO, destination: Path, *, expected_hash: str, expected_size: int | None,
                   source: str) -> None:
     """Write `stream` to `destination` via a temp file beside it; a mismatch leaves nothing behind."""
     algorithm, expected = parse_hash(expected_hash, what=source)
     digest = hashlib.new(algorithm)
     size = 0
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
+    with writing(destination, "the download"):
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part",
+                                                 dir=destination.parent)
     try:
-        with os.fdopen(descriptor, "wb") as out:
-            while block := stream.read(BLOCK_SIZE):
+        # A full disk may only show when the file is closed: the whole write is inside `writing`, and
+        # read errors are turned into the source's error first, so they are not blamed on the disk.
+        with writing(destination, "the download"), os.fdopen(descriptor, "wb") as out:
+            while block := _read(stream, source):
                 digest.update(block)
                 size += len(block)
                 out.write(block)
@@ -46,6 +58,7 @@ def save_verified(stream: BinaryIO, destination: Path, *, expected_hash: str, ex
                                "nothing was kept")
         if expected_size is not None and size != expected_size:
             raise HashMismatch(f"{source}: downloaded {size} bytes, the manifest says {expected_size}")
-        os.replace(temp_name, destination)
+        with writing(destination, "the download"):
+            os.replace(temp_name, destination)
     finally:
         Path(temp_name).unlink(missing_ok=True)

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog.model import CatalogEntry, CatalogVersion, artifact_object_name
-from ..errors import ExchangeError
-from ..git import redact
+from ..errors import ExchangeError, redact, writing
 from ..storage.bucket import Bucket
 from .download import save_verified
 from .extract import ExtractionSummary, extract_safely
@@ -50,7 +49,8 @@ def fetch_rootfs(entry: CatalogEntry, version: CatalogVersion, out_dir: Path, *,
     if not extract:
         return outcome
     target = out_dir / _UNSAFE_IN_FILE_NAME.sub("_", f"{entry.org}-{entry.name}-{version.version}")
-    summary = extract_safely(destination, target)
+    with writing(target, "the extracted rootfs"):
+        summary = extract_safely(destination, target)
     return FetchOutcome(outcome.source, outcome.path, outcome.rootfs_hash, outcome.size, target, summary)
 
 

@@ -8,8 +8,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from ..errors import ExchangeError, UsageError
-from ..git import redact
+from ..errors import ExchangeError, UsageError, redact
 
 HTTP_TIMEOUT_SECONDS = 60
 SUPPORTED_SCHEMES = "http(s)://, gs://bucket/object or file:///path"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from exchange_cli.errors import ExchangeError, UsageError
+from exchange_cli.errors import ExchangeError, UsageError, redact
 from exchange_cli.progress import Task
 
 if TYPE_CHECKING:
@@ -28,6 +28,12 @@ SUPPORTED_URIS = "gs://bucket[/prefix] or file:///absolute/path"
 
 class StorageError(ExchangeError):
     """The bucket refused or failed an operation, or holds something it must not."""
+
+
+class StorageUnavailable(StorageError):
+    """The bucket cannot be reached or written (network, credentials, a full disk): the environment."""
+
+    exit_code = 2
 
 
 class ObjectNotFound(StorageError):
@@ -258,7 +264,7 @@ BucketLocation = LocalLocation | GcsLocation
 
 
 def parse_bucket_uri(uri: str) -> BucketLocation:
-    shown = _redacted(uri)
+    shown = redact(uri.strip())
     parts = urlsplit(uri.strip())
     if parts.query or parts.fragment:
         raise BucketUriError(f"bucket URI {shown} must not have a query or fragment; use {SUPPORTED_URIS}")
@@ -288,14 +294,10 @@ def _parse_gs_uri(netloc: str, path: str, shown: str) -> GcsLocation:
     return GcsLocation(netloc, prefix)
 
 
-def _redacted(uri: str) -> str:
-    """Never echo credentials someone put into a URI's user-info part."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", uri.strip())
-
-
-def open_bucket(uri: str, *, download_url: str | None = None, credentials: Credentials | None = None) -> Bucket:
-    """Open `gs://bucket[/prefix]` or `file:///abs/path`. GCS credentials come from `credentials` or,
-    when None, from the environment on first use (see storage.settings.gcs_credentials)."""
+def open_bucket(uri: str, *, download_url: str | None = None, credentials: Credentials | None = None,
+                retry_seconds: float | None = None) -> Bucket:
+    """Open `gs://bucket[/prefix]` or `file:///abs/path`. GCS credentials and the retry deadline come
+    from the arguments or, when None, from the environment on first use (see storage.settings)."""
     location = parse_bucket_uri(uri)
     download_base = download_url or location.default_download_url()
     if isinstance(location, LocalLocation):
@@ -304,4 +306,5 @@ def open_bucket(uri: str, *, download_url: str | None = None, credentials: Crede
         return LocalBucket(location.root, download_url=download_base)
     from exchange_cli.storage.gcs import GcsBucket
 
-    return GcsBucket(location.bucket, location.prefix, download_url=download_base, credentials=credentials)
+    return GcsBucket(location.bucket, location.prefix, download_url=download_base, credentials=credentials,
+                     retry_seconds=retry_seconds)

@@ -25,11 +25,13 @@ from exchange_cli.storage.bucket import (
     ObjectInfo,
     ObjectNotFound,
     StorageError,
+    StorageUnavailable,
     UploadReader,
     _CreateRaced,
     check_object_name,
     verify_sent_sha384,
 )
+from exchange_cli.storage.settings import RETRY_SECONDS_ENV, gcs_credentials, gcs_retry_seconds
 
 if TYPE_CHECKING:
     from google.auth.credentials import Credentials
@@ -47,7 +49,8 @@ _CONTENT_TYPES = {".tgz": "application/gzip", ".gz": "application/gzip", ".json"
 
 class GcsBucket(Bucket):
     def __init__(self, bucket_name: str, prefix: str = "", *, download_url: str | None = None,
-                 credentials: Credentials | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+                 credentials: Credentials | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 retry_seconds: float | None = None) -> None:
         if chunk_size <= 0 or chunk_size % RESUMABLE_CHUNK_GRANULARITY:
             raise ValueError(f"chunk_size must be a positive multiple of {RESUMABLE_CHUNK_GRANULARITY}")
         location = GcsLocation(bucket_name, prefix.strip("/"))
@@ -55,24 +58,21 @@ class GcsBucket(Bucket):
         self.chunk_size = chunk_size
         self._download_base = (download_url or location.default_download_url()).rstrip("/")
         self._credentials = credentials
+        self._retry_seconds = retry_seconds  # None: from the environment (settings.gcs_retry_seconds)
         self._client: Client | None = None
         self._google_bucket: GoogleBucket | None = None
 
     def stat(self, name: str) -> ObjectInfo | None:
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
         with self._google_errors(f"looking up {name}"):
-            blob = self._bucket().get_blob(self._key(name), retry=DEFAULT_RETRY)
+            blob = self._bucket().get_blob(self._key(name), retry=self._retry())
         return None if blob is None else self._info(blob)
 
     def delete(self, name: str, *, generation: str | None = None) -> bool:
         from google.api_core.exceptions import NotFound, PreconditionFailed
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
         with self._google_errors(f"deleting {name}"):
             blob = self._bucket().blob(self._key(name))
             try:
-                blob.delete(if_generation_match=_generation_number(generation), retry=DEFAULT_RETRY)
+                blob.delete(if_generation_match=_generation_number(generation), retry=self._retry())
             except NotFound:
                 return False
             except PreconditionFailed:
@@ -81,23 +81,19 @@ class GcsBucket(Bucket):
         return True
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
         with self._google_errors(f"listing {prefix or 'objects'}"):
             for blob in self._client_for_use().list_blobs(self._bucket(), prefix=self._key_prefix() + prefix,
-                                                          retry=DEFAULT_RETRY):
+                                                          retry=self._retry()):
                 if not blob.name.endswith("/") and not _is_control(blob.name):  # nor "folders" made by consoles
                     yield self._info(blob)
 
     def open_read(self, name: str) -> BinaryIO:
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
         with self._google_errors(f"opening {name}"):
-            blob = self._bucket().get_blob(self._key(name), retry=DEFAULT_RETRY)
+            blob = self._bucket().get_blob(self._key(name), retry=self._retry())
         if blob is None:
             raise ObjectNotFound(f"{self.uri}: no object {name}")
         # Pinned to the generation we looked up: a concurrent replace fails the read instead of mixing content.
-        return blob.open("rb", chunk_size=self.chunk_size, if_generation_match=blob.generation, retry=DEFAULT_RETRY)
+        return blob.open("rb", chunk_size=self.chunk_size, if_generation_match=blob.generation, retry=self._retry())
 
     def create_control(self, name: str, data: bytes) -> str:
         from google.api_core.exceptions import PreconditionFailed
@@ -112,10 +108,9 @@ class GcsBucket(Bucket):
 
     def read_control(self, name: str) -> tuple[bytes, str] | None:
         from google.api_core.exceptions import NotFound, PreconditionFailed
-        from google.cloud.storage.retry import DEFAULT_RETRY
 
         with self._google_errors(f"reading {name}"):
-            blob = self._bucket().get_blob(self._control_key(name), retry=DEFAULT_RETRY)
+            blob = self._bucket().get_blob(self._control_key(name), retry=self._retry())
             if blob is None:
                 return None
             try:
@@ -148,8 +143,6 @@ class GcsBucket(Bucket):
 
     def _create(self, name: str, source: Path, *, size: int, sha384: str, progress_task: Task | None) -> ObjectInfo:
         from google.api_core.exceptions import PreconditionFailed
-        from google.cloud.storage.retry import DEFAULT_RETRY
-
         token = uuid.uuid4().hex
         blob = self._bucket().blob(self._key(name), chunk_size=self.chunk_size)
         blob.metadata = {SHA384_METADATA_KEY: sha384, UPLOAD_TOKEN_METADATA_KEY: token}
@@ -157,9 +150,9 @@ class GcsBucket(Bucket):
             reader = UploadReader(stream, progress_task)
             try:
                 blob.upload_from_file(reader, size=size, content_type=_content_type(name), if_generation_match=0,
-                                      retry=DEFAULT_RETRY, checksum="auto")
+                                      retry=self._retry(), checksum="auto")
             except PreconditionFailed:
-                blob = self._bucket().get_blob(self._key(name), retry=DEFAULT_RETRY)
+                blob = self._bucket().get_blob(self._key(name), retry=self._retry())
                 if blob is None or (blob.metadata or {}).get(UPLOAD_TOKEN_METADATA_KEY) != token:
                     raise _CreateRaced from None
                 # A retried request of our own upload found the object it had already created.
@@ -187,6 +180,17 @@ class GcsBucket(Bucket):
             self._google_bucket = self._client_for_use().bucket(self.bucket_name)
         return self._google_bucket
 
+    def _retry(self):  # noqa: ANN202 - a google.api_core Retry
+        """The library's retry policy for transient errors, bounded by our deadline."""
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        return DEFAULT_RETRY.with_timeout(self._retry_deadline())
+
+    def _retry_deadline(self) -> float:
+        if self._retry_seconds is None:
+            self._retry_seconds = gcs_retry_seconds(os.environ)
+        return self._retry_seconds
+
     def _client_for_use(self) -> Client:
         # Made on first use: opening a bucket (e.g. to validate options) needs no credentials yet.
         if self._client is None:
@@ -195,7 +199,7 @@ class GcsBucket(Bucket):
 
     @contextmanager
     def _google_errors(self, action: str) -> Iterator[None]:
-        from google.api_core.exceptions import Forbidden, GoogleAPICallError, NotFound, Unauthorized
+        from google.api_core.exceptions import Forbidden, GoogleAPICallError, NotFound, RetryError, Unauthorized
         from google.auth.exceptions import GoogleAuthError
         from google.cloud.storage.exceptions import DataCorruption
         from requests.exceptions import RequestException
@@ -211,10 +215,13 @@ class GcsBucket(Bucket):
         except DataCorruption as error:
             # The library has already tried to delete the object the server assembled.
             raise StorageError(f"{self.uri}: {action}: checksum mismatch, data corrupted in transit") from error
+        except RetryError as error:
+            raise StorageUnavailable(f"{self.uri}: {action}: {unreachable(error.cause)}; gave up after retrying for "
+                                     f"{self._retry_deadline():g}s ({RETRY_SECONDS_ENV})") from error
         except GoogleAuthError as error:
-            raise StorageError(f"{self.uri}: {action}: Google authentication failed: {error}") from error
+            raise StorageUnavailable(f"{self.uri}: {action}: {unreachable(error)}") from error
         except RequestException as error:
-            raise StorageError(f"{self.uri}: {action}: cannot reach Google Cloud Storage: {error}") from error
+            raise StorageUnavailable(f"{self.uri}: {action}: {unreachable(error)}") from error
 
 
 def make_client(credentials: Credentials | None) -> Client:
@@ -222,8 +229,6 @@ def make_client(credentials: Credentials | None) -> Client:
     else Application Default Credentials."""
     from google.auth.exceptions import DefaultCredentialsError
     from google.cloud import storage
-
-    from exchange_cli.storage.settings import gcs_credentials
 
     if credentials is None:
         credentials = gcs_credentials(os.environ)
@@ -239,6 +244,38 @@ def make_client(credentials: Credentials | None) -> Client:
 
 def _is_control(key: str) -> bool:
     return any(part.startswith(CONTROL_PREFIX) for part in key.split("/"))
+
+
+def unreachable(error: BaseException | None) -> str:
+    """What failed on the way to Google, in one line: which endpoint (storage, or the token endpoint that
+    credentials are refreshed at), its address and the system's reason, e.g. 'Connection refused'."""
+    from google.auth.exceptions import GoogleAuthError
+
+    chain = list(_wrapped(error))
+    if any(isinstance(item, GoogleAuthError) for item in chain):
+        where = "cannot get an access token (Google authentication)"
+    else:
+        where = "cannot reach Google Cloud Storage"
+    address = next((f" at {pool.host}:{pool.port}" for item in chain
+                    if (pool := getattr(item, "pool", None)) is not None and getattr(pool, "host", None)), "")
+    reason = next((item.strerror for item in chain if isinstance(item, OSError) and item.strerror), None)
+    if reason is None and error is not None:
+        reason = " ".join(str(error).split())[:300] or type(error).__name__
+    return f"{where}{address}: {reason}"
+
+
+def _wrapped(error: BaseException | None) -> Iterator[BaseException]:
+    """`error` and every exception it wraps, as requests, urllib3 and google-auth nest them."""
+    seen: set[int] = set()
+    pending = [error]
+    while pending:
+        item = pending.pop(0)
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        pending += [item.__cause__, item.__context__, getattr(item, "reason", None), getattr(item, "cause", None),
+                    *(arg for arg in item.args if isinstance(arg, BaseException))]
 
 
 def _generation_number(generation: str | None) -> int | None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
+from exchange_cli.errors import describe_os_error
 from exchange_cli.progress import Task
 from exchange_cli.storage.owner import Owner
 from exchange_cli.storage.bucket import (
@@ -39,6 +40,7 @@ from exchange_cli.storage.bucket import (
     ObjectInfo,
     ObjectNotFound,
     StorageError,
+    StorageUnavailable,
     UploadReader,
     _CreateRaced,
     check_object_name,
@@ -105,6 +107,20 @@ class LocalBucket(Bucket):
 
     def _create(self, name: str, source: Path, *, size: int, sha384: str, progress_task: Task | None) -> ObjectInfo:
         path = self._path(name)
+        with self._writing(f"uploading {name}", path):
+            return self._create_file(name, path, source, sha384, progress_task)
+
+    @contextmanager
+    def _writing(self, action: str, path: Path) -> Iterator[None]:
+        """A full or read-only disk is the environment's failure (exit 2), and names the file, which the
+        OSError of a failed write() does not."""
+        try:
+            yield
+        except OSError as error:
+            reason = describe_os_error(error) if error.filename else f"{path}: {error.strerror or error}"
+            raise StorageUnavailable(f"{self.uri}: {action}: {reason}") from None
+
+    def _create_file(self, name: str, path: Path, source: Path, sha384: str, progress_task: Task | None) -> ObjectInfo:
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor, temp_name = tempfile.mkstemp(prefix=_upload_prefix(), dir=path.parent)
         temp = Path(temp_name)
@@ -138,7 +154,7 @@ class LocalBucket(Bucket):
         return sorted(removed)
 
     def create_control(self, name: str, data: bytes) -> str:
-        with self._control_lock():
+        with self._writing(f"creating {name}", self._control_path(name)), self._control_lock():
             path = self._control_path(name)
             if path.exists():
                 raise ObjectExists(f"{self.uri}: {name} exists")
@@ -150,7 +166,7 @@ class LocalBucket(Bucket):
         return self._read_control(name)
 
     def replace_control(self, name: str, data: bytes, generation: str) -> str:
-        with self._control_lock():
+        with self._writing(f"replacing {name}", self._control_path(name)), self._control_lock():
             self._require_generation(name, generation)
             path = self._control_path(name)
             _write_atomically(path, data)

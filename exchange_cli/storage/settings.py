@@ -7,6 +7,7 @@ Environment:
   GCLOUD_SERVICE_ACCOUNT  base64 of a service-account JSON key; decoded in memory only. Without it,
                           Application Default Credentials are used.
   STORAGE_EMULATOR_HOST   talk to a GCS emulator there, anonymously (real credentials are never sent to it)
+  EXCHANGE_GCS_RETRY_SECONDS  how long a failing GCS request is retried before the run gives up (default 120)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +39,8 @@ BUCKET_URI_ENV = "EXCHANGE_BUCKET_URI"
 DOWNLOAD_URL_ENV = "EXCHANGE_DOWNLOAD_URL"
 SERVICE_ACCOUNT_ENV = "GCLOUD_SERVICE_ACCOUNT"
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
+RETRY_SECONDS_ENV = "EXCHANGE_GCS_RETRY_SECONDS"
+DEFAULT_RETRY_SECONDS = 120.0  # google-cloud-storage's own default deadline
 _SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key", "token_uri")
 
 
@@ -54,6 +58,7 @@ class StorageSettings:
     download_url: str  # base URL; an object's URL is <download_url>/<name>
     # None: Application Default Credentials, looked up on first use. Never shown in reprs.
     credentials: Credentials | None = field(default=None, repr=False, compare=False)
+    retry_seconds: float | None = None  # GCS only
 
     @property
     def bucket_uri(self) -> str:
@@ -68,11 +73,13 @@ class StorageSettings:
         location = parse_bucket_uri(uri)
         base_url = _given(download_url) or _given(env.get(DOWNLOAD_URL_ENV)) or location.default_download_url()
         _check_download_url(base_url)
-        credentials = gcs_credentials(env) if isinstance(location, GcsLocation) else None
-        return cls(location, base_url.rstrip("/"), credentials)
+        if not isinstance(location, GcsLocation):
+            return cls(location, base_url.rstrip("/"))
+        return cls(location, base_url.rstrip("/"), gcs_credentials(env), gcs_retry_seconds(env))
 
     def open_bucket(self) -> Bucket:
-        return open_bucket(self.location.uri, download_url=self.download_url, credentials=self.credentials)
+        return open_bucket(self.location.uri, download_url=self.download_url, credentials=self.credentials,
+                           retry_seconds=self.retry_seconds)
 
 
 def gcs_credentials(env: Mapping[str, str]) -> Credentials | None:
@@ -83,6 +90,19 @@ def gcs_credentials(env: Mapping[str, str]) -> Credentials | None:
         return AnonymousCredentials()
     encoded = _given(env.get(SERVICE_ACCOUNT_ENV))
     return None if encoded is None else service_account_credentials(encoded)
+
+
+def gcs_retry_seconds(env: Mapping[str, str]) -> float:
+    text = _given(env.get(RETRY_SECONDS_ENV))
+    if text is None:
+        return DEFAULT_RETRY_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise StorageSettingsError(f"{RETRY_SECONDS_ENV}={text!r}: give a number of seconds greater than 0")
+    return seconds
 
 
 def service_account_credentials(encoded: str) -> Credentials:
@@ -120,11 +140,20 @@ def _bad_service_account(problem: str) -> CredentialsError:
 
 def _check_download_url(url: str) -> None:
     parts = urlsplit(url)
+    # The URL itself is never echoed: these parts are where a download base carries a credential.
+    if "@" in parts.netloc:
+        raise StorageSettingsError(
+            f"download URL (--download-url or {DOWNLOAD_URL_ENV}) carries credentials (user:password@host); "
+            "it is published in every manifest's rootfs-url and in run reports, so it must be the public "
+            "URL of the objects, without them")
+    if parts.query or parts.fragment:
+        raise StorageSettingsError(
+            f"download URL (--download-url or {DOWNLOAD_URL_ENV}) has a query or fragment (a signed-URL "
+            "token?); objects are published at <download URL>/<name>, so give the public base URL alone")
     if parts.scheme in ("http", "https") and parts.netloc:
         return
     if parts.scheme == "file" and parts.path.startswith("/"):
         return
-    # The URL itself is not echoed: a download base may carry a token.
     raise StorageSettingsError(
         f"download URL (--download-url or {DOWNLOAD_URL_ENV}) must be an http(s):// URL with a host "
         "or a file:///absolute/path URL"

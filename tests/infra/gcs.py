@@ -2,6 +2,7 @@
 
 Use `gcs_bucket_uri` for a fresh, empty bucket with STORAGE_EMULATOR_HOST pointing at the emulator,
 or `gcs_emulator` (`.host`, `.create_bucket(name)`) directly and set STORAGE_EMULATOR_HOST yourself.
+`private_gcs_emulator` is one started for a single test, which may `.stop()` it to see the server die.
 """
 
 from __future__ import annotations
@@ -26,10 +27,17 @@ STARTUP_DEADLINE_SECONDS = 60.0
 STARTUP_ATTEMPTS = 3  # the free port we picked may be taken before the emulator binds it
 
 
-@dataclass(frozen=True)
+@dataclass
 class GcsEmulator:
     host: str  # http://127.0.0.1:PORT, the value for STORAGE_EMULATOR_HOST
     log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def stop(self) -> None:
+        """Kill the server, as a crash or a lost network would: no goodbye to the clients."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
     def create_bucket(self, name: str) -> None:
         response = requests.post(f"{self.host}/storage/v1/b", params={"project": "test"}, json={"name": name},
@@ -45,11 +53,21 @@ class GcsEmulator:
 
 @pytest.fixture(scope="session")
 def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulator]:
+    yield from _running_emulator(tmp_path_factory.mktemp("gcs-emulator"))
+
+
+@pytest.fixture
+def private_gcs_emulator(tmp_path: Path) -> Iterator[GcsEmulator]:
+    """An emulator of this test's own, so it can be stopped without harming the others."""
+    yield from _running_emulator(tmp_path / "gcs-emulator")
+
+
+def _running_emulator(logs: Path) -> Iterator[GcsEmulator]:
     executable = _emulator_executable()
-    logs = tmp_path_factory.mktemp("gcs-emulator")
+    logs.mkdir(parents=True, exist_ok=True)
     for attempt in range(STARTUP_ATTEMPTS):
         emulator = GcsEmulator(f"http://127.0.0.1:{_free_port()}", logs / f"emulator-{attempt}.log")
-        process = _start(executable, emulator)
+        process = emulator.process = _start(executable, emulator)
         try:
             if _wait_until_answering(emulator, process):
                 yield emulator

@@ -43,6 +43,13 @@ class ExchangeRepo:
     def set_sentinel(self, commit: str) -> None:
         self.write(".sentinel", commit + "\n")
 
+    def push_to_new_remote(self, path: Path) -> Path:
+        """A bare repository at `path`, added as `origin`, holding this branch."""
+        init_repo(path, bare=True)
+        self.git("remote", "add", "origin", str(path))
+        self.git("push", "-q", "origin", "master")
+        return path
+
     def add_gear_with_image(self, images: Path, org: str, name: str, version: str = "1.0.0") -> dict[str, Any]:
         """A gear at gears/<org>/<name>.json whose image is built into the OCI layout `images`."""
         from exchange_cli.demo_image import build_demo_image
