@@ -68,8 +68,9 @@ def descriptor(media_type: str, digest: str, size: int, **extra) -> dict:  # noq
     return {"mediaType": media_type, "digest": digest, "size": size, **extra}
 
 
-def build_demo_image(layout: Path, reference: str, gear: dict) -> str:
-    """Add an image named `reference` to the OCI layout at `layout`; returns its manifest digest."""
+def build_demo_image(layout: Path, reference: str, gear: dict, *, data: dict[str, bytes] | None = None) -> str:
+    """Add an image named `reference` to the OCI layout at `layout`; returns its manifest digest.
+    `data`: more files (path -> content) in a third layer, to make a bigger image."""
     # Shaped like a busybox base, so the image passes the conformance checks (bash, the commands on
     # PATH); the demo is never run, so the multi-call binary is only a stand-in.
     tools = [Entry(f"bin/{tool}", link="busybox") for tool in DEMO_TOOLS]
@@ -81,7 +82,8 @@ def build_demo_image(layout: Path, reference: str, gear: dict) -> str:
                             Entry("flywheel/v0/manifest.json", (json.dumps(gear, indent=4) + "\n").encode())])
     layers = []
     diff_ids = []
-    for tar in (base, gear_layer):
+    extra = [layer_tar([Entry(path, content) for path, content in data.items()])] if data else []
+    for tar in (base, gear_layer, *extra):
         compressed = gzip.compress(tar, mtime=0)
         layers.append(descriptor(OCI_LAYER_GZIP, write_blob(layout, compressed), len(compressed)))
         diff_ids.append("sha256:" + hashlib.sha256(tar).hexdigest())

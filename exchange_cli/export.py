@@ -55,10 +55,12 @@ class ExportResult:
 def export_rootfs(image: str, output: Path, *, options: ExportOptions = ExportOptions(),
                   progress: Progress = NullProgress()) -> ExportResult:
     """Resolve `image` and write its flattened rootfs to `output` (see export_image); then trim the cache."""
-    resolved = open_image(image, platform=options.platform, source=options.source,
-                          insecure_registries=options.insecure_registries, oci_layout=options.oci_layout,
-                          cache=options.cache, progress=progress)
-    result = export_image(resolved, output, progress=progress, shown_as=image)
+    with progress.row(image, "fetch", done="fetched") as row:
+        resolved = open_image(image, platform=options.platform, source=options.source,
+                              insecure_registries=options.insecure_registries, oci_layout=options.oci_layout,
+                              cache=options.cache, progress=row)
+    with progress.row(image, "write", done="written") as row:
+        result = export_image(resolved, output, progress=row, shown_as=image)
     options.cache.evict(keep={layer.diff_id for layer in resolved.layers})
     return result
 
@@ -71,9 +73,9 @@ def export_image(image: Image, output: Path, *, progress: Progress = NullProgres
     are fetched and verified once. `shown_as` names the image in errors. Trimming the cache is the caller's: it knows which images come next.
     """
     output = Path(output)
-    total = sum(layer.tar_path.stat().st_size for layer in image.layers)
     try:
-        with _atomic_output(output) as handle, progress.task(f"Writing {output.name}", total=total) as task:
+        # The flattener sets the total once it knows the files' data bytes, and advances by exactly those.
+        with _atomic_output(output) as handle, progress.task(f"Writing {output.name}") as task:
             digest = write_rootfs(image.layers, handle, progress_task=task)
     except LayerError as error:
         raise ExportError(f"{shown_as or image.reference}: {error}") from error

@@ -132,7 +132,17 @@ class _InterruptingProgress:
                 if description.startswith("Writing"):
                     raise KeyboardInterrupt
 
+            def skip(self, amount: int) -> None:
+                pass
+
+            def set_total(self, total: int | None) -> None:
+                pass
+
         yield Task()
+
+    @contextmanager
+    def row(self, name: str, stage: str, *, done: str | None = None, unchanged: str = "cached") -> Iterator[object]:
+        yield self
 
 
 def test_interrupt_leaves_no_output_and_no_temp_file(tmp_path: Path, layout: OciLayout, out_dir: Path) -> None:
@@ -251,7 +261,7 @@ def test_cli_json_output_and_progress_on_stderr(tmp_path: Path, layout: OciLayou
     assert report["image"]["digest"] == report["image"]["manifest_digest"] == descriptor["digest"]
     assert report["image"]["layers"] == [sha256(base_layer()), sha256(second_layer())]
     assert report["image"]["platform"] == "linux/amd64"
-    assert "Writing rootfs.tgz" in result.stderr
+    assert f"oci:{layout.root}:app fetched: " in result.stderr and f"oci:{layout.root}:app written: " in result.stderr
 
 
 def test_cli_rejects_a_bad_platform(tmp_path: Path, out_dir: Path) -> None:

@@ -37,7 +37,8 @@ def command(specs: tuple[Path, ...], skip_checks: tuple[str, ...], output_format
     """
     skipped = parse_skipped_checks(skip_checks)
     options = export_options_from(**option_values)
-    report = check_spec_files(specs, options, skipped=skipped, progress=progress_for(sys.stderr, quiet))
+    with progress_for(sys.stderr, quiet) as progress:
+        report = check_spec_files(specs, options, skipped=skipped, progress=progress)
     if junit_xml is not None:
         write_junit(report, junit_xml, suite_name="exchange check-image")
     render(report, output_format, sys.stdout)

@@ -22,7 +22,8 @@ def command(directory: Path | None) -> None:
     root = directory or Path(tempfile.mkdtemp(prefix="exchange-demo-"))
     with writing(root, "the demo exchange"):
         root.mkdir(parents=True, exist_ok=True)
-    world, outcome = run_demo(root, progress=progress_for(sys.stderr), log=lambda line: click.echo(line, err=True))
+    with progress_for(sys.stderr) as progress:
+        world, outcome = run_demo(root, progress=progress, log=progress.log)
     render_outcome(outcome, sys.stdout, dry_run=False)
     click.echo(f"\nthe exchange:   {world.work_tree}\nits remote:     {world.remote}\n"
                f"the bucket:     {world.bucket}\nthe OCI layout: {world.images}")

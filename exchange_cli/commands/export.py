@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ..export import ExportResult, export_rootfs
-from ..progress import progress_for
+from ..progress import format_bytes, progress_for
 from .options import export_options, export_options_from
 
 
@@ -28,7 +28,8 @@ def command(image: str, output: Path, output_format: str, quiet: bool, **option_
     (a `docker save` file) or oci:PATH[:TAG] (an OCI image layout).
     """
     options = export_options_from(**option_values)
-    result = export_rootfs(image, output, options=options, progress=progress_for(sys.stderr, quiet))
+    with progress_for(sys.stderr, quiet) as progress:
+        result = export_rootfs(image, output, options=options, progress=progress)
     click.echo(render_json(result) if output_format == "json" else render_text(result))
 
 
@@ -36,7 +37,7 @@ def render_text(result: ExportResult) -> str:
     return "\n".join([
         f"{result.output}",
         f"  sha384:{result.sha384}",
-        f"  size:   {result.size} bytes ({result.entries} entries)",
+        f"  size:   {format_bytes(result.size)} ({result.size} bytes, {result.entries} entries)",
         f"  image:  {result.image_digest}",
         f"  platform: {result.image.platform}",
     ])

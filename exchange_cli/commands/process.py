@@ -58,7 +58,7 @@ def command(repo: Path | None, since: str | None, bucket_uri: str | None, downlo
                              finalize_dir=finalize_dir, delivery=DeliverySettings.from_options(skip_checks, mirror_registry),
                              lease_wait=lease_wait)
     progress = progress_for(sys.stderr, quiet)
-    log = lambda line: click.echo(line, err=True)  # noqa: E731
+    log = progress.log  # above the live rows on a terminal
     reports = None if dry_run else report_dir or default_report_dir(exchange)
     try:
         outcome, _ = run_reported(
@@ -68,6 +68,7 @@ def command(repo: Path | None, since: str | None, bucket_uri: str | None, downlo
         render(failure.report, "auto", sys.stdout)
         raise
     finally:
+        progress.close()  # the rows stay on screen, once, above what follows
         if reports is not None:
             log(f"run report in {reports}")
     if output_format == "json":

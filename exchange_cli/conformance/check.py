@@ -81,7 +81,8 @@ def check_spec_file(path: Path, options: ExportOptions, *, skipped: Collection[s
     result.problems += problems
     if reference is None:
         return result
-    image = open_source_image(reference.original, options, progress)
+    with progress.row(reference.original, "fetch", done="fetched") as row:
+        image = open_source_image(reference.original, options, row)
     result.problems += check_image(spec.data, spec.kind, image, skipped=skipped)
     return result
 

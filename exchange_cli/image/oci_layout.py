@@ -135,7 +135,7 @@ def _store_layers(layout: _Layout, manifest: dict[str, Any], config: dict[str, A
             cached = cache.lookup(digest=descriptor.digest, diff_id=diff_id, media_type=descriptor.media_type,
                                   size=descriptor.size)
             if cached is not None:
-                task.advance(descriptor.size)
+                task.skip(descriptor.size)  # already verified and stored: no work, not a transfer
                 layers.append(cached)
                 continue
             with open(layout.blob_path(descriptor.digest), "rb") as blob:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..export import ExportOptions, export_image
 from ..image.model import Image
-from ..progress import Progress
+from ..progress import Progress, format_bytes
 from .check import CheckedJob
 from .ledger import CreatedObjects
 from .plan import SpecJob
@@ -67,11 +67,13 @@ def produce_artifact(checked: CheckedJob, *, bucket, work: RunWork, progress: Pr
     job = checked.job
     temp = work.work_dir / f"{job.location.artifact_base}.tgz"
     started = time.monotonic()
-    exported = export_image(checked.image, temp, progress=progress, shown_as=job.image)
+    with progress.row(job.ref, "write", done="written") as row:
+        exported = export_image(checked.image, temp, progress=row, shown_as=job.image)
     exported_at = time.monotonic()
     name = artifact_name(job, exported.sha384)
     try:
-        with progress.task(f"upload {name}", exported.size) as task:
+        with progress.row(job.ref, "upload", done="uploaded", unchanged="in bucket") as row, \
+                row.task(f"upload {name}", exported.size) as task:
             outcome = bucket.upload(name, temp, size=exported.size, sha384=exported.sha384, progress_task=task)
         if outcome.created:
             work.ledger.record(name, outcome.info.generation)
@@ -91,7 +93,7 @@ def build_artifacts(checked: Sequence[CheckedJob], make: Callable[[CheckedJob], 
         log(f"exporting {item.job.title} from {item.job.image}")
         artifact = make(item)
         verb = "uploaded" if artifact.created else "already in the bucket:"
-        log(f"{verb} {artifact.object_name} ({artifact.size} bytes)")
+        log(f"{verb} {artifact.object_name} ({format_bytes(artifact.size)})")
         # The images still to export were resolved by the check stage: their layers stay cached.
         export_options.cache.evict(keep=pending.done(item))
         on_artifact(artifact)

@@ -46,7 +46,8 @@ def check_jobs(jobs: Sequence[SpecJob], settings: DeliverySettings, export_optio
 
     def inspect(job: SpecJob) -> tuple[Image, list[Problem]]:
         log(f"checking {job.title} image {job.image}")
-        image = open_source_image(job.image, export_options, progress)
+        with progress.row(job.ref, "fetch", done="fetched") as row:
+            image = open_source_image(job.image, export_options, row)
         return image, check_image(job.spec, job.kind, image, skipped=settings.skipped_checks)
 
     # Resolving an image fetches its layers: as many at once as the run exports at once.

@@ -35,6 +35,11 @@ class SpecJob:
         return self.location.kind
 
     @property
+    def ref(self) -> str:
+        """`ORG/NAME@VERSION`, as every command names a version."""
+        return f"{self.location.org}/{self.name}@{self.version}"
+
+    @property
     def title(self) -> str:
         return f"{self.kind.value} {self.location.org}/{self.name} {self.version}"
 

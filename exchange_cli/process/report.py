@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
+from ..progress import format_bytes
 from .artifacts import Artifact, artifact_name
 from .plan import SpecJob
 from .context import ProcessOutcome
@@ -62,7 +63,7 @@ def render_outcome(outcome: ProcessOutcome, stream: TextIO, *, dry_run: bool) ->
         artifact = made.artifact
         state = "uploaded" if artifact.created else "reused"
         print(f"{artifact.job.title}\n  manifest {made.manifest_path}\n  artifact {artifact.object_name} "
-              f"({artifact.size} bytes, {state})\n  rootfs   {artifact.rootfs_hash}\n  commit   {made.commit}", file=stream)
+              f"({format_bytes(artifact.size)}, {state})\n  rootfs   {artifact.rootfs_hash}\n  commit   {made.commit}", file=stream)
     pushed = "pushed" if outcome.pushed else "not pushed"
     print(f"{len(outcome.commits)} spec(s) processed and {pushed}", file=stream)
 
@@ -74,6 +75,6 @@ def _shard_note(outcome: ProcessOutcome) -> str:
 def _render_shard(outcome: ProcessOutcome, stream: TextIO) -> None:
     for artifact in outcome.artifacts:
         state = "uploaded" if artifact.created else "reused"
-        print(f"{artifact.job.title}\n  artifact {artifact.object_name} ({artifact.size} bytes, {state})\n"
+        print(f"{artifact.job.title}\n  artifact {artifact.object_name} ({format_bytes(artifact.size)}, {state})\n"
               f"  rootfs   {artifact.rootfs_hash}", file=stream)
     print(f"shard {outcome.shard}: {len(outcome.artifacts)} spec(s) exported; record {outcome.record_path}", file=stream)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..manifests import write_atomically
+from ..progress import format_bytes
 from .artifacts import Artifact
 from .plan import SpecJob, ValidationFailed
 from .report import artifact_fields, job_fields
@@ -157,10 +158,10 @@ def report_as_markdown(document: dict[str, Any]) -> str:
         lines += ["", "## Invalid specs", ""] + [f"- `{path}`" for path in document["invalid-specs"]]
     lines += ["", "## Specs", ""]
     if document["specs"]:
-        lines += ["| spec | outcome | image digest | artifact | size (bytes) | export (s) | upload (s) |",
+        lines += ["| spec | outcome | image digest | artifact | size | export (s) | upload (s) |",
                   "| --- | --- | --- | --- | ---: | ---: | ---: |"]
         lines += [f"| {spec['title']} | {spec['outcome']} | `{spec.get('image-digest-reference') or spec['image']}` | "
-                  f"`{spec.get('artifact', '-')}` | {spec.get('rootfs-size', '-')} | {spec.get('export-seconds', '-')} | "
+                  f"`{spec.get('artifact', '-')}` | {_size(spec.get('rootfs-size'))} | {spec.get('export-seconds', '-')} | "
                   f"{spec.get('upload-seconds', '-')} |" for spec in document["specs"]]
     else:
         lines.append("Nothing to process.")
@@ -177,3 +178,7 @@ def report_as_markdown(document: dict[str, Any]) -> str:
         if not rollback["deleted"] and not rollback["not-deleted"] and not rollback["kept"]:
             lines.append("- no objects to delete")
     return "\n".join(lines) + "\n"
+
+
+def _size(size: int | None) -> str:
+    return "-" if size is None else format_bytes(size)

@@ -47,6 +47,14 @@ class CancellableProgress:
         with self.inner.task(description, total) as task:
             yield _CancellableTask(task, self.cancelled)
 
+    @contextmanager
+    def row(self, name: str, stage: str, *, done: str | None = None, unchanged: str = "cached") -> Iterator[Progress]:
+        with self.inner.row(name, stage, done=done, unchanged=unchanged) as row:
+            yield CancellableProgress(row, self.cancelled)
+
+    def log(self, line: str) -> None:
+        self.inner.log(line)
+
 
 class _CancellableTask:
     def __init__(self, inner: Task, cancelled: threading.Event) -> None:
@@ -56,3 +64,9 @@ class _CancellableTask:
         if self.cancelled.is_set():
             raise Cancelled()
         self.inner.advance(amount)
+
+    def skip(self, amount: int) -> None:
+        self.inner.skip(amount)
+
+    def set_total(self, total: int | None) -> None:
+        self.inner.set_total(total)

@@ -63,7 +63,14 @@ def flatten(layers: Sequence[LayerBlob], sink: Sink | BinaryIO, *, progress_task
     with ExitStack() as stack:
         tars = [stack.enter_context(LayerTar(blob)) for blob in layers]
         root = build_tree(tars)
-        return _Emitter(tars, BlockWriter(sink), progress_task).emit(root)
+        if progress_task is not None:
+            # At most what pass 2 copies (files replaced or deleted by upper layers are not copied);
+            # the exact figure once written, so the bar ends at 100% with the tarball.
+            progress_task.set_total(sum(tar.data_bytes for tar in tars))
+        stats = _Emitter(tars, BlockWriter(sink), progress_task).emit(root)
+        if progress_task is not None:
+            progress_task.set_total(stats.file_bytes)
+        return stats
 
 
 class BlockWriter:

@@ -38,6 +38,7 @@ class LayerTar:
             self.buffer: mmap.mmap | bytes = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
         self.size = size
         self.view = memoryview(self.buffer)
+        self.data_bytes = 0  # bytes of regular-file data, once `entries` has read the whole layer
 
     def __enter__(self) -> "LayerTar":
         return self
@@ -69,6 +70,7 @@ class LayerTar:
         offset = 0
         buffer, size = self.buffer, self.size
         release_at = RELEASE_STEP
+        data = 0  # regular files' bytes: at most what the flattener copies from this layer
         make = tuple.__new__
         while True:
             if offset >= release_at:
@@ -93,12 +95,14 @@ class LayerTar:
                     raise self.error(f"<header at byte {offset}>", f"invalid tar header: {error}") from None
                 if entry is None:
                     self.release()
+                    self.data_bytes = data
                     return
                 if entry.type not in SUPPORTED_TYPES:
                     raise self.error(entry.name, f"unsupported tar entry type {entry.type!r}")
                 if entry.sparse:
                     raise self.error(entry.name, "sparse files are not supported")
             if entry.type in REGULAR_TYPES:
+                data += entry.size
                 if entry.offset_data + entry.size > size:
                     raise self.error(entry.name, f"declares {entry.size} bytes of data, past the end of the layer file")
                 offset = entry.offset_data + -(-entry.size // BLOCK) * BLOCK
