@@ -309,8 +309,8 @@ def test_killed_at_upload_then_rerun(big_stage: Stage) -> None:
     stage = big_stage
     checkout = stage.clone("uploading")
     run = stage.start(checkout)
-    wait_for(lambda: any(".exchange-upload-" in name for name in stage.objects()), "the run is uploading",
-             running=run, poll=0.002)
+    bucket = stage.tmp / "bucket"
+    wait_for(lambda: any(bucket.glob(".exchange-upload-*")), "the run is uploading", running=run, poll=0.002)
     log = kill_then_rerun(stage, checkout, run)
     assert_consistent(stage)
     assert "removed the partial upload" in log
