@@ -48,11 +48,25 @@ def is_shallow(repo: git.Repo) -> bool:
     return (Path(repo.git_dir) / "shallow").exists()
 
 
+def unshallow(repo: git.Repo, remote: str) -> None:
+    try:
+        repo.git.fetch("-q", "--unshallow", remote)
+    except git.GitCommandError as error:
+        lines = [line.strip() for line in str(error.stderr or "").splitlines() if line.strip()]
+        reason = redact(lines[-1]) if lines else f"git exited with {error.status}"
+        raise UsageError(f"cannot deepen the clone from {remote}: {reason}") from None
+
+
 def changed_paths(repo: git.Repo, since: str, pathspecs: list[str]) -> list[str]:
     """Paths added or modified (not deleted) between `since` and the work tree, untracked included."""
     diff = repo.git.diff("--name-only", "--no-renames", "--diff-filter=AM", "-z", since, "--", *pathspecs)
     untracked = repo.git.ls_files("--others", "--exclude-standard", "-z", "--", *pathspecs)
     return sorted({p for p in (diff + "\0" + untracked).split("\0") if p})
+
+
+def tracked_paths(repo: git.Repo, commit: str, pathspecs: list[str]) -> set[str]:
+    """Files in `commit` under `pathspecs`."""
+    return {p for p in repo.git.ls_tree("-r", "-z", "--name-only", commit, "--", *pathspecs).split("\0") if p}
 
 
 def head_commit(repo: git.Repo) -> str | None:

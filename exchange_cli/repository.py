@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 
 import git as gitpython
 
@@ -58,6 +58,15 @@ class Exchange:
                 paths.append(top)  # reported (spec-location), never followed
         return sorted(paths)
 
+    def established_spec_paths(self) -> set[str]:
+        """Spec files already in the exchange: those at the sentinel commit (none without one)."""
+        sentinel = self.read_sentinel()
+        if sentinel is None:
+            return set()
+        commit = git.resolve_commit(self.repo, sentinel, what=SENTINEL)
+        return {p for p in git.tracked_paths(self.repo, commit, list(SPEC_DIRECTORIES))
+                if not _hidden_spec_path(p)}
+
     def changed_spec_paths(self, since: str | None) -> list[Path]:
         """Specs added or modified since `since` (else since the sentinel); all specs when neither exists."""
         if since is None:
@@ -68,7 +77,9 @@ class Exchange:
         else:
             commit = git.resolve_commit(self.repo, since, what="--since")
         changed = git.changed_paths(self.repo, commit, list(SPEC_DIRECTORIES))
-        return [self.root / p for p in changed if (self.root / p).is_file() or (self.root / p).is_symlink()]
+        # The same files --all would look at: hidden ones (.gitkeep, .placeholder) are not specs.
+        return [self.root / p for p in changed
+                if ((self.root / p).is_file() or (self.root / p).is_symlink()) and not _hidden_spec_path(p)]
 
     def expand(self, paths: list[Path]) -> list[Path]:
         """Explicit PATH arguments: files as given, directories by the files under them."""
@@ -93,3 +104,13 @@ def _entries_below(top: Path) -> list[Path]:
         directories[:] = sorted(name for name in directories if not name.startswith(".") and name not in links)
         found.extend(here / name for name in [*files, *links] if not name.startswith("."))
     return sorted(found)
+
+
+def _hidden(relative: PurePath) -> bool:
+    """A hidden file, or a file in a hidden folder, below the folder `relative` is relative to."""
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def _hidden_spec_path(relative: str) -> bool:
+    """The same rule for a repository-relative path under gears/ or boutiques/."""
+    return _hidden(PurePosixPath(*PurePosixPath(relative).parts[1:]))

@@ -16,7 +16,6 @@ from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from exchange_cli.storage.bucket import open_bucket
-from exchange_cli.versions import newest_first
 from tests.catalog_world import CatalogWorld, populate
 from tests.infra import require_executable
 from tests.infra.gitrepo import ExchangeRepo, init_repo, run_git
@@ -34,18 +33,6 @@ def world(exchange_repo: ExchangeRepo, tmp_path: Path) -> CatalogWorld:
 
 def run(world: CatalogWorld, *args: str):
     return CliRunner().invoke(cli, [*args, "--repo", str(world.repo.root)])
-
-
-# Version order -----------------------------------------------------------------------------------
-
-def test_version_order_is_numeric_with_pre_releases_before_their_release() -> None:
-    versions = ["0.9.0", "1.0.0", "0.10.0", "1.0.0-rc.2", "1.0.0-rc.10", "1.0.0-beta", "2.0", "0.2.1_0.6.0", "0.2.1"]
-    assert newest_first(versions) == ["2.0", "1.0.0", "1.0.0-rc.10", "1.0.0-rc.2", "1.0.0-beta", "0.10.0", "0.9.0",
-                                      "0.2.1_0.6.0", "0.2.1"]
-
-
-def test_versions_without_numbers_sort_last_but_deterministically() -> None:
-    assert newest_first(["latest", "0.1.0", "beta"]) == ["0.1.0", "latest", "beta"]
 
 
 # list and show -----------------------------------------------------------------------------------
@@ -94,7 +81,8 @@ def test_show_table_names_the_version_asked_for(world: CatalogWorld) -> None:
     ("acme/hello@1.0.0", "not processed yet"),
     ("acme/hello@3.0.0", "has no version 3.0.0"),
     ("acme/hell", "no gear or boutique acme/hell in this exchange (did you mean acme/hello"),
-    ("hello", "is not ORG/NAME"),
+    ("acme/hello/x", "is not [ORG/]NAME"),
+    ("hello", "hello is ambiguous; it names 2 entries: gear:acme/hello; gear:acme-labs/hello"),
 ])
 def test_show_explains_what_it_cannot_find(world: CatalogWorld, reference: str, message: str) -> None:
     result = run(world, "show", reference)

@@ -256,10 +256,10 @@ def test_boutique_is_processed(world: World) -> None:
     image = "registry.example.org/acme/wc:1.0.0"
     boutique = example_boutique(**{"container-image": {"type": "docker", "image": image}})
     build_demo_image(world.images, image, boutique)
-    world.repo.write("boutiques/acme/wc.json", boutique)
+    world.repo.write("boutiques/acme/word-count.json", boutique)
     world.repo.commit("boutique")
     assert process(world).exit_code == 0
-    (path,) = [p for p in manifests(world) if "acme-wc-" in p]
+    (path,) = [p for p in manifests(world) if "acme-word-count-" in p]
     document = manifests(world)[path]
     assert document["boutique"]["name"] == "word-count"
     subjects = world.repo.git("log", "-3", "--reverse", "--format=%s").splitlines()

@@ -44,8 +44,8 @@ def test_examples_in_this_repository_validate_clean() -> None:
 
 
 def test_valid_gear_and_boutique_pass(exchange_repo: ExchangeRepo) -> None:
-    exchange_repo.write("gears/acme/hello.json", example_gear())
-    exchange_repo.write("boutiques/acme/wc.json", example_boutique())
+    exchange_repo.write("gears/acme/hello-world.json", example_gear())
+    exchange_repo.write("boutiques/acme/word-count.json", example_boutique())
     code, output = validate(exchange_repo, "--all")
     assert code == 0, output
     assert output.strip() == "2 spec(s) checked: 2 passed, 0 failed, 0 already processed"
@@ -92,10 +92,10 @@ def test_json_syntax_reports_the_line_and_column_of_the_error(exchange_repo: Exc
 
 
 def test_positions_point_at_the_offending_value(exchange_repo: ExchangeRepo) -> None:
-    exchange_repo.write("gears/acme/x.json", example_gear(license="WTFPL"))
+    exchange_repo.write("gears/acme/hello-world.json", example_gear(license="WTFPL"))
     _, report = json_report(exchange_repo, "--all")
     (problem,) = report["results"][0]["problems"]
-    text = (exchange_repo.root / "gears/acme/x.json").read_text().splitlines()
+    text = (exchange_repo.root / "gears/acme/hello-world.json").read_text().splitlines()
     assert text[problem["line"] - 1][problem["column"] - 1:].startswith('"WTFPL"')
     assert problem["pointer"] == "/license"
 
@@ -103,7 +103,7 @@ def test_positions_point_at_the_offending_value(exchange_repo: ExchangeRepo) -> 
 def test_boutique_semantic_checks_run(exchange_repo: ExchangeRepo) -> None:
     boutique = example_boutique()
     boutique["inputs"][1]["value-key"] = "[NOT_IN_COMMAND_LINE]"
-    exchange_repo.write("boutiques/acme/wc.json", boutique)
+    exchange_repo.write("boutiques/acme/word-count.json", boutique)
     code, report = json_report(exchange_repo, "--all")
     assert code == 1
     (problem,) = report["results"][0]["problems"]
@@ -137,15 +137,15 @@ def manifest_for(spec: dict, kind: str = "gear") -> dict:
 def test_version_taken_by_a_different_spec_is_an_error(exchange_repo: ExchangeRepo) -> None:
     processed = example_gear()
     exchange_repo.write("manifests/acme/acme-hello-sha384-" + "0" * 96 + ".json", manifest_for(processed))
-    exchange_repo.write("gears/acme/hello.json", example_gear(description="changed without a new version"))
+    exchange_repo.write("gears/acme/hello-world.json", example_gear(description="changed without a new version"))
     code, report = json_report(exchange_repo, "--all")
     assert code == 1
-    assert rules_of(report, "hello.json") == {"version-taken"}
+    assert rules_of(report, "hello-world.json") == {"version-taken"}
 
 
 def test_already_processed_spec_is_reported_not_failed(exchange_repo: ExchangeRepo) -> None:
-    exchange_repo.write("manifests/acme/acme-hello-sha384-" + "1" * 96 + ".json", manifest_for(example_gear()))
-    exchange_repo.write("gears/acme/hello.json", example_gear())
+    exchange_repo.write("manifests/acme/acme-hello-world-sha384-" + "1" * 96 + ".json", manifest_for(example_gear()))
+    exchange_repo.write("gears/acme/hello-world.json", example_gear())
     code, report = json_report(exchange_repo, "--all")
     assert code == 0
     assert report["results"][0]["status"] == "processed"
@@ -155,23 +155,27 @@ def test_already_processed_spec_is_reported_not_failed(exchange_repo: ExchangeRe
 
 
 def test_same_version_in_another_org_is_not_taken(exchange_repo: ExchangeRepo) -> None:
-    exchange_repo.write("manifests/other/other-hello-sha384-" + "2" * 96 + ".json", manifest_for(example_gear(description="x")))
-    exchange_repo.write("gears/acme/hello.json", example_gear())
+    exchange_repo.write("manifests/other/other-hello-world-sha384-" + "2" * 96 + ".json", manifest_for(example_gear(description="x")))
+    exchange_repo.write("gears/acme/hello-world.json", example_gear())
     code, _ = json_report(exchange_repo, "--all")
     assert code == 0
 
 
 def test_two_specs_claiming_one_version_both_fail(exchange_repo: ExchangeRepo) -> None:
-    exchange_repo.write("gears/acme/hello.json", example_gear())
+    exchange_repo.write("gears/acme/hello-world.json", example_gear())
+    exchange_repo.write("gears/other/hello-world.json", example_gear(description="another org: its own gear"))
     exchange_repo.write("gears/acme/hello-copy.json", example_gear(description="another"))
     code, report = json_report(exchange_repo, "--all")
     assert code == 1
-    assert rules_of(report, "hello.json") == {"duplicate-version"}
-    assert rules_of(report, "hello-copy.json") == {"duplicate-version"}
+    # Same org: one gear in two files (duplicate-name), claiming one version twice; the copy is also
+    # a new file not named after its gear.
+    assert rules_of(report, "acme/hello-world.json") == {"duplicate-version", "duplicate-name"}
+    assert rules_of(report, "hello-copy.json") == {"duplicate-version", "duplicate-name", "file-name"}
+    assert rules_of(report, "other/hello-world.json") == set()
 
 
 def test_junit_has_one_case_per_spec(exchange_repo: ExchangeRepo, tmp_path: Path) -> None:
-    exchange_repo.write("gears/acme/good.json", example_gear())
+    exchange_repo.write("gears/acme/hello-world.json", example_gear())
     exchange_repo.write("gears/acme/bad.json", example_gear(name="bad", author=None))
     junit = tmp_path / "reports" / "validate.xml"
     code, _ = validate(exchange_repo, "--all", "--junit-xml", str(junit))
@@ -179,7 +183,7 @@ def test_junit_has_one_case_per_spec(exchange_repo: ExchangeRepo, tmp_path: Path
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite.get("tests") == "2" and suite.get("failures") == "1"
     cases = {case.get("name").rsplit("/", 1)[-1]: case for case in suite.iter("testcase")}
-    assert cases["good.json"].find("failure") is None
+    assert cases["hello-world.json"].find("failure") is None
     failure = cases["bad.json"].find("failure")
     assert failure.get("type") == "gear-schema" and "'author' is a required property" in failure.text
 

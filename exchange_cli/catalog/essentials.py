@@ -13,6 +13,7 @@ def essentials(entry: CatalogEntry, version: CatalogVersion) -> dict[str, Any]:
         "kind": entry.kind.value,
         "org": entry.org,
         "name": entry.name,
+        "entry": entry.entry_ref or entry.ref,
         "version": version.version,
         "label": version.field("label") if isinstance(version.field("label"), str) else None,
         "image": record.get("image"),
@@ -24,7 +25,7 @@ def essentials(entry: CatalogEntry, version: CatalogVersion) -> dict[str, Any]:
         "rootfs-size": version.rootfs_size,
         "git-commit": record.get("git-commit"),
         "mirrored-image": record.get("mirrored-image"),
-        "manifest": version.manifest.path.name if version.manifest else None,
+        "manifest": version.manifest.relative if version.manifest else None,
         "versions": [v.version for v in entry.versions],
     }
 

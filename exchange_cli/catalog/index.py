@@ -20,6 +20,7 @@ def catalog_index(catalog: Catalog) -> dict[str, Any]:
 
 def entry_summary(entry: CatalogEntry) -> dict[str, Any]:
     return {"org": entry.org, "kind": entry.kind.value, "name": entry.name, "ref": entry.ref,
+            "entry": entry.entry_ref or entry.ref,
             "versions": [version_summary(entry, version) for version in entry.versions]}
 
 

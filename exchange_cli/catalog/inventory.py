@@ -14,6 +14,7 @@ from .model import Catalog, CatalogEntry
 class InventoryRow:
     org: str
     name: str
+    entry: str  # org/file-stem of the spec file, which names the artifacts
     label: str
     latest_version: str
     image: str
@@ -53,7 +54,7 @@ def render_inventory(rows: list[InventoryRow], stream: TextIO) -> None:
     from rich.table import Table
 
     table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold")
-    shown = ("org", "name", "latest_version", "api_key", "license", "maintainer", "image")
+    shown = ("org", "name", "entry", "latest_version", "api_key", "license", "maintainer", "image")
     for column in shown:
         table.add_column(column.replace("_", " "), overflow="fold")
     for row in rows:
@@ -71,6 +72,6 @@ def _row(entry: CatalogEntry) -> InventoryRow:
         return value if isinstance(value, str) else ""
 
     image = image_field(spec, entry.kind)[1]
-    return InventoryRow(entry.org, entry.name, text("label"), latest.version, image if isinstance(image, str) else "",
+    return InventoryRow(entry.org or "", entry.name, entry.entry_ref or entry.ref, text("label"), latest.version, image if isinstance(image, str) else "",
                         api_key_access(spec), text("license"), text("author"), text("maintainer"), text("source"),
                         text("url"))

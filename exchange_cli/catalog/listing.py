@@ -8,14 +8,15 @@ from .model import CatalogEntry
 
 
 def listing_as_json(entries: list[CatalogEntry]) -> list[dict[str, Any]]:
-    return [{"org": e.org, "kind": e.kind.value, "name": e.name,
+    return [{"org": e.org, "kind": e.kind.value, "name": e.name, "entry": e.entry_ref or e.ref,
              "versions": [{"version": v.version, "processed": v.processed} for v in e.versions]}
             for e in entries]
 
 
 def render_listing(entries: list[CatalogEntry], stream: TextIO) -> None:
     for entry in entries:
-        print(f"{entry.ref} ({entry.kind.value})", file=stream)
+        stored = f", entry {entry.entry_ref}" if entry.entry_ref else ""
+        print(f"{entry.ref} ({entry.kind.value}{stored})", file=stream)
         width = max((len(v.version) for v in entry.versions), default=0)
         for version in entry.versions:
             state = "processed" if version.processed else "not processed"

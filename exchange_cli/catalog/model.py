@@ -1,23 +1,56 @@
-"""One entry per org/kind/name, joining the weakly-versioned spec with the manifests processed from it.
+"""The one model of what a gear is, which every command uses (list, show, fetch, remove, inventory,
+index, history, validate, add-gear, verify-storage).
 
-An entry's name is the spec's file stem (``gears/<org>/<name>.json``), which also names its manifests
-(``manifests/<org>/<org>-<name>-sha384-<hex>.json``) and rootfs objects. Matching is always on the
-whole name, so ``acme/hello`` never picks up ``acme/hello-world``.
+- An *entry* is a spec file: ``(kind, org, file stem)``, i.e. ``gears/<org>/<stem>.json``. Its org and
+  stem name the manifests and artifacts processed from it
+  (``manifests/<org>/<org>-<stem>-sha384-<hex>.json``), as the old pipeline named them.
+- The spec in it says what the gear is: its ``name`` and version (``tool-version`` for a boutique).
+  Versions are identified, and must be unique, by name and version within the org.
+- Usually stem and name are equal; in exchanges grown over years they often are not
+  (``gears/acme/c-pac.json`` holds ``cpac``), and a gear's older manifests carry the stem of the file it
+  had then (``acme-manifest-…`` from ``gears/acme/manifest.json``).
+
+A `CatalogEntry` is one gear or boutique, ``(kind, org, name)``: its entry (the spec file that names it
+today, if any) and every manifest whose embedded spec has that org and name, versions newest first. A
+command names it as ``org/name`` or ``org/stem`` (any stem it was ever stored under); a manifest stored
+directly under manifests/ has no org and is named by its name alone.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..manifests import ManifestIndex, ProcessedManifest
+from ..manifests import ManifestProblem, ManifestScan, ProcessedManifest, load_manifests
 from ..repository import Exchange
-from ..specs import SpecKind, read_spec
+from ..specs import SpecKind, SpecLocation, locate, read_spec
 from ..versions import version_key
 
-_MANIFEST_FILE = re.compile(r"(?P<stem>.+)-(?P<algorithm>sha\d+)-(?P<hex>[0-9a-f]+)\.json")
+_MANIFEST_FILE = re.compile(r"(?P<base>.+)-(?P<algorithm>sha\d+)-(?P<hex>[0-9a-fA-F]+)\.json")
+_NOT_IN_FILE_NAME = re.compile(r"[^a-z0-9._-]+")
+
+
+def expected_stem(name: str, kind: SpecKind) -> str:
+    """The file stem a new entry for `name` gets: a gear's name as it is (its schema restricts it to
+    ``[a-z0-9-]``), a descriptor's name made file-safe (Boutiques names are free text)."""
+    return name if kind is SpecKind.GEAR else _NOT_IN_FILE_NAME.sub("-", name.lower()).strip("-.")
+
+
+def manifest_stem(manifest: ProcessedManifest) -> str | None:
+    """The file stem a manifest is named after (``<org>-<stem>-<algo>-<hex>.json``; deeper folders
+    joined by '-' as the old pipeline did); None for a file not named that way."""
+    match = _MANIFEST_FILE.fullmatch(manifest.path.name)
+    if match is None:
+        return None
+    base = match["base"]
+    if manifest.org is None:
+        return base
+    prefix = f"{manifest.org}-"
+    return base[len(prefix):] if base.startswith(prefix) and len(base) > len(prefix) else None
 
 
 @dataclass(frozen=True)
@@ -37,18 +70,20 @@ class CatalogVersion:
 
     @property
     def rootfs_hash(self) -> str | None:
-        value = self.record.get("rootfs-hash")
-        return value if isinstance(value, str) else None
+        return self.manifest.rootfs_hash if self.manifest is not None else None
 
     @property
     def rootfs_url(self) -> str | None:
-        value = self.record.get("rootfs-url")
-        return value if isinstance(value, str) else None
+        return self.manifest.rootfs_url if self.manifest is not None else None
 
     @property
     def rootfs_size(self) -> int | None:
         value = self.record.get("rootfs-size")
-        return value if isinstance(value, int) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def is_image(self) -> bool:
+        return self.manifest is not None and self.manifest.is_image
 
     def field(self, key: str) -> Any:
         return self.spec.get(key)
@@ -56,17 +91,43 @@ class CatalogVersion:
 
 @dataclass
 class CatalogEntry:
-    org: str
+    org: str | None
     kind: SpecKind
     name: str
-    spec_path: Path | None = None  # the spec under gears/ or boutiques/, when there is one
+    spec_location: SpecLocation | None = None  # the entry: the spec file that names this gear today
+    spec_path: Path | None = None
     spec_version: str | None = None  # the version that spec names
     manifests: list[ProcessedManifest] = field(default_factory=list)
     versions: list[CatalogVersion] = field(default_factory=list)  # newest first
 
     @property
     def ref(self) -> str:
-        return f"{self.org}/{self.name}"
+        """How commands name it: ``org/name`` (just ``name`` without an org)."""
+        return f"{self.org}/{self.name}" if self.org else self.name
+
+    @property
+    def stem(self) -> str | None:
+        """The entry's file stem: the spec file's, else that of the newest manifest's file."""
+        if self.spec_location is not None:
+            return self.spec_location.stem
+        for version in self.versions:
+            if version.manifest is not None and (stem := manifest_stem(version.manifest)) is not None:
+                return stem
+        return None
+
+    @property
+    def stems(self) -> set[str]:
+        """Every file stem this gear was stored under: the spec file's and its manifests'."""
+        found = {stem for m in self.manifests if (stem := manifest_stem(m)) is not None}
+        return found | ({self.spec_location.stem} if self.spec_location else set())
+
+    @property
+    def entry_ref(self) -> str | None:
+        """``org/stem``, the entry, when it differs from `ref`; None when they agree."""
+        stem = self.stem
+        if stem is None or stem == self.name:
+            return None
+        return f"{self.org}/{stem}" if self.org else stem
 
     @property
     def latest(self) -> CatalogVersion | None:
@@ -79,65 +140,116 @@ class CatalogEntry:
     def version(self, version: str) -> CatalogVersion | None:
         return next((v for v in self.versions if v.version == version), None)
 
+    def answers_to(self, name: str) -> bool:
+        return name == self.name or name in self.stems
+
 
 @dataclass
 class Catalog:
     entries: list[CatalogEntry]
+    scan: ManifestScan = field(default_factory=ManifestScan)  # every manifest, placed or not
+    problems: list[ManifestProblem] = field(default_factory=list)  # what could not be read or placed
 
-    def find(self, org: str, name: str, kind: SpecKind | None = None) -> list[CatalogEntry]:
-        return [e for e in self.entries if e.org == org and e.name == name and kind in (None, e.kind)]
+    def find(self, org: str | None, name: str, kind: SpecKind | None = None) -> list[CatalogEntry]:
+        """Entries called `name` or stored under the file stem `name`; any org when `org` is None."""
+        return [e for e in self.entries
+                if (org is None or e.org == org) and kind in (None, e.kind) and e.answers_to(name)]
 
     def in_org(self, org: str | None) -> list[CatalogEntry]:
         return [e for e in self.entries if org is None or e.org == org]
 
 
-def manifest_entry_name(manifest: ProcessedManifest) -> str:
-    """The name a manifest's file carries after ``<org>-``; the embedded spec's name for other layouts."""
-    org = manifest.org or ""
-    match = _MANIFEST_FILE.fullmatch(manifest.path.name)
-    if match and match["stem"].startswith(f"{org}-") and len(match["stem"]) > len(org) + 1:
-        return match["stem"][len(org) + 1:]
-    return manifest.name or manifest.path.stem
-
-
-def artifact_object_name(manifest: ProcessedManifest) -> str:
-    """The bucket object holding a manifest's rootfs (see ProcessedManifest.bucket_object)."""
-    return manifest.bucket_object or f"{manifest.path.stem}.tgz"
+GearKey = tuple[str | None, SpecKind, str]  # org, kind, name
 
 
 def load_catalog(exchange: Exchange) -> Catalog:
-    entries: dict[tuple[str, SpecKind, str], CatalogEntry] = {}
+    scan = load_manifests(exchange.manifests_dir)
+    problems = list(scan.problems)
+    entries: dict[GearKey, CatalogEntry] = {}
 
-    def entry(org: str, kind: SpecKind, name: str) -> CatalogEntry:
-        return entries.setdefault((org, kind, name), CatalogEntry(org, kind, name))
+    def entry(key: GearKey) -> CatalogEntry:
+        return entries.setdefault(key, CatalogEntry(*key))
 
-    for manifest in ManifestIndex.load(exchange.manifests_dir).manifests:
-        if manifest.key is not None and manifest.org is not None:
-            entry(manifest.org, manifest.kind, manifest_entry_name(manifest)).manifests.append(manifest)
-    specs: dict[tuple[str, SpecKind, str], dict[str, Any]] = {}
-    for path in exchange.all_spec_paths():
-        spec = read_spec(path, exchange.root)
-        location, data = spec.location, spec.data
-        if location is None or not isinstance(data, dict):
-            continue  # `exchange validate` reports these (links, bad JSON); the catalog shows what can be read
-        key = (location.org, location.kind, location.stem)
-        found = entry(*key)
-        found.spec_path = path
+    for manifest in scan.manifests:
+        if manifest.key is None:
+            problems.append(ManifestProblem(manifest.relative, _unplaced_reason(manifest)))
+            continue
+        entry((manifest.org, manifest.kind, manifest.key.name)).manifests.append(manifest)
+    specs: dict[GearKey, dict[str, Any]] = {}
+    for path, location, data in read_spec_entries(exchange):
+        name = data.get("name") if isinstance(data.get("name"), str) else location.stem
+        key = (location.org, location.kind, name)
+        found = entry(key)
+        if found.spec_location is not None:
+            # `exchange validate` fails both files (duplicate-name); the catalog keeps the first.
+            problems.append(ManifestProblem(location.relative_path, f"{found.ref} is also the gear in "
+                                                                    f"{found.spec_location.relative_path}; not listed"))
+            continue
         version = data.get(location.kind.version_key)
+        found.spec_location, found.spec_path = location, path
         found.spec_version = version if isinstance(version, str) else None
         specs[key] = data
     for key, item in entries.items():
         item.versions = _versions(item, specs.get(key))
     # A spec that names no version yet (a draft, an invalid file) has nothing to list, show or fetch.
     listed = [e for e in entries.values() if e.versions]
-    return Catalog(sorted(listed, key=lambda e: (e.org, e.name, e.kind.value)))
+    return Catalog(sorted(listed, key=lambda e: (e.org or "", e.name, e.kind.value)), scan,
+                   sorted(problems, key=lambda p: p.path))
+
+
+def read_spec_entries(exchange: Exchange) -> list[tuple[Path, SpecLocation, dict[str, Any]]]:
+    """Every readable spec at a spec's place; `exchange validate` reports the others."""
+    found = []
+    for path in exchange.all_spec_paths():
+        spec = read_spec(path, exchange.root)  # links and files outside the repository are refused unread
+        location, data = spec.location, spec.data
+        if location is not None and isinstance(data, dict):
+            found.append((path, location, data))
+    return found
+
+
+@dataclass
+class EntryClaims:
+    """Which spec files hold which gear, for the rules on entries: one file per org/kind/name
+    (``duplicate-name``), and a new file named after its gear (``file-name``)."""
+
+    claims: dict[GearKey, list[str]] = field(default_factory=dict)  # -> repository-relative spec paths
+    established: set[str] = field(default_factory=set)  # spec paths already in the exchange
+
+    @classmethod
+    def load(cls, exchange: Exchange, manifests: list[ProcessedManifest]) -> "EntryClaims":
+        claims: dict[GearKey, list[str]] = defaultdict(list)
+        for _, location, data in read_spec_entries(exchange):
+            if isinstance(data.get("name"), str):
+                claims[(location.org, location.kind, data["name"])].append(location.relative_path)
+        # Already in the exchange: at the sentinel commit, or processed before (manifests named after it).
+        processed = {SpecLocation(m.kind, m.org, stem).relative_path
+                     for m in manifests if m.org is not None and (stem := manifest_stem(m)) is not None}
+        return cls(dict(claims), exchange.established_spec_paths() | processed)
+
+    def others(self, location: SpecLocation, name: str) -> list[str]:
+        """The other spec files holding `name` in the same org."""
+        return [p for p in self.claims.get((location.org, location.kind, name), []) if p != location.relative_path]
+
+    def find(self, kind: SpecKind, name: str, org: str | None) -> list[SpecLocation]:
+        """The entries holding `name` (in `org`, or in any org)."""
+        return sorted(loc for (o, k, n), paths in self.claims.items() if k is kind and n == name
+                      and org in (None, o) for p in paths if (loc := locate(p)) is not None)
+
+
+def _unplaced_reason(manifest: ProcessedManifest) -> str:
+    field_name = manifest.kind.version_key if manifest.name is not None else "name"
+    value = manifest.spec.get(field_name)
+    shown = "missing" if field_name not in manifest.spec else f"{json.dumps(value)}, not a string"
+    return f"its embedded {manifest.kind.value}'s {field_name} is {shown}: no version to list it under"
 
 
 def _versions(entry: CatalogEntry, spec: dict[str, Any] | None) -> list[CatalogVersion]:
     by_version: dict[str, CatalogVersion] = {}
     # Sorted by path so that, for a version processed twice, the choice does not depend on the file system.
-    for manifest in sorted(entry.manifests, key=lambda m: m.path.name):
-        by_version[manifest.version] = CatalogVersion(manifest.version, manifest.spec, manifest)  # type: ignore[index]
+    for manifest in sorted(entry.manifests, key=lambda m: m.relative):
+        assert manifest.version is not None  # placed manifests have a key
+        by_version[manifest.version] = CatalogVersion(manifest.version, manifest.spec, manifest)
     if spec is not None:
         version = spec.get(entry.kind.version_key)
         if isinstance(version, str) and version not in by_version:

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlsplit
 
 from ..specs import SpecKind, image_field
 from .index import index_text
-from .model import Catalog, CatalogEntry, CatalogVersion, artifact_object_name
+from .model import Catalog, CatalogEntry, CatalogVersion
 from .site_assets import CSS, JS
 
 INDEX_PAGE = "index.html"
@@ -38,7 +38,7 @@ def write_site(files: dict[str, str], directory: Path) -> None:
 
 
 def entry_page_path(entry: CatalogEntry) -> str:
-    return f"{entry.kind.directory}/{entry.org}/{entry.name}.html"
+    return f"{entry.kind.directory}/{entry.org or '_'}/{entry.name}.html"  # _: no org folder
 
 
 def index_page(catalog: Catalog, title: str = SITE_TITLE) -> str:
@@ -115,9 +115,9 @@ def _version_section(entry: CatalogEntry, version: CatalogVersion, index: int, *
 
 def _fetch_commands(entry: CatalogEntry, version: CatalogVersion, index: int) -> str:
     commands = [f"exchange fetch {entry.ref}@{version.version}"]
-    if version.manifest is not None and version.rootfs_url and version.rootfs_hash:
+    name = version.manifest.bucket_object if version.manifest is not None else None
+    if name is not None and version.rootfs_url and version.rootfs_hash:
         algorithm, _, hex_digest = version.rootfs_hash.partition(":")
-        name = artifact_object_name(version.manifest)
         commands.append(f"curl -fL -o {shlex.quote(name)} {shlex.quote(version.rootfs_url)} && "
                         f"echo {shlex.quote(f'{hex_digest}  {name}')} | {algorithm}sum -c -")
     return "\n".join(

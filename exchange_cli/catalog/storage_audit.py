@@ -82,11 +82,16 @@ def audit_exchange_storage(scan: ManifestScan, bucket: Bucket, *, deep: bool) ->
 
 def deletable_orphans(audit: StorageAudit) -> list[ObjectInfo]:
     """The orphans, only when every manifest was read; else UnreadableManifests, naming each file."""
-    if audit.unreadable:
-        shown = "; ".join(str(problem) for problem in audit.unreadable)
-        raise UnreadableManifests(f"refusing to delete any object: {len(audit.unreadable)} manifest(s) could not be "
-                                  f"read, and each might reference one ({shown})")
+    require_every_manifest_read(audit.unreadable)
     return audit.orphans
+
+
+def require_every_manifest_read(problems: list[ManifestProblem]) -> None:
+    """Before deleting any bucket object: an unreadable manifest might reference it."""
+    if problems:
+        shown = "; ".join(str(problem) for problem in problems)
+        raise UnreadableManifests(f"refusing to delete any object: {len(problems)} manifest(s) could not be "
+                                  f"read, and each might reference one ({shown})")
 
 
 def audit_storage(expected: dict[str, ExpectedArtifact], bucket: Bucket, *, deep: bool) -> StorageAudit:

@@ -6,16 +6,14 @@ from pathlib import Path
 
 import click
 
-from ..catalog.model import load_catalog
 from ..catalog.reference import EntryReference, find_entry, find_processed_version
 from ..fetch.run import fetch_rootfs
-from ..repository import Exchange
-from .catalog_options import bucket_option, repo_option
+from .catalog_options import bucket_option, open_catalog, repo_option
 from .options import storage_bucket
 
 
 @click.command("fetch")
-@click.argument("reference", metavar="ORG/NAME[@VERSION]")
+@click.argument("reference", metavar="[ORG/]NAME[@VERSION]")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="Directory to download into.")
 @click.option("--extract", is_flag=True, help="Also unpack the rootfs into DIR/<org>-<name>-<version>/, safely.")
@@ -25,7 +23,7 @@ def command(reference: str, out_dir: Path, extract: bool, bucket_uri: str | None
     """Download the rootfs of a processed version (default: the newest) from its rootfs URL (http(s)://,
     gs://, file://), or from --bucket, verifying its hash as it arrives."""
     parsed = EntryReference.parse(reference)
-    entry = find_entry(load_catalog(Exchange.open(repo)), parsed)
+    entry = find_entry(open_catalog(repo)[1], parsed)
     version = find_processed_version(entry, parsed.version)
     bucket = storage_bucket(bucket_uri, None) if bucket_uri else None
     outcome = fetch_rootfs(entry, version, out_dir, extract=extract, bucket=bucket)

@@ -7,13 +7,11 @@ from pathlib import Path
 import click
 
 from ..catalog.index import index_text
-from ..catalog.model import load_catalog
 from ..catalog.publish import publish_files
 from ..catalog.site import site_files, write_site
 from ..errors import writing
-from ..repository import Exchange
 from ..validation.policy import load_policy
-from .catalog_options import repo_option
+from .catalog_options import open_catalog, repo_option
 
 
 @click.command("index")
@@ -27,8 +25,7 @@ from .catalog_options import repo_option
 @repo_option
 def command(output: Path, html_dir: Path | None, publish_branch: str | None, remote: str, repo: Path | None) -> None:
     """Write the catalog: every gear and boutique with its versions, newest first."""
-    exchange = Exchange.open(repo)
-    catalog = load_catalog(exchange)
+    exchange, catalog = open_catalog(repo)
     text = index_text(catalog)
     if str(output) == "-":
         click.echo(text, nl=False)

@@ -8,10 +8,8 @@ from pathlib import Path
 import click
 
 from ..catalog.inventory import inventory_rows, render_inventory, write_csv
-from ..catalog.model import load_catalog
 from ..errors import writing
-from ..repository import Exchange
-from .catalog_options import repo_option
+from .catalog_options import open_catalog, repo_option
 
 
 @click.command("inventory")
@@ -20,7 +18,7 @@ from .catalog_options import repo_option
 @repo_option
 def command(csv_path: Path | None, repo: Path | None) -> None:
     """One row per gear: name, label, latest version, image, api-key use, license, author, maintainer, source, url."""
-    rows = inventory_rows(load_catalog(Exchange.open(repo)))
+    rows = inventory_rows(open_catalog(repo)[1])
     if csv_path is None:
         render_inventory(rows, sys.stdout)
     elif str(csv_path) == "-":

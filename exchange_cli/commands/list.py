@@ -9,9 +9,7 @@ from pathlib import Path
 import click
 
 from ..catalog.listing import listing_as_json, render_listing
-from ..catalog.model import load_catalog
-from ..repository import Exchange
-from .catalog_options import json_option, repo_option
+from .catalog_options import json_option, open_catalog, repo_option
 
 
 @click.command("list")
@@ -20,7 +18,7 @@ from .catalog_options import json_option, repo_option
 @repo_option
 def command(org: str | None, as_json: bool, repo: Path | None) -> None:
     """List every gear and boutique with its versions, newest first, and whether each is processed."""
-    entries = load_catalog(Exchange.open(repo)).in_org(org)
+    entries = open_catalog(repo)[1].in_org(org)
     if as_json:
         click.echo(json.dumps(listing_as_json(entries), indent=2))
     else:

@@ -6,17 +6,16 @@ from pathlib import Path
 
 import click
 
-from ..catalog.model import load_catalog
 from ..catalog.reference import EntryReference, find_entry
+from ..catalog.storage_audit import require_every_manifest_read
 from ..contrib.remove import apply_removal, plan_removal, purge_objects
 from ..errors import UsageError
-from ..repository import Exchange
-from .catalog_options import bucket_option, repo_option
+from .catalog_options import bucket_option, open_catalog, repo_option
 from .options import storage_bucket
 
 
 @click.command("remove")
-@click.argument("reference", metavar="ORG/NAME")
+@click.argument("reference", metavar="[ORG/]NAME")
 @click.option("--version", help="Only this version's manifests (and the spec, if it names this version).")
 @click.option("--purge", is_flag=True, help="Also delete their rootfs objects from the bucket.")
 @bucket_option
@@ -24,14 +23,15 @@ from .options import storage_bucket
 @repo_option
 def command(reference: str, version: str | None, purge: bool, bucket_uri: str | None, yes: bool,
             repo: Path | None) -> None:
-    """Remove exactly ORG/NAME (never another name that merely starts the same): its spec and manifests,
-    in one commit."""
+    """Remove exactly one gear or boutique, named by ORG/NAME or ORG/FILE-STEM (never another name that
+    merely starts the same): its spec and manifests, in one commit."""
     parsed = EntryReference.parse(reference)
     if parsed.version and version and parsed.version != version:
         raise UsageError(f"{reference} and --version {version} name different versions")
-    exchange = Exchange.open(repo)
-    catalog = load_catalog(exchange)
+    exchange, catalog = open_catalog(repo)
     removal = plan_removal(exchange, catalog, find_entry(catalog, parsed), version or parsed.version)
+    if purge:
+        require_every_manifest_read(catalog.scan.problems)
     bucket = storage_bucket(bucket_uri, None) if purge else None
     if bucket is not None and removal.objects and not yes:
         click.confirm(f"delete {len(removal.objects)} object(s) from {bucket.uri} after removing?", abort=True, err=True)

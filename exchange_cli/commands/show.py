@@ -9,20 +9,18 @@ from pathlib import Path
 import click
 
 from ..catalog.essentials import essentials, render_essentials
-from ..catalog.model import load_catalog
 from ..catalog.reference import EntryReference, find_entry, find_processed_version
-from ..repository import Exchange
-from .catalog_options import json_option, repo_option
+from .catalog_options import json_option, open_catalog, repo_option
 
 
 @click.command("show")
-@click.argument("reference", metavar="ORG/NAME[@VERSION]")
+@click.argument("reference", metavar="[ORG/]NAME[@VERSION]")
 @json_option
 @repo_option
 def command(reference: str, as_json: bool, repo: Path | None) -> None:
     """Show a processed version (default: the newest): image, digest, rootfs URL, hash, size, commit."""
     parsed = EntryReference.parse(reference)
-    entry = find_entry(load_catalog(Exchange.open(repo)), parsed)
+    entry = find_entry(open_catalog(repo)[1], parsed)
     details = essentials(entry, find_processed_version(entry, parsed.version))
     if as_json:
         click.echo(json.dumps(details, indent=2))

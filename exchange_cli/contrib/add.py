@@ -1,18 +1,22 @@
-"""`exchange add-gear` / `add-boutique`: put a contributor's spec at ``<kind>s/<org>/<name>.json``,
-validated exactly as CI will, and commit it. An invalid spec is never written."""
+"""`exchange add-gear` / `add-boutique`: put a contributor's spec in its entry, validated exactly as CI
+will, and commit it. An invalid spec is never written.
+
+The entry (see catalog.model) is the spec file that already holds a gear of that name, whatever the
+file is called (a new version of ``cpac`` goes to ``gears/acme/c-pac.json``); a new gear gets
+``<kind>s/<org>/<name>.json``."""
 
 from __future__ import annotations
 
 import copy
 import difflib
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from .. import git
 from ..commit_identity import commit_env
 from ..errors import ExchangeError, UsageError
+from ..catalog.model import EntryClaims, expected_stem
 from ..manifests import ManifestIndex, write_atomically
 from ..repository import Exchange
 from ..jsonpos import parse_json
@@ -21,9 +25,6 @@ from ..validation.checker import Checker
 from ..validation.policy import load_policy
 from ..validation.problems import Report
 from .source import SpecSource
-
-_NOT_IN_FILE_NAME = re.compile(r"[^a-z0-9._-]+")
-
 
 class SpecRejected(ExchangeError):
     """The spec fails validation; `report` holds the problems. Nothing was written."""
@@ -47,9 +48,11 @@ def add_spec(exchange: Exchange, kind: SpecKind, source: SpecSource, *, org: str
              commit: bool) -> AddOutcome:
     data = with_image(source.data, kind, image, source.description)
     name = spec_name(data, kind, source.description)
-    location = SpecLocation(kind, choose_org(exchange, kind, name, org), name)
+    manifests = ManifestIndex.load(exchange.manifests_dir)
+    entries = EntryClaims.load(exchange, manifests.manifests)
+    location = choose_entry(entries, kind, name, org)
     text = json.dumps(data, indent=4, ensure_ascii=False) + "\n"
-    report = validate_candidate(exchange, location, text, source)
+    report = validate_candidate(exchange, location, text, source, manifests, entries)
     if not report.ok:
         raise SpecRejected(location, report)
     target = exchange.root / location.relative_path
@@ -58,7 +61,7 @@ def add_spec(exchange: Exchange, kind: SpecKind, source: SpecSource, *, org: str
                                         f"a/{location.relative_path}", f"b/{location.relative_path}"))
     if old == text:
         return AddOutcome(location, report, changed=False, diff="")
-    message = commit_message(exchange, location, data)
+    message = commit_message(exchange, location, name, data)
     write_atomically(target, text)
     if not commit:
         return AddOutcome(location, report, changed=True, diff=diff)
@@ -104,36 +107,39 @@ def with_image(data: dict[str, Any], kind: SpecKind, image: str | None, shown: s
 
 
 def spec_name(data: dict[str, Any], kind: SpecKind, shown: str) -> str:
-    """The file stem: a gear's name as it is (its schema restricts it); a descriptor's name made file-safe."""
+    """The spec's name, which must be able to name a new entry's file."""
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise ExchangeError(f"{shown}: the spec has no \"name\"; it names the file it is stored in")
-    stem = name if kind is SpecKind.GEAR else _NOT_IN_FILE_NAME.sub("-", name.lower()).strip("-.")
+        raise ExchangeError(f"{shown}: the spec has no \"name\"; it names the gear and its file")
+    stem = expected_stem(name, kind)
     if not stem or "/" in stem or stem.startswith("."):
         raise ExchangeError(f"{shown}: the name {name!r} cannot name a file")
-    return stem
+    return name
 
 
-def choose_org(exchange: Exchange, kind: SpecKind, name: str, org: str | None) -> str:
-    """--org, else the one org that already has this spec (an update)."""
-    if org is not None:
-        if not org or "/" in org or org.startswith("."):
-            raise UsageError(f"--org {org!r}: an org is one directory name")
-        return org
-    top = exchange.root / kind.directory
-    owners = sorted(p.parent.name for p in top.glob(f"*/{name}.json")) if top.is_dir() else []
-    if len(owners) == 1:
-        return owners[0]
-    found = f" ({', '.join(owners)} have one)" if owners else ""
-    raise UsageError(f"which org does {name} belong to? pass --org ORG{found}")
+def choose_entry(entries: EntryClaims, kind: SpecKind, name: str, org: str | None) -> SpecLocation:
+    """The entry that holds this gear already (in --org, else in any org); else a new one in --org."""
+    if org is not None and (not org or "/" in org or org.startswith(".")):
+        raise UsageError(f"--org {org!r}: an org is one directory name")
+    found = entries.find(kind, name, org)
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        shown = ", ".join(location.relative_path for location in found)
+        raise UsageError(f"{kind.value} {name} is held by {shown}; pass --org ORG" if org is None else
+                         f"{org}/{name} is held by more than one file ({shown}); `exchange validate` reports it")
+    if org is None:
+        raise UsageError(f"which org does {name} belong to? no {kind.value} of that name yet: pass --org ORG")
+    return SpecLocation(kind, org, expected_stem(name, kind))
 
 
-def validate_candidate(exchange: Exchange, location: SpecLocation, text: str, source: SpecSource) -> Report:
+def validate_candidate(exchange: Exchange, location: SpecLocation, text: str, source: SpecSource,
+                       manifests: ManifestIndex, entries: EntryClaims) -> Report:
     """The same rules `exchange validate` applies, on the text we would write; the problems are placed
     in the contributor's own file (the one they will edit), not in our reformatted copy."""
     spec = SpecFile(exchange.root / location.relative_path, location.relative_path, location.relative_path,
                     parse_json(text))
-    item = Checker(ManifestIndex.load(exchange.manifests_dir), policy=load_policy(exchange.root)).check_file(spec)
+    item = Checker(manifests, entries=entries, policy=load_policy(exchange.root)).check_file(spec)
     item.result.display_path = source.description
     for problem in item.result.problems:
         position = source.document.position(problem.pointer or "")
@@ -141,10 +147,10 @@ def validate_candidate(exchange: Exchange, location: SpecLocation, text: str, so
     return Report([item.result])
 
 
-def commit_message(exchange: Exchange, location: SpecLocation, data: dict[str, Any]) -> str:
+def commit_message(exchange: Exchange, location: SpecLocation, name: str, data: dict[str, Any]) -> str:
     head = git.head_commit(exchange.repo)
     existed = head is not None and git.path_exists_at(exchange.repo, head, location.relative_path)
     noun = location.kind.value
     if not existed:
-        return f"Add {location.stem} {noun}"
-    return f"Update {location.stem} {noun} to {data.get(location.kind.version_key)}"
+        return f"Add {name} {noun}"
+    return f"Update {name} {noun} to {data.get(location.kind.version_key)}"

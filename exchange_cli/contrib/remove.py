@@ -1,7 +1,8 @@
 """`exchange remove`: an entry's spec and manifests in one commit, and optionally their bucket objects.
 
 Only the exact org/kind/name is touched (see catalog.model); an object still referenced by a manifest
-that stays (another version with the same rootfs) is never purged.
+that stays (another version with the same rootfs, any other manifest under manifests/) is never purged,
+and nothing is purged while some manifest cannot be read.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from .. import git
 from ..catalog.model import Catalog, CatalogEntry
 from ..catalog.reference import NotInCatalog
 from ..commit_identity import commit_env
-from ..manifests import ProcessedManifest
+from ..manifests import ManifestScan, ProcessedManifest
 from ..repository import Exchange
 from ..storage.bucket import Bucket
 
@@ -49,7 +50,7 @@ def plan_removal(exchange: Exchange, catalog: Catalog, entry: CatalogEntry, vers
     paths = [exchange.relative(m.path) or str(m.path) for m in manifests]
     if spec_goes and entry.spec_path is not None:
         paths.insert(0, exchange.relative(entry.spec_path) or str(entry.spec_path))
-    return Removal(entry, version, tuple(paths), tuple(_unreferenced_objects(catalog, manifests)))
+    return Removal(entry, version, tuple(paths), tuple(_unreferenced_objects(catalog.scan, manifests)))
 
 
 def apply_removal(exchange: Exchange, removal: Removal) -> str | None:
@@ -69,9 +70,9 @@ def purge_objects(bucket: Bucket, names: tuple[str, ...]) -> PurgeOutcome:
     return PurgeOutcome(tuple(deleted), tuple(absent))
 
 
-def _unreferenced_objects(catalog: Catalog, removed: list[ProcessedManifest]) -> list[str]:
-    removed_paths = {m.path for m in removed}
-    remaining = {m.bucket_object for e in catalog.entries for m in e.manifests if m.path not in removed_paths}
+def _unreferenced_objects(scan: ManifestScan, removed: list[ProcessedManifest]) -> list[str]:
+    removed_paths = {m.relative for m in removed}
+    remaining = {m.bucket_object for m in scan.manifests if m.relative not in removed_paths}
     candidates = {m.bucket_object for m in removed if m.bucket_object is not None}
     return sorted(candidates - remaining)
 

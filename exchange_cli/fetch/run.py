@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..catalog.model import CatalogEntry, CatalogVersion, artifact_object_name
+from ..catalog.model import CatalogEntry, CatalogVersion
 from ..errors import ExchangeError, redact, writing
 from ..storage.bucket import Bucket
 from .download import save_verified
@@ -14,6 +14,20 @@ from .extract import ExtractionSummary, extract_safely
 from .sources import open_url
 
 _UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+class DeliveredAsImage(ExchangeError):
+    """The version is an image in a registry (``rootfs-url: docker://…``): there is no tarball to fetch."""
+
+    def __init__(self, entry: CatalogEntry, version: CatalogVersion) -> None:
+        self.pull_reference = image_pull_reference(version.rootfs_url or "")
+        super().__init__(f"{entry.ref}@{version.version} is delivered as an image, not a rootfs tarball; "
+                         f"pull it with: docker pull {self.pull_reference}")
+
+
+def image_pull_reference(rootfs_url: str) -> str:
+    """``docker://registry/repo@sha256:…`` -> ``registry/repo@sha256:…``."""
+    return rootfs_url.removeprefix("docker://")
 
 
 @dataclass(frozen=True)
@@ -32,7 +46,9 @@ def fetch_rootfs(entry: CatalogEntry, version: CatalogVersion, out_dir: Path, *,
     assert manifest is not None  # callers pass processed versions (reference.find_processed_version)
     if version.rootfs_hash is None:
         raise ExchangeError(f"{manifest.path}: the manifest has no rootfs-hash; nothing to verify a download against")
-    name = _local_file_name(artifact_object_name(manifest), manifest.path)
+    if manifest.is_image:
+        raise DeliveredAsImage(entry, version)
+    name = _local_file_name(manifest.bucket_object or f"{manifest.path.stem}.tgz", manifest.path)
     destination = out_dir / name
     if bucket is not None:
         source = f"{bucket.uri}/{name}"

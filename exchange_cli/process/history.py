@@ -1,9 +1,17 @@
-"""What has been processed, from git alone: every commit that added a manifest, newest first."""
+"""What has been processed, from git alone: every commit that added a manifest, newest first.
+
+In a shallow clone the oldest commit (the clone boundary) has no parent, so every manifest older than
+the clone seems added there: those rows are marked, and `History.shallow` tells the caller to warn or
+to deepen the clone first (`deepen`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from .. import git
+from ..catalog.model import manifest_stem
 from ..manifests import ManifestProblem, is_manifest_path, parse_manifest
 from ..repository import MANIFESTS, Exchange
 
@@ -19,31 +27,51 @@ class ProcessedSpec:
     name: str
     version: str
     manifest: str
+    entry: str  # org/file-stem the manifest is named after (see catalog.model)
+    at_clone_boundary: bool = False  # a shallow clone's oldest commit: the real date and commit are older
 
     @property
     def spec(self) -> str:
-        return f"{self.kind} {self.org}/{self.name}"
+        return f"{self.kind} {self.org}/{self.name}" if self.org else f"{self.kind} {self.name}"
 
 
-def processed_history(exchange: Exchange, *, limit: int | None = None) -> list[ProcessedSpec]:
+@dataclass
+class History:
+    entries: list[ProcessedSpec] = field(default_factory=list)
+    problems: list[ManifestProblem] = field(default_factory=list)  # added files that are not readable manifests
+    shallow: bool = False
+
+
+def processed_history(exchange: Exchange, *, limit: int | None = None) -> History:
     log = exchange.repo.git.log("--diff-filter=A", "--name-only", "--no-renames",
                                 f"--format={_COMMIT}%H{_FIELD}%cI", *([f"-{limit}"] if limit else []),
                                 "--", f"{MANIFESTS}/")
-    entries: list[ProcessedSpec] = []
+    history = History(shallow=git.is_shallow(exchange.repo))
+    boundary = shallow_boundary(exchange) if history.shallow else set()
     # Manifests are read as each commit added them (they may have been removed since).
     for chunk in log.split(_COMMIT)[1:]:
         header, *paths = [line for line in chunk.splitlines() if line.strip()]
         commit, date = header.split(_FIELD)
-        entries += [entry for path in paths if (entry := _entry(exchange, commit, date, path))]
-    return entries
+        tree = exchange.repo.commit(commit).tree
+        for path in filter(is_manifest_path, paths):
+            read = parse_manifest(path, tree[path].data_stream.read())
+            if isinstance(read, ManifestProblem):
+                history.problems.append(read)
+            elif read.key is None:
+                history.problems.append(ManifestProblem(path, "its embedded spec has no string name or version"))
+            else:
+                stem = manifest_stem(read) or read.key.name
+                history.entries.append(ProcessedSpec(
+                    date, commit, read.kind.value, read.org or "", read.key.name, read.key.version, path,
+                    f"{read.org}/{stem}" if read.org else stem, commit in boundary))
+    return history
 
 
-def _entry(exchange: Exchange, commit: str, date: str, path: str) -> ProcessedSpec | None:
-    """None for files under manifests/ that are not manifests (a README, a broken file)."""
-    if not is_manifest_path(path):
-        return None
-    manifest = parse_manifest(path, exchange.repo.commit(commit).tree[path].data_stream.read())
-    if isinstance(manifest, ManifestProblem) or manifest.key is None:
-        return None
-    key = manifest.key
-    return ProcessedSpec(date, commit, key.kind.value, key.org or "", key.name, key.version, path)
+def shallow_boundary(exchange: Exchange) -> set[str]:
+    shallow_file = Path(exchange.repo.git_dir) / "shallow"
+    return set(shallow_file.read_text().split()) if shallow_file.is_file() else set()
+
+
+def deepen(exchange: Exchange, remote: str) -> None:
+    """Fetch the whole history of a shallow clone, so that every row has its real commit and date."""
+    git.unshallow(exchange.repo, remote)

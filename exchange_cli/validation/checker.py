@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Collection
 
+from ..catalog.model import EntryClaims, expected_stem
 from ..jsonpos import JsonText
 from ..manifests import ManifestIndex, VersionKey
 from ..reference import ImageReference
-from ..specs import SpecFile, SpecKind, image_field, read_spec
+from ..specs import SpecFile, SpecKind, SpecLocation, image_field, read_spec
 from .policy import DEFAULT_POLICY, Policy, image_problems
 from .problems import Problem, Report, Severity, SpecResult
 from .schemas import boutique_problems, gear_problems
@@ -47,6 +48,7 @@ class Checker:
     image_lookup: ImageLookup | None = None
     policy: Policy = DEFAULT_POLICY
     lookup_workers: int = 1  # registries asked at once
+    entries: EntryClaims | None = None  # the exchange's spec files, for the rules on entries
     checked: list[CheckedSpec] = field(default_factory=list)
 
     def check_paths(self, paths: Collection[Path], *, root: Path) -> Report:
@@ -87,6 +89,8 @@ class Checker:
         if location and spec.name and spec.version:
             item.key = VersionKey(location.org, kind, spec.name, spec.version)
             problems.extend(self._version_problems(item.key, spec))
+        if location and spec.name and self.entries is not None:
+            problems.extend(entry_problems(self.entries, location, spec.name))
         problems[:] = self.policy.keep(problems)
         return item
 
@@ -141,6 +145,28 @@ def json_problems(document: JsonText) -> list[Problem]:
     """Why a JSON file cannot be read, as problems already placed at their line and column."""
     return [Problem(found.rule, found.message, line=found.position.line, column=found.position.column)
             for found in document.problems]
+
+
+def entry_problems(entries: EntryClaims, location: SpecLocation, name: str) -> list[Problem]:
+    """One file per gear in an org; a new file is named after its gear (see catalog.model)."""
+    problems = []
+    others = entries.others(location, name)
+    if others:
+        problems.append(Problem("duplicate-name", f"{location.kind.value} {location.org}/{name} is also held by "
+                                                  f"{', '.join(others)}; one gear has one spec file", "/name"))
+    stem = expected_stem(name, location.kind)
+    if location.stem != stem:
+        established = location.relative_path in entries.established
+        why = (f"its manifests and artifacts are named after the file ({location.artifact_base}-…), "
+               f"its versions after the name")
+        if established:
+            problems.append(Problem("file-name", f"the file is {location.stem}.json but the {location.kind.value} is "
+                                                 f"{name!r}: {why}", "/name", Severity.WARNING))
+        else:
+            problems.append(Problem("file-name", f"a new {location.kind.value} named {name!r} must be stored as "
+                                                 f"{location.kind.directory}/{location.org}/{stem}.json, not "
+                                                 f"{location.stem}.json", "/name"))
+    return problems
 
 
 def place_problems(spec: SpecFile, problems: list[Problem]) -> None:

@@ -8,6 +8,7 @@ from enum import Enum
 
 class Severity(str, Enum):
     ERROR = "error"
+    WARNING = "warning"  # reported, does not fail the spec
     INFO = "info"
 
 
@@ -21,7 +22,7 @@ class Status(str, Enum):
 RULES: dict[str, str] = {
     "json-syntax": "the file must be valid JSON",
     "json-duplicate-key": "an object must not repeat a key (readers disagree on which value counts)",
-    "file-name": "a spec file's name must end in .json",
+    "file-name": "a spec file's name must end in .json, and a new spec's file stem must be its name",
     "spec-location": "a spec must live at gears/<org>/<file>.json or boutiques/<org>/<file>.json",
     "gear-schema": "a gear must validate against the official Flywheel gear manifest schema",
     "boutique-schema": "a boutique must validate against the Boutiques descriptor schema",
@@ -34,6 +35,7 @@ RULES: dict[str, str] = {
     "registry-unreachable": "the image's registry must answer whether it has the image (--check-images)",
     "version-taken": "a version already processed with a different spec cannot be reused",
     "duplicate-version": "two specs in one run cannot claim the same org/name/version",
+    "duplicate-name": "two spec files in one org cannot hold the same gear (or boutique) name",
     "already-processed": "this exact spec is already processed (not a failure)",
     "invocation": "an invocation must validate against the spec's invocation schema",
     # Conformance checks on the image's flattened rootfs (exchange check-image, exchange process).

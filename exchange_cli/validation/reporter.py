@@ -69,7 +69,7 @@ def render_rich(report: Report, stream: TextIO) -> None:
             table.add_column(column, overflow="fold")
         for problem in result.problems:
             where = f"{problem.line}:{problem.column}" if problem.line else ""
-            rule_style = "red" if problem.severity is Severity.ERROR else "cyan"
+            rule_style = {Severity.ERROR: "red", Severity.WARNING: "yellow"}.get(problem.severity, "cyan")
             table.add_row(where, f"[{rule_style}]{problem.rule}[/]", problem.pointer or "", problem.message)
         console.print(table)
     style = "green" if report.ok else "bold red"

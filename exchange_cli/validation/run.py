@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Collection
 
+from ..catalog.model import EntryClaims
 from ..errors import ExchangeError, UsageError
 from ..manifests import ManifestIndex
 from ..reference import ImageReference
@@ -29,9 +30,10 @@ def select_spec_paths(exchange: Exchange, paths: Collection[Path], *, all_specs:
 
 def validate_specs(exchange: Exchange, paths: Collection[Path], *, check_images: bool = False,
                    insecure_registries: Collection[str] = (), jobs: int = 1) -> Report:
-    checker = Checker(ManifestIndex.load(exchange.manifests_dir),
-                      image_lookup=registry_lookup(insecure_registries) if check_images else None,
-                      policy=load_policy(exchange.root), lookup_workers=jobs)
+    manifests = ManifestIndex.load(exchange.manifests_dir)
+    checker = Checker(manifests, image_lookup=registry_lookup(insecure_registries) if check_images else None,
+                      policy=load_policy(exchange.root), lookup_workers=jobs,
+                      entries=EntryClaims.load(exchange, manifests.manifests))
     return checker.check_paths(paths, root=exchange.root)
 
 
