@@ -4,6 +4,7 @@ manifest, or names the one it cannot read, and they all agree on what a gear is 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,8 @@ from click.testing import CliRunner
 from exchange_cli.cli import cli
 from exchange_cli.manifests import load_manifests, manifests_at_commit, read_manifest_blobs
 from exchange_cli.storage.bucket import open_bucket
-from tests.infra.gitrepo import ExchangeRepo
-from tests.legacy_exchange import ORPHAN, LegacyExchange, build_legacy_exchange
+from tests.infra.gitrepo import ExchangeRepo, run_git
+from tests.legacy_exchange import IMAGE_URL, ORPHAN, LegacyExchange, build_legacy_exchange
 
 
 @pytest.fixture
@@ -216,3 +217,80 @@ def test_hidden_files_are_skipped_alike_by_all_the_sentinel_and_since(legacy: Le
         paths = {r["path"].split("exchange/", 1)[-1] for r in validate_json(legacy, *args)["results"]}
         assert not any("/." in path for path in paths), (args, paths)
         assert "gears/acme/xcpengine.json" in paths
+
+
+# history in a shallow clone, fetch of an image ------------------------------------------------------
+
+def test_history_in_a_shallow_clone_warns_and_deepen_gives_the_real_commits(legacy: LegacyExchange,
+                                                                           tmp_path: Path) -> None:
+    clone = tmp_path / "shallow"
+    run_git(tmp_path, "clone", "-q", "--depth", "1", legacy.repo.root.as_uri(), str(clone))
+    shallow = CliRunner().invoke(cli, ["history", "--repo", str(clone), "--format", "json"])
+    assert shallow.exit_code == 0, shallow.output
+    assert "warning: this is a shallow clone" in shallow.stderr
+    rows = json.loads(shallow.stdout)
+    assert {r["commit"] for r in rows} == {legacy.commits[-1]} and all(r["at_clone_boundary"] for r in rows)
+
+    deep = CliRunner().invoke(cli, ["history", "--repo", str(clone), "--deepen", "--format", "json"])
+    assert deep.exit_code == 0, deep.output
+    assert "shallow clone" not in deep.stderr
+    real = {r["manifest"]: r["commit"] for r in json.loads(deep.stdout)}
+    cpac_rc = legacy.manifest("cpac", "1.0.0_7.1.1_rc0").relative
+    assert real[cpac_rc] == legacy.commits[1] and real[legacy.manifest("cpac", "0.9.0").relative] == legacy.commits[0]
+
+
+def test_fetch_of_an_image_delivered_version_prints_the_pull_reference(legacy: LegacyExchange,
+                                                                       tmp_path: Path) -> None:
+    result = run(legacy, "fetch", "acme/beta", "-o", str(tmp_path / "out"))
+    assert result.exit_code == 1
+    assert "acme/beta@v1.0 is delivered as an image, not a rootfs tarball; pull it with: docker pull " \
+           f"{IMAGE_URL.removeprefix('docker://')}" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+# The published catalog file -----------------------------------------------------------------------
+
+DROPPED = ("config", "inputs", "custom", "flywheel")
+# The old pipeline's program, as it ran on every master build.
+OLD_JQ = ('[ .[].gear | del(.config, .inputs, .custom, .flywheel) ] | del(.[] | nulls) | group_by(.name) | '
+          '.[] |= sort_by(.version) | .[] |= reverse')
+
+
+def embedded(legacy: LegacyExchange, relative: str) -> dict:
+    return json.loads((legacy.repo.root / relative).read_text())
+
+
+def test_index_legacy_has_the_old_shape_field_by_field(legacy: LegacyExchange) -> None:
+    result = run(legacy, "index", "--format", "legacy", "-o", "-")
+    assert result.exit_code == 0, result.output
+    groups = json.loads(result.stdout)
+    assert isinstance(groups, list) and all(isinstance(group, list) and group for group in groups)
+    assert [group[0]["name"] for group in groups] == ["beta", "bids-app", "cpac", "fmriprep", "xcpengine-fw"]
+    for group in groups:
+        name = group[0]["name"]
+        manifests = [m for m in legacy.manifests if m.kind == "gear" and m.name == name]
+        assert [item["version"] for item in group] == {
+            "cpac": ["1.0.0_7.1.1", "1.0.0_7.1.1_rc0", "0.9.0"]}.get(name, [m.version for m in manifests])
+        for item in group:
+            (manifest,) = [m for m in manifests if m.version == item["version"]]
+            spec = embedded(legacy, manifest.relative)["gear"]
+            assert list(item) == [key for key in spec if key not in DROPPED]  # same fields, same order
+            for key, value in item.items():
+                assert value == spec[key], (name, key)
+    # Boutiques were never in it (jq kept `.gear` only); the gear with a numeric version is named, not guessed.
+    assert "word-count" not in result.stdout
+    assert f"{legacy.manifest('odd', 2).relative}: its embedded gear's version is 2, not a string" in result.stderr
+
+
+def test_index_legacy_equals_the_old_pipeline_but_for_the_version_order(legacy: LegacyExchange) -> None:
+    files = sorted(str(p) for p in (legacy.repo.root / "manifests").rglob("*.json"))
+    old = json.loads(subprocess.run(["jq", "-s", OLD_JQ, *files], check=True, capture_output=True, text=True).stdout)
+    ours = json.loads(run(legacy, "index", "--format", "legacy", "-o", "-").stdout)
+    old = [group for group in old if group[0]["name"] != "odd"]  # version 2: left out and named by ours
+    assert [[(i["name"], i["version"]) for i in g] for g in old] == [
+        [("beta", "v1.0")], [("bids-app", "0.2.1_0.6.0")],
+        [("cpac", "1.0.0_7.1.1_rc0"), ("cpac", "1.0.0_7.1.1"), ("cpac", "0.9.0")],  # strings: rc0 first
+        [("fmriprep", "2.1.5-1")], [("xcpengine-fw", "1.4.4")]]
+    by_version = {(i["name"], i["version"]): i for g in old for i in g}
+    assert ours == [[by_version[(i["name"], i["version"])] for i in g] for g in ours]
+    assert sorted(by_version) == sorted((i["name"], i["version"]) for g in ours for i in g)

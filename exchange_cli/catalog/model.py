@@ -172,7 +172,7 @@ def load_catalog(exchange: Exchange) -> Catalog:
 
     for manifest in scan.manifests:
         if manifest.key is None:
-            problems.append(ManifestProblem(manifest.relative, _unplaced_reason(manifest)))
+            problems.append(ManifestProblem(manifest.relative, unplaced_reason(manifest)))
             continue
         entry((manifest.org, manifest.kind, manifest.key.name)).manifests.append(manifest)
     specs: dict[GearKey, dict[str, Any]] = {}
@@ -237,7 +237,7 @@ class EntryClaims:
                       and org in (None, o) for p in paths if (loc := locate(p)) is not None)
 
 
-def _unplaced_reason(manifest: ProcessedManifest) -> str:
+def unplaced_reason(manifest: ProcessedManifest) -> str:
     field_name = manifest.kind.version_key if manifest.name is not None else "name"
     value = manifest.spec.get(field_name)
     shown = "missing" if field_name not in manifest.spec else f"{json.dumps(value)}, not a string"

@@ -2,7 +2,9 @@
 with git plumbing and a temporary index, so the current branch, index and work tree are never touched.
 
 The branch's history continues from the remote's tip (else the local branch); a missing branch starts
-as an orphan. An unchanged catalog makes no commit.
+as an orphan. An unchanged catalog makes no commit. Each publication is one new commit on top of the
+remote's tip, pushed without force: a publication racing another is rejected, never overwrites it.
+With `keep_other_files`, the files given replace theirs in the tip's tree and the others stay.
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ class PublishOutcome:
 
 
 def publish_files(repo: gitpython.Repo, files: dict[str, str], *, branch: str, remote: str,
-                  message: str) -> PublishOutcome:
+                  message: str, keep_other_files: bool = False) -> PublishOutcome:
     _check_branch(repo, branch, remote)
     parent = _parent_commit(repo, remote, branch)
-    tree = _write_tree(repo, files)
+    tree = _write_tree(repo, files, base=parent if keep_other_files else None)
     if parent is not None and repo.git.rev_parse(f"{parent}^{{tree}}") == tree:
         commit, created = parent, False
     else:
@@ -76,7 +78,7 @@ def _parent_commit(repo: gitpython.Repo, remote: str, branch: str) -> str | None
         return None
 
 
-def _write_tree(repo: gitpython.Repo, files: dict[str, str]) -> str:
+def _write_tree(repo: gitpython.Repo, files: dict[str, str], *, base: str | None = None) -> str:
     with tempfile.TemporaryDirectory(prefix="exchange-publish-") as temp:
         staged = Path(temp) / "files"
         paths = sorted(files)
@@ -90,5 +92,7 @@ def _write_tree(repo: gitpython.Repo, files: dict[str, str]) -> str:
                               encoding="utf-8")
         # Our own index file: the repository's index (what the user staged) stays as it is.
         with index_info.open("rb") as stream, repo.git.custom_environment(GIT_INDEX_FILE=os.path.join(temp, "index")):
+            if base is not None:
+                repo.git.read_tree(base)
             repo.git.update_index("--add", "--index-info", istream=stream)
             return repo.git.write_tree()

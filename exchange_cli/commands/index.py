@@ -7,9 +7,10 @@ from pathlib import Path
 import click
 
 from ..catalog.index import index_text
+from ..catalog.legacy import legacy_index, publish_legacy_index
 from ..catalog.publish import publish_files
 from ..catalog.site import site_files, write_site
-from ..errors import writing
+from ..errors import ExchangeError, UsageError, writing
 from ..validation.policy import load_policy
 from .catalog_options import open_catalog, repo_option
 
@@ -17,22 +18,41 @@ from .catalog_options import open_catalog, repo_option
 @click.command("index")
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
               default=Path("exchange.json"), show_default=True, help="Where to write the JSON catalog ('-': stdout).")
+@click.option("--format", "index_format", type=click.Choice(["catalog", "legacy"]), default="catalog", show_default=True,
+              help="catalog: every entry with its versions; legacy: the old pipeline's exchange.json (one array "
+                   "of embedded gear specs per gear name).")
 @click.option("--html", "html_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write the static catalog site into this directory.")
 @click.option("--publish-branch", metavar="BRANCH",
-              help="Commit the site (with exchange.json) as the whole tree of BRANCH and push it.")
+              help="Commit the site (with exchange.json) as the whole tree of BRANCH and push it; with --format "
+                   "legacy, commit exchange.json alone, keeping the branch's other files.")
 @click.option("--remote", envvar="GIT_REMOTE", default="origin", show_default=True, help="Where --publish-branch pushes.")
 @repo_option
-def command(output: Path, html_dir: Path | None, publish_branch: str | None, remote: str, repo: Path | None) -> None:
+def command(output: Path, index_format: str, html_dir: Path | None, publish_branch: str | None, remote: str,
+            repo: Path | None) -> None:
     """Write the catalog: every gear and boutique with its versions, newest first."""
     exchange, catalog = open_catalog(repo)
-    text = index_text(catalog)
+    if index_format == "legacy":
+        if html_dir is not None:
+            raise UsageError("--html writes the catalog site; it has no legacy format")
+        legacy = legacy_index(catalog.scan)
+        text, count = legacy.text, f"{len(legacy.groups)} gear name(s)"
+    else:
+        text = index_text(catalog)
+        count = f"{len(catalog.entries)} entries"
     if str(output) == "-":
         click.echo(text, nl=False)
     else:
         with writing(output, "the catalog"):
             output.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output}: {len(catalog.entries)} entries", err=True)
+        click.echo(f"wrote {output}: {count}", err=True)
+    if publish_branch is not None and index_format == "legacy":
+        publication = publish_legacy_index(exchange.repo, catalog.scan, branch=publish_branch, remote=remote,
+                                           source_commit=exchange.repo.head.commit.hexsha)
+        click.echo(publication.describe(), err=True)
+        if not publication.ok:
+            raise ExchangeError(f"publishing {publish_branch} failed")
+        return
     if html_dir is None and publish_branch is None:
         return
     files = site_files(catalog, title=load_policy(exchange.root).catalog_title)
