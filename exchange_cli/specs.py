@@ -7,6 +7,7 @@ A spec lives at ``gears/<org>/<file>.json`` (a Flywheel gear manifest) or
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path, PurePosixPath
@@ -188,3 +189,74 @@ def image_field(data: Any, kind: SpecKind) -> tuple[str, Any]:
     if "docker-image" in custom:
         return "/custom/docker-image", custom["docker-image"]
     return "/custom", None
+
+
+IMAGE_URL_SCHEMES_UNSUPPORTED = ("shub", "library", "oras")
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+@dataclass(frozen=True)
+class SpecImage:
+    """The image a spec runs, as the exchange exports it.
+
+    Boutiques write it in several ways: ``container-image.type: singularity`` with
+    ``image: docker://org/img:tag`` (a Docker image, read as ``org/img:tag``), ``shub://``,
+    ``library://`` and ``oras://`` sources (Singularity images: not exportable, `unsupported` says why),
+    ``container-image.index`` (the registry, when the image names none) and ``container-hash`` (a
+    digest that pins the image).
+    """
+
+    pointer: str  # JSON pointer of the field that names the image
+    written: Any  # the value as written; None when absent
+    reference: str | None = None  # the Docker reference to export; None when absent or unsupported
+    unsupported: str | None = None  # why the image cannot be exported
+    conflict: str | None = None  # container-hash and the image's own digest disagree
+
+
+def spec_image(data: Any, kind: SpecKind) -> SpecImage:
+    pointer, value = image_field(data, kind)
+    if not isinstance(value, str):
+        return SpecImage(pointer, value)
+    if kind is SpecKind.GEAR:
+        return SpecImage(pointer, value, value)
+    container = data["container-image"]
+    index = container.get("index")
+    if isinstance(index, str) and index.strip().endswith("://") and "://" not in value:
+        value_with_scheme, index = index.strip() + value, None  # a Singularity index: docker://, shub://
+    else:
+        value_with_scheme = value
+    scheme, separator, rest = value_with_scheme.partition("://")
+    if separator and scheme.lower() != "docker":
+        kind_of_source = "a Singularity image source" if scheme.lower() in IMAGE_URL_SCHEMES_UNSUPPORTED else \
+            f"a {scheme}:// source"
+        return SpecImage(pointer, value, unsupported=f"{value_with_scheme!r} is {kind_of_source}, not a Docker image; "
+                                                     "the exchange exports Docker/OCI images: use docker://REGISTRY/REPO:TAG")
+    reference = _with_index(rest if separator else value, index)
+    reference, conflict = _pinned(reference, container.get("container-hash"))
+    return SpecImage(pointer, value, reference, conflict=conflict)
+
+
+def _with_index(reference: str, index: Any) -> str:
+    """The index is the registry when the reference names none (as Docker decides: a first component
+    with a dot, a port or ``localhost`` is a host)."""
+    if not isinstance(index, str) or not index.strip():
+        return reference
+    host = index.strip().split("://", 1)[-1].strip("/").split("/", 1)[0]
+    first, slash, _ = reference.partition("/")
+    names_registry = bool(slash) and ("." in first or ":" in first or first == "localhost")
+    if names_registry or not host or host in ("docker.io", "index.docker.io", "registry-1.docker.io"):
+        return reference
+    return f"{host}/{reference}"
+
+
+def _pinned(reference: str, container_hash: Any) -> tuple[str, str | None]:
+    if not isinstance(container_hash, str) or not container_hash.strip():
+        return reference, None
+    digest = container_hash.strip()
+    digest = f"sha256:{digest}" if _HEX64.fullmatch(digest) else digest
+    own = reference.partition("@")[2]
+    if not own:
+        return f"{reference}@{digest}", None
+    if own.lower() != digest.lower():
+        return reference, f"container-hash {container_hash!r} and the image's digest {own!r} disagree"
+    return reference, None

@@ -331,3 +331,52 @@ def test_check_images_asks_the_registry(exchange_repo: ExchangeRepo, registry) -
     assert code == 1
     assert rules_of(report, "present.json") == set()
     assert rules_of(report, "absent.json") == {"image-not-found"}
+
+
+# Boutiques as they are written ---------------------------------------------------------------------
+
+def boutique_with(container: dict) -> dict:
+    return example_boutique(**{"container-image": container})
+
+
+@pytest.mark.parametrize(("container", "reference"), [
+    ({"type": "singularity", "image": "docker://acme/word-count:1.0.0"}, "docker.io/acme/word-count:1.0.0"),
+    ({"type": "docker", "image": "acme/word-count:1.0.0", "index": "quay.io"}, "quay.io/acme/word-count:1.0.0"),
+    ({"type": "docker", "image": "acme/word-count:1.0.0", "index": "https://quay.io/"}, "quay.io/acme/word-count:1.0.0"),
+    ({"type": "docker", "image": "ghcr.io/acme/wc:1", "index": "quay.io"}, "ghcr.io/acme/wc:1"),
+    ({"type": "singularity", "image": "acme/word-count:1.0.0", "index": "docker://"}, "docker.io/acme/word-count:1.0.0"),
+    ({"type": "singularity", "image": "docker://acme/wc", "container-hash": "sha256:" + "ab" * 32},
+     "docker.io/acme/wc@sha256:" + "ab" * 32),
+])
+def test_boutique_images_as_written_are_docker_references(container: dict, reference: str) -> None:
+    from exchange_cli.reference import parse_reference
+    from exchange_cli.specs import SpecKind, spec_image
+
+    image = spec_image(boutique_with(container), SpecKind.BOUTIQUE)
+    assert image.unsupported is None and image.conflict is None
+    assert str(parse_reference(image.reference)) == reference
+
+
+@pytest.mark.parametrize("image", ["shub://acme/word-count:1.0", "library://acme/default/wc:1.0",
+                                   "oras://ghcr.io/acme/wc:1.0"])
+def test_singularity_sources_are_a_clear_image_unsupported_problem(exchange_repo: ExchangeRepo, image: str) -> None:
+    exchange_repo.write("boutiques/acme/word-count.json", boutique_with({"type": "singularity", "image": image}))
+    code, output = validate(exchange_repo, "--all")
+    assert code == 1
+    assert f"error[image-unsupported]: {image!r} is a Singularity image source, not a Docker image" in output
+    assert "(at /container-image/image)" in output
+
+
+@pytest.mark.parametrize("container", [{"type": "singularity", "image": "docker://acme/word-count:1.0.0"},
+                                       {"type": "docker", "image": "acme/word-count:1.0.0", "index": "quay.io"}])
+def test_a_singularity_docker_image_and_an_index_validate(exchange_repo: ExchangeRepo, container: dict) -> None:
+    exchange_repo.write("boutiques/acme/word-count.json", boutique_with(container))
+    code, output = validate(exchange_repo, "--all")
+    assert code == 0, output
+
+
+def test_a_container_hash_that_contradicts_the_image_digest_is_refused(exchange_repo: ExchangeRepo) -> None:
+    exchange_repo.write("boutiques/acme/word-count.json", boutique_with(
+        {"type": "docker", "image": "acme/wc@sha256:" + "cd" * 32, "container-hash": "sha256:" + "ab" * 32}))
+    code, output = validate(exchange_repo, "--all")
+    assert code == 1 and "error[image-reference]: container-hash" in output and "disagree" in output

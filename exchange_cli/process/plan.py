@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import ExchangeError
 from ..repository import Exchange
-from ..specs import SpecKind, SpecLocation, image_field, read_spec
+from ..specs import SpecKind, SpecLocation, read_spec, spec_image
 from ..validation.problems import Report, Status
 from ..validation.run import select_spec_paths, validate_specs
 
@@ -79,5 +79,5 @@ def _job(path: Path, root: Path) -> SpecJob:
     location = spec.location
     if location is None or not isinstance(spec.data, dict) or spec.name is None or spec.version is None:
         raise ExchangeError(f"{spec.display_path}: changed while it was being validated; run again")
-    _, image = image_field(spec.data, location.kind)
-    return SpecJob(location.relative_path, location, spec.name, spec.version, image, spec.data)
+    image = spec_image(spec.data, location.kind).reference  # validated: a Docker reference
+    return SpecJob(location.relative_path, location, spec.name, spec.version, image, spec.data)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ import yaml
 
 from ..errors import UsageError
 from ..reference import ImageReference, ReferenceError, parse_reference
-from ..specs import SpecKind, image_field
+from ..specs import SpecKind, spec_image
 from .problems import Problem
 
 POLICY_FILE = ".exchange.yaml"
@@ -121,13 +121,19 @@ def _mark_at(node: yaml.Node | None, path: list[Any]) -> yaml.Mark | None:
 def image_problems(data: Any, kind: SpecKind,
                    policy: Policy = DEFAULT_POLICY) -> tuple[list[Problem], ImageReference | None]:
     """Problems with the spec's image reference, and the parsed reference when it is usable."""
-    pointer, value = image_field(data, kind)
+    image = spec_image(data, kind)
+    pointer, value = image.pointer, image.written
     if value is None:
         return [Problem("image-missing", f"no image: set {IMAGE_FIELDS[kind]}", pointer)], None
     if not isinstance(value, str):
         return [Problem("image-reference", f"the image must be a string, not {type(value).__name__}", pointer)], None
+    if image.unsupported is not None:
+        return [Problem("image-unsupported", image.unsupported, pointer)], None
+    if image.conflict is not None:
+        return [Problem("image-reference", image.conflict, "/container-image/container-hash")], None
+    assert image.reference is not None
     try:
-        reference = parse_reference(value)
+        reference = parse_reference(image.reference)
     except ReferenceError as error:
         return [Problem("image-reference", f"{value!r}: {error}", pointer)], None
     return policy.keep(_pinning_problems(reference, pointer, policy) + _registry_problems(reference, pointer, policy)), \

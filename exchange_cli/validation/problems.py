@@ -31,6 +31,7 @@ RULES: dict[str, str] = {
     "image-reference": "the image reference must follow the Docker reference grammar",
     "image-unpinned": "the image must be pinned by a tag or a digest, never latest (implicit or written) unless the policy allows it",
     "image-registry": "the image must come from a registry the exchange's policy (.exchange.yaml) allows",
+    "image-unsupported": "the image must be a Docker/OCI image (docker://, a registry reference), not shub://, library:// or oras://",
     "image-not-found": "the image's tag or digest must exist in its registry (--check-images)",
     "registry-unreachable": "the image's registry must answer whether it has the image (--check-images)",
     "version-taken": "a version already processed with a different spec cannot be reused",
