@@ -35,7 +35,7 @@ class PublishOutcome:
 
 def publish_files(repo: gitpython.Repo, files: dict[str, str], *, branch: str, remote: str,
                   message: str, keep_other_files: bool = False) -> PublishOutcome:
-    _check_branch(repo, branch, remote)
+    check_branch(repo, branch, remote)
     parent = _parent_commit(repo, remote, branch)
     tree = _write_tree(repo, files, base=parent if keep_other_files else None)
     if parent is not None and repo.git.rev_parse(f"{parent}^{{tree}}") == tree:
@@ -54,17 +54,18 @@ def publish_files(repo: gitpython.Repo, files: dict[str, str], *, branch: str, r
     return PublishOutcome(branch, commit, created, pushed)
 
 
-def _check_branch(repo: gitpython.Repo, branch: str, remote: str) -> None:
+def check_branch(repo: gitpython.Repo, branch: str, remote: str, *, option: str = "--publish-branch") -> None:
+    """A valid branch name, not the checked-out branch, and a remote to push to; else a UsageError."""
     try:
         repo.git.check_ref_format("--branch", branch)
     except gitpython.GitCommandError:
-        raise UsageError(f"--publish-branch {branch!r} is not a valid branch name") from None
+        raise UsageError(f"{option} {branch!r} is not a valid branch name") from None
     try:
         current = repo.active_branch.name
     except TypeError:
         current = None
     if branch == current:
-        raise UsageError(f"--publish-branch {branch} is the checked-out branch; publish the catalog to its own branch")
+        raise UsageError(f"{option} {branch} is the checked-out branch; publish the catalog to its own branch")
     if not git.has_remote(repo, remote):
         raise UsageError(f"no git remote {remote!r} to push the catalog to (use --remote)")
 

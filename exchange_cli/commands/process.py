@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 from ..delivery.settings import DeliverySettings
-from ..errors import UsageError
+from ..catalog.publish import check_branch
+from ..errors import ExchangeError, UsageError
 from ..process.plan import ValidationFailed
 from ..process.report import outcome_as_json, render_outcome
 from ..process.run import ProcessOptions, process_exchange
@@ -19,7 +20,7 @@ from ..process.shards import CIRCLE_INDEX_ENV, CIRCLE_TOTAL_ENV, Shard
 from ..progress import progress_for
 from ..repository import Exchange
 from ..storage.lease import DEFAULT_WAIT_SECONDS, WAIT_ENV
-from ..validation.reporter import render
+from ..validation.reporter import render, report_as_json
 from .options import export_options, export_options_from, storage_bucket
 
 REPORT_DIR_ENV = "EXCHANGE_REPORT_DIR"
@@ -42,21 +43,48 @@ DIRECTORY = click.Path(file_okay=False, path_type=Path)
 @click.option("--finalize", "finalize_dir", type=DIRECTORY, help="Fan-in: check the shard records in DIR against the bucket, then write manifests, commit and push; roll back every shard's objects on failure.")
 @click.option("--report", "report_dir", type=DIRECTORY, envvar=REPORT_DIR_ENV, help="Write the run report (JSON and Markdown) here [env: EXCHANGE_REPORT_DIR; default: $XDG_STATE_HOME/exchange/reports, else .git/exchange/reports in the exchange]; a dry run writes none.")
 @click.option("--lease-wait", type=click.FloatRange(0), envvar=WAIT_ENV, default=DEFAULT_WAIT_SECONDS, show_default=True, help="Seconds to wait for another run's lease on the bucket before giving up [env: EXCHANGE_LEASE_WAIT].")
+@click.option("--publish-index", metavar="BRANCH", help="After a successful run, publish the catalog (exchange.json, the old pipeline's shape) to BRANCH; a failure is reported, never rolls back the run, and the next run retries.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (a shard's share with --shard); change nothing.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def command(repo: Path | None, since: str | None, bucket_uri: str | None, download_url: str | None, remote: str,
             jobs: int, retries: int, shard_text: str | None, shard_dir: Path | None, finalize_dir: Path | None,
             report_dir: Path | None, lease_wait: float, dry_run: bool, output_format: str, quiet: bool, skip_checks: tuple[str, ...],
-            mirror_registry: str | None, **export_flags) -> None:
+            mirror_registry: str | None, publish_index: str | None, **export_flags) -> None:
     """Export, upload and publish every spec changed since .sentinel, then push; undo everything on failure."""
+    try:
+        run_command(repo, since, bucket_uri, download_url, remote, jobs, retries, shard_text, shard_dir, finalize_dir,
+                    report_dir, lease_wait, dry_run, output_format, quiet, skip_checks, mirror_registry, publish_index,
+                    export_flags)
+    except ExchangeError as error:
+        if output_format == "json":  # JSON on every path: a tool reading stdout always gets a document
+            click.echo(json.dumps(failure_as_json(error), indent=2))
+        raise
+
+
+def failure_as_json(error: ExchangeError) -> dict:
+    document = {"ok": False, "error": str(error)}
+    if isinstance(error, ValidationFailed):
+        document["validation"] = report_as_json(error.report)
+    return document
+
+
+def run_command(repo: Path | None, since: str | None, bucket_uri: str | None, download_url: str | None, remote: str,
+                jobs: int, retries: int, shard_text: str | None, shard_dir: Path | None, finalize_dir: Path | None,
+                report_dir: Path | None, lease_wait: float, dry_run: bool, output_format: str, quiet: bool,
+                skip_checks: tuple[str, ...], mirror_registry: str | None, publish_index: str | None,
+                export_flags: dict) -> None:
     shard = chosen_shard(shard_text, shard_dir, finalize_dir, dry_run)
     exchange = Exchange.open(repo)
+    if publish_index is not None:
+        if shard is not None:
+            raise UsageError("--publish-index belongs to the run that pushes (--finalize), not to a shard")
+        check_branch(exchange.repo, publish_index, remote, option="--publish-index")
     bucket = storage_bucket(bucket_uri, download_url)
     options = ProcessOptions(export=export_options_from(**export_flags), bucket=bucket, remote=remote, since=since,
                              jobs=jobs, retries=retries, dry_run=dry_run, shard=shard, shard_dir=shard_dir,
                              finalize_dir=finalize_dir, delivery=DeliverySettings.from_options(skip_checks, mirror_registry),
-                             lease_wait=lease_wait)
+                             lease_wait=lease_wait, publish_index=publish_index)
     progress = progress_for(sys.stderr, quiet)
     log = progress.log  # above the live rows on a terminal
     reports = None if dry_run else report_dir or default_report_dir(exchange)
@@ -65,14 +93,15 @@ def command(repo: Path | None, since: str | None, bucket_uri: str | None, downlo
             lambda on_outcome: process_exchange(exchange, options, progress=progress, log=log, on_outcome=on_outcome),
             reports, run_label(shard, finalize_dir is not None), root=exchange.root, dry_run=dry_run)
     except ValidationFailed as failure:
-        render(failure.report, "auto", sys.stdout)
+        if output_format != "json":
+            render(failure.report, "auto", sys.stdout)
         raise
     finally:
         progress.close()  # the rows stay on screen, once, above what follows
         if reports is not None:
             log(f"run report in {reports}")
     if output_format == "json":
-        click.echo(json.dumps(outcome_as_json(outcome), indent=2))
+        click.echo(json.dumps({"ok": True} | outcome_as_json(outcome), indent=2))
     else:
         render_outcome(outcome, sys.stdout, dry_run=dry_run)
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..catalog.legacy import CatalogPublication
 from ..delivery.settings import DeliverySettings
 from ..errors import ExchangeError
 from ..export import ExportOptions
@@ -45,6 +46,8 @@ class ProcessOptions:
     # The bucket lease (storage/lease.py): how long to wait for another run's, how long ours lasts unrenewed.
     lease_wait: float = DEFAULT_WAIT_SECONDS
     lease_ttl: float = DEFAULT_TTL_SECONDS
+    # After a successful run, publish the old pipeline's exchange.json to this branch (catalog.legacy).
+    publish_index: str | None = None
 
 
 @dataclass
@@ -61,6 +64,7 @@ class ProcessOutcome:
     shard: Shard | None = None
     share: list[SpecJob] | None = None  # a shard's specs; None when the run covers the whole plan
     record_path: Path | None = None
+    catalog: CatalogPublication | None = None  # --publish-index: what publishing the catalog did
 
     @property
     def selected_jobs(self) -> list[SpecJob]:

@@ -39,7 +39,19 @@ def outcome_as_json(outcome: ProcessOutcome) -> dict[str, Any]:
         "replays": outcome.replays,
         "shard": str(outcome.shard) if outcome.shard else None,
         "shard-record": str(outcome.record_path) if outcome.record_path else None,
+        "catalog": catalog_fields(outcome),
     }
+
+
+def catalog_fields(outcome: ProcessOutcome) -> dict[str, Any] | None:
+    """--publish-index: whether the catalog reached its branch (a failure does not fail the run)."""
+    publication = outcome.catalog
+    if publication is None:
+        return None
+    return {"branch": publication.branch, "published": publication.ok, "error": publication.error,
+            "commit": publication.outcome.commit if publication.outcome else None,
+            "pushed": publication.outcome.pushed if publication.outcome else False,
+            "left-out": list(publication.left_out)}
 
 
 def render_outcome(outcome: ProcessOutcome, stream: TextIO, *, dry_run: bool) -> None:
@@ -56,6 +68,8 @@ def render_outcome(outcome: ProcessOutcome, stream: TextIO, *, dry_run: bool) ->
     if outcome.shard is not None:
         _render_shard(outcome, stream)
         return
+    if outcome.catalog is not None:
+        print(outcome.catalog.describe(), file=stream)
     if not plan.jobs:
         print("nothing to process", file=stream)
         return

@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from .. import git
+from ..catalog.legacy import CatalogPublication, publish_legacy_index
 from ..delivery.stage import Delivery
+from ..manifests import load_manifests
 from ..errors import UsageError
 from ..progress import NullProgress, Progress
 from ..repository import Exchange
@@ -65,10 +67,23 @@ def process_exchange(exchange: Exchange, options: ProcessOptions, *, progress: P
             if options.shard is not None:
                 return run_shard(exchange, outcome, options, progress=progress, log=log)
             if options.finalize_dir is not None:
-                return run_finalize(exchange, outcome, options, start, branch, lease, progress=progress, log=log)
-            return run_one_machine(exchange, outcome, options, start, branch, lease, progress=progress, log=log)
+                run_finalize(exchange, outcome, options, start, branch, lease, progress=progress, log=log)
+            else:
+                run_one_machine(exchange, outcome, options, start, branch, lease, progress=progress, log=log)
         finally:
             lease.release()
+        if options.publish_index is not None and not options.dry_run:
+            outcome.catalog = publish_catalog(exchange, options.publish_index, options.remote, log)
+        return outcome
+
+
+def publish_catalog(exchange: Exchange, branch: str, remote: str, log: Log) -> CatalogPublication:
+    """After a successful run (pushed, or nothing to push): the catalog of what the branch now holds.
+    A failure is reported and never rolls the run back; the next run publishes again."""
+    publication = publish_legacy_index(exchange.repo, load_manifests(exchange.manifests_dir), branch=branch,
+                                       remote=remote, source_commit=git.head_commit(exchange.repo) or "")
+    log(publication.describe())
+    return publication
 
 
 def run_one_machine(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOptions, start: str, branch: str,

@@ -20,7 +20,7 @@ from ..manifests import write_atomically
 from ..progress import format_bytes
 from .artifacts import Artifact
 from .plan import SpecJob, ValidationFailed
-from .report import artifact_fields, job_fields
+from .report import artifact_fields, catalog_fields, job_fields
 from .context import ProcessOutcome
 from .shards import Shard
 
@@ -89,7 +89,7 @@ def report_as_json(report: RunReport) -> dict[str, Any]:
         "started": report.started.isoformat(timespec="seconds"), "seconds": round(report.seconds, 3),
         "dry-run": report.dry_run, "invalid-specs": report.invalid_specs,
         "source-commit": None, "shard": None, "shard-record": None, "pushed": False, "replays": 0,
-        "specs": [], "already-processed": [], "rollback": None,
+        "specs": [], "already-processed": [], "rollback": None, "catalog": None,
     }
     if outcome is None:
         return document
@@ -99,6 +99,7 @@ def report_as_json(report: RunReport) -> dict[str, Any]:
         "pushed": outcome.pushed, "replays": outcome.replays,
         "specs": [_spec_entry(job, report) for job in outcome.selected_jobs],
         "already-processed": outcome.plan.already_processed,
+        "catalog": catalog_fields(outcome),
     })
     if outcome.rollback is not None:
         document["rollback"] = {"branch-reset-to": outcome.reset_to, "deleted": outcome.rollback.deleted,
@@ -152,6 +153,10 @@ def report_as_markdown(document: dict[str, Any]) -> str:
                                                                       if document["replays"] else "")]
     if document["shard"]:
         lines.append(f"- shard {document['shard']}, record `{document['shard-record'] or '-'}`")
+    catalog = document["catalog"]
+    if catalog is not None:
+        state = f"`{catalog['commit']}`" if catalog["published"] else f"FAILED ({catalog['error']}); the next run retries"
+        lines.append(f"- catalog on `{catalog['branch']}`: {state}")
     if document["error"]:
         lines += ["", "## Error", "", "```", document["error"], "```"]
     if document["invalid-specs"]:
