@@ -58,6 +58,41 @@ def _repository_relative_hint(path: Path) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class ChosenSchema:
+    schema: dict[str, Any]
+    stale: str | None = None  # why a manifest's embedded schema is older than today's generator
+    regenerated: bool = False
+
+
+def choose_invocation_schema(document: SpecDocument, *, regenerate: bool = False) -> ChosenSchema:
+    """A manifest's embedded schema (what it was published with) unless `regenerate`; either way, say
+    when it is older than the schema its embedded spec gives today, so the two never disagree silently."""
+    if document.embedded_schema is None:
+        return ChosenSchema(derive_invocation_schema(document.spec, document.kind, origin=str(document.path)))
+    today = derive_invocation_schema(document.spec, document.kind, origin=str(document.path))
+    stale = stale_reason(document.embedded_schema, today)
+    if regenerate:
+        return ChosenSchema(today, stale, regenerated=True)
+    return ChosenSchema(document.embedded_schema, stale)
+
+
+def stale_reason(embedded: Any, today: dict[str, Any]) -> str | None:
+    if embedded == today:
+        return None
+    if isinstance(embedded, dict) and "WARNING" in embedded and "properties" not in embedded:
+        return "its embedded invocation schema is the old placeholder ({\"WARNING\": …}), which accepts anything"
+    if isinstance(embedded, dict) and _closed(today) and not _closed(embedded):
+        return "its embedded invocation schema is older than today's generator: it lacks additionalProperties: false"
+    return "its embedded invocation schema differs from the one its spec gives today"
+
+
+def _closed(schema: dict[str, Any]) -> bool:
+    """Whether a schema, or one of its top-level properties' schemas, refuses unknown properties."""
+    values = [schema] + [v for v in (schema.get("properties") or {}).values() if isinstance(v, dict)]
+    return any(v.get("additionalProperties") is False for v in values)
+
+
 def invocation_schema(document: SpecDocument) -> dict[str, Any]:
     if document.embedded_schema is not None:
         return document.embedded_schema

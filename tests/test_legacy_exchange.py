@@ -294,3 +294,35 @@ def test_index_legacy_equals_the_old_pipeline_but_for_the_version_order(legacy: 
     by_version = {(i["name"], i["version"]): i for g in old for i in g}
     assert ours == [[by_version[(i["name"], i["version"])] for i in g] for g in ours]
     assert sorted(by_version) == sorted((i["name"], i["version"]) for g in ours for i in g)
+
+
+# validate-invocation against old embedded schemas -----------------------------------------------
+
+def test_validate_invocation_says_when_the_embedded_schema_is_older_and_regenerate_checks_today(
+        legacy: LegacyExchange) -> None:
+    manifest = str(legacy.repo.root / legacy.manifest("word-count", "1.0.0").relative)
+    bad = legacy.repo.write("job.json", {"lines_only": "yes"})  # no input_file, a flag that is not a boolean
+    as_published = CliRunner().invoke(cli, ["validate-invocation", manifest, str(bad), "--format", "text"])
+    assert as_published.exit_code == 0  # the WARNING placeholder accepts anything ...
+    assert "its embedded invocation schema is the old placeholder" in as_published.stderr  # ... and it says so
+    assert "--regenerate checks against today's" in as_published.stderr
+    today = CliRunner().invoke(cli, ["validate-invocation", manifest, str(bad), "--regenerate", "--format", "text"])
+    assert today.exit_code == 1
+    assert "'input_file' is a required property" in today.stdout and "(at /lines_only)" in today.stdout
+    # The spec file and its own manifest now agree.
+    spec = str(legacy.repo.root / "boutiques/acme/word-count.json")
+    from_spec = CliRunner().invoke(cli, ["validate-invocation", spec, str(bad), "--format", "text"])
+    assert from_spec.exit_code == 1 and from_spec.stdout == today.stdout
+
+
+def test_an_embedded_schema_without_additional_properties_false_is_called_older(legacy: LegacyExchange) -> None:
+    relative = legacy.manifest("xcpengine-fw", "1.4.4").relative
+    document = json.loads((legacy.repo.root / relative).read_text())
+    document["invocation-schema"] = {"type": "object", "properties": {"config": {"type": "object"},
+                                                                      "inputs": {"type": "object"}}}
+    manifest = legacy.repo.write(relative, json.dumps(document))
+    job = legacy.repo.write("job.json", {"config": {"name": "x", "typo": 1}, "inputs": {}})
+    published = CliRunner().invoke(cli, ["validate-invocation", str(manifest), str(job), "--format", "text"])
+    assert published.exit_code == 0 and "lacks additionalProperties: false" in published.stderr
+    today = CliRunner().invoke(cli, ["validate-invocation", str(manifest), str(job), "--regenerate", "--format", "text"])
+    assert today.exit_code == 1 and "'typo' was unexpected" in today.stdout

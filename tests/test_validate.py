@@ -380,3 +380,14 @@ def test_a_container_hash_that_contradicts_the_image_digest_is_refused(exchange_
         {"type": "docker", "image": "acme/wc@sha256:" + "cd" * 32, "container-hash": "sha256:" + "ab" * 32}))
     code, output = validate(exchange_repo, "--all")
     assert code == 1 and "error[image-reference]: container-hash" in output and "disagree" in output
+
+
+def test_an_anyof_failure_names_the_real_cause_in_the_branch_meant_for_it(exchange_repo: ExchangeRepo) -> None:
+    exchange_repo.write("gears/acme/hello-world.json",
+                        example_gear(inputs={"x": {"base": "file", "type": {"enum": "dicom"}},
+                                             "key": {"base": "api-key", "read-only": "no"}}))
+    code, output = validate(exchange_repo, "--all")
+    assert code == 1
+    assert "error[gear-schema]: 'dicom' is not of type 'array' (at /inputs/x/type/enum)" in output
+    assert "error[gear-schema]: 'no' is not of type 'boolean' (at /inputs/key/read-only)" in output
+    assert "not valid under any of the given schemas" not in output and "…" not in output

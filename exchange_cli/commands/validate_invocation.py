@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..invocation import invocation_problems, invocation_schema, read_spec_document
+from ..invocation import choose_invocation_schema, invocation_problems, read_spec_document
 from ..specs import SpecFile, display_path
 from ..validation.checker import json_problems, place_problems
 from ..validation.problems import Report, SpecResult
@@ -17,10 +17,16 @@ from ..validation.reporter import render
 @click.command("validate-invocation")
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("invocation", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--regenerate", is_flag=True, help="For a manifest: check against the schema its embedded spec gives today, not the one it embeds.")
 @click.option("--format", "output_format", type=click.Choice(["auto", "text", "rich", "json"]), default="auto", show_default=True)
-def command(spec: Path, invocation: Path, output_format: str) -> None:
+def command(spec: Path, invocation: Path, regenerate: bool, output_format: str) -> None:
     """Validate INVOCATION (a job's inputs and config, JSON) against SPEC's invocation schema."""
-    schema = invocation_schema(read_spec_document(spec))
+    chosen = choose_invocation_schema(read_spec_document(spec), regenerate=regenerate)
+    if chosen.stale is not None:
+        then = ("checking against the schema its spec gives today (--regenerate)" if chosen.regenerated
+                else "checking against it as published; --regenerate checks against today's")
+        click.echo(f"warning: {spec}: {chosen.stale}; {then}", err=True)
+    schema = chosen.schema
     document = SpecFile.read(invocation, display_path=display_path(invocation), relative_path=None)
     result = SpecResult(document.display_path, kind="invocation")
     if not document.document.ok:

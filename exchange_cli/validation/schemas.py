@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from jsonschema import Draft4Validator
-from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.exceptions import ValidationError, relevance
 
 from ..jsonpos import pointer_from_path
 from .problems import Problem
@@ -53,14 +53,60 @@ def _error_order(error: ValidationError) -> tuple[str, str]:
 
 
 def _problem(error: ValidationError, rule: str) -> Problem:
-    # anyOf/oneOf failures say only "not valid under any of the given schemas"; the best matching
-    # sub-error names the property and the constraint actually broken.
-    specific = best_match(error.context) if error.context else None
-    chosen = specific if specific is not None and len(specific.absolute_path) >= len(error.absolute_path) else error
+    chosen = deepest_cause(error)
     message = _enum_message(chosen) or chosen.message
-    if chosen is not error:
-        message = f"{error.message}: {chosen.message}"
     return Problem(rule, _shorten(message), pointer_from_path(chosen.absolute_path))
+
+
+def deepest_cause(error: ValidationError) -> ValidationError:
+    """An anyOf/oneOf failure says only "not valid under any of the given schemas" (with a dump of the
+    whole object); the real cause is in the branch meant for this instance. At each level, keep the
+    errors of the branches that fit best (type and discriminating enum/const properties such as a gear
+    input's ``base``), then take the deepest by jsonschema's own `relevance` (as `best_match` descends)."""
+    while error.context:
+        candidates = _errors_of_fitting_branches(error) or list(error.context)
+        error = min(candidates, key=relevance)
+    return error
+
+
+def _errors_of_fitting_branches(error: ValidationError) -> list[ValidationError]:
+    branches = error.validator_value if isinstance(error.validator_value, list) else []
+    fits = {index: _fit(branch, error.instance) for index, branch in enumerate(branches)}
+    best = max(fits.values(), default=-1)
+    if best <= 0:
+        return []
+    return [sub for sub in error.context
+            if sub.relative_schema_path and fits.get(sub.relative_schema_path[0]) == best]
+
+
+def _fit(branch: Any, instance: Any) -> int:
+    """How well a branch fits an instance: -1 when its type or a discriminating value rules it out."""
+    if not isinstance(branch, dict):
+        return 0
+    score = 0
+    if "type" in branch:
+        types = branch["type"] if isinstance(branch["type"], list) else [branch["type"]]
+        if not any(_is_type(instance, t) for t in types):
+            return -1
+        score += 1
+    properties = branch.get("properties")
+    if isinstance(instance, dict) and isinstance(properties, dict):
+        for name, schema in properties.items():
+            if name not in instance or not isinstance(schema, dict):
+                continue
+            allowed = schema.get("enum", [schema["const"]] if "const" in schema else None)
+            if isinstance(allowed, list):
+                if instance[name] not in allowed:
+                    return -1
+                score += 2
+    return score
+
+
+def _is_type(instance: Any, type_name: Any) -> bool:
+    try:
+        return Draft4Validator.TYPE_CHECKER.is_type(instance, type_name)
+    except Exception:  # noqa: BLE001 - an unknown type name in a schema: it does not rule the branch out
+        return True
 
 
 def _enum_message(error: ValidationError) -> str | None:
