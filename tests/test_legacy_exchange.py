@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from exchange_cli.cli import cli
-from exchange_cli.manifests import load_manifests, manifests_at_commit, read_manifest_blobs
 from exchange_cli.storage.bucket import open_bucket
 from tests.infra.gitrepo import ExchangeRepo, run_git
 from tests.legacy_exchange import IMAGE_URL, ORPHAN, LegacyExchange, build_legacy_exchange
@@ -35,6 +34,8 @@ def bucket_names(legacy: LegacyExchange) -> set[str]:
 # Every manifest is read --------------------------------------------------------------------------
 
 def test_every_manifest_is_read_at_any_depth_from_disk_and_from_git(legacy: LegacyExchange) -> None:
+    from exchange_cli.manifests import load_manifests
+
     expected = {m.relative for m in legacy.manifests}
     on_disk = load_manifests(legacy.repo.root / "manifests")
     assert {m.relative for m in on_disk.manifests} == expected and on_disk.problems == []
@@ -49,11 +50,15 @@ def test_every_manifest_is_read_at_any_depth_from_disk_and_from_git(legacy: Lega
 def manifests_at_commit_of(legacy: LegacyExchange):
     import git
 
+    from exchange_cli.manifests import manifests_at_commit
+
     with git.Repo(legacy.repo.root) as repo:
         return manifests_at_commit(repo, legacy.commits[-1])
 
 
 def test_blob_reader_names_each_file_it_cannot_read() -> None:
+    from exchange_cli.manifests import read_manifest_blobs
+
     scan = read_manifest_blobs([
         ("manifests/acme/broken.json", b'{"gear": '),
         ("manifests/acme/latin1.json", '{"gear": {"name": "caf\xe9"}}'.encode("latin-1")),
@@ -162,7 +167,7 @@ def test_inventory_index_and_history_agree_with_list(legacy: LegacyExchange) -> 
     assert {(r["org"] or None, r["name"], r["entry"]) for r in rows} == {
         (org, name, entry) for org, name, entry in listed} | {("acme", "cpac", "acme/manifest")}
     assert {r["manifest"] for r in rows} == {m.relative for m in legacy.manifests} - {legacy.manifest("odd", 2).relative}
-    assert f"warning: not listed: {legacy.manifest('odd', 2).relative}" in history.stderr
+    assert f"warning: not listed: {legacy.manifest('odd', 2).relative}: its embedded gear's version is 2" in history.stderr
 
 
 # validate and add-gear on entries ------------------------------------------------------------------

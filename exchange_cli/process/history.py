@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import git
-from ..catalog.model import manifest_stem
+from ..catalog.model import manifest_stem, unplaced_reason
 from ..manifests import ManifestProblem, is_manifest_path, parse_manifest
 from ..repository import MANIFESTS, Exchange
 
@@ -58,7 +58,7 @@ def processed_history(exchange: Exchange, *, limit: int | None = None) -> Histor
             if isinstance(read, ManifestProblem):
                 history.problems.append(read)
             elif read.key is None:
-                history.problems.append(ManifestProblem(path, "its embedded spec has no string name or version"))
+                history.problems.append(ManifestProblem(path, unplaced_reason(read)))
             else:
                 stem = manifest_stem(read) or read.key.name
                 history.entries.append(ProcessedSpec(
