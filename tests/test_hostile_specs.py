@@ -66,7 +66,7 @@ def make_link(repo: ExchangeRepo, layout: str, secret_file: Path) -> tuple[str, 
     link, target, spec, place = LINK_LAYOUTS[layout]
     (repo.root / "gears/acme").mkdir(parents=True, exist_ok=True)
     if layout == "file-inside":
-        repo.write("gears/acme/real.json", example_gear())
+        repo.write("gears/acme/real.json", example_gear(name="real"))
     (repo.root / link).parent.mkdir(parents=True, exist_ok=True)
     if (repo.root / link).is_dir():
         (repo.root / link).rmdir()
@@ -78,7 +78,7 @@ def make_link(repo: ExchangeRepo, layout: str, secret_file: Path) -> tuple[str, 
 @pytest.mark.parametrize("selection", ["--all", "path", "changed"])
 def test_validate_refuses_a_linked_spec_without_reading_it(exchange_repo: ExchangeRepo, secret_file: Path,
                                                            layout: str, selection: str) -> None:
-    exchange_repo.write("gears/ok/hello.json", example_gear())
+    exchange_repo.write("gears/ok/hello-world.json", example_gear())
     spec, place = make_link(exchange_repo, layout, secret_file)
     exchange_repo.commit("a link")
     args = {"--all": ["--all"], "path": [str(exchange_repo.root / spec)],
@@ -148,7 +148,7 @@ def test_the_catalog_skips_a_linked_spec(exchange_repo: ExchangeRepo, tmp_path: 
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (outside / "spec.json").write_text(json.dumps(example_gear(name="leak", description=SECRET)))
-    exchange_repo.write("gears/acme/hello.json", example_gear())
+    exchange_repo.write("gears/acme/hello-world.json", example_gear())
     os.symlink(outside / "spec.json", exchange_repo.root / "gears" / "acme" / "leak.json")
     os.symlink(outside, exchange_repo.root / "gears" / "leak")
     os.symlink(outside / "missing", exchange_repo.root / "gears" / "acme" / "dangling.json")
@@ -208,7 +208,7 @@ HOSTILE_JSON = {
 @pytest.mark.parametrize("case", sorted(HOSTILE_JSON))
 def test_validate_names_file_place_and_rule_and_goes_on(exchange_repo: ExchangeRepo, case: str) -> None:
     content, rule, line, column, fragment = HOSTILE_JSON[case]
-    exchange_repo.write("gears/acme/hello.json", example_gear())
+    exchange_repo.write("gears/acme/hello-world.json", example_gear())
     (exchange_repo.root / "gears/acme/bad.json").write_bytes(content)
     result = invoke(exchange_repo, "validate", "--all", "--format", "text")
     assert result.exit_code == 1, result.output
@@ -253,13 +253,13 @@ CATALOG_CASES = {
 
 @pytest.mark.parametrize("case", sorted(CATALOG_CASES))
 def test_catalog_readers_skip_what_validate_refuses(exchange_repo: ExchangeRepo, case: str) -> None:
-    exchange_repo.write("gears/acme/hello.json", example_gear())
+    exchange_repo.write("gears/acme/hello-world.json", example_gear())
     content = b'{"name": "bad", "version": "1.0.0", "x": ' + CATALOG_CASES[case] + b"}"
     (exchange_repo.root / "gears/acme/bad.json").write_bytes(content)
     exchange_repo.commit("hostile spec")
     result = invoke(exchange_repo, "index", "-o", "-")
     assert result.exit_code == 0, result.output
-    assert [entry["name"] for entry in json.loads(result.output)["entries"]] == ["hello"]
+    assert [entry["name"] for entry in json.loads(result.output)["entries"]] == ["hello-world"]
 
 
 @pytest.mark.parametrize("command", ["add-gear", "invocation-schema"])
