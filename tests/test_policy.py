@@ -32,7 +32,7 @@ def image_position(text: str) -> tuple[int, int]:
 
 def validate(repo: ExchangeRepo, image: str, policy: str | None = None):  # noqa: ANN201
     text = gear_with_image(image)
-    repo.write("gears/acme/x.json", text)
+    repo.write("gears/acme/hello-world.json", text)
     if policy is not None:
         repo.write(".exchange.yaml", policy)
     result = CliRunner().invoke(cli, ["validate", "--repo", str(repo.root), "--format", "json", "--all"])
@@ -122,7 +122,7 @@ def test_a_broken_policy_is_a_usage_error_at_its_line_and_column(exchange_repo: 
 
 def test_a_policy_that_is_not_text_is_a_usage_error(exchange_repo: ExchangeRepo) -> None:
     (exchange_repo.root / ".exchange.yaml").write_bytes(b"\xff\xfe\x00binary")
-    exchange_repo.write("gears/acme/x.json", gear_with_image("registry.example.org/acme/x:1.0"))
+    exchange_repo.write("gears/acme/hello-world.json", gear_with_image("registry.example.org/acme/x:1.0"))
     result = CliRunner().invoke(cli, ["validate", "--repo", str(exchange_repo.root), "--all"])
     assert result.exit_code == 2 and result.output.startswith("error: .exchange.yaml: cannot read it"), result.output
 
@@ -147,7 +147,7 @@ def test_the_schema_is_published_in_schemas_and_names_only_switchable_rules() ->
 
 
 def test_the_catalog_takes_its_title_from_the_policy(exchange_repo: ExchangeRepo, tmp_path: Path) -> None:
-    exchange_repo.write("gears/acme/x.json", gear_with_image("registry.example.org/acme/x:1.0"))
+    exchange_repo.write("gears/acme/hello-world.json", gear_with_image("registry.example.org/acme/x:1.0"))
     exchange_repo.write(".exchange.yaml", "catalog:\n  title: ACME <Neuro> gears\n")
     exchange_repo.commit("policy")
     site = tmp_path / "site"
