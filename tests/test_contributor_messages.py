@@ -78,7 +78,7 @@ def test_add_gear_from_a_git_repository_names_the_file_in_it(exchange_repo: Exch
 ])
 def test_an_unknown_license_gets_the_closest_spdx_ids_and_other(exchange_repo: ExchangeRepo, written: str,
                                                                  suggested: str) -> None:
-    exchange_repo.write("gears/acme/x.json", example_gear(license=written))
+    exchange_repo.write("gears/acme/hello-world.json", example_gear(license=written))
     result = CliRunner().invoke(cli, ["validate", "--repo", str(exchange_repo.root), "--all", "--format", "text"])
     (hit,) = problem_lines(result.output)
     assert hit["rule"] == "gear-schema"
