@@ -23,8 +23,7 @@ from typing import Any
 
 import git as gitpython
 
-from ..errors import ExchangeError
-from ..git import redact
+from ..errors import ExchangeError, redact
 from ..manifests import ManifestProblem, ManifestScan, ProcessedManifest
 from ..specs import SpecKind
 from ..versions import version_key
