@@ -13,7 +13,9 @@ target's inode as it is at that point. It refuses (and so must the flattener, wi
 write through a parent that is not a directory, and a hard link whose target is missing or is a
 directory. Otherwise the flattened tar must hold exactly the model's paths, each with the model's
 type, metadata and content, hard links grouped as the model's inodes, in canonical order with every
-hard link after the member that carries its data. Anything else the flattener raises is a failure.
+hard link after the member that carries its data, and GNU tar must extract it to that same tree
+(types, modes, owners, contents, link targets, shared inodes). Anything else the flattener raises is a
+failure.
 
 The `ci` profile (conftest) runs a bounded number of examples.
 """
@@ -22,6 +24,9 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
+import stat
+import subprocess
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -31,6 +36,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from exchange_cli.rootfs.flatten import LayerError, flatten
+from tests.infra import require_executable
 from tests.layers import directory, fifo, file, hardlink, make_layer, opaque, symlink, whiteout
 
 DIR_MODES = (0o755, 0o700, 0o1777, 0o2750)
@@ -281,6 +287,27 @@ def read_output(data: bytes) -> tuple[dict[str, tuple], set[frozenset[str]], lis
     return tree, {frozenset(g) for g in groups.values() if len(g) > 1}, order
 
 
+def extracted(data: bytes, into: Path) -> tuple[dict[str, tuple], set[frozenset[str]]]:
+    """What GNU tar makes of the output on a real filesystem: path -> (kind, mode, uid, data, target)."""
+    into.mkdir()
+    subprocess.run([require_executable("tar"), "-x", "--numeric-owner", "-p", "-C", str(into)], input=data,
+                   check=True, capture_output=True)
+    tree, inodes = {}, {}
+    for root, dirs, files in os.walk(into):
+        for name in dirs + files:
+            full = Path(root, name)
+            path = str(full.relative_to(into))
+            info = os.lstat(full)
+            if stat.S_ISDIR(info.st_mode):
+                tree[path] = ("dir", stat.S_IMODE(info.st_mode), info.st_uid, b"", "")
+                continue
+            kind = {stat.S_IFREG: "file", stat.S_IFLNK: "symlink", stat.S_IFIFO: "fifo"}[stat.S_IFMT(info.st_mode)]
+            tree[path] = (kind, stat.S_IMODE(info.st_mode) if kind != "symlink" else 0o777, info.st_uid,
+                          full.read_bytes() if kind == "file" else b"", os.readlink(full) if kind == "symlink" else "")
+            inodes.setdefault(info.st_ino, set()).add(path)
+    return tree, {frozenset(g) for g in inodes.values() if len(g) > 1}
+
+
 def write_layer(directory_path: Path, entries: list, format_: int):  # noqa: ANN201 - a LayerBlob
     try:
         return make_layer(directory_path, entries, format=format_)
@@ -304,7 +331,7 @@ def test_the_flattener_refuses_or_agrees_with_the_reference_model(layers, spelli
         expected = None
         event(f"refused: {str(refusal).split(':')[0].split(' ')[0]}")
     with tempfile.TemporaryDirectory() as scratch:
-        spellings = iter(itertools.cycle(spelling))
+        spellings = itertools.cycle(spelling)
         blobs = [write_layer(Path(scratch), [op.entry(spell(op.path, op.kind, next(spellings)),
                                                       spell(op.target, "", next(spellings))) for op in ops], format_)
                  for ops, format_ in zip(layers, formats)]
@@ -314,10 +341,15 @@ def test_the_flattener_refuses_or_agrees_with_the_reference_model(layers, spelli
         except LayerError as error:
             assert expected is None, f"the flattener refused what the model accepts: {error}"
             return
-    assert expected is not None, "the flattener accepted what the model refuses"
-    tree, groups, order = read_output(out.getvalue())
-    expected_tree, expected_groups = described(expected)
-    event(f"accepted: {min(len(tree), 9)}+ paths, {len(groups)} hard-link groups")
-    assert tree == expected_tree
-    assert groups == expected_groups
-    assert order == sorted(order, key=canonical)
+        assert expected is not None, "the flattener accepted what the model refuses"
+        tree, groups, order = read_output(out.getvalue())
+        expected_tree, expected_groups = described(expected)
+        event(f"accepted: {min(len(tree), 9)}+ paths, {len(groups)} hard-link groups")
+        assert tree == expected_tree
+        assert groups == expected_groups
+        assert order == sorted(order, key=canonical)
+        # And an extractor agrees: every member lands, hard links find their data, nothing is left out.
+        on_disk, disk_groups = extracted(out.getvalue(), Path(scratch) / "rootfs")
+        assert on_disk == {path: (kind, meta[0], meta[1], data, target)
+                           for path, (kind, meta, data, target) in expected_tree.items()}
+        assert disk_groups == expected_groups

@@ -144,7 +144,8 @@ class BlobCache:
             return None
         if not stat.S_ISREG(found.st_mode) or self._record(diff_id) != _record_of(diff_id, found.st_size):
             return None
-        os.utime(path)  # marks it recently used for eviction
+        with contextlib.suppress(OSError):  # a read-only cache is still a cache
+            os.utime(path)  # marks it recently used for eviction
         return LayerBlob(digest=digest, diff_id=Digest.parse(diff_id), media_type=media_type, size=size,
                          tar_path=path)
 
