@@ -198,6 +198,33 @@ def test_descriptor_digests_are_checked_before_use(tmp_path: Path, cache: BlobCa
         export_rootfs(f"oci:{layout.root}:app", tmp_path / "rootfs.tgz", options=ExportOptions(cache=cache))
 
 
+def test_an_oversized_index_json_is_not_read_whole(tmp_path: Path, cache: BlobCache) -> None:
+    layout = OciLayout(tmp_path / "layout")
+    with open(layout.root / "index.json", "r+b") as index:
+        index.truncate(64 * 1024**3)  # sparse: 64 GiB of nothing, more than this machine's memory
+
+    with pytest.raises(ImageError, match=r"index.json is larger than the 4194304 bytes allowed for an index"):
+        export_rootfs(f"oci:{layout.root}", tmp_path / "rootfs.tgz", options=ExportOptions(cache=cache))
+
+
+@pytest.mark.parametrize("document", ["index.json", "manifest", "config"])
+def test_json_nested_beyond_the_recursion_limit_is_an_image_error(tmp_path: Path, cache: BlobCache,
+                                                                  document: str) -> None:
+    bomb = b"[" * 200_000 + b"]" * 200_000
+    layout = OciLayout(tmp_path / "layout")
+    if document == "index.json":
+        (layout.root / "index.json").write_bytes(bomb)
+    elif document == "manifest":
+        layout.add(layout.blob(bomb, OCI_MANIFEST), tag="app")
+    else:
+        config = layout.blob(bomb, "application/vnd.oci.image.config.v1+json")
+        layout.add(layout.blob(json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config,
+                                           "layers": []}).encode(), OCI_MANIFEST), tag="app")
+
+    with pytest.raises(ImageError, match=r"is not valid JSON"):
+        export_rootfs(f"oci:{layout.root}", tmp_path / "rootfs.tgz", options=ExportOptions(cache=cache))
+
+
 # --- what the cache trusts ------------------------------------------------------------------------
 
 
@@ -356,6 +383,50 @@ def test_a_malformed_docker_content_digest_header_is_refused(lying: LyingRegistr
         pull(lying, "evil/header:v1", cache)
 
 
+@pytest.mark.parametrize("config, manifest_change, message", [
+    ({"rootfs": "layers"}, None, r"config of manifest sha256:\w+ has no rootfs.diff_ids list"),
+    ({"rootfs": {"diff_ids": "sha256:x"}}, None, r"has no rootfs.diff_ids list"),
+    (None, {"layers": {"not": "a list"}}, r"manifest sha256:\w+ has no list of layers"),
+    (None, {"layers": [{"digest": "sha256:" + "a" * 64, "size": True}]}, r"layer 1 sha256:a+: size True is not"),
+    (None, {"layers": [["not", "an", "object"]]}, r"layer 1 is not a descriptor object"),
+])
+def test_registry_documents_of_the_wrong_shape_are_image_errors(lying: LyingRegistry, cache: BlobCache,
+                                                                config, manifest_change, message) -> None:
+    manifest = lying.image("evil/shape", "v1", config={**config_for([]), **(config or {})}, layers=[])
+    if manifest_change:
+        lying.manifest("evil/shape", "v1", {**manifest, **manifest_change})
+
+    with pytest.raises(ImageError, match=message):
+        pull(lying, "evil/shape:v1", cache)
+
+
+@pytest.mark.parametrize("entries", [[1, 2], "all of them", [{"platform": {"os": "linux", "architecture": "amd64"}}]])
+def test_a_registry_index_with_malformed_entries_is_an_image_error(lying: LyingRegistry, cache: BlobCache,
+                                                                   entries) -> None:
+    lying.manifest("evil/index", "v1", {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                                        "manifests": entries}, "application/vnd.oci.image.index.v1+json")
+
+    with pytest.raises(ImageError, match=r"manifest list sha256:\w+ (has no list of manifests|entry 1 )"):
+        pull(lying, "evil/index:v1", cache)
+
+
+def test_a_registry_manifest_nested_beyond_the_recursion_limit_is_an_image_error(lying: LyingRegistry,
+                                                                                 cache: BlobCache) -> None:
+    lying.manifest("evil/deep", "v1", b"[" * 200_000 + b"]" * 200_000)
+
+    with pytest.raises(ImageError, match=r"manifest v1 is not valid JSON"):
+        pull(lying, "evil/deep:v1", cache)
+
+
+@pytest.mark.parametrize("realm", ["file:///etc/passwd", "ftp://127.0.0.1/token", "not a url"])
+def test_a_token_realm_that_is_not_http_is_an_image_error(lying: LyingRegistry, cache: BlobCache, realm: str) -> None:
+    lying.replies["/v2/evil/realm/manifests/v1"] = Reply(status=401, headers={
+        "WWW-Authenticate": f'Bearer realm="{realm}",service="evil"'})
+
+    with pytest.raises(ImageError, match=r"token server .*: the registry sent us to a URL that is not http\(s\)"):
+        pull(lying, "evil/realm:v1", cache)
+
+
 def serve_genuine(lying: LyingRegistry, repository: str, **blob_reply) -> bytes:
     """An honest image whose one layer blob is served with `blob_reply` (trickle, stall, redirect...)."""
     tar = tar_of(entry("etc/data", os.urandom(4096)))
@@ -417,9 +488,9 @@ def test_stalls_that_outlast_the_deadline_end_the_retries(lying: LyingRegistry, 
 
 
 @pytest.mark.parametrize("location, reason", [
-    ("file:///etc/passwd", "redirected to a URL that is not http(s)"),
-    ("ftp://127.0.0.1/blob", "redirected to a URL that is not http(s)"),
-    ("gopher://127.0.0.1/blob", "redirected to a URL that is not http(s)"),
+    ("file:///etc/passwd", "sent us to a URL that is not http(s)"),
+    ("ftp://127.0.0.1/blob", "sent us to a URL that is not http(s)"),
+    ("gopher://127.0.0.1/blob", "sent us to a URL that is not http(s)"),
 ])
 def test_a_blob_redirect_to_another_scheme_is_a_blob_error(lying: LyingRegistry, cache: BlobCache,
                                                            location: str, reason: str) -> None:
@@ -447,7 +518,7 @@ def test_a_blob_redirect_loop_is_a_blob_error(lying: LyingRegistry, cache: BlobC
 def test_a_manifest_redirect_to_a_file_url_is_an_image_error(lying: LyingRegistry, cache: BlobCache) -> None:
     lying.replies["/v2/evil/manifest/manifests/v1"] = Reply(status=301, headers={"Location": "file:///etc/passwd"})
 
-    with pytest.raises(ImageError, match=r"evil/manifest:v1: GET .*/manifests/v1: the registry redirected to a URL "
+    with pytest.raises(ImageError, match=r"evil/manifest:v1: GET .*/manifests/v1: the registry sent us to a URL "
                                          r"that is not http\(s\)"):
         pull(lying, "evil/manifest:v1", cache)
 

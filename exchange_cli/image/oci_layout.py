@@ -73,7 +73,12 @@ class _Layout:
             raise ImageError(f"{image}: {root} is not an OCI image layout (it needs oci-layout and index.json)")
 
     def index(self) -> dict[str, Any]:
-        return parse_json_object((self.root / "index.json").read_bytes(), image=self.image, what="index.json")
+        path = self.root / "index.json"
+        with open(path, "rb") as handle:
+            data = handle.read(MANIFEST_LIMIT + 1)
+        if len(data) > MANIFEST_LIMIT:
+            raise ImageError(f"{self.image}: {path} is larger than the {MANIFEST_LIMIT} bytes allowed for an index")
+        return parse_json_object(data, image=self.image, what="index.json")
 
     def blob_path(self, digest: Digest) -> Path:
         path = self.root / "blobs" / digest.algorithm / digest.hex

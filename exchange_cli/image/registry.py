@@ -224,6 +224,8 @@ class _Authenticator:
             else:
                 auth = (creds.username, creds.password) if creds is not None else None
                 response = self.session.get(realm, params=query, auth=auth, timeout=self.timeout)
+        except BAD_URL_ERRORS as exc:
+            raise ImageError(f"{self.image}: token server {realm}: {bad_url_reason(exc)}") from None
         except requests.exceptions.SSLError as exc:
             raise ImageError(f"{self.image}: TLS failure talking to token server {realm}: {exc}") from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
@@ -396,11 +398,8 @@ class RegistryClient:
         try:
             return self.session.request(method, url, headers={**headers, **self.auth.headers(scope)},
                                         stream=stream, timeout=self.timeout, allow_redirects=True)
-        except (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema, requests.exceptions.InvalidURL,
-                requests.exceptions.TooManyRedirects) as exc:
-            reason = (f"the registry redirected more than {MAX_REDIRECTS} times (a redirect loop?)"
-                      if isinstance(exc, requests.exceptions.TooManyRedirects)
-                      else f"the registry redirected to a URL that is not http(s): {_brief(exc)}")
+        except BAD_URL_ERRORS as exc:
+            reason = bad_url_reason(exc)
             if digest is not None:
                 raise BlobError(self.image, digest, f"{method} {url}: {reason}") from None
             raise ImageError(f"{self.image}: {method} {url}: {reason}") from None
@@ -575,6 +574,17 @@ class _ImagePull:
                                               media_type=layer.media_type, diff_id=diff_id, task=task)
 
         return with_retries(self.client.retry, download, failure=f"{self.image}: fetching layer {layer.digest}")
+
+
+BAD_URL_ERRORS = (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema,
+                  requests.exceptions.InvalidURL, requests.exceptions.TooManyRedirects)
+
+
+def bad_url_reason(error: Exception) -> str:
+    """Why a URL the registry sent us to (a redirect, a token realm) cannot be followed."""
+    if isinstance(error, requests.exceptions.TooManyRedirects):
+        return f"the registry redirected more than {MAX_REDIRECTS} times (a redirect loop?)"
+    return f"the registry sent us to a URL that is not http(s): {_brief(error)}"
 
 
 def _read_at_most(stream: io.RawIOBase, limit: int) -> bytes | None:
