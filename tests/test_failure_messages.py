@@ -20,7 +20,7 @@ from exchange_cli.cli import cli
 from exchange_cli.storage.bucket import open_bucket
 from tests.catalog_world import CatalogWorld, populate
 from tests.infra.gcs import GcsEmulator
-from tests.infra.gitrepo import ExchangeRepo, example_gear
+from tests.infra.gitrepo import ExchangeRepo, example_gear, init_repo
 from tests.infra.tmpfs import Mount, fill
 
 SECRET = "pa55-w0rd-that-must-not-leak"
@@ -174,17 +174,18 @@ def test_demo_into_a_read_only_place(tmpfs: Mount) -> None:
 
 
 def test_an_os_error_nobody_anticipated_is_still_one_line(tmpfs: Mount, tmp_path: Path) -> None:
-    """The CLI's last line of defence: any OSError becomes `error: <path>: <reason>`, exit 2."""
-    layout = tmp_path / "images"
-    from exchange_cli.demo_image import build_demo_image
-
-    build_demo_image(layout, "registry.example.org/acme/x:1.0.0", example_gear())
-    out = tmpfs("read-only", read_only=True) / "rootfs.tgz"
-    result = exchange("export", f"oci:{layout}:registry.example.org/acme/x:1.0.0", "-o", str(out),
-                      "--cache-dir", str(tmp_path / "cache"))
+    """The CLI's last line of defence: any OSError becomes `error: <path>: <reason>`, exit 2. Here add-gear
+    meets a checkout on a file system that went read-only (as a full or failing disk is remounted)."""
+    checkout = tmpfs("checkout", size="4m")
+    repo = ExchangeRepo(init_repo(checkout / "exchange"))
+    repo.write("manifests/README.md", "manifests\n")
+    repo.commit("empty exchange")
+    subprocess.run(["mount", "-o", "remount,ro", str(checkout)], check=True, capture_output=True)
+    source = tmp_path / "manifest.json"
+    source.write_text(json.dumps(example_gear()))
+    result = exchange("add-gear", str(source), "--org", "acme", "--repo", str(repo.root))
     assert result.returncode == 2, result.stderr
-    line = one_error_line(result)
-    assert str(out.parent) in line and line.endswith("Read-only file system"), line
+    assert one_error_line(result) == f"error: {repo.root / 'gears'}: Read-only file system"
 
 
 # A full bucket disk -------------------------------------------------------------------------------
