@@ -6,6 +6,7 @@ everything the run writes."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import socket
@@ -17,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from exchange_cli.cli import cli
-from exchange_cli.storage.bucket import open_bucket
+from exchange_cli.storage.bucket import StorageUnavailable, open_bucket
 from tests.catalog_world import CatalogWorld, populate
 from tests.infra.gcs import GcsEmulator
 from tests.infra.gitrepo import ExchangeRepo, example_gear, init_repo
@@ -96,6 +97,14 @@ def test_a_download_url_with_a_secret_is_refused_before_any_work(exchange_repo: 
     assert SECRET not in text_of_every_file(world["reports"], bucket, exchange_repo.root)
     assert list(bucket.iterdir()) == []
     assert_untouched(exchange_repo, head)
+
+
+@pytest.mark.parametrize("uri", [f"gs://ci-bot:{SECRET}@bucket/rootfs", f"file://ci-bot:{SECRET}@/srv/bucket"])
+def test_a_bucket_uri_with_a_secret_is_refused_without_echoing_it(exchange_repo: ExchangeRepo, world, uri: str) -> None:
+    result = CliRunner().invoke(cli, process_args(world, uri))
+    assert result.exit_code == 2
+    assert one_error_line(result).startswith(f"error: bucket URI {uri.split(':')[0]}://***@")
+    assert SECRET not in result.output
 
 
 # Outputs that cannot be written ------------------------------------------------------------------
@@ -257,6 +266,24 @@ def test_gcs_listing_against_a_dead_server(catalog: CatalogWorld, private_gcs_em
     assert result.returncode == 2, result.stderr
     assert one_error_line(result).endswith("Connection refused; gave up after retrying for 2s "
                                            "(EXCHANGE_GCS_RETRY_SECONDS)")
+
+
+def test_a_gcs_download_whose_server_dies_is_a_storage_error(private_gcs_emulator: GcsEmulator, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fetch` and `verify-storage --deep` read through this reader: its failures are one-line errors too."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", private_gcs_emulator.host)
+    monkeypatch.delenv("GCLOUD_SERVICE_ACCOUNT", raising=False)
+    private_gcs_emulator.create_bucket("reader")
+    bucket = open_bucket("gs://reader", retry_seconds=2)
+    source = tmp_path / "object.tgz"
+    source.write_bytes(b"rootfs bytes" * 1000)
+    bucket.upload("object.tgz", source, size=12000, sha384=hashlib.sha384(source.read_bytes()).hexdigest())
+    with bucket.open_read("object.tgz") as reader:
+        private_gcs_emulator.stop()  # the reader downloads on its first read
+        with pytest.raises(StorageUnavailable, match=r"^gs://reader: reading object.tgz: cannot reach Google Cloud "
+                                                     r"Storage at 127.0.0.1:\d+: Connection refused; gave up after "
+                                                     r"retrying for 2s"):
+            reader.read(1024)
 
 
 @pytest.fixture

@@ -262,6 +262,20 @@ def test_catalog_readers_skip_what_validate_refuses(exchange_repo: ExchangeRepo,
     assert [entry["name"] for entry in json.loads(result.output)["entries"]] == ["hello-world"]
 
 
+@pytest.mark.parametrize("case", ["deep-nesting", "nan", "duplicate-key"])
+def test_validate_invocation_reads_the_invocation_strictly(exchange_repo: ExchangeRepo, case: str) -> None:
+    content, rule, line, column, fragment = HOSTILE_JSON[case]
+    spec = exchange_repo.write("gears/acme/hello.json", example_gear())
+    invocation = exchange_repo.root / "job.json"
+    invocation.write_bytes(content)
+    result = CliRunner().invoke(cli, ["validate-invocation", str(spec), str(invocation), "--format", "text"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    (problem,) = problem_lines(result.output)
+    assert problem["path"].endswith("job.json") and (problem["rule"], int(problem["line"]), int(problem["col"])) == (
+        rule, line, column)
+    assert fragment in problem["message"]
+
+
 @pytest.mark.parametrize("command", ["add-gear", "invocation-schema"])
 def test_json_read_outside_validation_is_one_line(exchange_repo: ExchangeRepo, tmp_path: Path, command: str) -> None:
     source = tmp_path / "manifest.json"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import quote
@@ -93,7 +93,8 @@ class GcsBucket(Bucket):
         if blob is None:
             raise ObjectNotFound(f"{self.uri}: no object {name}")
         # Pinned to the generation we looked up: a concurrent replace fails the read instead of mixing content.
-        return blob.open("rb", chunk_size=self.chunk_size, if_generation_match=blob.generation, retry=self._retry())
+        reader = blob.open("rb", chunk_size=self.chunk_size, if_generation_match=blob.generation, retry=self._retry())
+        return _GuardedReader(reader, lambda: self._google_errors(f"reading {name}"))  # type: ignore[return-value]
 
     def create_control(self, name: str, data: bytes) -> str:
         from google.api_core.exceptions import PreconditionFailed
@@ -240,6 +241,27 @@ def make_client(credentials: Credentials | None) -> Client:
             "no Google Cloud credentials: set GCLOUD_SERVICE_ACCOUNT to a base64-encoded service-account key, "
             "or configure Application Default Credentials (gcloud auth application-default login)"
         ) from None
+
+
+class _GuardedReader:
+    """A blob reader whose failures (the server gone mid-download) are StorageErrors like every other call's."""
+
+    def __init__(self, reader: BinaryIO, guard: Callable[[], AbstractContextManager[None]]) -> None:
+        self._reader = reader
+        self._guard = guard
+
+    def read(self, size: int = -1) -> bytes:
+        with self._guard():
+            return self._reader.read(size)
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def __enter__(self) -> "_GuardedReader":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _is_control(key: str) -> bool:
