@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 import click
 
@@ -32,9 +34,30 @@ COMMANDS = {
 }
 
 
+# `exchange --help` lists the commands by who runs them.
+SECTIONS = (
+    ("Commands for CI", ("validate", "process", "check-image")),
+    ("Commands for contributors and users", ("add-gear", "add-boutique", "validate-invocation", "invocation-schema",
+                                             "list", "show", "fetch", "verify")),
+    ("Commands for maintainers", ("export", "remove", "verify-storage", "inventory", "index", "history", "keys",
+                                  "demo")),
+)
+SUMMARY_LIMIT = 300  # a command's first sentence, whole
+
+
 class ExchangeGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        listed = {name for _, names in SECTIONS for name in names}
+        sections = [*SECTIONS, ("Other commands", tuple(name for name in self.list_commands(ctx) if name not in listed))]
+        for title, names in sections:
+            rows = [(name, command.get_short_help_str(limit=SUMMARY_LIMIT)) for name in names
+                    if name in COMMANDS and (command := self.get_command(ctx, name)) is not None and not command.hidden]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         module_name = COMMANDS.get(name)
@@ -45,7 +68,13 @@ class ExchangeGroup(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         # Errors the user can act on become one line and an exit code, never a traceback.
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a closed pipe shows here, while it can still be handled
+            return result
+        except BrokenPipeError:
+            # `exchange list | head`: the reader has what it wanted; stop quietly, with success.
+            _discard_stdout()
+            ctx.exit(0)
         except ExchangeError as error:
             click.echo(f"error: {error}", err=True)
             ctx.exit(error.exit_code)
@@ -62,6 +91,15 @@ class ExchangeGroup(click.Group):
 @click.version_option(__version__, prog_name="exchange")
 def cli() -> None:
     """Run a gear exchange: validate specs, export rootfs tarballs, publish manifests."""
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so flushing it at exit raises nothing about the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file descriptor (a test runner's buffer)
+        pass
 
 
 def main() -> None:

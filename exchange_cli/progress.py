@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ContextManager, Iterator, Protocol, TextIO
 
+from .logs import show_lines_with
+
 
 class Task(Protocol):
     def advance(self, amount: int) -> None: ...
@@ -334,6 +336,7 @@ class RichProgress(_Display):
             if not self._started:
                 self._bar.start()
                 self._started = True
+                show_lines_with(self.log)  # log lines above the rows, never through them
             self._bar.add_task(row.name, row=row)
 
     def finished(self, row: Row) -> None:
@@ -348,6 +351,7 @@ class RichProgress(_Display):
     def close(self) -> None:
         with self._start_lock:
             if self._started:
+                show_lines_with(None)
                 self._bar.stop()
                 self._started = False
 

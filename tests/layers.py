@@ -164,3 +164,13 @@ def compressed_layer(layer: LayerBlob, codec: Literal["gzip", "zstd", "none"]) -
     """The compressed blob of `layer` and its ``sha256:`` digest (`layer.diff_id` stays the tar's)."""
     blob = compress(layer.tar_path.read_bytes(), codec)
     return blob, "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def tiny_layer_tar() -> bytes:
+    """A one-file layer tar, for images pushed to a test registry."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    return buffer.getvalue()

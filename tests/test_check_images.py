@@ -3,11 +3,9 @@ at the image's line and column; every other spec is still checked and every repo
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import socket
-import tarfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from tests.infra.gitrepo import ExchangeRepo, example_gear
+from tests.layers import tiny_layer_tar
 
 
 @pytest.fixture(autouse=True)
@@ -32,15 +31,6 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def one_layer() -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        info = tarfile.TarInfo("hello.txt")
-        info.size = 2
-        tar.addfile(info, io.BytesIO(b"hi"))
-    return buffer.getvalue()
-
-
 def image_position(path: Path) -> tuple[int, int]:
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if '"image":' in line:
@@ -50,7 +40,7 @@ def image_position(path: Path) -> tuple[int, int]:
 
 def test_missing_images_and_silent_registries_are_problems_of_their_specs(exchange_repo: ExchangeRepo, registry,
                                                                            auth_registry, tmp_path: Path) -> None:
-    registry.push_image("acme/present", "1.0", [one_layer()])
+    registry.push_image("acme/present", "1.0", [tiny_layer_tar()])
     down = f"127.0.0.1:{closed_port()}"
     images = {
         "present": f"{registry.host}/acme/present:1.0",

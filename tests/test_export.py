@@ -258,7 +258,7 @@ def test_cli_json_output_and_progress_on_stderr(tmp_path: Path, layout: OciLayou
     data = (out_dir / "rootfs.tgz").read_bytes()
     assert report["sha384"] == f"sha384:{hashlib.sha384(data).hexdigest()}"
     assert report["size"] == len(data)
-    assert report["image"]["digest"] == report["image"]["manifest_digest"] == descriptor["digest"]
+    assert report["image"]["digest"] == report["image"]["manifest-digest"] == descriptor["digest"]
     assert report["image"]["layers"] == [sha256(base_layer()), sha256(second_layer())]
     assert report["image"]["platform"] == "linux/amd64"
     assert f"oci:{layout.root}:app fetched: " in result.stderr and f"oci:{layout.root}:app written: " in result.stderr

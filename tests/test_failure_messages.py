@@ -60,9 +60,10 @@ def world(exchange_repo: ExchangeRepo, tmp_path: Path) -> dict[str, Path]:
     return {"root": exchange_repo.root, "images": images, "cache": tmp_path / "cache", "reports": tmp_path / "reports"}
 
 
-def process_args(world: dict[str, Path], bucket: str, *extra: str) -> list[str]:
+def process_args(world: dict[str, Path], bucket: str, *extra: str, quiet: bool = True) -> list[str]:
     return ["process", "--repo", str(world["root"]), "--bucket", bucket, "--oci-layout", str(world["images"]),
-            "--cache-dir", str(world["cache"]), "--report", str(world["reports"]), "--quiet", *extra]
+            "--cache-dir", str(world["cache"]), "--report", str(world["reports"]), *(["--quiet"] if quiet else []),
+            *extra]
 
 
 def assert_untouched(repo: ExchangeRepo, head: str) -> None:
@@ -234,7 +235,8 @@ def test_gcs_server_dying_mid_run_is_one_line_and_the_run_is_undone(exchange_rep
     head = exchange_repo.git("rev-parse", "HEAD")
     env = {**os.environ, "STORAGE_EMULATOR_HOST": emulator.host, "EXCHANGE_GCS_RETRY_SECONDS": "3"}
     env.pop("GCLOUD_SERVICE_ACCOUNT", None)
-    run = subprocess.Popen([sys.executable, "-m", "exchange_cli", *process_args(world, "gs://dies-mid-run")],
+    # Not quiet: the log line "uploaded …" tells when to stop the server.
+    run = subprocess.Popen([sys.executable, "-m", "exchange_cli", *process_args(world, "gs://dies-mid-run", quiet=False)],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     seen: list[str] = []
     try:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
-from ..contrib.add import SpecRejected, add_spec
+from ..contrib.add import AddOutcome, SpecRejected, add_spec
 from ..contrib.source import read_source
 from ..repository import Exchange
 from ..specs import SpecKind
 from ..validation.reporter import render
+from .conventions import format_option, repo_option, verbosity_options
 
 
 def make_add_command(kind: SpecKind) -> click.Command:
@@ -25,17 +28,21 @@ def make_add_command(kind: SpecKind) -> click.Command:
                   help="The spec's file in a source directory or repository [default: "
                        + ("manifest.json]." if kind is SpecKind.GEAR else "the one Boutiques descriptor there]."))
     @click.option("--no-commit", is_flag=True, help="Write the file, do not commit it.")
-    @click.option("--repo", type=click.Path(file_okay=False, path_type=Path),
-                  help="The exchange repository [default: the one around the current directory].")
+    @repo_option
+    @format_option("text", "json", default="text")
+    @verbosity_options
     def command(source: str, org: str | None, image: str | None, spec_file: str | None, no_commit: bool,
-                repo: Path | None) -> None:
+                repo: Path | None, output_format: str) -> None:
         exchange = Exchange.open(repo)
         try:
             outcome = add_spec(exchange, kind, read_source(source, kind, spec_file=spec_file), org=org, image=image,
                                commit=not no_commit)
         except SpecRejected as rejected:
-            render(rejected.report, "auto", sys.stdout)
+            render(rejected.report, "json" if output_format == "json" else "auto", sys.stdout)
             raise
+        if output_format == "json":
+            click.echo(json.dumps(outcome_as_json(outcome), indent=2))
+            return
         if not outcome.changed:
             click.echo(f"{outcome.location.relative_path} is already exactly this spec; nothing to do")
             return
@@ -48,3 +55,9 @@ def make_add_command(kind: SpecKind) -> click.Command:
     command.help = (f"Add or update a {kind.value} from SOURCE: a JSON file, a source directory, or a git "
                     "URL[@REF]; validate it, write it and commit it.")
     return command
+
+
+def outcome_as_json(outcome: AddOutcome) -> dict[str, Any]:
+    return {"ok": True, "path": outcome.location.relative_path, "kind": outcome.location.kind.value,
+            "org": outcome.location.org, "changed": outcome.changed, "commit": outcome.commit,
+            "message": outcome.message, "diff": outcome.diff}

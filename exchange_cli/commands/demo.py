@@ -11,19 +11,21 @@ import click
 from ..demo import run_demo
 from ..errors import writing
 from ..process.report import render_outcome
-from ..progress import progress_for
+from ..logs import logger
+from .conventions import command_progress, verbosity_options
 
 
 @click.command("demo")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               help="Where to make the throwaway exchange [default: a new temporary directory, kept for inspection].")
+@verbosity_options
 def command(directory: Path | None) -> None:
     """Make a throwaway exchange (git repo, bare remote, local bucket, locally built image) and process it."""
     root = directory or Path(tempfile.mkdtemp(prefix="exchange-demo-"))
     with writing(root, "the demo exchange"):
         root.mkdir(parents=True, exist_ok=True)
-    with progress_for(sys.stderr) as progress:
-        world, outcome = run_demo(root, progress=progress, log=progress.log)
+    with command_progress() as progress:
+        world, outcome = run_demo(root, progress=progress, log=logger("demo").info)
     render_outcome(outcome, sys.stdout, dry_run=False)
     click.echo(f"\nthe exchange:   {world.work_tree}\nits remote:     {world.remote}\n"
                f"the bucket:     {world.bucket}\nthe OCI layout: {world.images}")

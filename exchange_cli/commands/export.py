@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..export import ExportResult, export_rootfs
-from ..progress import format_bytes, progress_for
+from ..progress import format_bytes
+from .conventions import command_progress, format_option, verbosity_options
 from .options import export_options, export_options_from
 
 
@@ -19,16 +19,16 @@ from .options import export_options, export_options_from
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the gzip-compressed rootfs tarball.")
 @export_options
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
-def command(image: str, output: Path, output_format: str, quiet: bool, **option_values: Any) -> None:
+@format_option("text", "json", default="text")
+@verbosity_options
+def command(image: str, output: Path, output_format: str, **option_values: Any) -> None:
     """Export IMAGE's root filesystem, all layers applied, to a byte-reproducible .tgz; print its sha384.
 
     IMAGE is a reference (registry or Docker engine, see --source), docker-archive:PATH[:REPO:TAG]
     (a `docker save` file) or oci:PATH[:TAG] (an OCI image layout).
     """
     options = export_options_from(**option_values)
-    with progress_for(sys.stderr, quiet) as progress:
+    with command_progress() as progress:
         result = export_rootfs(image, output, options=options, progress=progress)
     click.echo(render_json(result) if output_format == "json" else render_text(result))
 
@@ -53,9 +53,9 @@ def render_json(result: ExportResult) -> str:
         "image": {
             "reference": image.reference,
             "digest": result.image_digest,
-            "pinned_reference": image.pinned_reference,
-            "manifest_digest": image.manifest_digest,
-            "config_digest": image.config_digest,
+            "pinned-reference": image.pinned_reference,
+            "manifest-digest": image.manifest_digest,
+            "config-digest": image.config_digest,
             "platform": str(image.platform),
             "layers": [layer.diff_id for layer in image.layers],
         },

@@ -17,24 +17,27 @@ from ..process.report import outcome_as_json, render_outcome
 from ..process.run import ProcessOptions, process_exchange
 from ..process.run_report import run_label, run_reported
 from ..process.shards import CIRCLE_INDEX_ENV, CIRCLE_TOTAL_ENV, Shard
-from ..progress import progress_for
+from ..logs import logger
 from ..repository import Exchange
 from ..storage.lease import DEFAULT_WAIT_SECONDS, WAIT_ENV
 from ..validation.reporter import render, report_as_json
+from .conventions import command_progress, format_option, jobs_option, remote_option, repo_option, verbosity_options
 from .options import export_options, export_options_from, storage_bucket
+
+LOG = logger("process")
 
 REPORT_DIR_ENV = "EXCHANGE_REPORT_DIR"
 DIRECTORY = click.Path(file_okay=False, path_type=Path)
 
 
 @click.command("process")
-@click.option("--repo", type=DIRECTORY, help="The exchange repository [default: the one around the current directory].")
+@repo_option
 @click.option("--since", metavar="REV", help="Process specs changed since REV instead of since .sentinel.")
 @click.option("--bucket", "bucket_uri", metavar="URI", help="gs://bucket[/prefix] or file:///path [env: EXCHANGE_BUCKET_URI].")
 @click.option("--download-url", metavar="URL", help="Public URL prefix of the bucket [env: EXCHANGE_DOWNLOAD_URL; default: derived from the bucket].")
-@click.option("--remote", envvar="GIT_REMOTE", default="origin", show_default=True, help="Git remote to push to [env: GIT_REMOTE].")
+@remote_option
 @export_options
-@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Export and upload N specs at once.")
+@jobs_option("Check, export and upload", default=1)
 @click.option("--retries", type=click.IntRange(0, 20), default=0, show_default=True, help="On a non-fast-forward push, replay and push again up to N times.")
 @click.option("--skip-check", "skip_checks", multiple=True, metavar="RULE", help="Let images that fail this conformance check (a rootfs-* rule id) through; manifests record it (repeatable).")
 @click.option("--mirror-registry", metavar="HOST/PATH", help="Copy each processed image to HOST/PATH/<org>-<name>:<version> and record it; custom.flywheel.beta_exchange gears are delivered as that image.")
@@ -45,16 +48,16 @@ DIRECTORY = click.Path(file_okay=False, path_type=Path)
 @click.option("--lease-wait", type=click.FloatRange(0), envvar=WAIT_ENV, default=DEFAULT_WAIT_SECONDS, show_default=True, help="Seconds to wait for another run's lease on the bucket before giving up [env: EXCHANGE_LEASE_WAIT].")
 @click.option("--publish-index", metavar="BRANCH", help="After a successful run, publish the catalog (exchange.json, the old pipeline's shape) to BRANCH; a failure is reported, never rolls back the run, and the next run retries.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (a shard's share with --shard); change nothing.")
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--quiet", is_flag=True, help="No progress output.")
+@format_option("text", "json", default="text")
+@verbosity_options
 def command(repo: Path | None, since: str | None, bucket_uri: str | None, download_url: str | None, remote: str,
             jobs: int, retries: int, shard_text: str | None, shard_dir: Path | None, finalize_dir: Path | None,
-            report_dir: Path | None, lease_wait: float, dry_run: bool, output_format: str, quiet: bool, skip_checks: tuple[str, ...],
+            report_dir: Path | None, lease_wait: float, dry_run: bool, output_format: str, skip_checks: tuple[str, ...],
             mirror_registry: str | None, publish_index: str | None, **export_flags) -> None:
     """Export, upload and publish every spec changed since .sentinel, then push; undo everything on failure."""
     try:
         run_command(repo, since, bucket_uri, download_url, remote, jobs, retries, shard_text, shard_dir, finalize_dir,
-                    report_dir, lease_wait, dry_run, output_format, quiet, skip_checks, mirror_registry, publish_index,
+                    report_dir, lease_wait, dry_run, output_format, skip_checks, mirror_registry, publish_index,
                     export_flags)
     except ExchangeError as error:
         if output_format == "json":  # JSON on every path: a tool reading stdout always gets a document
@@ -71,7 +74,7 @@ def failure_as_json(error: ExchangeError) -> dict:
 
 def run_command(repo: Path | None, since: str | None, bucket_uri: str | None, download_url: str | None, remote: str,
                 jobs: int, retries: int, shard_text: str | None, shard_dir: Path | None, finalize_dir: Path | None,
-                report_dir: Path | None, lease_wait: float, dry_run: bool, output_format: str, quiet: bool,
+                report_dir: Path | None, lease_wait: float, dry_run: bool, output_format: str,
                 skip_checks: tuple[str, ...], mirror_registry: str | None, publish_index: str | None,
                 export_flags: dict) -> None:
     shard = chosen_shard(shard_text, shard_dir, finalize_dir, dry_run)
@@ -85,8 +88,8 @@ def run_command(repo: Path | None, since: str | None, bucket_uri: str | None, do
                              jobs=jobs, retries=retries, dry_run=dry_run, shard=shard, shard_dir=shard_dir,
                              finalize_dir=finalize_dir, delivery=DeliverySettings.from_options(skip_checks, mirror_registry),
                              lease_wait=lease_wait, publish_index=publish_index)
-    progress = progress_for(sys.stderr, quiet)
-    log = progress.log  # above the live rows on a terminal
+    progress = command_progress()
+    log = LOG.info
     reports = None if dry_run else report_dir or default_report_dir(exchange)
     try:
         outcome, _ = run_reported(

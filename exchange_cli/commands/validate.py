@@ -11,19 +11,20 @@ from ..errors import writing
 from ..repository import Exchange
 from ..validation.reporter import render, write_junit
 from ..validation.run import select_spec_paths, validate_specs
+from .conventions import format_option, jobs_option, repo_option, verbosity_options
 
 
 @click.command("validate")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--all", "all_specs", is_flag=True, help="Check every spec under gears/ and boutiques/.")
 @click.option("--since", metavar="REV", help="Check specs changed since REV instead of since .sentinel.")
-@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), help="The exchange repository [default: the one around the current directory].")
+@repo_option
 @click.option("--check-images", is_flag=True, help="Also ask each image's registry whether the tag or digest exists (network).")
 @click.option("--insecure-registry", "insecure_registries", multiple=True, metavar="HOST", help="Talk plain HTTP to this registry (repeatable).")
-@click.option("--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="With --check-images: ask N registries at once.")
-@click.option("--format", "output_format", type=click.Choice(["auto", "text", "rich", "json"]), default="auto", show_default=True,
-              help="auto: rich tables on a terminal, text lines otherwise.")
+@jobs_option("With --check-images: ask registries about")
+@format_option("auto", "text", "rich", "json", default="auto")
 @click.option("--junit-xml", type=click.Path(dir_okay=False, path_type=Path), help="Also write a JUnit report, one test case per spec.")
+@verbosity_options
 def command(paths: tuple[Path, ...], all_specs: bool, since: str | None, repo: Path | None, check_images: bool,
             insecure_registries: tuple[str, ...], jobs: int, output_format: str, junit_xml: Path | None) -> None:
     """Check gear and boutique specs: with PATHs those files, with --all every spec, else the specs changed since .sentinel."""

@@ -12,13 +12,15 @@ from ..specs import SpecFile, display_path
 from ..validation.checker import json_problems, place_problems
 from ..validation.problems import Report, SpecResult
 from ..validation.reporter import render
+from .conventions import format_option, verbosity_options
 
 
 @click.command("validate-invocation")
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("invocation", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--regenerate", is_flag=True, help="For a manifest: check against the schema its embedded spec gives today, not the one it embeds.")
-@click.option("--format", "output_format", type=click.Choice(["auto", "text", "rich", "json"]), default="auto", show_default=True)
+@format_option("auto", "text", "rich", "json", default="auto")
+@verbosity_options
 def command(spec: Path, invocation: Path, regenerate: bool, output_format: str) -> None:
     """Validate INVOCATION (a job's inputs and config, JSON) against SPEC's invocation schema."""
     chosen = choose_invocation_schema(read_spec_document(spec), regenerate=regenerate)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +59,17 @@ def boutique_problems(spec: dict[str, Any], view: RootfsView, config: dict[str, 
 
 
 def check_spec_files(paths: Iterable[Path], options: ExportOptions, *, skipped: Collection[str] = (),
-                     progress: Progress = _NO_PROGRESS) -> Report:
-    """`exchange check-image`: each spec file's image, from the export's sources, against the spec."""
-    return Report([check_spec_file(path, options, skipped=skipped, progress=progress) for path in paths], noun="image")
+                     progress: Progress = _NO_PROGRESS, workers: int = 1) -> Report:
+    """`exchange check-image`: each spec file's image, from the export's sources, against the spec;
+    `workers` images at once, the results in the order of `paths`."""
+    def one(path: Path) -> SpecResult:
+        return check_spec_file(path, options, skipped=skipped, progress=progress)
+
+    paths = list(paths)
+    if workers <= 1 or len(paths) <= 1:
+        return Report([one(path) for path in paths], noun="image")
+    with ThreadPoolExecutor(max_workers=min(workers, len(paths)), thread_name_prefix="check-image") as pool:
+        return Report(list(pool.map(one, paths)), noun="image")
 
 
 def check_spec_file(path: Path, options: ExportOptions, *, skipped: Collection[str] = (),

@@ -38,10 +38,12 @@ import zstandard
 from isal import igzip, isal_zlib
 
 from ..errors import ExchangeError, OutputError, writing
-from ..progress import NullProgress, Task
+from ..logs import logger
+from ..progress import NullProgress, Task, format_bytes
 from .digest import Digest
 from .model import LayerBlob
 
+LOG = logger("cache")
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -146,6 +148,7 @@ class BlobCache:
             return None
         with contextlib.suppress(OSError):  # a read-only cache is still a cache
             os.utime(path)  # marks it recently used for eviction
+        LOG.debug("layer cache hit: %s (%s)", diff_id, format_bytes(found.st_size))
         return LayerBlob(digest=digest, diff_id=Digest.parse(diff_id), media_type=media_type, size=size,
                          tar_path=path)
 

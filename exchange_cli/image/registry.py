@@ -31,6 +31,7 @@ from typing import Any, BinaryIO, Self, TypeVar
 import requests
 import urllib3
 
+from ..logs import logger
 from ..progress import NullProgress, Progress
 from ..reference import ImageReference
 from .blobcache import CHUNK, BlobCache, BlobError, VerifyingReader
@@ -74,6 +75,7 @@ USER_AGENT = "exchange-cli"
 
 T = TypeVar("T")
 _NO_PROGRESS = NullProgress()
+LOG = logger("registry")
 
 
 @dataclass(frozen=True)
@@ -396,8 +398,10 @@ class RegistryClient:
     def _send(self, method: str, url: str, headers: dict[str, str], scope: str, stream: bool,
               digest: str | None = None) -> requests.Response:
         try:
-            return self.session.request(method, url, headers={**headers, **self.auth.headers(scope)},
-                                        stream=stream, timeout=self.timeout, allow_redirects=True)
+            response = self.session.request(method, url, headers={**headers, **self.auth.headers(scope)},
+                                            stream=stream, timeout=self.timeout, allow_redirects=True)
+            LOG.debug("registry: %s %s -> %s", method, url, response.status_code)  # never the headers: credentials
+            return response
         except BAD_URL_ERRORS as exc:
             reason = bad_url_reason(exc)
             if digest is not None:

@@ -16,10 +16,13 @@ from .. import git
 from ..delivery.stage import Delivery
 from ..errors import ExchangeError
 from ..invocation import derive_invocation_schema
+from ..logs import logger
 from .artifacts import Artifact
 from .ledger import CreatedObjects, RollbackResult
 from .rollback import delete_unreferenced
 from .transaction import ManifestCommit, PublishTransaction
+
+LOG = logger("process")
 
 Log = Callable[[str], None]
 
@@ -98,7 +101,7 @@ class Publisher:
         for made in skipped:
             if made.object_name is not None:
                 ledger.forget(made.object_name)
-            self.log(f"{made.manifest_path} was already pushed by another run; skipped")
+            LOG.warning(f"{made.manifest_path} was already pushed by another run; skipped")
 
 
 def describe(rollback: RollbackResult, transaction: PublishTransaction | None) -> str:

@@ -20,6 +20,7 @@ from ..catalog.legacy import CatalogPublication, publish_legacy_index
 from ..delivery.stage import Delivery
 from ..manifests import load_manifests
 from ..errors import UsageError
+from ..logs import logger
 from ..progress import NullProgress, Progress
 from ..repository import Exchange
 from ..storage.lease import BucketLease
@@ -43,6 +44,8 @@ from .transaction import PublishTransaction
 
 __all__ = ["ProcessFailed", "ProcessOptions", "ProcessOutcome", "process_exchange"]
 
+LOG = logger("process")
+
 
 def process_exchange(exchange: Exchange, options: ProcessOptions, *, progress: Progress = NullProgress(),
                      log: Log = lambda message: None,
@@ -50,17 +53,18 @@ def process_exchange(exchange: Exchange, options: ProcessOptions, *, progress: P
     """`on_outcome` receives the outcome as soon as there is a plan; the run keeps filling it in."""
     with exclusive_checkout(exchange):
         start, branch = check_preconditions(exchange, options.remote, publishing=options.shard is None)
+        # Recovery and waiting are warnings: shown even with -q, they explain a pause or a changed bucket.
         if not options.dry_run:
-            remove_leftovers(options.bucket, log)
-        lease = BucketLease(options.bucket, purpose=f"exchange process in {exchange.root}", log=log,  # type: ignore[arg-type]
+            remove_leftovers(options.bucket, LOG.warning)
+        lease = BucketLease(options.bucket, purpose=f"exchange process in {exchange.root}", log=LOG.warning,  # type: ignore[arg-type]
                             ttl=options.lease_ttl, wait=options.lease_wait)
         try:
             if options.shard is None and not options.dry_run:
-                start = _resume_earlier_run(exchange, options, start, branch, lease, log)
+                start = _resume_earlier_run(exchange, options, start, branch, lease, LOG.warning)
             elif options.shard is None:
                 _, unpushed = unpushed_manifest_commits(exchange, options.remote, branch)
                 if unpushed:
-                    log(f"{len(unpushed)} manifest commit(s) of an earlier run never reached {options.remote} {branch}: "
+                    LOG.warning(f"{len(unpushed)} manifest commit(s) of an earlier run never reached {options.remote} {branch}: "
                         "a real run pushes them first, or rolls them back")
             outcome = ProcessOutcome(make_plan(exchange, start, since=options.since), shard=options.shard)
             on_outcome(outcome)
@@ -141,7 +145,7 @@ def run_shard(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOptio
             outcome.rollback = delete_unreferenced(work.ledger, options.bucket, exchange.repo, options.remote,
                                                    _branch_or_none(exchange))
             delivery.rollback(outcome.rollback)  # the mirrored tags this shard created
-            log(describe(outcome.rollback, None))
+            LOG.warning(describe(outcome.rollback, None))  # shown even with -q
             raise
     return outcome
 
@@ -189,13 +193,13 @@ def _publish_run(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOp
             if publisher.is_published():
                 raise  # the push landed before the interrupt: the run's work is published and referenced
             outcome.rollback, outcome.reset_to = publisher.rollback(work.ledger, delivery), start
-            log(describe(outcome.rollback, transaction))
+            LOG.warning(describe(outcome.rollback, transaction))  # shown even with -q
             raise
         outcome.commits, outcome.replays = transaction.commits, transaction.replays
         if published is not None:
             paths = [made.manifest_path for made in [*transaction.commits, *transaction.skipped]]
             confirm_published(exchange.repo, published.head, paths, outcome.artifacts, options.bucket,
-                              options.export, work.work_dir, progress, log)
+                              options.export, work.work_dir, progress, LOG.warning)  # a restore is news
     lease.release()
     if published is not None:
         publisher.after_push(published)

@@ -1,0 +1,91 @@
+"""The options every command spells the same way: --format, -q/-v, --repo, --remote, -y, --jobs.
+
+One definition each, so a name means one thing everywhere (`exchange --help` of any command reads
+alike) and the table-driven test in tests/test_cli_conventions.py can check them all.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from ..logs import Verbosity, configure
+from ..progress import progress_for
+
+_VERBOSITY = "exchange.verbosity"
+
+
+def _set_verbosity(wanted: Verbosity) -> Callable[[click.Context, click.Parameter, bool], None]:
+    def callback(ctx: click.Context, param: click.Parameter, given: bool) -> None:
+        current = ctx.meta.get(_VERBOSITY, Verbosity.NORMAL)
+        if given:
+            if current not in (Verbosity.NORMAL, wanted):
+                raise click.UsageError("-q/--quiet and -v/--verbose exclude each other", ctx)
+            current = ctx.meta[_VERBOSITY] = wanted
+        configure(current)
+
+    return callback
+
+
+def verbosity_options(command: Callable) -> Callable:
+    """-q/--quiet: no progress and no log lines, only the result and errors; -v/--verbose: debug lines."""
+    command = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_set_verbosity(Verbosity.VERBOSE),
+                           help="Also log each registry request, layer cache hit and git command (never credentials).")(command)
+    return click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_set_verbosity(Verbosity.QUIET),
+                        help="No progress and no log lines: only the result and errors.")(command)
+
+
+def verbosity() -> Verbosity:
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get(_VERBOSITY, Verbosity.NORMAL) if ctx is not None else Verbosity.NORMAL
+
+
+def command_progress():  # noqa: ANN201 - a progress display, used as a context manager
+    """Live rows on a terminal, periodic lines otherwise, nothing with -q."""
+    return progress_for(sys.stderr, quiet=verbosity() is Verbosity.QUIET)
+
+
+FORMAT_HELP = {
+    "auto": "rich tables on a terminal, text lines otherwise",
+    "rich": "tables",
+    "text": "lines for people and log files",
+    "json": "one JSON document (its schema is in schemas/cli/)",
+    "csv": "comma-separated values, one row per item",
+    "legacy": "the legacy exchange.json shape",
+}
+
+
+def format_option(*choices: str, default: str, aliases: dict[str, str] | None = None) -> Callable[[Callable], Callable]:
+    """--format CHOICE (the function gets `output_format`); `aliases` maps hidden flags such as --json to a
+    choice, kept for scripts written against older versions."""
+    def decorate(command: Callable) -> Callable:
+        for flag, choice in (aliases or {}).items():
+            command = click.option(flag, "output_format", flag_value=choice, hidden=True,
+                                   help=f"The same as --format {choice}.")(command)
+        described = "; ".join(f"{choice}: {FORMAT_HELP[choice]}" for choice in choices)
+        return click.option("--format", "output_format", type=click.Choice(choices), default=default,
+                            show_default=True, help=f"How to print the result ({described}).")(command)
+
+    return decorate
+
+
+def repo_option(command: Callable) -> Callable:
+    return click.option("--repo", type=click.Path(file_okay=False, path_type=Path),
+                        help="The exchange repository [default: the one around the current directory].")(command)
+
+
+def remote_option(command: Callable) -> Callable:
+    return click.option("--remote", envvar="GIT_REMOTE", default="origin", show_default=True,
+                        help="The git remote to push to [env: GIT_REMOTE].")(command)
+
+
+def yes_option(command: Callable) -> Callable:
+    return click.option("-y", "--yes", is_flag=True, help="Do it without asking for confirmation.")(command)
+
+
+def jobs_option(what: str, default: int = 4) -> Callable[[Callable], Callable]:
+    return click.option("--jobs", type=click.IntRange(1, 64), default=default, show_default=True,
+                        help=f"{what} N at once.")

@@ -1,0 +1,198 @@
+"""One convention across all commands, checked over a table of every command: help text for every option,
+`--format json` output that parses and fits its schema in schemas/cli/ (kebab-case keys), `-q` that
+prints no progress and no log lines, `-v` that logs without secrets, and a closed pipe that ends quietly."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import click
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from exchange_cli.cli import COMMANDS, SECTIONS, cli
+from tests.cli_world import CliWorld, exchange_command, make_world
+from tests.infra.gitrepo import example_gear, run_git
+from tests.layers import tiny_layer_tar
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMAS = ROOT / "schemas" / "cli"
+KEBAB = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class Row:
+    """How to run one command against the world, and which schema its JSON output follows."""
+
+    args: Callable[[CliWorld, Path], list[str]]
+    schema: str  # a file in schemas/cli/, or "json-schema" for a JSON Schema document
+    exit_codes: tuple[int, ...] = (0,)
+
+
+def _invocation(world: CliWorld, scratch: Path) -> Path:
+    path = scratch / "job.json"
+    path.write_text(json.dumps({"config": {"name": "Ada"}, "inputs": {}}))
+    return path
+
+
+def _clone(world: CliWorld, scratch: Path) -> Path:
+    """A checkout of its own, for a command that changes the work tree."""
+    clone = scratch / "clone"
+    run_git(scratch, "clone", "-q", str(world.remote), str(clone))
+    return clone
+
+
+def _source(world: CliWorld, scratch: Path) -> Path:
+    path = scratch / "manifest.json"
+    path.write_text(json.dumps(example_gear(name="new-gear", version="1.0.0",
+                                            custom={"gear-builder": {"image": world.image("hello")}})))
+    return path
+
+
+TABLE: dict[str, Row] = {
+    "validate": Row(lambda w, s: ["validate", "--repo", str(w.work), "--all"], "report"),
+    "check-image": Row(lambda w, s: ["check-image", str(w.spec_path("hello")), *w.source("hello")], "report"),
+    "validate-invocation": Row(lambda w, s: ["validate-invocation", str(w.spec_path("hello")), str(_invocation(w, s))],
+                               "report"),
+    "invocation-schema": Row(lambda w, s: ["invocation-schema", str(w.spec_path("hello"))], "json-schema"),
+    "export": Row(lambda w, s: ["export", w.image("hello"), "-o", str(s / "rootfs.tgz"), *w.source("hello")], "export"),
+    "process": Row(lambda w, s: [*w.process_args(), "--dry-run"], "process"),
+    "add-gear": Row(lambda w, s: ["add-gear", str(_source(w, s)), "--org", "acme", "--no-commit", "--repo",
+                                         str(_clone(w, s))],
+                    "add"),
+}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> CliWorld:
+    return make_world(tmp_path_factory.mktemp("cli-world"), ("hello", "other"), processed=True)
+
+
+def command(name: str) -> click.Command:
+    found = cli.get_command(click.Context(cli), name)
+    assert found is not None, name
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(TABLE))
+def test_every_command_and_option_has_help(name: str) -> None:
+    cmd = command(name)
+    assert cmd.help and cmd.help.strip(), f"{name} has no help text"
+    for param in cmd.params:
+        if isinstance(param, click.Option) and not param.hidden:
+            assert param.help and param.help.strip(), f"{name} {'/'.join(param.opts)} has no help text"
+
+
+def test_help_groups_commands_by_who_runs_them_with_whole_summaries() -> None:
+    result = CliRunner().invoke(cli, ["--help"], terminal_width=120)
+    assert result.exit_code == 0
+    titles = [title for title, _ in SECTIONS]
+    positions = [result.output.index(f"{title}:") for title in titles]
+    assert positions == sorted(positions)
+    commands_part = result.output[positions[0]:]
+    assert "..." not in commands_part, "no summary is cut off"
+    for name in COMMANDS:
+        first_sentence = command(name).get_short_help_str(limit=10_000)
+        assert " ".join(first_sentence.split()) in " ".join(commands_part.split()), name
+    listed = {name for _, names in SECTIONS for name in names}
+    assert set(COMMANDS) <= listed, "every command is in a section"
+
+
+@pytest.mark.parametrize("name", sorted(TABLE))
+def test_format_json_parses_and_fits_its_schema(world: CliWorld, tmp_path: Path, name: str) -> None:
+    row = TABLE[name]
+    result = CliRunner().invoke(cli, [*row.args(world, tmp_path), "--format", "json"])
+    assert result.exit_code in row.exit_codes, result.output
+    document = json.loads(result.stdout)
+    if row.schema == "json-schema":
+        jsonschema.Draft7Validator.check_schema(document)
+        return
+    schema = json.loads((SCHEMAS / f"{row.schema}.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(document, schema, cls=jsonschema.Draft202012Validator)
+    assert_kebab_keys(document, schema)
+
+
+def assert_kebab_keys(document: object, schema: dict) -> None:
+    """Our own keys are kebab-case at every level the schema describes (specs embedded as data are not ours)."""
+    if isinstance(document, dict) and "propertyNames" in schema:
+        for key, value in document.items():
+            assert KEBAB.match(key), key
+            child = schema.get("properties", {}).get(key)
+            if child is not None:
+                assert_kebab_keys(value, _resolve(child, schema))
+    elif isinstance(document, list) and "items" in schema:
+        for item in document:
+            assert_kebab_keys(item, _resolve(schema["items"], schema))
+
+
+def _resolve(child: dict, parent: dict) -> dict:
+    return child
+
+
+@pytest.mark.parametrize("name", sorted(TABLE))
+def test_quiet_prints_no_progress_and_no_log_lines(world: CliWorld, tmp_path: Path, name: str) -> None:
+    row = TABLE[name]
+    result = CliRunner().invoke(cli, [*row.args(world, tmp_path), "-q"])
+    assert result.exit_code in row.exit_codes, result.output
+    assert result.stderr == "", f"{name} -q wrote to stderr: {result.stderr!r}"
+    assert result.stdout, "the result is still printed"
+
+
+@pytest.mark.parametrize("name", sorted(TABLE))
+def test_a_closed_pipe_ends_quietly_with_success(world: CliWorld, tmp_path: Path, name: str) -> None:
+    """`exchange … | head -0`: the reader is gone before the first line is written."""
+    import subprocess
+
+    row = TABLE[name]
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        result = subprocess.run([*exchange_command(), *row.args(world, tmp_path), "-q"], stdout=write,
+                                stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+
+
+def test_no_color_and_a_pipe_give_plain_text(world: CliWorld) -> None:
+    import subprocess
+
+    result = subprocess.run([*exchange_command(), "validate", "--repo", str(world.work), "--all", "--format", "rich"],
+                            capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "\x1b[" not in result.stdout, "no colour codes"
+
+
+def test_verbose_logs_registry_requests_cache_hits_and_git_commands_without_secrets(
+        world: CliWorld, tmp_path: Path, auth_registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    auth_registry.push_image("acme/secret", "1.0", [tiny_layer_tar()])
+    host_variable = "EXCHANGE_REGISTRY_AUTH_" + re.sub(r"[^A-Z0-9]", "_", auth_registry.host.upper())
+    monkeypatch.setenv(host_variable, f"{auth_registry.username}:{auth_registry.password}")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
+    arguments = ["export", f"{auth_registry.host}/acme/secret:1.0", "-o", str(tmp_path / "x.tgz"),
+                 "--insecure-registry", auth_registry.host, "--cache-dir", str(tmp_path / "cache"), "-v"]
+    first = CliRunner().invoke(cli, arguments)
+    second = CliRunner().invoke(cli, arguments)
+    assert first.exit_code == second.exit_code == 0, first.output
+    assert re.search(rf"registry: GET http://{re.escape(auth_registry.host)}/v2/acme/secret/manifests/1\.0 -> 200",
+                     first.stderr), first.stderr
+    assert "layer cache hit: sha256:" in second.stderr
+    for output in (first.stderr, second.stderr):
+        assert auth_registry.password not in output and "Authorization" not in output and "Basic " not in output
+    processed = CliRunner().invoke(cli, [*world.process_args(), "--dry-run", "-v"])
+    assert re.search(r"^git: ", processed.stderr, re.MULTILINE), processed.stderr
+    quiet = CliRunner().invoke(cli, [*arguments[:-1], "-q"])
+    assert quiet.stderr == ""
+
+
+def test_quiet_and_verbose_exclude_each_other(world: CliWorld) -> None:
+    result = CliRunner().invoke(cli, ["validate", "--repo", str(world.work), "-q", "-v"])
+    assert result.exit_code == 2 and "exclude each other" in result.output
