@@ -86,7 +86,7 @@ def publish_catalog(exchange: Exchange, branch: str, remote: str, log: Log) -> C
     A failure is reported and never rolls the run back; the next run publishes again."""
     publication = publish_legacy_index(exchange.repo, load_manifests(exchange.manifests_dir), branch=branch,
                                        remote=remote, source_commit=git.head_commit(exchange.repo) or "")
-    log(publication.describe())
+    (log if publication.ok else LOG.warning)(publication.describe())  # a failure shows even with -q
     return publication
 
 
