@@ -236,19 +236,19 @@ def test_gcs_server_dying_mid_run_is_one_line_and_the_run_is_undone(exchange_rep
     env = {**os.environ, "STORAGE_EMULATOR_HOST": emulator.host, "EXCHANGE_GCS_RETRY_SECONDS": "3"}
     env.pop("GCLOUD_SERVICE_ACCOUNT", None)
     # Not quiet: the log line "uploaded …" tells when to stop the server.
-    run = subprocess.Popen([sys.executable, "-m", "exchange_cli", *process_args(world, "gs://dies-mid-run", quiet=False)],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     seen: list[str] = []
-    try:
-        for line in run.stderr:  # type: ignore[union-attr]
-            seen.append(line)
-            if line.startswith("uploaded acme-alpha-"):
-                emulator.stop()  # alpha is in the bucket; beta's upload meets a dead server
-                break
-        stderr = "".join(seen) + run.stderr.read()  # type: ignore[union-attr]
-        run.wait(timeout=90)
-    finally:
-        run.kill()
+    with subprocess.Popen([sys.executable, "-m", "exchange_cli", *process_args(world, "gs://dies-mid-run", quiet=False)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env) as run:
+        try:
+            for line in run.stderr:  # type: ignore[union-attr]
+                seen.append(line)
+                if line.startswith("uploaded acme-alpha-"):
+                    emulator.stop()  # alpha is in the bucket; beta's upload meets a dead server
+                    break
+            stderr = "".join(seen) + run.stderr.read()  # type: ignore[union-attr]
+            run.wait(timeout=90)
+        finally:
+            run.kill()
     assert any(line.startswith("uploaded acme-alpha-") for line in seen), stderr
     assert run.returncode == 2, stderr
     line = one_error_line(subprocess.CompletedProcess(run.args, run.returncode, "", stderr))
