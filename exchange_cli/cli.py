@@ -31,6 +31,8 @@ COMMANDS = {
     "remove": "remove",
     "inventory": "inventory",
     "index": "index",
+    "verify": "verify",
+    "keys": "keys",
 }
 
 

@@ -245,3 +245,15 @@ def blobs_at(repo: git.Repo, commit: str, directory: str) -> Iterator[tuple[str,
     for item in tree.traverse():
         if item.type == "blob":
             yield item.path, item.data_stream.read()
+
+
+def blob_id(repo: git.Repo, commit: str, path: str) -> str:
+    """The git blob id of `path` as committed in `commit`."""
+    return repo.git.rev_parse(f"{commit}:{path}").strip()
+
+
+def remote_url(repo: git.Repo, remote: str) -> str | None:
+    try:
+        return repo.git.remote("get-url", remote).strip() or None
+    except git.GitCommandError:
+        return None

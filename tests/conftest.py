@@ -18,4 +18,5 @@ pytest_plugins = [
     "tests.infra.registry",
     "tests.infra.gcs",
     "tests.infra.tmpfs",
+    "tests.infra.kms",
 ]

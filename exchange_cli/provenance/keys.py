@@ -1,0 +1,129 @@
+"""Public keys the exchange signs with, their ids, and the repository's key directory `.exchange/keys/`.
+
+A key id is the lowercase hex sha256 of the key's DER SubjectPublicKeyInfo: it depends only on the
+public key, so anyone can recompute it from the PEM file. Each key in the directory is stored as
+`<key id>.pub` (PEM); old keys stay there so envelopes they signed keep verifying after a rotation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from ..errors import UsageError
+
+KEYS_DIR = ".exchange/keys"
+KEY_SUFFIX = ".pub"
+ED25519 = "ed25519"
+ECDSA_P256 = "ecdsa-p256"
+SUPPORTED = "Ed25519 or ECDSA P-256"
+
+PublicKeyObject = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+
+
+class UnusableKey(UsageError):
+    """A key file or setting that cannot be used. Messages never contain key material."""
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    key: PublicKeyObject = field(repr=False, compare=False)
+    key_id: str
+    algorithm: str  # ED25519 or ECDSA_P256
+    source: str = field(default="", compare=False)  # where it was read from, for messages
+
+    @classmethod
+    def of(cls, key: object, source: str = "") -> PublicKey:
+        return cls(key, key_id(key), algorithm_of(key, source), source)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_pem(cls, pem: bytes, source: str) -> PublicKey:
+        try:
+            key = serialization.load_pem_public_key(pem)
+        except (ValueError, TypeError):
+            raise UnusableKey(f"{source}: not a PEM public key (-----BEGIN PUBLIC KEY-----)") from None
+        return cls.of(key, source)
+
+    @property
+    def pem(self) -> bytes:
+        return self.key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    @property
+    def short_id(self) -> str:
+        return self.key_id[:16]
+
+    def verifies(self, signature: bytes, data: bytes) -> bool:
+        """Ed25519 signatures are 64 raw bytes; ECDSA ones DER-encoded over SHA-256, as cosign makes them."""
+        try:
+            if isinstance(self.key, ed25519.Ed25519PublicKey):
+                self.key.verify(signature, data)
+            else:
+                self.key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            return False
+        return True
+
+
+def key_id(key: object) -> str:
+    der = key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
+                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def algorithm_of(key: object, source: str) -> str:
+    if isinstance(key, (ed25519.Ed25519PublicKey, ed25519.Ed25519PrivateKey)):
+        return ED25519
+    if isinstance(key, (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey)) and isinstance(key.curve, ec.SECP256R1):
+        return ECDSA_P256
+    raise UnusableKey(f"{source}: the key is {_describe(key)}; the exchange signs with {SUPPORTED} keys")
+
+
+def _describe(key: object) -> str:
+    curve = getattr(key, "curve", None)
+    if curve is not None:
+        return f"an elliptic-curve key on {curve.name}"
+    size = getattr(key, "key_size", None)
+    kind = type(key).__name__.removeprefix("_").replace("PublicKey", "").replace("PrivateKey", "")
+    return f"a {kind} key" + (f" of {size} bits" if size else "")
+
+
+def keys_dir(root: Path) -> Path:
+    return root / KEYS_DIR
+
+
+def read_key_file(path: Path) -> PublicKey:
+    try:
+        pem = path.read_bytes()
+    except OSError as error:
+        raise UnusableKey(f"cannot read the public key {path}: {error.strerror}") from None
+    return PublicKey.from_pem(pem, str(path))
+
+
+def repository_keys(root: Path) -> list[PublicKey]:
+    """Every `<key id>.pub` in the repository's key directory; a file whose name is not its key's id is refused,
+    so the id a consumer reads in the file name is the one that verifies."""
+    directory = keys_dir(root)
+    if not directory.is_dir():
+        return []
+    keys = []
+    for path in sorted(directory.glob(f"*{KEY_SUFFIX}")):
+        key = read_key_file(path)
+        if path.name != f"{key.key_id}{KEY_SUFFIX}":
+            raise UnusableKey(f"{path}: the file name says key id {path.stem}, but the key's id is {key.key_id}")
+        keys.append(key)
+    return keys
+
+
+def write_key(root: Path, key: PublicKey) -> tuple[Path, bool]:
+    """(path, written): the key's file in the repository, written unless an identical one is there."""
+    path = keys_dir(root) / f"{key.key_id}{KEY_SUFFIX}"
+    if path.is_file() and path.read_bytes() == key.pem:
+        return path, False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(key.pem)
+    return path, True

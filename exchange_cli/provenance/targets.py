@@ -1,0 +1,95 @@
+"""What `exchange verify` is asked about: ORG/NAME[@VERSION] in an exchange, a manifest file, or a
+manifest's URL; and which public keys it trusts (--key, else the exchange's `.exchange/keys/`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+from ..errors import ExchangeError, UsageError
+from ..git import redact
+from ..manifests import ManifestProblem, ProcessedManifest, embedded_spec, parse_manifest
+from ..repository import MANIFESTS
+from .keys import PublicKey, keys_dir, read_key_file, repository_keys
+from .verify import ManifestView
+
+URL_SCHEMES = ("http", "https", "file", "gs")
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Target:
+    manifest: ManifestView
+    shown: str  # how the result names what was verified
+    root: Path | None  # the exchange it belongs to, for its keys
+
+
+def resolve_target(target: str, repo: Path | None) -> Target:
+    if urlsplit(target).scheme in URL_SCHEMES:
+        return Target(_manifest_from_url(target), redact(target), _exchange_root(repo))
+    path = Path(target)
+    if target.endswith(".json") and path.is_file():
+        root = _exchange_root(repo or path.resolve().parent)
+        inside = root is not None and path.resolve().is_relative_to(root.resolve())
+        relative = path.resolve().relative_to(root.resolve()).as_posix() if inside else \
+            f"{MANIFESTS}/{path.resolve().parent.name}/{path.name}"  # type: ignore[union-attr]
+        manifest = parse_manifest(relative, path.read_bytes(), path)
+        if isinstance(manifest, ManifestProblem):
+            raise UsageError(f"{path}: {manifest.reason}")
+        return Target(view_of(manifest), str(path), root)
+    from ..catalog.model import load_catalog
+    from ..catalog.reference import EntryReference, find_entry, find_processed_version
+    from ..repository import Exchange
+
+    parsed = EntryReference.parse(target)
+    exchange = Exchange.open(repo)
+    entry = find_entry(load_catalog(exchange), parsed)
+    version = find_processed_version(entry, parsed.version)
+    assert version.manifest is not None
+    return Target(view_of(version.manifest, version.manifest.relative),
+                  f"{entry.ref}@{version.version}", exchange.root)
+
+
+def view_of(manifest: ProcessedManifest, shown: str | None = None) -> ManifestView:
+    return ManifestView(shown or str(manifest.path), manifest.org or "", manifest.kind.value, manifest.spec,
+                        manifest.exchange)
+
+
+def trusted_keys(key_files: tuple[Path, ...], root: Path | None) -> list[PublicKey]:
+    """--key files when given (a platform pins the key it got once); else the exchange's own key directory."""
+    if key_files:
+        return [read_key_file(path) for path in key_files]
+    keys = repository_keys(root) if root is not None else []
+    if not keys:
+        where = f"{keys_dir(root)} holds no key" if root is not None else "not inside an exchange repository"
+        raise UsageError(f"no public key to verify with: {where}; pass --key exchange.pub")
+    return keys
+
+
+def _exchange_root(start: Path | None) -> Path | None:
+    from ..repository import Exchange
+
+    try:
+        return Exchange.open(start).root
+    except UsageError:
+        return None
+
+
+def _manifest_from_url(url: str) -> ManifestView:
+    from ..fetch.sources import open_url
+
+    shown = redact(url)
+    with open_url(url) as stream:
+        data = stream.read(MAX_MANIFEST_BYTES + 1)
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ExchangeError(f"{shown}: not a JSON manifest") from None
+    found = embedded_spec(document)
+    if found is None or not isinstance(document.get("exchange"), dict):
+        raise ExchangeError(f"{shown}: not an exchange manifest (no \"gear\" or \"boutique\" and \"exchange\" blocks)")
+    kind, spec = found
+    org = unquote(PurePosixPath(urlsplit(url).path).parent.name)  # manifests/<org>/<file>.json
+    return ManifestView(shown, org, kind.value, spec, document["exchange"])

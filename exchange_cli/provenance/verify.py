@@ -1,0 +1,323 @@
+"""`exchange verify`: one published version checked end to end, stopping at the first check that fails.
+
+The checks, in order:
+  rootfs      the artifact's sha384 (and size) against the manifest; an image-delivered gear's digest
+  envelope    the attestation (manifest's attestation-url, or a file) is a DSSE envelope
+  signature   an envelope signature verifies with one of the trusted keys
+  statement   the signed payload is the exchange's in-toto Statement v1 / SLSA Provenance v1
+  subject     the statement's subject is this artifact: its name and every digest it gives
+  provenance  what the statement says was built (spec, version, commit, image digests, platform) is
+              what the manifest says
+  attestation the envelope file is the one the manifest pins (attestation-sha256)
+  image       with --image: the registry still serves the image digest the statement names
+Finding problems only; commands/verify.py renders the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+from urllib.parse import unquote, urlsplit
+
+from ..errors import ExchangeError
+from ..git import redact
+from .dsse import IN_TOTO_PAYLOAD_TYPE, EnvelopeError, check_signatures, parse_envelopes
+from .keys import PublicKey
+from .statement import BuildFacts, StatementError, read_statement
+
+ATTESTATION_URL = "attestation-url"
+ATTESTATION_SHA256 = "attestation-sha256"
+ATTESTATION_SUFFIX = ".intoto.jsonl"
+MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
+BLOCK = 1024 * 1024
+
+Opener = Callable[[str], Any]  # URL -> context manager yielding a binary stream
+
+
+@dataclass(frozen=True)
+class ManifestView:
+    """What verification reads of a manifest, wherever it came from."""
+
+    source: str  # path or URL, for messages
+    org: str
+    kind: str  # gear or boutique
+    spec: dict[str, Any]
+    record: dict[str, Any]  # the "exchange" block
+
+    def text(self, key: str) -> str | None:
+        value = self.record.get(key)
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def object_name(self) -> str | None:
+        url = self.text("rootfs-url")
+        if url is None:
+            return None
+        if url.startswith("docker://"):
+            return url.removeprefix("docker://")
+        return unquote(PurePosixPath(urlsplit(url).path).name) or None
+
+    @property
+    def image_delivered(self) -> bool:
+        return (self.text("rootfs-url") or "").startswith("docker://")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Verification:
+    target: str
+    checks: list[Check] = field(default_factory=list)
+    key: PublicKey | None = None
+    facts: BuildFacts | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(check.ok for check in self.checks)
+
+    @property
+    def failure(self) -> Check | None:
+        return next((check for check in self.checks if not check.ok), None)
+
+
+class CheckFailed(Exception):
+    """Internal: stops the run at the first failing check."""
+
+
+@dataclass(frozen=True)
+class ArtifactDigest:
+    sha384: str
+    sha256: str
+    size: int
+
+    def as_subject(self) -> dict[str, str]:
+        return {"sha384": self.sha384, "sha256": self.sha256}
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    keys: list[PublicKey]
+    artifact_file: Path | None = None  # instead of downloading the rootfs-url
+    attestation_file: Path | None = None  # instead of downloading the attestation-url
+    check_image: bool = False
+    insecure_registries: tuple[str, ...] = ()
+
+
+def verify_published(manifest: ManifestView, options: VerifyOptions, *, target: str,
+                     open_url: Opener | None = None) -> Verification:
+    if open_url is None:
+        from ..fetch.sources import open_url
+    result = Verification(target)
+
+    def record(name: str, ok: bool, detail: str) -> None:
+        result.checks.append(Check(name, ok, detail))
+        if not ok:
+            raise CheckFailed
+
+    try:
+        artifact = _check_artifact(manifest, options, open_url, record)
+        envelope_bytes = _read_attestation(manifest, options, open_url, record)
+        try:
+            envelopes = parse_envelopes(envelope_bytes, "the attestation")
+        except EnvelopeError as error:
+            record("envelope", False, str(error))
+        record("envelope", True, f"{len(envelopes)} DSSE envelope(s), {len(envelope_bytes)} bytes")
+        signed = [(envelope, check_signatures(envelope, options.keys)) for envelope in envelopes]
+        verified = next(((envelope, check) for envelope, check in signed if check.ok), None)
+        if verified is None:
+            record("signature", False, signed[0][1].reason)
+        envelope, check = verified  # type: ignore[misc]
+        result.key = check.key
+        record("signature", True, f"signed by the exchange's key {check.key.key_id} ({check.key.algorithm})")
+        if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
+            record("statement", False, f"payloadType is {envelope.payload_type!r}, not {IN_TOTO_PAYLOAD_TYPE}")
+        try:
+            facts = read_statement(envelope.payload)
+        except StatementError as error:
+            record("statement", False, f"the signed payload is not the exchange's provenance statement: {error}")
+        result.facts = facts
+        record("statement", True, "in-toto Statement v1, SLSA Provenance v1")
+        record("subject", *_subject_check(manifest, artifact, facts))
+        record("provenance", *_provenance_check(manifest, facts))
+        record("attestation", *_attestation_hash_check(manifest, envelope_bytes, options))
+        if options.check_image:
+            record("image", *_registry_check(facts, options))
+    except CheckFailed:
+        pass
+    return result
+
+
+def _check_artifact(manifest: ManifestView, options: VerifyOptions, open_url: Opener,
+                    record: Callable[[str, bool, str], None]) -> ArtifactDigest | str:
+    """The tarball's digests (checked against the manifest), or an image-delivered gear's sha256 digest."""
+    expected = manifest.text("rootfs-hash")
+    if expected is None:
+        record("rootfs", False, f"{manifest.source} has no rootfs-hash: nothing to check the artifact against")
+    if manifest.image_delivered:
+        if not expected.startswith("sha256:"):  # type: ignore[union-attr]
+            record("rootfs", False, f"an image-delivered manifest's rootfs-hash must be sha256:, not {expected}")
+        record("rootfs", True, f"image {manifest.object_name} (digest {expected}, checked against the statement)")
+        return expected  # type: ignore[return-value]
+    algorithm, _, hex_digest = expected.partition(":")  # type: ignore[union-attr]
+    if algorithm != "sha384":
+        record("rootfs", False, f"rootfs-hash {expected} is not sha384:<hex>")
+    source, digest = _hash_artifact(manifest, options, open_url, record)
+    if digest.sha384 != hex_digest.lower():
+        record("rootfs", False, f"{source} hashes to sha384:{digest.sha384}, but the manifest says {expected}: "
+                                "the rootfs was tampered with or corrupted")
+    size = manifest.record.get("rootfs-size")
+    if isinstance(size, int) and size != digest.size:
+        record("rootfs", False, f"{source} has {digest.size} bytes, the manifest says {size}")
+    record("rootfs", True, f"{source}: sha384 matches the manifest ({digest.size} bytes)")
+    return digest
+
+
+def _hash_artifact(manifest: ManifestView, options: VerifyOptions, open_url: Opener,
+                   record: Callable[[str, bool, str], None]) -> tuple[str, ArtifactDigest]:
+    if options.artifact_file is not None:
+        try:
+            with options.artifact_file.open("rb") as stream:
+                return str(options.artifact_file), hash_stream(stream)
+        except OSError as error:
+            record("rootfs", False, f"cannot read {options.artifact_file}: {error.strerror}")
+    url = manifest.text("rootfs-url")
+    if url is None:
+        record("rootfs", False, f"{manifest.source} has no rootfs-url; give the tarball with --file")
+    try:
+        with open_url(url) as stream:
+            return redact(url), hash_stream(stream)  # type: ignore[arg-type]
+    except (ExchangeError, OSError) as error:
+        record("rootfs", False, f"cannot download the rootfs: {error}")
+    raise AssertionError("unreachable")  # record() raised
+
+
+def hash_stream(stream: BinaryIO) -> ArtifactDigest:
+    sha384, sha256, size = hashlib.sha384(), hashlib.sha256(), 0
+    while block := stream.read(BLOCK):
+        sha384.update(block)
+        sha256.update(block)
+        size += len(block)
+    return ArtifactDigest(sha384.hexdigest(), sha256.hexdigest(), size)
+
+
+def _read_attestation(manifest: ManifestView, options: VerifyOptions, open_url: Opener,
+                      record: Callable[[str, bool, str], None]) -> bytes:
+    if options.attestation_file is not None:
+        try:
+            return _read_limited(options.attestation_file.open("rb"), str(options.attestation_file))
+        except OSError as error:
+            record("envelope", False, f"cannot read {options.attestation_file}: {error.strerror}")
+    url = manifest.text(ATTESTATION_URL)
+    if url is None:
+        record("envelope", False, f"{manifest.source} has no {ATTESTATION_URL}: this version was published unsigned")
+    try:
+        with open_url(url) as stream:
+            return _read_limited(stream, redact(url))  # type: ignore[arg-type]
+    except (ExchangeError, OSError) as error:
+        record("envelope", False, f"cannot download the attestation: {error}")
+    raise AssertionError("unreachable")
+
+
+def _read_limited(stream: BinaryIO, source: str) -> bytes:
+    with stream:
+        data = stream.read(MAX_ENVELOPE_BYTES + 1)
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise EnvelopeError(f"{source} is larger than {MAX_ENVELOPE_BYTES} bytes: not an envelope of ours")
+    return data
+
+
+def _subject_check(manifest: ManifestView, artifact: ArtifactDigest | str, facts: BuildFacts) -> tuple[bool, str]:
+    if isinstance(artifact, str):  # an image-delivered gear: sha256:<manifest digest>
+        algorithm, _, hex_digest = artifact.partition(":")
+        ours = {algorithm: hex_digest}
+    else:
+        ours = artifact.as_subject()
+    name = manifest.object_name
+    claimed = facts.subject_digests
+    shared = sorted(set(claimed) & set(ours))
+    attested = f"{facts.subject_name} ({', '.join(f'{a}:{h[:16]}…' for a, h in sorted(claimed.items()))})"
+    if not shared:
+        return False, f"the envelope attests {attested} with no digest this check can compare ({', '.join(ours)})"
+    mismatched = [algorithm for algorithm in shared if claimed[algorithm].lower() != ours[algorithm]]
+    if mismatched:
+        return False, (f"the envelope attests another artifact, {attested}; this artifact is {name} "
+                       f"({mismatched[0]}:{ours[mismatched[0]][:16]}…)")
+    if facts.subject_name != name:
+        return False, f"the envelope attests {facts.subject_name!r}, but the manifest's artifact is {name!r}"
+    return True, f"{name}: {', '.join(shared)} match"
+
+
+def _provenance_check(manifest: ManifestView, facts: BuildFacts) -> tuple[bool, str]:
+    spec, image = facts.spec, facts.image
+    version_key = "version" if manifest.kind == "gear" else "tool-version"
+    ours = (manifest.kind, manifest.org, manifest.spec.get("name"), manifest.spec.get(version_key))
+    theirs = (spec.kind, spec.org, spec.name, spec.version)
+    if ours[:3] != theirs[:3]:
+        return False, (f"the envelope attests {spec.kind} {spec.org}/{spec.name} ({spec.path}), but the manifest is "
+                       f"for {ours[0]} {ours[1]}/{ours[2]}")
+    if ours[3] != theirs[3]:
+        return False, (f"the envelope attests version {spec.version} of {spec.org}/{spec.name}, but the manifest is "
+                       f"for version {ours[3]}: an envelope replayed from another version")
+    commit = manifest.text("git-commit")
+    if commit != facts.source_commit:
+        return False, (f"the envelope attests a build at commit {facts.source_commit}, but the manifest says "
+                       f"{commit}: an envelope replayed from another run")
+    problems = _image_mismatches(manifest, image)
+    if problems:
+        return False, f"the envelope and the manifest disagree on the image: {problems[0]}"
+    return True, (f"{spec.kind} {spec.org}/{spec.name} {spec.version} from {spec.path} at commit "
+                  f"{facts.source_commit[:12]}, image {image.digest_reference or image.reference}")
+
+
+def _image_mismatches(manifest: ManifestView, image: Any) -> list[str]:
+    problems = []
+    if manifest.text("image") not in (None, image.reference):
+        problems.append(f"the spec's image is {manifest.text('image')}, the envelope says {image.reference}")
+    pinned = manifest.text("image-digest-reference")
+    if pinned and "@" in pinned and pinned.rpartition("@")[2] != image.manifest_digest:
+        problems.append(f"image digest {pinned.rpartition('@')[2]} in the manifest, {image.manifest_digest} attested")
+    if manifest.text("image-config-digest") not in (None, image.config_digest):
+        problems.append(f"config digest {manifest.text('image-config-digest')} in the manifest, "
+                        f"{image.config_digest} attested")
+    if manifest.text("platform") not in (None, image.platform):
+        problems.append(f"platform {manifest.text('platform')} in the manifest, {image.platform} attested")
+    return problems
+
+
+def _attestation_hash_check(manifest: ManifestView, envelope_bytes: bytes, options: VerifyOptions) -> tuple[bool, str]:
+    pinned = manifest.text(ATTESTATION_SHA256)
+    actual = hashlib.sha256(envelope_bytes).hexdigest()
+    if pinned is None:
+        return False, f"{manifest.source} has no {ATTESTATION_SHA256} pinning the envelope"
+    if pinned.removeprefix("sha256:").lower() != actual:
+        return False, f"the envelope file hashes to sha256:{actual}, but the manifest pins {pinned}"
+    return True, f"the envelope is the one the manifest pins (sha256:{actual[:16]}…)"
+
+
+def _registry_check(facts: BuildFacts, options: VerifyOptions) -> tuple[bool, str]:
+    from ..image.registry import manifest_exists
+    from ..reference import ReferenceError, parse_reference
+
+    pinned = facts.image.digest_reference
+    if pinned is None or "@" not in pinned:
+        return False, "the statement names no image digest reference to look up"
+    try:
+        served = manifest_exists(parse_reference(pinned), insecure_registries=options.insecure_registries)
+    except (ReferenceError, ExchangeError) as error:
+        return False, f"cannot ask the registry about {pinned}: {error}"
+    if not served:
+        return False, f"the registry no longer serves {pinned}"
+    return True, f"the registry still serves {pinned}"
+
+
+def attestation_name(object_name: str) -> str:
+    """`<object>.intoto.jsonl`: the in-toto bundle naming convention, beside the object."""
+    return f"{object_name}{ATTESTATION_SUFFIX}"

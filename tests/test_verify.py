@@ -1,0 +1,140 @@
+"""`exchange verify` on a publication made by hand (a rootfs, its envelope and a manifest in a
+directory served as file:// URLs): the command's inputs, outputs and exit codes. The attacks on
+what `process` publishes are in test_provenance_process.py."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from exchange_cli.cli import cli
+from exchange_cli.provenance.attest import attest
+from exchange_cli.provenance.signers import LocalKeySigner, generate_private_key
+from exchange_cli.provenance.statement import BuildFacts
+from tests.infra.gitrepo import ExchangeRepo, example_gear
+from tests.test_provenance import facts
+
+
+@dataclass
+class Publication:
+    root: Path
+    manifest: Path
+    rootfs: Path
+    envelope: Path
+    key: Path
+    signer: LocalKeySigner
+
+    def verify(self, *args: str):  # noqa: ANN201
+        return CliRunner().invoke(cli, ["verify", *args])
+
+
+def publish(directory: Path, signer: LocalKeySigner, *, version: str = "1.0.0", content: bytes | None = None,
+            commit: str = "f" * 40) -> Publication:
+    """A rootfs, its signed envelope and a manifest that points at both, as `process` writes them."""
+    rootfs_bytes = content or os.urandom(4096)
+    sha384, sha256 = hashlib.sha384(rootfs_bytes).hexdigest(), hashlib.sha256(rootfs_bytes).hexdigest()
+    name = f"acme-hello-sha384-{sha384}.tgz"
+    bucket = directory / "bucket"
+    bucket.mkdir(parents=True, exist_ok=True)
+    (bucket / name).write_bytes(rootfs_bytes)
+    base = facts()
+    built: BuildFacts = replace(base, subject_name=name, subject_digests={"sha384": sha384, "sha256": sha256},
+                                spec=replace(base.spec, version=version), source_commit=commit)
+    attestation = attest(built, signer, name)
+    (bucket / attestation.object_name).write_bytes(attestation.content)
+    spec = example_gear(name="hello", version=version, custom={"gear-builder": {"image": base.image.reference}})
+    manifest = {"gear": spec, "exchange": {
+        "git-commit": commit, "rootfs-hash": f"sha384:{sha384}", "rootfs-url": (bucket / name).as_uri(),
+        "rootfs-size": len(rootfs_bytes), "image": base.image.reference,
+        "image-digest-reference": base.image.digest_reference, "image-config-digest": base.image.config_digest,
+        "platform": "linux/amd64", "attestation-url": (bucket / attestation.object_name).as_uri(),
+        "attestation-sha256": attestation.sha256}, "invocation-schema": {}}
+    path = directory / "manifests" / "acme" / f"acme-hello-sha384-{sha384}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest, indent=2))
+    key = directory / "exchange.pub"
+    key.write_bytes(signer.public_key.pem)
+    return Publication(directory, path, bucket / name, bucket / attestation.object_name, key, signer)
+
+
+@pytest.fixture
+def publication(tmp_path: Path) -> Publication:
+    return publish(tmp_path, LocalKeySigner.from_pem(generate_private_key("ecdsa-p256"), "test key"))
+
+
+def test_a_manifest_file_verifies_with_a_pinned_key(publication: Publication) -> None:
+    result = publication.verify(str(publication.manifest), "--key", str(publication.key))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split()[1] for line in lines[:-1]] == ["rootfs", "envelope", "signature", "statement", "subject",
+                                                        "provenance", "attestation"]
+    assert lines[-1] == f"verified: {publication.manifest}"
+
+
+def test_json_output_names_the_first_failure_for_platforms(publication: Publication) -> None:
+    good = json.loads(publication.verify(str(publication.manifest), "--key", str(publication.key), "--format",
+                                         "json").output)
+    assert good["verified"] is True and good["failure"] is None
+    assert good["key-id"] == publication.signer.public_key.key_id
+    assert good["subject"]["digest"]["sha384"] == publication.rootfs.name.split("-sha384-")[1][:-4]
+    publication.rootfs.write_bytes(publication.rootfs.read_bytes()[:-1] + b"X")
+    result = publication.verify(str(publication.manifest), "--key", str(publication.key), "--format", "json")
+    assert result.exit_code == 1
+    bad = json.loads(result.output)
+    assert bad["verified"] is False and bad["failure"]["check"] == "rootfs"
+    assert "the rootfs was tampered with or corrupted" in bad["failure"]["reason"]
+    assert [check["check"] for check in bad["checks"]] == ["rootfs"], "stops at the first failure"
+
+
+def test_file_and_attestation_options_replace_the_downloads(publication: Publication, tmp_path: Path) -> None:
+    local_rootfs, local_envelope = tmp_path / "rootfs.tgz", tmp_path / "env.intoto.jsonl"
+    local_rootfs.write_bytes(publication.rootfs.read_bytes())
+    local_envelope.write_bytes(publication.envelope.read_bytes())
+    publication.rootfs.unlink()
+    publication.envelope.unlink()
+    result = publication.verify(str(publication.manifest), "--key", str(publication.key))
+    assert result.exit_code == 1 and "FAIL rootfs" in result.output and "cannot download the rootfs" in result.output
+    result = publication.verify(str(publication.manifest), "--key", str(publication.key), "--file", str(local_rootfs),
+                                "--attestation", str(local_envelope))
+    assert result.exit_code == 0, result.output
+
+
+def test_a_manifest_url_verifies_too(publication: Publication) -> None:
+    result = publication.verify(publication.manifest.as_uri(), "--key", str(publication.key))
+    assert result.exit_code == 0, result.output
+
+
+def test_without_a_key_verify_is_a_usage_error(publication: Publication, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(publication.root)
+    result = publication.verify(str(publication.manifest))
+    assert result.exit_code == 2 and "no public key to verify with" in result.output
+
+
+def test_an_unsigned_manifest_fails_verification(publication: Publication) -> None:
+    document = json.loads(publication.manifest.read_text())
+    del document["exchange"]["attestation-url"], document["exchange"]["attestation-sha256"]
+    publication.manifest.write_text(json.dumps(document))
+    result = publication.verify(str(publication.manifest), "--key", str(publication.key))
+    assert result.exit_code == 1 and "has no attestation-url: this version was published unsigned" in result.output
+
+
+def test_org_name_version_uses_the_exchange_and_its_committed_key(exchange_repo: ExchangeRepo, tmp_path: Path) -> None:
+    signer = LocalKeySigner.from_pem(generate_private_key("ed25519"), "test key")
+    made = publish(exchange_repo.root, signer)
+    exchange_repo.write(f".exchange/keys/{signer.public_key.key_id}.pub", signer.public_key.pem.decode())
+    exchange_repo.commit("published")
+    result = CliRunner().invoke(cli, ["verify", "acme/hello@1.0.0", "--repo", str(exchange_repo.root)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "verified: acme/hello@1.0.0"
+    assert f"signed by the exchange's key {signer.public_key.key_id}" in result.output
+    other = LocalKeySigner.from_pem(generate_private_key("ed25519"), "other")
+    result = CliRunner().invoke(cli, ["verify", "acme/hello", "--repo", str(exchange_repo.root), "--key",
+                                      str(publish(tmp_path / "o", other).key)])
+    assert result.exit_code == 1 and "FAIL signature" in result.output and "signed by another key" in result.output
+    assert made.manifest.exists()
