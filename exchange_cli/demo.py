@@ -1,12 +1,14 @@
 """`exchange demo`: the whole master job on a throwaway exchange, with no cloud, daemon or network.
 
 It makes a git repository with a bare remote, adds a gear whose image is an OCI layout built here,
-and runs `exchange process` into a bucket directory, exactly as CI would with a real bucket.
+commits the public half of a throwaway signing key, and runs `exchange process` into a bucket directory,
+signing each artifact's provenance, exactly as CI would with a real bucket and the exchange's key.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,8 @@ from .export import ExportOptions
 from .image.blobcache import BlobCache
 from .image.model import DEFAULT_PLATFORM
 from .progress import Progress
+from .provenance.keys import ED25519, write_key
+from .provenance.signers import LocalKeySigner, generate_private_key
 from .process.run import ProcessOptions, ProcessOutcome, process_exchange
 from .repository import Exchange
 from .storage.bucket import open_bucket
@@ -45,6 +49,11 @@ class DemoWorld:
     remote: Path
     images: Path
     bucket: Path
+    signing_key: Path  # the throwaway private key, outside the exchange's work tree
+
+    @property
+    def verify_command(self) -> str:
+        return f"exchange verify demo/{GEAR['name']}@{GEAR['version']} --repo {self.work_tree}"
 
 
 def run_git(cwd: Path, *args: str) -> str:
@@ -56,7 +65,8 @@ def make_world(root: Path) -> DemoWorld:
     if any(root.iterdir()):
         raise UsageError(f"{root} exists and is not empty; the demo makes its throwaway exchange in a new or "
                          "empty directory, so that nothing of yours is mixed in or overwritten")
-    world = DemoWorld(root, root / "exchange", root / "remote.git", root / "images", root / "bucket")
+    world = DemoWorld(root, root / "exchange", root / "remote.git", root / "images", root / "bucket",
+                      root / "signing" / "demo-exchange.key")
     for path in (world.work_tree, world.images, world.bucket):
         path.mkdir(parents=True, exist_ok=False)
     subprocess.run(["git", "init", "-q", "--bare", "-b", "master", str(world.remote)], check=True)
@@ -68,6 +78,7 @@ def make_world(root: Path) -> DemoWorld:
     spec.write_text(json.dumps(GEAR, indent=4) + "\n")
     (world.work_tree / "manifests").mkdir()
     (world.work_tree / "manifests" / "README.md").write_text("Manifests written by exchange process.\n")
+    write_key(world.work_tree, _throwaway_signer(world.signing_key).public_key)
     run_git(world.work_tree, "add", "-A")
     run_git(world.work_tree, "commit", "-q", "-m", "Add hello-world gear")
     run_git(world.work_tree, "push", "-q", "origin", "master")
@@ -80,5 +91,16 @@ def run_demo(root: Path, *, progress: Progress, log) -> tuple[DemoWorld, Process
         export=ExportOptions(platform=DEFAULT_PLATFORM, source="registry", insecure_registries=(),
                              cache=BlobCache(root / "cache"), oci_layout=world.images),
         bucket=open_bucket(world.bucket.as_uri()),
+        signer=LocalKeySigner.from_pem(world.signing_key.read_bytes(), f"key file {world.signing_key}"),
     )
     return world, process_exchange(Exchange.open(world.work_tree), options, progress=progress, log=log)
+
+
+def _throwaway_signer(path: Path) -> LocalKeySigner:
+    """A new Ed25519 key for this demo only, owner-readable, beside (never inside) the exchange."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pem = generate_private_key(ED25519)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(pem)
+    return LocalKeySigner.from_pem(pem, f"key file {path}")

@@ -123,6 +123,19 @@ class ProcessedManifest:
             return f"{self.path.stem}.tgz"
         return None
 
+    @property
+    def attestation_object(self) -> str | None:
+        """The bucket object holding the artifact's signed provenance (attestation-url's last segment)."""
+        url = self.exchange.get("attestation-url")
+        if not isinstance(url, str) or not url:
+            return None
+        return unquote(PurePosixPath(urlsplit(url).path).name) or None
+
+    @property
+    def bucket_objects(self) -> tuple[str, ...]:
+        """Every bucket object this manifest references: its rootfs and its attestation."""
+        return tuple(name for name in (self.bucket_object, self.attestation_object) if name is not None)
+
 
 @dataclass
 class ManifestScan:
@@ -133,7 +146,7 @@ class ManifestScan:
 
     def referenced_objects(self) -> set[str]:
         """Bucket objects some manifest references. Incomplete when `problems` is not empty."""
-        return {m.bucket_object for m in self.manifests if m.bucket_object is not None}
+        return {name for m in self.manifests for name in m.bucket_objects}
 
 
 def manifest_name(artifact_base: str, rootfs_hash: str) -> str:

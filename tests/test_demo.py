@@ -26,6 +26,19 @@ def test_demo_processes_a_gear_into_a_local_bucket_and_pushes(tmp_path: Path) ->
     assert remote_head in result.stdout
     listing = subprocess.run(["tar", "-tzf", str(artifact)], capture_output=True, text=True, check=True).stdout
     assert "flywheel/v0/run" in listing.splitlines()
+    assert (root / "bucket" / f"{artifact.name}.intoto.jsonl").is_file()
+
+
+def test_demo_signs_with_a_throwaway_key_and_prints_the_verify_command_that_passes(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["demo", "--dir", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    command = result.stdout.rstrip().splitlines()[-1].strip()
+    assert command == f"exchange verify demo/hello-world@1.0.0 --repo {tmp_path / 'demo' / 'exchange'}"
+    verified = CliRunner().invoke(cli, command.split()[1:])
+    assert verified.exit_code == 0, verified.output
+    assert verified.output.splitlines()[-1] == "verified: demo/hello-world@1.0.0"
+    key = (tmp_path / "demo" / "signing" / "demo-exchange.key").read_text()
+    assert "".join(key.splitlines()[1:-1]) not in result.output
 
 
 def test_demo_hash_is_the_same_every_time(tmp_path: Path) -> None:

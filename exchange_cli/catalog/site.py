@@ -95,6 +95,9 @@ def _about(entry: CatalogEntry, spec: dict[str, Any]) -> list[tuple[str, str]]:
 def _version_section(entry: CatalogEntry, version: CatalogVersion, index: int, *, open_details: bool) -> str:
     state = ('<span class="badge processed">processed</span>' if version.processed
              else '<span class="badge pending">not processed yet</span>')
+    if _signed(version):  # the manifest carries signed provenance; `exchange verify` is the proof, not this page
+        state += (' <span class="badge signed" title="Signed provenance (in-toto / SLSA, DSSE): check it with the '
+                  'exchange verify command below">signed</span>')
     image = image_field(version.spec, entry.kind)[1]
     rows = [("image", f"<code>{escape(str(image))}</code>" if image else "")]
     if version.processed:
@@ -115,6 +118,8 @@ def _version_section(entry: CatalogEntry, version: CatalogVersion, index: int, *
 
 def _fetch_commands(entry: CatalogEntry, version: CatalogVersion, index: int) -> str:
     commands = [f"exchange fetch {entry.ref}@{version.version}"]
+    if _signed(version):
+        commands.append(f"exchange verify {entry.ref}@{version.version}")
     name = version.manifest.bucket_object if version.manifest is not None else None
     if name is not None and version.rootfs_url and version.rootfs_hash:
         algorithm, _, hex_digest = version.rootfs_hash.partition(":")
@@ -124,6 +129,10 @@ def _fetch_commands(entry: CatalogEntry, version: CatalogVersion, index: int) ->
         f'<div class="command"><code id="cmd-{index}-{number}">{escape(command)}</code>'
         f'<button class="copy" type="button" data-copy="cmd-{index}-{number}">Copy</button></div>'
         for number, command in enumerate(commands))
+
+
+def _signed(version: CatalogVersion) -> bool:
+    return version.processed and isinstance(version.record.get("attestation-url"), str)
 
 
 def _inputs_table(kind: SpecKind, spec: dict[str, Any]) -> str:

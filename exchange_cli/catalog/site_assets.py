@@ -18,6 +18,7 @@ a { color: var(--accent); }
                 border-radius: 3px; padding: 0 .3rem; color: var(--muted); }
 .badge.processed { color: var(--ok); border-color: var(--ok); }
 .badge.pending { color: var(--wait); border-color: var(--wait); }
+.badge.signed { color: var(--ok); border-color: var(--ok); font-weight: 600; }
 .version { border: 1px solid var(--line); border-radius: 6px; padding: 0 1rem 1rem; margin: 1rem 0; }
 dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }
 dl.meta dt { color: var(--muted); }

@@ -5,15 +5,23 @@ sha384 rootfs-hash without URL) expects that object. An expected object that is 
 one whose size, recorded hash or (with deep) content differs from the manifest is *damaged*; an object
 no manifest expects is an *orphan*. A file under manifests/ that cannot be read might reference any
 object: then nothing is an orphan for certain, and `deletable_orphans` refuses.
+
+A signed manifest also expects its envelope (attestation-url's last segment, `<object>.intoto.jsonl`);
+with deep, the envelope is read and checked as `exchange verify` does (its sha256 against the manifest,
+the signature against the exchange's keys, its subject and provenance against the manifest), and
+manifests without an envelope are listed as *unsigned* (reported; not a failure: older exchanges
+published unsigned).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..errors import ExchangeError
 from ..manifests import ManifestProblem, ManifestScan, ProcessedManifest
+from ..provenance.keys import PublicKey
 from ..storage.bucket import Bucket, ObjectChanged, ObjectInfo
 
 
@@ -43,6 +51,8 @@ class StorageAudit:
     damaged: list[DamagedArtifact] = field(default_factory=list)
     orphans: list[ObjectInfo] = field(default_factory=list)
     unreadable: list[ManifestProblem] = field(default_factory=list)  # files under manifests/ not read
+    envelopes_checked: int = 0
+    unsigned: list[str] = field(default_factory=list)  # with deep: manifests without an envelope
 
     @property
     def ok(self) -> bool:
@@ -74,9 +84,23 @@ def expected_artifacts(manifests: list[ProcessedManifest]) -> dict[str, Expected
     return expected
 
 
-def audit_exchange_storage(scan: ManifestScan, bucket: Bucket, *, deep: bool) -> StorageAudit:
-    audit = audit_storage(expected_artifacts(scan.manifests), bucket, deep=deep)
+def audit_exchange_storage(scan: ManifestScan, bucket: Bucket, *, deep: bool,
+                           keys: Sequence[PublicKey] = ()) -> StorageAudit:
+    """`keys`: the exchange's public keys (.exchange/keys/), which deep envelope checks verify with."""
+    envelopes = {m.attestation_object: m for m in scan.manifests if m.attestation_object is not None}
+    audit = audit_storage(expected_artifacts(scan.manifests), bucket, deep=deep, also_expected=set(envelopes))
     audit.unreadable = list(scan.problems)
+    present = {info.name for info in bucket.list()} if envelopes else set()
+    for name, manifest in sorted(envelopes.items()):
+        if name not in present:
+            audit.missing.append(MissingArtifact(name, (manifest.relative,)))
+            continue
+        audit.envelopes_checked += 1
+        problem = _envelope_problem(bucket, name, manifest, list(keys)) if deep else None
+        if problem is not None:
+            audit.damaged.append(DamagedArtifact(name, (manifest.relative,), problem))
+    if deep:
+        audit.unsigned = sorted(m.relative for m in scan.manifests if m.attestation_object is None)
     return audit
 
 
@@ -94,7 +118,9 @@ def require_every_manifest_read(problems: list[ManifestProblem]) -> None:
                                   f"read, and each might reference one ({shown})")
 
 
-def audit_storage(expected: dict[str, ExpectedArtifact], bucket: Bucket, *, deep: bool) -> StorageAudit:
+def audit_storage(expected: dict[str, ExpectedArtifact], bucket: Bucket, *, deep: bool,
+                  also_expected: set[str] = frozenset()) -> StorageAudit:  # type: ignore[assignment]
+    """`also_expected`: objects checked elsewhere (envelopes) that are not orphans either."""
     audit = StorageAudit(bucket.uri, deep)
     present = {info.name: info for info in bucket.list()}
     for name, artifact in sorted(expected.items()):
@@ -106,7 +132,7 @@ def audit_storage(expected: dict[str, ExpectedArtifact], bucket: Bucket, *, deep
         problem = _artifact_problem(bucket, artifact, info, deep=deep)
         if problem is not None:
             audit.damaged.append(DamagedArtifact(name, artifact.manifests, problem))
-    audit.orphans = [info for name, info in sorted(present.items()) if name not in expected]
+    audit.orphans = [info for name, info in sorted(present.items()) if name not in expected and name not in also_expected]
     return audit
 
 
@@ -137,3 +163,18 @@ def _artifact_problem(bucket: Bucket, artifact: ExpectedArtifact, info: ObjectIn
             return f"its content hashes to sha384:{actual}, the manifest says sha384:{artifact.sha384}"
     return None
 
+
+
+def _envelope_problem(bucket: Bucket, name: str, manifest: ProcessedManifest, keys: list[PublicKey]) -> str | None:
+    """What `exchange verify` would say of the envelope, given an artifact that matches its manifest."""
+    from ..provenance.targets import view_of
+    from ..provenance.verify import MAX_ENVELOPE_BYTES, verify_envelope
+
+    if not keys:
+        return "no public key in .exchange/keys/ to verify its signature with"
+    with bucket.open_read(name) as stream:
+        content = stream.read(MAX_ENVELOPE_BYTES + 1)
+    algorithm, _, hex_digest = (manifest.rootfs_hash or "").partition(":")
+    result = verify_envelope(view_of(manifest), content, {algorithm.lower(): hex_digest.lower()}, keys)
+    failure = result.failure
+    return None if failure is None else f"its envelope fails the {failure.name} check: {failure.detail}"

@@ -10,8 +10,10 @@ from .storage_audit import StorageAudit
 def audit_summary(audit: StorageAudit) -> str:
     depth = "content hashed" if audit.deep else "sizes and recorded hashes compared; --deep hashes content"
     unreadable = f", {len(audit.unreadable)} unreadable manifest(s)" if audit.unreadable else ""
-    return (f"{audit.bucket_uri}: {audit.checked} artifact(s) checked ({depth}): {len(audit.missing)} missing, "
-            f"{len(audit.damaged)} damaged, {len(audit.orphans)} orphan(s){unreadable}")
+    envelopes = f" and {audit.envelopes_checked} envelope(s)" if audit.envelopes_checked else ""
+    unsigned = f"; {len(audit.unsigned)} manifest(s) unsigned" if audit.deep else ""
+    return (f"{audit.bucket_uri}: {audit.checked} artifact(s){envelopes} checked ({depth}): {len(audit.missing)} missing, "
+            f"{len(audit.damaged)} damaged, {len(audit.orphans)} orphan(s){unreadable}{unsigned}")
 
 
 def render_audit(audit: StorageAudit, stream: TextIO) -> None:
@@ -23,6 +25,8 @@ def render_audit(audit: StorageAudit, stream: TextIO) -> None:
         print(f"damaged: {damaged.object_name}: {damaged.problem} ({', '.join(damaged.manifests)})", file=stream)
     for orphan in audit.orphans:
         print(f"orphan: {orphan.name}: {orphan.size} bytes, no manifest references it", file=stream)
+    for path in audit.unsigned:
+        print(f"unsigned: {path}: no attestation-url (published without signed provenance)", file=stream)
     print(audit_summary(audit), file=stream)
 
 
@@ -37,4 +41,6 @@ def audit_as_json(audit: StorageAudit) -> dict[str, Any]:
                     for d in audit.damaged],
         "orphans": [{"object": o.name, "size": o.size} for o in audit.orphans],
         "unreadable-manifests": [{"path": p.path, "reason": p.reason} for p in audit.unreadable],
+        "envelopes-checked": audit.envelopes_checked,
+        "unsigned-manifests": audit.unsigned,
     }

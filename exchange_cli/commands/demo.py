@@ -28,4 +28,6 @@ def command(directory: Path | None) -> None:
         world, outcome = run_demo(root, progress=progress, log=logger("demo").info)
     render_outcome(outcome, sys.stdout, dry_run=False)
     click.echo(f"\nthe exchange:   {world.work_tree}\nits remote:     {world.remote}\n"
-               f"the bucket:     {world.bucket}\nthe OCI layout: {world.images}")
+               f"the bucket:     {world.bucket}\nthe OCI layout: {world.images}\n"
+               f"signing key:    {world.signing_key} (throwaway, made for this demo; its public half is in "
+               f".exchange/keys/)\n\ncheck what was published, end to end:\n  {world.verify_command}")

@@ -18,6 +18,7 @@ from ..process.run import ProcessOptions, process_exchange
 from ..process.run_report import run_label, run_reported
 from ..process.shards import CIRCLE_INDEX_ENV, CIRCLE_TOTAL_ENV, Shard
 from ..logs import logger
+from ..provenance.signers import open_signer
 from ..repository import Exchange
 from ..storage.lease import DEFAULT_WAIT_SECONDS, WAIT_ENV
 from ..validation.reporter import render, report_as_json
@@ -44,6 +45,7 @@ DIRECTORY = click.Path(file_okay=False, path_type=Path)
 @click.option("--shard", "shard_text", metavar="I/N", help=f"Fan-out: export and upload only share I of N (from 1) and record it in --shard-dir; no git changes [default with --shard-dir: {CIRCLE_INDEX_ENV}+1/{CIRCLE_TOTAL_ENV}].")
 @click.option("--shard-dir", type=DIRECTORY, help="Where a shard writes its record (shard-I-of-N.json) for --finalize.")
 @click.option("--finalize", "finalize_dir", type=DIRECTORY, help="Fan-in: check the shard records in DIR against the bucket, then write manifests, commit and push; roll back every shard's objects on failure.")
+@click.option("--sign-key", metavar="PATH|gcpkms://…", help="Sign each artifact's provenance (in-toto/SLSA, DSSE) with this key: a PEM file or a Cloud KMS key version [env: EXCHANGE_SIGNING_KEY, base64 PEM or gcpkms://]. Its public key must be in .exchange/keys/.")
 @click.option("--report", "report_dir", type=DIRECTORY, envvar=REPORT_DIR_ENV, help="Write the run report (JSON and Markdown) here [env: EXCHANGE_REPORT_DIR; default: $XDG_STATE_HOME/exchange/reports, else .git/exchange/reports in the exchange]; a dry run writes none.")
 @click.option("--lease-wait", type=click.FloatRange(0), envvar=WAIT_ENV, default=DEFAULT_WAIT_SECONDS, show_default=True, help="Seconds to wait for another run's lease on the bucket before giving up [env: EXCHANGE_LEASE_WAIT].")
 @click.option("--publish-index", metavar="BRANCH", help="After a successful run, publish the catalog (exchange.json, the old pipeline's shape) to BRANCH; a failure is reported, never rolls back the run, and the next run retries.")
@@ -53,12 +55,13 @@ DIRECTORY = click.Path(file_okay=False, path_type=Path)
 def command(repo: Path | None, since: str | None, bucket_uri: str | None, download_url: str | None, remote: str,
             jobs: int, retries: int, shard_text: str | None, shard_dir: Path | None, finalize_dir: Path | None,
             report_dir: Path | None, lease_wait: float, dry_run: bool, output_format: str, skip_checks: tuple[str, ...],
-            mirror_registry: str | None, publish_index: str | None, **export_flags) -> None:
+            mirror_registry: str | None, publish_index: str | None, sign_key: str | None,
+            **export_flags) -> None:
     """Export, upload and publish every spec changed since .sentinel, then push; undo everything on failure."""
     try:
         run_command(repo, since, bucket_uri, download_url, remote, jobs, retries, shard_text, shard_dir, finalize_dir,
                     report_dir, lease_wait, dry_run, output_format, skip_checks, mirror_registry, publish_index,
-                    export_flags)
+                    sign_key, export_flags)
     except ExchangeError as error:
         if output_format == "json":  # JSON on every path: a tool reading stdout always gets a document
             click.echo(json.dumps(failure_as_json(error), indent=2))
@@ -76,7 +79,7 @@ def run_command(repo: Path | None, since: str | None, bucket_uri: str | None, do
                 jobs: int, retries: int, shard_text: str | None, shard_dir: Path | None, finalize_dir: Path | None,
                 report_dir: Path | None, lease_wait: float, dry_run: bool, output_format: str,
                 skip_checks: tuple[str, ...], mirror_registry: str | None, publish_index: str | None,
-                export_flags: dict) -> None:
+                sign_key: str | None, export_flags: dict) -> None:
     shard = chosen_shard(shard_text, shard_dir, finalize_dir, dry_run)
     exchange = Exchange.open(repo)
     if publish_index is not None:
@@ -87,7 +90,8 @@ def run_command(repo: Path | None, since: str | None, bucket_uri: str | None, do
     options = ProcessOptions(export=export_options_from(**export_flags), bucket=bucket, remote=remote, since=since,
                              jobs=jobs, retries=retries, dry_run=dry_run, shard=shard, shard_dir=shard_dir,
                              finalize_dir=finalize_dir, delivery=DeliverySettings.from_options(skip_checks, mirror_registry),
-                             lease_wait=lease_wait, publish_index=publish_index)
+                             lease_wait=lease_wait, publish_index=publish_index,
+                             signer=open_signer(sign_key))
     progress = command_progress()
     log = LOG.info
     reports = None if dry_run else report_dir or default_report_dir(exchange)

@@ -11,6 +11,7 @@ import click
 from ..catalog.storage_audit import audit_exchange_storage, deletable_orphans, delete_orphans
 from ..catalog.storage_report import audit_as_json, render_audit
 from ..manifests import load_manifests
+from ..provenance.keys import repository_keys
 from ..repository import Exchange
 from ..storage.lease import leased
 from .catalog_options import bucket_option, json_option, repo_option
@@ -19,7 +20,7 @@ from .options import storage_bucket
 
 @click.command("verify-storage")
 @bucket_option
-@click.option("--deep", is_flag=True, help="Also download and hash every referenced object (slow).")
+@click.option("--deep", is_flag=True, help="Also download and hash every referenced object (slow), check every signed envelope against the exchange's keys, and list unsigned manifests.")
 @click.option("--delete-orphans", "delete_requested", is_flag=True, help="Delete objects no manifest references, after confirmation.")
 @click.option("--yes", is_flag=True, help="Do not ask before deleting.")
 @json_option
@@ -41,7 +42,8 @@ def _audit_and_delete(exchange: Exchange, bucket, deep: bool, delete_requested: 
     if delete_requested:
         for name in bucket.remove_abandoned_uploads():
             click.echo(f"removed the partial upload {name}: the run that wrote it is gone", err=True)
-    audit = audit_exchange_storage(load_manifests(exchange.manifests_dir), bucket, deep=deep)
+    audit = audit_exchange_storage(load_manifests(exchange.manifests_dir), bucket, deep=deep,
+                                   keys=repository_keys(exchange.root))
     if as_json:
         click.echo(json.dumps(audit_as_json(audit), indent=2))
     else:

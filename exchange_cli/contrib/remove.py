@@ -72,7 +72,7 @@ def purge_objects(bucket: Bucket, names: tuple[str, ...]) -> PurgeOutcome:
 
 def _unreferenced_objects(scan: ManifestScan, removed: list[ProcessedManifest]) -> list[str]:
     removed_paths = {m.relative for m in removed}
-    remaining = {m.bucket_object for m in scan.manifests if m.relative not in removed_paths}
-    candidates = {m.bucket_object for m in removed if m.bucket_object is not None}
+    remaining = {name for m in scan.manifests if m.relative not in removed_paths for name in m.bucket_objects}
+    candidates = {name for m in removed for name in m.bucket_objects}
     return sorted(candidates - remaining)
 

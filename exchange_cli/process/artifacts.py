@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,8 @@ class Artifact:
     delivered_digest: str | None = None
     mirrored_reference: str | None = None
     skipped_checks: tuple[str, ...] = ()
+    # The tarball's sha256 too, when the run signs: an in-toto subject carries both (cosign checks sha256).
+    sha256: str | None = None
 
     @property
     def rootfs_hash(self) -> str:
@@ -62,8 +65,10 @@ class RunWork:
     work_dir: Path
 
 
-def produce_artifact(checked: CheckedJob, *, bucket, work: RunWork, progress: Progress) -> Artifact:  # noqa: ANN001
-    """Export to a temp file (the only copy written), upload it, record what was created, drop the file."""
+def produce_artifact(checked: CheckedJob, *, bucket, work: RunWork, progress: Progress,  # noqa: ANN001
+                     with_sha256: bool = False) -> Artifact:
+    """Export to a temp file (the only copy written), upload it, record what was created, drop the file.
+    `with_sha256`: also hash the file with sha256 (for the signed statement) before it is dropped."""
     job = checked.job
     temp = work.work_dir / f"{job.location.artifact_base}.tgz"
     started = time.monotonic()
@@ -71,7 +76,11 @@ def produce_artifact(checked: CheckedJob, *, bucket, work: RunWork, progress: Pr
         exported = export_image(checked.image, temp, progress=row, shown_as=job.image)
     exported_at = time.monotonic()
     name = artifact_name(job, exported.sha384)
+    sha256 = None
     try:
+        if with_sha256:
+            with temp.open("rb") as stream:
+                sha256 = hashlib.file_digest(stream, "sha256").hexdigest()
         with progress.row(job.ref, "upload", done="uploaded", unchanged="in bucket") as row, \
                 row.task(f"upload {name}", exported.size) as task:
             outcome = bucket.upload(name, temp, size=exported.size, sha384=exported.sha384, progress_task=task)
@@ -80,7 +89,7 @@ def produce_artifact(checked: CheckedJob, *, bucket, work: RunWork, progress: Pr
     finally:
         temp.unlink(missing_ok=True)
     return Artifact(job, name, exported.sha384, exported.size, bucket.download_url(name), exported.image,
-                    outcome.created, exported_at - started, time.monotonic() - exported_at)
+                    outcome.created, exported_at - started, time.monotonic() - exported_at, sha256=sha256)
 
 
 def build_artifacts(checked: Sequence[CheckedJob], make: Callable[[CheckedJob], Artifact], *, work: RunWork,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..catalog.legacy import CatalogPublication
 from ..delivery.settings import DeliverySettings
@@ -48,6 +48,9 @@ class ProcessOptions:
     lease_ttl: float = DEFAULT_TTL_SECONDS
     # After a successful run, publish the old pipeline's exchange.json to this branch (catalog.legacy).
     publish_index: str | None = None
+    # Signs every artifact's provenance (provenance.signers.Signer); None: the run publishes unsigned.
+    # Shards only hash for it: the publishing step (one machine, or finalize) signs.
+    signer: Any = None
 
 
 @dataclass

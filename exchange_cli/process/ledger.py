@@ -26,15 +26,21 @@ class CreatedObjects:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._objects: dict[str, CreatedObject] = {}
+        self._beside: dict[str, set[str]] = {}  # artifact -> objects created beside it (its envelope)
 
-    def record(self, name: str, generation: str | None) -> None:
+    def record(self, name: str, generation: str | None, *, beside: str | None = None) -> None:
+        """`beside`: the artifact this object belongs to; it is forgotten with that artifact."""
         with self._lock:
             self._objects[name] = CreatedObject(name, generation)
+            if beside is not None:
+                self._beside.setdefault(beside, set()).add(name)
 
     def forget(self, name: str) -> None:
-        """Another run's manifest now references it: no longer ours to delete."""
+        """Another run's manifest now references it (and what lies beside it): no longer ours to delete."""
         with self._lock:
             self._objects.pop(name, None)
+            for companion in self._beside.pop(name, set()):
+                self._objects.pop(companion, None)
 
     def names(self) -> list[str]:
         with self._lock:

@@ -20,17 +20,19 @@ class References:
     commit: str
     expected: dict[str, ExpectedArtifact]  # object name -> what the manifests say it holds
     unreadable: list[ManifestProblem]  # files under manifests/ that could not be read
+    attestations: frozenset[str] = frozenset()  # the signed envelopes (attestation-url) they reference
 
     def keeps(self, object_name: str) -> bool:
         """Referenced by a manifest, or possibly by one that cannot be read: when in doubt an object is
         kept (a leftover orphan is reported by verify-storage; a lost rootfs cannot be undone)."""
-        return object_name in self.expected or bool(self.unreadable)
+        return object_name in self.expected or object_name in self.attestations or bool(self.unreadable)
 
 
 def referenced_objects(repo: gitpython.Repo, commit: str) -> References:
     """The objects that the manifests at `commit` reference."""
     scan = manifests_at_commit(repo, commit)
-    return References(commit, expected_artifacts(scan.manifests), list(scan.problems))
+    attestations = frozenset(m.attestation_object for m in scan.manifests if m.attestation_object is not None)
+    return References(commit, expected_artifacts(scan.manifests), list(scan.problems), attestations)
 
 
 def referenced_by(repo: gitpython.Repo, commit: str, manifest_paths: list[str]) -> list[ExpectedArtifact]:

@@ -22,9 +22,12 @@ from ..manifests import load_manifests
 from ..errors import UsageError
 from ..logs import logger
 from ..progress import NullProgress, Progress
+from ..provenance.attest import run_context
+from ..provenance.keys import require_committed
 from ..repository import Exchange
 from ..storage.lease import BucketLease
 from .artifacts import Artifact, RunWork, build_artifacts, produce_artifact
+from .attestations import AttestationHook
 from .check import CheckedJob, check_jobs
 from .checkout_lock import exclusive_checkout
 from .confirm import confirm_published
@@ -34,7 +37,7 @@ from .image_sizes import image_sizes
 from .ledger import CreatedObjects
 from .leftovers import owned_work_dir, remove_leftovers
 from .plan import make_plan
-from .publish import Publisher, describe
+from .publish import PublishHook, Publisher, describe
 from .resume import resume_unpushed, unpushed_manifest_commits
 from .rollback import delete_unreferenced
 from .shard_records import ArtifactEntry, ShardRecord
@@ -53,6 +56,8 @@ def process_exchange(exchange: Exchange, options: ProcessOptions, *, progress: P
     """`on_outcome` receives the outcome as soon as there is a plan; the run keeps filling it in."""
     with exclusive_checkout(exchange):
         start, branch = check_preconditions(exchange, options.remote, publishing=options.shard is None)
+        if options.signer is not None:
+            require_committed(exchange.root, options.signer.public_key)  # consumers verify with the committed key
         # Recovery and waiting are warnings: shown even with -q, they explain a pause or a changed bucket.
         if not options.dry_run:
             remove_leftovers(options.bucket, LOG.warning)
@@ -173,7 +178,8 @@ def _publish_run(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOp
                  progress: Progress, log: Log) -> ProcessOutcome:
     """Under the lease: artifacts (built or read from records), publish, confirm; on failure undo this run's work."""
     transaction = PublishTransaction(exchange, options.remote, branch, start, start, _identity(exchange))
-    publisher = Publisher(transaction, options.bucket, log, options.retries)
+    publisher = Publisher(transaction, options.bucket, log, options.retries,
+                          _hooks(exchange, options, start, log))
     published = None
     with _run_work() as work:
         try:
@@ -241,10 +247,18 @@ def _build(checked: list[CheckedJob], options: ProcessOptions, work: RunWork, de
 
     def make(item: CheckedJob) -> Artifact:
         return delivery.deliver(item, lambda job: produce_artifact(job, bucket=options.bucket, work=work,
-                                                                   progress=cancellable))
+                                                                   progress=cancellable,
+                                                                   with_sha256=options.signer is not None))
 
     return build_artifacts(checked, make, work=work, export_options=options.export, jobs=options.jobs, log=log,
                            on_artifact=outcome.exported.append)
+
+
+def _hooks(exchange: Exchange, options: ProcessOptions, start: str, log: Log) -> list[PublishHook]:
+    if options.signer is None:
+        return []
+    context = run_context(start, git.remote_url(exchange.repo, options.remote), exchange.root)
+    return [AttestationHook(exchange, options.signer, context, options.bucket, log)]
 
 
 @contextmanager

@@ -48,6 +48,7 @@ class ArtifactEntry:
     delivered_digest: str | None = None
     mirrored_reference: str | None = None
     skipped_checks: tuple[str, ...] = ()
+    sha256: str | None = None  # when the shard ran with signing on: finalize signs with it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skipped_checks", tuple(self.skipped_checks))  # a list, once read from JSON
@@ -63,7 +64,7 @@ class ArtifactEntry:
         return cls(artifact.job.relative_path, artifact.object_name, artifact.sha384, artifact.size, artifact.job.image,
                    image.pinned_reference, image.config_digest, image.manifest_digest, str(image.platform),
                    artifact.created, round(artifact.export_seconds, 3), round(artifact.upload_seconds, 3), artifact.url,
-                   artifact.delivered_digest, artifact.mirrored_reference, artifact.skipped_checks)
+                   artifact.delivered_digest, artifact.mirrored_reference, artifact.skipped_checks, artifact.sha256)
 
     def artifact_for(self, job: SpecJob, url: str) -> Artifact:
         """The Artifact the shard had, rebuilt for the manifest: layers are not needed any more."""
@@ -71,7 +72,8 @@ class ArtifactEntry:
                       config_digest=self.image_config_digest, manifest_digest=self.image_manifest_digest,
                       pinned_reference=self.image_digest_reference)
         return Artifact(job, self.artifact, self.sha384, self.size, url, image, self.uploaded, self.export_seconds,
-                        self.upload_seconds, self.delivered_digest, self.mirrored_reference, self.skipped_checks)
+                        self.upload_seconds, self.delivered_digest, self.mirrored_reference, self.skipped_checks,
+                        self.sha256)
 
 
 @dataclass(frozen=True)

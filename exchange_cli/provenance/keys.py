@@ -127,3 +127,10 @@ def write_key(root: Path, key: PublicKey) -> tuple[Path, bool]:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(key.pem)
     return path, True
+
+
+def require_committed(root: Path, key: PublicKey) -> None:
+    """Sign only with a key whose public half is in the repository, where `exchange verify` looks."""
+    if all(known.key_id != key.key_id for known in repository_keys(root)):
+        raise UnusableKey(f"the signing key {key.key_id} ({key.source or 'given'}) is not in {KEYS_DIR}/; "
+                          "commit its public key first: exchange keys init --sign-key …")

@@ -10,7 +10,7 @@ schemas/provenance.md:
   buildDefinition.externalParameters    spec {path, kind, org, name, version, digest {gitBlob}},
                                         image (as written in the spec)
   buildDefinition.internalParameters    artifact ("rootfs-tarball" or "image"), compression of the tarball
-  buildDefinition.resolvedDependencies  "image": docker://<digest reference>, digest {sha256: manifest},
+  buildDefinition.resolvedDependencies  "image": docker://<digest reference> when pinned, digest {sha256: manifest},
                                         annotations {configDigest, platform};
                                         "source": git+<repository>, digest {gitCommit}
   runDetails.builder                    id: the exchange repository; version: exchange-cli and isal
@@ -82,7 +82,9 @@ def _without_run(facts: BuildFacts) -> tuple:
 
 def build_statement(facts: BuildFacts) -> dict[str, Any]:
     image = facts.image
-    image_dependency: dict[str, Any] = {"name": "image", "uri": f"docker://{image.digest_reference or image.reference}"}
+    image_dependency: dict[str, Any] = {"name": "image"}
+    if image.digest_reference:  # images from a local engine or an OCI layout have none
+        image_dependency["uri"] = f"docker://{image.digest_reference}"
     if image.manifest_digest:
         algorithm, _, hex_digest = image.manifest_digest.partition(":")
         image_dependency["digest"] = {algorithm: hex_digest}
@@ -153,7 +155,7 @@ def read_statement(payload: bytes) -> BuildFacts:
     annotations = image.at("annotations")
     image_digest = image.raw.get("digest") if isinstance(image.raw.get("digest"), dict) else {}
     manifest_digest = next((f"{a}:{h}" for a, h in image_digest.items()), None)
-    image_uri = image.get("uri", str).removeprefix("docker://")
+    image_uri = image.raw.get("uri")
     builder = reader.at("predicate", "runDetails", "builder")
     metadata = reader.raw["predicate"]["runDetails"].get("metadata") or {}
     internal = definition.raw.get("internalParameters") or {}
@@ -163,7 +165,8 @@ def read_statement(payload: bytes) -> BuildFacts:
         artifact=str(internal.get("artifact", "")),
         spec=SpecRef(spec.get("path", str), spec.get("kind", str), spec.get("org", str), spec.get("name", str),
                      spec.get("version", str), spec.at("digest").get("gitBlob", str)),
-        image=ImageRef(external.get("image", str), image_uri if manifest_digest else None, manifest_digest,
+        image=ImageRef(external.get("image", str), image_uri.removeprefix("docker://") if isinstance(image_uri, str) else None,
+                       manifest_digest,
                        annotations.get("configDigest", str), annotations.get("platform", str)),
         source_commit=source.at("digest").get("gitCommit", str),
         repository=builder.get("id", str),

@@ -116,47 +116,71 @@ def verify_published(manifest: ManifestView, options: VerifyOptions, *, target: 
     if open_url is None:
         from ..fetch.sources import open_url
     result = Verification(target)
-
-    def record(name: str, ok: bool, detail: str) -> None:
-        result.checks.append(Check(name, ok, detail))
-        if not ok:
-            raise CheckFailed
-
+    record = _recorder(result)
     try:
         artifact = _check_artifact(manifest, options, open_url, record)
         envelope_bytes = _read_attestation(manifest, options, open_url, record)
-        try:
-            envelopes = parse_envelopes(envelope_bytes, "the attestation")
-        except EnvelopeError as error:
-            record("envelope", False, str(error))
-        record("envelope", True, f"{len(envelopes)} DSSE envelope(s), {len(envelope_bytes)} bytes")
-        signed = [(envelope, check_signatures(envelope, options.keys)) for envelope in envelopes]
-        verified = next(((envelope, check) for envelope, check in signed if check.ok), None)
-        if verified is None:
-            record("signature", False, signed[0][1].reason)
-        envelope, check = verified  # type: ignore[misc]
-        result.key = check.key
-        record("signature", True, f"signed by the exchange's key {check.key.key_id} ({check.key.algorithm})")
-        if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
-            record("statement", False, f"payloadType is {envelope.payload_type!r}, not {IN_TOTO_PAYLOAD_TYPE}")
-        try:
-            facts = read_statement(envelope.payload)
-        except StatementError as error:
-            record("statement", False, f"the signed payload is not the exchange's provenance statement: {error}")
-        result.facts = facts
-        record("statement", True, "in-toto Statement v1, SLSA Provenance v1")
-        record("subject", *_subject_check(manifest, artifact, facts))
-        record("provenance", *_provenance_check(manifest, facts))
-        record("attestation", *_attestation_hash_check(manifest, envelope_bytes, options))
-        if options.check_image:
-            record("image", *_registry_check(facts, options))
+        _check_envelope(manifest, envelope_bytes, artifact, options, result, record)
     except CheckFailed:
         pass
     return result
 
 
+def verify_envelope(manifest: ManifestView, envelope_bytes: bytes, digests: dict[str, str],
+                    keys: list[PublicKey]) -> Verification:
+    """The envelope checks alone, for an artifact whose digests are already known to match the manifest
+    (verify-storage --deep hashes the bucket's objects itself)."""
+    result = Verification(manifest.source)
+    try:
+        _check_envelope(manifest, envelope_bytes, digests, VerifyOptions(keys), result, _recorder(result))
+    except CheckFailed:
+        pass
+    return result
+
+
+Record = Callable[[str, bool, str], None]
+
+
+def _recorder(result: Verification) -> Record:
+    def record(name: str, ok: bool, detail: str) -> None:
+        result.checks.append(Check(name, ok, detail))
+        if not ok:
+            raise CheckFailed
+
+    return record
+
+
+def _check_envelope(manifest: ManifestView, envelope_bytes: bytes, digests: dict[str, str], options: VerifyOptions,
+                    result: Verification, record: Record) -> None:
+    try:
+        envelopes = parse_envelopes(envelope_bytes, "the attestation")
+    except EnvelopeError as error:
+        record("envelope", False, str(error))
+    record("envelope", True, f"{len(envelopes)} DSSE envelope(s), {len(envelope_bytes)} bytes")
+    signed = [(envelope, check_signatures(envelope, options.keys)) for envelope in envelopes]
+    verified = next(((envelope, check) for envelope, check in signed if check.ok), None)
+    if verified is None:
+        record("signature", False, signed[0][1].reason)
+    envelope, check = verified  # type: ignore[misc]
+    result.key = check.key
+    record("signature", True, f"signed by the exchange's key {check.key.key_id} ({check.key.algorithm})")
+    if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
+        record("statement", False, f"payloadType is {envelope.payload_type!r}, not {IN_TOTO_PAYLOAD_TYPE}")
+    try:
+        facts = read_statement(envelope.payload)
+    except StatementError as error:
+        record("statement", False, f"the signed payload is not the exchange's provenance statement: {error}")
+    result.facts = facts
+    record("statement", True, "in-toto Statement v1, SLSA Provenance v1")
+    record("subject", *_subject_check(manifest, digests, facts))
+    record("provenance", *_provenance_check(manifest, facts))
+    record("attestation", *_attestation_hash_check(manifest, envelope_bytes))
+    if options.check_image:
+        record("image", *_registry_check(facts, options))
+
+
 def _check_artifact(manifest: ManifestView, options: VerifyOptions, open_url: Opener,
-                    record: Callable[[str, bool, str], None]) -> ArtifactDigest | str:
+                    record: Record) -> dict[str, str]:
     """The tarball's digests (checked against the manifest), or an image-delivered gear's sha256 digest."""
     expected = manifest.text("rootfs-hash")
     if expected is None:
@@ -165,7 +189,8 @@ def _check_artifact(manifest: ManifestView, options: VerifyOptions, open_url: Op
         if not expected.startswith("sha256:"):  # type: ignore[union-attr]
             record("rootfs", False, f"an image-delivered manifest's rootfs-hash must be sha256:, not {expected}")
         record("rootfs", True, f"image {manifest.object_name} (digest {expected}, checked against the statement)")
-        return expected  # type: ignore[return-value]
+        algorithm, _, hex_digest = expected.partition(":")  # type: ignore[union-attr]
+        return {algorithm: hex_digest.lower()}
     algorithm, _, hex_digest = expected.partition(":")  # type: ignore[union-attr]
     if algorithm != "sha384":
         record("rootfs", False, f"rootfs-hash {expected} is not sha384:<hex>")
@@ -177,11 +202,11 @@ def _check_artifact(manifest: ManifestView, options: VerifyOptions, open_url: Op
     if isinstance(size, int) and size != digest.size:
         record("rootfs", False, f"{source} has {digest.size} bytes, the manifest says {size}")
     record("rootfs", True, f"{source}: sha384 matches the manifest ({digest.size} bytes)")
-    return digest
+    return digest.as_subject()
 
 
 def _hash_artifact(manifest: ManifestView, options: VerifyOptions, open_url: Opener,
-                   record: Callable[[str, bool, str], None]) -> tuple[str, ArtifactDigest]:
+                   record: Record) -> tuple[str, ArtifactDigest]:
     if options.artifact_file is not None:
         try:
             with options.artifact_file.open("rb") as stream:
@@ -208,8 +233,7 @@ def hash_stream(stream: BinaryIO) -> ArtifactDigest:
     return ArtifactDigest(sha384.hexdigest(), sha256.hexdigest(), size)
 
 
-def _read_attestation(manifest: ManifestView, options: VerifyOptions, open_url: Opener,
-                      record: Callable[[str, bool, str], None]) -> bytes:
+def _read_attestation(manifest: ManifestView, options: VerifyOptions, open_url: Opener, record: Record) -> bytes:
     if options.attestation_file is not None:
         try:
             return _read_limited(options.attestation_file.open("rb"), str(options.attestation_file))
@@ -234,12 +258,7 @@ def _read_limited(stream: BinaryIO, source: str) -> bytes:
     return data
 
 
-def _subject_check(manifest: ManifestView, artifact: ArtifactDigest | str, facts: BuildFacts) -> tuple[bool, str]:
-    if isinstance(artifact, str):  # an image-delivered gear: sha256:<manifest digest>
-        algorithm, _, hex_digest = artifact.partition(":")
-        ours = {algorithm: hex_digest}
-    else:
-        ours = artifact.as_subject()
+def _subject_check(manifest: ManifestView, ours: dict[str, str], facts: BuildFacts) -> tuple[bool, str]:
     name = manifest.object_name
     claimed = facts.subject_digests
     shared = sorted(set(claimed) & set(ours))
@@ -292,7 +311,7 @@ def _image_mismatches(manifest: ManifestView, image: Any) -> list[str]:
     return problems
 
 
-def _attestation_hash_check(manifest: ManifestView, envelope_bytes: bytes, options: VerifyOptions) -> tuple[bool, str]:
+def _attestation_hash_check(manifest: ManifestView, envelope_bytes: bytes) -> tuple[bool, str]:
     pinned = manifest.text(ATTESTATION_SHA256)
     actual = hashlib.sha256(envelope_bytes).hexdigest()
     if pinned is None:

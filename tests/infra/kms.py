@@ -32,6 +32,7 @@ class KmsStandIn:
     keys: dict[str, Any] = field(default_factory=dict)  # resource name -> private key
     requests: list[tuple[str, str]] = field(default_factory=list)  # (call, name)
     tamper: str | None = None  # "signature-crc", "bad-signature", "unverified", "pem-crc"
+    signatures_left: int | None = None  # after that many signatures, answer 403 (permission revoked)
 
     def add_key(self, name: str, algorithm: str) -> Any:
         key = ed25519.Ed25519PrivateKey.generate() if algorithm == "ed25519" else ec.generate_private_key(ec.SECP256R1())
@@ -43,6 +44,10 @@ class KmsStandIn:
         key = self.keys.get(name)
         if key is None:
             return 404, {"error": {"code": 404, "message": f"{name} not found", "status": "NOT_FOUND"}}
+        if call == ":asymmetricSign" and self.signatures_left is not None:
+            if self.signatures_left <= 0:
+                return 403, {"error": {"code": 403, "message": "permission denied on the key", "status": "PERMISSION_DENIED"}}
+            self.signatures_left -= 1
         if call == "/publicKey":
             pem = key.public_key().public_bytes(serialization.Encoding.PEM,
                                                 serialization.PublicFormat.SubjectPublicKeyInfo).decode()

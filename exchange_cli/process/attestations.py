@@ -1,0 +1,117 @@
+"""The publish stage's signing hook: a DSSE-signed provenance envelope beside each artifact.
+
+For every artifact of a run that signs (one machine, or the finalize step over the shards' records),
+before its manifest is written: build the statement, sign it, upload `<object>.intoto.jsonl` create-only,
+record it in the run's ledger beside its artifact (a failed run deletes it with the artifact; an
+artifact another run's manifest already references keeps it), and give the manifest its
+"attestation-url" and "attestation-sha256". Any failure fails the run, so a run that signs publishes
+every artifact signed or none.
+
+An envelope already in the bucket under that name is reused only when it is ours (it verifies with
+the signing key) and attests the same build (see BuildFacts.same_build); otherwise the run stops:
+envelopes, like artifacts, are never overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import git
+from ..errors import ExchangeError
+from ..provenance.attest import RunContext, attest, facts_for
+from ..provenance.dsse import EnvelopeError, check_signatures, parse_envelopes
+from ..provenance.signers import Signer
+from ..provenance.statement import BuildFacts, StatementError, read_statement
+from ..provenance.verify import ATTESTATION_SHA256, ATTESTATION_URL, MAX_ENVELOPE_BYTES, attestation_name
+from ..repository import Exchange
+from .artifacts import Artifact
+from .ledger import CreatedObjects
+from .publish import Published
+
+
+class AttestationConflict(ExchangeError):
+    """The bucket holds an envelope under this artifact's name that attests something else."""
+
+
+@dataclass
+class AttestationHook:
+    exchange: Exchange
+    signer: Signer
+    context: RunContext
+    bucket: Any  # a storage.Bucket
+    log: Callable[[str], None]
+
+    def manifest_fields(self, artifact: Artifact, ledger: CreatedObjects) -> dict[str, Any]:
+        job = artifact.job
+        if artifact.in_bucket and artifact.sha256 is None:
+            raise ExchangeError(f"{job.relative_path}: no sha256 of {artifact.object_name} to sign with (a shard "
+                                "that ran without signing?); run the shards with --sign-key or EXCHANGE_SIGNING_KEY too")
+        facts = facts_for(artifact, sha256=artifact.sha256, context=self.context,
+                          spec_blob=git.blob_id(self.exchange.repo, self.context.source_commit, job.relative_path))
+        name = attestation_object(artifact)
+        if self.bucket.stat(name) is not None:
+            content = self._reusable(name, facts)
+            self.log(f"already in the bucket: {name} (the same build, signed by this key)")
+        else:
+            content = attest(facts, self.signer, _artifact_object(artifact)).content
+            uploaded = self._upload(name, content)
+            if uploaded.created:
+                ledger.record(name, uploaded.info.generation, beside=artifact.object_name)
+            self.log(f"signed {name} with key {self.signer.public_key.short_id}")
+        return {ATTESTATION_URL: self.bucket.download_url(name), ATTESTATION_SHA256: hashlib.sha256(content).hexdigest()}
+
+    def after_push(self, published: Published) -> None:
+        pass
+
+    def _upload(self, name: str, content: bytes):  # noqa: ANN202 - an UploadOutcome
+        with tempfile.TemporaryDirectory(prefix="exchange-attestation-") as directory:
+            path = Path(directory) / "envelope.intoto.jsonl"
+            path.write_bytes(content)
+            return self.bucket.upload(name, path, size=len(content), sha384=hashlib.sha384(content).hexdigest())
+
+    def _reusable(self, name: str, facts: BuildFacts) -> bytes:
+        with self.bucket.open_read(name) as stream:
+            content = stream.read(MAX_ENVELOPE_BYTES + 1)
+        problem = _reuse_problem(content, facts, self.signer)
+        if problem is not None:
+            raise AttestationConflict(f"{self.bucket.uri}: {name} already exists and {problem}; envelopes are never "
+                                      "overwritten (if no manifest references it, `exchange verify-storage "
+                                      "--delete-orphans` removes it)")
+        return content
+
+
+def _reuse_problem(content: bytes, facts: BuildFacts, signer: Signer) -> str | None:
+    if len(content) > MAX_ENVELOPE_BYTES:
+        return "is not an envelope of ours (too large)"
+    try:
+        envelopes = parse_envelopes(content, "it")
+    except EnvelopeError as error:
+        return f"is not a DSSE envelope ({error})"
+    for envelope in envelopes:
+        if check_signatures(envelope, [signer.public_key]).ok:
+            try:
+                theirs = read_statement(envelope.payload)
+            except StatementError as error:
+                return f"is signed by this key but is not a provenance statement ({error})"
+            if theirs.same_build(facts):
+                return None
+            return (f"attests another build ({theirs.spec.org}/{theirs.spec.name} {theirs.spec.version} at commit "
+                    f"{theirs.source_commit[:12]})")
+    return "is not signed by this key"
+
+
+def _artifact_object(artifact: Artifact) -> str:
+    """The artifact's object name, or for an image-delivered gear the name it would have in the bucket."""
+    if artifact.in_bucket:
+        return artifact.object_name
+    algorithm, _, hex_digest = (artifact.delivered_digest or "").partition(":")
+    return f"{artifact.job.location.artifact_base}-{algorithm}-{hex_digest}"
+
+
+def attestation_object(artifact: Artifact) -> str:
+    return attestation_name(_artifact_object(artifact))
