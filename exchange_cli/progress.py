@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import ContextManager, Iterator, Protocol, TextIO
 
 from .logs import show_lines_with
+from .terminal import console as make_console
 
 
 class Task(Protocol):
@@ -321,10 +322,9 @@ class RichProgress(_Display):
 
     def __init__(self, console=None) -> None:  # noqa: ANN001 - a rich Console
         super().__init__()
-        from rich.console import Console
         from rich.progress import Progress as RichBar
 
-        self.console = console or Console(stderr=True)
+        self.console = console or make_console(sys.stderr)
         self.layout = RowLayout.fit(self.console.width - 1)  # never the last column: some terminals wrap there
         self._bar = RichBar(*_columns(self, self.layout), console=self.console, transient=False, expand=False,
                             refresh_per_second=8)
@@ -429,9 +429,7 @@ def progress_for(stream: TextIO = sys.stderr, quiet: bool = False) -> NullProgre
     if quiet:
         return NullProgress()
     if stream.isatty():
-        from rich.console import Console
-
-        return RichProgress(Console(file=stream))
+        return RichProgress(make_console(stream))
     return LogProgress(stream)
 
 

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from exchange_cli.cli import COMMANDS, SECTIONS, cli
 from tests.cli_world import CliWorld, exchange_command, make_world
-from tests.infra.gitrepo import example_gear, run_git
+from tests.infra.gitrepo import example_boutique, example_gear, run_git
 from tests.layers import tiny_layer_tar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +55,13 @@ def _source(world: CliWorld, scratch: Path) -> Path:
     return path
 
 
+def _committing_clone(world: CliWorld, scratch: Path) -> Path:
+    clone = _clone(world, scratch)
+    run_git(clone, "config", "user.name", "Exchange Test")
+    run_git(clone, "config", "user.email", "test@exchange.invalid")
+    return clone
+
+
 TABLE: dict[str, Row] = {
     "validate": Row(lambda w, s: ["validate", "--repo", str(w.work), "--all"], "report"),
     "check-image": Row(lambda w, s: ["check-image", str(w.spec_path("hello")), *w.source("hello")], "report"),
@@ -63,10 +70,32 @@ TABLE: dict[str, Row] = {
     "invocation-schema": Row(lambda w, s: ["invocation-schema", str(w.spec_path("hello"))], "json-schema"),
     "export": Row(lambda w, s: ["export", w.image("hello"), "-o", str(s / "rootfs.tgz"), *w.source("hello")], "export"),
     "process": Row(lambda w, s: [*w.process_args(), "--dry-run"], "process"),
+    "demo": Row(lambda w, s: ["demo", "--dir", str(s / "demo")], "process"),
     "add-gear": Row(lambda w, s: ["add-gear", str(_source(w, s)), "--org", "acme", "--no-commit", "--repo",
-                                         str(_clone(w, s))],
-                    "add"),
+                                  str(_clone(w, s))], "add"),
+    "add-boutique": Row(lambda w, s: ["add-boutique", str(_boutique(s)), "--org", "acme", "--no-commit", "--repo",
+                                      str(_clone(w, s))], "add"),
+    "list": Row(lambda w, s: ["list", "--repo", str(w.work)], "list"),
+    "show": Row(lambda w, s: ["show", "acme/hello", "--repo", str(w.work)], "show"),
+    "history": Row(lambda w, s: ["history", "--repo", str(w.work)], "history"),
+    "fetch": Row(lambda w, s: ["fetch", "acme/hello@1.0.0", "--output-dir", str(s), "--repo", str(w.work)], "fetch"),
+    "remove": Row(lambda w, s: ["remove", "acme/other@1.0.0", "-y", "--repo", str(_committing_clone(w, s))], "remove"),
+    "index": Row(lambda w, s: ["index", "--repo", str(w.work)], "index"),
+    "inventory": Row(lambda w, s: ["inventory", "--repo", str(w.work)], "inventory"),
+    "verify-storage": Row(lambda w, s: ["verify-storage", "--bucket", w.bucket.as_uri(), "--repo", str(w.work)],
+                          "verify-storage"),
 }
+
+
+def _boutique(scratch: Path) -> Path:
+    path = scratch / "descriptor.json"
+    path.write_text(json.dumps(example_boutique(name="new-tool")))
+    return path
+
+
+def test_every_command_is_in_the_table() -> None:
+    """A new command joins the table, so the conventions are checked for it too."""
+    assert set(COMMANDS) == set(TABLE)
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +109,7 @@ def command(name: str) -> click.Command:
     return found
 
 
-@pytest.mark.parametrize("name", sorted(TABLE))
+@pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_every_command_and_option_has_help(name: str) -> None:
     cmd = command(name)
     assert cmd.help and cmd.help.strip(), f"{name} has no help text"

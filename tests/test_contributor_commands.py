@@ -242,7 +242,7 @@ def test_lookup_commands_on_an_exchange_processed_by_exchange_process(exchange_r
                        "versions": [{"version": "0.10.0", "processed": True}]}]
     shown = json.loads(run(exchange_repo, "show", "acme/hello", "--json").output)
     assert shown["image-config-digest"].startswith("sha256:") and shown["platform"] == "linux/amd64"
-    fetched = run(exchange_repo, "fetch", "acme/hello@0.10.0", "-o", str(tmp_path / "out"), "--extract")
+    fetched = run(exchange_repo, "fetch", "acme/hello@0.10.0", "--output-dir", str(tmp_path / "out"), "--extract")
     assert fetched.exit_code == 0, fetched.output
     tarball = tmp_path / "out" / Path(shown["rootfs-url"]).name
     assert "sha384:" + hashlib.sha384(tarball.read_bytes()).hexdigest() == shown["rootfs-hash"]

@@ -119,12 +119,13 @@ def catalog(exchange_repo: ExchangeRepo, tmp_path: Path) -> CatalogWorld:
 
 OUTPUTS = {
     # command: (arguments before the output path, what the message calls it, path below the place)
-    "fetch -o": (["fetch", "acme/hello", "-o"], "the download", "out"),
+    "fetch --output-dir": (["fetch", "acme/hello", "--output-dir"], "the download", "out"),
+    "fetch -o": (["fetch", "acme/hello", "-o"], "the download", "out.tgz"),
     "index -o": (["index", "-o"], "the catalog", "exchange.json"),
     "index --html": (["index", "-o", "-", "--html"], "the catalog site", "site"),
     "inventory --csv": (["inventory", "--csv"], "the inventory", "gears.csv"),
     "validate --junit-xml": (["validate", "--all", "--junit-xml"], "the JUnit report", "reports/validate.xml"),
-    "fetch --extract": (["fetch", "acme/hello", "--extract", "-o"], "the download", "out"),
+    "fetch --extract": (["fetch", "acme/hello", "--extract", "--output-dir"], "the download", "out"),
 }
 
 
@@ -158,7 +159,7 @@ def test_fetch_onto_a_full_disk_names_the_file_and_keeps_nothing(catalog: Catalo
     out = tmpfs("full")
     fill(out)
     published = catalog.find("acme", "hello", "1.0.0-rc.1")
-    result = CliRunner().invoke(cli, ["fetch", "acme/hello", "-o", str(out), "--repo", str(catalog.repo.root)])
+    result = CliRunner().invoke(cli, ["fetch", "acme/hello", "--output-dir", str(out), "--repo", str(catalog.repo.root)])
     assert result.exit_code == 2, (result.output, result.exception)
     assert one_error_line(result) == (f"error: cannot write the download to {out / published.object_name}: "
                                       "No space left on device")

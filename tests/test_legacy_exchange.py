@@ -234,7 +234,7 @@ def test_history_in_a_shallow_clone_warns_and_deepen_gives_the_real_commits(lega
     assert shallow.exit_code == 0, shallow.output
     assert "warning: this is a shallow clone" in shallow.stderr
     rows = json.loads(shallow.stdout)
-    assert {r["commit"] for r in rows} == {legacy.commits[-1]} and all(r["at_clone_boundary"] for r in rows)
+    assert {r["commit"] for r in rows} == {legacy.commits[-1]} and all(r["at-clone-boundary"] for r in rows)
 
     deep = CliRunner().invoke(cli, ["history", "--repo", str(clone), "--deepen", "--format", "json"])
     assert deep.exit_code == 0, deep.output
@@ -246,7 +246,7 @@ def test_history_in_a_shallow_clone_warns_and_deepen_gives_the_real_commits(lega
 
 def test_fetch_of_an_image_delivered_version_prints_the_pull_reference(legacy: LegacyExchange,
                                                                        tmp_path: Path) -> None:
-    result = run(legacy, "fetch", "acme/beta", "-o", str(tmp_path / "out"))
+    result = run(legacy, "fetch", "acme/beta", "--output-dir", str(tmp_path / "out"))
     assert result.exit_code == 1
     assert "acme/beta@v1.0 is delivered as an image, not a rootfs tarball; pull it with: docker pull " \
            f"{IMAGE_URL.removeprefix('docker://')}" in result.output

@@ -118,7 +118,7 @@ def test_delete_orphans_with_yes_does_not_ask(local_world: CatalogWorld) -> None
 
 def test_fetch_downloads_and_verifies_the_newest_processed_version(world: CatalogWorld, tmp_path: Path) -> None:
     published = world.find("acme", "hello", "1.0.0-rc.1")
-    result = run(world, "fetch", "acme/hello", "-o", str(tmp_path / "out"), "--extract")
+    result = run(world, "fetch", "acme/hello", "--output-dir", str(tmp_path / "out"), "--extract")
     assert result.exit_code == 0, result.output
     downloaded = tmp_path / "out" / published.object_name
     assert hashlib.sha384(downloaded.read_bytes()).hexdigest() == published.sha384
@@ -129,7 +129,7 @@ def test_fetch_refuses_a_tampered_artifact_and_keeps_nothing(world: CatalogWorld
     published = world.find("acme", "hello", "0.10.0")
     original = b"".join(iter(functools.partial(world.bucket.open_read(published.object_name).read, 1 << 20), b""))
     tamper(world, published.object_name, original[:-1] + bytes([original[-1] ^ 1]))
-    result = run(world, "fetch", "acme/hello@0.10.0", "-o", str(tmp_path / "out"))
+    result = run(world, "fetch", "acme/hello@0.10.0", "--output-dir", str(tmp_path / "out"))
     assert result.exit_code == 1
     assert f"the manifest says sha384:{published.sha384}" in result.output
     assert list((tmp_path / "out").iterdir()) == []
@@ -137,7 +137,7 @@ def test_fetch_refuses_a_tampered_artifact_and_keeps_nothing(world: CatalogWorld
 
 def test_fetch_from_the_bucket_option(local_world: CatalogWorld, tmp_path: Path) -> None:
     published = local_world.find("acme-labs", "hello", "1.0.0")
-    result = run(local_world, "fetch", "acme-labs/hello", "--bucket", local_world.bucket.uri, "-o", str(tmp_path))
+    result = run(local_world, "fetch", "acme-labs/hello", "--bucket", local_world.bucket.uri, "--output-dir", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert hashlib.sha384((tmp_path / published.object_name).read_bytes()).hexdigest() == published.sha384
 
@@ -167,19 +167,19 @@ class QuietHandler(SimpleHTTPRequestHandler):
 def test_fetch_over_http_verifies_while_downloading(http_bucket: CatalogWorld, tmp_path: Path) -> None:
     published = http_bucket.find("neuro", "skull-strip", "2.1.0")
     assert http_bucket.bucket.download_url(published.object_name).startswith("http://127.0.0.1:")
-    result = run(http_bucket, "fetch", "neuro/skull-strip@2.1.0", "-o", str(tmp_path / "out"))
+    result = run(http_bucket, "fetch", "neuro/skull-strip@2.1.0", "--output-dir", str(tmp_path / "out"))
     assert result.exit_code == 0, result.output
     assert hashlib.sha384((tmp_path / "out" / published.object_name).read_bytes()).hexdigest() == published.sha384
 
     (tmp_path / "bucket" / published.object_name).write_bytes(b"swapped on the server")
-    result = run(http_bucket, "fetch", "neuro/skull-strip@2.1.0", "-o", str(tmp_path / "again"))
+    result = run(http_bucket, "fetch", "neuro/skull-strip@2.1.0", "--output-dir", str(tmp_path / "again"))
     assert result.exit_code == 1 and "tampered with or corrupted" in result.output
 
 
 def test_fetch_over_http_reports_a_missing_object(http_bucket: CatalogWorld, tmp_path: Path) -> None:
     published = http_bucket.find("acme", "hello", "0.9.0")
     (tmp_path / "bucket" / published.object_name).unlink()
-    result = run(http_bucket, "fetch", "acme/hello@0.9.0", "-o", str(tmp_path / "out"))
+    result = run(http_bucket, "fetch", "acme/hello@0.9.0", "--output-dir", str(tmp_path / "out"))
     assert result.exit_code == 1 and "HTTP 404" in result.output
 
 
@@ -217,7 +217,7 @@ def test_extract_refuses_hostile_archives_and_writes_nothing(local_world: Catalo
     local_world.publish("evil", "archive", "1.0.0", rootfs=hostile_tarball(*members))
     local_world.repo.commit("evil")
     out = tmp_path / "out" / "deeper"
-    result = run(local_world, "fetch", "evil/archive", "-o", str(out), "--extract")
+    result = run(local_world, "fetch", "evil/archive", "--output-dir", str(out), "--extract")
     assert result.exit_code == 1, result.output
     assert message in result.output
     assert not (tmp_path / "out" / "escaped.txt").exists() and not Path("/tmp/escaped.txt").exists()
@@ -231,7 +231,7 @@ def test_extract_keeps_a_rootfs_s_own_absolute_and_climbing_symlinks(local_world
         ("symlink", "bin/sh", "/bin/busybox"), ("symlink", "usr/lib/root", "../../.."),
         ("hardlink", "usr/lib/libc.so.6", "usr/lib/libc.so")))
     local_world.repo.commit("links")
-    result = run(local_world, "fetch", "acme/links", "-o", str(tmp_path), "--extract")
+    result = run(local_world, "fetch", "acme/links", "--output-dir", str(tmp_path), "--extract")
     assert result.exit_code == 0, result.output
     root = tmp_path / "acme-links-1.0.0"
     assert (root / "bin" / "sh").readlink() == Path("/bin/busybox")

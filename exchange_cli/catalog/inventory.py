@@ -50,8 +50,9 @@ def write_csv(rows: list[InventoryRow], stream: TextIO) -> None:
 
 
 def render_inventory(rows: list[InventoryRow], stream: TextIO) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from ..terminal import console
 
     table = Table(box=None, padding=(0, 1), pad_edge=False, header_style="bold")
     shown = ("org", "name", "entry", "latest_version", "api_key", "license", "maintainer", "image")
@@ -59,7 +60,7 @@ def render_inventory(rows: list[InventoryRow], stream: TextIO) -> None:
         table.add_column(column.replace("_", " "), overflow="fold")
     for row in rows:
         table.add_row(*(getattr(row, column) for column in shown))
-    Console(file=stream, width=None if stream.isatty() else 240).print(table)
+    console(stream, width=None if stream.isatty() else 240).print(table)
 
 
 def _row(entry: CatalogEntry) -> InventoryRow:

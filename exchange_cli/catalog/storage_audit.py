@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..errors import ExchangeError
@@ -85,10 +86,12 @@ def expected_artifacts(manifests: list[ProcessedManifest]) -> dict[str, Expected
 
 
 def audit_exchange_storage(scan: ManifestScan, bucket: Bucket, *, deep: bool,
-                           keys: Sequence[PublicKey] = ()) -> StorageAudit:
-    """`keys`: the exchange's public keys (.exchange/keys/), which deep envelope checks verify with."""
+                           keys: Sequence[PublicKey] = (), workers: int = 1) -> StorageAudit:
+    """`keys`: the exchange's public keys (.exchange/keys/), which deep envelope checks verify with;
+    `workers` objects checked at once."""
     envelopes = {m.attestation_object: m for m in scan.manifests if m.attestation_object is not None}
-    audit = audit_storage(expected_artifacts(scan.manifests), bucket, deep=deep, also_expected=set(envelopes))
+    audit = audit_storage(expected_artifacts(scan.manifests), bucket, deep=deep, also_expected=set(envelopes),
+                          workers=workers)
     audit.unreadable = list(scan.problems)
     present = {info.name for info in bucket.list()} if envelopes else set()
     for name, manifest in sorted(envelopes.items()):
@@ -119,19 +122,24 @@ def require_every_manifest_read(problems: list[ManifestProblem]) -> None:
 
 
 def audit_storage(expected: dict[str, ExpectedArtifact], bucket: Bucket, *, deep: bool,
-                  also_expected: set[str] = frozenset()) -> StorageAudit:  # type: ignore[assignment]
-    """`also_expected`: objects checked elsewhere (envelopes) that are not orphans either."""
+                  also_expected: set[str] = frozenset(), workers: int = 1) -> StorageAudit:  # type: ignore[assignment]
+    """`also_expected`: objects checked elsewhere (envelopes) that are not orphans either; `workers`
+    objects checked at once (with `deep`, each is downloaded and hashed)."""
     audit = StorageAudit(bucket.uri, deep)
     present = {info.name: info for info in bucket.list()}
+    found = []
     for name, artifact in sorted(expected.items()):
         info = present.get(name)
         if info is None:
             audit.missing.append(MissingArtifact(name, artifact.manifests))
-            continue
-        audit.checked += 1
-        problem = _artifact_problem(bucket, artifact, info, deep=deep)
-        if problem is not None:
-            audit.damaged.append(DamagedArtifact(name, artifact.manifests, problem))
+        else:
+            found.append((name, artifact, info))
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="verify-storage") as pool:
+        problems = pool.map(lambda item: _artifact_problem(bucket, item[1], item[2], deep=deep), found)
+        for (name, artifact, _), problem in zip(found, problems):
+            audit.checked += 1
+            if problem is not None:
+                audit.damaged.append(DamagedArtifact(name, artifact.manifests, problem))
     audit.orphans = [info for name, info in sorted(present.items()) if name not in expected and name not in also_expected]
     return audit
 

@@ -8,14 +8,16 @@ from typing import Callable
 import click
 
 from ..catalog.model import Catalog, load_catalog
+from ..logs import logger
 from ..repository import Exchange
+from .conventions import repo_option
 
-repo_option: Callable = click.option(
-    "--repo", type=click.Path(file_okay=False, path_type=Path),
-    help="The exchange repository [default: the one around the current directory].")
+__all__ = ["bucket_option", "open_catalog", "repo_option"]
+
+LOG = logger("catalog")
+
 bucket_option: Callable = click.option(
     "--bucket", "bucket_uri", metavar="URI", help="gs://bucket[/prefix] or file:///path [env: EXCHANGE_BUCKET_URI].")
-json_option: Callable = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 def open_catalog(repo: Path | None) -> tuple[Exchange, Catalog]:
@@ -24,5 +26,5 @@ def open_catalog(repo: Path | None) -> tuple[Exchange, Catalog]:
     exchange = Exchange.open(repo)
     catalog = load_catalog(exchange)
     for problem in catalog.problems:
-        click.echo(f"warning: not listed: {problem}", err=True)
+        LOG.warning(f"not listed: {problem}")
     return exchange, catalog

@@ -89,3 +89,9 @@ def yes_option(command: Callable) -> Callable:
 def jobs_option(what: str, default: int = 4) -> Callable[[Callable], Callable]:
     return click.option("--jobs", type=click.IntRange(1, 64), default=default, show_default=True,
                         help=f"{what} N at once.")
+
+
+def output_option(what: str) -> Callable[[Callable], Callable]:
+    """-o/--output FILE: always a file ('-': standard output, the default), never a directory."""
+    return click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+                        help=f"Write {what} to this file [default: standard output].")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -10,22 +11,27 @@ import click
 
 from ..demo import run_demo
 from ..errors import writing
-from ..process.report import render_outcome
+from ..process.report import outcome_as_json, render_outcome
 from ..logs import logger
-from .conventions import command_progress, verbosity_options
+from .conventions import command_progress, format_option, verbosity_options
 
 
 @click.command("demo")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               help="Where to make the throwaway exchange [default: a new temporary directory, kept for inspection].")
+@format_option("text", "json", default="text")
 @verbosity_options
-def command(directory: Path | None) -> None:
+def command(directory: Path | None, output_format: str) -> None:
     """Make a throwaway exchange (git repo, bare remote, local bucket, locally built image) and process it."""
     root = directory or Path(tempfile.mkdtemp(prefix="exchange-demo-"))
     with writing(root, "the demo exchange"):
         root.mkdir(parents=True, exist_ok=True)
     with command_progress() as progress:
         world, outcome = run_demo(root, progress=progress, log=logger("demo").info)
+    if output_format == "json":
+        places = {"exchange": world.work_tree, "remote": world.remote, "bucket": world.bucket, "oci-layout": world.images}
+        click.echo(json.dumps({"ok": True} | outcome_as_json(outcome) | {k: str(v) for k, v in places.items()}, indent=2))
+        return
     render_outcome(outcome, sys.stdout, dry_run=False)
     click.echo(f"\nthe exchange:   {world.work_tree}\nits remote:     {world.remote}\n"
                f"the bucket:     {world.bucket}\nthe OCI layout: {world.images}\n"

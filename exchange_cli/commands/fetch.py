@@ -2,34 +2,55 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ..catalog.reference import EntryReference, find_entry, find_processed_version
-from ..fetch.run import fetch_rootfs
+from ..fetch.run import FetchOutcome, fetch_rootfs
+from ..progress import format_bytes
 from .catalog_options import bucket_option, open_catalog, repo_option
+from .conventions import format_option, verbosity_options
 from .options import storage_bucket
 
 
 @click.command("fetch")
 @click.argument("reference", metavar="[ORG/]NAME[@VERSION]")
-@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-              show_default=True, help="Directory to download into.")
-@click.option("--extract", is_flag=True, help="Also unpack the rootfs into DIR/<org>-<name>-<version>/, safely.")
+@click.option("-o", "--output", "out_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the tarball to this file [default: its object name in --output-dir].")
+@click.option("--output-dir", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="The directory for the tarball (without -o) and for --extract.")
+@click.option("--extract", is_flag=True, help="Also unpack the rootfs into DIR/<org>-<name>-<version>/ (DIR: --output-dir), safely.")
 @bucket_option
 @repo_option
-def command(reference: str, out_dir: Path, extract: bool, bucket_uri: str | None, repo: Path | None) -> None:
+@format_option("text", "json", default="text")
+@verbosity_options
+def command(reference: str, out_file: Path | None, out_dir: Path, extract: bool, bucket_uri: str | None,
+            repo: Path | None, output_format: str) -> None:
     """Download the rootfs of a processed version (default: the newest) from its rootfs URL (http(s)://,
     gs://, file://), or from --bucket, verifying its hash as it arrives."""
     parsed = EntryReference.parse(reference)
     entry = find_entry(open_catalog(repo)[1], parsed)
     version = find_processed_version(entry, parsed.version)
     bucket = storage_bucket(bucket_uri, None) if bucket_uri else None
-    outcome = fetch_rootfs(entry, version, out_dir, extract=extract, bucket=bucket)
-    click.echo(f"{outcome.path}  {outcome.rootfs_hash}  {outcome.size} bytes (verified, from {outcome.source})")
+    outcome = fetch_rootfs(entry, version, out_dir, extract=extract, bucket=bucket, file=out_file)
+    if output_format == "json":
+        click.echo(json.dumps(outcome_as_json(outcome), indent=2))
+        return
+    click.echo(f"{outcome.path}  {outcome.rootfs_hash}  {format_bytes(outcome.size)} (verified, from {outcome.source})")
     if outcome.extracted_to is not None and outcome.extraction is not None:
         summary = outcome.extraction
         skipped = f", {summary.skipped} special file(s) skipped" if summary.skipped else ""
         click.echo(f"extracted to {outcome.extracted_to}: {summary.files} files, {summary.directories} directories, "
                    f"{summary.links} links{skipped}")
+
+
+def outcome_as_json(outcome: FetchOutcome) -> dict[str, Any]:
+    summary = outcome.extraction
+    return {"path": str(outcome.path), "rootfs-hash": outcome.rootfs_hash, "size": outcome.size,
+            "source": outcome.source, "verified": True,
+            "extracted-to": str(outcome.extracted_to) if outcome.extracted_to is not None else None,
+            "files": summary.files if summary else None, "directories": summary.directories if summary else None,
+            "links": summary.links if summary else None, "skipped": summary.skipped if summary else None}

@@ -11,24 +11,28 @@ from ..catalog.legacy import legacy_index, publish_legacy_index
 from ..catalog.publish import publish_files
 from ..catalog.site import site_files, write_site
 from ..errors import ExchangeError, UsageError, writing
+from ..logs import logger
 from ..validation.policy import load_policy
 from .catalog_options import open_catalog, repo_option
+from .conventions import output_option, remote_option, verbosity_options
+
+LOG = logger("index")
 
 
 @click.command("index")
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-              default=Path("exchange.json"), show_default=True, help="Where to write the JSON catalog ('-': stdout).")
-@click.option("--format", "index_format", type=click.Choice(["catalog", "legacy"]), default="catalog", show_default=True,
-              help="catalog: every entry with its versions; legacy: the old pipeline's exchange.json (one array "
-                   "of embedded gear specs per gear name).")
+@output_option("the JSON catalog (nothing is written inside the exchange unless you name a file there)")
+@click.option("--format", "index_format", type=click.Choice(["json", "legacy"]), default="json", show_default=True,
+              help="json: every entry with its versions (schemas/cli/index.schema.json); legacy: the old pipeline's "
+                   "exchange.json (one array of embedded gear specs per gear name).")
 @click.option("--html", "html_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write the static catalog site into this directory.")
 @click.option("--publish-branch", metavar="BRANCH",
               help="Commit the site (with exchange.json) as the whole tree of BRANCH and push it; with --format "
                    "legacy, commit exchange.json alone, keeping the branch's other files.")
-@click.option("--remote", envvar="GIT_REMOTE", default="origin", show_default=True, help="Where --publish-branch pushes.")
+@remote_option
 @repo_option
-def command(output: Path, index_format: str, html_dir: Path | None, publish_branch: str | None, remote: str,
+@verbosity_options
+def command(output: Path | None, index_format: str, html_dir: Path | None, publish_branch: str | None, remote: str,
             repo: Path | None) -> None:
     """Write the catalog: every gear and boutique with its versions, newest first."""
     exchange, catalog = open_catalog(repo)
@@ -40,16 +44,18 @@ def command(output: Path, index_format: str, html_dir: Path | None, publish_bran
     else:
         text = index_text(catalog)
         count = f"{len(catalog.entries)} entries"
-    if str(output) == "-":
-        click.echo(text, nl=False)
-    else:
+    if output is not None and str(output) != "-":
         with writing(output, "the catalog"):
             output.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output}: {count}", err=True)
+        LOG.info(f"wrote {output}: {count}")
+    elif output is not None or (html_dir is None and publish_branch is None):
+        # Standard output when asked, or when nothing else was: with --html or --publish-branch the
+        # JSON goes there, not to the terminal.
+        click.echo(text, nl=False)
     if publish_branch is not None and index_format == "legacy":
         publication = publish_legacy_index(exchange.repo, catalog.scan, branch=publish_branch, remote=remote,
                                            source_commit=exchange.repo.head.commit.hexsha)
-        click.echo(publication.describe(), err=True)
+        (LOG.info if publication.ok else LOG.warning)(publication.describe())
         if not publication.ok:
             raise ExchangeError(f"publishing {publish_branch} failed")
         return
@@ -59,11 +65,11 @@ def command(output: Path, index_format: str, html_dir: Path | None, publish_bran
     if html_dir is not None:
         with writing(html_dir, "the catalog site"):
             write_site(files, html_dir)
-        click.echo(f"wrote the catalog site to {html_dir}/index.html", err=True)
+        LOG.info(f"wrote the catalog site to {html_dir}/index.html")
     if publish_branch is not None:
         head = exchange.repo.head.commit.hexsha[:12]
         outcome = publish_files(exchange.repo, files, branch=publish_branch, remote=remote,
                                 message=f"Catalog of {head}")
         state = "committed" if outcome.created_commit else "unchanged at"
         pushed = f", pushed to {remote}" if outcome.pushed else f", {remote} already has it"
-        click.echo(f"{publish_branch}: {state} {outcome.commit[:12]}{pushed}", err=True)
+        LOG.info(f"{publish_branch}: {state} {outcome.commit[:12]}{pushed}")

@@ -1,29 +1,48 @@
-"""`exchange inventory`: one row per gear, as a table or CSV."""
+"""`exchange inventory`: one row per gear, as a table, JSON or CSV."""
 
 from __future__ import annotations
 
+import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import click
 
-from ..catalog.inventory import inventory_rows, render_inventory, write_csv
+from ..catalog.inventory import InventoryRow, inventory_rows, render_inventory, write_csv
 from ..errors import writing
+from ..logs import logger
 from .catalog_options import open_catalog, repo_option
+from .conventions import format_option, output_option, verbosity_options
+
+LOG = logger("inventory")
 
 
 @click.command("inventory")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-              help="Write CSV to this file ('-': standard output).")
+@format_option("text", "json", "csv", default="text")
+@output_option("the inventory")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), hidden=True,
+              help="The same as --format csv -o FILE.")
 @repo_option
-def command(csv_path: Path | None, repo: Path | None) -> None:
+@verbosity_options
+def command(output_format: str, output: Path | None, csv_path: Path | None, repo: Path | None) -> None:
     """One row per gear: name, label, latest version, image, api-key use, license, author, maintainer, source, url."""
+    if csv_path is not None:
+        output_format, output = "csv", csv_path
     rows = inventory_rows(open_catalog(repo)[1])
-    if csv_path is None:
-        render_inventory(rows, sys.stdout)
-    elif str(csv_path) == "-":
-        write_csv(rows, sys.stdout)
+    if output is None or str(output) == "-":
+        _print(rows, output_format, sys.stdout)
+        return
+    with writing(output, "the inventory"), output.open("w", encoding="utf-8", newline="") as stream:
+        _print(rows, output_format, stream)
+    LOG.info(f"wrote {len(rows)} gear(s) to {output}")
+
+
+def _print(rows: list[InventoryRow], output_format: str, stream) -> None:  # noqa: ANN001 - a text stream
+    if output_format == "csv":
+        write_csv(rows, stream)
+    elif output_format == "json":
+        documents = [{key.replace("_", "-"): value for key, value in asdict(row).items()} for row in rows]
+        print(json.dumps(documents, indent=2), file=stream)
     else:
-        with writing(csv_path, "the inventory"), csv_path.open("w", encoding="utf-8", newline="") as stream:
-            write_csv(rows, stream)
-        click.echo(f"wrote {len(rows)} gear(s) to {csv_path}")
+        render_inventory(rows, stream)

@@ -9,17 +9,19 @@ from pathlib import Path
 import click
 
 from ..catalog.listing import listing_as_json, render_listing
-from .catalog_options import json_option, open_catalog, repo_option
+from .catalog_options import open_catalog, repo_option
+from .conventions import format_option, verbosity_options
 
 
 @click.command("list")
 @click.option("--org", help="Only this org.")
-@json_option
+@format_option("text", "json", default="text", aliases={"--json": "json"})
 @repo_option
-def command(org: str | None, as_json: bool, repo: Path | None) -> None:
+@verbosity_options
+def command(org: str | None, output_format: str, repo: Path | None) -> None:
     """List every gear and boutique with its versions, newest first, and whether each is processed."""
     entries = open_catalog(repo)[1].in_org(org)
-    if as_json:
+    if output_format == "json":
         click.echo(json.dumps(listing_as_json(entries), indent=2))
     else:
         render_listing(entries, sys.stdout)

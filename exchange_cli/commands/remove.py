@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
 from ..catalog.reference import EntryReference, find_entry
 from ..catalog.storage_audit import require_every_manifest_read
-from ..contrib.remove import apply_removal, plan_removal, purge_objects
+from ..contrib.remove import PurgeOutcome, apply_removal, plan_removal, purge_objects
 from ..errors import UsageError
 from .catalog_options import bucket_option, open_catalog, repo_option
+from .conventions import format_option, verbosity_options, yes_option
 from .options import storage_bucket
 
 
 @click.command("remove")
-@click.argument("reference", metavar="[ORG/]NAME")
-@click.option("--version", help="Only this version's manifests (and the spec, if it names this version).")
+@click.argument("reference", metavar="[ORG/]NAME[@VERSION]")
+@click.option("--version", hidden=True, help="The same as ORG/NAME@VERSION.")
 @click.option("--purge", is_flag=True, help="Also delete their rootfs objects from the bucket.")
 @bucket_option
-@click.option("--yes", is_flag=True, help="Do not ask before purging bucket objects.")
+@yes_option
 @repo_option
+@format_option("text", "json", default="text")
+@verbosity_options
 def command(reference: str, version: str | None, purge: bool, bucket_uri: str | None, yes: bool,
-            repo: Path | None) -> None:
-    """Remove exactly one gear or boutique, named by ORG/NAME or ORG/FILE-STEM (never another name that
-    merely starts the same): its spec and manifests, in one commit."""
+            repo: Path | None, output_format: str) -> None:
+    """Remove exactly one gear or boutique, or with @VERSION one version of it, named by ORG/NAME or
+    ORG/FILE-STEM (never another name that merely starts the same): its spec and manifests, in one commit."""
     parsed = EntryReference.parse(reference)
     if parsed.version and version and parsed.version != version:
         raise UsageError(f"{reference} and --version {version} name different versions")
@@ -35,13 +39,16 @@ def command(reference: str, version: str | None, purge: bool, bucket_uri: str | 
     bucket = storage_bucket(bucket_uri, None) if purge else None
     if bucket is not None and removal.objects and not yes:
         click.confirm(f"delete {len(removal.objects)} object(s) from {bucket.uri} after removing?", abort=True, err=True)
-    for path in removal.paths:
-        click.echo(f"remove {path}")
     commit = apply_removal(exchange, removal)
+    purged = purge_objects(bucket, removal.objects) if bucket is not None else PurgeOutcome((), ())
+    if output_format == "json":
+        click.echo(json.dumps({"removed": list(removal.paths), "commit": commit, "message": removal.message,
+                               "deleted": list(purged.deleted), "already-absent": list(purged.absent)}, indent=2))
+        return
+    for path in removal.paths:
+        click.echo(f"removed {path}")
     click.echo(f"committed {commit[:12]} {removal.message}" if commit else "nothing tracked by git; no commit")
-    if bucket is not None:
-        outcome = purge_objects(bucket, removal.objects)
-        for name in outcome.deleted:
-            click.echo(f"deleted {bucket.uri}/{name}")
-        for name in outcome.absent:
-            click.echo(f"already absent: {bucket.uri}/{name}")
+    for name in purged.deleted:
+        click.echo(f"deleted {bucket.uri}/{name}")  # type: ignore[union-attr]
+    for name in purged.absent:
+        click.echo(f"already absent: {bucket.uri}/{name}")  # type: ignore[union-attr]

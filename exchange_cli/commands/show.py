@@ -10,19 +10,21 @@ import click
 
 from ..catalog.essentials import essentials, render_essentials
 from ..catalog.reference import EntryReference, find_entry, find_processed_version
-from .catalog_options import json_option, open_catalog, repo_option
+from .catalog_options import open_catalog, repo_option
+from .conventions import format_option, verbosity_options
 
 
 @click.command("show")
 @click.argument("reference", metavar="[ORG/]NAME[@VERSION]")
-@json_option
+@format_option("text", "json", default="text", aliases={"--json": "json"})
 @repo_option
-def command(reference: str, as_json: bool, repo: Path | None) -> None:
+@verbosity_options
+def command(reference: str, output_format: str, repo: Path | None) -> None:
     """Show a processed version (default: the newest): image, digest, rootfs URL, hash, size, commit."""
     parsed = EntryReference.parse(reference)
     entry = find_entry(open_catalog(repo)[1], parsed)
     details = essentials(entry, find_processed_version(entry, parsed.version))
-    if as_json:
+    if output_format == "json":
         click.echo(json.dumps(details, indent=2))
     else:
         render_essentials(details, sys.stdout)

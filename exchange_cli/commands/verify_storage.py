@@ -10,41 +10,46 @@ import click
 
 from ..catalog.storage_audit import audit_exchange_storage, deletable_orphans, delete_orphans
 from ..catalog.storage_report import audit_as_json, render_audit
+from ..logs import logger
 from ..manifests import load_manifests
 from ..provenance.keys import repository_keys
 from ..repository import Exchange
 from ..storage.lease import leased
-from .catalog_options import bucket_option, json_option, repo_option
+from .catalog_options import bucket_option, repo_option
+from .conventions import format_option, jobs_option, verbosity_options, yes_option
 from .options import storage_bucket
+
+LOG = logger("verify-storage")
 
 
 @click.command("verify-storage")
 @bucket_option
 @click.option("--deep", is_flag=True, help="Also download and hash every referenced object (slow), check every signed envelope against the exchange's keys, and list unsigned manifests.")
+@jobs_option("With --deep: download and hash")
 @click.option("--delete-orphans", "delete_requested", is_flag=True, help="Delete objects no manifest references, after confirmation.")
-@click.option("--yes", is_flag=True, help="Do not ask before deleting.")
-@json_option
+@yes_option
+@format_option("text", "json", default="text", aliases={"--json": "json"})
 @repo_option
-def command(bucket_uri: str | None, deep: bool, delete_requested: bool, yes: bool, as_json: bool,
+@verbosity_options
+def command(bucket_uri: str | None, deep: bool, jobs: int, delete_requested: bool, yes: bool, output_format: str,
             repo: Path | None) -> None:
     """Find artifacts missing for a manifest, objects no manifest references (orphans), and with --deep
     objects whose content no longer matches its hash."""
     exchange = Exchange.open(repo)
     bucket = storage_bucket(bucket_uri, None)
     # Deleting waits for the publish lease: an object a running `process` uploaded is not an orphan.
-    with leased(bucket, "verify-storage --delete-orphans", enabled=delete_requested,
-                log=lambda line: click.echo(line, err=True)):
-        _audit_and_delete(exchange, bucket, deep, delete_requested, yes, as_json)
+    with leased(bucket, "verify-storage --delete-orphans", enabled=delete_requested, log=LOG.warning):
+        _audit_and_delete(exchange, bucket, deep, jobs, delete_requested, yes, output_format)
 
 
-def _audit_and_delete(exchange: Exchange, bucket, deep: bool, delete_requested: bool, yes: bool,  # noqa: ANN001
-                      as_json: bool) -> None:
+def _audit_and_delete(exchange: Exchange, bucket, deep: bool, jobs: int, delete_requested: bool,  # noqa: ANN001
+                      yes: bool, output_format: str) -> None:
     if delete_requested:
         for name in bucket.remove_abandoned_uploads():
-            click.echo(f"removed the partial upload {name}: the run that wrote it is gone", err=True)
+            LOG.warning(f"removed the partial upload {name}: the run that wrote it is gone")
     audit = audit_exchange_storage(load_manifests(exchange.manifests_dir), bucket, deep=deep,
-                                   keys=repository_keys(exchange.root))
-    if as_json:
+                                   keys=repository_keys(exchange.root), workers=jobs)
+    if output_format == "json":
         click.echo(json.dumps(audit_as_json(audit), indent=2))
     else:
         render_audit(audit, sys.stdout)
@@ -53,8 +58,8 @@ def _audit_and_delete(exchange: Exchange, bucket, deep: bool, delete_requested: 
         if not yes:
             click.confirm(f"delete {len(orphans)} orphan object(s) from {bucket.uri}?", abort=True, err=True)
         deleted, kept = delete_orphans(bucket, orphans)
-        click.echo(f"deleted {len(deleted)} orphan(s)", err=True)
+        LOG.warning(f"deleted {len(deleted)} orphan(s)")
         for name in kept:
-            click.echo(f"kept {name}: it was replaced since the audit", err=True)
+            LOG.warning(f"kept {name}: it was replaced since the audit")
         audit.orphans = [o for o in audit.orphans if o.name not in deleted]
     sys.exit(0 if audit.ok else 1)

@@ -41,7 +41,9 @@ class FetchOutcome:
 
 
 def fetch_rootfs(entry: CatalogEntry, version: CatalogVersion, out_dir: Path, *, extract: bool,
-                 bucket: Bucket | None = None) -> FetchOutcome:
+                 bucket: Bucket | None = None, file: Path | None = None) -> FetchOutcome:
+    """The tarball goes to `file`, else into `out_dir` under its object name; `extract` unpacks it into
+    `out_dir`/<org>-<name>-<version>/."""
     manifest = version.manifest
     assert manifest is not None  # callers pass processed versions (reference.find_processed_version)
     if version.rootfs_hash is None:
@@ -49,7 +51,7 @@ def fetch_rootfs(entry: CatalogEntry, version: CatalogVersion, out_dir: Path, *,
     if manifest.is_image:
         raise DeliveredAsImage(entry, version)
     name = _local_file_name(manifest.bucket_object or f"{manifest.path.stem}.tgz", manifest.path)
-    destination = out_dir / name
+    destination = file if file is not None else out_dir / name
     if bucket is not None:
         source = f"{bucket.uri}/{name}"
         stream_context = bucket.open_read(name)

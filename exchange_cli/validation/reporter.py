@@ -54,10 +54,11 @@ def render_json(report: Report, stream: TextIO) -> None:
 
 
 def render_rich(report: Report, stream: TextIO) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=stream)
+    from ..terminal import console as make_console
+
+    console = make_console(stream)
     styles = {Status.PASSED: "green", Status.FAILED: "bold red", Status.PROCESSED: "cyan"}
     for result in report.results:
         label = f"{result.kind or 'file'} {result.name or ''} {result.version or ''}".strip()
