@@ -80,8 +80,12 @@ def make_world(root: Path, names: tuple[str, ...], *, data_mib: int = 0, process
     run_git(world.work, "commit", "-q", "-m", "gears")
     run_git(world.work, "remote", "add", "origin", str(world.remote))
     run_git(world.work, "push", "-q", "origin", "master")
-    if processed:
-        result = CliRunner().invoke(cli, [*world.process_args(), "-q"])
+    if processed:  # and signed, so that `exchange verify` has an envelope to check
+        key = root / "signing.pem"
+        result = CliRunner().invoke(cli, ["keys", "init", "--generate", str(key), "--repo", str(world.work), "-q"])
+        assert result.exit_code == 0, result.output
+        run_git(world.work, "push", "-q", "origin", "master")
+        result = CliRunner().invoke(cli, [*world.process_args(), "--sign-key", str(key), "-q"])
         assert result.exit_code == 0, result.output
     return world
 

@@ -84,6 +84,9 @@ TABLE: dict[str, Row] = {
     "inventory": Row(lambda w, s: ["inventory", "--repo", str(w.work)], "inventory"),
     "verify-storage": Row(lambda w, s: ["verify-storage", "--bucket", w.bucket.as_uri(), "--repo", str(w.work)],
                           "verify-storage"),
+    "verify": Row(lambda w, s: ["verify", "acme/hello@1.0.0", "--repo", str(w.work)], "verify"),
+    "keys": Row(lambda w, s: ["keys", "init", "--generate", str(s / "key.pem"), "--no-commit", "--repo",
+                              str(_clone(w, s))], "keys"),
 }
 
 
@@ -109,13 +112,19 @@ def command(name: str) -> click.Command:
     return found
 
 
+def _with_subcommands(name: str, cmd: click.Command) -> list[tuple[str, click.Command]]:
+    if not isinstance(cmd, click.Group):
+        return [(name, cmd)]
+    return [(name, cmd)] + [item for sub, child in cmd.commands.items() for item in _with_subcommands(f"{name} {sub}", child)]
+
+
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_every_command_and_option_has_help(name: str) -> None:
-    cmd = command(name)
-    assert cmd.help and cmd.help.strip(), f"{name} has no help text"
-    for param in cmd.params:
-        if isinstance(param, click.Option) and not param.hidden:
-            assert param.help and param.help.strip(), f"{name} {'/'.join(param.opts)} has no help text"
+    for shown, cmd in _with_subcommands(name, command(name)):
+        assert cmd.help and cmd.help.strip(), f"{shown} has no help text"
+        for param in cmd.params:
+            if isinstance(param, click.Option) and not param.hidden:
+                assert param.help and param.help.strip(), f"{shown} {'/'.join(param.opts)} has no help text"
 
 
 def test_help_groups_commands_by_who_runs_them_with_whole_summaries() -> None:

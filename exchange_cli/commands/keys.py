@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -12,6 +13,7 @@ from ..provenance.keys import ECDSA_P256, ED25519
 from ..provenance.signers import SIGNING_KEY_ENV, open_signer
 from ..repository import Exchange
 from .catalog_options import repo_option
+from .conventions import format_option, verbosity_options
 
 
 @click.group("keys")
@@ -25,7 +27,10 @@ def command() -> None:
 @click.option("--algorithm", type=click.Choice([ED25519, ECDSA_P256]), default=ED25519, show_default=True, help="For --generate.")
 @click.option("--no-commit", is_flag=True, help="Write .exchange/keys/<key id>.pub but do not commit it.")
 @repo_option
-def init(sign_key: str | None, generate_path: Path | None, algorithm: str, no_commit: bool, repo: Path | None) -> None:
+@format_option("text", "json", default="text")
+@verbosity_options
+def init(sign_key: str | None, generate_path: Path | None, algorithm: str, no_commit: bool, repo: Path | None,
+         output_format: str) -> None:
     """Write the public half of the signing key to .exchange/keys/<key id>.pub and commit it."""
     exchange = Exchange.open(repo)
     if generate_path is not None and sign_key:
@@ -34,6 +39,11 @@ def init(sign_key: str | None, generate_path: Path | None, algorithm: str, no_co
     if signer is None:
         raise UsageError(f"no signing key: pass --sign-key PATH|gcpkms://…, set {SIGNING_KEY_ENV}, or --generate PATH")
     done = init_keys(exchange, signer, commit=not no_commit, generated=generate_path)
+    if output_format == "json":
+        click.echo(json.dumps({"public-key": exchange.relative(done.path), "key-id": done.key.key_id,
+                               "algorithm": done.key.algorithm, "written": done.written, "commit": done.commit,
+                               "private-key": str(done.generated) if done.generated else None}, indent=2))
+        return
     if done.generated is not None:
         click.echo(f"private key: {done.generated} (keep it secret: give it to CI as {SIGNING_KEY_ENV}=$(base64 -w0 {done.generated}))")
     state = "committed" if done.commit else ("written" if done.written else "already present")

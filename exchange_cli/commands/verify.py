@@ -12,6 +12,7 @@ from ..provenance.report import render_verification, verification_as_json
 from ..provenance.targets import resolve_target, trusted_keys
 from ..provenance.verify import VerifyOptions, verify_published
 from .catalog_options import repo_option
+from .conventions import format_option, verbosity_options
 
 FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 
@@ -23,8 +24,9 @@ FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 @click.option("--key", "key_files", type=FILE, multiple=True, help="A trusted public key (PEM); repeatable [default: the exchange's .exchange/keys/*.pub].")
 @click.option("--image", "check_image", is_flag=True, help="Also check that the registry still serves the attested image digest.")
 @click.option("--insecure-registry", "insecure_registries", multiple=True, metavar="HOST", help="Talk plain HTTP to this registry (repeatable).")
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@format_option("text", "json", default="text")
 @repo_option
+@verbosity_options
 def command(target: str, artifact_file: Path | None, attestation_file: Path | None, key_files: tuple[Path, ...],
             check_image: bool, insecure_registries: tuple[str, ...], output_format: str, repo: Path | None) -> None:
     """Verify a published version end to end: the rootfs hash against the manifest, the envelope's signature
