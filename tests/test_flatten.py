@@ -100,6 +100,26 @@ def test_whiteout_applies_only_to_lower_layers(layer):
     assert content(flatten_bytes([lower, upper]), "a") == b"upper"
 
 
+@pytest.mark.parametrize("reverse", [False, True], ids=["as-written", "reversed"])
+@pytest.mark.parametrize("lower_entries, markers, expected", [
+    # a whiteout inside "a" implies the directory; a whiteout of "a" acts on the lower layer only
+    ([file("keep", b"k")], [whiteout("a/a"), whiteout("a")], ["a", "keep"]),
+    # an opaque "b" hides lower children of b, not the directory b/a this layer's own whiteout implies
+    ([], [whiteout("b/a/a"), opaque("b")], ["b", "b/a"]),
+    # the lower file "b" is whited out, so the whiteout inside "b" writes through a directory, not it
+    ([file("b", b"file")], [whiteout("b"), whiteout("b/x")], ["b"]),
+    # the lower "a" and its children are gone, and an opaque marker's own directory is this layer's
+    ([directory("a"), file("a/x", b"x")], [opaque("a"), whiteout("a")], ["a"]),
+])
+def test_markers_in_one_layer_do_not_act_on_each_other(layer, lower_entries, markers, expected, reverse):
+    """Found by the property test: whiteouts apply to lower layers only, so their order never matters."""
+    lower = layer(file("base", b"base"), *lower_entries)
+    upper = layer(*(reversed(markers) if reverse else markers))
+    tree = members(flatten_bytes([lower, upper]))
+    assert sorted(tree) == sorted(["base", *expected])
+    assert all(tree[name].isdir() for name in expected if name != "keep")
+
+
 def test_a_file_replacing_a_directory_removes_its_subtree(layer):
     lower = layer(directory("d"), file("d/x", b"x"), file("d/e/y", b"y"))
     upper = layer(file("d", b"now a file"))

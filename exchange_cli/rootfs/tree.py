@@ -6,7 +6,10 @@ never with file sizes. A file is a bare int (`ref`: layer, offset and kind packe
 Python object per file would cost more than the rest of the tree; a path hard-linked to others
 shares one `Inode` object with them; a directory is a `Directory`.
 
-A layer's whiteouts apply before its own entries (`apply_whiteout`, `apply_entry`). Indexing may
+A layer's whiteouts apply before its own entries, and never to each other: all their removals act on
+the lower layers' tree (`remove_lower`), then the directories they sit in are created
+(`imply_for_marker`), so their order in the archive does not matter; then the entries
+(`apply_entry`) in archive order. Indexing may
 also apply a layer in archive order (`LayerApplier(eager=True)`), which needs no list of the
 layer's changes: every node remembers the layer that created it, so a whiteout arriving after
 entries of its own layer can tell whether it touches anything they made. If it does, or if an
@@ -128,7 +131,9 @@ class RootTree:
         """Apply a layer whose changes were all read first: its whiteouts, then its entries."""
         applier = LayerApplier(self.root, layer, changes.digest)
         for change in changes.whiteouts:
-            applier.apply_whiteout(change)
+            applier.remove_lower(change)
+        for change in changes.whiteouts:
+            applier.imply_for_marker(change)
         for change in changes.entries:
             applier.apply_change(change)
 
@@ -143,50 +148,79 @@ class LayerApplier:
         self.linked = False  # eager: a hard link of this layer has been applied
         # eager: an entry replaced a lower directory into which a hard link of this layer reached
         self.replaced_linked_directory = False
+        # eager: the directories this layer's markers so far sit in (and opaque ones' own), prefix-closed;
+        # whiteouts first would create them after every removal, so a later marker must not remove them
+        self.marker_dirs: set[str] = set()
 
     # --- whiteouts -----------------------------------------------------------------------------
 
     def apply_marker(self, change: Change) -> None:
-        """A whiteout, opaque marker or AUFS link source met while applying in archive order."""
-        if not self.dirty:
-            self.apply_whiteout(change)  # nothing of this layer yet: as if whiteouts came first
+        """A whiteout, opaque marker or AUFS link source met while applying in archive order.
+
+        Handled as a late marker even before any entry: a marker must not act on the directories an
+        earlier marker of this layer implied (whiteouts act on lower layers only)."""
+        if change.kind is ChangeKind.AUFS_LINK_SOURCE and not self.dirty:
+            self.aufs_link_sources[change.path] = Inode(change.ref)
         else:
             self._apply_late_marker(change)
 
-    def apply_whiteout(self, change: Change) -> None:
+    def remove_lower(self, change: Change) -> None:
+        """What a whiteout or opaque marker removes, applied before anything else of this layer."""
         if change.kind is ChangeKind.AUFS_LINK_SOURCE:
             self.aufs_link_sources[change.path] = Inode(change.ref)
             return
         components = split(change.path)
+        if not components:  # an opaque root
+            self.root.children.clear()
+            return
+        parent = self._existing_parent(components)
+        if parent is None:
+            return  # nothing below to remove; `imply_for_marker` says whether the path is allowed
         if change.kind is ChangeKind.OPAQUE:
-            if not components:
-                self.root.children.clear()
-                return
-            parent = self._parent(components, change.entry)
             directory = parent.children.get(components[-1])
-            if directory is None:
-                parent.children[components[-1]] = Directory(born=self.layer)
-            elif type(directory) is Directory:
+            if type(directory) is Directory:
                 directory.children.clear()
             # An opaque marker over a lower non-directory hides nothing: this layer's directory entry
             # replaces the file (overlayfs marks a directory created over a whiteout opaque).
             return
-        self._parent(components, change.entry).children.pop(components[-1], None)
+        parent.children.pop(components[-1], None)
+
+    def imply_for_marker(self, change: Change) -> None:
+        """The directories a marker sits in (and an opaque marker's own) exist in this layer, as Docker makes them."""
+        components = split(change.path)
+        if change.kind is ChangeKind.AUFS_LINK_SOURCE or not components:
+            return
+        parent = self._parent(components, change.entry)
+        if change.kind is ChangeKind.OPAQUE and components[-1] not in parent.children:
+            parent.children[components[-1]] = Directory(born=self.layer)
+
+    def _existing_parent(self, components: list[str]) -> Directory | None:
+        directory = self.root
+        for name in components[:-1]:
+            child = directory.children.get(name)
+            if type(child) is not Directory:
+                return None
+            directory = child
+        return directory
 
     def _apply_late_marker(self, change: Change) -> None:
-        """`apply_whiteout` after entries of this layer: only where none of them is touched."""
+        """A marker applied in archive order: only where nothing of this layer is touched, else OrderMatters."""
         if change.kind is ChangeKind.AUFS_LINK_SOURCE:
             raise OrderMatters  # a hard link read before it may have needed it
         components = split(change.path)
         if not components:  # an opaque root
-            if not all(self._untouched(child) for child in self.root.children.values()):
+            if self.marker_dirs or any(self._touched(child) for child in self.root.children.values()):
                 raise OrderMatters
             self.root.children.clear()
             return
+        if change.path in self.marker_dirs:
+            raise OrderMatters  # it would remove what an earlier marker of this layer sits in
         parent = self._lower_parent(components)
         name = components[-1]
         node = parent.children.get(name)
+        self.marker_dirs.update("/".join(components[:depth]) for depth in range(1, len(components)))
         if change.kind is ChangeKind.OPAQUE:
+            self.marker_dirs.add(change.path)
             if node is None:
                 parent.children[name] = Directory(born=self.layer)
             elif type(node) is Directory and node.born == self.layer:
@@ -196,14 +230,14 @@ class LayerApplier:
                 if self.replaced_linked_directory:
                     raise OrderMatters
             elif type(node) is Directory:
-                if not all(self._untouched(child) for child in node.children.values()):
+                if any(self._touched(child) for child in node.children.values()):
                     raise OrderMatters
                 node.children.clear()
-            elif not self._untouched(node):
+            elif self._touched(node):
                 raise OrderMatters  # a non-directory this layer made or linked, maybe over a lower directory
             return
         if node is not None:
-            if not self._untouched(node):
+            if self._touched(node):
                 raise OrderMatters
             del parent.children[name]
 
@@ -218,6 +252,11 @@ class LayerApplier:
                 raise OrderMatters  # made by this layer, or an error whiteouts-first would report
             directory = child
         return directory
+
+    def _touched(self, node: Node) -> bool:
+        """Whether this layer made, changed or linked anything in `node`'s subtree. Before the layer's
+        first entry only its markers have made directories, and `marker_dirs` already guards those."""
+        return self.dirty and not self._untouched(node)
 
     def _untouched(self, node: Node) -> bool:
         """Nothing in `node`'s subtree was created, given metadata or hard-linked by this layer."""
