@@ -234,3 +234,32 @@ def test_verbose_logs_registry_requests_cache_hits_and_git_commands_without_secr
 def test_quiet_and_verbose_exclude_each_other(world: CliWorld) -> None:
     result = CliRunner().invoke(cli, ["validate", "--repo", str(world.work), "-q", "-v"])
     assert result.exit_code == 2 and "exclude each other" in result.output
+
+
+def test_index_writes_nowhere_in_the_work_tree_unless_told(world: CliWorld, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """It used to write exchange.json into the current directory, which dirtied the tree and made the
+    next `process` refuse to run."""
+    clone = _committing_clone(world, tmp_path)
+    monkeypatch.chdir(clone)
+    result = CliRunner().invoke(cli, ["index"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["entries"], "the catalog went to standard output"
+    assert run_git(clone, "status", "--porcelain") == ""
+    site = tmp_path / "site"
+    result = CliRunner().invoke(cli, ["index", "--html", str(site)])
+    assert result.exit_code == 0 and result.stdout == "", "with --html the JSON goes to the site, not the terminal"
+    assert (site / "exchange.json").is_file() and run_git(clone, "status", "--porcelain") == ""
+
+
+def test_output_is_always_a_file_and_output_dir_a_directory(world: CliWorld, tmp_path: Path) -> None:
+    target = tmp_path / "my-rootfs.tgz"
+    result = CliRunner().invoke(cli, ["fetch", "acme/hello@1.0.0", "-o", str(target), "--repo", str(world.work)])
+    assert result.exit_code == 0, result.output
+    assert target.is_file() and str(target) in result.stdout
+    into = tmp_path / "downloads"
+    result = CliRunner().invoke(cli, ["fetch", "acme/hello@1.0.0", "--output-dir", str(into), "--extract",
+                                      "--repo", str(world.work), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    fetched = json.loads(result.stdout)
+    assert Path(fetched["path"]).parent == into and Path(fetched["extracted-to"]).parent == into
