@@ -361,3 +361,56 @@ def test_unpushed_commits_whose_objects_are_gone_are_rolled_back_and_processed_a
     assert_consistent(stage)
     log = stage.log(checkout)
     assert "rolled back the earlier run's 2 commit(s)" in log and "is not in the bucket" in log
+
+
+# --- a maintainer cleaning the bucket while CI publishes -----------------------------------------------
+
+
+def delete_orphans(stage: Stage, checkout: Path) -> subprocess.Popen[str]:
+    args = [str(EXCHANGE), "verify-storage", "--repo", str(checkout), "--bucket", stage.bucket_uri,
+            "--delete-orphans", "--yes"]
+    log = (stage.tmp / f"{checkout.name}.log").open("a")
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, text=True)
+
+
+def test_delete_orphans_waiting_for_a_publishing_run_keeps_what_it_pushed(local_stage: Stage) -> None:
+    """The maintainer's checkout is as fresh as it can be when `verify-storage --delete-orphans` starts;
+    CI is pushing (holding the lease), so the clean-up waits. Once CI's push lands and the lease is free,
+    the maintainer's manifests are older than the remote's: the objects CI just published are not in
+    them, yet a pushed manifest references them."""
+    stage = local_stage
+    maintainer = stage.clone("maintainer")
+    ci, run = stage.start_held("ci")
+    cleanup = delete_orphans(stage, maintainer)
+    wait_for(lambda: "waiting for the lease" in stage.log(maintainer), "the clean-up waits for the lease",
+             running=cleanup)
+    stage.release_push()
+    assert finish(run, stage, ci) == 0, stage.log(ci)
+    assert finish(cleanup, stage, maintainer) == 0, stage.log(maintainer)
+    assert_consistent(stage)
+    assert stage.log(maintainer).count("this checkout is behind") == len(GEARS), stage.log(maintainer)
+
+
+@pytest.mark.gcs
+def test_delete_orphans_in_a_checkout_behind_the_remote_keeps_what_the_remote_references(gcs_stage: Stage) -> None:
+    stage = gcs_stage
+    maintainer = stage.clone("maintainer")  # not pulled since: it has none of the manifests CI pushes
+    ci = stage.clone("ci")
+    assert finish(stage.start(ci), stage, ci) == 0, stage.log(ci)
+    assert finish(delete_orphans(stage, maintainer), stage, maintainer) == 0, stage.log(maintainer)
+    assert_consistent(stage)
+    assert stage.log(maintainer).count("this checkout is behind") == len(GEARS), stage.log(maintainer)
+
+
+def test_delete_orphans_deletes_nothing_when_the_remote_cannot_be_read(local_stage: Stage) -> None:
+    stage = local_stage
+    ci = stage.clone("ci")
+    assert finish(stage.start(ci), stage, ci) == 0, stage.log(ci)
+    maintainer = stage.clone("maintainer")
+    run_git(maintainer, "reset", "-q", "--hard", "HEAD~2")  # behind, as if cloned before CI published
+    run_git(maintainer, "remote", "set-url", "origin", str(stage.tmp / "gone.git"))
+    before = stage.objects()
+    assert finish(delete_orphans(stage, maintainer), stage, maintainer) == 2, stage.log(maintainer)
+    assert stage.objects() == before
+    (line,) = [line for line in stage.log(maintainer).splitlines() if line.startswith("error: ")]
+    assert line.startswith("error: the manifests at origin master cannot be read ("), line

@@ -16,7 +16,7 @@ published unsigned).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -105,6 +105,16 @@ def audit_exchange_storage(scan: ManifestScan, bucket: Bucket, *, deep: bool,
     if deep:
         audit.unsigned = sorted(m.relative for m in scan.manifests if m.attestation_object is None)
     return audit
+
+
+def keep_referenced_elsewhere(audit: StorageAudit, expected: Collection[str],
+                              unreadable: list[ManifestProblem]) -> list[str]:
+    """Other manifests (the remote's, which a checkout may be behind) reference `expected`: those objects are
+    not orphans, and their unreadable files are the audit's too. The names taken off the orphans."""
+    kept = [orphan.name for orphan in audit.orphans if orphan.name in expected]
+    audit.orphans = [orphan for orphan in audit.orphans if orphan.name not in expected]
+    audit.unreadable += [problem for problem in unreadable if problem not in audit.unreadable]
+    return kept
 
 
 def deletable_orphans(audit: StorageAudit) -> list[ObjectInfo]:

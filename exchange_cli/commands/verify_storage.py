@@ -8,10 +8,11 @@ from pathlib import Path
 
 import click
 
-from ..catalog.storage_audit import audit_exchange_storage, deletable_orphans, delete_orphans
+from ..catalog.storage_audit import audit_exchange_storage, deletable_orphans, delete_orphans, keep_referenced_elsewhere
 from ..catalog.storage_report import audit_as_json, render_audit
 from ..logs import logger
 from ..manifests import load_manifests
+from ..process.references import published_references
 from ..provenance.keys import repository_keys
 from ..repository import Exchange
 from ..storage.lease import leased
@@ -28,27 +29,37 @@ LOG = logger("verify-storage")
 @jobs_option("With --deep: download and hash")
 @click.option("--delete-orphans", "delete_requested", is_flag=True, help="Delete objects no manifest references, after confirmation.")
 @yes_option
+@click.option("--remote", envvar="GIT_REMOTE", default="origin", show_default=True,
+              help="Never delete what the manifests at this git remote (the checked-out branch) reference, even "
+                   "when this checkout is behind it [env: GIT_REMOTE].")
 @format_option("text", "json", default="text", aliases={"--json": "json"})
 @repo_option
 @verbosity_options
-def command(bucket_uri: str | None, deep: bool, jobs: int, delete_requested: bool, yes: bool, output_format: str,
-            repo: Path | None) -> None:
+def command(bucket_uri: str | None, deep: bool, jobs: int, delete_requested: bool, yes: bool, remote: str,
+            output_format: str, repo: Path | None) -> None:
     """Find artifacts missing for a manifest, objects no manifest references (orphans), and with --deep
     objects whose content no longer matches its hash."""
     exchange = Exchange.open(repo)
     bucket = storage_bucket(bucket_uri, None)
     # Deleting waits for the publish lease: an object a running `process` uploaded is not an orphan.
     with leased(bucket, "verify-storage --delete-orphans", enabled=delete_requested, log=LOG.warning):
-        _audit_and_delete(exchange, bucket, deep, jobs, delete_requested, yes, output_format)
+        _audit_and_delete(exchange, bucket, deep, jobs, delete_requested, yes, remote, output_format)
 
 
 def _audit_and_delete(exchange: Exchange, bucket, deep: bool, jobs: int, delete_requested: bool,  # noqa: ANN001
-                      yes: bool, output_format: str) -> None:
+                      yes: bool, remote: str, output_format: str) -> None:
     if delete_requested:
         for name in bucket.remove_abandoned_uploads():
             LOG.warning(f"removed the partial upload {name}: the run that wrote it is gone")
     audit = audit_exchange_storage(load_manifests(exchange.manifests_dir), bucket, deep=deep,
                                    keys=repository_keys(exchange.root), workers=jobs)
+    if delete_requested:
+        # Read under the lease, after any run that published meanwhile has released it.
+        published = published_references(exchange.repo, remote)
+        if published is not None:
+            for name in keep_referenced_elsewhere(audit, published.expected, published.unreadable):
+                LOG.warning(f"kept {name}: a manifest at {remote} ({published.commit[:12]}) references it; "
+                            "this checkout is behind (git pull)")
     if output_format == "json":
         click.echo(json.dumps(audit_as_json(audit), indent=2))
     else:

@@ -11,8 +11,16 @@ from dataclasses import dataclass
 
 import git as gitpython
 
+from .. import git
 from ..catalog.storage_audit import ExpectedArtifact, expected_artifacts
+from ..errors import ExchangeError, UsageError
 from ..manifests import ManifestProblem, manifests_at_commit
+
+
+class RemoteUnreadable(ExchangeError):
+    """The remote branch's manifests cannot be read: whatever they reference is unknown, so nothing may go."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,33 @@ def referenced_objects(repo: gitpython.Repo, commit: str) -> References:
     scan = manifests_at_commit(repo, commit)
     attestations = frozenset(m.attestation_object for m in scan.manifests if m.attestation_object is not None)
     return References(commit, expected_artifacts(scan.manifests), list(scan.problems), attestations)
+
+
+def references_at_remote(repo: gitpython.Repo, remote: str, branch: str) -> References | None:
+    """What the manifests at `remote` `branch` reference, fetched now; None when the remote has no such
+    branch (then no manifest there references anything). RemoteUnreadable when it cannot be asked."""
+    try:
+        head = git.fetch_branch_if_any(repo, remote, branch)
+        return referenced_objects(repo, head) if head else None
+    except (gitpython.GitCommandError, OSError, ExchangeError) as error:
+        raise RemoteUnreadable(f"the manifests at {remote} {branch} cannot be read ({_last_line(error)})") from None
+
+
+def published_references(repo: gitpython.Repo, remote: str) -> References | None:
+    """For a clean-up outside a run (verify-storage --delete-orphans): what the manifests at `remote`'s copy
+    of the checked-out branch reference. A checkout may be behind its remote (not pulled since CI last
+    published), so its own manifests are not enough. None when the repository has no remote at all."""
+    if not repo.remotes and not git.has_remote(repo, remote):
+        return None
+    if not git.has_remote(repo, remote):
+        raise UsageError(f"no git remote {remote!r} (use --remote or GIT_REMOTE): the manifests published there "
+                         "must be read before anything is deleted")
+    return references_at_remote(repo, remote, git.current_branch(repo))
+
+
+def _last_line(error: BaseException) -> str:
+    text = str(getattr(error, "stderr", "") or error).strip()
+    return git.redact(text.splitlines()[-1] if text else type(error).__name__)
 
 
 def referenced_by(repo: gitpython.Repo, commit: str, manifest_paths: list[str]) -> list[ExpectedArtifact]:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import git as gitpython
 
-from .. import git
-from ..errors import ExchangeError
 from .ledger import CreatedObjects, RollbackResult
-from .references import referenced_objects
+from .references import RemoteUnreadable, references_at_remote
 
 
 def delete_unreferenced(ledger: CreatedObjects, bucket, repo: gitpython.Repo, remote: str,  # noqa: ANN001
@@ -20,10 +18,9 @@ def delete_unreferenced(ledger: CreatedObjects, bucket, repo: gitpython.Repo, re
     if not branch:
         return ledger.delete_all(bucket, keeps=lambda name: "kept: no branch checked out, so no remote manifests to read")
     try:
-        head = git.fetch_branch_if_any(repo, remote, branch)
-        references = referenced_objects(repo, head) if head else None
-    except (gitpython.GitCommandError, OSError, ExchangeError) as error:
-        reason = f"kept: the manifests at {remote} {branch} cannot be read ({_first_line(error)})"
+        references = references_at_remote(repo, remote, branch)
+    except RemoteUnreadable as error:
+        reason = f"kept: {error}"
         return ledger.delete_all(bucket, keeps=lambda name: reason)
     if references is None:
         return ledger.delete_all(bucket)  # the remote has no such branch: no manifest references anything
@@ -31,7 +28,3 @@ def delete_unreferenced(ledger: CreatedObjects, bucket, repo: gitpython.Repo, re
               + (" (or may: some cannot be read)" if references.unreadable else ""))
     return ledger.delete_all(bucket, keeps=lambda name: reason if references.keeps(name) else None)
 
-
-def _first_line(error: BaseException) -> str:
-    text = str(getattr(error, "stderr", "") or error).strip()
-    return git.redact(text.splitlines()[-1] if text else type(error).__name__)
