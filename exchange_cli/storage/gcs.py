@@ -9,6 +9,7 @@ leaves an unfinished resumable session, which GCS discards after a week without 
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import quote
 
+from exchange_cli.errors import redact
 from exchange_cli.progress import Task
 from exchange_cli.storage.bucket import (
     Bucket,
@@ -208,11 +210,11 @@ class GcsBucket(Bucket):
         try:
             yield
         except NotFound as error:
-            raise StorageError(f"{self.uri}: {action}: not found ({error.message}); does the bucket exist?") from error
+            raise StorageError(f"{self.uri}: {action}: not found ({shown(error.message)}); does the bucket exist?") from error
         except (Forbidden, Unauthorized) as error:
-            raise StorageError(f"{self.uri}: {action}: permission denied ({error.message})") from error
+            raise StorageError(f"{self.uri}: {action}: permission denied ({shown(error.message)})") from error
         except GoogleAPICallError as error:
-            raise StorageError(f"{self.uri}: {action} failed: {error.code} {error.message}") from error
+            raise StorageError(f"{self.uri}: {action} failed: {error.code} {shown(error.message)}") from error
         except DataCorruption as error:
             # The library has already tried to delete the object the server assembled.
             raise StorageError(f"{self.uri}: {action}: checksum mismatch, data corrupted in transit") from error
@@ -282,8 +284,22 @@ def unreachable(error: BaseException | None) -> str:
                     if (pool := getattr(item, "pool", None)) is not None and getattr(pool, "host", None)), "")
     reason = next((item.strerror for item in chain if isinstance(item, OSError) and item.strerror), None)
     if reason is None and error is not None:
-        reason = " ".join(str(error).split())[:300] or type(error).__name__
+        reason = shown(str(error)) or type(error).__name__
     return f"{where}{address}: {reason}"
+
+
+# A URL (or the path urllib3 quotes after "url: ") and its query or fragment.
+_URL_QUERY = re.compile(r"(?P<url>\b[a-z][a-z0-9+.-]*://[^\s?#'\"]*|(?<=url: )/[^\s?#'\"]*)[?#][^\s'\"]*",
+                        re.IGNORECASE)
+SHOWN_LIMIT = 300
+
+
+def shown(text: str) -> str:
+    """A message from the client libraries, fit for a log: one line, bounded, without URL queries. The
+    library quotes the request's URL, and a resumable upload's (``upload_id=…``) is its session URI,
+    which lets whoever holds it write the object with no other credential."""
+    text = _URL_QUERY.sub(lambda match: match["url"] + "?…", redact(" ".join(text.split())))
+    return text if len(text) <= SHOWN_LIMIT else text[:SHOWN_LIMIT] + "…"
 
 
 def _wrapped(error: BaseException | None) -> Iterator[BaseException]:

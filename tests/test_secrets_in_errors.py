@@ -1,0 +1,111 @@
+"""Secrets that travel in URLs never reach a message: a GCS resumable-upload session URI, which lets
+whoever holds it write the object without any other credential."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from exchange_cli.storage.bucket import StorageError, open_bucket
+from tests.infra.gcs import GcsEmulator
+
+RESUMABLE_THRESHOLD = 8 * 1024 * 1024  # google-cloud-storage uploads anything larger in a resumable session
+
+
+class RefusingChunksProxy:
+    """A plain HTTP front for the GCS emulator that answers every resumable chunk (a PUT to the session
+    URI) with `status`, as GCS does when the session's credentials lose access midway."""
+
+    def __init__(self, upstream: str, status: int) -> None:
+        self.upstream, self.status = upstream, status
+        self.session_uris: list[str] = []
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, name="gcs-proxy", daemon=True).start()
+
+    @property
+    def host(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._forward()
+
+            def do_POST(self) -> None:
+                self._forward()
+
+            def do_PUT(self) -> None:
+                self._forward()
+
+            def do_DELETE(self) -> None:
+                self._forward()
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.command == "PUT" and "upload_id=" in self.path:
+                    proxy.session_uris.append(self.path)
+                    self._reply(proxy.status, b'{"error": {"code": %d, "message": "refused"}}' % proxy.status, {})
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("content-length", "connection")}
+                upstream = requests.request(self.command, proxy.upstream + self.path, data=body, headers=headers,
+                                            allow_redirects=False, timeout=30)
+                kept = {k: v for k, v in upstream.headers.items()
+                        if k.lower() in ("content-type", "location", "x-goog-generation", "range", "etag")}
+                self._reply(upstream.status_code, upstream.content, kept)
+
+            def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler
+
+
+@pytest.fixture
+def refusing_proxy(gcs_emulator: GcsEmulator, request: pytest.FixtureRequest) -> Iterator[RefusingChunksProxy]:
+    proxy = RefusingChunksProxy(gcs_emulator.host, request.param)
+    yield proxy
+    proxy.stop()
+
+
+@pytest.mark.gcs
+@pytest.mark.parametrize("refusing_proxy", [403, 400, 404, 410], indirect=True)
+def test_a_failed_resumable_upload_never_shows_its_session_uri(gcs_emulator: GcsEmulator, refusing_proxy,
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", refusing_proxy.host)
+    monkeypatch.delenv("GCLOUD_SERVICE_ACCOUNT", raising=False)
+    name = f"resumable-secrets-{refusing_proxy.status}"
+    gcs_emulator.create_bucket(name)
+    source = tmp_path / "big.tgz"
+    source.write_bytes(os.urandom(RESUMABLE_THRESHOLD + 1))
+    sha384 = hashlib.sha384(source.read_bytes()).hexdigest()
+    bucket = open_bucket(f"gs://{name}/rootfs", retry_seconds=2)
+    with pytest.raises(StorageError) as raised:
+        bucket.upload("acme-big.tgz", source, size=source.stat().st_size, sha384=sha384)
+    (session,) = set(refusing_proxy.session_uris)
+    upload_id = session.split("upload_id=", 1)[1].split("&", 1)[0]
+    message = str(raised.value)
+    assert upload_id not in message, message
+    assert message.startswith(f"gs://{name}/rootfs: uploading acme-big.tgz"), message
+    assert "\n" not in message, message
+    assert bucket.stat("acme-big.tgz") is None
