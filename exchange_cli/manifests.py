@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from .confined import NotConfined, read_below
 from .specs import SpecKind
 
 MANIFESTS_DIRECTORY = "manifests"
@@ -206,25 +207,36 @@ def read_manifest_blobs(items: Iterable[tuple[str, bytes]], *, root: Path | None
 
 
 def load_manifests(manifests_dir: Path) -> ManifestScan:
-    """Every ``*.json`` under `manifests_dir` (the exchange's manifests/), at any depth."""
+    """Every ``*.json`` under `manifests_dir` (the exchange's manifests/), at any depth.
+
+    Manifests are committed files like specs, so a link among them is refused and never followed (see
+    confined.py): it could point at a file of the machine running us, which the catalog then publishes."""
+    root = manifests_dir.parent
+    if manifests_dir.is_symlink():
+        return ManifestScan(problems=[ManifestProblem(MANIFESTS_DIRECTORY, _LINK_REFUSED)])
     if not manifests_dir.is_dir():
         return ManifestScan()
-    root = manifests_dir.parent
     problems: list[ManifestProblem] = []
 
     def blobs() -> Iterable[tuple[str, bytes]]:
-        for path in sorted(manifests_dir.rglob("*.json")):
+        for path in sorted(manifests_dir.rglob("*.json")):  # never descends into linked directories
             relative = f"{MANIFESTS_DIRECTORY}/{path.relative_to(manifests_dir).as_posix()}"
-            if path.is_dir():
+            if path.is_dir() and not path.is_symlink():
                 continue
             try:
-                yield relative, path.read_bytes()
+                yield relative, read_below(root, relative)
+            except NotConfined as error:
+                problems.append(ManifestProblem(relative, _LINK_REFUSED if error.reason == "is a symbolic link"
+                                                else error.reason))
             except OSError as error:
                 problems.append(ManifestProblem(relative, f"cannot read: {error.strerror or error}"))
 
     scan = read_manifest_blobs(list(blobs()), root=root)
     scan.problems = sorted(scan.problems + problems, key=lambda p: p.path)
     return scan
+
+
+_LINK_REFUSED = "is a symbolic link; manifests are never read through links"
 
 
 def manifests_at_commit(repo: Any, commit: str) -> ManifestScan:

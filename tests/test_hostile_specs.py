@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -158,6 +159,40 @@ def test_the_catalog_skips_a_linked_spec(exchange_repo: ExchangeRepo, tmp_path: 
         assert result.exit_code == 0, result.output
         assert_no_secret(result.output)
         assert "hello" in result.output and "leak" not in result.output and "dangling" not in result.output
+
+
+@pytest.mark.parametrize("link", ["file", "manifests-directory"])
+def test_a_linked_manifest_is_never_read(exchange_repo: ExchangeRepo, tmp_path: Path, link: str) -> None:
+    """Manifests are committed files too: a contributor's pull request can add a link under manifests/.
+    Outside the repository, a file that reads as a perfectly good manifest; the catalog (published on
+    every run with --publish-index), list and verify-storage must name the link, not read it."""
+    outside = tmp_path / "elsewhere" / "acme"
+    outside.mkdir(parents=True)
+    leak = {"gear": example_gear(name="leak", description=SECRET),
+            "exchange": {"git-commit": "0" * 40, "rootfs-hash": "sha384:" + "0" * 96,
+                         "rootfs-url": "https://downloads.example.org/acme-leak-sha384-" + "0" * 96 + ".tgz"}}
+    (outside / "acme-leak.json").write_text(json.dumps(leak))
+    exchange_repo.write("gears/acme/hello-world.json", example_gear())
+    if link == "file":
+        exchange_repo.write("manifests/acme/.keep.json", {})
+        (exchange_repo.root / "manifests/acme/.keep.json").unlink()
+        os.symlink(outside / "acme-leak.json", exchange_repo.root / "manifests/acme/acme-leak.json")
+        place = "manifests/acme/acme-leak.json"
+    else:
+        shutil.rmtree(exchange_repo.root / "manifests", ignore_errors=True)
+        os.symlink(outside.parent, exchange_repo.root / "manifests")
+        place = "manifests"
+    exchange_repo.commit("a link among the manifests")
+    for args in (["index", "-o", "-"], ["index", "-o", "-", "--format", "legacy"], ["list"]):
+        result = invoke(exchange_repo, *args)
+        assert result.exit_code == 0, result.output
+        assert_no_secret(result.output)
+        assert "leak" not in result.output.replace(place, "")
+        assert f"{place}: is a symbolic link" in result.output, result.output
+    (tmp_path / "bucket").mkdir()
+    audit = invoke(exchange_repo, "verify-storage", "--bucket", (tmp_path / "bucket").as_uri())
+    assert audit.exit_code == 1 and f"{place}: is a symbolic link" in audit.output, audit.output
+    assert_no_secret(audit.output)
 
 
 @pytest.mark.parametrize("link", ["file", "directory"])
