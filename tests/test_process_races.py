@@ -373,6 +373,25 @@ def delete_orphans(stage: Stage, checkout: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, text=True)
 
 
+def signing_key(stage: Stage) -> Path:
+    """A key committed to the exchange (.exchange/keys/) and pushed; the private key stays outside."""
+    keyholder = stage.clone("keyholder")
+    key = stage.tmp / "secrets" / "exchange.key"
+    made = subprocess.run([str(EXCHANGE), "keys", "init", "--repo", str(keyholder), "--generate", str(key)],
+                          capture_output=True, text=True, timeout=DEADLINE)
+    assert made.returncode == 0, made.stderr
+    run_git(keyholder, "push", "-q", "origin", "master")
+    return key
+
+
+def remote_envelopes(stage: Stage) -> dict[str, str]:
+    """Envelope object -> its sha256 pinned by a manifest on the remote's master."""
+    listing = run_git(stage.remote, "ls-tree", "-r", "--name-only", "master", "manifests/").splitlines()
+    blocks = [json.loads(run_git(stage.remote, "show", f"master:{path}"))["exchange"] for path in listing
+              if path.endswith(".json")]
+    return {block["attestation-url"].rsplit("/", 1)[1]: block["attestation-sha256"] for block in blocks}
+
+
 def test_delete_orphans_waiting_for_a_publishing_run_keeps_what_it_pushed(local_stage: Stage) -> None:
     """The maintainer's checkout is as fresh as it can be when `verify-storage --delete-orphans` starts;
     CI is pushing (holding the lease), so the clean-up waits. Once CI's push lands and the lease is free,
@@ -393,13 +412,15 @@ def test_delete_orphans_waiting_for_a_publishing_run_keeps_what_it_pushed(local_
 
 @pytest.mark.gcs
 def test_delete_orphans_in_a_checkout_behind_the_remote_keeps_what_the_remote_references(gcs_stage: Stage) -> None:
+    """Signed: the envelopes CI published beside its artifacts are referenced too."""
     stage = gcs_stage
+    key = signing_key(stage)
     maintainer = stage.clone("maintainer")  # not pulled since: it has none of the manifests CI pushes
     ci = stage.clone("ci")
-    assert finish(stage.start(ci), stage, ci) == 0, stage.log(ci)
+    assert finish(stage.start(ci, "--sign-key", str(key)), stage, ci) == 0, stage.log(ci)
     assert finish(delete_orphans(stage, maintainer), stage, maintainer) == 0, stage.log(maintainer)
-    assert_consistent(stage)
-    assert stage.log(maintainer).count("this checkout is behind") == len(GEARS), stage.log(maintainer)
+    assert sorted(stage.objects()) == sorted([*remote_references(stage), *remote_envelopes(stage)])
+    assert stage.log(maintainer).count("this checkout is behind") == 2 * len(GEARS), stage.log(maintainer)
 
 
 def test_delete_orphans_deletes_nothing_when_the_remote_cannot_be_read(local_stage: Stage) -> None:
@@ -414,3 +435,23 @@ def test_delete_orphans_deletes_nothing_when_the_remote_cannot_be_read(local_sta
     assert stage.objects() == before
     (line,) = [line for line in stage.log(maintainer).splitlines() if line.startswith("error: ")]
     assert line.startswith("error: the manifests at origin master cannot be read ("), line
+
+
+@pytest.mark.gcs
+def test_push_lost_to_a_run_that_reused_our_envelopes_deletes_none_of_them(gcs_stage: Stage) -> None:
+    """test_push_lost_to_a_run_that_reused_our_objects_deletes_none_of_them, signed: B reuses A's artifacts and A's envelopes (the same build, signed by the same key)
+    and pushes manifests pinning them; A's rollback must keep the envelopes too, not only the artifacts."""
+    stage = gcs_stage
+    key = signing_key(stage)
+    first, run_a = stage.start_held("first", "--retries", "0", "--sign-key", str(key))
+    second = stage.clone("second")
+    assert finish(stage.start(second, "--sign-key", str(key)), stage, second) == 0, stage.log(second)
+    stage.release_push()
+    assert finish(run_a, stage, first) == 1, stage.log(first)
+    envelopes = remote_envelopes(stage)
+    assert len(envelopes) == len(GEARS)
+    objects = stage.objects()
+    for name, sha256 in envelopes.items():
+        assert name in objects, f"a pushed manifest pins the envelope {name}, which is not in the bucket"
+        assert hashlib.sha256(objects[name]).hexdigest() == sha256
+    assert sorted(objects) == sorted([*remote_references(stage), *envelopes])

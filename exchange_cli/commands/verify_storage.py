@@ -57,7 +57,7 @@ def _audit_and_delete(exchange: Exchange, bucket, deep: bool, jobs: int, delete_
         # Read under the lease, after any run that published meanwhile has released it.
         published = published_references(exchange.repo, remote)
         if published is not None:
-            for name in keep_referenced_elsewhere(audit, published.expected, published.unreadable):
+            for name in keep_referenced_elsewhere(audit, published.names, published.unreadable):
                 LOG.warning(f"kept {name}: a manifest at {remote} ({published.commit[:12]}) references it; "
                             "this checkout is behind (git pull)")
     if output_format == "json":

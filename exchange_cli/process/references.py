@@ -30,6 +30,11 @@ class References:
     unreadable: list[ManifestProblem]  # files under manifests/ that could not be read
     attestations: frozenset[str] = frozenset()  # the signed envelopes (attestation-url) they reference
 
+    @property
+    def names(self) -> frozenset[str]:
+        """Every object the manifests reference: artifacts and their envelopes."""
+        return frozenset(self.expected) | self.attestations
+
     def keeps(self, object_name: str) -> bool:
         """Referenced by a manifest, or possibly by one that cannot be read: when in doubt an object is
         kept (a leftover orphan is reported by verify-storage; a lost rootfs cannot be undone)."""
