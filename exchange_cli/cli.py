@@ -9,7 +9,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import ExchangeError, describe_os_error
+from .errors import ExchangeError, describe_os_error, redact
 
 # name -> module under exchange_cli.commands exposing a click command called `command`.
 # Imported lazily so `exchange validate` does not pay for the Docker or GCS client imports.
@@ -78,7 +78,7 @@ class ExchangeGroup(click.Group):
             _discard_stdout()
             ctx.exit(0)
         except ExchangeError as error:
-            click.echo(f"error: {error}", err=True)
+            click.echo(f"error: {redact(str(error))}", err=True)  # a remote URL may carry a token
             ctx.exit(error.exit_code)
         except OSError as error:
             # The environment failed us (a full disk, a read-only place, a vanished file): name the path.

@@ -194,15 +194,32 @@ def push(repo: git.Repo, remote: str, branch: str) -> None:
     raise PushRejected(detail or f"git push exited with {process.returncode}", non_fast_forward=non_fast_forward)
 
 
+class RemoteUnreachable(UsageError):
+    """The remote cannot be asked (network, authentication, a wrong URL): the environment failed, exit 2."""
+
+
+@contextlib.contextmanager
+def asking(remote: str) -> Iterator[None]:
+    """git's failure to reach `remote` as one line: the remote (credentials redacted) and git's reason."""
+    try:
+        yield
+    except git.GitCommandError as error:
+        lines = [line.strip() for line in str(error.stderr or "").splitlines() if line.strip()]
+        reason = lines[-1].removeprefix("stderr: ").strip("'") if lines else f"git exited with {error.status}"
+        raise RemoteUnreachable(redact(f"cannot reach {remote}: {reason}")) from None
+
+
 def fetch_branch(repo: git.Repo, remote: str, branch: str) -> str:
-    repo.git.fetch("-q", remote, f"refs/heads/{branch}")
+    with asking(remote):
+        repo.git.fetch("-q", remote, f"refs/heads/{branch}")
     return repo.git.rev_parse("FETCH_HEAD")
 
 
 def fetch_branch_if_any(repo: git.Repo, remote: str, branch: str) -> str | None:
-    """The remote branch's head, fetched; None when the remote has no such branch (GitCommandError when
+    """The remote branch's head, fetched; None when the remote has no such branch (RemoteUnreachable when
     the remote cannot be asked)."""
-    listing = repo.git.ls_remote(remote, f"refs/heads/{branch}")
+    with asking(remote):
+        listing = repo.git.ls_remote(remote, f"refs/heads/{branch}")
     if not listing.strip():
         return None
     return fetch_branch(repo, remote, branch)

@@ -11,7 +11,7 @@ import click
 
 from ..delivery.settings import DeliverySettings
 from ..catalog.publish import check_branch
-from ..errors import ExchangeError, UsageError
+from ..errors import ExchangeError, UsageError, redact
 from ..process.plan import ValidationFailed
 from ..process.report import outcome_as_json, render_outcome
 from ..process.run import ProcessOptions, process_exchange
@@ -69,7 +69,7 @@ def command(repo: Path | None, since: str | None, bucket_uri: str | None, downlo
 
 
 def failure_as_json(error: ExchangeError) -> dict:
-    document = {"ok": False, "error": str(error)}
+    document = {"ok": False, "error": redact(str(error))}
     if isinstance(error, ValidationFailed):
         document["validation"] = report_as_json(error.report)
     return document

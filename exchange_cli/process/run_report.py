@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..errors import redact
 from ..manifests import write_atomically
 from ..progress import format_bytes
 from .artifacts import Artifact
@@ -77,8 +78,9 @@ def _invalid_specs(error: BaseException, root: Path) -> list[str]:
 def write_report(directory: Path, report: RunReport) -> list[Path]:
     document = report_as_json(report)
     json_path, markdown_path = directory / f"{report.label}.json", directory / f"{report.label}.md"
-    write_atomically(json_path, json.dumps(document, indent=2) + "\n")
-    write_atomically(markdown_path, report_as_markdown(document))
+    # Errors and rollback reasons quote the remote, which may be a URL carrying a token.
+    write_atomically(json_path, redact(json.dumps(document, indent=2)) + "\n")
+    write_atomically(markdown_path, redact(report_as_markdown(document)))
     return [json_path, markdown_path]
 
 
