@@ -151,6 +151,10 @@ class LayerApplier:
         # eager: the directories this layer's markers so far sit in (and opaque ones' own), prefix-closed;
         # whiteouts first would create them after every removal, so a later marker must not remove them
         self.marker_dirs: set[str] = set()
+        # The last parent looked up: archives list a directory's entries together, so most lookups
+        # repeat the one before. Forgotten whenever a directory leaves the tree.
+        self._parent_key: list[str] | None = None
+        self._parent_directory = root
 
     # --- whiteouts -----------------------------------------------------------------------------
 
@@ -166,6 +170,7 @@ class LayerApplier:
 
     def remove_lower(self, change: Change) -> None:
         """What a whiteout or opaque marker removes, applied before anything else of this layer."""
+        self._parent_key = None
         if change.kind is ChangeKind.AUFS_LINK_SOURCE:
             self.aufs_link_sources[change.path] = Inode(change.ref)
             return
@@ -205,6 +210,7 @@ class LayerApplier:
 
     def _apply_late_marker(self, change: Change) -> None:
         """A marker applied in archive order: only where nothing of this layer is touched, else OrderMatters."""
+        self._parent_key = None
         if change.kind is ChangeKind.AUFS_LINK_SOURCE:
             raise OrderMatters  # a hard link read before it may have needed it
         components = split(change.path)
@@ -317,13 +323,17 @@ class LayerApplier:
 
     def _replace(self, parent: Directory, name: str, node: Inode | int) -> None:
         existing = parent.children.get(name)
-        if self.linked and type(existing) is Directory and existing.born != self.layer \
-                and not self._untouched(existing):
-            self.replaced_linked_directory = True
+        if type(existing) is Directory:
+            self._parent_key = None
+            if self.linked and existing.born != self.layer and not self._untouched(existing):
+                self.replaced_linked_directory = True
         parent.children[name] = node
 
     def _parent(self, components: list[str], entry: str | None) -> Directory:
         """The parent directory of `components`, implying missing directories as Docker does."""
+        key = components[:-1]
+        if key == self._parent_key:
+            return self._parent_directory
         directory = self.root
         for depth in range(len(components) - 1):
             name = components[depth]
@@ -335,6 +345,7 @@ class LayerApplier:
                                   f"its parent {'/'.join(components[:depth + 1])!r} is {_describe(child)}, "
                                   "not a directory; writing through it could leave the root filesystem")
             directory = child
+        self._parent_key, self._parent_directory = key, directory
         return directory
 
     def _link_target(self, target: str, path: str) -> Inode:
