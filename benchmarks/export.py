@@ -58,6 +58,7 @@ WORDS = ("exchange gear rootfs layer manifest digest flywheel boutique neuro ima
 class Timing:
     seconds: float
     max_rss_kib: int = 0
+    cpu_seconds: float = 0.0  # user + system, every thread of the process
     entries: int = 0
     sha384: str = ""
 
@@ -130,11 +131,12 @@ def timed_child(command: list[str], **kwargs) -> Timing:  # noqa: ANN003
     """
     with tempfile.NamedTemporaryFile("r") as rss_file:
         started = time.perf_counter()
-        completed = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss_file.name, *command], **kwargs)
+        completed = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "-o", rss_file.name, *command], **kwargs)
         elapsed = time.perf_counter() - started
         if completed.returncode != 0:
             raise SystemExit(f"{' '.join(command)} failed with exit code {completed.returncode}")
-        return Timing(elapsed, int(rss_file.read().split()[-1]))
+        rss, user, system = rss_file.read().split()[-3:]
+        return Timing(elapsed, int(rss), float(user) + float(system))
 
 
 def small_files_layer(count: int, seed: int = 20240602) -> bytes:
@@ -208,7 +210,7 @@ def old_pipeline(daemon: Dockerd, image: str, output: Path) -> Timing:
 
 def floor(registry_url: str, repository: str, tag: str) -> Timing:
     """Fetch, gunzip and sha384 each layer blob: the least work any exporter must do."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     session = requests.Session()
     accept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"
     manifest = session.get(f"{registry_url}/v2/{repository}/manifests/{tag}", headers={"Accept": accept}).json()
@@ -219,7 +221,7 @@ def floor(registry_url: str, repository: str, tag: str) -> Timing:
             response.raise_for_status()
             for chunk in response.iter_content(1 << 20):
                 hasher.update(decompressor.decompress(chunk))
-    return Timing(time.perf_counter() - started)
+    return Timing(time.perf_counter() - started, cpu_seconds=time.process_time() - cpu_started)
 
 
 def main() -> None:
@@ -307,20 +309,23 @@ def measure(exporter: Exporter, big: str, small: str, registry_host: str, workdi
 
 
 def report(exporters: list[Exporter], least: Timing, old: Timing | None, workdir: Path) -> None:
-    print(f"floor            : {least.seconds:7.2f} s  (fetch + gunzip + sha384 of the layer blobs)")
+    print(f"floor            : {least.seconds:7.2f} s  cpu {least.cpu_seconds:6.2f} s  "
+          "(fetch + gunzip + sha384 of the layer blobs)")
     if old is not None:
         print(f"old pipeline     : {old.seconds:7.2f} s  (docker create + export | gzip -n + sha384sum), "
               f"output {(workdir / 'old.tgz').stat().st_size / 1e6:.0f} MB")
     for exporter in exporters:
         cold, warm = best(exporter.cold), best(exporter.warm)
         small_cold, small_warm = best(exporter.small_cold), best(exporter.small_warm)
-        print(f"{exporter.label:9}cold cache : {cold.seconds:7.2f} s  peak RSS {cold.max_rss_kib / 1024:6.0f} MiB  "
-              f"cold/floor {cold.seconds / least.seconds:.2f}")
-        print(f"{exporter.label:9}warm cache : {warm.seconds:7.2f} s  peak RSS {warm.max_rss_kib / 1024:6.0f} MiB  "
-              f"warm/floor {warm.seconds / least.seconds:.2f}")
+        for name, timing in (("cold", cold), ("warm", warm)):
+            print(f"{exporter.label:9}{name} cache : {timing.seconds:7.2f} s  cpu {timing.cpu_seconds:6.2f} s  "
+                  f"peak RSS {timing.max_rss_kib / 1024:6.0f} MiB  {name}/floor {timing.seconds / least.seconds:.2f}  "
+                  f"(cpu/floor cpu {timing.cpu_seconds / least.cpu_seconds:.2f})")
         for name, timing in (("small cold", small_cold), ("small warm", small_warm)):
-            print(f"{exporter.label:9}{name} : {timing.seconds:7.2f} s  peak RSS {timing.max_rss_kib / 1024:6.0f} MiB  "
-                  f"{timing.entries} entries, {timing.entries / timing.seconds / 1000:.1f}k entries/s")
+            print(f"{exporter.label:9}{name} : {timing.seconds:7.2f} s  cpu {timing.cpu_seconds:6.2f} s  "
+                  f"peak RSS {timing.max_rss_kib / 1024:6.0f} MiB  {timing.entries} entries, "
+                  f"{timing.entries / timing.seconds / 1000:.1f}k entries/s "
+                  f"({timing.entries / timing.cpu_seconds / 1000:.1f}k per cpu-second)")
         if old is not None:
             print(f"{exporter.label:9}ratios     : cold/old {cold.seconds / old.seconds:.2f}  "
                   f"warm/old {warm.seconds / old.seconds:.2f}")

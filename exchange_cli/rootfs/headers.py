@@ -144,8 +144,8 @@ def _ustar_block(fields: _UstarFields, entry: OutputEntry) -> bytes:
     return _with_checksum(block)
 
 
-# The ustar block up to the prefix field; the rest (prefix, padding) stays zero.
-_PLAIN_USTAR = struct.Struct("100s24s24s8s1s100s8s64s16s")
+# The whole ustar block; prefix and padding are zeros.
+_PLAIN_USTAR = struct.Struct("100s24s24s8s1s100s8s64s16s167x")
 _MAGIC = b"ustar\x0000"
 _NO_DEVICE = b"0000000\x000000000\x00"
 _NO_SIZE = b"%011o\0" % 0
@@ -177,7 +177,7 @@ class PlainHeaders:
         self._owners: dict[bytes, _Fields] = {}  # raw uname/gname fields -> output fields
 
     def encode_into(self, buffer: bytearray, position: int, name: bytes, block: bytes, type: bytes) -> int:
-        """Write the output header at `buffer[position:]` (512 zeros there); the file size, or -1 if not.
+        """Write the output header at `buffer[position:]`; the file size, or -1 if it cannot.
 
         `name` is the output path as bytes (a directory's ending in "/"), `block` the layer's ustar
         block, `type` the output type (REGTYPE, DIRTYPE, SYMTYPE or FIFOTYPE). -1 means that

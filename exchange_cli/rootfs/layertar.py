@@ -1,7 +1,8 @@
 """Random access to the entries of one uncompressed layer tar, through a read-only memory map.
 
-The map makes a header a slice (no system call, no buffer to refill after a seek) and lets file
-data go to the output with a single copy. The blob cache replaces files by rename and evicts by
+The map makes a header a slice (no system call, no buffer to refill after a seek) and lets a small
+file's data go to the output with a single copy; a large file's data is read straight into the
+output block instead (`pread`), which maps nothing. The blob cache replaces files by rename and evicts by
 unlink, never truncating one in place, so a mapped layer cannot shrink under the reader. Pages
 already read are handed back now and then (`release`): the kernel keeps them cached, and a later
 read maps them again.
@@ -32,11 +33,11 @@ class LayerTar:
 
     def __init__(self, blob: LayerBlob) -> None:
         self.blob = blob
-        with open(blob.tar_path, "rb") as file:
-            size = file.seek(0, 2)
-            # mmap refuses an empty file; an empty layer is an empty buffer.
-            self.buffer: mmap.mmap | bytes = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-        self.size = size
+        self.file = open(blob.tar_path, "rb")
+        self.fd = self.file.fileno()
+        self.size = size = self.file.seek(0, 2)
+        # mmap refuses an empty file; an empty layer is an empty buffer.
+        self.buffer: mmap.mmap | bytes = mmap.mmap(self.fd, 0, access=mmap.ACCESS_READ) if size else b""
         self.view = memoryview(self.buffer)
         self.data_bytes = 0  # bytes of regular-file data, once `entries` has read the whole layer
 
@@ -46,17 +47,19 @@ class LayerTar:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def release(self, end: int | None = None) -> None:
-        """Unmap the pages before `end` (all by default); reading them again maps them again."""
+    def release(self, start: int = 0, end: int | None = None) -> None:
+        """Unmap the pages between `start` and `end` (all by default); reading them again maps them again."""
         if isinstance(self.buffer, mmap.mmap):
-            end = self.size if end is None else end - end % mmap.PAGESIZE
-            if end > 0:
-                self.buffer.madvise(mmap.MADV_DONTNEED, 0, end)
+            start -= start % mmap.PAGESIZE
+            end = self.size if end is None else min(end, self.size)
+            if end > start:
+                self.buffer.madvise(mmap.MADV_DONTNEED, start, end - start)
 
     def close(self) -> None:
         self.view.release()
         if isinstance(self.buffer, mmap.mmap):
             self.buffer.close()
+        self.file.close()
 
     def error(self, entry: str, reason: str) -> LayerError:
         return LayerError(self.blob.digest, entry, reason)
@@ -74,7 +77,7 @@ class LayerTar:
         make = tuple.__new__
         while True:
             if offset >= release_at:
-                self.release(offset)
+                self.release(0, offset - offset % mmap.PAGESIZE)
                 release_at = offset + RELEASE_STEP
             block = buffer[offset:offset + BLOCK]
             type = block[156:157]

@@ -53,17 +53,20 @@ class _GzipHashingSink:
     not on the number of threads, nor on the sizes of the writes that fed it.
 
     The writing thread only hands blocks over (a write of exactly one block is taken as is, not
-    copied; the caller must not change it afterwards). One emitter thread takes the compressed
-    blocks in order and does the rest (the CRC of the input, the sha384 and the write of the
-    output), so none of that waits on the thread producing the tar. At most `in_flight` blocks wait,
-    which bounds memory.
+    copied; the caller must not change it afterwards, unless it got it from `new_block`, which
+    gives a block back only once it is compressed). One emitter thread takes the compressed blocks
+    in order and does the rest (the CRC of the input, the sha384 and the write of the output), so
+    none of that waits on the thread producing the tar. At most `in_flight` blocks wait, which
+    bounds memory.
     """
 
     def __init__(self, target: BinaryIO, level: int, workers: int | None = None) -> None:
         self.target, self.level = target, level
         self.hasher = hashlib.sha384()
         self.pending = bytearray()
-        self.previous: bytes | bytearray | None = None  # the last block handed over: the next one's dictionary
+        self.dictionary = b""  # the last DEFLATE_WINDOW bytes handed over: the next block's dictionary
+        self.spare_blocks: queue.SimpleQueue[bytearray] = queue.SimpleQueue()  # compressed and summed: reusable
+        self.lent: set[int] = set()  # ids of the blocks `new_block` gave out: only those come back
         self.crc = 0
         self.length = 0
         self.size = 0
@@ -75,6 +78,15 @@ class _GzipHashingSink:
         self._emit(GZIP_HEADER)
         self.emitter = threading.Thread(target=self._emit_in_order, name="rootfs-gzip-emit", daemon=True)
         self.emitter.start()
+
+    def new_block(self) -> bytearray:
+        """A block of COMPRESS_BLOCK bytes to fill and `write` whole, recycled when one is free."""
+        try:
+            block = self.spare_blocks.get_nowait()
+        except queue.Empty:
+            block = bytearray(COMPRESS_BLOCK)
+        self.lent.add(id(block))
+        return block
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self.pending and len(data) == COMPRESS_BLOCK and not isinstance(data, memoryview):
@@ -106,10 +118,10 @@ class _GzipHashingSink:
         if self.failure is not None:
             raise self.failure
         self.length += len(block)
-        dictionary = memoryview(self.previous)[-DEFLATE_WINDOW:] if self.previous is not None else b""
         self.in_flight.acquire()
-        self.compressed.put((self.pool.submit(_deflate_block, block, dictionary, self.level, last), block))
-        self.previous = block
+        self.compressed.put((self.pool.submit(_deflate_block, block, self.dictionary, self.level, last), block))
+        # A copy, so that the block can be reused once compressed, whatever the next one's progress.
+        self.dictionary = bytes(block[-DEFLATE_WINDOW:])
 
     def _stop_emitter(self) -> None:
         if self.emitter.is_alive():
@@ -124,6 +136,9 @@ class _GzipHashingSink:
                     compressed = future.result()
                     self.crc = isal_zlib.crc32(block, self.crc)
                     self._emit(compressed)
+                    if id(block) in self.lent:  # one of ours, not a caller's
+                        self.lent.discard(id(block))
+                        self.spare_blocks.put(block)
             except BaseException as error:  # noqa: BLE001 - raised again in the writing thread
                 self.failure = self.failure or error
             finally:
