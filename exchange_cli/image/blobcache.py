@@ -10,11 +10,14 @@ What the cache trusts: a file is a hit only if the cache wrote it. ``<alg>-<hex>
 into place after its content hashed to that digest, and only then is ``<alg>-<hex>.verified``
 written beside it, recording the digest and the size; both names come from a `Digest`, never from
 image text, so no image can name or forge either. A tar without its record, with a record for
-another digest or size, or that is not a regular file, is a miss and is written afresh.
+another digest or size, or that is not a regular file, is a miss and is written afresh. Both are
+renamed over their names whole, so jobs storing the same layer at once all succeed, and a layer
+that is a hit stays one while they do.
 
-Temporary files: each ``.layer-*.tmp`` is locked (flock) by the process writing it for as long as
-it exists. One that nobody holds a lock on belongs to a run that died (kill -9, a lost machine);
-the first write of every later run removes those, and never a live writer's.
+Temporary files (a tar's or a record's): each ``.layer-*.tmp`` is locked (flock) by the process
+writing it for as long as it exists. One that nobody holds a lock on belongs to a run that died
+(kill -9, a lost machine); the first write of every later run removes those, and never a live
+writer's.
 """
 
 from __future__ import annotations
@@ -253,10 +256,19 @@ class BlobCache:
             return None
 
     def _write_record(self, diff_id: Digest, size: int) -> None:
-        record = self.record_path(diff_id)
-        record.unlink(missing_ok=True)  # never write through a link someone left there
-        with open(record, "x", encoding="ascii") as handle:
-            json.dump(_record_of(diff_id, size), handle)
+        """Written whole to a locked temporary file, then renamed over whatever is there: jobs storing the
+        same layer at once each replace the record atomically (a reader sees one complete record or the
+        other, both alike), and a link left at its name is replaced, never written through."""
+        fd, temp = self._locked_temp()
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                json.dump(_record_of(diff_id, size), handle)
+                handle.flush()
+                os.replace(temp, self.record_path(diff_id))  # still locked: never swept as abandoned
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
 
     def _decompress_into(self, raw: VerifyingReader, writer: _HashingWriter, *, image: str, digest: Digest) -> None:
         buffered = io.BufferedReader(raw, CHUNK)
