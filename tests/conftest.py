@@ -19,4 +19,5 @@ pytest_plugins = [
     "tests.infra.gcs",
     "tests.infra.tmpfs",
     "tests.infra.kms",
+    "tests.infra.tls",
 ]

@@ -182,9 +182,9 @@ def basic_image(auth_registry) -> tuple[str, str]:
     return f"{auth_registry.host}/private/basic:v1", digest
 
 
-def pull(name: str, host: str, tmp_path: Path):
+def pull(name: str, host: str, tmp_path: Path, *also_insecure: str):
     return fetch_registry_image(parse_reference(name), DEFAULT_PLATFORM, BlobCache(tmp_path / "cache"),
-                                insecure_registries=[host], retry=QUICK_RETRY)
+                                insecure_registries=[host, *also_insecure], retry=QUICK_RETRY)
 
 
 @pytest.mark.registry
@@ -271,7 +271,7 @@ def test_bearer_token_auth_fetches_one_token_per_scope(token_registry, token_ima
     monkeypatch.setenv("EXCHANGE_REGISTRY_USERNAME", token_server.username)
     monkeypatch.setenv("EXCHANGE_REGISTRY_PASSWORD", token_server.password)
 
-    image = pull(token_image[0], token_registry.host, tmp_path)
+    image = pull(token_image[0], token_registry.host, tmp_path, token_server.host)
 
     assert image.manifest_digest == token_image[1] and len(image.layers) == 3
     assert len(token_server.requests) == 1  # manifest, config and three layers share the one token
@@ -281,9 +281,25 @@ def test_bearer_token_auth_fetches_one_token_per_scope(token_registry, token_ima
 
 
 @pytest.mark.registry
+def test_a_plain_http_token_realm_gets_nothing_unless_its_host_is_listed(token_registry, token_image, token_server,
+                                                                        tmp_path, monkeypatch):
+    """Listing the registry as insecure does not let its password travel in clear to another host."""
+    monkeypatch.setenv("EXCHANGE_REGISTRY_USERNAME", token_server.username)
+    monkeypatch.setenv("EXCHANGE_REGISTRY_PASSWORD", token_server.password)
+
+    with pytest.raises(ImageError) as failure:
+        pull(token_image[0], token_registry.host, tmp_path)
+
+    assert (f"token server {token_server.realm}: refused to send the request to plain HTTP {token_server.realm}"
+            in str(failure.value))
+    assert f"list {token_server.host} with --insecure-registry" in str(failure.value)
+    assert token_server.requests == []
+
+
+@pytest.mark.registry
 def test_an_anonymous_token_without_access_is_refused_clearly(token_registry, token_image, token_server, tmp_path):
     with pytest.raises(ImageError, match=r"refused access to manifest v1 \(401 Unauthorized.*no credentials are configured"):
-        pull(token_image[0], token_registry.host, tmp_path)
+        pull(token_image[0], token_registry.host, tmp_path, token_server.host)
 
     assert [r.authorization for r in token_server.requests] == [None]
 
@@ -295,7 +311,7 @@ def test_wrong_credentials_are_refused_by_the_token_server(token_registry, token
     monkeypatch.setenv("EXCHANGE_REGISTRY_PASSWORD", "not-" + token_server.password)
 
     with pytest.raises(ImageError) as failure:
-        pull(token_image[0], token_registry.host, tmp_path)
+        pull(token_image[0], token_registry.host, tmp_path, token_server.host)
 
     message = str(failure.value)
     assert f"token server {token_server.realm} refused a token for repository:private/token:pull (401" in message

@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +33,7 @@ from exchange_cli.image.model import DEFAULT_PLATFORM
 from exchange_cli.image.archive import read_docker_archive
 from exchange_cli.image.registry import RetryPolicy, TransferLimits, fetch_registry_image
 from exchange_cli.reference import parse_reference
-from tests.infra.lying_registry import OCI_MANIFEST, LyingRegistry, Reply, digest_of
+from tests.infra.lying_registry import OCI_MANIFEST, LyingRegistry, Reply, digest_of, outcome_within
 from tests.infra.tmpfs import small_tmpfs
 from tests.layers import compress
 from tests.test_export import rootfs_listing
@@ -439,19 +438,7 @@ def serve_genuine(lying: LyingRegistry, repository: str, **blob_reply) -> bytes:
 def pull_in_thread(lying: LyingRegistry, name: str, cache: BlobCache, limits: TransferLimits,
                    give_up_after: float = 30.0) -> BaseException | object:
     """The pull's result or error; fails the test if the pull is still running after `give_up_after` s."""
-    outcome: list = []
-
-    def run() -> None:
-        try:
-            outcome.append(pull(lying, name, cache, limits))
-        except BaseException as error:  # noqa: BLE001 - handed to the test
-            outcome.append(error)
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(give_up_after)
-    assert outcome, f"the pull of {name} still hangs after {give_up_after} s"
-    return outcome[0]
+    return outcome_within(lambda: pull(lying, name, cache, limits), give_up_after)[0]
 
 
 def test_a_registry_that_trickles_a_blob_is_given_up_at_the_deadline(lying: LyingRegistry, cache: BlobCache) -> None:

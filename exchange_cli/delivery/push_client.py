@@ -17,10 +17,8 @@ from ..image.errors import ImageError
 from ..image.registry import (
     TRANSIENT_STATUSES,
     RegistryClient,
-    _brief,
     _retry_after,
     _Transient,
-    parse_challenge,
     with_retries,
 )
 
@@ -110,11 +108,9 @@ class PushClient(RegistryClient):
                replayable: bool = True) -> requests.Response:
         """One round trip; answers an authentication challenge only when the body can be sent again."""
         response = self._send_write(method, url, scope, params, headers, data)
-        if response.status_code == 401 and replayable:
-            challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
-            if challenge is not None and self.auth.answer(challenge, scope):
-                response.close()
-                response = self._send_write(method, url, scope, params, headers, data)
+        if replayable and self._answer_challenge(response, scope):
+            response.close()
+            response = self._send_write(method, url, scope, params, headers, data)
         if response.status_code in TRANSIENT_STATUSES:
             response.close()
             raise _Transient(f"{method} {url} answered {response.status_code} {response.reason}",
@@ -123,10 +119,6 @@ class PushClient(RegistryClient):
 
     def _send_write(self, method: str, url: str, scope: str, params: dict[str, str] | None,
                     headers: dict[str, str] | None, data: bytes | SizedStream | None) -> requests.Response:
-        try:
-            return self.session.request(method, url, params=params, data=data, timeout=self.timeout,
-                                        headers={**(headers or {}), **self.auth.headers(scope)}, allow_redirects=False)
-        except requests.exceptions.SSLError as exc:
-            raise ImageError(f"{self.image}: TLS failure talking to {self.host}: {_brief(exc)}") from exc
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Transient(f"{method} {url}: {_brief(exc)}") from exc
+        # The upload URL comes from the registry: the transport's rules decide whether it may be
+        # contacted and whether the registry's credentials go with it.
+        return self._send(method, url, scope=scope, headers=headers, params=params, data=data, follow_redirects=False)

@@ -7,12 +7,15 @@ manifest, each layer (in `BlobCache.store_layer`) against the manifest and the c
 Transient failures (5xx, 429, a dropped connection, a timeout) are retried with exponential
 backoff; a blob download that breaks off restarts from its first byte through a fresh
 `store_layer`, so a half-written layer never reaches the cache. 401, 403 and 404 are final.
-Plain HTTP is used only for registries listed as insecure; everything else is HTTPS.
+Plain HTTP is used only for hosts listed as insecure, and credentials go only where they belong:
+`transport` has the rules, for the registry, its redirects and its token realm. No password or
+token the client holds ever appears in an error that leaves it or in a line it logs (`masking`).
 
-No registry can hang a run (`TransferLimits`): every read waits at most `read_timeout`, and every
+No registry can hang a run (`deadlines`): every read waits at most `read_timeout`, and every
 document and blob has an overall deadline, retries included, of `floor` seconds plus its size at
-`min_rate` bytes per second, so a registry that trickles a byte now and then is given up too. A
-redirect may lead only to another http(s) URL, and only a few times.
+`min_rate` bytes per second, so a registry that trickles a byte now and then, body or headers, is
+given up too; a token request has one too, for a token of at most `MAX_TOKEN_BYTES`. A redirect
+may lead only to another http(s) URL, and only a few times.
 """
 
 from __future__ import annotations
@@ -31,16 +34,19 @@ from typing import Any, BinaryIO, Self, TypeVar
 import requests
 import urllib3
 
-from ..logs import logger
 from ..progress import NullProgress, Progress
 from ..reference import ImageReference
 from .blobcache import CHUNK, BlobCache, BlobError, VerifyingReader
+from ..errors import ExchangeError
 from .credentials import RegistryCredentials, host_env_var, resolve_credentials
+from .deadlines import DEFAULT_LIMITS, Deadline, TransferLimits, mount_watched_adapters
 from .digest import Digest, parse_digest
 from .errors import ImageError
+from .masking import SecretMask
 from .metadata import Descriptor, config_diff_ids, index_entries, manifest_layers, parse_json_object
 from .model import Image, LayerBlob, Platform
 from .platforms import descriptor_platform, satisfies, select_manifest
+from .transport import NO_AUTH, Origin, OriginAuth, RefusedURL, Transport, UrlPolicy, shown
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -69,13 +75,12 @@ LAYER_MEDIA_TYPES = {
 # Registries refuse manifests over 4 MiB; anything bigger than these is not what we asked for.
 MAX_MANIFEST_BYTES = 4 * 1024**2
 MAX_CONFIG_BYTES = 64 * 1024**2
+MAX_TOKEN_BYTES = 1024**2  # a token answer is a few KB of JSON
 TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
-MAX_REDIRECTS = 5
 USER_AGENT = "exchange-cli"
 
 T = TypeVar("T")
 _NO_PROGRESS = NullProgress()
-LOG = logger("registry")
 
 
 @dataclass(frozen=True)
@@ -90,45 +95,6 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
-
-
-@dataclass(frozen=True)
-class TransferLimits:
-    """How long a registry may take: per read, and overall per document or blob (retries included)."""
-
-    connect_timeout: float = 15.0
-    read_timeout: float = 120.0  # seconds without a byte: the connection has stalled
-    min_rate: float = 256 * 1024  # bytes per second, on average over the whole transfer
-    floor: float = 120.0  # seconds every transfer may take, however small
-
-    @property
-    def timeout(self) -> tuple[float, float]:
-        return self.connect_timeout, self.read_timeout
-
-    def deadline(self, size: int, on_expiry: Callable[[str], Exception]) -> Deadline:
-        allowed = self.floor + size / self.min_rate
-        return Deadline(time.monotonic() + allowed, allowed, size, self.min_rate, on_expiry)
-
-
-DEFAULT_LIMITS = TransferLimits()
-
-
-@dataclass(frozen=True)
-class Deadline:
-    """The moment a transfer of `size` bytes must be done by; `check` raises what `on_expiry` makes."""
-
-    expires: float
-    allowed: float
-    size: int
-    min_rate: float
-    on_expiry: Callable[[str], Exception]
-
-    def check(self, received: int | None = None) -> None:
-        if time.monotonic() <= self.expires:
-            return
-        got = "" if received is None else f" ({received} bytes received)"
-        raise self.on_expiry(f"not received within {self.allowed:.0f} s{got}, the time {self.size} bytes may take "
-                             f"at the minimum rate of {self.min_rate:.0f} bytes/s; the registry is too slow or has stalled")
 
 
 LAYER_FETCH_WORKERS = 3
@@ -177,22 +143,28 @@ def parse_challenge(header: str) -> Challenge | None:
 
 
 class _Authenticator:
-    """Adds Basic or Bearer authorization once a registry has challenged; caches a token per scope."""
+    """Answers a registry's challenges: Basic, or a Bearer token per scope from the realm it names.
 
-    def __init__(self, session: requests.Session, credentials: RegistryCredentials | None, *,
-                 image: str, registry: str, timeout: tuple[float, float]) -> None:
-        self.session, self.credentials, self.image, self.registry = session, credentials, image, registry
-        self.timeout = timeout
+    Every secret it holds (the password or identity token, each token it is given) is in `mask`
+    before anything could show it."""
+
+    def __init__(self, transport: Transport, credentials: RegistryCredentials | None, *, image: str,
+                 registry: str, origin: Origin, limits: TransferLimits) -> None:
+        self.transport, self.credentials, self.image, self.registry = transport, credentials, image, registry
+        self.origin, self.limits, self.mask = origin, limits, transport.mask
         self.use_basic = False
         self.tokens: dict[str, str] = {}
+        if credentials is not None:
+            self.mask.add_basic(credentials.username, credentials.password)
+            self.mask.add(credentials.identity_token)
 
-    def headers(self, scope: str) -> dict[str, str]:
+    def for_scope(self, scope: str) -> OriginAuth:
+        """The authorization of a request to the registry for `scope`; it reaches the registry only."""
         if scope in self.tokens:
-            return {"Authorization": f"Bearer {self.tokens[scope]}"}
+            return OriginAuth(self.origin, f"Bearer {self.tokens[scope]}")
         if self.use_basic and self.credentials is not None and not self.credentials.identity_token:
-            pair = f"{self.credentials.username}:{self.credentials.password}".encode()
-            return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
-        return {}
+            return OriginAuth(self.origin, _basic(self.credentials))
+        return NO_AUTH
 
     def answer(self, challenge: Challenge, scope: str) -> bool:
         """Get what `challenge` asks for; False when there is nothing new to try."""
@@ -213,53 +185,68 @@ class _Authenticator:
         return f"the credentials from {self.credentials.source} were not accepted"
 
     def _fetch_token(self, challenge: Challenge, scope: str) -> str:
+        """A token from the realm the registry named, within the token deadline; the credentials go to
+        the realm's origin only (`transport` has the rules)."""
         realm = challenge.params.get("realm")
         if not realm:
             raise ImageError(f"{self.image}: registry {self.registry} asked for a bearer token without naming a realm")
+        subject = f"token server {shown(realm)}"
+        deadline = self.limits.deadline(MAX_TOKEN_BYTES, lambda reason: ImageError(f"{self.image}: {subject}: {reason}"),
+                                        server="the token server")
         query = {k: v for k, v in (("service", challenge.params.get("service")), ("scope", scope)) if v}
         creds = self.credentials
         try:
             if creds is not None and creds.identity_token:
                 form = {**query, "grant_type": "refresh_token", "refresh_token": creds.identity_token,
                         "client_id": USER_AGENT}
-                response = self.session.post(realm, data=form, timeout=self.timeout)
+                response = self.transport.send("POST", realm, data=form, deadline=deadline)
             else:
-                auth = (creds.username, creds.password) if creds is not None else None
-                response = self.session.get(realm, params=query, auth=auth, timeout=self.timeout)
-        except BAD_URL_ERRORS as exc:
-            raise ImageError(f"{self.image}: token server {realm}: {bad_url_reason(exc)}") from None
+                auth = OriginAuth(Origin.of(realm), _basic(creds)) if creds is not None else NO_AUTH
+                response = self.transport.send("GET", realm, params=query, auth=auth, deadline=deadline)
+        except (RefusedURL, *BAD_URL_ERRORS) as exc:
+            raise ImageError(f"{self.image}: {subject}: {bad_url_reason(exc)}") from None
         except requests.exceptions.SSLError as exc:
-            raise ImageError(f"{self.image}: TLS failure talking to token server {realm}: {exc}") from exc
+            raise ImageError(f"{self.image}: TLS failure talking to {subject}: {_brief(exc)}") from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Transient(f"token server {realm}: {_brief(exc)}") from exc
+            raise _Transient(f"{subject}: {_brief(exc)}") from exc
         with response:
             if response.status_code in TRANSIENT_STATUSES:
-                raise _Transient(f"token server {realm} answered {response.status_code} {response.reason}",
+                raise _Transient(f"{subject} answered {response.status_code} {response.reason}",
                                  _retry_after(response))
             if response.status_code in (401, 403):
-                raise ImageError(f"{self.image}: token server {realm} refused a token for {scope} "
+                raise ImageError(f"{self.image}: {subject} refused a token for {scope} "
                                  f"({response.status_code} {response.reason}): {self.rejection_hint()}")
             if not response.ok:
-                raise ImageError(f"{self.image}: token server {realm} answered "
-                                 f"{response.status_code} {response.reason} for {scope}")
-            try:
-                answer = response.json()
-                token = answer.get("token") or answer.get("access_token")
-            except (ValueError, AttributeError):
-                token = None
+                raise ImageError(f"{self.image}: {subject} answered {response.status_code} {response.reason} for {scope}")
+            body = _read_at_most(_BodyStream(response, subject, deadline, decode=True), MAX_TOKEN_BYTES)
+        if body is None:
+            raise ImageError(f"{self.image}: {subject} answered with more than {MAX_TOKEN_BYTES} bytes")
+        try:
+            answer = json.loads(body)
+            token = answer.get("token") or answer.get("access_token")
+        except (ValueError, AttributeError, RecursionError):
+            token = None
         if not isinstance(token, str) or not token:
-            raise ImageError(f"{self.image}: token server {realm} answered without a token for {scope}")
+            raise ImageError(f"{self.image}: {subject} answered without a token for {scope}")
+        self.mask.add(token)
         return token
+
+
+def _basic(credentials: RegistryCredentials) -> str:
+    pair = f"{credentials.username}:{credentials.password}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
 
 
 class _BodyStream(io.RawIOBase):
     """A response body as a file; a connection that breaks off mid-body becomes a `_Transient`.
 
     Reads return as soon as any bytes arrive (`read1`), so the deadline is checked between them
-    however slowly they trickle in."""
+    however slowly they trickle in. Blob and manifest bytes are read as sent (they are hashed);
+    `decode` undoes a Content-Encoding, for a token server's JSON."""
 
-    def __init__(self, response: requests.Response, subject: str, deadline: Deadline | None = None) -> None:
-        self.response, self.subject, self.deadline = response, subject, deadline
+    def __init__(self, response: requests.Response, subject: str, deadline: Deadline | None = None, *,
+                 decode: bool = False) -> None:
+        self.response, self.subject, self.deadline, self.decode = response, subject, deadline, decode
         self.received = 0
 
     def readable(self) -> bool:
@@ -269,7 +256,7 @@ class _BodyStream(io.RawIOBase):
         if self.deadline is not None:
             self.deadline.check(self.received)
         try:
-            data = self.response.raw.read1(min(len(buffer), CHUNK), decode_content=False)
+            data = self.response.raw.read1(min(len(buffer), CHUNK), decode_content=self.decode)
         except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
             raise _Transient(f"{self.subject}: download broke off: {_brief(exc)}") from exc
         buffer[: len(data)] = data
@@ -284,22 +271,30 @@ class RegistryClient:
 
     def __init__(self, registry: str, host: str, *, image: str, insecure: bool = False,
                  credentials: RegistryCredentials | None = None, retry: RetryPolicy = DEFAULT_RETRY,
-                 limits: TransferLimits = DEFAULT_LIMITS) -> None:
+                 limits: TransferLimits = DEFAULT_LIMITS, insecure_hosts: Collection[str] = ()) -> None:
+        """`insecure`: talk plain HTTP to this registry; `insecure_hosts`: every host (as given to
+        --insecure-registry) that a redirect or a token realm may lead to over plain HTTP."""
         self.host, self.image, self.retry, self.limits = host, image, retry, limits
         self.timeout = limits.timeout
         self.insecure = insecure
         self.base_url = f"{'http' if insecure else 'https'}://{host}"
+        self.origin = Origin.of(self.base_url)
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
-        self.session.max_redirects = MAX_REDIRECTS
-        self.auth = _Authenticator(self.session, credentials, image=image, registry=registry, timeout=self.timeout)
+        mount_watched_adapters(self.session)
+        self.mask = SecretMask()
+        policy = UrlPolicy.allowing([*insecure_hosts, *([host] if insecure else [])])
+        self.transport = Transport(self.session, policy, self.timeout, self.mask)
+        self.auth = _Authenticator(self.transport, credentials, image=image, registry=registry, origin=self.origin,
+                                   limits=limits)
 
     @classmethod
     def for_reference(cls, ref: ImageReference, *, insecure_registries: Collection[str] = (),
                       retry: RetryPolicy = DEFAULT_RETRY, limits: TransferLimits = DEFAULT_LIMITS) -> RegistryClient:
         insecure = ref.registry in insecure_registries or ref.registry_host in insecure_registries
         return cls(ref.registry, ref.registry_host, image=str(ref), insecure=insecure,
-                   credentials=resolve_credentials(ref.registry), retry=retry, limits=limits)
+                   credentials=resolve_credentials(ref.registry), retry=retry, limits=limits,
+                   insecure_hosts=insecure_registries)
 
     def blob_deadline(self, digest: str, size: int) -> Deadline:
         return self.limits.deadline(size, lambda reason: BlobError(self.image, digest, reason))
@@ -310,8 +305,10 @@ class RegistryClient:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: object, error: BaseException | None, traceback: object) -> None:
         self.close()
+        if isinstance(error, ExchangeError):
+            self.mask.hide_in(error)  # whatever the registry echoed, no secret of ours leaves with it
 
     def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str | None]:
         """The manifest's bytes, its Content-Type and the registry's Docker-Content-Digest header."""
@@ -368,50 +365,55 @@ class RegistryClient:
     @contextmanager
     def _open(self, repository: str, path: str, subject: str, *, accept: str | None = None,
               deadline: Deadline | None = None, digest: str | None = None) -> Iterator[requests.Response]:
-        if deadline is not None:
-            deadline.check()
-        response = self._request("GET", repository, path, accept=accept, stream=True, digest=digest)
+        response = self._request("GET", repository, path, accept=accept, digest=digest, deadline=deadline)
         with response:
             self._raise_for_status(response, subject)
             yield response
 
     def _request(self, method: str, repository: str, path: str, *, accept: str | None = None,
-                 stream: bool = False, digest: str | None = None) -> requests.Response:
-        """One round trip, answering one authentication challenge; transient failures raise `_Transient`.
+                 digest: str | None = None, deadline: Deadline | None = None) -> requests.Response:
+        """One round trip (streamed), answering one authentication challenge; transient failures raise
+        `_Transient`. `deadline` bounds every hop, headers included.
 
         A bad redirect is a BlobError when `digest` names the blob asked for, else an ImageError."""
         url = f"{self.base_url}/v2/{repository}/{path}"
         scope = f"repository:{repository}:pull"
         headers = {"Accept": accept} if accept else {}
-        response = self._send(method, url, headers, scope, stream, digest)
-        if response.status_code == 401:
-            challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
-            if challenge is not None and self.auth.answer(challenge, scope):
-                response.close()
-                response = self._send(method, url, headers, scope, stream, digest)
+        response = self._send(method, url, scope=scope, headers=headers, digest=digest, deadline=deadline)
+        if self._answer_challenge(response, scope):
+            response.close()
+            response = self._send(method, url, scope=scope, headers=headers, digest=digest, deadline=deadline)
         if response.status_code in TRANSIENT_STATUSES:
             response.close()
             raise _Transient(f"{method} {url} answered {response.status_code} {response.reason}",
                              _retry_after(response))
         return response
 
-    def _send(self, method: str, url: str, headers: dict[str, str], scope: str, stream: bool,
-              digest: str | None = None) -> requests.Response:
+    def _answer_challenge(self, response: requests.Response, scope: str) -> bool:
+        """Whether `response` is a 401 that was answered, so the request is worth sending again. Only the
+        registry's own challenges are: where a redirect led is no place for our credentials."""
+        if response.status_code != 401 or Origin.of(response.url) != self.origin:
+            return False
+        challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
+        return challenge is not None and self.auth.answer(challenge, scope)
+
+    def _send(self, method: str, url: str, *, scope: str, headers: dict[str, str] | None = None,
+              params: dict[str, str] | None = None, data: object = None, digest: str | None = None,
+              follow_redirects: bool = True, deadline: Deadline | None = None) -> requests.Response:
+        """`method` `url` under the transport's rules, authorised for `scope` at the registry only."""
         try:
-            response = self.session.request(method, url, headers={**headers, **self.auth.headers(scope)},
-                                            stream=stream, timeout=self.timeout, allow_redirects=True)
-            LOG.debug("registry: %s %s -> %s", method, url, response.status_code)  # never the headers: credentials
-            return response
-        except BAD_URL_ERRORS as exc:
+            return self.transport.send(method, url, auth=self.auth.for_scope(scope), headers=headers, params=params,
+                                       data=data, follow_redirects=follow_redirects, deadline=deadline)
+        except (RefusedURL, *BAD_URL_ERRORS) as exc:
             reason = bad_url_reason(exc)
             if digest is not None:
-                raise BlobError(self.image, digest, f"{method} {url}: {reason}") from None
-            raise ImageError(f"{self.image}: {method} {url}: {reason}") from None
+                raise BlobError(self.image, digest, f"{method} {shown(url)}: {reason}") from None
+            raise ImageError(f"{self.image}: {method} {shown(url)}: {reason}") from None
         except requests.exceptions.SSLError as exc:
             raise ImageError(f"{self.image}: TLS failure talking to {self.host}: {_brief(exc)} "
                              "(if this registry serves plain HTTP, list it as an insecure registry)") from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Transient(f"{method} {url}: {_brief(exc)}") from exc
+            raise _Transient(f"{method} {shown(url)}: {_brief(exc)}") from exc
 
     def _raise_for_status(self, response: requests.Response, subject: str) -> None:
         status = response.status_code
@@ -421,6 +423,10 @@ class RegistryClient:
         registry_says = _registry_errors(response)
         if registry_says:
             detail += f": {registry_says}"
+        if status == 401 and Origin.of(response.url) != self.origin:
+            raise ImageError(f"{self.image}: {shown(response.url)}, where registry {self.host} redirected us, "
+                             f"refused access to {subject} ({detail}); credentials for {self.host} are sent "
+                             "to it alone")
         if status == 401:
             raise ImageError(f"{self.image}: registry {self.host} refused access to {subject} ({detail}); "
                              f"{self.auth.rejection_hint()}")
@@ -581,13 +587,13 @@ class _ImagePull:
 
 
 BAD_URL_ERRORS = (requests.exceptions.InvalidSchema, requests.exceptions.MissingSchema,
-                  requests.exceptions.InvalidURL, requests.exceptions.TooManyRedirects)
+                  requests.exceptions.InvalidURL)
 
 
 def bad_url_reason(error: Exception) -> str:
     """Why a URL the registry sent us to (a redirect, a token realm) cannot be followed."""
-    if isinstance(error, requests.exceptions.TooManyRedirects):
-        return f"the registry redirected more than {MAX_REDIRECTS} times (a redirect loop?)"
+    if isinstance(error, RefusedURL):
+        return error.reason
     return f"the registry sent us to a URL that is not http(s): {_brief(error)}"
 
 

@@ -8,6 +8,12 @@ byte at a time or stall mid-body, and a blob request can be redirected to ``file
     lying.image("evil/app", "v1", config={...}, layers=[blob])   # a manifest, a config, layer blobs
     lying.replies["/v2/evil/app/blobs/sha256:..."] = Reply(trickle=0.05, body=blob)
 
+It can speak HTTPS (`tls=test_ca.server_context()`, see `tests/infra/tls.py`), listen on another
+loopback address (`bind="127.0.0.2"`: another host, as far as any client can tell), demand
+authorization (`require_authorization`), and it records every request with its headers and body in
+`seen`, so a test can tell exactly what a client sent where. It also serves as a token server (a
+reply at any path, GET or POST).
+
 Every loop in it is bounded: a trickle or a stall gives up after `MAX_SECONDS`, and `stop()` ends
 them at once.
 """
@@ -16,8 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -32,6 +40,25 @@ def digest_of(data: bytes) -> str:
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
+def outcome_within(action: Callable[[], object], give_up_after: float = 30.0) -> tuple[object, float]:
+    """What `action` returned or raised, and how long it took; fails the test if it is still running
+    after `give_up_after` seconds (a client that a lying server has made to hang)."""
+    outcome: list = []
+    started = time.monotonic()
+
+    def run() -> None:
+        try:
+            outcome.append(action())
+        except BaseException as error:  # noqa: BLE001 - handed to the test
+            outcome.append(error)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(give_up_after)
+    assert outcome, f"still hanging after {give_up_after} s"
+    return outcome[0], time.monotonic() - started
+
+
 @dataclass
 class Reply:
     """What one path answers. `trickle`: seconds between single bytes of the body; `stall_after`:
@@ -43,21 +70,55 @@ class Reply:
     trickle: float | None = None
     stall_after: int | None = None
     release: threading.Event = field(default_factory=threading.Event)
+    trickle_headers: float | None = None  # seconds between single bytes of the status line and headers
+    reason: str | None = None  # the status line's reason phrase, when not the standard one
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request as it arrived: what a client sent, credentials included."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def authorization(self) -> str | None:
+        return self.headers.get("authorization")
 
 
 class LyingRegistry:
-    def __init__(self) -> None:
+    def __init__(self, *, tls: ssl.SSLContext | None = None, bind: str = "127.0.0.1") -> None:
         self.replies: dict[str, Reply] = {}
         self.requests: list[str] = []
+        self.seen: list[Seen] = []
+        self.accepted_authorizations: set[str] = set()
+        self.challenge = ""
+        self.scheme = "https" if tls else "http"
         self.stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd = ThreadingHTTPServer((bind, 0), self._handler())
         self._httpd.daemon_threads = True
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="lying-registry", daemon=True)
         self._thread.start()
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self._httpd.server_address[1]}"
+        address, port = self._httpd.server_address[:2]
+        return f"{address}:{port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}"
+
+    def require_authorization(self, challenge: str, *accepted: str) -> None:
+        """Answer every /v2/ request that lacks one of the `accepted` Authorization values with a 401
+        carrying `challenge` (a WWW-Authenticate value), as a registry that wants credentials does."""
+        self.challenge = challenge
+        self.accepted_authorizations = set(accepted)
 
     def blob(self, repository: str, data: bytes, **reply: Any) -> str:
         digest = digest_of(data)
@@ -91,6 +152,15 @@ class LyingRegistry:
     def count(self, path_part: str) -> int:
         return sum(1 for path in self.requests if path_part in path)
 
+    def authorizations(self) -> list[str]:
+        """Every Authorization header that reached this server."""
+        return [seen.authorization for seen in self.seen if seen.authorization is not None]
+
+    def everything_received(self) -> bytes:
+        """All that clients sent here (request lines, headers, bodies), to search for a secret."""
+        return b"\n".join(f"{s.method} {s.path}?{s.query}\n".encode() + json.dumps(s.headers).encode() + b"\n" + s.body
+                          for s in self.seen)
+
     def stop(self) -> None:
         self.stopping.set()
         for reply in self.replies.values():
@@ -110,23 +180,51 @@ class LyingRegistry:
             def do_HEAD(self) -> None:
                 self._answer(send_body=False)
 
+            def do_POST(self) -> None:
+                self._answer(send_body=True)
+
             def _answer(self, *, send_body: bool) -> None:
-                path = self.path.split("?", 1)[0]
+                path, _, query = self.path.partition("?")
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
                 server.requests.append(path)
-                if path == "/v2/":
-                    reply = Reply(body=b"{}")
-                else:
-                    reply = server.replies.get(path) or Reply(
-                        status=404, body=json.dumps({"errors": [{"code": "NOT_FOUND", "message": path}]}).encode())
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.send_header("Connection", "close")
-                self.end_headers()
+                server.seen.append(Seen(self.command, path, query, {k.lower(): v for k, v in self.headers.items()}, body))
+                reply = self._reply(path)
                 self.close_connection = True
+                try:
+                    self.send_response(reply.status, reply.reason)
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.send_header("Connection", "close")
+                    if reply.trickle_headers is not None:
+                        self._trickle_headers(reply.trickle_headers)
+                    self.end_headers()
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the client gave up, as it should
                 if send_body:
                     self._send_body(reply)
+
+            def _reply(self, path: str) -> Reply:
+                if (server.accepted_authorizations and path.startswith("/v2/")
+                        and self.headers.get("Authorization") not in server.accepted_authorizations):
+                    return Reply(status=401, headers={"WWW-Authenticate": server.challenge}, body=json.dumps(
+                        {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}).encode())
+                if path == "/v2/":
+                    return Reply(body=b"{}")
+                return server.replies.get(path) or Reply(
+                    status=404, body=json.dumps({"errors": [{"code": "NOT_FOUND", "message": path}]}).encode())
+
+            def _trickle_headers(self, pause: float) -> None:
+                """Send what is buffered so far (the status line, some headers) a byte at a time."""
+                pending, self._headers_buffer = b"".join(self._headers_buffer), []
+                started = time.monotonic()
+                for position in range(len(pending)):
+                    if server.stopping.is_set() or time.monotonic() - started > MAX_SECONDS:
+                        return
+                    self.wfile.write(pending[position:position + 1])
+                    self.wfile.flush()
+                    time.sleep(pause)
 
             def _send_body(self, reply: Reply) -> None:
                 started = time.monotonic()

@@ -299,8 +299,13 @@ class TokenServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="token-server", daemon=True)
 
     @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self._httpd.server_address[1]}"
+
+    @property
     def realm(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/token"
+        """Plain HTTP, so a client must list `host` as insecure, as it lists the registry."""
+        return f"http://{self.host}/token"
 
     def start(self) -> None:
         self._thread.start()
