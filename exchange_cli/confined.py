@@ -1,9 +1,11 @@
-"""Reading a file inside a directory tree without ever following a link out of it.
+"""Reading a file inside a directory tree without ever following a link out of it, and never more of it
+than a limit.
 
-A contributor controls what a checkout of the exchange contains, symbolic links included: a spec that is
-a link to ``~/.docker/config.json`` would otherwise be read on the CI machine and quoted in its logs.
-Each path component is opened relative to the one before with O_NOFOLLOW, so no link is followed, not
-even one swapped in between a check and the open.
+A contributor controls what a checkout of the exchange contains, symbolic links included: a spec or a
+manifest that is a link to ``~/.docker/config.json`` would otherwise be read on the CI machine and quoted
+in its logs. Each path component is opened relative to the one before with O_NOFOLLOW, so no link is
+followed, not even one swapped in between a check and the open. A file over the caller's size limit is
+refused from its size, before anything is read, so a committed multi-gigabyte file never fills memory.
 """
 
 from __future__ import annotations
@@ -27,11 +29,20 @@ class NotConfined(Exception):
         self.reason = reason
 
 
-def read_below(root: Path, relative: str) -> bytes:
+class TooLarge(NotConfined):
+    """The file is larger than the caller reads; nothing was read."""
+
+    def __init__(self, place: str, size: int, limit: int) -> None:
+        super().__init__(place, f"is {size:,} bytes, over the limit of {limit:,} bytes")
+        self.size = size
+        self.limit = limit
+
+
+def read_below(root: Path, relative: str, *, limit: int | None = None) -> bytes:
     """The bytes of the regular file at `relative` (POSIX, no '.' or '..') below `root`.
 
-    NotConfined when a component is a link or the file is not regular; FileNotFoundError and other
-    OSErrors as the system reports them.
+    NotConfined when a component is a link or the file is not regular, TooLarge when it holds more than
+    `limit` bytes; FileNotFoundError and other OSErrors as the system reports them.
     """
     parts = PurePosixPath(relative).parts
     if not parts or any(part in (".", "..", "/") for part in parts):
@@ -49,9 +60,31 @@ def read_below(root: Path, relative: str) -> bytes:
         if directory >= 0:
             os.close(directory)
     with os.fdopen(descriptor, "rb") as stream:
-        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+        status = os.fstat(stream.fileno())
+        if not stat.S_ISREG(status.st_mode):
             raise NotConfined(relative, "is not a regular file")
-        return stream.read()
+        if limit is None:
+            return stream.read()
+        if status.st_size > limit:
+            raise TooLarge(relative, status.st_size, limit)
+        content = stream.read(limit + 1)  # a file that grew since fstat is still read no further
+        if len(content) > limit:
+            raise TooLarge(relative, os.fstat(stream.fileno()).st_size, limit)
+        return content
+
+
+def entries_below(top: Path, *, hidden: bool = False) -> list[Path]:
+    """The files below `top`, and the links as they are: a link is never followed (it could lead anywhere
+    on the machine, or loop), so reading it reports it instead. Hidden files and folders are left out
+    unless `hidden`. `top` itself must not be a link (callers report that)."""
+    found: list[Path] = []
+    for current, directories, files in os.walk(top):  # does not descend into linked directories
+        here = Path(current)
+        links = [name for name in directories if (here / name).is_symlink()]
+        directories[:] = sorted(name for name in directories
+                                if (hidden or not name.startswith(".")) and name not in links)
+        found.extend(here / name for name in [*files, *links] if hidden or not name.startswith("."))
+    return sorted(found)
 
 
 def _open(directory: int, name: str, flags: int, place: str) -> int:

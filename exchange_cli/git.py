@@ -253,15 +253,15 @@ def path_exists_at(repo: git.Repo, commit: str, path: str) -> bool:
         return False
 
 
-def blobs_at(repo: git.Repo, commit: str, directory: str) -> Iterator[tuple[str, bytes]]:
-    """``(path, bytes)`` of every file under `directory` in `commit` (nothing when it has none)."""
+def blobs_at(repo: git.Repo, commit: str, directory: str) -> Iterator[git.Blob]:
+    """Every file (and link) under `directory` in `commit`, unread (nothing when it has none)."""
     try:
         tree = repo.commit(commit).tree / directory
     except KeyError:
         return
     for item in tree.traverse():
         if item.type == "blob":
-            yield item.path, item.data_stream.read()
+            yield item
 
 
 def blob_id(repo: git.Repo, commit: str, path: str) -> str:

@@ -17,7 +17,7 @@ from .jsonpos import first_problem_line, read_json
 from .manifests import embedded_spec
 from .specs import SpecKind, kind_of
 from .validation.problems import Problem
-from .validation.schemas import schema_problems
+from .validation.schemas import schema_message, schema_problems
 
 
 class InvocationSchemaError(ExchangeError):
@@ -109,7 +109,7 @@ def derive_invocation_schema(spec: dict[str, Any], kind: SpecKind, *, origin: st
 
         return generateInvocationSchema(spec)
     except (ValidationError, SchemaError) as error:
-        raise InvocationSchemaError(f"{origin}: not a valid {kind.value}, so no invocation schema: {error.message} "
+        raise InvocationSchemaError(f"{origin}: not a valid {kind.value}, so no invocation schema: {schema_message(error)} "
                                     "(run `exchange validate` on it)") from None
     except (KeyError, TypeError, Exception) as error:  # noqa: BLE001 - both generators raise bare Exceptions
         raise InvocationSchemaError(f"{origin}: cannot derive an invocation schema: {error}") from None

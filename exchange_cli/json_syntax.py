@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import re
 
+from .quoting import short_text
+
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _CLOSERS = {"{": "}", "[": "]"}
 
@@ -43,8 +45,8 @@ def explain(error: json.JSONDecodeError) -> tuple[str, int]:
     word = _WORD.match(text, at)
     if word is not None:
         if error.msg.startswith("Expecting property name"):
-            return f"property name {word.group()} needs double quotes: \"{word.group()}\"", at
-        return f"{word.group()} is not a JSON value (strings take double quotes; true, false, null are lower-case)", at
+            return f"property name {short_text(word.group())} needs double quotes: \"{short_text(word.group())}\"", at
+        return f"{short_text(word.group())} is not a JSON value (strings take double quotes; true, false, null are lower-case)", at
     return f"{error.msg[0].lower()}{error.msg[1:]}, found {_shown(text, at)}", at
 
 
@@ -54,7 +56,7 @@ _TOKEN = re.compile(r'"(?:[^"\\\n]|\\.){0,40}"?|[A-Za-z0-9_.+-]{1,40}|\S')
 def _shown(text: str, at: int) -> str:
     """The token at `at`, as it is written: a string, a word or number, or one character."""
     token = _TOKEN.match(text, at)
-    return token.group() if token else "a line break"
+    return short_text(token.group()) if token else "a line break"
 
 
 def _unclosed(text: str) -> str:

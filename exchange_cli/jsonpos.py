@@ -20,6 +20,7 @@ from json.decoder import scanstring
 from typing import Any, Iterable
 
 from .json_syntax import explain
+from .quoting import short_text
 
 # Specs are a handful of levels deep; this bound keeps every recursive reader after us (jsonschema,
 # deepcopy, json.dumps) far from Python's recursion limit.
@@ -223,7 +224,7 @@ class _Walk:
         key, index = self._decode_string(index)
         if key in top.keys:
             first = self._place(top.keys[key])
-            self.problems.append((DUPLICATE_KEY_RULE, f"duplicate key {json.dumps(key)} (first at {first}); "
+            self.problems.append((DUPLICATE_KEY_RULE, f"duplicate key {short_text(json.dumps(key))} (first at {first}); "
                                                       "JSON readers disagree on which value counts", key_start))
         else:
             top.keys[key] = key_start

@@ -23,10 +23,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .confined import NotConfined, read_below
-from .specs import SpecKind
+from .confined import NotConfined, TooLarge, entries_below, read_below
+from .specs import MAX_SPEC_BYTES, SpecKind
 
 MANIFESTS_DIRECTORY = "manifests"
+# A manifest embeds one spec (at most MAX_SPEC_BYTES) and its invocation schema, indented: generous room,
+# yet a committed multi-gigabyte file is refused from its size, not read into memory.
+MAX_MANIFEST_BYTES = 32 * MAX_SPEC_BYTES
+_GIT_LINK_MODE = 0o120000
+_LINK = "is a symbolic link"
 IMAGE_URL_SCHEME = "docker"  # rootfs-url docker://…: an image-delivered gear, nothing in the bucket
 
 
@@ -194,11 +199,15 @@ def parse_manifest(relative: str, content: bytes, path: Path | None = None) -> P
     return ProcessedManifest(path or Path(relative), relative, kind, spec, exchange, document.get("invocation-schema"))
 
 
-def read_manifest_blobs(items: Iterable[tuple[str, bytes]], *, root: Path | None = None) -> ManifestScan:
-    """Manifests from ``(repository-relative path, bytes)`` pairs, e.g. a git tree's blobs; paths that are
-    not ``manifests/**/*.json`` are ignored. With `root`, each manifest's `path` is ``root / relative``."""
+def read_manifest_blobs(items: Iterable[tuple[str, bytes | ManifestProblem]], *,
+                        root: Path | None = None) -> ManifestScan:
+    """Manifests from ``(repository-relative path, bytes)`` pairs (or the problem met reading them); paths
+    that are not ``manifests/**/*.json`` are ignored. With `root`, each manifest's `path` is ``root / relative``."""
     scan = ManifestScan()
     for relative, content in sorted(items, key=lambda item: item[0]):
+        if isinstance(content, ManifestProblem):
+            scan.problems.append(content)
+            continue
         if not is_manifest_path(relative):
             continue
         read = parse_manifest(relative, content, root / relative if root is not None else None)
@@ -209,34 +218,39 @@ def read_manifest_blobs(items: Iterable[tuple[str, bytes]], *, root: Path | None
 def load_manifests(manifests_dir: Path) -> ManifestScan:
     """Every ``*.json`` under `manifests_dir` (the exchange's manifests/), at any depth.
 
-    Manifests are committed files like specs, so a link among them is refused and never followed (see
-    confined.py): it could point at a file of the machine running us, which the catalog then publishes."""
+    Read as specs are (confined.read_below): a link anywhere under manifests/ (or manifests/ itself) is
+    never followed but named as a problem, as is a file over MAX_MANIFEST_BYTES, so that nothing outside
+    the repository is read and a caller deciding what is referenced knows it cannot know."""
     root = manifests_dir.parent
     if manifests_dir.is_symlink():
-        return ManifestScan(problems=[ManifestProblem(MANIFESTS_DIRECTORY, _LINK_REFUSED)])
+        return ManifestScan(problems=[_not_read(MANIFESTS_DIRECTORY, MANIFESTS_DIRECTORY, _LINK)])
     if not manifests_dir.is_dir():
         return ManifestScan()
-    problems: list[ManifestProblem] = []
 
-    def blobs() -> Iterable[tuple[str, bytes]]:
-        for path in sorted(manifests_dir.rglob("*.json")):  # never descends into linked directories
+    def blobs() -> Iterable[tuple[str, bytes | ManifestProblem]]:
+        for path in entries_below(manifests_dir, hidden=True):
             relative = f"{MANIFESTS_DIRECTORY}/{path.relative_to(manifests_dir).as_posix()}"
-            if path.is_dir() and not path.is_symlink():
-                continue
-            try:
-                yield relative, read_below(root, relative)
-            except NotConfined as error:
-                problems.append(ManifestProblem(relative, _LINK_REFUSED if error.reason == "is a symbolic link"
-                                                else error.reason))
-            except OSError as error:
-                problems.append(ManifestProblem(relative, f"cannot read: {error.strerror or error}"))
+            if path.is_symlink():
+                yield relative, _not_read(relative, relative, _LINK)
+            elif is_manifest_path(relative):
+                yield relative, _read_confined(root, relative)
 
-    scan = read_manifest_blobs(list(blobs()), root=root)
-    scan.problems = sorted(scan.problems + problems, key=lambda p: p.path)
-    return scan
+    return read_manifest_blobs(list(blobs()), root=root)
 
 
-_LINK_REFUSED = "is a symbolic link; manifests are never read through links"
+def _read_confined(root: Path, relative: str) -> bytes | ManifestProblem:
+    try:
+        return read_below(root, relative, limit=MAX_MANIFEST_BYTES)
+    except NotConfined as error:
+        return _not_read(relative, error.place, error.reason)
+    except OSError as error:
+        return ManifestProblem(relative, f"cannot read: {error.strerror or error}")
+
+
+def _not_read(relative: str, place: str, reason: str) -> ManifestProblem:
+    where = "" if place == relative else f"{place} "
+    why = "links under manifests/ are never followed" if "link" in reason else "not read"
+    return ManifestProblem(relative, f"{where}{reason}; {why}")
 
 
 def manifests_at_commit(repo: Any, commit: str) -> ManifestScan:
@@ -244,7 +258,17 @@ def manifests_at_commit(repo: Any, commit: str) -> ManifestScan:
     from . import git
 
     root = Path(repo.working_tree_dir) if repo.working_tree_dir else None
-    return read_manifest_blobs(git.blobs_at(repo, commit, MANIFESTS_DIRECTORY), root=root)
+    return read_manifest_blobs(((blob.path, read_git_blob(blob)) for blob in
+                                git.blobs_at(repo, commit, MANIFESTS_DIRECTORY)), root=root)
+
+
+def read_git_blob(blob: Any) -> bytes | ManifestProblem:
+    """A gitpython blob's bytes, unless it is a link or over MAX_MANIFEST_BYTES (then never read)."""
+    if blob.mode == _GIT_LINK_MODE:
+        return _not_read(blob.path, blob.path, _LINK)
+    if blob.size > MAX_MANIFEST_BYTES:
+        return _not_read(blob.path, blob.path, TooLarge(blob.path, blob.size, MAX_MANIFEST_BYTES).reason)
+    return blob.data_stream.read()
 
 
 class ManifestIndex:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .quoting import quote
+
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 NAME_TOTAL_LENGTH_MAX = 255
@@ -85,7 +87,7 @@ def parse_reference(text: str) -> ImageReference:
     registry, path = _split_registry(remainder)
     if not _PATH_RE.fullmatch(path):
         raise ReferenceError(
-            f"repository path {path!r} is invalid: components are lower-case letters and digits, "
+            f"repository path {quote(path)} is invalid: components are lower-case letters and digits, "
             "separated by '.', '_', '__' or '-', joined by '/'"
         )
     if len(f"{registry}/{path}") > NAME_TOTAL_LENGTH_MAX:
@@ -100,9 +102,9 @@ def _split_digest(text: str) -> tuple[str, str | None]:
         return text, None
     remainder, digest = text.split("@", 1)
     if not _DIGEST_RE.fullmatch(digest):
-        raise ReferenceError(f"digest {digest!r} is invalid: expected algorithm:hex, such as sha256:<64 hex digits>")
+        raise ReferenceError(f"digest {quote(digest)} is invalid: expected algorithm:hex, such as sha256:<64 hex digits>")
     if digest.startswith("sha256:") and not _SHA256_RE.fullmatch(digest):
-        raise ReferenceError(f"digest {digest!r} is invalid: sha256 takes exactly 64 lower-case hex digits")
+        raise ReferenceError(f"digest {quote(digest)} is invalid: sha256 takes exactly 64 lower-case hex digits")
     return remainder, digest
 
 
@@ -115,7 +117,7 @@ def _split_tag(text: str) -> tuple[str, str | None]:
     tag = text[colon + 1 :]
     if not _TAG_RE.fullmatch(tag):
         raise ReferenceError(
-            f"tag {tag!r} is invalid: up to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
+            f"tag {quote(tag)} is invalid: up to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'"
         )
     return text[:colon], tag
 
@@ -126,7 +128,7 @@ def _split_registry(text: str) -> tuple[str, str]:
     if not sep or not looks_like_host:
         return DOCKER_HUB, text
     if not _DOMAIN_RE.fullmatch(first):
-        raise ReferenceError(f"registry {first!r} is invalid: expected host[:port]")
+        raise ReferenceError(f"registry {quote(first)} is invalid: expected host[:port]")
     if first == "index.docker.io":
         first = DOCKER_HUB
     return first, rest

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath
 
 import git as gitpython
 
 from . import git
+from .confined import entries_below
 from .errors import UsageError
 from .specs import SPEC_DIRECTORIES
 
@@ -53,7 +53,7 @@ class Exchange:
         for directory in SPEC_DIRECTORIES:
             top = self.root / directory
             if top.is_dir() and not top.is_symlink():
-                paths.extend(_entries_below(top))
+                paths.extend(entries_below(top))
             elif top.is_symlink():
                 paths.append(top)  # reported (spec-location), never followed
         return sorted(paths)
@@ -86,24 +86,12 @@ class Exchange:
         expanded: list[Path] = []
         for path in paths:
             if path.is_dir() and not path.is_symlink():
-                expanded.extend(_entries_below(path))
+                expanded.extend(entries_below(path))
             elif path.is_file() or path.is_symlink():
                 expanded.append(path)
             else:
                 raise UsageError(f"{path}: no such file or directory")
         return expanded
-
-
-def _entries_below(top: Path) -> list[Path]:
-    """The files below `top`, hidden ones left out, and the links as they are: a link is never followed
-    (it could lead anywhere on the machine, or loop), so reading it reports it instead (specs.read_spec)."""
-    found: list[Path] = []
-    for current, directories, files in os.walk(top):  # does not descend into linked directories
-        here = Path(current)
-        links = [name for name in directories if (here / name).is_symlink()]
-        directories[:] = sorted(name for name in directories if not name.startswith(".") and name not in links)
-        found.extend(here / name for name in [*files, *links] if not name.startswith("."))
-    return sorted(found)
 
 
 def _hidden(relative: PurePath) -> bool:

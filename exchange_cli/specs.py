@@ -13,8 +13,12 @@ from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .confined import NotConfined, read_below
+from .confined import NotConfined, TooLarge, read_below
 from .jsonpos import JsonText, read_json
+
+# A spec is a few kilobytes (the largest real gear manifests are under 100 KB); a file far past that is a
+# mistake or an attack, and is refused from its size before it is read (rule spec-size).
+MAX_SPEC_BYTES = 1024 * 1024
 
 
 class SpecKind(str, Enum):
@@ -76,7 +80,7 @@ def kind_of(data: Any, relative_path: str | None = None) -> SpecKind:
 
 @dataclass
 class SpecFile:
-    """A spec file as read from disk. `refusal` says why it was not read at all (rule spec-location);
+    """A spec file as read from disk. `refusal` says why it was not read at all (rule `refusal_rule`);
     otherwise `document` holds its text and, when that is readable JSON, its data."""
 
     path: Path
@@ -84,6 +88,7 @@ class SpecFile:
     relative_path: str | None
     document: JsonText
     refusal: str | None = None
+    refusal_rule: str = "spec-location"
 
     @classmethod
     def read(cls, path: Path, *, display_path: str, relative_path: str | None) -> "SpecFile":
@@ -121,8 +126,9 @@ def read_spec(path: Path, root: Path) -> SpecFile:
     """The one way a spec in the exchange is read (validate, process, the catalog, add-gear).
 
     A spec that is a symbolic link, lies below one, or is outside the repository is refused and never
-    opened: its content would otherwise end up in CI logs. Any other file is read, and its JSON checked
-    strictly (see jsonpos), so every reader sees the same data or the same problems.
+    opened: its content would otherwise end up in CI logs. One larger than MAX_SPEC_BYTES is refused
+    unread (spec-size). Any other file is read, and its JSON checked strictly (see jsonpos), so every
+    reader sees the same data or the same problems.
     """
     shown = display_path(path)
     relative = repository_relative(path, root)
@@ -130,15 +136,18 @@ def read_spec(path: Path, root: Path) -> SpecFile:
         return _refused(path, shown, None, f"{shown} is outside the repository {root}; specs live at "
                                            "gears/<org>/<file>.json or boutiques/<org>/<file>.json")
     try:
-        raw = read_below(root, relative)
+        raw = read_below(root, relative, limit=MAX_SPEC_BYTES)
+    except TooLarge as error:
+        return _refused(path, shown, relative, f"the file {error.reason}; a spec is a few kilobytes of JSON",
+                        rule="spec-size")
     except NotConfined as error:
         return _refused(path, shown, relative, f"{error.place} {error.reason}; a spec must be a regular file "
                                                "inside the repository, and links are never followed")
     return SpecFile(path, shown, relative, read_json(raw))
 
 
-def _refused(path: Path, shown: str, relative: str | None, reason: str) -> SpecFile:
-    return SpecFile(path, shown, relative, JsonText(""), refusal=reason)
+def _refused(path: Path, shown: str, relative: str | None, reason: str, rule: str = "spec-location") -> SpecFile:
+    return SpecFile(path, shown, relative, JsonText(""), refusal=reason, refusal_rule=rule)
 
 
 def repository_relative(path: Path, root: Path) -> str | None:

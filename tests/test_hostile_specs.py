@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,8 @@ from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from exchange_cli.confined import NotConfined, read_below
-from tests.infra.gitrepo import ExchangeRepo, example_gear
+from exchange_cli.specs import MAX_SPEC_BYTES
+from tests.infra.gitrepo import ExchangeRepo, example_gear, init_repo
 
 SECRET = "s3cr3t-registry-token-4fz9"
 LINE = re.compile(r"^(?P<path>[^:]+)(?::(?P<line>\d+):(?P<col>\d+))?: error\[(?P<rule>[a-z-]+)\]: (?P<message>.*)$")
@@ -321,3 +323,124 @@ def test_json_read_outside_validation_is_one_line(exchange_repo: ExchangeRepo, t
     assert "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: {source}:1:109: nested more than 100 levels deep [json-syntax]"
     assert result.returncode == 1
+
+
+# Huge values and huge files ----------------------------------------------------------------------
+
+BIG = 900_000  # characters: under the size limit, so the spec is read and its values are quoted
+
+HUGE_VALUES = {
+    # name: (change to a valid gear, rule, where, what the message must still say after the value)
+    "array-label": (lambda g: g.update(label=list(range(10_000))), "gear-schema", "/label",
+                    "(10,000 items) is not of type 'string'"),
+    "long-name": (lambda g: g.update(name="a" * BIG), "gear-schema", "/name", f"({BIG:,} characters) is too long"),
+    "long-url": (lambda g: g.update(url="x" * BIG), "gear-schema", "/url", "is not a 'uri'"),
+    "long-license": (lambda g: g.update(license="L" * BIG), "gear-schema", "/license",
+                     f"({BIG:,} characters) is not one of the"),
+    "long-image": (lambda g: g["custom"]["gear-builder"].update(image="registry.example.org/" + "A" * BIG),
+                   "image-reference", "/custom/gear-builder/image", "is invalid: components are lower-case letters"),
+    "long-key": (lambda g: g["config"].update({"k" * BIG: 1}), "gear-schema", "/config/kkkk",
+                 "1 is not of type 'object'"),
+    "long-new-name": (lambda g: g.update(name="a" * BIG), "file-name", "/name", ".json, not huge.json"),
+}
+
+
+def huge_spec(case: str) -> dict:
+    gear = example_gear()
+    gear["config"] = {}
+    HUGE_VALUES[case][0](gear)
+    return gear
+
+
+@pytest.mark.parametrize("case", sorted(HUGE_VALUES))
+def test_a_huge_value_is_quoted_short_and_the_rule_still_shows(exchange_repo: ExchangeRepo, tmp_path: Path,
+                                                               case: str) -> None:
+    _, rule, pointer, ending = HUGE_VALUES[case]
+    exchange_repo.write("gears/acme/huge.json", huge_spec(case))
+    junit = tmp_path / "junit.xml"
+    text = invoke(exchange_repo, "validate", "--all", "--format", "text", "--junit-xml", str(junit))
+    assert text.exit_code == 1, text.output[:2000]
+    lines = [line for line in problem_lines(text.output) if line["rule"] == rule]
+    assert lines, text.output[:2000]
+    assert all(len(line.group(0)) < 800 for line in problem_lines(text.output)), [len(x) for x in text.output.splitlines()]
+    assert any(ending in line["message"] and line.group(0).endswith(")") and pointer in line.group(0)
+               for line in lines), text.output[:2000]
+    assert len(junit.read_text()) < 8000
+    report = invoke(exchange_repo, "validate", "--all", "--format", "json")
+    assert len(report.output) < 8000
+    problems = json.loads(report.output)["results"][0]["problems"]
+    assert all(len(p["message"]) <= 500 and len(p["pointer"] or "") <= 80 for p in problems), problems
+    assert any(p["rule"] == rule and ending in p["message"] for p in problems), problems
+    rich = invoke(exchange_repo, "validate", "--all", "--format", "rich")
+    assert rich.exit_code == 1 and len(rich.output) < 8000, rich.output[:2000]
+
+
+def test_contributor_text_in_a_rich_report_is_never_markup(exchange_repo: ExchangeRepo) -> None:
+    exchange_repo.write("gears/acme/markup.json", example_gear(name="hello[/b]", label=["[/x]"]))
+    result = invoke(exchange_repo, "validate", "--all", "--format", "rich")
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert "hello[/b]" in result.output and "['[/x]'] is not of type 'string'" in result.output
+
+
+def test_a_spec_over_the_size_limit_is_one_problem_never_read(exchange_repo: ExchangeRepo, world: dict[str, Path]) -> None:
+    exchange_repo.write("gears/acme/padded.json", example_gear(name="padded", description="x" * MAX_SPEC_BYTES))
+    sparse = exchange_repo.root / "gears" / "acme" / "sparse.json"
+    with sparse.open("wb") as handle:  # 8 GiB that cost nothing on disk; read whole, they cannot fit the cap
+        handle.truncate(8 * 1024**3)
+    result = run_with_memory_cap(["validate", "--all", "--format", "text"], cap=3 * 1024**3, cwd=exchange_repo.root)
+    assert "Traceback" not in result.stderr and "MemoryError" not in result.stderr, result.stderr[-2000:]
+    assert result.returncode == 1
+    padded_size = (exchange_repo.root / "gears/acme/padded.json").stat().st_size
+    assert [line.group(0) for line in problem_lines(result.stdout)] == [
+        f"gears/acme/padded.json: error[spec-size]: the file is {padded_size:,} bytes, over the limit of "
+        f"{MAX_SPEC_BYTES:,} bytes; a spec is a few kilobytes of JSON",
+        f"gears/acme/sparse.json: error[spec-size]: the file is 8,589,934,592 bytes, over the limit of "
+        f"{MAX_SPEC_BYTES:,} bytes; a spec is a few kilobytes of JSON"]
+    sparse.unlink()
+    exchange_repo.commit("a spec past the limit")
+    processed = CliRunner().invoke(cli, process_args(exchange_repo, world))
+    assert processed.exit_code == 1 and "gears/acme/padded.json: error[spec-size]" in processed.output
+    assert list(world["bucket"].iterdir()) == []
+    listed = invoke(exchange_repo, "list")
+    assert listed.exit_code == 0 and "padded" not in listed.output
+
+
+def run_with_memory_cap(args: list[str], cap: int, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`exchange ARGS` in a process that cannot map more than `cap` bytes: reading a huge file whole fails."""
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    return subprocess.run([sys.executable, "-m", "exchange_cli", *args], capture_output=True, text=True,
+                          preexec_fn=limit, timeout=300, cwd=cwd)
+
+
+def test_add_gear_never_reads_a_source_over_the_size_limit(exchange_repo: ExchangeRepo, tmp_path: Path) -> None:
+    sparse = tmp_path / "manifest.json"
+    with sparse.open("wb") as handle:
+        handle.truncate(8 * 1024**3)
+    local = run_with_memory_cap(["add-gear", str(sparse), "--org", "acme", "--repo", str(exchange_repo.root)],
+                                cap=3 * 1024**3)
+    assert "Traceback" not in local.stderr and local.returncode == 1, local.stderr[-2000:]
+    assert local.stderr.strip() == (f"error: {sparse}: the file is 8,589,934,592 bytes, over the limit of "
+                                    f"{MAX_SPEC_BYTES:,} bytes; a spec is a few kilobytes of JSON [spec-size]")
+    upstream = init_repo(tmp_path / "upstream")
+    (upstream / "manifest.json").write_text(json.dumps(example_gear(description="x" * MAX_SPEC_BYTES)))
+    subprocess.run(["git", "add", "-A"], cwd=upstream, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "big"], cwd=upstream, check=True)
+    cloned = invoke(exchange_repo, "add-gear", upstream.as_uri(), "--org", "acme")
+    assert cloned.exit_code == 1
+    assert cloned.output.strip().endswith(f"bytes, over the limit of {MAX_SPEC_BYTES:,} bytes; a spec is a few "
+                                          "kilobytes of JSON [spec-size]"), cloned.output
+    assert exchange_repo.git("status", "--porcelain") == ""
+
+
+def test_a_linked_policy_file_is_never_read(exchange_repo: ExchangeRepo, secret_file: Path) -> None:
+    exchange_repo.write("gears/acme/hello-world.json", example_gear())
+    os.symlink(secret_file, exchange_repo.root / ".exchange.yaml")  # JSON is YAML: its values would be quoted
+    exchange_repo.commit("a linked policy")
+    result = subprocess.run([sys.executable, "-m", "exchange_cli", "validate", "--all"], capture_output=True,
+                            text=True, cwd=exchange_repo.root)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert_no_secret(result.stdout, result.stderr)
+    assert result.stderr.strip() == ("error: .exchange.yaml is a symbolic link; the policy must be a regular file in "
+                                     "the repository, and links are never followed")

@@ -15,7 +15,7 @@ import git as gitpython
 
 from ..errors import ExchangeError, UsageError, redact
 from ..jsonpos import JsonText, first_problem_line, read_json
-from ..specs import SpecKind
+from ..specs import MAX_SPEC_BYTES, SpecKind
 
 GEAR_SPEC_FILE = "manifest.json"
 GIT_SCHEMES = ("http", "https", "git", "ssh", "file")
@@ -47,11 +47,11 @@ class SpecSource:
 def read_source(source: str, kind: SpecKind, *, spec_file: str | None = None) -> SpecSource:
     path = Path(source)
     if path.is_file():
-        return _parse(path.read_bytes(), str(path))
+        return _parse(_read_file(path), str(path))
     if path.is_dir():
         names = sorted(p.name for p in path.iterdir() if p.is_file())
-        name = _spec_file_in(names, lambda n: (path / n).read_bytes(), kind, spec_file, str(path))
-        return _parse((path / name).read_bytes(), str(path / name))
+        name = _spec_file_in(names, lambda n: _read_file(path / n), kind, spec_file, str(path))
+        return _parse(_read_file(path / name), str(path / name))
     if is_git_url(source):
         url, ref = split_ref(source)
         return _read_from_git(url, ref, kind, spec_file)
@@ -86,8 +86,8 @@ def _read_from_git(url: str, ref: str | None, kind: SpecKind, spec_file: str | N
         with repo:
             tree = _tree_at(repo, ref, shown)
             names = sorted(item.name for item in tree.blobs)
-            name = _spec_file_in(names, lambda n: tree[n].data_stream.read(), kind, spec_file, shown)
-            return _parse(tree[name].data_stream.read(), f"{shown}:{name}")
+            name = _spec_file_in(names, lambda n: _read_blob(tree[n], f"{shown}:{n}"), kind, spec_file, shown)
+            return _parse(_read_blob(tree[name], f"{shown}:{name}"), f"{shown}:{name}")
 
 
 def _tree_at(repo: gitpython.Repo, ref: str | None, shown: str):  # noqa: ANN202 - a gitpython Tree
@@ -123,6 +123,24 @@ def _spec_file_in(names: list[str], read: Callable[[str], bytes], kind: SpecKind
 def _is_descriptor(content: bytes) -> bool:
     data = read_json(content).data
     return isinstance(data, dict) and "command-line" in data
+
+
+def _read_file(path: Path) -> bytes:
+    _check_size(path.stat().st_size, str(path))
+    with path.open("rb") as stream:
+        return stream.read(MAX_SPEC_BYTES + 1)  # never more, even from a file that grew meanwhile
+
+
+def _read_blob(blob: Any, shown: str) -> bytes:  # noqa: ANN401 - a gitpython Blob
+    _check_size(blob.size, shown)
+    return blob.data_stream.read()
+
+
+def _check_size(size: int, shown: str) -> None:
+    """The exchange refuses specs past MAX_SPEC_BYTES (spec-size): do not read one into memory to add it."""
+    if size > MAX_SPEC_BYTES:
+        raise SourceError(f"{shown}: the file is {size:,} bytes, over the limit of {MAX_SPEC_BYTES:,} bytes; "
+                          "a spec is a few kilobytes of JSON [spec-size]")
 
 
 def _parse(content: bytes, shown: str) -> SpecSource:

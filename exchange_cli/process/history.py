@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import git
 from ..catalog.model import manifest_stem, unplaced_reason
-from ..manifests import ManifestProblem, is_manifest_path, parse_manifest
+from ..manifests import ManifestProblem, is_manifest_path, parse_manifest, read_git_blob
 from ..repository import MANIFESTS, Exchange
 
 _COMMIT, _FIELD = "\x1e", "\x1f"
@@ -54,7 +54,8 @@ def processed_history(exchange: Exchange, *, limit: int | None = None) -> Histor
         commit, date = header.split(_FIELD)
         tree = exchange.repo.commit(commit).tree
         for path in filter(is_manifest_path, paths):
-            read = parse_manifest(path, tree[path].data_stream.read())
+            content = read_git_blob(tree[path])
+            read = content if isinstance(content, ManifestProblem) else parse_manifest(path, content)
             if isinstance(read, ManifestProblem):
                 history.problems.append(read)
             elif read.key is None:

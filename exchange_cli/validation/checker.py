@@ -11,6 +11,7 @@ from typing import Callable, Collection
 from ..catalog.model import EntryClaims, expected_stem
 from ..jsonpos import JsonText
 from ..manifests import ManifestIndex, VersionKey
+from ..quoting import quote, short_text
 from ..reference import ImageReference
 from ..specs import SpecFile, SpecKind, SpecLocation, image_field, read_spec
 from .policy import DEFAULT_POLICY, Policy, image_problems
@@ -68,7 +69,7 @@ class Checker:
         item = CheckedSpec(spec, result)
         problems = result.problems
         if spec.refusal is not None:
-            problems.append(Problem("spec-location", spec.refusal))
+            problems.append(Problem(spec.refusal_rule, spec.refusal))
             return item
         if not spec.path.name.endswith(".json"):
             problems.append(Problem("file-name", f"{spec.path.name!r} is not a .json file; specs are JSON files"))
@@ -135,9 +136,9 @@ def registry_problem(reference: ImageReference, answer: RegistryAnswer) -> Probl
     if answer.found:
         return None
     if answer.found is False:
-        return Problem("image-not-found", f"{reference.original!r}: no such tag or digest in {reference.registry}")
+        return Problem("image-not-found", f"{quote(reference.original)}: no such tag or digest in {reference.registry}")
     reason = answer.reason.removeprefix(f"{reference}: ").removeprefix(f"{reference.original}: ")
-    return Problem("registry-unreachable", f"{reference.original!r}: {reference.registry} did not answer whether "
+    return Problem("registry-unreachable", f"{quote(reference.original)}: {reference.registry} did not answer whether "
                                            f"it has this image: {reason}")
 
 
@@ -152,7 +153,7 @@ def entry_problems(entries: EntryClaims, location: SpecLocation, name: str) -> l
     problems = []
     others = entries.others(location, name)
     if others:
-        problems.append(Problem("duplicate-name", f"{location.kind.value} {location.org}/{name} is also held by "
+        problems.append(Problem("duplicate-name", f"{location.kind.value} {location.org}/{short_text(name)} is also held by "
                                                   f"{', '.join(others)}; one gear has one spec file", "/name"))
     stem = expected_stem(name, location.kind)
     if location.stem != stem:
@@ -161,10 +162,10 @@ def entry_problems(entries: EntryClaims, location: SpecLocation, name: str) -> l
                f"its versions after the name")
         if established:
             problems.append(Problem("file-name", f"the file is {location.stem}.json but the {location.kind.value} is "
-                                                 f"{name!r}: {why}", "/name", Severity.WARNING))
+                                                 f"{quote(name)}: {why}", "/name", Severity.WARNING))
         else:
-            problems.append(Problem("file-name", f"a new {location.kind.value} named {name!r} must be stored as "
-                                                 f"{location.kind.directory}/{location.org}/{stem}.json, not "
+            problems.append(Problem("file-name", f"a new {location.kind.value} named {quote(name)} must be stored as "
+                                                 f"{location.kind.directory}/{location.org}/{short_text(stem)}.json, not "
                                                  f"{location.stem}.json", "/name"))
     return problems
 

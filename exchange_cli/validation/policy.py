@@ -18,12 +18,16 @@ from typing import Any
 import jsonschema
 import yaml
 
+from ..confined import NotConfined, read_below
 from ..errors import UsageError
 from ..reference import ImageReference, ReferenceError, parse_reference
 from ..specs import SpecKind, spec_image
+from ..quoting import quote
 from .problems import Problem
+from .schemas import schema_message
 
 POLICY_FILE = ".exchange.yaml"
+MAX_POLICY_BYTES = 64 * 1024  # a policy is a few lines of YAML
 SCHEMA_FILE = "exchange-policy.schema.json"
 # Rules that are a matter of each exchange's taste; the others keep specs readable and processable.
 SWITCHABLE_RULES = ("image-unpinned", "image-registry", "image-not-found", "registry-unreachable",
@@ -65,10 +69,13 @@ def policy_schema() -> dict[str, Any]:
 def load_policy(root: Path) -> Policy:
     """The policy of the exchange at `root`: its `.exchange.yaml`, or the defaults when there is none."""
     path = root / POLICY_FILE
-    if not path.is_file():
+    if not path.is_file() and not path.is_symlink():
         return DEFAULT_POLICY
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_below(root, POLICY_FILE, limit=MAX_POLICY_BYTES).decode("utf-8")
+    except NotConfined as error:  # a contributor's link to a private file must not be read and quoted
+        raise UsageError(f"{POLICY_FILE} {error.reason}; the policy must be a regular file in the repository, "
+                         "and links are never followed") from None
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"{POLICY_FILE}: cannot read it: {error}") from None
     return parse_policy(text, POLICY_FILE)
@@ -90,7 +97,7 @@ def parse_policy(text: str, shown: str) -> Policy:
         mark = _mark_at(node, list(error.absolute_path))
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         at = "/" + "/".join(map(str, error.absolute_path)) if error.absolute_path else "the top level"
-        raise UsageError(f"{shown}{where}: {error.message} (at {at}; see schemas/{SCHEMA_FILE})")
+        raise UsageError(f"{shown}{where}: {schema_message(error)} (at {at}; see schemas/{SCHEMA_FILE})")
     images, rules = data.get("images") or {}, data.get("rules") or {}
     return Policy(
         allowed_registries=tuple(images.get("allowed-registries") or ()),
@@ -135,23 +142,23 @@ def image_problems(data: Any, kind: SpecKind,
     try:
         reference = parse_reference(image.reference)
     except ReferenceError as error:
-        return [Problem("image-reference", f"{value!r}: {error}", pointer)], None
+        return [Problem("image-reference", f"{quote(value)}: {error}", pointer)], None
     return policy.keep(_pinning_problems(reference, pointer, policy) + _registry_problems(reference, pointer, policy)), \
         reference
 
 
 def _pinning_problems(reference: ImageReference, pointer: str, policy: Policy) -> list[Problem]:
-    value, name = reference.original, _bare_name(reference)
+    value, name = quote(reference.original), _bare_name(reference)
     example = f"pin it, e.g. {name}:1.0.0 or {name}@sha256:…"
     if reference.digest is not None:
         return []
     if reference.tag is None:
-        return [Problem("image-unpinned", f"{value!r} has no tag or digest and would mean 'latest'; {example}", pointer)]
+        return [Problem("image-unpinned", f"{value} has no tag or digest and would mean 'latest'; {example}", pointer)]
     if policy.require_digest:
-        return [Problem("image-unpinned", f"{value!r} is pinned by a tag only, and this exchange's policy "
+        return [Problem("image-unpinned", f"{value} is pinned by a tag only, and this exchange's policy "
                                           f"({policy.source}) requires a digest: {name}@sha256:…", pointer)]
     if reference.tag == "latest" and not policy.allow_latest:
-        return [Problem("image-unpinned", f"{value!r}: 'latest' moves with every push, so it pins nothing; {example} "
+        return [Problem("image-unpinned", f"{value}: 'latest' moves with every push, so it pins nothing; {example} "
                                           f"(an exchange can allow it: images.allow-latest in {POLICY_FILE})", pointer)]
     return []
 
@@ -166,6 +173,6 @@ def _registry_problems(reference: ImageReference, pointer: str, policy: Policy) 
     if policy.allows_registry(reference.registry):
         return []
     allowed = ", ".join(policy.allowed_registries)
-    return [Problem("image-registry", f"{reference.original!r} comes from {reference.registry}, which this "
+    return [Problem("image-registry", f"{quote(reference.original)} comes from {reference.registry}, which this "
                                       f"exchange's policy ({policy.source}) does not allow; allowed: {allowed}",
                     pointer)]

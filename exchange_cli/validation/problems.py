@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ..quoting import one_line
+
 
 class Severity(str, Enum):
     ERROR = "error"
@@ -24,6 +26,7 @@ RULES: dict[str, str] = {
     "json-duplicate-key": "an object must not repeat a key (readers disagree on which value counts)",
     "file-name": "a spec file's name must end in .json, and a new spec's file stem must be its name",
     "spec-location": "a spec must live at gears/<org>/<file>.json or boutiques/<org>/<file>.json",
+    "spec-size": "a spec file must be at most 1 MiB (specs.MAX_SPEC_BYTES); it is refused unread",
     "gear-schema": "a gear must validate against the official Flywheel gear manifest schema",
     "boutique-schema": "a boutique must validate against the Boutiques descriptor schema",
     "boutique-semantics": "a boutique must pass the Boutiques semantic checks",
@@ -61,6 +64,8 @@ class Problem:
     def __post_init__(self) -> None:
         if self.rule not in RULES:
             raise ValueError(f"unknown rule id {self.rule!r}")
+        # Messages quote values with quoting.quote; this bound holds for any message, whoever built it.
+        self.message = one_line(self.message)
 
 
 @dataclass

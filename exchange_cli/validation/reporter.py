@@ -7,14 +7,20 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..quoting import short_text
 from .problems import Problem, Report, Severity, SpecResult, Status
 
 
 def problem_line(path: str, problem: Problem) -> str:
     """``path:line:col: error[rule-id]: message (at /pointer)``: the shape compilers use."""
     place = path if problem.line is None else f"{path}:{problem.line}:{problem.column}"
-    pointer = f" (at {problem.pointer})" if problem.pointer else ""
+    pointer = f" (at {_shown(problem.pointer)})" if problem.pointer else ""
     return f"{place}: {problem.severity.value}[{problem.rule}]: {problem.message}{pointer}"
+
+
+def _shown(text: str | None) -> str | None:
+    """A pointer, name or version from the spec, cut short: a key or name can be megabytes long."""
+    return short_text(text) if text is not None else None
 
 
 def render_text(report: Report, stream: TextIO) -> None:
@@ -37,11 +43,11 @@ def _result_as_json(result: SpecResult) -> dict[str, Any]:
         "path": result.display_path,
         "kind": result.kind,
         "org": result.org,
-        "name": result.name,
-        "version": result.version,
+        "name": _shown(result.name),
+        "version": _shown(result.version),
         "status": result.status.value,
         "problems": [
-            {"rule": p.rule, "severity": p.severity.value, "message": p.message, "pointer": p.pointer,
+            {"rule": p.rule, "severity": p.severity.value, "message": p.message, "pointer": _shown(p.pointer),
              "line": p.line, "column": p.column}
             for p in result.problems
         ],
@@ -54,15 +60,19 @@ def render_json(report: Report, stream: TextIO) -> None:
 
 
 def render_rich(report: Report, stream: TextIO) -> None:
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     from ..terminal import console as make_console
 
     console = make_console(stream)
     styles = {Status.PASSED: "green", Status.FAILED: "bold red", Status.PROCESSED: "cyan"}
     for result in report.results:
-        label = f"{result.kind or 'file'} {result.name or ''} {result.version or ''}".strip()
-        console.print(f"[{styles[result.status]}]{result.status.value:>9}[/] {result.display_path}  [dim]{label}[/]")
+        label = f"{result.kind or 'file'} {_shown(result.name) or ''} {_shown(result.version) or ''}".strip()
+        # Paths, names and messages quote the contributor's text: never markup (a "[/x]" in it would raise).
+        console.print(f"[{styles[result.status]}]{result.status.value:>9}[/] {escape(result.display_path)}  "
+                      f"[dim]{escape(label)}[/]")
         if not result.problems:
             continue
         table = Table(show_header=True, header_style="bold", box=None, padding=(0, 1), pad_edge=False)
@@ -71,7 +81,8 @@ def render_rich(report: Report, stream: TextIO) -> None:
         for problem in result.problems:
             where = f"{problem.line}:{problem.column}" if problem.line else ""
             rule_style = {Severity.ERROR: "red", Severity.WARNING: "yellow"}.get(problem.severity, "cyan")
-            table.add_row(where, f"[{rule_style}]{problem.rule}[/]", problem.pointer or "", problem.message)
+            table.add_row(where, Text(problem.rule, style=rule_style), Text(_shown(problem.pointer) or ""),
+                          Text(problem.message))
         console.print(table)
     style = "green" if report.ok else "bold red"
     console.print(f"[{style}]{report.summary}[/]")

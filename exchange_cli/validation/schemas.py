@@ -20,6 +20,7 @@ from jsonschema import Draft4Validator
 from jsonschema.exceptions import ValidationError, relevance
 
 from ..jsonpos import pointer_from_path
+from ..quoting import MESSAGE_LIMIT, quote
 from .problems import Problem
 
 
@@ -54,8 +55,25 @@ def _error_order(error: ValidationError) -> tuple[str, str]:
 
 def _problem(error: ValidationError, rule: str) -> Problem:
     chosen = deepest_cause(error)
-    message = _enum_message(chosen) or chosen.message
-    return Problem(rule, _shorten(message), pointer_from_path(chosen.absolute_path))
+    return Problem(rule, _enum_message(chosen) or schema_message(chosen), pointer_from_path(chosen.absolute_path))
+
+
+def schema_message(error: ValidationError) -> str:
+    """jsonschema's message, unless it quotes a large value whole (its messages embed ``repr`` of the
+    instance, or of the unexpected keys): then the same message with the value quoted short, or one
+    built from the keyword, the value and what the schema asked for."""
+    message = error.message
+    if len(message) <= MESSAGE_LIMIT:
+        return message
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        extras = [key for key in error.instance if key not in (error.schema.get("properties") or {})
+                  and not any(re.search(pattern, key) for pattern in error.schema.get("patternProperties") or {})]
+        named = ", ".join(quote(key) for key in extras[:3]) + (f" and {len(extras) - 3} more" if len(extras) > 3 else "")
+        return f"additional properties are not allowed ({named} unexpected)"
+    shortened = message.replace(repr(error.instance), quote(error.instance))
+    if len(shortened) <= MESSAGE_LIMIT:
+        return shortened
+    return f"{quote(error.instance)} breaks the schema's {error.validator!r} rule ({quote(error.validator_value)})"
 
 
 def deepest_cause(error: ValidationError) -> ValidationError:
@@ -115,7 +133,7 @@ def _enum_message(error: ValidationError) -> str | None:
     if error.validator != "enum" or len(error.validator_value) <= 8:
         return None
     allowed = [value for value in error.validator_value if isinstance(value, str)]
-    message = f"{error.instance!r} is not one of the {len(error.validator_value)} allowed values"
+    message = f"{quote(error.instance)} is not one of the {len(error.validator_value)} allowed values"
     closest = closest_values(error.instance, allowed) if isinstance(error.instance, str) else []
     if closest:
         message += f"; did you mean {_either(closest)}?"
@@ -126,6 +144,7 @@ def _enum_message(error: ValidationError) -> str | None:
     return message
 
 
+_LONGEST_GUESSED = 200
 _NOISE_WORDS = re.compile(r"\b(the|licen[cs]e|version)\b")
 
 
@@ -135,6 +154,8 @@ def closest_values(value: str, allowed: list[str], limit: int = 3) -> list[str]:
     def key(text: str) -> str:
         return re.sub(r"[^a-z0-9]+", "", _NOISE_WORDS.sub("", text.lower()))
 
+    if len(value) > _LONGEST_GUESSED:  # no allowed value is that long, and difflib is quadratic
+        return []
     by_key: dict[str, str] = {}
     for candidate in allowed:
         by_key.setdefault(key(candidate), candidate)
@@ -151,10 +172,6 @@ def closest_values(value: str, allowed: list[str], limit: int = 3) -> list[str]:
 
 def _either(values: list[str]) -> str:
     return values[0] if len(values) == 1 else f"{', '.join(values[:-1])} or {values[-1]}"
-
-
-def _shorten(message: str, limit: int = 300) -> str:
-    return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
 def gear_problems(data: Any) -> list[Problem]:

@@ -1,0 +1,49 @@
+"""Values from a contributor's file, quoted in a one-line message however large they are.
+
+A spec can hold a 50 MB string or a 10,000-item array; quoting it whole (as jsonschema's messages and a
+plain ``repr`` do) makes one "line" of a CI log megabytes long and buries the rule that was broken. Every
+message that shows such a value quotes it with `quote`, which never builds more than a short prefix of
+it and says how much was left out; `one_line` bounds a finished message as a last resort.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from typing import Any
+
+MESSAGE_LIMIT = 500  # characters in one problem message, quoted values included
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = 200  # a string: shown whole up to this (an image reference with a digest fits), else its ends
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = 6
+_REPR.maxdict = 4
+_REPR.maxlevel = 3
+_REPR.maxother = 60
+_REPR.maxlong = 60
+
+
+def quote(value: Any) -> str:
+    """``repr(value)`` when short, else a bounded repr followed by the value's real size."""
+    shown = _REPR.repr(value)
+    if isinstance(value, str) and len(value) > _REPR.maxstring:
+        return f"{shown} ({len(value):,} characters)"
+    if isinstance(value, (list, tuple)) and len(value) > _REPR.maxlist:
+        return f"{shown} ({len(value):,} items)"
+    if isinstance(value, dict) and len(value) > _REPR.maxdict:
+        return f"{shown} ({len(value):,} keys)"
+    return shown
+
+
+def one_line(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """`message` on one line and at most about `limit` characters: the middle of a longer one is left out
+    (its start and end say what and which rule), and the count of characters left out is given."""
+    message = " ".join(message.splitlines()) if "\n" in message or "\r" in message else message
+    if len(message) <= limit:
+        return message
+    keep = (limit - 40) // 2
+    return f"{message[:keep]}…[{len(message) - 2 * keep:,} characters left out]…{message[-keep:]}"
+
+
+def short_text(text: str, limit: int = 80) -> str:
+    """A name or pointer shown in a report, cut in its middle when longer than `limit`."""
+    return one_line(text, limit) if len(text) > limit else text
