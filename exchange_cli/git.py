@@ -209,6 +209,34 @@ def asking(remote: str) -> Iterator[None]:
         raise RemoteUnreachable(redact(f"cannot reach {remote}: {reason}")) from None
 
 
+def clone_without_prompts(url: str, into: Path | str) -> subprocess.CompletedProcess[str]:
+    """``git clone --no-checkout URL INTO`` that can never wait for an answer: see `non_interactive_env`.
+    The caller reads the returncode and git's stderr."""
+    return subprocess.run(["git", "clone", "--no-checkout", "--", url, str(into)], env=non_interactive_env(),
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True, errors="replace", start_new_session=True)
+
+
+def non_interactive_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a git command that must fail rather than ask: no terminal prompt for a user
+    name or password (GIT_TERMINAL_PROMPT), no askpass program (a desktop's SSH_ASKPASS or core.askPass
+    would open a window), and ssh in batch mode (an unknown host key or a password is an error) unless
+    the user chose an ssh command. Run it in a new session too (start_new_session), so nothing it starts
+    can open the terminal. A GIT_ASKPASS the user set (how CI hands git a token) is kept."""
+    environ = dict(os.environ if environ is None else environ)
+    environ["GIT_TERMINAL_PROMPT"] = "0"
+    environ.setdefault("GIT_ASKPASS", "")  # set but empty: git then asks neither core.askPass nor SSH_ASKPASS
+    if not (environ.get("GIT_SSH_COMMAND") or environ.get("GIT_SSH") or _configured("core.sshCommand", environ)):
+        environ["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
+    return environ
+
+
+def _configured(key: str, environ: dict[str, str]) -> bool:
+    found = subprocess.run(["git", "config", "--get", key], env=environ, stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True)
+    return found.returncode == 0 and bool(found.stdout.strip())
+
+
 def fetch_branch(repo: git.Repo, remote: str, branch: str) -> str:
     with asking(remote):
         repo.git.fetch("-q", remote, f"refs/heads/{branch}")

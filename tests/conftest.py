@@ -20,4 +20,5 @@ pytest_plugins = [
     "tests.infra.tmpfs",
     "tests.infra.kms",
     "tests.infra.tls",
+    "tests.infra.sshd",
 ]

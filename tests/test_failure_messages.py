@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -340,3 +341,202 @@ def test_add_gear_from_an_unclonable_url_shows_gits_reason(exchange_repo: Exchan
     assert one_error_line(not_a_repo) == (f"error: cannot clone {missing.as_uri()}: fatal: '{missing}' does not appear "
                                           "to be a git repository; fatal: Could not read from remote repository.")
     assert exchange_repo.git("status", "--porcelain") == ""
+
+
+# add-gear never waits for an answer ----------------------------------------------------------------
+# Run as a contributor runs it: in a terminal (a pty that is the command's controlling terminal), where
+# ssh and git would otherwise stop and ask. Each must end promptly with git's reason.
+
+PROMPT_DEADLINE = 30  # seconds; a prompt waits for ever
+
+
+def run_in_terminal(args: list[str], env: dict[str, str], deadline: float = PROMPT_DEADLINE) -> tuple[int | None, str]:
+    """`exchange ARGS` with a pty as its controlling terminal: (exit code, or None when it was still
+    running at the deadline and was killed; everything it wrote on the terminal)."""
+    import fcntl
+    import select
+    import signal
+    import termios
+    import time
+
+    controller, terminal = os.openpty()
+
+    def take_the_terminal() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    run = subprocess.Popen([sys.executable, "-m", "exchange_cli", *args], stdin=terminal, stdout=terminal,
+                           stderr=terminal, env=env, start_new_session=True, preexec_fn=take_the_terminal)
+    os.close(terminal)
+    output, until = b"", time.monotonic() + deadline
+    try:
+        while time.monotonic() < until:
+            ready, _, _ = select.select([controller], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(controller, 65536)
+                except OSError:  # EIO: every process holding the terminal has closed it
+                    chunk = b""
+                if not chunk:
+                    break
+                output += chunk
+            elif run.poll() is not None:
+                break
+        code = run.wait(timeout=max(0.1, until - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+        code = None
+    finally:
+        os.close(controller)
+    return code, output.decode(errors="replace").replace("\r\n", "\n")
+
+
+def terminal_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("GIT_SSH_COMMAND", "GIT_SSH", "GIT_ASKPASS", "SSH_ASKPASS", "DISPLAY")}
+    return {**env, "HOME": str(tmp_path / "home"), **extra}
+
+
+def add_gear_args(url: str, repo: ExchangeRepo) -> list[str]:
+    return ["add-gear", url, "--org", "acme", "--repo", str(repo.root)]
+
+
+def redacted(url: str) -> str:
+    """How messages show a URL: its user part hidden, whatever it is."""
+    return url.replace("git@", "***@")
+
+
+def the_error(output: str) -> str:
+    assert "Traceback" not in output, output
+    (line,) = [line for line in output.splitlines() if line.startswith("error: ")]
+    return line
+
+
+def test_add_gear_from_an_unknown_ssh_host_fails_at_once(exchange_repo: ExchangeRepo, sshd, tmp_path: Path) -> None:
+    url = f"ssh://git@127.0.0.1:{sshd.port}/acme/gear.git"
+    code, output = run_in_terminal(add_gear_args(url, exchange_repo), terminal_env(tmp_path))
+    assert code == 2, f"still waiting after {PROMPT_DEADLINE}s (a prompt?):\n{output}"
+    assert "continue connecting" not in output
+    assert the_error(output) == (f"error: cannot clone {redacted(url)}: Host key verification failed.; "
+                                 "fatal: Could not read from remote repository.")
+    assert exchange_repo.git("status", "--porcelain") == ""
+
+
+def test_add_gear_with_the_users_ssh_command_still_never_asks_for_a_password(exchange_repo: ExchangeRepo, sshd,
+                                                                             tmp_path: Path) -> None:
+    # The user's own ssh command is kept (it accepts the host key), and it would ask for a password on the
+    # terminal: git runs without one, so ssh cannot ask.
+    ssh = ("ssh -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
+           "-o PubkeyAuthentication=no -o PreferredAuthentications=password")
+    url = f"ssh://git@127.0.0.1:{sshd.port}/acme/gear.git"
+    code, output = run_in_terminal(add_gear_args(url, exchange_repo), terminal_env(tmp_path, GIT_SSH_COMMAND=ssh))
+    assert code == 2, f"still waiting after {PROMPT_DEADLINE}s (a prompt?):\n{output}"
+    assert "password:" not in output
+    line = the_error(output)
+    assert line.startswith(f"error: cannot clone {redacted(url)}: ") and "Permission denied" in line, line
+
+
+def test_add_gear_from_a_closed_ssh_port_fails_at_once(exchange_repo: ExchangeRepo, tmp_path: Path) -> None:
+    port = closed_port()
+    url = f"ssh://git@127.0.0.1:{port}/acme/gear.git"
+    code, output = run_in_terminal(add_gear_args(url, exchange_repo), terminal_env(tmp_path))
+    assert code == 2, output
+    assert the_error(output) == (f"error: cannot clone {redacted(url)}: ssh: connect to host 127.0.0.1 port {port}: "
+                                 "Connection refused; fatal: Could not read from remote repository.")
+
+
+class PrivateGitServer:
+    """An HTTP server on 127.0.0.1 that asks for Basic credentials (401) and keeps the Authorization headers
+    it was sent. Given `repository` (a bare repository) and the one accepted `password`, it serves that
+    repository over git's dumb HTTP protocol to a client that sends them."""
+
+    def __init__(self, repository: Path | None = None, password: str | None = None) -> None:
+        import base64 as b64
+        import threading
+        from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+        seen = self.authorizations = []
+        accepted = f"Basic {b64.b64encode(f'ci-bot:{password}'.encode()).decode()}" if password else None
+
+        class Handler(SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - the http.server API
+                super().__init__(*args, directory=str(repository or "/nonexistent"), **kwargs)
+
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                seen.append(self.headers.get("Authorization"))
+                if accepted is not None and self.headers.get("Authorization") == accepted:
+                    self.path = self.path.split("/", 3)[-1]  # /acme/gear.git/<file> -> <file>
+                    return super().do_GET()
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="private gears"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:  # noqa: ANN002 - keep the test output quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def unauthorized() -> Iterator[PrivateGitServer]:
+    server = PrivateGitServer()
+    yield server
+    server.stop()
+
+
+def test_add_gear_from_a_url_that_wants_credentials_never_asks(exchange_repo: ExchangeRepo, tmp_path: Path,
+                                                               unauthorized: PrivateGitServer) -> None:
+    # A desktop session's askpass program (SSH_ASKPASS) opens a window and waits; this one just waits.
+    asked = tmp_path / "asked"
+    askpass = tmp_path / "askpass"
+    askpass.write_text(f"#!/bin/sh\ntouch {asked}\nsleep 120\n")
+    askpass.chmod(0o755)
+    url = f"{unauthorized.url}/acme/gear.git"
+    code, output = run_in_terminal(add_gear_args(url, exchange_repo),
+                                   terminal_env(tmp_path, SSH_ASKPASS=str(askpass), DISPLAY=":0"))
+    assert code == 2, f"still waiting after {PROMPT_DEADLINE}s (a prompt?):\n{output}"
+    assert not asked.exists()
+    assert the_error(output) == (f"error: cannot clone {url}: fatal: could not read Username for "
+                                 f"'{unauthorized.url}': terminal prompts disabled")
+
+
+def test_add_gear_with_refused_credentials_never_echoes_them(exchange_repo: ExchangeRepo, tmp_path: Path,
+                                                             unauthorized: PrivateGitServer) -> None:
+    host = unauthorized.url.removeprefix("http://")
+    code, output = run_in_terminal(add_gear_args(f"http://ci-bot:{SECRET}@{host}/acme/gear.git", exchange_repo),
+                                   terminal_env(tmp_path))
+    assert code == 2, output
+    assert any(header and header.startswith("Basic ") for header in unauthorized.authorizations)  # they were sent
+    assert SECRET not in output
+    line = the_error(output)
+    assert line.startswith(f"error: cannot clone http://***@{host}/acme/gear.git: fatal: Authentication failed"), line
+
+
+def test_add_gear_keeps_the_askpass_program_the_user_set(exchange_repo: ExchangeRepo, tmp_path: Path) -> None:
+    """How CI hands git a token (GIT_ASKPASS): kept, so a private repository still clones."""
+    work = init_repo(tmp_path / "upstream")
+    (work / "manifest.json").write_text(json.dumps(example_gear(), indent=2))
+    subprocess.run(["git", "add", "-A"], cwd=work, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "v1"], cwd=work, check=True)
+    bare = tmp_path / "gear.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    subprocess.run(["git", "update-server-info"], cwd=bare, check=True)  # what the dumb protocol reads
+    askpass = tmp_path / "askpass"
+    askpass.write_text(f'#!/bin/sh\ncase "$1" in Username*) echo ci-bot ;; *) echo {SECRET} ;; esac\n')
+    askpass.chmod(0o755)
+    server = PrivateGitServer(bare, password=SECRET)
+    try:
+        code, output = run_in_terminal(add_gear_args(f"{server.url}/acme/gear.git", exchange_repo),
+                                       terminal_env(tmp_path, GIT_ASKPASS=str(askpass)))
+    finally:
+        server.stop()
+    assert code == 0, output
+    assert SECRET not in output
+    assert json.loads((exchange_repo.root / "gears/acme/hello-world.json").read_text())["name"] == "hello-world"

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import git as gitpython
 
+from .. import git
 from ..errors import ExchangeError, UsageError, redact
 from ..jsonpos import JsonText, first_problem_line, read_json
 from ..specs import MAX_SPEC_BYTES, SpecKind
@@ -78,12 +79,12 @@ def split_ref(text: str) -> tuple[str, str | None]:
 def _read_from_git(url: str, ref: str | None, kind: SpecKind, spec_file: str | None) -> SpecSource:
     shown = redact(url) + (f"@{ref}" if ref else "")
     with tempfile.TemporaryDirectory(prefix="exchange-add-") as temp:
-        try:
-            # No checkout: only the tree at the ref is read. No prompt: a missing credential is an error, not a hang.
-            repo = gitpython.Repo.clone_from(url, temp, no_checkout=True, env={"GIT_TERMINAL_PROMPT": "0"})
-        except gitpython.GitCommandError as error:
-            raise CloneFailed(f"cannot clone {shown}: {_git_reason(error)}") from None
-        with repo:
+        # No checkout: only the tree at the ref is read. No prompt: a missing credential or an unknown
+        # ssh host key is an error, not a wait for an answer that may never come.
+        cloned = git.clone_without_prompts(url, temp)
+        if cloned.returncode != 0:
+            raise CloneFailed(f"cannot clone {shown}: {_git_reason(cloned.stderr, cloned.returncode)}")
+        with gitpython.Repo(temp) as repo:
             tree = _tree_at(repo, ref, shown)
             names = sorted(item.name for item in tree.blobs)
             name = _spec_file_in(names, lambda n: _read_blob(tree[n], f"{shown}:{n}"), kind, spec_file, shown)
@@ -152,11 +153,8 @@ def _parse(content: bytes, shown: str) -> SpecSource:
     return SpecSource(shown, document)
 
 
-def _git_reason(error: gitpython.GitCommandError) -> str:
+def _git_reason(stderr: str, status: int) -> str:
     """What git said, on one line and with credentials redacted, minus its progress and advice."""
-    stderr = str(error.stderr or "")
-    # gitpython wraps the captured text as "\n  stderr: '<text>'"; unwrap it to get git's own lines.
-    wrapped = re.fullmatch(r"\s*stderr: '(.*)'\s*", stderr, re.DOTALL)
-    lines = [line.strip() for line in (wrapped[1] if wrapped else stderr).splitlines()]
+    lines = [line.strip() for line in stderr.splitlines()]
     reasons = [line for line in lines if line and not line.startswith(_GIT_CHATTER)]
-    return redact("; ".join(reasons)) if reasons else f"git exited with {error.status}"
+    return redact("; ".join(reasons)) if reasons else f"git exited with {status}"
