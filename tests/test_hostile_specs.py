@@ -375,11 +375,16 @@ def test_a_huge_value_is_quoted_short_and_the_rule_still_shows(exchange_repo: Ex
     assert rich.exit_code == 1 and len(rich.output) < 8000, rich.output[:2000]
 
 
-def test_contributor_text_in_a_rich_report_is_never_markup(exchange_repo: ExchangeRepo) -> None:
+def test_contributor_text_in_a_rich_table_is_never_markup(exchange_repo: ExchangeRepo) -> None:
     exchange_repo.write("gears/acme/markup.json", example_gear(name="hello[/b]", label=["[/x]"]))
+    exchange_repo.write("gears/acme/hello-world.json", example_gear(maintainer="Evil [/i] <evil@example.org>"))
+    exchange_repo.commit("square brackets")
     result = invoke(exchange_repo, "validate", "--all", "--format", "rich")
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
     assert "hello[/b]" in result.output and "['[/x]'] is not of type 'string'" in result.output
+    table = invoke(exchange_repo, "inventory")  # rich, like on a terminal
+    assert table.exit_code == 0, table.exception
+    assert "Evil [/i] <evil@example.org>" in table.output
 
 
 def test_a_spec_over_the_size_limit_is_one_problem_never_read(exchange_repo: ExchangeRepo, world: dict[str, Path]) -> None:

@@ -51,6 +51,7 @@ def write_csv(rows: list[InventoryRow], stream: TextIO) -> None:
 
 def render_inventory(rows: list[InventoryRow], stream: TextIO) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     from ..terminal import console
 
@@ -59,7 +60,7 @@ def render_inventory(rows: list[InventoryRow], stream: TextIO) -> None:
     for column in shown:
         table.add_column(column.replace("_", " "), overflow="fold")
     for row in rows:
-        table.add_row(*(getattr(row, column) for column in shown))
+        table.add_row(*(Text(getattr(row, column)) for column in shown))  # the specs' text, never markup
     console(stream, width=None if stream.isatty() else 240).print(table)
 
 
