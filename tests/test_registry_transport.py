@@ -12,6 +12,7 @@ exchange_cli/image/transport.py; /work/notes/img2.md lists how each case fared o
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import secrets
@@ -23,6 +24,7 @@ from urllib.parse import parse_qs, quote
 
 import pytest
 
+from exchange_cli.delivery.push_client import PushClient, SizedStream
 from exchange_cli.image.blobcache import BlobCache, BlobError
 from exchange_cli.image.credentials import host_env_var
 from exchange_cli.image.errors import ImageError
@@ -30,7 +32,7 @@ from exchange_cli.image.model import DEFAULT_PLATFORM
 from exchange_cli.image.deadlines import TransferLimits
 from exchange_cli.image.registry import RetryPolicy, fetch_registry_image
 from exchange_cli.reference import parse_reference
-from tests.infra.lying_registry import OCI_MANIFEST, LyingRegistry, Reply, outcome_within
+from tests.infra.lying_registry import OCI_MANIFEST, LyingRegistry, Reply, digest_of, outcome_within
 from tests.infra.tls import TestCA
 from tests.layers import compress
 from tests.test_local_sources import entry, sha256, tar_of
@@ -313,6 +315,29 @@ def test_a_token_request_redirected_to_another_host_leaves_its_credentials_behin
         assert [seen.path for seen in elsewhere.seen] == ["/token"]
     assert realm_server.authorizations() == ([BASIC] if credentials == "password" else [])
     assert_no_secret_in(elsewhere.everything_received())
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["https-elsewhere", "plain-http-elsewhere"])
+def test_a_push_upload_sent_to_another_host_never_carries_the_registry_credentials(registry, start, tls) -> None:
+    """The upload URL is the registry's to choose; the registry's credentials still go to the registry only."""
+    basic_auth(registry)
+    storage = start(tls=tls, bind="127.0.0.2")
+    registry.replies[f"/v2/{REPOSITORY}/blobs/uploads/"] = Reply(status=202, headers={
+        "Location": f"{storage.url}/upload/1?_state=opaque"})
+    storage.replies["/upload/1"] = Reply(status=201)
+    data = b"a blob to push"
+
+    with PushClient.for_reference(parse_reference(f"{registry.host}/{REPOSITORY}:v1")) as push:
+        _, location = push.start_upload(REPOSITORY)
+        if tls:
+            push.finish_upload(REPOSITORY, location, digest_of(data), SizedStream(io.BytesIO(data), len(data)))
+        else:
+            with pytest.raises(ImageError, match=rf"refused to send the request to plain HTTP {storage.url}/upload/1"):
+                push.finish_upload(REPOSITORY, location, digest_of(data), SizedStream(io.BytesIO(data), len(data)))
+
+    assert_no_secret_in(storage.everything_received())
+    assert [(seen.method, seen.body) for seen in storage.seen] == ([("PUT", data)] if tls else [])
+    assert registry_authorizations(registry) == {BASIC}
 
 
 # --- a token server cannot hang a run -------------------------------------------------------

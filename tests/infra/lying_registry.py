@@ -11,8 +11,8 @@ byte at a time or stall mid-body, and a blob request can be redirected to ``file
 It can speak HTTPS (`tls=test_ca.server_context()`, see `tests/infra/tls.py`), listen on another
 loopback address (`bind="127.0.0.2"`: another host, as far as any client can tell), demand
 authorization (`require_authorization`), and it records every request with its headers and body in
-`seen`, so a test can tell exactly what a client sent where. It also serves as a token server (a
-reply at any path, GET or POST).
+`seen`, so a test can tell exactly what a client sent where. It also serves as a token server or
+an upload's storage (a reply at any path, for GET, HEAD, POST or PUT).
 
 Every loop in it is bounded: a trickle or a stall gives up after `MAX_SECONDS`, and `stop()` ends
 them at once.
@@ -181,6 +181,9 @@ class LyingRegistry:
                 self._answer(send_body=False)
 
             def do_POST(self) -> None:
+                self._answer(send_body=True)
+
+            def do_PUT(self) -> None:
                 self._answer(send_body=True)
 
             def _answer(self, *, send_body: bool) -> None:
