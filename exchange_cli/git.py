@@ -292,6 +292,15 @@ def blobs_at(repo: git.Repo, commit: str, directory: str) -> Iterator[git.Blob]:
             yield item
 
 
+def blob_at(repo: git.Repo, commit: str, path: str) -> git.Blob | None:
+    """The file (or link) `path` in `commit`, unread; None when it has no such file."""
+    try:
+        item = repo.commit(commit).tree / path
+    except KeyError:
+        return None
+    return item if item.type == "blob" else None
+
+
 def blob_id(repo: git.Repo, commit: str, path: str) -> str:
     """The git blob id of `path` as committed in `commit`."""
     return repo.git.rev_parse(f"{commit}:{path}").strip()

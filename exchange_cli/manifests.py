@@ -1,13 +1,16 @@
 """Strongly-versioned manifests: ``manifests/<org>/<org>-<file stem>-<algo>-<hex>.json``.
 
-The layout and top-level shape are those existing exchanges already use, so their manifests are read
-as they are: ``{"gear"|"boutique": <spec>, "exchange": {...}, "invocation-schema": {...}}``. Exchanges
-grown by the old pipeline also keep manifests directly under ``manifests/`` (a spec that had no org
-folder) and under deeper folders (``manifests/<org>/<sub>/…``), embed specs whose name or version is
-not a string, and carry only ``git-commit``, ``rootfs-hash`` and ``rootfs-url``: every ``*.json`` under
-``manifests/`` is read, at any depth, and each file that cannot be read is returned as a
-`ManifestProblem` (never silently skipped), so that a caller deciding what is referenced knows when it
-cannot know.
+The layout and top-level shape are those existing exchanges already use, so their manifests are read as
+they are. The name holds the rootfs hash, not the version: when a later version of the same entry has a
+byte-identical rootfs (a spec-only change over the same image), its manifest is
+``<org>-<file stem>@<version>-<algo>-<hex>.json`` instead (see `ManifestFileName`), so that no version
+ever replaces another's manifest. Top-level shape:
+``{"gear"|"boutique": <spec>, "exchange": {...}, "invocation-schema": {...}}``. Exchanges grown by the
+old pipeline also keep manifests directly under ``manifests/`` (a spec that had no org folder) and under
+deeper folders (``manifests/<org>/<sub>/…``), embed specs whose name or version is not a string, and
+carry only ``git-commit``, ``rootfs-hash`` and ``rootfs-url``: every ``*.json`` under ``manifests/`` is
+read, at any depth, and each file that cannot be read is returned as a `ManifestProblem` (never silently
+skipped), so that a caller deciding what is referenced knows when it cannot know.
 
 Readers: `load_manifests` (a directory on disk) and `read_manifest_blobs` (``(path, bytes)`` pairs, e.g.
 the blobs of a git tree, see `manifests_at_commit`); both return a `ManifestScan`.
@@ -16,12 +19,13 @@ the blobs of a git tree, see `manifests_at_commit`); both return a `ManifestScan
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from .confined import NotConfined, TooLarge, entries_below, read_below
 from .specs import MAX_SPEC_BYTES, SpecKind
@@ -33,6 +37,8 @@ MAX_MANIFEST_BYTES = 32 * MAX_SPEC_BYTES
 _GIT_LINK_MODE = 0o120000
 _LINK = "is a symbolic link"
 IMAGE_URL_SCHEME = "docker"  # rootfs-url docker://…: an image-delivered gear, nothing in the bucket
+VERSION_QUALIFIER = "@"  # <org>-<stem>@<version>: as every command names a version, ORG/NAME@VERSION
+_MANIFEST_FILE = re.compile(r"(?P<base>.+)-(?P<algorithm>sha\d+)-(?P<hex>[0-9a-fA-F]+)\.json")
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,11 @@ class ProcessedManifest:
         return VersionKey(self.org, self.kind, self.name, self.version)
 
     @property
+    def file_name(self) -> ManifestFileName | None:
+        """Its file name read as ``<base>[@<version>]-<algo>-<hex>.json``; None for a file not named so."""
+        return ManifestFileName.parse(self.path.name, self.version)
+
+    @property
     def rootfs_hash(self) -> str | None:
         value = self.exchange.get("rootfs-hash")
         return value if isinstance(value, str) else None
@@ -126,7 +137,8 @@ class ProcessedManifest:
             if name:
                 return name
         if self.rootfs_sha384 is not None:
-            return f"{self.path.stem}.tgz"
+            named = self.file_name
+            return f"{named.object_stem if named is not None else self.path.stem}.tgz"
         return None
 
     @property
@@ -159,6 +171,56 @@ def manifest_name(artifact_base: str, rootfs_hash: str) -> str:
     """``<org>-<name>-sha384-<hex>.json`` from ``sha384:<hex>`` (or ``sha256:`` for image-delivered gears)."""
     algorithm, hex_digest = rootfs_hash.split(":", 1)
     return f"{artifact_base}-{algorithm}-{hex_digest}.json"
+
+
+def version_in_name(version: str) -> str:
+    """A version as it appears in a file name: as written when it is made of letters, digits and
+    ``. _ - ~ +``, every other byte percent-encoded (so ``/`` and ``@`` cannot appear, and two
+    versions never give one name)."""
+    return quote(version, safe="+")
+
+
+def qualified_manifest_path(relative: str, version: str) -> str:
+    """The version-qualified form of a manifest path named the old way: ``…/<base>-<algo>-<hex>.json``
+    -> ``…/<base>@<version>-<algo>-<hex>.json``. Used for a version whose rootfs another version's
+    manifest already names."""
+    path = PurePosixPath(relative)
+    match = _MANIFEST_FILE.fullmatch(path.name)
+    if match is None:
+        raise ValueError(f"{relative} is not named <base>-<algo>-<hex>.json")
+    name = f"{match['base']}{VERSION_QUALIFIER}{version_in_name(version)}-{match['algorithm']}-{match['hex']}.json"
+    return str(path.with_name(name))
+
+
+@dataclass(frozen=True)
+class ManifestFileName:
+    """A manifest's file name read: ``<base>-<algo>-<hex>.json`` (the old pipeline's), or
+    ``<base>@<version>-<algo>-<hex>.json`` for a version that shares its rootfs with an older one.
+
+    The qualifier is recognised only when it is the manifest's own version, so an old file whose stem
+    happens to contain ``@`` is still read the old way."""
+
+    base: str  # <org>-<stem> (or the stem alone directly under manifests/), qualifier removed
+    version: str | None  # the version in the name; None for the old pipeline's name
+    algorithm: str
+    hex: str
+
+    @classmethod
+    def parse(cls, file_name: str, version: str | None) -> ManifestFileName | None:
+        match = _MANIFEST_FILE.fullmatch(file_name)
+        if match is None:
+            return None
+        base, qualifier = match["base"], None
+        if version is not None:
+            suffix = VERSION_QUALIFIER + version_in_name(version)
+            if base.endswith(suffix) and len(base) > len(suffix):
+                base, qualifier = base[: -len(suffix)], version
+        return cls(base, qualifier, match["algorithm"], match["hex"])
+
+    @property
+    def object_stem(self) -> str:
+        """``<base>-<algo>-<hex>``: what the rootfs object is named after, whichever version's manifest."""
+        return f"{self.base}-{self.algorithm}-{self.hex}"
 
 
 def embedded_spec(document: Any) -> tuple[SpecKind, Any] | None:
@@ -269,6 +331,13 @@ def read_git_blob(blob: Any) -> bytes | ManifestProblem:
     if blob.size > MAX_MANIFEST_BYTES:
         return _not_read(blob.path, blob.path, TooLarge(blob.path, blob.size, MAX_MANIFEST_BYTES).reason)
     return blob.data_stream.read()
+
+
+def read_git_manifest(blob: Any, relative: str | None = None) -> ProcessedManifest | ManifestProblem:
+    """One manifest from a gitpython blob, read as every manifest is (read_git_blob); `relative`: the
+    path to read it as, when not its own."""
+    content = read_git_blob(blob)
+    return content if isinstance(content, ManifestProblem) else parse_manifest(relative or blob.path, content)
 
 
 class ManifestIndex:

@@ -167,3 +167,22 @@ def test_a_failed_finalize_removes_the_tags_its_shards_mirrored(world: World, tm
         name = reference.rsplit("/", 1)[1].split(":")[0]
         assert world.mirrored_status(name) == 404
     assert world.tarballs() == []
+
+
+def test_an_image_delivered_version_on_the_same_image_keeps_the_older_version(world: World, images: dict[str, str]) -> None:
+    """Manifests of image-delivered gears are named by the image digest: a new version of the gear on the
+    same image gets the version-qualified name (see tests/test_shared_rootfs.py), the older one stays."""
+    assert world.process().exit_code == 0
+    digest = source_manifest(world.registry, images["beta"]).headers["Docker-Content-Digest"].removeprefix("sha256:")
+    first = world.manifests()[f"acme-beta-sha256-{digest}.json"]
+    custom = {"gear-builder": {"image": images["beta"]}, "flywheel": {"beta_exchange": True}}
+    world.repo.write("gears/acme/beta.json", example_gear(name="beta", version="1.1.0", custom=custom))
+    world.repo.commit("beta 1.1.0, the same image")
+    result = world.process()
+    assert result.exit_code == 0, result.output
+    found = world.manifests()
+    assert found[f"acme-beta-sha256-{digest}.json"] == first
+    second = found[f"acme-beta@1.1.0-sha256-{digest}.json"]
+    assert second["gear"]["version"] == "1.1.0"
+    assert second["exchange"]["rootfs-hash"] == first["exchange"]["rootfs-hash"]
+    assert world.mirrored_status("acme-beta", "1.0.0") == world.mirrored_status("acme-beta", "1.1.0") == 200

@@ -3,7 +3,8 @@ index, history, validate, add-gear, verify-storage).
 
 - An *entry* is a spec file: ``(kind, org, file stem)``, i.e. ``gears/<org>/<stem>.json``. Its org and
   stem name the manifests and artifacts processed from it
-  (``manifests/<org>/<org>-<stem>-sha384-<hex>.json``), as the old pipeline named them.
+  (``manifests/<org>/<org>-<stem>-sha384-<hex>.json``), as the old pipeline named them; a version whose
+  rootfs is byte-identical to an older version's is ``<org>-<stem>@<version>-sha384-<hex>.json``.
 - The spec in it says what the gear is: its ``name`` and version (``tool-version`` for a boutique).
   Versions are identified, and must be unique, by name and version within the org.
 - Usually stem and name are equal; in exchanges grown over years they often are not
@@ -30,7 +31,6 @@ from ..repository import Exchange
 from ..specs import SpecKind, SpecLocation, locate, read_spec
 from ..versions import version_key
 
-_MANIFEST_FILE = re.compile(r"(?P<base>.+)-(?P<algorithm>sha\d+)-(?P<hex>[0-9a-fA-F]+)\.json")
 _NOT_IN_FILE_NAME = re.compile(r"[^a-z0-9._-]+")
 
 
@@ -41,12 +41,12 @@ def expected_stem(name: str, kind: SpecKind) -> str:
 
 
 def manifest_stem(manifest: ProcessedManifest) -> str | None:
-    """The file stem a manifest is named after (``<org>-<stem>-<algo>-<hex>.json``; deeper folders
-    joined by '-' as the old pipeline did); None for a file not named that way."""
-    match = _MANIFEST_FILE.fullmatch(manifest.path.name)
-    if match is None:
+    """The file stem a manifest is named after (``<org>-<stem>[@<version>]-<algo>-<hex>.json``; deeper
+    folders joined by '-' as the old pipeline did); None for a file not named that way."""
+    named = manifest.file_name
+    if named is None:
         return None
-    base = match["base"]
+    base = named.base
     if manifest.org is None:
         return base
     prefix = f"{manifest.org}-"

@@ -6,7 +6,9 @@ one whose size, recorded hash or (with deep) content differs from the manifest i
 no manifest expects is an *orphan*. A file under manifests/ that cannot be read might reference any
 object: then nothing is an orphan for certain, and `deletable_orphans` refuses.
 
-A signed manifest also expects its envelope (attestation-url's last segment, `<object>.intoto.jsonl`);
+A signed manifest also expects its envelope (attestation-url's last segment: `<object>.intoto.jsonl`,
+or `<manifest stem>.tgz.intoto.jsonl` for a version sharing its rootfs with another, whose manifest
+references the same object);
 with deep, the envelope is read and checked as `exchange verify` does (its sha256 against the manifest,
 the signature against the exchange's keys, its subject and provenance against the manifest), and
 manifests without an envelope are listed as *unsigned* (reported; not a failure: older exchanges

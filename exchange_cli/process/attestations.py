@@ -1,9 +1,10 @@
 """The publish stage's signing hook: a DSSE-signed provenance envelope beside each artifact.
 
 For every artifact of a run that signs (one machine, or the finalize step over the shards' records),
-before its manifest is written: build the statement, sign it, upload `<object>.intoto.jsonl` create-only,
-record it in the run's ledger beside its artifact (a failed run deletes it with the artifact; an
-artifact another run's manifest already references keeps it), and give the manifest its
+before its manifest is written: build the statement, sign it, upload the envelope create-only (named
+after the manifest, see `attestation_object`: `<object>.intoto.jsonl` unless the version shares its
+rootfs with another), record it in the run's ledger beside its artifact (a failed run deletes it with
+the artifact; an artifact another run's manifest already references keeps it), and give the manifest its
 "attestation-url" and "attestation-sha256". Any failure fails the run, so a run that signs publishes
 every artifact signed or none.
 
@@ -18,7 +19,7 @@ import hashlib
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .. import git
@@ -27,7 +28,8 @@ from ..provenance.attest import RunContext, attest, facts_for
 from ..provenance.dsse import EnvelopeError, check_signatures, parse_envelopes
 from ..provenance.signers import Signer
 from ..provenance.statement import BuildFacts, StatementError, read_statement
-from ..provenance.verify import ATTESTATION_SHA256, ATTESTATION_URL, MAX_ENVELOPE_BYTES, attestation_name
+from ..provenance.verify import (ATTESTATION_SHA256, ATTESTATION_SUFFIX, ATTESTATION_URL, MAX_ENVELOPE_BYTES,
+                                 attestation_name)
 from ..repository import Exchange
 from .artifacts import Artifact
 from .ledger import CreatedObjects
@@ -46,19 +48,19 @@ class AttestationHook:
     bucket: Any  # a storage.Bucket
     log: Callable[[str], None]
 
-    def manifest_fields(self, artifact: Artifact, ledger: CreatedObjects) -> dict[str, Any]:
+    def manifest_fields(self, artifact: Artifact, manifest_path: str, ledger: CreatedObjects) -> dict[str, Any]:
         job = artifact.job
         if artifact.in_bucket and artifact.sha256 is None:
             raise ExchangeError(f"{job.relative_path}: no sha256 of {artifact.object_name} to sign with (a shard "
                                 "that ran without signing?); run the shards with --sign-key or EXCHANGE_SIGNING_KEY too")
         facts = facts_for(artifact, sha256=artifact.sha256, context=self.context,
                           spec_blob=git.blob_id(self.exchange.repo, self.context.source_commit, job.relative_path))
-        name = attestation_object(artifact)
+        name = attestation_object(artifact, manifest_path)
         if self.bucket.stat(name) is not None:
             content = self._reusable(name, facts)
             self.log(f"already in the bucket: {name} (the same build, signed by this key)")
         else:
-            content = attest(facts, self.signer, _artifact_object(artifact)).content
+            content = attest(facts, self.signer, name.removesuffix(ATTESTATION_SUFFIX)).content
             uploaded = self._upload(name, content)
             if uploaded.created:
                 ledger.record(name, uploaded.info.generation, beside=artifact.object_name)
@@ -105,13 +107,10 @@ def _reuse_problem(content: bytes, facts: BuildFacts, signer: Signer) -> str | N
     return "is not signed by this key"
 
 
-def _artifact_object(artifact: Artifact) -> str:
-    """The artifact's object name, or for an image-delivered gear the name it would have in the bucket."""
-    if artifact.in_bucket:
-        return artifact.object_name
-    algorithm, _, hex_digest = (artifact.delivered_digest or "").partition(":")
-    return f"{artifact.job.location.artifact_base}-{algorithm}-{hex_digest}"
-
-
-def attestation_object(artifact: Artifact) -> str:
-    return attestation_name(_artifact_object(artifact))
+def attestation_object(artifact: Artifact, manifest_path: str) -> str:
+    """The envelope is named after its manifest, ``<manifest stem>.tgz.intoto.jsonl``: for the old
+    pipeline's name that is ``<object>.intoto.jsonl``, beside the object; a version-qualified manifest
+    (a version sharing its rootfs with another, process/placement.py) gets its own envelope, since each
+    attests one version. An image-delivered gear has no ``.tgz``: ``<manifest stem>.intoto.jsonl``."""
+    stem = PurePosixPath(manifest_path).stem
+    return attestation_name(f"{stem}.tgz" if artifact.in_bucket else stem)

@@ -37,8 +37,9 @@ class Published:
 
 
 class PublishHook(Protocol):
-    def manifest_fields(self, artifact: Artifact, ledger: CreatedObjects) -> dict[str, Any]:
-        """Before `artifact`'s manifest is committed: extra "exchange" fields (objects it creates go in `ledger`)."""
+    def manifest_fields(self, artifact: Artifact, manifest_path: str, ledger: CreatedObjects) -> dict[str, Any]:
+        """Before `artifact`'s manifest is committed at `manifest_path`: extra "exchange" fields (objects
+        it creates go in `ledger`)."""
         ...
 
     def after_push(self, published: Published) -> None:
@@ -56,11 +57,15 @@ class Publisher:
 
     def commit(self, artifacts: Sequence[Artifact], ledger: CreatedObjects) -> None:
         for artifact in artifacts:
+            placement = self.transaction.place(artifact)
+            if placement.qualified:
+                self.log(f"{artifact.job.title}: another version's manifest names the same rootfs; "
+                         f"this one is {placement.path}")
             extra: dict[str, Any] = {}
             for hook in self.hooks:
-                extra.update(hook.manifest_fields(artifact, ledger))
+                extra.update(hook.manifest_fields(artifact, placement.path, ledger))
             schema = derive_invocation_schema(artifact.job.spec, artifact.job.kind)
-            made = self.transaction.commit_manifest(artifact, schema, extra)
+            made = self.transaction.commit_manifest(artifact, placement.path, schema, extra)
             self.log(f"committed {made.commit[:12]} {artifact.job.commit_message}")
 
     def push(self, ledger: CreatedObjects) -> Published | None:

@@ -1,19 +1,24 @@
 """The git side of a process run: one commit per spec, the push, and undoing both.
 
 The branch starts clean at `start`; every change this run makes is a commit on top of it, so
-rolling back is a hard reset to `start` plus deleting the bucket objects the run created.
+rolling back is a hard reset to `start` plus deleting the bucket objects the run created. Where each
+manifest goes is placement.py's answer, asked again when the commits are replayed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 
 import git as gitpython
 
 from .. import git
-from ..manifests import ExchangeRecord, build_manifest, manifest_name, manifest_text, write_atomically
+from ..errors import ExchangeError
+from ..manifests import (ExchangeRecord, ManifestProblem, ProcessedManifest, build_manifest, manifest_name,
+                         manifest_text, read_git_manifest, write_atomically)
 from ..repository import MANIFESTS, SENTINEL, Exchange
 from .artifacts import Artifact
+from .placement import ManifestTrees, Placement, place_manifest
 
 # CircleCI starts no pipeline for a push whose head commit says [skip ci] anywhere in its message: the
 # bot's own commits must not start a full master pipeline again, while a contributor's next one does.
@@ -40,12 +45,28 @@ class PublishTransaction:
     commits: list[ManifestCommit] = field(default_factory=list)
     replays: int = 0
     skipped: list[ManifestCommit] = field(default_factory=list)  # already on the remote when we replayed
+    _remote_heads: list[str] | None = field(default=None, repr=False)  # fetched once, when placing
 
     @property
     def repo(self) -> gitpython.Repo:
         return self.exchange.repo
 
-    def commit_manifest(self, artifact: Artifact, invocation_schema: dict, extra: dict | None = None) -> ManifestCommit:
+    def place(self, artifact: Artifact) -> Placement:
+        """Where `artifact`'s manifest goes: against our branch and the remote's head (placement.py)."""
+        job = artifact.job
+        legacy = f"{MANIFESTS}/{job.location.org}/{manifest_name(job.location.artifact_base, artifact.rootfs_hash)}"
+        ours = ProcessedManifest(Path(legacy), legacy, job.kind, job.spec, {"rootfs-hash": artifact.rootfs_hash})
+        return place_manifest(ours, ManifestTrees(self.repo, ["HEAD", *self._fetched_remote_heads()]))
+
+    def _fetched_remote_heads(self) -> list[str]:
+        if self._remote_heads is None:  # git.RemoteUnreachable (one line) fails the run, which rolls back
+            head = git.fetch_branch_if_any(self.repo, self.remote, self.branch)
+            self._remote_heads = [head] if head else []
+        return self._remote_heads
+
+    def commit_manifest(self, artifact: Artifact, relative: str, invocation_schema: dict,
+                        extra: dict | None = None) -> ManifestCommit:
+        """Commit `artifact`'s manifest at `relative` (its placement) with the sentinel."""
         job = artifact.job
         record = ExchangeRecord(
             git_commit=self.source_commit,
@@ -60,7 +81,6 @@ class PublishTransaction:
             skipped_checks=artifact.skipped_checks or None,
             extra=extra or None,
         )
-        relative = f"{MANIFESTS}/{job.location.org}/{manifest_name(job.location.artifact_base, artifact.rootfs_hash)}"
         write_atomically(self.exchange.root / relative,
                          manifest_text(build_manifest(job.kind, job.spec, record, invocation_schema)))
         write_atomically(self.exchange.sentinel_path, self.source_commit + "\n")
@@ -90,21 +110,30 @@ class PublishTransaction:
     def replay_on(self, remote_head: str) -> list[ManifestCommit]:
         """Re-make our commits on `remote_head`; they only add manifests, so no export is needed.
 
-        A manifest the other run already added is skipped (the same path means the same hash, so the
-        same bucket object, which its manifest now references). Returns the skipped ones.
+        Each manifest is placed again against `remote_head` by its content (placement.py): one that the
+        other run already published (the same version, spec and rootfs) is skipped, since its object is
+        the same and their manifest references it; one whose place another version took moves to its
+        version-qualified name, content unchanged; anything else stops the run (PlaceTaken). Returns the
+        skipped ones.
         """
         ours, self.commits = self.commits, []
         git.reset_hard(self.repo, remote_head)
         sentinel = self._newest_sentinel(remote_head)
+        trees = ManifestTrees(self.repo, [remote_head])
         skipped: list[ManifestCommit] = []
         for made in ours:
-            if git.path_exists_at(self.repo, remote_head, made.manifest_path):
+            blob = git.blob_at(self.repo, made.commit, made.manifest_path) if made.manifest_path else None
+            if blob is None:  # a commit that added no manifest (an earlier run's, resume.py): nothing to redo
                 skipped.append(made)
                 continue
-            self.repo.git.checkout(made.commit, "--", made.manifest_path)
+            placement = place_manifest(_as_placed(blob), trees)
+            if placement.published:
+                skipped.append(made)
+                continue
+            write_atomically(self.exchange.root / placement.path, blob.data_stream.read().decode("utf-8"))
             write_atomically(self.exchange.sentinel_path, sentinel + "\n")
-            commit = git.commit_paths(self.repo, [made.manifest_path, SENTINEL], made.message, self.identity_env)
-            self.commits.append(ManifestCommit(commit, made.manifest_path, made.artifact, made.message,
+            commit = git.commit_paths(self.repo, [placement.path, SENTINEL], made.message, self.identity_env)
+            self.commits.append(ManifestCommit(commit, placement.path, made.artifact, made.message,
                                                made.object_name))
         return skipped
 
@@ -126,3 +155,15 @@ class PublishTransaction:
     def reset(self) -> None:
         git.reset_hard(self.repo, self.start)
         self.commits = []
+
+
+def _as_placed(blob: gitpython.Blob) -> ProcessedManifest:
+    """Our manifest as placement reads it: at the old pipeline's path for it (its qualifier removed)."""
+    read = read_git_manifest(blob)
+    if isinstance(read, ManifestProblem):  # never for a manifest this tool wrote
+        raise ExchangeError(f"cannot replay {read}")
+    named = read.file_name
+    if named is None:
+        raise ExchangeError(f"cannot replay {blob.path}: not named <base>-<algo>-<hex>.json")
+    legacy = str(PurePosixPath(blob.path).with_name(f"{named.object_stem}.json"))
+    return read_git_manifest(blob, legacy)  # type: ignore[return-value]
