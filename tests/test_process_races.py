@@ -455,3 +455,25 @@ def test_push_lost_to_a_run_that_reused_our_envelopes_deletes_none_of_them(gcs_s
         assert name in objects, f"a pushed manifest pins the envelope {name}, which is not in the bucket"
         assert hashlib.sha256(objects[name]).hexdigest() == sha256
     assert sorted(objects) == sorted([*remote_references(stage), *envelopes])
+
+
+def test_killed_while_restoring_after_the_push_then_rerun(big_stage: Stage) -> None:
+    """Two faults at once: something that ignores the lease deletes an object while the push is held, and
+    the machine dies while the run, its push landed, is uploading that object again. The pushed manifest
+    references a missing object; the rerun must finish the check the dead run started."""
+    stage = big_stage
+    checkout, run = stage.start_held("restoring")
+    bucket = stage.tmp / "bucket"
+    victim = max((p for p in bucket.glob("*.tgz")), key=lambda p: p.stat().st_size).name
+    (bucket / victim).unlink()
+    before = stage.remote_head()
+    stage.release_push()
+    wait_for(lambda: stage.remote_head() != before and any(p.stat().st_size > 1 << 20 for p in bucket.glob(
+             ".exchange-upload-*")), "the run uploads the object again", running=run, poll=0.002)
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=DEADLINE)
+    assert victim not in stage.objects()
+    rerun = stage.start(checkout)
+    assert finish(rerun, stage, checkout) == 0, stage.log(checkout)
+    assert_consistent(stage)
+    assert f"restored {victim}" in stage.log(checkout)

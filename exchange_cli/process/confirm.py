@@ -9,15 +9,19 @@ so a re-upload is always safe: the same name can only hold the same bytes).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import git as gitpython
 
+from .. import git
+from ..catalog.storage_audit import ExpectedArtifact
 from ..conformance.check import open_source_image
 from ..errors import ExchangeError
 from ..export import ExportOptions, export_image
 from ..progress import Progress
+from ..storage.lease import BucketLease
 from .artifacts import Artifact
 from .references import referenced_by, stored_problem
 
@@ -37,9 +41,10 @@ def confirm_published(repo: gitpython.Repo, head: str, manifest_paths: Sequence[
         if bucket.stat(item.object_name) is None:
             artifact = by_name.get(item.object_name)
             try:
-                if artifact is None:
-                    raise ExchangeError("no artifact of this run makes it")
-                _restore(artifact, bucket, export_options, work_dir, progress)
+                if artifact is not None:
+                    _restore(artifact, bucket, export_options, work_dir, progress)
+                else:  # a dead run's push (finish_unfinished): the manifest says where the rootfs comes from
+                    _restore_from_manifest(repo, head, item, bucket, export_options, work_dir, progress)
             except ExchangeError as error:
                 problems.append(f"{item.object_name} is missing and could not be restored: {error}")
                 continue
@@ -70,3 +75,47 @@ def _restore(artifact: Artifact, bucket, export_options: ExportOptions, work_dir
         bucket.upload(artifact.object_name, temp, size=exported.size, sha384=exported.sha384)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _restore_from_manifest(repo: gitpython.Repo, head: str, item: ExpectedArtifact, bucket,  # noqa: ANN001
+                           export_options: ExportOptions, work_dir: Path, progress: Progress) -> None:
+    """Export the image a manifest names again; only bytes with the manifest's sha384 are uploaded."""
+    block = json.loads(repo.git.show(f"{head}:{item.manifests[0]}")).get("exchange") or {}
+    references = [ref for key in ("image-digest-reference", "image") if isinstance(ref := block.get(key), str)]
+    if item.sha384 is None or not references:
+        raise ExchangeError(f"{item.manifests[0]} names no sha384 or no image to export it from")
+    temp = work_dir / f"restore-{item.object_name}"
+    reasons = []
+    try:
+        for reference in dict.fromkeys(references):
+            try:
+                exported = export_image(open_source_image(reference, export_options, progress), temp,
+                                        progress=progress, shown_as=reference)
+            except ExchangeError as error:
+                reasons.append(str(error))
+                continue
+            if exported.sha384 == item.sha384:
+                bucket.upload(item.object_name, temp, size=exported.size, sha384=exported.sha384)
+                return
+            reasons.append(f"exporting {reference} again gives sha384 {exported.sha384}, not {item.sha384}")
+    finally:
+        temp.unlink(missing_ok=True)
+    raise ExchangeError("; ".join(reasons))
+
+
+def finish_unfinished(repo: gitpython.Repo, remote: str, branch: str, lease: BucketLease, bucket,  # noqa: ANN001
+                      export_options: ExportOptions, work_dir: Path, progress: Progress,
+                      log: Callable[[str], None]) -> None:
+    """The checks after a push that dead runs left unfinished (their leases, which we broke, say which):
+    recorded in our own lease while we work on them, so that if we die too, the next run finishes them."""
+    while lease.inherited:
+        pending = lease.inherited[0]
+        lease.acquire()
+        lease.confirming(pending)
+        head = git.fetch_branch_if_any(repo, remote, branch)
+        if head is not None:  # the manifests as the remote has them: a replay may have moved them, a lost push not made them
+            log(f"finishing the check a dead run left when it pushed its manifests: the objects of those of "
+                f"{len(pending.manifests)} manifest(s) that {remote} {branch} has")
+            confirm_published(repo, head, pending.manifests, [], bucket, export_options, work_dir, progress, log)
+        lease.inherited.pop(0)
+        lease.confirming(None)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..storage.lease import break_abandoned_lease
+from ..storage.lease import BrokenLease, break_abandoned_lease
 from ..storage.owner import Owner
 
 WORK_DIR_PREFIX = "exchange-process-"
@@ -46,10 +46,12 @@ def remove_abandoned_work_dirs(parent: Path | None = None) -> list[Path]:
     return removed
 
 
-def remove_leftovers(bucket, log) -> None:  # noqa: ANN001 - a storage.Bucket and a Log
-    """Before a run starts: the work directories, partial uploads and lease of runs that died."""
-    break_abandoned_lease(bucket, log)
+def remove_leftovers(bucket, log) -> BrokenLease | None:  # noqa: ANN001 - a storage.Bucket and a Log
+    """Before a run starts: the work directories, partial uploads and lease of runs that died (returned:
+    it may say which pushed commit its holder was still checking)."""
+    broken = break_abandoned_lease(bucket, log)
     for path in remove_abandoned_work_dirs():
         log(f"removed {path}: the run that made it is gone")
     for name in bucket.remove_abandoned_uploads():
         log(f"removed the partial upload {name} from {bucket.uri}: the run that wrote it is gone")
+    return broken

@@ -25,12 +25,12 @@ from ..progress import NullProgress, Progress
 from ..provenance.attest import run_context
 from ..provenance.keys import require_committed
 from ..repository import Exchange
-from ..storage.lease import BucketLease
+from ..storage.lease import BucketLease, Confirming
 from .artifacts import Artifact, RunWork, build_artifacts, produce_artifact
 from .attestations import AttestationHook
 from .check import CheckedJob, check_jobs
 from .checkout_lock import exclusive_checkout
-from .confirm import confirm_published
+from .confirm import confirm_published, finish_unfinished
 from .context import Log, ProcessFailed, ProcessOptions, ProcessOutcome
 from .fan_in import collect_shard_artifacts
 from .image_sizes import image_sizes
@@ -59,13 +59,15 @@ def process_exchange(exchange: Exchange, options: ProcessOptions, *, progress: P
         if options.signer is not None:
             require_committed(exchange.root, options.signer.public_key)  # consumers verify with the committed key
         # Recovery and waiting are warnings: shown even with -q, they explain a pause or a changed bucket.
-        if not options.dry_run:
-            remove_leftovers(options.bucket, LOG.warning)
+        broken = remove_leftovers(options.bucket, LOG.warning) if not options.dry_run else None
         lease = BucketLease(options.bucket, purpose=f"exchange process in {exchange.root}", log=LOG.warning,  # type: ignore[arg-type]
                             ttl=options.lease_ttl, wait=options.lease_wait)
+        if broken is not None:
+            lease.inherit(broken)
         try:
             if options.shard is None and not options.dry_run:
                 start = _resume_earlier_run(exchange, options, start, branch, lease, LOG.warning)
+                _finish_unfinished(exchange, options, branch, lease, progress)
             elif options.shard is None:
                 _, unpushed = unpushed_manifest_commits(exchange, options.remote, branch)
                 if unpushed:
@@ -188,6 +190,9 @@ def _publish_run(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOp
                 outcome.artifacts = artifacts(work)
                 publisher.commit(outcome.artifacts, work.ledger)
                 lease.ensure_held()
+                # Before the push: should we die once it has landed, the run that breaks our lease checks
+                # the objects of these manifests, wherever a replay puts them.
+                lease.confirming(Confirming(start, tuple(made.manifest_path for made in transaction.commits)))
                 published = publisher.push(work.ledger)
                 outcome.pushed = published is not None
         except git.PushRejected as rejection:
@@ -206,6 +211,8 @@ def _publish_run(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOp
             paths = [made.manifest_path for made in [*transaction.commits, *transaction.skipped]]
             confirm_published(exchange.repo, published.head, paths, outcome.artifacts, options.bucket,
                               options.export, work.work_dir, progress, LOG.warning)  # a restore is news
+            lease.confirming(None)
+    _finish_unfinished(exchange, options, branch, lease, progress)  # a dead run's lease broken while we waited
     lease.release()
     if published is not None:
         publisher.after_push(published)
@@ -219,6 +226,14 @@ def _resume_earlier_run(exchange: Exchange, options: ProcessOptions, start: str,
     resumed = resume_unpushed(exchange, transaction, options.bucket, retries=options.retries, log=log,
                               before_push=lease.acquire)
     return start if resumed is None else git.head_commit(exchange.repo) or start
+
+
+def _finish_unfinished(exchange: Exchange, options: ProcessOptions, branch: str, lease: BucketLease,
+                       progress: Progress) -> None:
+    if lease.inherited:
+        with owned_work_dir() as work_dir:
+            finish_unfinished(exchange.repo, options.remote, branch, lease, options.bucket, options.export, work_dir,
+                              progress, LOG.warning)
 
 
 def _identity(exchange: Exchange) -> dict[str, str]:

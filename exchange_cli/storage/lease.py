@@ -42,15 +42,41 @@ class LeaseLost(ExchangeError):
 
 
 @dataclass(frozen=True)
+class Confirming:
+    """Manifests the holder is pushing, then checking that their objects are in the bucket (restoring
+    those that are not): if the holder dies, whoever breaks its lease finishes the check for those the
+    remote has. `commit`: where the run started, for messages."""
+
+    commit: str
+    manifests: tuple[str, ...]
+
+    def as_json(self) -> dict[str, object]:
+        return {"commit": self.commit, "manifests": list(self.manifests)}
+
+    @classmethod
+    def from_json(cls, data: object) -> Confirming | None:
+        if not isinstance(data, dict) or not isinstance(data.get("commit"), str):
+            return None
+        manifests = data.get("manifests")
+        if not isinstance(manifests, list) or not all(isinstance(path, str) for path in manifests):
+            return None
+        return cls(data["commit"], tuple(manifests))
+
+
+@dataclass(frozen=True)
 class LeaseRecord:
     token: str
     owner: Owner
     purpose: str
     expires: float  # seconds since the epoch
+    confirming: Confirming | None = None
 
     def as_bytes(self) -> bytes:
-        return json.dumps({"token": self.token, "owner": self.owner.as_json(), "purpose": self.purpose,
-                           "expires": self.expires, "expires-at": _shown(self.expires)}, indent=2).encode()
+        document = {"token": self.token, "owner": self.owner.as_json(), "purpose": self.purpose,
+                    "expires": self.expires, "expires-at": _shown(self.expires)}
+        if self.confirming is not None:
+            document["confirming"] = self.confirming.as_json()
+        return json.dumps(document, indent=2).encode()
 
     @classmethod
     def parse(cls, data: bytes) -> LeaseRecord | None:
@@ -59,8 +85,9 @@ class LeaseRecord:
             owner = Owner.from_json(document["owner"])
             if owner is None:
                 return None
-            return cls(str(document["token"]), owner, str(document["purpose"]), float(document["expires"]))
-        except (ValueError, KeyError, TypeError):
+            return cls(str(document["token"]), owner, str(document["purpose"]), float(document["expires"]),
+                       Confirming.from_json(document.get("confirming")))
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
     def stale_because(self, now: float) -> str | None:
@@ -81,6 +108,9 @@ class BucketLease:
         self._lost: str | None = None
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
+        self._writing = threading.Lock()  # the renewer and `confirming` both replace the record
+        self._confirming: Confirming | None = None
+        self.inherited: list[Confirming] = []  # checks that dead holders of leases we broke left unfinished
 
     @property
     def held(self) -> bool:
@@ -97,7 +127,9 @@ class BucketLease:
                 break
             except ObjectExists:
                 pass
-            if break_abandoned_lease(self.bucket, self.log, clock=self.clock):
+            broken = break_abandoned_lease(self.bucket, self.log, clock=self.clock)
+            if broken is not None:
+                self.inherit(broken)
                 continue
             found = self.bucket.read_control(LEASE_OBJECT)
             holder = None if found is None else LeaseRecord.parse(found[0])
@@ -116,6 +148,19 @@ class BucketLease:
         self._stop.clear()
         self._renewer = threading.Thread(target=self._renew_until_stopped, name="lease-renewer", daemon=True)
         self._renewer.start()
+
+    def inherit(self, broken: BrokenLease) -> None:
+        if broken.confirming is not None and broken.confirming not in self.inherited:
+            self.inherited.append(broken.confirming)
+
+    def confirming(self, confirming: Confirming | None) -> None:
+        """Say in the lease (now, not at the next renewal) which manifests we push and check; None: done."""
+        self._confirming = confirming
+        if self.held and self._lost is None:
+            try:
+                self._rewrite()
+            except StorageError:
+                pass  # a passing failure: the next renewal writes it
 
     def ensure_held(self) -> None:
         """LeaseLost when a renewal found the lease taken over: publishing now could race another run."""
@@ -138,37 +183,55 @@ class BucketLease:
     def _renew_until_stopped(self) -> None:
         while not self._stop.wait(self.ttl / 4):
             try:
+                if not self._rewrite():
+                    return
+            except StorageError:
+                continue  # a passing failure: the lease lasts ttl, there are more chances before it expires
+
+    def _rewrite(self) -> bool:
+        """Write our record again, conditional on our last write; False (and lost) when someone replaced it."""
+        with self._writing:
+            try:
                 self._generation = self.bucket.replace_control(LEASE_OBJECT, self._record().as_bytes(),
                                                                self._generation)  # type: ignore[arg-type]
             except ObjectChanged as error:
                 self._lost = str(error)
-                return
-            except StorageError:
-                continue  # a passing failure: the lease lasts ttl, there are more chances before it expires
+                return False
+            return True
 
     def _record(self) -> LeaseRecord:
-        return LeaseRecord(self.token, Owner.current(), self.purpose, self.clock() + self.ttl)
+        return LeaseRecord(self.token, Owner.current(), self.purpose, self.clock() + self.ttl, self._confirming)
 
 
 def _shown(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
 
 
-def break_abandoned_lease(bucket: Bucket, log: Callable[[str], None], *, clock: Callable[[], float] = time.time) -> bool:
-    """Delete the lease when it is stale (a killed run's); True when one was broken."""
+@dataclass(frozen=True)
+class BrokenLease:
+    """A stale lease we deleted, and the check after a push its holder had not finished, if any."""
+
+    confirming: Confirming | None
+
+
+def break_abandoned_lease(bucket: Bucket, log: Callable[[str], None], *,
+                          clock: Callable[[], float] = time.time) -> BrokenLease | None:
+    """Delete the lease when it is stale (a killed run's); None when none was broken."""
     found = bucket.read_control(LEASE_OBJECT)
     if found is None:
-        return False
+        return None
     data, generation = found
     holder = LeaseRecord.parse(data)
     stale = "it cannot be read" if holder is None else holder.stale_because(clock())
     if stale is None:
-        return False
+        return None
     log(f"breaking the lease on {bucket.uri}: {stale}")
     try:
-        return bucket.delete_control(LEASE_OBJECT, generation)
+        if not bucket.delete_control(LEASE_OBJECT, generation):
+            return None
     except ObjectChanged:
-        return False  # renewed, released or broken by someone else meanwhile
+        return None  # renewed, released or broken by someone else meanwhile
+    return BrokenLease(None if holder is None else holder.confirming)
 
 
 @contextmanager
@@ -178,6 +241,9 @@ def leased(bucket: Bucket, purpose: str, *, enabled: bool = True,
     lease = BucketLease(bucket, purpose=purpose, log=log, wait=_wait_from_env())
     if enabled:
         lease.acquire()
+        for pending in lease.inherited:  # only `exchange process` can export an image again
+            log(f"the lease we broke says its run died while pushing or checking {len(pending.manifests)} "
+                "manifest(s); run `exchange process` to finish that check (`verify-storage` shows what is missing)")
     try:
         yield
     finally:
