@@ -441,6 +441,23 @@ def pull_in_thread(lying: LyingRegistry, name: str, cache: BlobCache, limits: Tr
     return outcome_within(lambda: pull(lying, name, cache, limits), give_up_after)[0]
 
 
+@pytest.mark.parametrize("codec, split", [("gzip", 1), ("zstd", 3)])
+def test_a_blob_whose_magic_bytes_arrive_apart_is_still_recognised(lying: LyingRegistry, cache: BlobCache,
+                                                                   codec: str, split: int) -> None:
+    """Layers are read from the connection unbuffered: a first read may hold less than the magic."""
+    tar = tar_of(entry("etc/data", os.urandom(4096)))
+    layer = compress(tar, codec)
+    lying.image("slow/magic", "v1", config=config_for([sha256(tar)]), layers=[layer])
+    reply = Reply(body=layer, stall_after=split)
+    lying.replies[f"/v2/slow/magic/blobs/{digest_of(layer)}"] = reply
+    threading.Timer(0.3, reply.release.set).start()
+
+    image = pull(lying, "slow/magic:v1", cache)
+
+    assert image.layers[0].tar_path.read_bytes() == tar
+    assert lying.count(f"/blobs/{digest_of(layer)}") == 1
+
+
 def test_a_registry_that_trickles_a_blob_is_given_up_at_the_deadline(lying: LyingRegistry, cache: BlobCache) -> None:
     layer = serve_genuine(lying, "slow/trickle", trickle=0.02)  # ~50 bytes/s: every read well within its timeout
     limits = TransferLimits(connect_timeout=5, read_timeout=5, min_rate=100 * 1024, floor=1.0)

@@ -74,7 +74,10 @@ def default_cache_dir() -> Path:
 
 
 class VerifyingReader(io.RawIOBase):
-    """Reads through to `raw`, checking size and digest; the check fires at end of stream."""
+    """Reads through to `raw`, checking size and digest; the check fires at end of stream.
+
+    Bytes are read straight into the caller's buffer and hashed there: a decompressor reading
+    through this fills its own input buffer, with no copy in between."""
 
     def __init__(self, raw: BinaryIO, *, image: str, digest: Digest, size: int | None, task: Task | None = None) -> None:
         self.raw, self.image, self.digest, self.size = raw, image, Digest.parse(digest), size
@@ -82,26 +85,45 @@ class VerifyingReader(io.RawIOBase):
         self.count = 0
         self.task = task
         self.verified = False
+        self._head = memoryview(b"")  # read by `peek`, served again first
 
     def readable(self) -> bool:
         return True
 
+    def peek(self, size: int) -> bytes:
+        """The first `size` bytes (fewer only if the stream is shorter), which reads then return again."""
+        head, self._head = bytes(self._head), memoryview(b"")
+        while len(head) < size and (chunk := self._read(size - len(head))):
+            head += chunk
+        self._head = memoryview(head)
+        return head[:size]
+
     def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.raw.read(len(buffer))
-        if not data:
-            self._verify()
-            return 0
-        buffer[: len(data)] = data
-        self.count += len(data)
-        self.hasher.update(data)
+        if self._head:
+            count = min(len(buffer), len(self._head))
+            buffer[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        with memoryview(buffer) as view:
+            count = self.raw.readinto(view) or 0
+            if not count:
+                self._verify()
+                return 0
+            self.count += count
+            self.hasher.update(view[:count])
         if self.task is not None:
-            self.task.advance(len(data))
+            self.task.advance(count)
         if self.size is not None and self.count > self.size:
             raise BlobError(self.image, self.digest, f"longer than the {self.size} bytes the manifest declares")
-        return len(data)
+        return count
+
+    def _read(self, size: int) -> bytes:
+        buffer = bytearray(size)
+        return bytes(buffer[:self.readinto(buffer)])
 
     def drain(self) -> None:
-        while self.read(CHUNK):
+        buffer = bytearray(CHUNK)
+        while self.readinto(buffer):
             pass
         self._verify()
 
@@ -271,14 +293,15 @@ class BlobCache:
             raise
 
     def _decompress_into(self, raw: VerifyingReader, writer: _HashingWriter, *, image: str, digest: Digest) -> None:
-        buffered = io.BufferedReader(raw, CHUNK)
-        magic = buffered.peek(4)[:4]
+        magic = raw.peek(4)
         if magic.startswith(GZIP_MAGIC):
-            reader: BinaryIO = igzip.IGzipFile(fileobj=buffered, mode="rb")
+            # igzip's reader fills its input buffer through `raw` and inflates straight into the
+            # writer's buffers (`readinto`), with the GIL released.
+            reader: BinaryIO = igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[arg-type]
         elif magic.startswith(ZSTD_MAGIC):
-            reader = zstandard.ZstdDecompressor().stream_reader(buffered, read_across_frames=True)
+            reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
         else:
-            reader = buffered
+            reader = raw  # type: ignore[assignment]
         try:
             self._copy_limited(reader, writer, image=image, label=digest)
         except (EOFError, gzip.BadGzipFile, isal_zlib.error, zstandard.ZstdError) as exc:
@@ -289,14 +312,20 @@ class BlobCache:
                       task: Task | None = None) -> None:
         """Copy until the end, or fail as soon as the layer passes `max_layer_size`."""
         total = 0
-        while chunk := reader.read(CHUNK):
-            total += len(chunk)
+        while True:
+            buffer = writer.buffer()
+            count = _fill(reader, buffer)
+            if not count:
+                writer.give_back(buffer)
+                return
+            total += count
             if total > self.max_layer_size:
+                writer.give_back(buffer)
                 raise BlobError(image, label, f"the layer decompresses to more than {self.max_layer_size} bytes "
                                               "(the --max-layer-size limit); stopped there")
-            writer.put(chunk)
+            writer.put(buffer, count)
             if task is not None:
-                task.advance(len(chunk))
+                task.advance(count)
 
     def evict(self, keep: set[str] = frozenset()) -> None:
         """Trim least recently used layers until the cache fits `max_bytes`; never those in `keep`."""
@@ -324,25 +353,46 @@ def _no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW)
 
 
-class _HashingWriter:
-    """Hashes and writes decompressed chunks on a second thread, so the disk and the decompressor
-    work at the same time (hashlib, isal and file writes all release the GIL)."""
+def _fill(reader: BinaryIO, buffer: bytearray) -> int:
+    """Read until `buffer` is full or the stream ends: few, large writes whatever the reader returns."""
+    filled = 0
+    with memoryview(buffer) as view:
+        while filled < len(buffer) and (count := reader.readinto(view[filled:])):
+            filled += count
+    return filled
 
-    def __init__(self, out: BinaryIO, path: Path, depth: int = 8) -> None:
+
+class _HashingWriter:
+    """Hashes and writes filled buffers on a second thread, so the disk and the decompressor work at
+    the same time (hashlib, isal and file writes all release the GIL). The buffers go round a fixed
+    pool: the reading thread fills one the writer has finished with, never a fresh allocation."""
+
+    def __init__(self, out: BinaryIO, path: Path, depth: int = 6) -> None:
         self.out, self.path = out, path
         self.hasher = hashlib.sha256()
-        self.chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self.free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(depth):
+            self.free.put(bytearray(CHUNK))
+        self.filled: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
         self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="layer-writer", daemon=True)
         self.thread.start()
 
-    def put(self, chunk: bytes) -> None:
+    def buffer(self) -> bytearray:
+        """An empty buffer to fill; waits while all are queued for writing."""
         if self.failure is not None:
             raise self.failure
-        self.chunks.put(chunk)
+        return self.free.get()
+
+    def give_back(self, buffer: bytearray) -> None:
+        self.free.put(buffer)
+
+    def put(self, buffer: bytearray, count: int) -> None:
+        """Hash and write the first `count` bytes of `buffer`, which then returns to the pool."""
+        self.filled.put((buffer, count))
 
     def finish(self) -> str:
-        self.chunks.put(None)
+        self.filled.put(None)
         self.thread.join()
         if self.failure is not None:
             raise self.failure
@@ -350,25 +400,22 @@ class _HashingWriter:
 
     def abandon(self) -> None:
         self.failure = self.failure or _Abandoned()
-        while True:
-            try:
-                self.chunks.get_nowait()
-            except queue.Empty:
-                break
-        self.chunks.put(None)
+        self.filled.put(None)
         self.thread.join()
 
     def _run(self) -> None:
-        while (chunk := self.chunks.get()) is not None:
-            if self.failure is not None:
-                continue
-            try:
-                self.hasher.update(chunk)
-                self.out.write(chunk)
-            except OSError as error:  # disk full, quota, I/O error: raised again in the reading thread
-                self.failure = OutputError.writing(self.path, error)
-            except BaseException as error:  # noqa: BLE001 - raised again in the reading thread
-                self.failure = error
+        while (item := self.filled.get()) is not None:
+            buffer, count = item
+            if self.failure is None:
+                try:
+                    with memoryview(buffer) as view:
+                        self.hasher.update(view[:count])
+                        self.out.write(view[:count])
+                except OSError as error:  # disk full, quota, I/O error: raised again in the reading thread
+                    self.failure = OutputError.writing(self.path, error)
+                except BaseException as error:  # noqa: BLE001 - raised again in the reading thread
+                    self.failure = error
+            self.free.put(buffer)
 
 
 class _Abandoned(Exception):

@@ -352,15 +352,18 @@ class RegistryClient:
 
     @contextmanager
     def open_blob(self, repository: str, digest: str, *, subject: str = "", size: int | None = None,
-                  deadline: Deadline | None = None) -> Iterator[BinaryIO]:
+                  deadline: Deadline | None = None, buffered: bool = True) -> Iterator[BinaryIO]:
         """One attempt at a blob's body, for the caller to stream; breaks off as `_Transient`.
 
-        Pass the same `deadline` to every attempt, so that retries share it; `size` alone starts one."""
+        Pass the same `deadline` to every attempt, so that retries share it; `size` alone starts one.
+        Unbuffered, each `readinto` is one read from the connection, copied once into the caller's
+        buffer (not through a buffer of ours first), for callers that read in large pieces."""
         subject = subject or f"blob {digest}"
         if deadline is None and size is not None:
             deadline = self.blob_deadline(digest, size)
         with self._open(repository, f"blobs/{digest}", subject, deadline=deadline, digest=digest) as response:
-            yield io.BufferedReader(_BodyStream(response, subject, deadline), CHUNK)  # type: ignore[arg-type]
+            body = _BodyStream(response, subject, deadline)
+            yield io.BufferedReader(body, CHUNK) if buffered else body  # type: ignore[misc]
 
     @contextmanager
     def _open(self, repository: str, path: str, subject: str, *, accept: str | None = None,
@@ -578,7 +581,7 @@ class _ImagePull:
 
         def download() -> LayerBlob:
             with self.client.open_blob(self.ref.repository, layer.digest, subject=f"layer {layer.digest}",
-                                       deadline=deadline) as stream, \
+                                       deadline=deadline, buffered=False) as stream, \
                     self.progress.task(description, total=layer.size) as task:
                 return self.cache.store_layer(stream, image=self.image, digest=layer.digest, size=layer.size,
                                               media_type=layer.media_type, diff_id=diff_id, task=task)
