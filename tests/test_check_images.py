@@ -87,3 +87,59 @@ def test_the_branch_ci_job_checks_images(tmp_path: Path) -> None:
                 if isinstance(step, dict) and "run" in step]
     assert any(command.startswith(".venv/bin/exchange validate") and "--check-images" in command.split()
                for command in commands), commands
+
+
+class CapturingRegistry:
+    """A contributor's own registry on 127.0.0.1: it asks every client for Basic credentials and keeps
+    whatever Authorization header it is sent."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.authorizations: list[str | None] = []
+        capturing = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                capturing.authorizations.append(self.headers.get("Authorization"))
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="contributor"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_HEAD = do_GET
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        self.host = f"127.0.0.1:{self._httpd.server_address[1]}"
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def test_a_registry_the_policy_forbids_is_never_asked(exchange_repo: ExchangeRepo, registry,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """EXCHANGE_REGISTRY_USERNAME/PASSWORD are sent to any registry that asks; a contributor's pull
+    request naming their own registry must not make the branch CI job (validate --check-images) hand
+    them over when the exchange's policy allows only its own registries."""
+    contributor = CapturingRegistry()
+    try:
+        monkeypatch.setenv("EXCHANGE_REGISTRY_USERNAME", "exchange-ci")
+        monkeypatch.setenv("EXCHANGE_REGISTRY_PASSWORD", "ci-registry-password")
+        (exchange_repo.root / ".exchange.yaml").write_text(f"images:\n  allowed-registries: [\"{registry.host}\"]\n")
+        image = f"{contributor.host}/contributor/gear:1.0"
+        exchange_repo.write("gears/acme/gear.json", example_gear(name="gear", custom={"gear-builder": {"image": image}}))
+        result = CliRunner().invoke(cli, ["validate", "--repo", str(exchange_repo.root), "--all", "--check-images",
+                                          "--format", "json", "--insecure-registry", contributor.host])
+    finally:
+        contributor.stop()
+    assert result.exit_code == 1, result.output
+    (entry,) = json.loads(result.stdout)["results"]
+    assert [problem["rule"] for problem in entry["problems"]] == ["image-registry"], entry
+    assert contributor.authorizations == [], "the contributor's registry was asked"

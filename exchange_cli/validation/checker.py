@@ -121,7 +121,10 @@ class Checker:
                     "duplicate-version", f"{key} is also claimed by {others}", f"/{item.spec.kind.version_key}"))
 
     def _check_images_exist(self, lookup: ImageLookup) -> None:
-        asked = [item for item in self.checked if item.reference is not None and item.reference.is_pinned]
+        # A registry the policy does not allow is never asked: registry credentials that apply to any
+        # registry (EXCHANGE_REGISTRY_USERNAME/PASSWORD) would go to whoever runs it, a contributor too.
+        asked = [item for item in self.checked if item.reference is not None and item.reference.is_pinned
+                 and self.policy.allows_registry(item.reference.registry)]
         unique = {str(item.reference): item.reference for item in asked}
         with ThreadPoolExecutor(max_workers=self.lookup_workers, thread_name_prefix="registry") as pool:
             answers = dict(zip(unique, pool.map(lookup, unique.values())))
