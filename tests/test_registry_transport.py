@@ -30,7 +30,7 @@ from exchange_cli.image.credentials import host_env_var
 from exchange_cli.image.errors import ImageError
 from exchange_cli.image.model import DEFAULT_PLATFORM
 from exchange_cli.image.deadlines import TransferLimits
-from exchange_cli.image.registry import RetryPolicy, fetch_registry_image
+from exchange_cli.image.registry import RetryPolicy, fetch_registry_image, manifest_exists
 from exchange_cli.reference import parse_reference
 from tests.infra.lying_registry import OCI_MANIFEST, LyingRegistry, Reply, digest_of, outcome_within
 from tests.infra.tls import TestCA
@@ -483,3 +483,17 @@ def test_a_registry_that_trickles_the_headers_of_a_blob_is_given_up_at_the_blob_
     assert isinstance(outcome, BlobError), outcome
     assert "not received within 1 s" in outcome.reason and "the registry is too slow or has stalled" in outcome.reason
     assert took < 10 and registry.count(path) == 1
+
+
+def test_a_registry_that_trickles_the_headers_of_a_manifest_check_is_given_up_at_its_deadline(registry) -> None:
+    """`validate --check-images` and `verify` only ask whether a manifest exists (HEAD): bounded too."""
+    manifest = f"/v2/{REPOSITORY}/manifests/v1"
+    registry.replies[manifest] = Reply(trickle_headers=0.01, headers={"X-Padding": "p" * 2000})
+    limits = TransferLimits(connect_timeout=5, read_timeout=5, min_rate=1024**2, floor=1.0)
+
+    outcome, took = outcome_within(lambda: manifest_exists(parse_reference(f"{registry.host}/{REPOSITORY}:v1"),
+                                                           retry=QUICK_RETRY, limits=limits), give_up_after=20.0)
+
+    assert isinstance(outcome, ImageError), outcome
+    assert "checking manifest v1: not received within 1 s" in str(outcome)
+    assert took < 10 and registry.count(manifest) == 1

@@ -328,9 +328,11 @@ class RegistryClient:
 
     def manifest_exists(self, repository: str, reference: str) -> bool:
         subject = f"manifest {reference}"
+        deadline = self.limits.deadline(0, lambda reason: ImageError(f"{self.image}: checking {subject}: {reason}"))
 
         def attempt() -> bool:
-            response = self._request("HEAD", repository, f"manifests/{reference}", accept=MANIFEST_ACCEPT)
+            response = self._request("HEAD", repository, f"manifests/{reference}", accept=MANIFEST_ACCEPT,
+                                     deadline=deadline)
             with response:
                 if response.status_code == 404:
                     return False
@@ -450,9 +452,10 @@ def fetch_registry_image(ref: ImageReference, platform: Platform, cache: BlobCac
 
 
 def manifest_exists(ref: ImageReference, *, insecure_registries: Collection[str] = (),
-                    retry: RetryPolicy = DEFAULT_RETRY) -> bool:
+                    retry: RetryPolicy = DEFAULT_RETRY, limits: TransferLimits = DEFAULT_LIMITS) -> bool:
     """Whether the registry has `ref`'s manifest; ImageError when the registry cannot say."""
-    with RegistryClient.for_reference(ref, insecure_registries=insecure_registries, retry=retry) as client:
+    with RegistryClient.for_reference(ref, insecure_registries=insecure_registries, retry=retry,
+                                      limits=limits) as client:
         return client.manifest_exists(ref.repository, ref.reference)
 
 

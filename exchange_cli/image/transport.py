@@ -174,12 +174,16 @@ class Transport:
             deadline.check()
         try:
             with watched(deadline):
-                return self.session.request(method, url, timeout=self.timeout, stream=True, allow_redirects=False,
-                                            **request)  # type: ignore[arg-type]
+                response = self.session.request(method, url, timeout=self.timeout, stream=True,
+                                                allow_redirects=False, **request)  # type: ignore[arg-type]
         except requests.RequestException:
             if deadline is not None:
                 deadline.check()  # the watch cut the wait short: say so, not "connection reset"
             raise
+        if deadline is not None and deadline.remaining() < 0:
+            response.close()  # the watch may have cut the headers short with no error: EOF ends them
+            deadline.check()
+        return response
 
     def _log(self, method: str, url: str, outcome: str) -> None:
         if LOG.isEnabledFor(logging.DEBUG):  # never the headers: credentials
