@@ -81,5 +81,8 @@ def configure(verbosity: Verbosity) -> None:
 
 
 def show_lines_with(sink: Callable[[str], None] | None) -> None:
-    """While a live display runs, log lines are printed by it (above its rows); None: stderr again."""
-    _HANDLER.sink = sink or _stderr
+    """While a live display runs, log lines are printed by it (above its rows); None: stderr again.
+    Under the handler's lock, which a line holds while it is written: once this returns, no line is
+    still on its way to the old sink."""
+    with _HANDLER.lock:
+        _HANDLER.sink = sink or _stderr

@@ -332,11 +332,15 @@ class RichProgress(_Display):
         self._start_lock = threading.RLock()
 
     def added(self, row: Row) -> None:
+        if not self._started:
+            # Lines go through the display before its first frame is drawn: a line another thread
+            # wrote straight to the terminal meanwhile would leave that frame behind. Not under
+            # _start_lock: a line being logged holds the log handler's lock and waits for that one.
+            show_lines_with(self.log)
         with self._start_lock:
             if not self._started:
                 self._bar.start()
                 self._started = True
-                show_lines_with(self.log)  # log lines above the rows, never through them
             self._bar.add_task(row.name, row=row)
 
     def finished(self, row: Row) -> None:
@@ -345,15 +349,19 @@ class RichProgress(_Display):
     def log(self, line: str) -> None:
         """Above the live rows, which are redrawn below it."""
         with self._start_lock:  # never while the display starts: that frame would be left behind
-            # Wrapped by rich itself (not soft-wrapped by the terminal), so it knows how many lines to skip.
-            self.console.print(line, markup=False, highlight=False)
+            # Under the live display's own lock: rich takes it only to choose the cursor movement, then
+            # draws outside it, so a refresh between the two would leave a frame behind.
+            with self._bar.live._lock:
+                # Wrapped by rich itself (not soft-wrapped by the terminal), so it knows how many lines to skip.
+                self.console.print(line, markup=False, highlight=False)
 
     def close(self) -> None:
         with self._start_lock:
-            if self._started:
-                show_lines_with(None)
+            started, self._started = self._started, False
+            if started:
                 self._bar.stop()
-                self._started = False
+        if started:
+            show_lines_with(None)  # once the last frame is drawn; lines go straight to the terminal again
 
 
 def _columns(display: RichProgress, layout: RowLayout) -> list:

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from exchange_cli.demo_image import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, add_to_index, descriptor, write_blob
-from tests.infra.gitrepo import ExchangeRepo, gears_on_a_remote, run_git
+from tests.infra.gitrepo import ExchangeRepo, empty_exchange, gears_on_a_remote, run_git
 from tests.test_process_services import gcs_objects
 
 EXCHANGE = Path(sys.executable).with_name("exchange")
@@ -33,6 +33,7 @@ GEARS = ("hello", "other")
 DEADLINE = 180.0
 # Big enough (incompressible) that export and upload take long enough to be caught in the act.
 BIG_LAYER_BYTES = 48 * 1024 * 1024
+UPLOAD_ATTEMPTS = 5  # fresh stages tried until a kill lands mid-upload
 # Holds the first push in its pre-receive hook until the test creates the file `release`.
 HOLD_FIRST_PUSH = """#!/bin/sh
 if mkdir "{gates}/held" 2>/dev/null; then
@@ -305,15 +306,28 @@ def test_killed_at_export_then_rerun(big_stage: Stage) -> None:
     assert "the run that made it is gone" in log and "breaking the lease" in log
 
 
-def test_killed_at_upload_then_rerun(big_stage: Stage) -> None:
-    stage = big_stage
-    checkout = stage.clone("uploading")
-    run = stage.start(checkout)
-    bucket = stage.tmp / "bucket"
-    wait_for(lambda: any(bucket.glob(".exchange-upload-*")), "the run is uploading", running=run, poll=0.002)
-    log = kill_then_rerun(stage, checkout, run)
-    assert_consistent(stage)
-    assert "removed the partial upload" in log
+def test_killed_at_upload_then_rerun(tmp_path: Path) -> None:
+    """The run is stopped the moment its partial upload is seen, then killed. An upload is short (tens of
+    milliseconds for the big layer), so on a busy machine the test may see it only after it was renamed
+    into place: such an attempt is still a kill-and-rerun that must end consistent, and the test starts
+    over on a fresh stage until one kill lands mid-upload."""
+    for attempt in range(UPLOAD_ATTEMPTS):
+        root = tmp_path / f"attempt-{attempt}"
+        bucket = root / "bucket"
+        bucket.mkdir(parents=True)
+        stage = make_stage(empty_exchange(root / "exchange"), root, bucket.as_uri(), local_objects(bucket), big=True)
+        checkout = stage.clone("uploading")
+        run = stage.start(checkout)
+        wait_for(lambda: any(bucket.glob(".exchange-upload-*")) or run.poll() is not None, "the run is uploading",
+                 poll=0.002)
+        run.send_signal(signal.SIGSTOP)
+        caught_mid_upload = any(bucket.glob(".exchange-upload-*"))
+        log = kill_then_rerun(stage, checkout, run)
+        assert_consistent(stage)
+        if caught_mid_upload:
+            assert "removed the partial upload" in log
+            return
+    pytest.fail(f"no kill landed during an upload in {UPLOAD_ATTEMPTS} attempts")
 
 
 @pytest.mark.parametrize("push", ["lost", "landed"])

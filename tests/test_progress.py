@@ -7,6 +7,7 @@ import io
 import json
 import random
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from tests.infra.gitrepo import example_gear, init_repo, run_git
 
 DECIMAL_UNITS = re.compile(r"\d\s?(kB|MB|GB|TB)\b")
 ROW = re.compile(r"^acme/\S+@1\.0\.0 +(fetch|fetched|cached|write|written|upload|uploaded|in bucket|failed)\b")
+HISTORY_LINES = 50_000  # the terminal's scrollback: every line a test's command prints
 SPECS = ("hello", "a-gear-with-a-rather-long-name-that-cannot-fit", "bids-fmriprep", "qsiprep")
 
 
@@ -83,13 +85,13 @@ def tmux(tmp_path: Path):
 def run_in_terminal(tmux: Tmux, command: list[str], *, width: int, height: int = 40, timeout: float = 240) -> list[str]:
     """Run `command` in a `width`-column terminal until it exits; the whole screen and scrollback,
     wrapped lines joined (-J), so a row that wrapped shows up as one over-long line."""
-    shell = " ".join(subprocess.list2cmdline([part]) for part in command)
-    tmux("new-session", "-d", "-s", "progress", "-x", str(width), "-y", str(height),
-         f"{shell}; echo EXIT=$?; sleep 600")
-    tmux("set-option", "-t", "progress", "history-limit", "5000")
+    shell = shlex.join(command)
+    # The history limit is a pane's from its creation: set before the session, in the same server start.
+    tmux("set-option", "-g", "history-limit", str(HISTORY_LINES), ";",
+         "new-session", "-d", "-s", "progress", "-x", str(width), "-y", str(height), f"{shell}; echo EXIT=$?; sleep 600")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        screen = tmux("capture-pane", "-p", "-J", "-t", "progress", "-S", "-5000")
+        screen = tmux("capture-pane", "-p", "-J", "-t", "progress", "-S", f"-{HISTORY_LINES}")
         if re.search(r"^EXIT=\d+$", screen, re.MULTILINE):
             return screen.splitlines()
         time.sleep(0.5)
@@ -114,6 +116,49 @@ def test_process_jobs_4_on_a_terminal_draws_one_line_per_spec_each_finished(tmux
     screen = "\n".join(lines)
     assert not DECIMAL_UNITS.search(screen), "sizes in IEC units"
     assert "MiB" in screen and "Traceback" not in screen
+
+
+# Lines logged by three threads as fast as they can while a display starts, redraws and stops, in many
+# short processes (a process's first frame is the slowest to draw, so its windows are the widest): a
+# line written between rich choosing the cursor movement and drawing, or straight to the terminal
+# while the first frame is drawn, leaves a frame behind. The code before the fix left at least one in
+# each of 5 tries of these 90 processes.
+CHATTER = """
+import sys, threading, time
+from exchange_cli.logs import Verbosity, configure, logger
+from exchange_cli.progress import progress_for
+
+configure(Verbosity.NORMAL)
+log = logger("chatter")
+stop = threading.Event()
+def chatter(thread):
+    while not stop.is_set():
+        log.info("line from thread %d", thread)
+        time.sleep(0.0005)
+threads = [threading.Thread(target=chatter, args=(n,)) for n in range(3)]
+with progress_for(sys.stderr) as progress:
+    for thread in threads:
+        thread.start()
+    time.sleep(0.02)
+    with progress.row(f"acme/x{sys.argv[1]}@1.0.0", "fetch", done="fetched") as row, row.task("layer", 10) as task:
+        task.advance(10)
+    stop.set()
+    for thread in threads:
+        thread.join()
+"""
+
+
+def test_lines_logged_by_other_threads_never_leave_a_frame_behind(tmux: Tmux, tmp_path: Path) -> None:
+    runs = 90
+    program = tmp_path / "chatter.py"
+    program.write_text(CHATTER)
+    loop = f"for n in $(seq {runs}); do {shlex.join([sys.executable, str(program)])} $n || break; done"
+    lines = run_in_terminal(tmux, ["sh", "-c", loop], width=80)
+    assert "EXIT=0" in lines, "\n".join(lines)
+    frames = [line.split()[:2] for line in lines if line.startswith("acme/x")]
+    assert sorted(frames) == sorted([f"acme/x{n}@1.0.0", "fetched"] for n in range(1, runs + 1)), \
+        "each display leaves its last frame once, and nothing else:\n" + "\n".join(
+            line for line in lines if line.startswith("acme/x"))
 
 
 # --- a captured rich console of fixed width ---------------------------------------------------------

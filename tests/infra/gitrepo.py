@@ -91,13 +91,18 @@ def init_repo(path: Path, *, bare: bool = False) -> Path:
     return path
 
 
-@pytest.fixture
-def exchange_repo(tmp_path: Path) -> ExchangeRepo:
+def empty_exchange(path: Path) -> ExchangeRepo:
+    """A new exchange repository at `path` with one commit and nothing in it yet."""
     require_executable("git")
-    repo = ExchangeRepo(init_repo(tmp_path / "exchange"))
+    repo = ExchangeRepo(init_repo(path))
     repo.write("manifests/README.md", "manifests\n")
     repo.commit("empty exchange")
     return repo
+
+
+@pytest.fixture
+def exchange_repo(tmp_path: Path) -> ExchangeRepo:
+    return empty_exchange(tmp_path / "exchange")
 
 
 @pytest.fixture
