@@ -9,7 +9,6 @@ so a re-upload is always safe: the same name can only hold the same bytes).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from ..catalog.storage_audit import ExpectedArtifact
 from ..conformance.check import open_source_image
 from ..errors import ExchangeError
 from ..export import ExportOptions, export_image
+from ..manifests import ProcessedManifest, read_git_manifest
 from ..progress import Progress
 from ..storage.lease import BucketLease
 from .artifacts import Artifact
@@ -80,7 +80,11 @@ def _restore(artifact: Artifact, bucket, export_options: ExportOptions, work_dir
 def _restore_from_manifest(repo: gitpython.Repo, head: str, item: ExpectedArtifact, bucket,  # noqa: ANN001
                            export_options: ExportOptions, work_dir: Path, progress: Progress) -> None:
     """Export the image a manifest names again; only bytes with the manifest's sha384 are uploaded."""
-    block = json.loads(repo.git.show(f"{head}:{item.manifests[0]}")).get("exchange") or {}
+    blob = git.blob_at(repo, head, item.manifests[0])
+    manifest = read_git_manifest(blob) if blob is not None else None
+    if not isinstance(manifest, ProcessedManifest):  # read as every manifest is: never through a link
+        raise ExchangeError(f"{item.manifests[0]} cannot be read at {head[:12]}")
+    block = manifest.exchange
     references = [ref for key in ("image-digest-reference", "image") if isinstance(ref := block.get(key), str)]
     if item.sha384 is None or not references:
         raise ExchangeError(f"{item.manifests[0]} names no sha384 or no image to export it from")
