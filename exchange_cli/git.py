@@ -24,9 +24,14 @@ def open_repo(path: Path | str | None = None) -> git.Repo:
     if not start.exists():
         raise UsageError(f"--repo {start}: no such directory")
     try:
-        return git.Repo(start, search_parent_directories=True)
+        repo = git.Repo(start, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         raise NotARepository(f"{start} is not inside a git repository (use --repo DIR)") from None
+    # Every fetch and push of a run fails rather than waits for an answer nobody will give (CI) or that
+    # blocks a maintainer's terminal mid-run: the same settings as add-gear's clone.
+    environ = non_interactive_env(cwd=repo.working_tree_dir or repo.git_dir)
+    repo.git.update_environment(**{name: environ[name] for name in _PROMPT_SETTINGS if name in environ})
+    return repo
 
 
 def root(repo: git.Repo) -> Path:
@@ -217,22 +222,26 @@ def clone_without_prompts(url: str, into: Path | str) -> subprocess.CompletedPro
                           text=True, errors="replace", start_new_session=True)
 
 
-def non_interactive_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+def non_interactive_env(environ: dict[str, str] | None = None, *, cwd: Path | str | None = None) -> dict[str, str]:
     """The environment for a git command that must fail rather than ask: no terminal prompt for a user
     name or password (GIT_TERMINAL_PROMPT), no askpass program (a desktop's SSH_ASKPASS or core.askPass
     would open a window), and ssh in batch mode (an unknown host key or a password is an error) unless
     the user chose an ssh command. Run it in a new session too (start_new_session), so nothing it starts
-    can open the terminal. A GIT_ASKPASS the user set (how CI hands git a token) is kept."""
+    can open the terminal. A GIT_ASKPASS the user set (how CI hands git a token) is kept. `cwd`: the
+    repository whose own core.sshCommand counts too."""
     environ = dict(os.environ if environ is None else environ)
     environ["GIT_TERMINAL_PROMPT"] = "0"
     environ.setdefault("GIT_ASKPASS", "")  # set but empty: git then asks neither core.askPass nor SSH_ASKPASS
-    if not (environ.get("GIT_SSH_COMMAND") or environ.get("GIT_SSH") or _configured("core.sshCommand", environ)):
+    if not (environ.get("GIT_SSH_COMMAND") or environ.get("GIT_SSH") or _configured("core.sshCommand", environ, cwd)):
         environ["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
     return environ
 
 
-def _configured(key: str, environ: dict[str, str]) -> bool:
-    found = subprocess.run(["git", "config", "--get", key], env=environ, stdin=subprocess.DEVNULL,
+_PROMPT_SETTINGS = ("GIT_TERMINAL_PROMPT", "GIT_ASKPASS", "GIT_SSH_COMMAND")
+
+
+def _configured(key: str, environ: dict[str, str], cwd: Path | str | None = None) -> bool:
+    found = subprocess.run(["git", "config", "--get", key], env=environ, cwd=cwd, stdin=subprocess.DEVNULL,
                            capture_output=True, text=True)
     return found.returncode == 0 and bool(found.stdout.strip())
 

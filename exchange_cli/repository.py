@@ -8,11 +8,12 @@ from pathlib import Path, PurePath, PurePosixPath
 import git as gitpython
 
 from . import git
-from .confined import entries_below
+from .confined import NotConfined, entries_below, read_below
 from .errors import UsageError
 from .specs import SPEC_DIRECTORIES
 
 SENTINEL = ".sentinel"
+MAX_SENTINEL_BYTES = 4096  # a commit id and a newline; anything larger is not one
 MANIFESTS = "manifests"
 
 
@@ -35,10 +36,18 @@ class Exchange:
         return self.root / SENTINEL
 
     def read_sentinel(self) -> str | None:
-        """The last processed commit, or None when the exchange has never been processed."""
-        if not self.sentinel_path.is_file():
+        """The last processed commit, or None when the exchange has never been processed. Read as specs
+        are: a link is named, never followed (its target could be any file of the machine)."""
+        try:
+            content = read_below(self.root, SENTINEL, limit=MAX_SENTINEL_BYTES)
+        except FileNotFoundError:
             return None
-        text = self.sentinel_path.read_text().strip()
+        except NotConfined as refused:
+            raise UsageError(f"{SENTINEL} {refused.reason}; it must be a regular file holding a commit id") from None
+        try:
+            text = content.decode("ascii").strip()
+        except UnicodeDecodeError:
+            raise UsageError(f"{SENTINEL} is not a commit id (it holds bytes that are not ASCII)") from None
         return text or None
 
     def relative(self, path: Path) -> str | None:

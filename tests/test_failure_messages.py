@@ -422,6 +422,19 @@ def test_add_gear_from_an_unknown_ssh_host_fails_at_once(exchange_repo: Exchange
     assert exchange_repo.git("status", "--porcelain") == ""
 
 
+def test_process_against_an_unknown_ssh_host_fails_at_once(exchange_repo: ExchangeRepo, sshd, tmp_path: Path) -> None:
+    # A maintainer running `process` by hand against an ssh remote: every fetch and push of the run has
+    # add-gear's settings, so an unknown host key ends the run instead of a prompt in the middle of it.
+    url = f"ssh://git@127.0.0.1:{sshd.port}/acme/exchange.git"
+    (tmp_path / "bucket").mkdir()
+    args = ["process", "--repo", str(exchange_repo.root), "--remote", url, "--bucket", (tmp_path / "bucket").as_uri(),
+            "--dry-run"]
+    code, output = run_in_terminal(args, terminal_env(tmp_path))
+    assert code == 2, f"still waiting after {PROMPT_DEADLINE}s (a prompt?):\n{output}"
+    assert "continue connecting" not in output
+    assert the_error(output).startswith(f"error: cannot reach {redacted(url)}: "), output
+
+
 def test_add_gear_with_the_users_ssh_command_still_never_asks_for_a_password(exchange_repo: ExchangeRepo, sshd,
                                                                              tmp_path: Path) -> None:
     # The user's own ssh command is kept (it accepts the host key), and it would ask for a password on the

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
 
 from exchange_cli.cli import cli
 from exchange_cli.confined import NotConfined, read_below
@@ -449,3 +450,37 @@ def test_a_linked_policy_file_is_never_read(exchange_repo: ExchangeRepo, secret_
     assert_no_secret(result.stdout, result.stderr)
     assert result.stderr.strip() == ("error: .exchange.yaml is a symbolic link; the policy must be a regular file in "
                                      "the repository, and links are never followed")
+
+
+# --- other files of the repository that commands read: the same rule -----------------------------------
+
+
+def test_a_linked_sentinel_is_named_never_read(exchange_repo: ExchangeRepo, secret_file: Path) -> None:
+    # The sentinel's content goes into an error ("unknown sentinel commit …") when it is not a commit.
+    secret_file.write_text(SECRET + "\n")
+    os.symlink(secret_file, exchange_repo.root / ".sentinel")
+    result = invoke(exchange_repo, "validate")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        "error: .sentinel is a symbolic link; it must be a regular file holding a commit id")
+    assert_no_secret(result.output)
+
+
+def test_a_committed_key_that_is_a_link_is_refused(exchange_repo: ExchangeRepo, tmp_path: Path) -> None:
+    # A key read through a link could be any PEM file of the machine that runs `verify` or `process`.
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from exchange_cli.provenance.keys import KEYS_DIR, KEY_SUFFIX, PublicKey, UnusableKey, repository_keys
+
+    key = PublicKey.from_pem(ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), "generated")
+    outside = tmp_path / "elsewhere.pub"
+    outside.write_bytes(key.pem)
+    keys = exchange_repo.root / KEYS_DIR
+    keys.mkdir(parents=True)
+    os.symlink(outside, keys / f"{key.key_id}{KEY_SUFFIX}")
+    with pytest.raises(UnusableKey, match=rf"^{KEYS_DIR}/{key.key_id}\.pub is a symbolic link; keys must be "):
+        repository_keys(exchange_repo.root)
+    (keys / f"{key.key_id}{KEY_SUFFIX}").unlink()
+    (keys / f"{key.key_id}{KEY_SUFFIX}").write_bytes(key.pem)
+    assert [found.key_id for found in repository_keys(exchange_repo.root)] == [key.key_id]

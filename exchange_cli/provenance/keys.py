@@ -15,10 +15,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from ..confined import NotConfined, read_below
 from ..errors import UsageError
 
 KEYS_DIR = ".exchange/keys"
 KEY_SUFFIX = ".pub"
+MAX_KEY_BYTES = 64 * 1024  # a PEM public key is under a kilobyte
 ED25519 = "ed25519"
 ECDSA_P256 = "ecdsa-p256"
 SUPPORTED = "Ed25519 or ECDSA P-256"
@@ -112,11 +114,23 @@ def repository_keys(root: Path) -> list[PublicKey]:
         return []
     keys = []
     for path in sorted(directory.glob(f"*{KEY_SUFFIX}")):
-        key = read_key_file(path)
+        key = _read_repository_key(root, path)
         if path.name != f"{key.key_id}{KEY_SUFFIX}":
             raise UnusableKey(f"{path}: the file name says key id {path.stem}, but the key's id is {key.key_id}")
         keys.append(key)
     return keys
+
+
+def _read_repository_key(root: Path, path: Path) -> PublicKey:
+    """A committed key, read as specs are: a link (the file, `.exchange/` or `keys/`) is refused, never followed."""
+    relative = path.relative_to(root).as_posix()
+    try:
+        pem = read_below(root, relative, limit=MAX_KEY_BYTES)
+    except NotConfined as refused:
+        raise UnusableKey(f"{relative} {refused.reason}; keys must be regular files in the repository") from None
+    except OSError as error:
+        raise UnusableKey(f"cannot read the public key {relative}: {error.strerror}") from None
+    return PublicKey.from_pem(pem, relative)
 
 
 def write_key(root: Path, key: PublicKey) -> tuple[Path, bool]:
