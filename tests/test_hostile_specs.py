@@ -376,6 +376,29 @@ def test_a_huge_value_is_quoted_short_and_the_rule_still_shows(exchange_repo: Ex
     assert rich.exit_code == 1 and len(rich.output) < 8000, rich.output[:2000]
 
 
+def test_ten_thousand_problems_in_one_spec_print_a_bounded_report(exchange_repo: ExchangeRepo, tmp_path: Path) -> None:
+    from exchange_cli.validation.reporter import PROBLEMS_SHOWN
+
+    gear = example_gear()
+    gear["config"] = {f"option-{n}": n for n in range(10_000)}  # no option is an object: problems by the thousand
+    exchange_repo.write("gears/acme/hello-world.json", gear)
+    report = json.loads(invoke(exchange_repo, "validate", "--all", "--format", "json").output)
+    total = len(report["results"][0]["problems"])  # JSON, read by programs, lists every one
+    assert total >= 10_000
+    junit = tmp_path / "junit.xml"
+    text = invoke(exchange_repo, "validate", "--all", "--format", "text", "--junit-xml", str(junit))
+    assert text.exit_code == 1
+    lines = text.output.splitlines()
+    assert len(problem_lines(text.output)) == PROBLEMS_SHOWN, text.output[:2000]
+    path = problem_lines(text.output)[0]["path"]
+    assert lines[PROBLEMS_SHOWN] == (f"{path}: {total - PROBLEMS_SHOWN:,} more problem(s) not shown "
+                                     "(--format json lists every one)")
+    assert len(lines) == PROBLEMS_SHOWN + 2  # and the summary
+    assert junit.read_text().count("error[gear-schema]") == PROBLEMS_SHOWN
+    rich = invoke(exchange_repo, "validate", "--all", "--format", "rich")
+    assert rich.exit_code == 1 and "more problem(s) not shown" in rich.output and len(rich.output) < 50_000
+
+
 def test_contributor_text_in_a_rich_table_is_never_markup(exchange_repo: ExchangeRepo) -> None:
     exchange_repo.write("gears/acme/markup.json", example_gear(name="hello[/b]", label=["[/x]"]))
     exchange_repo.write("gears/acme/hello-world.json", example_gear(maintainer="Evil [/i] <evil@example.org>"))

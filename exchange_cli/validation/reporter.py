@@ -23,10 +23,29 @@ def _shown(text: str | None) -> str | None:
     return short_text(text) if text is not None else None
 
 
+# Per spec, in text, rich and JUnit: a spec whose 10,000 array items each break a rule would otherwise flood
+# a CI log with 10,000 lines. JSON, read by programs, lists every problem.
+PROBLEMS_SHOWN = 50
+
+
+def shown_problems(result: SpecResult, problems: list[Problem] | None = None) -> tuple[list[Problem], str | None]:
+    """The problems to print for `result` (errors first, as they are reported), and the line that says how
+    many more there are, if any."""
+    problems = result.problems if problems is None else problems
+    if len(problems) <= PROBLEMS_SHOWN:
+        return problems, None
+    hidden = len(problems) - PROBLEMS_SHOWN
+    return problems[:PROBLEMS_SHOWN], (f"{result.display_path}: {hidden:,} more problem(s) not shown "
+                                       "(--format json lists every one)")
+
+
 def render_text(report: Report, stream: TextIO) -> None:
     for result in report.results:
-        for problem in result.problems:
+        problems, more = shown_problems(result)
+        for problem in problems:
             print(problem_line(result.display_path, problem), file=stream)
+        if more:
+            print(more, file=stream)
     print(report.summary, file=stream)
 
 
@@ -78,12 +97,15 @@ def render_rich(report: Report, stream: TextIO) -> None:
         table = Table(show_header=True, header_style="bold", box=None, padding=(0, 1), pad_edge=False)
         for column in ("where", "rule", "at", "message"):
             table.add_column(column, overflow="fold")
-        for problem in result.problems:
+        problems, more = shown_problems(result)
+        for problem in problems:
             where = f"{problem.line}:{problem.column}" if problem.line else ""
             rule_style = {Severity.ERROR: "red", Severity.WARNING: "yellow"}.get(problem.severity, "cyan")
             table.add_row(where, Text(problem.rule, style=rule_style), Text(_shown(problem.pointer) or ""),
                           Text(problem.message))
         console.print(table)
+        if more:
+            console.print(Text(more, style="dim"))
     style = "green" if report.ok else "bold red"
     console.print(f"[{style}]{report.summary}[/]")
 
@@ -99,7 +121,8 @@ def write_junit(report: Report, path: Path, *, suite_name: str = "exchange valid
             errors = result.errors
             failure = ET.SubElement(case, "failure", message=f"{len(errors)} problem(s): {errors[0].message}",
                                     type=errors[0].rule)
-            failure.text = "\n".join(problem_line(result.display_path, p) for p in errors)
+            shown, more = shown_problems(result, errors)
+            failure.text = "\n".join([*(problem_line(result.display_path, p) for p in shown), *([more] if more else [])])
         elif result.status is Status.PROCESSED:
             ET.SubElement(case, "system-out").text = "already processed"
     tree = ET.ElementTree(ET.Element("testsuites"))
