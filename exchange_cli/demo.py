@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +56,19 @@ class DemoWorld:
 
     @property
     def verify_command(self) -> str:
-        return f"exchange verify demo/{GEAR['name']}@{GEAR['version']} --repo {self.work_tree}"
+        return f"{_program()} verify demo/{GEAR['name']}@{GEAR['version']} --repo {shlex.quote(str(self.work_tree))}"
+
+
+def _program() -> str:
+    """How to run this exchange again: `exchange` when that name finds it, else the path it was started by
+    (the README's first command runs `.venv/bin/exchange`, with no activated venv)."""
+    invoked = Path(sys.argv[0])
+    if invoked.name != "exchange":
+        return "exchange"  # run from Python (tests, `python -m exchange_cli`)
+    found = shutil.which("exchange")
+    if found is not None and Path(found).resolve() == invoked.resolve():
+        return "exchange"
+    return shlex.quote(str(invoked))
 
 
 def run_git(cwd: Path, *args: str) -> str:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -48,3 +50,16 @@ def test_demo_hash_is_the_same_every_time(tmp_path: Path) -> None:
         (artifact,) = (tmp_path / name / "bucket").glob("*.tgz")
         hashes.append(artifact.name)
     assert hashes[0] == hashes[1]
+
+
+def test_the_verify_command_runs_as_printed_without_an_activated_venv(tmp_path: Path) -> None:
+    # The README's first command: `.venv/bin/exchange demo`, with `exchange` not on PATH.
+    exchange = Path(sys.executable).with_name("exchange")
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([str(exchange), "demo", "--dir", str(tmp_path / "demo")], capture_output=True, text=True,
+                         env=env, check=True)
+    command = run.stdout.rstrip().splitlines()[-1].strip()
+    assert command.startswith(f"{exchange} verify demo/hello-world@1.0.0 --repo "), command
+    verified = subprocess.run(command, shell=True, capture_output=True, text=True, env=env)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.splitlines()[-1] == "verified: demo/hello-world@1.0.0"
