@@ -150,6 +150,12 @@ class ProcessedManifest:
         return unquote(PurePosixPath(urlsplit(url).path).name) or None
 
     @property
+    def attestation_sha256(self) -> str | None:
+        """The sha256 hex of the envelope the manifest pins (attestation-sha256)."""
+        value = self.exchange.get("attestation-sha256")
+        return value.lower() if isinstance(value, str) and value else None
+
+    @property
     def bucket_objects(self) -> tuple[str, ...]:
         """Every bucket object this manifest references: its rootfs and its attestation."""
         return tuple(name for name in (self.bucket_object, self.attestation_object) if name is not None)

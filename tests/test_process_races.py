@@ -126,11 +126,15 @@ def remote_references(stage: Stage) -> dict[str, tuple[str, int]]:
 def assert_consistent(stage: Stage, published: int = len(GEARS)) -> None:
     referenced = remote_references(stage)
     assert len(referenced) == published, f"the remote has manifests for {sorted(referenced)}"
+    envelopes = remote_envelopes(stage)
     objects = stage.objects()
     for name, (sha384, size) in referenced.items():
         assert name in sorted(objects), f"a pushed manifest references {name}, which is not in the bucket"
         assert len(objects[name]) == size and hashlib.sha384(objects[name]).hexdigest() == sha384, name
-    assert sorted(objects) == sorted(referenced), "orphans, partial uploads or a lease left in the bucket"
+    for name, sha256 in envelopes.items():
+        assert name in objects, f"a pushed manifest pins the envelope {name}, which is not in the bucket"
+        assert hashlib.sha256(objects[name]).hexdigest() == sha256, name
+    assert sorted(objects) == sorted([*referenced, *envelopes]), "orphans, partial uploads or a lease left in the bucket"
     assert not list(stage.tmpdir.glob("exchange-process-*")), "a work directory was left behind"
 
 
@@ -403,7 +407,8 @@ def remote_envelopes(stage: Stage) -> dict[str, str]:
     listing = run_git(stage.remote, "ls-tree", "-r", "--name-only", "master", "manifests/").splitlines()
     blocks = [json.loads(run_git(stage.remote, "show", f"master:{path}"))["exchange"] for path in listing
               if path.endswith(".json")]
-    return {block["attestation-url"].rsplit("/", 1)[1]: block["attestation-sha256"] for block in blocks}
+    return {block["attestation-url"].rsplit("/", 1)[1]: block["attestation-sha256"] for block in blocks
+            if "attestation-url" in block}
 
 
 def test_delete_orphans_waiting_for_a_publishing_run_keeps_what_it_pushed(local_stage: Stage) -> None:
@@ -449,6 +454,21 @@ def test_delete_orphans_deletes_nothing_when_the_remote_cannot_be_read(local_sta
     assert stage.objects() == before
     (line,) = [line for line in stage.log(maintainer).splitlines() if line.startswith("error: ")]
     assert line.startswith("error: the manifests at origin master cannot be read ("), line
+
+
+def test_an_envelope_deleted_before_the_push_lands_is_put_back(local_stage: Stage) -> None:
+    """As test_an_object_deleted_before_the_push_lands_is_uploaded_again, for a signed envelope: signing
+    again would not give the bytes the manifest pins, so the run puts back the very bytes it made."""
+    stage = local_stage
+    key = signing_key(stage)
+    checkout, run = stage.start_held("signed", "--sign-key", str(key))
+    victim = sorted(name for name in stage.objects() if name.endswith(".intoto.jsonl"))[0]
+    (stage.tmp / "bucket" / victim).unlink()
+    stage.release_push()
+    assert finish(run, stage, checkout) == 0, stage.log(checkout)
+    assert f"restored {victim}" in stage.log(checkout)
+    assert len(remote_envelopes(stage)) == len(GEARS)
+    assert_consistent(stage)  # the envelopes with the sha256 their manifests pin
 
 
 @pytest.mark.gcs

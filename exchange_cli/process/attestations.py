@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -47,6 +47,7 @@ class AttestationHook:
     context: RunContext
     bucket: Any  # a storage.Bucket
     log: Callable[[str], None]
+    envelopes: dict[str, bytes] = field(default_factory=dict)  # name -> the bytes a manifest pins
 
     def manifest_fields(self, artifact: Artifact, manifest_path: str, ledger: CreatedObjects) -> dict[str, Any]:
         job = artifact.job
@@ -65,10 +66,16 @@ class AttestationHook:
             if uploaded.created:
                 ledger.record(name, uploaded.info.generation, beside=artifact.object_name)
             self.log(f"signed {name} with key {self.signer.public_key.short_id}")
+        self.envelopes[name] = content
         return {ATTESTATION_URL: self.bucket.download_url(name), ATTESTATION_SHA256: hashlib.sha256(content).hexdigest()}
 
     def after_push(self, published: Published) -> None:
         pass
+
+    def restorable(self) -> dict[str, bytes]:
+        """A signature made again would not match the pinned attestation-sha256 (ECDSA signs with a random
+        nonce; the run URL changes), so the bytes themselves are kept for the after-push check."""
+        return dict(self.envelopes)
 
     def _upload(self, name: str, content: bytes):  # noqa: ANN202 - an UploadOutcome
         with tempfile.TemporaryDirectory(prefix="exchange-attestation-") as directory:

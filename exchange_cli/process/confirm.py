@@ -4,12 +4,16 @@ The lease keeps other exchange runs from deleting anything meanwhile, but not a 
 not honour conditional writes, an older tool, or a person. So the pushed manifests are read back (at
 the pushed commit, with the same reader as everything else) and each object they reference is looked
 at; one that is missing is exported again from its image and uploaded (objects are content-addressed,
-so a re-upload is always safe: the same name can only hold the same bytes).
+so a re-upload is always safe: the same name can only hold the same bytes). A missing signed envelope
+is put back from the bytes the run made, which are the ones its manifest pins (attestation-sha256);
+signing again would not give them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import hashlib
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import git as gitpython
@@ -23,7 +27,7 @@ from ..manifests import ProcessedManifest, read_git_manifest
 from ..progress import Progress
 from ..storage.lease import BucketLease
 from .artifacts import Artifact
-from .references import referenced_by, stored_problem
+from .references import referenced_by, referenced_envelopes, stored_problem
 
 
 class PublishedButIncomplete(ExchangeError):
@@ -32,11 +36,11 @@ class PublishedButIncomplete(ExchangeError):
 
 def confirm_published(repo: gitpython.Repo, head: str, manifest_paths: Sequence[str], artifacts: Sequence[Artifact],
                       bucket, export_options: ExportOptions, work_dir: Path, progress: Progress,  # noqa: ANN001
-                      log: Callable[[str], None]) -> list[str]:
-    """The objects restored; PublishedButIncomplete naming each problem left."""
+                      log: Callable[[str], None], kept: Mapping[str, bytes] | None = None) -> list[str]:
+    """The objects restored; PublishedButIncomplete naming each problem left. `kept`: objects the run
+    made whose exact bytes it still has (its signed envelopes), by name."""
     by_name = {artifact.object_name: artifact for artifact in artifacts}
-    restored: list[str] = []
-    problems: list[str] = []
+    restored, problems = _confirm_envelopes(repo, head, manifest_paths, bucket, kept or {}, log)
     for item in referenced_by(repo, head, list(manifest_paths)):
         if bucket.stat(item.object_name) is None:
             artifact = by_name.get(item.object_name)
@@ -75,6 +79,38 @@ def _restore(artifact: Artifact, bucket, export_options: ExportOptions, work_dir
         bucket.upload(artifact.object_name, temp, size=exported.size, sha384=exported.sha384)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _confirm_envelopes(repo: gitpython.Repo, head: str, manifest_paths: Sequence[str], bucket,  # noqa: ANN001
+                       kept: Mapping[str, bytes], log: Callable[[str], None]) -> tuple[list[str], list[str]]:
+    """(restored, problems) for the signed envelopes the manifests reference."""
+    restored: list[str] = []
+    problems: list[str] = []
+    for name, pinned in referenced_envelopes(repo, head, list(manifest_paths)).items():
+        if bucket.stat(name) is not None:
+            continue
+        try:
+            _restore_kept(bucket, name, pinned, kept.get(name))
+        except ExchangeError as error:
+            problems.append(f"{name} is missing and could not be restored: {error}")
+            continue
+        log(f"restored {name}: it was gone from the bucket after the push")
+        restored.append(name)
+    return restored, problems
+
+
+def _restore_kept(bucket, name: str, pinned: str | None, content: bytes | None) -> None:  # noqa: ANN001
+    """Upload the exact bytes the run made for `name`, when they are what the manifest pins."""
+    if content is None:
+        raise ExchangeError("this run did not make it, and a signature made again would not match the "
+                            "attestation-sha256 its manifest pins")
+    if pinned is not None and hashlib.sha256(content).hexdigest() != pinned:
+        raise ExchangeError(f"the envelope this run made hashes to sha256 {hashlib.sha256(content).hexdigest()}, "
+                            f"not the {pinned} its manifest pins")
+    with tempfile.TemporaryDirectory(prefix="exchange-restore-") as directory:
+        path = Path(directory) / name
+        path.write_bytes(content)
+        bucket.upload(name, path, size=len(content), sha384=hashlib.sha384(content).hexdigest())
 
 
 def _restore_from_manifest(repo: gitpython.Repo, head: str, item: ExpectedArtifact, bucket,  # noqa: ANN001

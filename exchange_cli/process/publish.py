@@ -8,7 +8,7 @@ push is confirmed (work that must never roll back a published run, such as publi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -46,6 +46,11 @@ class PublishHook(Protocol):
         """Once the push is confirmed. A failure is reported by the hook itself; it never rolls anything back."""
         ...
 
+    def restorable(self) -> Mapping[str, bytes]:
+        """The bucket objects this run's manifests reference through the hook's fields, by name, with the
+        exact bytes: if one is gone after the push, the after-push check puts those bytes back."""
+        ...
+
 
 @dataclass
 class Publisher:
@@ -54,6 +59,9 @@ class Publisher:
     log: Log
     retries: int = 0
     hooks: Sequence[PublishHook] = field(default_factory=tuple)
+
+    def restorable(self) -> dict[str, bytes]:
+        return {name: content for hook in self.hooks for name, content in hook.restorable().items()}
 
     def commit(self, artifacts: Sequence[Artifact], ledger: CreatedObjects) -> None:
         for artifact in artifacts:

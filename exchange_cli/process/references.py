@@ -81,6 +81,14 @@ def referenced_by(repo: gitpython.Repo, commit: str, manifest_paths: list[str]) 
     return [item for item in referenced_objects(repo, commit).expected.values() if ours & set(item.manifests)]
 
 
+def referenced_envelopes(repo: gitpython.Repo, commit: str, manifest_paths: list[str]) -> dict[str, str | None]:
+    """The signed envelopes that these manifests at `commit` reference: name -> the sha256 hex they pin."""
+    ours = set(manifest_paths)
+    return {manifest.attestation_object: manifest.attestation_sha256
+            for manifest in manifests_at_commit(repo, commit).manifests
+            if manifest.relative in ours and manifest.attestation_object is not None}
+
+
 def stored_problem(bucket, item: ExpectedArtifact) -> str | None:  # noqa: ANN001 - a storage.Bucket
     """None when the object is in the bucket with the size and sha384 its manifests give; else what is wrong."""
     info = bucket.stat(item.object_name)

@@ -210,7 +210,8 @@ def _publish_run(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOp
         if published is not None:
             paths = [made.manifest_path for made in [*transaction.commits, *transaction.skipped]]
             confirm_published(exchange.repo, published.head, paths, outcome.artifacts, options.bucket,
-                              options.export, work.work_dir, progress, LOG.warning)  # a restore is news
+                              options.export, work.work_dir, progress, LOG.warning,  # a restore is news
+                              kept=publisher.restorable())
             lease.confirming(None)
     _finish_unfinished(exchange, options, branch, lease, progress)  # a dead run's lease broken while we waited
     lease.release()
