@@ -295,9 +295,10 @@ class BlobCache:
     def _decompress_into(self, raw: VerifyingReader, writer: _HashingWriter, *, image: str, digest: Digest) -> None:
         magic = raw.peek(4)
         if magic.startswith(GZIP_MAGIC):
-            # igzip's reader fills its input buffer through `raw` and inflates straight into the
-            # writer's buffers (`readinto`), with the GIL released.
-            reader: BinaryIO = igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[arg-type]
+            # igzip's C reader fills its input buffer through `raw` and inflates straight into the
+            # writer's buffers (`readinto`), with the GIL released. Not through IGzipFile: its
+            # `readinto` is `read` (a fresh bytes per call) and a copy.
+            reader: BinaryIO = igzip._IGzipReader(raw, igzip.READ_BUFFER_SIZE)  # type: ignore[assignment]
         elif magic.startswith(ZSTD_MAGIC):
             reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
         else:

@@ -20,6 +20,7 @@ from isal import isal_zlib
 from ..image.model import LayerBlob
 from ..progress import Task
 from .flatten import flatten
+from .index import LayerIndex
 
 # isal level 1, for speed. Measured with benchmarks/flatten.py (one core of a shared VM):
 #   1.5 GB tar of /usr/share, /usr/bin, /usr/local: level 0 ~460 MB/s, 47.4%; 1 ~425 MB/s, 42.0%;
@@ -73,7 +74,7 @@ class _GzipHashingSink:
         workers = workers or os.cpu_count() or 1
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rootfs-gzip")
         self.in_flight = threading.BoundedSemaphore(2 * workers + 2)
-        self.compressed: queue.SimpleQueue[tuple[Future[bytes], bytes | bytearray] | None] = queue.SimpleQueue()
+        self.compressed: queue.SimpleQueue[tuple[Future[tuple[bytes, bytes]], bytes | bytearray] | None] = queue.SimpleQueue()
         self.failure: BaseException | None = None
         self._emit(GZIP_HEADER)
         self.emitter = threading.Thread(target=self._emit_in_order, name="rootfs-gzip-emit", daemon=True)
@@ -133,9 +134,10 @@ class _GzipHashingSink:
             future, block = item
             try:
                 if self.failure is None:
-                    compressed = future.result()
+                    body, tail = future.result()
                     self.crc = isal_zlib.crc32(block, self.crc)
-                    self._emit(compressed)
+                    self._emit(body)
+                    self._emit(tail)
                     if id(block) in self.lent:  # one of ours, not a caller's
                         self.lent.discard(id(block))
                         self.spare_blocks.put(block)
@@ -155,19 +157,22 @@ class _Abandoned(Exception):
     pass
 
 
-def _deflate_block(block: bytes, dictionary: bytes, level: int, last: bool) -> bytes:
+def _deflate_block(block: bytes, dictionary: bytes, level: int, last: bool) -> tuple[bytes, bytes]:
+    """The block's deflate bytes, in two pieces (joining them would copy the first)."""
     options = {"zdict": dictionary} if dictionary else {}
     compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -DEFLATE_WBITS, isal_zlib.DEF_MEM_LEVEL,
                                        isal_zlib.Z_DEFAULT_STRATEGY, **options)
-    return compressor.compress(block) + compressor.flush(isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH)
+    return compressor.compress(block), compressor.flush(isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH)
 
 
 def write_rootfs(layers: Sequence[LayerBlob], target: BinaryIO, *, progress_task: Task | None = None,
-                 level: int = GZIP_LEVEL) -> RootfsDigest:
-    """Write the gzip-compressed root filesystem of `layers` to `target`; return its sha384 and size."""
+                 level: int = GZIP_LEVEL, index: LayerIndex | None = None) -> RootfsDigest:
+    """Write the gzip-compressed root filesystem of `layers` to `target`; return its sha384 and size.
+
+    `index`: pass 1 of the first layers, if the caller started it (see `flatten`)."""
     sink = _GzipHashingSink(target, level)
     try:
-        stats = flatten(layers, sink, progress_task=progress_task)
+        stats = flatten(layers, sink, progress_task=progress_task, index=index)
         sink.finish()
     except BaseException:
         sink.abandon()
