@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,12 @@ from .image.model import DEFAULT_PLATFORM, Image, Platform
 from .image.resolve import open_image
 from .progress import NullProgress, Progress
 from .rootfs.errors import LayerError
+from .rootfs.index import BackgroundIndex, LayerIndex
 from .rootfs.tarball import write_rootfs
+
+
+# How much of the output may wait for the disk when the final fsync comes; see _OutputFile.
+WRITE_BACK_STEP = 32 << 20
 
 
 class ExportError(ExchangeError):
@@ -54,29 +60,34 @@ class ExportResult:
 
 def export_rootfs(image: str, output: Path, *, options: ExportOptions = ExportOptions(),
                   progress: Progress = NullProgress()) -> ExportResult:
-    """Resolve `image` and write its flattened rootfs to `output` (see export_image); then trim the cache."""
-    with progress.row(image, "fetch", done="fetched") as row:
-        resolved = open_image(image, platform=options.platform, source=options.source,
-                              insecure_registries=options.insecure_registries, oci_layout=options.oci_layout,
-                              cache=options.cache, progress=row)
-    with progress.row(image, "write", done="written") as row:
-        result = export_image(resolved, output, progress=row, shown_as=image)
+    """Resolve `image` and write its flattened rootfs to `output` (see export_image); then trim the cache.
+
+    Each layer is indexed (pass 1 of the flattener) as soon as it and those below it are stored,
+    while the layers above it are still being fetched."""
+    with BackgroundIndex() as index:
+        with progress.row(image, "fetch", done="fetched") as row:
+            resolved = open_image(image, platform=options.platform, source=options.source,
+                                  insecure_registries=options.insecure_registries, oci_layout=options.oci_layout,
+                                  cache=options.cache, progress=row, layer_stored=index.stored)
+        with progress.row(image, "write", done="written") as row:
+            result = export_image(resolved, output, progress=row, shown_as=image, index=index)
     options.cache.evict(keep={layer.diff_id for layer in resolved.layers})
     return result
 
 
 def export_image(image: Image, output: Path, *, progress: Progress = NullProgress(),
-                 shown_as: str | None = None) -> ExportResult:
+                 shown_as: str | None = None, index: LayerIndex | None = None) -> ExportResult:
     """Write a resolved image's flattened rootfs to `output` as deterministic gzip; leaves nothing behind on failure.
 
     Takes the `Image` a caller already resolved (`exchange process` checks it first), so its layers
-    are fetched and verified once. `shown_as` names the image in errors. Trimming the cache is the caller's: it knows which images come next.
+    are fetched and verified once. `shown_as` names the image in errors; `index` may hold pass 1 of
+    its first layers already (the caller closes it). Trimming the cache is the caller's: it knows which images come next.
     """
     output = Path(output)
     try:
         # The flattener sets the total once it knows the files' data bytes, and advances by exactly those.
         with _atomic_output(output) as handle, progress.task(f"Writing {output.name}") as task:
-            digest = write_rootfs(image.layers, handle, progress_task=task)
+            digest = write_rootfs(image.layers, handle, progress_task=task, index=index)
     except LayerError as error:
         raise ExportError(f"{shown_as or image.reference}: {error}") from error
     return ExportResult(sha384=digest.sha384, size=digest.size, entries=digest.entries, image=image, output=output)
@@ -95,7 +106,12 @@ def _atomic_output(output: Path) -> Iterator[BinaryIO]:
     handle = os.fdopen(fd, "w+b")
     try:
         try:
-            yield _OutputFile(handle, output)  # type: ignore[misc]
+            out = _OutputFile(handle, output)
+            try:
+                yield out  # type: ignore[misc]
+            finally:
+                out.wait()
+            out.raise_failure()
             with writing(output):
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -113,15 +129,44 @@ def _atomic_output(output: Path) -> Iterator[BinaryIO]:
 
 
 class _OutputFile:
-    """The temporary output's `write`, with its OSErrors turned into an OutputError naming the output."""
+    """The temporary output's `write`, with its OSErrors turned into an OutputError naming the output.
+
+    Every WRITE_BACK_STEP bytes, a thread has the disk take what was written so far (fdatasync), so
+    the disk works while the rest is being compressed, and the fsync that ends the export waits for
+    the last step only. A failed write-back is raised by `raise_failure`: the kernel reports a write-back
+    error once per open file, so the final fsync might not see it again."""
 
     def __init__(self, handle: BinaryIO, output: Path) -> None:
         self.handle, self.output = handle, output
+        self.unsynced = 0
+        self.write_back: threading.Thread | None = None
+        self.failure: OSError | None = None
 
     def write(self, data: bytes) -> int:
         with writing(self.output):
-            return self.handle.write(data)
+            written = self.handle.write(data)
+        self.unsynced += written
+        if self.unsynced >= WRITE_BACK_STEP and (self.write_back is None or not self.write_back.is_alive()):
+            self.unsynced = 0
+            self.write_back = threading.Thread(target=self._write_back, name="output-write-back", daemon=True)
+            self.write_back.start()
+        return written
 
+    def wait(self) -> None:
+        """Until the write-back under way, if any, is done."""
+        if self.write_back is not None:
+            self.write_back.join()
+
+    def raise_failure(self) -> None:
+        if self.failure is not None:
+            with writing(self.output):
+                raise self.failure
+
+    def _write_back(self) -> None:
+        try:
+            os.fdatasync(self.handle.fileno())
+        except OSError as error:
+            self.failure = self.failure or error
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,11 @@ class LayerBlob:
     media_type: str
     size: int
     tar_path: Path
+
+
+# Told, from any thread and in any order, that the layer at this position (0 = bottom) is stored and
+# verified: a consumer may start on it before the whole image is.
+LayerStored = Callable[[int, LayerBlob], None]
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ from .digest import Digest, parse_digest
 from .errors import ImageError
 from .masking import SecretMask
 from .metadata import Descriptor, config_diff_ids, index_entries, manifest_layers, parse_json_object
-from .model import Image, LayerBlob, Platform
+from .model import Image, LayerBlob, LayerStored, Platform
 from .platforms import descriptor_platform, satisfies, select_manifest
 from .transport import NO_AUTH, Origin, OriginAuth, RefusedURL, Transport, UrlPolicy, shown
 
@@ -444,11 +444,12 @@ class RegistryClient:
 
 def fetch_registry_image(ref: ImageReference, platform: Platform, cache: BlobCache, *,
                          insecure_registries: Collection[str] = (), progress: Progress = _NO_PROGRESS,
-                         retry: RetryPolicy = DEFAULT_RETRY, limits: TransferLimits = DEFAULT_LIMITS) -> Image:
-    """Resolve `ref` for `platform`, verify it, and put its layers in `cache`."""
+                         retry: RetryPolicy = DEFAULT_RETRY, limits: TransferLimits = DEFAULT_LIMITS,
+                         layer_stored: LayerStored | None = None) -> Image:
+    """Resolve `ref` for `platform`, verify it, and put its layers in `cache` (telling `layer_stored` of each)."""
     with RegistryClient.for_reference(ref, insecure_registries=insecure_registries, retry=retry,
                                       limits=limits) as client:
-        return _ImagePull(ref, platform, cache, client, progress).run()
+        return _ImagePull(ref, platform, cache, client, progress, layer_stored).run()
 
 
 def manifest_exists(ref: ImageReference, *, insecure_registries: Collection[str] = (),
@@ -471,8 +472,9 @@ class _ImagePull:
     """One image's pull, step by step; holds what every step needs to name in its errors."""
 
     def __init__(self, ref: ImageReference, platform: Platform, cache: BlobCache, client: RegistryClient,
-                 progress: Progress) -> None:
+                 progress: Progress, layer_stored: LayerStored | None = None) -> None:
         self.ref, self.platform, self.cache, self.client, self.progress = ref, platform, cache, client, progress
+        self.layer_stored = layer_stored
         self.image = str(ref)
 
     def run(self) -> Image:
@@ -576,6 +578,12 @@ class _ImagePull:
             raise ImageError(f"{self.image}: layer {layer.digest} has unsupported media type {layer.media_type!r}")
 
     def _layer(self, layer: Descriptor, diff_id: Digest, index: int, count: int) -> LayerBlob:
+        blob = self._stored_layer(layer, diff_id, index, count)
+        if self.layer_stored is not None:
+            self.layer_stored(index - 1, blob)
+        return blob
+
+    def _stored_layer(self, layer: Descriptor, diff_id: Digest, index: int, count: int) -> LayerBlob:
         cached = self.cache.lookup(digest=layer.digest, diff_id=diff_id, media_type=layer.media_type, size=layer.size)
         if cached is not None:
             return cached

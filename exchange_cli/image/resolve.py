@@ -16,7 +16,7 @@ from ..progress import NullProgress, Progress
 from ..reference import ReferenceError, parse_reference
 from .blobcache import BlobCache
 from .errors import ImageError
-from .model import Image, Platform
+from .model import Image, LayerStored, Platform
 
 SOURCES = ("registry", "docker", "auto")
 DOCKER_ARCHIVE_PREFIX = "docker-archive:"
@@ -24,11 +24,13 @@ OCI_PREFIX = "oci:"
 
 
 def open_image(image: str, *, platform: Platform, source: str = "auto", insecure_registries: Iterable[str] = (),
-               oci_layout: Path | None = None, cache: BlobCache, progress: Progress = NullProgress()) -> Image:
+               oci_layout: Path | None = None, cache: BlobCache, progress: Progress = NullProgress(),
+               layer_stored: LayerStored | None = None) -> Image:
     """Resolve `image` to verified layers in `cache`, from the source the prefix or `source` picks.
 
     With `oci_layout`, an unprefixed `image` is the ref.name of a manifest in that layout, whatever
-    `source` says: demos and tests stand in for registries that way.
+    `source` says: demos and tests stand in for registries that way. A registry calls `layer_stored`
+    for each layer as soon as it is in `cache`; other sources may not call it at all.
     """
     if source not in SOURCES:
         raise ValueError(f"source {source!r} is not one of {', '.join(SOURCES)}")
@@ -56,11 +58,11 @@ def open_image(image: str, *, platform: Platform, source: str = "auto", insecure
         with closing(client):
             return fetch_docker_image(image, platform, cache, progress=progress, client=client)
     return _from_registry(image, platform=platform, insecure_registries=insecure_registries, cache=cache,
-                          progress=progress)
+                          progress=progress, layer_stored=layer_stored)
 
 
 def _from_registry(image: str, *, platform: Platform, insecure_registries: Iterable[str], cache: BlobCache,
-                   progress: Progress) -> Image:
+                   progress: Progress, layer_stored: LayerStored | None) -> Image:
     from .registry import fetch_registry_image
 
     try:
@@ -68,7 +70,7 @@ def _from_registry(image: str, *, platform: Platform, insecure_registries: Itera
     except ReferenceError as exc:
         raise ImageError(f"{image}: not a valid image reference: {exc}") from exc
     return fetch_registry_image(reference, platform, cache, insecure_registries=tuple(insecure_registries),
-                                progress=progress)
+                                progress=progress, layer_stored=layer_stored)
 
 
 def _engine_with_only_local(image: str) -> Any | None:

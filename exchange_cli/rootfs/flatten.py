@@ -27,7 +27,7 @@ from ..image.model import LayerBlob
 from ..progress import Task
 from .errors import LayerError
 from .headers import HeaderError, PlainHeaders, encode, entry_from_layer, implied_directory
-from .index import build_tree
+from .index import LayerIndex
 from .layertar import CHUNK, RELEASE_STEP, LayerTar
 from .tarheader import BLOCK, DIRTYPE, FIFOTYPE, REGTYPE, SYMTYPE
 from .tree import (EXTENDED, KIND_DIRECTORY, KIND_FIFO, KIND_MASK, KIND_REGULAR, KIND_SYMLINK, LAYER_MASK,
@@ -59,15 +59,18 @@ class FlattenStats:
     tar_bytes: int  # size of the whole tar stream
 
 
-def flatten(layers: Sequence[LayerBlob], sink: Sink | BinaryIO, *, progress_task: Task | None = None) -> FlattenStats:
+def flatten(layers: Sequence[LayerBlob], sink: Sink | BinaryIO, *, progress_task: Task | None = None,
+            index: LayerIndex | None = None) -> FlattenStats:
     """Write the root filesystem of `layers` (bottom first) to `sink` as one uncompressed PAX tar.
 
     The sink gets whole blocks of CHUNK bytes (bytearrays), and a shorter last one; it may keep
-    them, as nothing writes to a block after handing it over.
+    them, as nothing writes to a block after handing it over. `index` may hold pass 1 of the first
+    layers already (the caller closes it); by default pass 1 starts here.
     """
     with ExitStack() as stack:
-        tars = [stack.enter_context(LayerTar(blob)) for blob in layers]
-        root = build_tree(tars)
+        if index is None:
+            index = stack.enter_context(LayerIndex())
+        tars, root = index.complete(layers)
         if progress_task is not None:
             # At most what pass 2 copies (files replaced or deleted by upper layers are not copied);
             # the exact figure once written, so the bar ends at 100% with the tarball.

@@ -9,8 +9,11 @@ read first, its whiteouts applied before its entries.
 
 from __future__ import annotations
 
+import threading
+from contextlib import ExitStack
 from typing import Sequence
 
+from ..image.model import LayerBlob
 from .layertar import LayerTar
 from .paths import AUFS_LINK_DIR, NameKind, UnsafePath, classify, may_be_marker, normal_components, normalise, split
 from .tarheader import DIRTYPE, LNKTYPE, REGULAR_TYPES, LayerEntry
@@ -20,15 +23,125 @@ from .tree import (KIND_OF_TYPE, KIND_REGULAR, Change, ChangeKind, Directory, La
 
 def build_tree(tars: Sequence[LayerTar]) -> Directory:
     """The root of the final tree of `tars` (bottom layer first)."""
-    try:
-        tree = RootTree()
-        for layer, tar in enumerate(tars):
-            _apply_in_archive_order(tree, layer, tar)
-    except OrderMatters:
-        tree = RootTree()
-        for layer, tar in enumerate(tars):
-            tree.apply(layer, read_changes(layer, tar))
-    return tree.root
+    builder = TreeBuilder()
+    for tar in tars:
+        builder.add(tar)
+    return builder.root
+
+
+class TreeBuilder:
+    """The tree of the layers added so far, bottom first: a layer can be indexed as soon as it is
+    stored, while those above it are still being fetched.
+
+    Layers go in archive order while they can; at the first `OrderMatters`, the layers so far are
+    applied again from scratch the reference way (whiteouts first), and so are all later ones: the
+    same tree, or the same error, as reading every layer first."""
+
+    def __init__(self) -> None:
+        self.tree = RootTree()
+        self.tars: list[LayerTar] = []
+        self.in_archive_order = True
+
+    @property
+    def root(self) -> Directory:
+        return self.tree.root
+
+    def add(self, tar: LayerTar) -> None:
+        layer = len(self.tars)
+        self.tars.append(tar)
+        if self.in_archive_order:
+            try:
+                _apply_in_archive_order(self.tree, layer, tar)
+                return
+            except OrderMatters:
+                self.in_archive_order = False
+                self.tree = RootTree()
+                for lower, lower_tar in enumerate(self.tars[:layer]):
+                    self.tree.apply(lower, read_changes(lower, lower_tar))
+        self.tree.apply(layer, read_changes(layer, tar))
+
+
+class LayerIndex:
+    """Pass 1 for the layers of one image, added bottom first: each is opened (mapped) and indexed as
+    it is added; `complete` adds the rest and hands over the open tars with the tree. Closing it
+    closes the tars."""
+
+    def __init__(self) -> None:
+        self.builder = TreeBuilder()
+        self.opened = ExitStack()
+
+    def __enter__(self) -> "LayerIndex":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def add(self, blob: LayerBlob) -> None:
+        self.builder.add(self.opened.enter_context(LayerTar(blob)))
+
+    def complete(self, layers: Sequence[LayerBlob]) -> tuple[list[LayerTar], Directory]:
+        indexed = [tar.blob for tar in self.builder.tars]
+        if indexed != list(layers[:len(indexed)]):
+            raise ValueError("the layers indexed so far are not the image's first layers")
+        for blob in layers[len(indexed):]:
+            self.add(blob)
+        return self.builder.tars, self.builder.root
+
+    def close(self) -> None:
+        self.opened.close()
+
+
+class BackgroundIndex(LayerIndex):
+    """A LayerIndex that indexes, on a thread of its own, each layer a source reports stored
+    (`stored(position, blob)`, from any thread, in any order) once those below it are indexed:
+    on a cold cache, pass 1 then runs while the upper layers are still downloading.
+
+    A failure stops the thread and is raised by `complete`, where indexing every layer at once
+    would have raised it; a source that fails first keeps its own error, as before."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready: dict[int, LayerBlob] = {}
+        self.changed = threading.Condition()
+        self.stopping = False
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="layer-index", daemon=True)
+        self.thread.start()
+
+    def stored(self, position: int, blob: LayerBlob) -> None:
+        with self.changed:
+            self.ready[position] = blob
+            self.changed.notify()
+
+    def complete(self, layers: Sequence[LayerBlob]) -> tuple[list[LayerTar], Directory]:
+        self._stop()
+        if self.failure is not None:
+            raise self.failure
+        return super().complete(layers)
+
+    def close(self) -> None:
+        self._stop()
+        super().close()
+
+    def _stop(self) -> None:
+        with self.changed:
+            self.stopping = True
+            self.changed.notify()
+        self.thread.join()
+
+    def _next(self) -> LayerBlob | None:
+        with self.changed:
+            position = len(self.builder.tars)
+            while position not in self.ready and not self.stopping:
+                self.changed.wait()
+            return None if self.stopping else self.ready.pop(position)
+
+    def _run(self) -> None:
+        try:
+            while (blob := self._next()) is not None:
+                self.add(blob)
+        except BaseException as error:  # noqa: BLE001 - raised again by `complete`
+            self.failure = error
 
 
 def _apply_in_archive_order(tree: RootTree, layer: int, tar: LayerTar) -> None:

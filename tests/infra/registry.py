@@ -375,13 +375,15 @@ def _b64url(data: bytes) -> str:
 class Fault:
     """Misbehave on the next `times` requests whose path contains `path_part`: answer `status`; or,
     when `truncate`, send the real headers and half the real body, then hang up; or, when `body` is
-    given, send the real headers (but Content-Length) with that body instead of the real one."""
+    given, send the real headers (but Content-Length) with that body instead of the real one. With
+    `hold`, wait until it is set before answering (a download still under way), then answer so."""
 
     path_part: str
     times: int
     status: int = 503
     truncate: bool = False
     body: bytes | None = None
+    hold: threading.Event | None = None
 
 
 class FaultInjectingProxy:
@@ -433,6 +435,10 @@ class FaultInjectingProxy:
                 with proxy._lock:
                     proxy.requests.append((method, self.path))
                 fault = proxy._fault_for(self.path)
+                if fault is not None and fault.hold is not None:
+                    fault.hold.wait(timeout=60)
+                    if not fault.truncate and fault.body is None:
+                        fault = None
                 if fault is not None and not fault.truncate and fault.body is None:
                     self.send_response(fault.status)
                     self.send_header("Content-Length", "0")
