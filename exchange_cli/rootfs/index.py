@@ -5,6 +5,9 @@ no list of its changes is kept. Should a layer's whiteouts and entries interfere
 makes archive order differ from whiteouts first (`OrderMatters`: never the case in layers Docker
 or BuildKit write), the tree is built again from scratch the reference way: each layer's changes
 read first, its whiteouts applied before its entries.
+
+Layers are indexed one at a time, bottom first (`TreeBuilder`), so a layer can be indexed as soon as
+it is stored: `BackgroundIndex` does so on a thread while the layers above it still download.
 """
 
 from __future__ import annotations
