@@ -21,9 +21,23 @@ from tests.test_storage import EMULATOR_IGNORES_PRECONDITIONS, RACE_PARAMS, Buck
 BOTH = ["local", pytest.param("gcs", marks=pytest.mark.gcs)]
 
 
+_MADE: list[BucketLease] = []
+
+
+@pytest.fixture(autouse=True)
+def _release_every_lease():
+    """A test that fails (or a strict xfail on the emulator) before its release() would leave a renewer
+    thread running for the rest of the session, renewing against a bucket that is gone."""
+    yield
+    while _MADE:
+        _MADE.pop().release()
+
+
 def lease(under: BucketUnderTest, lines: list[str] | None = None, **settings: float) -> BucketLease:
     log = (lines.append if lines is not None else lambda line: None)
-    return BucketLease(under.reopen(), purpose="test", log=log, **settings)
+    made = BucketLease(under.reopen(), purpose="test", log=log, **settings)
+    _MADE.append(made)
+    return made
 
 
 def dead_owner() -> Owner:
@@ -138,6 +152,7 @@ def test_delete_orphans_waits_for_a_running_process_and_removes_dead_runs_partia
     world = _world(exchange_repo, tmp_path, (tmp_path / "bucket").as_uri())
     put_object(world, "acme-uploaded-by-a-running-process.tgz", b"not pushed yet")
     running = BucketLease(open_bucket(world.bucket.uri), purpose="exchange process", log=lambda line: None)
+    _MADE.append(running)
     running.acquire()
     monkeypatch.setenv("EXCHANGE_LEASE_WAIT", "1")
     args = ["verify-storage", "--bucket", world.bucket.uri, "--delete-orphans", "--yes", "--repo", str(exchange_repo.root)]
