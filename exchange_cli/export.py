@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from .durable import fsync_directory
 from .errors import ExchangeError, writing
 from .image.blobcache import BlobCache
 from .image.model import DEFAULT_PLATFORM, Image, Platform
@@ -125,7 +126,7 @@ def _atomic_output(output: Path) -> Iterator[BinaryIO]:
         temp_path.unlink(missing_ok=True)
         raise
     with writing(output):
-        _fsync_directory(output.parent)
+        fsync_directory(output.parent)
 
 
 class _OutputFile:
@@ -167,11 +168,3 @@ class _OutputFile:
             os.fdatasync(self.handle.fileno())
         except OSError as error:
             self.failure = self.failure or error
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

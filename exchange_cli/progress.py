@@ -15,7 +15,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import ContextManager, Iterator, Protocol, TextIO
+from typing import ContextManager, Iterator, Protocol, Self, TextIO
 
 from .logs import show_lines_with
 from .terminal import console as make_console
@@ -49,7 +49,23 @@ class NullTask:
         pass
 
 
-class NullProgress:
+class _Output:
+    """What every display shares: log lines go to stderr, and it ends with the `with` block it opens."""
+
+    def log(self, line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class NullProgress(_Output):
     """No output (--quiet, library callers)."""
 
     @contextmanager
@@ -59,18 +75,6 @@ class NullProgress:
     @contextmanager
     def row(self, name: str, stage: str, *, done: str | None = None, unchanged: str = "cached") -> Iterator[Progress]:
         yield self
-
-    def log(self, line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> "NullProgress":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 @dataclass
@@ -181,7 +185,7 @@ class _RowProgress:
         self.owner.log(line)
 
 
-class _Display:
+class _Display(_Output):
     """What the terminal and the log renderers share: rows by name, one lock, stage bookkeeping."""
 
     def __init__(self) -> None:
@@ -218,18 +222,6 @@ class _Display:
 
     def finished(self, row: Row) -> None:
         pass
-
-    def log(self, line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> "_Display":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 class LogProgress(_Display):

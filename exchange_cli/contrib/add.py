@@ -17,7 +17,8 @@ from .. import git
 from ..commit_identity import commit_env
 from ..errors import ExchangeError, UsageError
 from ..catalog.model import EntryClaims, expected_stem
-from ..manifests import ManifestIndex, write_atomically
+from ..durable import write_atomically
+from ..manifests import ManifestIndex
 from ..repository import Exchange
 from ..jsonpos import parse_json
 from ..specs import SpecFile, SpecKind, SpecLocation, image_field, read_spec

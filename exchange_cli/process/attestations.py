@@ -16,10 +16,9 @@ envelopes, like artifacts, are never overwritten.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from .. import git
@@ -62,7 +61,7 @@ class AttestationHook:
             self.log(f"already in the bucket: {name} (the same build, signed by this key)")
         else:
             content = attest(facts, self.signer, name.removesuffix(ATTESTATION_SUFFIX)).content
-            uploaded = self._upload(name, content)
+            uploaded = self.bucket.upload_bytes(name, content)
             if uploaded.created:
                 ledger.record(name, uploaded.info.generation, beside=artifact.object_name)
             self.log(f"signed {name} with key {self.signer.public_key.short_id}")
@@ -76,12 +75,6 @@ class AttestationHook:
         """A signature made again would not match the pinned attestation-sha256 (ECDSA signs with a random
         nonce; the run URL changes), so the bytes themselves are kept for the after-push check."""
         return dict(self.envelopes)
-
-    def _upload(self, name: str, content: bytes):  # noqa: ANN202 - an UploadOutcome
-        with tempfile.TemporaryDirectory(prefix="exchange-attestation-") as directory:
-            path = Path(directory) / "envelope.intoto.jsonl"
-            path.write_bytes(content)
-            return self.bucket.upload(name, path, size=len(content), sha384=hashlib.sha384(content).hexdigest())
 
     def _reusable(self, name: str, facts: BuildFacts) -> bytes:
         with self.bucket.open_read(name) as stream:

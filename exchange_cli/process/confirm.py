@@ -12,7 +12,6 @@ signing again would not give them.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -23,11 +22,11 @@ from ..catalog.storage_audit import ExpectedArtifact
 from ..conformance.check import open_source_image
 from ..errors import ExchangeError
 from ..export import ExportOptions, export_image
-from ..manifests import ProcessedManifest, read_git_manifest
+from ..manifests import ManifestScan, manifests_at_commit
 from ..progress import Progress
 from ..storage.lease import BucketLease
 from .artifacts import Artifact
-from .references import referenced_by, referenced_envelopes, stored_problem
+from .references import artifacts_of, envelopes_of, stored_problem
 
 
 class PublishedButIncomplete(ExchangeError):
@@ -40,15 +39,16 @@ def confirm_published(repo: gitpython.Repo, head: str, manifest_paths: Sequence[
     """The objects restored; PublishedButIncomplete naming each problem left. `kept`: objects the run
     made whose exact bytes it still has (its signed envelopes), by name."""
     by_name = {artifact.object_name: artifact for artifact in artifacts}
-    restored, problems = _confirm_envelopes(repo, head, manifest_paths, bucket, kept or {}, log)
-    for item in referenced_by(repo, head, list(manifest_paths)):
+    scan = manifests_at_commit(repo, head)  # read once: the artifacts and the envelopes come from the same manifests
+    restored, problems = _confirm_envelopes(envelopes_of(scan, manifest_paths), bucket, kept or {}, log)
+    for item in artifacts_of(scan, manifest_paths):
         if bucket.stat(item.object_name) is None:
             artifact = by_name.get(item.object_name)
             try:
                 if artifact is not None:
                     _restore(artifact, bucket, export_options, work_dir, progress)
                 else:  # a dead run's push (finish_unfinished): the manifest says where the rootfs comes from
-                    _restore_from_manifest(repo, head, item, bucket, export_options, work_dir, progress)
+                    _restore_from_manifest(scan, item, bucket, export_options, work_dir, progress)
             except ExchangeError as error:
                 problems.append(f"{item.object_name} is missing and could not be restored: {error}")
                 continue
@@ -81,12 +81,12 @@ def _restore(artifact: Artifact, bucket, export_options: ExportOptions, work_dir
         temp.unlink(missing_ok=True)
 
 
-def _confirm_envelopes(repo: gitpython.Repo, head: str, manifest_paths: Sequence[str], bucket,  # noqa: ANN001
-                       kept: Mapping[str, bytes], log: Callable[[str], None]) -> tuple[list[str], list[str]]:
-    """(restored, problems) for the signed envelopes the manifests reference."""
+def _confirm_envelopes(envelopes: Mapping[str, str | None], bucket, kept: Mapping[str, bytes],  # noqa: ANN001
+                       log: Callable[[str], None]) -> tuple[list[str], list[str]]:
+    """(restored, problems) for the signed envelopes (name -> pinned sha256) the manifests reference."""
     restored: list[str] = []
     problems: list[str] = []
-    for name, pinned in referenced_envelopes(repo, head, list(manifest_paths)).items():
+    for name, pinned in envelopes.items():
         if bucket.stat(name) is not None:
             continue
         try:
@@ -107,19 +107,13 @@ def _restore_kept(bucket, name: str, pinned: str | None, content: bytes | None) 
     if pinned is not None and hashlib.sha256(content).hexdigest() != pinned:
         raise ExchangeError(f"the envelope this run made hashes to sha256 {hashlib.sha256(content).hexdigest()}, "
                             f"not the {pinned} its manifest pins")
-    with tempfile.TemporaryDirectory(prefix="exchange-restore-") as directory:
-        path = Path(directory) / name
-        path.write_bytes(content)
-        bucket.upload(name, path, size=len(content), sha384=hashlib.sha384(content).hexdigest())
+    bucket.upload_bytes(name, content)
 
 
-def _restore_from_manifest(repo: gitpython.Repo, head: str, item: ExpectedArtifact, bucket,  # noqa: ANN001
+def _restore_from_manifest(scan: ManifestScan, item: ExpectedArtifact, bucket,  # noqa: ANN001
                            export_options: ExportOptions, work_dir: Path, progress: Progress) -> None:
     """Export the image a manifest names again; only bytes with the manifest's sha384 are uploaded."""
-    blob = git.blob_at(repo, head, item.manifests[0])
-    manifest = read_git_manifest(blob) if blob is not None else None
-    if not isinstance(manifest, ProcessedManifest):  # read as every manifest is: never through a link
-        raise ExchangeError(f"{item.manifests[0]} cannot be read at {head[:12]}")
+    (manifest,) = [manifest for manifest in scan.manifests if manifest.relative == item.manifests[0]]
     block = manifest.exchange
     references = [ref for key in ("image-digest-reference", "image") if isinstance(ref := block.get(key), str)]
     if item.sha384 is None or not references:

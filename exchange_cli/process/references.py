@@ -7,6 +7,7 @@ verify-storage groups them (catalog.storage_audit.expected_artifacts).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import git as gitpython
@@ -14,7 +15,7 @@ import git as gitpython
 from .. import git
 from ..catalog.storage_audit import ExpectedArtifact, expected_artifacts
 from ..errors import ExchangeError, UsageError
-from ..manifests import ManifestProblem, manifests_at_commit
+from ..manifests import ManifestProblem, ManifestScan, manifests_at_commit
 
 
 class RemoteUnreadable(ExchangeError):
@@ -77,15 +78,19 @@ def _last_line(error: BaseException) -> str:
 
 def referenced_by(repo: gitpython.Repo, commit: str, manifest_paths: list[str]) -> list[ExpectedArtifact]:
     """The objects that these manifests (repository paths) at `commit` reference."""
-    ours = set(manifest_paths)
-    return [item for item in referenced_objects(repo, commit).expected.values() if ours & set(item.manifests)]
+    return artifacts_of(manifests_at_commit(repo, commit), manifest_paths)
 
 
-def referenced_envelopes(repo: gitpython.Repo, commit: str, manifest_paths: list[str]) -> dict[str, str | None]:
-    """The signed envelopes that these manifests at `commit` reference: name -> the sha256 hex they pin."""
+def artifacts_of(scan: ManifestScan, manifest_paths: Iterable[str]) -> list[ExpectedArtifact]:
+    """The artifacts that these manifests of `scan` reference."""
     ours = set(manifest_paths)
-    return {manifest.attestation_object: manifest.attestation_sha256
-            for manifest in manifests_at_commit(repo, commit).manifests
+    return [item for item in expected_artifacts(scan.manifests).values() if ours & set(item.manifests)]
+
+
+def envelopes_of(scan: ManifestScan, manifest_paths: Iterable[str]) -> dict[str, str | None]:
+    """The signed envelopes that these manifests of `scan` reference: name -> the sha256 hex they pin."""
+    ours = set(manifest_paths)
+    return {manifest.attestation_object: manifest.attestation_sha256 for manifest in scan.manifests
             if manifest.relative in ours and manifest.attestation_object is not None}
 
 

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..durable import write_atomically
 from ..errors import redact
-from ..manifests import write_atomically
 from ..progress import format_bytes
 from .artifacts import Artifact
 from .plan import SpecJob, ValidationFailed

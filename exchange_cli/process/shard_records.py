@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ..delivery.mirror import CreatedTag
+from ..durable import write_atomically
 from ..errors import ExchangeError
 from ..image.model import Image, Platform
-from ..manifests import write_atomically
 from .artifacts import Artifact
 from .ledger import CreatedObject
 from .plan import SpecJob

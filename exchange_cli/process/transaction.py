@@ -13,9 +13,10 @@ from pathlib import Path, PurePosixPath
 import git as gitpython
 
 from .. import git
+from ..durable import write_atomically
 from ..errors import ExchangeError
 from ..manifests import (ExchangeRecord, ManifestProblem, ProcessedManifest, build_manifest, manifest_name,
-                         manifest_text, read_git_manifest, write_atomically)
+                         manifest_text, read_git_manifest)
 from ..repository import MANIFESTS, SENTINEL, Exchange
 from .artifacts import Artifact
 from .placement import ManifestTrees, Placement, place_manifest

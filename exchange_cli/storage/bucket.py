@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -120,6 +121,13 @@ class Bucket(ABC):
     def remove_abandoned_uploads(self) -> list[str]:
         """Remove what uploads whose process is certainly gone left behind; what was removed."""
         return []
+
+    def upload_bytes(self, name: str, content: bytes) -> UploadOutcome:
+        """`upload` for a small object held in memory (a signed envelope)."""
+        with tempfile.TemporaryDirectory(prefix="exchange-upload-bytes-") as directory:
+            path = Path(directory) / "content"
+            path.write_bytes(content)
+            return self.upload(name, path, size=len(content), sha384=hashlib.sha384(content).hexdigest())
 
     def upload(self, name: str, source: Path, *, size: int, sha384: str,
                progress_task: Task | None = None) -> UploadOutcome:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
+from exchange_cli.durable import fsync_directory, write_atomically
 from exchange_cli.errors import describe_os_error
 from exchange_cli.progress import Task
 from exchange_cli.storage.owner import Owner
@@ -136,7 +137,7 @@ class LocalBucket(Bucket):
             _publish_without_overwriting(temp, path)
         finally:
             temp.unlink(missing_ok=True)
-        _fsync_directory(path.parent)
+        fsync_directory(path.parent)
         return self._remember_sha384(self._info(name, path.stat()), sha384)
 
     def remove_abandoned_uploads(self) -> list[str]:
@@ -290,22 +291,6 @@ def _publish_without_overwriting(temp: Path, path: Path) -> None:
 
 
 def _write_atomically(path: Path, content: bytes) -> None:
-    descriptor, temp_name = tempfile.mkstemp(prefix=_upload_prefix(), dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as out:
-            out.write(content)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp_name, path)
-    finally:
-        Path(temp_name).unlink(missing_ok=True)
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename/link durable: without it a crash can lose the directory entry."""
-    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    """Its temporary file is named as this process's partial upload, so a dead writer's is swept."""
+    write_atomically(path, content, prefix=_upload_prefix())
+    fsync_directory(path.parent)
