@@ -23,6 +23,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 
+from .json_http import JsonHandler
+
 _PATH = re.compile(r"/v1/(?P<name>projects/[^:?]+?)(?P<call>/publicKey|:asymmetricSign)(?:\?.*)?")
 
 
@@ -76,7 +78,7 @@ class KmsStandIn:
 
 
 def _handler(stand_in: KmsStandIn) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_GET(self) -> None:  # noqa: N802
             self._route()
 
@@ -89,15 +91,7 @@ def _handler(stand_in: KmsStandIn) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(length) or b"{}")
             status, answer = (404, {"error": {"code": 404, "message": "no such call"}}) if match is None else \
                 stand_in.answer(match["name"], match["call"], body)
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: Any) -> None:
-            pass
+            self.reply_json(status, answer)
 
     return Handler
 

@@ -39,6 +39,7 @@ import zstandard
 from exchange_cli.image.model import DEFAULT_PLATFORM, Platform
 
 from . import require_executable
+from .json_http import JsonHandler
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -343,20 +344,12 @@ class TokenServer:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_GET(self) -> None:
                 url = urlparse(self.path)
                 status, body = (404, {}) if url.path != "/token" else server._answer(
                     parse_qs(url.query), self.headers.get("Authorization"))
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
+                self.reply_json(status, body)
 
         return Handler
 
