@@ -57,9 +57,7 @@ def unshallow(repo: git.Repo, remote: str) -> None:
     try:
         repo.git.fetch("-q", "--unshallow", remote)
     except git.GitCommandError as error:
-        lines = [line.strip() for line in str(error.stderr or "").splitlines() if line.strip()]
-        reason = redact(lines[-1]) if lines else f"git exited with {error.status}"
-        raise UsageError(f"cannot deepen the clone from {remote}: {reason}") from None
+        raise UsageError(redact(f"cannot deepen the clone from {remote}: {failure_reason(error)}")) from None
 
 
 def changed_paths(repo: git.Repo, since: str, pathspecs: list[str]) -> list[str]:
@@ -209,9 +207,26 @@ def asking(remote: str) -> Iterator[None]:
     try:
         yield
     except git.GitCommandError as error:
-        lines = [line.strip() for line in str(error.stderr or "").splitlines() if line.strip()]
-        reason = lines[-1].removeprefix("stderr: ").strip("'") if lines else f"git exited with {error.status}"
-        raise RemoteUnreachable(redact(f"cannot reach {remote}: {reason}")) from None
+        raise RemoteUnreachable(redact(f"cannot reach {remote}: {failure_reason(error)}")) from None
+
+
+# What git prints around its reason for a failed clone or fetch.
+_GIT_CHATTER = ("Cloning into", "Please make sure you have the correct access rights", "and the repository exists")
+
+
+def failure_reason(error: git.GitCommandError) -> str:
+    """Why a git command failed: `stderr_reason` of what it wrote, without GitPython's wrapping."""
+    stderr = str(error.stderr or "")
+    wrapped = re.fullmatch(r"\s*stderr: '(.*)'\s*", stderr, re.DOTALL)  # GitPython's "\n  stderr: '<text>'"
+    return stderr_reason(wrapped[1] if wrapped else stderr, error.status)
+
+
+def stderr_reason(stderr: str, status: object) -> str:
+    """What git said, on one line, minus its progress and advice; its exit status if it said nothing else.
+    Not redacted: the caller redacts its whole message."""
+    lines = (line.strip() for line in stderr.splitlines())
+    reasons = [line for line in lines if line and not line.startswith(_GIT_CHATTER)]
+    return "; ".join(reasons) if reasons else f"git exited with {status}"
 
 
 def clone_without_prompts(url: str, into: Path | str) -> subprocess.CompletedProcess[str]:

@@ -21,8 +21,6 @@ from ..specs import MAX_SPEC_BYTES, SpecKind
 GEAR_SPEC_FILE = "manifest.json"
 GIT_SCHEMES = ("http", "https", "git", "ssh", "file")
 _SCP_LIKE = re.compile(r"[\w.-]+@[\w.-]+:(?!//)")
-# What git prints around its reason for a failed clone.
-_GIT_CHATTER = ("Cloning into", "Please make sure you have the correct access rights", "and the repository exists")
 
 
 class SourceError(ExchangeError):
@@ -83,7 +81,7 @@ def _read_from_git(url: str, ref: str | None, kind: SpecKind, spec_file: str | N
         # ssh host key is an error, not a wait for an answer that may never come.
         cloned = git.clone_without_prompts(url, temp)
         if cloned.returncode != 0:
-            raise CloneFailed(f"cannot clone {shown}: {_git_reason(cloned.stderr, cloned.returncode)}")
+            raise CloneFailed(f"cannot clone {shown}: {redact(git.stderr_reason(cloned.stderr, cloned.returncode))}")
         with gitpython.Repo(temp) as repo:
             tree = _tree_at(repo, ref, shown)
             names = sorted(item.name for item in tree.blobs)
@@ -151,10 +149,3 @@ def _parse(content: bytes, shown: str) -> SpecSource:
     if not isinstance(document.data, dict):
         raise SourceError(f"{shown}: a spec is a JSON object, this is a {type(document.data).__name__}")
     return SpecSource(shown, document)
-
-
-def _git_reason(stderr: str, status: int) -> str:
-    """What git said, on one line and with credentials redacted, minus its progress and advice."""
-    lines = [line.strip() for line in stderr.splitlines()]
-    reasons = [line for line in lines if line and not line.startswith(_GIT_CHATTER)]
-    return redact("; ".join(reasons)) if reasons else f"git exited with {status}"

@@ -72,7 +72,9 @@ def published_references(repo: gitpython.Repo, remote: str) -> References | None
 
 
 def _last_line(error: BaseException) -> str:
-    text = str(getattr(error, "stderr", "") or error).strip()
+    if isinstance(error, gitpython.GitCommandError):
+        return git.redact(git.failure_reason(error))
+    text = str(error).strip()
     return git.redact(text.splitlines()[-1] if text else type(error).__name__)
 
 
