@@ -61,8 +61,9 @@ def unshallow(repo: git.Repo, remote: str) -> None:
 
 
 def changed_paths(repo: git.Repo, since: str, pathspecs: list[str]) -> list[str]:
-    """Paths added or modified (not deleted) between `since` and the work tree, untracked included."""
-    diff = repo.git.diff("--name-only", "--no-renames", "--diff-filter=AM", "-z", since, "--", *pathspecs)
+    """Paths added, modified or changed in type (a file turned into a link: reported, never followed; not
+    deleted) between `since` and the work tree, untracked included."""
+    diff = repo.git.diff("--name-only", "--no-renames", "--diff-filter=AMT", "-z", since, "--", *pathspecs)
     untracked = repo.git.ls_files("--others", "--exclude-standard", "-z", "--", *pathspecs)
     return sorted({p for p in (diff + "\0" + untracked).split("\0") if p})
 
@@ -335,3 +336,14 @@ def remote_url(repo: git.Repo, remote: str) -> str | None:
         return repo.git.remote("get-url", remote).strip() or None
     except git.GitCommandError:
         return None
+
+
+def remote_default_branch(repo: git.Repo, remote: str) -> str | None:
+    """The branch the remote's HEAD names (its default branch); None when it names none."""
+    with asking(remote):
+        listing = repo.git.ls_remote("--symref", remote, "HEAD")
+    for line in listing.splitlines():
+        target, _, name = line.partition("\t")
+        if name == "HEAD" and target.startswith("ref: refs/heads/"):
+            return target.removeprefix("ref: refs/heads/")
+    return None

@@ -8,7 +8,9 @@ it and says how much was left out; `one_line` bounds a finished message as a las
 
 from __future__ import annotations
 
+import re
 import reprlib
+import unicodedata
 from typing import Any
 
 MESSAGE_LIMIT = 500  # characters in one problem message, quoted values included
@@ -47,3 +49,36 @@ def one_line(message: str, limit: int = MESSAGE_LIMIT) -> str:
 def short_text(text: str, limit: int = 80) -> str:
     """A name or pointer shown in a report, cut in its middle when longer than `limit`."""
     return one_line(text, limit) if len(text) > limit else text
+
+
+# Characters a terminal acts on rather than shows: C0 (newline and tab included: a name must not forge a
+# line or a column), DEL, C1 (0x9b is a one-byte CSI), and the format characters that reorder or hide
+# text (bidi overrides and isolates, zero-width joiners, the BOM), line and paragraph separators, and
+# lone surrogates. Everything else is shown as it is.
+_TERMINAL_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
+                              "\ufeff\ufff9-\ufffb\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """`text` with every character a terminal would act on written as an escape (``\\x1b``, ``\\u202e``),
+    so a contributor's string is shown, never obeyed. The one escaper for text that reaches a terminal
+    or a CI log."""
+    if text.isascii() and text.isprintable():
+        return text
+    escaped = _TERMINAL_UNSAFE.sub(_escape, text)
+    return "".join(c if c.isascii() or unicodedata.category(c) not in _UNSAFE_CATEGORIES else _escape_char(c)
+                   for c in escaped)
+
+
+_UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    return _escape_char(match.group())
+
+
+def _escape_char(character: str) -> str:
+    code = ord(character)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"

@@ -15,6 +15,7 @@ from typing import Any
 
 from .confined import NotConfined, TooLarge, read_below
 from .jsonpos import JsonText, read_json
+from .names import is_name, name_problem, suggested_name
 
 # A spec is a few kilobytes (the largest real gear manifests are under 100 KB); a file far past that is a
 # mistake or an attack, and is refused from its size before it is read (rule spec-size).
@@ -57,14 +58,30 @@ class SpecLocation:
 
 
 def locate(relative_path: str) -> SpecLocation | None:
-    """The location a repository-relative path stands for, or None when it is not a spec's place."""
+    """The location a repository-relative path stands for, or None when it is not a spec's place
+    (`location_problem` says why). Its org and stem follow the naming grammar (`names`): they become
+    manifest and object names, URLs and catalog pages."""
     parts = PurePosixPath(relative_path).parts
     if len(parts) != 3 or parts[0] not in SPEC_DIRECTORIES or not parts[2].endswith(".json"):
         return None
     stem = parts[2][: -len(".json")]
-    if not stem or parts[1].startswith(".") or stem.startswith("."):
+    if not is_name(parts[1]) or not is_name(stem):
         return None
     return SpecLocation(SPEC_DIRECTORIES[parts[0]], parts[1], stem)
+
+
+def location_problem(relative_path: str) -> str:
+    """Why `relative_path` is not a spec's place (for a path `locate` refuses)."""
+    parts = PurePosixPath(relative_path).parts
+    shape = (f"{ascii(relative_path)} is not at gears/<org>/<file>.json or boutiques/<org>/<file>.json")
+    if len(parts) != 3 or parts[0] not in SPEC_DIRECTORIES or not parts[2].endswith(".json"):
+        return shape
+    for what, text in (("org", parts[1]), ("file name", parts[2][: -len(".json")])):
+        problem = name_problem(text)
+        if problem is not None:
+            return (f"the {what} {ascii(text)} cannot name manifests, objects and URLs: {problem} "
+                    f"(e.g. {suggested_name(text)!r})")
+    return shape
 
 
 def kind_of(data: Any, relative_path: str | None = None) -> SpecKind:

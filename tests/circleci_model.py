@@ -8,7 +8,8 @@ What it models, as CircleCI documents it:
   ended. Priority goes to the newest pipeline: an older pipeline's unit that reaches the group while a
   newer pipeline holds it or waits for it is skipped (`not_run`), and a waiting unit is skipped when a
   newer one arrives;
-- branch filters (`filters.branches.only`).
+- branch filters (`filters.branches.only` and `ignore`);
+- an approval job (`type: approval`) is a job like the others: its outcome says whether it was approved.
 Time advances in ticks; each job has a duration and an outcome given by the scenario.
 """
 
@@ -27,6 +28,7 @@ class Unit:
     requires: dict[str, frozenset[str]]  # other entries of the workflow -> accepted statuses
     serial_group: str | None
     branches: frozenset[str] | None  # None: every branch
+    ignored: frozenset[str] = frozenset()  # branches it never runs on
 
 
 @dataclass
@@ -82,9 +84,11 @@ def workflow_units(config: dict[str, Any]) -> list[Unit]:
             inner = {job: parse_requires(member.get("requires")) for job, member in jobs.items()}
         else:
             inner = {name: {}}
-        only = ((settings.get("filters") or {}).get("branches") or {}).get("only")
+        branches = (settings.get("filters") or {}).get("branches") or {}
+        only, ignore = branches.get("only"), branches.get("ignore") or []
         units.append(Unit(name, inner, parse_requires(settings.get("requires")), settings.get("serial-group"),
-                          None if only is None else frozenset([only] if isinstance(only, str) else only)))
+                          None if only is None else frozenset([only] if isinstance(only, str) else only),
+                          frozenset([ignore] if isinstance(ignore, str) else ignore)))
     return units
 
 
@@ -110,7 +114,8 @@ class Simulation:
                        for (p, job), status in self.status.items()), key=lambda r: (r.end, r.pipeline))
 
     def _units_of(self, pipeline: Pipeline) -> list[Unit]:
-        return [u for u in self.units if u.branches is None or pipeline.branch in u.branches]
+        return [u for u in self.units if (u.branches is None or pipeline.branch in u.branches)
+                and pipeline.branch not in u.ignored]
 
     def _unit_done(self, pipeline: Pipeline, unit: Unit) -> bool:
         return all((pipeline.number, job) in self.status for job in unit.jobs)

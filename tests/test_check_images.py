@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from exchange_cli.cli import cli
+from tests.infra.circleci_config import exchange_calls, load_config
 from tests.infra.gitrepo import ExchangeRepo, example_gear
 from tests.layers import tiny_layer_tar
 
@@ -79,14 +80,9 @@ def test_missing_images_and_silent_registries_are_problems_of_their_specs(exchan
     assert len(failed) == 4 and not any("present" in name for name in failed)
 
 
-def test_the_branch_ci_job_checks_images(tmp_path: Path) -> None:
-    import yaml
-
-    config = yaml.safe_load((Path(__file__).resolve().parents[1] / ".circleci" / "config.yml").read_text())
-    commands = [step["run"]["command"] for step in config["jobs"]["validate"]["steps"]
-                if isinstance(step, dict) and "run" in step]
-    assert any(command.startswith(".venv/bin/exchange validate") and "--check-images" in command.split()
-               for command in commands), commands
+def test_the_branch_ci_job_checks_images() -> None:
+    (call,) = exchange_calls(load_config(), "validate")
+    assert call[0] == "validate" and "--check-images" in call, call
 
 
 class CapturingRegistry:

@@ -10,38 +10,17 @@ from typing import Any
 
 import click
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from exchange_cli.demo_image import build_demo_image
 from tests.infra.gitrepo import example_gear, init_repo, run_git
+from tests.infra.circleci_config import CONFIG_PATH, EXCHANGE, exchange_calls, load_config, runs, steps_of
 from tests.circleci_model import Pipeline, Run, Simulation, accepted_statuses, workflow_units
-
-CONFIG_PATH = Path(__file__).resolve().parents[1] / ".circleci" / "config.yml"
-EXCHANGE = ".venv/bin/exchange"
-
 
 @pytest.fixture(scope="module")
 def config() -> dict[str, Any]:
-    return yaml.safe_load(CONFIG_PATH.read_text())
-
-
-def steps_of(config: dict[str, Any], job: str) -> list[Any]:
-    """The job's steps with the config's own commands expanded."""
-    expanded: list[Any] = []
-    for step in config["jobs"][job]["steps"]:
-        name = step if isinstance(step, str) else next(iter(step))
-        expanded += config.get("commands", {}).get(name, {}).get("steps", [step])
-    return expanded
-
-
-def runs(config: dict[str, Any], job: str) -> list[str]:
-    return [step["run"]["command"] for step in steps_of(config, job) if isinstance(step, dict) and "run" in step]
-
-
-def exchange_calls(config: dict[str, Any], job: str) -> list[list[str]]:
-    return [shlex.split(command)[1:] for command in runs(config, job) if command.startswith(EXCHANGE)]
+    return load_config()
 
 
 def step(config: dict[str, Any], job: str, kind: str) -> dict[str, Any]:
@@ -159,9 +138,31 @@ def test_the_model_catches_a_serial_group_on_each_job(config: dict[str, Any]) ->
     assert any("finalize ended not_run" in problem for problem in found), found
 
 
-def test_branches_only_validate(config: dict[str, Any]) -> None:
-    runs = Simulation(workflow_units(config), [Pipeline(1, 0, "add-gear")]).run()
-    assert [(run.job, run.status) for run in runs] == [("validate", "success")]
+def test_branches_only_validate_and_a_maintainers_approval_validates_again(config: dict[str, Any]) -> None:
+    held = Simulation(workflow_units(config), [Pipeline(1, 0, "add-gear",
+                                                        outcomes={"approve-protected-change": "canceled"})]).run()
+    assert {(run.job, run.status) for run in held} == {
+        ("validate", "success"), ("approve-protected-change", "canceled"), ("validate-approved", "not_run")}
+    approved = Simulation(workflow_units(config), [Pipeline(1, 0, "add-gear")]).run()
+    assert {(run.job, run.status) for run in approved} == {
+        ("validate", "success"), ("approve-protected-change", "success"), ("validate-approved", "success")}
+    master = Simulation(workflow_units(config), [Pipeline(1, 0, "master")]).run()
+    assert "approve-protected-change" not in {run.job for run in master}
+
+
+def test_the_change_is_judged_by_master_and_approval_needs_the_maintainers_context(config: dict[str, Any]) -> None:
+    for job in ("validate", "validate-approved"):
+        (call,) = exchange_calls(config, job)
+        assert call[call.index("--base") + 1] == "origin/master", call
+        fetches = [command for command in runs(config, job) if command.startswith("git fetch")]
+        assert fetches and "refs/remotes/origin/master" in fetches[0]
+    jobs = workflow_jobs(config)
+    assert "context" not in jobs["validate"], "a contributor's pull request gets no secrets"
+    assert jobs["validate-approved"]["context"] == "exchange-maintainers"
+    assert jobs["validate-approved"]["requires"] == ["approve-protected-change"]
+    assert jobs["approve-protected-change"]["type"] == "approval"
+    assert {name: job.get("context") for name, job in process_group(config).items()} == {
+        "process-shards": "exchange-publish", "process-finalize": "exchange-publish"}
 
 
 def test_reports_are_stored_and_pip_is_cached(config: dict[str, Any]) -> None:
@@ -187,7 +188,8 @@ def test_every_job_installs_the_hashed_lock(config: dict[str, Any]) -> None:
 def test_jobs_run_only_exchange_commands_without_a_docker_daemon(config: dict[str, Any]) -> None:
     for job in config["jobs"]:
         for command in runs(config, job):
-            assert command.startswith((EXCHANGE, "python -m venv .venv && .venv/bin/pip install --disable-pip-version-check --require-hashes")), command
+            assert command.startswith((EXCHANGE, "git fetch --no-tags origin ",
+                                       "python -m venv .venv && .venv/bin/pip install --disable-pip-version-check --require-hashes")), command
         names = {next(iter(s)) if isinstance(s, dict) else s for s in steps_of(config, job)}
         assert "setup_remote_docker" not in names
         assert "machine" not in config["jobs"][job]

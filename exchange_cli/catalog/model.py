@@ -217,7 +217,10 @@ class EntryClaims:
     established: set[str] = field(default_factory=set)  # spec paths already in the exchange
 
     @classmethod
-    def load(cls, exchange: Exchange, manifests: list[ProcessedManifest]) -> "EntryClaims":
+    def load(cls, exchange: Exchange, manifests: list[ProcessedManifest],
+             established: set[str] | None = None) -> "EntryClaims":
+        """`established`: the spec files already in the exchange when the caller knows them (a target
+        branch's); else those at the exchange's own sentinel."""
         claims: dict[GearKey, list[str]] = defaultdict(list)
         for _, location, data in read_spec_entries(exchange):
             if isinstance(data.get("name"), str):
@@ -225,7 +228,7 @@ class EntryClaims:
         # Already in the exchange: at the sentinel commit, or processed before (manifests named after it).
         processed = {SpecLocation(m.kind, m.org, stem).relative_path
                      for m in manifests if m.org is not None and (stem := manifest_stem(m)) is not None}
-        return cls(dict(claims), exchange.established_spec_paths() | processed)
+        return cls(dict(claims), (exchange.established_spec_paths() if established is None else established) | processed)
 
     def others(self, location: SpecLocation, name: str) -> list[str]:
         """The other spec files holding `name` in the same org."""

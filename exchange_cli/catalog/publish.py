@@ -13,12 +13,14 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
 import git as gitpython
 
 from .. import git
 from ..commit_identity import commit_env
-from ..errors import ExchangeError, UsageError
+from ..errors import ExchangeError, UsageError, redact
+from ..names import relative_path_problem
+from ..quoting import printable
+from ..specs import SPEC_DIRECTORIES
 
 
 class PublishError(ExchangeError):
@@ -33,10 +35,17 @@ class PublishOutcome:
     pushed: bool
 
 
+# A branch holding any of these, or specs under gears/ or boutiques/, is an exchange's source, not a place
+# to publish a catalog (whose pages live under gears/ and boutiques/ too, as .html).
+SOURCE_MARKERS = ("manifests", ".sentinel")
+
+
 def publish_files(repo: gitpython.Repo, files: dict[str, str], *, branch: str, remote: str,
                   message: str, keep_other_files: bool = False) -> PublishOutcome:
     check_branch(repo, branch, remote)
     parent = _parent_commit(repo, remote, branch)
+    for tip in {parent, _local_tip(repo, branch)} - {None}:
+        _check_not_source(repo, branch, tip)  # type: ignore[arg-type]
     tree = _write_tree(repo, files, base=parent if keep_other_files else None)
     if parent is not None and repo.git.rev_parse(f"{parent}^{{tree}}") == tree:
         commit, created = parent, False
@@ -50,16 +59,20 @@ def publish_files(repo: gitpython.Repo, files: dict[str, str], *, branch: str, r
         try:
             repo.git.push("-q", remote, f"{commit}:refs/heads/{branch}")
         except gitpython.GitCommandError as error:
-            raise PublishError(f"pushing {branch} to {remote} failed: {git.redact(str(error.stderr).strip())}") from None
+            raise PublishError(redact(f"pushing {branch} to {remote} failed: {git.failure_reason(error)}")) from None
     return PublishOutcome(branch, commit, created, pushed)
 
 
 def check_branch(repo: gitpython.Repo, branch: str, remote: str, *, option: str = "--publish-branch") -> None:
-    """A valid branch name, not the checked-out branch, and a remote to push to; else a UsageError."""
+    """A valid branch name, a remote to push to, and a branch that is none of the exchange's own: not the
+    remote's default branch, not the checked-out branch; else a UsageError. `publish_files` also refuses
+    a branch whose tip is related to the checked-out commit or holds the exchange's files."""
     try:
         repo.git.check_ref_format("--branch", branch)
     except gitpython.GitCommandError:
-        raise UsageError(f"{option} {branch!r} is not a valid branch name") from None
+        raise UsageError(f"{option} {printable(branch)!r} is not a valid branch name") from None
+    if branch.startswith("-") or not branch.isprintable():
+        raise UsageError(f"{option} {printable(branch)!r} is not a valid branch name")
     try:
         current = repo.active_branch.name
     except TypeError:
@@ -68,32 +81,59 @@ def check_branch(repo: gitpython.Repo, branch: str, remote: str, *, option: str 
         raise UsageError(f"{option} {branch} is the checked-out branch; publish the catalog to its own branch")
     if not git.has_remote(repo, remote):
         raise UsageError(f"no git remote {remote!r} to push the catalog to (use --remote)")
+    if branch == git.remote_default_branch(repo, remote):
+        raise UsageError(f"{option} {branch} is the default branch of {remote}, which holds the exchange itself; "
+                         "publish the catalog to its own branch (e.g. gh-pages)")
 
 
-def _parent_commit(repo: gitpython.Repo, remote: str, branch: str) -> str | None:
-    if git.remote_branch_commit(repo, remote, branch) is not None:
-        return git.fetch_branch(repo, remote, branch)
+def _check_not_source(repo: gitpython.Repo, branch: str, tip: str) -> None:
+    """Compare commits, not names: a detached HEAD on the exchange's branch has no branch name."""
+    head = git.head_commit(repo)
+    if head is not None and (git.is_ancestor(repo, tip, head) or git.is_ancestor(repo, head, tip)):
+        raise UsageError(f"{branch} ({tip[:12]}) is in the history of the checked-out commit {head[:12]}: it is "
+                         "the exchange's own branch; publish the catalog to its own branch")
+    held = [path for path in SOURCE_MARKERS if git.path_exists_at(repo, tip, path)]
+    held += [f"{directory}/…/*.json" for directory in SPEC_DIRECTORIES
+             if any(path.endswith(".json") for path in git.tracked_paths(repo, tip, [directory]))]
+    if held:
+        raise UsageError(f"{branch} ({tip[:12]}) holds {', '.join(held)}: it is an exchange's source branch, and "
+                         "publishing would replace its files; publish the catalog to its own branch")
+
+
+def _local_tip(repo: gitpython.Repo, branch: str) -> str | None:
     try:
         return repo.git.rev_parse("--verify", "--quiet", f"refs/heads/{branch}^{{commit}}")
     except gitpython.GitCommandError:
         return None
 
 
+def _parent_commit(repo: gitpython.Repo, remote: str, branch: str) -> str | None:
+    if git.remote_branch_commit(repo, remote, branch) is not None:
+        return git.fetch_branch(repo, remote, branch)
+    return _local_tip(repo, branch)
+
+
 def _write_tree(repo: gitpython.Repo, files: dict[str, str], *, base: str | None = None) -> str:
+    """The tree of `base` (or an empty one) with `files` in it. Every path is checked against the naming
+    grammar, and the index is fed NUL-terminated records: no byte of a path can start another entry."""
+    paths = sorted(files)
+    for relative in paths:
+        problem = relative_path_problem(relative)
+        if problem is not None:
+            raise PublishError(f"{printable(relative)!r} cannot be a file of the published tree: {problem}")
     with tempfile.TemporaryDirectory(prefix="exchange-publish-") as temp:
         staged = Path(temp) / "files"
-        paths = sorted(files)
         for relative in paths:
             path = staged / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(files[relative], encoding="utf-8")
         blobs = repo.git.hash_object("-w", "--no-filters", "--", *(str(staged / p) for p in paths)).split() if paths else []
         index_info = Path(temp) / "index-info"
-        index_info.write_text("".join(f"100644 {blob}\t{relative}\n" for blob, relative in zip(blobs, paths)),
-                              encoding="utf-8")
+        index_info.write_bytes(b"".join(b"100644 %s\t%s\0" % (blob.encode("ascii"), relative.encode("utf-8"))
+                                        for blob, relative in zip(blobs, paths)))
         # Our own index file: the repository's index (what the user staged) stays as it is.
         with index_info.open("rb") as stream, repo.git.custom_environment(GIT_INDEX_FILE=os.path.join(temp, "index")):
             if base is not None:
                 repo.git.read_tree(base)
-            repo.git.update_index("--add", "--index-info", istream=stream)
+            repo.git.update_index("--add", "-z", "--index-info", istream=stream)
             return repo.git.write_tree()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from ..names import page_name, path_below
 from ..specs import SpecKind, image_field
 from .index import index_text
 from .model import Catalog, CatalogEntry, CatalogVersion
@@ -31,14 +32,19 @@ def site_files(catalog: Catalog, *, title: str | None = None) -> dict[str, str]:
 
 
 def write_site(files: dict[str, str], directory: Path) -> None:
+    """Every file below `directory`, each path checked first (names.path_below): none is written unless
+    all stay inside it, and none through a link already there."""
+    paths = {relative: path_below(directory, relative) for relative in files}
     for relative, content in files.items():
-        path = directory / relative
+        path = paths[relative]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content, encoding="utf-8")
 
 
 def entry_page_path(entry: CatalogEntry) -> str:
-    return f"{entry.kind.directory}/{entry.org or '_'}/{entry.name}.html"  # _: no org folder
+    """``<kind>s/<org>/<name>.html``, each part passed through the naming grammar: a gear's name is a
+    NAME already; a boutique's free-text name or a hostile org becomes a slug with a hash (names.page_name)."""
+    return f"{entry.kind.directory}/{page_name(entry.org or '_')}/{page_name(entry.name)}.html"  # _: no org
 
 
 def index_page(catalog: Catalog, title: str = SITE_TITLE) -> str:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from ..errors import writing
+from ..errors import UsageError, writing
 from ..repository import Exchange
 from ..validation.reporter import render, write_junit
-from ..validation.run import select_spec_paths, validate_specs
+from ..validation.run import select_spec_paths, validate_change, validate_specs
 from .conventions import format_option, jobs_option, repo_option, verbosity_options
 
 
@@ -18,6 +18,10 @@ from .conventions import format_option, jobs_option, repo_option, verbosity_opti
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--all", "all_specs", is_flag=True, help="Check every spec under gears/ and boutiques/.")
 @click.option("--since", metavar="REV", help="Check specs changed since REV instead of since .sentinel.")
+@click.option("--base", metavar="REF", envvar="EXCHANGE_BASE",
+              help="Judge this checkout as a change to the branch REF (the branch CI job: origin/master): check the "
+                   "specs changed since the merge base, with REF's policy, manifests and sentinel, and fail every "
+                   "control file the change touches (protected-path) [env: EXCHANGE_BASE].")
 @repo_option
 @click.option("--check-images", is_flag=True, help="Also ask each image's registry whether the tag or digest exists (network).")
 @click.option("--insecure-registry", "insecure_registries", multiple=True, metavar="HOST", help="Talk plain HTTP to this registry (repeatable).")
@@ -25,13 +29,21 @@ from .conventions import format_option, jobs_option, repo_option, verbosity_opti
 @format_option("auto", "text", "rich", "json", default="auto")
 @click.option("--junit-xml", type=click.Path(dir_okay=False, path_type=Path), help="Also write a JUnit report, one test case per spec.")
 @verbosity_options
-def command(paths: tuple[Path, ...], all_specs: bool, since: str | None, repo: Path | None, check_images: bool,
-            insecure_registries: tuple[str, ...], jobs: int, output_format: str, junit_xml: Path | None) -> None:
-    """Check gear and boutique specs: with PATHs those files, with --all every spec, else the specs changed since .sentinel."""
+def command(paths: tuple[Path, ...], all_specs: bool, since: str | None, base: str | None, repo: Path | None,
+            check_images: bool, insecure_registries: tuple[str, ...], jobs: int, output_format: str,
+            junit_xml: Path | None) -> None:
+    """Check gear and boutique specs: with PATHs those files, with --all every spec, with --base the change to
+    that branch, else the specs changed since .sentinel."""
     exchange = Exchange.open(repo)
-    selected = select_spec_paths(exchange, paths, all_specs=all_specs, since=since)
-    report = validate_specs(exchange, selected, check_images=check_images, insecure_registries=insecure_registries,
-                            jobs=jobs)
+    if base:
+        if paths or all_specs or since:
+            raise UsageError("--base judges the whole change; give it without PATHs, --all or --since")
+        report = validate_change(exchange, base, check_images=check_images, insecure_registries=insecure_registries,
+                                 jobs=jobs)
+    else:
+        selected = select_spec_paths(exchange, paths, all_specs=all_specs, since=since)
+        report = validate_specs(exchange, selected, check_images=check_images,
+                                insecure_registries=insecure_registries, jobs=jobs)
     render(report, output_format, sys.stdout)
     if junit_xml is not None:
         with writing(junit_xml, "the JUnit report"):

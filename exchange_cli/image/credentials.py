@@ -63,13 +63,16 @@ class RegistryCredentials:
     __str__ = __repr__
 
 
-def resolve_credentials(registry: str, *, environ: Mapping[str, str] | None = None) -> RegistryCredentials | None:
-    """Credentials for `registry` (a reference's registry part, such as ``docker.io`` or ``host:port``)."""
+def resolve_credentials(registry: str, *, environ: Mapping[str, str] | None = None,
+                        shared: bool = True) -> RegistryCredentials | None:
+    """Credentials for `registry` (a reference's registry part, such as ``docker.io`` or ``host:port``).
+    `shared=False` leaves out source 3, the pair meant for any registry: a caller asking a registry that
+    a contributor chose (validate's image check) sends only credentials bound to that registry."""
     environ = os.environ if environ is None else environ
     return (
         _from_host_env(registry, environ)
         or _from_docker_config(registry, environ)
-        or _from_global_env(environ)
+        or (_from_global_env(environ) if shared else None)
     )
 
 

@@ -290,10 +290,11 @@ class RegistryClient:
 
     @classmethod
     def for_reference(cls, ref: ImageReference, *, insecure_registries: Collection[str] = (),
-                      retry: RetryPolicy = DEFAULT_RETRY, limits: TransferLimits = DEFAULT_LIMITS) -> RegistryClient:
+                      retry: RetryPolicy = DEFAULT_RETRY, limits: TransferLimits = DEFAULT_LIMITS,
+                      shared_credentials: bool = True) -> RegistryClient:
         insecure = ref.registry in insecure_registries or ref.registry_host in insecure_registries
         return cls(ref.registry, ref.registry_host, image=str(ref), insecure=insecure,
-                   credentials=resolve_credentials(ref.registry), retry=retry, limits=limits,
+                   credentials=resolve_credentials(ref.registry, shared=shared_credentials), retry=retry, limits=limits,
                    insecure_hosts=insecure_registries)
 
     def blob_deadline(self, digest: str, size: int) -> Deadline:
@@ -453,10 +454,12 @@ def fetch_registry_image(ref: ImageReference, platform: Platform, cache: BlobCac
 
 
 def manifest_exists(ref: ImageReference, *, insecure_registries: Collection[str] = (),
-                    retry: RetryPolicy = DEFAULT_RETRY, limits: TransferLimits = DEFAULT_LIMITS) -> bool:
-    """Whether the registry has `ref`'s manifest; ImageError when the registry cannot say."""
+                    retry: RetryPolicy = DEFAULT_RETRY, limits: TransferLimits = DEFAULT_LIMITS,
+                    shared_credentials: bool = True) -> bool:
+    """Whether the registry has `ref`'s manifest; ImageError when the registry cannot say.
+    `shared_credentials`: see credentials.resolve_credentials."""
     with RegistryClient.for_reference(ref, insecure_registries=insecure_registries, retry=retry,
-                                      limits=limits) as client:
+                                      limits=limits, shared_credentials=shared_credentials) as client:
         return client.manifest_exists(ref.repository, ref.reference)
 
 

@@ -13,7 +13,7 @@ from ..jsonpos import JsonText
 from ..manifests import ManifestIndex, VersionKey
 from ..quoting import quote, short_text
 from ..reference import ImageReference
-from ..specs import SpecFile, SpecKind, SpecLocation, image_field, read_spec
+from ..specs import SpecFile, SpecKind, SpecLocation, image_field, location_problem, read_spec
 from .policy import DEFAULT_POLICY, Policy, image_problems
 from .problems import Problem, Report, Severity, SpecResult
 from .schemas import boutique_problems, gear_problems
@@ -75,8 +75,7 @@ class Checker:
             problems.append(Problem("file-name", f"{spec.path.name!r} is not a .json file; specs are JSON files"))
             return item
         if spec.relative_path is not None and spec.location is None:
-            problems.append(Problem("spec-location", f"{spec.relative_path!r} is not at gears/<org>/<file>.json "
-                                                     "or boutiques/<org>/<file>.json"))
+            problems.append(Problem("spec-location", location_problem(spec.relative_path)))
         if not spec.document.ok:
             problems.extend(json_problems(spec.document))
             return item

@@ -46,6 +46,8 @@ class Policy:
     require_digest: bool = False
     rules_off: frozenset[str] = field(default_factory=frozenset)
     catalog_title: str | None = None  # None: the catalog's own default
+    approval_sha256: str | None = None  # trust.maintainer-approval-sha256 (validation/target.py)
+    protected_paths: tuple[str, ...] = ()  # trust.protected-paths, beyond the built-in ones
     source: str | None = None  # the file it came from, for messages
 
     def enabled(self, rule: str) -> bool:
@@ -98,13 +100,15 @@ def parse_policy(text: str, shown: str) -> Policy:
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         at = "/" + "/".join(map(str, error.absolute_path)) if error.absolute_path else "the top level"
         raise UsageError(f"{shown}{where}: {schema_message(error)} (at {at}; see schemas/{SCHEMA_FILE})")
-    images, rules = data.get("images") or {}, data.get("rules") or {}
+    images, rules, trust = data.get("images") or {}, data.get("rules") or {}, data.get("trust") or {}
     return Policy(
         allowed_registries=tuple(images.get("allowed-registries") or ()),
         allow_latest=bool(images.get("allow-latest", False)),
         require_digest=bool(images.get("require-digest", False)),
         rules_off=frozenset(rule for rule, on in rules.items() if on is False),
         catalog_title=(data.get("catalog") or {}).get("title"),
+        approval_sha256=trust.get("maintainer-approval-sha256"),
+        protected_paths=tuple(trust.get("protected-paths") or ()),
         source=shown,
     )
 
