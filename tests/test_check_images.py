@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from exchange_cli.cli import cli
+from tests.infra.capturing_registry import CapturingRegistry
 from tests.infra.circleci_config import exchange_calls, load_config
 from tests.infra.gitrepo import ExchangeRepo, example_gear
 from tests.layers import tiny_layer_tar
@@ -83,40 +84,6 @@ def test_missing_images_and_silent_registries_are_problems_of_their_specs(exchan
 def test_the_branch_ci_job_checks_images() -> None:
     (call,) = exchange_calls(load_config(), "validate")
     assert call[0] == "validate" and "--check-images" in call, call
-
-
-class CapturingRegistry:
-    """A contributor's own registry on 127.0.0.1: it asks every client for Basic credentials and keeps
-    whatever Authorization header it is sent."""
-
-    def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.authorizations: list[str | None] = []
-        capturing = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                capturing.authorizations.append(self.headers.get("Authorization"))
-                self.send_response(401)
-                self.send_header("WWW-Authenticate", 'Basic realm="contributor"')
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            do_HEAD = do_GET
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        self.host = f"127.0.0.1:{self._httpd.server_address[1]}"
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 def test_a_registry_the_policy_forbids_is_never_asked(exchange_repo: ExchangeRepo, registry,
