@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from .errors import OutputError
 
 MAX_NAME_LENGTH = 100
+MAX_COMPONENT_LENGTH = 200  # a file name made of NAMEs and suffixes (`<name>.html`), well under 255 bytes
 NAME_RULE = ("letters, digits, '.', '_' and '-', starting with a letter, a digit or '_', at most "
              f"{MAX_NAME_LENGTH} characters, no '..'")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
@@ -29,12 +30,12 @@ _NOT_IN_NAME = re.compile(r"[^a-z0-9._-]+")
 _HASHED_DIGITS = 10
 
 
-def name_problem(text: str) -> str | None:
-    """Why `text` cannot be an org or a file stem; None when it can."""
+def name_problem(text: str, limit: int = MAX_NAME_LENGTH) -> str | None:
+    """Why `text` cannot be an org or a file stem (or, with a larger `limit`, a file name); None when it can."""
     if not text:
         return "it is empty"
-    if len(text) > MAX_NAME_LENGTH:
-        return f"it is {len(text)} characters long, over {MAX_NAME_LENGTH}"
+    if len(text) > limit:
+        return f"it is {len(text)} characters long, over {limit}"
     if not _NAME.fullmatch(text):
         return f"it holds {_first_refused(text)}; use {NAME_RULE}"
     if ".." in text:
@@ -73,7 +74,7 @@ def relative_path_problem(relative: str) -> str | None:
     if not relative or relative.startswith("/") or "\\" in relative:
         return "it is not a relative path"
     for part in relative.split("/"):
-        problem = name_problem(part)
+        problem = name_problem(part, MAX_COMPONENT_LENGTH)
         if problem is not None:
             return f"its component {_shown(part)}: {problem}"
     return None

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from click.testing import CliRunner
 from exchange_cli.cli import cli
 from exchange_cli.storage.bucket import open_bucket
 from tests.catalog_world import CatalogWorld, populate
-from tests.infra import require_executable
+from tests.infra.chromium import chromium_dom
 from tests.infra.gitrepo import ExchangeRepo, init_repo, run_git
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,17 +150,6 @@ def test_html_catalog_escapes_spec_text_and_links_only_web_urls(exchange_repo: E
     page = (tmp_path / "site" / "gears" / "evil" / "xss.html").read_text()
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert 'href="javascript:' not in page
-
-
-def chromium_dom(url: str, profile: Path, screenshot: Path | None = None) -> str:
-    executable = require_executable("chromium")
-    common = [executable, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-              f"--user-data-dir={profile}", "--allow-file-access-from-files"]
-    if screenshot is not None:
-        screenshot.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([*common, f"--screenshot={screenshot}", "--window-size=1100,900", url], check=True,
-                       capture_output=True, timeout=120)
-    return subprocess.run([*common, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=120).stdout
 
 
 def test_html_search_filters_the_list_in_a_real_browser(world: CatalogWorld, tmp_path: Path) -> None:

