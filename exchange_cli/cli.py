@@ -10,6 +10,7 @@ import click
 
 from . import __version__
 from .errors import ExchangeError, describe_os_error, redact
+from .quoting import printable
 
 # name -> module under exchange_cli.commands exposing a click command called `command`.
 # Imported lazily so `exchange validate` does not pay for the Docker or GCS client imports.
@@ -78,11 +79,12 @@ class ExchangeGroup(click.Group):
             _discard_stdout()
             ctx.exit(0)
         except ExchangeError as error:
-            click.echo(f"error: {redact(str(error))}", err=True)  # a remote URL may carry a token
+            # A remote URL may carry a token; a contributor's name may carry terminal controls.
+            click.echo(f"error: {printable(redact(str(error)))}", err=True)
             ctx.exit(error.exit_code)
         except OSError as error:
             # The environment failed us (a full disk, a read-only place, a vanished file): name the path.
-            click.echo(f"error: {describe_os_error(error)}", err=True)
+            click.echo(f"error: {printable(describe_os_error(error))}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)

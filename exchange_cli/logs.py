@@ -3,7 +3,7 @@ registries, the layer cache and git (debug); with -q only warnings and errors.
 
 Everything logs under the `exchange` logger; gitpython's command log (`git.cmd`) joins in at debug,
 one line per git command. Every line passes `redact`, so a URL's credentials never reach a terminal
-or a CI log. Lines go to stderr, or above the live progress rows while a display is running.
+or a CI log, and `printable`, so a contributor's name can neither break the line nor move the cursor. Lines go to stderr, or above the live progress rows while a display is running.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from enum import IntEnum
 from typing import Callable
 
 from .errors import redact
+from .quoting import printable
 
 LOGGER_NAME = "exchange"
 GIT_LOGGER_NAME = "git.cmd"
@@ -44,7 +45,7 @@ class LineHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = redact(_describe(record))
+            line = printable(redact(_describe(record)))  # one line, whatever a name in it holds
             (self.sink or _stderr)(line)
         except Exception:  # noqa: BLE001 - a log line must never break the command
             self.handleError(record)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import ContextManager, Iterator, Protocol, Self, TextIO
 
 from .logs import show_lines_with
+from .quoting import printable
 from .terminal import console as make_console
 
 
@@ -198,7 +199,7 @@ class _Display(_Output):
             row = self.rows.get(name)
             new = row is None
             if row is None:
-                row = self.rows[name] = Row(name)
+                row = self.rows[name] = Row(printable(name))  # shown on a terminal: a name's controls escaped
             row.begin(stage, done or stage)
         if new:
             self.added(row)  # outside the lock: a renderer drawing the rows takes it

@@ -56,12 +56,13 @@ class CatalogWorld:
         return spec
 
     def publish(self, org: str, name: str, version: str, kind: SpecKind = SpecKind.GEAR, *,
-                rootfs: bytes | None = None, **changes: Any) -> Published:
+                rootfs: bytes | None = None, stem: str | None = None, **changes: Any) -> Published:
+        """A processed version; its manifest and object are named after `stem` (default: the name)."""
         spec = _spec(kind, name, version, **changes)
         content = rootfs if rootfs is not None else rootfs_tarball(
             {"etc/release": f"{org}/{name} {version}\n".encode(), "bin/run": b"#!/bin/sh\necho hi\n"})
         sha384 = hashlib.sha384(content).hexdigest()
-        location = SpecLocation(kind, org, name)
+        location = SpecLocation(kind, org, stem or name)
         object_name = f"{location.artifact_base}-sha384-{sha384}.tgz"
         source = self.work / object_name
         source.write_bytes(content)

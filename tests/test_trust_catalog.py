@@ -173,3 +173,38 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(world: CatalogWo
         assert row[column] == "'" + value, (column, row[column])
     (plain,) = [row for row in csv.DictReader(io.StringIO(result.stdout)) if row["name"] == "hello"]
     assert plain["label"] == "Hello gear", "ordinary cells are left as they are"
+
+
+# What a terminal would obey: C0 but newline, DEL, C1, and the bidi and invisible format characters.
+TERMINAL_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+ATTACK = "\x1b]0;pwned\x07\x1b]52;c;ZXZpbA==\x07\x1b[2J\x9b2J\u202eevil\n\tinjected line"
+
+
+def test_contributor_strings_never_reach_the_terminal_as_controls(world: CatalogWorld, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack 10, the terminal half: names holding escape sequences (window title, clipboard write, clear
+    screen, a one-byte C1 CSI, a bidi override, a newline forging a line) passed validate and `list`
+    printed them raw."""
+    world.publish("acme", "tool" + ATTACK, "2.0" + ATTACK, SpecKind.BOUTIQUE, stem="tool", description=ATTACK,
+                  author=ATTACK)
+    image = "registry.example.org/acme/tool:1.0.0"
+    world.repo.write("boutiques/acme/tool.json", example_boutique(
+        name="tool" + ATTACK, description=ATTACK,
+        **{"tool-version": "3.0" + ATTACK, "container-image": {"type": "docker", "image": image}}))
+    world.repo.write("gears/acme/hello.json", example_gear(name="hello", version="1.0.0", label=ATTACK,
+                                                           author=ATTACK))
+    world.repo.write(f"gears/acme/x{ATTACK.replace('/', '')}.json", example_gear(name="x"))
+    world.repo.commit("hostile strings")
+    monkeypatch.setenv("COLUMNS", "300")
+    outputs = {}
+    for args in (["list"], ["show", "acme/tool"], ["show", "acme/hello"], ["validate", "--all", "--format", "text"],
+                 ["validate", "--all", "--format", "rich"], ["inventory"], ["inventory", "--format", "text"],
+                 ["history"], ["fetch", "acme/tool", "-o", str(tmp_path / "x.tgz")]):
+        result = CliRunner().invoke(cli, [*args, "--repo", str(world.repo.root)])
+        outputs[" ".join(args)] = result.output
+        assert result.exit_code == (1 if args[0] == "validate" else 0), (args, result.output)
+        assert not TERMINAL_CONTROLS.search(result.output), (args, result.output)
+    assert "\\x1b]0;pwned\\x07" in outputs["list"] and "\\u202e" in outputs["list"]
+    assert "\\x0a\\x09injected line" in outputs["list"], "the newline is shown, it starts no line"
+    assert not any(line.startswith("\tinjected") or line.startswith("injected")
+                   for output in outputs.values() for line in output.splitlines())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
+from ..quoting import printable
 from .model import CatalogEntry, CatalogVersion
 
 
@@ -35,4 +36,4 @@ def render_essentials(details: dict[str, Any], stream: TextIO) -> None:
     width = max(len(key) for key in details)
     for key, value in details.items():
         shown = ", ".join(value) if isinstance(value, list) else ("-" if value is None else str(value))
-        print(f"{key:<{width}}  {shown}", file=stream)
+        print(printable(f"{key:<{width}}  {shown}"), file=stream)

@@ -6,6 +6,7 @@ import csv
 from dataclasses import asdict, dataclass, fields
 from typing import Any, TextIO
 
+from ..quoting import printable
 from ..specs import SpecKind, image_field
 from .model import Catalog, CatalogEntry
 
@@ -70,7 +71,7 @@ def render_inventory(rows: list[InventoryRow], stream: TextIO) -> None:
     for column in shown:
         table.add_column(column.replace("_", " "), overflow="fold")
     for row in rows:
-        table.add_row(*(Text(getattr(row, column)) for column in shown))  # the specs' text, never markup
+        table.add_row(*(Text(printable(getattr(row, column))) for column in shown))  # the specs' text, never markup
     console(stream, width=None if stream.isatty() else 240).print(table)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
+from ..quoting import printable
 from .model import CatalogEntry
 
 
@@ -16,9 +17,9 @@ def listing_as_json(entries: list[CatalogEntry]) -> list[dict[str, Any]]:
 def render_listing(entries: list[CatalogEntry], stream: TextIO) -> None:
     for entry in entries:
         stored = f", entry {entry.entry_ref}" if entry.entry_ref else ""
-        print(f"{entry.ref} ({entry.kind.value}{stored})", file=stream)
+        print(printable(f"{entry.ref} ({entry.kind.value}{stored})"), file=stream)
         width = max((len(v.version) for v in entry.versions), default=0)
         for version in entry.versions:
             state = "processed" if version.processed else "not processed"
-            print(f"  {version.version:<{width}}  {state}", file=stream)
+            print(printable(f"  {version.version:<{width}}  {state}"), file=stream)
     print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}", file=stream)

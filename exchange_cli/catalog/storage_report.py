@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
+from ..quoting import printable
 from .storage_audit import StorageAudit
 
 
@@ -18,16 +19,16 @@ def audit_summary(audit: StorageAudit) -> str:
 
 def render_audit(audit: StorageAudit, stream: TextIO) -> None:
     for problem in audit.unreadable:
-        print(f"unreadable manifest: {problem}", file=stream)
+        print(printable(f"unreadable manifest: {problem}"), file=stream)
     for missing in audit.missing:
-        print(f"missing: {missing.object_name}: referenced by {', '.join(missing.manifests)}", file=stream)
+        print(printable(f"missing: {missing.object_name}: referenced by {', '.join(missing.manifests)}"), file=stream)
     for damaged in audit.damaged:
-        print(f"damaged: {damaged.object_name}: {damaged.problem} ({', '.join(damaged.manifests)})", file=stream)
+        print(printable(f"damaged: {damaged.object_name}: {damaged.problem} ({', '.join(damaged.manifests)})"), file=stream)
     for orphan in audit.orphans:
-        print(f"orphan: {orphan.name}: {orphan.size} bytes, no manifest references it", file=stream)
+        print(printable(f"orphan: {orphan.name}: {orphan.size} bytes, no manifest references it"), file=stream)
     for path in audit.unsigned:
-        print(f"unsigned: {path}: no attestation-url (published without signed provenance)", file=stream)
-    print(audit_summary(audit), file=stream)
+        print(printable(f"unsigned: {path}: no attestation-url (published without signed provenance)"), file=stream)
+    print(printable(audit_summary(audit)), file=stream)
 
 
 def audit_as_json(audit: StorageAudit) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import click
 
 from ..contrib.add import AddOutcome, SpecRejected, add_spec
 from ..contrib.source import read_source
+from ..quoting import printable
 from ..repository import Exchange
 from ..specs import SpecKind
 from ..validation.reporter import render
@@ -44,13 +45,14 @@ def make_add_command(kind: SpecKind) -> click.Command:
             click.echo(json.dumps(outcome_as_json(outcome), indent=2))
             return
         if not outcome.changed:
-            click.echo(f"{outcome.location.relative_path} is already exactly this spec; nothing to do")
+            click.echo(printable(f"{outcome.location.relative_path} is already exactly this spec; nothing to do"))
             return
-        click.echo(outcome.diff, nl=False)
+        for line in outcome.diff.splitlines():
+            click.echo(printable(line))  # the contributor's JSON, whose strings may hold C1 or bidi controls
         if outcome.commit:
-            click.echo(f"committed {outcome.commit[:12]} {outcome.message}")
+            click.echo(printable(f"committed {outcome.commit[:12]} {outcome.message}"))
         else:
-            click.echo(f"wrote {outcome.location.relative_path} (not committed)")
+            click.echo(printable(f"wrote {outcome.location.relative_path} (not committed)"))
 
     command.help = (f"Add or update a {kind.value} from SOURCE: a JSON file, a source directory, or a git "
                     "URL[@REF]; validate it, write it and commit it.")

@@ -11,6 +11,7 @@ import click
 from ..catalog.reference import EntryReference, find_entry, find_processed_version
 from ..fetch.run import FetchOutcome, fetch_rootfs
 from ..progress import format_bytes
+from ..quoting import printable
 from .catalog_options import bucket_option, open_catalog, repo_option
 from .conventions import format_option, verbosity_options
 from .options import storage_bucket
@@ -39,12 +40,13 @@ def command(reference: str, out_file: Path | None, out_dir: Path, extract: bool,
     if output_format == "json":
         click.echo(json.dumps(outcome_as_json(outcome), indent=2))
         return
-    click.echo(f"{outcome.path}  {outcome.rootfs_hash}  {format_bytes(outcome.size)} (verified, from {outcome.source})")
+    click.echo(printable(f"{outcome.path}  {outcome.rootfs_hash}  {format_bytes(outcome.size)} (verified, from "
+                         f"{outcome.source})"))
     if outcome.extracted_to is not None and outcome.extraction is not None:
         summary = outcome.extraction
         skipped = f", {summary.skipped} special file(s) skipped" if summary.skipped else ""
-        click.echo(f"extracted to {outcome.extracted_to}: {summary.files} files, {summary.directories} directories, "
-                   f"{summary.links} links{skipped}")
+        click.echo(printable(f"extracted to {outcome.extracted_to}: {summary.files} files, {summary.directories} "
+                             f"directories, {summary.links} links{skipped}"))
 
 
 def outcome_as_json(outcome: FetchOutcome) -> dict[str, Any]:

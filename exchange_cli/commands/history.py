@@ -11,6 +11,7 @@ import click
 
 from ..logs import logger
 from ..process.history import ProcessedSpec, deepen, processed_history
+from ..quoting import printable
 from ..repository import Exchange
 from .conventions import format_option, remote_option, repo_option, verbosity_options
 
@@ -43,7 +44,8 @@ def command(repo: Path | None, limit: int | None, deepen_clone: bool, remote: st
     for entry in history.entries:
         stored = f" [entry {entry.entry}]" if entry.entry.rsplit("/", 1)[-1] != entry.name else ""
         boundary = "  (clone boundary)" if entry.at_clone_boundary else ""
-        click.echo(f"{entry.date}  {entry.commit[:12]}  {entry.spec} {entry.version}{stored}  {entry.manifest}{boundary}")
+        click.echo(printable(f"{entry.date}  {entry.commit[:12]}  {entry.spec} {entry.version}{stored}  "
+                             f"{entry.manifest}{boundary}"))
 
 
 def entry_as_json(entry: ProcessedSpec) -> dict[str, Any]:

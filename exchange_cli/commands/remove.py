@@ -11,6 +11,7 @@ from ..catalog.reference import EntryReference, find_entry
 from ..catalog.storage_audit import require_every_manifest_read
 from ..contrib.remove import PurgeOutcome, apply_removal, plan_removal, purge_objects
 from ..errors import UsageError
+from ..quoting import printable
 from .catalog_options import bucket_option, open_catalog, repo_option
 from .conventions import format_option, verbosity_options, yes_option
 from .options import storage_bucket
@@ -46,9 +47,9 @@ def command(reference: str, version: str | None, purge: bool, bucket_uri: str | 
                                "deleted": list(purged.deleted), "already-absent": list(purged.absent)}, indent=2))
         return
     for path in removal.paths:
-        click.echo(f"removed {path}")
-    click.echo(f"committed {commit[:12]} {removal.message}" if commit else "nothing tracked by git; no commit")
+        click.echo(printable(f"removed {path}"))
+    click.echo(printable(f"committed {commit[:12]} {removal.message}") if commit else "nothing tracked by git; no commit")
     for name in purged.deleted:
-        click.echo(f"deleted {bucket.uri}/{name}")  # type: ignore[union-attr]
+        click.echo(printable(f"deleted {bucket.uri}/{name}"))  # type: ignore[union-attr]
     for name in purged.absent:
-        click.echo(f"already absent: {bucket.uri}/{name}")  # type: ignore[union-attr]
+        click.echo(printable(f"already absent: {bucket.uri}/{name}"))  # type: ignore[union-attr]

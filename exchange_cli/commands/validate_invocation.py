@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..invocation import choose_invocation_schema, invocation_problems, read_spec_document
+from ..quoting import printable
 from ..specs import SpecFile, display_path
 from ..validation.checker import json_problems, place_problems
 from ..validation.problems import Report, SpecResult
@@ -27,7 +28,7 @@ def command(spec: Path, invocation: Path, regenerate: bool, output_format: str) 
     if chosen.stale is not None:
         then = ("checking against the schema its spec gives today (--regenerate)" if chosen.regenerated
                 else "checking against it as published; --regenerate checks against today's")
-        click.echo(f"warning: {spec}: {chosen.stale}; {then}", err=True)
+        click.echo(printable(f"warning: {spec}: {chosen.stale}; {then}"), err=True)
     schema = chosen.schema
     document = SpecFile.read(invocation, display_path=display_path(invocation), relative_path=None)
     result = SpecResult(document.display_path, kind="invocation")

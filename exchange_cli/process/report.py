@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TextIO
 
 from ..progress import format_bytes
+from ..quoting import printable
 from .artifacts import Artifact, artifact_name
 from .plan import SpecJob
 from .context import ProcessOutcome
@@ -57,29 +58,37 @@ def catalog_fields(outcome: ProcessOutcome) -> dict[str, Any] | None:
 def render_outcome(outcome: ProcessOutcome, stream: TextIO, *, dry_run: bool) -> None:
     plan = outcome.plan
     for path in plan.already_processed:
-        print(f"already processed: {path}", file=stream)
+        _lines(stream, f"already processed: {path}")
     if dry_run:
         for job in outcome.selected_jobs:
             pending = artifact_name(job, "<sha384 after export>")
-            print(f"would process {job.title}: {job.relative_path}\n  image    {job.image}\n  artifact {pending}", file=stream)
-        print(f"dry run: {len(outcome.selected_jobs)} spec(s) to process{_shard_note(outcome)}; nothing was changed",
-              file=stream)
+            _lines(stream, f"would process {job.title}: {job.relative_path}", f"  image    {job.image}",
+                   f"  artifact {pending}")
+        _lines(stream, f"dry run: {len(outcome.selected_jobs)} spec(s) to process{_shard_note(outcome)}; "
+                       "nothing was changed")
         return
     if outcome.shard is not None:
         _render_shard(outcome, stream)
         return
     if outcome.catalog is not None:
-        print(outcome.catalog.describe(), file=stream)
+        _lines(stream, outcome.catalog.describe())
     if not plan.jobs:
-        print("nothing to process", file=stream)
+        _lines(stream, "nothing to process")
         return
     for made in outcome.commits:
         artifact = made.artifact
         state = "uploaded" if artifact.created else "reused"
-        print(f"{artifact.job.title}\n  manifest {made.manifest_path}\n  artifact {artifact.object_name} "
-              f"({format_bytes(artifact.size)}, {state})\n  rootfs   {artifact.rootfs_hash}\n  commit   {made.commit}", file=stream)
+        _lines(stream, artifact.job.title, f"  manifest {made.manifest_path}",
+               f"  artifact {artifact.object_name} ({format_bytes(artifact.size)}, {state})",
+               f"  rootfs   {artifact.rootfs_hash}", f"  commit   {made.commit}")
     pushed = "pushed" if outcome.pushed else "not pushed"
-    print(f"{len(outcome.commits)} spec(s) processed and {pushed}", file=stream)
+    _lines(stream, f"{len(outcome.commits)} spec(s) processed and {pushed}")
+
+
+def _lines(stream: TextIO, *lines: str) -> None:
+    """Each line whole, on its own line: a name in it can neither start another nor move the cursor."""
+    for line in lines:
+        print(printable(line), file=stream)
 
 
 def _shard_note(outcome: ProcessOutcome) -> str:
@@ -89,6 +98,6 @@ def _shard_note(outcome: ProcessOutcome) -> str:
 def _render_shard(outcome: ProcessOutcome, stream: TextIO) -> None:
     for artifact in outcome.artifacts:
         state = "uploaded" if artifact.created else "reused"
-        print(f"{artifact.job.title}\n  artifact {artifact.object_name} ({format_bytes(artifact.size)}, {state})\n"
-              f"  rootfs   {artifact.rootfs_hash}", file=stream)
-    print(f"shard {outcome.shard}: {len(outcome.artifacts)} spec(s) exported; record {outcome.record_path}", file=stream)
+        _lines(stream, artifact.job.title, f"  artifact {artifact.object_name} ({format_bytes(artifact.size)}, {state})",
+               f"  rootfs   {artifact.rootfs_hash}")
+    _lines(stream, f"shard {outcome.shard}: {len(outcome.artifacts)} spec(s) exported; record {outcome.record_path}")

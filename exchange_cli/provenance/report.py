@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
+from ..quoting import printable
 from .verify import Verification
 
 
@@ -22,9 +23,9 @@ def verification_as_json(result: Verification) -> dict[str, Any]:
 
 def render_verification(result: Verification, out: TextIO) -> None:
     for check in result.checks:
-        out.write(f"  {'ok  ' if check.ok else 'FAIL'} {check.name:<11} {check.detail}\n")
+        out.write(printable(f"  {'ok  ' if check.ok else 'FAIL'} {check.name:<11} {check.detail}") + "\n")
     failure = result.failure
     if failure is None:
-        out.write(f"verified: {result.target}\n")
+        out.write(printable(f"verified: {result.target}") + "\n")
     else:
-        out.write(f"NOT verified: {result.target}: {failure.name}: {failure.detail}\n")
+        out.write(printable(f"NOT verified: {result.target}: {failure.name}: {failure.detail}") + "\n")

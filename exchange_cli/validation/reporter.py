@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..quoting import short_text
+from ..quoting import printable
 from .problems import Problem, Report, Severity, SpecResult, Status
 
 
@@ -43,9 +44,9 @@ def render_text(report: Report, stream: TextIO) -> None:
     for result in report.results:
         problems, more = shown_problems(result)
         for problem in problems:
-            print(problem_line(result.display_path, problem), file=stream)
+            print(printable(problem_line(result.display_path, problem)), file=stream)
         if more:
-            print(more, file=stream)
+            print(printable(more), file=stream)
     print(report.summary, file=stream)
 
 
@@ -90,8 +91,8 @@ def render_rich(report: Report, stream: TextIO) -> None:
     for result in report.results:
         label = f"{result.kind or 'file'} {_shown(result.name) or ''} {_shown(result.version) or ''}".strip()
         # Paths, names and messages quote the contributor's text: never markup (a "[/x]" in it would raise).
-        console.print(f"[{styles[result.status]}]{result.status.value:>9}[/] {escape(result.display_path)}  "
-                      f"[dim]{escape(label)}[/]")
+        console.print(f"[{styles[result.status]}]{result.status.value:>9}[/] {escape(printable(result.display_path))}  "
+                      f"[dim]{escape(printable(label))}[/]")
         if not result.problems:
             continue
         table = Table(show_header=True, header_style="bold", box=None, padding=(0, 1), pad_edge=False)
@@ -101,11 +102,11 @@ def render_rich(report: Report, stream: TextIO) -> None:
         for problem in problems:
             where = f"{problem.line}:{problem.column}" if problem.line else ""
             rule_style = {Severity.ERROR: "red", Severity.WARNING: "yellow"}.get(problem.severity, "cyan")
-            table.add_row(where, Text(problem.rule, style=rule_style), Text(_shown(problem.pointer) or ""),
-                          Text(problem.message))
+            table.add_row(where, Text(problem.rule, style=rule_style), Text(printable(_shown(problem.pointer) or "")),
+                          Text(printable(problem.message)))
         console.print(table)
         if more:
-            console.print(Text(more, style="dim"))
+            console.print(Text(printable(more), style="dim"))
     style = "green" if report.ok else "bold red"
     console.print(f"[{style}]{report.summary}[/]")
 
