@@ -20,24 +20,22 @@ directly under manifests/ has no org and is named by its name alone.
 from __future__ import annotations
 
 import json
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..manifests import ManifestProblem, ManifestScan, ProcessedManifest, load_manifests
+from ..names import suggested_name
 from ..repository import Exchange
 from ..specs import SpecKind, SpecLocation, locate, read_spec
 from ..versions import version_key
 
-_NOT_IN_FILE_NAME = re.compile(r"[^a-z0-9._-]+")
-
 
 def expected_stem(name: str, kind: SpecKind) -> str:
     """The file stem a new entry for `name` gets: a gear's name as it is (its schema restricts it to
-    ``[a-z0-9-]``), a descriptor's name made file-safe (Boutiques names are free text)."""
-    return name if kind is SpecKind.GEAR else _NOT_IN_FILE_NAME.sub("-", name.lower()).strip("-.")
+    ``[a-z0-9-]``), a descriptor's name made a NAME (Boutiques names are free text; names.suggested_name)."""
+    return name if kind is SpecKind.GEAR else suggested_name(name)
 
 
 def manifest_stem(manifest: ProcessedManifest) -> str | None:

@@ -14,7 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 import git as gitpython
 
 from .. import git
-from ..errors import ExchangeError, UsageError, redact
+from ..confined import NotConfined, TooLarge, read_below
+from ..errors import ExchangeError, UsageError, describe_os_error, redact
 from ..jsonpos import JsonText, first_problem_line, read_json
 from ..specs import MAX_SPEC_BYTES, SpecKind
 
@@ -44,13 +45,15 @@ class SpecSource:
 
 
 def read_source(source: str, kind: SpecKind, *, spec_file: str | None = None) -> SpecSource:
+    """A source is read as specs are: a link is named and refused, never followed (a contributor's
+    `manifest.json` could point at a token file), and a file past MAX_SPEC_BYTES is refused unread."""
     path = Path(source)
-    if path.is_file():
-        return _parse(_read_file(path), str(path))
+    if path.is_symlink() or path.is_file():
+        return _parse(_read_file(path.parent, path.name, str(path)), str(path))
     if path.is_dir():
-        names = sorted(p.name for p in path.iterdir() if p.is_file())
-        name = _spec_file_in(names, lambda n: _read_file(path / n), kind, spec_file, str(path))
-        return _parse(_read_file(path / name), str(path / name))
+        names = sorted(p.name for p in path.iterdir() if p.is_symlink() or not p.is_dir())
+        name = _spec_file_in(names, lambda n: _read_file(path, n, str(path / n)), kind, spec_file, str(path))
+        return _parse(_read_file(path, name, str(path / name)), str(path / name))
     if is_git_url(source):
         url, ref = split_ref(source)
         return _read_from_git(url, ref, kind, spec_file)
@@ -124,10 +127,17 @@ def _is_descriptor(content: bytes) -> bool:
     return isinstance(data, dict) and "command-line" in data
 
 
-def _read_file(path: Path) -> bytes:
-    _check_size(path.stat().st_size, str(path))
-    with path.open("rb") as stream:
-        return stream.read(MAX_SPEC_BYTES + 1)  # never more, even from a file that grew meanwhile
+def _read_file(directory: Path, name: str, shown: str) -> bytes:
+    try:
+        return read_below(directory, name, limit=MAX_SPEC_BYTES)
+    except TooLarge as error:
+        _check_size(error.size, shown)
+        raise
+    except NotConfined as error:
+        raise SourceError(f"{shown} {error.reason}; a spec is read from a regular file, and links are never "
+                          "followed (copy the file itself)") from None
+    except OSError as error:
+        raise SourceError(f"cannot read {describe_os_error(error)}") from None
 
 
 def _read_blob(blob: Any, shown: str) -> bytes:  # noqa: ANN401 - a gitpython Blob
