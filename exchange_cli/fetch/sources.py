@@ -18,6 +18,52 @@ class DownloadError(ExchangeError):
     pass
 
 
+class RefusedLocation(ExchangeError):
+    """A document fetched from elsewhere names a local file, or a bucket that is not ours."""
+
+
+def refusal(url: str, named_by: str | None) -> str | None:
+    """Why `url`, named in a document fetched from `named_by`, must not be opened; None when it may.
+
+    Remote documents point only at remote things: whoever serves a manifest over http(s) must not make
+    this machine read its own files (`file://`, hashed and reported) or a bucket with this machine's
+    credentials. From an http(s) or gs:// document: http(s) URLs, and gs:// only in the exchange's own
+    bucket (EXCHANGE_BUCKET_URI) or, for a gs:// document, its own bucket. A local document (a file, a
+    manifest in the repository) may name anything it could name before.
+    """
+    if named_by is None or urlsplit(named_by).scheme == "file":
+        return None
+    scheme = urlsplit(url).scheme
+    if scheme in ("http", "https"):
+        return None
+    if scheme == "gs" and urlsplit(url).netloc in _own_buckets(named_by):
+        return None
+    return (f"{redact(url)} is named by {redact(named_by)}, a document from elsewhere, which may point only at "
+            "http(s) URLs or the exchange's own bucket, never at this machine's files or another bucket")
+
+
+def _own_buckets(named_by: str) -> set[str]:
+    import os
+
+    buckets = set()
+    configured = os.environ.get("EXCHANGE_BUCKET_URI", "")
+    if urlsplit(configured).scheme == "gs":
+        buckets.add(urlsplit(configured).netloc)
+    if urlsplit(named_by).scheme == "gs":
+        buckets.add(urlsplit(named_by).netloc)
+    return buckets
+
+
+@contextlib.contextmanager
+def open_named_url(url: str, named_by: str | None) -> Iterator[BinaryIO]:
+    """`open_url`, for a URL that a document names: refused when `refusal` says so."""
+    refused = refusal(url, named_by)
+    if refused is not None:
+        raise RefusedLocation(refused)
+    with open_url(url) as stream:
+        yield stream
+
+
 @contextlib.contextmanager
 def open_url(url: str) -> Iterator[BinaryIO]:
     scheme = urlsplit(url).scheme

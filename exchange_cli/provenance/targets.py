@@ -92,4 +92,4 @@ def _manifest_from_url(url: str) -> ManifestView:
         raise ExchangeError(f"{shown}: not an exchange manifest (no \"gear\" or \"boutique\" and \"exchange\" blocks)")
     kind, spec = found
     org = unquote(PurePosixPath(urlsplit(url).path).parent.name)  # manifests/<org>/<file>.json
-    return ManifestView(shown, org, kind.value, spec, document["exchange"])
+    return ManifestView(shown, org, kind.value, spec, document["exchange"], fetched_from=url)

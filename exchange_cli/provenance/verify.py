@@ -46,6 +46,7 @@ class ManifestView:
     kind: str  # gear or boutique
     spec: dict[str, Any]
     record: dict[str, Any]  # the "exchange" block
+    fetched_from: str | None = None  # the URL it was read from; None: a local file or the repository
 
     def text(self, key: str) -> str | None:
         value = self.record.get(key)
@@ -113,17 +114,23 @@ class VerifyOptions:
 
 def verify_published(manifest: ManifestView, options: VerifyOptions, *, target: str,
                      open_url: Opener | None = None) -> Verification:
-    if open_url is None:
-        from ..fetch.sources import open_url
+    opener = open_url or _opener_for(manifest)
     result = Verification(target)
     record = _recorder(result)
     try:
-        artifact = _check_artifact(manifest, options, open_url, record)
-        envelope_bytes = _read_attestation(manifest, options, open_url, record)
+        artifact = _check_artifact(manifest, options, opener, record)
+        envelope_bytes = _read_attestation(manifest, options, opener, record)
         _check_envelope(manifest, envelope_bytes, artifact, options, result, record)
     except CheckFailed:
         pass
     return result
+
+
+def _opener_for(manifest: ManifestView) -> Opener:
+    """Opens what the manifest names, within what its origin may name (fetch.sources.refusal)."""
+    from ..fetch.sources import open_named_url
+
+    return lambda url: open_named_url(url, manifest.fetched_from)
 
 
 def verify_envelope(manifest: ManifestView, envelope_bytes: bytes, digests: dict[str, str],
