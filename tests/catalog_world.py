@@ -17,7 +17,7 @@ from typing import Any
 from exchange_cli.manifests import ExchangeRecord, build_manifest, manifest_name, manifest_text
 from exchange_cli.specs import SpecKind, SpecLocation
 from exchange_cli.storage.bucket import Bucket
-from tests.infra.gitrepo import ExchangeRepo, example_boutique, example_gear
+from tests.infra.gitrepo import ExchangeRepo, example_boutique, example_gear, init_repo
 
 API_KEY_INPUT = {"key": {"base": "api-key", "read-only": True}}
 
@@ -76,6 +76,15 @@ class CatalogWorld:
         published = Published(org, name, version, object_name, sha384, len(content), relative)
         self.published.append(published)
         return published
+
+    def own_bucket(self, remote: Path) -> None:
+        """Give the exchange a remote and record it as the bucket's owner, as its first process run would
+        (verify-storage --delete-orphans deletes only in the owner's bucket)."""
+        from exchange_cli.storage.ownership import claim, exchange_identity
+
+        init_repo(remote, bare=True)
+        self.repo.git("remote", "add", "origin", str(remote))
+        claim(self.bucket, exchange_identity(self.repo.git_repo(), "origin", "master"), print, print)
 
     def find(self, org: str, name: str, version: str) -> Published:
         return next(p for p in self.published if (p.org, p.name, p.version) == (org, name, version))

@@ -24,9 +24,17 @@ from pathlib import Path
 
 import pytest
 
-from exchange_cli.demo_image import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, add_to_index, descriptor, write_blob
+from exchange_cli.demo_image import (
+    OCI_CONFIG,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+    add_to_index,
+    descriptor,
+    write_blob,
+)
+from exchange_cli.storage.ownership import OWNER_RECORD
+from tests.infra.gcs import gcs_objects
 from tests.infra.gitrepo import ExchangeRepo, empty_exchange, gears_on_a_remote, run_git
-from tests.test_process_services import gcs_objects
 
 EXCHANGE = Path(sys.executable).with_name("exchange")
 GEARS = ("hello", "other")
@@ -139,10 +147,12 @@ def assert_consistent(stage: Stage, published: int = len(GEARS)) -> None:
 
 
 def local_objects(root: Path) -> Callable[[], dict[str, bytes]]:
-    """Every file in a local bucket but the sha384 sidecars and the (always empty) control lock file."""
+    """Every file in a local bucket but the sha384 sidecars, the (always empty) control lock file and the
+    ownership record (written once, kept by design)."""
     def read() -> dict[str, bytes]:
         return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-                if p.is_file() and ".exchange-sha384" not in p.parts and p.name != ".exchange-control.lock"}
+                if p.is_file() and ".exchange-sha384" not in p.parts
+                and p.name not in (".exchange-control.lock", OWNER_RECORD)}
     return read
 
 
@@ -448,7 +458,7 @@ def test_delete_orphans_deletes_nothing_when_the_remote_cannot_be_read(local_sta
     assert finish(stage.start(ci), stage, ci) == 0, stage.log(ci)
     maintainer = stage.clone("maintainer")
     run_git(maintainer, "reset", "-q", "--hard", "HEAD~2")  # behind, as if cloned before CI published
-    run_git(maintainer, "remote", "set-url", "origin", str(stage.tmp / "gone.git"))
+    stage.remote.rename(stage.tmp / "moved-away.git")  # the same remote, which cannot be read now
     before = stage.objects()
     assert finish(delete_orphans(stage, maintainer), stage, maintainer) == 2, stage.log(maintainer)
     assert stage.objects() == before

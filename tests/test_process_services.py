@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from google.cloud import storage
 
 from exchange_cli.cli import cli
+from tests.infra.gcs import gcs_objects
 from tests.infra.gitrepo import ExchangeRepo, example_gear, init_repo, run_git
 
 pytestmark = [pytest.mark.gcs]
@@ -23,13 +24,6 @@ def repo_with_remote(exchange_repo: ExchangeRepo, tmp_path: Path) -> ExchangeRep
     exchange_repo.git("remote", "add", "origin", str(remote))
     exchange_repo.git("push", "-q", "origin", "master")
     return exchange_repo
-
-
-def gcs_objects(bucket_uri: str) -> dict[str, bytes]:
-    client = storage.Client.create_anonymous_client()
-    client.project = "test"
-    bucket = client.bucket(bucket_uri.removeprefix("gs://"))
-    return {blob.name: blob.download_as_bytes() for blob in client.list_blobs(bucket)}
 
 
 @pytest.mark.docker

@@ -45,7 +45,9 @@ def world(request: pytest.FixtureRequest) -> CatalogWorld:
 def _world(repo: ExchangeRepo, tmp_path: Path, bucket_uri: str, download_url: str | None = None) -> CatalogWorld:
     (tmp_path / "bucket").mkdir(exist_ok=True)
     (tmp_path / "work").mkdir()
-    return populate(CatalogWorld(repo, open_bucket(bucket_uri, download_url=download_url), tmp_path / "work"))
+    world = populate(CatalogWorld(repo, open_bucket(bucket_uri, download_url=download_url), tmp_path / "work"))
+    world.own_bucket(tmp_path / "remote.git")
+    return world
 
 
 def put_object(world: CatalogWorld, name: str, content: bytes) -> None:

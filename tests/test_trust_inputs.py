@@ -12,7 +12,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from exchange_cli.cli import cli
-from tests.infra.gitrepo import ExchangeRepo, example_boutique, example_gear
+from exchange_cli.storage.bucket import open_bucket
+from tests.catalog_world import CatalogWorld
+from tests.cli_world import make_world
+from tests.infra.gitrepo import ExchangeRepo, example_boutique, example_gear, init_repo, run_git
 from tests.infra.static_http import serving
 
 TOKEN = "ghp_" + "S3cr3tT0k3n" * 3
@@ -146,3 +149,95 @@ def test_a_local_manifest_may_still_name_local_files(tmp_path: Path) -> None:
     assert refusal("https://storage.example.org/x.tgz", "https://example.org/manifests/x.json") is None
     assert refusal("gs://bucket-a/x.tgz", "gs://bucket-a/manifests/x.json") is None
     assert refusal("gs://bucket-b/x.tgz", "https://example.org/x.json") is not None
+
+
+@pytest.fixture
+def owned(exchange_repo: ExchangeRepo, tmp_path: Path) -> CatalogWorld:
+    """An exchange whose bucket records it as its owner, with one published version and one orphan."""
+    (tmp_path / "bucket").mkdir()
+    (tmp_path / "work").mkdir()
+    world = CatalogWorld(exchange_repo, open_bucket((tmp_path / "bucket").as_uri()), tmp_path / "work")
+    world.publish("acme", "hello", "1.0.0")
+    world.spec("acme", "hello", "1.0.0")
+    exchange_repo.commit("a gear")
+    world.own_bucket(tmp_path / "remote.git")
+    exchange_repo.git("push", "-q", "origin", "master")
+    (tmp_path / "work" / "stray").write_bytes(b"left behind")
+    world.bucket.upload("acme-stray-sha384-0.tgz", tmp_path / "work" / "stray", size=11,
+                        sha384=hashlib.sha384(b"left behind").hexdigest())
+    return world
+
+
+def bucket_files(world: CatalogWorld) -> list[str]:
+    return sorted(p.name for p in Path(world.bucket.root).iterdir())  # type: ignore[attr-defined]
+
+
+def test_delete_orphans_in_a_repository_that_is_not_the_exchange_deletes_nothing(
+        owned: CatalogWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack 7: any git repository, EXCHANGE_BUCKET_URI set in the shell: every object was deleted, those
+    the exchange's pushed manifests reference included."""
+    elsewhere = ExchangeRepo(init_repo(tmp_path / "some-project"))
+    elsewhere.write("README.md", "not an exchange\n")
+    elsewhere.commit("a project")
+    elsewhere.git("remote", "add", "origin", str(init_repo(tmp_path / "some-project.git", bare=True)))
+    elsewhere.git("push", "-q", "origin", "master")
+    monkeypatch.setenv("EXCHANGE_BUCKET_URI", owned.bucket.uri)
+    before = bucket_files(owned)
+    result = CliRunner().invoke(cli, ["verify-storage", "--delete-orphans", "-y", "--repo", str(elsewhere.root)])
+    assert result.exit_code == 2, result.output
+    assert f"belongs to {tmp_path}/remote (master), not to this exchange, {tmp_path}/some-project " \
+           "(master); nothing is deleted" in result.output
+    assert bucket_files(owned) == before
+
+
+def test_delete_orphans_refuses_a_directory_that_is_not_a_bucket(owned: CatalogWorld, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.pdf").write_bytes(b"%PDF years of work")
+    result = CliRunner().invoke(cli, ["verify-storage", "--delete-orphans", "-y", "--bucket", home.as_uri(),
+                                      "--repo", str(owned.repo.root)])
+    assert result.exit_code == 2, result.output
+    assert "has no ownership record (.exchange-owner.json)" in result.output
+    assert sorted(p.name for p in home.iterdir()) == ["thesis.pdf"]
+
+
+def test_a_missing_bucket_is_one_clear_error_not_missing_objects(owned: CatalogWorld, tmp_path: Path) -> None:
+    for args in ([], ["--deep"], ["--delete-orphans", "-y"]):
+        result = CliRunner().invoke(cli, ["verify-storage", "--bucket", (tmp_path / "nowhere").as_uri(), *args,
+                                          "--repo", str(owned.repo.root)])
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.strip() == f"error: bucket directory {tmp_path}/nowhere does not exist", result.output
+        assert not (tmp_path / "nowhere").exists()
+
+
+def test_the_owner_deletes_orphans_from_any_clone_whatever_the_remote_url_form(owned: CatalogWorld,
+                                                                               tmp_path: Path) -> None:
+    clone = tmp_path / "maintainer"
+    run_git(tmp_path, "clone", "-q", f"file://{tmp_path}/remote.git/", str(clone))
+    result = CliRunner().invoke(cli, ["verify-storage", "--delete-orphans", "-y", "--bucket", owned.bucket.uri,
+                                      "--repo", str(clone)])
+    assert result.exit_code == 0, result.output
+    assert "acme-stray-sha384-0.tgz" not in bucket_files(owned) and len(bucket_files(owned)) > 1
+
+
+def test_remote_forms_of_one_repository_name_one_owner() -> None:
+    from exchange_cli.storage.ownership import normalised_remote
+
+    forms = ["git@github.com:Org/exchange.git", "https://github.com/Org/exchange", "ssh://git@github.com/Org/exchange.git",
+             "https://x-access-token:secret@github.com/Org/exchange.git/", "git+ssh://git@GitHub.com:22/Org/exchange"]
+    assert {normalised_remote(form) for form in forms} == {"github.com/Org/exchange"}
+    assert normalised_remote("/srv/git/exchange.git") == normalised_remote("file:///srv/git/exchange.git/")
+
+
+def test_the_first_process_run_records_the_owner_and_another_exchange_is_told(tmp_path: Path) -> None:
+    world = make_world(tmp_path / "first", ("hello",))
+    result = CliRunner().invoke(cli, [*world.process_args(), "-q"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((world.bucket / ".exchange-owner.json").read_text())
+    assert (record["exchange"], record["branch"]) == (str(world.remote).removesuffix(".git"), "master")
+
+    other = make_world(tmp_path / "second", ("hello",))
+    result = CliRunner().invoke(cli, [*other.process_args(), "--bucket", world.bucket.as_uri()])
+    assert result.exit_code == 0, result.output
+    assert f"is recorded as the bucket of {str(world.remote).removesuffix('.git')} (master)" in result.output
+    assert json.loads((world.bucket / ".exchange-owner.json").read_text()) == record, "the record is kept"

@@ -10,12 +10,14 @@ import click
 
 from ..catalog.storage_audit import audit_exchange_storage, deletable_orphans, delete_orphans, keep_referenced_elsewhere
 from ..catalog.storage_report import audit_as_json, render_audit
+from .. import git
 from ..logs import logger
 from ..manifests import load_manifests
 from ..process.references import published_references
 from ..provenance.keys import repository_keys
 from ..repository import Exchange
 from ..storage.lease import leased
+from ..storage.ownership import exchange_identity, require_owner
 from .catalog_options import bucket_option, repo_option
 from .conventions import format_option, jobs_option, verbosity_options, yes_option
 from .options import storage_bucket
@@ -41,6 +43,9 @@ def command(bucket_uri: str | None, deep: bool, jobs: int, delete_requested: boo
     objects whose content no longer matches its hash."""
     exchange = Exchange.open(repo)
     bucket = storage_bucket(bucket_uri, None)
+    bucket.require_exists()
+    if delete_requested:  # deleting needs proof that this checkout's exchange owns the bucket
+        require_owner(bucket, exchange_identity(exchange.repo, remote, git.current_branch(exchange.repo)))
     # Deleting waits for the publish lease: an object a running `process` uploaded is not an orphan.
     with leased(bucket, "verify-storage --delete-orphans", enabled=delete_requested, log=LOG.warning):
         _audit_and_delete(exchange, bucket, deep, jobs, delete_requested, yes, remote, output_format)

@@ -26,6 +26,7 @@ from ..provenance.attest import run_context
 from ..provenance.keys import require_committed
 from ..repository import Exchange
 from ..storage.lease import BucketLease, Confirming
+from ..storage.ownership import claim, exchange_identity
 from .artifacts import Artifact, RunWork, build_artifacts, produce_artifact
 from .attestations import AttestationHook
 from .check import CheckedJob, check_jobs
@@ -58,6 +59,9 @@ def process_exchange(exchange: Exchange, options: ProcessOptions, *, progress: P
         start, branch = check_preconditions(exchange, options.remote, publishing=options.shard is None)
         if options.signer is not None:
             require_committed(exchange.root, options.signer.public_key)  # consumers verify with the committed key
+        if options.shard is None and not options.dry_run and options.bucket is not None:
+            # Before any upload: the bucket is this exchange's (verify-storage deletes only in its owner's).
+            claim(options.bucket, exchange_identity(exchange.repo, options.remote, branch), log, LOG.warning)
         # Recovery and waiting are warnings: shown even with -q, they explain a pause or a changed bucket.
         broken = remove_leftovers(options.bucket, LOG.warning) if not options.dry_run else None
         lease = BucketLease(options.bucket, purpose=f"exchange process in {exchange.root}", log=LOG.warning,  # type: ignore[arg-type]

@@ -118,6 +118,10 @@ class Bucket(ABC):
     def delete_control(self, name: str, generation: str) -> bool:
         """Delete `name` only if it is still at `generation` (ObjectChanged otherwise); False if absent."""
 
+    def require_exists(self) -> None:
+        """StorageUnavailable when there is no bucket at all (a command that reads one says so once, rather
+        than calling every object missing). GCS reports a missing bucket on the first request."""
+
     def remove_abandoned_uploads(self) -> list[str]:
         """Remove what uploads whose process is certainly gone left behind; what was removed."""
         return []

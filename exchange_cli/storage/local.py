@@ -68,6 +68,10 @@ class LocalBucket(Bucket):
         self.uri = root.as_uri()
         self._download_base = (download_url or root.as_uri()).rstrip("/")
 
+    def require_exists(self) -> None:
+        if not self.root.is_dir():
+            raise StorageUnavailable(f"bucket directory {self.root} does not exist")
+
     def stat(self, name: str) -> ObjectInfo | None:
         path = self._path(name)
         try:

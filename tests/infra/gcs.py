@@ -132,3 +132,18 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+OWNER_RECORD = ".exchange-owner.json"  # exchange_cli.storage.ownership's, written by the first process run
+
+
+def gcs_objects(bucket_uri: str) -> dict[str, bytes]:
+    """Every object in the emulator's bucket, control objects and partial uploads included, but the
+    ownership record, which the first process run writes and keeps by design."""
+    from google.cloud import storage
+
+    client = storage.Client.create_anonymous_client()
+    client.project = "test"
+    bucket = client.bucket(bucket_uri.removeprefix("gs://").partition("/")[0])
+    return {blob.name: blob.download_as_bytes() for blob in client.list_blobs(bucket)
+            if not blob.name.endswith(OWNER_RECORD)}

@@ -40,6 +40,11 @@ class ExchangeRepo:
         self.git("commit", "-q", "--allow-empty", "-m", message)
         return self.git("rev-parse", "HEAD")
 
+    def git_repo(self):  # noqa: ANN201 - a GitPython Repo, for calls into the tool's own git layer
+        import git
+
+        return git.Repo(self.root)
+
     def set_sentinel(self, commit: str) -> None:
         self.write(".sentinel", commit + "\n")
 
