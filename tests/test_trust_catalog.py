@@ -17,13 +17,7 @@ from exchange_cli.specs import SpecKind
 from exchange_cli.storage.bucket import open_bucket
 from tests.catalog_world import CatalogWorld
 from tests.infra.chromium import chromium_dom
-from tests.infra.gitrepo import (
-    ExchangeRepo,
-    example_boutique,
-    example_gear,
-    init_repo,
-    run_git,
-)
+from tests.infra.gitrepo import ExchangeRepo, example_boutique, example_gear, init_repo, run_git
 
 PAYLOAD = 'document.title = "pwned by a contributor";\n'
 

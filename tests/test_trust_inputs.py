@@ -15,13 +15,7 @@ from exchange_cli.cli import cli
 from exchange_cli.storage.bucket import open_bucket
 from tests.catalog_world import CatalogWorld
 from tests.cli_world import make_world
-from tests.infra.gitrepo import (
-    ExchangeRepo,
-    example_boutique,
-    example_gear,
-    init_repo,
-    run_git,
-)
+from tests.infra.gitrepo import ExchangeRepo, example_boutique, example_gear, init_repo, run_git
 from tests.infra.static_http import serving
 
 TOKEN = "ghp_" + "S3cr3tT0k3n" * 3
