@@ -22,11 +22,11 @@ from exchange_cli.provenance.dsse import (EnvelopeError, check_signatures, pae, 
 from exchange_cli.provenance.keys import PublicKey, repository_keys
 from exchange_cli.provenance.signers import (KmsSigner, LocalKeySigner, SigningFailed, SigningKeyError,
                                              generate_private_key, open_signer)
-from exchange_cli.provenance.statement import (BUILD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE, BuildFacts, ImageRef,
-                                               SpecRef, StatementError, build_statement, read_statement,
-                                               statement_bytes)
+from exchange_cli.provenance.statement import (BUILD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE, StatementError,
+                                               build_statement, read_statement, statement_bytes)
 from tests.infra.gitrepo import ExchangeRepo
 from tests.infra.kms import KmsStandIn
+from tests.infra.publication import facts
 
 KMS_NAME = "projects/exchange/locations/global/keyRings/ci/cryptoKeys/provenance/cryptoKeyVersions/3"
 
@@ -121,24 +121,6 @@ def test_malformed_envelopes_are_refused_with_the_place(text: str, message: str)
 
 
 # The statement -------------------------------------------------------------------------------------
-
-def facts(**changes) -> BuildFacts:  # noqa: ANN003
-    base = dict(
-        subject_name="acme-hello-sha384-" + "a" * 96 + ".tgz",
-        subject_digests={"sha384": "a" * 96, "sha256": "b" * 64},
-        artifact="rootfs-tarball",
-        spec=SpecRef("gears/acme/hello.json", "gear", "acme", "hello", "1.0.0", "c" * 40),
-        image=ImageRef("registry.example.org/acme/hello:1.0.0", "registry.example.org/acme/hello@sha256:" + "d" * 64,
-                       "sha256:" + "d" * 64, "sha256:" + "e" * 64, "linux/amd64"),
-        source_commit="f" * 40,
-        repository="https://git.example.org/acme/exchange.git",
-        tool_versions={"exchange-cli": "0.1.0", "isal": "1.9.1"},
-        compression={"format": "gzip", "level": 1, "blockBytes": 1048576},
-        run_url="https://circleci.example.org/gh/acme/exchange/42",
-    )
-    base.update(changes)
-    return BuildFacts(**base)
-
 
 def test_statement_is_in_toto_v1_with_slsa_provenance_v1_and_reads_back() -> None:
     statement = build_statement(facts())

@@ -14,9 +14,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from exchange_cli.cli import cli
+from exchange_cli.provenance.signers import LocalKeySigner, generate_private_key
 from tests.infra.capturing_registry import CapturingRegistry
 from tests.infra.circleci_config import exchange_calls, load_config
 from tests.infra.gitrepo import ExchangeRepo, example_gear
+from tests.infra.publication import publish
 from tests.infra.pull_request import PullRequestWorld, pull_request_world
 from tests.layers import tiny_layer_tar
 
@@ -242,3 +244,34 @@ def test_base_leaves_the_checkout_untouched(upstream: PullRequestWorld, registry
     after = [ExchangeRepo(ci).git("status", "--porcelain", "--ignored"), ExchangeRepo(ci).git("worktree", "list"),
              (ci / ".git" / "index").read_bytes()]
     assert after == before
+
+
+def test_after_a_merge_verify_names_who_added_the_key_and_that_no_process_run_made_the_manifest(
+        upstream: PullRequestWorld, tmp_path: Path) -> None:
+    """Attack 4, after the merge: a PR's own key and a manifest it processed and signed itself; `verify`
+    without --key said "signed by the exchange's key"."""
+    fork = upstream.fork()
+    mallory = LocalKeySigner.from_pem(generate_private_key("ed25519"), "mallory's key")
+    made = publish(tmp_path / "mallory", mallory)
+    fork.write(f".exchange/keys/{mallory.public_key.key_id}.pub", mallory.public_key.pem.decode())
+    fork.write(f"manifests/acme/{made.manifest.name}", made.manifest.read_text())
+    fork.commit("Add hello 1.0.0")
+    merged = upstream.maintainer
+    merged.git("pull", "-q", "--no-rebase", str(fork.root), "pr")  # a maintainer merges without reading closely
+    result = CliRunner().invoke(cli, ["verify", "acme/hello@1.0.0", "--repo", str(merged.root), "--format", "json"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["failure"]["check"] == "custody", report
+    reason = report["failure"]["reason"]
+    commit = fork.git("rev-parse", "HEAD")[:12]
+    assert f"key .exchange/keys/{mallory.public_key.key_id}.pub added by commit {commit} by Mallory Contributor" \
+        in reason
+    assert "which is not a process run" in reason
+    pinned = CliRunner().invoke(cli, ["verify", "acme/hello@1.0.0", "--repo", str(merged.root), "--key",
+                                      str(public_key_of(tmp_path / "exchange.pub"))])
+    assert pinned.exit_code == 1 and "FAIL signature" in pinned.output, "a platform that pinned the real key"
+
+
+def public_key_of(path: Path) -> Path:
+    path.write_bytes(LocalKeySigner.from_pem(generate_private_key("ed25519"), "the exchange").public_key.pem)
+    return path

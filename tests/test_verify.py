@@ -4,63 +4,16 @@ what `process` publishes are in test_provenance_process.py."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from exchange_cli.cli import cli
-from exchange_cli.provenance.attest import attest
 from exchange_cli.provenance.signers import LocalKeySigner, generate_private_key
-from exchange_cli.provenance.statement import BuildFacts
-from tests.infra.gitrepo import ExchangeRepo, example_gear
-from tests.test_provenance import facts
-
-
-@dataclass
-class Publication:
-    root: Path
-    manifest: Path
-    rootfs: Path
-    envelope: Path
-    key: Path
-    signer: LocalKeySigner
-
-    def verify(self, *args: str):  # noqa: ANN201
-        return CliRunner().invoke(cli, ["verify", *args])
-
-
-def publish(directory: Path, signer: LocalKeySigner, *, version: str = "1.0.0", content: bytes | None = None,
-            commit: str = "f" * 40) -> Publication:
-    """A rootfs, its signed envelope and a manifest that points at both, as `process` writes them."""
-    rootfs_bytes = content or os.urandom(4096)
-    sha384, sha256 = hashlib.sha384(rootfs_bytes).hexdigest(), hashlib.sha256(rootfs_bytes).hexdigest()
-    name = f"acme-hello-sha384-{sha384}.tgz"
-    bucket = directory / "bucket"
-    bucket.mkdir(parents=True, exist_ok=True)
-    (bucket / name).write_bytes(rootfs_bytes)
-    base = facts()
-    built: BuildFacts = replace(base, subject_name=name, subject_digests={"sha384": sha384, "sha256": sha256},
-                                spec=replace(base.spec, version=version), source_commit=commit)
-    attestation = attest(built, signer, name)
-    (bucket / attestation.object_name).write_bytes(attestation.content)
-    spec = example_gear(name="hello", version=version, custom={"gear-builder": {"image": base.image.reference}})
-    manifest = {"gear": spec, "exchange": {
-        "git-commit": commit, "rootfs-hash": f"sha384:{sha384}", "rootfs-url": (bucket / name).as_uri(),
-        "rootfs-size": len(rootfs_bytes), "image": base.image.reference,
-        "image-digest-reference": base.image.digest_reference, "image-config-digest": base.image.config_digest,
-        "platform": "linux/amd64", "attestation-url": (bucket / attestation.object_name).as_uri(),
-        "attestation-sha256": attestation.sha256}, "invocation-schema": {}}
-    path = directory / "manifests" / "acme" / f"acme-hello-sha384-{sha384}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest, indent=2))
-    key = directory / "exchange.pub"
-    key.write_bytes(signer.public_key.pem)
-    return Publication(directory, path, bucket / name, bucket / attestation.object_name, key, signer)
+from tests.infra.gitrepo import ExchangeRepo
+from tests.infra.publication import Publication, publish
 
 
 @pytest.fixture
@@ -128,9 +81,16 @@ def test_org_name_version_uses_the_exchange_and_its_committed_key(exchange_repo:
     signer = LocalKeySigner.from_pem(generate_private_key("ed25519"), "test key")
     made = publish(exchange_repo.root, signer)
     exchange_repo.write(f".exchange/keys/{signer.public_key.key_id}.pub", signer.public_key.pem.decode())
-    exchange_repo.commit("published")
+    exchange_repo.commit("published by hand")
+    by_hand = CliRunner().invoke(cli, ["verify", "acme/hello@1.0.0", "--repo", str(exchange_repo.root)])
+    assert by_hand.exit_code == 1 and "FAIL custody" in by_hand.output and "not a process run" in by_hand.output
+    accepted = CliRunner().invoke(cli, ["verify", "acme/hello@1.0.0", "--repo", str(exchange_repo.root),
+                                        "--allow-unprocessed"])
+    assert accepted.exit_code == 0, accepted.output
+    exchange_repo.git("commit", "-q", "--amend", "-m", "published\n\nExchange-Processed-By: exchange-cli test")
     result = CliRunner().invoke(cli, ["verify", "acme/hello@1.0.0", "--repo", str(exchange_repo.root)])
     assert result.exit_code == 0, result.output
+    assert "a process run (Exchange-Processed-By: exchange-cli test)" in result.output
     assert result.output.splitlines()[-1] == "verified: acme/hello@1.0.0"
     assert f"signed by the exchange's key {signer.public_key.key_id}" in result.output
     other = LocalKeySigner.from_pem(generate_private_key("ed25519"), "other")

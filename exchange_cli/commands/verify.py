@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..provenance.report import render_verification, verification_as_json
-from ..provenance.targets import resolve_target, trusted_keys
+from ..provenance.targets import custody_of, resolve_target, trusted_keys
 from ..provenance.verify import VerifyOptions, verify_published
 from .catalog_options import repo_option
 from .conventions import format_option, verbosity_options
@@ -23,18 +23,21 @@ FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 @click.option("--attestation", "attestation_file", type=FILE, help="The .intoto.jsonl envelope, instead of downloading the attestation-url.")
 @click.option("--key", "key_files", type=FILE, multiple=True, help="A trusted public key (PEM); repeatable [default: the exchange's .exchange/keys/*.pub].")
 @click.option("--image", "check_image", is_flag=True, help="Also check that the registry still serves the attested image digest.")
+@click.option("--allow-unprocessed", is_flag=True, help="Without --key: accept a manifest that no process run committed (the custody check still names who did).")
 @click.option("--insecure-registry", "insecure_registries", multiple=True, metavar="HOST", help="Talk plain HTTP to this registry (repeatable).")
 @format_option("text", "json", default="text")
 @repo_option
 @verbosity_options
 def command(target: str, artifact_file: Path | None, attestation_file: Path | None, key_files: tuple[Path, ...],
-            check_image: bool, insecure_registries: tuple[str, ...], output_format: str, repo: Path | None) -> None:
+            check_image: bool, allow_unprocessed: bool, insecure_registries: tuple[str, ...], output_format: str,
+            repo: Path | None) -> None:
     """Verify a published version end to end: the rootfs hash against the manifest, the envelope's signature
     against the exchange's key, the statement's subject against the artifact, and its image digest and
     commit against the manifest. Names the first failure; exit 0 only when every check holds."""
     resolved = resolve_target(target, repo)
     options = VerifyOptions(trusted_keys(key_files, resolved.root), artifact_file, attestation_file, check_image,
-                            tuple(insecure_registries))
+                            tuple(insecure_registries),
+                            custody_of(resolved, key_files, allow_unprocessed=allow_unprocessed))
     result = verify_published(resolved.manifest, options, target=resolved.shown)
     if output_format == "json":
         click.echo(json.dumps(verification_as_json(result), indent=2))

@@ -12,8 +12,9 @@ from pathlib import Path, PurePosixPath
 
 import git as gitpython
 
-from .. import git
+from .. import __version__, git
 from ..durable import write_atomically
+from ..provenance.custody import PROCESS_TRAILER
 from ..errors import ExchangeError
 from ..manifests import (ExchangeRecord, ManifestProblem, ProcessedManifest, build_manifest, manifest_name,
                          manifest_text, read_git_manifest)
@@ -23,7 +24,9 @@ from .placement import ManifestTrees, Placement, place_manifest
 
 # CircleCI starts no pipeline for a push whose head commit says [skip ci] anywhere in its message: the
 # bot's own commits must not start a full master pipeline again, while a contributor's next one does.
-BOT_COMMIT_TRAILER = "\n\n[skip ci] manifest published by exchange process"
+# The git trailer records that a process run made the commit (`exchange verify` names it: custody.py).
+BOT_COMMIT_TRAILER = (f"\n\n[skip ci] manifest published by exchange process\n\n"
+                      f"{PROCESS_TRAILER}: exchange-cli {__version__}")
 
 
 @dataclass(frozen=True)

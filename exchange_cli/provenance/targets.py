@@ -4,6 +4,7 @@ manifest's URL; and which public keys it trusts (--key, else the exchange's `.ex
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
@@ -24,6 +25,7 @@ class Target:
     manifest: ManifestView
     shown: str  # how the result names what was verified
     root: Path | None  # the exchange it belongs to, for its keys
+    relative: str | None = None  # the manifest's path in that exchange, when it is one of its files
 
 
 def resolve_target(target: str, repo: Path | None) -> Target:
@@ -38,7 +40,7 @@ def resolve_target(target: str, repo: Path | None) -> Target:
         manifest = parse_manifest(relative, path.read_bytes(), path)
         if isinstance(manifest, ManifestProblem):
             raise UsageError(f"{path}: {manifest.reason}")
-        return Target(view_of(manifest), str(path), root)
+        return Target(view_of(manifest), str(path), root, relative if inside else None)
     from ..catalog.model import load_catalog
     from ..catalog.reference import EntryReference, find_entry, find_processed_version
     from ..repository import Exchange
@@ -49,12 +51,24 @@ def resolve_target(target: str, repo: Path | None) -> Target:
     version = find_processed_version(entry, parsed.version)
     assert version.manifest is not None
     return Target(view_of(version.manifest, version.manifest.relative),
-                  f"{entry.ref}@{version.version}", exchange.root)
+                  f"{entry.ref}@{version.version}", exchange.root, version.manifest.relative)
 
 
 def view_of(manifest: ProcessedManifest, shown: str | None = None) -> ManifestView:
     return ManifestView(shown or str(manifest.path), manifest.org or "", manifest.kind.value, manifest.spec,
                         manifest.exchange)
+
+
+def custody_of(target: Target, key_files: tuple[Path, ...], *,
+               allow_unprocessed: bool) -> Callable[[PublicKey], tuple[bool, str]] | None:
+    """The custody check for keys read from the repository; None when the caller pinned its own (--key)."""
+    if key_files or target.root is None:
+        return None
+    from ..git import open_repo
+    from .custody import custody
+
+    repo = open_repo(target.root)
+    return lambda key: custody(repo, key.source or None, target.relative, allow_unprocessed=allow_unprocessed)
 
 
 def trusted_keys(key_files: tuple[Path, ...], root: Path | None) -> list[PublicKey]:

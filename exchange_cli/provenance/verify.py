@@ -4,6 +4,8 @@ The checks, in order:
   rootfs      the artifact's sha384 (and size) against the manifest; an image-delivered gear's digest
   envelope    the attestation (manifest's attestation-url, or a file) is a DSSE envelope
   signature   an envelope signature verifies with one of the trusted keys
+  custody     with the repository's keys (no --key): the commits that added that key and the manifest,
+              and the manifest's is a process run's (custody.py)
   statement   the signed payload is the exchange's in-toto Statement v1 / SLSA Provenance v1
   subject     the statement's subject is this artifact: its name and every digest it gives
   provenance  what the statement says was built (spec, version, commit, image digests, platform) is
@@ -110,6 +112,8 @@ class VerifyOptions:
     attestation_file: Path | None = None  # instead of downloading the attestation-url
     check_image: bool = False
     insecure_registries: tuple[str, ...] = ()
+    # With the repository's keys: who added the key that verified, and the manifest (custody.py).
+    custody: Callable[[PublicKey], tuple[bool, str]] | None = None
 
 
 def verify_published(manifest: ManifestView, options: VerifyOptions, *, target: str,
@@ -171,6 +175,8 @@ def _check_envelope(manifest: ManifestView, envelope_bytes: bytes, digests: dict
     envelope, check = verified  # type: ignore[misc]
     result.key = check.key
     record("signature", True, f"signed by the exchange's key {check.key.key_id} ({check.key.algorithm})")
+    if options.custody is not None:
+        record("custody", *options.custody(check.key))
     if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
         record("statement", False, f"payloadType is {envelope.payload_type!r}, not {IN_TOTO_PAYLOAD_TYPE}")
     try:
