@@ -275,3 +275,23 @@ def test_after_a_merge_verify_names_who_added_the_key_and_that_no_process_run_ma
 def public_key_of(path: Path) -> Path:
     path.write_bytes(LocalKeySigner.from_pem(generate_private_key("ed25519"), "the exchange").public_key.pem)
     return path
+
+
+def test_a_pr_turning_a_spec_or_the_policy_into_a_link_is_caught_and_nothing_is_read(
+        upstream: PullRequestWorld, tmp_path: Path) -> None:
+    """Beyond the ten: a type change (file -> link) used to fall outside the changed specs (--diff-filter=AM)
+    and was never checked; the policy as a link to a private file."""
+    fork = upstream.fork()
+    secret = tmp_path / "ci-secret.json"
+    secret.write_text('{"token": "s3cr3t-v4lue"}')
+    (fork.root / "gears/acme/good.json").unlink()
+    (fork.root / "gears/acme/good.json").symlink_to(secret)
+    (fork.root / ".exchange.yaml").unlink()
+    (fork.root / ".exchange.yaml").symlink_to(secret)
+    fork.commit("links")
+    result = branch_job(upstream.ci_checkout(fork), tmp_path)
+    assert result.exit_code == 1, result.output
+    found = problems(result)
+    assert found["gears/acme/good.json"] == ["spec-location"], found
+    assert found[".exchange.yaml"] == ["protected-path"], found
+    assert "s3cr3t-v4lue" not in result.output
