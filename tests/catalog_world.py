@@ -78,13 +78,7 @@ class CatalogWorld:
         return published
 
     def own_bucket(self, remote: Path) -> None:
-        """Give the exchange a remote and record it as the bucket's owner, as its first process run would
-        (verify-storage --delete-orphans deletes only in the owner's bucket)."""
-        from exchange_cli.storage.ownership import claim, exchange_identity
-
-        init_repo(remote, bare=True)
-        self.repo.git("remote", "add", "origin", str(remote))
-        claim(self.bucket, exchange_identity(self.repo.git_repo(), "origin", "master"), print, print)
+        own_bucket(self.repo, self.bucket, remote)
 
     def find(self, org: str, name: str, version: str) -> Published:
         return next(p for p in self.published if (p.org, p.name, p.version) == (org, name, version))
@@ -120,3 +114,13 @@ def _spec(kind: SpecKind, name: str, version: str, **changes: Any) -> dict:
 
 def _image(spec: dict, kind: SpecKind) -> str:
     return spec["container-image"]["image"] if kind is SpecKind.BOUTIQUE else spec["custom"]["gear-builder"]["image"]
+
+
+def own_bucket(repo: ExchangeRepo, bucket: Bucket, remote: Path) -> None:
+    """Give the exchange a remote and record it as the bucket's owner, as its first successful process run
+    would (verify-storage --delete-orphans deletes only in its owner's bucket)."""
+    from exchange_cli.storage.ownership import claim, exchange_identity
+
+    init_repo(remote, bare=True)
+    repo.git("remote", "add", "origin", str(remote))
+    claim(bucket, exchange_identity(repo.git_repo(), "origin", "master"), print, print)

@@ -33,6 +33,7 @@ def world(exchange_repo: ExchangeRepo, tmp_path: Path) -> CatalogWorld:
     (tmp_path / "work").mkdir()
     world = populate(CatalogWorld(exchange_repo, open_bucket((tmp_path / "bucket").as_uri()), tmp_path / "work"))
     put_object(world, STRAY, b"left behind")
+    world.own_bucket(tmp_path / "remote.git")
     return world
 
 

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from exchange_cli.storage.bucket import open_bucket
+from tests.catalog_world import own_bucket
 from tests.infra.gitrepo import ExchangeRepo, run_git
 from tests.legacy_exchange import IMAGE_URL, ORPHAN, LegacyExchange, build_legacy_exchange
 
@@ -20,7 +21,9 @@ from tests.legacy_exchange import IMAGE_URL, ORPHAN, LegacyExchange, build_legac
 def legacy(exchange_repo: ExchangeRepo, tmp_path: Path) -> LegacyExchange:
     (tmp_path / "bucket").mkdir()
     (tmp_path / "work").mkdir()
-    return build_legacy_exchange(exchange_repo, open_bucket((tmp_path / "bucket").as_uri()), tmp_path / "work")
+    legacy = build_legacy_exchange(exchange_repo, open_bucket((tmp_path / "bucket").as_uri()), tmp_path / "work")
+    own_bucket(exchange_repo, legacy.bucket, tmp_path / "remote.git")
+    return legacy
 
 
 def run(legacy: LegacyExchange, *args: str, stdin: str | None = None):

@@ -59,9 +59,6 @@ def process_exchange(exchange: Exchange, options: ProcessOptions, *, progress: P
         start, branch = check_preconditions(exchange, options.remote, publishing=options.shard is None)
         if options.signer is not None:
             require_committed(exchange.root, options.signer.public_key)  # consumers verify with the committed key
-        if options.shard is None and not options.dry_run and options.bucket is not None:
-            # Before any upload: the bucket is this exchange's (verify-storage deletes only in its owner's).
-            claim(options.bucket, exchange_identity(exchange.repo, options.remote, branch), log, LOG.warning)
         # Recovery and waiting are warnings: shown even with -q, they explain a pause or a changed bucket.
         broken = remove_leftovers(options.bucket, LOG.warning) if not options.dry_run else None
         lease = BucketLease(options.bucket, purpose=f"exchange process in {exchange.root}", log=LOG.warning,  # type: ignore[arg-type]
@@ -87,6 +84,10 @@ def process_exchange(exchange: Exchange, options: ProcessOptions, *, progress: P
                 run_one_machine(exchange, outcome, options, start, branch, lease, progress=progress, log=log)
         finally:
             lease.release()
+        if options.shard is None and not options.dry_run and options.bucket is not None:
+            # Once a run has succeeded: the bucket is this exchange's (verify-storage deletes only in its
+            # owner's). A run that failed leaves nothing behind, this record included.
+            claim(options.bucket, exchange_identity(exchange.repo, options.remote, branch), log, LOG.warning)
         if options.publish_index is not None and not options.dry_run:
             outcome.catalog = publish_catalog(exchange, options.publish_index, options.remote, log)
         return outcome
