@@ -146,6 +146,14 @@ def assert_consistent(stage: Stage, published: int = len(GEARS)) -> None:
     assert not list(stage.tmpdir.glob("exchange-process-*")), "a work directory was left behind"
 
 
+def record_owner(stage: Stage) -> None:
+    """The ownership record an earlier successful run of this exchange wrote."""
+    from exchange_cli.storage.bucket import open_bucket
+    from exchange_cli.storage.ownership import Ownership, claim, normalised_remote
+
+    claim(open_bucket(stage.bucket_uri), Ownership(normalised_remote(str(stage.remote)), "master"), print, print)
+
+
 def local_objects(root: Path) -> Callable[[], dict[str, bytes]]:
     """Every file in a local bucket but the sha384 sidecars, the (always empty) control lock file and the
     ownership record (written once, kept by design)."""
@@ -427,6 +435,7 @@ def test_delete_orphans_waiting_for_a_publishing_run_keeps_what_it_pushed(local_
     the maintainer's manifests are older than the remote's: the objects CI just published are not in
     them, yet a pushed manifest references them."""
     stage = local_stage
+    record_owner(stage)  # an exchange that published before: deleting needs the bucket's ownership record
     maintainer = stage.clone("maintainer")
     ci, run = stage.start_held("ci")
     cleanup = delete_orphans(stage, maintainer)
