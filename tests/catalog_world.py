@@ -124,3 +124,16 @@ def own_bucket(repo: ExchangeRepo, bucket: Bucket, remote: Path) -> None:
     init_repo(remote, bare=True)
     repo.git("remote", "add", "origin", str(remote))
     claim(bucket, exchange_identity(repo.git_repo(), "origin", "master"), print, print)
+
+
+def one_gear_world(repo: ExchangeRepo, tmp_path: Path) -> CatalogWorld:
+    """acme/hello 1.0.0 published to a local bucket and its spec committed: the smallest processed exchange."""
+    (tmp_path / "bucket").mkdir()
+    (tmp_path / "work").mkdir()
+    from exchange_cli.storage.bucket import open_bucket
+
+    world = CatalogWorld(repo, open_bucket((tmp_path / "bucket").as_uri()), tmp_path / "work")
+    world.publish("acme", "hello", "1.0.0")
+    world.spec("acme", "hello", "1.0.0")
+    repo.commit("a gear")
+    return world

@@ -14,8 +14,7 @@ from click.testing import CliRunner, Result
 
 from exchange_cli.cli import cli
 from exchange_cli.specs import SpecKind
-from exchange_cli.storage.bucket import open_bucket
-from tests.catalog_world import CatalogWorld
+from tests.catalog_world import CatalogWorld, one_gear_world
 from tests.infra.chromium import chromium_dom
 from tests.infra.gitrepo import ExchangeRepo, example_boutique, example_gear, init_repo, run_git
 
@@ -24,13 +23,7 @@ PAYLOAD = 'document.title = "pwned by a contributor";\n'
 
 @pytest.fixture
 def world(exchange_repo: ExchangeRepo, tmp_path: Path) -> CatalogWorld:
-    (tmp_path / "bucket").mkdir()
-    (tmp_path / "work").mkdir()
-    world = CatalogWorld(exchange_repo, open_bucket((tmp_path / "bucket").as_uri()), tmp_path / "work")
-    world.publish("acme", "hello", "1.0.0")
-    world.spec("acme", "hello", "1.0.0")
-    exchange_repo.commit("a gear")
-    return world
+    return one_gear_world(exchange_repo, tmp_path)
 
 
 def run(world: CatalogWorld, *args: str) -> Result:

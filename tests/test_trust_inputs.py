@@ -12,8 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from exchange_cli.cli import cli
-from exchange_cli.storage.bucket import open_bucket
-from tests.catalog_world import CatalogWorld
+from tests.catalog_world import CatalogWorld, one_gear_world
 from tests.cli_world import make_world
 from tests.infra.gitrepo import ExchangeRepo, example_boutique, example_gear, init_repo, run_git
 from tests.infra.static_http import serving
@@ -154,12 +153,7 @@ def test_a_local_manifest_may_still_name_local_files(tmp_path: Path) -> None:
 @pytest.fixture
 def owned(exchange_repo: ExchangeRepo, tmp_path: Path) -> CatalogWorld:
     """An exchange whose bucket records it as its owner, with one published version and one orphan."""
-    (tmp_path / "bucket").mkdir()
-    (tmp_path / "work").mkdir()
-    world = CatalogWorld(exchange_repo, open_bucket((tmp_path / "bucket").as_uri()), tmp_path / "work")
-    world.publish("acme", "hello", "1.0.0")
-    world.spec("acme", "hello", "1.0.0")
-    exchange_repo.commit("a gear")
+    world = one_gear_world(exchange_repo, tmp_path)
     world.own_bucket(tmp_path / "remote.git")
     exchange_repo.git("push", "-q", "origin", "master")
     (tmp_path / "work" / "stray").write_bytes(b"left behind")
