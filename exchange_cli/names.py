@@ -9,7 +9,7 @@ grammar, checked where a spec is located (`specs.locate`) and by every writer:
 
 No '/', no '%', no '@' (the version separator in manifest names), no space or control character, nothing
 a URL, a shell, git or a file system reads specially. Free text (a boutique's ``name``, a label) never
-becomes a path as it is: `page_name` turns any text into a NAME, keeping a NAME as it is and giving other
+becomes a path as it is: `as_name` turns any text into a NAME, keeping a NAME as it is and giving other
 text a readable slug plus a hash of the text, so two different texts never share a page.
 """
 
@@ -55,7 +55,7 @@ def suggested_name(text: str) -> str:
     return slug.removesuffix(".lock") or "gear"
 
 
-def page_name(text: str) -> str:
+def as_name(text: str) -> str:
     """`text` when it is a NAME; else a NAME made of its slug and a hash of the whole text."""
     if is_name(text):
         return text

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from ..names import page_name, path_below
+from ..names import as_name, path_below
 from ..specs import SpecKind, image_field
 from .index import index_text
 from .model import Catalog, CatalogEntry, CatalogVersion
@@ -43,8 +43,8 @@ def write_site(files: dict[str, str], directory: Path) -> None:
 
 def entry_page_path(entry: CatalogEntry) -> str:
     """``<kind>s/<org>/<name>.html``, each part passed through the naming grammar: a gear's name is a
-    NAME already; a boutique's free-text name or a hostile org becomes a slug with a hash (names.page_name)."""
-    return f"{entry.kind.directory}/{page_name(entry.org or '_')}/{page_name(entry.name)}.html"  # _: no org
+    NAME already; a boutique's free-text name or a hostile org becomes a slug with a hash (names.as_name)."""
+    return f"{entry.kind.directory}/{as_name(entry.org or '_')}/{as_name(entry.name)}.html"  # _: no org
 
 
 def index_page(catalog: Catalog, title: str = SITE_TITLE) -> str:

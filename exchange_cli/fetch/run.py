@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog.model import CatalogEntry, CatalogVersion
 from ..errors import ExchangeError, redact, writing
+from ..names import as_name
 from ..storage.bucket import Bucket
 from .download import save_verified
 from .extract import ExtractionSummary, extract_safely
 from .sources import open_url
-
-_UNSAFE_IN_FILE_NAME = re.compile(r"[^A-Za-z0-9._+-]")
 
 
 class DeliveredAsImage(ExchangeError):
@@ -66,7 +64,7 @@ def fetch_rootfs(entry: CatalogEntry, version: CatalogVersion, out_dir: Path, *,
     outcome = FetchOutcome(source, destination, version.rootfs_hash, destination.stat().st_size)
     if not extract:
         return outcome
-    target = out_dir / _UNSAFE_IN_FILE_NAME.sub("_", f"{entry.org}-{entry.name}-{version.version}")
+    target = out_dir / as_name(f"{entry.org}-{entry.name}-{version.version}")  # the spec's text, made a NAME
     with writing(target, "the extracted rootfs"):
         summary = extract_safely(destination, target)
     return FetchOutcome(outcome.source, outcome.path, outcome.rootfs_hash, outcome.size, target, summary)
