@@ -100,6 +100,18 @@ def parse_json(text: str) -> JsonText:
     return document
 
 
+def strict_document(raw: bytes, shown: str, error: type[Exception]) -> Any:
+    """The data of a document from outside (an envelope, a statement, a manifest fetched by URL, a lease
+    record): read as specs are (no NaN, no duplicate key, at most MAX_DEPTH levels, no giant integer,
+    never a RecursionError), else `error` with the first problem on one line."""
+    document = read_json(raw)
+    if not document.ok:
+        problem = document.problems[0]
+        raise error(f"{shown}: not JSON (line {problem.position.line}, column {problem.position.column}: "
+                    f"{problem.message})")
+    return document.data
+
+
 def first_problem_line(shown: str, document: JsonText) -> str:
     """``file:line:col: message [rule]`` for a JSON file read on its own, outside a validation report."""
     problem = document.problems[0]

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from .confined import NotConfined, TooLarge, entries_below, read_below
+from .jsonpos import read_json
 from .specs import MAX_SPEC_BYTES, SpecKind
 
 MANIFESTS_DIRECTORY = "manifests"
@@ -246,14 +247,14 @@ def is_manifest_path(relative: str) -> bool:
 
 def parse_manifest(relative: str, content: bytes, path: Path | None = None) -> ProcessedManifest | ManifestProblem:
     """One manifest from its bytes; `relative` is its repository-relative path (manifests/…)."""
-    try:
-        document = json.loads(content.decode("utf-8"))
-    except UnicodeDecodeError:
-        return ManifestProblem(relative, "not UTF-8 text")
-    except json.JSONDecodeError as error:
-        return ManifestProblem(relative, f"not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})")
-    except (ValueError, RecursionError) as error:
-        return ManifestProblem(relative, f"not valid JSON ({type(error).__name__})")
+    # Read as specs are (jsonpos): a lone surrogate, NaN, a duplicate key or 10,000 levels of nesting would
+    # otherwise pass json.loads and break a writer or a recursive reader later (index -o, the catalog).
+    read = read_json(content)
+    if not read.ok:
+        problem = read.problems[0]
+        return ManifestProblem(relative, f"not valid JSON (line {problem.position.line}, column "
+                                         f"{problem.position.column}: {problem.message})")
+    document = read.data
     found = embedded_spec(document)
     if found is None:
         return ManifestProblem(relative, "not a manifest: no \"gear\" or \"boutique\" object")

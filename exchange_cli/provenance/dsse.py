@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ExchangeError
+from ..jsonpos import strict_document
 from .keys import PublicKey
 from .signers import Signer, SigningFailed
 
@@ -77,10 +78,7 @@ def parse_envelopes(data: bytes, source: str) -> list[Envelope]:
 
 
 def parse_envelope(text: str, source: str) -> Envelope:
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise EnvelopeError(f"{source}: not JSON ({error.msg} at column {error.colno})") from None
+    document = strict_document(text.encode("utf-8", "surrogatepass"), source, EnvelopeError)
     if not isinstance(document, dict):
         raise EnvelopeError(f"{source}: a DSSE envelope is a JSON object")
     payload, payload_type, signatures = (document.get(k) for k in ("payload", "payloadType", "signatures"))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ExchangeError
+from ..jsonpos import strict_document
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -127,10 +128,7 @@ def statement_bytes(statement: dict[str, Any]) -> bytes:
 
 def read_statement(payload: bytes) -> BuildFacts:
     """The facts of a statement the exchange wrote; StatementError naming the first field that is not right."""
-    try:
-        statement = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise StatementError("the payload is not JSON") from None
+    statement = strict_document(payload, "the payload", StatementError)
     reader = _Reader(statement)
     if reader.get("_type", str) != STATEMENT_TYPE:
         raise StatementError(f"_type is {statement.get('_type')!r}, not {STATEMENT_TYPE}")
@@ -157,12 +155,13 @@ def read_statement(payload: bytes) -> BuildFacts:
     manifest_digest = next((f"{a}:{h}" for a, h in image_digest.items()), None)
     image_uri = image.raw.get("uri")
     builder = reader.at("predicate", "runDetails", "builder")
-    metadata = reader.raw["predicate"]["runDetails"].get("metadata") or {}
-    internal = definition.raw.get("internalParameters") or {}
+    metadata = reader.at("predicate", "runDetails").optional("metadata")
+    internal = definition.optional("internalParameters")
+    versions, compression = builder.optional("version"), _Reader(internal, "internalParameters").optional("compression")
     return BuildFacts(
         subject_name=subject.get("name", str),
         subject_digests=dict(digests),
-        artifact=str(internal.get("artifact", "")),
+        artifact=_text(internal.get("artifact", "")),
         spec=SpecRef(spec.get("path", str), spec.get("kind", str), spec.get("org", str), spec.get("name", str),
                      spec.get("version", str), spec.at("digest").get("gitBlob", str)),
         image=ImageRef(external.get("image", str), image_uri.removeprefix("docker://") if isinstance(image_uri, str) else None,
@@ -170,9 +169,9 @@ def read_statement(payload: bytes) -> BuildFacts:
                        annotations.get("configDigest", str), annotations.get("platform", str)),
         source_commit=source.at("digest").get("gitCommit", str),
         repository=builder.get("id", str),
-        tool_versions=dict(builder.raw.get("version") or {}),
-        compression=dict(internal.get("compression") or {}),
-        run_url=metadata.get("invocationId") if isinstance(metadata, dict) else None,
+        tool_versions=versions,
+        compression=compression,
+        run_url=metadata.get("invocationId") if isinstance(metadata.get("invocationId"), str) else None,
     )
 
 
@@ -191,6 +190,15 @@ class _Reader:
                                  f"{_KIND_NAMES.get(kind, kind.__name__)}")
         return value
 
+    def optional(self, key: str) -> dict[str, Any]:
+        """An object that may be absent (empty then), but is an object when present."""
+        value = self.raw.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise StatementError(f"{self._name(key)} is not an object")
+        return dict(value)
+
     def at(self, *keys: str) -> _Reader:
         reader = self
         for key in keys:
@@ -202,6 +210,12 @@ class _Reader:
 
 
 _KIND_NAMES = {str: "string", list: "list", dict: "object"}
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise StatementError("internalParameters.artifact is not a string")
+    return value
 
 
 def _git_uri(repository: str) -> str:

@@ -3,7 +3,6 @@ manifest's URL; and which public keys it trusts (--key, else the exchange's `.ex
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -11,13 +10,13 @@ from urllib.parse import unquote, urlsplit
 
 from ..errors import ExchangeError, UsageError
 from ..git import redact
-from ..manifests import ManifestProblem, ProcessedManifest, embedded_spec, parse_manifest
+from ..jsonpos import strict_document
+from ..manifests import MAX_MANIFEST_BYTES, ManifestProblem, ProcessedManifest, embedded_spec, parse_manifest
 from ..repository import MANIFESTS
 from .keys import PublicKey, keys_dir, read_key_file, repository_keys
 from .verify import ManifestView
 
 URL_SCHEMES = ("http", "https", "file", "gs")
-MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -97,10 +96,9 @@ def _manifest_from_url(url: str) -> ManifestView:
     shown = redact(url)
     with open_url(url) as stream:
         data = stream.read(MAX_MANIFEST_BYTES + 1)
-    try:
-        document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ExchangeError(f"{shown}: not a JSON manifest") from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ExchangeError(f"{shown}: more than {MAX_MANIFEST_BYTES:,} bytes: not a manifest")
+    document = strict_document(data, shown, ExchangeError)
     found = embedded_spec(document)
     if found is None or not isinstance(document.get("exchange"), dict):
         raise ExchangeError(f"{shown}: not an exchange manifest (no \"gear\" or \"boutique\" and \"exchange\" blocks)")

@@ -12,6 +12,7 @@ someone else has lost it, and stops before it pushes.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..errors import ExchangeError, UsageError
+from ..jsonpos import strict_document
 from .bucket import Bucket, ObjectChanged, ObjectExists, StorageError
 from .owner import Owner
 
@@ -63,6 +65,15 @@ class Confirming:
         return cls(data["commit"], tuple(manifests))
 
 
+MAX_LEASE_BYTES = 64 * 1024  # a record is a few hundred bytes
+_LATEST_TIME = 253402300799  # 9999-12-31T23:59:59Z: later, and time.strftime cannot show it
+
+
+def _plausible_time(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and 0 <= value <= _LATEST_TIME
+
+
 @dataclass(frozen=True)
 class LeaseRecord:
     token: str
@@ -80,12 +91,15 @@ class LeaseRecord:
 
     @classmethod
     def parse(cls, data: bytes) -> LeaseRecord | None:
+        """The record, or None when it is not one (unreadable: broken as stale, see BucketLease). Read as
+        every document from outside is (jsonpos): no NaN, no Infinity, no 10,000 levels."""
         try:
-            document = json.loads(data)
+            document = strict_document(data[:MAX_LEASE_BYTES + 1], "the lease", ValueError)
             owner = Owner.from_json(document["owner"])
-            if owner is None:
+            expires = document["expires"]
+            if owner is None or not _plausible_time(expires):
                 return None
-            return cls(str(document["token"]), owner, str(document["purpose"]), float(document["expires"]),
+            return cls(str(document["token"]), owner, str(document["purpose"]), float(expires),
                        Confirming.from_json(document.get("confirming")))
         except (ValueError, KeyError, TypeError, AttributeError):
             return None

@@ -22,6 +22,7 @@ import git as gitpython
 
 from .. import git
 from ..errors import UsageError, redact
+from ..jsonpos import strict_document
 from .bucket import Bucket, ObjectExists
 
 OWNER_RECORD = ".exchange-owner.json"
@@ -49,8 +50,8 @@ class Ownership:
     @classmethod
     def parse(cls, data: bytes) -> "Ownership | None":
         try:
-            record = json.loads(data)
-        except (ValueError, RecursionError):
+            record = strict_document(data, OWNER_RECORD, ValueError)
+        except ValueError:
             return None
         if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in ("exchange", "branch")):
             return None
