@@ -10,7 +10,8 @@ import click
 
 from . import __version__
 from .errors import ExchangeError, describe_os_error, redact
-from .quoting import printable
+from .interrupts import exit_status, terminate_raises
+from .quoting import printable, printable_lines
 
 # name -> module under exchange_cli.commands exposing a click command called `command`.
 # Imported lazily so `exchange validate` does not pay for the Docker or GCS client imports.
@@ -80,15 +81,15 @@ class ExchangeGroup(click.Group):
             ctx.exit(0)
         except ExchangeError as error:
             # A remote URL may carry a token; a contributor's name may carry terminal controls.
-            click.echo(f"error: {printable(redact(str(error)))}", err=True)
+            click.echo(f"error: {printable_lines(redact(str(error)))}", err=True)
             ctx.exit(error.exit_code)
         except OSError as error:
             # The environment failed us (a full disk, a read-only place, a vanished file): name the path.
             click.echo(f"error: {printable(describe_os_error(error))}", err=True)
             ctx.exit(2)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as interrupt:
+            click.echo(f"interrupted ({interrupt.args[0]})" if interrupt.args else "interrupted", err=True)
+            ctx.exit(exit_status(interrupt))
 
 
 @click.group(cls=ExchangeGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,4 +108,5 @@ def _discard_stdout() -> None:
 
 
 def main() -> None:
+    terminate_raises()
     cli(prog_name="exchange")

@@ -100,3 +100,20 @@ def _open(directory: int, name: str, flags: int, place: str) -> int:
             if not stat.S_ISREG(mode):
                 raise NotConfined(place, "is not a regular file") from None
         raise
+
+
+def read_small_file(path: Path, *, limit: int) -> bytes:
+    """A file the user named (a key, a token): a regular file of at most `limit` bytes, refused from its
+    type or size before anything is read, so `/dev/zero`, a FIFO or a 300 MB file cannot fill memory or
+    hang. NotConfined/TooLarge (with the path as given) or the OSError the system raises."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(descriptor, "rb") as stream:
+        status = os.fstat(stream.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise NotConfined(str(path), "is not a regular file")
+        if status.st_size > limit:
+            raise TooLarge(str(path), status.st_size, limit)
+        content = stream.read(limit + 1)
+        if len(content) > limit:
+            raise TooLarge(str(path), len(content), limit)
+        return content

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import git
 
+from .children import children, end_sessions
 from .errors import UsageError, redact
 
 
@@ -19,12 +20,31 @@ class NotARepository(UsageError):
     pass
 
 
+class _OwnSessionGit(git.Git):
+    """Every git command in a session of its own (children.py); ended when we are interrupted."""
+
+    def execute(self, command, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201 - GitPython's signature
+        kwargs.setdefault("start_new_session", True)
+        if kwargs.get("as_process"):  # a persistent process (cat-file --batch): GitPython ends it
+            return super().execute(command, *args, **kwargs)
+        before = children()
+        try:
+            return super().execute(command, *args, **kwargs)
+        except KeyboardInterrupt:
+            end_sessions(children() - before)
+            raise
+
+
+class _Repo(git.Repo):
+    GitCommandWrapperType = _OwnSessionGit
+
+
 def open_repo(path: Path | str | None = None) -> git.Repo:
     start = Path(path or ".").resolve()
     if not start.exists():
         raise UsageError(f"--repo {start}: no such directory")
     try:
-        repo = git.Repo(start, search_parent_directories=True)
+        repo = _Repo(start, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         raise NotARepository(f"{start} is not inside a git repository (use --repo DIR)") from None
     # Every fetch and push of a run fails rather than waits for an answer nobody will give (CI) or that
@@ -230,12 +250,41 @@ def stderr_reason(stderr: str, status: object) -> str:
     return "; ".join(reasons) if reasons else f"git exited with {status}"
 
 
+CLONE_DEADLINE_ENV = "EXCHANGE_CLONE_TIMEOUT_SECONDS"
+DEFAULT_CLONE_DEADLINE = 600.0
+
+
 def clone_without_prompts(url: str, into: Path | str) -> subprocess.CompletedProcess[str]:
-    """``git clone --no-checkout URL INTO`` that can never wait for an answer: see `non_interactive_env`.
-    The caller reads the returncode and git's stderr."""
-    return subprocess.run(["git", "clone", "--no-checkout", "--", url, str(into)], env=non_interactive_env(),
-                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True, errors="replace", start_new_session=True)
+    """``git clone --no-checkout URL INTO`` that can never wait for an answer (`non_interactive_env`) nor
+    forever: a transfer slower than 1 KB/s for a minute fails (git's own low-speed limit), and the whole
+    clone has a deadline (EXCHANGE_CLONE_TIMEOUT_SECONDS, default 600). git and its helpers run in a
+    session of their own, ended with the clone if we are interrupted or it runs out of time. The caller
+    reads the returncode and git's stderr."""
+    command = ["git", "-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=60", "clone", "--no-checkout",
+               "--", url, str(into)]
+    process = subprocess.Popen(command, env=non_interactive_env(), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
+                               start_new_session=True)
+    deadline = _clone_deadline()
+    try:
+        _, stderr = process.communicate(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        end_sessions({process.pid})
+        process.communicate()
+        return subprocess.CompletedProcess(command, -1, "", f"fatal: the clone took longer than {deadline:g} s "
+                                                            f"({CLONE_DEADLINE_ENV})")
+    except BaseException:
+        end_sessions({process.pid})
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, "", stderr)
+
+
+def _clone_deadline() -> float:
+    try:
+        value = float(os.environ.get(CLONE_DEADLINE_ENV) or DEFAULT_CLONE_DEADLINE)
+    except ValueError:
+        return DEFAULT_CLONE_DEADLINE
+    return value if value > 0 else DEFAULT_CLONE_DEADLINE
 
 
 def non_interactive_env(environ: dict[str, str] | None = None, *, cwd: Path | str | None = None) -> dict[str, str]:

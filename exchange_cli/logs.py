@@ -3,7 +3,8 @@ registries, the layer cache and git (debug); with -q only warnings and errors.
 
 Everything logs under the `exchange` logger; gitpython's command log (`git.cmd`) joins in at debug,
 one line per git command. Every line passes `redact`, so a URL's credentials never reach a terminal
-or a CI log, and `printable`, so a contributor's name can neither break the line nor move the cursor. Lines go to stderr, or above the live progress rows while a display is running.
+or a CI log, and `printable_lines`, so a contributor's name cannot move the cursor (names are escaped, line
+breaks included, where they are put into a message: plan.SpecJob.title). Lines go to stderr, or above the live progress rows while a display is running.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from enum import IntEnum
 from typing import Callable
 
 from .errors import redact
-from .quoting import printable
+from .quoting import printable_lines
 
 LOGGER_NAME = "exchange"
 GIT_LOGGER_NAME = "git.cmd"
@@ -45,7 +46,7 @@ class LineHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = printable(redact(_describe(record)))  # one line, whatever a name in it holds
+            line = printable_lines(redact(_describe(record)))  # a name in it can move no cursor
             (self.sink or _stderr)(line)
         except Exception:  # noqa: BLE001 - a log line must never break the command
             self.handleError(record)

@@ -70,6 +70,12 @@ def printable(text: str) -> str:
                    for c in escaped)
 
 
+def printable_lines(text: str) -> str:
+    """`printable` for a message of several lines we wrote (a list of deleted objects): each line escaped,
+    the line breaks kept. Contributor text inside must already be `printable` or quoted (repr)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
 _UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 
 

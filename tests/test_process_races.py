@@ -69,22 +69,24 @@ class Stage:
         run_git(path, "config", "user.email", "test@exchange.invalid")
         return path
 
-    def start(self, checkout: Path, *extra: str) -> subprocess.Popen[str]:
+    def start(self, checkout: Path, *extra: str, terminal_group: bool = False) -> subprocess.Popen[str]:
+        """`terminal_group`: the run leads a process group of its own, as a shell's foreground job does, so a
+        test can send the terminal's Ctrl-C to the whole group (os.killpg)."""
         args = [str(EXCHANGE), "process", "--repo", str(checkout), "--bucket", self.bucket_uri, "--oci-layout",
                 str(self.images), "--cache-dir", str(self.tmp / f"cache-{checkout.name}"), "--quiet", *extra]
         log = (self.tmp / f"{checkout.name}.log").open("a")
         return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, "TMPDIR": str(self.tmpdir)})
+                                env={**os.environ, "TMPDIR": str(self.tmpdir)}, process_group=0 if terminal_group else None)
 
     def log(self, checkout: Path) -> str:
         path = self.tmp / f"{checkout.name}.log"
         return path.read_text() if path.exists() else ""
 
-    def start_held(self, name: str, *extra: str) -> tuple[Path, subprocess.Popen[str]]:
+    def start_held(self, name: str, *extra: str, terminal_group: bool = False) -> tuple[Path, subprocess.Popen[str]]:
         """A run in a fresh clone, held in its push (the first push to the remote) until release_push."""
         self.hold_first_push()
         checkout = self.clone(name)
-        run = self.start(checkout, *extra)
+        run = self.start(checkout, *extra, terminal_group=terminal_group)
         wait_for(self.push_is_held, f"{name} is pushing", running=run)
         return checkout, run
 
@@ -380,6 +382,22 @@ def test_killed_at_push_then_rerun(local_stage: Stage, push: str) -> None:
         log = stage.log(checkout)
         assert "2 manifest commit(s) of an earlier run never reached origin master" in log
         assert "pushed the earlier run's 2 manifest commit(s)" in log
+
+
+def test_ctrl_c_in_a_terminal_rolls_back_exactly_as_sigterm_does(local_stage: Stage) -> None:
+    """The terminal sends Ctrl-C's SIGINT to the whole foreground process group: to the run and, before,
+    to every git it had started (GitPython's `cat-file --batch` kept open for reading trees included). The
+    rollback then could not read the remote ("Broken pipe"), kept the run's objects and left orphans."""
+    stage = local_stage
+    before = stage.remote_head()
+    checkout, run = stage.start_held("interrupted", "--jobs", "2", terminal_group=True)
+    os.killpg(run.pid, signal.SIGINT)
+    assert finish(run, stage, checkout) == 130, stage.log(checkout)
+    stage.release_push()
+    assert stage.remote_head() == before
+    assert run_git(checkout, "rev-parse", "HEAD") == before
+    assert_consistent(stage, published=0)
+    assert "rolled back" in stage.log(checkout) and "Broken pipe" not in stage.log(checkout), stage.log(checkout)
 
 
 def test_unpushed_commits_whose_objects_are_gone_are_rolled_back_and_processed_again(local_stage: Stage) -> None:

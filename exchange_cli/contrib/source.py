@@ -85,7 +85,7 @@ def _read_from_git(url: str, ref: str | None, kind: SpecKind, spec_file: str | N
         cloned = git.clone_without_prompts(url, temp)
         if cloned.returncode != 0:
             raise CloneFailed(f"cannot clone {shown}: {redact(git.stderr_reason(cloned.stderr, cloned.returncode))}")
-        with gitpython.Repo(temp) as repo:
+        with git.open_repo(temp) as repo:
             tree = _tree_at(repo, ref, shown)
             names = sorted(item.name for item in tree.blobs)
             name = _spec_file_in(names, lambda n: _read_blob(tree[n], f"{shown}:{n}"), kind, spec_file, shown)

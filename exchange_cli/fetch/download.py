@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ExchangeError, describe_os_error, writing
+from ..lockedtemp import locked_temp_file, remove_abandoned
 from .sources import DownloadError
 
 BLOCK_SIZE = 1024 * 1024
+PART_SUFFIX = ".part"
 HASH_ALGORITHMS = ("sha384", "sha256")
 
 
@@ -41,8 +43,10 @@ def save_verified(stream: BinaryIO, destination: Path, *, expected_hash: str, ex
     size = 0
     with writing(destination, "the download"):
         destination.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part",
-                                                 dir=destination.parent)
+        # Earlier downloads that died (killed, powered off) left their .part; a live one holds its lock.
+        remove_abandoned(destination.parent, f".{glob.escape(destination.name)}.*{PART_SUFFIX}")
+        descriptor, temp_path = locked_temp_file(destination.parent, f".{destination.name}.", PART_SUFFIX)
+        temp_name = str(temp_path)
     try:
         # A full disk may only show when the file is closed: the whole write is inside `writing`, and
         # read errors are turned into the source's error first, so they are not blamed on the disk.

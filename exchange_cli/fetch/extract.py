@@ -9,17 +9,19 @@ a symlink, a hard link whose target does, a name that is absolute or has a ``..`
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import stat
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..errors import ExchangeError
+from ..lockedtemp import locked_temp_dir, remove_abandoned
 
 BLOCK_SIZE = 1024 * 1024
+STAGING_SUFFIX = ".extracting"
 PERMISSION_BITS = 0o777  # setuid, setgid and sticky bits are dropped
 
 
@@ -40,13 +42,17 @@ def extract_safely(archive: Path, target: Path) -> ExtractionSummary:
     if target.exists():
         raise ExchangeError(f"{target} already exists; remove it or choose another -o directory")
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    # Staging directories of extractions that died (SIGKILL, a power cut) are removed; a live one is locked.
+    remove_abandoned(target.parent, f".{glob.escape(target.name)}.*{STAGING_SUFFIX}")
+    lock, staging = locked_temp_dir(target.parent, f".{target.name}.", STAGING_SUFFIX)
     try:
         summary = _extract_into(archive, staging)
         os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        os.close(lock)
     return summary
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, ContextManager
 
+from ..bounded import Bounded, Limit, rootfs_limit
 from ..catalog.model import CatalogEntry, CatalogVersion
 from ..errors import ExchangeError, redact, writing
 from ..names import as_name
@@ -50,12 +54,13 @@ def fetch_rootfs(entry: CatalogEntry, version: CatalogVersion, out_dir: Path, *,
         raise DeliveredAsImage(entry, version)
     name = _local_file_name(manifest.bucket_object or f"{manifest.path.stem}.tgz", manifest.path)
     destination = file if file is not None else out_dir / name
+    limit = rootfs_limit(version.rootfs_size)
     if bucket is not None:
         source = f"{bucket.uri}/{name}"
-        stream_context = bucket.open_read(name)
+        stream_context = _bounded(bucket.open_read(name), limit, source)
     elif version.rootfs_url:
         source = redact(version.rootfs_url)
-        stream_context = open_url(version.rootfs_url)
+        stream_context = open_url(version.rootfs_url, limit)
     else:
         raise ExchangeError(f"{manifest.path}: the manifest has no rootfs-url; use --bucket to fetch from the bucket")
     with stream_context as stream:
@@ -68,6 +73,12 @@ def fetch_rootfs(entry: CatalogEntry, version: CatalogVersion, out_dir: Path, *,
     with writing(target, "the extracted rootfs"):
         summary = extract_safely(destination, target)
     return FetchOutcome(outcome.source, outcome.path, outcome.rootfs_hash, outcome.size, target, summary)
+
+
+@contextlib.contextmanager
+def _bounded(opened: ContextManager[BinaryIO], limit: Limit, source: str) -> Iterator[Bounded]:
+    with opened as stream:
+        yield Bounded(stream, limit, source)
 
 
 def _local_file_name(name: str, manifest_path: Path) -> str:

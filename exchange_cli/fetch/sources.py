@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
+from ..bounded import Bounded, Limit, OverLimit
 from ..errors import ExchangeError, UsageError, redact
 
 HTTP_TIMEOUT_SECONDS = 60
@@ -55,45 +59,75 @@ def _own_buckets(named_by: str) -> set[str]:
 
 
 @contextlib.contextmanager
-def open_named_url(url: str, named_by: str | None) -> Iterator[BinaryIO]:
+def open_named_url(url: str, named_by: str | None, limit: Limit) -> Iterator[Bounded]:
     """`open_url`, for a URL that a document names: refused when `refusal` says so."""
     refused = refusal(url, named_by)
     if refused is not None:
         raise RefusedLocation(refused)
-    with open_url(url) as stream:
+    with open_url(url, limit) as stream:
         yield stream
 
 
 @contextlib.contextmanager
-def open_url(url: str) -> Iterator[BinaryIO]:
+def open_url(url: str, limit: Limit) -> Iterator[Bounded]:
+    """A stream of what `url` holds, bounded (bounded.py): never more than `limit.size` bytes, never
+    longer than its deadline, whatever the scheme."""
     scheme = urlsplit(url).scheme
+    expires = time.monotonic() + limit.seconds()
     if scheme in ("http", "https"):
-        with _open_http(url) as stream:
-            yield stream
+        opened = _open_http(url, expires)
     elif scheme == "gs":
-        with _open_gs(url) as stream:
-            yield stream
+        opened = _open_gs(url)
     elif scheme == "file":
-        with _open_file(url) as stream:
-            yield stream
+        opened = _open_file(url, limit)
     else:
         raise UsageError(f"cannot download {redact(url)}: unsupported scheme; use {SUPPORTED_SCHEMES}")
+    with opened as stream:
+        yield Bounded(stream, limit, redact(url), expires=expires)
 
 
 @contextlib.contextmanager
-def _open_http(url: str) -> Iterator[BinaryIO]:
+def _open_http(url: str, expires: float) -> Iterator[BinaryIO]:
     import requests
 
-    try:
-        response = requests.get(url, stream=True, timeout=HTTP_TIMEOUT_SECONDS)
-    except requests.RequestException as error:
-        raise DownloadError(f"cannot download {redact(url)}: {type(error).__name__}") from None
-    with response:
-        if response.status_code != 200:
-            raise DownloadError(f"cannot download {redact(url)}: HTTP {response.status_code} {response.reason}")
-        # The raw stream, so gzip content is not decoded on the way: the hash is of the bytes published.
-        response.raw.decode_content = False
-        yield response.raw
+    from ..image.deadlines import Deadline, mount_watched_adapters, watched
+
+    # The whole transfer has a deadline: a timer shuts the connection down when it passes, so a server
+    # that sends its headers or body a byte every few seconds (each read within the read timeout) cannot
+    # keep us waiting; Bounded turns the cut connection into the deadline's error.
+    deadline = Deadline(expires, expires - time.monotonic(), 0, 0, DownloadError, "the server")
+    with requests.Session() as session, watched(deadline):
+        mount_watched_adapters(session)
+        try:
+            response = session.get(url, stream=True, timeout=HTTP_TIMEOUT_SECONDS)
+        except requests.RequestException as error:
+            if time.monotonic() > expires:
+                raise DownloadError(f"cannot download {redact(url)}: no answer before the deadline") from None
+            raise DownloadError(f"cannot download {redact(url)}: {type(error).__name__}") from None
+        with response:
+            if response.status_code != 200:
+                raise DownloadError(f"cannot download {redact(url)}: HTTP {response.status_code} {response.reason}")
+            # The raw stream, so gzip content is not decoded on the way: the hash is of the bytes published.
+            response.raw.decode_content = False
+            yield _ReadErrors(response.raw, redact(url), expires)
+
+
+class _ReadErrors:
+    """A body whose read errors (a reset, a connection the deadline's watch cut) are the download's error."""
+
+    def __init__(self, raw: BinaryIO, shown: str, expires: float) -> None:
+        self.raw, self.shown, self.expires = raw, shown, expires
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self.raw.read(size)
+        except Exception as error:  # noqa: BLE001 - urllib3 and requests raise several unrelated types here
+            if time.monotonic() > self.expires:
+                return b""  # Bounded reports the deadline
+            raise DownloadError(f"cannot download {self.shown}: {type(error).__name__}") from None
+
+    def close(self) -> None:
+        self.raw.close()
 
 
 @contextlib.contextmanager
@@ -111,14 +145,20 @@ def _open_gs(url: str) -> Iterator[BinaryIO]:
 
 
 @contextlib.contextmanager
-def _open_file(url: str) -> Iterator[BinaryIO]:
+def _open_file(url: str, limit: Limit) -> Iterator[BinaryIO]:
     parts = urlsplit(url)
     if parts.netloc not in ("", "localhost"):
         raise UsageError(f"cannot download {url}: a file:// URL needs an absolute local path")
     path = Path(unquote(parts.path))
     try:
-        stream = path.open("rb")
+        # Non-blocking open: a FIFO must not hang the run; it is refused below, as /dev/zero is.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
         raise DownloadError(f"cannot read {path}: {error.strerror}") from None
-    with stream:
+    with os.fdopen(descriptor, "rb") as stream:
+        status = os.fstat(stream.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise DownloadError(f"cannot read {path}: not a regular file")
+        if status.st_size > limit.size:
+            raise OverLimit(f"{path}: {status.st_size:,} bytes, more than {limit.size:,} for {limit.what}")
         yield stream

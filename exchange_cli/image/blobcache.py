@@ -23,7 +23,6 @@ writer's.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gzip
 import hashlib
 import io
@@ -32,7 +31,6 @@ import os
 import queue
 import stat
 import threading
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -41,6 +39,7 @@ import zstandard
 from isal import igzip, isal_zlib
 
 from ..errors import ExchangeError, OutputError, writing
+from ..lockedtemp import locked_temp_file, remove_abandoned
 from ..logs import logger
 from ..progress import NullProgress, Task, format_bytes
 from .digest import Digest
@@ -207,22 +206,7 @@ class BlobCache:
 
     def remove_abandoned(self) -> list[Path]:
         """Delete the temporary files of writers that are gone; a live writer holds its file's lock."""
-        removed = []
-        for path in sorted(self.layers_dir.glob(f"{TEMP_PREFIX}*{TEMP_SUFFIX}")):
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-            except OSError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if os.path.samestat(os.fstat(fd), os.lstat(path)):  # not renamed into place meanwhile
-                    path.unlink()
-                    removed.append(path)
-            except OSError:  # locked by its live writer, or already gone
-                continue
-            finally:
-                os.close(fd)
-        return removed
+        return remove_abandoned(self.layers_dir, f"{TEMP_PREFIX}*{TEMP_SUFFIX}")
 
     def _write(self, fill: Callable[[_HashingWriter], None], check: Callable[[Digest], None]) -> tuple[Digest, Path]:
         """Fill a locked temporary file, check its digest, rename it into place, then record it verified."""
@@ -257,12 +241,7 @@ class BlobCache:
     def _locked_temp(self) -> tuple[int, Path]:
         with writing(self.layers_dir):
             self.layers_dir.mkdir(parents=True, exist_ok=True)
-            while True:
-                fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, dir=self.layers_dir)
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                if os.fstat(fd).st_nlink:
-                    return fd, Path(name)
-                os.close(fd)  # a sweeper took it between mkstemp and flock: take another
+            return locked_temp_file(self.layers_dir, TEMP_PREFIX, TEMP_SUFFIX)
 
     def _sweep_once(self) -> None:
         with self._sweep_lock:

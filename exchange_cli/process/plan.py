@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExchangeError
+from ..quoting import printable
 from ..repository import Exchange
 from ..specs import SpecKind, SpecLocation, read_spec, spec_image
 from ..validation.problems import Report, Status
@@ -41,7 +42,8 @@ class SpecJob:
 
     @property
     def title(self) -> str:
-        return f"{self.kind.value} {self.location.org}/{self.name} {self.version}"
+        # Logs, progress rows and commit subjects show it: a boutique's free-text name or version is escaped.
+        return f"{self.kind.value} {self.location.org}/{printable(self.name)} {printable(self.version)}"
 
     @property
     def commit_message(self) -> str:

@@ -7,11 +7,10 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
+from ..interrupts import Interrupted
 from ..progress import Progress, Task
 
 
-class Interrupted(KeyboardInterrupt):
-    pass
 
 
 class Cancelled(Exception):
@@ -25,7 +24,7 @@ def interrupts_raise() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: object) -> None:
-        raise Interrupted(signal.Signals(signum).name)
+        raise Interrupted(signum)
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:

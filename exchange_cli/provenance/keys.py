@@ -15,7 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from ..confined import NotConfined, read_below
+from ..confined import NotConfined, read_below, read_small_file
 from ..errors import UsageError
 
 KEYS_DIR = ".exchange/keys"
@@ -100,7 +100,10 @@ def keys_dir(root: Path) -> Path:
 
 def read_key_file(path: Path) -> PublicKey:
     try:
-        pem = path.read_bytes()
+        pem = read_small_file(path, limit=MAX_KEY_BYTES)
+    except NotConfined as refused:
+        raise UnusableKey(f"the public key {path} {refused.reason}; a PEM public key is a regular file under "
+                          f"{MAX_KEY_BYTES // 1024} KiB") from None
     except OSError as error:
         raise UnusableKey(f"cannot read the public key {path}: {error.strerror}") from None
     return PublicKey.from_pem(pem, str(path))

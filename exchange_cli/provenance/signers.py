@@ -29,8 +29,9 @@ from urllib.parse import urlsplit
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from ..confined import NotConfined, read_small_file
 from ..errors import ExchangeError, UsageError
-from .keys import ECDSA_P256, ED25519, PublicKey, algorithm_of
+from .keys import ECDSA_P256, ED25519, MAX_KEY_BYTES, PublicKey, algorithm_of
 
 SIGNING_KEY_ENV = "EXCHANGE_SIGNING_KEY"
 SIGNING_KEY_PASSWORD_ENV = "EXCHANGE_SIGNING_KEY_PASSWORD"
@@ -203,9 +204,16 @@ def kms_client(env: Mapping[str, str]):  # noqa: ANN201 - a KeyManagementService
         transport = kms.KeyManagementServiceClient.get_transport_class("rest")(
             host=parts.netloc, credentials=AnonymousCredentials(), url_scheme=parts.scheme)
         return kms.KeyManagementServiceClient(transport=transport, client_options=ClientOptions())
+    from google.auth import exceptions as auth_exceptions
+
     encoded = (env.get(SERVICE_ACCOUNT_ENV) or "").strip()
     credentials = service_account_credentials(encoded) if encoded else None
-    return kms.KeyManagementServiceClient(credentials=credentials, transport="rest")
+    try:
+        return kms.KeyManagementServiceClient(credentials=credentials, transport="rest")
+    except auth_exceptions.GoogleAuthError as error:  # no Application Default Credentials on this machine
+        raise SigningKeyError(f"no Google credentials to sign with Cloud KMS ({type(error).__name__}): set "
+                              f"{SERVICE_ACCOUNT_ENV} (base64 of a service-account JSON key), or run "
+                              "`gcloud auth application-default login`") from None
 
 
 def open_signer(reference: str | None, env: Mapping[str, str] = os.environ) -> Signer | None:
@@ -218,7 +226,10 @@ def open_signer(reference: str | None, env: Mapping[str, str] = os.environ) -> S
             return KmsSigner(parse_kms_reference(reference), kms_client(env))
         path = Path(reference).expanduser()
         try:
-            pem = path.read_bytes()
+            pem = read_small_file(path, limit=MAX_KEY_BYTES)
+        except NotConfined as refused:
+            raise SigningKeyError(f"--sign-key {path} {refused.reason}; a PEM private key is a regular file under "
+                                  f"{MAX_KEY_BYTES // 1024} KiB") from None
         except OSError as error:
             raise SigningKeyError(f"--sign-key {path}: {error.strerror}") from None
         return LocalKeySigner.from_pem(pem, f"key file {path}", secret)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
+from ..bounded import Limit
 from ..errors import ExchangeError, UsageError
 from ..git import redact
 from ..jsonpos import strict_document
@@ -94,10 +95,8 @@ def _manifest_from_url(url: str) -> ManifestView:
     from ..fetch.sources import open_url
 
     shown = redact(url)
-    with open_url(url) as stream:
-        data = stream.read(MAX_MANIFEST_BYTES + 1)
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise ExchangeError(f"{shown}: more than {MAX_MANIFEST_BYTES:,} bytes: not a manifest")
+    with open_url(url, Limit(MAX_MANIFEST_BYTES, "a manifest")) as stream:
+        data = b"".join(iter(lambda: stream.read(1024 * 1024), b""))
     document = strict_document(data, shown, ExchangeError)
     found = embedded_spec(document)
     if found is None or not isinstance(document.get("exchange"), dict):

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
+from ..bounded import Limit, rootfs_limit
 from ..errors import ExchangeError
 from ..git import redact
 from .dsse import IN_TOTO_PAYLOAD_TYPE, EnvelopeError, check_signatures, parse_envelopes
@@ -34,9 +35,10 @@ ATTESTATION_URL = "attestation-url"
 ATTESTATION_SHA256 = "attestation-sha256"
 ATTESTATION_SUFFIX = ".intoto.jsonl"
 MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
+ENVELOPE_LIMIT = Limit(MAX_ENVELOPE_BYTES, "an envelope")
 BLOCK = 1024 * 1024
 
-Opener = Callable[[str], Any]  # URL -> context manager yielding a binary stream
+Opener = Callable[[str, Limit], Any]  # URL, limit -> context manager yielding a bounded binary stream
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def _opener_for(manifest: ManifestView) -> Opener:
     """Opens what the manifest names, within what its origin may name (fetch.sources.refusal)."""
     from ..fetch.sources import open_named_url
 
-    return lambda url: open_named_url(url, manifest.fetched_from)
+    return lambda url, limit: open_named_url(url, manifest.fetched_from, limit)
 
 
 def verify_envelope(manifest: ManifestView, envelope_bytes: bytes, digests: dict[str, str],
@@ -192,7 +194,7 @@ def _check_envelope(manifest: ManifestView, envelope_bytes: bytes, digests: dict
         record("image", *_registry_check(facts, options))
 
 
-def _check_artifact(manifest: ManifestView, options: VerifyOptions, open_url: Opener,
+def _check_artifact(manifest: ManifestView, options: VerifyOptions, opener: Opener,
                     record: Record) -> dict[str, str]:
     """The tarball's digests (checked against the manifest), or an image-delivered gear's sha256 digest."""
     expected = manifest.text("rootfs-hash")
@@ -207,7 +209,7 @@ def _check_artifact(manifest: ManifestView, options: VerifyOptions, open_url: Op
     algorithm, _, hex_digest = expected.partition(":")  # type: ignore[union-attr]
     if algorithm != "sha384":
         record("rootfs", False, f"rootfs-hash {expected} is not sha384:<hex>")
-    source, digest = _hash_artifact(manifest, options, open_url, record)
+    source, digest = _hash_artifact(manifest, options, opener, record)
     if digest.sha384 != hex_digest.lower():
         record("rootfs", False, f"{source} hashes to sha384:{digest.sha384}, but the manifest says {expected}: "
                                 "the rootfs was tampered with or corrupted")
@@ -218,20 +220,21 @@ def _check_artifact(manifest: ManifestView, options: VerifyOptions, open_url: Op
     return digest.as_subject()
 
 
-def _hash_artifact(manifest: ManifestView, options: VerifyOptions, open_url: Opener,
+def _hash_artifact(manifest: ManifestView, options: VerifyOptions, opener: Opener,
                    record: Record) -> tuple[str, ArtifactDigest]:
+    limit = rootfs_limit(manifest.record.get("rootfs-size"))
     if options.artifact_file is not None:
         try:
-            with options.artifact_file.open("rb") as stream:
+            with _local_file(options.artifact_file, limit) as stream:
                 return str(options.artifact_file), hash_stream(stream)
-        except OSError as error:
-            record("rootfs", False, f"cannot read {options.artifact_file}: {error.strerror}")
+        except (ExchangeError, OSError) as error:
+            record("rootfs", False, f"cannot read {options.artifact_file}: {getattr(error, 'strerror', None) or error}")
     url = manifest.text("rootfs-url")
     if url is None:
         record("rootfs", False, f"{manifest.source} has no rootfs-url; give the tarball with --file")
     try:
-        with open_url(url) as stream:
-            return redact(url), hash_stream(stream)  # type: ignore[arg-type]
+        with opener(url, limit) as stream:  # type: ignore[arg-type]
+            return redact(url), hash_stream(stream)
     except (ExchangeError, OSError) as error:
         record("rootfs", False, f"cannot download the rootfs: {error}")
     raise AssertionError("unreachable")  # record() raised
@@ -246,29 +249,34 @@ def hash_stream(stream: BinaryIO) -> ArtifactDigest:
     return ArtifactDigest(sha384.hexdigest(), sha256.hexdigest(), size)
 
 
-def _read_attestation(manifest: ManifestView, options: VerifyOptions, open_url: Opener, record: Record) -> bytes:
+def _read_attestation(manifest: ManifestView, options: VerifyOptions, opener: Opener, record: Record) -> bytes:
     if options.attestation_file is not None:
         try:
-            return _read_limited(options.attestation_file.open("rb"), str(options.attestation_file))
-        except OSError as error:
-            record("envelope", False, f"cannot read {options.attestation_file}: {error.strerror}")
+            with _local_file(options.attestation_file, ENVELOPE_LIMIT) as stream:
+                return _read_all(stream)
+        except (ExchangeError, OSError) as error:
+            record("envelope", False, f"cannot read {options.attestation_file}: {getattr(error, 'strerror', None) or error}")
     url = manifest.text(ATTESTATION_URL)
     if url is None:
         record("envelope", False, f"{manifest.source} has no {ATTESTATION_URL}: this version was published unsigned")
     try:
-        with open_url(url) as stream:
-            return _read_limited(stream, redact(url))  # type: ignore[arg-type]
+        with opener(url, ENVELOPE_LIMIT) as stream:  # type: ignore[arg-type]
+            return _read_all(stream)
     except (ExchangeError, OSError) as error:
         record("envelope", False, f"cannot download the attestation: {error}")
     raise AssertionError("unreachable")
 
 
-def _read_limited(stream: BinaryIO, source: str) -> bytes:
-    with stream:
-        data = stream.read(MAX_ENVELOPE_BYTES + 1)
-    if len(data) > MAX_ENVELOPE_BYTES:
-        raise EnvelopeError(f"{source} is larger than {MAX_ENVELOPE_BYTES} bytes: not an envelope of ours")
-    return data
+def _local_file(path: Path, limit: Limit):  # noqa: ANN202 - a context manager yielding a bounded stream
+    """A file the user gave (--file, --attestation): read with the same bounds, wherever the manifest came from."""
+    from ..fetch.sources import open_url
+
+    return open_url(path.resolve().as_uri(), limit)
+
+
+def _read_all(stream: BinaryIO) -> bytes:
+    """A bounded stream's whole content (it stops at its own limit and deadline)."""
+    return b"".join(iter(lambda: stream.read(BLOCK), b""))
 
 
 def _subject_check(manifest: ManifestView, ours: dict[str, str], facts: BuildFacts) -> tuple[bool, str]:

@@ -20,9 +20,9 @@ import yaml
 
 from ..confined import NotConfined, read_below
 from ..errors import UsageError
+from ..quoting import printable, quote
 from ..reference import ImageReference, ReferenceError, parse_reference
 from ..specs import SpecKind, spec_image
-from ..quoting import quote
 from .problems import Problem
 from .schemas import schema_message
 
@@ -83,17 +83,48 @@ def load_policy(root: Path) -> Policy:
     return parse_policy(text, POLICY_FILE)
 
 
+MAX_POLICY_DEPTH = 10  # the schema's deepest value is three levels down
+MAX_SCALAR_LENGTH = 1000  # a title of 200 characters is the longest value the schema allows
+
+
+class _PolicyLoader(yaml.SafeLoader):
+    """SafeLoader without what a policy never needs and an attacker uses: anchors and aliases (a 317-byte
+    file of nested aliases expands to gigabytes), nesting past MAX_POLICY_DEPTH, scalars past
+    MAX_SCALAR_LENGTH characters (a 5,000-digit integer Python refuses to convert)."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(None, None, "anchors and aliases (& and *) are not allowed in a "
+                                              "policy file", event.start_mark)
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_POLICY_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_POLICY_DEPTH} levels deep",
+                                                  event.start_mark)
+            if isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_SCALAR_LENGTH:
+                raise yaml.composer.ComposerError(None, None, f"a value of {len(event.value):,} characters, over "
+                                                  f"{MAX_SCALAR_LENGTH}", event.start_mark)
+            return super().compose_node(parent, index)  # type: ignore[arg-type]
+        finally:
+            self._depth -= 1
+
+
 def parse_policy(text: str, shown: str) -> Policy:
-    loader = yaml.SafeLoader(text)
+    """The policy in `text`; a UsageError on one line naming `shown`, the line and column, and the rule."""
+    loader = None
     try:
+        loader = _PolicyLoader(text)
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise UsageError(f"{shown}{where}: not valid YAML: {getattr(error, 'problem', None) or error}") from None
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else _reader_place(error, text)
+        reason = getattr(error, "problem", None) or getattr(error, "reason", None) or type(error).__name__
+        raise UsageError(printable(f"{shown}{where}: not valid YAML: {reason}")) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(policy_schema()).iter_errors(data))
     if error is not None:
         mark = _mark_at(node, list(error.absolute_path))
@@ -111,6 +142,15 @@ def parse_policy(text: str, shown: str) -> Policy:
         protected_paths=tuple(trust.get("protected-paths") or ()),
         source=shown,
     )
+
+
+def _reader_place(error: yaml.YAMLError, text: str) -> str:
+    """`:line:col` of a character the YAML reader refuses (a NUL, a control character)."""
+    position = getattr(error, "position", None)
+    if not isinstance(position, int):
+        return ""
+    before = text[:position]
+    return f":{before.count(chr(10)) + 1}:{position - (before.rfind(chr(10)) + 1) + 1}"
 
 
 def _mark_at(node: yaml.Node | None, path: list[Any]) -> yaml.Mark | None:
