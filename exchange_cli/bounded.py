@@ -33,11 +33,13 @@ class Limit:
     size: int  # bytes, at most
     what: str  # "the rootfs", "the envelope": for the message
     exact: bool = False  # the size is what the document says it holds, not a cap
+    # The size the deadline allows for, when `size` is only a cap: a small document (an envelope, a
+    # manifest) gets the floor alone, however large its cap.
+    expected: int = 0
 
     def seconds(self) -> float:
-        """How long a transfer of up to `size` bytes may take."""
-        floor = _floor()
-        return floor + (self.size / MIN_RATE if self.exact else min(self.size, GiB) / MIN_RATE)
+        """How long the transfer may take: the floor, plus the size at the minimum rate."""
+        return _floor() + (self.size if self.exact else self.expected) / MIN_RATE
 
 
 def _floor() -> float:
@@ -52,7 +54,7 @@ def rootfs_limit(size: object) -> Limit:
     """What a rootfs download may hold: exactly the manifest's `rootfs-size` when it records one."""
     if isinstance(size, int) and not isinstance(size, bool) and 0 <= size <= ROOTFS_CEILING:
         return Limit(size, "the rootfs", exact=True)
-    return Limit(ROOTFS_CEILING, "the rootfs")
+    return Limit(ROOTFS_CEILING, "the rootfs", expected=ROOTFS_CEILING)
 
 
 class Bounded:

@@ -155,10 +155,11 @@ def _open_file(url: str, limit: Limit) -> Iterator[BinaryIO]:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
         raise DownloadError(f"cannot read {path}: {error.strerror}") from None
+    status = os.fstat(descriptor)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(descriptor)
+        raise DownloadError(f"cannot read {path}: not a regular file")
     with os.fdopen(descriptor, "rb") as stream:
-        status = os.fstat(stream.fileno())
-        if not stat.S_ISREG(status.st_mode):
-            raise DownloadError(f"cannot read {path}: not a regular file")
         if status.st_size > limit.size:
             raise OverLimit(f"{path}: {status.st_size:,} bytes, more than {limit.size:,} for {limit.what}")
         yield stream
