@@ -190,11 +190,32 @@ def index_lock_is_clear(root: Path | str):  # noqa: ANN201 - a context manager
 
 
 class PushRejected(Exception):
-    """The remote refused the push; `non_fast_forward` tells whether another push got there first."""
+    """The remote refused the push; `non_fast_forward` tells whether another push got there first. The
+    message is one line: the ref's status and what the remote said (its hook's lines), no advice."""
 
     def __init__(self, message: str, *, non_fast_forward: bool) -> None:
         super().__init__(message)
         self.non_fast_forward = non_fast_forward
+
+    @property
+    def one_line(self) -> str:
+        return str(self)
+
+
+# What `git push` prints around its reason: the destination, the porcelain end marker, advice, and the
+# summary line that repeats the destination.
+_PUSH_CHATTER = ("To ", "Done", "hint:", "error: failed to push some refs")
+
+
+def push_reason(stdout: str, stderr: str, status: int) -> str:
+    """Why git refused a push, on one line: each refused ref's status (`[remote rejected] (pre-receive hook
+    declined)`) and the remote's own lines (`remote: …`, prefix dropped)."""
+    refused = [line.split("\t")[-1].strip() for line in stdout.splitlines() if line.startswith("!")]
+    said = [line.removeprefix("remote:").strip() for line in stderr.splitlines() if line.startswith("remote:")]
+    other = [line.strip() for line in stderr.splitlines()
+             if line.strip() and not line.startswith(("remote:", *_PUSH_CHATTER))]
+    reasons = [*refused, *(line for line in said if line), *other]
+    return redact("; ".join(dict.fromkeys(reasons))) if reasons else f"git push exited with {status}"
 
 
 def push(repo: git.Repo, remote: str, branch: str) -> None:
@@ -214,8 +235,7 @@ def push(repo: git.Repo, remote: str, branch: str) -> None:
         return
     output = f"{stdout}\n{stderr}"
     non_fast_forward = any(marker in output for marker in _RACE_MARKERS)
-    detail = "\n".join(line.strip() for line in redact(output).splitlines() if line.strip() and line.strip() != "Done")
-    raise PushRejected(detail or f"git push exited with {process.returncode}", non_fast_forward=non_fast_forward)
+    raise PushRejected(push_reason(stdout, stderr, process.returncode), non_fast_forward=non_fast_forward)
 
 
 class RemoteUnreachable(UsageError):

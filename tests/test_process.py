@@ -166,8 +166,10 @@ def test_push_failure_restores_branch_and_bucket_exactly(world: World) -> None:
     remote_before = world.remote_head()
     reject_pushes(world.remote)
     result = process(world)
-    assert result.exit_code == 1
-    assert "push to origin master failed" in result.output and "rejected by policy" in result.output
+    assert result.exit_code == 2, "the remote refused: the environment, as for an unreachable remote"
+    (line,) = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert line.startswith("error: push to origin master failed: [remote rejected] (pre-receive hook declined); ")
+    assert "rejected by policy" in line and "hint:" not in result.output
     assert "deleted 1 object(s)" in result.output
     assert world.bucket_objects() == before_objects
     assert world.repo.git("rev-parse", "HEAD") == start

@@ -13,9 +13,10 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
 import git as gitpython
 
-from .. import git
+from .. import __version__, git
 from ..commit_identity import commit_env
 from ..errors import ExchangeError, UsageError, redact
 from ..names import relative_path_problem
@@ -35,6 +36,9 @@ class PublishOutcome:
     pushed: bool
 
 
+# Publication commits say so: a later publication may supersede one that never reached the remote.
+PUBLISHED_TRAILER = "Exchange-Published-By"
+
 # A branch holding any of these, or specs under gears/ or boutiques/, is an exchange's source, not a place
 # to publish a catalog (whose pages live under gears/ and boutiques/ too, as .html).
 SOURCE_MARKERS = ("manifests", ".sentinel")
@@ -44,14 +48,18 @@ def publish_files(repo: gitpython.Repo, files: dict[str, str], *, branch: str, r
                   message: str, keep_other_files: bool = False) -> PublishOutcome:
     check_branch(repo, branch, remote)
     parent = _parent_commit(repo, remote, branch)
-    for tip in {parent, _local_tip(repo, branch)} - {None}:
+    local = _local_tip(repo, branch)
+    for tip in {parent, local} - {None}:
         _check_not_source(repo, branch, tip)  # type: ignore[arg-type]
+    if local is not None and parent is not None:
+        _check_no_local_work(repo, branch, remote, local, parent)
     tree = _write_tree(repo, files, base=parent if keep_other_files else None)
     if parent is not None and repo.git.rev_parse(f"{parent}^{{tree}}") == tree:
         commit, created = parent, False
     else:
         with repo.git.custom_environment(**commit_env(repo)):
-            commit = repo.git.commit_tree(tree, *(["-p", parent] if parent else []), "-m", message)
+            commit = repo.git.commit_tree(tree, *(["-p", parent] if parent else []), "-m",
+                                          f"{message}\n\n{PUBLISHED_TRAILER}: exchange-cli {__version__}")
         created = True
     repo.git.update_ref(f"refs/heads/{branch}", commit)
     pushed = git.remote_branch_commit(repo, remote, branch) != commit
@@ -98,6 +106,22 @@ def _check_not_source(repo: gitpython.Repo, branch: str, tip: str) -> None:
     if held:
         raise UsageError(f"{branch} ({tip[:12]}) holds {', '.join(held)}: it is an exchange's source branch, and "
                          "publishing would replace its files; publish the catalog to its own branch")
+
+
+def _check_no_local_work(repo: gitpython.Repo, branch: str, remote: str, local: str, parent: str) -> None:
+    """The branch moves to the new publication on top of the remote's tip: a local commit the remote lacks
+    would then be on no branch. An earlier publication that did not reach the remote is superseded (it
+    carries PUBLISHED_TRAILER); anyone else's commit stops the publication, named."""
+    if git.is_ancestor(repo, local, parent):
+        return
+    unpushed = repo.git.log("--format=%H%x1f%(trailers:key=" + PUBLISHED_TRAILER + ",valueonly)%x1f%s",
+                            f"{parent}..{local}").splitlines()
+    for line in unpushed:
+        commit, trailer, subject = (line.split("\x1f") + ["", ""])[:3]
+        if not trailer.strip():
+            raise UsageError(printable(f"the local branch {branch} holds commit {commit[:12]} ({subject!r}), which "
+                                       f"{remote} {branch} does not have; push it, or move it away (git branch -m "
+                                       f"{branch} {branch}-local), before publishing"))
 
 
 def _local_tip(repo: gitpython.Repo, branch: str) -> str | None:

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import click
 
+from .. import git
 from ..catalog.reference import EntryReference, find_entry
 from ..catalog.storage_audit import require_every_manifest_read
-from ..contrib.remove import PurgeOutcome, apply_removal, plan_removal, purge_objects
+from ..contrib.remove import PurgeOutcome, apply_removal, plan_removal, publish_removal, purge_objects, still_published
 from ..errors import UsageError
 from ..quoting import printable
+from ..storage.ownership import exchange_identity, require_owner
 from .catalog_options import bucket_option, open_catalog, repo_option
-from .conventions import format_option, verbosity_options, yes_option
+from .conventions import format_option, remote_option, verbosity_options, yes_option
 from .options import storage_bucket
 
 
@@ -23,10 +25,11 @@ from .options import storage_bucket
 @click.option("--purge", is_flag=True, help="Also delete their rootfs objects from the bucket.")
 @bucket_option
 @yes_option
+@remote_option
 @repo_option
 @format_option("text", "json", default="text")
 @verbosity_options
-def command(reference: str, version: str | None, purge: bool, bucket_uri: str | None, yes: bool,
+def command(reference: str, version: str | None, purge: bool, bucket_uri: str | None, yes: bool, remote: str,
             repo: Path | None, output_format: str) -> None:
     """Remove exactly one gear or boutique, or with @VERSION one version of it, named by ORG/NAME or
     ORG/FILE-STEM (never another name that merely starts the same): its spec and manifests, in one commit."""
@@ -40,8 +43,15 @@ def command(reference: str, version: str | None, purge: bool, bucket_uri: str | 
     bucket = storage_bucket(bucket_uri, None) if purge else None
     if bucket is not None and removal.objects and not yes:
         click.confirm(f"delete {len(removal.objects)} object(s) from {bucket.uri} after removing?", abort=True, err=True)
+    if bucket is not None:  # deleting needs proof that this exchange owns the bucket, and a remote to push to
+        require_owner(bucket, exchange_identity(exchange.repo, remote, git.current_branch(exchange.repo)))
     commit = apply_removal(exchange, removal)
-    purged = purge_objects(bucket, removal.objects) if bucket is not None else PurgeOutcome((), ())
+    purged = PurgeOutcome((), ())
+    if bucket is not None:
+        if commit is not None:
+            publish_removal(exchange, remote)  # the removal is on the remote before any object goes
+        kept = still_published(exchange, remote, removal.objects)
+        purged = purge_objects(bucket, tuple(name for name in removal.objects if name not in kept))
     if output_format == "json":
         click.echo(json.dumps({"removed": list(removal.paths), "commit": commit, "message": removal.message,
                                "deleted": list(purged.deleted), "already-absent": list(purged.absent)}, indent=2))

@@ -13,7 +13,9 @@ from .. import git
 from ..catalog.model import Catalog, CatalogEntry
 from ..catalog.reference import NotInCatalog
 from ..commit_identity import commit_env
+from ..errors import ExchangeError
 from ..manifests import ManifestScan, ProcessedManifest
+from ..process.references import published_references
 from ..repository import Exchange
 from ..storage.bucket import Bucket
 
@@ -61,6 +63,33 @@ def apply_removal(exchange: Exchange, removal: Removal) -> str | None:
     if not tracked:
         return None
     return git.commit_paths(exchange.repo, sorted(tracked), removal.message, commit_env(exchange.repo))
+
+
+class RemovalNotPublished(ExchangeError):
+    """The removal commit did not reach the remote: nothing was deleted from the bucket."""
+
+
+def publish_removal(exchange: Exchange, remote: str) -> None:
+    """Push the removal before any object goes: a clone of the remote must never list a version whose
+    rootfs is gone. Nothing is deleted when the push fails."""
+    branch = git.current_branch(exchange.repo)
+    try:
+        git.push(exchange.repo, remote, branch)
+    except git.PushRejected as rejected:
+        raise RemovalNotPublished(f"the removal is committed here but {remote} refused it ({rejected.one_line}); "
+                                  "nothing was deleted from the bucket: pull and push, then `exchange "
+                                  "verify-storage --delete-orphans` deletes what no manifest references") from None
+
+
+def still_published(exchange: Exchange, remote: str, names: tuple[str, ...]) -> set[str]:
+    """The objects among `names` that a manifest at the remote still references (another run may have
+    published one meanwhile); all of them when the remote's manifests cannot all be read."""
+    published = published_references(exchange.repo, remote)
+    if published is None:
+        return set()
+    if published.unreadable:
+        return set(names)
+    return set(names) & set(published.names)
 
 
 def purge_objects(bucket: Bucket, names: tuple[str, ...]) -> PurgeOutcome:

@@ -27,6 +27,13 @@ class ProcessFailed(ExchangeError):
     pass
 
 
+class PushRefused(ProcessFailed):
+    """The remote refused the run's push (a hook, a protected branch, a race lost after every retry): the
+    environment, like an unreachable remote, so exit 2; the run is rolled back."""
+
+    exit_code = 2
+
+
 @dataclass
 class ProcessOptions:
     export: ExportOptions

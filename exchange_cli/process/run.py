@@ -32,7 +32,7 @@ from .attestations import AttestationHook
 from .check import CheckedJob, check_jobs
 from .checkout_lock import exclusive_checkout
 from .confirm import confirm_published, finish_unfinished
-from .context import Log, ProcessFailed, ProcessOptions, ProcessOutcome
+from .context import Log, ProcessFailed, ProcessOptions, ProcessOutcome, PushRefused
 from .fan_in import collect_shard_artifacts
 from .image_sizes import image_sizes
 from .ledger import CreatedObjects
@@ -202,8 +202,8 @@ def _publish_run(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOp
                 outcome.pushed = published is not None
         except git.PushRejected as rejection:
             outcome.rollback, outcome.reset_to = publisher.rollback(work.ledger, delivery), start
-            raise ProcessFailed(f"push to {options.remote} {branch} failed: {rejection}\n"
-                                f"{describe(outcome.rollback, transaction)}") from None
+            raise PushRefused(f"push to {options.remote} {branch} failed: {rejection}\n"
+                              f"{describe(outcome.rollback, transaction)}") from None
         except BaseException:
             work.cancelled.set()
             if publisher.is_published():
