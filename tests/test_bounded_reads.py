@@ -20,10 +20,12 @@ from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from exchange_cli.provenance.signers import LocalKeySigner, generate_private_key
+from exchange_cli.provenance.statement import ImageRef
 from exchange_cli.storage.lease import LEASE_OBJECT
 from tests.catalog_world import CatalogWorld, one_gear_world
 from tests.cli_world import exchange_command
 from tests.infra.gitrepo import ExchangeRepo, init_repo
+from tests.infra.lying_registry import LyingRegistry, Reply
 from tests.infra.publication import publish
 
 TRACEBACK = "Traceback (most recent call last)"
@@ -353,3 +355,33 @@ def test_a_clone_from_a_server_that_stalls_ends_at_its_deadline_with_its_helpers
     assert "took longer than 3 s" in result.stderr
     left = subprocess.run(["pgrep", "-f", url], capture_output=True, text=True).stdout.split()
     assert left == [], f"git processes left running: {left}"
+
+
+@pytest.mark.parametrize("lie", ["header", "body"])
+def test_verify_image_fails_when_the_registry_serves_another_digest(tmp_path: Path, key: Path, lie: str) -> None:
+    """`verify --image` passed on any 200 for the attested digest reference: a registry (or a proxy) answering
+    with another manifest went unnoticed."""
+    registry = LyingRegistry()
+    try:
+        real = b'{"schemaVersion": 2, "the": "manifest that was built"}'
+        attested = "sha256:" + hashlib.sha256(real).hexdigest()
+        other = b'{"schemaVersion": 2, "the": "manifest served today"}'
+        served = real if lie == "header" else other
+        header = ("sha256:" + hashlib.sha256(other).hexdigest()) if lie == "header" else attested
+        registry.replies[f"/v2/acme/hello/manifests/{attested}"] = Reply(
+            body=served, headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json",
+                                  "Docker-Content-Digest": header})
+        image = ImageRef(f"{registry.host}/acme/hello:1.0.0", f"{registry.host}/acme/hello@{attested}", attested,
+                         "sha256:" + "e" * 64, "linux/amd64")
+        signer = LocalKeySigner.from_pem(generate_private_key("ed25519"), "k")
+        made = publish(tmp_path / "pub", signer, image=image)
+        key.write_bytes(signer.public_key.pem)
+        result, _ = timed_cli("verify", str(made.manifest), "--key", str(key), "--image", "--insecure-registry",
+                              registry.host, "--format", "json")
+    finally:
+        registry.stop()
+    one_error(result)
+    assert result.returncode == 1, result.stdout
+    failure = json.loads(result.stdout)["failure"]
+    assert failure["check"] == "image", failure
+    assert ("Docker-Content-Digest" if lie == "header" else "sends a manifest whose digest is") in failure["reason"]

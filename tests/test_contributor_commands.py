@@ -168,7 +168,16 @@ def test_remove_takes_exactly_that_org_and_name_in_one_commit(world: CatalogWorl
     assert {("acme", "hello-world"), ("acme-labs", "hello")} <= names and ("acme", "hello") not in names
 
 
-def test_remove_one_version_with_purge(world: CatalogWorld) -> None:
+@pytest.fixture
+def published(world: CatalogWorld, tmp_path: Path) -> CatalogWorld:
+    """The exchange on its remote, which owns the bucket: where --purge deletes, after pushing the removal."""
+    world.own_bucket(tmp_path / "remote.git")
+    world.repo.git("push", "-q", "origin", "master")
+    return world
+
+
+def test_remove_one_version_with_purge(published: CatalogWorld, tmp_path: Path) -> None:
+    world = published
     start = world.repo.git("rev-parse", "HEAD")
     old = world.find("acme", "hello", "0.9.0")
     result = run(world.repo, "remove", "acme/hello", "--version", "0.9.0", "--purge", "--bucket", world.bucket.uri,
@@ -181,9 +190,28 @@ def test_remove_one_version_with_purge(world: CatalogWorld) -> None:
     others = [p for p in world.published if p != old]
     assert all(world.bucket.stat(p.object_name) is not None for p in others)
     assert run(world.repo, "verify-storage", "--bucket", world.bucket.uri).exit_code == 0
+    assert run_git(tmp_path / "remote.git", "rev-parse", "master") == \
+        world.repo.git("rev-parse", "HEAD"), "the removal was pushed before the object went"
 
 
-def test_purge_keeps_an_object_another_version_still_references(world: CatalogWorld) -> None:
+def test_purge_deletes_nothing_when_the_removal_cannot_be_pushed(published: CatalogWorld, tmp_path: Path) -> None:
+    """remove --purge used to delete the objects before the removal reached the remote: a fresh clone still
+    listed the version, and its verify failed on the missing rootfs."""
+    world = published
+    old = world.find("acme", "hello", "0.9.0")
+    hook = tmp_path / "remote.git" / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'master is protected' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    result = run(world.repo, "remove", "acme/hello@0.9.0", "--purge", "--bucket", world.bucket.uri, "--yes")
+    assert result.exit_code == 2, result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert "origin refused it ([remote rejected] (pre-receive hook declined); master is protected)" in line
+    assert "nothing was deleted from the bucket" in line
+    assert world.bucket.stat(old.object_name) is not None
+
+
+def test_purge_keeps_an_object_another_version_still_references(published: CatalogWorld) -> None:
+    world = published
     shared = world.find("acme", "hello-world", "2.0.0")
     content = b"".join(iter(lambda stream=world.bucket.open_read(shared.object_name): stream.read(1 << 20), b""))
     world.publish("acme", "hello-world", "2.0.1", rootfs=content)  # same rootfs, so the same object

@@ -191,7 +191,7 @@ def test_non_fast_forward_without_retries_rolls_back(world: World, tmp_path: Pat
     start = world.repo.git("rev-parse", "HEAD")
     push_concurrent_commit(world, tmp_path)
     result = process(world)
-    assert result.exit_code == 1 and "failed" in result.output
+    assert result.exit_code == 2 and "failed" in result.output
     assert world.bucket_objects() == {}
     assert world.repo.git("rev-parse", "HEAD") == start
 

@@ -141,7 +141,7 @@ def test_failed_push_removes_the_mirrored_tags(world: World) -> None:
     reject_pushes(world.remote)
     start = world.repo.git("rev-parse", "HEAD")
     result = world.process()
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "rejected by policy" in result.output
     for name in ("acme-beta", "acme-plain"):
         assert f"deleted docker://{world.mirror}/{name}:1.0.0" in result.output

@@ -81,7 +81,7 @@ def test_push_failure_with_gcs_deletes_exactly_what_the_run_created(
     start = repo.git("rev-parse", "HEAD")
     result = CliRunner().invoke(cli, ["process", "--repo", str(repo.root), "--bucket", gcs_bucket_uri, "--oci-layout",
                                       str(images), "--cache-dir", str(tmp_path / "cache"), "--quiet"])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert "deleted 1 object(s)" in result.output
     assert gcs_objects(gcs_bucket_uri) == before
     assert repo.git("rev-parse", "HEAD") == start

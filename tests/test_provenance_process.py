@@ -236,7 +236,7 @@ def test_push_failure_deletes_the_envelopes_with_the_artifacts(signed: Signed) -
     start = signed.world.repo.git("rev-parse", "HEAD")
     reject_pushes(signed.world.remote)
     result = signed.process()
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "deleted 4 object(s)" in result.output and ".intoto.jsonl" in result.output
     assert signed.world.bucket_objects() == before
     assert signed.world.repo.git("rev-parse", "HEAD") == start

@@ -41,7 +41,7 @@ def test_a_failed_push_reports_what_was_rolled_back(world: World, tmp_path: Path
     start = world.repo.git("rev-parse", "HEAD")
     reject_pushes(world.remote)
     result = run_with_report(world, tmp_path / "report")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     report, markdown = read_report(tmp_path / "report")
     assert report["result"] == "failed" and "rejected by policy" in report["error"]
     assert report["rollback"]["branch-reset-to"] == start

@@ -39,7 +39,7 @@ def test_a_remote_url_with_a_token_never_shows_it_when_the_push_fails(exchange_r
     head = exchange_repo.git("rev-parse", "HEAD")
     url = f"file://ci-bot:{TOKEN}@localhost{remote}"
     result = exchange(*process_args(world, bucket.as_uri(), "--remote", url, "--format", "json"))
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "error: push to file://***@localhost" in result.stderr, result.stderr
     assert "rolled back" in result.stderr and json.loads(result.stdout)["ok"] is False

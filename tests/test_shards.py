@@ -186,7 +186,7 @@ def test_finalize_rolls_back_every_shard_when_the_push_fails(fanout: FanOut) -> 
     hook.chmod(0o755)
     start = fanout.repo.git("rev-parse", "HEAD")
     result = fanout.finalize()
-    assert result.exit_code == 1 and "rejected by policy" in result.output
+    assert result.exit_code == 2 and "rejected by policy" in result.output
     assert "deleted 5 object(s)" in result.output
     assert gcs_objects(fanout.bucket_uri) == {}
     assert fanout.repo.git("rev-parse", "HEAD") == start

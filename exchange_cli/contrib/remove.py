@@ -66,7 +66,10 @@ def apply_removal(exchange: Exchange, removal: Removal) -> str | None:
 
 
 class RemovalNotPublished(ExchangeError):
-    """The removal commit did not reach the remote: nothing was deleted from the bucket."""
+    """The removal commit did not reach the remote (the remote refused it: the environment, exit 2): nothing
+    was deleted from the bucket."""
+
+    exit_code = 2
 
 
 def publish_removal(exchange: Exchange, remote: str) -> None:

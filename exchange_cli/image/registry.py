@@ -21,6 +21,7 @@ may lead only to another http(s) URL, and only a few times.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import re
@@ -461,6 +462,26 @@ def manifest_exists(ref: ImageReference, *, insecure_registries: Collection[str]
     with RegistryClient.for_reference(ref, insecure_registries=insecure_registries, retry=retry,
                                       limits=limits, shared_credentials=shared_credentials) as client:
         return client.manifest_exists(ref.repository, ref.reference)
+
+
+@dataclass(frozen=True)
+class ServedManifest:
+    """What a registry serves for a reference: the sha256 of the manifest's bytes, and the digest its
+    Docker-Content-Digest header names (None when it sends none)."""
+
+    body_digest: str
+    header_digest: str | None
+
+
+def served_manifest(ref: ImageReference, *, insecure_registries: Collection[str] = (),
+                    retry: RetryPolicy = DEFAULT_RETRY, limits: TransferLimits = DEFAULT_LIMITS) -> ServedManifest | None:
+    """The manifest the registry serves for `ref`, by its digests; None when it has none (404)."""
+    with RegistryClient.for_reference(ref, insecure_registries=insecure_registries, retry=retry,
+                                      limits=limits) as client:
+        if not client.manifest_exists(ref.repository, ref.reference):
+            return None
+        body, _, header = client.get_manifest(ref.repository, ref.reference)
+        return ServedManifest(f"sha256:{hashlib.sha256(body).hexdigest()}", header.strip() if header else None)
 
 
 @dataclass(frozen=True)

@@ -343,19 +343,27 @@ def _attestation_hash_check(manifest: ManifestView, envelope_bytes: bytes) -> tu
 
 
 def _registry_check(facts: BuildFacts, options: VerifyOptions) -> tuple[bool, str]:
-    from ..image.registry import manifest_exists
+    """The registry serves, for the attested digest reference, a manifest that is that digest: both the
+    digest it names (Docker-Content-Digest) and the digest of the bytes it sends. A 200 alone proves
+    nothing: a registry (or a proxy) can answer any reference with any manifest."""
+    from ..image.registry import served_manifest
     from ..reference import ReferenceError, parse_reference
 
     pinned = facts.image.digest_reference
     if pinned is None or "@" not in pinned:
         return False, "the statement names no image digest reference to look up"
+    attested = pinned.rpartition("@")[2].lower()
     try:
-        served = manifest_exists(parse_reference(pinned), insecure_registries=options.insecure_registries)
+        served = served_manifest(parse_reference(pinned), insecure_registries=options.insecure_registries)
     except (ReferenceError, ExchangeError) as error:
         return False, f"cannot ask the registry about {pinned}: {error}"
-    if not served:
+    if served is None:
         return False, f"the registry no longer serves {pinned}"
-    return True, f"the registry still serves {pinned}"
+    if served.header_digest is not None and served.header_digest.lower() != attested:
+        return False, f"asked for {pinned}, the registry names digest {served.header_digest} (Docker-Content-Digest)"
+    if attested.startswith("sha256:") and served.body_digest != attested:
+        return False, f"asked for {pinned}, the registry sends a manifest whose digest is {served.body_digest}"
+    return True, f"the registry still serves {pinned} (its manifest's digest checked)"
 
 
 def attestation_name(object_name: str) -> str:

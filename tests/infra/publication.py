@@ -50,15 +50,16 @@ class Publication:
 
 
 def publish(directory: Path, signer: LocalKeySigner, *, version: str = "1.0.0", content: bytes | None = None,
-            commit: str = "f" * 40) -> Publication:
-    """A rootfs, its signed envelope and a manifest that points at both, as `process` writes them."""
+            commit: str = "f" * 40, image: ImageRef | None = None) -> Publication:
+    """A rootfs, its signed envelope and a manifest that points at both, as `process` writes them;
+    `image`: the image it attests (default: facts()'s)."""
     rootfs_bytes = content or os.urandom(4096)
     sha384, sha256 = hashlib.sha384(rootfs_bytes).hexdigest(), hashlib.sha256(rootfs_bytes).hexdigest()
     name = f"acme-hello-sha384-{sha384}.tgz"
     bucket = directory / "bucket"
     bucket.mkdir(parents=True, exist_ok=True)
     (bucket / name).write_bytes(rootfs_bytes)
-    base = facts()
+    base = facts(**({"image": image} if image else {}))
     built: BuildFacts = replace(base, subject_name=name, subject_digests={"sha384": sha384, "sha256": sha256},
                                 spec=replace(base.spec, version=version), source_commit=commit)
     attestation = attest(built, signer, name)
