@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
+import traceback
 
 import click
 
 from . import __version__
 from .errors import ExchangeError, describe_os_error, redact
 from .interrupts import exit_status, terminate_raises
+from .logs import LOGGER_NAME
 from .quoting import printable, printable_lines
 
 # name -> module under exchange_cli.commands exposing a click command called `command`.
@@ -47,6 +50,7 @@ SECTIONS = (
                                   "demo")),
 )
 SUMMARY_LIMIT = 300  # a command's first sentence, whole
+UNEXPECTED = 3  # exit status of a defect (see the README's exit status rule)
 
 
 class ExchangeGroup(click.Group):
@@ -90,6 +94,16 @@ class ExchangeGroup(click.Group):
         except KeyboardInterrupt as interrupt:
             click.echo(f"interrupted ({interrupt.args[0]})" if interrupt.args else "interrupted", err=True)
             ctx.exit(exit_status(interrupt))
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click's own: usage errors, --help, a declined prompt
+        except Exception as error:  # noqa: BLE001 - a defect of ours: one line, not a traceback
+            if logging.getLogger(LOGGER_NAME).isEnabledFor(logging.DEBUG):
+                traceback.print_exc()
+            command = ctx.invoked_subcommand or "exchange"
+            click.echo(printable(f"error: exchange {__version__} {command}: unexpected {type(error).__name__}: "
+                                 f"{redact(str(error))[:300]}; this is a bug: please report it with the command, "
+                                 "this line and the output of -v (which shows the traceback)"), err=True)
+            ctx.exit(UNEXPECTED)
 
 
 @click.group(cls=ExchangeGroup, context_settings={"help_option_names": ["-h", "--help"]})

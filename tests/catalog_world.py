@@ -128,7 +128,7 @@ def own_bucket(repo: ExchangeRepo, bucket: Bucket, remote: Path) -> None:
 
 def one_gear_world(repo: ExchangeRepo, tmp_path: Path) -> CatalogWorld:
     """acme/hello 1.0.0 published to a local bucket and its spec committed: the smallest processed exchange."""
-    (tmp_path / "bucket").mkdir()
+    (tmp_path / "bucket").mkdir(parents=True)
     (tmp_path / "work").mkdir()
     from exchange_cli.storage.bucket import open_bucket
 

@@ -85,7 +85,7 @@ def test_show_table_names_the_version_asked_for(world: CatalogWorld) -> None:
 ])
 def test_show_explains_what_it_cannot_find(world: CatalogWorld, reference: str, message: str) -> None:
     result = run(world, "show", reference)
-    assert result.exit_code in (1, 2)
+    assert result.exit_code == 2, "naming what the exchange does not hold is a usage error"
     assert message in result.output
 
 

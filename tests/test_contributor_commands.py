@@ -232,7 +232,7 @@ def test_purge_asks_first(world: CatalogWorld) -> None:
 def test_remove_unknown_name_or_version(world: CatalogWorld) -> None:
     assert "no gear or boutique acme/hell " in run(world.repo, "remove", "acme/hell").output
     result = run(world.repo, "remove", "acme/hello", "--version", "7.0.0")
-    assert result.exit_code == 1 and "has no version 7.0.0" in result.output
+    assert result.exit_code == 2 and "has no version 7.0.0" in result.output
 
 
 def test_remove_a_name_that_is_both_gear_and_boutique_needs_the_kind(world: CatalogWorld) -> None:

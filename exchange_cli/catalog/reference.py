@@ -19,7 +19,9 @@ _REFERENCE = re.compile(r"(?:(?P<kind>gear|boutique):)?(?:(?P<org>[^/@:\s]+)/)?(
 
 
 class NotInCatalog(ExchangeError):
-    pass
+    """The reference names nothing the exchange holds, or several things: a usage error, as a missing file."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from ..image.resolve import open_image
 from ..progress import NullProgress, Progress
 from ..rootfs.errors import LayerError
 from ..specs import SpecFile, SpecKind, locate
+from ..validation.checker import json_problems
 from ..validation.policy import image_problems
 from ..validation.problems import RULES, Problem, Report, Severity, SpecResult
 from .command import command_problems
