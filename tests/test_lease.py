@@ -1,8 +1,6 @@
-"""The bucket lease (storage/lease.py) on a local directory and on the GCS emulator: one holder at a
-time, stale leases broken (expired, or a dead owner on this machine), live ones never; renewal.
-
-The emulator ignores ifGenerationMatch, so every test that needs a create-only or conditional write
-to be refused is a strict xfail there (RACE_PARAMS, as in tests/test_storage.py)."""
+"""The bucket lease (storage/lease.py) on a local directory and on fake-gcs-server, which honours
+ifGenerationMatch on uploads as GCS does: one holder at a time, stale leases broken (expired, or a dead
+owner on this machine), live ones never; renewal."""
 
 from __future__ import annotations
 
@@ -16,7 +14,7 @@ import pytest
 
 from exchange_cli.storage.lease import LEASE_OBJECT, BucketLease, LeaseLost, LeaseRecord, LeaseUnavailable
 from exchange_cli.storage.owner import Owner
-from tests.test_storage import EMULATOR_IGNORES_PRECONDITIONS, RACE_PARAMS, BucketUnderTest, under_test  # noqa: F401
+from tests.test_storage import RACE_PARAMS, BucketUnderTest, under_test  # noqa: F401
 
 BOTH = ["local", pytest.param("gcs", marks=pytest.mark.gcs)]
 

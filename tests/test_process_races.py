@@ -148,6 +148,15 @@ def assert_consistent(stage: Stage, published: int = len(GEARS)) -> None:
     assert not list(stage.tmpdir.glob("exchange-process-*")), "a work directory was left behind"
 
 
+def drop_lease(stage: Stage) -> None:
+    """Delete the bucket lease a held run owns, as something that ignores it would (a person, an older tool)."""
+    from google.cloud import storage
+
+    client = storage.Client.create_anonymous_client()
+    client.project = "test"
+    client.bucket(stage.bucket_uri.removeprefix("gs://")).blob(".exchange-lease.json").delete()
+
+
 def record_owner(stage: Stage) -> None:
     """The ownership record an earlier successful run of this exchange wrote."""
     from exchange_cli.storage.bucket import open_bucket
@@ -245,12 +254,13 @@ def test_overlapping_runs_take_turns_on_the_bucket_lease(local_stage: Stage) -> 
 @pytest.mark.gcs
 @pytest.mark.parametrize("retries", ["0", "1"])
 def test_push_lost_to_a_run_that_reused_our_objects_deletes_none_of_them(gcs_stage: Stage, retries: str) -> None:
-    """The GCS emulator ignores the lease's preconditions (see tests/test_storage.py), so here both runs
-    proceed at once: B finds A's objects and pushes while A's push is held; A's push then fails on the
-    ref lock. A treats that as a race (replays with --retries), or rolls back; either way it fetches the
-    remote first and keeps every object B's manifests reference."""
+    """Something that ignores the lease (a person deleting it, an older tool) lets both runs proceed at
+    once: B finds A's objects and pushes while A's push is held; A's push then fails on the ref lock. A
+    treats that as a race (replays with --retries), or rolls back; either way it fetches the remote first
+    and keeps every object B's manifests reference."""
     stage = gcs_stage
     first, run_a = stage.start_held("first", "--retries", retries)
+    drop_lease(stage)
     second = stage.clone("second")
     run_b = stage.start(second)
     assert finish(run_b, stage, second) == 0, stage.log(second)
@@ -515,6 +525,7 @@ def test_push_lost_to_a_run_that_reused_our_envelopes_deletes_none_of_them(gcs_s
     stage = gcs_stage
     key = signing_key(stage)
     first, run_a = stage.start_held("first", "--retries", "0", "--sign-key", str(key))
+    drop_lease(stage)
     second = stage.clone("second")
     assert finish(stage.start(second, "--sign-key", str(key)), stage, second) == 0, stage.log(second)
     stage.release_push()

