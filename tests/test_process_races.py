@@ -33,7 +33,7 @@ from exchange_cli.demo_image import (
     write_blob,
 )
 from exchange_cli.storage.ownership import OWNER_RECORD
-from tests.infra.gcs import gcs_objects
+from tests.infra.gcs import drop_lease, gcs_objects
 from tests.infra.gitrepo import ExchangeRepo, empty_exchange, gears_on_a_remote, run_git
 
 EXCHANGE = Path(sys.executable).with_name("exchange")
@@ -148,15 +148,6 @@ def assert_consistent(stage: Stage, published: int = len(GEARS)) -> None:
     assert not list(stage.tmpdir.glob("exchange-process-*")), "a work directory was left behind"
 
 
-def drop_lease(stage: Stage) -> None:
-    """Delete the bucket lease a held run owns, as something that ignores it would (a person, an older tool)."""
-    from google.cloud import storage
-
-    client = storage.Client.create_anonymous_client()
-    client.project = "test"
-    client.bucket(stage.bucket_uri.removeprefix("gs://")).blob(".exchange-lease.json").delete()
-
-
 def record_owner(stage: Stage) -> None:
     """The ownership record an earlier successful run of this exchange wrote."""
     from exchange_cli.storage.bucket import open_bucket
@@ -260,7 +251,7 @@ def test_push_lost_to_a_run_that_reused_our_objects_deletes_none_of_them(gcs_sta
     and keeps every object B's manifests reference."""
     stage = gcs_stage
     first, run_a = stage.start_held("first", "--retries", retries)
-    drop_lease(stage)
+    drop_lease(stage.bucket_uri)
     second = stage.clone("second")
     run_b = stage.start(second)
     assert finish(run_b, stage, second) == 0, stage.log(second)
@@ -525,7 +516,7 @@ def test_push_lost_to_a_run_that_reused_our_envelopes_deletes_none_of_them(gcs_s
     stage = gcs_stage
     key = signing_key(stage)
     first, run_a = stage.start_held("first", "--retries", "0", "--sign-key", str(key))
-    drop_lease(stage)
+    drop_lease(stage.bucket_uri)
     second = stage.clone("second")
     assert finish(stage.start(second, "--sign-key", str(key)), stage, second) == 0, stage.log(second)
     stage.release_push()

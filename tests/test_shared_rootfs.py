@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from exchange_cli.demo_image import build_demo_image
+from tests.infra.gcs import drop_lease
 from tests.infra.gitrepo import ExchangeRepo, example_boutique, example_gear, run_git
 from tests.test_process import World, manifests, process, world  # noqa: F401 - world: the fixture
 from tests.test_process_races import Stage, finish, gcs_stage  # noqa: F401 - gcs_stage: the fixture
@@ -236,10 +237,12 @@ def test_finalize_places_and_signs_a_version_sharing_its_rootfs(signed: Signed, 
 
 def test_a_replay_keeps_a_version_whose_place_another_version_took(gcs_stage: Stage) -> None:
     """A (hello 1.0.0) is held in its push; meanwhile B, at a later commit (hello 1.1.0 on the same image),
-    publishes its manifest at the old name. A's push loses the race and replays with --retries: its
-    manifest moves to the version-qualified name instead of being skipped as "already pushed"."""
+    publishes its manifest at the old name (A's lease was deleted by hand, so B does not wait). A's push
+    loses the race and replays with --retries: its manifest moves to the version-qualified name instead
+    of being skipped as "already pushed"."""
     stage = gcs_stage
     first, run_a = stage.start_held("first", "--retries", "1")
+    drop_lease(stage.bucket_uri)
     editor = stage.clone("editor")
     hello_on_the_same_image(ExchangeRepo(editor), "1.1.0")
     run_git(editor, "push", "-q", "origin", "master")
