@@ -23,7 +23,7 @@ from exchange_cli.provenance.signers import LocalKeySigner, generate_private_key
 from exchange_cli.provenance.statement import ImageRef
 from exchange_cli.storage.lease import LEASE_OBJECT
 from tests.catalog_world import CatalogWorld, one_gear_world
-from tests.cli_world import exchange_command
+from tests.cli_world import exchange_command, make_world
 from tests.infra.gitrepo import ExchangeRepo, init_repo
 from tests.infra.lying_registry import LyingRegistry, Reply
 from tests.infra.publication import publish
@@ -385,3 +385,19 @@ def test_verify_image_fails_when_the_registry_serves_another_digest(tmp_path: Pa
     failure = json.loads(result.stdout)["failure"]
     assert failure["check"] == "image", failure
     assert ("Docker-Content-Digest" if lie == "header" else "sends a manifest whose digest is") in failure["reason"]
+
+
+def test_process_publishing_the_index_beside_a_lone_surrogate_prints_its_json(tmp_path: Path) -> None:
+    """A manifest holding "\\ud800" made `process --publish-index --format json` print no JSON at all."""
+    world = make_world(tmp_path, ("hello",))
+    (world.work / "manifests" / "acme").mkdir(parents=True, exist_ok=True)
+    (world.work / "manifests" / "acme" / "acme-odd-sha384-0.json").write_text(
+        '{"gear": {"name": "odd\\ud800", "version": "1"}, "exchange": {}}')
+    run_git = ExchangeRepo(world.work).git
+    run_git("add", "-A")
+    run_git("commit", "-q", "-m", "odd")
+    run_git("push", "-q", "origin", "master")
+    result = CliRunner().invoke(cli, [*world.process_args(), "--publish-index", "gh-pages-json", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["catalog"]["published"], report

@@ -201,3 +201,34 @@ def test_contributor_strings_never_reach_the_terminal_as_controls(world: Catalog
     assert "\\x0a\\x09injected line" in outputs["list"], "the newline is shown, it starts no line"
     assert not any(line.startswith("\tinjected") or line.startswith("injected")
                    for output in outputs.values() for line in output.splitlines())
+
+
+def test_publishing_never_moves_a_branch_off_a_local_commit(world: CatalogWorld, pushed: Path, tmp_path: Path) -> None:
+    """The local publish branch held an unpushed commit of someone's: it was moved to the remote's tip and
+    the commit was on no branch any more."""
+    assert run(world, "index", "--html", str(tmp_path / "site"), "--publish-branch", "gh-pages").exit_code == 0
+    remote_tip = run_git(pushed, "rev-parse", "gh-pages")
+    world.repo.git("update-ref", "refs/heads/gh-pages", world.repo.git(
+        "commit-tree", f"{remote_tip}^{{tree}}", "-p", remote_tip, "-m", "a maintainer's own change"))
+    local = world.repo.git("rev-parse", "gh-pages")
+    world.spec("acme", "hello", "1.1.0")
+    world.repo.commit("a new version")
+    result = run(world, "index", "--html", str(tmp_path / "site2"), "--publish-branch", "gh-pages")
+    assert result.exit_code == 2, result.output
+    assert f"the local branch gh-pages holds commit {local[:12]} (\"a maintainer's own change\")" in result.output
+    assert world.repo.git("rev-parse", "gh-pages") == local and run_git(pushed, "rev-parse", "gh-pages") == remote_tip
+
+
+def test_an_earlier_publication_that_never_reached_the_remote_is_superseded(world: CatalogWorld, pushed: Path,
+                                                                           tmp_path: Path) -> None:
+    hook = pushed / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'gh-pages is frozen today' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    failed = run(world, "index", "--html", str(tmp_path / "site"), "--publish-branch", "gh-pages")
+    assert failed.exit_code == 2, failed.output
+    (line,) = [line for line in failed.output.splitlines() if line.startswith("error: ")]
+    assert "gh-pages is frozen today" in line and "stderr: '" not in line, line
+    hook.unlink()
+    again = run(world, "index", "--html", str(tmp_path / "site"), "--publish-branch", "gh-pages")
+    assert again.exit_code == 0, again.output
+    assert run_git(pushed, "rev-parse", "gh-pages") == world.repo.git("rev-parse", "gh-pages")

@@ -25,7 +25,9 @@ from ..specs import SPEC_DIRECTORIES
 
 
 class PublishError(ExchangeError):
-    pass
+    """The catalog could not be published (the remote refused it): the environment, exit 2."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
