@@ -67,6 +67,12 @@ class JsonText:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def readable(self) -> bool:
+        """The data could be read (only duplicate keys, if anything, were found: the last value counts,
+        as Python's json reader has it; `problems` still names each)."""
+        return self.data is not None or self.text.strip() == "null"
+
     def position(self, pointer: str) -> Position:
         if self.index is None:
             return Position(1, 1)
@@ -91,12 +97,14 @@ def parse_json(text: str) -> JsonText:
     if walk.problems:
         document.problems = [JsonProblem(rule, message, index.position_of_offset(offset))
                              for rule, message, offset in walk.problems]
-        return document
+        if any(rule != DUPLICATE_KEY_RULE for rule, _, _ in walk.problems):
+            return document
     try:
         document.data = json.loads(text)
     except json.JSONDecodeError as error:
         message, offset = explain(error)
         document.problems = [JsonProblem(SYNTAX_RULE, f"not valid JSON: {message}", index.position_of_offset(offset))]
+        document.data = None
     return document
 
 

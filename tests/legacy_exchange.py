@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from exchange_cli.storage.bucket import Bucket
-from tests.catalog_world import rootfs_tarball
+from tests.catalog_world import CatalogWorld, rootfs_tarball
 from tests.infra.gitrepo import ExchangeRepo, example_boutique, example_gear
 
 WARNING_SCHEMA = {"WARNING": "Invocation schema validation for boutiques not yet implemented"}
@@ -146,3 +146,14 @@ def build_legacy_exchange(repo: ExchangeRepo, bucket: Bucket, work: Path) -> Leg
     source.write_bytes(b"left behind by a failed run")
     bucket.upload(ORPHAN, source, size=source.stat().st_size, sha384=hashlib.sha384(source.read_bytes()).hexdigest())
     return legacy
+
+
+def renamed_within_one_file(world: CatalogWorld) -> None:
+    """`gears/flywheel/c-pac.json` held the name `c-pac` for its first versions and `cpac` from 5.0 on;
+    every manifest is named after the file (`flywheel-c-pac-…`), as the old pipeline named them."""
+    for version in ("1.0.0", "2.0.0", "4.0.0"):
+        world.publish("flywheel", "c-pac", version)
+    world.publish("flywheel", "cpac", "5.0.0", stem="c-pac")
+    world.repo.write("gears/flywheel/c-pac.json", example_gear(
+        name="cpac", version="5.1.0", custom={"gear-builder": {"image": "registry.example.org/flywheel/cpac:5.1.0"}}))
+    world.repo.commit("cpac: renamed in its own file")

@@ -3,7 +3,10 @@ manifest, or names the one it cannot read, and they all agree on what a gear is 
 
 from __future__ import annotations
 
+import html
 import json
+import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -12,9 +15,9 @@ from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from exchange_cli.storage.bucket import open_bucket
-from tests.catalog_world import own_bucket
+from tests.catalog_world import CatalogWorld, one_gear_world, own_bucket
 from tests.infra.gitrepo import ExchangeRepo, run_git
-from tests.legacy_exchange import IMAGE_URL, ORPHAN, LegacyExchange, build_legacy_exchange
+from tests.legacy_exchange import IMAGE_URL, ORPHAN, LegacyExchange, build_legacy_exchange, renamed_within_one_file
 
 
 @pytest.fixture
@@ -147,13 +150,25 @@ def test_show_reads_old_shape_manifests_and_those_without_an_org(legacy: LegacyE
     assert no_org["org"] is None and no_org["manifest"] == legacy.manifest("bids-app", "0.2.1_0.6.0").relative
 
 
-def test_an_ambiguous_reference_is_refused_with_the_candidates(legacy: LegacyExchange) -> None:
-    # A second gear whose *file* is called cpac: acme/cpac now names two gears.
+def test_a_gear_called_the_name_wins_over_a_file_stored_under_it(legacy: LegacyExchange) -> None:
+    # A second gear whose *file* is called cpac: acme/cpac names the gear called cpac, not the file.
     legacy.repo.write("gears/acme/cpac.json", legacy.gear("cpac-ng", "1.0.0"))
-    result = run(legacy, "show", "acme/cpac")
+    legacy.process("manifests/acme", "acme-cpac", "acme", legacy.gear("cpac-ng", "1.0.0"))
+    legacy.repo.commit("cpac-ng")
+    assert json.loads(run(legacy, "show", "acme/cpac", "--json").stdout)["name"] == "cpac"
+    assert json.loads(run(legacy, "show", "acme/cpac-ng", "--json").stdout)["name"] == "cpac-ng"
+
+
+def test_an_ambiguous_reference_is_refused_with_references_that_each_resolve(legacy: LegacyExchange) -> None:
+    legacy.process("manifests/neuro", "neuro-cpac", "neuro", legacy.gear("cpac", "2.0.0"))
+    legacy.repo.commit("cpac in another org")
+    result = run(legacy, "show", "cpac")
     assert result.exit_code == 2
-    assert ("acme/cpac is ambiguous; it names 2 entries: gear:acme/cpac, stored as acme/c-pac; "
-            "gear:acme/cpac-ng, stored as acme/cpac") in result.output
+    assert ("cpac is ambiguous; it names 2 entries: gear:acme/cpac, stored as acme/c-pac; gear:neuro/cpac; "
+            "each of these names one: acme/cpac, neuro/cpac") in result.output
+    for suggested in ("acme/cpac", "neuro/cpac"):
+        shown = run(legacy, "show", suggested, "--json")
+        assert shown.exit_code == 0 and json.loads(shown.stdout)["org"] == suggested.split("/")[0], shown.output
 
 
 def test_inventory_index_and_history_agree_with_list(legacy: LegacyExchange) -> None:
@@ -194,12 +209,14 @@ def test_an_established_file_named_otherwise_is_a_warning_a_new_one_an_error(leg
     assert "must be stored as gears/acme/brand-new.json" in new[0]["message"]
 
 
-def test_two_files_holding_one_gear_are_an_error(legacy: LegacyExchange) -> None:
+def test_a_new_file_holding_a_gear_another_file_holds_is_the_error(legacy: LegacyExchange) -> None:
+    """The change introduced the second file: it is the error; the file already there is warned about."""
     legacy.repo.write("gears/acme/cpac.json", legacy.gear("cpac", "2.0.0"))
     report = validate_json(legacy, "--all")
-    rules = {r["path"].rsplit("/", 1)[-1]: {p["rule"] for p in r["problems"] if p["severity"] == "error"}
-             for r in report["results"]}
-    assert rules["cpac.json"] == {"duplicate-name"} and rules["c-pac.json"] == {"duplicate-name"}
+    rules = {r["path"].rsplit("/", 1)[-1]: {(p["rule"], p["severity"]) for p in r["problems"]
+                                            if p["rule"] == "duplicate-name"} for r in report["results"]}
+    assert rules["cpac.json"] == {("duplicate-name", "error")} and rules["c-pac.json"] == {("duplicate-name", "warning")}
+    assert not report["ok"]
 
 
 def test_add_gear_updates_the_entry_that_holds_the_gear(legacy: LegacyExchange, tmp_path: Path) -> None:
@@ -334,3 +351,53 @@ def test_an_embedded_schema_without_additional_properties_false_is_called_older(
     assert published.exit_code == 0 and "lacks additionalProperties: false" in published.stderr
     today = CliRunner().invoke(cli, ["validate-invocation", str(manifest), str(job), "--regenerate", "--format", "text"])
     assert today.exit_code == 1 and "'typo' was unexpected" in today.stdout
+
+
+# Adoption, round two -----------------------------------------------------------------------------
+
+@pytest.fixture
+def renamed(exchange_repo: ExchangeRepo, tmp_path: Path) -> CatalogWorld:
+    world = one_gear_world(exchange_repo, tmp_path)
+    renamed_within_one_file(world)
+    return world
+
+
+@pytest.mark.parametrize("reference, name, version", [
+    ("flywheel/c-pac", "c-pac", "4.0.0"), ("gear:flywheel/c-pac", "c-pac", "4.0.0"), ("c-pac", "c-pac", "4.0.0"),
+    ("flywheel/c-pac@2.0.0", "c-pac", "2.0.0"), ("flywheel/c-pac@5.0.0", "cpac", "5.0.0"),
+    ("flywheel/cpac", "cpac", "5.0.0"), ("cpac@5.0.0", "cpac", "5.0.0"),
+])
+def test_every_published_version_of_a_gear_renamed_in_its_file_can_be_named(renamed: CatalogWorld, reference: str,
+                                                                             name: str, version: str) -> None:
+    """`flywheel/c-pac`, `c-pac`, even `flywheel/c-pac@<a version only it has>` were "ambiguous"."""
+    shown = CliRunner().invoke(cli, ["show", reference, "--json", "--repo", str(renamed.repo.root)])
+    assert shown.exit_code == 0, shown.output
+    assert (json.loads(shown.stdout)["name"], json.loads(shown.stdout)["version"]) == (name, version)
+
+
+def test_a_manifest_file_name_names_one_version_and_is_never_ambiguous(renamed: CatalogWorld, tmp_path: Path) -> None:
+    published = renamed.find("flywheel", "c-pac", "1.0.0")
+    file_name = Path(published.manifest).name
+    for reference in (file_name, published.manifest):
+        shown = CliRunner().invoke(cli, ["show", reference, "--json", "--repo", str(renamed.repo.root)])
+        assert shown.exit_code == 0 and json.loads(shown.stdout)["version"] == "1.0.0", shown.output
+    fetched = CliRunner().invoke(cli, ["fetch", file_name, "-o", str(tmp_path / "x.tgz"), "--repo",
+                                       str(renamed.repo.root)])
+    assert fetched.exit_code == 0, fetched.output
+
+
+def test_every_copy_command_on_every_catalog_page_runs(renamed: CatalogWorld, tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    assert CliRunner().invoke(cli, ["index", "--html", str(site), "-o", str(tmp_path / "x.json"), "--repo",
+                                    str(renamed.repo.root)]).exit_code == 0
+    commands = [html.unescape(text) for page in site.rglob("*.html")
+                for text in re.findall(r'<code id="cmd-[^"]*">(.*?)</code>', page.read_text())]
+    exchange_commands = [shlex.split(command) for command in commands if command.startswith("exchange ")]
+    assert len(exchange_commands) == len(renamed.published), "one fetch command per processed version"
+    fetched = set()
+    for number, (_, verb, *args) in enumerate(exchange_commands):
+        result = CliRunner().invoke(cli, [verb, *args, "--output-dir", str(tmp_path / f"out{number}"), "--repo",
+                                          str(renamed.repo.root)])
+        assert result.exit_code == 0, (args, result.output)
+        fetched |= {p.name for p in (tmp_path / f"out{number}").iterdir()}
+    assert fetched == {p.object_name for p in renamed.published}, "each command fetched a different version"

@@ -201,7 +201,7 @@ def read_spec_entries(exchange: Exchange) -> list[tuple[Path, SpecLocation, dict
     for path in exchange.all_spec_paths():
         spec = read_spec(path, exchange.root)  # links and files outside the repository are refused unread
         location, data = spec.location, spec.data
-        if location is not None and isinstance(data, dict):
+        if location is not None and spec.document.ok and isinstance(data, dict):
             found.append((path, location, data))
     return found
 

@@ -13,6 +13,7 @@ from ..names import as_name, path_below
 from ..specs import SpecKind, image_field
 from .index import index_text
 from .model import Catalog, CatalogEntry, CatalogVersion
+from .reference import unique_reference
 from .site_assets import CSS, JS
 
 INDEX_PAGE = "index.html"
@@ -27,7 +28,7 @@ def site_files(catalog: Catalog, *, title: str | None = None) -> dict[str, str]:
     title = title or SITE_TITLE
     files = {INDEX_PAGE: index_page(catalog, title), INDEX_JSON: index_text(catalog), CSS_PATH: CSS, JS_PATH: JS}
     for entry in catalog.entries:
-        files[entry_page_path(entry)] = entry_page(entry, title)
+        files[entry_page_path(entry)] = entry_page(entry, title, catalog)
     return files
 
 
@@ -64,11 +65,14 @@ def index_page(catalog: Catalog, title: str = SITE_TITLE) -> str:
     return _page(title, body, "")
 
 
-def entry_page(entry: CatalogEntry, site_title: str = SITE_TITLE) -> str:
+def entry_page(entry: CatalogEntry, site_title: str = SITE_TITLE, catalog: Catalog | None = None) -> str:
+    """`catalog`: the whole catalog, so each version's commands name it by a reference that resolves to
+    exactly it (reference.unique_reference); without it, ``org/name@version``."""
     latest = entry.latest
     spec = latest.spec if latest else {}
     title = _text(spec, "label") or entry.name
-    versions = "\n".join(_version_section(entry, version, index, open_details=index == 0)
+    versions = "\n".join(_version_section(entry, version, index, open_details=index == 0,
+                                          reference=_reference(catalog, entry, version))
                          for index, version in enumerate(entry.versions))
     body = f"""<nav><p><a href="../../{INDEX_PAGE}">← All gears and boutiques</a></p></nav>
 <main>
@@ -98,7 +102,13 @@ def _about(entry: CatalogEntry, spec: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _version_section(entry: CatalogEntry, version: CatalogVersion, index: int, *, open_details: bool) -> str:
+def _reference(catalog: Catalog | None, entry: CatalogEntry, version: CatalogVersion) -> str:
+    return unique_reference(catalog, entry, version.version) if catalog is not None else \
+        f"{entry.ref}@{version.version}"
+
+
+def _version_section(entry: CatalogEntry, version: CatalogVersion, index: int, *, open_details: bool,
+                     reference: str) -> str:
     state = ('<span class="badge processed">processed</span>' if version.processed
              else '<span class="badge pending">not processed yet</span>')
     if _signed(version):  # the manifest carries signed provenance; `exchange verify` is the proof, not this page
@@ -110,7 +120,7 @@ def _version_section(entry: CatalogEntry, version: CatalogVersion, index: int, *
         rows += [("rootfs hash", f"<code>{escape(version.rootfs_hash or '')}</code>"),
                  ("rootfs size", f"{version.rootfs_size:,} bytes" if version.rootfs_size is not None else ""),
                  ("rootfs URL", _link(version.rootfs_url or ""))]
-    commands = _fetch_commands(entry, version, index) if version.processed else ""
+    commands = _fetch_commands(version, index, reference) if version.processed else ""
     return f"""<section class="version" id="v-{escape(version.version)}">
 <h3>{escape(version.version)} {state}</h3>
 {_meta_list(rows)}
@@ -122,10 +132,10 @@ def _version_section(entry: CatalogEntry, version: CatalogVersion, index: int, *
 </section>"""
 
 
-def _fetch_commands(entry: CatalogEntry, version: CatalogVersion, index: int) -> str:
-    commands = [f"exchange fetch {entry.ref}@{version.version}"]
+def _fetch_commands(version: CatalogVersion, index: int, reference: str) -> str:
+    commands = [f"exchange fetch {shlex.quote(reference)}"]
     if _signed(version):
-        commands.append(f"exchange verify {entry.ref}@{version.version}")
+        commands.append(f"exchange verify {shlex.quote(reference)}")
     name = version.manifest.bucket_object if version.manifest is not None else None
     if name is not None and version.rootfs_url and version.rootfs_hash:
         algorithm, _, hex_digest = version.rootfs_hash.partition(":")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..catalog.reference import EntryReference, find_entry, find_processed_version
+from ..catalog.reference import EntryReference, find_processed_version, resolve
 from ..fetch.run import FetchOutcome, fetch_rootfs
 from ..progress import format_bytes
 from ..quoting import printable
@@ -32,9 +32,9 @@ def command(reference: str, out_file: Path | None, out_dir: Path, extract: bool,
             repo: Path | None, output_format: str) -> None:
     """Download the rootfs of a processed version (default: the newest) from its rootfs URL (http(s)://,
     gs://, file://), or from --bucket, verifying its hash as it arrives."""
-    parsed = EntryReference.parse(reference)
-    entry = find_entry(open_catalog(repo)[1], parsed)
-    version = find_processed_version(entry, parsed.version)
+    resolved = resolve(open_catalog(repo)[1], EntryReference.parse(reference))
+    entry = resolved.entry
+    version = find_processed_version(entry, resolved.version)
     bucket = storage_bucket(bucket_uri, None) if bucket_uri else None
     outcome = fetch_rootfs(entry, version, out_dir, extract=extract, bucket=bucket, file=out_file)
     if output_format == "json":

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .. import git
-from ..catalog.reference import EntryReference, find_entry
+from ..catalog.reference import EntryReference, resolve
 from ..catalog.storage_audit import require_every_manifest_read
 from ..contrib.remove import PurgeOutcome, apply_removal, plan_removal, publish_removal, purge_objects, still_published
 from ..errors import UsageError
@@ -34,10 +34,11 @@ def command(reference: str, version: str | None, purge: bool, bucket_uri: str | 
     """Remove exactly one gear or boutique, or with @VERSION one version of it, named by ORG/NAME or
     ORG/FILE-STEM (never another name that merely starts the same): its spec and manifests, in one commit."""
     parsed = EntryReference.parse(reference)
-    if parsed.version and version and parsed.version != version:
-        raise UsageError(f"{reference} and --version {version} name different versions")
     exchange, catalog = open_catalog(repo)
-    removal = plan_removal(exchange, catalog, find_entry(catalog, parsed), version or parsed.version)
+    resolved = resolve(catalog, parsed)
+    if resolved.version and version and resolved.version != version:
+        raise UsageError(f"{reference} and --version {version} name different versions")
+    removal = plan_removal(exchange, catalog, resolved.entry, version or resolved.version)
     if purge:
         require_every_manifest_read(catalog.scan.problems)
     bucket = storage_bucket(bucket_uri, None) if purge else None

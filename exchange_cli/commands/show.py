@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..catalog.essentials import essentials, render_essentials
-from ..catalog.reference import EntryReference, find_entry, find_processed_version
+from ..catalog.reference import EntryReference, find_processed_version, resolve
 from .catalog_options import open_catalog, repo_option
 from .conventions import format_option, verbosity_options
 
@@ -21,9 +21,8 @@ from .conventions import format_option, verbosity_options
 @verbosity_options
 def command(reference: str, output_format: str, repo: Path | None) -> None:
     """Show a processed version (default: the newest): image, digest, rootfs URL, hash, size, commit."""
-    parsed = EntryReference.parse(reference)
-    entry = find_entry(open_catalog(repo)[1], parsed)
-    details = essentials(entry, find_processed_version(entry, parsed.version))
+    resolved = resolve(open_catalog(repo)[1], EntryReference.parse(reference))
+    details = essentials(resolved.entry, find_processed_version(resolved.entry, resolved.version))
     if output_format == "json":
         click.echo(json.dumps(details, indent=2))
     else:

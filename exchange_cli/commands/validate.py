@@ -22,6 +22,7 @@ from .conventions import format_option, jobs_option, repo_option, verbosity_opti
               help="Judge this checkout as a change to the branch REF (the branch CI job: origin/master): check the "
                    "specs changed since the merge base, with REF's policy, manifests and sentinel, and fail every "
                    "control file the change touches (protected-path) [env: EXCHANGE_BASE].")
+@click.option("--strict", is_flag=True, help="Every problem is an error, in specs unchanged since the base (or already processed) too; by default those are warnings: rules judge what a change introduces.")
 @repo_option
 @click.option("--check-images", is_flag=True, help="Also ask each image's registry whether the tag or digest exists (network).")
 @click.option("--insecure-registry", "insecure_registries", multiple=True, metavar="HOST", help="Talk plain HTTP to this registry (repeatable).")
@@ -29,7 +30,8 @@ from .conventions import format_option, jobs_option, repo_option, verbosity_opti
 @format_option("auto", "text", "rich", "json", default="auto")
 @click.option("--junit-xml", type=click.Path(dir_okay=False, path_type=Path), help="Also write a JUnit report, one test case per spec.")
 @verbosity_options
-def command(paths: tuple[Path, ...], all_specs: bool, since: str | None, base: str | None, repo: Path | None,
+def command(paths: tuple[Path, ...], all_specs: bool, since: str | None, base: str | None, strict: bool,
+            repo: Path | None,
             check_images: bool, insecure_registries: tuple[str, ...], jobs: int, output_format: str,
             junit_xml: Path | None) -> None:
     """Check gear and boutique specs: with PATHs those files, with --all every spec, with --base the change to
@@ -39,11 +41,11 @@ def command(paths: tuple[Path, ...], all_specs: bool, since: str | None, base: s
         if paths or all_specs or since:
             raise UsageError("--base judges the whole change; give it without PATHs, --all or --since")
         report = validate_change(exchange, base, check_images=check_images, insecure_registries=insecure_registries,
-                                 jobs=jobs)
+                                 jobs=jobs, strict=strict)
     else:
         selected = select_spec_paths(exchange, paths, all_specs=all_specs, since=since)
         report = validate_specs(exchange, selected, check_images=check_images,
-                                insecure_registries=insecure_registries, jobs=jobs)
+                                insecure_registries=insecure_registries, jobs=jobs, strict=strict)
     render(report, output_format, sys.stdout)
     if junit_xml is not None:
         with writing(junit_xml, "the JUnit report"):

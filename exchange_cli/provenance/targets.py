@@ -42,13 +42,13 @@ def resolve_target(target: str, repo: Path | None) -> Target:
             raise UsageError(f"{path}: {manifest.reason}")
         return Target(view_of(manifest), str(path), root, relative if inside else None)
     from ..catalog.model import load_catalog
-    from ..catalog.reference import EntryReference, find_entry, find_processed_version
+    from ..catalog.reference import EntryReference, find_processed_version, resolve
     from ..repository import Exchange
 
-    parsed = EntryReference.parse(target)
     exchange = Exchange.open(repo)
-    entry = find_entry(load_catalog(exchange), parsed)
-    version = find_processed_version(entry, parsed.version)
+    resolved = resolve(load_catalog(exchange), EntryReference.parse(target))
+    entry = resolved.entry
+    version = find_processed_version(entry, resolved.version)
     assert version.manifest is not None
     return Target(view_of(version.manifest, version.manifest.relative),
                   f"{entry.ref}@{version.version}", exchange.root, version.manifest.relative)

@@ -11,12 +11,13 @@ from typing import Callable, Collection
 from ..catalog.model import EntryClaims, expected_stem
 from ..jsonpos import JsonText
 from ..manifests import ManifestIndex, VersionKey
-from ..quoting import quote, short_text
+from ..quoting import one_line, quote, short_text
 from ..reference import ImageReference
 from ..specs import SpecFile, SpecKind, SpecLocation, image_field, location_problem, read_spec
 from .policy import DEFAULT_POLICY, Policy, image_problems
 from .problems import Problem, Report, Severity, SpecResult
 from .schemas import boutique_problems, gear_problems
+
 
 @dataclass(frozen=True)
 class RegistryAnswer:
@@ -50,6 +51,11 @@ class Checker:
     policy: Policy = DEFAULT_POLICY
     lookup_workers: int = 1  # registries asked at once
     entries: EntryClaims | None = None  # the exchange's spec files, for the rules on entries
+    # Spec files (repository-relative) unchanged since the base the run is judged from: their problems,
+    # like those of a spec already processed, are warnings (the change did not introduce them) unless strict.
+    unchanged: Collection[str] = ()
+    base: str = "the base"  # how messages name it: ".sentinel (abc123)", "origin/master"
+    strict: bool = False
     checked: list[CheckedSpec] = field(default_factory=list)
 
     def check_paths(self, paths: Collection[Path], *, root: Path) -> Report:
@@ -60,6 +66,8 @@ class Checker:
             self._check_images_exist(self.image_lookup)
         for item in self.checked:
             item.result.problems[:] = self.policy.keep(item.result.problems)
+            if not self.strict:
+                self._demote_if_not_introduced(item)
             place_problems(item.spec, item.result.problems)
             item.result.problems.sort(key=lambda p: (p.line or 0, p.column or 0))  # read top to bottom
         return Report([item.result for item in self.checked])
@@ -78,7 +86,10 @@ class Checker:
             problems.append(Problem("spec-location", location_problem(spec.relative_path)))
         if not spec.document.ok:
             problems.extend(json_problems(spec.document))
-            return item
+            # Duplicate keys leave the data readable (the last value counts): checked further only where the
+            # exchange's policy switched json-duplicate-key off (an exchange the old pipeline grew).
+            if not spec.document.readable or self.policy.enabled("json-duplicate-key"):
+                return item
         kind = spec.kind
         result.kind, result.name, result.version = kind.value, spec.name, spec.version
         location = spec.location
@@ -93,6 +104,21 @@ class Checker:
             problems.extend(entry_problems(self.entries, location, spec.name))
         problems[:] = self.policy.keep(problems)
         return item
+
+    def _demote_if_not_introduced(self, item: CheckedSpec) -> None:
+        """Rules judge what a change introduces: a spec unchanged since the base, or already processed
+        exactly as it is, keeps its problems as warnings (an exchange adopting a rule, or a rule added
+        after the spec was processed, must not block every later change)."""
+        processed = any(p.rule == "already-processed" for p in item.result.problems)
+        unchanged = item.spec.relative_path is not None and item.spec.relative_path in self.unchanged
+        if not (processed or unchanged):
+            return
+        why = "already processed as it is" if processed else f"unchanged since {self.base}"
+        for problem in item.result.problems:
+            if problem.severity is Severity.ERROR:
+                problem.severity = Severity.WARNING
+                problem.message = one_line(f"{problem.message} ({why}: the change did not introduce it; "
+                                           "--strict makes it an error)")
 
     def _version_problems(self, key: VersionKey, spec: SpecFile) -> list[Problem]:
         existing = self.manifests.for_key(key)
@@ -155,8 +181,13 @@ def entry_problems(entries: EntryClaims, location: SpecLocation, name: str) -> l
     problems = []
     others = entries.others(location, name)
     if others:
+        # Two files that were both in the exchange already: the change did not make them two.
+        both_established = all(path in entries.established for path in [location.relative_path, *others])
         problems.append(Problem("duplicate-name", f"{location.kind.value} {location.org}/{short_text(name)} is also held by "
-                                                  f"{', '.join(others)}; one gear has one spec file", "/name"))
+                                                  f"{', '.join(others)}; one gear has one spec file"
+                                                  + (" (both files were already in the exchange)" if both_established
+                                                     else ""), "/name",
+                                Severity.WARNING if both_established else Severity.ERROR))
     stem = expected_stem(name, location.kind)
     if location.stem != stem:
         established = location.relative_path in entries.established

@@ -31,7 +31,10 @@ MAX_POLICY_BYTES = 64 * 1024  # a policy is a few lines of YAML
 SCHEMA_FILE = "exchange-policy.schema.json"
 # Rules that are a matter of each exchange's taste; the others keep specs readable and processable.
 SWITCHABLE_RULES = ("image-unpinned", "image-registry", "image-not-found", "registry-unreachable",
-                    "boutique-semantics")
+                    "boutique-semantics", "file-name", "duplicate-name", "json-duplicate-key", "schema-format")
+# Rules the old pipeline never enforced: an exchange it grew may start with them off (README, "Moving from
+# the old pipeline"); a new exchange keeps them on.
+OLD_PIPELINE_RULES = ("file-name", "duplicate-name", "json-duplicate-key", "schema-format")
 
 IMAGE_FIELDS = {
     SpecKind.GEAR: "custom.gear-builder.image (or custom.docker-image)",

@@ -29,6 +29,7 @@ RULES: dict[str, str] = {
     "spec-size": "a spec file must be at most 1 MiB (specs.MAX_SPEC_BYTES); it is refused unread",
     "gear-schema": "a gear must validate against the official Flywheel gear manifest schema",
     "boutique-schema": "a boutique must validate against the Boutiques descriptor schema",
+    "schema-format": "a value the schema gives a format (uri, email) must have it",
     "boutique-semantics": "a boutique must pass the Boutiques semantic checks",
     "image-missing": "the spec must name its Docker image",
     "image-reference": "the image reference must follow the Docker reference grammar",

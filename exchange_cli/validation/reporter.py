@@ -7,8 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..quoting import short_text
-from ..quoting import printable
+from ..quoting import printable, short_text
 from .problems import Problem, Report, Severity, SpecResult, Status
 
 

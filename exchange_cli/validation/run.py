@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Collection
 
+from .. import git
 from ..catalog.model import EntryClaims
 from ..errors import ExchangeError, UsageError
 from ..logs import logger
 from ..manifests import ManifestIndex
 from ..reference import ImageReference
 from ..repository import MANIFESTS, Exchange
+from ..specs import SPEC_DIRECTORIES
 from .checker import Checker, ImageLookup, RegistryAnswer
 from .policy import Policy, load_policy
 from .problems import Problem, Report, Severity, SpecResult
@@ -27,16 +29,23 @@ LOG = logger("validate")
 
 @dataclass(frozen=True)
 class Judge:
-    """What specs are judged by: the policy, the processed manifests, the spec files already established."""
+    """What specs are judged by: the policy, the processed manifests, the spec files already established,
+    and the base a change is measured from (specs unchanged since it keep their problems as warnings)."""
 
     policy: Policy
     manifests: ManifestIndex
     established: set[str]
+    unchanged: frozenset[str] = frozenset()
+    base: str = "the base"
 
     @classmethod
     def of_checkout(cls, exchange: Exchange) -> "Judge":
+        sentinel = exchange.read_sentinel()
+        unchanged: frozenset[str] = frozenset()
+        if sentinel is not None:
+            unchanged = _unchanged_since(exchange, git.resolve_commit(exchange.repo, sentinel, what=".sentinel"))
         return cls(load_policy(exchange.root), ManifestIndex.load(exchange.manifests_dir),
-                   exchange.established_spec_paths())
+                   exchange.established_spec_paths(), unchanged, f".sentinel ({(sentinel or '')[:12]})")
 
     @classmethod
     def of_target(cls, exchange: Exchange, target: Target) -> "Judge":
@@ -44,7 +53,15 @@ class Judge:
         # repository (an ancestor of the target's tip).
         as_target_sees_it = Exchange(exchange.repo, target.root)
         return cls(load_policy(target.root), ManifestIndex.load(target.root / MANIFESTS),
-                   as_target_sees_it.established_spec_paths())
+                   as_target_sees_it.established_spec_paths(), _unchanged_since(exchange, target.merge_base),
+                   target.ref)
+
+
+def _unchanged_since(exchange: Exchange, commit: str) -> frozenset[str]:
+    """Spec files (repository-relative) whose content is what it was at `commit`."""
+    at_commit = git.tracked_paths(exchange.repo, commit, list(SPEC_DIRECTORIES))
+    changed = set(git.changed_paths(exchange.repo, commit, list(SPEC_DIRECTORIES)))
+    return frozenset(at_commit - changed)
 
 
 def select_spec_paths(exchange: Exchange, paths: Collection[Path], *, all_specs: bool, since: str | None) -> list[Path]:
@@ -61,17 +78,20 @@ def select_spec_paths(exchange: Exchange, paths: Collection[Path], *, all_specs:
 
 
 def validate_specs(exchange: Exchange, paths: Collection[Path], *, check_images: bool = False,
-                   insecure_registries: Collection[str] = (), jobs: int = 1, judge: Judge | None = None) -> Report:
+                   insecure_registries: Collection[str] = (), jobs: int = 1, judge: Judge | None = None,
+                   strict: bool = False) -> Report:
+    """`strict`: every problem is an error, in specs the change did not touch too."""
     judge = judge or Judge.of_checkout(exchange)
     lookup = registry_lookup(insecure_registries, shared_credentials=bool(judge.policy.allowed_registries)) \
         if check_images else None
     checker = Checker(judge.manifests, image_lookup=lookup, policy=judge.policy, lookup_workers=jobs,
-                      entries=EntryClaims.load(exchange, judge.manifests.manifests, established=judge.established))
+                      entries=EntryClaims.load(exchange, judge.manifests.manifests, established=judge.established),
+                      unchanged=judge.unchanged, base=judge.base, strict=strict)
     return checker.check_paths(paths, root=exchange.root)
 
 
 def validate_change(exchange: Exchange, base: str, *, check_images: bool = False,
-                    insecure_registries: Collection[str] = (), jobs: int = 1) -> Report:
+                    insecure_registries: Collection[str] = (), jobs: int = 1, strict: bool = False) -> Report:
     """The branch job's check: the specs the change adds or modifies since its merge base with `base`,
     judged by `base`'s tip, and one `protected-path` problem per control file the change touches."""
     with target_branch(exchange, base) as target:
@@ -81,7 +101,7 @@ def validate_change(exchange: Exchange, base: str, *, check_images: bool = False
         LOG.info(f"judged by {base} ({target.tip[:12]}), changes since {target.merge_base[:12]}: "
                  f"{len(paths)} spec(s), {len(protected)} protected file(s)")
         report = validate_specs(exchange, paths, check_images=check_images, insecure_registries=insecure_registries,
-                                jobs=jobs, judge=judge)
+                                jobs=jobs, judge=judge, strict=strict)
         verdict = approval(judge.policy)
         for change in protected:
             report.results.append(_protected_result(change.path, change.change, verdict.approved, verdict.reason))
