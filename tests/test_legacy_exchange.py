@@ -321,6 +321,27 @@ def test_index_legacy_equals_the_old_pipeline_but_for_the_version_order(legacy: 
     assert sorted(by_version) == sorted((i["name"], i["version"]) for g in ours for i in g)
 
 
+def test_index_legacy_is_byte_for_byte_jq_s_but_for_the_version_order(legacy: LegacyExchange, tmp_path: Path) -> None:
+    """The old program ran `jq -S`: keys sorted at every level, jq's layout, escapes and numbers. A first
+    publication must change only the groups the version order reorders, not 6,000 lines of key order."""
+    spec = embedded(legacy, legacy.manifest("cpac", "1.0.0_7.1.1").relative)
+    spec["gear"] |= {"zeta": {"b": 1.0, "a": [1e21, 0.0001, 1e-5, 123456789012345678]}, "alpha": "x\u007f\u00e9",
+                     "environment": {"PATH": "/usr/bin", "FSLDIR": "/opt/fsl"}}
+    (legacy.repo.root / legacy.manifest("cpac", "1.0.0_7.1.1").relative).write_text(json.dumps(spec))
+    files = sorted(str(p) for p in (legacy.repo.root / "manifests").rglob("*.json"))
+    old_program = subprocess.run(["jq", "-S", "-s", OLD_JQ, *files], check=True, capture_output=True, text=True).stdout
+    ours = run(legacy, "index", "--format", "legacy", "-o", "-").stdout
+    old = [group for group in json.loads(old_program) if group[0]["name"] != "odd"]  # left out and named by ours
+    order = {(item["name"], item["version"]): place for place, item in
+             enumerate(item for group in json.loads(ours) for item in group)}
+    reordered = [sorted(group, key=lambda item: order[(item["name"], item["version"])]) for group in old]
+    (tmp_path / "reordered.json").write_text(json.dumps(reordered))
+    expected = subprocess.run(["jq", "-S", ".", str(tmp_path / "reordered.json")], check=True, capture_output=True,
+                              text=True).stdout
+    assert ours == expected
+    assert ours.count("\n") > 50 and '"FSLDIR": "/opt/fsl",\n' in ours and "1e+21" in ours
+
+
 # validate-invocation against old embedded schemas -----------------------------------------------
 
 def test_validate_invocation_says_when_the_embedded_schema_is_older_and_regenerate_checks_today(

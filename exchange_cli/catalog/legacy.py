@@ -1,7 +1,7 @@
 """The catalog file the old pipeline published, ``exchange.json`` on the branch ``gh-pages-json``, as
 platforms and web pages read it today.
 
-The old pipeline built it with ``jq -s '[ .[].gear | del(.config, .inputs, .custom, .flywheel) ] |
+The old pipeline built it with ``jq -S -s '[ .[].gear | del(.config, .inputs, .custom, .flywheel) ] |
 del(.[] | nulls) | group_by(.name) | .[] |= sort_by(.version) | .[] |= reverse'`` over every file under
 manifests/: a JSON array with one array per gear name (names in code-point order, orgs mixed as jq
 mixed them), each holding that gear's embedded specs without ``config``, ``inputs``, ``custom`` and
@@ -16,7 +16,6 @@ index and work tree are never touched).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +26,7 @@ from ..errors import ExchangeError, redact
 from ..manifests import ManifestProblem, ManifestScan, ProcessedManifest
 from ..specs import SpecKind
 from ..versions import version_key
+from .jq_format import jq_text
 from .model import unplaced_reason
 from .publish import PublishOutcome, publish_files
 
@@ -42,7 +42,9 @@ class LegacyIndex:
 
     @property
     def text(self) -> str:
-        return json.dumps(self.groups, indent=2, ensure_ascii=False) + "\n"
+        """Byte for byte the old program's output (`jq -S`, jq_format), but for the version order: so the
+        first publication of an exchange the old pipeline grew changes only the groups it reorders."""
+        return jq_text(self.groups)
 
 
 def legacy_index(scan: ManifestScan) -> LegacyIndex:
