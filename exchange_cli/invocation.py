@@ -70,11 +70,14 @@ def choose_invocation_schema(document: SpecDocument, *, regenerate: bool = False
     when it is older than the schema its embedded spec gives today, so the two never disagree silently."""
     if document.embedded_schema is None:
         return ChosenSchema(derive_invocation_schema(document.spec, document.kind, origin=str(document.path)))
-    today = derive_invocation_schema(document.spec, document.kind, origin=str(document.path))
-    stale = stale_reason(document.embedded_schema, today)
     if regenerate:
-        return ChosenSchema(today, stale, regenerated=True)
-    return ChosenSchema(document.embedded_schema, stale)
+        today = derive_invocation_schema(document.spec, document.kind, origin=str(document.path))
+        return ChosenSchema(today, stale_reason(document.embedded_schema, today), regenerated=True)
+    try:
+        today = derive_invocation_schema(document.spec, document.kind, origin=str(document.path))
+    except InvocationSchemaError as error:  # only the comparison needs it: check against what was published
+        return ChosenSchema(document.embedded_schema, f"today's schema cannot be derived to compare ({error})")
+    return ChosenSchema(document.embedded_schema, stale_reason(document.embedded_schema, today))
 
 
 def stale_reason(embedded: Any, today: dict[str, Any]) -> str | None:
@@ -93,10 +96,9 @@ def _closed(schema: dict[str, Any]) -> bool:
     return any(v.get("additionalProperties") is False for v in values)
 
 
-def invocation_schema(document: SpecDocument) -> dict[str, Any]:
-    if document.embedded_schema is not None:
-        return document.embedded_schema
-    return derive_invocation_schema(document.spec, document.kind, origin=str(document.path))
+# What Boutiques' generator calls a descriptor without a name (old descriptors, as the old pipeline
+# embedded them): it builds the schema's title from the name, and nothing else depends on it.
+UNNAMED_DESCRIPTOR = "unnamed-descriptor"
 
 
 def derive_invocation_schema(spec: dict[str, Any], kind: SpecKind, *, origin: str = "spec") -> dict[str, Any]:
@@ -107,6 +109,8 @@ def derive_invocation_schema(spec: dict[str, Any], kind: SpecKind, *, origin: st
             return derive_gear(spec)
         from boutiques.invocationSchemaHandler import generateInvocationSchema
 
+        if not isinstance(spec.get("name"), str):
+            spec = {**spec, "name": UNNAMED_DESCRIPTOR}
         return generateInvocationSchema(spec)
     except (ValidationError, SchemaError) as error:
         raise InvocationSchemaError(f"{origin}: not a valid {kind.value}, so no invocation schema: {schema_message(error)} "

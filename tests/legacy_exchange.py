@@ -157,3 +157,14 @@ def renamed_within_one_file(world: CatalogWorld) -> None:
     world.repo.write("gears/flywheel/c-pac.json", example_gear(
         name="cpac", version="5.1.0", custom={"gear-builder": {"image": "registry.example.org/flywheel/cpac:5.1.0"}}))
     world.repo.commit("cpac: renamed in its own file")
+
+
+def nameless_boutique(legacy: LegacyExchange) -> LegacyManifest:
+    """An old boutique manifest: its embedded descriptor has no `name` (descriptors once named the tool in
+    `tool-version` and `description` only) and its invocation schema is the old {"WARNING": …} placeholder."""
+    descriptor = legacy.boutique("nameless", "0.1.0")
+    del descriptor["name"]
+    made = legacy.process("manifests/acme", "acme-nameless", "acme", descriptor, kind="boutique",
+                          invocation_schema=WARNING_SCHEMA)
+    legacy.repo.commit("an old boutique")
+    return made

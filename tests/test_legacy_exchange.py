@@ -17,7 +17,8 @@ from exchange_cli.cli import cli
 from exchange_cli.storage.bucket import open_bucket
 from tests.catalog_world import CatalogWorld, one_gear_world, own_bucket
 from tests.infra.gitrepo import ExchangeRepo, run_git
-from tests.legacy_exchange import IMAGE_URL, ORPHAN, LegacyExchange, build_legacy_exchange, renamed_within_one_file
+from tests.legacy_exchange import (IMAGE_URL, ORPHAN, WARNING_SCHEMA, LegacyExchange, build_legacy_exchange,
+                                    nameless_boutique, renamed_within_one_file)
 
 
 @pytest.fixture
@@ -422,3 +423,34 @@ def test_every_copy_command_on_every_catalog_page_runs(renamed: CatalogWorld, tm
         assert result.exit_code == 0, (args, result.output)
         fetched |= {p.name for p in (tmp_path / f"out{number}").iterdir()}
     assert fetched == {p.object_name for p in renamed.published}, "each command fetched a different version"
+
+
+def test_a_nameless_legacy_boutique_checks_invocations_and_warns_about_its_placeholder(legacy: LegacyExchange) -> None:
+    """An old boutique manifest with no `name` and the {"WARNING": …} schema: validate-invocation failed with
+    "unsupported operand type(s) for +: 'NoneType' and 'str'" (and printed no JSON); invocation-schema
+    printed the placeholder without a word."""
+    manifest = str(legacy.repo.root / nameless_boutique(legacy).relative)
+    good = legacy.repo.write("good.json", {"input_file": "/data/in.txt"})
+    bad = legacy.repo.write("bad.json", {"lines_only": "yes"})
+    published = CliRunner().invoke(cli, ["validate-invocation", manifest, str(bad), "--format", "text"])
+    assert published.exit_code == 0, published.output  # the placeholder accepts anything: said on stderr
+    assert "old placeholder" in published.stderr and "--regenerate" in published.stderr
+    assert published.stdout.strip().splitlines()[-1] == "1 invocation(s) checked: 1 passed, 0 failed"
+    today = CliRunner().invoke(cli, ["validate-invocation", manifest, str(bad), "--regenerate", "--format", "json"])
+    assert today.exit_code == 1, today.output
+    assert {p["rule"] for p in json.loads(today.stdout)["results"][0]["problems"]} == {"invocation"}
+    assert CliRunner().invoke(cli, ["validate-invocation", manifest, str(good), "--regenerate"]).exit_code == 0
+    schema = CliRunner().invoke(cli, ["invocation-schema", manifest])
+    assert schema.exit_code == 0 and json.loads(schema.stdout) == WARNING_SCHEMA
+    assert "old placeholder" in schema.stderr
+    derived = json.loads(CliRunner().invoke(cli, ["invocation-schema", manifest, "--regenerate"]).stdout)
+    assert "input_file" in derived["properties"]
+
+
+def test_validate_invocation_prints_a_json_document_even_when_it_fails(legacy: LegacyExchange) -> None:
+    broken = legacy.repo.write("broken-spec.json", '{"name": ')
+    job = legacy.repo.write("job.json", {})
+    result = CliRunner().invoke(cli, ["validate-invocation", str(broken), str(job), "--format", "json"])
+    assert result.exit_code != 0
+    document = json.loads(result.stdout)
+    assert document["ok"] is False and "broken-spec.json" in document["error"]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import click
 
+from ..errors import ExchangeError
 from ..invocation import choose_invocation_schema, invocation_problems, read_spec_document
 from ..quoting import printable
 from ..specs import SpecFile, display_path
@@ -24,7 +26,12 @@ from .conventions import format_option, verbosity_options
 @verbosity_options
 def command(spec: Path, invocation: Path, regenerate: bool, output_format: str) -> None:
     """Validate INVOCATION (a job's inputs and config, JSON) against SPEC's invocation schema."""
-    chosen = choose_invocation_schema(read_spec_document(spec), regenerate=regenerate)
+    try:
+        chosen = choose_invocation_schema(read_spec_document(spec), regenerate=regenerate)
+    except ExchangeError as error:
+        if output_format == "json":  # a document on every path, for the programs that read it
+            click.echo(json.dumps({"ok": False, "error": str(error), "results": []}, indent=2))
+        raise
     if chosen.stale is not None:
         then = ("checking against the schema its spec gives today (--regenerate)" if chosen.regenerated
                 else "checking against it as published; --regenerate checks against today's")

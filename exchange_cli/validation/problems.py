@@ -107,5 +107,6 @@ class Report:
 
     @property
     def summary(self) -> str:
+        processed = f", {self.count(Status.PROCESSED)} already processed" if self.noun == "spec" else ""
         return (f"{len(self.results)} {self.noun}(s) checked: {self.count(Status.PASSED)} passed, "
-                f"{self.count(Status.FAILED)} failed, {self.count(Status.PROCESSED)} already processed")
+                f"{self.count(Status.FAILED)} failed{processed}")
