@@ -299,7 +299,8 @@ class TestInvocation:
         document["invocation-schema"] = embedded
         manifest = exchange_repo.write("manifests/acme/m.json", document)
         result = CliRunner().invoke(cli, ["invocation-schema", str(manifest)])
-        assert json.loads(result.output) == embedded
+        assert json.loads(result.stdout) == embedded
+        assert "differs from the one its spec gives today" in result.stderr
         inv = exchange_repo.write("inv.json", {"config": {}})
         result = CliRunner().invoke(cli, ["validate-invocation", str(manifest), str(inv), "--format", "text"])
         assert "'only-here' is a required property" in result.output
