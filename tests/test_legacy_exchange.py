@@ -145,7 +145,12 @@ def test_show_accepts_the_name_or_any_file_stem(legacy: LegacyExchange, referenc
 
 def test_show_reads_old_shape_manifests_and_those_without_an_org(legacy: LegacyExchange) -> None:
     old = json.loads(run(legacy, "show", "acme/xcpengine", "--json").stdout)
-    assert (old["name"], old["version"], old["image"], old["rootfs-size"]) == ("xcpengine-fw", "1.4.4", None, None)
+    image = "registry.example.org/legacy/xcpengine-fw:1.4.4"  # not recorded: read from the embedded spec
+    assert (old["name"], old["version"], old["image"], old["rootfs-size"]) == ("xcpengine-fw", "1.4.4", image, None)
+    sized = json.loads(run(legacy, "show", "acme/xcpengine", "--json", "--bucket", legacy.bucket.uri).stdout)
+    assert sized["rootfs-size"] == legacy.bucket.stat(legacy.manifest("xcpengine-fw", "1.4.4").object_name).size
+    text = run(legacy, "show", "acme/xcpengine").stdout
+    assert f"image                   {image}" in text and "unknown (the manifest does not record it" in text
     assert old["rootfs-hash"] == "sha384:" + legacy.manifest("xcpengine-fw", "1.4.4").sha384
     no_org = json.loads(run(legacy, "show", "bids-app@0.2.1_0.6.0", "--json").stdout)
     assert no_org["org"] is None and no_org["manifest"] == legacy.manifest("bids-app", "0.2.1_0.6.0").relative

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
+from ..errors import ExchangeError
+from ..progress import format_bytes
 from ..quoting import printable
+from ..specs import image_field
+from ..storage.bucket import Bucket
 from .model import CatalogEntry, CatalogVersion
 
 
-def essentials(entry: CatalogEntry, version: CatalogVersion) -> dict[str, Any]:
+def essentials(entry: CatalogEntry, version: CatalogVersion, bucket: Bucket | None = None) -> dict[str, Any]:
+    """What a consumer needs. An old pipeline's manifest records neither the image nor the size: the image
+    is read from its embedded spec, and the size from the bucket's object when a bucket is given."""
     record = version.record
     return {
         "kind": entry.kind.value,
@@ -17,13 +23,13 @@ def essentials(entry: CatalogEntry, version: CatalogVersion) -> dict[str, Any]:
         "entry": entry.entry_ref or entry.ref,
         "version": version.version,
         "label": version.field("label") if isinstance(version.field("label"), str) else None,
-        "image": record.get("image"),
+        "image": record.get("image") or _spec_image(entry, version),
         "image-digest-reference": record.get("image-digest-reference"),
         "image-config-digest": record.get("image-config-digest"),
         "platform": record.get("platform"),
         "rootfs-url": version.rootfs_url,
         "rootfs-hash": version.rootfs_hash,
-        "rootfs-size": version.rootfs_size,
+        "rootfs-size": version.rootfs_size if version.rootfs_size is not None else _object_size(version, bucket),
         "git-commit": record.get("git-commit"),
         "mirrored-image": record.get("mirrored-image"),
         "manifest": version.manifest.relative if version.manifest else None,
@@ -31,9 +37,28 @@ def essentials(entry: CatalogEntry, version: CatalogVersion) -> dict[str, Any]:
     }
 
 
+def _spec_image(entry: CatalogEntry, version: CatalogVersion) -> str | None:
+    image = image_field(version.spec, entry.kind)[1]
+    return image if isinstance(image, str) else None
+
+
+def _object_size(version: CatalogVersion, bucket: Bucket | None) -> int | None:
+    name = version.manifest.bucket_object if version.manifest is not None else None
+    if bucket is None or name is None:
+        return None
+    try:
+        found = bucket.stat(name)
+    except ExchangeError:
+        return None
+    return found.size if found is not None else None
+
+
 def render_essentials(details: dict[str, Any], stream: TextIO) -> None:
     """A two-column table in plain text: hashes and URLs stay whole on one line, ready to copy."""
     width = max(len(key) for key in details)
     for key, value in details.items():
+        if key == "rootfs-size":
+            value = "unknown (the manifest does not record it; --bucket asks the bucket)" if value is None else \
+                f"{value} bytes ({format_bytes(value)})"
         shown = ", ".join(value) if isinstance(value, list) else ("-" if value is None else str(value))
         print(printable(f"{key:<{width}}  {shown}"), file=stream)

@@ -10,19 +10,22 @@ import click
 
 from ..catalog.essentials import essentials, render_essentials
 from ..catalog.reference import EntryReference, find_processed_version, resolve
-from .catalog_options import open_catalog, repo_option
+from .catalog_options import bucket_option, open_catalog, repo_option
 from .conventions import format_option, verbosity_options
+from .options import storage_bucket
 
 
 @click.command("show")
 @click.argument("reference", metavar="[ORG/]NAME[@VERSION]")
 @format_option("text", "json", default="text", aliases={"--json": "json"})
+@bucket_option
 @repo_option
 @verbosity_options
-def command(reference: str, output_format: str, repo: Path | None) -> None:
+def command(reference: str, output_format: str, bucket_uri: str | None, repo: Path | None) -> None:
     """Show a processed version (default: the newest): image, digest, rootfs URL, hash, size, commit."""
     resolved = resolve(open_catalog(repo)[1], EntryReference.parse(reference))
-    details = essentials(resolved.entry, find_processed_version(resolved.entry, resolved.version))
+    bucket = storage_bucket(bucket_uri, None) if bucket_uri else None
+    details = essentials(resolved.entry, find_processed_version(resolved.entry, resolved.version), bucket)
     if output_format == "json":
         click.echo(json.dumps(details, indent=2))
     else:
