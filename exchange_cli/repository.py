@@ -76,6 +76,12 @@ class Exchange:
         return {p for p in git.tracked_paths(self.repo, commit, list(SPEC_DIRECTORIES))
                 if not _hidden_spec_path(p)}
 
+    def unchanged_spec_paths(self, since: str) -> frozenset[str]:
+        """Spec files (repository-relative) whose content is what it was at `since` (a revision)."""
+        commit = git.resolve_commit(self.repo, since, what=SENTINEL)
+        at_commit = git.tracked_paths(self.repo, commit, list(SPEC_DIRECTORIES))
+        return frozenset(at_commit - set(git.changed_paths(self.repo, commit, list(SPEC_DIRECTORIES))))
+
     def changed_spec_paths(self, since: str | None) -> list[Path]:
         """Specs added or modified since `since` (else since the sentinel); all specs when neither exists."""
         if since is None:

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from exchange_cli.cli import cli
 from exchange_cli.storage.bucket import open_bucket
 from tests.catalog_world import CatalogWorld, one_gear_world, own_bucket
+from tests.infra.chromium import chromium_dom
 from tests.infra.gitrepo import ExchangeRepo, run_git
 from tests.legacy_exchange import (IMAGE_URL, ORPHAN, WARNING_SCHEMA, LegacyExchange, build_legacy_exchange,
                                     nameless_boutique, renamed_within_one_file)
@@ -261,6 +262,10 @@ def test_history_in_a_shallow_clone_warns_and_deepen_gives_the_real_commits(lega
     assert "warning: this is a shallow clone" in shallow.stderr
     rows = json.loads(shallow.stdout)
     assert {r["commit"] for r in rows} == {legacy.commits[-1]} and all(r["at-clone-boundary"] for r in rows)
+    cpac = [r["version"] for r in rows if r["name"] == "cpac"]
+    assert cpac == ["1.0.0_7.1.1", "1.0.0_7.1.1_rc0", "0.9.0"], "boundary rows in version order, not by file name"
+    names = [r["name"] for r in rows]
+    assert names == sorted(names, key=lambda name: [r["org"] for r in rows if r["name"] == name][0] + "/" + name)
 
     deep = CliRunner().invoke(cli, ["history", "--repo", str(clone), "--deepen", "--format", "json"])
     assert deep.exit_code == 0, deep.output
@@ -459,3 +464,43 @@ def test_validate_invocation_prints_a_json_document_even_when_it_fails(legacy: L
     assert result.exit_code != 0
     document = json.loads(result.stdout)
     assert document["ok"] is False and "broken-spec.json" in document["error"]
+
+
+def test_a_version_the_sentinel_was_moved_past_is_skipped_not_pending(legacy: LegacyExchange, tmp_path: Path) -> None:
+    """The old pipeline's maintainers skipped a version by moving .sentinel past it by hand: it waits for no
+    run, yet it read "not processed yet" like one a run will process."""
+    legacy.repo.write("gears/acme/skipme.json", legacy.gear("skipme", "1.0.0"))
+    legacy.repo.set_sentinel(legacy.repo.commit("a version nobody processed"))
+    legacy.repo.commit("move the sentinel past it")
+    legacy.repo.write("gears/acme/later.json", legacy.gear("later", "1.0.0"))
+    legacy.repo.commit("a version the next run processes")
+    states = {e["name"]: e["versions"][0]["state"] for e in json.loads(run(legacy, "list", "--json").stdout)}
+    assert (states["skipme"], states["later"], states["cpac"]) == ("skipped", "pending", "processed")
+    site = tmp_path / "site"
+    assert run(legacy, "index", "--html", str(site), "-o", str(tmp_path / "x.json")).exit_code == 0
+    index = (site / "index.html").read_text()
+    for name, badge in (("skipme", "skipped"), ("later", "not processed yet")):
+        item = re.search(rf'<li class="entry"[^>]*>.*?>acme/{name}</a>.*?</li>', index, re.DOTALL)[0]
+        assert f">{badge}</span>" in item, item
+    cpac = re.search(r'<li class="entry"[^>]*>.*?>acme/cpac</a>.*?</li>', index, re.DOTALL)[0]
+    assert "badge" not in cpac, "a processed newest version carries no marker"
+
+
+@pytest.mark.parametrize("width", [390, 1024, 1920])
+def test_catalog_pages_never_scroll_sideways(legacy: LegacyExchange, tmp_path: Path, width: int) -> None:
+    wide = {f"option-{n}-{'x' * 40}": {"type": "string", "default": "/a/very/long/path/" + "segment" * 30,
+                                        "description": "word " * 60} for n in range(8)}
+    legacy.repo.write("gears/acme/wide.json", legacy.gear("wide", "1.0.0", config=wide,
+                                                          description="a" * 400, author="b" * 200))
+    legacy.repo.commit("a wide gear")
+    site = tmp_path / "site"
+    assert run(legacy, "index", "--html", str(site), "-o", str(tmp_path / "x.json")).exit_code == 0
+    for page in (site / "index.html", site / "gears" / "acme" / "wide.html", site / "gears" / "acme" / "cpac.html"):
+        measured = page.with_name(f"measured-{page.name}")
+        measured.write_text(page.read_text().replace(
+            "</body>", "<script>document.title = document.documentElement.scrollWidth + ' ' + window.innerWidth"
+                       "</script></body>"))
+        title = re.search(r"<title>(.*?)</title>", chromium_dom(measured.as_uri(), tmp_path / "profile",
+                                                               window=(width, 900)))[1]
+        scroll, inner = map(int, title.split())
+        assert scroll <= inner, (page.name, width, scroll, inner)

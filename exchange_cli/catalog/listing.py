@@ -10,7 +10,7 @@ from .model import CatalogEntry
 
 def listing_as_json(entries: list[CatalogEntry]) -> list[dict[str, Any]]:
     return [{"org": e.org, "kind": e.kind.value, "name": e.name, "entry": e.entry_ref or e.ref,
-             "versions": [{"version": v.version, "processed": v.processed} for v in e.versions]}
+             "versions": [{"version": v.version, "processed": v.processed, "state": v.state} for v in e.versions]}
             for e in entries]
 
 
@@ -20,6 +20,7 @@ def render_listing(entries: list[CatalogEntry], stream: TextIO) -> None:
         print(printable(f"{entry.ref} ({entry.kind.value}{stored})"), file=stream)
         width = max((len(v.version) for v in entry.versions), default=0)
         for version in entry.versions:
-            state = "processed" if version.processed else "not processed"
+            state = {"processed": "processed", "pending": "not processed",
+                     "skipped": "skipped (behind the sentinel, never processed)"}[version.state]
             print(printable(f"  {version.version:<{width}}  {state}"), file=stream)
     print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}", file=stream)

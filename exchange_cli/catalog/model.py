@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
 from ..manifests import ManifestProblem, ManifestScan, ProcessedManifest, load_manifests
 from ..names import suggested_name
 from ..repository import Exchange
@@ -56,10 +57,18 @@ class CatalogVersion:
     version: str
     spec: dict[str, Any]
     manifest: ProcessedManifest | None  # None: the spec names this version but it is not processed yet
+    # Not processed, and its spec unchanged since the sentinel: the sentinel was moved past it (the old
+    # pipeline's maintainers did that by hand to skip a version); it waits for no run.
+    skipped: bool = False
 
     @property
     def processed(self) -> bool:
         return self.manifest is not None
+
+    @property
+    def state(self) -> str:
+        """processed, pending (a run will process it) or skipped (see `skipped`)."""
+        return "processed" if self.processed else ("skipped" if self.skipped else "pending")
 
     @property
     def record(self) -> dict[str, Any]:
@@ -174,6 +183,7 @@ def load_catalog(exchange: Exchange) -> Catalog:
             continue
         entry((manifest.org, manifest.kind, manifest.key.name)).manifests.append(manifest)
     specs: dict[GearKey, dict[str, Any]] = {}
+    skipped_paths = _behind_the_sentinel(exchange)
     for path, location, data in read_spec_entries(exchange):
         name = data.get("name") if isinstance(data.get("name"), str) else location.stem
         key = (location.org, location.kind, name)
@@ -188,7 +198,8 @@ def load_catalog(exchange: Exchange) -> Catalog:
         found.spec_version = version if isinstance(version, str) else None
         specs[key] = data
     for key, item in entries.items():
-        item.versions = _versions(item, specs.get(key))
+        behind = item.spec_location is not None and item.spec_location.relative_path in skipped_paths
+        item.versions = _versions(item, specs.get(key), skipped=behind)
     # A spec that names no version yet (a draft, an invalid file) has nothing to list, show or fetch.
     listed = [e for e in entries.values() if e.versions]
     return Catalog(sorted(listed, key=lambda e: (e.org or "", e.name, e.kind.value)), scan,
@@ -245,7 +256,18 @@ def unplaced_reason(manifest: ProcessedManifest) -> str:
     return f"its embedded {manifest.kind.value}'s {field_name} is {shown}: no version to list it under"
 
 
-def _versions(entry: CatalogEntry, spec: dict[str, Any] | None) -> list[CatalogVersion]:
+def _behind_the_sentinel(exchange: Exchange) -> frozenset[str]:
+    """Spec files whose content the sentinel's commit already had (none without a sentinel)."""
+    sentinel = exchange.read_sentinel()
+    if sentinel is None:
+        return frozenset()
+    try:
+        return exchange.unchanged_spec_paths(sentinel)
+    except UsageError:  # a sentinel this clone cannot resolve (shallow): nothing is called skipped
+        return frozenset()
+
+
+def _versions(entry: CatalogEntry, spec: dict[str, Any] | None, *, skipped: bool = False) -> list[CatalogVersion]:
     by_version: dict[str, CatalogVersion] = {}
     # Sorted by path so that, for a version processed twice, the choice does not depend on the file system.
     for manifest in sorted(entry.manifests, key=lambda m: m.relative):
@@ -254,6 +276,6 @@ def _versions(entry: CatalogEntry, spec: dict[str, Any] | None) -> list[CatalogV
     if spec is not None:
         version = spec.get(entry.kind.version_key)
         if isinstance(version, str) and version not in by_version:
-            by_version[version] = CatalogVersion(version, spec, None)
+            by_version[version] = CatalogVersion(version, spec, None, skipped=skipped)
     return sorted(by_version.values(), key=lambda v: version_key(v.version), reverse=True)
 

@@ -88,10 +88,11 @@ def entry_page(entry: CatalogEntry, site_title: str = SITE_TITLE, catalog: Catal
 def _index_item(entry: CatalogEntry) -> str:
     spec = entry.latest.spec if entry.latest else {}
     version = entry.latest.version if entry.latest else ""
+    unprocessed = f" {_state_badge(entry.latest)}" if entry.latest is not None and not entry.latest.processed else ""
     words = [entry.ref, entry.kind.value, version] + [_text(spec, key) for key in ("label", "description", "author")]
     return (f'<li class="entry" data-search="{escape(" ".join(words).lower())}">'
             f'<a class="ref" href="{quote(entry_page_path(entry))}">{escape(entry.ref)}</a> '
-            f'<span class="kind">{entry.kind.value}</span> <span class="latest">{escape(version)}</span>'
+            f'<span class="kind">{entry.kind.value}</span> <span class="latest">{escape(version)}</span>{unprocessed}'
             f'<p class="label">{escape(_text(spec, "label"))}</p>'
             f'<p class="description">{escape(_text(spec, "description"))}</p></li>')
 
@@ -109,16 +110,17 @@ def _reference(catalog: Catalog | None, entry: CatalogEntry, version: CatalogVer
 
 def _version_section(entry: CatalogEntry, version: CatalogVersion, index: int, *, open_details: bool,
                      reference: str) -> str:
-    state = ('<span class="badge processed">processed</span>' if version.processed
-             else '<span class="badge pending">not processed yet</span>')
+    state = _state_badge(version)
     if _signed(version):  # the manifest carries signed provenance; `exchange verify` is the proof, not this page
         state += (' <span class="badge signed" title="Signed provenance (in-toto / SLSA, DSSE): check it with the '
                   'exchange verify command below">signed</span>')
     image = image_field(version.spec, entry.kind)[1]
     rows = [("image", f"<code>{escape(str(image))}</code>" if image else "")]
     if version.processed:
+        size = f"{version.rootfs_size:,} bytes" if version.rootfs_size is not None else \
+            "unknown (an old manifest records no size)"
         rows += [("rootfs hash", f"<code>{escape(version.rootfs_hash or '')}</code>"),
-                 ("rootfs size", f"{version.rootfs_size:,} bytes" if version.rootfs_size is not None else ""),
+                 ("rootfs size", size),
                  ("rootfs URL", _link(version.rootfs_url or ""))]
     commands = _fetch_commands(version, index, reference) if version.processed else ""
     return f"""<section class="version" id="v-{escape(version.version)}">
@@ -130,6 +132,19 @@ def _version_section(entry: CatalogEntry, version: CatalogVersion, index: int, *
 {_config_table(entry.kind, version.spec)}
 </details>
 </section>"""
+
+
+_STATES = {
+    "processed": ('processed', "processed", ""),
+    "pending": ("pending", "not processed yet", "a run on the exchange's branch will process it"),
+    "skipped": ("skipped", "skipped", "its spec was there when the sentinel was moved past it: no run will process it"),
+}
+
+
+def _state_badge(version: CatalogVersion) -> str:
+    css, words, title = _STATES[version.state]
+    titled = f' title="{escape(title)}"' if title else ""
+    return f'<span class="badge {css}"{titled}>{words}</span>'
 
 
 def _fetch_commands(version: CatalogVersion, index: int, reference: str) -> str:

@@ -18,15 +18,19 @@ a { color: var(--accent); }
                 border-radius: 3px; padding: 0 .3rem; color: var(--muted); }
 .badge.processed { color: var(--ok); border-color: var(--ok); }
 .badge.pending { color: var(--wait); border-color: var(--wait); }
+.badge.skipped { color: var(--muted); border-style: dashed; }
 .badge.signed { color: var(--ok); border-color: var(--ok); font-weight: 600; }
 .version { border: 1px solid var(--line); border-radius: 6px; padding: 0 1rem 1rem; margin: 1rem 0; }
-dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; }
+h1, h2, h3, p, li { overflow-wrap: anywhere; }
+dl.meta { display: grid; grid-template-columns: max-content minmax(0, 1fr); gap: .2rem 1rem; }
 dl.meta dt { color: var(--muted); }
 dl.meta dd { margin: 0; overflow-wrap: anywhere; }
 .command { display: flex; gap: .5rem; align-items: flex-start; margin: .4rem 0; }
 .command code { flex: 1; background: #f3f5f9; padding: .4rem .6rem; border-radius: 4px; overflow-wrap: anywhere; }
-table { border-collapse: collapse; width: 100%; margin: .5rem 0; }
-th, td { text-align: left; border-bottom: 1px solid var(--line); padding: .25rem .5rem; vertical-align: top; }
+/* A wide table scrolls inside its own box; the page never scrolls sideways (390 to 1920 px wide). */
+table { border-collapse: collapse; width: 100%; margin: .5rem 0; display: block; overflow-x: auto; }
+th, td { text-align: left; border-bottom: 1px solid var(--line); padding: .25rem .5rem; vertical-align: top;
+         overflow-wrap: anywhere; min-width: 6ch; }
 """
 
 JS = """\

@@ -14,6 +14,7 @@ from .. import git
 from ..catalog.model import manifest_stem, unplaced_reason
 from ..manifests import ManifestProblem, is_manifest_path, parse_manifest, read_git_blob
 from ..repository import MANIFESTS, Exchange
+from ..versions import version_key
 
 _COMMIT, _FIELD = "\x1e", "\x1f"
 
@@ -65,7 +66,17 @@ def processed_history(exchange: Exchange, *, limit: int | None = None) -> Histor
                 history.entries.append(ProcessedSpec(
                     date, commit, read.kind.value, read.org or "", read.key.name, read.key.version, path,
                     f"{read.org}/{stem}" if read.org else stem, commit in boundary))
+    history.entries = _boundary_in_version_order(history.entries)
     return history
+
+
+def _boundary_in_version_order(entries: list[ProcessedSpec]) -> list[ProcessedSpec]:
+    """The clone boundary "adds" every older manifest at once, in file-name order: those rows are put in
+    the order the catalog uses instead, each gear's versions newest first."""
+    boundary = [entry for entry in entries if entry.at_clone_boundary]
+    ordered = sorted(sorted(boundary, key=lambda e: version_key(e.version), reverse=True),
+                     key=lambda e: (e.org, e.name, e.kind))
+    return [entry for entry in entries if not entry.at_clone_boundary] + ordered
 
 
 def shallow_boundary(exchange: Exchange) -> set[str]:

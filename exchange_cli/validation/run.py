@@ -11,14 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Collection
 
-from .. import git
 from ..catalog.model import EntryClaims
 from ..errors import ExchangeError, UsageError
 from ..logs import logger
 from ..manifests import ManifestIndex
 from ..reference import ImageReference
 from ..repository import MANIFESTS, Exchange
-from ..specs import SPEC_DIRECTORIES
 from .checker import Checker, ImageLookup, RegistryAnswer
 from .policy import Policy, load_policy
 from .problems import Problem, Report, Severity, SpecResult
@@ -43,7 +41,7 @@ class Judge:
         sentinel = exchange.read_sentinel()
         unchanged: frozenset[str] = frozenset()
         if sentinel is not None:
-            unchanged = _unchanged_since(exchange, git.resolve_commit(exchange.repo, sentinel, what=".sentinel"))
+            unchanged = exchange.unchanged_spec_paths(sentinel)
         return cls(load_policy(exchange.root), ManifestIndex.load(exchange.manifests_dir),
                    exchange.established_spec_paths(), unchanged, f".sentinel ({(sentinel or '')[:12]})")
 
@@ -53,15 +51,9 @@ class Judge:
         # repository (an ancestor of the target's tip).
         as_target_sees_it = Exchange(exchange.repo, target.root)
         return cls(load_policy(target.root), ManifestIndex.load(target.root / MANIFESTS),
-                   as_target_sees_it.established_spec_paths(), _unchanged_since(exchange, target.merge_base),
+                   as_target_sees_it.established_spec_paths(), exchange.unchanged_spec_paths(target.merge_base),
                    target.ref)
 
-
-def _unchanged_since(exchange: Exchange, commit: str) -> frozenset[str]:
-    """Spec files (repository-relative) whose content is what it was at `commit`."""
-    at_commit = git.tracked_paths(exchange.repo, commit, list(SPEC_DIRECTORIES))
-    changed = set(git.changed_paths(exchange.repo, commit, list(SPEC_DIRECTORIES)))
-    return frozenset(at_commit - changed)
 
 
 def select_spec_paths(exchange: Exchange, paths: Collection[Path], *, all_specs: bool, since: str | None) -> list[Path]:
