@@ -335,7 +335,7 @@ HUGE_VALUES = {
     "array-label": (lambda g: g.update(label=list(range(10_000))), "gear-schema", "/label",
                     "(10,000 items) is not of type 'string'"),
     "long-name": (lambda g: g.update(name="a" * BIG), "gear-schema", "/name", f"({BIG:,} characters) is too long"),
-    "long-url": (lambda g: g.update(url="x" * BIG), "gear-schema", "/url", "is not a 'uri'"),
+    "long-url": (lambda g: g.update(url="x" * BIG), "schema-format", "/url", "is not a 'uri'"),
     "long-license": (lambda g: g.update(license="L" * BIG), "gear-schema", "/license",
                      f"({BIG:,} characters) is not one of the"),
     "long-image": (lambda g: g["custom"]["gear-builder"].update(image="registry.example.org/" + "A" * BIG),

@@ -504,3 +504,67 @@ def test_catalog_pages_never_scroll_sideways(legacy: LegacyExchange, tmp_path: P
                                                                window=(width, 900)))[1]
         scroll, inner = map(int, title.split())
         assert scroll <= inner, (page.name, width, scroll, inner)
+
+
+# Rules judge what a change introduces -----------------------------------------------------------
+
+def processed_under_old_rules(legacy: LegacyExchange) -> None:
+    """A gear processed before the exchange had the image rules: its image is `:latest`."""
+    old = legacy.gear("oldie", "1.0.0")
+    old["custom"]["gear-builder"]["image"] = "registry.example.org/legacy/oldie:latest"
+    legacy.repo.write("gears/acme/oldie.json", old)
+    legacy.process("manifests/acme", "acme-oldie", "acme", old)
+    legacy.repo.set_sentinel(legacy.repo.commit("processed by the old pipeline"))
+    legacy.repo.commit("advance the sentinel")
+
+
+def test_a_problem_the_change_did_not_introduce_is_a_warning_unless_strict(legacy: LegacyExchange) -> None:
+    """`validate --all` was red at an adopting exchange's head: already-processed specs break today's rules."""
+    processed_under_old_rules(legacy)
+    report = validate_json(legacy, "--all")
+    assert report["ok"], report
+    (oldie,) = [r for r in report["results"] if r["path"].endswith("oldie.json")]
+    assert [(p["rule"], p["severity"]) for p in oldie["problems"] if p["rule"] != "already-processed"] == \
+        [("image-unpinned", "warning")]
+    assert "the change did not introduce it" in oldie["problems"][0]["message"] or \
+        "the change did not introduce it" in oldie["problems"][1]["message"]
+    strict = validate_json(legacy, "--all", "--strict")
+    assert not strict["ok"]
+
+    changed = json.loads((legacy.repo.root / "gears/acme/oldie.json").read_text())
+    changed["version"], changed["description"] = "1.1.0", "a new version, the same image"
+    legacy.repo.write("gears/acme/oldie.json", changed)
+    report = validate_json(legacy)  # the change since the sentinel
+    (oldie,) = report["results"]
+    assert ("image-unpinned", "error") in {(p["rule"], p["severity"]) for p in oldie["problems"]}, \
+        "a change that keeps the problem introduces it in a new version"
+
+
+def test_two_files_already_holding_one_gear_do_not_block_an_update(legacy: LegacyExchange) -> None:
+    """A stray gears/acme/manifest.json beside cpac's own file, both processed long ago: an update to cpac was
+    refused (duplicate-name) until a file was deleted."""
+    legacy.repo.write("gears/acme/manifest.json", legacy.gear("cpac", "0.9.0"))
+    legacy.repo.set_sentinel(legacy.repo.commit("the stray file, as it always was"))
+    legacy.repo.commit("advance the sentinel")
+    update = legacy.gear("cpac", "1.0.1")
+    legacy.repo.write("gears/acme/c-pac.json", update)
+    report = validate_json(legacy)
+    assert report["ok"], report
+    (result,) = report["results"]
+    assert ("duplicate-name", "warning") in {(p["rule"], p["severity"]) for p in result["problems"]}
+
+
+def test_the_rules_the_old_pipeline_never_had_can_be_switched_off(legacy: LegacyExchange) -> None:
+    legacy.repo.write("gears/acme/misnamed.json", legacy.gear("new-gear", "1.0.0"))
+    legacy.repo.write("gears/acme/dupkey.json", json.dumps(legacy.gear("dupkey", "1.0.0"))[:-1]
+                      + ', "label": "the last label wins"}')
+    legacy.repo.write("gears/acme/badurl.json", legacy.gear("badurl", "1.0.0", url="not a uri at all"))
+    strict = {Path(r["path"]).name: {p["rule"] for p in r["problems"] if p["severity"] == "error"}
+              for r in validate_json(legacy)["results"]}
+    assert strict == {"misnamed.json": {"file-name"}, "dupkey.json": {"json-duplicate-key"},
+                      "badurl.json": {"schema-format"}}, strict
+    (legacy.repo.root / ".exchange.yaml").write_text(
+        "rules:\n  file-name: off\n  duplicate-name: off\n  json-duplicate-key: off\n  schema-format: off\n")
+    relaxed = validate_json(legacy)
+    assert relaxed["ok"], relaxed
+    assert all(p["severity"] != "error" for r in relaxed["results"] for p in r["problems"])

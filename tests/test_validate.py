@@ -58,7 +58,7 @@ def test_valid_gear_and_boutique_pass(exchange_repo: ExchangeRepo) -> None:
         ("gears/acme/notes.txt", "{}", "file-name", None),
         ("gears/too/deep/x.json", example_gear(), "spec-location", None),
         ("gears/acme/no-author.json", example_gear(author=None), "gear-schema", ""),
-        ("gears/acme/bad-url.json", example_gear(source="not a uri"), "gear-schema", "/source"),
+        ("gears/acme/bad-url.json", example_gear(source="not a uri"), "schema-format", "/source"),
         ("gears/acme/bad-license.json", example_gear(license="WTFPL"), "gear-schema", "/license"),
         ("boutiques/acme/no-version.json", example_boutique(**{"tool-version": None}), "boutique-schema", ""),
         ("gears/acme/no-image.json", example_gear(custom={"gear-builder": {"category": "x"}}), "image-missing", "/custom"),
@@ -200,7 +200,7 @@ def test_every_rule_id_is_documented_and_stable() -> None:
     assert set(RULES) >= {
         "json-syntax", "file-name", "spec-location", "gear-schema", "boutique-schema", "boutique-semantics",
         "image-missing", "image-reference", "image-unpinned", "image-not-found", "version-taken",
-        "duplicate-version", "already-processed", "invocation",
+        "duplicate-version", "already-processed", "invocation", "schema-format", "protected-path",
     }
 
 

@@ -48,8 +48,7 @@ def boutique_validator() -> Draft4Validator:
 def schema_problems(validator: Draft4Validator, data: Any, rule: str) -> list[Problem]:
     """Each schema error as a problem of `rule`; a failed format (uri, email) as `schema-format`, a rule of
     its own, which the old pipeline never checked (an adopting exchange may switch it off)."""
-    return [_problem(error, FORMAT_RULE if error.validator == "format" else rule)
-            for error in sorted(validator.iter_errors(data), key=_error_order)]
+    return [_problem(error, rule) for error in sorted(validator.iter_errors(data), key=_error_order)]
 
 
 FORMAT_RULE = "schema-format"
@@ -61,7 +60,16 @@ def _error_order(error: ValidationError) -> tuple[str, str]:
 
 def _problem(error: ValidationError, rule: str) -> Problem:
     chosen = deepest_cause(error)
+    if chosen.validator == "format" or (error.validator in ("anyOf", "oneOf") and _only_formats_fail(error)):
+        rule = FORMAT_RULE
     return Problem(rule, _enum_message(chosen) or schema_message(chosen), pointer_from_path(chosen.absolute_path))
+
+
+def _only_formats_fail(error: ValidationError) -> bool:
+    """An anyOf over formats (a gear's url: a uri, or ""): the value fails only on format."""
+    return bool(error.context) and all(sub.validator in ("format", "maxLength", "const", "enum")
+                                       for sub in error.context) and any(sub.validator == "format"
+                                                                         for sub in error.context)
 
 
 def schema_message(error: ValidationError) -> str:
