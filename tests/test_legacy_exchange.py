@@ -568,3 +568,12 @@ def test_the_rules_the_old_pipeline_never_had_can_be_switched_off(legacy: Legacy
     relaxed = validate_json(legacy)
     assert relaxed["ok"], relaxed
     assert all(p["severity"] != "error" for r in relaxed["results"] for p in r["problems"])
+
+
+def test_the_adopting_policy_in_the_docs_parses_and_relaxes_exactly_the_old_pipeline_rules() -> None:
+    from exchange_cli.validation.policy import OLD_PIPELINE_RULES, parse_policy
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "migrating.md").read_text()
+    (policy_text,) = [block for block in re.findall(r"```yaml\n(.*?)```", docs, re.DOTALL) if "rules:" in block]
+    policy = parse_policy(policy_text, "docs/migrating.md")
+    assert policy.rules_off == frozenset(OLD_PIPELINE_RULES) and policy.allow_latest
