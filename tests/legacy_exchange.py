@@ -168,3 +168,13 @@ def nameless_boutique(legacy: LegacyExchange) -> LegacyManifest:
                           invocation_schema=WARNING_SCHEMA)
     legacy.repo.commit("an old boutique")
     return made
+
+
+def processed_under_old_rules(legacy: LegacyExchange) -> None:
+    """A gear processed before the exchange had the image rules: its image is `:latest`."""
+    old = legacy.gear("oldie", "1.0.0")
+    old["custom"]["gear-builder"]["image"] = "registry.example.org/legacy/oldie:latest"
+    legacy.repo.write("gears/acme/oldie.json", old)
+    legacy.process("manifests/acme", "acme-oldie", "acme", old)
+    legacy.repo.set_sentinel(legacy.repo.commit("processed by the old pipeline"))
+    legacy.repo.commit("advance the sentinel")

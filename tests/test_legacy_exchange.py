@@ -19,7 +19,7 @@ from tests.catalog_world import CatalogWorld, one_gear_world, own_bucket
 from tests.infra.chromium import chromium_dom
 from tests.infra.gitrepo import ExchangeRepo, run_git
 from tests.legacy_exchange import (IMAGE_URL, ORPHAN, WARNING_SCHEMA, LegacyExchange, build_legacy_exchange,
-                                    nameless_boutique, renamed_within_one_file)
+                                    nameless_boutique, processed_under_old_rules, renamed_within_one_file)
 
 
 @pytest.fixture
@@ -507,16 +507,6 @@ def test_catalog_pages_never_scroll_sideways(legacy: LegacyExchange, tmp_path: P
 
 
 # Rules judge what a change introduces -----------------------------------------------------------
-
-def processed_under_old_rules(legacy: LegacyExchange) -> None:
-    """A gear processed before the exchange had the image rules: its image is `:latest`."""
-    old = legacy.gear("oldie", "1.0.0")
-    old["custom"]["gear-builder"]["image"] = "registry.example.org/legacy/oldie:latest"
-    legacy.repo.write("gears/acme/oldie.json", old)
-    legacy.process("manifests/acme", "acme-oldie", "acme", old)
-    legacy.repo.set_sentinel(legacy.repo.commit("processed by the old pipeline"))
-    legacy.repo.commit("advance the sentinel")
-
 
 def test_a_problem_the_change_did_not_introduce_is_a_warning_unless_strict(legacy: LegacyExchange) -> None:
     """`validate --all` was red at an adopting exchange's head: already-processed specs break today's rules."""
