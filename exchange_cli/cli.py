@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import json
 import logging
 import os
 import sys
@@ -11,7 +13,8 @@ import traceback
 import click
 
 from . import __version__
-from .errors import ExchangeError, describe_os_error, redact
+from .commands.conventions import FORMAT_META, JSON_EMITTED_META
+from .errors import ExchangeError, UsageError, describe_os_error, redact
 from .interrupts import exit_status, terminate_raises
 from .logs import LOGGER_NAME
 from .quoting import printable, printable_lines
@@ -85,14 +88,18 @@ class ExchangeGroup(click.Group):
             ctx.exit(0)
         except ExchangeError as error:
             # A remote URL may carry a token; a contributor's name may carry terminal controls.
-            click.echo(f"error: {printable_lines(redact(str(error)))}", err=True)
+            message = redact(str(error))
+            click.echo(f"error: {printable_lines(message)}", err=True)
+            _json_error(ctx, message, error.exit_code, "usage" if isinstance(error, UsageError) else None)
             ctx.exit(error.exit_code)
         except OSError as error:
             # The environment failed us (a full disk, a read-only place, a vanished file): name the path.
             click.echo(f"error: {printable(describe_os_error(error))}", err=True)
+            _json_error(ctx, describe_os_error(error), 2, "environment")
             ctx.exit(2)
         except KeyboardInterrupt as interrupt:
             click.echo(f"interrupted ({interrupt.args[0]})" if interrupt.args else "interrupted", err=True)
+            _json_error(ctx, "interrupted", exit_status(interrupt), "interrupted")
             ctx.exit(exit_status(interrupt))
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise  # click's own: usage errors, --help, a declined prompt
@@ -100,9 +107,11 @@ class ExchangeGroup(click.Group):
             if logging.getLogger(LOGGER_NAME).isEnabledFor(logging.DEBUG):
                 traceback.print_exc()
             command = ctx.invoked_subcommand or "exchange"
-            click.echo(printable(f"error: exchange {__version__} {command}: unexpected {type(error).__name__}: "
-                                 f"{redact(str(error))[:300]}; this is a bug: please report it with the command, "
-                                 "this line and the output of -v (which shows the traceback)"), err=True)
+            message = (f"exchange {__version__} {command}: unexpected {type(error).__name__}: "
+                       f"{redact(str(error))[:300]}; this is a bug: please report it with the command, "
+                       "this line and the output of -v (which shows the traceback)")
+            click.echo(printable(f"error: {message}"), err=True)
+            _json_error(ctx, message, UNEXPECTED, "defect")
             ctx.exit(UNEXPECTED)
 
 
@@ -110,6 +119,21 @@ class ExchangeGroup(click.Group):
 @click.version_option(__version__, prog_name="exchange")
 def cli() -> None:
     """Run a gear exchange: validate specs, export rootfs tarballs, publish manifests."""
+
+
+# What an exit status means (README, "Exit status").
+ERROR_KINDS = {1: "input", 2: "environment", UNEXPECTED: "defect"}
+
+
+def _json_error(ctx: click.Context, message: str, status: int, kind: str | None) -> None:
+    """A command asked for --format json prints one JSON document on every path: on a failure that the
+    command did not report itself, this one (schemas/cli/error.schema.json)."""
+    if ctx.meta.get(FORMAT_META) != "json" or ctx.meta.get(JSON_EMITTED_META):
+        return
+    document = {"ok": False, "error": {"message": message, "kind": kind or ERROR_KINDS.get(status, "interrupted"),
+                                       "exit-status": status}}
+    with contextlib.suppress(OSError, ValueError):
+        click.echo(json.dumps(document, indent=2))
 
 
 def _discard_stdout() -> None:

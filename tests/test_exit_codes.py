@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -149,3 +150,50 @@ def test_validate_outside_an_exchange_and_json_reports_keep_the_rule(tmp_path: P
     (tmp_path / "repo" / "gears" / "acme" / "x.json").write_text(json.dumps(example_gear(name="x", license="nope")))
     result = CliRunner().invoke(cli, ["validate", "--all", "--repo", str(tmp_path / "repo"), "--format", "json"])
     assert result.exit_code == 1 and json.loads(result.stdout)["ok"] is False
+
+
+JSON_FAILURES = {
+    "list": ["list", "--repo", "{scratch}"],
+    "show": ["show", "acme/nothing"],
+    "fetch": ["fetch", "acme/nothing"],
+    "history": ["history", "--repo", "{scratch}"],
+    "remove": ["remove", "acme/nothing"],
+    "verify": ["verify", "acme/nothing"],
+    "verify-storage": ["verify-storage", "--bucket", "file://{scratch}/nowhere"],
+    "keys": ["keys", "init", "--sign-key", "/dev/zero"],
+    "inventory": ["inventory", "--repo", "{scratch}"],
+    "index": ["index", "--repo", "{scratch}"],
+    "invocation-schema": ["invocation-schema", "{scratch}/broken.json"],
+    "process": ["process", "--repo", "{scratch}"],
+    "export": ["export", "oci:{scratch}/no-layout:x/y:1", "-o", "{scratch}/out.tgz"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(JSON_FAILURES))
+def test_every_command_asked_for_json_prints_one_json_document_when_it_fails(
+        exchange_repo: ExchangeRepo, tmp_path: Path, command: str) -> None:
+    """Of 13 commands tried with --format json on a failure, most printed nothing on stdout."""
+    import jsonschema
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "broken.json").write_text("{")
+    args = [arg.format(scratch=scratch) for arg in JSON_FAILURES[command]]
+    found = cli.get_command(None, args[0])  # type: ignore[arg-type]
+    if isinstance(found, click.Group):
+        found = found.get_command(None, args[1])  # type: ignore[arg-type]
+    takes = {param.name for param in found.params}  # type: ignore[union-attr]
+    extra = ["--format", "json"] if takes & {"output_format", "index_format"} else []
+    if "repo" in takes and "--repo" not in args:
+        extra += ["--repo", str(exchange_repo.root)]
+    result = CliRunner().invoke(cli, [*args, *extra])
+    assert result.exit_code != 0, result.output
+    document = json.loads(result.stdout)  # one document, nothing else on stdout
+    if "error" in document and isinstance(document["error"], dict):
+        schema = json.loads((Path(__file__).resolve().parents[1] / "schemas" / "cli" / "error.schema.json").read_text())
+        jsonschema.validate(document, schema)
+        assert document["error"]["exit-status"] == result.exit_code
+        (line,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert line.removeprefix("error: ") == document["error"]["message"]
+    else:
+        assert document.get("ok") is False or document.get("verified") is False, document

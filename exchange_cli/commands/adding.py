@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from ..quoting import printable
 from ..repository import Exchange
 from ..specs import SpecKind
 from ..validation.reporter import render
-from .conventions import format_option, repo_option, verbosity_options
+from .conventions import emit_json, format_option, json_emitted, repo_option, verbosity_options
 
 
 def make_add_command(kind: SpecKind) -> click.Command:
@@ -40,9 +39,10 @@ def make_add_command(kind: SpecKind) -> click.Command:
                                commit=not no_commit)
         except SpecRejected as rejected:
             render(rejected.report, "json" if output_format == "json" else "auto", sys.stdout)
+            json_emitted()  # a report, in the format asked for, is the command's document
             raise
         if output_format == "json":
-            click.echo(json.dumps(outcome_as_json(outcome), indent=2))
+            emit_json(outcome_as_json(outcome))
             return
         if not outcome.changed:
             click.echo(printable(f"{outcome.location.relative_path} is already exactly this spec; nothing to do"))

@@ -14,7 +14,7 @@ from ..conformance.check import (
     parse_skipped_checks,
 )
 from ..validation.reporter import render, write_junit
-from .conventions import command_progress, format_option, jobs_option, verbosity_options
+from .conventions import command_progress, format_option, jobs_option, json_emitted, verbosity_options
 from .options import export_options, export_options_from
 
 
@@ -42,4 +42,5 @@ def command(specs: tuple[Path, ...], skip_checks: tuple[str, ...], output_format
     if junit_xml is not None:
         write_junit(report, junit_xml, suite_name="exchange check-image")
     render(report, output_format, sys.stdout)
+    json_emitted()  # a report, in the format asked for, is the command's document
     sys.exit(0 if report.ok else 1)

@@ -6,6 +6,7 @@ alike) and the table-driven test in tests/test_cli_conventions.py can check them
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Callable
@@ -58,18 +59,41 @@ FORMAT_HELP = {
 }
 
 
+FORMAT_META, JSON_EMITTED_META = "exchange.format", "exchange.json-emitted"
+
+
+def remember_format(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    # The CLI's error handler prints a JSON error document when the command was asked for JSON.
+    if value is not None and (value == "json" or FORMAT_META not in ctx.meta):
+        ctx.meta[FORMAT_META] = value
+    return value
+
+
 def format_option(*choices: str, default: str, aliases: dict[str, str] | None = None) -> Callable[[Callable], Callable]:
     """--format CHOICE (the function gets `output_format`); `aliases` maps hidden flags such as --json to a
     choice, kept for scripts written against older versions."""
     def decorate(command: Callable) -> Callable:
         for flag, choice in (aliases or {}).items():
-            command = click.option(flag, "output_format", flag_value=choice, hidden=True,
+            command = click.option(flag, "output_format", flag_value=choice, hidden=True, callback=remember_format,
                                    help=f"The same as --format {choice}.")(command)
         described = "; ".join(f"{choice}: {FORMAT_HELP[choice]}" for choice in choices)
         return click.option("--format", "output_format", type=click.Choice(choices), default=default,
-                            show_default=True, help=f"How to print the result ({described}).")(command)
+                            show_default=True, callback=remember_format,
+                            help=f"How to print the result ({described}).")(command)
 
     return decorate
+
+
+def emit_json(document: object) -> None:
+    """Print the command's one JSON document (and say so: the error handler then prints no other)."""
+    json_emitted()
+    click.echo(json.dumps(document, indent=2))
+
+
+def json_emitted() -> None:
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.meta[JSON_EMITTED_META] = True
 
 
 def repo_option(command: Callable) -> Callable:

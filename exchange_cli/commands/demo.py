@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -13,7 +12,7 @@ from ..demo import run_demo
 from ..errors import writing
 from ..process.report import outcome_as_json, render_outcome
 from ..logs import logger
-from .conventions import command_progress, format_option, verbosity_options
+from .conventions import command_progress, emit_json, format_option, verbosity_options
 
 
 @click.command("demo")
@@ -30,7 +29,7 @@ def command(directory: Path | None, output_format: str) -> None:
         world, outcome = run_demo(root, progress=progress, log=logger("demo").info)
     if output_format == "json":
         places = {"exchange": world.work_tree, "remote": world.remote, "bucket": world.bucket, "oci-layout": world.images}
-        click.echo(json.dumps({"ok": True} | outcome_as_json(outcome) | {k: str(v) for k, v in places.items()}, indent=2))
+        emit_json({"ok": True} | outcome_as_json(outcome) | {k: str(v) for k, v in places.items()})
         return
     render_outcome(outcome, sys.stdout, dry_run=False)
     click.echo(f"\nthe exchange:   {world.work_tree}\nits remote:     {world.remote}\n"

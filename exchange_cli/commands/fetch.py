@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from ..fetch.run import FetchOutcome, fetch_rootfs
 from ..progress import format_bytes
 from ..quoting import printable
 from .catalog_options import bucket_option, open_catalog, repo_option
-from .conventions import format_option, verbosity_options
+from .conventions import emit_json, format_option, verbosity_options
 from .options import storage_bucket
 
 
@@ -38,7 +37,7 @@ def command(reference: str, out_file: Path | None, out_dir: Path, extract: bool,
     bucket = storage_bucket(bucket_uri, None) if bucket_uri else None
     outcome = fetch_rootfs(entry, version, out_dir, extract=extract, bucket=bucket, file=out_file)
     if output_format == "json":
-        click.echo(json.dumps(outcome_as_json(outcome), indent=2))
+        emit_json(outcome_as_json(outcome))
         return
     click.echo(printable(f"{outcome.path}  {outcome.rootfs_hash}  {format_bytes(outcome.size)} (verified, from "
                          f"{outcome.source})"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from ..logs import logger
 from ..process.history import ProcessedSpec, deepen, processed_history
 from ..quoting import printable
 from ..repository import Exchange
-from .conventions import format_option, remote_option, repo_option, verbosity_options
+from .conventions import emit_json, format_option, remote_option, repo_option, verbosity_options
 
 LOG = logger("history")
 
@@ -37,7 +36,7 @@ def command(repo: Path | None, limit: int | None, deepen_clone: bool, remote: st
         LOG.warning("this is a shallow clone: manifests older than the clone are all shown at its oldest commit, "
                     "with that commit's date (marked 'clone boundary'); run with --deepen for the real ones")
     if output_format == "json":
-        click.echo(json.dumps([entry_as_json(entry) for entry in history.entries], indent=2))
+        emit_json([entry_as_json(entry) for entry in history.entries])
         return
     if not history.entries:
         click.echo("nothing processed yet")

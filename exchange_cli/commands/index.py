@@ -14,7 +14,7 @@ from ..errors import ExchangeError, UsageError, writing
 from ..logs import logger
 from ..validation.policy import load_policy
 from .catalog_options import open_catalog, repo_option
-from .conventions import output_option, remote_option, verbosity_options
+from .conventions import output_option, remember_format, remote_option, verbosity_options
 
 LOG = logger("index")
 
@@ -22,6 +22,7 @@ LOG = logger("index")
 @click.command("index")
 @output_option("the JSON catalog (nothing is written inside the exchange unless you name a file there)")
 @click.option("--format", "index_format", type=click.Choice(["json", "legacy"]), default="json", show_default=True,
+              callback=remember_format,
               help="json: every entry with its versions (schemas/cli/index.schema.json); legacy: the old pipeline's "
                    "exchange.json (one array of embedded gear specs per gear name).")
 @click.option("--html", "html_dir", type=click.Path(file_okay=False, path_type=Path),

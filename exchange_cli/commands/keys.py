@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -13,7 +12,7 @@ from ..provenance.keys import ECDSA_P256, ED25519
 from ..provenance.signers import SIGNING_KEY_ENV, open_signer
 from ..repository import Exchange
 from .catalog_options import repo_option
-from .conventions import format_option, verbosity_options
+from .conventions import emit_json, format_option, verbosity_options
 
 
 @click.group("keys")
@@ -40,9 +39,9 @@ def init(sign_key: str | None, generate_path: Path | None, algorithm: str, no_co
         raise UsageError(f"no signing key: pass --sign-key PATH|gcpkms://…, set {SIGNING_KEY_ENV}, or --generate PATH")
     done = init_keys(exchange, signer, commit=not no_commit, generated=generate_path)
     if output_format == "json":
-        click.echo(json.dumps({"public-key": exchange.relative(done.path), "key-id": done.key.key_id,
+        emit_json({"public-key": exchange.relative(done.path), "key-id": done.key.key_id,
                                "algorithm": done.key.algorithm, "written": done.written, "commit": done.commit,
-                               "private-key": str(done.generated) if done.generated else None}, indent=2))
+                               "private-key": str(done.generated) if done.generated else None})
         return
     if done.generated is not None:
         click.echo(f"private key: {done.generated} (keep it secret: give it to CI as {SIGNING_KEY_ENV}=$(base64 -w0 {done.generated}))")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import click
 
 from ..catalog.listing import listing_as_json, render_listing
 from .catalog_options import open_catalog, repo_option
-from .conventions import format_option, verbosity_options
+from .conventions import emit_json, format_option, verbosity_options
 
 
 @click.command("list")
@@ -22,6 +21,6 @@ def command(org: str | None, output_format: str, repo: Path | None) -> None:
     """List every gear and boutique with its versions, newest first, and whether each is processed."""
     entries = open_catalog(repo)[1].in_org(org)
     if output_format == "json":
-        click.echo(json.dumps(listing_as_json(entries), indent=2))
+        emit_json(listing_as_json(entries))
     else:
         render_listing(entries, sys.stdout)

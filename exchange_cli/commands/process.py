@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -22,7 +21,8 @@ from ..provenance.signers import open_signer
 from ..repository import Exchange
 from ..storage.lease import DEFAULT_WAIT_SECONDS, WAIT_ENV
 from ..validation.reporter import render, report_as_json
-from .conventions import command_progress, format_option, jobs_option, remote_option, repo_option, verbosity_options
+from .conventions import (command_progress, emit_json, format_option, jobs_option, remote_option, repo_option,
+                          verbosity_options)
 from .options import export_options, export_options_from, storage_bucket
 
 LOG = logger("process")
@@ -64,7 +64,7 @@ def command(repo: Path | None, since: str | None, bucket_uri: str | None, downlo
                     sign_key, export_flags)
     except ExchangeError as error:
         if output_format == "json":  # JSON on every path: a tool reading stdout always gets a document
-            click.echo(json.dumps(failure_as_json(error), indent=2))
+            emit_json(failure_as_json(error))
         raise
 
 
@@ -108,7 +108,7 @@ def run_command(repo: Path | None, since: str | None, bucket_uri: str | None, do
         if reports is not None:
             log(f"run report in {reports}")
     if output_format == "json":
-        click.echo(json.dumps({"ok": True} | outcome_as_json(outcome), indent=2))
+        emit_json({"ok": True} | outcome_as_json(outcome))
     else:
         render_outcome(outcome, sys.stdout, dry_run=dry_run)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -15,7 +14,7 @@ from ..errors import UsageError
 from ..quoting import printable
 from ..storage.ownership import exchange_identity, require_owner
 from .catalog_options import bucket_option, open_catalog, repo_option
-from .conventions import format_option, remote_option, verbosity_options, yes_option
+from .conventions import emit_json, format_option, remote_option, verbosity_options, yes_option
 from .options import storage_bucket
 
 
@@ -54,8 +53,8 @@ def command(reference: str, version: str | None, purge: bool, bucket_uri: str | 
         kept = still_published(exchange, remote, removal.objects)
         purged = purge_objects(bucket, tuple(name for name in removal.objects if name not in kept))
     if output_format == "json":
-        click.echo(json.dumps({"removed": list(removal.paths), "commit": commit, "message": removal.message,
-                               "deleted": list(purged.deleted), "already-absent": list(purged.absent)}, indent=2))
+        emit_json({"removed": list(removal.paths), "commit": commit, "message": removal.message,
+                               "deleted": list(purged.deleted), "already-absent": list(purged.absent)})
         return
     for path in removal.paths:
         click.echo(printable(f"removed {path}"))

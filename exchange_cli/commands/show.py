@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import click
 from ..catalog.essentials import essentials, render_essentials
 from ..catalog.reference import EntryReference, find_processed_version, resolve
 from .catalog_options import bucket_option, open_catalog, repo_option
-from .conventions import format_option, verbosity_options
+from .conventions import emit_json, format_option, verbosity_options
 from .options import storage_bucket
 
 
@@ -27,6 +26,6 @@ def command(reference: str, output_format: str, bucket_uri: str | None, repo: Pa
     bucket = storage_bucket(bucket_uri, None) if bucket_uri else None
     details = essentials(resolved.entry, find_processed_version(resolved.entry, resolved.version), bucket)
     if output_format == "json":
-        click.echo(json.dumps(details, indent=2))
+        emit_json(details)
     else:
         render_essentials(details, sys.stdout)

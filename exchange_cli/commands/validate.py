@@ -11,7 +11,7 @@ from ..errors import UsageError, writing
 from ..repository import Exchange
 from ..validation.reporter import render, write_junit
 from ..validation.run import select_spec_paths, validate_change, validate_specs
-from .conventions import format_option, jobs_option, repo_option, verbosity_options
+from .conventions import format_option, jobs_option, json_emitted, repo_option, verbosity_options
 
 
 @click.command("validate")
@@ -47,6 +47,7 @@ def command(paths: tuple[Path, ...], all_specs: bool, since: str | None, base: s
         report = validate_specs(exchange, selected, check_images=check_images,
                                 insecure_registries=insecure_registries, jobs=jobs, strict=strict)
     render(report, output_format, sys.stdout)
+    json_emitted()  # a report, in the format asked for, is the command's document
     if junit_xml is not None:
         with writing(junit_xml, "the JUnit report"):
             write_junit(report, junit_xml)

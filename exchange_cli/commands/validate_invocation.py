@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from ..specs import SpecFile, display_path
 from ..validation.checker import json_problems, place_problems
 from ..validation.problems import Report, SpecResult
 from ..validation.reporter import render
-from .conventions import format_option, verbosity_options
+from .conventions import emit_json, format_option, json_emitted, verbosity_options
 
 
 @click.command("validate-invocation")
@@ -30,7 +29,7 @@ def command(spec: Path, invocation: Path, regenerate: bool, output_format: str) 
         chosen = choose_invocation_schema(read_spec_document(spec), regenerate=regenerate)
     except ExchangeError as error:
         if output_format == "json":  # a document on every path, for the programs that read it
-            click.echo(json.dumps({"ok": False, "error": str(error), "results": []}, indent=2))
+            emit_json({"ok": False, "error": str(error), "results": []})
         raise
     if chosen.stale is not None:
         then = ("checking against the schema its spec gives today (--regenerate)" if chosen.regenerated
@@ -46,4 +45,5 @@ def command(spec: Path, invocation: Path, regenerate: bool, output_format: str) 
     place_problems(document, result.problems)
     report = Report([result], noun="invocation")
     render(report, output_format, sys.stdout)
+    json_emitted()  # a report, in the format asked for, is the command's document
     sys.exit(0 if report.ok else 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from ..provenance.report import render_verification, verification_as_json
 from ..provenance.targets import custody_of, resolve_target, trusted_keys
 from ..provenance.verify import VerifyOptions, verify_published
 from .catalog_options import repo_option
-from .conventions import format_option, verbosity_options
+from .conventions import emit_json, format_option, verbosity_options
 
 FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 
@@ -40,7 +39,7 @@ def command(target: str, artifact_file: Path | None, attestation_file: Path | No
                             custody_of(resolved, key_files, allow_unprocessed=allow_unprocessed))
     result = verify_published(resolved.manifest, options, target=resolved.shown)
     if output_format == "json":
-        click.echo(json.dumps(verification_as_json(result), indent=2))
+        emit_json(verification_as_json(result))
     else:
         render_verification(result, sys.stdout)
     sys.exit(0 if result.ok else 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from ..repository import Exchange
 from ..storage.lease import leased
 from ..storage.ownership import exchange_identity, require_owner
 from .catalog_options import bucket_option, repo_option
-from .conventions import format_option, jobs_option, verbosity_options, yes_option
+from .conventions import emit_json, format_option, jobs_option, verbosity_options, yes_option
 from .options import storage_bucket
 
 LOG = logger("verify-storage")
@@ -66,7 +65,7 @@ def _audit_and_delete(exchange: Exchange, bucket, deep: bool, jobs: int, delete_
                 LOG.warning(f"kept {name}: a manifest at {remote} ({published.commit[:12]}) references it; "
                             "this checkout is behind (git pull)")
     if output_format == "json":
-        click.echo(json.dumps(audit_as_json(audit), indent=2))
+        emit_json(audit_as_json(audit))
     else:
         render_audit(audit, sys.stdout)
     if delete_requested and audit.orphans:
