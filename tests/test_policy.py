@@ -114,10 +114,12 @@ def test_a_broken_policy_is_a_usage_error_at_its_line_and_column(exchange_repo: 
                                                                   where: str, says: str) -> None:
     result, _ = validate(exchange_repo, "registry.example.org/acme/x:1.0", policy)
     assert result.exit_code == 2, result.output
-    (line,) = result.output.strip().splitlines()
+    (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: .exchange.yaml{where} "), line
     assert says in line, line
     assert "Traceback" not in result.output
+    error = json.loads(result.stdout)["error"]  # asked for JSON: the same failure as a document
+    assert (error["message"], error["kind"], error["exit-status"]) == (line.removeprefix("error: "), "usage", 2)
 
 
 def test_a_policy_that_is_not_text_is_a_usage_error(exchange_repo: ExchangeRepo) -> None:
