@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import json
 import logging
@@ -71,10 +72,20 @@ class ExchangeGroup(click.Group):
                     formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name == HELP:
+            return _help_command
         module_name = COMMANDS.get(name)
         if module_name is None:
             return None
         return importlib.import_module(f"exchange_cli.commands.{module_name}").command
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            close = difflib.get_close_matches(name, [*COMMANDS, HELP], n=3, cutoff=0.6)
+            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            ctx.fail(f"No such command {name!r}.{hint} (exchange --help lists them)")
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> object:
         # Errors the user can act on become one line and an exit code, never a traceback.
@@ -115,10 +126,33 @@ class ExchangeGroup(click.Group):
             ctx.exit(UNEXPECTED)
 
 
+HELP = "help"
+
+
+@click.command(HELP, hidden=True)
+@click.argument("names", nargs=-1)
+@click.pass_context
+def _help_command(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Show the help of a command (exchange help validate), or of exchange itself."""
+    group = ctx.parent.command if ctx.parent is not None else cli
+    context = ctx.parent or ctx
+    if not names:
+        click.echo(group.get_help(context))
+        return
+    command = group.get_command(context, names[0])  # type: ignore[attr-defined]
+    if command is None:
+        group.resolve_command(context, list(names))  # type: ignore[attr-defined]
+        return
+    with click.Context(command, info_name=names[0], parent=context) as sub:
+        click.echo(command.get_help(sub))
+
+
 @click.group(cls=ExchangeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="exchange")
 def cli() -> None:
-    """Run a gear exchange: validate specs, export rootfs tarballs, publish manifests."""
+    """Run a gear exchange: validate specs, export rootfs tarballs, publish manifests.
+
+    `exchange help COMMAND` (or `exchange COMMAND --help`) shows what a command does and takes."""
 
 
 # What an exit status means (README, "Exit status").

@@ -156,7 +156,7 @@ def tracked(repo: ExchangeRepo) -> set[str]:
 
 def test_remove_takes_exactly_that_org_and_name_in_one_commit(world: CatalogWorld) -> None:
     before, start = tracked(world.repo), world.repo.git("rev-parse", "HEAD")
-    result = run(world.repo, "remove", "acme/hello")
+    result = run(world.repo, "remove", "acme/hello", "-y")
     assert result.exit_code == 0, result.output
     gone = before - tracked(world.repo)
     hello = {p.manifest for p in world.published if (p.org, p.name) == ("acme", "hello")}
@@ -222,16 +222,27 @@ def test_purge_keeps_an_object_another_version_still_references(published: Catal
     assert world.bucket.stat(shared.object_name) is not None
 
 
-def test_purge_asks_first(world: CatalogWorld) -> None:
+def test_purge_asks_first(published: CatalogWorld) -> None:
+    world = published
     start = world.repo.git("rev-parse", "HEAD")
     result = run(world.repo, "remove", "acme-labs/hello", "--purge", "--bucket", world.bucket.uri, stdin="n\n")
     assert result.exit_code == 1 and "Aborted" in result.output
     assert world.repo.git("rev-parse", "HEAD") == start
 
 
+def test_remove_asks_first_as_its_yes_option_says(world: CatalogWorld) -> None:
+    """-y says "without asking", yet remove without --purge never asked."""
+    start = world.repo.git("rev-parse", "HEAD")
+    declined = run(world.repo, "remove", "acme/hello", stdin="n\n")
+    assert declined.exit_code == 1 and "remove 4 file(s) of acme/hello" in declined.output, declined.output
+    assert world.repo.git("rev-parse", "HEAD") == start and world.repo.git("status", "--porcelain") == ""
+    accepted = run(world.repo, "remove", "acme/hello", stdin="y\n")
+    assert accepted.exit_code == 0 and world.repo.git("rev-parse", "HEAD") != start
+
+
 def test_remove_unknown_name_or_version(world: CatalogWorld) -> None:
     assert "no gear or boutique acme/hell " in run(world.repo, "remove", "acme/hell").output
-    result = run(world.repo, "remove", "acme/hello", "--version", "7.0.0")
+    result = run(world.repo, "remove", "acme/hello", "--version", "7.0.0", "-y")
     assert result.exit_code == 2 and "has no version 7.0.0" in result.output
 
 
@@ -240,7 +251,7 @@ def test_remove_a_name_that_is_both_gear_and_boutique_needs_the_kind(world: Cata
     world.repo.commit("a boutique twin")
     ambiguous = run(world.repo, "remove", "acme/hello")
     assert ambiguous.exit_code == 2 and "boutique:acme/hello" in ambiguous.output
-    result = run(world.repo, "remove", "boutique:acme/hello")
+    result = run(world.repo, "remove", "boutique:acme/hello", "-y")
     assert result.exit_code == 0, result.output
     assert (world.repo.root / "gears/acme/hello.json").exists()
     assert not (world.repo.root / "boutiques/acme/hello.json").exists()

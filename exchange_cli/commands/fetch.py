@@ -39,8 +39,8 @@ def command(reference: str, out_file: Path | None, out_dir: Path, extract: bool,
     if output_format == "json":
         emit_json(outcome_as_json(outcome))
         return
-    click.echo(printable(f"{outcome.path}  {outcome.rootfs_hash}  {format_bytes(outcome.size)} (verified, from "
-                         f"{outcome.source})"))
+    click.echo(printable(f"{outcome.path}  {outcome.rootfs_hash}  {format_bytes(outcome.size)} (its hash matches "
+                         f"the manifest; from {outcome.source}; `exchange verify` checks its signed provenance)"))
     if outcome.extracted_to is not None and outcome.extraction is not None:
         summary = outcome.extraction
         skipped = f", {summary.skipped} special file(s) skipped" if summary.skipped else ""

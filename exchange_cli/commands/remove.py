@@ -41,10 +41,12 @@ def command(reference: str, version: str | None, purge: bool, bucket_uri: str | 
     if purge:
         require_every_manifest_read(catalog.scan.problems)
     bucket = storage_bucket(bucket_uri, None) if purge else None
-    if bucket is not None and removal.objects and not yes:
-        click.confirm(f"delete {len(removal.objects)} object(s) from {bucket.uri} after removing?", abort=True, err=True)
     if bucket is not None:  # deleting needs proof that this exchange owns the bucket, and a remote to push to
         require_owner(bucket, exchange_identity(exchange.repo, remote, git.current_branch(exchange.repo)))
+    if not yes:  # every command that deletes asks, unless -y (its help says "without asking")
+        purging = f", then delete {len(removal.objects)} object(s) from {bucket.uri}" if bucket and removal.objects else ""
+        click.confirm(printable(f"remove {len(removal.paths)} file(s) of {removal.entry.ref} ({', '.join(removal.paths)}) "
+                                f"and commit{purging}?"), abort=True, err=True)
     commit = apply_removal(exchange, removal)
     purged = PurgeOutcome((), ())
     if bucket is not None:

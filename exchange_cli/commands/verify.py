@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
+from ..logs import Verbosity
 from ..provenance.report import render_verification, verification_as_json
 from ..provenance.targets import custody_of, resolve_target, trusted_keys
 from ..provenance.verify import VerifyOptions, verify_published
 from .catalog_options import repo_option
-from .conventions import emit_json, format_option, verbosity_options
+from .conventions import emit_json, format_option, verbosity, verbosity_options
 
 FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 
@@ -41,5 +42,5 @@ def command(target: str, artifact_file: Path | None, attestation_file: Path | No
     if output_format == "json":
         emit_json(verification_as_json(result))
     else:
-        render_verification(result, sys.stdout)
+        render_verification(result, sys.stdout, quiet=verbosity() is Verbosity.QUIET)
     sys.exit(0 if result.ok else 1)

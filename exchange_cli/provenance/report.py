@@ -21,8 +21,9 @@ def verification_as_json(result: Verification) -> dict[str, Any]:
     }
 
 
-def render_verification(result: Verification, out: TextIO) -> None:
-    for check in result.checks:
+def render_verification(result: Verification, out: TextIO, *, quiet: bool = False) -> None:
+    """A line per check, then the verdict; `quiet`: the verdict alone (it names the failing check)."""
+    for check in [] if quiet else result.checks:
         out.write(printable(f"  {'ok  ' if check.ok else 'FAIL'} {check.name:<11} {check.detail}") + "\n")
     failure = result.failure
     if failure is None:
