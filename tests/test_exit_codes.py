@@ -11,7 +11,9 @@ and every failure is one `error:` line on stderr (or the report of what failed),
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from tests.catalog_world import CatalogWorld, one_gear_world
+from tests.cli_world import exchange_command, make_world
 from tests.infra.gitrepo import ExchangeRepo, example_gear, init_repo
 
 
@@ -197,3 +200,20 @@ def test_every_command_asked_for_json_prints_one_json_document_when_it_fails(
         assert line.removeprefix("error: ") == document["error"]["message"]
     else:
         assert document.get("ok") is False or document.get("verified") is False, document
+
+
+def test_dash_means_standard_output_for_fetch_and_export(exchange_repo: ExchangeRepo, tmp_path: Path) -> None:
+    """`export -o -` and `fetch -o -` created a file named `-`."""
+    world = make_world(tmp_path / "w", ("hello",), processed=True)
+    fetched = subprocess.run([*exchange_command(), "fetch", "acme/hello", "-o", "-", "--repo", str(world.work)],
+                             capture_output=True, timeout=120, cwd=tmp_path)
+    assert fetched.returncode == 0, fetched.stderr
+    (manifest,) = (world.work / "manifests").rglob("*.json")
+    record = json.loads(manifest.read_text())["exchange"]
+    assert f"sha384:{hashlib.sha384(fetched.stdout).hexdigest()}" == record["rootfs-hash"]
+    assert b"its hash matches the manifest" in fetched.stderr
+    exported = subprocess.run([*exchange_command(), "export", f"oci:{world.images}:{world.image('hello')}", "-o", "-",
+                               "--cache-dir", str(world.cache), "-q"], capture_output=True, timeout=120, cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout == fetched.stdout, "the same image, the same bytes"
+    assert not (tmp_path / "-").exists()

@@ -6,10 +6,14 @@ alike) and the table-driven test in tests/test_cli_conventions.py can check them
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TextIO
 
 import click
 
@@ -119,3 +123,26 @@ def output_option(what: str) -> Callable[[Callable], Callable]:
     """-o/--output FILE: always a file ('-': standard output, the default), never a directory."""
     return click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
                         help=f"Write {what} to this file [default: standard output].")
+
+
+STDOUT = "-"
+
+
+@contextlib.contextmanager
+def file_or_stdout(output: Path) -> Iterator[Path]:
+    """`-o -` means standard output, for every command that writes a file: the command writes a temporary
+    file (checked, complete), which then goes to stdout; its report goes to stderr (`report_stream`)."""
+    if str(output) != STDOUT:
+        yield output
+        return
+    with tempfile.TemporaryDirectory(prefix="exchange-stdout-") as temp:
+        path = Path(temp) / "output"
+        yield path
+        with path.open("rb") as written:
+            shutil.copyfileobj(written, sys.stdout.buffer, 1024 * 1024)
+        sys.stdout.buffer.flush()
+
+
+def report_stream(output: Path | None) -> TextIO:
+    """Where a command's report goes: stderr when stdout carries the file itself (`-o -`)."""
+    return sys.stderr if output is not None and str(output) == STDOUT else sys.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -10,14 +11,14 @@ import click
 
 from ..export import ExportResult, export_rootfs
 from ..progress import format_bytes
-from .conventions import command_progress, format_option, verbosity_options
+from .conventions import command_progress, file_or_stdout, format_option, report_stream, verbosity_options
 from .options import export_options, export_options_from
 
 
 @click.command("export")
 @click.argument("image")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the gzip-compressed rootfs tarball.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              help="Where to write the gzip-compressed rootfs tarball (- for standard output).")
 @export_options
 @format_option("text", "json", default="text")
 @verbosity_options
@@ -28,9 +29,9 @@ def command(image: str, output: Path, output_format: str, **option_values: Any) 
     (a `docker save` file) or oci:PATH[:TAG] (an OCI image layout).
     """
     options = export_options_from(**option_values)
-    with command_progress() as progress:
-        result = export_rootfs(image, output, options=options, progress=progress)
-    click.echo(render_json(result) if output_format == "json" else render_text(result))
+    with file_or_stdout(output) as path, command_progress() as progress:
+        result = dataclasses.replace(export_rootfs(image, path, options=options, progress=progress), output=output)
+    click.echo(render_json(result) if output_format == "json" else render_text(result), file=report_stream(output))
 
 
 def render_text(result: ExportResult) -> str:

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..catalog.reference import EntryReference, find_processed_version, resolve
+from ..errors import UsageError
 from ..fetch.run import FetchOutcome, fetch_rootfs
 from ..progress import format_bytes
 from ..quoting import printable
 from .catalog_options import bucket_option, open_catalog, repo_option
-from .conventions import emit_json, format_option, verbosity_options
+from .conventions import STDOUT, file_or_stdout, format_option, json_emitted, report_stream, verbosity_options
 from .options import storage_bucket
 
 
 @click.command("fetch")
 @click.argument("reference", metavar="[ORG/]NAME[@VERSION]")
-@click.option("-o", "--output", "out_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the tarball to this file [default: its object name in --output-dir].")
+@click.option("-o", "--output", "out_file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              help="Write the tarball to this file (- for standard output) [default: its object name in --output-dir].")
 @click.option("--output-dir", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="The directory for the tarball (without -o) and for --extract.")
 @click.option("--extract", is_flag=True, help="Also unpack the rootfs into DIR/<org>-<name>-<version>/ (DIR: --output-dir), safely.")
@@ -35,16 +39,23 @@ def command(reference: str, out_file: Path | None, out_dir: Path, extract: bool,
     entry = resolved.entry
     version = find_processed_version(entry, resolved.version)
     bucket = storage_bucket(bucket_uri, None) if bucket_uri else None
-    outcome = fetch_rootfs(entry, version, out_dir, extract=extract, bucket=bucket, file=out_file)
+    if out_file is not None and str(out_file) == STDOUT and extract:
+        raise UsageError("-o - sends the tarball to standard output; --extract unpacks a file: give -o FILE")
+    with file_or_stdout(out_file) if out_file is not None else contextlib.nullcontext(None) as target:
+        outcome = fetch_rootfs(entry, version, out_dir, extract=extract, bucket=bucket, file=target)
+    report = report_stream(out_file)
+    if out_file is not None and str(out_file) == STDOUT:
+        outcome = dataclasses.replace(outcome, path=out_file)
     if output_format == "json":
-        emit_json(outcome_as_json(outcome))
+        click.echo(json.dumps(outcome_as_json(outcome), indent=2), file=report)
+        json_emitted()
         return
-    click.echo(printable(f"{outcome.path}  {outcome.rootfs_hash}  {format_bytes(outcome.size)} (its hash matches "
+    click.echo(file=report, message=printable(f"{outcome.path}  {outcome.rootfs_hash}  {format_bytes(outcome.size)} (its hash matches "
                          f"the manifest; from {outcome.source}; `exchange verify` checks its signed provenance)"))
     if outcome.extracted_to is not None and outcome.extraction is not None:
         summary = outcome.extraction
         skipped = f", {summary.skipped} special file(s) skipped" if summary.skipped else ""
-        click.echo(printable(f"extracted to {outcome.extracted_to}: {summary.files} files, {summary.directories} "
+        click.echo(file=report, message=printable(f"extracted to {outcome.extracted_to}: {summary.files} files, {summary.directories} "
                              f"directories, {summary.links} links{skipped}"))
 
 
