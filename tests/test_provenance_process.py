@@ -443,3 +443,29 @@ def test_a_rollback_keeps_the_envelopes_that_pushed_manifests_reference(publishe
         assert references.keeps(Path(block["rootfs-url"]).name)
         assert references.keeps(Path(block["attestation-url"]).name), "an envelope a pushed manifest references"
     assert not references.keeps("acme-gone-sha384-0.tgz.intoto.jsonl")
+
+
+def test_list_and_show_say_which_versions_are_signed_and_by_which_key(signed: Signed) -> None:
+    """show and list never said whether a version was signed."""
+    assert signed.process().exit_code == 0
+    key_id = signed.signer.public_key.key_id
+    listed = json.loads(CliRunner().invoke(cli, ["list", "--json", "--repo", str(signed.world.repo.root)]).stdout)
+    assert {(e["name"], v["signed"], v["key-id"]) for e in listed for v in e["versions"]} == \
+        {("hello", True, key_id), ("other", True, key_id)}
+    text = CliRunner().invoke(cli, ["list", "--repo", str(signed.world.repo.root)]).stdout
+    assert "processed, signed" in text
+    shown = json.loads(CliRunner().invoke(cli, ["show", "acme/hello", "--json", "--repo",
+                                                str(signed.world.repo.root)]).stdout)
+    assert (shown["signed"], shown["key-id"]) == (True, key_id)
+
+
+def test_verify_fails_when_the_manifest_names_another_signing_key(signed: Signed) -> None:
+    assert signed.process().exit_code == 0
+    manifest = signed.manifest("hello")
+    document = json.loads(manifest.read_text())
+    document["exchange"]["attestation-key-id"] = "0" * 64
+    manifest.write_text(json.dumps(document))
+    result = signed.verify(str(manifest), "--format", "json", "--allow-unprocessed")
+    assert result.exit_code == 1
+    failure = json.loads(result.stdout)["failure"]
+    assert failure["check"] == "signature" and "the manifest says key 0000000000000000" in failure["reason"]

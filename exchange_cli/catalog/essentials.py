@@ -31,6 +31,8 @@ def essentials(entry: CatalogEntry, version: CatalogVersion, bucket: Bucket | No
         "rootfs-hash": version.rootfs_hash,
         "rootfs-size": version.rootfs_size if version.rootfs_size is not None else _object_size(version, bucket),
         "git-commit": record.get("git-commit"),
+        "signed": version.signed,
+        "key-id": version.key_id,
         "mirrored-image": record.get("mirrored-image"),
         "manifest": version.manifest.relative if version.manifest else None,
         "versions": [v.version for v in entry.versions],

@@ -10,7 +10,8 @@ from .model import CatalogEntry
 
 def listing_as_json(entries: list[CatalogEntry]) -> list[dict[str, Any]]:
     return [{"org": e.org, "kind": e.kind.value, "name": e.name, "entry": e.entry_ref or e.ref,
-             "versions": [{"version": v.version, "processed": v.processed, "state": v.state} for v in e.versions]}
+             "versions": [{"version": v.version, "processed": v.processed, "state": v.state, "signed": v.signed,
+                           "key-id": v.key_id} for v in e.versions]}
             for e in entries]
 
 
@@ -22,5 +23,6 @@ def render_listing(entries: list[CatalogEntry], stream: TextIO) -> None:
         for version in entry.versions:
             state = {"processed": "processed", "pending": "not processed",
                      "skipped": "skipped (behind the sentinel, never processed)"}[version.state]
-            print(printable(f"  {version.version:<{width}}  {state}"), file=stream)
+            signed = ", signed" if version.signed else ""
+            print(printable(f"  {version.version:<{width}}  {state}{signed}"), file=stream)
     print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}", file=stream)

@@ -66,6 +66,17 @@ class CatalogVersion:
         return self.manifest is not None
 
     @property
+    def signed(self) -> bool:
+        """Published with signed provenance (an envelope the manifest pins)."""
+        return isinstance(self.record.get("attestation-url"), str)
+
+    @property
+    def key_id(self) -> str | None:
+        """The key that signed it, as the manifest records it (older signed manifests do not)."""
+        value = self.record.get("attestation-key-id")
+        return value if isinstance(value, str) else None
+
+    @property
     def state(self) -> str:
         """processed, pending (a run will process it) or skipped (see `skipped`)."""
         return "processed" if self.processed else ("skipped" if self.skipped else "pending")

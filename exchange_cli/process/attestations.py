@@ -27,8 +27,8 @@ from ..provenance.attest import RunContext, attest, facts_for
 from ..provenance.dsse import EnvelopeError, check_signatures, parse_envelopes
 from ..provenance.signers import Signer
 from ..provenance.statement import BuildFacts, StatementError, read_statement
-from ..provenance.verify import (ATTESTATION_SHA256, ATTESTATION_SUFFIX, ATTESTATION_URL, MAX_ENVELOPE_BYTES,
-                                 attestation_name)
+from ..provenance.verify import (ATTESTATION_KEY_ID, ATTESTATION_SHA256, ATTESTATION_SUFFIX, ATTESTATION_URL,
+                                 MAX_ENVELOPE_BYTES, attestation_name)
 from ..repository import Exchange
 from .artifacts import Artifact
 from .ledger import CreatedObjects
@@ -66,7 +66,8 @@ class AttestationHook:
                 ledger.record(name, uploaded.info.generation, beside=artifact.object_name)
             self.log(f"signed {name} with key {self.signer.public_key.short_id}")
         self.envelopes[name] = content
-        return {ATTESTATION_URL: self.bucket.download_url(name), ATTESTATION_SHA256: hashlib.sha256(content).hexdigest()}
+        return {ATTESTATION_URL: self.bucket.download_url(name), ATTESTATION_SHA256: hashlib.sha256(content).hexdigest(),
+                ATTESTATION_KEY_ID: self.signer.public_key.key_id}
 
     def after_push(self, published: Published) -> None:
         pass

@@ -33,6 +33,7 @@ from .statement import BuildFacts, StatementError, read_statement
 
 ATTESTATION_URL = "attestation-url"
 ATTESTATION_SHA256 = "attestation-sha256"
+ATTESTATION_KEY_ID = "attestation-key-id"  # recorded since signing began to name it: older manifests lack it
 ATTESTATION_SUFFIX = ".intoto.jsonl"
 MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
 ENVELOPE_LIMIT = Limit(MAX_ENVELOPE_BYTES, "an envelope")
@@ -176,6 +177,10 @@ def _check_envelope(manifest: ManifestView, envelope_bytes: bytes, digests: dict
         record("signature", False, signed[0][1].reason)
     envelope, check = verified  # type: ignore[misc]
     result.key = check.key
+    named = manifest.text(ATTESTATION_KEY_ID)
+    if named is not None and named != check.key.key_id:
+        record("signature", False, f"the manifest says key {named[:16]}… signed it, but it verifies with key "
+                                   f"{check.key.key_id[:16]}…")
     record("signature", True, f"signed by the exchange's key {check.key.key_id} ({check.key.algorithm})")
     if options.custody is not None:
         record("custody", *options.custody(check.key))
