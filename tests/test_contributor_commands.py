@@ -288,3 +288,17 @@ def test_lookup_commands_on_an_exchange_processed_by_exchange_process(exchange_r
     assert (tmp_path / "out" / "acme-hello-0.10.0" / "flywheel" / "v0" / "run").is_file()
     audited = run(exchange_repo, "verify-storage", "--bucket", bucket.as_uri(), "--deep")
     assert audited.exit_code == 0, audited.output
+
+
+def test_a_value_given_by_an_option_is_blamed_on_the_option(exchange_repo: ExchangeRepo, tmp_path: Path) -> None:
+    """`add-gear --image X` with a bad X blamed a line of the contributor's file that held a good value; an
+    org with a space was accepted and published, then could not be named."""
+    source = gear_source(tmp_path)
+    bad_image = run(exchange_repo, "add-gear", str(source), "--org", "acme", "--image", "r.example.org/x:latest")
+    assert bad_image.exit_code == 1
+    (line,) = [line for line in bad_image.output.splitlines() if "error[image-unpinned]" in line]
+    assert line.startswith(f"{source}/manifest.json: error[image-unpinned]: --image r.example.org/x:latest: "), line
+    spaced = run(exchange_repo, "add-gear", str(source), "--org", "Jane Lab")
+    assert spaced.exit_code == 2
+    assert "--org 'Jane Lab': it holds ' '" in spaced.output and "(e.g. --org jane-lab)" in spaced.output
+    assert not (exchange_repo.root / "gears").exists()

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from exchange_cli.validation.problems import RULES
-from tests.infra.gitrepo import ExchangeRepo, example_boutique, example_gear
+from tests.infra.gitrepo import ExchangeRepo, example_boutique, example_gear, init_repo
 
 LINE = r"^(?P<path>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<severity>error|info)\[(?P<rule>[a-z-]+)\]: (?P<message>.*)$"
 
@@ -392,3 +392,37 @@ def test_an_anyof_failure_names_the_real_cause_in_the_branch_meant_for_it(exchan
     assert "error[gear-schema]: 'dicom' is not of type 'array' (at /inputs/x/type/enum)" in output
     assert "error[gear-schema]: 'no' is not of type 'boolean' (at /inputs/key/read-only)" in output
     assert "not valid under any of the given schemas" not in output and "…" not in output
+
+
+def test_a_spec_in_a_misspelled_folder_is_warned_about_with_its_place(exchange_repo: ExchangeRepo) -> None:
+    """`gear/jane/x.json` was silently ignored: the branch job green, the gear never published."""
+    exchange_repo.write("gear/jane/x.json", example_gear(name="x"))
+    exchange_repo.write("Boutiques/acme/y.json", example_gear(name="y"))
+    exchange_repo.write("gears/z.json", example_gear(name="z"))
+    exchange_repo.write("docs/example.json", {"not": "a spec"})
+    exchange_repo.write("gears/jane/ok.json", example_gear(name="ok"))
+    result = CliRunner().invoke(cli, ["validate", "--all", "--repo", str(exchange_repo.root), "--format", "json"])
+    stray = {r["path"]: r["problems"][0]["message"] for r in json.loads(result.stdout)["results"]
+             if r["problems"] and r["problems"][0]["rule"] == "stray-spec"}
+    assert set(stray) == {"gear/jane/x.json", "Boutiques/acme/y.json"}, stray
+    assert stray["gear/jane/x.json"].endswith("did you mean gears/jane/x.json?")
+    assert stray["Boutiques/acme/y.json"].endswith("did you mean boutiques/acme/y.json?")
+    text = CliRunner().invoke(cli, ["validate", "--all", "--repo", str(exchange_repo.root), "--format", "text"])
+    assert "gear/jane/x.json: warning[stray-spec]" in text.output
+
+
+def test_validate_checks_a_contributors_own_file_outside_any_exchange(tmp_path: Path) -> None:
+    """`validate FILE` outside an exchange (a gear's own repository) refused to run."""
+    gear_repo = tmp_path / "my-gear"
+    init_repo(gear_repo)
+    good = gear_repo / "manifest.json"
+    good.write_text(json.dumps(example_gear(name="mine")))
+    bad = tmp_path / "loose.json"
+    bad.write_text(json.dumps(example_gear(name="mine", license="nope")))
+    ok = CliRunner().invoke(cli, ["validate", str(good), "--repo", str(gear_repo), "--format", "text"])
+    assert ok.exit_code == 0, ok.output
+    assert "not inside an exchange" in ok.stderr
+    failed = CliRunner().invoke(cli, ["validate", str(bad), "--repo", str(tmp_path), "--format", "json"])
+    assert failed.exit_code == 1
+    (result,) = json.loads(failed.stdout)["results"]
+    assert {p["rule"] for p in result["problems"]} == {"gear-schema"}

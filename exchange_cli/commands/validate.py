@@ -7,11 +7,23 @@ from pathlib import Path
 
 import click
 
+from .. import git
 from ..errors import UsageError, writing
+from ..git import NotARepository
+from ..logs import logger
 from ..repository import Exchange
 from ..validation.reporter import render, write_junit
-from ..validation.run import select_spec_paths, validate_change, validate_specs
+from ..validation.run import (
+    is_exchange,
+    select_spec_paths,
+    stray_specs,
+    validate_change,
+    validate_loose_files,
+    validate_specs,
+)
 from .conventions import format_option, jobs_option, json_emitted, repo_option, verbosity_options
+
+LOG = logger("validate")
 
 
 @click.command("validate")
@@ -36,8 +48,12 @@ def command(paths: tuple[Path, ...], all_specs: bool, since: str | None, base: s
             junit_xml: Path | None) -> None:
     """Check gear and boutique specs: with PATHs those files, with --all every spec, with --base the change to
     that branch, else the specs changed since .sentinel."""
-    exchange = Exchange.open(repo)
-    if base:
+    exchange = _exchange_or_none(repo) if paths and not (all_specs or since or base) else Exchange.open(repo)
+    if exchange is None:  # a contributor's own file, outside any exchange
+        LOG.info("not inside an exchange: checked against the schemas and the default policy (the rules on "
+                 "places, names and versions need an exchange)")
+        report = validate_loose_files(paths)
+    elif base:
         if paths or all_specs or since:
             raise UsageError("--base judges the whole change; give it without PATHs, --all or --since")
         report = validate_change(exchange, base, check_images=check_images, insecure_registries=insecure_registries,
@@ -46,9 +62,28 @@ def command(paths: tuple[Path, ...], all_specs: bool, since: str | None, base: s
         selected = select_spec_paths(exchange, paths, all_specs=all_specs, since=since)
         report = validate_specs(exchange, selected, check_images=check_images,
                                 insecure_registries=insecure_registries, jobs=jobs, strict=strict)
+        if not paths:  # JSON files where no run looks: a misspelled folder is never silently green
+            report.results += stray_specs(exchange, _changed_json(exchange, since, all_specs))
     render(report, output_format, sys.stdout)
     json_emitted()  # a report, in the format asked for, is the command's document
     if junit_xml is not None:
         with writing(junit_xml, "the JUnit report"):
             write_junit(report, junit_xml)
     sys.exit(0 if report.ok else 1)
+
+
+def _exchange_or_none(repo: Path | None) -> Exchange | None:
+    try:
+        exchange = Exchange.open(repo)
+    except NotARepository:
+        return None
+    return exchange if is_exchange(exchange.root) else None
+
+
+def _changed_json(exchange: Exchange, since: str | None, all_specs: bool) -> list[str] | None:
+    """The JSON files a change since --since or the sentinel touched; None (every file) for --all or
+    an exchange never processed."""
+    since = since or exchange.read_sentinel()
+    if all_specs or since is None:
+        return None
+    return git.changed_paths(exchange.repo, git.resolve_commit(exchange.repo, since, what="--since"), ["*.json"])

@@ -19,6 +19,7 @@ from ..errors import ExchangeError, UsageError
 from ..catalog.model import EntryClaims, expected_stem
 from ..durable import write_atomically
 from ..manifests import ManifestIndex
+from ..names import name_problem, suggested_name
 from ..repository import Exchange
 from ..jsonpos import parse_json
 from ..specs import SpecFile, SpecKind, SpecLocation, image_field, read_spec
@@ -53,7 +54,7 @@ def add_spec(exchange: Exchange, kind: SpecKind, source: SpecSource, *, org: str
     entries = EntryClaims.load(exchange, manifests.manifests)
     location = choose_entry(entries, kind, name, org)
     text = json.dumps(data, indent=4, ensure_ascii=False) + "\n"
-    report = validate_candidate(exchange, location, text, source, manifests, entries)
+    report = validate_candidate(exchange, location, text, source, manifests, entries, image=image)
     if not report.ok:
         raise SpecRejected(location, report)
     target = exchange.root / location.relative_path
@@ -120,8 +121,10 @@ def spec_name(data: dict[str, Any], kind: SpecKind, shown: str) -> str:
 
 def choose_entry(entries: EntryClaims, kind: SpecKind, name: str, org: str | None) -> SpecLocation:
     """The entry that holds this gear already (in --org, else in any org); else a new one in --org."""
-    if org is not None and (not org or "/" in org or org.startswith(".")):
-        raise UsageError(f"--org {org!r}: an org is one directory name")
+    problem = name_problem(org) if org is not None else None
+    if problem is not None:
+        raise UsageError(f"--org {org!r}: {problem}; an org names folders, manifests, objects and URLs "
+                         f"(e.g. --org {suggested_name(org or '')})")
     found = entries.find(kind, name, org)
     if len(found) == 1:
         return found[0]
@@ -135,14 +138,19 @@ def choose_entry(entries: EntryClaims, kind: SpecKind, name: str, org: str | Non
 
 
 def validate_candidate(exchange: Exchange, location: SpecLocation, text: str, source: SpecSource,
-                       manifests: ManifestIndex, entries: EntryClaims) -> Report:
+                       manifests: ManifestIndex, entries: EntryClaims, *, image: str | None = None) -> Report:
     """The same rules `exchange validate` applies, on the text we would write; the problems are placed
-    in the contributor's own file (the one they will edit), not in our reformatted copy."""
+    in the contributor's own file (the one they will edit), not in our reformatted copy, except those of
+    a value an option gave (--image): those are blamed on the option, which is what must change."""
     spec = SpecFile(exchange.root / location.relative_path, location.relative_path, location.relative_path,
                     parse_json(text))
     item = Checker(manifests, entries=entries, policy=load_policy(exchange.root)).check_file(spec)
     item.result.display_path = source.description
+    image_pointer = image_field(spec.data, location.kind)[0] if image is not None else None
     for problem in item.result.problems:
+        if image_pointer is not None and problem.pointer == image_pointer:
+            problem.message, problem.pointer = f"--image {image}: {problem.message}", None
+            continue
         position = source.document.position(problem.pointer or "")
         problem.line, problem.column = position.line, position.column
     return Report([item.result])

@@ -61,6 +61,10 @@ class Checker:
     def check_paths(self, paths: Collection[Path], *, root: Path) -> Report:
         for path in paths:
             self.checked.append(self.check_file(read_spec(path, root)))
+        return self.finish()
+
+    def finish(self) -> Report:
+        """The cross-spec rules over everything checked, then the report (problems placed, in order)."""
         self._check_duplicate_versions()
         if self.image_lookup is not None:
             self._check_images_exist(self.image_lookup)

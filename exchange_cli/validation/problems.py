@@ -26,6 +26,7 @@ RULES: dict[str, str] = {
     "json-duplicate-key": "an object must not repeat a key (readers disagree on which value counts)",
     "file-name": "a spec file's name must end in .json, and a new spec's file stem must be its name",
     "spec-location": "a spec must live at gears/<org>/<file>.json or boutiques/<org>/<file>.json",
+    "stray-spec": "a JSON file that looks like a spec but sits where no run looks (gear/jane/x.json) is warned about",
     "spec-size": "a spec file must be at most 1 MiB (specs.MAX_SPEC_BYTES); it is refused unread",
     "gear-schema": "a gear must validate against the official Flywheel gear manifest schema",
     "boutique-schema": "a boutique must validate against the Boutiques descriptor schema",

@@ -7,16 +7,21 @@ proposes specs and the target's tip decides (validation/target.py).
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Collection
 
+from .. import git
 from ..catalog.model import EntryClaims
+from ..confined import NotConfined, TooLarge, entries_below, read_small_file
 from ..errors import ExchangeError, UsageError
+from ..jsonpos import JsonText, read_json
 from ..logs import logger
 from ..manifests import ManifestIndex
 from ..reference import ImageReference
 from ..repository import MANIFESTS, Exchange
+from ..specs import MAX_SPEC_BYTES, SPEC_DIRECTORIES, SpecFile, display_path
 from .checker import Checker, ImageLookup, RegistryAnswer
 from .policy import Policy, load_policy
 from .problems import Problem, Report, Severity, SpecResult
@@ -94,6 +99,7 @@ def validate_change(exchange: Exchange, base: str, *, check_images: bool = False
                  f"{len(paths)} spec(s), {len(protected)} protected file(s)")
         report = validate_specs(exchange, paths, check_images=check_images, insecure_registries=insecure_registries,
                                 jobs=jobs, judge=judge, strict=strict)
+        report.results += stray_specs(exchange, git.changed_paths(exchange.repo, target.merge_base, ["*.json"]))
         verdict = approval(judge.policy)
         for change in protected:
             report.results.append(_protected_result(change.path, change.change, verdict.approved, verdict.reason))
@@ -124,3 +130,79 @@ def registry_lookup(insecure_registries: Collection[str], *, shared_credentials:
             return RegistryAnswer(None, str(error))
 
     return lookup
+
+
+def is_exchange(root: Path) -> bool:
+    """A repository laid out as an exchange (any of gears/, boutiques/, manifests/, .sentinel)."""
+    return any((root / name).exists() for name in (*SPEC_DIRECTORIES, MANIFESTS, ".sentinel"))
+
+
+def validate_loose_files(paths: Collection[Path]) -> Report:
+    """Spec files outside any exchange (a contributor's own manifest.json): the schemas and the default
+    policy; the rules on places, names and versions need an exchange and are not applied."""
+    checker = Checker(ManifestIndex([]))
+    for path in _files(paths):
+        shown = display_path(path)
+        try:
+            content = read_small_file(path, limit=MAX_SPEC_BYTES)
+        except TooLarge as error:
+            checker.checked.append(checker.check_file(SpecFile(path, shown, None, JsonText(""),
+                                                               refusal=f"the file {error.reason}", refusal_rule="spec-size")))
+            continue
+        except (NotConfined, OSError) as error:
+            raise UsageError(f"{shown}: cannot read it ({getattr(error, 'reason', None) or error})") from None
+        checker.checked.append(checker.check_file(SpecFile(path, shown, None, read_json(content))))
+    return checker.finish()
+
+
+def _files(paths: Collection[Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(p for p in entries_below(path) if p.suffix == ".json")
+        elif path.exists():
+            found.append(path)
+        else:
+            raise UsageError(f"{path}: no such file or directory")
+    return found
+
+
+# Top-level folders that hold JSON on purpose: never taken for a misspelled spec folder.
+_NOT_SPEC_FOLDERS = {MANIFESTS, "schemas", "docs", "tests", "node_modules", "site", "build", "dist"}
+
+
+def stray_specs(exchange: Exchange, changed: Collection[str] | None) -> list[SpecResult]:
+    """JSON files that look like specs but sit where no run looks (`gear/jane/x.json`, `gears/x.json`,
+    `Boutiques/acme/y.json`): a warning each (stray-spec) with the place they were probably meant for.
+    `changed`: the repository-relative paths a change touched (None: the whole tree)."""
+    candidates = changed if changed is not None else _tracked_json(exchange)
+    results = []
+    for relative in sorted(candidates):
+        meant = _meant_place(relative)
+        if meant is not None and meant != relative:
+            problem = Problem("stray-spec", f"{relative} is not at gears/<org>/<file>.json or boutiques/<org>/"
+                                            f"<file>.json, so no run will ever process it; did you mean {meant}?",
+                              severity=Severity.WARNING)
+            results.append(SpecResult(relative, problems=[problem]))
+    return results
+
+
+def _tracked_json(exchange: Exchange) -> list[str]:
+    listing = exchange.repo.git.ls_files("-z", "--cached", "--others", "--exclude-standard", "--", "*.json")
+    return [path for path in listing.split("\0") if path]
+
+
+def _meant_place(relative: str) -> str | None:
+    """Where a JSON file that looks like a misplaced spec was meant to go; None when it is not one."""
+    parts = PurePosixPath(relative).parts
+    if not relative.endswith(".json") or len(parts) < 2 or any(part.startswith(".") for part in parts):
+        return None
+    top = parts[0]
+    if top in _NOT_SPEC_FOLDERS or top in SPEC_DIRECTORIES:  # under gears/ or boutiques/: spec-location's
+        return None
+    folder = next(iter(difflib.get_close_matches(top.lower(), list(SPEC_DIRECTORIES), n=1, cutoff=0.7)), None)
+    if folder is None:
+        return None
+    if len(parts) == 2:
+        return f"{folder}/<org>/{parts[1]}"
+    return f"{folder}/{parts[-2]}/{parts[-1]}"
