@@ -3,45 +3,64 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib
-import json
-import logging
 import os
 import sys
-import traceback
 
 import click
 
 from . import __version__
-from .commands.conventions import FORMAT_META, JSON_EMITTED_META
 from .errors import ExchangeError, UsageError, describe_os_error, redact
 from .interrupts import exit_status, terminate_raises
-from .logs import LOGGER_NAME
+from .machine import FORMAT_META, JSON_EMITTED_META
 from .quoting import printable, printable_lines
 
-# name -> module under exchange_cli.commands exposing a click command called `command`.
-# Imported lazily so `exchange validate` does not pay for the Docker or GCS client imports.
-COMMANDS = {
-    "validate": "validate",
-    "invocation-schema": "invocation_schema",
-    "validate-invocation": "validate_invocation",
-    "export": "export",
-    "check-image": "check_image",
-    "process": "process",
-    "history": "history",
-    "demo": "demo",
-    "add-gear": "add_gear",
-    "add-boutique": "add_boutique",
-    "list": "list",
-    "show": "show",
-    "fetch": "fetch",
-    "verify-storage": "verify_storage",
-    "remove": "remove",
-    "inventory": "inventory",
-    "index": "index",
-    "verify": "verify",
-    "keys": "keys",
+# name -> (module under exchange_cli.commands exposing a click command called `command`, its summary).
+# Imported lazily, and summarised here, so `exchange --help` imports no command (nor GitPython, jsonschema,
+# requests, rich) and `exchange validate` does not pay for the Docker or GCS clients. A test keeps each
+# summary equal to its command's own first sentence.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("validate", (
+        "Check gear and boutique specs: with PATHs those files, with --all every spec, with --base the "
+        "change to that branch, else the specs changed since .sentinel.")),
+    "invocation-schema": ("invocation_schema", "Print the invocation schema of a gear, a boutique, or a strongly-versioned manifest."),
+    "validate-invocation": ("validate_invocation", "Validate INVOCATION (a job's inputs and config, JSON) against SPEC's invocation schema."),
+    "export": ("export", "Export IMAGE's root filesystem, all layers applied, to a byte-reproducible .tgz; print its sha384."),
+    "check-image": ("check_image", (
+        "Check each SPEC's image (a gear or a boutique) from its flattened rootfs, without a daemon or "
+        "extracting.")),
+    "process": ("process", (
+        "Export, upload and publish every spec changed since .sentinel, then push; undo everything on "
+        "failure.")),
+    "history": ("history", "List the commits that published manifests, newest first."),
+    "demo": ("demo", "Make a throwaway exchange (git repo, bare remote, local bucket, locally built image) and process it."),
+    "add-gear": ("add_gear", (
+        "Add or update a gear from SOURCE: a JSON file, a source directory, or a git URL[@REF]; validate it, "
+        "write it and commit it.")),
+    "add-boutique": ("add_boutique", (
+        "Add or update a boutique from SOURCE: a JSON file, a source directory, or a git URL[@REF]; validate "
+        "it, write it and commit it.")),
+    "list": ("list", "List every gear and boutique with its versions, newest first, and whether each is processed."),
+    "show": ("show", "Show a processed version (default: the newest): image, digest, rootfs URL, hash, size, commit."),
+    "fetch": ("fetch", (
+        "Download the rootfs of a processed version (default: the newest) from its rootfs URL (http(s)://, "
+        "gs://, file://), or from --bucket, verifying its hash as it arrives.")),
+    "verify-storage": ("verify_storage", (
+        "Find artifacts missing for a manifest, objects no manifest references (orphans), and with --deep "
+        "objects whose content no longer matches its hash.")),
+    "remove": ("remove", (
+        "Remove exactly one gear or boutique, or with @VERSION one version of it, named by ORG/NAME or "
+        "ORG/FILE-STEM (never another name that merely starts the same): its spec and manifests, in one "
+        "commit.")),
+    "inventory": ("inventory", (
+        "One row per gear: name, label, latest version, image, api-key use, license, author, maintainer, "
+        "source, url.")),
+    "index": ("index", "Write the catalog: every gear and boutique with its versions, newest first."),
+    "verify": ("verify", (
+        "Verify a published version end to end: the rootfs hash against the manifest, the envelope's "
+        "signature against the exchange's key, the statement's subject against the artifact, and its image "
+        "digest and commit against the manifest.")),
+    "keys": ("keys", "The exchange's signing keys."),
 }
 
 
@@ -53,7 +72,6 @@ SECTIONS = (
     ("Commands for maintainers", ("export", "remove", "verify-storage", "inventory", "index", "history", "keys",
                                   "demo")),
 )
-SUMMARY_LIMIT = 300  # a command's first sentence, whole
 UNEXPECTED = 3  # exit status of a defect (see the README's exit status rule)
 
 
@@ -65,8 +83,7 @@ class ExchangeGroup(click.Group):
         listed = {name for _, names in SECTIONS for name in names}
         sections = [*SECTIONS, ("Other commands", tuple(name for name in self.list_commands(ctx) if name not in listed))]
         for title, names in sections:
-            rows = [(name, command.get_short_help_str(limit=SUMMARY_LIMIT)) for name in names
-                    if name in COMMANDS and (command := self.get_command(ctx, name)) is not None and not command.hidden]
+            rows = [(name, COMMANDS[name][1]) for name in names if name in COMMANDS]
             if rows:
                 with formatter.section(title):
                     formatter.write_dl(rows)
@@ -74,14 +91,15 @@ class ExchangeGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name == HELP:
             return _help_command
-        module_name = COMMANDS.get(name)
-        if module_name is None:
+        if name not in COMMANDS:
             return None
-        return importlib.import_module(f"exchange_cli.commands.{module_name}").command
+        return importlib.import_module(f"exchange_cli.commands.{COMMANDS[name][0]}").command
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
         if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            import difflib
+
             close = difflib.get_close_matches(name, [*COMMANDS, HELP], n=3, cutoff=0.6)
             hint = f" Did you mean {' or '.join(close)}?" if close else ""
             ctx.fail(f"No such command {name!r}.{hint} (exchange --help lists them)")
@@ -115,6 +133,11 @@ class ExchangeGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise  # click's own: usage errors, --help, a declined prompt
         except Exception as error:  # noqa: BLE001 - a defect of ours: one line, not a traceback
+            import logging
+            import traceback
+
+            from .logs import LOGGER_NAME
+
             if logging.getLogger(LOGGER_NAME).isEnabledFor(logging.DEBUG):
                 traceback.print_exc()
             command = ctx.invoked_subcommand or "exchange"
@@ -164,6 +187,8 @@ def _json_error(ctx: click.Context, message: str, status: int, kind: str | None)
     command did not report itself, this one (schemas/cli/error.schema.json)."""
     if ctx.meta.get(FORMAT_META) != "json" or ctx.meta.get(JSON_EMITTED_META):
         return
+    import json
+
     document = {"ok": False, "error": {"message": message, "kind": kind or ERROR_KINDS.get(status, "interrupted"),
                                        "exit-status": status}}
     with contextlib.suppress(OSError, ValueError):

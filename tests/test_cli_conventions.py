@@ -7,6 +7,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -140,6 +143,29 @@ def test_help_groups_commands_by_who_runs_them_with_whole_summaries() -> None:
         assert " ".join(first_sentence.split()) in " ".join(commands_part.split()), name
     listed = {name for _, names in SECTIONS for name in names}
     assert set(COMMANDS) <= listed, "every command is in a section"
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_listed_summary_is_the_commands_own_first_sentence(name: str) -> None:
+    """--help prints summaries kept in cli.py so it imports no command; they must not drift from the commands."""
+    assert COMMANDS[name][1] == command(name).get_short_help_str(limit=10_000)
+
+
+def test_help_and_version_import_no_heavy_library() -> None:
+    """`exchange --help` runs on every mistyped command and in pre-commit hooks: it loads click and nothing heavy."""
+    probe = textwrap.dedent("""
+        import contextlib, io, json, sys
+        from exchange_cli.cli import cli
+        for args in (["--help"], ["--version"]):
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+                cli.main(args, prog_name="exchange")
+        print(json.dumps(sorted(sys.modules)))
+    """)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    heavy = ("git", "requests", "google", "rich", "jsonschema", "docker", "yaml", "urllib3")
+    loaded = [name for name in json.loads(result.stdout)
+              if name.split(".")[0] in heavy or name.startswith("exchange_cli.commands")]
+    assert loaded == [], f"--help/--version imported {loaded}"
 
 
 @pytest.mark.parametrize("name", sorted(TABLE))

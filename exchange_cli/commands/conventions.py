@@ -18,6 +18,7 @@ from typing import Callable, TextIO
 import click
 
 from ..logs import Verbosity, configure
+from ..machine import FORMAT_META, JSON_EMITTED_META
 from ..progress import progress_for
 
 _VERBOSITY = "exchange.verbosity"
@@ -63,7 +64,6 @@ FORMAT_HELP = {
 }
 
 
-FORMAT_META, JSON_EMITTED_META = "exchange.format", "exchange.json-emitted"
 
 
 def remember_format(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -1,0 +1,78 @@
+"""How long the CLI takes to start, as a ratio to a bare interpreter measured in the same run.
+
+Goals (issue 22): `exchange --help` and `exchange --version` within 3x of `python3 -c pass`;
+`exchange validate` of one spec within 8x. A pre-commit hook pays this on every commit.
+Each figure is the median of --runs runs of a fresh process, after one run that warms the page cache and
+writes the bytecode cache, as an installed tool has it.
+Run: .venv/bin/python benchmarks/startup.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GOALS = {"--help": 3.0, "--version": 3.0, "validate one spec": 8.0}
+
+
+def median_seconds(argv: list[str], cwd: Path, runs: int, env: dict[str, str]) -> float:
+    subprocess.run(argv, cwd=cwd, env=env, capture_output=True, check=True)  # warm the page cache and .pyc files
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(argv, cwd=cwd, env=env, capture_output=True, check=True)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def one_spec_exchange(root: Path) -> Path:
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    spec = root / "gears" / "examples" / "file-metadata.json"
+    spec.parent.mkdir(parents=True)
+    shutil.copy(ROOT / "gears/examples/file-metadata.json", spec)
+    return spec
+
+
+def installed_environment(cache: Path) -> dict[str, str]:
+    """An installed tool runs from compiled bytecode; a shell with PYTHONDONTWRITEBYTECODE=1 (this machine's) would
+    measure compiling every module instead. The cache goes to a temporary prefix, not into the source tree."""
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPYCACHEPREFIX": str(cache)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    exe = str(Path(sys.executable).with_name("exchange"))
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "exchange"
+        spec = one_spec_exchange(root)
+        env = installed_environment(Path(tmp) / "pycache")
+        baseline = median_seconds([sys.executable, "-c", "pass"], root, args.runs, env)
+        figures = {
+            "--help": median_seconds([exe, "--help"], root, args.runs, env),
+            "--version": median_seconds([exe, "--version"], root, args.runs, env),
+            "validate one spec": median_seconds([exe, "validate", str(spec.relative_to(root))], root, args.runs, env),
+        }
+    print(f"baseline  python3 -c pass: {baseline * 1000:7.1f} ms (median of {args.runs})")
+    failed = False
+    for name, seconds in figures.items():
+        ratio = seconds / baseline
+        met = ratio <= GOALS[name]
+        failed |= not met
+        print(f"{name:<18} {seconds * 1000:7.1f} ms  {ratio:5.1f}x  (goal <= {GOALS[name]:.0f}x: "
+              f"{'met' if met else 'NOT met'})")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
