@@ -61,6 +61,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "signature against the exchange's key, the statement's subject against the artifact, and its image "
         "digest and commit against the manifest.")),
     "keys": ("keys", "The exchange's signing keys."),
+    "init": ("init", (
+        "Start a new exchange in DIRECTORY (default: here): layout, CI pipeline, policy, README, one commit.")),
 }
 
 
@@ -69,7 +71,7 @@ SECTIONS = (
     ("Commands for CI", ("validate", "process", "check-image")),
     ("Commands for contributors and users", ("add-gear", "add-boutique", "validate-invocation", "invocation-schema",
                                              "list", "show", "fetch", "verify")),
-    ("Commands for maintainers", ("export", "remove", "verify-storage", "inventory", "index", "history", "keys",
+    ("Commands for maintainers", ("init", "export", "remove", "verify-storage", "inventory", "index", "history", "keys",
                                   "demo")),
 )
 UNEXPECTED = 3  # exit status of a defect (see the README's exit status rule)

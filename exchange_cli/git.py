@@ -135,11 +135,20 @@ def current_branch(repo: git.Repo) -> str:
         raise UsageError("HEAD is detached; check out the branch to process (CI: git checkout master)") from None
 
 
+class CommitFailed(UsageError):
+    """git would not commit (a signing program that fails, a full disk): the environment, not a defect."""
+
+
 def commit_paths(repo: git.Repo, paths: list[str], message: str, env: dict[str, str]) -> str:
     with index_lock_is_clear(repo.working_tree_dir or repo.git_dir):
         repo.git.add("--", *paths)
-        with repo.git.custom_environment(**env):
-            repo.git.commit("-q", "--no-verify", "-m", message, "--", *paths)
+        try:
+            with repo.git.custom_environment(**env):
+                repo.git.commit("-q", "--no-verify", "-m", message, "--", *paths)
+        except git.GitCommandError as error:
+            if index_locked(error, repo.working_tree_dir or repo.git_dir) is not None:
+                raise
+            raise CommitFailed(redact(f"git commit in {root(repo)} failed: {failure_reason(error)}")) from None
     return repo.head.commit.hexsha
 
 

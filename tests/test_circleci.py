@@ -10,17 +10,25 @@ from typing import Any
 
 import click
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from exchange_cli.demo_image import build_demo_image
+from exchange_cli.new_exchange import ToolRequirement, skeleton_files
 from tests.infra.gitrepo import example_gear, init_repo, run_git
 from tests.infra.circleci_config import CONFIG_PATH, EXCHANGE, exchange_calls, load_config, runs, steps_of
 from tests.circleci_model import Pipeline, Run, Simulation, accepted_statuses, workflow_units
 
-@pytest.fixture(scope="module")
-def config() -> dict[str, Any]:
-    return load_config()
+def new_exchange_config_text() -> str:
+    """The pipeline `exchange init` writes into a new exchange."""
+    return skeleton_files("x", ToolRequirement("exchange-cli==0.1.0", False))[".circleci/config.yml"].decode()
+
+
+@pytest.fixture(scope="module", params=["this repository", "a new exchange"])
+def config(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Both pipelines are held to every rule here."""
+    return load_config() if request.param == "this repository" else yaml.safe_load(new_exchange_config_text())
 
 
 def step(config: dict[str, Any], job: str, kind: str) -> dict[str, Any]:
@@ -44,9 +52,14 @@ def process_group(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return invocations(group["jobs"])
 
 
-def test_the_config_validates_against_circlecis_schema() -> None:
+@pytest.mark.parametrize("which", ["this repository", "a new exchange"])
+def test_the_config_validates_against_circlecis_schema(which: str, tmp_path: Path) -> None:
+    path = CONFIG_PATH
+    if which == "a new exchange":
+        path = tmp_path / "config.yml"
+        path.write_text(new_exchange_config_text())
     checker = Path(sys.executable).with_name("check-jsonschema")
-    result = subprocess.run([str(checker), "--builtin-schema", "vendor.circle-ci", str(CONFIG_PATH)],
+    result = subprocess.run([str(checker), "--builtin-schema", "vendor.circle-ci", str(path)],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -164,6 +164,7 @@ JSON_FAILURES = {
     "verify": ["verify", "acme/nothing"],
     "verify-storage": ["verify-storage", "--bucket", "file://{scratch}/nowhere"],
     "keys": ["keys", "init", "--sign-key", "/dev/zero"],
+    "init": ["init", "{scratch}", "--branch", "not a branch"],
     "inventory": ["inventory", "--repo", "{scratch}"],
     "index": ["index", "--repo", "{scratch}"],
     "invocation-schema": ["invocation-schema", "{scratch}/broken.json"],
