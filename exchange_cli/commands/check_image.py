@@ -38,6 +38,8 @@ def command(specs: tuple[Path, ...], skip_checks: tuple[str, ...], output_format
     skipped = parse_skipped_checks(skip_checks)
     options = export_options_from(**option_values)
     with command_progress() as progress:
+        # Counted as they open: a spec whose image cannot be named opens no row. Each is only fetched.
+        progress.expect(None, ("fetch",))
         report = check_spec_files(specs, options, skipped=skipped, progress=progress, workers=jobs)
     if junit_xml is not None:
         write_junit(report, junit_xml, suite_name="exchange check-image")

@@ -30,6 +30,7 @@ def command(image: str, output: Path, output_format: str, **option_values: Any) 
     """
     options = export_options_from(**option_values)
     with file_or_stdout(output) as path, command_progress() as progress:
+        progress.expect(1, ("fetch", "write"))  # one image, fetched and written: its bar is full once written
         result = dataclasses.replace(export_rootfs(image, path, options=options, progress=progress), output=output)
     click.echo(render_json(result) if output_format == "json" else render_text(result), file=report_stream(output))
 

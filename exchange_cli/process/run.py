@@ -12,16 +12,17 @@ created (shards' too at finalize) and its commits.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from .. import git
 from ..catalog.legacy import CatalogPublication, publish_legacy_index
+from ..delivery.settings import delivers_image
 from ..delivery.stage import Delivery
 from ..manifests import load_manifests
 from ..errors import UsageError
 from ..logs import logger
-from ..progress import NullProgress, Progress
+from ..progress import PIPELINE, NullProgress, Progress
 from ..provenance.attest import run_context
 from ..provenance.keys import require_committed
 from ..repository import Exchange
@@ -37,7 +38,7 @@ from .fan_in import collect_shard_artifacts
 from .image_sizes import image_sizes
 from .ledger import CreatedObjects
 from .leftovers import owned_work_dir, remove_leftovers
-from .plan import make_plan
+from .plan import SpecJob, make_plan
 from .publish import PublishHook, Publisher, describe
 from .resume import resume_unpushed, unpushed_manifest_commits
 from .rollback import delete_unreferenced
@@ -107,6 +108,7 @@ def run_one_machine(exchange: Exchange, outcome: ProcessOutcome, options: Proces
     plan = outcome.plan
     if options.dry_run or not plan.jobs:
         return outcome
+    _expect(progress, plan.jobs)
     checked = _check(plan.jobs, options, progress, log)  # a failing image stops the run before any upload
     delivery = _delivery(options, log)
 
@@ -141,6 +143,7 @@ def run_shard(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOptio
     log(f"shard {shard}: {len(outcome.share)} of {len(plan.jobs)} spec(s), split by {by}")
     if options.dry_run:
         return outcome
+    _expect(progress, outcome.share)
     checked = _check(outcome.share, options, progress, log)
     delivery = _delivery(options, log)
     with _run_work() as work:
@@ -252,6 +255,12 @@ def _branch_or_none(exchange: Exchange) -> str:
         return git.current_branch(exchange.repo)
     except UsageError:
         return ""
+
+
+def _expect(progress: Progress, jobs: Sequence[SpecJob]) -> None:
+    """How many specs the display's overall line counts to; a spec delivered as an image is only fetched
+    here (the mirror's copy shows no row), so its bar is full once it is."""
+    progress.expect(len(jobs), PIPELINE, stages_of={job.ref: ("fetch",) for job in jobs if delivers_image(job.spec)})
 
 
 def _check(jobs, options: ProcessOptions, progress: Progress, log: Log) -> list[CheckedJob]:  # noqa: ANN001

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from typing import Iterator
 
 from ..interrupts import Interrupted
-from ..progress import Progress, Task
+from ..progress import PIPELINE, Progress, Task
 
 
 
@@ -50,6 +51,10 @@ class CancellableProgress:
     def row(self, name: str, stage: str, *, done: str | None = None, unchanged: str = "cached") -> Iterator[Progress]:
         with self.inner.row(name, stage, done=done, unchanged=unchanged) as row:
             yield CancellableProgress(row, self.cancelled)
+
+    def expect(self, count: int | None = None, stages: Sequence[str] = PIPELINE, *,
+               stages_of: Mapping[str, Sequence[str]] | None = None) -> None:
+        self.inner.expect(count, stages, stages_of=stages_of)
 
     def log(self, line: str) -> None:
         self.inner.log(line)
