@@ -74,7 +74,7 @@ SECTIONS = (
     ("Commands for maintainers", ("init", "export", "remove", "verify-storage", "inventory", "index", "history", "keys",
                                   "demo")),
 )
-UNEXPECTED = 3  # exit status of a defect (see the README's exit status rule)
+UNEXPECTED = 3  # exit status of a defect (docs/commands.md, "Exit status")
 
 
 class ExchangeGroup(click.Group):
@@ -180,7 +180,7 @@ def cli() -> None:
     `exchange help COMMAND` (or `exchange COMMAND --help`) shows what a command does and takes."""
 
 
-# What an exit status means (README, "Exit status").
+# What an exit status means (docs/commands.md, "Exit status").
 ERROR_KINDS = {1: "input", 2: "environment", UNEXPECTED: "defect"}
 
 

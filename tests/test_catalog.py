@@ -76,6 +76,7 @@ def test_show_table_names_the_version_asked_for(world: CatalogWorld) -> None:
     published = world.find("acme", "hello", "0.10.0")
     assert f"sha384:{published.sha384}" in result.output
     assert "registry.example.org/acme/hello:0.10.0" in result.output
+    assert re.search(r"^signed +no$", result.output, re.MULTILINE), "yes or no, not Python's False"
 
 
 @pytest.mark.parametrize(("reference", "message"), [

@@ -275,6 +275,15 @@ def test_history_in_a_shallow_clone_warns_and_deepen_gives_the_real_commits(lega
     assert real[cpac_rc] == legacy.commits[1] and real[legacy.manifest("cpac", "0.9.0").relative] == legacy.commits[0]
 
 
+def test_deepen_in_a_complete_clone_is_nothing_to_do(legacy: LegacyExchange, tmp_path: Path) -> None:
+    """CI scripts pass --deepen always; a full clone (a maintainer's) must not fail on git's --unshallow refusal."""
+    clone = tmp_path / "full"
+    run_git(tmp_path, "clone", "-q", legacy.repo.root.as_uri(), str(clone))
+    result = CliRunner().invoke(cli, ["history", "--repo", str(clone), "--deepen", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) > 0
+
+
 def test_fetch_of_an_image_delivered_version_prints_the_pull_reference(legacy: LegacyExchange,
                                                                        tmp_path: Path) -> None:
     result = run(legacy, "fetch", "acme/beta", "--output-dir", str(tmp_path / "out"))

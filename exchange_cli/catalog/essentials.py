@@ -62,5 +62,7 @@ def render_essentials(details: dict[str, Any], stream: TextIO) -> None:
         if key == "rootfs-size":
             value = "unknown (the manifest does not record it; --bucket asks the bucket)" if value is None else \
                 f"{value} bytes ({format_bytes(value)})"
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
         shown = ", ".join(value) if isinstance(value, list) else ("-" if value is None else str(value))
         print(printable(f"{key:<{width}}  {shown}"), file=stream)

@@ -85,5 +85,7 @@ def shallow_boundary(exchange: Exchange) -> set[str]:
 
 
 def deepen(exchange: Exchange, remote: str) -> None:
-    """Fetch the whole history of a shallow clone, so that every row has its real commit and date."""
-    git.unshallow(exchange.repo, remote)
+    """Fetch the whole history of a shallow clone, so that every row has its real commit and date; a
+    complete clone has it already (git refuses --unshallow there)."""
+    if git.is_shallow(exchange.repo):
+        git.unshallow(exchange.repo, remote)

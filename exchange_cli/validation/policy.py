@@ -32,7 +32,7 @@ SCHEMA_FILE = "exchange-policy.schema.json"
 # Rules that are a matter of each exchange's taste; the others keep specs readable and processable.
 SWITCHABLE_RULES = ("image-unpinned", "image-registry", "image-not-found", "registry-unreachable",
                     "boutique-semantics", "file-name", "duplicate-name", "json-duplicate-key", "schema-format")
-# Rules the old pipeline never enforced: an exchange it grew may start with them off (README, "Moving from
+# Rules the old pipeline never enforced: an exchange it grew may start with them off (docs/migrating.md, "Moving from
 # the old pipeline"); a new exchange keeps them on.
 OLD_PIPELINE_RULES = ("file-name", "duplicate-name", "json-duplicate-key", "schema-format")
 
