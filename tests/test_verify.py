@@ -63,6 +63,26 @@ def test_a_manifest_url_verifies_too(publication: Publication) -> None:
     assert result.exit_code == 0, result.output
 
 
+def test_a_manifest_saved_anywhere_verifies_and_its_folder_is_not_taken_for_an_org(publication: Publication,
+                                                                                   tmp_path: Path) -> None:
+    """A platform saves the manifest as downloads/manifest.json: `downloads` is no org, the envelope's is."""
+    saved = tmp_path / "downloads" / "manifest.json"
+    saved.parent.mkdir()
+    saved.write_bytes(publication.manifest.read_bytes())
+    result = publication.verify(str(saved), "--key", str(publication.key))
+    assert result.exit_code == 0, result.output
+    assert "ok   provenance  gear acme/hello 1.0.0" in result.output
+
+
+def test_a_manifest_placed_under_another_org_still_fails(publication: Publication, tmp_path: Path) -> None:
+    """Where the layout does name an org (manifests/<org>/), it must be the one the envelope attests."""
+    placed = tmp_path / "mirror" / "manifests" / "mallory" / publication.manifest.name
+    placed.parent.mkdir(parents=True)
+    placed.write_bytes(publication.manifest.read_bytes())
+    result = publication.verify(str(placed), "--key", str(publication.key))
+    assert result.exit_code == 1 and "FAIL provenance" in result.output and "gear mallory/hello" in result.output
+
+
 def test_without_a_key_verify_is_a_usage_error(publication: Publication, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(publication.root)
     result = publication.verify(str(publication.manifest))

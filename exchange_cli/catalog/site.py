@@ -1,15 +1,26 @@
 """`exchange index --html DIR`: a static catalog site. Every page is plain HTML with one shared
-stylesheet and script (search box, copy buttons); it works from a static host or straight from disk."""
+stylesheet and script (search box, copy buttons); it works from a static host or straight from disk.
+
+The site publishes what it describes: each processed version's manifest, as committed
+(``files/manifests/<org>/<file>.json``), and the exchange's public keys (``files/keys/<key id>.pub``),
+so that its copy commands need no clone. Pages are static and may be hosted anywhere (a Pages branch, a
+mirror, a copy on disk), so they hold no absolute URL of their own: the page's script makes each
+command's URL absolute from the page's own location. Without a script, the commands name versions of the
+exchange, to run in a clone of it."""
 
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass, field
 from html import escape
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from ..names import as_name, path_below
+from ..confined import NotConfined, read_below
+from ..logs import logger
+from ..manifests import MANIFESTS_DIRECTORY, MAX_MANIFEST_BYTES, ProcessedManifest
+from ..names import MAX_COMPONENT_LENGTH, as_name, name_problem, path_below
 from ..specs import SpecKind, image_field
 from .index import index_text
 from .model import Catalog, CatalogEntry, CatalogVersion
@@ -20,16 +31,112 @@ INDEX_PAGE = "index.html"
 INDEX_JSON = "exchange.json"
 CSS_PATH = "assets/catalog.css"
 JS_PATH = "assets/catalog.js"
+# The files a page's commands download live below one folder: a top-level manifests/ would make the published
+# branch look like an exchange's source branch, which publishing refuses to replace (publish.SOURCE_MARKERS).
+FILES_DIRECTORY = "files"
+KEYS_DIRECTORY = f"{FILES_DIRECTORY}/keys"
 SITE_TITLE = "Gear exchange catalog"
+PAGE_ROOT = "../../"  # from an entry page (<kind>s/<org>/<name>.html) to the site's root
+
+LOG = logger("index")
 
 
-def site_files(catalog: Catalog, *, title: str | None = None) -> dict[str, str]:
-    """Relative path -> content of every file of the site; `title` from the exchange's policy file."""
+@dataclass(frozen=True)
+class SiteKey:
+    key_id: str
+    pem: str
+
+    @property
+    def path(self) -> str:
+        return f"{KEYS_DIRECTORY}/{self.key_id}.pub"  # a key id is lowercase hex: a NAME
+
+
+@dataclass(frozen=True)
+class SiteManifest:
+    path: str  # below the site's root
+    text: str  # the committed bytes, as UTF-8 text
+
+
+@dataclass
+class SiteDownloads:
+    """What the site publishes besides its pages: manifests (by their repository path) and public keys."""
+
+    manifests: dict[str, SiteManifest] = field(default_factory=dict)
+    keys: list[SiteKey] = field(default_factory=list)
+
+    def manifest_path(self, version: CatalogVersion) -> str | None:
+        manifest = version.manifest
+        found = self.manifests.get(manifest.relative) if manifest is not None else None
+        return found.path if found is not None else None
+
+    def keys_for(self, version: CatalogVersion) -> list[SiteKey]:
+        """The key that signed it (attestation-key-id); for an older manifest that records none, every key."""
+        if version.key_id is None:
+            return list(self.keys)
+        return [key for key in self.keys if key.key_id == version.key_id]
+
+    def files(self) -> dict[str, str]:
+        return {m.path: m.text for m in self.manifests.values()} | {key.path: key.pem for key in self.keys}
+
+
+def site_files(catalog: Catalog, *, title: str | None = None, root: Path | None = None) -> dict[str, str]:
+    """Relative path -> content of every file of the site; `title` from the exchange's policy file; `root`:
+    the exchange, whose manifests and public keys the site then publishes."""
     title = title or SITE_TITLE
+    published = site_downloads(catalog, root) if root is not None else SiteDownloads()
     files = {INDEX_PAGE: index_page(catalog, title), INDEX_JSON: index_text(catalog), CSS_PATH: CSS, JS_PATH: JS}
+    files |= published.files()
     for entry in catalog.entries:
-        files[entry_page_path(entry)] = entry_page(entry, title, catalog)
+        files[entry_page_path(entry)] = entry_page(entry, title, catalog, published)
     return files
+
+
+def site_downloads(catalog: Catalog, root: Path) -> SiteDownloads:
+    """Each processed version's manifest as committed, and the exchange's keys. A manifest that cannot be
+    read again (or whose site path another took) is left out of the site, said so, and its page names the
+    version instead."""
+    published = SiteDownloads(keys=_site_keys(root))
+    taken: set[str] = set()
+    for entry in catalog.entries:
+        for version in entry.versions:
+            manifest = version.manifest
+            if manifest is None or manifest.relative in published.manifests:
+                continue
+            path, text = manifest_site_path(manifest), _committed_text(root, manifest)
+            if text is None or path in taken:
+                LOG.warning(f"the catalog site does not publish {manifest.relative}"
+                            + ("" if text is None else f": {path} is another manifest's place there"))
+                continue
+            taken.add(path)
+            published.manifests[manifest.relative] = SiteManifest(path, text)
+    return published
+
+
+def manifest_site_path(manifest: ProcessedManifest) -> str:
+    """``files/manifests/<org>/<file>.json``: its place in the exchange, below files/, so that a manifest read
+    from the site has its org (fetch.manifest_source). An org or file name outside the naming grammar (an old
+    exchange's) is made a NAME, and deeper folders are left out."""
+    name = PurePosixPath(manifest.relative).name
+    if name_problem(name, MAX_COMPONENT_LENGTH) is not None:
+        name = f"{as_name(PurePosixPath(name).stem)}.json"
+    return "/".join([FILES_DIRECTORY, MANIFESTS_DIRECTORY, *([as_name(manifest.org)] if manifest.org else []), name])
+
+
+def _committed_text(root: Path, manifest: ProcessedManifest) -> str | None:
+    try:
+        return read_below(root, manifest.relative, limit=MAX_MANIFEST_BYTES).decode("utf-8")
+    except (NotConfined, OSError, UnicodeDecodeError, ValueError):
+        return None  # the catalog read it a moment ago: replaced since, or a link now
+
+
+def _site_keys(root: Path) -> list[SiteKey]:
+    from ..provenance.keys import UnusableKey, repository_keys  # cryptography, only when a site is written
+
+    try:
+        return [SiteKey(key.key_id, key.pem.decode("ascii")) for key in repository_keys(root)]
+    except UnusableKey as error:
+        LOG.warning(f"the catalog site publishes no public key: {error}")
+        return []
 
 
 def write_site(files: dict[str, str], directory: Path) -> None:
@@ -65,35 +172,47 @@ def index_page(catalog: Catalog, title: str = SITE_TITLE) -> str:
     return _page(title, body, "")
 
 
-def entry_page(entry: CatalogEntry, site_title: str = SITE_TITLE, catalog: Catalog | None = None) -> str:
+def entry_page(entry: CatalogEntry, site_title: str = SITE_TITLE, catalog: Catalog | None = None,
+               published: SiteDownloads | None = None) -> str:
     """`catalog`: the whole catalog, so each version's commands name it by a reference that resolves to
-    exactly it (reference.unique_reference); without it, ``org/name@version``."""
+    exactly it (reference.unique_reference); without it, ``org/name@version``. `published`: what the site
+    holds besides its pages, which the version sections link and their commands use."""
+    published = published or SiteDownloads()
     latest = entry.latest
     spec = latest.spec if latest else {}
     title = _text(spec, "label") or entry.name
     versions = "\n".join(_version_section(entry, version, index, open_details=index == 0,
-                                          reference=_reference(catalog, entry, version))
+                                          reference=_reference(catalog, entry, version), published=published)
                          for index, version in enumerate(entry.versions))
-    body = f"""<nav><p><a href="../../{INDEX_PAGE}">← All gears and boutiques</a></p></nav>
+    body = f"""<nav><p><a href="{PAGE_ROOT}{INDEX_PAGE}">← All gears and boutiques</a></p></nav>
 <main>
 <h1>{escape(title)} <small>{escape(entry.ref)} · {entry.kind.value}</small></h1>
 <p class="description">{escape(_text(spec, "description"))}</p>
 {_meta_list(_about(entry, spec))}
 <h2>Versions</h2>
+<noscript><p class="hint">Without JavaScript the commands below name versions of the exchange: run them in a
+clone of it, or use the manifest links, which work anywhere.</p></noscript>
 {versions}
 </main>"""
-    return _page(f"{entry.ref} · {site_title}", body, "../../")
+    return _page(f"{entry.ref} · {site_title}", body, PAGE_ROOT)
 
 
 def _index_item(entry: CatalogEntry) -> str:
     spec = entry.latest.spec if entry.latest else {}
     version = entry.latest.version if entry.latest else ""
     unprocessed = f" {_state_badge(entry.latest)}" if entry.latest is not None and not entry.latest.processed else ""
-    words = [entry.ref, entry.kind.value, version] + [_text(spec, key) for key in ("label", "description", "author")]
+    newest = entry.latest_processed
+    signed = f" {_signed_badge('on its page')}" if newest is not None and _signed(newest) else ""
+    license_name = _text(spec, "license")
+    licensed = f'<span class="license">licence: {escape(license_name)}</span> · ' if license_name else ""
+    count = len(entry.versions)
+    words = [entry.ref, entry.kind.value, version, license_name] + \
+        [_text(spec, key) for key in ("label", "description", "author")]
     return (f'<li class="entry" data-search="{escape(" ".join(words).lower())}">'
             f'<a class="ref" href="{quote(entry_page_path(entry))}">{escape(entry.ref)}</a> '
             f'<span class="kind">{entry.kind.value}</span> <span class="latest">{escape(version)}</span>{unprocessed}'
-            f'<p class="label">{escape(_text(spec, "label"))}</p>'
+            f'{signed}<p class="facts">{licensed}<span class="versions">{count} version{"" if count == 1 else "s"}'
+            f'</span></p><p class="label">{escape(_text(spec, "label"))}</p>'
             f'<p class="description">{escape(_text(spec, "description"))}</p></li>')
 
 
@@ -109,11 +228,10 @@ def _reference(catalog: Catalog | None, entry: CatalogEntry, version: CatalogVer
 
 
 def _version_section(entry: CatalogEntry, version: CatalogVersion, index: int, *, open_details: bool,
-                     reference: str) -> str:
+                     reference: str, published: SiteDownloads) -> str:
     state = _state_badge(version)
     if _signed(version):  # the manifest carries signed provenance; `exchange verify` is the proof, not this page
-        state += (' <span class="badge signed" title="Signed provenance (in-toto / SLSA, DSSE): check it with the '
-                  'exchange verify command below">signed</span>')
+        state += f" {_signed_badge('below')}"
     image = image_field(version.spec, entry.kind)[1]
     rows = [("image", f"<code>{escape(str(image))}</code>" if image else "")]
     if version.processed:
@@ -122,7 +240,8 @@ def _version_section(entry: CatalogEntry, version: CatalogVersion, index: int, *
         rows += [("rootfs hash", f"<code>{escape(version.rootfs_hash or '')}</code>"),
                  ("rootfs size", size),
                  ("rootfs URL", _link(version.rootfs_url or ""))]
-    commands = _fetch_commands(version, index, reference) if version.processed else ""
+        rows += _download_rows(version, published)
+    commands = _commands(version, index, reference, published) if version.processed else ""
     return f"""<section class="version" id="v-{escape(version.version)}">
 <h3>{escape(version.version)} {state}</h3>
 {_meta_list(rows)}
@@ -132,6 +251,23 @@ def _version_section(entry: CatalogEntry, version: CatalogVersion, index: int, *
 {_config_table(entry.kind, version.spec)}
 </details>
 </section>"""
+
+
+def _download_rows(version: CatalogVersion, published: SiteDownloads) -> list[tuple[str, str]]:
+    """The manifest the site publishes, the envelope it pins, the key that signed it."""
+    rows = []
+    manifest_path = published.manifest_path(version)
+    if manifest_path is not None:
+        name = PurePosixPath(manifest_path).name
+        rows.append(("manifest", f'<a href="{_site_href(manifest_path)}" type="application/json">{escape(name)}</a>'))
+    attestation = version.record.get("attestation-url")
+    if _signed(version) and isinstance(attestation, str):
+        rows.append(("envelope", _link(attestation)))
+        keys = published.keys_for(version)
+        if keys:
+            rows.append(("signing key", " ".join(f'<a href="{_site_href(key.path)}">{escape(key.key_id)}</a>'
+                                                 for key in keys)))
+    return rows
 
 
 _STATES = {
@@ -147,19 +283,64 @@ def _state_badge(version: CatalogVersion) -> str:
     return f'<span class="badge {css}"{titled}>{words}</span>'
 
 
-def _fetch_commands(version: CatalogVersion, index: int, reference: str) -> str:
-    commands = [f"exchange fetch {shlex.quote(reference)}"]
+@dataclass(frozen=True)
+class Command:
+    """A copy command. `text`: what the page shows without a script (a reference to the exchange, which runs
+    in a clone; None: nothing to show, the box stays hidden). With a script, the page shows `before` + the
+    absolute URL of `href` (a site path), shell-quoted + `after`, which runs anywhere."""
+
+    caption: str
+    text: str | None
+    href: str | None = None
+    before: str = ""
+    after: str = ""
+
+
+def _commands(version: CatalogVersion, index: int, reference: str, published: SiteDownloads) -> str:
+    return "\n".join(_command_box(command, f"cmd-{index}-{number}")
+                     for number, command in enumerate(_version_commands(version, reference, published)))
+
+
+def _version_commands(version: CatalogVersion, reference: str, published: SiteDownloads) -> list[Command]:
+    manifest = published.manifest_path(version)
+    quoted = shlex.quote(reference)
+    commands = [Command("Download the rootfs and check its hash", f"exchange fetch {quoted}", manifest,
+                        "exchange fetch ")]
     if _signed(version):
-        commands.append(f"exchange verify {shlex.quote(reference)}")
+        keys = published.keys_for(version) if manifest is not None else []
+        commands += [Command("The exchange's public key (keep it: a platform pins it once)", None, key.path,
+                             "curl -fsSLO ") for key in keys]
+        key_options = "".join(f" --key {shlex.quote(PurePosixPath(key.path).name)}" for key in keys)
+        commands.append(Command("Check its signed provenance", f"exchange verify {quoted}", manifest,
+                                "exchange verify ", key_options))
     name = version.manifest.bucket_object if version.manifest is not None else None
     if name is not None and version.rootfs_url and version.rootfs_hash:
         algorithm, _, hex_digest = version.rootfs_hash.partition(":")
-        commands.append(f"curl -fL -o {shlex.quote(name)} {shlex.quote(version.rootfs_url)} && "
-                        f"echo {shlex.quote(f'{hex_digest}  {name}')} | {algorithm}sum -c -")
-    return "\n".join(
-        f'<div class="command"><code id="cmd-{index}-{number}">{escape(command)}</code>'
-        f'<button class="copy" type="button" data-copy="cmd-{index}-{number}">Copy</button></div>'
-        for number, command in enumerate(commands))
+        commands.append(Command("Without the exchange CLI",
+                                f"curl -fL -o {shlex.quote(name)} {shlex.quote(version.rootfs_url)} && "
+                                f"echo {shlex.quote(f'{hex_digest}  {name}')} | {algorithm}sum -c -"))
+    return commands
+
+
+def _command_box(command: Command, code_id: str) -> str:
+    # The script reads the URL's parts from the box: the code element holds only the command's text.
+    scripted = "" if command.href is None else (
+        f' data-href="{_site_href(command.href)}" data-before="{escape(command.before)}"'
+        f' data-after="{escape(command.after)}"')
+    hidden = " hidden" if command.text is None else ""
+    return (f'<div class="command"{scripted}{hidden}><span class="caption">{escape(command.caption)}</span>'
+            f'<code id="{code_id}">{escape(command.text or "")}</code>'
+            f'<button class="copy" type="button" data-copy="{code_id}">Copy</button></div>')
+
+
+def _site_href(site_path: str) -> str:
+    """A link from an entry page to a file of the site; its parts are NAMEs already (names.path_below)."""
+    return escape(PAGE_ROOT + quote(site_path))
+
+
+def _signed_badge(where: str) -> str:
+    return ('<span class="badge signed" title="Signed provenance (in-toto / SLSA, DSSE): check it with the '
+            f'exchange verify command {where}">signed</span>')
 
 
 def _signed(version: CatalogVersion) -> bool:

@@ -12,7 +12,8 @@ import click
 
 from ..catalog.reference import EntryReference, find_processed_version, resolve
 from ..errors import UsageError
-from ..fetch.run import FetchOutcome, fetch_rootfs
+from ..fetch.manifest_source import names_manifest, read_manifest
+from ..fetch.run import FetchOutcome, FetchTarget, fetch_rootfs
 from ..progress import format_bytes
 from ..quoting import printable
 from .catalog_options import bucket_option, open_catalog, repo_option
@@ -21,7 +22,7 @@ from .options import storage_bucket
 
 
 @click.command("fetch")
-@click.argument("reference", metavar="[ORG/]NAME[@VERSION]")
+@click.argument("reference", metavar="[ORG/]NAME[@VERSION] | MANIFEST | URL")
 @click.option("-o", "--output", "out_file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
               help="Write the tarball to this file (- for standard output) [default: its object name in --output-dir].")
 @click.option("--output-dir", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
@@ -34,15 +35,14 @@ from .options import storage_bucket
 def command(reference: str, out_file: Path | None, out_dir: Path, extract: bool, bucket_uri: str | None,
             repo: Path | None, output_format: str) -> None:
     """Download the rootfs of a processed version (default: the newest) from its rootfs URL (http(s)://,
-    gs://, file://), or from --bucket, verifying its hash as it arrives."""
-    resolved = resolve(open_catalog(repo)[1], EntryReference.parse(reference))
-    entry = resolved.entry
-    version = find_processed_version(entry, resolved.version)
+    gs://, file://), or from --bucket, verifying its hash as it arrives. A manifest file or URL (a catalog
+    page's link) needs no exchange around."""
+    target = _target(reference, repo)
     bucket = storage_bucket(bucket_uri, None) if bucket_uri else None
     if out_file is not None and str(out_file) == STDOUT and extract:
         raise UsageError("-o - sends the tarball to standard output; --extract unpacks a file: give -o FILE")
-    with file_or_stdout(out_file) if out_file is not None else contextlib.nullcontext(None) as target:
-        outcome = fetch_rootfs(entry, version, out_dir, extract=extract, bucket=bucket, file=target)
+    with file_or_stdout(out_file) if out_file is not None else contextlib.nullcontext(None) as destination:
+        outcome = fetch_rootfs(target, out_dir, extract=extract, bucket=bucket, file=destination)
     report = report_stream(out_file)
     if out_file is not None and str(out_file) == STDOUT:
         outcome = dataclasses.replace(outcome, path=out_file)
@@ -57,6 +57,15 @@ def command(reference: str, out_file: Path | None, out_dir: Path, extract: bool,
         skipped = f", {summary.skipped} special file(s) skipped" if summary.skipped else ""
         click.echo(file=report, message=printable(f"extracted to {outcome.extracted_to}: {summary.files} files, {summary.directories} "
                              f"directories, {summary.links} links{skipped}"))
+
+
+def _target(reference: str, repo: Path | None) -> FetchTarget:
+    """A manifest's file or URL is read as it is (--repo plays no part); anything else names a version of
+    the exchange's catalog."""
+    if names_manifest(reference):
+        return FetchTarget.of_manifest(read_manifest(reference))
+    resolved = resolve(open_catalog(repo)[1], EntryReference.parse(reference))
+    return FetchTarget.of_version(resolved.entry, find_processed_version(resolved.entry, resolved.version))
 
 
 def outcome_as_json(outcome: FetchOutcome) -> dict[str, Any]:

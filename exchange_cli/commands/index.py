@@ -64,7 +64,7 @@ def command(output: Path | None, index_format: str, html_dir: Path | None, publi
         return
     if html_dir is None and publish_branch is None:
         return
-    files = site_files(catalog, title=load_policy(exchange.root).catalog_title)
+    files = site_files(catalog, title=load_policy(exchange.root).catalog_title, root=exchange.root)
     if html_dir is not None:
         with writing(html_dir, "the catalog site"):
             write_site(files, html_dir)

@@ -1,4 +1,5 @@
-"""`exchange fetch`: one processed version's rootfs, from its URL or straight from the bucket."""
+"""`exchange fetch`: one processed version's rootfs, from its URL or straight from the bucket; the version is
+one of the exchange's, or the manifest a file or URL holds."""
 
 from __future__ import annotations
 
@@ -6,30 +7,60 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, ContextManager
+from typing import BinaryIO
 
 from ..bounded import Bounded, Limit, rootfs_limit
 from ..catalog.model import CatalogEntry, CatalogVersion
 from ..errors import ExchangeError, redact, writing
-from ..names import as_name
+from ..names import MAX_COMPONENT_LENGTH, NAME_RULE, as_name, name_problem
 from ..storage.bucket import Bucket
 from .download import save_verified
 from .extract import ExtractionSummary, extract_safely
-from .sources import open_url
+from .manifest_source import ManifestSource
+from .sources import open_named_url
+
+TARBALL_SUFFIXES = (".tgz", ".tar.gz", ".tar")
 
 
 class DeliveredAsImage(ExchangeError):
     """The version is an image in a registry (``rootfs-url: docker://…``): there is no tarball to fetch."""
 
-    def __init__(self, entry: CatalogEntry, version: CatalogVersion) -> None:
-        self.pull_reference = image_pull_reference(version.rootfs_url or "")
-        super().__init__(f"{entry.ref}@{version.version} is delivered as an image, not a rootfs tarball; "
+    def __init__(self, shown: str, rootfs_url: str) -> None:
+        self.pull_reference = image_pull_reference(rootfs_url)
+        super().__init__(f"{shown} is delivered as an image, not a rootfs tarball; "
                          f"pull it with: docker pull {self.pull_reference}")
 
 
 def image_pull_reference(rootfs_url: str) -> str:
     """``docker://registry/repo@sha256:…`` -> ``registry/repo@sha256:…``."""
     return rootfs_url.removeprefix("docker://")
+
+
+@dataclass(frozen=True)
+class FetchTarget:
+    """One processed version to fetch: its manifest, how messages name it, and where the manifest came from."""
+
+    version: CatalogVersion
+    shown: str  # acme/hello@1.0.0, or the manifest's path or URL
+    manifest_shown: str  # how messages name the manifest
+    unpack_name: str  # <org>-<name>-<version>: the spec's text, made a NAME before it names a folder
+    # The URL a manifest given by URL was read from: what it names is opened only as sources.refusal allows.
+    fetched_from: str | None = None
+    in_exchange: bool = True  # one of the exchange's manifests; else a file or URL given on the command line
+
+    @classmethod
+    def of_version(cls, entry: CatalogEntry, version: CatalogVersion) -> FetchTarget:
+        """A processed version of the exchange's catalog (reference.find_processed_version)."""
+        assert version.manifest is not None
+        return cls(version, f"{entry.ref}@{version.version}", str(version.manifest.path),
+                   f"{entry.org}-{entry.name}-{version.version}")
+
+    @classmethod
+    def of_manifest(cls, source: ManifestSource) -> FetchTarget:
+        manifest = source.manifest
+        parts = (manifest.org, manifest.name, manifest.version)
+        return cls(CatalogVersion(manifest.version or "", manifest.spec, manifest), source.shown, source.shown,
+                   "-".join(part for part in parts if part) or "rootfs", source.fetched_from, in_exchange=False)
 
 
 @dataclass(frozen=True)
@@ -42,17 +73,19 @@ class FetchOutcome:
     extraction: ExtractionSummary | None = None
 
 
-def fetch_rootfs(entry: CatalogEntry, version: CatalogVersion, out_dir: Path, *, extract: bool,
-                 bucket: Bucket | None = None, file: Path | None = None) -> FetchOutcome:
+def fetch_rootfs(target: FetchTarget, out_dir: Path, *, extract: bool, bucket: Bucket | None = None,
+                 file: Path | None = None) -> FetchOutcome:
     """The tarball goes to `file`, else into `out_dir` under its object name; `extract` unpacks it into
     `out_dir`/<org>-<name>-<version>/."""
+    version = target.version
     manifest = version.manifest
-    assert manifest is not None  # callers pass processed versions (reference.find_processed_version)
+    assert manifest is not None  # processed versions only (reference.find_processed_version, or a manifest)
     if version.rootfs_hash is None:
-        raise ExchangeError(f"{manifest.path}: the manifest has no rootfs-hash; nothing to verify a download against")
+        raise ExchangeError(f"{target.manifest_shown}: the manifest has no rootfs-hash; nothing to verify a "
+                            "download against")
     if manifest.is_image:
-        raise DeliveredAsImage(entry, version)
-    name = _local_file_name(manifest.bucket_object or f"{manifest.path.stem}.tgz", manifest.path)
+        raise DeliveredAsImage(target.shown, version.rootfs_url or "")
+    name = _object_name(target, manifest.bucket_object or f"{manifest.path.stem}.tgz", names_file=file is None)
     destination = file if file is not None else out_dir / name
     limit = rootfs_limit(version.rootfs_size)
     if bucket is not None:
@@ -60,28 +93,36 @@ def fetch_rootfs(entry: CatalogEntry, version: CatalogVersion, out_dir: Path, *,
         stream_context = _bounded(bucket.open_read(name), limit, source)
     elif version.rootfs_url:
         source = redact(version.rootfs_url)
-        stream_context = open_url(version.rootfs_url, limit)
+        stream_context = open_named_url(version.rootfs_url, target.fetched_from, limit)
     else:
-        raise ExchangeError(f"{manifest.path}: the manifest has no rootfs-url; use --bucket to fetch from the bucket")
+        raise ExchangeError(f"{target.manifest_shown}: the manifest has no rootfs-url; use --bucket to fetch from "
+                            "the bucket")
     with stream_context as stream:
         save_verified(stream, destination, expected_hash=version.rootfs_hash, expected_size=version.rootfs_size,
                       source=source)
     outcome = FetchOutcome(source, destination, version.rootfs_hash, destination.stat().st_size)
     if not extract:
         return outcome
-    target = out_dir / as_name(f"{entry.org}-{entry.name}-{version.version}")  # the spec's text, made a NAME
-    with writing(target, "the extracted rootfs"):
-        summary = extract_safely(destination, target)
-    return FetchOutcome(outcome.source, outcome.path, outcome.rootfs_hash, outcome.size, target, summary)
+    unpacked = out_dir / as_name(target.unpack_name)  # the spec's text, made a NAME
+    with writing(unpacked, "the extracted rootfs"):
+        summary = extract_safely(destination, unpacked)
+    return FetchOutcome(outcome.source, outcome.path, outcome.rootfs_hash, outcome.size, unpacked, summary)
 
 
 @contextlib.contextmanager
-def _bounded(opened: ContextManager[BinaryIO], limit: Limit, source: str) -> Iterator[Bounded]:
+def _bounded(opened: contextlib.AbstractContextManager[BinaryIO], limit: Limit, source: str) -> Iterator[Bounded]:
     with opened as stream:
         yield Bounded(stream, limit, source)
 
 
-def _local_file_name(name: str, manifest_path: Path) -> str:
+def _object_name(target: FetchTarget, name: str, *, names_file: bool) -> str:
+    """The object's name, which also names the file written without -o (`names_file`). A manifest from
+    outside the exchange (anyone's file or URL) must not choose which file of the current directory is
+    replaced: the name must then be a NAME (no dot file, no path) ending like a tarball."""
     if name in ("", ".", "..") or "/" in name or "\0" in name:
-        raise ExchangeError(f"{manifest_path}: its rootfs-url ends in {name!r}, which is not a file name")
+        raise ExchangeError(f"{target.manifest_shown}: its rootfs-url ends in {name!r}, which is not a file name")
+    tarball = name_problem(name, MAX_COMPONENT_LENGTH) is None and name.endswith(TARBALL_SUFFIXES)
+    if names_file and not target.in_exchange and not tarball:
+        raise ExchangeError(f"{target.manifest_shown}: its rootfs-url ends in {name!r}, which is not a tarball's "
+                            f"name ({NAME_RULE}, ending in {' or '.join(TARBALL_SUFFIXES)}); give -o FILE")
     return name

@@ -5,19 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlsplit
+from pathlib import Path
 
-from ..bounded import Limit
-from ..errors import ExchangeError, UsageError
-from ..git import redact
-from ..jsonpos import strict_document
-from ..manifests import MAX_MANIFEST_BYTES, ManifestProblem, ProcessedManifest, embedded_spec, parse_manifest
-from ..repository import MANIFESTS
+from ..errors import UsageError
+from ..fetch import manifest_source
+from ..manifests import ProcessedManifest
 from .keys import PublicKey, keys_dir, read_key_file, repository_keys
 from .verify import ManifestView
-
-URL_SCHEMES = ("http", "https", "file", "gs")
 
 
 @dataclass(frozen=True)
@@ -29,18 +23,19 @@ class Target:
 
 
 def resolve_target(target: str, repo: Path | None) -> Target:
-    if urlsplit(target).scheme in URL_SCHEMES:
-        return Target(_manifest_from_url(target), redact(target), _exchange_root(repo))
+    if manifest_source.is_manifest_url(target):
+        source = manifest_source.read_manifest_url(target)
+        return Target(view_of(source.manifest, source.shown, fetched_from=source.fetched_from,
+                              org_known=source.org_known), source.shown, _exchange_root(repo))
     path = Path(target)
-    if target.endswith(".json") and path.is_file():
+    if manifest_source.names_manifest(target):
         root = _exchange_root(repo or path.resolve().parent)
         inside = root is not None and path.resolve().is_relative_to(root.resolve())
         relative = path.resolve().relative_to(root.resolve()).as_posix() if inside else \
-            f"{MANIFESTS}/{path.resolve().parent.name}/{path.name}"  # type: ignore[union-attr]
-        manifest = parse_manifest(relative, path.read_bytes(), path)
-        if isinstance(manifest, ManifestProblem):
-            raise UsageError(f"{path}: {manifest.reason}")
-        return Target(view_of(manifest), str(path), root, relative if inside else None)
+            manifest_source.outside_relative(path)  # type: ignore[union-attr]
+        source = manifest_source.read_manifest_file(path, relative)
+        return Target(view_of(source.manifest, org_known=source.org_known), str(path), root,
+                      relative if inside else None)
     from ..catalog.model import load_catalog
     from ..catalog.reference import EntryReference, find_processed_version, resolve
     from ..repository import Exchange
@@ -54,9 +49,10 @@ def resolve_target(target: str, repo: Path | None) -> Target:
                   f"{entry.ref}@{version.version}", exchange.root, version.manifest.relative)
 
 
-def view_of(manifest: ProcessedManifest, shown: str | None = None) -> ManifestView:
+def view_of(manifest: ProcessedManifest, shown: str | None = None, *, fetched_from: str | None = None,
+            org_known: bool = True) -> ManifestView:
     return ManifestView(shown or str(manifest.path), manifest.org or "", manifest.kind.value, manifest.spec,
-                        manifest.exchange)
+                        manifest.exchange, fetched_from=fetched_from, org_known=org_known)
 
 
 def custody_of(target: Target, key_files: tuple[Path, ...], *,
@@ -89,18 +85,3 @@ def _exchange_root(start: Path | None) -> Path | None:
         return Exchange.open(start).root
     except UsageError:
         return None
-
-
-def _manifest_from_url(url: str) -> ManifestView:
-    from ..fetch.sources import open_url
-
-    shown = redact(url)
-    with open_url(url, Limit(MAX_MANIFEST_BYTES, "a manifest")) as stream:
-        data = b"".join(iter(lambda: stream.read(1024 * 1024), b""))
-    document = strict_document(data, shown, ExchangeError)
-    found = embedded_spec(document)
-    if found is None or not isinstance(document.get("exchange"), dict):
-        raise ExchangeError(f"{shown}: not an exchange manifest (no \"gear\" or \"boutique\" and \"exchange\" blocks)")
-    kind, spec = found
-    org = unquote(PurePosixPath(urlsplit(url).path).parent.name)  # manifests/<org>/<file>.json
-    return ManifestView(shown, org, kind.value, spec, document["exchange"], fetched_from=url)

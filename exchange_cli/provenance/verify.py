@@ -52,6 +52,7 @@ class ManifestView:
     spec: dict[str, Any]
     record: dict[str, Any]  # the "exchange" block
     fetched_from: str | None = None  # the URL it was read from; None: a local file or the repository
+    org_known: bool = True  # False: a manifest saved outside any manifests/<org>/ folder says no org
 
     def text(self, key: str) -> str | None:
         value = self.record.get(key)
@@ -303,7 +304,10 @@ def _subject_check(manifest: ManifestView, ours: dict[str, str], facts: BuildFac
 def _provenance_check(manifest: ManifestView, facts: BuildFacts) -> tuple[bool, str]:
     spec, image = facts.spec, facts.image
     version_key = "version" if manifest.kind == "gear" else "tool-version"
-    ours = (manifest.kind, manifest.org, manifest.spec.get("name"), manifest.spec.get(version_key))
+    # A manifest with no known org (saved as manifest.json anywhere) is taken as the envelope's org, which
+    # the result then names: the signature vouches for it, the manifest's folder would not.
+    ours = (manifest.kind, manifest.org if manifest.org_known else spec.org, manifest.spec.get("name"),
+            manifest.spec.get(version_key))
     theirs = (spec.kind, spec.org, spec.name, spec.version)
     if ours[:3] != theirs[:3]:
         return False, (f"the envelope attests {spec.kind} {spec.org}/{spec.name} ({spec.path}), but the manifest is "
