@@ -26,7 +26,7 @@ from exchange_cli.provenance.signers import LocalKeySigner, generate_private_key
 from exchange_cli.storage.bucket import open_bucket
 from tests.catalog_world import CatalogWorld, one_gear_world
 from tests.infra import require_executable
-from tests.infra.chromium import chromium_dom
+from tests.infra.chromium import chromium_dom, laid_out_width
 from tests.infra.gitrepo import ExchangeRepo, example_gear
 from tests.infra.publication import publish
 from tests.infra.static_http import serving
@@ -337,28 +337,6 @@ LONG_ORG = "neuroimaging-" + "o" * 40
 LONG_NAME = "skull-stripping-" + "x" * 60
 
 
-def widths(served: Served, page: Path, width: int, profile: Path,
-           screenshot: Path | None = None) -> tuple[int, int, str]:
-    """(scrollWidth, innerWidth, the page's DOM) of `page` laid out `width` CSS pixels wide. Headless
-    Chromium makes no window narrower than 500 px, so the page is measured in an iframe of that width on a
-    page of the same origin, after the page's own script ran (its load event)."""
-    harness = page.with_name(f"measure-{width}-{page.name}")
-    harness.write_text(f"""<!doctype html><html><head><title>not measured</title></head><body style="margin:0">
-<iframe id="page" src="{quote(page.name)}" style="width:{width}px;height:900px;border:0"></iframe>
-<pre id="dom"></pre>
-<script>
-var frame = document.getElementById("page");
-frame.addEventListener("load", function () {{
-  document.title = frame.contentDocument.documentElement.scrollWidth + " " + frame.contentWindow.innerWidth;
-  document.getElementById("dom").textContent = frame.contentDocument.documentElement.outerHTML;
-}});
-</script></body></html>""")
-    dom = chromium_dom(served.url(harness.relative_to(served.directory).as_posix()), profile,
-                       screenshot=screenshot, window=(width + 200, 1000))
-    scroll, inner = map(int, re.search(r"<title>(.*?)</title>", dom)[1].split())
-    return scroll, inner, html.unescape(re.search(r'<pre id="dom">(.*?)</pre>', dom, re.DOTALL)[1])
-
-
 @pytest.mark.parametrize("width", [390, 1024])
 def test_pages_with_long_values_never_scroll_sideways(world: CatalogWorld, served: Served, tmp_path: Path,
                                                      width: int) -> None:
@@ -376,7 +354,7 @@ def test_pages_with_long_values_never_scroll_sideways(world: CatalogWorld, serve
     assert re.search(r"sha384:[0-9a-f]{96}", page.read_text()), "the 96-hex hash is on the page"
     assert f"registry.example.org/acme/{LONG_NAME}:1.0.0-{'v' * 50}" in page.read_text()
     for measured in (site / "index.html", page):
-        scroll, inner, dom = widths(served, measured, width, tmp_path / "profile",
+        scroll, inner, dom = laid_out_width(measured, served.directory, served.base, width, tmp_path / "profile",
                                     ARTIFACTS / f"catalog-{measured.stem[:20]}-{width}px.png")
         assert inner == width and scroll <= inner, (measured.name, width, scroll, inner)
         if measured == page:

@@ -3,8 +3,11 @@ scripts ran, and a screenshot."""
 
 from __future__ import annotations
 
+import html
+import re
 import subprocess
 from pathlib import Path
+from urllib.parse import quote
 
 from tests.infra import require_executable
 
@@ -20,3 +23,28 @@ def chromium_dom(url: str, profile: Path, screenshot: Path | None = None,
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([*common, f"--screenshot={screenshot}", url], check=True, capture_output=True, timeout=120)
     return subprocess.run([*common, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=120).stdout
+
+
+def laid_out_width(page: Path, root: Path, base_url: str, width: int, profile: Path,
+                   screenshot: Path | None = None) -> tuple[int, int, str]:
+    """(scrollWidth, innerWidth, the page's DOM) of `page` (a file below `root`, which `base_url` serves)
+    laid out `width` CSS pixels wide. Headless Chromium makes no window narrower than 500 px, so the page is
+    measured in an iframe of that width on a page of the same origin, after the page's own script ran."""
+    harness = page.with_name(f"measure-{width}-{page.name}")
+    harness.write_text(f"""<!doctype html><html><head><title>not measured</title></head><body style="margin:0">
+<iframe id="page" src="{quote(page.name)}" style="width:{width}px;height:900px;border:0"></iframe>
+<pre id="dom"></pre>
+<script>
+var frame = document.getElementById("page");
+frame.addEventListener("load", function () {{
+  document.title = frame.contentDocument.documentElement.scrollWidth + " " + frame.contentWindow.innerWidth;
+  document.getElementById("dom").textContent = frame.contentDocument.documentElement.outerHTML;
+}});
+</script></body></html>""")
+    url = base_url + "/" + quote(harness.relative_to(root).as_posix(), safe="/'")
+    dom = chromium_dom(url, profile, screenshot=screenshot, window=(width + 200, 1000))
+    title = re.search(r"<title>(.*?)</title>", dom)
+    assert title is not None, dom[:500]
+    scroll, inner = map(int, title[1].split())
+    shown = re.search(r'<pre id="dom">(.*?)</pre>', dom, re.DOTALL)
+    return scroll, inner, html.unescape(shown[1] if shown else "")
