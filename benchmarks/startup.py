@@ -3,7 +3,8 @@
 Goals (issue 22): `exchange --help` and `exchange --version` within 3x of `python3 -c pass`;
 `exchange validate` of one spec within 8x. A pre-commit hook pays this on every commit.
 Each figure is the median of --runs runs of a fresh process, after one run that warms the page cache and
-writes the bytecode cache, as an installed tool has it.
+writes the bytecode cache, as an installed tool has it. The commands take turns (the bare interpreter too), so
+a machine busier at one moment than at another weighs on every figure alike.
 Run: .venv/bin/python benchmarks/startup.py [--runs N]
 """
 
@@ -23,14 +24,16 @@ ROOT = Path(__file__).resolve().parents[1]
 GOALS = {"--help": 3.0, "--version": 3.0, "validate one spec": 8.0}
 
 
-def median_seconds(argv: list[str], cwd: Path, runs: int, env: dict[str, str]) -> float:
-    subprocess.run(argv, cwd=cwd, env=env, capture_output=True, check=True)  # warm the page cache and .pyc files
-    samples = []
+def median_seconds(commands: dict[str, list[str]], cwd: Path, runs: int, env: dict[str, str]) -> dict[str, float]:
+    for argv in commands.values():
+        subprocess.run(argv, cwd=cwd, env=env, capture_output=True, check=True)  # warm the page cache and .pyc files
+    samples: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run(argv, cwd=cwd, env=env, capture_output=True, check=True)
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
+        for name, argv in commands.items():
+            started = time.perf_counter()
+            subprocess.run(argv, cwd=cwd, env=env, capture_output=True, check=True)
+            samples[name].append(time.perf_counter() - started)
+    return {name: statistics.median(taken) for name, taken in samples.items()}
 
 
 def one_spec_exchange(root: Path) -> Path:
@@ -57,12 +60,13 @@ def main() -> None:
         root = Path(tmp) / "exchange"
         spec = one_spec_exchange(root)
         env = installed_environment(Path(tmp) / "pycache")
-        baseline = median_seconds([sys.executable, "-c", "pass"], root, args.runs, env)
-        figures = {
-            "--help": median_seconds([exe, "--help"], root, args.runs, env),
-            "--version": median_seconds([exe, "--version"], root, args.runs, env),
-            "validate one spec": median_seconds([exe, "validate", str(spec.relative_to(root))], root, args.runs, env),
-        }
+        figures = median_seconds({
+            "baseline": [sys.executable, "-c", "pass"],
+            "--help": [exe, "--help"],
+            "--version": [exe, "--version"],
+            "validate one spec": [exe, "validate", str(spec.relative_to(root))],
+        }, root, args.runs, env)
+    baseline = figures.pop("baseline")
     print(f"baseline  python3 -c pass: {baseline * 1000:7.1f} ms (median of {args.runs})")
     failed = False
     for name, seconds in figures.items():

@@ -1,4 +1,8 @@
-"""Thin helpers over git (through gitpython); every git question the tool asks is here."""
+"""Thin helpers over git; every git question the tool asks is here.
+
+The read-only questions `exchange validate` asks (the repository's root, rev-parse, ls-tree, diff, ls-files) are
+put to git itself (`Checkout`); everything else goes through GitPython, imported on first use: importing it takes
+some 40 ms, which validate, run by pre-commit hooks on every commit, does without."""
 
 from __future__ import annotations
 
@@ -7,80 +11,204 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
+from functools import cache, partial
 from pathlib import Path
-
-import git
+from typing import TYPE_CHECKING, Any
 
 from .children import children, end_sessions
 from .errors import UsageError, redact
+
+if TYPE_CHECKING:
+    import git
 
 
 class NotARepository(UsageError):
     pass
 
 
-class _OwnSessionGit(git.Git):
-    """Every git command in a session of its own (children.py); ended when we are interrupted."""
+class GitFailed(Exception):
+    """A git command a `Checkout` ran exited non-zero; `stderr` and `status` as GitPython's GitCommandError
+    has them (what `failure_reason` and `index_locked` read)."""
 
-    def execute(self, command, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201 - GitPython's signature
-        kwargs.setdefault("start_new_session", True)
-        if kwargs.get("as_process"):  # a persistent process (cat-file --batch): GitPython ends it
-            return super().execute(command, *args, **kwargs)
-        before = children()
+    def __init__(self, command: list[str], status: int, stderr: str) -> None:
+        super().__init__(f"{' '.join(command)} exited with {status}: {stderr_reason(stderr, status)}")
+        self.command, self.status, self.stderr = command, status, stderr
+
+
+def _failures() -> tuple[type[Exception], ...]:
+    """What a failed git command raises: a Checkout's GitFailed, and GitPython's GitCommandError once GitPython
+    is imported (until then nothing can have raised one)."""
+    gitpython = sys.modules.get("git")
+    return (GitFailed,) if gitpython is None else (GitFailed, gitpython.GitCommandError)
+
+
+# The commands a Checkout runs: they read the repository, never write it nor reach a remote.
+READ_ONLY_COMMANDS = frozenset({"rev-parse", "ls-tree", "diff", "ls-files", "merge-base", "cat-file"})
+
+
+class Checkout:
+    """A repository, asked its read-only questions (`READ_ONLY_COMMANDS`) by running git itself, through the
+    surface of a GitPython Repo the helpers below use: `checkout.git.ls_files(*args)` (the output, its last
+    newline dropped; GitFailed when git fails), `working_tree_dir`, `git_dir`. `repo`, GitPython's Repo for
+    everything else (commits, pushes, blobs), is built on first use. Every git runs as GitPython's do here:
+    in a session of its own (children.py), never prompting (`non_interactive_env`), in English (LC_ALL=C)."""
+
+    def __init__(self, working_tree_dir: str | None, git_dir: str, settings: dict[str, str],
+                 repo: git.Repo | None = None) -> None:
+        self.working_tree_dir = working_tree_dir
+        self.git_dir = git_dir
+        self._settings = settings  # the prompt settings of non_interactive_env, for this repository
+        self._repo = repo
+        self.git = _ReadOnlyCommands(self)
+
+    @classmethod
+    def find(cls, path: Path | str | None = None) -> Checkout:
+        """The repository around `path` (default: the current directory), found as git finds it."""
+        start = Path(path or ".").resolve()
+        if not start.exists():
+            raise UsageError(f"--repo {start}: no such directory")
+        cwd = start if start.is_dir() else start.parent
+        settings = _prompt_settings(cwd)
         try:
-            return super().execute(command, *args, **kwargs)
-        except KeyboardInterrupt:
-            end_sessions(children() - before)
-            raise
+            git_dir, work_tree = _run(["rev-parse", "--absolute-git-dir", "--show-toplevel"], cwd, settings).split("\n")
+        except GitFailed as failed:
+            try:  # no work tree here: a bare repository, or the inside of a .git folder
+                git_dir, bare = _run(["rev-parse", "--absolute-git-dir", "--is-bare-repository"], cwd,
+                                     settings).split("\n")
+            except GitFailed:
+                raise _not_opened(start, failed) from None
+            work_tree = os.path.dirname(git_dir) if bare == "false" and Path(git_dir).name == ".git" else None
+        return cls(work_tree, git_dir, settings)
+
+    @classmethod
+    def of_repo(cls, repo: git.Repo) -> Checkout:
+        """A GitPython Repo someone opened already (its git commands run as `open_repo` set them up)."""
+        return cls(repo.working_tree_dir, repo.git_dir, dict(repo.git.environment()), repo)
+
+    @property
+    def repo(self) -> git.Repo:
+        if self._repo is None:
+            self._repo = _gitpython_repo(self.working_tree_dir or self.git_dir, self._settings)
+        return self._repo
+
+    def run(self, *args: str) -> str:
+        if args[0] not in READ_ONLY_COMMANDS:
+            raise ValueError(f"git {args[0]} is not a read-only command; use the GitPython repo (.repo)")
+        return _run(list(args), self.working_tree_dir or self.git_dir, self._settings)
 
 
-class _Repo(git.Repo):
-    GitCommandWrapperType = _OwnSessionGit
+class _ReadOnlyCommands:
+    """`checkout.git.rev_parse("HEAD")` runs `git rev-parse HEAD`, as GitPython's `repo.git` would."""
+
+    def __init__(self, checkout: Checkout) -> None:
+        self._checkout = checkout
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return partial(self._checkout.run, name.replace("_", "-"))
 
 
-def open_repo(path: Path | str | None = None) -> git.Repo:
-    start = Path(path or ".").resolve()
-    if not start.exists():
-        raise UsageError(f"--repo {start}: no such directory")
+def _run(args: list[str], cwd: Path | str, settings: dict[str, str]) -> str:
+    """git's output (decoded as GitPython decodes it, the last newline dropped); GitFailed when it fails. git
+    runs in a session of its own, ended if we are interrupted meanwhile."""
+    command = ["git", *args]
+    environ = {**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **settings}
+    process = subprocess.Popen(command, cwd=cwd, env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, start_new_session=True)
     try:
-        repo = _Repo(start, search_parent_directories=True)
+        stdout, stderr = process.communicate()
+    except BaseException:
+        end_sessions({process.pid})
+        raise
+    if process.returncode != 0:
+        raise GitFailed(command, process.returncode, stderr.decode("utf-8", "surrogateescape"))
+    return stdout.decode("utf-8", "surrogateescape").removesuffix("\n")
+
+
+def _not_opened(start: Path, failed: GitFailed) -> UsageError:
+    if "not a git repository" in failed.stderr:
+        return NotARepository(f"{start} is not inside a git repository (use --repo DIR)")
+    # Another user's repository (git's safe.directory), a damaged .git: git's own reason.
+    return UsageError(redact(f"{start}: git cannot open the repository: {stderr_reason(failed.stderr, failed.status)}"))
+
+
+@cache
+def _repo_type() -> type[git.Repo]:
+    import git
+
+    class OwnSessionGit(git.Git):
+        """Every git command in a session of its own (children.py); ended when we are interrupted."""
+
+        def execute(self, command, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201 - GitPython's signature
+            kwargs.setdefault("start_new_session", True)
+            if kwargs.get("as_process"):  # a persistent process (cat-file --batch): GitPython ends it
+                return super().execute(command, *args, **kwargs)
+            before = children()
+            try:
+                return super().execute(command, *args, **kwargs)
+            except KeyboardInterrupt:
+                end_sessions(children() - before)
+                raise
+
+    class Repo(git.Repo):
+        GitCommandWrapperType = OwnSessionGit
+
+    return Repo
+
+
+def _gitpython_repo(path: str, settings: dict[str, str]) -> git.Repo:
+    import git
+
+    try:
+        repo = _repo_type()(path)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise NotARepository(f"{start} is not inside a git repository (use --repo DIR)") from None
+        raise NotARepository(f"{path} is not inside a git repository (use --repo DIR)") from None
     # Every fetch and push of a run fails rather than waits for an answer nobody will give (CI) or that
     # blocks a maintainer's terminal mid-run: the same settings as add-gear's clone.
-    environ = non_interactive_env(cwd=repo.working_tree_dir or repo.git_dir)
-    repo.git.update_environment(**{name: environ[name] for name in _PROMPT_SETTINGS if name in environ})
+    repo.git.update_environment(**settings)
     return repo
 
 
-def root(repo: git.Repo) -> Path:
+def open_repo(path: Path | str | None = None) -> git.Repo:
+    """GitPython's Repo of the repository around `path` (default: the current directory)."""
+    return Checkout.find(path).repo
+
+
+def _prompt_settings(cwd: Path | str) -> dict[str, str]:
+    environ = non_interactive_env(cwd=cwd)
+    return {name: environ[name] for name in _PROMPT_SETTINGS if name in environ}
+
+
+def root(repo: git.Repo | Checkout) -> Path:
     if repo.working_tree_dir is None:
         raise UsageError(f"{repo.git_dir} is a bare repository; an exchange needs a work tree")
     return Path(repo.working_tree_dir)
 
 
-def resolve_commit(repo: git.Repo, rev: str, *, what: str) -> str:
+def resolve_commit(repo: git.Repo | Checkout, rev: str, *, what: str) -> str:
     """The full hash of `rev`, or a UsageError that says where the revision came from."""
     try:
         return repo.git.rev_parse("--verify", "--quiet", f"{rev}^{{commit}}")
-    except git.GitCommandError:
+    except _failures():
         hint = " (a shallow clone? fetch the full history)" if is_shallow(repo) else ""
         raise UsageError(f"{what} names {rev!r}, which is not a commit in this repository{hint}") from None
 
 
-def is_shallow(repo: git.Repo) -> bool:
+def is_shallow(repo: git.Repo | Checkout) -> bool:
     return (Path(repo.git_dir) / "shallow").exists()
 
 
 def unshallow(repo: git.Repo, remote: str) -> None:
     try:
         repo.git.fetch("-q", "--unshallow", remote)
-    except git.GitCommandError as error:
+    except _failures() as error:
         raise UsageError(redact(f"cannot deepen the clone from {remote}: {failure_reason(error)}")) from None
 
 
-def changed_paths(repo: git.Repo, since: str, pathspecs: list[str]) -> list[str]:
+def changed_paths(repo: git.Repo | Checkout, since: str, pathspecs: list[str]) -> list[str]:
     """Paths added, modified or changed in type (a file turned into a link: reported, never followed; not
     deleted) between `since` and the work tree, untracked included."""
     diff = repo.git.diff("--name-only", "--no-renames", "--diff-filter=AMT", "-z", since, "--", *pathspecs)
@@ -88,7 +216,7 @@ def changed_paths(repo: git.Repo, since: str, pathspecs: list[str]) -> list[str]
     return sorted({p for p in (diff + "\0" + untracked).split("\0") if p})
 
 
-def tracked_paths(repo: git.Repo, commit: str, pathspecs: list[str]) -> set[str]:
+def tracked_paths(repo: git.Repo | Checkout, commit: str, pathspecs: list[str]) -> set[str]:
     """Files in `commit` under `pathspecs`."""
     return {p for p in repo.git.ls_tree("-r", "-z", "--name-only", commit, "--", *pathspecs).split("\0") if p}
 
@@ -116,7 +244,7 @@ def has_identity(repo: git.Repo) -> bool:
             return True
         try:
             return bool(repo.git.config("--get", key).strip())
-        except git.GitCommandError:
+        except _failures():
             return False
 
     return configured("user.name", "GIT_AUTHOR_NAME") and configured("user.email", "GIT_AUTHOR_EMAIL")
@@ -145,7 +273,7 @@ def commit_paths(repo: git.Repo, paths: list[str], message: str, env: dict[str, 
         try:
             with repo.git.custom_environment(**env):
                 repo.git.commit("-q", "--no-verify", "-m", message, "--", *paths)
-        except git.GitCommandError as error:
+        except _failures() as error:
             if index_locked(error, repo.working_tree_dir or repo.git_dir) is not None:
                 raise
             raise CommitFailed(redact(f"git commit in {root(repo)} failed: {failure_reason(error)}")) from None
@@ -168,7 +296,7 @@ class AnotherProcessRunning(UsageError):
     """git's index.lock is held: another git (or exchange) process works in this work tree, or one died."""
 
 
-def index_locked(error: git.GitCommandError, root: Path | str) -> AnotherProcessRunning | None:
+def index_locked(error: git.GitCommandError | GitFailed, root: Path | str) -> AnotherProcessRunning | None:
     """The clear message for git's "index.lock: File exists" failure; None for any other failure."""
     match = _INDEX_LOCKED.search(str(error.stderr or error))
     if match is None:
@@ -191,7 +319,7 @@ def require_no_index_lock(repo: git.Repo) -> None:
 def index_lock_is_clear(root: Path | str):  # noqa: ANN201 - a context manager
     try:
         yield
-    except git.GitCommandError as error:
+    except _failures() as error:
         clear = index_locked(error, root)
         if clear is None:
             raise
@@ -256,7 +384,7 @@ def asking(remote: str) -> Iterator[None]:
     """git's failure to reach `remote` as one line: the remote (credentials redacted) and git's reason."""
     try:
         yield
-    except git.GitCommandError as error:
+    except _failures() as error:
         raise RemoteUnreachable(redact(f"cannot reach {remote}: {failure_reason(error)}")) from None
 
 
@@ -264,7 +392,7 @@ def asking(remote: str) -> Iterator[None]:
 _GIT_CHATTER = ("Cloning into", "Please make sure you have the correct access rights", "and the repository exists")
 
 
-def failure_reason(error: git.GitCommandError) -> str:
+def failure_reason(error: git.GitCommandError | GitFailed) -> str:
     """Why a git command failed: `stderr_reason` of what it wrote, without GitPython's wrapping."""
     stderr = str(error.stderr or "")
     wrapped = re.fullmatch(r"\s*stderr: '(.*)'\s*", stderr, re.DOTALL)  # GitPython's "\n  stderr: '<text>'"
@@ -359,7 +487,7 @@ def fetch_branch_if_any(repo: git.Repo, remote: str, branch: str) -> str | None:
 def remote_branch_commit(repo: git.Repo, remote: str, branch: str) -> str | None:
     try:
         output = repo.git.ls_remote(remote, f"refs/heads/{branch}")
-    except git.GitCommandError:
+    except _failures():
         return None
     return output.split()[0] if output.strip() else None
 
@@ -368,7 +496,7 @@ def is_ancestor(repo: git.Repo, ancestor: str, descendant: str) -> bool:
     try:
         repo.git.merge_base("--is-ancestor", ancestor, descendant)
         return True
-    except git.GitCommandError:
+    except _failures():
         return False
 
 
@@ -380,7 +508,7 @@ def path_exists_at(repo: git.Repo, commit: str, path: str) -> bool:
     try:
         repo.git.cat_file("-e", f"{commit}:{path}")
         return True
-    except git.GitCommandError:
+    except _failures():
         return False
 
 
@@ -412,7 +540,7 @@ def blob_id(repo: git.Repo, commit: str, path: str) -> str:
 def remote_url(repo: git.Repo, remote: str) -> str | None:
     try:
         return repo.git.remote("get-url", remote).strip() or None
-    except git.GitCommandError:
+    except _failures():
         return None
 
 

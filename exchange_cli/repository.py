@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath
-
-import git as gitpython
+from typing import TYPE_CHECKING
 
 from . import git
 from .confined import NotConfined, entries_below, read_below
 from .errors import UsageError
 from .specs import SPEC_DIRECTORIES
+
+if TYPE_CHECKING:
+    import git as gitpython
 
 SENTINEL = ".sentinel"
 MAX_SENTINEL_BYTES = 4096  # a commit id and a newline; anything larger is not one
@@ -19,13 +21,24 @@ MANIFESTS = "manifests"
 
 @dataclass
 class Exchange:
-    repo: gitpython.Repo
+    # The repository's read-only questions (what validate asks) go to git itself; `repo` is GitPython's Repo,
+    # built on first use, for everything else. A GitPython Repo given here is wrapped.
+    checkout: git.Checkout
     root: Path
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.checkout, git.Checkout):
+            self.checkout = git.Checkout.of_repo(self.checkout)
 
     @classmethod
     def open(cls, path: Path | str | None = None) -> "Exchange":
-        repo = git.open_repo(path)
-        return cls(repo, git.root(repo))
+        checkout = git.Checkout.find(path)
+        return cls(checkout, git.root(checkout))
+
+    @property
+    def repo(self) -> gitpython.Repo:
+        """GitPython's Repo of the exchange (commits, pushes, blobs), opened on first use."""
+        return self.checkout.repo
 
     @property
     def manifests_dir(self) -> Path:
@@ -72,15 +85,15 @@ class Exchange:
         sentinel = self.read_sentinel()
         if sentinel is None:
             return set()
-        commit = git.resolve_commit(self.repo, sentinel, what=SENTINEL)
-        return {p for p in git.tracked_paths(self.repo, commit, list(SPEC_DIRECTORIES))
+        commit = git.resolve_commit(self.checkout, sentinel, what=SENTINEL)
+        return {p for p in git.tracked_paths(self.checkout, commit, list(SPEC_DIRECTORIES))
                 if not _hidden_spec_path(p)}
 
     def unchanged_spec_paths(self, since: str) -> frozenset[str]:
         """Spec files (repository-relative) whose content is what it was at `since` (a revision)."""
-        commit = git.resolve_commit(self.repo, since, what=SENTINEL)
-        at_commit = git.tracked_paths(self.repo, commit, list(SPEC_DIRECTORIES))
-        return frozenset(at_commit - set(git.changed_paths(self.repo, commit, list(SPEC_DIRECTORIES))))
+        commit = git.resolve_commit(self.checkout, since, what=SENTINEL)
+        at_commit = git.tracked_paths(self.checkout, commit, list(SPEC_DIRECTORIES))
+        return frozenset(at_commit - set(git.changed_paths(self.checkout, commit, list(SPEC_DIRECTORIES))))
 
     def changed_spec_paths(self, since: str | None) -> list[Path]:
         """Specs added or modified since `since` (else since the sentinel); all specs when neither exists."""
@@ -88,10 +101,10 @@ class Exchange:
             since = self.read_sentinel()
             if since is None:
                 return self.all_spec_paths()
-            commit = git.resolve_commit(self.repo, since, what=f"{SENTINEL}")
+            commit = git.resolve_commit(self.checkout, since, what=f"{SENTINEL}")
         else:
-            commit = git.resolve_commit(self.repo, since, what="--since")
-        changed = git.changed_paths(self.repo, commit, list(SPEC_DIRECTORIES))
+            commit = git.resolve_commit(self.checkout, since, what="--since")
+        changed = git.changed_paths(self.checkout, commit, list(SPEC_DIRECTORIES))
         # The same files --all would look at: hidden ones (.gitkeep, .placeholder) are not specs.
         return [self.root / p for p in changed
                 if ((self.root / p).is_file() or (self.root / p).is_symlink()) and not _hidden_spec_path(p)]

@@ -86,4 +86,5 @@ def _changed_json(exchange: Exchange, since: str | None, all_specs: bool) -> lis
     since = since or exchange.read_sentinel()
     if all_specs or since is None:
         return None
-    return git.changed_paths(exchange.repo, git.resolve_commit(exchange.repo, since, what="--since"), ["*.json"])
+    commit = git.resolve_commit(exchange.checkout, since, what="--since")
+    return git.changed_paths(exchange.checkout, commit, ["*.json"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Collection
@@ -150,6 +149,8 @@ class Checker:
                     "duplicate-version", f"{key} is also claimed by {others}", f"/{item.spec.kind.version_key}"))
 
     def _check_images_exist(self, lookup: ImageLookup) -> None:
+        from concurrent.futures import ThreadPoolExecutor  # only for --check-images
+
         # A registry the policy does not allow is never asked: registry credentials that apply to any
         # registry (EXCHANGE_REGISTRY_USERNAME/PASSWORD) would go to whoever runs it, a contributor too.
         asked = [item for item in self.checked if item.reference is not None and item.reference.is_pinned

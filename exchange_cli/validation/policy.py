@@ -11,12 +11,12 @@ from __future__ import annotations
 import fnmatch
 import json
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
-import yaml
 
 from ..confined import NotConfined, read_below
 from ..errors import UsageError
@@ -25,6 +25,9 @@ from ..reference import ImageReference, ReferenceError, parse_reference
 from ..specs import SpecKind, spec_image
 from .problems import Problem
 from .schemas import schema_message
+
+if TYPE_CHECKING:
+    import yaml
 
 POLICY_FILE = ".exchange.yaml"
 MAX_POLICY_BYTES = 64 * 1024  # a policy is a few lines of YAML
@@ -90,34 +93,43 @@ MAX_POLICY_DEPTH = 10  # the schema's deepest value is three levels down
 MAX_SCALAR_LENGTH = 1000  # a title of 200 characters is the longest value the schema allows
 
 
-class _PolicyLoader(yaml.SafeLoader):
-    """SafeLoader without what a policy never needs and an attacker uses: anchors and aliases (a 317-byte
-    file of nested aliases expands to gigabytes), nesting past MAX_POLICY_DEPTH, scalars past
-    MAX_SCALAR_LENGTH characters (a 5,000-digit integer Python refuses to convert)."""
+@cache
+def _policy_loader() -> type[yaml.SafeLoader]:
+    """The loader class; pyyaml is imported only when an exchange has a policy file."""
+    import yaml
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise yaml.composer.ComposerError(None, None, "anchors and aliases (& and *) are not allowed in a "
-                                              "policy file", event.start_mark)
-        self._depth = getattr(self, "_depth", 0) + 1
-        try:
-            if self._depth > MAX_POLICY_DEPTH:
-                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_POLICY_DEPTH} levels deep",
-                                                  event.start_mark)
-            if isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_SCALAR_LENGTH:
-                raise yaml.composer.ComposerError(None, None, f"a value of {len(event.value):,} characters, over "
-                                                  f"{MAX_SCALAR_LENGTH}", event.start_mark)
-            return super().compose_node(parent, index)  # type: ignore[arg-type]
-        finally:
-            self._depth -= 1
+    class PolicyLoader(yaml.SafeLoader):
+        """SafeLoader without what a policy never needs and an attacker uses: anchors and aliases (a 317-byte
+        file of nested aliases expands to gigabytes), nesting past MAX_POLICY_DEPTH, scalars past
+        MAX_SCALAR_LENGTH characters (a 5,000-digit integer Python refuses to convert)."""
+
+        def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                raise yaml.composer.ComposerError(None, None, "anchors and aliases (& and *) are not allowed in a "
+                                                  "policy file", event.start_mark)
+            self._depth = getattr(self, "_depth", 0) + 1
+            try:
+                if self._depth > MAX_POLICY_DEPTH:
+                    raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_POLICY_DEPTH} levels deep",
+                                                      event.start_mark)
+                if isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_SCALAR_LENGTH:
+                    raise yaml.composer.ComposerError(None, None, f"a value of {len(event.value):,} characters, "
+                                                      f"over {MAX_SCALAR_LENGTH}", event.start_mark)
+                return super().compose_node(parent, index)  # type: ignore[arg-type]
+            finally:
+                self._depth -= 1
+
+    return PolicyLoader
 
 
 def parse_policy(text: str, shown: str) -> Policy:
     """The policy in `text`; a UsageError on one line naming `shown`, the line and column, and the rule."""
+    import yaml
+
     loader = None
     try:
-        loader = _PolicyLoader(text)
+        loader = _policy_loader()(text)
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else {}
     except yaml.YAMLError as error:
@@ -158,6 +170,8 @@ def _reader_place(error: yaml.YAMLError, text: str) -> str:
 
 def _mark_at(node: yaml.Node | None, path: list[Any]) -> yaml.Mark | None:
     """Where the value at `path` starts in the YAML text (or its nearest existing ancestor)."""
+    import yaml
+
     mark = node.start_mark if node is not None else None
     for part in path:
         if isinstance(node, yaml.MappingNode):

@@ -7,10 +7,9 @@ proposes specs and the target's tip decides (validation/target.py).
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Collection
+from typing import TYPE_CHECKING, Collection
 
 from .. import git
 from ..catalog.model import EntryClaims
@@ -25,7 +24,9 @@ from ..specs import MAX_SPEC_BYTES, SPEC_DIRECTORIES, SpecFile, display_path
 from .checker import Checker, ImageLookup, RegistryAnswer
 from .policy import Policy, load_policy
 from .problems import Problem, Report, Severity, SpecResult
-from .target import Target, approval, protected_changes, target_branch
+
+if TYPE_CHECKING:
+    from .target import Target  # with everything else of target.py, imported by validate --base only
 
 LOG = logger("validate")
 
@@ -54,7 +55,7 @@ class Judge:
     def of_target(cls, exchange: Exchange, target: Target) -> "Judge":
         # The target's own sentinel names the spec files already established; its commit is in this
         # repository (an ancestor of the target's tip).
-        as_target_sees_it = Exchange(exchange.repo, target.root)
+        as_target_sees_it = Exchange(exchange.checkout, target.root)
         return cls(load_policy(target.root), ManifestIndex.load(target.root / MANIFESTS),
                    as_target_sees_it.established_spec_paths(), exchange.unchanged_spec_paths(target.merge_base),
                    target.ref)
@@ -91,6 +92,8 @@ def validate_change(exchange: Exchange, base: str, *, check_images: bool = False
                     insecure_registries: Collection[str] = (), jobs: int = 1, strict: bool = False) -> Report:
     """The branch job's check: the specs the change adds or modifies since its merge base with `base`,
     judged by `base`'s tip, and one `protected-path` problem per control file the change touches."""
+    from .target import approval, protected_changes, target_branch
+
     with target_branch(exchange, base) as target:
         judge = Judge.of_target(exchange, target)
         paths = exchange.changed_spec_paths(target.merge_base)
@@ -99,7 +102,7 @@ def validate_change(exchange: Exchange, base: str, *, check_images: bool = False
                  f"{len(paths)} spec(s), {len(protected)} protected file(s)")
         report = validate_specs(exchange, paths, check_images=check_images, insecure_registries=insecure_registries,
                                 jobs=jobs, judge=judge, strict=strict)
-        report.results += stray_specs(exchange, git.changed_paths(exchange.repo, target.merge_base, ["*.json"]))
+        report.results += stray_specs(exchange, git.changed_paths(exchange.checkout, target.merge_base, ["*.json"]))
         verdict = approval(judge.policy)
         for change in protected:
             report.results.append(_protected_result(change.path, change.change, verdict.approved, verdict.reason))
@@ -188,7 +191,7 @@ def stray_specs(exchange: Exchange, changed: Collection[str] | None) -> list[Spe
 
 
 def _tracked_json(exchange: Exchange) -> list[str]:
-    listing = exchange.repo.git.ls_files("-z", "--cached", "--others", "--exclude-standard", "--", "*.json")
+    listing = exchange.checkout.git.ls_files("-z", "--cached", "--others", "--exclude-standard", "--", "*.json")
     return [path for path in listing.split("\0") if path]
 
 
@@ -200,6 +203,8 @@ def _meant_place(relative: str) -> str | None:
     top = parts[0]
     if top in _NOT_SPEC_FOLDERS or top in SPEC_DIRECTORIES:  # under gears/ or boutiques/: spec-location's
         return None
+    import difflib
+
     folder = next(iter(difflib.get_close_matches(top.lower(), list(SPEC_DIRECTORIES), n=1, cutoff=0.7)), None)
     if folder is None:
         return None

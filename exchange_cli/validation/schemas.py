@@ -9,7 +9,6 @@ the `boutiques` package, its ``required`` list untouched.
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import re
 from functools import cache
@@ -181,6 +180,8 @@ def closest_values(value: str, allowed: list[str], limit: int = 3) -> list[str]:
     extending = [candidate for found, candidate in by_key.items() if found.startswith(wanted)]
     if extending:
         return extending[:limit]
+    import difflib
+
     return [by_key[found] for found in difflib.get_close_matches(wanted, list(by_key), n=limit, cutoff=0.6)]
 
 
