@@ -95,7 +95,8 @@ class ExchangeGroup(click.Group):
             return _help_command
         if name not in COMMANDS:
             return None
-        return importlib.import_module(f"exchange_cli.commands.{COMMANDS[name][0]}").command
+        command: click.Command = importlib.import_module(f"exchange_cli.commands.{COMMANDS[name][0]}").command
+        return command
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""

@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def make_world(root: Path) -> DemoWorld:
     return world
 
 
-def run_demo(root: Path, *, progress: Progress, log) -> tuple[DemoWorld, ProcessOutcome]:  # noqa: ANN001
+def run_demo(root: Path, *, progress: Progress, log: Callable[[str], None]) -> tuple[DemoWorld, ProcessOutcome]:
     world = make_world(root)
     options = ProcessOptions(
         export=ExportOptions(platform=DEFAULT_PLATFORM, source="registry", insecure_registries=(),

@@ -13,6 +13,7 @@ import json
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 EPOCH = 1_700_000_000
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -64,11 +65,12 @@ def write_blob(layout: Path, data: bytes) -> str:
     return f"sha256:{digest}"
 
 
-def descriptor(media_type: str, digest: str, size: int, **extra) -> dict:  # noqa: ANN003
+def descriptor(media_type: str, digest: str, size: int, **extra: Any) -> dict[str, Any]:
     return {"mediaType": media_type, "digest": digest, "size": size, **extra}
 
 
-def build_demo_image(layout: Path, reference: str, gear: dict, *, data: dict[str, bytes] | None = None) -> str:
+def build_demo_image(layout: Path, reference: str, gear: dict[str, Any], *,
+                     data: dict[str, bytes] | None = None) -> str:
     """Add an image named `reference` to the OCI layout at `layout`; returns its manifest digest.
     `data`: more files (path -> content) in a third layer, to make a bigger image."""
     # Shaped like a busybox base, so the image passes the conformance checks (bash, the commands on
@@ -104,10 +106,11 @@ def build_demo_image(layout: Path, reference: str, gear: dict, *, data: dict[str
     return manifest_digest
 
 
-def add_to_index(layout: Path, entry: dict) -> None:
+def add_to_index(layout: Path, entry: dict[str, Any]) -> None:
     """One entry per reference name: adding a name again replaces its image."""
     index_path = layout / "index.json"
-    index = json.loads(index_path.read_text()) if index_path.exists() else {"schemaVersion": 2, "manifests": []}
+    index: dict[str, Any] = (json.loads(index_path.read_text()) if index_path.exists()
+                             else {"schemaVersion": 2, "manifests": []})
     name = entry["annotations"]["org.opencontainers.image.ref.name"]
     index["manifests"] = [m for m in index["manifests"]
                           if m.get("annotations", {}).get("org.opencontainers.image.ref.name") != name] + [entry]

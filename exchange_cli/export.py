@@ -95,7 +95,7 @@ def export_image(image: Image, output: Path, *, progress: Progress = NullProgres
 
 
 @contextmanager
-def _atomic_output(output: Path) -> Iterator[BinaryIO]:
+def _atomic_output(output: Path) -> Iterator[_OutputFile]:
     """A temporary file beside `output`, renamed over it on success and removed on any failure.
 
     A failing write (disk full, quota, I/O error) is an OutputError naming `output`; errors of
@@ -109,7 +109,7 @@ def _atomic_output(output: Path) -> Iterator[BinaryIO]:
         try:
             out = _OutputFile(handle, output)
             try:
-                yield out  # type: ignore[misc]
+                yield out
             finally:
                 out.wait()
             out.raise_failure()

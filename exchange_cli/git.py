@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from functools import cache, partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .children import children, end_sessions
 from .errors import UsageError, redact
@@ -37,7 +37,7 @@ class GitFailed(Exception):
         self.command, self.status, self.stderr = command, status, stderr
 
 
-def _failures() -> tuple[type[Exception], ...]:
+def _failures() -> tuple[type[GitFailed | git.GitCommandError], ...]:
     """What a failed git command raises: a Checkout's GitFailed, and GitPython's GitCommandError once GitPython
     is imported (until then nothing can have raised one)."""
     gitpython = sys.modules.get("git")
@@ -46,6 +46,32 @@ def _failures() -> tuple[type[Exception], ...]:
 
 # The commands a Checkout runs: they read the repository, never write it nor reach a remote.
 READ_ONLY_COMMANDS = frozenset({"rev-parse", "ls-tree", "diff", "ls-files", "merge-base", "cat-file"})
+
+
+class ReadCommands(Protocol):
+    """The read-only git commands the helpers below run through `repo.git`: a Checkout's own, or GitPython's
+    (its `Git` answers any command name; called like this, each returns git's output as a str)."""
+
+    def rev_parse(self, *args: str) -> str: ...
+
+    def ls_tree(self, *args: str) -> str: ...
+
+    def diff(self, *args: str) -> str: ...
+
+    def ls_files(self, *args: str) -> str: ...
+
+
+class ReadableRepo(Protocol):
+    """What the read-only helpers need of a repository: a `Checkout`, or a GitPython Repo."""
+
+    @property
+    def git(self) -> ReadCommands: ...
+
+    @property
+    def working_tree_dir(self) -> str | os.PathLike[str] | None: ...
+
+    @property
+    def git_dir(self) -> str | os.PathLike[str]: ...
 
 
 class Checkout:
@@ -71,6 +97,7 @@ class Checkout:
             raise UsageError(f"--repo {start}: no such directory")
         cwd = start if start.is_dir() else start.parent
         settings = _prompt_settings(cwd)
+        work_tree: str | None
         try:
             git_dir, work_tree = _run(["rev-parse", "--absolute-git-dir", "--show-toplevel"], cwd, settings).split("\n")
         except GitFailed as failed:
@@ -85,7 +112,9 @@ class Checkout:
     @classmethod
     def of_repo(cls, repo: git.Repo) -> Checkout:
         """A GitPython Repo someone opened already (its git commands run as `open_repo` set them up)."""
-        return cls(repo.working_tree_dir, repo.git_dir, dict(repo.git.environment()), repo)
+        working_tree_dir = repo.working_tree_dir
+        return cls(None if working_tree_dir is None else os.fspath(working_tree_dir), os.fspath(repo.git_dir),
+                   dict(repo.git.environment()), repo)
 
     @property
     def repo(self) -> git.Repo:
@@ -105,10 +134,29 @@ class _ReadOnlyCommands:
     def __init__(self, checkout: Checkout) -> None:
         self._checkout = checkout
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return partial(self._checkout.run, name.replace("_", "-"))
+    def rev_parse(self, *args: str) -> str:
+        return self._checkout.run("rev-parse", *args)
+
+    def ls_tree(self, *args: str) -> str:
+        return self._checkout.run("ls-tree", *args)
+
+    def diff(self, *args: str) -> str:
+        return self._checkout.run("diff", *args)
+
+    def ls_files(self, *args: str) -> str:
+        return self._checkout.run("ls-files", *args)
+
+    def merge_base(self, *args: str) -> str:
+        return self._checkout.run("merge-base", *args)
+
+    def cat_file(self, *args: str) -> str:
+        return self._checkout.run("cat-file", *args)
+
+    if not TYPE_CHECKING:  # any other command fails when called (Checkout.run); the type checker refuses it
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("_"):
+                raise AttributeError(name)
+            return partial(self._checkout.run, name.replace("_", "-"))
 
 
 def _run(args: list[str], cwd: Path | str, settings: dict[str, str]) -> str:
@@ -142,7 +190,7 @@ def _repo_type() -> type[git.Repo]:
     class OwnSessionGit(git.Git):
         """Every git command in a session of its own (children.py); ended when we are interrupted."""
 
-        def execute(self, command, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201 - GitPython's signature
+        def execute(self, command: Any, *args: Any, **kwargs: Any) -> Any:  # GitPython's overloads, passed on
             kwargs.setdefault("start_new_session", True)
             if kwargs.get("as_process"):  # a persistent process (cat-file --batch): GitPython ends it
                 return super().execute(command, *args, **kwargs)
@@ -182,13 +230,13 @@ def _prompt_settings(cwd: Path | str) -> dict[str, str]:
     return {name: environ[name] for name in _PROMPT_SETTINGS if name in environ}
 
 
-def root(repo: git.Repo | Checkout) -> Path:
+def root(repo: ReadableRepo) -> Path:
     if repo.working_tree_dir is None:
         raise UsageError(f"{repo.git_dir} is a bare repository; an exchange needs a work tree")
     return Path(repo.working_tree_dir)
 
 
-def resolve_commit(repo: git.Repo | Checkout, rev: str, *, what: str) -> str:
+def resolve_commit(repo: ReadableRepo, rev: str, *, what: str) -> str:
     """The full hash of `rev`, or a UsageError that says where the revision came from."""
     try:
         return repo.git.rev_parse("--verify", "--quiet", f"{rev}^{{commit}}")
@@ -197,7 +245,7 @@ def resolve_commit(repo: git.Repo | Checkout, rev: str, *, what: str) -> str:
         raise UsageError(f"{what} names {rev!r}, which is not a commit in this repository{hint}") from None
 
 
-def is_shallow(repo: git.Repo | Checkout) -> bool:
+def is_shallow(repo: ReadableRepo) -> bool:
     return (Path(repo.git_dir) / "shallow").exists()
 
 
@@ -208,7 +256,7 @@ def unshallow(repo: git.Repo, remote: str) -> None:
         raise UsageError(redact(f"cannot deepen the clone from {remote}: {failure_reason(error)}")) from None
 
 
-def changed_paths(repo: git.Repo | Checkout, since: str, pathspecs: list[str]) -> list[str]:
+def changed_paths(repo: ReadableRepo, since: str, pathspecs: list[str]) -> list[str]:
     """Paths added, modified or changed in type (a file turned into a link: reported, never followed; not
     deleted) between `since` and the work tree, untracked included."""
     diff = repo.git.diff("--name-only", "--no-renames", "--diff-filter=AMT", "-z", since, "--", *pathspecs)
@@ -216,7 +264,7 @@ def changed_paths(repo: git.Repo | Checkout, since: str, pathspecs: list[str]) -
     return sorted({p for p in (diff + "\0" + untracked).split("\0") if p})
 
 
-def tracked_paths(repo: git.Repo | Checkout, commit: str, pathspecs: list[str]) -> set[str]:
+def tracked_paths(repo: ReadableRepo, commit: str, pathspecs: list[str]) -> set[str]:
     """Files in `commit` under `pathspecs`."""
     return {p for p in repo.git.ls_tree("-r", "-z", "--name-only", commit, "--", *pathspecs).split("\0") if p}
 
@@ -296,7 +344,7 @@ class AnotherProcessRunning(UsageError):
     """git's index.lock is held: another git (or exchange) process works in this work tree, or one died."""
 
 
-def index_locked(error: git.GitCommandError | GitFailed, root: Path | str) -> AnotherProcessRunning | None:
+def index_locked(error: git.GitCommandError | GitFailed, root: os.PathLike[str] | str) -> AnotherProcessRunning | None:
     """The clear message for git's "index.lock: File exists" failure; None for any other failure."""
     match = _INDEX_LOCKED.search(str(error.stderr or error))
     if match is None:
@@ -316,7 +364,7 @@ def require_no_index_lock(repo: git.Repo) -> None:
 
 
 @contextlib.contextmanager
-def index_lock_is_clear(root: Path | str):  # noqa: ANN201 - a context manager
+def index_lock_is_clear(root: os.PathLike[str] | str) -> Iterator[None]:
     try:
         yield
     except _failures() as error:
@@ -471,22 +519,29 @@ def _configured(key: str, environ: dict[str, str], cwd: Path | str | None = None
 def fetch_branch(repo: git.Repo, remote: str, branch: str) -> str:
     with asking(remote):
         repo.git.fetch("-q", remote, f"refs/heads/{branch}")
-    return repo.git.rev_parse("FETCH_HEAD")
+    head: str = repo.git.rev_parse("FETCH_HEAD")
+    return head
 
 
 def fetch_branch_if_any(repo: git.Repo, remote: str, branch: str) -> str | None:
     """The remote branch's head, fetched; None when the remote has no such branch (RemoteUnreachable when
     the remote cannot be asked)."""
     with asking(remote):
-        listing = repo.git.ls_remote(remote, f"refs/heads/{branch}")
+        listing = _ls_remote(repo, remote, f"refs/heads/{branch}")
     if not listing.strip():
         return None
     return fetch_branch(repo, remote, branch)
 
 
+def _ls_remote(repo: git.Repo, *args: str) -> str:
+    # GitPython types ls_remote as any of execute()'s results; called like this (no as_process,
+    # with_extended_output nor stdout_as_string=False), it returns git's output as a str.
+    return cast(str, repo.git.ls_remote(*args))
+
+
 def remote_branch_commit(repo: git.Repo, remote: str, branch: str) -> str | None:
     try:
-        output = repo.git.ls_remote(remote, f"refs/heads/{branch}")
+        output = _ls_remote(repo, remote, f"refs/heads/{branch}")
     except _failures():
         return None
     return output.split()[0] if output.strip() else None
@@ -513,12 +568,20 @@ def path_exists_at(repo: git.Repo, commit: str, path: str) -> bool:
 
 
 def blobs_at(repo: git.Repo, commit: str, directory: str) -> Iterator[git.Blob]:
-    """Every file (and link) under `directory` in `commit`, unread (nothing when it has none)."""
+    """Every file (and link) under `directory` in `commit`, unread (nothing when it has none). When `directory`
+    is itself a file or a link, that one (as `git ls-tree -r` lists it): the caller names a link, never
+    follows it."""
     try:
         tree = repo.commit(commit).tree / directory
     except KeyError:
         return
-    for item in tree.traverse():
+    if tree.type == "blob":
+        yield tree
+        return
+    if tree.type != "tree":  # a submodule: none of its files are this repository's
+        return
+    # Traversed without as_edge: objects, never (parent, child) pairs.
+    for item in cast("Iterator[git.Tree | git.Blob | git.Submodule]", tree.traverse()):
         if item.type == "blob":
             yield item
 
@@ -534,7 +597,8 @@ def blob_at(repo: git.Repo, commit: str, path: str) -> git.Blob | None:
 
 def blob_id(repo: git.Repo, commit: str, path: str) -> str:
     """The git blob id of `path` as committed in `commit`."""
-    return repo.git.rev_parse(f"{commit}:{path}").strip()
+    blob: str = repo.git.rev_parse(f"{commit}:{path}")
+    return blob.strip()
 
 
 def remote_url(repo: git.Repo, remote: str) -> str | None:
@@ -547,7 +611,7 @@ def remote_url(repo: git.Repo, remote: str) -> str | None:
 def remote_default_branch(repo: git.Repo, remote: str) -> str | None:
     """The branch the remote's HEAD names (its default branch); None when it names none."""
     with asking(remote):
-        listing = repo.git.ls_remote("--symref", remote, "HEAD")
+        listing = _ls_remote(repo, "--symref", remote, "HEAD")
     for line in listing.splitlines():
         target, _, name = line.partition("\t")
         if name == "HEAD" and target.startswith("ref: refs/heads/"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from jsonschema import Draft4Validator, SchemaError, ValidationError
 
@@ -106,14 +106,18 @@ def derive_invocation_schema(spec: dict[str, Any], kind: SpecKind, *, origin: st
         if kind is SpecKind.GEAR:
             from gears.generator import derive_invocation_schema as derive_gear
 
-            return derive_gear(spec)
+            derived: dict[str, Any] = derive_gear(spec)
+            return derived
         from boutiques.invocationSchemaHandler import generateInvocationSchema
 
         if not isinstance(spec.get("name"), str):
             spec = {**spec, "name": UNNAMED_DESCRIPTOR}
-        return generateInvocationSchema(spec)
+        generated: dict[str, Any] = generateInvocationSchema(spec)
+        return generated
     except (ValidationError, SchemaError) as error:
-        raise InvocationSchemaError(f"{origin}: not a valid {kind.value}, so no invocation schema: {schema_message(error)} "
+        # A SchemaError carries the same message, path and validator as a ValidationError.
+        message = schema_message(cast(ValidationError, error))
+        raise InvocationSchemaError(f"{origin}: not a valid {kind.value}, so no invocation schema: {message} "
                                     "(run `exchange validate` on it)") from None
     except (KeyError, TypeError, Exception) as error:  # noqa: BLE001 - both generators raise bare Exceptions
         raise InvocationSchemaError(f"{origin}: cannot derive an invocation schema: {error}") from None

@@ -16,7 +16,7 @@ import math
 import re
 import sys
 from dataclasses import dataclass, field
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # typeshed omits it; CPython has it
 from typing import Any, Iterable
 
 from .json_syntax import explain

@@ -39,7 +39,7 @@ def locked_temp_dir(directory: Path, prefix: str, suffix: str) -> tuple[int, Pat
 
 def remove_abandoned(directory: Path, pattern: str) -> list[Path]:
     """Delete the entries of `directory` matching `pattern` that no live process holds locked."""
-    removed = []
+    removed: list[Path] = []
     if not directory.is_dir():
         return removed
     for path in sorted(directory.glob(pattern)):

@@ -47,17 +47,19 @@ class LineHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = printable_lines(redact(_describe(record)))  # a name in it can move no cursor
-            (self.sink or _stderr)(line)
+            self.sink(line)
         except Exception:  # noqa: BLE001 - a log line must never break the command
             self.handleError(record)
 
 
 def _describe(record: logging.LogRecord) -> str:
     if record.name == GIT_LOGGER_NAME:
-        if not (record.msg.startswith("Popen(") and record.args):
+        args = record.args
+        if not (str(record.msg).startswith("Popen(") and isinstance(args, tuple) and args
+                and isinstance(args[0], (list, tuple))):
             return f"git: {record.getMessage()}"
-        command = record.args[0]  # type: ignore[index]
-        return "git: " + " ".join(map(str, command[1:] if command and str(command[0]).endswith("git") else command))
+        command = [str(part) for part in args[0]]
+        return "git: " + " ".join(command[1:] if command and command[0].endswith("git") else command)
     message = record.getMessage()
     if record.levelno >= logging.WARNING:
         return f"{record.levelname.lower()}: {message}"
@@ -86,5 +88,7 @@ def show_lines_with(sink: Callable[[str], None] | None) -> None:
     """While a live display runs, log lines are printed by it (above its rows); None: stderr again.
     Under the handler's lock, which a line holds while it is written: once this returns, no line is
     still on its way to the old sink."""
-    with _HANDLER.lock:
+    lock = _HANDLER.lock
+    assert lock is not None  # logging.Handler.__init__ made it
+    with lock:
         _HANDLER.sink = sink or _stderr

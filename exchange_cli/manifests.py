@@ -327,7 +327,7 @@ def manifests_at_commit(repo: Any, commit: str) -> ManifestScan:
     from . import git
 
     root = Path(repo.working_tree_dir) if repo.working_tree_dir else None
-    return read_manifest_blobs(((blob.path, read_git_blob(blob)) for blob in
+    return read_manifest_blobs(((str(blob.path), read_git_blob(blob)) for blob in
                                 git.blobs_at(repo, commit, MANIFESTS_DIRECTORY)), root=root)
 
 
@@ -337,7 +337,8 @@ def read_git_blob(blob: Any) -> bytes | ManifestProblem:
         return _not_read(blob.path, blob.path, _LINK)
     if blob.size > MAX_MANIFEST_BYTES:
         return _not_read(blob.path, blob.path, TooLarge(blob.path, blob.size, MAX_MANIFEST_BYTES).reason)
-    return blob.data_stream.read()
+    data: bytes = blob.data_stream.read()
+    return data
 
 
 def read_git_manifest(blob: Any, relative: str | None = None) -> ProcessedManifest | ManifestProblem:

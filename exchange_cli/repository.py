@@ -19,16 +19,16 @@ MAX_SENTINEL_BYTES = 4096  # a commit id and a newline; anything larger is not o
 MANIFESTS = "manifests"
 
 
-@dataclass
+@dataclass(init=False)
 class Exchange:
     # The repository's read-only questions (what validate asks) go to git itself; `repo` is GitPython's Repo,
     # built on first use, for everything else. A GitPython Repo given here is wrapped.
     checkout: git.Checkout
     root: Path
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.checkout, git.Checkout):
-            self.checkout = git.Checkout.of_repo(self.checkout)
+    def __init__(self, checkout: git.Checkout | gitpython.Repo, root: Path) -> None:
+        self.checkout = checkout if isinstance(checkout, git.Checkout) else git.Checkout.of_repo(checkout)
+        self.root = root
 
     @classmethod
     def open(cls, path: Path | str | None = None) -> "Exchange":

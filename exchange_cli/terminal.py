@@ -9,11 +9,14 @@ use, so commands that print no table do not pay for it.
 from __future__ import annotations
 
 from functools import cache
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 @cache
-def _console_class() -> type:
+def _console_class() -> type[Console]:
     from rich.console import Console
 
     class PipeAwareConsole(Console):
@@ -24,6 +27,6 @@ def _console_class() -> type:
     return PipeAwareConsole
 
 
-def console(stream: TextIO | None = None, **options: Any):  # noqa: ANN201 - a rich Console
+def console(stream: TextIO | None = None, **options: Any) -> Console:
     """A rich Console on `stream` (default: stdout)."""
     return _console_class()(file=stream, **options)

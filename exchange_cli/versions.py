@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 _PART = re.compile(r"(?P<numbers>\d+(?:\.\d+)*)|(?P<word>[A-Za-z]+)")
 PRE_RELEASE_WORDS = {"dev": 0, "alpha": 1, "a": 1, "beta": 2, "b": 2, "pre": 3, "preview": 3, "rc": 4, "c": 4}
@@ -32,7 +33,7 @@ PRE_RELEASE_WORDS = {"dev": 0, "alpha": 1, "a": 1, "beta": 2, "b": 2, "pre": 3, 
 _PRE_RELEASE, _END, _WORD, _NUMBERS = 0, 1, 2, 3
 _END_PART = (_END,)
 
-SortKey = tuple
+SortKey = tuple[Any, ...]
 
 
 def version_key(text: str) -> SortKey:
@@ -47,7 +48,7 @@ def newest_first(versions: Iterable[str]) -> list[str]:
     return sorted(versions, key=version_key, reverse=True)
 
 
-def _part(match: re.Match[str]) -> tuple:
+def _part(match: re.Match[str]) -> tuple[Any, ...]:
     if match["numbers"] is not None:
         return (_NUMBERS, _trimmed(tuple(int(number) for number in match["numbers"].split("."))))
     word = match["word"].lower()

@@ -62,6 +62,17 @@ def test_add_gear_update_from_a_directory_keeps_the_org_and_says_update(exchange
     assert exchange_repo.git("rev-parse", "HEAD") != start and len(subjects(exchange_repo, start)) == 1
 
 
+def test_add_gear_without_org_for_a_name_two_orgs_hold_asks_which(exchange_repo: ExchangeRepo,
+                                                                    tmp_path: Path) -> None:
+    """Sorting the two places found was a TypeError (exit 3); it is the question it was meant to be."""
+    for org in ("acme", "labs"):
+        assert run(exchange_repo, "add-gear", str(gear_source(tmp_path)), "--org", org).exit_code == 0
+    result = run(exchange_repo, "add-gear", str(gear_source(tmp_path, version="1.1.0")))
+    assert result.exit_code == 2, result.output
+    assert "gear hello-world is held by gears/acme/hello-world.json, gears/labs/hello-world.json; pass --org ORG" \
+        in result.output
+
+
 def test_add_gear_sets_the_image_option_or_refuses_without_one(exchange_repo: ExchangeRepo, tmp_path: Path) -> None:
     no_image = gear_source(tmp_path, custom={"gear-builder": {"category": "utility"}})
     refused = run(exchange_repo, "add-gear", str(no_image), "--org", "acme")

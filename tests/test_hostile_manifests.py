@@ -123,3 +123,17 @@ def test_a_huge_manifest_is_named_from_its_size_never_read(world: CatalogWorld) 
     assert (f"unreadable manifest: manifests/acme/acme-huge-sha384-1.json: is 8,589,934,592 bytes, over the limit "
             f"of {MAX_MANIFEST_BYTES:,} bytes; not read") in result.stdout
     assert world.bucket.stat(STRAY) is not None
+
+
+def test_a_committed_link_in_place_of_manifests_is_named_when_read_from_git(world: CatalogWorld,
+                                                                             tmp_path: Path) -> None:
+    """manifests/ itself committed as a link (to a folder of manifests elsewhere): read from git, the link is
+    named, as the work-tree reader names it; never an empty scan (nothing referenced) nor a crash."""
+    moved = tmp_path / "elsewhere"
+    (world.repo.root / "manifests").rename(moved)
+    os.symlink(moved, world.repo.root / "manifests")
+    world.repo.commit("manifests/ replaced by a link")
+    scan = manifests_at_commit(Exchange.open(world.repo.root).repo, "HEAD")
+    assert [str(problem) for problem in scan.problems] == [
+        "manifests: is a symbolic link; links under manifests/ are never followed"]
+    assert scan.manifests == []

@@ -125,6 +125,17 @@ def test_a_run_whose_lease_was_taken_over_knows_it_lost_it(under_test: BucketUnd
     assert json.loads(under_test.bucket.read_control(LEASE_OBJECT)[0])["owner"]["host"] == "other"  # type: ignore[index]
 
 
+@pytest.mark.parametrize("under_test", BOTH, indirect=True)
+def test_a_rewrite_after_release_never_recreates_the_lease(under_test: BucketUnderTest) -> None:
+    """As a `confirming` racing `release` on another thread would: with no generation left to write
+    against, GCS would take an unconditional write and the released lease would be back."""
+    held = lease(under_test)
+    held.acquire()
+    held.release()
+    assert held._rewrite() is False
+    assert under_test.bucket.read_control(LEASE_OBJECT) is None
+
+
 def test_partial_uploads_are_removed_only_when_their_writer_is_gone(tmp_path: Path) -> None:
     from exchange_cli.storage.local import LocalBucket
 

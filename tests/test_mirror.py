@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from exchange_cli.delivery.mirror import EXISTED, UPLOADED, ImageMirror, MirrorError
+from exchange_cli.delivery.mirror import EXISTED, UPLOADED, CreatedTag, ImageMirror, MirrorError
 from exchange_cli.delivery.push_client import MOUNTED
 from exchange_cli.image.blobcache import BlobCache
 from exchange_cli.image.credentials import host_env_var
@@ -139,3 +139,13 @@ def test_an_image_not_from_a_registry_cannot_be_mirrored(registry: RegistryServe
     image = Image("local:1", DEFAULT_PLATFORM, {}, "sha256:" + "0" * 64, None)
     with pytest.raises(MirrorError, match="not read from a registry"):
         ImageMirror(f"{registry.host}/mirror").copy(image, "acme-tool", "1.0")
+
+
+def test_a_recorded_tag_must_name_a_tag() -> None:
+    """A shard record's created tag is rolled back by its tag: one naming none (the record was edited) is
+    refused when read, instead of a rollback asking the registry to delete manifest "None"."""
+    digest = "sha256:" + "0" * 64
+    recorded = {"reference": "registry.example.org/mirror/acme-tool:1.0", "digest": digest, "manifest-was-new": False}
+    assert CreatedTag.from_json(recorded).reference.tag == "1.0"
+    with pytest.raises(ValueError, match="names no tag"):
+        CreatedTag.from_json({**recorded, "reference": f"registry.example.org/mirror/acme-tool@{digest}"})

@@ -25,7 +25,7 @@ import git as gitpython
 from ..errors import ExchangeError, redact
 from ..manifests import ManifestProblem, ManifestScan, ProcessedManifest
 from ..specs import SpecKind
-from ..versions import version_key
+from ..versions import SortKey, version_key
 from .jq_format import jq_text
 from .model import unplaced_reason
 from .publish import PublishOutcome, publish_files
@@ -62,7 +62,7 @@ def legacy_index(scan: ManifestScan) -> LegacyIndex:
     return LegacyIndex(groups, sorted(left_out, key=lambda problem: problem.path))
 
 
-def _newest_first_key(manifest: ProcessedManifest) -> tuple:
+def _newest_first_key(manifest: ProcessedManifest) -> tuple[SortKey, str]:
     # Equal versions (one gear name in two orgs) in a fixed order: by path.
     return version_key(manifest.version or ""), manifest.relative
 

@@ -196,8 +196,8 @@ def load_catalog(exchange: Exchange) -> Catalog:
     specs: dict[GearKey, dict[str, Any]] = {}
     skipped_paths = _behind_the_sentinel(exchange)
     for path, location, data in read_spec_entries(exchange):
-        name = data.get("name") if isinstance(data.get("name"), str) else location.stem
-        key = (location.org, location.kind, name)
+        named = data.get("name")
+        key: GearKey = (location.org, location.kind, named if isinstance(named, str) else location.stem)
         found = entry(key)
         if found.spec_location is not None:
             # `exchange validate` fails both files (duplicate-name); the catalog keeps the first.
@@ -256,8 +256,9 @@ class EntryClaims:
 
     def find(self, kind: SpecKind, name: str, org: str | None) -> list[SpecLocation]:
         """The entries holding `name` (in `org`, or in any org)."""
-        return sorted(loc for (o, k, n), paths in self.claims.items() if k is kind and n == name
-                      and org in (None, o) for p in paths if (loc := locate(p)) is not None)
+        found = [loc for (o, k, n), paths in self.claims.items() if k is kind and n == name
+                 and org in (None, o) for p in paths if (loc := locate(p)) is not None]
+        return sorted(found, key=lambda location: location.relative_path)
 
 
 def unplaced_reason(manifest: ProcessedManifest) -> str:

@@ -128,7 +128,7 @@ def _check_no_local_work(repo: gitpython.Repo, branch: str, remote: str, local: 
 
 def _local_tip(repo: gitpython.Repo, branch: str) -> str | None:
     try:
-        return repo.git.rev_parse("--verify", "--quiet", f"refs/heads/{branch}^{{commit}}")
+        return str(repo.git.rev_parse("--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"))
     except gitpython.GitCommandError:
         return None
 
@@ -162,4 +162,4 @@ def _write_tree(repo: gitpython.Repo, files: dict[str, str], *, base: str | None
             if base is not None:
                 repo.git.read_tree(base)
             repo.git.update_index("--add", "-z", "--index-info", istream=stream)
-            return repo.git.write_tree()
+            return str(repo.git.write_tree())

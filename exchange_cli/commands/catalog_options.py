@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import click
 
 from ..catalog.model import Catalog, load_catalog
 from ..logs import logger
 from ..repository import Exchange
-from .conventions import repo_option
+from .conventions import Command, repo_option
 
 __all__ = ["bucket_option", "open_catalog", "repo_option"]
 
 LOG = logger("catalog")
 
-bucket_option: Callable = click.option(
+bucket_option: Callable[[Command], Command] = click.option(
     "--bucket", "bucket_uri", metavar="URI", help="gs://bucket[/prefix] or file:///path [env: EXCHANGE_BUCKET_URI].")
 
 

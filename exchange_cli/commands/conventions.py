@@ -11,15 +11,17 @@ import json
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Any, TextIO, TypeVar
 
 import click
 
 from ..logs import Verbosity, configure
 from ..machine import FORMAT_META, JSON_EMITTED_META
-from ..progress import progress_for
+from ..progress import LogProgress, NullProgress, RichProgress, progress_for
+
+Command = TypeVar("Command", bound=Callable[..., Any])  # a click command function, as options decorate it
 
 _VERBOSITY = "exchange.verbosity"
 
@@ -36,7 +38,7 @@ def _set_verbosity(wanted: Verbosity) -> Callable[[click.Context, click.Paramete
     return callback
 
 
-def verbosity_options(command: Callable) -> Callable:
+def verbosity_options(command: Command) -> Command:
     """-q/--quiet: no progress and no log lines, only the result and errors; -v/--verbose: debug lines."""
     command = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_set_verbosity(Verbosity.VERBOSE),
                            help="Also log each registry request, layer cache hit and git command (never credentials).")(command)
@@ -49,7 +51,7 @@ def verbosity() -> Verbosity:
     return ctx.meta.get(_VERBOSITY, Verbosity.NORMAL) if ctx is not None else Verbosity.NORMAL
 
 
-def command_progress():  # noqa: ANN201 - a progress display, used as a context manager
+def command_progress() -> NullProgress | LogProgress | RichProgress:
     """Live rows on a terminal, periodic lines otherwise, nothing with -q."""
     return progress_for(sys.stderr, quiet=verbosity() is Verbosity.QUIET)
 
@@ -73,10 +75,11 @@ def remember_format(ctx: click.Context, param: click.Parameter, value: str | Non
     return value
 
 
-def format_option(*choices: str, default: str, aliases: dict[str, str] | None = None) -> Callable[[Callable], Callable]:
+def format_option(*choices: str, default: str,
+                  aliases: dict[str, str] | None = None) -> Callable[[Command], Command]:
     """--format CHOICE (the function gets `output_format`); `aliases` maps hidden flags such as --json to a
     choice, kept for scripts written against older versions."""
-    def decorate(command: Callable) -> Callable:
+    def decorate(command: Command) -> Command:
         for flag, choice in (aliases or {}).items():
             command = click.option(flag, "output_format", flag_value=choice, hidden=True, callback=remember_format,
                                    help=f"The same as --format {choice}.")(command)
@@ -100,26 +103,26 @@ def json_emitted() -> None:
         ctx.meta[JSON_EMITTED_META] = True
 
 
-def repo_option(command: Callable) -> Callable:
+def repo_option(command: Command) -> Command:
     return click.option("--repo", type=click.Path(file_okay=False, path_type=Path),
                         help="The exchange repository [default: the one around the current directory].")(command)
 
 
-def remote_option(command: Callable) -> Callable:
+def remote_option(command: Command) -> Command:
     return click.option("--remote", envvar="GIT_REMOTE", default="origin", show_default=True,
                         help="The git remote to push to [env: GIT_REMOTE].")(command)
 
 
-def yes_option(command: Callable) -> Callable:
+def yes_option(command: Command) -> Command:
     return click.option("-y", "--yes", is_flag=True, help="Do it without asking for confirmation.")(command)
 
 
-def jobs_option(what: str, default: int = 4) -> Callable[[Callable], Callable]:
+def jobs_option(what: str, default: int = 4) -> Callable[[Command], Command]:
     return click.option("--jobs", type=click.IntRange(1, 64), default=default, show_default=True,
                         help=f"{what} N at once.")
 
 
-def output_option(what: str) -> Callable[[Callable], Callable]:
+def output_option(what: str) -> Callable[[Command], Command]:
     """-o/--output FILE: always a file ('-': standard output, the default), never a directory."""
     return click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
                         help=f"Write {what} to this file [default: standard output].")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TextIO
 from dataclasses import asdict
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def command(output_format: str, output: Path | None, csv_path: Path | None, repo
     LOG.info(f"wrote {len(rows)} gear(s) to {output}")
 
 
-def _print(rows: list[InventoryRow], output_format: str, stream) -> None:  # noqa: ANN001 - a text stream
+def _print(rows: list[InventoryRow], output_format: str, stream: TextIO) -> None:
     if output_format == "csv":
         write_csv(rows, stream)
     elif output_format == "json":

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import UsageError
 from ..image.blobcache import DEFAULT_MAX_LAYER_SIZE, BlobCache
 from ..image.model import DEFAULT_PLATFORM, Platform
+from .conventions import Command
+
+if TYPE_CHECKING:
+    from ..export import ExportOptions
+    from ..storage.bucket import Bucket
 
 _SIZE = re.compile(r"(\d+)\s*([KMGT]?)(?:i?B)?", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
-class ByteSize(click.ParamType):
+class ByteSize(click.ParamType[int, Any]):
     """A number of bytes: ``1000000``, ``512M``, ``64G``, ``64GiB`` (units are powers of 1024)."""
 
     name = "SIZE"
@@ -30,7 +35,7 @@ class ByteSize(click.ParamType):
         return int(match.group(1)) * _UNITS[match.group(2).upper()]
 
 
-def export_options(command: Callable) -> Callable:
+def export_options(command: Command) -> Command:
     decorators = [
         click.option("--platform", default=str(DEFAULT_PLATFORM), show_default=True, metavar="OS/ARCH[/VARIANT]",
                      help="Platform to pick from multi-platform images."),
@@ -53,7 +58,7 @@ def export_options(command: Callable) -> Callable:
 
 def export_options_from(*, platform: str, source: str, insecure_registries: tuple[str, ...],
                         oci_layout: Path | None, cache_dir: Path | None,
-                        max_layer_size: int = DEFAULT_MAX_LAYER_SIZE):  # noqa: ANN201 - ExportOptions
+                        max_layer_size: int = DEFAULT_MAX_LAYER_SIZE) -> ExportOptions:
     from ..export import ExportOptions
 
     try:
@@ -65,7 +70,7 @@ def export_options_from(*, platform: str, source: str, insecure_registries: tupl
                          oci_layout=oci_layout)
 
 
-def storage_bucket(bucket_uri: str | None, download_url: str | None):  # noqa: ANN201 - a storage.Bucket
+def storage_bucket(bucket_uri: str | None, download_url: str | None) -> Bucket:
     from ..storage.settings import StorageSettings
 
     return StorageSettings.from_options(bucket_uri, download_url).open_bucket()

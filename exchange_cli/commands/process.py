@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -56,7 +57,7 @@ def command(repo: Path | None, since: str | None, bucket_uri: str | None, downlo
             jobs: int, retries: int, shard_text: str | None, shard_dir: Path | None, finalize_dir: Path | None,
             report_dir: Path | None, lease_wait: float, dry_run: bool, output_format: str, skip_checks: tuple[str, ...],
             mirror_registry: str | None, publish_index: str | None, sign_key: str | None,
-            **export_flags) -> None:
+            **export_flags: Any) -> None:
     """Export, upload and publish every spec changed since .sentinel, then push; undo everything on failure."""
     try:
         run_command(repo, since, bucket_uri, download_url, remote, jobs, retries, shard_text, shard_dir, finalize_dir,
@@ -68,8 +69,8 @@ def command(repo: Path | None, since: str | None, bucket_uri: str | None, downlo
         raise
 
 
-def failure_as_json(error: ExchangeError) -> dict:
-    document = {"ok": False, "error": redact(str(error))}
+def failure_as_json(error: ExchangeError) -> dict[str, Any]:
+    document: dict[str, Any] = {"ok": False, "error": redact(str(error))}
     if isinstance(error, ValidationFailed):
         document["validation"] = report_as_json(error.report)
     return document
@@ -79,7 +80,7 @@ def run_command(repo: Path | None, since: str | None, bucket_uri: str | None, do
                 jobs: int, retries: int, shard_text: str | None, shard_dir: Path | None, finalize_dir: Path | None,
                 report_dir: Path | None, lease_wait: float, dry_run: bool, output_format: str,
                 skip_checks: tuple[str, ...], mirror_registry: str | None, publish_index: str | None,
-                sign_key: str | None, export_flags: dict) -> None:
+                sign_key: str | None, export_flags: dict[str, Any]) -> None:
     shard = chosen_shard(shard_text, shard_dir, finalize_dir, dry_run)
     exchange = Exchange.open(repo)
     if publish_index is not None:

@@ -15,6 +15,7 @@ from ..manifests import load_manifests
 from ..process.references import published_references
 from ..provenance.keys import repository_keys
 from ..repository import Exchange
+from ..storage.bucket import Bucket
 from ..storage.lease import leased
 from ..storage.ownership import exchange_identity, require_owner
 from .catalog_options import bucket_option, repo_option
@@ -50,7 +51,7 @@ def command(bucket_uri: str | None, deep: bool, jobs: int, delete_requested: boo
         _audit_and_delete(exchange, bucket, deep, jobs, delete_requested, yes, remote, output_format)
 
 
-def _audit_and_delete(exchange: Exchange, bucket, deep: bool, jobs: int, delete_requested: bool,  # noqa: ANN001
+def _audit_and_delete(exchange: Exchange, bucket: Bucket, deep: bool, jobs: int, delete_requested: bool,
                       yes: bool, remote: str, output_format: str) -> None:
     if delete_requested:
         for name in bucket.remove_abandoned_uploads():

@@ -22,8 +22,8 @@ COMPARED_FIELDS = ("name", "version")
 def gear_problems(spec: dict[str, Any], view: RootfsView, config: dict[str, Any]) -> list[Problem]:
     problems = flywheel_dir_problems(view)
     if spec.get("command"):
-        environment = spec.get("environment") if isinstance(spec.get("environment"), dict) else {}
-        search_path = environment.get("PATH") or image_path(config)
+        environment = spec.get("environment")
+        search_path = (environment.get("PATH") if isinstance(environment, dict) else None) or image_path(config)
         problems += command_problems(view, str(spec["command"]), search_path=search_path, working_dir=FLYWHEEL_DIR,
                                      pointer_what="the gear's command")
     else:
@@ -53,12 +53,13 @@ def bash_problems(view: RootfsView) -> list[Problem]:
 
 def embedded_manifest_problems(spec: dict[str, Any], view: RootfsView) -> list[Problem]:
     resolution = view.resolve(EMBEDDED_MANIFEST)
-    if not resolution.found or isinstance(resolution.node, Directory):
+    node = resolution.node  # set whenever the path was found
+    if not resolution.found or node is None or isinstance(node, Directory):
         return []
-    header = view.header(resolution.node)
+    header = view.header(node)
     if header is None or not header.isreg():
         return []
-    content = view.read_file(resolution.node, MAX_MANIFEST_BYTES)
+    content = view.read_file(node, MAX_MANIFEST_BYTES)
     if content is None:
         return [_mismatch(f"the image's {EMBEDDED_MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes")]
     try:

@@ -96,7 +96,8 @@ def still_published(exchange: Exchange, remote: str, names: tuple[str, ...]) -> 
 
 
 def purge_objects(bucket: Bucket, names: tuple[str, ...]) -> PurgeOutcome:
-    deleted, absent = [], []
+    deleted: list[str] = []
+    absent: list[str] = []
     for name in names:
         (deleted if bucket.delete(name) else absent).append(name)
     return PurgeOutcome(tuple(deleted), tuple(absent))

@@ -41,7 +41,8 @@ class SpecSource:
 
     @property
     def data(self) -> dict[str, Any]:
-        return self.document.data
+        data: dict[str, Any] = self.document.data  # an object: _parse refuses anything else
+        return data
 
 
 def read_source(source: str, kind: SpecKind, *, spec_file: str | None = None) -> SpecSource:
@@ -92,7 +93,7 @@ def _read_from_git(url: str, ref: str | None, kind: SpecKind, spec_file: str | N
             return _parse(_read_blob(tree[name], f"{shown}:{name}"), f"{shown}:{name}")
 
 
-def _tree_at(repo: gitpython.Repo, ref: str | None, shown: str):  # noqa: ANN202 - a gitpython Tree
+def _tree_at(repo: gitpython.Repo, ref: str | None, shown: str) -> gitpython.Tree:
     candidates = [ref, f"origin/{ref}"] if ref else ["HEAD"]
     for candidate in candidates:
         try:
@@ -140,9 +141,10 @@ def _read_file(directory: Path, name: str, shown: str) -> bytes:
         raise SourceError(f"cannot read {describe_os_error(error)}") from None
 
 
-def _read_blob(blob: Any, shown: str) -> bytes:  # noqa: ANN401 - a gitpython Blob
+def _read_blob(blob: Any, shown: str) -> bytes:  # a gitpython Blob (a tree item is typed Blob | Tree | Submodule)
     _check_size(blob.size, shown)
-    return blob.data_stream.read()
+    content: bytes = blob.data_stream.read()
+    return content
 
 
 def _check_size(size: int, shown: str) -> None:

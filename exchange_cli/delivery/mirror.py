@@ -14,14 +14,15 @@ import re
 import threading
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ..errors import ExchangeError, UsageError
+from ..image.metadata import Descriptor
 from ..image.model import Image
 from ..image.platforms import select_manifest
 from ..image.registry import (
     DEFAULT_RETRY,
     MANIFEST_INDEXES,
-    Descriptor,
     RegistryClient,
     RetryPolicy,
     _ImagePull,
@@ -35,6 +36,7 @@ from .push_client import MOUNTED, PushClient, SizedStream
 
 EXISTED, UPLOADED = "existed", "uploaded"
 _TAG_UNSAFE = re.compile(r"[^\w.-]")
+Client = TypeVar("Client", bound=RegistryClient)
 
 
 class MirrorError(ExchangeError):
@@ -68,7 +70,10 @@ class CreatedTag:
 
     @classmethod
     def from_json(cls, document: dict[str, object]) -> "CreatedTag":
-        return cls(parse_reference(str(document["reference"])), str(document["digest"]), bool(document["manifest-was-new"]))
+        reference = parse_reference(str(document["reference"]))
+        if reference.tag is None:  # a rollback may delete it by its tag: a record without one is not ours
+            raise ValueError(f"created tag {reference} names no tag")
+        return cls(reference, str(document["digest"]), bool(document["manifest-was-new"]))
 
 
 def delete_tags(tags: list[CreatedTag], result: RollbackResult, *, insecure_registries: Collection[str] = (),
@@ -76,9 +81,9 @@ def delete_tags(tags: list[CreatedTag], result: RollbackResult, *, insecure_regi
     """Delete tags a run created, in the order given; record in `result` what was and was not removed."""
     for tag in tags:
         try:
-            with PushClient.for_reference(tag.reference, insecure_registries=insecure_registries, retry=retry) as push:
+            with _client(PushClient, tag.reference, insecure_registries, retry) as push:
                 # Deleting by digest removes the manifest and its tags, so only when no older tag shares it.
-                push.delete_manifest(tag.reference.repository, tag.digest if tag.manifest_was_new else tag.reference.tag)
+                push.delete_manifest(tag.reference.repository, tag.digest if tag.manifest_was_new else _tag_of(tag.reference))
             result.deleted.append(str(tag))
         except ExchangeError as error:
             result.failed[str(tag)] = str(error)
@@ -123,7 +128,7 @@ class ImageMirror:
             if descriptors[0].digest != image.config_digest:
                 raise MirrorError(f"{source}: the registry's manifest {manifest.digest} has config {descriptors[0].digest}, "
                                   f"not the {image.config_digest} that was checked and exported")
-            blobs = {d.digest: self._copy_blob(pull, source, push, target, d) for d in descriptors}
+            blobs: dict[str, str] = {d.digest: self._copy_blob(pull, source, push, target, d) for d in descriptors}
             created = self._put_manifest(push, target, manifest)
         return MirroredImage(str(target), manifest.digest, sum(d.size for d in descriptors), created, blobs)
 
@@ -137,8 +142,8 @@ class ImageMirror:
             created, self._created = list(reversed(self._created)), []
         delete_tags(created, result, insecure_registries=self.insecure_registries, retry=self.retry)
 
-    def _client(self, cls: type[RegistryClient], reference: ImageReference) -> RegistryClient:
-        return cls.for_reference(reference, insecure_registries=self.insecure_registries, retry=self.retry)
+    def _client(self, cls: type[Client], reference: ImageReference) -> Client:
+        return _client(cls, reference, self.insecure_registries, self.retry)
 
     def _copy_blob(self, pull: RegistryClient, source: ImageReference, push: PushClient, target: ImageReference,
                    blob: Descriptor) -> str:
@@ -159,14 +164,15 @@ class ImageMirror:
 
     def _put_manifest(self, push: PushClient, target: ImageReference, manifest: _Manifest) -> bool:
         """PUT the manifest under the tag; False when the tag already named it. Records what it created."""
-        if push.manifest_exists(target.repository, target.tag):  # type: ignore[arg-type]
-            body, _, header_digest = push.get_manifest(target.repository, target.tag)  # type: ignore[arg-type]
+        tag = _tag_of(target)
+        if push.manifest_exists(target.repository, tag):
+            body, _, header_digest = push.get_manifest(target.repository, tag)
             existing = header_digest or f"sha256:{hashlib.sha256(body).hexdigest()}"
             if existing == manifest.digest:
                 return False
             raise MirrorError(f"{target} already names another image ({existing}); mirrored tags are never moved")
         manifest_was_new = not push.manifest_exists(target.repository, manifest.digest)
-        stored = push.put_manifest(target.repository, target.tag, manifest.body, manifest.media_type)  # type: ignore[arg-type]
+        stored = push.put_manifest(target.repository, tag, manifest.body, manifest.media_type)
         with self._lock:
             self._created.append(CreatedTag(target, manifest.digest, manifest_was_new))
         if stored and stored != manifest.digest:
@@ -174,8 +180,22 @@ class ImageMirror:
         return True
 
 
+def _client(cls: type[Client], reference: ImageReference, insecure_registries: Collection[str],
+            retry: RetryPolicy) -> Client:
+    client = cls.for_reference(reference, insecure_registries=insecure_registries, retry=retry)
+    assert isinstance(client, cls)  # for_reference makes a `cls`, though it is declared to return a RegistryClient
+    return client
+
+
+def _tag_of(reference: ImageReference) -> str:
+    """Mirrored references always name a tag (ImageMirror.destination makes them; CreatedTag.from_json checks)."""
+    assert reference.tag is not None, f"{reference} names no tag"
+    return reference.tag
+
+
 def _platform_manifest(pull: RegistryClient, source: ImageReference, image: Image) -> _Manifest:
     """The source's manifest for the image's platform, verified against its digest (as the pull verifies it)."""
+    # No blob cache: only the pull's manifest reader is used, which never touches it.
     reader = _ImagePull(source, image.platform, None, pull, NullProgress())  # type: ignore[arg-type]
     manifest = reader._manifest(source.reference, expected=source.digest)
     if manifest.media_type in MANIFEST_INDEXES:

@@ -54,7 +54,9 @@ class PushClient(RegistryClient):
     def start_upload(self, repository: str, *, mount: str | None = None, mount_from: str | None = None) -> tuple[str, str]:
         """(MOUNTED, "") when the registry mounted `mount` from `mount_from`, else (UPLOAD_STARTED, upload URL)."""
         scope = f"repository:{repository}:pull,push"
-        params = {"mount": mount, "from": mount_from} if mount else None
+        # As requests sends them: a parameter that is None is left out.
+        params = {name: value for name, value in (("mount", mount), ("from", mount_from))
+                  if value is not None} if mount else None
         if mount_from:
             scope += f" repository:{mount_from}:pull"
         url = f"{self.base_url}/v2/{repository}/blobs/uploads/"

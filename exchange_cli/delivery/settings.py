@@ -21,6 +21,6 @@ class DeliverySettings:
 
 def delivers_image(spec: dict[str, Any]) -> bool:
     """A gear that sets custom.flywheel.beta_exchange: true is delivered as an image, as existing exchanges do."""
-    custom = spec.get("custom") if isinstance(spec.get("custom"), dict) else {}
-    flywheel = custom.get("flywheel") if isinstance(custom.get("flywheel"), dict) else {}
-    return flywheel.get("beta_exchange") is True
+    custom = spec.get("custom")
+    flywheel = custom.get("flywheel") if isinstance(custom, dict) else None
+    return isinstance(flywheel, dict) and flywheel.get("beta_exchange") is True

@@ -6,7 +6,7 @@ import glob
 import hashlib
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 from ..errors import ExchangeError, describe_os_error, writing
 from ..lockedtemp import locked_temp_file, remove_abandoned
@@ -28,14 +28,20 @@ def parse_hash(text: str, *, what: str) -> tuple[str, str]:
     return algorithm, hex_digest.lower()
 
 
-def _read(stream: BinaryIO, source: str) -> bytes:
+class Readable(Protocol):
+    """A stream `save_verified` reads: a Bounded one (bounded.py), a file."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+def _read(stream: Readable, source: str) -> bytes:
     try:
         return stream.read(BLOCK_SIZE)
     except OSError as error:
         raise DownloadError(f"cannot download {source}: {describe_os_error(error)}") from None
 
 
-def save_verified(stream: BinaryIO, destination: Path, *, expected_hash: str, expected_size: int | None,
+def save_verified(stream: Readable, destination: Path, *, expected_hash: str, expected_size: int | None,
                   source: str) -> None:
     """Write `stream` to `destination` via a temp file beside it; a mismatch leaves nothing behind."""
     algorithm, expected = parse_hash(expected_hash, what=source)

@@ -8,7 +8,7 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import BinaryIO, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
 from ..bounded import Bounded, Limit, OverLimit
@@ -109,13 +109,22 @@ def _open_http(url: str, expires: float) -> Iterator[BinaryIO]:
                 raise DownloadError(f"cannot download {redact(url)}: HTTP {response.status_code} {response.reason}")
             # The raw stream, so gzip content is not decoded on the way: the hash is of the bytes published.
             response.raw.decode_content = False
-            yield _ReadErrors(response.raw, redact(url), expires)
+            # Bounded (which types its stream BinaryIO) only reads and closes it: all _ReadErrors offers.
+            yield cast(BinaryIO, _ReadErrors(response.raw, redact(url), expires))
+
+
+class _Body(Protocol):
+    """What _ReadErrors uses of urllib3's HTTPResponse."""
+
+    def read(self, amt: int, /) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 class _ReadErrors:
     """A body whose read errors (a reset, a connection the deadline's watch cut) are the download's error."""
 
-    def __init__(self, raw: BinaryIO, shown: str, expires: float) -> None:
+    def __init__(self, raw: _Body, shown: str, expires: float) -> None:
         self.raw, self.shown, self.expires = raw, shown, expires
 
     def read(self, size: int = -1) -> bytes:

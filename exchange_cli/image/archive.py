@@ -16,7 +16,7 @@ import posixpath
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterable, Iterator, cast
 
 from ..progress import NullProgress, Progress, Task
 from .blobcache import CHUNK, BlobCache, BlobError
@@ -25,6 +25,9 @@ from .errors import ImageError
 from .model import Image, LayerBlob, Platform
 from .metadata import config_diff_ids, parse_json
 from .platforms import satisfies
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -132,7 +135,8 @@ def _collect_member(archive: tarfile.TarFile, member: tarfile.TarInfo, members: 
         return
     if not member.isfile():
         return
-    content = archive.extractfile(member)
+    # tarfile's ExFileObject, a BufferedReader: its stub says IO[bytes], which has no `readinto`.
+    content = cast("io.BufferedReader | None", archive.extractfile(member))
     assert content is not None  # a regular file always has content
     if name.endswith("/layer.tar"):
         members.stored[name] = cache.store_tar(content, image=image, name=name, media_type=DOCKER_LAYER_TAR,
@@ -179,16 +183,17 @@ def _read_json(members: _Members, name: str, *, image: str) -> Any:
 def _select_entry(manifest: Any, *, image: str, repo_tag: str | None) -> dict[str, Any]:
     if not isinstance(manifest, list) or not manifest or not all(isinstance(e, dict) for e in manifest):
         raise ImageError(f"{image}: manifest.json is not a non-empty list of images")
+    entries: list[dict[str, Any]] = manifest
     if repo_tag is not None:
         wanted = {repo_tag, f"{repo_tag}:latest"}
-        matching = [e for e in manifest if wanted & set(e.get("RepoTags") or [])]
+        matching = [e for e in entries if wanted & set(e.get("RepoTags") or [])]
         if not matching:
-            raise ImageError(f"{image}: no image tagged {repo_tag} in the archive; it holds: {_describe(manifest)}")
+            raise ImageError(f"{image}: no image tagged {repo_tag} in the archive; it holds: {_describe(entries)}")
         return matching[0]
-    if len(manifest) > 1:
-        raise ImageError(f"{image}: the archive holds {len(manifest)} images ({_describe(manifest)}); "
+    if len(entries) > 1:
+        raise ImageError(f"{image}: the archive holds {len(entries)} images ({_describe(entries)}); "
                          "name one as docker-archive:PATH:REPO:TAG")
-    return manifest[0]
+    return entries[0]
 
 
 def _describe(manifest: list[dict[str, Any]]) -> str:
@@ -246,7 +251,7 @@ def _layer_at(members: _Members, path: str, *, image: str, cache: BlobCache) -> 
 
 def iter_chunks_as_stream(chunks: Iterable[bytes]) -> BinaryIO:
     """A file object over a generator of byte chunks, for tarfile's streaming mode."""
-    return io.BufferedReader(_ChunkReader(iter(chunks)), CHUNK)  # type: ignore[return-value]
+    return io.BufferedReader(_ChunkReader(iter(chunks)), CHUNK)
 
 
 class _ChunkReader(io.RawIOBase):
@@ -257,13 +262,14 @@ class _ChunkReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:
+    def readinto(self, buffer: WriteableBuffer) -> int:
         while not self.pending:
             chunk = next(self.chunks, None)
             if chunk is None:
                 return 0
             self.pending = memoryview(chunk)
-        size = min(len(buffer), len(self.pending))
-        buffer[:size] = self.pending[:size]
+        with memoryview(buffer) as view:
+            size = min(len(view), len(self.pending))
+            view[:size] = self.pending[:size]
         self.pending = self.pending[size:]
         return size

@@ -31,9 +31,10 @@ import os
 import queue
 import stat
 import threading
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Protocol, cast
 
 import zstandard
 from isal import igzip, isal_zlib
@@ -45,6 +46,9 @@ from ..progress import NullProgress, Task, format_bytes
 from .digest import Digest
 from .model import LayerBlob
 
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
 LOG = logger("cache")
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
@@ -55,6 +59,15 @@ DEFAULT_MAX_LAYER_SIZE = 64 * 1024**3
 TEMP_PREFIX, TEMP_SUFFIX = ".layer-", ".tmp"
 RECORD_SUFFIX = ".verified"
 MAX_RECORD_BYTES = 4096
+# isal's stub declares `error: Exception`, an instance; at run time it is the exception class IsalError.
+_ISAL_ERROR = cast(type[Exception], isal_zlib.error)
+
+
+class ReadableInto(Protocol):
+    """What a layer is read from: a binary stream that reads into the caller's buffer (a file, a
+    response body, a tar member, a decompressor); None or 0 at the end."""
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
 
 
 class BlobError(ExchangeError):
@@ -78,7 +91,8 @@ class VerifyingReader(io.RawIOBase):
     Bytes are read straight into the caller's buffer and hashed there: a decompressor reading
     through this fills its own input buffer, with no copy in between."""
 
-    def __init__(self, raw: BinaryIO, *, image: str, digest: Digest, size: int | None, task: Task | None = None) -> None:
+    def __init__(self, raw: ReadableInto, *, image: str, digest: Digest | str, size: int | None,
+                 task: Task | None = None) -> None:
         self.raw, self.image, self.digest, self.size = raw, image, Digest.parse(digest), size
         self.hasher = self.digest.hasher()
         self.count = 0
@@ -97,10 +111,11 @@ class VerifyingReader(io.RawIOBase):
         self._head = memoryview(head)
         return head[:size]
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:
+    def readinto(self, buffer: WriteableBuffer) -> int:
         if self._head:
-            count = min(len(buffer), len(self._head))
-            buffer[:count] = self._head[:count]
+            with memoryview(buffer) as view:
+                count = min(len(view), len(self._head))
+                view[:count] = self._head[:count]
             self._head = self._head[count:]
             return count
         with memoryview(buffer) as view:
@@ -176,7 +191,7 @@ class BlobCache:
         return LayerBlob(digest=digest, diff_id=Digest.parse(diff_id), media_type=media_type, size=size,
                          tar_path=path)
 
-    def store_layer(self, stream: BinaryIO, *, image: str, digest: Digest, size: int | None, media_type: str,
+    def store_layer(self, stream: ReadableInto, *, image: str, digest: Digest, size: int | None, media_type: str,
                     diff_id: Digest | None, task: Task | None = None) -> LayerBlob:
         """Verify and decompress `stream` into the cache; `diff_id` None means: compute it, trust nothing."""
         raw = VerifyingReader(stream, image=image, digest=digest, size=size, task=task)
@@ -193,7 +208,7 @@ class BlobCache:
         tar_digest, path = self._write(fill, check)
         return LayerBlob(digest=raw.digest, diff_id=tar_digest, media_type=media_type, size=raw.count, tar_path=path)
 
-    def store_tar(self, stream: BinaryIO, *, image: str, name: str, media_type: str,
+    def store_tar(self, stream: ReadableInto, *, image: str, name: str, media_type: str,
                   task: Task | None = None) -> LayerBlob:
         """An uncompressed layer tar whose digest nobody told us (a legacy docker-save ``layer.tar``):
         its sha256 is both its digest and its diff_id, checked against the config by the caller."""
@@ -249,7 +264,7 @@ class BlobCache:
                 self.remove_abandoned()
             self._swept = True
 
-    def _record(self, diff_id: Digest) -> dict | None:
+    def _record(self, diff_id: Digest) -> Any:
         try:
             with open(self.record_path(diff_id), "rb", opener=_no_follow) as handle:
                 return json.loads(handle.read(MAX_RECORD_BYTES))
@@ -277,18 +292,19 @@ class BlobCache:
             # igzip's C reader fills its input buffer through `raw` and inflates straight into the
             # writer's buffers (`readinto`), with the GIL released. Not through IGzipFile: its
             # `readinto` is `read` (a fresh bytes per call) and a copy.
-            reader: BinaryIO = igzip._IGzipReader(raw, igzip.READ_BUFFER_SIZE)  # type: ignore[assignment]
+            # Both decompressors only read from `raw`; their stubs ask for a whole BinaryIO.
+            reader: ReadableInto = igzip._IGzipReader(cast(BinaryIO, raw), igzip.READ_BUFFER_SIZE)
         elif magic.startswith(ZSTD_MAGIC):
-            reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+            reader = zstandard.ZstdDecompressor().stream_reader(cast(BinaryIO, raw), read_across_frames=True)
         else:
-            reader = raw  # type: ignore[assignment]
+            reader = raw
         try:
             self._copy_limited(reader, writer, image=image, label=digest)
-        except (EOFError, gzip.BadGzipFile, isal_zlib.error, zstandard.ZstdError) as exc:
+        except (EOFError, gzip.BadGzipFile, _ISAL_ERROR, zstandard.ZstdError) as exc:
             # Narrow on purpose: a dropped connection is an OSError too, and must reach the retry logic.
             raise BlobError(image, digest, f"cannot decompress: {exc}") from exc
 
-    def _copy_limited(self, reader: BinaryIO, writer: _HashingWriter, *, image: str, label: str,
+    def _copy_limited(self, reader: ReadableInto, writer: _HashingWriter, *, image: str, label: str,
                       task: Task | None = None) -> None:
         """Copy until the end, or fail as soon as the layer passes `max_layer_size`."""
         total = 0
@@ -307,7 +323,7 @@ class BlobCache:
             if task is not None:
                 task.advance(count)
 
-    def evict(self, keep: set[str] = frozenset()) -> None:
+    def evict(self, keep: AbstractSet[str] = frozenset()) -> None:
         """Trim least recently used layers until the cache fits `max_bytes`; never those in `keep`."""
         if not self.layers_dir.is_dir():
             return
@@ -325,7 +341,7 @@ class BlobCache:
             path.unlink(missing_ok=True)
 
 
-def _record_of(diff_id: Digest, size: int) -> dict:
+def _record_of(diff_id: Digest, size: int) -> dict[str, str | int]:
     return {"diff_id": str(diff_id), "size": size}
 
 
@@ -333,7 +349,7 @@ def _no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW)
 
 
-def _fill(reader: BinaryIO, buffer: bytearray) -> int:
+def _fill(reader: ReadableInto, buffer: bytearray) -> int:
     """Read until `buffer` is full or the stream ends: few, large writes whatever the reader returns."""
     filled = 0
     with memoryview(buffer) as view:

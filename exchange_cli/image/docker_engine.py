@@ -11,7 +11,7 @@ try:
     import docker
     import docker.errors
 except ImportError:  # the `docker` extra is not installed: only this source needs it
-    docker = None  # type: ignore[assignment]
+    docker = None  # type: ignore[assignment]  # `connect` checks for None before any use
 
 from ..progress import NullProgress, Progress
 from .archive import check_config_platform, iter_chunks_as_stream, read_docker_save

@@ -116,8 +116,8 @@ def _choose_descriptor(layout: _Layout, tag: str | None, platform: Platform) -> 
         return manifests[0]
     if not manifests:
         raise ImageError(f"{image}: index.json lists no manifests")
-    tagged = any(REF_NAME in d.annotations for d in manifests)
-    if not tagged and all(d.fields.get("platform") for d in manifests):  # one untagged multi-platform image
+    any_tagged = any(REF_NAME in d.annotations for d in manifests)
+    if not any_tagged and all(d.fields.get("platform") for d in manifests):  # one untagged multi-platform image
         chosen = select_manifest({"manifests": [d.fields for d in manifests]}, platform, image=image)
         return Descriptor.parse(chosen, image=image, what="an index.json entry")
     names = sorted({str(d.annotations.get(REF_NAME, d.digest)) for d in manifests})

@@ -61,7 +61,7 @@ def available_platforms(index: dict[str, Any]) -> list[Platform]:
 
 def select_manifest(index: dict[str, Any], platform: Platform, *, image: str) -> dict[str, Any]:
     """The descriptor in `index` for `platform`; ImageError listing the available platforms if none fits."""
-    matches = []
+    matches: list[tuple[bool, dict[str, Any]]] = []
     for descriptor in index.get("manifests") or []:
         offered = descriptor_platform(descriptor)
         if offered is None or is_attestation(descriptor):

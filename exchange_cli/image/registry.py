@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 
 import requests
 import urllib3
@@ -48,6 +48,11 @@ from .metadata import Descriptor, config_diff_ids, index_entries, manifest_layer
 from .model import Image, LayerBlob, LayerStored, Platform
 from .platforms import descriptor_platform, satisfies, select_manifest
 from .transport import NO_AUTH, Origin, OriginAuth, RefusedURL, Transport, UrlPolicy, shown
+
+if TYPE_CHECKING:
+    from contextlib import _GeneratorContextManager
+
+    from _typeshed import WriteableBuffer
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -91,7 +96,7 @@ class RetryPolicy:
     max_delay: float = 8.0
 
     def delay(self, failed_attempt: int, retry_after: float | None = None) -> float:
-        backoff = self.base_delay * 2 ** (failed_attempt - 1)
+        backoff: float = self.base_delay * 2 ** (failed_attempt - 1)
         return min(self.max_delay, max(backoff, retry_after or 0.0))
 
 
@@ -253,14 +258,15 @@ class _BodyStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:
+    def readinto(self, buffer: WriteableBuffer) -> int:
         if self.deadline is not None:
             self.deadline.check(self.received)
-        try:
-            data = self.response.raw.read1(min(len(buffer), CHUNK), decode_content=self.decode)
-        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-            raise _Transient(f"{self.subject}: download broke off: {_brief(exc)}") from exc
-        buffer[: len(data)] = data
+        with memoryview(buffer) as view:
+            try:
+                data = self.response.raw.read1(min(len(view), CHUNK), decode_content=self.decode)
+            except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+                raise _Transient(f"{self.subject}: download broke off: {_brief(exc)}") from exc
+            view[: len(data)] = data
         self.received += len(data)
         if self.deadline is not None:
             self.deadline.check(self.received)
@@ -354,9 +360,25 @@ class RegistryClient:
 
         return with_retries(self.retry, attempt, failure=f"{self.image}: fetching {subject}")
 
+    @overload
+    def open_blob(self, repository: str, digest: str, *, subject: str = "", size: int | None = None,
+                  deadline: Deadline | None = None,
+                  buffered: Literal[True] = True) -> _GeneratorContextManager[io.BufferedReader]: ...
+
+    @overload
+    def open_blob(self, repository: str, digest: str, *, subject: str = "", size: int | None = None,
+                  deadline: Deadline | None = None,
+                  buffered: Literal[False]) -> _GeneratorContextManager[_BodyStream]: ...
+
+    @overload
+    def open_blob(self, repository: str, digest: str, *, subject: str = "", size: int | None = None,
+                  deadline: Deadline | None = None,
+                  buffered: bool) -> _GeneratorContextManager[io.BufferedReader | _BodyStream]: ...
+
     @contextmanager
     def open_blob(self, repository: str, digest: str, *, subject: str = "", size: int | None = None,
-                  deadline: Deadline | None = None, buffered: bool = True) -> Iterator[BinaryIO]:
+                  deadline: Deadline | None = None,
+                  buffered: bool = True) -> Iterator[io.BufferedReader | _BodyStream]:
         """One attempt at a blob's body, for the caller to stream; breaks off as `_Transient`.
 
         Pass the same `deadline` to every attempt, so that retries share it; `size` alone starts one.
@@ -367,7 +389,7 @@ class RegistryClient:
             deadline = self.blob_deadline(digest, size)
         with self._open(repository, f"blobs/{digest}", subject, deadline=deadline, digest=digest) as response:
             body = _BodyStream(response, subject, deadline)
-            yield io.BufferedReader(body, CHUNK) if buffered else body  # type: ignore[misc]
+            yield io.BufferedReader(body, CHUNK) if buffered else body
 
     @contextmanager
     def _open(self, repository: str, path: str, subject: str, *, accept: str | None = None,

@@ -174,6 +174,7 @@ class Transport:
             deadline.check()
         try:
             with watched(deadline):
+                # `request` is send()'s params, data, headers and auth; `data` is whatever its caller sends (object).
                 response = self.session.request(method, url, timeout=self.timeout, stream=True,
                                                 allow_redirects=False, **request)  # type: ignore[arg-type]
         except requests.RequestException:

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..export import ExportOptions, export_image
 from ..image.model import Image
 from ..progress import Progress, format_bytes
+from ..storage.bucket import Bucket
 from .check import CheckedJob
 from .ledger import CreatedObjects
 from .plan import SpecJob
@@ -65,7 +66,7 @@ class RunWork:
     work_dir: Path
 
 
-def produce_artifact(checked: CheckedJob, *, bucket, work: RunWork, progress: Progress,  # noqa: ANN001
+def produce_artifact(checked: CheckedJob, *, bucket: Bucket, work: RunWork, progress: Progress,
                      with_sha256: bool = False) -> Artifact:
     """Export to a temp file (the only copy written), upload it, record what was created, drop the file.
     `with_sha256`: also hash the file with sha256 (for the signed statement) before it is dropped."""

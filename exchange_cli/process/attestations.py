@@ -19,17 +19,18 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, cast
 
 from .. import git
 from ..errors import ExchangeError
-from ..provenance.attest import RunContext, attest, facts_for
+from ..provenance.attest import ArtifactLike, RunContext, attest, facts_for
 from ..provenance.dsse import EnvelopeError, check_signatures, parse_envelopes
 from ..provenance.signers import Signer
 from ..provenance.statement import BuildFacts, StatementError, read_statement
 from ..provenance.verify import (ATTESTATION_KEY_ID, ATTESTATION_SHA256, ATTESTATION_SUFFIX, ATTESTATION_URL,
                                  MAX_ENVELOPE_BYTES, attestation_name)
 from ..repository import Exchange
+from ..storage.bucket import Bucket
 from .artifacts import Artifact
 from .ledger import CreatedObjects
 from .publish import Published
@@ -44,7 +45,7 @@ class AttestationHook:
     exchange: Exchange
     signer: Signer
     context: RunContext
-    bucket: Any  # a storage.Bucket
+    bucket: Bucket
     log: Callable[[str], None]
     envelopes: dict[str, bytes] = field(default_factory=dict)  # name -> the bytes a manifest pins
 
@@ -53,7 +54,8 @@ class AttestationHook:
         if artifact.in_bucket and artifact.sha256 is None:
             raise ExchangeError(f"{job.relative_path}: no sha256 of {artifact.object_name} to sign with (a shard "
                                 "that ran without signing?); run the shards with --sign-key or EXCHANGE_SIGNING_KEY too")
-        facts = facts_for(artifact, sha256=artifact.sha256, context=self.context,
+        # ArtifactLike declares plain (settable) attributes, which a frozen Artifact's fields are not.
+        facts = facts_for(cast(ArtifactLike, artifact), sha256=artifact.sha256, context=self.context,
                           spec_blob=git.blob_id(self.exchange.repo, self.context.source_commit, job.relative_path))
         name = attestation_object(artifact, manifest_path)
         if self.bucket.stat(name) is not None:

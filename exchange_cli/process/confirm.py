@@ -24,6 +24,7 @@ from ..errors import ExchangeError
 from ..export import ExportOptions, export_image
 from ..manifests import ManifestScan, manifests_at_commit
 from ..progress import Progress
+from ..storage.bucket import Bucket
 from ..storage.lease import BucketLease
 from .artifacts import Artifact
 from .references import artifacts_of, envelopes_of, stored_problem
@@ -34,7 +35,7 @@ class PublishedButIncomplete(ExchangeError):
 
 
 def confirm_published(repo: gitpython.Repo, head: str, manifest_paths: Sequence[str], artifacts: Sequence[Artifact],
-                      bucket, export_options: ExportOptions, work_dir: Path, progress: Progress,  # noqa: ANN001
+                      bucket: Bucket, export_options: ExportOptions, work_dir: Path, progress: Progress,
                       log: Callable[[str], None], kept: Mapping[str, bytes] | None = None) -> list[str]:
     """The objects restored; PublishedButIncomplete naming each problem left. `kept`: objects the run
     made whose exact bytes it still has (its signed envelopes), by name."""
@@ -63,7 +64,7 @@ def confirm_published(repo: gitpython.Repo, head: str, manifest_paths: Sequence[
     return restored
 
 
-def _restore(artifact: Artifact, bucket, export_options: ExportOptions, work_dir: Path,  # noqa: ANN001
+def _restore(artifact: Artifact, bucket: Bucket, export_options: ExportOptions, work_dir: Path,
              progress: Progress) -> None:
     """Export the artifact's image again (the same bytes: the export is deterministic) and upload it."""
     image = artifact.image
@@ -81,7 +82,7 @@ def _restore(artifact: Artifact, bucket, export_options: ExportOptions, work_dir
         temp.unlink(missing_ok=True)
 
 
-def _confirm_envelopes(envelopes: Mapping[str, str | None], bucket, kept: Mapping[str, bytes],  # noqa: ANN001
+def _confirm_envelopes(envelopes: Mapping[str, str | None], bucket: Bucket, kept: Mapping[str, bytes],
                        log: Callable[[str], None]) -> tuple[list[str], list[str]]:
     """(restored, problems) for the signed envelopes (name -> pinned sha256) the manifests reference."""
     restored: list[str] = []
@@ -99,7 +100,7 @@ def _confirm_envelopes(envelopes: Mapping[str, str | None], bucket, kept: Mappin
     return restored, problems
 
 
-def _restore_kept(bucket, name: str, pinned: str | None, content: bytes | None) -> None:  # noqa: ANN001
+def _restore_kept(bucket: Bucket, name: str, pinned: str | None, content: bytes | None) -> None:
     """Upload the exact bytes the run made for `name`, when they are what the manifest pins."""
     if content is None:
         raise ExchangeError("this run did not make it, and a signature made again would not match the "
@@ -110,7 +111,7 @@ def _restore_kept(bucket, name: str, pinned: str | None, content: bytes | None) 
     bucket.upload_bytes(name, content)
 
 
-def _restore_from_manifest(scan: ManifestScan, item: ExpectedArtifact, bucket,  # noqa: ANN001
+def _restore_from_manifest(scan: ManifestScan, item: ExpectedArtifact, bucket: Bucket,
                            export_options: ExportOptions, work_dir: Path, progress: Progress) -> None:
     """Export the image a manifest names again; only bytes with the manifest's sha384 are uploaded."""
     (manifest,) = [manifest for manifest in scan.manifests if manifest.relative == item.manifests[0]]
@@ -137,7 +138,7 @@ def _restore_from_manifest(scan: ManifestScan, item: ExpectedArtifact, bucket,  
     raise ExchangeError("; ".join(reasons))
 
 
-def finish_unfinished(repo: gitpython.Repo, remote: str, branch: str, lease: BucketLease, bucket,  # noqa: ANN001
+def finish_unfinished(repo: gitpython.Repo, remote: str, branch: str, lease: BucketLease, bucket: Bucket,
                       export_options: ExportOptions, work_dir: Path, progress: Progress,
                       log: Callable[[str], None]) -> None:
     """The checks after a push that dead runs left unfinished (their leases, which we broke, say which):

@@ -7,18 +7,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..catalog.legacy import CatalogPublication
 from ..delivery.settings import DeliverySettings
 from ..errors import ExchangeError
 from ..export import ExportOptions
+from ..storage.bucket import Bucket
 from ..storage.lease import DEFAULT_TTL_SECONDS, DEFAULT_WAIT_SECONDS
 from .artifacts import Artifact
 from .ledger import RollbackResult
 from .plan import Plan, SpecJob
 from .shards import Shard
 from .transaction import ManifestCommit
+
+if TYPE_CHECKING:  # cryptography loads only for a run that signs
+    from ..provenance.signers import Signer
 
 Log = Callable[[str], None]
 
@@ -37,7 +41,7 @@ class PushRefused(ProcessFailed):
 @dataclass
 class ProcessOptions:
     export: ExportOptions
-    bucket: object  # a storage.Bucket, opened before any work so a bad setting fails first
+    bucket: Bucket  # opened before any work, so a bad setting fails first
     remote: str = "origin"
     since: str | None = None
     jobs: int = 1
@@ -55,9 +59,9 @@ class ProcessOptions:
     lease_ttl: float = DEFAULT_TTL_SECONDS
     # After a successful run, publish the old pipeline's exchange.json to this branch (catalog.legacy).
     publish_index: str | None = None
-    # Signs every artifact's provenance (provenance.signers.Signer); None: the run publishes unsigned.
+    # Signs every artifact's provenance; None: the run publishes unsigned.
     # Shards only hash for it: the publishing step (one machine, or finalize) signs.
-    signer: Any = None
+    signer: Signer | None = None
 
 
 @dataclass

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..delivery.stage import Delivery
 from ..errors import ExchangeError
+from ..storage.bucket import Bucket
 from .artifacts import Artifact, artifact_name
 from .ledger import CreatedObjects
 from .plan import Plan, SpecJob
@@ -22,7 +23,7 @@ class ShardsDoNotAddUp(ExchangeError):
     """The records do not cover every changed spec exactly once, or an object is not what they say."""
 
 
-def collect_shard_artifacts(plan: Plan, finalize_dir: Path, bucket, ledger: CreatedObjects,  # noqa: ANN001
+def collect_shard_artifacts(plan: Plan, finalize_dir: Path, bucket: Bucket, ledger: CreatedObjects,
                             delivery: Delivery, log: Callable[[str], None]) -> list[Artifact]:
     records = read_records(finalize_dir)
     for record in records:  # adopted first: whatever goes wrong next, every shard's work is undone
@@ -43,7 +44,7 @@ def collect_shard_artifacts(plan: Plan, finalize_dir: Path, bucket, ledger: Crea
     return [_artifact(job, unique[job.relative_path], bucket) for job in plan.jobs]
 
 
-def _artifact(job: SpecJob, entry: ArtifactEntry, bucket) -> Artifact:  # noqa: ANN001 - a storage.Bucket
+def _artifact(job: SpecJob, entry: ArtifactEntry, bucket: Bucket) -> Artifact:
     # The URL the finalize step's own settings give, as a one-machine run would write it.
     return entry.artifact_for(job, bucket.download_url(entry.artifact) if entry.in_bucket else entry.url)
 
@@ -52,9 +53,9 @@ def record_problems(plan: Plan, records: list[ShardRecord], bucket_uri: str) -> 
     """Every way the records fail to be one complete, consistent fan-out of this plan."""
     if not records:
         return ["no shard records at all (did the shards run and the workspace reach this job?)"]
-    problems = [f"{record.path.name}: made at commit {record.source_commit[:12]}, not at {plan.source_commit[:12]}"
-                for record in records if record.source_commit != plan.source_commit]  # type: ignore[union-attr]
-    problems += [f"{record.path.name}: uploaded to {record.bucket}, not to {bucket_uri}"  # type: ignore[union-attr]
+    problems = [f"{record.file_name}: made at commit {record.source_commit[:12]}, not at {plan.source_commit[:12]}"
+                for record in records if record.source_commit != plan.source_commit]
+    problems += [f"{record.file_name}: uploaded to {record.bucket}, not to {bucket_uri}"
                  for record in records if record.bucket != bucket_uri]
     problems += _shard_problems(records)
     if len({tuple(sorted(record.assignment.items())) for record in records}) > 1:
@@ -66,7 +67,7 @@ def record_problems(plan: Plan, records: list[ShardRecord], bucket_uri: str) -> 
             problems.append(f"{job.relative_path}: no shard recorded it")
         elif len(found) > 1:
             problems.append(f"{job.relative_path}: recorded {len(found)} times, by "
-                            + ", ".join(record.path.name for record, _ in found))  # type: ignore[union-attr]
+                            + ", ".join(record.file_name for record, _ in found))
     planned = {job.relative_path for job in plan.jobs}
     problems += [f"{spec}: recorded, but it is not a spec to process at this commit"
                  for spec in sorted(set(entries) - planned)]
@@ -82,12 +83,12 @@ def _shard_problems(records: list[ShardRecord]) -> list[str]:
         by_index[record.shard.index].append(record)
     problems = [f"no record from shard {index}/{totals[0]}" for index in range(1, totals[0] + 1) if index not in by_index]
     problems += [f"shard {index}/{totals[0]} has {len(found)} records: "
-                 + ", ".join(record.path.name for record in found)  # type: ignore[union-attr]
+                 + ", ".join(record.file_name for record in found)
                  for index, found in sorted(by_index.items()) if len(found) > 1]
     return problems
 
 
-def object_problems(job: SpecJob, entry: ArtifactEntry, bucket) -> list[str]:  # noqa: ANN001 - a storage.Bucket
+def object_problems(job: SpecJob, entry: ArtifactEntry, bucket: Bucket) -> list[str]:
     """The recorded object must be in the bucket with the recorded size and hash, under its content name."""
     if entry.artifact != artifact_name(job, entry.sha384):
         return [f"{job.relative_path}: recorded artifact {entry.artifact} is not named after its hash"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 from ..export import ExportOptions
 from ..image.errors import ImageError
@@ -16,6 +17,9 @@ from ..image.platforms import select_manifest
 from ..image.resolve import DOCKER_ARCHIVE_PREFIX, OCI_PREFIX
 from ..reference import ReferenceError, parse_reference
 from .plan import SpecJob
+
+if TYPE_CHECKING:  # imported where used: start-up does not load the registry client
+    from ..image.registry import RegistryClient
 
 LOOKUP_WORKERS = 8
 
@@ -46,7 +50,7 @@ def registry_image_size(image: str, options: ExportOptions) -> int | None:
         return None
 
 
-def _manifest(client, repository: str, reference: str) -> dict:  # noqa: ANN001 - a RegistryClient
+def _manifest(client: RegistryClient, repository: str, reference: str) -> dict[str, Any]:
     body, _, _ = client.get_manifest(repository, reference)
     document = json.loads(body)
     if not isinstance(document, dict):
@@ -54,11 +58,12 @@ def _manifest(client, repository: str, reference: str) -> dict:  # noqa: ANN001 
     return document
 
 
-def _layers_size(manifest: dict) -> int | None:
+def _layers_size(manifest: dict[str, Any]) -> int | None:
     layers = manifest.get("layers")
     if not isinstance(layers, list) or not layers:
         return None
     sizes = [layer.get("size") if isinstance(layer, dict) else None for layer in layers]
-    if not all(isinstance(size, int) and size >= 0 for size in sizes):
+    counted = [size for size in sizes if isinstance(size, int) and size >= 0]
+    if len(counted) != len(sizes):
         return None
-    return sum(sizes)  # type: ignore[arg-type]
+    return sum(counted)

@@ -6,6 +6,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..storage.bucket import Bucket
+
 
 @dataclass(frozen=True)
 class CreatedObject:
@@ -50,7 +52,7 @@ class CreatedObjects:
         with self._lock:
             return sorted(self._objects.values(), key=lambda created: created.name)
 
-    def delete_all(self, bucket, *, keeps: Callable[[str], str | None] = lambda name: None) -> RollbackResult:  # noqa: ANN001
+    def delete_all(self, bucket: Bucket, *, keeps: Callable[[str], str | None] = lambda name: None) -> RollbackResult:
         """Delete every object created, except those for which `keeps` gives a reason to keep them."""
         result = RollbackResult()
         for created in self.objects():

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..storage.bucket import Bucket
 from ..storage.lease import BrokenLease, break_abandoned_lease
 from ..storage.owner import Owner
 
@@ -46,7 +47,7 @@ def remove_abandoned_work_dirs(parent: Path | None = None) -> list[Path]:
     return removed
 
 
-def remove_leftovers(bucket, log) -> BrokenLease | None:  # noqa: ANN001 - a storage.Bucket and a Log
+def remove_leftovers(bucket: Bucket, log: Callable[[str], None]) -> BrokenLease | None:
     """Before a run starts: the work directories, partial uploads and lease of runs that died (returned:
     it may say which pushed commit its holder was still checking)."""
     broken = break_abandoned_lease(bucket, log)

@@ -17,6 +17,7 @@ from ..delivery.stage import Delivery
 from ..errors import ExchangeError
 from ..invocation import derive_invocation_schema
 from ..logs import logger
+from ..storage.bucket import Bucket
 from .artifacts import Artifact
 from .ledger import CreatedObjects, RollbackResult
 from .rollback import delete_unreferenced
@@ -55,7 +56,7 @@ class PublishHook(Protocol):
 @dataclass
 class Publisher:
     transaction: PublishTransaction
-    bucket: Any  # a storage.Bucket
+    bucket: Bucket
     log: Log
     retries: int = 0
     hooks: Sequence[PublishHook] = field(default_factory=tuple)

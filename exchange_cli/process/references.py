@@ -14,8 +14,9 @@ import git as gitpython
 
 from .. import git
 from ..catalog.storage_audit import ExpectedArtifact, expected_artifacts
-from ..errors import ExchangeError, UsageError
+from ..errors import ExchangeError, UsageError, redact
 from ..manifests import ManifestProblem, ManifestScan, manifests_at_commit
+from ..storage.bucket import Bucket
 
 
 class RemoteUnreadable(ExchangeError):
@@ -73,9 +74,9 @@ def published_references(repo: gitpython.Repo, remote: str) -> References | None
 
 def _last_line(error: BaseException) -> str:
     if isinstance(error, gitpython.GitCommandError):
-        return git.redact(git.failure_reason(error))
+        return redact(git.failure_reason(error))
     text = str(error).strip()
-    return git.redact(text.splitlines()[-1] if text else type(error).__name__)
+    return redact(text.splitlines()[-1] if text else type(error).__name__)
 
 
 def referenced_by(repo: gitpython.Repo, commit: str, manifest_paths: list[str]) -> list[ExpectedArtifact]:
@@ -96,7 +97,7 @@ def envelopes_of(scan: ManifestScan, manifest_paths: Iterable[str]) -> dict[str,
             if manifest.relative in ours and manifest.attestation_object is not None}
 
 
-def stored_problem(bucket, item: ExpectedArtifact) -> str | None:  # noqa: ANN001 - a storage.Bucket
+def stored_problem(bucket: Bucket, item: ExpectedArtifact) -> str | None:
     """None when the object is in the bucket with the size and sha384 its manifests give; else what is wrong."""
     info = bucket.stat(item.object_name)
     if info is None:

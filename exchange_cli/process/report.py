@@ -25,7 +25,7 @@ def artifact_fields(artifact: Artifact) -> dict[str, Any]:
 
 
 def outcome_as_json(outcome: ProcessOutcome) -> dict[str, Any]:
-    by_path = {made.artifact.job.relative_path: made for made in outcome.commits}
+    by_path = {made.artifact.job.relative_path: made for made in outcome.commits if made.artifact is not None}
     specs = []
     for artifact in outcome.artifacts:
         made = by_path.get(artifact.job.relative_path)
@@ -77,6 +77,8 @@ def render_outcome(outcome: ProcessOutcome, stream: TextIO, *, dry_run: bool) ->
         return
     for made in outcome.commits:
         artifact = made.artifact
+        if artifact is None:  # an earlier run's commit (resume.py): never among a run's own
+            continue
         state = "uploaded" if artifact.created else "reused"
         _lines(stream, artifact.job.title, f"  manifest {made.manifest_path}",
                f"  artifact {artifact.object_name} ({format_bytes(artifact.size)}, {state})",

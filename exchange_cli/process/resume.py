@@ -10,11 +10,13 @@ processes their specs again. Both outcomes are said.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import git
 from ..errors import ExchangeError
 from ..repository import MANIFESTS, SENTINEL, Exchange
+from ..storage.bucket import Bucket
 from .context import Log, ProcessFailed
 from .references import referenced_by, stored_problem
 from .transaction import ManifestCommit, PublishTransaction
@@ -42,11 +44,11 @@ def unpushed_manifest_commits(exchange: Exchange, remote: str, branch: str) -> t
     return remote_head, commits
 
 
-def resume_unpushed(exchange: Exchange, transaction: PublishTransaction, bucket, *, retries: int,  # noqa: ANN001
-                    log: Log, before_push=lambda: None) -> Resumed | None:  # noqa: ANN001
+def resume_unpushed(exchange: Exchange, transaction: PublishTransaction, bucket: Bucket, *, retries: int,
+                    log: Log, before_push: Callable[[], None] = lambda: None) -> Resumed | None:
     """Push (or roll back) an earlier run's unpushed manifest commits; None when there are none."""
     remote_head, commits = unpushed_manifest_commits(exchange, transaction.remote, transaction.branch)
-    if not commits:
+    if remote_head is None or not commits:  # no commits without a remote head
         return None
     repo = exchange.repo
     base = repo.git.rev_parse(f"{commits[0]}^")
@@ -64,7 +66,7 @@ def resume_unpushed(exchange: Exchange, transaction: PublishTransaction, bucket,
         return Resumed(commits, pushed=False)
     try:
         if not git.is_ancestor(repo, remote_head, base):
-            transaction.replay_on(remote_head)  # type: ignore[arg-type]
+            transaction.replay_on(remote_head)
         if transaction.commits:
             transaction.push(retries=retries)
     except (git.PushRejected, ExchangeError) as error:

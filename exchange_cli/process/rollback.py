@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import git as gitpython
 
+from ..storage.bucket import Bucket
 from .ledger import CreatedObjects, RollbackResult
 from .references import RemoteUnreadable, references_at_remote
 
 
-def delete_unreferenced(ledger: CreatedObjects, bucket, repo: gitpython.Repo, remote: str,  # noqa: ANN001
+def delete_unreferenced(ledger: CreatedObjects, bucket: Bucket, repo: gitpython.Repo, remote: str,
                         branch: str) -> RollbackResult:
     if not branch:
         return ledger.delete_all(bucket, keeps=lambda name: "kept: no branch checked out, so no remote manifests to read")

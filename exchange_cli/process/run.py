@@ -62,7 +62,7 @@ def process_exchange(exchange: Exchange, options: ProcessOptions, *, progress: P
             require_committed(exchange.root, options.signer.public_key)  # consumers verify with the committed key
         # Recovery and waiting are warnings: shown even with -q, they explain a pause or a changed bucket.
         broken = remove_leftovers(options.bucket, LOG.warning) if not options.dry_run else None
-        lease = BucketLease(options.bucket, purpose=f"exchange process in {exchange.root}", log=LOG.warning,  # type: ignore[arg-type]
+        lease = BucketLease(options.bucket, purpose=f"exchange process in {exchange.root}", log=LOG.warning,
                             ttl=options.lease_ttl, wait=options.lease_wait)
         if broken is not None:
             lease.inherit(broken)
@@ -120,12 +120,12 @@ def run_one_machine(exchange: Exchange, outcome: ProcessOutcome, options: Proces
 
 def run_finalize(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOptions, start: str, branch: str,
                  lease: BucketLease, *, progress: Progress, log: Log) -> ProcessOutcome:
-    assert options.finalize_dir is not None
+    finalize_dir = options.finalize_dir
+    assert finalize_dir is not None
     delivery = _delivery(options, log)
 
     def artifacts(work: RunWork) -> list[Artifact]:
-        return collect_shard_artifacts(outcome.plan, options.finalize_dir, options.bucket,  # type: ignore[arg-type]
-                                       work.ledger, delivery, log)
+        return collect_shard_artifacts(outcome.plan, finalize_dir, options.bucket, work.ledger, delivery, log)
 
     return _publish_run(exchange, outcome, options, start, branch, lease, delivery, artifacts, progress, log)
 
@@ -134,8 +134,8 @@ def run_shard(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOptio
               log: Log) -> ProcessOutcome:
     """Export and upload this shard's share, then record it for finalize; never touches git. On failure
     the objects it created are deleted and no record is written, so finalize sees the shard as missing."""
-    plan, shard = outcome.plan, options.shard
-    assert shard is not None and (options.shard_dir is not None or options.dry_run)
+    plan, shard, shard_dir = outcome.plan, options.shard, options.shard_dir
+    assert shard is not None and (shard_dir is not None or options.dry_run)
     sizes = image_sizes(plan.jobs, options.export) if plan.jobs else {}
     assignment = assign(plan.jobs, shard.total, sizes)
     outcome.share = share_of(plan.jobs, shard, assignment)
@@ -143,6 +143,7 @@ def run_shard(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOptio
     log(f"shard {shard}: {len(outcome.share)} of {len(plan.jobs)} spec(s), split by {by}")
     if options.dry_run:
         return outcome
+    assert shard_dir is not None
     _expect(progress, outcome.share)
     checked = _check(outcome.share, options, progress, log)
     delivery = _delivery(options, log)
@@ -150,10 +151,10 @@ def run_shard(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOptio
         try:
             with interrupts_raise():
                 outcome.artifacts = _build(checked, options, work, delivery, progress, log, outcome)
-                record = ShardRecord(plan.source_commit, shard, options.bucket.uri, assignment,  # type: ignore[attr-defined]
+                record = ShardRecord(plan.source_commit, shard, options.bucket.uri, assignment,
                                      [ArtifactEntry.of(artifact) for artifact in outcome.artifacts],
                                      work.ledger.objects(), delivery.created_tags())
-                outcome.record_path = record.write(options.shard_dir)  # type: ignore[arg-type]
+                outcome.record_path = record.write(shard_dir)
                 log(f"shard {shard}: recorded {len(record.artifacts)} artifact(s) in {outcome.record_path}")
         except BaseException:
             work.cancelled.set()
@@ -263,7 +264,7 @@ def _expect(progress: Progress, jobs: Sequence[SpecJob]) -> None:
     progress.expect(len(jobs), PIPELINE, stages_of={job.ref: ("fetch",) for job in jobs if delivers_image(job.spec)})
 
 
-def _check(jobs, options: ProcessOptions, progress: Progress, log: Log) -> list[CheckedJob]:  # noqa: ANN001
+def _check(jobs: Sequence[SpecJob], options: ProcessOptions, progress: Progress, log: Log) -> list[CheckedJob]:
     return check_jobs(jobs, options.delivery, options.export, progress, log, workers=options.jobs)
 
 

@@ -114,7 +114,8 @@ def _spec_entry(job: SpecJob, report: RunReport) -> dict[str, Any]:
     assert outcome is not None
     artifacts = {artifact.job.relative_path: artifact for artifact in [*outcome.exported, *outcome.artifacts]}
     artifact = artifacts.get(job.relative_path)
-    made = next((made for made in outcome.commits if made.artifact.job.relative_path == job.relative_path), None)
+    made = next((made for made in outcome.commits
+                 if made.artifact is not None and made.artifact.job.relative_path == job.relative_path), None)
     entry = {**job_fields(job), "title": job.title, "outcome": _spec_outcome(artifact, made is not None, report)}
     if artifact is not None:
         entry.update(artifact_fields(artifact))

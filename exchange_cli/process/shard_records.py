@@ -94,6 +94,11 @@ class ShardRecord:
                 "created-objects": [asdict(created) for created in self.created],
                 "created-tags": [tag.as_json() for tag in self.created_tags]}
 
+    @property
+    def file_name(self) -> str:
+        """The file it was read from, or the one `write` gives it."""
+        return self.path.name if self.path is not None else f"{self.shard.label}.json"
+
     def write(self, directory: Path) -> Path:
         path = directory / f"{self.shard.label}.json"
         write_atomically(path, json.dumps(self.as_json(), indent=2) + "\n")

@@ -7,8 +7,10 @@ manifest goes is placement.py's answer, asked again when the commits are replaye
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import git as gitpython
 
@@ -68,8 +70,8 @@ class PublishTransaction:
             self._remote_heads = [head] if head else []
         return self._remote_heads
 
-    def commit_manifest(self, artifact: Artifact, relative: str, invocation_schema: dict,
-                        extra: dict | None = None) -> ManifestCommit:
+    def commit_manifest(self, artifact: Artifact, relative: str, invocation_schema: dict[str, Any],
+                        extra: dict[str, Any] | None = None) -> ManifestCommit:
         """Commit `artifact`'s manifest at `relative` (its placement) with the sentinel."""
         job = artifact.job
         record = ExchangeRecord(
@@ -94,7 +96,7 @@ class PublishTransaction:
         self.commits.append(made)
         return made
 
-    def push(self, *, retries: int, on_replayed=None) -> None:  # noqa: ANN001
+    def push(self, *, retries: int, on_replayed: Callable[[list[ManifestCommit]], None] | None = None) -> None:
         """Push; on a non-fast-forward rejection, replay our commits on the new remote head and retry."""
         attempts_left = retries
         while True:
@@ -144,7 +146,7 @@ class PublishTransaction:
     def _newest_sentinel(self, remote_head: str) -> str:
         """Never move the sentinel backwards: keep the remote's when it already covers our commit."""
         try:
-            theirs = self.repo.git.show(f"{remote_head}:{SENTINEL}").strip()
+            theirs: str = self.repo.git.show(f"{remote_head}:{SENTINEL}").strip()
         except gitpython.GitCommandError:
             return self.source_commit
         if theirs and git.is_ancestor(self.repo, self.source_commit, theirs):
@@ -170,4 +172,6 @@ def _as_placed(blob: gitpython.Blob) -> ProcessedManifest:
     if named is None:
         raise ExchangeError(f"cannot replay {blob.path}: not named <base>-<algo>-<hex>.json")
     legacy = str(PurePosixPath(blob.path).with_name(f"{named.object_stem}.json"))
-    return read_git_manifest(blob, legacy)  # type: ignore[return-value]
+    placed = read_git_manifest(blob, legacy)
+    assert isinstance(placed, ProcessedManifest), "the same blob read without a problem above"
+    return placed

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import __version__
-from ..git import redact
+from ..errors import redact
 from .dsse import sign_envelope
 from .signers import Signer
 from .statement import IMAGE, ROOTFS_TARBALL, BuildFacts, ImageRef, SpecRef, build_statement, statement_bytes

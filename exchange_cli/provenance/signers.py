@@ -20,10 +20,10 @@ import base64
 import binascii
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -41,6 +41,7 @@ KMS_SCHEME = "gcpkms://"
 _KMS_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+/(?:cryptoKeyVersions|versions)/\d+")
 # Cloud KMS algorithm names of the keys the exchange signs with.
 KMS_ALGORITHMS = {"EC_SIGN_ED25519": ED25519, "EC_SIGN_P256_SHA256": ECDSA_P256}
+SigningKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey  # what algorithm_of accepts of private keys
 
 
 class SigningKeyError(UsageError):
@@ -68,7 +69,7 @@ class LocalKeySigner:
     """A private key held in memory, read from a PEM file or from the environment."""
 
     description: str
-    _key: Any = field(repr=False, compare=False)
+    _key: SigningKey = field(repr=False, compare=False)
     public_key: PublicKey = field(compare=False)
 
     @classmethod
@@ -85,7 +86,7 @@ class LocalKeySigner:
         except Exception:  # noqa: BLE001 - whatever the parser raised may quote the input
             raise SigningKeyError(f"{description}: the private key cannot be loaded") from None
         algorithm_of(key, description)  # refuses RSA, other curves, …
-        return cls(description, key, PublicKey.of(key.public_key(), description))
+        return cls(description, cast(SigningKey, key), PublicKey.of(key.public_key(), description))
 
     def sign(self, data: bytes) -> bytes:
         if isinstance(self._key, ed25519.Ed25519PrivateKey):
@@ -154,7 +155,7 @@ class KmsSigner:
             raise SigningFailed(f"{self.description}: KMS returned a signature its own public key does not verify")
         return signature
 
-    def _call(self, what: str, method, request: dict[str, Any]):  # noqa: ANN001, ANN202
+    def _call(self, what: str, method: Callable[..., Any], request: dict[str, Any]) -> Any:
         from google.api_core import exceptions as api_exceptions
         from google.auth import exceptions as auth_exceptions
 
@@ -186,7 +187,7 @@ def parse_kms_reference(reference: str) -> str:
     return name.replace("/versions/", "/cryptoKeyVersions/")
 
 
-def kms_client(env: Mapping[str, str]):  # noqa: ANN201 - a KeyManagementServiceClient
+def kms_client(env: Mapping[str, str]) -> KmsClient:
     """The REST client (no gRPC channel to keep alive). Credentials as for the bucket: the emulator-style
     endpoint anonymously, else GCLOUD_SERVICE_ACCOUNT, else Application Default Credentials."""
     from google.cloud import kms
@@ -201,8 +202,9 @@ def kms_client(env: Mapping[str, str]):  # noqa: ANN201 - a KeyManagementService
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise SigningKeyError(f"{KMS_ENDPOINT_ENV} must be http(s)://host:port")
+        anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]  # google-auth leaves __init__ untyped
         transport = kms.KeyManagementServiceClient.get_transport_class("rest")(
-            host=parts.netloc, credentials=AnonymousCredentials(), url_scheme=parts.scheme)
+            host=parts.netloc, credentials=anonymous, url_scheme=parts.scheme)
         return kms.KeyManagementServiceClient(transport=transport, client_options=ClientOptions())
     from google.auth import exceptions as auth_exceptions
 

@@ -76,7 +76,7 @@ class BuildFacts:
         return _without_run(self) == _without_run(other)
 
 
-def _without_run(facts: BuildFacts) -> tuple:
+def _without_run(facts: BuildFacts) -> tuple[object, ...]:
     return (facts.subject_name, facts.subject_digests, facts.artifact, facts.spec, facts.image, facts.source_commit,
             facts.repository, facts.tool_versions, facts.compression)
 
@@ -151,7 +151,8 @@ def read_statement(payload: bytes) -> BuildFacts:
     image = _Reader(dependencies.get("image"), "resolvedDependencies[image]")
     source = _Reader(dependencies.get("source"), "resolvedDependencies[source]")
     annotations = image.at("annotations")
-    image_digest = image.raw.get("digest") if isinstance(image.raw.get("digest"), dict) else {}
+    digest = image.raw.get("digest")
+    image_digest = digest if isinstance(digest, dict) else {}
     manifest_digest = next((f"{a}:{h}" for a, h in image_digest.items()), None)
     image_uri = image.raw.get("uri")
     builder = reader.at("predicate", "runDetails", "builder")
@@ -209,7 +210,7 @@ class _Reader:
         return f"{self.path}.{key}" if self.path else key
 
 
-_KIND_NAMES = {str: "string", list: "list", dict: "object"}
+_KIND_NAMES: dict[type, str] = {str: "string", list: "list", dict: "object"}
 
 
 def _text(value: Any) -> str:

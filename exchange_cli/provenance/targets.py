@@ -31,8 +31,8 @@ def resolve_target(target: str, repo: Path | None) -> Target:
     if manifest_source.names_manifest(target):
         root = _exchange_root(repo or path.resolve().parent)
         inside = root is not None and path.resolve().is_relative_to(root.resolve())
-        relative = path.resolve().relative_to(root.resolve()).as_posix() if inside else \
-            manifest_source.outside_relative(path)  # type: ignore[union-attr]
+        relative = path.resolve().relative_to(root.resolve()).as_posix() if inside and root is not None else \
+            manifest_source.outside_relative(path)
         source = manifest_source.read_manifest_file(path, relative)
         return Target(view_of(source.manifest, org_known=source.org_known), str(path), root,
                       relative if inside else None)

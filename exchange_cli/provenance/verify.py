@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any, Literal, NoReturn, Protocol, overload
 from urllib.parse import unquote, urlsplit
 
-from ..bounded import Limit, rootfs_limit
-from ..errors import ExchangeError
-from ..git import redact
+from ..bounded import Bounded, Limit, rootfs_limit
+from ..errors import ExchangeError, redact
 from .dsse import IN_TOTO_PAYLOAD_TYPE, EnvelopeError, check_signatures, parse_envelopes
 from .keys import PublicKey
 from .statement import BuildFacts, StatementError, read_statement
@@ -39,7 +39,7 @@ MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
 ENVELOPE_LIMIT = Limit(MAX_ENVELOPE_BYTES, "an envelope")
 BLOCK = 1024 * 1024
 
-Opener = Callable[[str, Limit], Any]  # URL, limit -> context manager yielding a bounded binary stream
+Opener = Callable[[str, Limit], AbstractContextManager[Bounded]]  # URL, limit -> a bounded binary stream
 
 
 @dataclass(frozen=True)
@@ -153,10 +153,23 @@ def verify_envelope(manifest: ManifestView, envelope_bytes: bytes, digests: dict
     return result
 
 
-Record = Callable[[str, bool, str], None]
+class Record(Protocol):
+    """Records a check; a failed one ends the run (CheckFailed), so nothing after `record(…, False, …)` runs."""
+
+    @overload
+    def __call__(self, name: str, ok: Literal[False], detail: str) -> NoReturn: ...
+
+    @overload
+    def __call__(self, name: str, ok: bool, detail: str) -> None: ...
 
 
 def _recorder(result: Verification) -> Record:
+    @overload
+    def record(name: str, ok: Literal[False], detail: str) -> NoReturn: ...
+
+    @overload
+    def record(name: str, ok: bool, detail: str) -> None: ...
+
     def record(name: str, ok: bool, detail: str) -> None:
         result.checks.append(Check(name, ok, detail))
         if not ok:
@@ -173,18 +186,18 @@ def _check_envelope(manifest: ManifestView, envelope_bytes: bytes, digests: dict
         record("envelope", False, str(error))
     record("envelope", True, f"{len(envelopes)} DSSE envelope(s), {len(envelope_bytes)} bytes")
     signed = [(envelope, check_signatures(envelope, options.keys)) for envelope in envelopes]
-    verified = next(((envelope, check) for envelope, check in signed if check.ok), None)
+    verified = next(((envelope, check.key) for envelope, check in signed if check.key is not None), None)
     if verified is None:
         record("signature", False, signed[0][1].reason)
-    envelope, check = verified  # type: ignore[misc]
-    result.key = check.key
+    envelope, key = verified
+    result.key = key
     named = manifest.text(ATTESTATION_KEY_ID)
-    if named is not None and named != check.key.key_id:
+    if named is not None and named != key.key_id:
         record("signature", False, f"the manifest says key {named[:16]}… signed it, but it verifies with key "
-                                   f"{check.key.key_id[:16]}…")
-    record("signature", True, f"signed by the exchange's key {check.key.key_id} ({check.key.algorithm})")
+                                   f"{key.key_id[:16]}…")
+    record("signature", True, f"signed by the exchange's key {key.key_id} ({key.algorithm})")
     if options.custody is not None:
-        record("custody", *options.custody(check.key))
+        record("custody", *options.custody(key))
     if envelope.payload_type != IN_TOTO_PAYLOAD_TYPE:
         record("statement", False, f"payloadType is {envelope.payload_type!r}, not {IN_TOTO_PAYLOAD_TYPE}")
     try:
@@ -207,12 +220,12 @@ def _check_artifact(manifest: ManifestView, options: VerifyOptions, opener: Open
     if expected is None:
         record("rootfs", False, f"{manifest.source} has no rootfs-hash: nothing to check the artifact against")
     if manifest.image_delivered:
-        if not expected.startswith("sha256:"):  # type: ignore[union-attr]
+        if not expected.startswith("sha256:"):
             record("rootfs", False, f"an image-delivered manifest's rootfs-hash must be sha256:, not {expected}")
         record("rootfs", True, f"image {manifest.object_name} (digest {expected}, checked against the statement)")
-        algorithm, _, hex_digest = expected.partition(":")  # type: ignore[union-attr]
+        algorithm, _, hex_digest = expected.partition(":")
         return {algorithm: hex_digest.lower()}
-    algorithm, _, hex_digest = expected.partition(":")  # type: ignore[union-attr]
+    algorithm, _, hex_digest = expected.partition(":")
     if algorithm != "sha384":
         record("rootfs", False, f"rootfs-hash {expected} is not sha384:<hex>")
     source, digest = _hash_artifact(manifest, options, opener, record)
@@ -239,14 +252,14 @@ def _hash_artifact(manifest: ManifestView, options: VerifyOptions, opener: Opene
     if url is None:
         record("rootfs", False, f"{manifest.source} has no rootfs-url; give the tarball with --file")
     try:
-        with opener(url, limit) as stream:  # type: ignore[arg-type]
+        with opener(url, limit) as stream:
             return redact(url), hash_stream(stream)
     except (ExchangeError, OSError) as error:
         record("rootfs", False, f"cannot download the rootfs: {error}")
     raise AssertionError("unreachable")  # record() raised
 
 
-def hash_stream(stream: BinaryIO) -> ArtifactDigest:
+def hash_stream(stream: Bounded) -> ArtifactDigest:
     sha384, sha256, size = hashlib.sha384(), hashlib.sha256(), 0
     while block := stream.read(BLOCK):
         sha384.update(block)
@@ -266,21 +279,21 @@ def _read_attestation(manifest: ManifestView, options: VerifyOptions, opener: Op
     if url is None:
         record("envelope", False, f"{manifest.source} has no {ATTESTATION_URL}: this version was published unsigned")
     try:
-        with opener(url, ENVELOPE_LIMIT) as stream:  # type: ignore[arg-type]
+        with opener(url, ENVELOPE_LIMIT) as stream:
             return _read_all(stream)
     except (ExchangeError, OSError) as error:
         record("envelope", False, f"cannot download the attestation: {error}")
     raise AssertionError("unreachable")
 
 
-def _local_file(path: Path, limit: Limit):  # noqa: ANN202 - a context manager yielding a bounded stream
+def _local_file(path: Path, limit: Limit) -> AbstractContextManager[Bounded]:
     """A file the user gave (--file, --attestation): read with the same bounds, wherever the manifest came from."""
     from ..fetch.sources import open_url
 
     return open_url(path.resolve().as_uri(), limit)
 
 
-def _read_all(stream: BinaryIO) -> bytes:
+def _read_all(stream: Bounded) -> bytes:
     """A bounded stream's whole content (it stops at its own limit and deadline)."""
     return b"".join(iter(lambda: stream.read(BLOCK), b""))
 

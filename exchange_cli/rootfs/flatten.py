@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Protocol, Sequence
+from typing import BinaryIO, Callable, Protocol, Sequence, cast
 
 from ..image.model import LayerBlob
 from ..progress import Task
@@ -49,7 +49,7 @@ for _kind, _type in ((KIND_REGULAR, REGTYPE), (KIND_SYMLINK, SYMTYPE), (KIND_FIF
 
 
 class Sink(Protocol):
-    def write(self, data: bytes, /) -> object: ...
+    def write(self, data: bytearray | memoryview, /) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -188,8 +188,8 @@ class _Emitter:
                     self._emit_ref(path, node.entry)
                 if node.children:
                     stack.append((path + "/", iter(_sorted_names(node.children)), node.children))
-            else:
-                self._emit_inode(path, node)
+            else:  # neither int nor Directory: an Inode (mypy narrows `type(x) is` only where it holds)
+                self._emit_inode(path, cast(Inode, node))
         self.out.write(END_OF_ARCHIVE)
         self.out.finish()
         self.advance(self.unreported)

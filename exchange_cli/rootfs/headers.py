@@ -18,7 +18,8 @@ import re
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable
+from enum import Enum
+from typing import Callable, Final
 
 from .tarheader import BLOCK, DIRTYPE, LNKTYPE, PAX_LOCAL, REGTYPE, SYMTYPE, Header, decode_number
 
@@ -219,7 +220,13 @@ class PlainHeaders:
         return size
 
 
-_UNSEEN = object()
+class _Unseen(Enum):
+    """The default of a cache lookup that missed: a sentinel that mypy can tell apart from `_Fields`."""
+
+    UNSEEN = 0
+
+
+_UNSEEN: Final = _Unseen.UNSEEN
 
 
 def _remember(cache: dict[bytes, _Fields], raw: bytes, translate: Callable[[bytes], _Fields]) -> _Fields:

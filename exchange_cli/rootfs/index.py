@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import ExitStack
-from typing import Sequence
+from typing import Self, Sequence
 
 from ..image.model import LayerBlob
 from .layertar import LayerTar
@@ -73,7 +73,7 @@ class LayerIndex:
         self.builder = TreeBuilder()
         self.opened = ExitStack()
 
-    def __enter__(self) -> "LayerIndex":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -93,13 +93,14 @@ class LayerTar:
                                           int(block[124:135], 8), linkname, offset + BLOCK, False, False))
             else:
                 try:
-                    entry = read_entry(buffer, offset, max_extended=MAX_EXTENDED_HEADER)
+                    read = read_entry(buffer, offset, max_extended=MAX_EXTENDED_HEADER)
                 except TarFormatError as error:
                     raise self.error(f"<header at byte {offset}>", f"invalid tar header: {error}") from None
-                if entry is None:
+                if read is None:
                     self.release()
                     self.data_bytes = data
                     return
+                entry = read
                 if entry.type not in SUPPORTED_TYPES:
                     raise self.error(entry.name, f"unsupported tar entry type {entry.type!r}")
                 if entry.sparse:

@@ -13,7 +13,7 @@ import struct
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import BinaryIO, Sequence
+from typing import Protocol, Sequence
 
 from isal import isal_zlib
 
@@ -35,6 +35,12 @@ DEFLATE_WINDOW = 1 << DEFLATE_WBITS
 # magic, deflate, no flags, mtime 0, no extra flags, OS unknown: nothing about the machine or the time
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 COMPRESS_BLOCK = 1 << 20  # part of the output format: see _GzipHashingSink
+
+
+class Output(Protocol):
+    """Where the compressed bytes go: a binary file, or anything else that takes them in order."""
+
+    def write(self, data: bytes, /) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ class _GzipHashingSink:
     bounds memory.
     """
 
-    def __init__(self, target: BinaryIO, level: int, workers: int | None = None) -> None:
+    def __init__(self, target: Output, level: int, workers: int | None = None) -> None:
         self.target, self.level = target, level
         self.hasher = hashlib.sha384()
         self.pending = bytearray()
@@ -138,7 +144,7 @@ class _GzipHashingSink:
                     self.crc = isal_zlib.crc32(block, self.crc)
                     self._emit(body)
                     self._emit(tail)
-                    if id(block) in self.lent:  # one of ours, not a caller's
+                    if isinstance(block, bytearray) and id(block) in self.lent:  # one of ours, not a caller's
                         self.lent.discard(id(block))
                         self.spare_blocks.put(block)
             except BaseException as error:  # noqa: BLE001 - raised again in the writing thread
@@ -157,7 +163,7 @@ class _Abandoned(Exception):
     pass
 
 
-def _deflate_block(block: bytes, dictionary: bytes, level: int, last: bool) -> tuple[bytes, bytes]:
+def _deflate_block(block: bytes | bytearray, dictionary: bytes, level: int, last: bool) -> tuple[bytes, bytes]:
     """The block's deflate bytes, in two pieces (joining them would copy the first)."""
     options = {"zdict": dictionary} if dictionary else {}
     compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -DEFLATE_WBITS, isal_zlib.DEF_MEM_LEVEL,
@@ -165,7 +171,7 @@ def _deflate_block(block: bytes, dictionary: bytes, level: int, last: bool) -> t
     return compressor.compress(block), compressor.flush(isal_zlib.Z_FINISH if last else isal_zlib.Z_SYNC_FLUSH)
 
 
-def write_rootfs(layers: Sequence[LayerBlob], target: BinaryIO, *, progress_task: Task | None = None,
+def write_rootfs(layers: Sequence[LayerBlob], target: Output, *, progress_task: Task | None = None,
                  level: int = GZIP_LEVEL, index: LayerIndex | None = None) -> RootfsDigest:
     """Write the gzip-compressed root filesystem of `layers` to `target`; return its sha384 and size.
 

@@ -18,6 +18,7 @@ whose output header cannot be written from a template (see `headers.py`). Both r
 
 from __future__ import annotations
 
+import mmap
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ PLAIN_DEVICES = re.compile(rb"(?:[0-7]{7}\0|\0{8}){2}")
 # Types whose header is one block and never a V7 directory (AREGTYPE is, with a trailing slash).
 PLAIN_TYPES = frozenset((REGTYPE, CONTTYPE, LNKTYPE, SYMTYPE, CHRTYPE, BLKTYPE, DIRTYPE, FIFOTYPE))
 USTAR_MAGIC = b"ustar\0"
+# What the readers read from: a layer file's memory map, or bytes; a slice of either is bytes.
+TarBuffer = bytes | mmap.mmap
 
 
 class TarFormatError(ValueError):
@@ -118,7 +121,7 @@ class LayerEntry(NamedTuple):
         return self.offset_data + -(-data // BLOCK) * BLOCK
 
 
-def read_entry(buffer: bytes, offset: int, *, max_extended: int) -> LayerEntry | None:
+def read_entry(buffer: TarBuffer, offset: int, *, max_extended: int) -> LayerEntry | None:
     """The entry whose first block is at `offset` of `buffer`, or None at the end of the archive.
 
     Every field is checked as `parse_header` checks it, and the same errors are raised.
@@ -149,7 +152,7 @@ def read_entry(buffer: bytes, offset: int, *, max_extended: int) -> LayerEntry |
     return LayerEntry(offset, decode_text(name), type, size, linkname, offset + BLOCK, False, False)
 
 
-def parse_header(buffer: bytes, offset: int, *, max_extended: int, verify: bool = True) -> Header | None:
+def parse_header(buffer: TarBuffer, offset: int, *, max_extended: int, verify: bool = True) -> Header | None:
     """The entry whose first block is at `offset` of `buffer`, every field decoded; None at the end.
 
     Extended headers (PAX records, GNU long names) larger than `max_extended` bytes are refused

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import cast
 
 from .errors import LayerError
 from .paths import AUFS_LINK_DIR, split
@@ -57,7 +58,7 @@ def node_ref(node: Node) -> int | None:
         return node
     if type(node) is Directory:
         return None if node.implied else node.entry
-    return node.ref
+    return cast(Inode, node).ref  # the checks above leave an Inode; mypy narrows `type(x) is` only where it holds
 
 
 class Directory:
@@ -277,8 +278,10 @@ class LayerApplier:
                 if node.born == layer or (node.entry != IMPLIED and ref_layer(node.entry) == layer):
                     return False
                 pending.extend(node.children.values())
-            elif ref_layer(node.ref) == layer or node.linked == layer:
-                return False
+            else:
+                inode = cast(Inode, node)  # neither int nor Directory (mypy narrows `type(x) is` only where it holds)
+                if ref_layer(inode.ref) == layer or inode.linked == layer:
+                    return False
         return True
 
     # --- entries -------------------------------------------------------------------------------
@@ -371,7 +374,7 @@ class LayerApplier:
         if type(node) is int:  # the first link to this file: it becomes a shared object
             assert parent is not None
             node = parent.children[components[-1]] = Inode(node)
-        return node
+        return cast(Inode, node)  # neither a Directory nor an int: see the checks above
 
     def _error(self, entry: str, reason: str) -> Exception:
         if self.eager:
@@ -382,5 +385,5 @@ class LayerApplier:
 def _describe(node: Node) -> str:
     if type(node) is Directory:
         return "a directory"
-    ref = node if type(node) is int else node.ref
+    ref = node if type(node) is int else cast(Inode, node).ref  # neither Directory nor int: an Inode
     return _KIND_NAMES.get(ref & KIND_MASK, "a regular file")

@@ -6,6 +6,7 @@ and Google Cloud Storage (`gs://bucket[/prefix]`).
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import re
 import tempfile
@@ -122,7 +123,7 @@ class Bucket(ABC):
         """StorageUnavailable when there is no bucket at all (a command that reads one says so once, rather
         than calling every object missing). GCS reports a missing bucket on the first request."""
 
-    def remove_abandoned_uploads(self) -> list[str]:
+    def remove_abandoned_uploads(self) -> builtins.list[str]:  # `list` here is the method above
         """Remove what uploads whose process is certainly gone left behind; what was removed."""
         return []
 

@@ -36,6 +36,7 @@ from exchange_cli.storage.bucket import (
 from exchange_cli.storage.settings import RETRY_SECONDS_ENV, gcs_credentials, gcs_retry_seconds
 
 if TYPE_CHECKING:
+    from google.api_core.retry import Retry
     from google.auth.credentials import Credentials
     from google.cloud.storage import Blob, Client
     from google.cloud.storage import Bucket as GoogleBucket
@@ -96,6 +97,7 @@ class GcsBucket(Bucket):
             raise ObjectNotFound(f"{self.uri}: no object {name}")
         # Pinned to the generation we looked up: a concurrent replace fails the read instead of mixing content.
         reader = blob.open("rb", chunk_size=self.chunk_size, if_generation_match=blob.generation, retry=self._retry())
+        # Not a whole BinaryIO: what readers of an object use (read, close, `with`).
         return _GuardedReader(reader, lambda: self._google_errors(f"reading {name}"))  # type: ignore[return-value]
 
     def create_control(self, name: str, data: bytes) -> str:
@@ -183,11 +185,12 @@ class GcsBucket(Bucket):
             self._google_bucket = self._client_for_use().bucket(self.bucket_name)
         return self._google_bucket
 
-    def _retry(self):  # noqa: ANN202 - a google.api_core Retry
+    def _retry(self) -> Retry:
         """The library's retry policy for transient errors, bounded by our deadline."""
         from google.cloud.storage.retry import DEFAULT_RETRY
 
-        return DEFAULT_RETRY.with_timeout(self._retry_deadline())
+        retry: Retry = DEFAULT_RETRY.with_timeout(self._retry_deadline())  # google-cloud-storage is untyped
+        return retry
 
     def _retry_deadline(self) -> float:
         if self._retry_seconds is None:

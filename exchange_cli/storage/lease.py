@@ -188,9 +188,9 @@ class BucketLease:
         if self._renewer is not None:
             self._renewer.join()
         generation, self._generation = self._generation, None
-        if self._lost is None:
+        if self._lost is None and generation is not None:  # held: not None
             try:
-                self.bucket.delete_control(LEASE_OBJECT, generation)  # type: ignore[arg-type]
+                self.bucket.delete_control(LEASE_OBJECT, generation)
             except (ObjectChanged, StorageError) as error:
                 self.log(f"could not release the lease on {self.bucket.uri} ({error}); it expires by itself")
 
@@ -205,9 +205,11 @@ class BucketLease:
     def _rewrite(self) -> bool:
         """Write our record again, conditional on our last write; False (and lost) when someone replaced it."""
         with self._writing:
+            generation = self._generation
+            if generation is None:  # released: nothing of ours to rewrite (an unconditional write would recreate it)
+                return False
             try:
-                self._generation = self.bucket.replace_control(LEASE_OBJECT, self._record().as_bytes(),
-                                                               self._generation)  # type: ignore[arg-type]
+                self._generation = self.bucket.replace_control(LEASE_OBJECT, self._record().as_bytes(), generation)
             except ObjectChanged as error:
                 self._lost = str(error)
                 return False

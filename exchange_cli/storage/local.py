@@ -16,6 +16,7 @@ by anyone gets a new one. Names with a part starting with ".exchange-" are reser
 
 from __future__ import annotations
 
+import builtins
 import errno
 import fcntl
 import hashlib
@@ -144,7 +145,7 @@ class LocalBucket(Bucket):
         fsync_directory(path.parent)
         return self._remember_sha384(self._info(name, path.stat()), sha384)
 
-    def remove_abandoned_uploads(self) -> list[str]:
+    def remove_abandoned_uploads(self) -> builtins.list[str]:  # `list` here is the method above
         removed: list[str] = []
         if not self.root.is_dir():
             return removed

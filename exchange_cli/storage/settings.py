@@ -87,7 +87,8 @@ def gcs_credentials(env: Mapping[str, str]) -> Credentials | None:
     if _given(env.get(EMULATOR_ENV)):
         from google.auth.credentials import AnonymousCredentials
 
-        return AnonymousCredentials()
+        # google-auth ships py.typed but leaves this constructor unannotated.
+        return AnonymousCredentials()  # type: ignore[no-untyped-call]
     encoded = _given(env.get(SERVICE_ACCOUNT_ENV))
     return None if encoded is None else service_account_credentials(encoded)
 
@@ -126,7 +127,10 @@ def service_account_credentials(encoded: str) -> Credentials:
     if missing:
         raise _bad_service_account(f"the key lacks {', '.join(missing)}") from None
     try:
-        return service_account.Credentials.from_service_account_info(info)
+        # google-auth ships py.typed but leaves this constructor unannotated.
+        load = service_account.Credentials.from_service_account_info
+        credentials: Credentials = load(info)  # type: ignore[no-untyped-call]
+        return credentials
     except (ValueError, TypeError, KeyError, GoogleAuthError):
         raise _bad_service_account("its private key cannot be loaded") from None
 

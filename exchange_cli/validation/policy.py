@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import jsonschema
 
@@ -71,7 +71,9 @@ DEFAULT_POLICY = Policy()
 
 
 def policy_schema() -> dict[str, Any]:
-    return json.loads(resources.files("exchange_cli").joinpath("data", SCHEMA_FILE).read_text(encoding="utf-8"))
+    schema: dict[str, Any] = json.loads(resources.files("exchange_cli").joinpath("data", SCHEMA_FILE)
+                                        .read_text(encoding="utf-8"))
+    return schema
 
 
 def load_policy(root: Path) -> Policy:
@@ -104,7 +106,7 @@ def _policy_loader() -> type[yaml.SafeLoader]:
         MAX_SCALAR_LENGTH characters (a 5,000-digit integer Python refuses to convert)."""
 
         def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]  # unannotated in types-PyYAML
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
                 raise yaml.composer.ComposerError(None, None, "anchors and aliases (& and *) are not allowed in a "
                                                   "policy file", event.start_mark)
@@ -115,7 +117,9 @@ def _policy_loader() -> type[yaml.SafeLoader]:
                                                       event.start_mark)
                 if isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_SCALAR_LENGTH:
                     raise yaml.composer.ComposerError(None, None, f"a value of {len(event.value):,} characters, "
-                                                      f"over {MAX_SCALAR_LENGTH}", event.start_mark)
+                                                      f"over {MAX_SCALAR_LENGTH}",
+                                                      # SafeLoader's pure-Python parser: never _yaml's Mark
+                                                      cast("yaml.error.Mark | None", event.start_mark))
                 return super().compose_node(parent, index)  # type: ignore[arg-type]
             finally:
                 self._depth -= 1
@@ -140,12 +144,12 @@ def parse_policy(text: str, shown: str) -> Policy:
     finally:
         if loader is not None:
             loader.dispose()
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(policy_schema()).iter_errors(data))
-    if error is not None:
-        mark = _mark_at(node, list(error.absolute_path))
+    invalid = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(policy_schema()).iter_errors(data))
+    if invalid is not None:
+        mark = _mark_at(node, list(invalid.absolute_path))
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        at = "/" + "/".join(map(str, error.absolute_path)) if error.absolute_path else "the top level"
-        raise UsageError(f"{shown}{where}: {schema_message(error)} (at {at}; see schemas/{SCHEMA_FILE})")
+        at = "/" + "/".join(map(str, invalid.absolute_path)) if invalid.absolute_path else "the top level"
+        raise UsageError(f"{shown}{where}: {schema_message(invalid)} (at {at}; see schemas/{SCHEMA_FILE})")
     images, rules, trust = data.get("images") or {}, data.get("rules") or {}, data.get("trust") or {}
     return Policy(
         allowed_registries=tuple(images.get("allowed-registries") or ()),

@@ -126,8 +126,9 @@ def write_junit(report: Report, path: Path, *, suite_name: str = "exchange valid
             failure.text = "\n".join([*(problem_line(result.display_path, p) for p in shown), *([more] if more else [])])
         elif result.status is Status.PROCESSED:
             ET.SubElement(case, "system-out").text = "already processed"
-    tree = ET.ElementTree(ET.Element("testsuites"))
-    tree.getroot().append(suite)
+    suites = ET.Element("testsuites")
+    suites.append(suite)
+    tree = ET.ElementTree(suites)
     ET.indent(tree)
     path.parent.mkdir(parents=True, exist_ok=True)
     tree.write(path, encoding="utf-8", xml_declaration=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, Iterator
@@ -36,7 +37,8 @@ def boutique_schema() -> dict[str, Any]:
     import boutiques
 
     path = Path(boutiques.__file__).parent / "schema" / "descriptor.schema.json"
-    return json.loads(path.read_text())
+    schema: dict[str, Any] = json.loads(path.read_text())
+    return schema
 
 
 @cache
@@ -78,7 +80,8 @@ def schema_message(error: ValidationError) -> str:
     message = error.message
     if len(message) <= MESSAGE_LIMIT:
         return message
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict) \
+            and isinstance(error.schema, Mapping):  # the schema holding the keyword, always an object
         extras = [key for key in error.instance if key not in (error.schema.get("properties") or {})
                   and not any(re.search(pattern, key) for pattern in error.schema.get("patternProperties") or {})]
         named = ", ".join(quote(key) for key in extras[:3]) + (f" and {len(extras) - 3} more" if len(extras) > 3 else "")
@@ -102,7 +105,7 @@ def deepest_cause(error: ValidationError) -> ValidationError:
 
 def _errors_of_fitting_branches(error: ValidationError) -> list[ValidationError]:
     branches = error.validator_value if isinstance(error.validator_value, list) else []
-    fits = {index: _fit(branch, error.instance) for index, branch in enumerate(branches)}
+    fits: dict[str | int, int] = {index: _fit(branch, error.instance) for index, branch in enumerate(branches)}
     best = max(fits.values(), default=-1)
     if best <= 0:
         return []
@@ -135,7 +138,7 @@ def _fit(branch: Any, instance: Any) -> int:
 
 def _is_type(instance: Any, type_name: Any) -> bool:
     try:
-        return Draft4Validator.TYPE_CHECKER.is_type(instance, type_name)
+        return bool(Draft4Validator.TYPE_CHECKER.is_type(instance, type_name))
     except Exception:  # noqa: BLE001 - an unknown type name in a schema: it does not rule the branch out
         return True
 
@@ -143,10 +146,11 @@ def _is_type(instance: Any, type_name: Any) -> bool:
 def _enum_message(error: ValidationError) -> str | None:
     """Long enums (the license list has 100 SPDX ids) would bury the one value that matters: name the
     closest allowed values instead, and the catch-all `Other` when the list has one."""
-    if error.validator != "enum" or len(error.validator_value) <= 8:
+    values = error.validator_value
+    if error.validator != "enum" or not isinstance(values, list) or len(values) <= 8:  # a JSON schema's enum: a list
         return None
-    allowed = [value for value in error.validator_value if isinstance(value, str)]
-    message = f"{quote(error.instance)} is not one of the {len(error.validator_value)} allowed values"
+    allowed = [value for value in values if isinstance(value, str)]
+    message = f"{quote(error.instance)} is not one of the {len(values)} allowed values"
     closest = closest_values(error.instance, allowed) if isinstance(error.instance, str) else []
     if closest:
         message += f"; did you mean {_either(closest)}?"
