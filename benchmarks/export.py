@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import io
+import json
 import os
 import random
 import shutil
@@ -57,8 +57,7 @@ from tests.infra.dockerd import Dockerd, running_dockerd  # noqa: E402
 from tests.infra.registry import start_registry  # noqa: E402
 
 EXCHANGE = ROOT / ".venv" / "bin" / "exchange"
-WORDS = ("exchange gear rootfs layer manifest digest flywheel boutique neuro imaging subject session "
-         "analysis acquisition input output config license version python library shared object").split()
+WORDS = ["exchange", "gear", "rootfs", "layer", "manifest", "digest", "flywheel", "boutique", "neuro", "imaging", "subject", "session", "analysis", "acquisition", "input", "output", "config", "license", "version", "python", "library", "shared", "object"]
 
 
 @dataclass
@@ -130,7 +129,7 @@ def write_context(path: Path, size_bytes: int, seed: int = 20240601) -> None:
                 add_file(archive, f"large{part}/blob{blob}", generated_content(large_budget // 3))
 
 
-def timed_child(command: list[str], **kwargs) -> Timing:  # noqa: ANN003
+def timed_child(command: list[str], **kwargs) -> Timing:
     """Run a subprocess under /usr/bin/time: its wall time and its own peak RSS.
 
     Not wait4's or RUSAGE_CHILDREN's ru_maxrss: Linux carries the high-water RSS across execve, so a
@@ -290,7 +289,7 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def push_images(daemon: Dockerd, registry, workdir: Path, size_bytes: int, small_files: int) -> None:  # noqa: ANN001
+def push_images(daemon: Dockerd, registry, workdir: Path, size_bytes: int, small_files: int) -> None:
     started = time.perf_counter()
     context = workdir / "context.tar"
     write_context(context, size_bytes)
@@ -309,7 +308,7 @@ def push_images(daemon: Dockerd, registry, workdir: Path, size_bytes: int, small
     print(f"small-file image: {small_files} files, {len(small_layer) / 1e6:.0f} MB compressed")
 
 
-def measure_all(daemon: Dockerd | None, registry, workdir: Path, exporters: list[Exporter],  # noqa: ANN001
+def measure_all(daemon: Dockerd | None, registry, workdir: Path, exporters: list[Exporter],
                 args: argparse.Namespace) -> None:
     remote, small = f"{registry.host}/bench/export:1", f"{registry.host}/bench/small:1"
     for exporter in exporters:

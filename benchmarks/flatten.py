@@ -23,11 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from isal import isal_zlib  # noqa: E402
+from isal import isal_zlib
 
-from exchange_cli.image.model import LayerBlob  # noqa: E402
-from exchange_cli.rootfs.flatten import flatten  # noqa: E402
-from tests.layers import directory, file, make_layer  # noqa: E402
+from exchange_cli.image.model import LayerBlob
+from exchange_cli.rootfs.flatten import flatten
+from tests.layers import directory, file, make_layer
 
 CHUNK = 1 << 20
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from exchange_cli.provenance.dsse import check_signatures, sign_envelope  # noqa: E402
-from exchange_cli.provenance.signers import LocalKeySigner, generate_private_key  # noqa: E402
-from exchange_cli.provenance.statement import build_statement, statement_bytes  # noqa: E402
-from tests.test_provenance import facts  # noqa: E402
+from exchange_cli.provenance.dsse import check_signatures, sign_envelope
+from exchange_cli.provenance.signers import LocalKeySigner, generate_private_key
+from exchange_cli.provenance.statement import build_statement, statement_bytes
+from tests.test_provenance import facts
 
 
 def hash_seconds(path: Path, algorithm: str) -> float:

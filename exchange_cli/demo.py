@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import git
-from .errors import UsageError
 from .demo_image import build_demo_image
+from .errors import UsageError
 from .export import ExportOptions
 from .image.blobcache import BlobCache
 from .image.model import DEFAULT_PLATFORM
+from .process.run import ProcessOptions, ProcessOutcome, process_exchange
 from .progress import Progress
 from .provenance.keys import ED25519, write_key
 from .provenance.signers import LocalKeySigner, generate_private_key
-from .process.run import ProcessOptions, ProcessOutcome, process_exchange
 from .repository import Exchange
 from .storage.bucket import open_bucket
 

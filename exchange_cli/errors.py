@@ -33,7 +33,7 @@ class OutputError(ExchangeError):
     exit_code = 2
 
     @classmethod
-    def writing(cls, path: object, error: OSError, what: str | None = None) -> "OutputError":
+    def writing(cls, path: object, error: OSError, what: str | None = None) -> OutputError:
         target = f"{what} to {path}" if what else str(path)
         return cls(f"cannot write {target}: {describe_os_error(error, known_path=Path(str(path)))}")
 

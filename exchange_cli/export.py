@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from .durable import fsync_directory
 from .errors import ExchangeError, writing
@@ -25,7 +26,6 @@ from .progress import NullProgress, Progress
 from .rootfs.errors import LayerError
 from .rootfs.index import BackgroundIndex, LayerIndex
 from .rootfs.tarball import write_rootfs
-
 
 # How much of the output may wait for the disk when the final fsync comes; see _OutputFile.
 WRITE_BACK_STEP = 32 << 20

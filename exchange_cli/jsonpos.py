@@ -15,9 +15,10 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from json.decoder import scanstring  # type: ignore[attr-defined]  # typeshed omits it; CPython has it
-from typing import Any, Iterable
+from typing import Any
 
 from .json_syntax import explain
 from .quoting import short_text

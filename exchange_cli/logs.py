@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from enum import IntEnum
-from typing import Callable
 
 from .errors import redact
 from .quoting import printable_lines

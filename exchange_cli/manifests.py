@@ -360,7 +360,7 @@ class ManifestIndex:
                 self._by_key[manifest.key].append(manifest)
 
     @classmethod
-    def load(cls, manifests_dir: Path) -> "ManifestIndex":
+    def load(cls, manifests_dir: Path) -> ManifestIndex:
         scan = load_manifests(manifests_dir)
         return cls(scan.manifests, scan.problems)
 

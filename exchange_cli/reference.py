@@ -64,7 +64,7 @@ class ImageReference:
     def name(self) -> str:
         return f"{self.registry}/{self.repository}"
 
-    def with_digest(self, digest: str) -> "ImageReference":
+    def with_digest(self, digest: str) -> ImageReference:
         return ImageReference(self.registry, self.repository, None, digest, f"{self.name}@{digest}")
 
     def __str__(self) -> str:

@@ -31,7 +31,7 @@ class Exchange:
         self.root = root
 
     @classmethod
-    def open(cls, path: Path | str | None = None) -> "Exchange":
+    def open(cls, path: Path | str | None = None) -> Exchange:
         checkout = git.Checkout.find(path)
         return cls(checkout, git.root(checkout))
 

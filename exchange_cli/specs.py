@@ -108,7 +108,7 @@ class SpecFile:
     refusal_rule: str = "spec-location"
 
     @classmethod
-    def read(cls, path: Path, *, display_path: str, relative_path: str | None) -> "SpecFile":
+    def read(cls, path: Path, *, display_path: str, relative_path: str | None) -> SpecFile:
         """A JSON file the user names directly (an invocation, a spec for check-image), wherever it is."""
         return cls(path, display_path, relative_path, read_json(path.read_bytes()))
 

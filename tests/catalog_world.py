@@ -119,7 +119,7 @@ def _image(spec: dict, kind: SpecKind) -> str:
 def own_bucket(repo: ExchangeRepo, bucket: Bucket, remote: Path) -> None:
     """Give the exchange a remote and record it as the bucket's owner, as its first successful process run
     would (verify-storage --delete-orphans deletes only in its owner's bucket)."""
-    from exchange_cli.storage.ownership import claim, exchange_identity
+    from exchange_cli.ownership import claim, exchange_identity
 
     init_repo(remote, bare=True)
     repo.git("remote", "add", "origin", str(remote))

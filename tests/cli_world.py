@@ -95,5 +95,5 @@ def exchange_command() -> list[str]:
     return [sys.executable, "-c", "from exchange_cli.cli import main; main()"]
 
 
-def run_exchange(*args: str, **kwargs) -> subprocess.CompletedProcess:  # noqa: ANN003
+def run_exchange(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([*exchange_command(), *args], capture_output=True, text=True, timeout=300, **kwargs)

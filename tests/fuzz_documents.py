@@ -24,16 +24,15 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from exchange_cli.errors import ExchangeError  # noqa: E402
-from exchange_cli.manifests import ManifestProblem, parse_manifest  # noqa: E402
-from exchange_cli.provenance.dsse import EnvelopeError, parse_envelopes, sign_envelope  # noqa: E402
-from exchange_cli.provenance.signers import LocalKeySigner, generate_private_key  # noqa: E402
-from exchange_cli.provenance.statement import (StatementError, build_statement, read_statement,  # noqa: E402
-                                               statement_bytes)
-from exchange_cli.storage.lease import LeaseRecord  # noqa: E402
-from exchange_cli.storage.ownership import Ownership  # noqa: E402
-from exchange_cli.validation.policy import parse_policy  # noqa: E402
-from tests.infra.publication import facts  # noqa: E402
+from exchange_cli.errors import ExchangeError
+from exchange_cli.manifests import parse_manifest
+from exchange_cli.ownership import Ownership
+from exchange_cli.provenance.dsse import EnvelopeError, parse_envelopes, sign_envelope
+from exchange_cli.provenance.signers import LocalKeySigner, generate_private_key
+from exchange_cli.provenance.statement import StatementError, build_statement, read_statement, statement_bytes
+from exchange_cli.storage.lease import LeaseRecord
+from exchange_cli.validation.policy import parse_policy
+from tests.infra.publication import facts
 
 MEMORY_LIMIT = 1536 * 1024 * 1024  # bytes of address space: the readers' caps keep them far below
 

@@ -15,9 +15,10 @@ import hashlib
 import io
 import os
 import tarfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal, Mapping
+from typing import Literal
 
 import zstandard
 

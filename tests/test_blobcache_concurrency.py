@@ -9,8 +9,8 @@ import hashlib
 import io
 import multiprocessing
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 

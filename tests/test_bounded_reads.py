@@ -43,7 +43,7 @@ class HostileServer:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            def do_GET(self) -> None:
                 kind = self.path.strip("/").split("/", 1)[0]
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
@@ -179,7 +179,7 @@ def test_fetch_writes_no_more_than_the_manifest_says_and_keeps_nothing(world: Ca
     assert list(out.iterdir()) == [], "nothing kept, no .part"
 
 
-def wait_until(condition, what: str, timeout: float = 30) -> None:  # noqa: ANN001
+def wait_until(condition, what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting until {what}"

@@ -190,7 +190,7 @@ def serve_manifest(served: Served, exchange: dict) -> str:
 def test_a_served_manifest_cannot_make_fetch_read_this_machines_files(served: Served, elsewhere: Path, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch,
                                                                       rootfs_url: str) -> None:
-    """`fetch URL` opens what the manifest names only as `verify URL` does (fetch.sources.refusal): a served
+    """`fetch URL` opens what the manifest names only as `verify URL` does (remote.refusal): a served
     manifest naming file:///<a private file> would otherwise copy it, once its hash was guessed right."""
     private = tmp_path / "home" / "secret.tgz"
     private.parent.mkdir()

@@ -16,9 +16,10 @@ from click.testing import CliRunner
 from exchange_cli.cli import cli
 from exchange_cli.demo_image import build_demo_image
 from exchange_cli.new_exchange import ToolRequirement, skeleton_files
-from tests.infra.gitrepo import example_gear, init_repo, run_git
-from tests.infra.circleci_config import CONFIG_PATH, EXCHANGE, exchange_calls, load_config, runs, steps_of
 from tests.circleci_model import Pipeline, Run, Simulation, accepted_statuses, workflow_units
+from tests.infra.circleci_config import CONFIG_PATH, EXCHANGE, exchange_calls, load_config, runs, steps_of
+from tests.infra.gitrepo import example_gear, init_repo, run_git
+
 
 def new_exchange_config_text() -> str:
     """The pipeline `exchange init` writes into a new exchange."""
@@ -130,7 +131,7 @@ def unit_problems(runs: list[Run]) -> list[str]:
 @pytest.mark.parametrize("shards", ["success", "failed", "canceled"])
 def test_two_overlapping_master_pipelines_never_interleave_their_fan_out_and_fan_in(config: dict[str, Any],
                                                                                       shards: str) -> None:
-    for second_after in range(0, 9):
+    for second_after in range(9):
         runs = master_pipelines(config, second_after=second_after, shards=shards)
         assert unit_problems(runs) == [], (second_after, runs)
         finalized = [run.pipeline for run in runs if run.job == "process-finalize" and run.start is not None]
@@ -146,7 +147,7 @@ def test_the_model_catches_a_serial_group_on_each_job(config: dict[str, Any]) ->
         {"process-finalize": {"requires": [{"process-shards": ["success", "failed"]}],
                               "filters": {"branches": {"only": "master"}}, "serial-group": "slug/exchange-process"}},
     ]}}}
-    found = {problem for second_after in range(0, 9) for shards in ("success", "failed", "canceled")
+    found = {problem for second_after in range(9) for shards in ("success", "failed", "canceled")
              for problem in unit_problems(master_pipelines(per_job, second_after=second_after, shards=shards))}
     assert any("finalize ended not_run" in problem for problem in found), found
 

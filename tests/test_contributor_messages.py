@@ -32,7 +32,7 @@ def position_of(text: str, needle: str) -> tuple[int, int]:
     return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
 
 
-def add_gear(repo: ExchangeRepo, source: str):  # noqa: ANN201
+def add_gear(repo: ExchangeRepo, source: str):
     return CliRunner().invoke(cli, ["add-gear", source, "--org", "acme", "--repo", str(repo.root)])
 
 

@@ -7,9 +7,9 @@ import hashlib
 import json
 import re
 import tarfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from click.testing import CliRunner
@@ -44,7 +44,7 @@ def output_dir_is_clean(directory_path: Path) -> bool:
     return not [p for p in directory_path.iterdir() if ".tmp-" in p.name or p.name == "rootfs.tgz"]
 
 
-def run_export(*args: str) -> "click.testing.Result":  # noqa: F821
+def run_export(*args: str) -> click.testing.Result:  # noqa: F821
     return CliRunner().invoke(cli, ["export", *args], catch_exceptions=False)
 
 

@@ -42,7 +42,7 @@ def layer_blob(entries: dict[str, bytes]) -> bytes:
 
 
 @pytest.fixture
-def proxy(registry: RegistryServer):  # noqa: ANN201
+def proxy(registry: RegistryServer):
     front = FaultInjectingProxy(registry.url)
     yield front
     front.stop()
@@ -53,7 +53,7 @@ def mapped_files() -> set[str]:
         return {line.split(maxsplit=5)[5].strip() for line in maps if len(line.split(maxsplit=5)) == 6}
 
 
-def wait_until(condition, seconds: float = 30) -> bool:  # noqa: ANN001
+def wait_until(condition, seconds: float = 30) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if condition():

@@ -76,7 +76,7 @@ class Tree:
     nodes: dict[str, Node]
     hard_link_groups: set[frozenset[str]]
 
-    def without(self, paths: set[str]) -> "Tree":
+    def without(self, paths: set[str]) -> Tree:
         def dropped(path: str) -> bool:
             return any(path == p or path.startswith(f"{p}/") for p in paths)
 
@@ -131,7 +131,7 @@ def random_bytes(size: int, seed: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def built_images(dockerd) -> dict[str, str]:  # noqa: ANN001 - tests.infra.dockerd.Dockerd
+def built_images(dockerd) -> dict[str, str]:
     files = {"random.bin": random_bytes(300_000, seed=1)}
     tags = {}
     for name, steps in IMAGES.items():
@@ -148,7 +148,7 @@ def export(image: str, output: Path, *, source: str, cache_dir: Path, insecure: 
 
 
 @pytest.mark.parametrize("name", sorted(IMAGES))
-def test_rootfs_tree_equals_docker_export(name: str, built_images: dict[str, str], dockerd, docker_host: str,  # noqa: ANN001
+def test_rootfs_tree_equals_docker_export(name: str, built_images: dict[str, str], dockerd, docker_host: str,
                                          tmp_path: Path) -> None:
     ours_path = tmp_path / "rootfs.tgz"
     export(built_images[name], ours_path, source="docker", cache_dir=tmp_path / "cache")
@@ -184,8 +184,8 @@ def test_scenarios_exercise_what_they_claim(built_images: dict[str, str], docker
 
 
 @pytest.mark.registry
-def test_registry_engine_and_archive_give_the_same_bytes(built_images: dict[str, str], dockerd, docker_host: str,  # noqa: ANN001
-                                                         registry, tmp_path: Path) -> None:  # noqa: ANN001
+def test_registry_engine_and_archive_give_the_same_bytes(built_images: dict[str, str], dockerd, docker_host: str,
+                                                         registry, tmp_path: Path) -> None:
     for name, local_tag in built_images.items():
         remote = f"{registry.host}/{local_tag}"
         dockerd.client.images.get(local_tag).tag(remote)

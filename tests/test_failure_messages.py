@@ -28,7 +28,7 @@ from tests.infra.tmpfs import Mount, fill
 SECRET = "pa55-w0rd-that-must-not-leak"
 
 
-def one_error_line(result) -> str:  # noqa: ANN001 - a click Result or a CompletedProcess
+def one_error_line(result) -> str:
     """The single line a failure prints on stderr; nothing like a traceback around it."""
     stderr = result.stderr
     assert "Traceback" not in stderr and "Error:" not in stderr.replace("error:", ""), stderr
@@ -472,10 +472,10 @@ class PrivateGitServer:
         accepted = f"Basic {b64.b64encode(f'ci-bot:{password}'.encode()).decode()}" if password else None
 
         class Handler(SimpleHTTPRequestHandler):
-            def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003 - the http.server API
+            def __init__(self, *args, **kwargs) -> None:
                 super().__init__(*args, directory=str(repository or "/nonexistent"), **kwargs)
 
-            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            def do_GET(self) -> None:
                 seen.append(self.headers.get("Authorization"))
                 if accepted is not None and self.headers.get("Authorization") == accepted:
                     self.path = self.path.split("/", 3)[-1]  # /acme/gear.git/<file> -> <file>
@@ -485,7 +485,7 @@ class PrivateGitServer:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, *args) -> None:  # noqa: ANN002 - keep the test output quiet
+            def log_message(self, *args) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

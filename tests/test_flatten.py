@@ -20,9 +20,20 @@ from exchange_cli.image.model import LayerBlob
 from exchange_cli.rootfs.flatten import FlattenStats, LayerError, flatten
 from exchange_cli.rootfs.tarball import RootfsDigest, write_rootfs
 from tests.infra import require_executable
-from tests.layers import (blockdev, chardev, directory, file, fifo, hardlink, make_layer, opaque, raw, symlink,
-                          whiteout, zeros)
-
+from tests.layers import (
+    blockdev,
+    chardev,
+    directory,
+    fifo,
+    file,
+    hardlink,
+    make_layer,
+    opaque,
+    raw,
+    symlink,
+    whiteout,
+    zeros,
+)
 
 # --- helpers -------------------------------------------------------------------------------------
 
@@ -731,7 +742,7 @@ def test_template_headers_are_the_general_encoding_or_decline(tmp_path):
     """PlainHeaders writes exactly what encode(entry_from_layer(...)) writes, or writes nothing."""
     from exchange_cli.rootfs.headers import PlainHeaders, encode, entry_from_layer
     from exchange_cli.rootfs.layertar import LayerTar
-    from exchange_cli.rootfs.tarheader import DIRTYPE, FIFOTYPE, REGULAR_TYPES, REGTYPE, SYMTYPE
+    from exchange_cli.rootfs.tarheader import DIRTYPE, FIFOTYPE, REGTYPE, REGULAR_TYPES, SYMTYPE
 
     entries = [file("plain", b"abc"), file("n" * 100, b"x"), file("n" * 101, b"x"), file("ünï", b"u"),
                file("exec", b"#!", mode=0o4755, uid=1000, gid=100, uname="app", gname="staff"),

@@ -79,7 +79,7 @@ class Op:
     def meta(self) -> tuple:
         return (0o777 if self.kind == "symlink" else self.mode, self.uid, 0, self.mtime, self.uname, self.xattrs)
 
-    def entry(self, spelling: str, target_spelling: str = ""):  # noqa: ANN201 - a tests.layers.Entry
+    def entry(self, spelling: str, target_spelling: str = ""):
         meta = {"mode": self.mode, "uid": self.uid, "mtime": self.mtime, "uname": self.uname,
                 "xattrs": dict(self.xattrs)}
         if self.kind == "dir":
@@ -129,7 +129,7 @@ def layer_stacks(draw) -> list[tuple[int, list[Op]]]:
     return layers
 
 
-def _applied(model: Model | None, ops: list[Op], how) -> Model | None:  # noqa: ANN001
+def _applied(model: Model | None, ops: list[Op], how) -> Model | None:
     if model is None:
         return None
     try:
@@ -348,7 +348,7 @@ def extracted(data: bytes, into: Path) -> tuple[dict[str, tuple], set[frozenset[
 
 
 @contextlib.contextmanager
-def _only_whiteouts_first():  # noqa: ANN202 - a context manager
+def _only_whiteouts_first():
     """The flattener's exact path for layers whose archive order matters, taken for every layer: it
     must give the same result as the archive-order fast path it stands behind."""
     original = index._apply_in_archive_order
@@ -363,7 +363,7 @@ def _only_whiteouts_first():  # noqa: ANN202 - a context manager
         index._apply_in_archive_order = original
 
 
-def write_layer(directory_path: Path, entries: list, format_: int):  # noqa: ANN201 - a LayerBlob
+def write_layer(directory_path: Path, entries: list, format_: int):
     try:
         return make_layer(directory_path, entries, format=format_)
     except ValueError:  # ustar cannot hold this name: write it as the next writer would

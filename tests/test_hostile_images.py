@@ -27,11 +27,11 @@ from click.testing import CliRunner
 from exchange_cli.cli import cli
 from exchange_cli.errors import OutputError
 from exchange_cli.export import ExportOptions, export_rootfs
+from exchange_cli.image.archive import read_docker_archive
 from exchange_cli.image.blobcache import BlobCache, BlobError
 from exchange_cli.image.digest import Digest, InvalidDigest
 from exchange_cli.image.errors import ImageError
 from exchange_cli.image.model import DEFAULT_PLATFORM
-from exchange_cli.image.archive import read_docker_archive
 from exchange_cli.image.registry import RetryPolicy, TransferLimits, fetch_registry_image
 from exchange_cli.reference import parse_reference
 from tests.infra.lying_registry import OCI_MANIFEST, LyingRegistry, Reply, digest_of, outcome_within

@@ -493,7 +493,7 @@ def test_a_committed_key_that_is_a_link_is_refused(exchange_repo: ExchangeRepo, 
     # A key read through a link could be any PEM file of the machine that runs `verify` or `process`.
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    from exchange_cli.provenance.keys import KEYS_DIR, KEY_SUFFIX, PublicKey, UnusableKey, repository_keys
+    from exchange_cli.provenance.keys import KEY_SUFFIX, KEYS_DIR, PublicKey, UnusableKey, repository_keys
 
     key = PublicKey.from_pem(ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo), "generated")

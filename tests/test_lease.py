@@ -151,7 +151,7 @@ def test_partial_uploads_are_removed_only_when_their_writer_is_gone(tmp_path: Pa
 
 
 def test_delete_orphans_waits_for_a_running_process_and_removes_dead_runs_partial_uploads(
-        exchange_repo, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+        exchange_repo, tmp_path: Path, monkeypatch) -> None:
     from click.testing import CliRunner
 
     from exchange_cli.cli import cli

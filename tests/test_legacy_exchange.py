@@ -17,10 +17,18 @@ from exchange_cli.cli import cli
 from exchange_cli.storage.bucket import open_bucket
 from tests.catalog_world import CatalogWorld, one_gear_world, own_bucket
 from tests.infra.chromium import laid_out_width
-from tests.infra.static_http import serving
 from tests.infra.gitrepo import ExchangeRepo, run_git
-from tests.legacy_exchange import (IMAGE_URL, ORPHAN, WARNING_SCHEMA, LegacyExchange, build_legacy_exchange,
-                                    nameless_boutique, processed_under_old_rules, renamed_within_one_file)
+from tests.infra.static_http import serving
+from tests.legacy_exchange import (
+    IMAGE_URL,
+    ORPHAN,
+    WARNING_SCHEMA,
+    LegacyExchange,
+    build_legacy_exchange,
+    nameless_boutique,
+    processed_under_old_rules,
+    renamed_within_one_file,
+)
 
 
 @pytest.fixture

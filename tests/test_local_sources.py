@@ -181,7 +181,7 @@ def cache(tmp_path: Path) -> BlobCache:
     return BlobCache(tmp_path / "cache")
 
 
-def layer_contents(image) -> list[bytes]:  # noqa: ANN001 - an Image
+def layer_contents(image) -> list[bytes]:
     return [layer.tar_path.read_bytes() for layer in image.layers]
 
 
@@ -310,14 +310,14 @@ def test_oci_layout_option_finds_images_by_reference_name(tmp_path: Path, cache:
 
 
 @pytest.fixture(scope="module")
-def local_image(dockerd) -> str:  # noqa: ANN001 - tests.infra.dockerd.Dockerd
+def local_image(dockerd) -> str:
     dockerd.build("FROM busybox-local:1\nRUN mkdir -p /srv && echo one > /srv/one\nRUN rm /srv/one && echo two > /srv/two\n",
                   "sources/local:1")
     return "sources/local:1"
 
 
 @pytest.mark.docker
-def test_docker_engine_image_matches_its_save(docker_host: str, dockerd, local_image: str, tmp_path: Path,  # noqa: ANN001
+def test_docker_engine_image_matches_its_save(docker_host: str, dockerd, local_image: str, tmp_path: Path,
                                               cache: BlobCache) -> None:
     from exchange_cli.image.docker_engine import fetch_docker_image
 
@@ -346,7 +346,7 @@ def test_unreachable_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tm
 
 
 @pytest.fixture(scope="module")
-def remote_image(registry) -> tuple[str, str]:  # noqa: ANN001 - tests.infra.registry.RegistryServer
+def remote_image(registry) -> tuple[str, str]:
     """An image only a registry has: (reference, manifest digest)."""
     digest = registry.push_image("sources/remote", "1", [gzip.compress(base_layer(), mtime=0)])
     return f"{registry.host}/sources/remote:1", digest
@@ -354,7 +354,7 @@ def remote_image(registry) -> tuple[str, str]:  # noqa: ANN001 - tests.infra.reg
 
 @pytest.mark.docker
 @pytest.mark.registry
-def test_auto_reads_only_local_images_from_the_engine(docker_host: str, local_image: str, registry,  # noqa: ANN001
+def test_auto_reads_only_local_images_from_the_engine(docker_host: str, local_image: str, registry,
                                                       remote_image: tuple[str, str], cache: BlobCache) -> None:
     image = open_image(local_image, platform=DEFAULT_PLATFORM, source="auto", cache=cache)
     assert (image.reference, image.manifest_digest) == (local_image, None)
@@ -366,7 +366,7 @@ def test_auto_reads_only_local_images_from_the_engine(docker_host: str, local_im
 
 
 @pytest.mark.registry
-def test_auto_without_an_engine_goes_to_the_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, registry,  # noqa: ANN001
+def test_auto_without_an_engine_goes_to_the_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, registry,
                                                      remote_image: tuple[str, str], cache: BlobCache) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
     reference, digest = remote_image

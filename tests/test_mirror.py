@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from exchange_cli.delivery.mirror import EXISTED, UPLOADED, CreatedTag, ImageMirror, MirrorError
-from exchange_cli.delivery.push_client import MOUNTED
 from exchange_cli.image.blobcache import BlobCache
 from exchange_cli.image.credentials import host_env_var
 from exchange_cli.image.errors import ImageError
 from exchange_cli.image.model import DEFAULT_PLATFORM, Image
 from exchange_cli.image.resolve import open_image
+from exchange_cli.process.delivery.mirror import EXISTED, UPLOADED, CreatedTag, ImageMirror, MirrorError
+from exchange_cli.process.delivery.push_client import MOUNTED
 from exchange_cli.process.ledger import RollbackResult
 from tests.infra.registry import ALL_MANIFESTS, AuthRegistry, RegistryServer
 from tests.test_registry_source import gz, layer_tar

@@ -30,7 +30,7 @@ def image_position(text: str) -> tuple[int, int]:
     raise AssertionError("no image line")
 
 
-def validate(repo: ExchangeRepo, image: str, policy: str | None = None):  # noqa: ANN201
+def validate(repo: ExchangeRepo, image: str, policy: str | None = None):
     text = gear_with_image(image)
     repo.write("gears/acme/hello-world.json", text)
     if policy is not None:
@@ -39,7 +39,7 @@ def validate(repo: ExchangeRepo, image: str, policy: str | None = None):  # noqa
     return result, text
 
 
-def problems(result) -> list[dict]:  # noqa: ANN001
+def problems(result) -> list[dict]:
     (spec,) = json.loads(result.output)["results"]
     return spec["problems"]
 

@@ -32,7 +32,7 @@ from exchange_cli.demo_image import (
     descriptor,
     write_blob,
 )
-from exchange_cli.storage.ownership import OWNER_RECORD
+from exchange_cli.ownership import OWNER_RECORD
 from tests.infra.gcs import drop_lease, gcs_objects
 from tests.infra.gitrepo import ExchangeRepo, empty_exchange, gears_on_a_remote, run_git
 
@@ -150,8 +150,8 @@ def assert_consistent(stage: Stage, published: int = len(GEARS)) -> None:
 
 def record_owner(stage: Stage) -> None:
     """The ownership record an earlier successful run of this exchange wrote."""
+    from exchange_cli.ownership import Ownership, claim, normalised_remote
     from exchange_cli.storage.bucket import open_bucket
-    from exchange_cli.storage.ownership import Ownership, claim, normalised_remote
 
     claim(open_bucket(stage.bucket_uri), Ownership(normalised_remote(str(stage.remote)), "master"), print, print)
 

@@ -21,17 +21,9 @@ from rich.console import Console
 
 from exchange_cli.cli import cli
 from exchange_cli.demo_image import build_demo_image
+from exchange_cli.display import LogProgress, RichProgress, RowLayout, estimate_eta, format_duration
 from exchange_cli.process.signals import CancellableProgress
-from exchange_cli.progress import (
-    LogProgress,
-    NullProgress,
-    RichProgress,
-    RowLayout,
-    estimate_eta,
-    format_bytes,
-    format_duration,
-    format_fraction,
-)
+from exchange_cli.progress import NullProgress, format_bytes, format_fraction
 from tests.infra import require_executable
 from tests.infra.gitrepo import example_gear, init_repo, run_git
 
@@ -138,7 +130,7 @@ def test_process_jobs_4_on_a_terminal_draws_one_line_per_spec_each_finished(tmux
 CHATTER = """
 import sys, threading, time
 from exchange_cli.logs import Verbosity, configure, logger
-from exchange_cli.progress import progress_for
+from exchange_cli.display import progress_for
 
 configure(Verbosity.NORMAL)
 log = logger("chatter")

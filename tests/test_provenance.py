@@ -17,13 +17,32 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, utils
 
 from exchange_cli.cli import cli
 from exchange_cli.errors import UsageError
-from exchange_cli.provenance.dsse import (EnvelopeError, check_signatures, pae, parse_envelope, parse_envelopes,
-                                          sign_envelope)
+from exchange_cli.provenance.dsse import (
+    EnvelopeError,
+    check_signatures,
+    pae,
+    parse_envelope,
+    parse_envelopes,
+    sign_envelope,
+)
 from exchange_cli.provenance.keys import PublicKey, repository_keys
-from exchange_cli.provenance.signers import (KmsSigner, LocalKeySigner, SigningFailed, SigningKeyError,
-                                             generate_private_key, open_signer)
-from exchange_cli.provenance.statement import (BUILD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE, StatementError,
-                                               build_statement, read_statement, statement_bytes)
+from exchange_cli.provenance.signers import (
+    KmsSigner,
+    LocalKeySigner,
+    SigningFailed,
+    SigningKeyError,
+    generate_private_key,
+    open_signer,
+)
+from exchange_cli.provenance.statement import (
+    BUILD_TYPE,
+    PREDICATE_TYPE,
+    STATEMENT_TYPE,
+    StatementError,
+    build_statement,
+    read_statement,
+    statement_bytes,
+)
 from tests.infra.gitrepo import ExchangeRepo
 from tests.infra.kms import KmsStandIn
 from tests.infra.publication import facts
@@ -31,7 +50,7 @@ from tests.infra.publication import facts
 KMS_NAME = "projects/exchange/locations/global/keyRings/ci/cryptoKeys/provenance/cryptoKeyVersions/3"
 
 
-def pem_of(key) -> bytes:  # noqa: ANN001
+def pem_of(key) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
@@ -152,7 +171,7 @@ def test_statement_is_in_toto_v1_with_slsa_provenance_v1_and_reads_back() -> Non
     (lambda s: s["predicate"]["buildDefinition"]["externalParameters"]["spec"].pop("version"),
      "predicate.buildDefinition.externalParameters.spec.version is missing"),
 ])
-def test_a_statement_of_another_shape_is_refused_naming_the_field(edit, message: str) -> None:  # noqa: ANN001
+def test_a_statement_of_another_shape_is_refused_naming_the_field(edit, message: str) -> None:
     statement = build_statement(facts())
     edit(statement)
     with pytest.raises(StatementError, match=message.replace("(", r"\(").replace(".", r"\.")):

@@ -20,11 +20,11 @@ from tests.test_provenance import independent_verify
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 
 
-def verify(world: World, reference: str, *extra: str):  # noqa: ANN201
+def verify(world: World, reference: str, *extra: str):
     return CliRunner().invoke(cli, ["verify", reference, "--repo", str(world.repo.root), "--format", "json", *extra])
 
 
-def test_an_image_delivered_gear_is_signed_and_verified_by_its_digest(world: World, dockerd, tmp_path: Path) -> None:  # noqa: ANN001
+def test_an_image_delivered_gear_is_signed_and_verified_by_its_digest(world: World, dockerd, tmp_path: Path) -> None:
     key_file = tmp_path / "secrets" / "exchange.key"
     assert CliRunner().invoke(cli, ["keys", "init", "--repo", str(world.repo.root), "--generate",
                                     str(key_file)]).exit_code == 0

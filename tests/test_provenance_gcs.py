@@ -27,7 +27,7 @@ def init_key(repo: ExchangeRepo, key_file: Path) -> bytes:
     return public.read_bytes()
 
 
-def test_one_machine_signs_into_gcs_and_verify_downloads_over_http(fanout: FanOut, gcs_emulator) -> None:  # noqa: ANN001
+def test_one_machine_signs_into_gcs_and_verify_downloads_over_http(fanout: FanOut, gcs_emulator) -> None:
     key_file = fanout.tmp / "secrets" / "exchange.key"
     public = init_key(fanout.repo, key_file)
     bucket = fanout.bucket_uri.removeprefix("gs://")

@@ -19,8 +19,8 @@ from exchange_cli.provenance.dsse import sign_envelope
 from exchange_cli.provenance.signers import LocalKeySigner, generate_private_key
 from tests.infra.gitrepo import ExchangeRepo, run_git
 from tests.infra.kms import KmsStandIn
-from tests.test_provenance import KMS_NAME, independent_verify
 from tests.test_process import World, manifests, reject_pushes, world  # noqa: F401 - world: the fixture
+from tests.test_provenance import KMS_NAME, independent_verify
 
 
 @dataclass
@@ -29,11 +29,11 @@ class Signed:
     key_file: Path  # the private key, outside the repository
     signer: LocalKeySigner
 
-    def process(self, *extra: str, sign: bool = True):  # noqa: ANN201
+    def process(self, *extra: str, sign: bool = True):
         args = self.world.args(*extra) + (["--sign-key", str(self.key_file)] if sign else [])
         return CliRunner().invoke(cli, args)
 
-    def verify(self, target: str, *extra: str):  # noqa: ANN201
+    def verify(self, target: str, *extra: str):
         return CliRunner().invoke(cli, ["verify", target, "--repo", str(self.world.repo.root), *extra])
 
     def manifest(self, name: str) -> Path:
@@ -257,7 +257,7 @@ def test_a_signer_that_fails_midway_publishes_nothing(signed: Signed, kms_stand_
     assert signed.verify("acme/hello").exit_code == 0 and signed.verify("acme/other").exit_code == 0
 
 
-def serialization_key(path: Path):  # noqa: ANN201
+def serialization_key(path: Path):
     from cryptography.hazmat.primitives import serialization
 
     return serialization.load_pem_private_key(path.read_bytes(), password=None)
@@ -433,8 +433,9 @@ def test_an_envelope_is_forgotten_with_its_artifact_when_another_runs_manifest_t
 
 
 def test_a_rollback_keeps_the_envelopes_that_pushed_manifests_reference(published: Signed) -> None:
-    from exchange_cli.process.references import referenced_objects
     from git import Repo
+
+    from exchange_cli.process.references import referenced_objects
 
     world = published.world
     references = referenced_objects(Repo(world.repo.root), world.repo.git("rev-parse", "HEAD"))

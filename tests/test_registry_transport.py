@@ -24,13 +24,13 @@ from urllib.parse import parse_qs, quote
 
 import pytest
 
-from exchange_cli.delivery.push_client import PushClient, SizedStream
 from exchange_cli.image.blobcache import BlobCache, BlobError
 from exchange_cli.image.credentials import host_env_var
+from exchange_cli.image.deadlines import TransferLimits
 from exchange_cli.image.errors import ImageError
 from exchange_cli.image.model import DEFAULT_PLATFORM
-from exchange_cli.image.deadlines import TransferLimits
 from exchange_cli.image.registry import RetryPolicy, fetch_registry_image, manifest_exists
+from exchange_cli.process.delivery.push_client import PushClient, SizedStream
 from exchange_cli.reference import parse_reference
 from tests.infra.lying_registry import OCI_MANIFEST, LyingRegistry, Reply, digest_of, outcome_within
 from tests.infra.tls import TestCA

@@ -87,7 +87,7 @@ def test_history_lists_processed_specs_newest_first(world: World) -> None:
 
 
 def test_reports_go_to_a_private_place_by_default_never_a_shared_temp_dir(world: World, tmp_path: Path,
-                                                                          monkeypatch) -> None:  # noqa: ANN001
+                                                                          monkeypatch) -> None:
     monkeypatch.delenv("EXCHANGE_REPORT_DIR", raising=False)
     monkeypatch.delenv("XDG_STATE_HOME", raising=False)
     result = CliRunner().invoke(cli, world.args())

@@ -15,13 +15,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from exchange_cli.cli import cli
-from exchange_cli.demo_image import build_demo_image
 from exchange_cli.export import ExportOptions
 from exchange_cli.process.image_sizes import image_sizes, registry_image_size
 from exchange_cli.process.plan import SpecJob
 from exchange_cli.process.shards import Shard, assign, share_of
 from exchange_cli.specs import locate
-from tests.infra.gitrepo import ExchangeRepo, example_gear, gears_on_a_remote, init_repo, run_git
+from tests.infra.gitrepo import ExchangeRepo, gears_on_a_remote, run_git
 from tests.test_process_services import gcs_objects
 
 EXCHANGE = Path(sys.executable).with_name("exchange")

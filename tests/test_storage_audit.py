@@ -162,7 +162,7 @@ def http_bucket(exchange_repo: ExchangeRepo, tmp_path: Path) -> Iterator[Catalog
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

@@ -141,7 +141,7 @@ def test_a_served_manifest_cannot_make_verify_read_this_machines_files(tmp_path:
 
 
 def test_a_local_manifest_may_still_name_local_files(tmp_path: Path) -> None:
-    from exchange_cli.fetch.sources import refusal
+    from exchange_cli.remote import refusal
 
     assert refusal("file:///srv/bucket/x.tgz", None) is None
     assert refusal("file:///srv/bucket/x.tgz", "file:///srv/exchange/manifests/acme/x.json") is None
@@ -215,7 +215,7 @@ def test_the_owner_deletes_orphans_from_any_clone_whatever_the_remote_url_form(o
 
 
 def test_remote_forms_of_one_repository_name_one_owner() -> None:
-    from exchange_cli.storage.ownership import normalised_remote
+    from exchange_cli.ownership import normalised_remote
 
     forms = ["git@github.com:Org/exchange.git", "https://github.com/Org/exchange", "ssh://git@github.com/Org/exchange.git",
              "https://x-access-token:secret@github.com/Org/exchange.git/", "git+ssh://git@GitHub.com:22/Org/exchange"]

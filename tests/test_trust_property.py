@@ -37,7 +37,7 @@ SLOW = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, Heal
 
 
 @pytest.fixture(scope="module")
-def git_repo(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - a GitPython Repo
+def git_repo(tmp_path_factory: pytest.TempPathFactory):
     return open_repo(init_repo(tmp_path_factory.mktemp("tree")))
 
 
@@ -96,7 +96,7 @@ def test_a_spec_anywhere_either_fails_in_one_line_or_names_everything_by_the_gra
             assert "\n" not in line and "\x1b" not in line and "\u202e" not in line
 
 
-def _no_manifests():  # noqa: ANN202 - a ManifestIndex
+def _no_manifests():
     from exchange_cli.manifests import ManifestIndex
 
     return ManifestIndex([])

@@ -121,7 +121,7 @@ def test_boutique_required_list_is_not_relaxed(exchange_repo: ExchangeRepo) -> N
 
 def test_reference_grammar_accepts_ports_nested_paths_and_digests(exchange_repo: ExchangeRepo) -> None:
     digest = "sha256:" + "ab" * 32
-    for index, image in enumerate([f"localhost:5000/a/b/c:1.0", f"registry.example.org:443/x/y@{digest}",
+    for index, image in enumerate(["localhost:5000/a/b/c:1.0", f"registry.example.org:443/x/y@{digest}",
                                    f"x/y:1@{digest}", "busybox:1.36", "[::1]:5000/x:1"]):
         exchange_repo.write(f"gears/acme/g{index}.json",
                             example_gear(name=f"g{index}", custom={"gear-builder": {"image": image}}))

@@ -238,7 +238,7 @@ class EntryClaims:
 
     @classmethod
     def load(cls, exchange: Exchange, manifests: list[ProcessedManifest],
-             established: set[str] | None = None) -> "EntryClaims":
+             established: set[str] | None = None) -> EntryClaims:
         """`established`: the spec files already in the exchange when the caller knows them (a target
         branch's); else those at the exchange's own sentinel."""
         claims: dict[GearKey, list[str]] = defaultdict(list)

@@ -45,7 +45,7 @@ class EntryReference:
     manifest: str | None = None  # a manifest's file name: one version of one gear
 
     @classmethod
-    def parse(cls, text: str) -> "EntryReference":
+    def parse(cls, text: str) -> EntryReference:
         text = text.strip()
         if text.endswith(MANIFEST_SUFFIX) and "@" not in text.rpartition("/")[0]:
             name = PurePosixPath(text).name

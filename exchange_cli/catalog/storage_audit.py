@@ -187,8 +187,7 @@ def _artifact_problem(bucket: Bucket, artifact: ExpectedArtifact, info: ObjectIn
 
 def _envelope_problem(bucket: Bucket, name: str, manifest: ProcessedManifest, keys: list[PublicKey]) -> str | None:
     """What `exchange verify` would say of the envelope, given an artifact that matches its manifest."""
-    from ..provenance.targets import view_of
-    from ..provenance.verify import MAX_ENVELOPE_BYTES, verify_envelope
+    from ..provenance.verify import MAX_ENVELOPE_BYTES, verify_envelope, view_of
 
     if not keys:
         return "no public key in .exchange/keys/ to verify its signature with"

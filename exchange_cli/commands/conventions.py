@@ -17,9 +17,10 @@ from typing import Any, TextIO, TypeVar
 
 import click
 
+from ..display import LogProgress, RichProgress, progress_for
 from ..logs import Verbosity, configure
 from ..machine import FORMAT_META, JSON_EMITTED_META
-from ..progress import LogProgress, NullProgress, RichProgress, progress_for
+from ..progress import NullProgress
 
 Command = TypeVar("Command", bound=Callable[..., Any])  # a click command function, as options decorate it
 

@@ -10,8 +10,8 @@ import click
 
 from ..demo import run_demo
 from ..errors import writing
-from ..process.report import outcome_as_json, render_outcome
 from ..logs import logger
+from ..process.report import outcome_as_json, render_outcome
 from .conventions import command_progress, emit_json, format_option, verbosity_options
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TextIO
 from dataclasses import asdict
 from pathlib import Path
+from typing import TextIO
 
 import click
 

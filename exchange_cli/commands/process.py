@@ -9,21 +9,28 @@ from typing import Any
 
 import click
 
-from ..delivery.settings import DeliverySettings
 from ..catalog.publish import check_branch
 from ..errors import ExchangeError, UsageError, redact
+from ..logs import logger
+from ..process.delivery.settings import DeliverySettings
 from ..process.plan import ValidationFailed
 from ..process.report import outcome_as_json, render_outcome
 from ..process.run import ProcessOptions, process_exchange
 from ..process.run_report import run_label, run_reported
 from ..process.shards import CIRCLE_INDEX_ENV, CIRCLE_TOTAL_ENV, Shard
-from ..logs import logger
 from ..provenance.signers import open_signer
 from ..repository import Exchange
 from ..storage.lease import DEFAULT_WAIT_SECONDS, WAIT_ENV
 from ..validation.reporter import render, report_as_json
-from .conventions import (command_progress, emit_json, format_option, jobs_option, remote_option, repo_option,
-                          verbosity_options)
+from .conventions import (
+    command_progress,
+    emit_json,
+    format_option,
+    jobs_option,
+    remote_option,
+    repo_option,
+    verbosity_options,
+)
 from .options import export_options, export_options_from, storage_bucket
 
 LOG = logger("process")

@@ -11,8 +11,8 @@ from ..catalog.reference import EntryReference, resolve
 from ..catalog.storage_audit import require_every_manifest_read
 from ..contrib.remove import PurgeOutcome, apply_removal, plan_removal, publish_removal, purge_objects, still_published
 from ..errors import UsageError
+from ..ownership import exchange_identity, require_owner
 from ..quoting import printable
-from ..storage.ownership import exchange_identity, require_owner
 from .catalog_options import bucket_option, open_catalog, repo_option
 from .conventions import emit_json, format_option, remote_option, verbosity_options, yes_option
 from .options import storage_bucket

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
+from ..fetch.targets import custody_of, resolve_target, trusted_keys
 from ..logs import Verbosity
 from ..provenance.report import render_verification, verification_as_json
-from ..provenance.targets import custody_of, resolve_target, trusted_keys
 from ..provenance.verify import VerifyOptions, verify_published
 from .catalog_options import repo_option
 from .conventions import emit_json, format_option, verbosity, verbosity_options

@@ -7,17 +7,17 @@ from pathlib import Path
 
 import click
 
+from .. import git
 from ..catalog.storage_audit import audit_exchange_storage, deletable_orphans, delete_orphans, keep_referenced_elsewhere
 from ..catalog.storage_report import audit_as_json, render_audit
-from .. import git
 from ..logs import logger
 from ..manifests import load_manifests
+from ..ownership import exchange_identity, require_owner
 from ..process.references import published_references
 from ..provenance.keys import repository_keys
 from ..repository import Exchange
 from ..storage.bucket import Bucket
 from ..storage.lease import leased
-from ..storage.ownership import exchange_identity, require_owner
 from .catalog_options import bucket_option, repo_option
 from .conventions import emit_json, format_option, jobs_option, verbosity_options, yes_option
 from .options import storage_bucket

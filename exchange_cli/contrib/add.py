@@ -14,19 +14,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import git
-from ..commit_identity import commit_env
-from ..errors import ExchangeError, UsageError
 from ..catalog.model import EntryClaims, expected_stem
+from ..commit_identity import commit_env
 from ..durable import write_atomically
+from ..errors import ExchangeError, UsageError
+from ..jsonpos import parse_json
 from ..manifests import ManifestIndex
 from ..names import name_problem, suggested_name
 from ..repository import Exchange
-from ..jsonpos import parse_json
 from ..specs import SpecFile, SpecKind, SpecLocation, image_field, read_spec
 from ..validation.checker import Checker
 from ..validation.policy import load_policy
 from ..validation.problems import Report
 from .source import SpecSource
+
 
 class SpecRejected(ExchangeError):
     """The spec fails validation; `report` holds the problems. Nothing was written."""

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from ..errors import ExchangeError, describe_os_error, writing
 from ..lockedtemp import locked_temp_file, remove_abandoned
-from .sources import DownloadError
+from ..remote import DownloadError
 
 BLOCK_SIZE = 1024 * 1024
 PART_SUFFIX = ".part"

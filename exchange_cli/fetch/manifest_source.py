@@ -3,7 +3,7 @@
 
 One reader for both commands, so both accept the same documents and refuse them with the same words. A
 manifest read from a URL remembers it (`fetched_from`): whatever the document names is then opened only
-within what a remote document may name (sources.refusal)."""
+within what a remote document may name (remote.refusal)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def read_manifest(target: str) -> ManifestSource:
 def read_manifest_url(url: str) -> ManifestSource:
     """The manifest at `url`, read whole within MAX_MANIFEST_BYTES. Its org is the URL's last folder when
     that lies in a `manifests` folder, as in an exchange or a catalog site (``…/manifests/<org>/<file>.json``)."""
-    from .sources import open_url  # requests is imported only when a URL is read
+    from ..remote import open_url  # requests is imported only when a URL is read
 
     shown = redact(url)
     with open_url(url, Limit(MAX_MANIFEST_BYTES, "a manifest")) as stream:

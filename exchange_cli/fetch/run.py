@@ -13,11 +13,11 @@ from ..bounded import Bounded, Limit, rootfs_limit
 from ..catalog.model import CatalogEntry, CatalogVersion
 from ..errors import ExchangeError, redact, writing
 from ..names import MAX_COMPONENT_LENGTH, NAME_RULE, as_name, name_problem
+from ..remote import open_named_url
 from ..storage.bucket import Bucket
 from .download import save_verified
 from .extract import ExtractionSummary, extract_safely
 from .manifest_source import ManifestSource
-from .sources import open_named_url
 
 TARBALL_SUFFIXES = (".tgz", ".tar.gz", ".tar")
 
@@ -44,7 +44,7 @@ class FetchTarget:
     shown: str  # acme/hello@1.0.0, or the manifest's path or URL
     manifest_shown: str  # how messages name the manifest
     unpack_name: str  # <org>-<name>-<version>: the spec's text, made a NAME before it names a folder
-    # The URL a manifest given by URL was read from: what it names is opened only as sources.refusal allows.
+    # The URL a manifest given by URL was read from: what it names is opened only as remote.refusal allows.
     fetched_from: str | None = None
     in_exchange: bool = True  # one of the exchange's manifests; else a file or URL given on the command line
 

@@ -14,16 +14,17 @@ import io
 import os
 import posixpath
 import tarfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterable, Iterator, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from ..progress import NullProgress, Progress, Task
 from .blobcache import CHUNK, BlobCache, BlobError
 from .digest import Digest, parse_digest
 from .errors import ImageError
-from .model import Image, LayerBlob, Platform
 from .metadata import config_diff_ids, parse_json
+from .model import Image, LayerBlob, Platform
 from .platforms import satisfies
 
 if TYPE_CHECKING:

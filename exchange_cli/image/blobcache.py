@@ -31,10 +31,11 @@ import os
 import queue
 import stat
 import threading
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Protocol, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
 import zstandard
 from isal import igzip, isal_zlib
@@ -161,7 +162,7 @@ class BlobCache:
     _sweep_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @classmethod
-    def default(cls) -> "BlobCache":
+    def default(cls) -> BlobCache:
         return cls(default_cache_dir())
 
     @property

@@ -26,8 +26,8 @@ import io
 import json
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 import requests
 import urllib3
 
+from ..errors import ExchangeError
 from ..progress import NullProgress, Progress
 from ..reference import ImageReference
 from .blobcache import CHUNK, BlobCache, BlobError, VerifyingReader
-from ..errors import ExchangeError
 from .credentials import RegistryCredentials, host_env_var, resolve_credentials
 from .deadlines import DEFAULT_LIMITS, Deadline, TransferLimits, mount_watched_adapters
 from .digest import Digest, parse_digest

@@ -8,9 +8,10 @@ because a registry's manifest digest pins the image and the engine's copy may di
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..progress import NullProgress, Progress
 from ..reference import ReferenceError, parse_reference

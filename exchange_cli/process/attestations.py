@@ -27,8 +27,14 @@ from ..provenance.attest import ArtifactLike, RunContext, attest, facts_for
 from ..provenance.dsse import EnvelopeError, check_signatures, parse_envelopes
 from ..provenance.signers import Signer
 from ..provenance.statement import BuildFacts, StatementError, read_statement
-from ..provenance.verify import (ATTESTATION_KEY_ID, ATTESTATION_SHA256, ATTESTATION_SUFFIX, ATTESTATION_URL,
-                                 MAX_ENVELOPE_BYTES, attestation_name)
+from ..provenance.verify import (
+    ATTESTATION_KEY_ID,
+    ATTESTATION_SHA256,
+    ATTESTATION_SUFFIX,
+    ATTESTATION_URL,
+    MAX_ENVELOPE_BYTES,
+    attestation_name,
+)
 from ..repository import Exchange
 from ..storage.bucket import Bucket
 from .artifacts import Artifact

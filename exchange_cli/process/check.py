@@ -12,12 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..conformance.check import check_image, open_source_image
-from ..delivery.settings import DeliverySettings, delivers_image
 from ..errors import ExchangeError, UsageError
 from ..export import ExportOptions
 from ..image.model import Image
 from ..progress import Progress
 from ..validation.problems import Problem, Report, SpecResult, Status
+from .delivery.settings import DeliverySettings, delivers_image
 from .plan import SpecJob, ValidationFailed
 
 

@@ -5,17 +5,18 @@ Nothing here runs a stage: the stages import this module, never the orchestrator
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from ..catalog.legacy import CatalogPublication
-from ..delivery.settings import DeliverySettings
 from ..errors import ExchangeError
 from ..export import ExportOptions
 from ..storage.bucket import Bucket
 from ..storage.lease import DEFAULT_TTL_SECONDS, DEFAULT_WAIT_SECONDS
 from .artifacts import Artifact
+from .delivery.settings import DeliverySettings
 from .ledger import RollbackResult
 from .plan import Plan, SpecJob
 from .shards import Shard

@@ -10,10 +10,10 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
-from ..delivery.stage import Delivery
 from ..errors import ExchangeError
 from ..storage.bucket import Bucket
 from .artifacts import Artifact, artifact_name
+from .delivery.stage import Delivery
 from .ledger import CreatedObjects
 from .plan import Plan, SpecJob
 from .shard_records import ArtifactEntry, ShardRecord, read_records

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .. import git
-from ..delivery.stage import Delivery
 from ..errors import ExchangeError
 from ..invocation import derive_invocation_schema
 from ..logs import logger
 from ..storage.bucket import Bucket
 from .artifacts import Artifact
+from .delivery.stage import Delivery
 from .ledger import CreatedObjects, RollbackResult
 from .rollback import delete_unreferenced
 from .transaction import ManifestCommit, PublishTransaction

@@ -7,8 +7,8 @@ from typing import Any, TextIO
 from ..progress import format_bytes
 from ..quoting import printable
 from .artifacts import Artifact, artifact_name
-from .plan import SpecJob
 from .context import ProcessOutcome
+from .plan import SpecJob
 
 
 def job_fields(job: SpecJob) -> dict[str, Any]:

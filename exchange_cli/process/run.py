@@ -17,29 +17,29 @@ from contextlib import contextmanager
 
 from .. import git
 from ..catalog.legacy import CatalogPublication, publish_legacy_index
-from ..delivery.settings import delivers_image
-from ..delivery.stage import Delivery
-from ..manifests import load_manifests
 from ..errors import UsageError
 from ..logs import logger
+from ..manifests import load_manifests
+from ..ownership import claim, exchange_identity
 from ..progress import PIPELINE, NullProgress, Progress
 from ..provenance.attest import run_context
 from ..provenance.keys import require_committed
 from ..repository import Exchange
 from ..storage.lease import BucketLease, Confirming
-from ..storage.ownership import claim, exchange_identity
 from .artifacts import Artifact, RunWork, build_artifacts, produce_artifact
 from .attestations import AttestationHook
 from .check import CheckedJob, check_jobs
 from .checkout_lock import exclusive_checkout
 from .confirm import confirm_published, finish_unfinished
 from .context import Log, ProcessFailed, ProcessOptions, ProcessOutcome, PushRefused
+from .delivery.settings import delivers_image
+from .delivery.stage import Delivery
 from .fan_in import collect_shard_artifacts
 from .image_sizes import image_sizes
 from .ledger import CreatedObjects
 from .leftovers import owned_work_dir, remove_leftovers
 from .plan import SpecJob, make_plan
-from .publish import PublishHook, Publisher, describe
+from .publish import Publisher, PublishHook, describe
 from .resume import resume_unpushed, unpushed_manifest_commits
 from .rollback import delete_unreferenced
 from .shard_records import ArtifactEntry, ShardRecord

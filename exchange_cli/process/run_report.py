@@ -20,9 +20,9 @@ from ..durable import write_atomically
 from ..errors import redact
 from ..progress import format_bytes
 from .artifacts import Artifact
+from .context import ProcessOutcome
 from .plan import SpecJob, ValidationFailed
 from .report import artifact_fields, catalog_fields, job_fields
-from .context import ProcessOutcome
 from .shards import Shard
 
 OnOutcome = Callable[[ProcessOutcome], None]

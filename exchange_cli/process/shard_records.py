@@ -12,11 +12,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..delivery.mirror import CreatedTag
 from ..durable import write_atomically
 from ..errors import ExchangeError
 from ..image.model import Image, Platform
 from .artifacts import Artifact
+from .delivery.mirror import CreatedTag
 from .ledger import CreatedObject
 from .plan import SpecJob
 from .shards import Shard

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Iterator
 
 from ..interrupts import Interrupted
 from ..progress import PIPELINE, Progress, Task
-
-
 
 
 class Cancelled(Exception):

@@ -16,10 +16,17 @@ import git as gitpython
 
 from .. import __version__, git
 from ..durable import write_atomically
-from ..provenance.custody import PROCESS_TRAILER
 from ..errors import ExchangeError
-from ..manifests import (ExchangeRecord, ManifestProblem, ProcessedManifest, build_manifest, manifest_name,
-                         manifest_text, read_git_manifest)
+from ..manifests import (
+    ExchangeRecord,
+    ManifestProblem,
+    ProcessedManifest,
+    build_manifest,
+    manifest_name,
+    manifest_text,
+    read_git_manifest,
+)
+from ..provenance.custody import PROCESS_TRAILER
 from ..repository import MANIFESTS, SENTINEL, Exchange
 from .artifacts import Artifact
 from .placement import ManifestTrees, Placement, place_manifest

@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..bounded import Bounded, Limit, rootfs_limit
 from ..errors import ExchangeError, redact
+from ..manifests import ProcessedManifest
 from .dsse import IN_TOTO_PAYLOAD_TYPE, EnvelopeError, check_signatures, parse_envelopes
 from .keys import PublicKey
 from .statement import BuildFacts, StatementError, read_statement
@@ -135,8 +136,8 @@ def verify_published(manifest: ManifestView, options: VerifyOptions, *, target: 
 
 
 def _opener_for(manifest: ManifestView) -> Opener:
-    """Opens what the manifest names, within what its origin may name (fetch.sources.refusal)."""
-    from ..fetch.sources import open_named_url
+    """Opens what the manifest names, within what its origin may name (remote.refusal)."""
+    from ..remote import open_named_url
 
     return lambda url, limit: open_named_url(url, manifest.fetched_from, limit)
 
@@ -288,7 +289,7 @@ def _read_attestation(manifest: ManifestView, options: VerifyOptions, opener: Op
 
 def _local_file(path: Path, limit: Limit) -> AbstractContextManager[Bounded]:
     """A file the user gave (--file, --attestation): read with the same bounds, wherever the manifest came from."""
-    from ..fetch.sources import open_url
+    from ..remote import open_url
 
     return open_url(path.resolve().as_uri(), limit)
 
@@ -391,3 +392,10 @@ def _registry_check(facts: BuildFacts, options: VerifyOptions) -> tuple[bool, st
 def attestation_name(object_name: str) -> str:
     """`<object>.intoto.jsonl`: the in-toto bundle naming convention, beside the object."""
     return f"{object_name}{ATTESTATION_SUFFIX}"
+
+
+def view_of(manifest: ProcessedManifest, shown: str | None = None, *, fetched_from: str | None = None,
+            org_known: bool = True) -> ManifestView:
+    """What verification reads of a manifest the exchange (or a file, or a URL) holds."""
+    return ManifestView(shown or str(manifest.path), manifest.org or "", manifest.kind.value, manifest.spec,
+                        manifest.exchange, fetched_from=fetched_from, org_known=org_known)

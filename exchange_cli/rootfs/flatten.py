@@ -19,9 +19,10 @@ data, precedes the paths written as links to it. The same layers always give the
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Protocol, Sequence, cast
+from typing import BinaryIO, Protocol, cast
 
 from ..image.model import LayerBlob
 from ..progress import Task
@@ -30,8 +31,20 @@ from .headers import HeaderError, PlainHeaders, encode, entry_from_layer, implie
 from .index import LayerIndex
 from .layertar import CHUNK, RELEASE_STEP, LayerTar
 from .tarheader import BLOCK, DIRTYPE, FIFOTYPE, REGTYPE, SYMTYPE
-from .tree import (EXTENDED, KIND_DIRECTORY, KIND_FIFO, KIND_MASK, KIND_REGULAR, KIND_SYMLINK, LAYER_MASK,
-                   LAYER_SHIFT, OFFSET_SHIFT, Directory, Inode, Node)
+from .tree import (
+    EXTENDED,
+    KIND_DIRECTORY,
+    KIND_FIFO,
+    KIND_MASK,
+    KIND_REGULAR,
+    KIND_SYMLINK,
+    LAYER_MASK,
+    LAYER_SHIFT,
+    OFFSET_SHIFT,
+    Directory,
+    Inode,
+    Node,
+)
 
 __all__ = ["FlattenStats", "LayerError", "flatten"]
 

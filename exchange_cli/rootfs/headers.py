@@ -17,9 +17,10 @@ from __future__ import annotations
 import re
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable, Final
+from typing import Final
 
 from .tarheader import BLOCK, DIRTYPE, LNKTYPE, PAX_LOCAL, REGTYPE, SYMTYPE, Header, decode_number
 

@@ -13,15 +13,26 @@ it is stored: `BackgroundIndex` does so on a thread while the layers above it st
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from contextlib import ExitStack
-from typing import Self, Sequence
+from typing import Self
 
 from ..image.model import LayerBlob
 from .layertar import LayerTar
 from .paths import AUFS_LINK_DIR, NameKind, UnsafePath, classify, may_be_marker, normal_components, normalise, split
 from .tarheader import DIRTYPE, LNKTYPE, REGULAR_TYPES, LayerEntry
-from .tree import (KIND_OF_TYPE, KIND_REGULAR, Change, ChangeKind, Directory, LayerApplier, LayerChanges, OrderMatters,
-                   RootTree, pack_ref)
+from .tree import (
+    KIND_OF_TYPE,
+    KIND_REGULAR,
+    Change,
+    ChangeKind,
+    Directory,
+    LayerApplier,
+    LayerChanges,
+    OrderMatters,
+    RootTree,
+    pack_ref,
+)
 
 
 def build_tree(tars: Sequence[LayerTar]) -> Directory:

@@ -11,13 +11,34 @@ read maps them again.
 from __future__ import annotations
 
 import mmap
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..image.model import LayerBlob
 from .errors import LayerError
-from .tarheader import (BLKTYPE, BLOCK, CHECKSUM_AS_SPACES, CHRTYPE, DIRTYPE, FIFOTYPE, LNKTYPE, PLAIN_DEVICES,
-                        PLAIN_FIELDS, PLAIN_TYPES, REGULAR_TYPES, SYMTYPE, USTAR_MAGIC, Header, LayerEntry,
-                        TarFormatError, decode_text, header_sum, parse_header, read_entry, until_nul, ustar_name)
+from .tarheader import (
+    BLKTYPE,
+    BLOCK,
+    CHECKSUM_AS_SPACES,
+    CHRTYPE,
+    DIRTYPE,
+    FIFOTYPE,
+    LNKTYPE,
+    PLAIN_DEVICES,
+    PLAIN_FIELDS,
+    PLAIN_TYPES,
+    REGULAR_TYPES,
+    SYMTYPE,
+    USTAR_MAGIC,
+    Header,
+    LayerEntry,
+    TarFormatError,
+    decode_text,
+    header_sum,
+    parse_header,
+    read_entry,
+    until_nul,
+    ustar_name,
+)
 
 CHUNK = 1 << 20
 # Mapped pages count in the process's RSS although they are the kernel's page cache: give them back
@@ -41,7 +62,7 @@ class LayerTar:
         self.view = memoryview(self.buffer)
         self.data_bytes = 0  # bytes of regular-file data, once `entries` has read the whole layer
 
-    def __enter__(self) -> "LayerTar":
+    def __enter__(self) -> LayerTar:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -11,9 +11,10 @@ import os
 import queue
 import struct
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from isal import isal_zlib
 

@@ -262,7 +262,7 @@ class _GuardedReader:
     def close(self) -> None:
         self._reader.close()
 
-    def __enter__(self) -> "_GuardedReader":
+    def __enter__(self) -> _GuardedReader:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -33,7 +33,6 @@ from urllib.parse import quote
 from exchange_cli.durable import fsync_directory, write_atomically
 from exchange_cli.errors import describe_os_error
 from exchange_cli.progress import Task
-from exchange_cli.storage.owner import Owner
 from exchange_cli.storage.bucket import (
     Bucket,
     BucketUriError,
@@ -48,6 +47,7 @@ from exchange_cli.storage.bucket import (
     check_object_name,
     verify_sent_sha384,
 )
+from exchange_cli.storage.owner import Owner
 
 RESERVED_PREFIX = ".exchange-"
 SIDECAR_DIR = ".exchange-sha384"

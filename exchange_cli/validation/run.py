@@ -7,9 +7,10 @@ proposes specs and the target's tip decides (validation/target.py).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Collection
+from typing import TYPE_CHECKING
 
 from .. import git
 from ..catalog.model import EntryClaims
@@ -43,7 +44,7 @@ class Judge:
     base: str = "the base"
 
     @classmethod
-    def of_checkout(cls, exchange: Exchange) -> "Judge":
+    def of_checkout(cls, exchange: Exchange) -> Judge:
         sentinel = exchange.read_sentinel()
         unchanged: frozenset[str] = frozenset()
         if sentinel is not None:
@@ -52,7 +53,7 @@ class Judge:
                    exchange.established_spec_paths(), unchanged, f".sentinel ({(sentinel or '')[:12]})")
 
     @classmethod
-    def of_target(cls, exchange: Exchange, target: Target) -> "Judge":
+    def of_target(cls, exchange: Exchange, target: Target) -> Judge:
         # The target's own sentinel names the spec files already established; its commit is in this
         # repository (an ancestor of the target's tip).
         as_target_sees_it = Exchange(exchange.checkout, target.root)

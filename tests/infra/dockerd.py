@@ -14,10 +14,10 @@ import signal
 import subprocess
 import tarfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -32,7 +32,7 @@ START_TIMEOUT = 60.0
 class Dockerd:
     root: Path
     process: subprocess.Popen
-    client: "docker.DockerClient"  # noqa: F821 - imported lazily
+    client: docker.DockerClient  # noqa: F821 - imported lazily
 
     @property
     def socket(self) -> Path:
@@ -153,7 +153,7 @@ def import_busybox(daemon: Dockerd) -> None:
                                              tag=BASE_IMAGE.split(":")[1])
 
 
-def _wait_for_daemon(root: Path, process: subprocess.Popen, docker) -> "docker.DockerClient":  # noqa: ANN001
+def _wait_for_daemon(root: Path, process: subprocess.Popen, docker) -> docker.DockerClient:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -142,7 +142,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-OWNER_RECORD = ".exchange-owner.json"  # exchange_cli.storage.ownership's, written by the first process run
+OWNER_RECORD = ".exchange-owner.json"  # exchange_cli.ownership's, written by the first process run
 
 
 def gcs_objects(bucket_uri: str) -> dict[str, bytes]:

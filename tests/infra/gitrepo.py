@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,7 @@ class ExchangeRepo:
         self.git("commit", "-q", "--allow-empty", "-m", message)
         return self.git("rev-parse", "HEAD")
 
-    def git_repo(self):  # noqa: ANN201 - a GitPython Repo, for calls into the tool's own git layer
+    def git_repo(self):
         import git
 
         return git.Repo(self.root)

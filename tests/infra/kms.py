@@ -71,7 +71,7 @@ class KmsStandIn:
             signature = key.sign(b"something else") if isinstance(key, ed25519.Ed25519PrivateKey) else \
                 key.sign(hashlib.sha256(b"x").digest(), ec.ECDSA(utils.Prehashed(hashes.SHA256())))
         if self.tamper == "unverified":
-            verified = {k: False for k in verified}
+            verified = dict.fromkeys(verified, False)
         crc = google_crc32c.value(signature) + (1 if self.tamper == "signature-crc" else 0)
         return {"name": name, "signature": base64.b64encode(signature).decode(), "signatureCrc32c": str(crc),
                 "protectionLevel": "SOFTWARE", **verified}
@@ -79,10 +79,10 @@ class KmsStandIn:
 
 def _handler(stand_in: KmsStandIn) -> type[BaseHTTPRequestHandler]:
     class Handler(JsonHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._route()
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._route()
 
         def _route(self) -> None:

@@ -18,7 +18,7 @@ from exchange_cli.provenance.statement import BuildFacts, ImageRef, SpecRef
 from tests.infra.gitrepo import example_gear
 
 
-def facts(**changes) -> BuildFacts:  # noqa: ANN003
+def facts(**changes) -> BuildFacts:
     base = dict(
         subject_name="acme-hello-sha384-" + "a" * 96 + ".tgz",
         subject_digests={"sha384": "a" * 96, "sha256": "b" * 64},
@@ -45,7 +45,7 @@ class Publication:
     key: Path
     signer: LocalKeySigner
 
-    def verify(self, *args: str):  # noqa: ANN201
+    def verify(self, *args: str):
         return CliRunner().invoke(cli, ["verify", *args])
 
 

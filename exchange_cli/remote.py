@@ -1,4 +1,6 @@
-"""Readable streams for the URLs a rootfs can live at: http(s)://, gs://bucket/object, file:///path."""
+"""Readable streams for the URLs a published thing can live at: http(s)://, gs://bucket/object, file:///path,
+each read within a limit; and which URLs a document fetched from elsewhere may name (`refusal`). Below the
+commands that fetch and verify, it knows nothing of catalogs or provenance."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol, cast
 from urllib.parse import unquote, urlsplit
 
-from ..bounded import Bounded, Limit, OverLimit
-from ..errors import ExchangeError, UsageError, redact
+from .bounded import Bounded, Limit, OverLimit
+from .errors import ExchangeError, UsageError, redact
 
 HTTP_TIMEOUT_SECONDS = 60
 SUPPORTED_SCHEMES = "http(s)://, gs://bucket/object or file:///path"
@@ -90,7 +92,7 @@ def open_url(url: str, limit: Limit) -> Iterator[Bounded]:
 def _open_http(url: str, expires: float) -> Iterator[BinaryIO]:
     import requests
 
-    from ..image.deadlines import Deadline, mount_watched_adapters, watched
+    from .image.deadlines import Deadline, mount_watched_adapters, watched
 
     # The whole transfer has a deadline: a timer shuts the connection down when it passes, so a server
     # that sends its headers or body a byte every few seconds (each read within the read timeout) cannot
@@ -141,7 +143,7 @@ class _ReadErrors:
 
 @contextlib.contextmanager
 def _open_gs(url: str) -> Iterator[BinaryIO]:
-    from ..storage.bucket import open_bucket
+    from .storage.bucket import open_bucket
 
     parts = urlsplit(url)
     path = PurePosixPath(unquote(parts.path))

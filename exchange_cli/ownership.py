@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 
 import git as gitpython
 
-from .. import git
-from ..errors import UsageError, redact
-from ..jsonpos import strict_document
-from .bucket import Bucket, ObjectExists
+from . import git
+from .errors import UsageError, redact
+from .jsonpos import strict_document
+from .storage.bucket import Bucket, ObjectExists
 
 OWNER_RECORD = ".exchange-owner.json"
 MAX_OWNER_RECORD_BYTES = 64 * 1024
@@ -48,7 +48,7 @@ class Ownership:
         return (json.dumps(record, indent=2) + "\n").encode("utf-8")
 
     @classmethod
-    def parse(cls, data: bytes) -> "Ownership | None":
+    def parse(cls, data: bytes) -> Ownership | None:
         try:
             record = strict_document(data, OWNER_RECORD, ValueError)
         except ValueError:

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from ..process.artifacts import Artifact
-from ..process.check import CheckedJob
-from ..process.ledger import RollbackResult
+from ..artifacts import Artifact
+from ..check import CheckedJob
+from ..ledger import RollbackResult
 from .mirror import CreatedTag, ImageMirror, delete_tags
 from .settings import DeliverySettings, delivers_image
 

@@ -13,8 +13,8 @@ from urllib.parse import urljoin
 
 import requests
 
-from ..image.errors import ImageError
-from ..image.registry import (
+from ...image.errors import ImageError
+from ...image.registry import (
     TRANSIENT_STATUSES,
     RegistryClient,
     _retry_after,

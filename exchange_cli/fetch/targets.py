@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
-from ..fetch import manifest_source
-from ..manifests import ProcessedManifest
-from .keys import PublicKey, keys_dir, read_key_file, repository_keys
-from .verify import ManifestView
+from ..provenance.keys import PublicKey, keys_dir, read_key_file, repository_keys
+from ..provenance.verify import ManifestView, view_of
+from . import manifest_source
 
 
 @dataclass(frozen=True)
@@ -49,19 +48,13 @@ def resolve_target(target: str, repo: Path | None) -> Target:
                   f"{entry.ref}@{version.version}", exchange.root, version.manifest.relative)
 
 
-def view_of(manifest: ProcessedManifest, shown: str | None = None, *, fetched_from: str | None = None,
-            org_known: bool = True) -> ManifestView:
-    return ManifestView(shown or str(manifest.path), manifest.org or "", manifest.kind.value, manifest.spec,
-                        manifest.exchange, fetched_from=fetched_from, org_known=org_known)
-
-
 def custody_of(target: Target, key_files: tuple[Path, ...], *,
                allow_unprocessed: bool) -> Callable[[PublicKey], tuple[bool, str]] | None:
     """The custody check for keys read from the repository; None when the caller pinned its own (--key)."""
     if key_files or target.root is None:
         return None
     from ..git import open_repo
-    from .custody import custody
+    from ..provenance.custody import custody
 
     repo = open_repo(target.root)
     return lambda key: custody(repo, key.source or None, target.relative, allow_unprocessed=allow_unprocessed)

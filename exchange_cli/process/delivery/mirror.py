@@ -16,11 +16,11 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from ..errors import ExchangeError, UsageError
-from ..image.metadata import Descriptor
-from ..image.model import Image
-from ..image.platforms import select_manifest
-from ..image.registry import (
+from ...errors import ExchangeError, UsageError
+from ...image.metadata import Descriptor
+from ...image.model import Image
+from ...image.platforms import select_manifest
+from ...image.registry import (
     DEFAULT_RETRY,
     MANIFEST_INDEXES,
     RegistryClient,
@@ -29,9 +29,9 @@ from ..image.registry import (
     _Manifest,
     with_retries,
 )
-from ..process.ledger import RollbackResult
-from ..progress import NullProgress
-from ..reference import ImageReference, ReferenceError, parse_reference
+from ...progress import NullProgress
+from ...reference import ImageReference, ReferenceError, parse_reference
+from ..ledger import RollbackResult
 from .push_client import MOUNTED, PushClient, SizedStream
 
 EXISTED, UPLOADED = "existed", "uploaded"
@@ -69,7 +69,7 @@ class CreatedTag:
         return {"reference": str(self.reference), "digest": self.digest, "manifest-was-new": self.manifest_was_new}
 
     @classmethod
-    def from_json(cls, document: dict[str, object]) -> "CreatedTag":
+    def from_json(cls, document: dict[str, object]) -> CreatedTag:
         reference = parse_reference(str(document["reference"]))
         if reference.tag is None:  # a rollback may delete it by its tag: a record without one is not ours
             raise ValueError(f"created tag {reference} names no tag")
