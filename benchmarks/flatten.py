@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -33,8 +34,8 @@ CHUNK = 1 << 20
 
 
 class FileAndHash:
-    def __init__(self, path: Path) -> None:
-        self.stream = open(path, "wb")
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
         self.hasher = hashlib.sha384()
 
     def write(self, data: bytes) -> None:
@@ -98,10 +99,10 @@ def main() -> None:
         output = work / "rootfs.tar"
         timings, cpu_times = [], []
         for _ in range(args.repeat):
-            sink = FileAndHash(output)
-            started, cpu_started = time.perf_counter(), time.process_time()
-            stats = flatten([layer], sink)
-            sink.stream.close()
+            with open(output, "wb") as stream:
+                sink = FileAndHash(stream)
+                started, cpu_started = time.perf_counter(), time.process_time()
+                stats = flatten([layer], sink)
             timings.append(time.perf_counter() - started)
             cpu_times.append(time.process_time() - cpu_started)
         elapsed = min(timings)

@@ -114,7 +114,7 @@ class Exchange:
 def run_checked(commands: list[list[str]]) -> None:
     running = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
                for command in commands]
-    for process, command in zip(running, commands):
+    for process, command in zip(running, commands, strict=True):
         _, stderr = process.communicate()
         if process.returncode != 0:
             raise SystemExit(f"{' '.join(command)} failed:\n{stderr}")

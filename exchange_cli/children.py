@@ -16,8 +16,8 @@ def children() -> set[int]:
     """This process's direct children (Linux: /proc/self/task/*/children); empty where unknown."""
     found: set[int] = set()
     for listing in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
-        with contextlib.suppress(OSError):
-            found.update(int(pid) for pid in open(listing).read().split())
+        with contextlib.suppress(OSError), open(listing) as children_of_thread:
+            found.update(int(pid) for pid in children_of_thread.read().split())
     return found
 
 

@@ -512,7 +512,7 @@ _PROMPT_SETTINGS = ("GIT_TERMINAL_PROMPT", "GIT_ASKPASS", "GIT_SSH_COMMAND")
 
 def _configured(key: str, environ: dict[str, str], cwd: Path | str | None = None) -> bool:
     found = subprocess.run(["git", "config", "--get", key], env=environ, cwd=cwd, stdin=subprocess.DEVNULL,
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, check=False)
     return found.returncode == 0 and bool(found.stdout.strip())
 
 

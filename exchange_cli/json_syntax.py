@@ -77,8 +77,8 @@ def _unclosed(text: str) -> str:
             stack.pop()
         index += 1
     if stack:
-        return f"{len(stack)} {'bracket is' if len(stack) == 1 else 'brackets are'} not closed (missing " \
-               f"{''.join(_CLOSERS[c] for c in reversed(stack))})"
+        return (f"{len(stack)} {'bracket is' if len(stack) == 1 else 'brackets are'} not closed (missing "
+                f"{''.join(_CLOSERS[c] for c in reversed(stack))})")
     return "a value is missing"
 
 

@@ -209,8 +209,8 @@ class _Walk:
         if literal is None:
             raise _Stop
         if _NON_FINITE.fullmatch(literal.group()):
-            self.problems.append((SYNTAX_RULE, f"{literal.group()} is not a JSON value (RFC 8259 has no "
-                                               "NaN or Infinity)", index))
+            self.problems.append((SYNTAX_RULE, (f"{literal.group()} is not a JSON value (RFC 8259 has no "
+                                                "NaN or Infinity)"), index))
         return literal.end()
 
     def _after_value(self, index: int) -> tuple[int, str] | None:
@@ -245,8 +245,8 @@ class _Walk:
         key, index = self._decode_string(index)
         if key in top.keys:
             first = self._place(top.keys[key])
-            self.problems.append((DUPLICATE_KEY_RULE, f"duplicate key {short_text(json.dumps(key))} (first at {first}); "
-                                                      "JSON readers disagree on which value counts", key_start))
+            self.problems.append((DUPLICATE_KEY_RULE, (f"duplicate key {short_text(json.dumps(key))} (first at {first}); "
+                                                       "JSON readers disagree on which value counts"), key_start))
         else:
             top.keys[key] = key_start
         index = _skip(text, index)
@@ -264,8 +264,8 @@ class _Walk:
         except json.JSONDecodeError:
             raise _Stop from None
         if _SURROGATE.search(value):
-            self.problems.append((SYNTAX_RULE, "a string holds an unpaired UTF-16 surrogate escape, "
-                                               "which is no Unicode character", index))
+            self.problems.append((SYNTAX_RULE, ("a string holds an unpaired UTF-16 surrogate escape, "
+                                                "which is no Unicode character"), index))
         return value, end
 
     def _check_number(self, token: str, index: int) -> None:

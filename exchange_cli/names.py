@@ -40,7 +40,7 @@ def name_problem(text: str, limit: int = MAX_NAME_LENGTH) -> str | None:
         return f"it holds {_first_refused(text)}; use {NAME_RULE}"
     if ".." in text:
         return "it holds '..'"
-    if text.endswith(".") or text.endswith(".lock"):
+    if text.endswith((".", ".lock")):
         return "it ends in '.' or '.lock'"
     return None
 

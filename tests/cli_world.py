@@ -96,4 +96,5 @@ def exchange_command() -> list[str]:
 
 
 def run_exchange(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([*exchange_command(), *args], capture_output=True, text=True, timeout=300, **kwargs)
+    return subprocess.run([*exchange_command(), *args], capture_output=True, text=True, timeout=300, check=False,
+                          **kwargs)

@@ -100,6 +100,19 @@ CHECKS: dict[str, tuple[Callable[[bytes], None], st.SearchStrategy[bytes]]] = {
 }
 
 
+def fuzzed(check: Callable[[bytes], None], strategy: st.SearchStrategy[bytes], *, count: int,
+           derandomize: bool) -> Callable[[], None]:
+    """`check` as a hypothesis test of `count` examples drawn from `strategy`."""
+
+    @settings(max_examples=count, deadline=None, database=None, derandomize=derandomize,
+              suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def one(data: bytes) -> None:
+        check(data)
+
+    return one
+
+
 def run(examples: int | None, minutes: float | None) -> dict[str, int]:
     """Every check, `examples` times each, or round after round until `minutes` have passed."""
     deadline = time.monotonic() + minutes * 60 if minutes else None
@@ -107,14 +120,7 @@ def run(examples: int | None, minutes: float | None) -> dict[str, int]:
     while True:
         for name, (check, strategy) in CHECKS.items():
             count = examples or 500
-
-            @settings(max_examples=count, deadline=None, database=None, derandomize=deadline is None,
-                      suppress_health_check=list(HealthCheck))
-            @given(strategy)
-            def one(data: bytes) -> None:
-                check(data)
-
-            one()
+            fuzzed(check, strategy, count=count, derandomize=deadline is None)()
             ran[name] += count
         if deadline is None or time.monotonic() > deadline:
             return ran

@@ -43,9 +43,8 @@ def _info(path: str, type: bytes, *, mode: int, uid: int = 0, gid: int = 0, unam
     info.type, info.mode, info.uid, info.gid = type, mode, uid, gid
     info.uname, info.gname, info.mtime = uname, gname, mtime
     for key, value in (xattrs or {}).items():
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "surrogateescape")
-        info.pax_headers[f"SCHILY.xattr.{key}"] = value
+        text = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+        info.pax_headers[f"SCHILY.xattr.{key}"] = text
     info.pax_headers.update(pax or {})
     return info
 

@@ -3,6 +3,7 @@ and git repositories, and remove; plus the lookup commands on an exchange `excha
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -224,7 +225,8 @@ def test_purge_deletes_nothing_when_the_removal_cannot_be_pushed(published: Cata
 def test_purge_keeps_an_object_another_version_still_references(published: CatalogWorld) -> None:
     world = published
     shared = world.find("acme", "hello-world", "2.0.0")
-    content = b"".join(iter(lambda stream=world.bucket.open_read(shared.object_name): stream.read(1 << 20), b""))
+    with world.bucket.open_read(shared.object_name) as stream:
+        content = b"".join(iter(functools.partial(stream.read, 1 << 20), b""))
     world.publish("acme", "hello-world", "2.0.1", rootfs=content)  # same rootfs, so the same object
     world.repo.commit("2.0.1")
     result = run(world.repo, "remove", "acme/hello-world", "--version", "2.0.0", "--purge", "--bucket",

@@ -60,7 +60,10 @@ def out_dir(tmp_path: Path) -> Path:
     return path
 
 
-def options(tmp_path: Path, platform: Platform = Platform("linux", "amd64")) -> ExportOptions:
+LINUX_AMD64 = Platform("linux", "amd64")
+
+
+def options(tmp_path: Path, platform: Platform = LINUX_AMD64) -> ExportOptions:
     return ExportOptions(platform=platform, cache=BlobCache(tmp_path / "cache"))
 
 

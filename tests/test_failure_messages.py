@@ -41,7 +41,7 @@ def exchange(*args: str, env: dict[str, str] | None = None, cwd: Path | None = N
              timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The real command in its own process: what CI sees, tracebacks included."""
     return subprocess.run([sys.executable, "-m", "exchange_cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=timeout)
+                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=timeout, check=False)
 
 
 def closed_port() -> int:
@@ -365,7 +365,8 @@ def run_in_terminal(args: list[str], env: dict[str, str], deadline: float = PROM
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     run = subprocess.Popen([sys.executable, "-m", "exchange_cli", *args], stdin=terminal, stdout=terminal,
-                           stderr=terminal, env=env, start_new_session=True, preexec_fn=take_the_terminal)
+                           stderr=terminal, env=env, start_new_session=True,
+                           preexec_fn=take_the_terminal)  # noqa: PLW1509 - no Popen option sets a controlling terminal
     os.close(terminal)
     output, until = b"", time.monotonic() + deadline
     try:

@@ -123,7 +123,7 @@ def layer_stacks(draw) -> list[tuple[int, list[Op]]]:
         # Where a whiteout sits in the tar does not matter: it acts on the lower layers only.
         slots = sorted(draw(st.lists(st.integers(0, len(entries)), min_size=len(removals), max_size=len(removals))))
         ops = list(entries)
-        for offset, (slot, removal) in enumerate(zip(slots, removals)):
+        for offset, (slot, removal) in enumerate(zip(slots, removals, strict=True)):
             ops.insert(slot + offset, removal)
         layers.append((tar_format, ops))
     return layers

@@ -14,7 +14,7 @@ DRIVER = Path(__file__).with_name("fuzz_documents.py")
 
 def test_every_reader_of_outside_documents_survives_fuzzing_within_its_memory() -> None:
     result = subprocess.run([sys.executable, str(DRIVER), "--examples", "150"], capture_output=True, text=True,
-                            timeout=900)
+                            timeout=900, check=False)
     assert result.returncode == 0, result.stderr[-4000:]
     summary = json.loads(result.stdout)
     assert set(summary["examples"]) == {"envelope", "statement", "policy", "lease", "ownership", "manifest"}

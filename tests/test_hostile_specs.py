@@ -320,7 +320,7 @@ def test_json_read_outside_validation_is_one_line(exchange_repo: ExchangeRepo, t
     source.write_bytes(HOSTILE_JSON["deep-nesting"][0])
     args = [command, str(source), *(["--org", "acme", "--repo", str(exchange_repo.root)] if command == "add-gear" else [])]
     result = subprocess.run([sys.executable, "-m", "exchange_cli", *args], capture_output=True, text=True,
-                            cwd=exchange_repo.root)
+                            cwd=exchange_repo.root, check=False)
     assert "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: {source}:1:109: nested more than 100 levels deep [json-syntax]"
     assert result.returncode == 1
@@ -421,10 +421,10 @@ def test_a_spec_over_the_size_limit_is_one_problem_never_read(exchange_repo: Exc
     assert result.returncode == 1
     padded_size = (exchange_repo.root / "gears/acme/padded.json").stat().st_size
     assert [line.group(0) for line in problem_lines(result.stdout)] == [
-        f"gears/acme/padded.json: error[spec-size]: the file is {padded_size:,} bytes, over the limit of "
-        f"{MAX_SPEC_BYTES:,} bytes; a spec is a few kilobytes of JSON",
-        f"gears/acme/sparse.json: error[spec-size]: the file is 8,589,934,592 bytes, over the limit of "
-        f"{MAX_SPEC_BYTES:,} bytes; a spec is a few kilobytes of JSON"]
+        (f"gears/acme/padded.json: error[spec-size]: the file is {padded_size:,} bytes, over the limit of "
+         f"{MAX_SPEC_BYTES:,} bytes; a spec is a few kilobytes of JSON"),
+        (f"gears/acme/sparse.json: error[spec-size]: the file is 8,589,934,592 bytes, over the limit of "
+         f"{MAX_SPEC_BYTES:,} bytes; a spec is a few kilobytes of JSON")]
     sparse.unlink()
     exchange_repo.commit("a spec past the limit")
     processed = CliRunner().invoke(cli, process_args(exchange_repo, world))
@@ -440,7 +440,7 @@ def run_with_memory_cap(args: list[str], cap: int, cwd: Path | None = None) -> s
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
     return subprocess.run([sys.executable, "-m", "exchange_cli", *args], capture_output=True, text=True,
-                          preexec_fn=limit, timeout=300, cwd=cwd)
+                          preexec_fn=limit, timeout=300, cwd=cwd, check=False)
 
 
 def test_add_gear_never_reads_a_source_over_the_size_limit(exchange_repo: ExchangeRepo, tmp_path: Path) -> None:
@@ -468,7 +468,7 @@ def test_a_linked_policy_file_is_never_read(exchange_repo: ExchangeRepo, secret_
     os.symlink(secret_file, exchange_repo.root / ".exchange.yaml")  # JSON is YAML: its values would be quoted
     exchange_repo.commit("a linked policy")
     result = subprocess.run([sys.executable, "-m", "exchange_cli", "validate", "--all"], capture_output=True,
-                            text=True, cwd=exchange_repo.root)
+                            text=True, cwd=exchange_repo.root, check=False)
     assert result.returncode == 2, result.stdout + result.stderr
     assert_no_secret(result.stdout, result.stderr)
     assert result.stderr.strip() == ("error: .exchange.yaml is a symbolic link; the policy must be a regular file in "

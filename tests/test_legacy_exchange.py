@@ -297,8 +297,8 @@ def test_fetch_of_an_image_delivered_version_prints_the_pull_reference(legacy: L
                                                                        tmp_path: Path) -> None:
     result = run(legacy, "fetch", "acme/beta", "--output-dir", str(tmp_path / "out"))
     assert result.exit_code == 1
-    assert "acme/beta@v1.0 is delivered as an image, not a rootfs tarball; pull it with: docker pull " \
-           f"{IMAGE_URL.removeprefix('docker://')}" in result.output
+    assert ("acme/beta@v1.0 is delivered as an image, not a rootfs tarball; pull it with: docker pull "
+            f"{IMAGE_URL.removeprefix('docker://')}") in result.output
     assert not (tmp_path / "out").exists()
 
 

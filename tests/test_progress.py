@@ -231,7 +231,8 @@ def drawn(line: str) -> float:
 def run_pipeline(progress: RichProgress | LogProgress, name: str, clock: FakeClock, *, seconds: float = 0,
                  sizes: tuple[int, int, int] = (MIB, 2 * MIB, 2 * MIB)) -> None:
     """A spec through fetch, write and upload, each stage moving its size in `seconds`."""
-    for (stage, done), size in zip((("fetch", "fetched"), ("write", "written"), ("upload", "uploaded")), sizes):
+    stages = (("fetch", "fetched"), ("write", "written"), ("upload", "uploaded"))
+    for (stage, done), size in zip(stages, sizes, strict=True):
         with progress.row(name, stage, done=done) as row, row.task(stage, size) as task:
             clock.now += seconds
             task.advance(size)
@@ -358,7 +359,8 @@ def test_names_are_shortened_in_the_middle_to_fit_and_whole_when_they_fit(width:
         else:
             assert shown == name, (name, line)
     if width == 200:
-        assert all(line.split(" ")[0] == name for name, line in zip(names, rows)), "room for every name whole"
+        assert all(line.split(" ")[0] == name
+                   for name, line in zip(names, rows, strict=True)), "room for every name whole"
     else:
         assert "…" in rows[2], "the 96-hex name is shortened"
 

@@ -251,7 +251,7 @@ def test_kms_answers_that_fail_their_integrity_checks_sign_nothing(kms_stand_in:
 
 def test_kms_errors_and_bad_references_are_one_line(kms_stand_in: KmsStandIn) -> None:
     with pytest.raises(SigningFailed, match=r"cannot read the public key of gcpkms://.*: HTTP 404 .*not found"):
-        open_signer(f"gcpkms://{KMS_NAME}").public_key
+        _ = open_signer(f"gcpkms://{KMS_NAME}").public_key
     with pytest.raises(SigningKeyError, match="a key version, not a key"):
         open_signer("gcpkms://projects/p/locations/global/keyRings/r/cryptoKeys/k")
 

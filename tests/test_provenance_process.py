@@ -217,8 +217,8 @@ def test_attack_replayed_envelope_of_an_older_version(published: Signed) -> None
     newer[0].write_text(json.dumps(document, indent=2))
     found = failure(published, "acme/hello@2.0.0")
     assert found["check"] == "provenance"
-    assert "the envelope attests version 1.0.0 of acme/hello, but the manifest is for version 2.0.0: an envelope " \
-           "replayed from another version" in found["reason"]
+    assert ("the envelope attests version 1.0.0 of acme/hello, but the manifest is for version 2.0.0: an envelope "
+            "replayed from another version") in found["reason"]
 
 
 def test_attack_another_valid_envelope_than_the_manifest_pins(published: Signed) -> None:

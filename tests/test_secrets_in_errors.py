@@ -25,6 +25,7 @@ from tests.test_failure_messages import (
     one_error_line,
     process_args,
     text_of_every_file,
+    world,  # noqa: F401 - world: the fixture
     )
 from tests.test_process import reject_pushes
 

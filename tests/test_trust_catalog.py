@@ -51,7 +51,7 @@ def test_a_boutique_name_cannot_write_outside_the_site_or_over_its_index(world: 
     before = files_below(tmp_path)
     result = run(world, "index", "-o", str(tmp_path / "exchange.json"), "--html", str(site))
     assert result.exit_code == 0, result.output
-    written = {path for path in files_below(tmp_path) - before}
+    written = files_below(tmp_path) - before
     assert all(path.startswith("out/site/") or path == "exchange.json" for path in written), written
     assert not list(tmp_path.rglob("X.html"))
     index = (site / "index.html").read_text()
@@ -199,7 +199,7 @@ def test_contributor_strings_never_reach_the_terminal_as_controls(world: Catalog
         assert not TERMINAL_CONTROLS.search(result.output), (args, result.output)
     assert "\\x1b]0;pwned\\x07" in outputs["list"] and "\\u202e" in outputs["list"]
     assert "\\x0a\\x09injected line" in outputs["list"], "the newline is shown, it starts no line"
-    assert not any(line.startswith("\tinjected") or line.startswith("injected")
+    assert not any(line.startswith(("\tinjected", "injected"))
                    for output in outputs.values() for line in output.splitlines())
 
 

@@ -179,8 +179,8 @@ def test_delete_orphans_in_a_repository_that_is_not_the_exchange_deletes_nothing
     before = bucket_files(owned)
     result = CliRunner().invoke(cli, ["verify-storage", "--delete-orphans", "-y", "--repo", str(elsewhere.root)])
     assert result.exit_code == 2, result.output
-    assert f"belongs to {tmp_path}/remote (master), not to this exchange, {tmp_path}/some-project " \
-           "(master); nothing is deleted" in result.output
+    assert (f"belongs to {tmp_path}/remote (master), not to this exchange, {tmp_path}/some-project "
+            "(master); nothing is deleted") in result.output
     assert bucket_files(owned) == before
 
 

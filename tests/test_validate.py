@@ -262,11 +262,13 @@ class TestExitCodes:
     def test_console_script_exit_codes_and_line_format(self, exchange_repo: ExchangeRepo) -> None:
         exchange_repo.write("gears/acme/x.json", example_gear(author=None))
         exe = Path(sys.executable).with_name("exchange")
-        proc = subprocess.run([str(exe), "validate", "--all"], cwd=exchange_repo.root, capture_output=True, text=True)
+        proc = subprocess.run([str(exe), "validate", "--all"], cwd=exchange_repo.root, capture_output=True, text=True,
+                              check=False)
         assert proc.returncode == 1
         assert proc.stdout.startswith("gears/acme/x.json:1:1: error[gear-schema]: 'author' is a required property")
         proc = subprocess.run([str(exe), "validate", "--all"], cwd=exchange_repo.root.parent, capture_output=True, text=True,
-                              env={**os.environ, "GIT_CEILING_DIRECTORIES": str(exchange_repo.root.parent.parent)})
+                              env={**os.environ, "GIT_CEILING_DIRECTORIES": str(exchange_repo.root.parent.parent)},
+                              check=False)
         assert proc.returncode == 2 and "not inside a git repository" in proc.stderr
 
 

@@ -59,10 +59,13 @@ def render_essentials(details: dict[str, Any], stream: TextIO) -> None:
     """A two-column table in plain text: hashes and URLs stay whole on one line, ready to copy."""
     width = max(len(key) for key in details)
     for key, value in details.items():
-        if key == "rootfs-size":
-            value = "unknown (the manifest does not record it; --bucket asks the bucket)" if value is None else \
-                f"{value} bytes ({format_bytes(value)})"
-        if isinstance(value, bool):
-            value = "yes" if value else "no"
-        shown = ", ".join(value) if isinstance(value, list) else ("-" if value is None else str(value))
-        print(printable(f"{key:<{width}}  {shown}"), file=stream)
+        print(printable(f"{key:<{width}}  {_shown(key, value)}"), file=stream)
+
+
+def _shown(key: str, value: Any) -> str:
+    if key == "rootfs-size":
+        return "unknown (the manifest does not record it; --bucket asks the bucket)" if value is None else \
+            f"{value} bytes ({format_bytes(value)})"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return ", ".join(value) if isinstance(value, list) else ("-" if value is None else str(value))

@@ -156,7 +156,7 @@ def _write_tree(repo: gitpython.Repo, files: dict[str, str], *, base: str | None
         blobs = repo.git.hash_object("-w", "--no-filters", "--", *(str(staged / p) for p in paths)).split() if paths else []
         index_info = Path(temp) / "index-info"
         index_info.write_bytes(b"".join(b"100644 %s\t%s\0" % (blob.encode("ascii"), relative.encode("utf-8"))
-                                        for blob, relative in zip(blobs, paths)))
+                                        for blob, relative in zip(blobs, paths, strict=True)))
         # Our own index file: the repository's index (what the user staged) stays as it is.
         with index_info.open("rb") as stream, repo.git.custom_environment(GIT_INDEX_FILE=os.path.join(temp, "index")):
             if base is not None:

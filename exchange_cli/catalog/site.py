@@ -351,8 +351,8 @@ def _inputs_table(kind: SpecKind, spec: dict[str, Any]) -> str:
     inputs = spec.get("inputs")
     rows: list[list[str]] = []
     if kind is SpecKind.GEAR and isinstance(inputs, dict):
-        for name, value in inputs.items():
-            value = value if isinstance(value, dict) else {}
+        for name, given in inputs.items():
+            value = given if isinstance(given, dict) else {}
             rows.append([name, str(value.get("base", "")), "yes" if value.get("optional") else "no",
                          _text(value, "description")])
     elif kind is SpecKind.BOUTIQUE and isinstance(inputs, list):
@@ -367,8 +367,8 @@ def _config_table(kind: SpecKind, spec: dict[str, Any]) -> str:
     if kind is SpecKind.BOUTIQUE or not isinstance(config, dict):
         return ""  # Boutiques descriptors have only inputs
     rows = []
-    for name, value in config.items():
-        value = value if isinstance(value, dict) else {}
+    for name, given in config.items():
+        value = given if isinstance(given, dict) else {}
         default = value.get("default")
         rows.append([name, str(value.get("type", "")), "" if default is None else str(default),
                      _text(value, "description")])

@@ -148,7 +148,7 @@ def audit_storage(expected: dict[str, ExpectedArtifact], bucket: Bucket, *, deep
             found.append((name, artifact, info))
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="verify-storage") as pool:
         problems = pool.map(lambda item: _artifact_problem(bucket, item[1], item[2], deep=deep), found)
-        for (name, artifact, _), problem in zip(found, problems):
+        for (name, artifact, _), problem in zip(found, problems, strict=True):
             audit.checked += 1
             if problem is not None:
                 audit.damaged.append(DamagedArtifact(name, artifact.manifests, problem))

@@ -70,7 +70,7 @@ def read_docker_archive(path: Path, *, platform: Platform, cache: BlobCache,
     """`docker-archive:PATH[:REF]`: the image in a file written by `docker save`."""
     image = f"docker-archive:{path}" + (f":{reference}" if reference else "")
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the `with` below; opening alone is what can fail here
     except OSError as exc:
         raise ImageError(f"{image}: cannot open the archive: {exc.strerror}") from exc
     with handle, progress.task(f"Reading {image}", total=os.fstat(handle.fileno()).st_size) as task:
@@ -108,7 +108,7 @@ def check_diff_ids(layers: list[LayerBlob], config: dict[str, Any], *, image: st
     if len(diff_ids) != len(layers):
         raise ImageError(f"{image}: the image config lists {len(diff_ids)} layers (rootfs.diff_ids), "
                          f"but the image has {len(layers)}")
-    for position, (layer, expected) in enumerate(zip(layers, diff_ids), start=1):
+    for position, (layer, expected) in enumerate(zip(layers, diff_ids, strict=True), start=1):
         if layer.diff_id != expected:
             raise BlobError(image, layer.digest, f"layer {position}'s content hashes to {layer.diff_id}, "
                                                  f"but the image config lists diff_id {expected}")

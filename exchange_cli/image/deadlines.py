@@ -12,6 +12,7 @@ the read fails at once, and the caller turns that into the deadline's error. Ses
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -103,10 +104,8 @@ class _Watch:
 
 
 def _shut(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):  # already closed: nothing left to wait on
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed: nothing left to wait on
 
 
 _current: ContextVar[_Watch | None] = ContextVar("exchange_request_watch", default=None)

@@ -136,7 +136,7 @@ def _store_layers(layout: _Layout, manifest: dict[str, Any], config: dict[str, A
     total = sum(d.size for d in descriptors)
     layers = []
     with progress.task(f"Reading layers of {image}", total=total or None) as task:
-        for descriptor, diff_id in zip(descriptors, diff_ids):
+        for descriptor, diff_id in zip(descriptors, diff_ids, strict=True):
             cached = cache.lookup(digest=descriptor.digest, diff_id=diff_id, media_type=descriptor.media_type,
                                   size=descriptor.size)
             if cached is not None:

@@ -607,7 +607,7 @@ class _ImagePull:
         for descriptor in descriptors:
             self._check_layer(descriptor)
         jobs = [(descriptor, diff_id, index, len(descriptors))
-                for index, (descriptor, diff_id) in enumerate(zip(descriptors, diff_ids), start=1)]
+                for index, (descriptor, diff_id) in enumerate(zip(descriptors, diff_ids, strict=True), start=1)]
         if len(jobs) == 1:
             return [self._layer(*jobs[0])]
         # Verifying, decompressing and hashing release the GIL: layers fetched side by side use both

@@ -57,9 +57,9 @@ def check_jobs(jobs: Sequence[SpecJob], settings: DeliverySettings, export_optio
     else:
         inspected = [inspect(job) for job in jobs]
     report = Report(noun="image")
-    for job, (_, problems) in zip(jobs, inspected):
+    for job, (_, problems) in zip(jobs, inspected, strict=True):
         report.results.append(SpecResult(job.relative_path, job.kind.value, job.location.org, job.name,
                                          job.version, problems))
     if not report.ok:
         raise ConformanceFailed(report)
-    return [CheckedJob(job, image) for job, (image, _) in zip(jobs, inspected)]
+    return [CheckedJob(job, image) for job, (image, _) in zip(jobs, inspected, strict=True)]

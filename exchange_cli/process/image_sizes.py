@@ -30,7 +30,7 @@ def image_sizes(jobs: Sequence[SpecJob], options: ExportOptions) -> dict[str, in
         return {job.relative_path: None for job in jobs}
     with ThreadPoolExecutor(max_workers=LOOKUP_WORKERS, thread_name_prefix="image-size") as pool:
         sizes = pool.map(lambda job: registry_image_size(job.image, options), jobs)
-        return {job.relative_path: size for job, size in zip(jobs, sizes)}
+        return {job.relative_path: size for job, size in zip(jobs, sizes, strict=True)}
 
 
 def registry_image_size(image: str, options: ExportOptions) -> int | None:

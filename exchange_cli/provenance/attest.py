@@ -6,6 +6,7 @@ the CI run, the tool versions); `facts_for` adds one artifact's subject, spec an
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -46,10 +47,8 @@ def run_context(source_commit: str, remote_url: str | None, root: Path, env: Map
 def tool_versions() -> dict[str, str]:
     """The exchange's own version and the pinned deflate implementation that fixes the tarball's bytes."""
     versions = {"exchange-cli": __version__}
-    try:
+    with contextlib.suppress(PackageNotFoundError):  # a dependency: always there when installed
         versions["isal"] = version("isal")
-    except PackageNotFoundError:  # pragma: no cover - a dependency
-        pass
     return versions
 
 

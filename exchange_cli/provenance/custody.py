@@ -36,8 +36,8 @@ class Addition:
     at_clone_boundary: bool  # a shallow clone's oldest commit "adds" every file it holds
 
     def describe(self) -> str:
-        return f"commit {self.commit[:12]} by {short_text(self.author, 60)} on {self.date[:10]} " \
-               f"({short_text(self.subject, 80)!r})"
+        return (f"commit {self.commit[:12]} by {short_text(self.author, 60)} on {self.date[:10]} "
+                f"({short_text(self.subject, 80)!r})")
 
 
 def addition(repo: gitpython.Repo, path: str) -> Addition | None:

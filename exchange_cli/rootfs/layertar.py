@@ -54,7 +54,7 @@ class LayerTar:
 
     def __init__(self, blob: LayerBlob) -> None:
         self.blob = blob
-        self.file = open(blob.tar_path, "rb")
+        self.file = open(blob.tar_path, "rb")  # noqa: SIM115 - held for the mapping's life; closed by close()
         self.fd = self.file.fileno()
         self.size = size = self.file.seek(0, 2)
         # mmap refuses an empty file; an empty layer is an empty buffer.

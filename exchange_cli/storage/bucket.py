@@ -119,7 +119,7 @@ class Bucket(ABC):
     def delete_control(self, name: str, generation: str) -> bool:
         """Delete `name` only if it is still at `generation` (ObjectChanged otherwise); False if absent."""
 
-    def require_exists(self) -> None:
+    def require_exists(self) -> None:  # noqa: B027 - deliberately a no-op by default: GCS needs no check
         """StorageUnavailable when there is no bucket at all (a command that reads one says so once, rather
         than calling every object missing). GCS reports a missing bucket on the first request."""
 

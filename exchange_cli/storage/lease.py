@@ -11,6 +11,7 @@ someone else has lost it, and stops before it pushes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -171,10 +172,8 @@ class BucketLease:
         """Say in the lease (now, not at the next renewal) which manifests we push and check; None: done."""
         self._confirming = confirming
         if self.held and self._lost is None:
-            try:
+            with contextlib.suppress(StorageError):  # a passing failure: the next renewal writes it
                 self._rewrite()
-            except StorageError:
-                pass  # a passing failure: the next renewal writes it
 
     def ensure_held(self) -> None:
         """LeaseLost when a renewal found the lease taken over: publishing now could race another run."""

@@ -157,7 +157,7 @@ class Checker:
                  and self.policy.allows_registry(item.reference.registry)]
         unique = {str(item.reference): item.reference for item in asked}
         with ThreadPoolExecutor(max_workers=self.lookup_workers, thread_name_prefix="registry") as pool:
-            answers = dict(zip(unique, pool.map(lookup, unique.values())))
+            answers = dict(zip(unique, pool.map(lookup, unique.values()), strict=True))
         for item in asked:
             problem = registry_problem(item.reference, answers[str(item.reference)])  # type: ignore[arg-type]
             if problem is not None:

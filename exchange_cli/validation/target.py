@@ -107,7 +107,7 @@ def protected_changes(exchange: Exchange, target: Target, policy: Policy) -> lis
     pathspecs = [f":(literal){path}" for path in (*PROTECTED_PATHS, *policy.protected_paths)]
     status = exchange.repo.git.diff("--name-status", "--no-renames", "-z", target.merge_base, "--", *pathspecs)
     fields = [f for f in status.split("\0") if f]
-    changes = {path: _CHANGE.get(letter[:1], "changed") for letter, path in zip(fields[::2], fields[1::2])}
+    changes = {path: _CHANGE.get(letter[:1], "changed") for letter, path in zip(fields[::2], fields[1::2], strict=True)}
     untracked = exchange.repo.git.ls_files("--others", "--exclude-standard", "-z", "--", *pathspecs)
     changes.update({path: "added" for path in untracked.split("\0") if path})
     return [ProtectedChange(path, change) for path, change in sorted(changes.items())]

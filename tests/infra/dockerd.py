@@ -18,10 +18,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
 
 from . import missing_component, require_executable
+
+if TYPE_CHECKING:  # imported where used: the docker SDK is an optional extra, and a test without it is skipped
+    import docker
 
 BASE_IMAGE = "busybox-local:1"
 BUSYBOX = Path("/bin/busybox")
@@ -32,7 +37,7 @@ START_TIMEOUT = 60.0
 class Dockerd:
     root: Path
     process: subprocess.Popen
-    client: docker.DockerClient  # noqa: F821 - imported lazily
+    client: docker.DockerClient
 
     @property
     def socket(self) -> Path:
@@ -104,13 +109,14 @@ def running_dockerd(tmpdir: Path) -> Iterator[Dockerd]:
     dockerd = require_dockerd_binary()
     root = Path(tmpdir)
     root.mkdir(parents=True, exist_ok=True)
-    log = open(root / "dockerd.log", "wb")
-    process = subprocess.Popen(
-        [dockerd, "--storage-driver", "vfs", "--iptables=false", "--ip6tables=false", "--bridge=none",
-         "--userland-proxy=false", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
-         "--pidfile", str(root / "docker.pid"), "-H", f"unix://{root / 'docker.sock'}"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    # dockerd holds its own descriptor of the log; ours is not needed once it has started (_log_tail reads by path).
+    with open(root / "dockerd.log", "wb") as log:
+        process = subprocess.Popen(
+            [dockerd, "--storage-driver", "vfs", "--iptables=false", "--ip6tables=false", "--bridge=none",
+             "--userland-proxy=false", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
+             "--pidfile", str(root / "docker.pid"), "-H", f"unix://{root / 'docker.sock'}"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
     client = None
     try:
         client = _wait_for_daemon(root, process, docker)
@@ -121,7 +127,6 @@ def running_dockerd(tmpdir: Path) -> Iterator[Dockerd]:
         if client is not None:
             client.close()
         _stop(process)
-        log.close()
         _unmount_under(root)
 
 
@@ -153,18 +158,24 @@ def import_busybox(daemon: Dockerd) -> None:
                                              tag=BASE_IMAGE.split(":")[1])
 
 
-def _wait_for_daemon(root: Path, process: subprocess.Popen, docker) -> docker.DockerClient:
+def _wait_for_daemon(root: Path, process: subprocess.Popen, sdk: ModuleType) -> docker.DockerClient:
+    """A client of the daemon once it answers. `sdk` is the docker module, imported by the caller."""
+    import requests
+
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"dockerd exited with {process.returncode}: {_log_tail(root)}")
         if (root / "docker.sock").exists():
-            client = docker.DockerClient(base_url=f"unix://{root / 'docker.sock'}", version="auto", timeout=300)
+            client = None
             try:
+                # version="auto" asks the daemon already, so the client is made inside the retry too.
+                client = sdk.DockerClient(base_url=f"unix://{root / 'docker.sock'}", version="auto", timeout=300)
                 client.ping()
                 return client
-            except Exception:  # not answering yet
-                client.close()
+            except (sdk.errors.DockerException, requests.exceptions.RequestException):  # not answering yet
+                if client is not None:
+                    client.close()
         time.sleep(0.2)
     raise RuntimeError(f"dockerd did not answer within {START_TIMEOUT:.0f}s: {_log_tail(root)}")
 

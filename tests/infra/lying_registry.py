@@ -140,8 +140,9 @@ class LyingRegistry:
         config_bytes = json.dumps(config).encode()
         descriptors = [{"mediaType": OCI_LAYER_GZIP, "size": len(layer), "digest": self.blob(repository, layer)}
                        for layer in layers]
-        for descriptor, digest in zip(descriptors, layer_digests or []):
-            descriptor["digest"] = digest
+        if layer_digests is not None:
+            for descriptor, digest in zip(descriptors, layer_digests, strict=True):
+                descriptor["digest"] = digest
         manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                     "config": {"mediaType": OCI_CONFIG, "size": len(config_bytes),
                                "digest": self.blob(repository, config_bytes)},

@@ -19,19 +19,20 @@ from tests.infra.gitrepo import example_gear
 
 
 def facts(**changes) -> BuildFacts:
-    base = dict(
-        subject_name="acme-hello-sha384-" + "a" * 96 + ".tgz",
-        subject_digests={"sha384": "a" * 96, "sha256": "b" * 64},
-        artifact="rootfs-tarball",
-        spec=SpecRef("gears/acme/hello.json", "gear", "acme", "hello", "1.0.0", "c" * 40),
-        image=ImageRef("registry.example.org/acme/hello:1.0.0", "registry.example.org/acme/hello@sha256:" + "d" * 64,
-                       "sha256:" + "d" * 64, "sha256:" + "e" * 64, "linux/amd64"),
-        source_commit="f" * 40,
-        repository="https://git.example.org/acme/exchange.git",
-        tool_versions={"exchange-cli": "0.1.0", "isal": "1.9.1"},
-        compression={"format": "gzip", "level": 1, "blockBytes": 1048576},
-        run_url="https://circleci.example.org/gh/acme/exchange/42",
-    )
+    base = {
+        "subject_name": "acme-hello-sha384-" + "a" * 96 + ".tgz",
+        "subject_digests": {"sha384": "a" * 96, "sha256": "b" * 64},
+        "artifact": "rootfs-tarball",
+        "spec": SpecRef("gears/acme/hello.json", "gear", "acme", "hello", "1.0.0", "c" * 40),
+        "image": ImageRef("registry.example.org/acme/hello:1.0.0",
+                          "registry.example.org/acme/hello@sha256:" + "d" * 64,
+                          "sha256:" + "d" * 64, "sha256:" + "e" * 64, "linux/amd64"),
+        "source_commit": "f" * 40,
+        "repository": "https://git.example.org/acme/exchange.git",
+        "tool_versions": {"exchange-cli": "0.1.0", "isal": "1.9.1"},
+        "compression": {"format": "gzip", "level": 1, "blockBytes": 1048576},
+        "run_url": "https://circleci.example.org/gh/acme/exchange/42",
+    }
     base.update(changes)
     return BuildFacts(**base)
 
