@@ -10,7 +10,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import ExchangeError, UsageError, describe_os_error, redact
+from .errors import EXIT_STATUS, Category, ExchangeError, describe_os_error, redact
 from .interrupts import exit_status, terminate_raises
 from .machine import FORMAT_META, JSON_EMITTED_META
 from .quoting import printable, printable_lines
@@ -74,7 +74,7 @@ SECTIONS = (
     ("Commands for maintainers", ("init", "export", "remove", "verify-storage", "inventory", "index", "history", "keys",
                                   "demo")),
 )
-UNEXPECTED = 3  # exit status of a defect (docs/commands.md, "Exit status")
+UNEXPECTED = EXIT_STATUS[Category.DEFECT]
 
 
 class ExchangeGroup(click.Group):
@@ -122,13 +122,14 @@ class ExchangeGroup(click.Group):
             # A remote URL may carry a token; a contributor's name may carry terminal controls.
             message = redact(str(error))
             click.echo(f"error: {printable_lines(message)}", err=True)
-            _json_error(ctx, message, error.exit_code, "usage" if isinstance(error, UsageError) else None)
+            _json_error(ctx, message, error.exit_code, error.category.value)
             ctx.exit(error.exit_code)
         except OSError as error:
             # The environment failed us (a full disk, a read-only place, a vanished file): name the path.
             click.echo(f"error: {printable(describe_os_error(error))}", err=True)
-            _json_error(ctx, describe_os_error(error), 2, "environment")
-            ctx.exit(2)
+            status = EXIT_STATUS[Category.ENVIRONMENT]
+            _json_error(ctx, describe_os_error(error), status, Category.ENVIRONMENT.value)
+            ctx.exit(status)
         except KeyboardInterrupt as interrupt:
             click.echo(f"interrupted ({interrupt.args[0]})" if interrupt.args else "interrupted", err=True)
             _json_error(ctx, "interrupted", exit_status(interrupt), "interrupted")
@@ -148,7 +149,7 @@ class ExchangeGroup(click.Group):
                        f"{redact(str(error))[:300]}; this is a bug: please report it with the command, "
                        "this line and the output of -v (which shows the traceback)")
             click.echo(printable(f"error: {message}"), err=True)
-            _json_error(ctx, message, UNEXPECTED, "defect")
+            _json_error(ctx, message, UNEXPECTED, Category.DEFECT.value)
             ctx.exit(UNEXPECTED)
 
 
@@ -181,18 +182,16 @@ def cli() -> None:
     `exchange help COMMAND` (or `exchange COMMAND --help`) shows what a command does and takes."""
 
 
-# What an exit status means (docs/commands.md, "Exit status").
-ERROR_KINDS = {1: "input", 2: "environment", UNEXPECTED: "defect"}
 
 
-def _json_error(ctx: click.Context, message: str, status: int, kind: str | None) -> None:
+def _json_error(ctx: click.Context, message: str, status: int, kind: str) -> None:
     """A command asked for --format json prints one JSON document on every path: on a failure that the
     command did not report itself, this one (schemas/cli/error.schema.json)."""
     if ctx.meta.get(FORMAT_META) != "json" or ctx.meta.get(JSON_EMITTED_META):
         return
     import json
 
-    document = {"ok": False, "error": {"message": message, "kind": kind or ERROR_KINDS.get(status, "interrupted"),
+    document = {"ok": False, "error": {"message": message, "kind": kind,
                                        "exit-status": status}}
     with contextlib.suppress(OSError, ValueError):
         click.echo(json.dumps(document, indent=2))

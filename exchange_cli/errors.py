@@ -2,35 +2,64 @@
 
 from __future__ import annotations
 
+import enum
 import errno
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import ClassVar
 
 _CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
+
+
+class Category(enum.Enum):
+    """What kind of failure an error is. The exit status follows from the category alone, in one table
+    (`EXIT_STATUS`), so no error class and no command picks a number of its own."""
+
+    INPUT = "input"  # a spec, an invocation, an image, a hash, a signature is wrong
+    USAGE = "usage"  # options, a name the exchange does not hold, not a repository
+    ENVIRONMENT = "environment"  # a remote, a bucket, a daemon, a disk, credentials, a key file failed us
+    DEFECT = "defect"  # a bug of ours: an unexpected exception
+
+
+# docs/commands.md, "Exit status" (130 and 143, interrupted by a signal, are 128 + its number).
+EXIT_STATUS = {Category.INPUT: 1, Category.USAGE: 2, Category.ENVIRONMENT: 2, Category.DEFECT: 3}
+
+
+def findings_status(ok: bool) -> int:
+    """The exit status of a command that reported its findings itself (validate, verify, ...)."""
+    return 0 if ok else EXIT_STATUS[Category.INPUT]
 
 
 class ExchangeError(Exception):
     """A failure the user can act on; the message is shown as is."""
 
-    exit_code = 1
+    category: ClassVar[Category] = Category.INPUT
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_STATUS[self.category]
 
 
 class UsageError(ExchangeError):
     """Bad options, not a git repository, an unknown path: exit 2."""
 
-    exit_code = 2
+    category = Category.USAGE
 
 
-class OutputError(ExchangeError):
+class EnvironmentFailure(ExchangeError):
+    """Something outside the input failed: a remote, a bucket, a daemon, a disk: exit 2."""
+
+    category = Category.ENVIRONMENT
+
+
+class OutputError(EnvironmentFailure):
     """A file the tool writes cannot be written (disk full, read-only, no permission): exit 2.
 
     The message names the path and the system's reason, e.g. ``cannot write /x/out.tgz: No space
     left on device``; whatever was half-written there has already been removed.
     """
-
-    exit_code = 2
 
     @classmethod
     def writing(cls, path: object, error: OSError, what: str | None = None) -> OutputError:

@@ -219,3 +219,43 @@ def test_dash_means_standard_output_for_fetch_and_export(exchange_repo: Exchange
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout == fetched.stdout, "the same image, the same bytes"
     assert not (tmp_path / "-").exists()
+
+
+def _error_classes() -> list[type]:
+    import importlib
+    import pkgutil
+
+    import exchange_cli
+    from exchange_cli.errors import ExchangeError
+
+    for module in pkgutil.walk_packages(exchange_cli.__path__, "exchange_cli."):
+        if not module.name.endswith(".__main__"):  # that one runs the command line
+            importlib.import_module(module.name)
+    found: list[type] = []
+    pending: list[type] = [ExchangeError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def test_an_exit_status_is_decided_in_one_place_from_the_error_category() -> None:
+    """No error class picks its own number and no command calls sys.exit: the status of every failure
+    comes from errors.EXIT_STATUS, keyed by the error's category."""
+    import ast
+
+    import exchange_cli
+    from exchange_cli.errors import EXIT_STATUS
+
+    classes = _error_classes()
+    assert len(classes) > 20, "the walk found the package's error classes"
+    own_numbers = [cls.__qualname__ for cls in classes[1:] if "exit_code" in vars(cls)]  # [0]: the table lookup
+    assert own_numbers == [], f"error classes with an exit status of their own: {own_numbers}"
+    assert all(cls.category in EXIT_STATUS for cls in classes)  # type: ignore[attr-defined]
+    exits = []
+    for path in sorted(Path(exchange_cli.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr == "exit" and getattr(node.value, "id", "") == "sys":
+                exits.append(f"{path}:{node.lineno}")
+    assert exits == [], f"sys.exit outside the one table: {exits}"

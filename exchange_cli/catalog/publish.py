@@ -18,7 +18,7 @@ import git as gitpython
 
 from .. import __version__, git
 from ..commit_identity import commit_env
-from ..errors import ExchangeError, UsageError, redact
+from ..errors import Category, ExchangeError, UsageError, redact
 from ..names import relative_path_problem
 from ..quoting import printable
 from ..specs import SPEC_DIRECTORIES
@@ -27,7 +27,7 @@ from ..specs import SPEC_DIRECTORIES
 class PublishError(ExchangeError):
     """The catalog could not be published (the remote refused it): the environment, exit 2."""
 
-    exit_code = 2
+    category = Category.ENVIRONMENT
 
 
 @dataclass(frozen=True)

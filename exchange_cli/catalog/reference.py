@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from ..errors import ExchangeError, UsageError
+from ..errors import Category, ExchangeError, UsageError
 from ..specs import SpecKind
 from .model import Catalog, CatalogEntry, CatalogVersion
 
@@ -33,7 +33,7 @@ MANIFEST_SUFFIX = ".json"
 class NotInCatalog(ExchangeError):
     """The reference names nothing the exchange holds, or several things: a usage error, as a missing file."""
 
-    exit_code = 2
+    category = Category.USAGE
 
 
 @dataclass(frozen=True)

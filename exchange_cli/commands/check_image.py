@@ -14,7 +14,14 @@ from ..conformance.check import (
     parse_skipped_checks,
 )
 from ..validation.reporter import render, write_junit
-from .conventions import command_progress, format_option, jobs_option, json_emitted, verbosity_options
+from .conventions import (
+    command_progress,
+    exit_with_findings,
+    format_option,
+    jobs_option,
+    json_emitted,
+    verbosity_options,
+)
 from .options import export_options, export_options_from
 
 
@@ -45,4 +52,4 @@ def command(specs: tuple[Path, ...], skip_checks: tuple[str, ...], output_format
         write_junit(report, junit_xml, suite_name="exchange check-image")
     render(report, output_format, sys.stdout)
     json_emitted()  # a report, in the format asked for, is the command's document
-    sys.exit(0 if report.ok else 1)
+    exit_with_findings(report.ok)

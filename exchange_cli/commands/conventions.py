@@ -13,11 +13,12 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar
 
 import click
 
 from ..display import LogProgress, RichProgress, progress_for
+from ..errors import findings_status
 from ..logs import Verbosity, configure
 from ..machine import FORMAT_META, JSON_EMITTED_META
 from ..progress import NullProgress
@@ -150,3 +151,8 @@ def file_or_stdout(output: Path) -> Iterator[Path]:
 def report_stream(output: Path | None) -> TextIO:
     """Where a command's report goes: stderr when stdout carries the file itself (`-o -`)."""
     return sys.stderr if output is not None and str(output) == STDOUT else sys.stdout
+
+
+def exit_with_findings(ok: bool) -> NoReturn:
+    """End a command that printed its own findings: the status comes from the one table in errors.py."""
+    click.get_current_context().exit(findings_status(ok))

@@ -21,7 +21,7 @@ from ..validation.run import (
     validate_loose_files,
     validate_specs,
 )
-from .conventions import format_option, jobs_option, json_emitted, repo_option, verbosity_options
+from .conventions import exit_with_findings, format_option, jobs_option, json_emitted, repo_option, verbosity_options
 
 LOG = logger("validate")
 
@@ -69,7 +69,7 @@ def command(paths: tuple[Path, ...], all_specs: bool, since: str | None, base: s
     if junit_xml is not None:
         with writing(junit_xml, "the JUnit report"):
             write_junit(report, junit_xml)
-    sys.exit(0 if report.ok else 1)
+    exit_with_findings(report.ok)
 
 
 def _exchange_or_none(repo: Path | None) -> Exchange | None:

@@ -14,7 +14,7 @@ from ..specs import SpecFile, display_path
 from ..validation.checker import json_problems, place_problems
 from ..validation.problems import Report, SpecResult
 from ..validation.reporter import render
-from .conventions import emit_json, format_option, json_emitted, verbosity_options
+from .conventions import emit_json, exit_with_findings, format_option, json_emitted, verbosity_options
 
 
 @click.command("validate-invocation")
@@ -46,4 +46,4 @@ def command(spec: Path, invocation: Path, regenerate: bool, output_format: str) 
     report = Report([result], noun="invocation")
     render(report, output_format, sys.stdout)
     json_emitted()  # a report, in the format asked for, is the command's document
-    sys.exit(0 if report.ok else 1)
+    exit_with_findings(report.ok)

@@ -12,7 +12,7 @@ from ..logs import Verbosity
 from ..provenance.report import render_verification, verification_as_json
 from ..provenance.verify import VerifyOptions, verify_published
 from .catalog_options import repo_option
-from .conventions import emit_json, format_option, verbosity, verbosity_options
+from .conventions import emit_json, exit_with_findings, format_option, verbosity, verbosity_options
 
 FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 
@@ -43,4 +43,4 @@ def command(target: str, artifact_file: Path | None, attestation_file: Path | No
         emit_json(verification_as_json(result))
     else:
         render_verification(result, sys.stdout, quiet=verbosity() is Verbosity.QUIET)
-    sys.exit(0 if result.ok else 1)
+    exit_with_findings(result.ok)

@@ -19,7 +19,7 @@ from ..repository import Exchange
 from ..storage.bucket import Bucket
 from ..storage.lease import leased
 from .catalog_options import bucket_option, repo_option
-from .conventions import emit_json, format_option, jobs_option, verbosity_options, yes_option
+from .conventions import emit_json, exit_with_findings, format_option, jobs_option, verbosity_options, yes_option
 from .options import storage_bucket
 
 LOG = logger("verify-storage")
@@ -78,4 +78,4 @@ def _audit_and_delete(exchange: Exchange, bucket: Bucket, deep: bool, jobs: int,
         for name in kept:
             LOG.warning(f"kept {name}: it was replaced since the audit")
         audit.orphans = [o for o in audit.orphans if o.name not in deleted]
-    sys.exit(0 if audit.ok else 1)
+    exit_with_findings(audit.ok)

@@ -13,7 +13,7 @@ from .. import git
 from ..catalog.model import Catalog, CatalogEntry
 from ..catalog.reference import NotInCatalog
 from ..commit_identity import commit_env
-from ..errors import ExchangeError
+from ..errors import Category, ExchangeError
 from ..manifests import ManifestScan, ProcessedManifest
 from ..process.references import published_references
 from ..repository import Exchange
@@ -69,7 +69,7 @@ class RemovalNotPublished(ExchangeError):
     """The removal commit did not reach the remote (the remote refused it: the environment, exit 2): nothing
     was deleted from the bucket."""
 
-    exit_code = 2
+    category = Category.ENVIRONMENT
 
 
 def publish_removal(exchange: Exchange, remote: str) -> None:

@@ -15,7 +15,7 @@ import git as gitpython
 
 from .. import git
 from ..confined import NotConfined, TooLarge, read_below
-from ..errors import ExchangeError, UsageError, describe_os_error, redact
+from ..errors import Category, ExchangeError, UsageError, describe_os_error, redact
 from ..jsonpos import JsonText, first_problem_line, read_json
 from ..specs import MAX_SPEC_BYTES, SpecKind
 
@@ -31,7 +31,7 @@ class SourceError(ExchangeError):
 class CloneFailed(SourceError):
     """The repository could not be cloned (unreachable, no access, not a repository): exit 2."""
 
-    exit_code = 2
+    category = Category.ENVIRONMENT
 
 
 @dataclass(frozen=True)

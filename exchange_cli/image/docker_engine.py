@@ -13,6 +13,7 @@ try:
 except ImportError:  # the `docker` extra is not installed: only this source needs it
     docker = None  # type: ignore[assignment]  # `connect` checks for None before any use
 
+from ..errors import Category
 from ..progress import NullProgress, Progress
 from .archive import check_config_platform, iter_chunks_as_stream, read_docker_save
 from .blobcache import CHUNK, BlobCache
@@ -28,7 +29,7 @@ class DockerUnavailable(ImageError):
 class DockerNotInstalled(DockerUnavailable):
     """The `docker` package is missing: an environment problem, exit 2 like other usage errors."""
 
-    exit_code = 2
+    category = Category.ENVIRONMENT
 
 
 def docker_host() -> str:

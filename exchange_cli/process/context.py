@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..catalog.legacy import CatalogPublication
-from ..errors import ExchangeError
+from ..errors import Category, ExchangeError
 from ..export import ExportOptions
 from ..storage.bucket import Bucket
 from ..storage.lease import DEFAULT_TTL_SECONDS, DEFAULT_WAIT_SECONDS
@@ -36,7 +36,7 @@ class PushRefused(ProcessFailed):
     """The remote refused the run's push (a hook, a protected branch, a race lost after every retry): the
     environment, like an unreachable remote, so exit 2; the run is rolled back."""
 
-    exit_code = 2
+    category = Category.ENVIRONMENT
 
 
 @dataclass

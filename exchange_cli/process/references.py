@@ -14,7 +14,7 @@ import git as gitpython
 
 from .. import git
 from ..catalog.storage_audit import ExpectedArtifact, expected_artifacts
-from ..errors import ExchangeError, UsageError, redact
+from ..errors import Category, ExchangeError, UsageError, redact
 from ..manifests import ManifestProblem, ManifestScan, manifests_at_commit
 from ..storage.bucket import Bucket
 
@@ -22,7 +22,7 @@ from ..storage.bucket import Bucket
 class RemoteUnreadable(ExchangeError):
     """The remote branch's manifests cannot be read: whatever they reference is unknown, so nothing may go."""
 
-    exit_code = 2
+    category = Category.ENVIRONMENT
 
 
 @dataclass(frozen=True)

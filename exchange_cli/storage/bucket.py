@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from exchange_cli.errors import ExchangeError, UsageError, redact
+from exchange_cli.errors import Category, ExchangeError, UsageError, redact
 from exchange_cli.progress import Task
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class StorageError(ExchangeError):
 class StorageUnavailable(StorageError):
     """The bucket cannot be reached or written (network, credentials, a full disk): the environment."""
 
-    exit_code = 2
+    category = Category.ENVIRONMENT
 
 
 class ObjectNotFound(StorageError):
