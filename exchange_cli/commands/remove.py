@@ -60,6 +60,8 @@ def command(reference: str, version: str | None, purge: bool, bucket_uri: str | 
         return
     for path in removal.paths:
         click.echo(printable(f"removed {path}"))
+    if removal.record is not None:
+        click.echo(printable(f"updated {removal.record[0]} (the removed version's yank goes with it)"))
     click.echo(printable(f"committed {commit[:12]} {removal.message}") if commit else "nothing tracked by git; no commit")
     for name in purged.deleted:
         click.echo(printable(f"deleted {bucket.uri}/{name}"))  # type: ignore[union-attr]
