@@ -25,6 +25,9 @@ from exchange_cli.specs import SpecKind
 from tests.catalog_world import CatalogWorld, own_bucket
 from tests.infra.gitrepo import ExchangeRepo, example_boutique, init_repo, run_git
 from tests.infra.publication import publish
+from tests.test_process import World as ProcessWorld
+from tests.test_process import process
+from tests.test_process import world as process_world  # noqa: F401 - the fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ".exchange/lifecycle/gears/acme/hello.json"
@@ -339,3 +342,15 @@ def test_remove_takes_the_gears_record_with_it(world: CatalogWorld, tmp_path: Pa
     result = run(world.repo, "remove", "acme/hello", "-y")
     assert result.exit_code == 0, result.output
     assert not (world.repo.root / RECORD).exists() and world.repo.git("status", "--porcelain") == ""
+
+
+def test_process_publishes_a_legacy_catalog_without_the_yanked_version(process_world: ProcessWorld) -> None:
+    """The master job's `process --publish-index` reads the records too, not only `exchange index`."""
+    assert process(process_world).exit_code == 0
+    record_by_hand(process_world.repo, yanked={"1.0.0": REASON})
+    process_world.repo.git("push", "-q", "origin", "master")
+    published = process(process_world, "--publish-index", "gh-pages-json")
+    assert published.exit_code == 0, published.output
+    catalog = json.loads(run_git(process_world.remote, "show", "gh-pages-json:exchange.json"))
+    assert [[gear["name"] for gear in group] for group in catalog] == [["other"]]
+    assert len(process_world.bucket_objects()) == 2, "both rootfs stay in the bucket"
