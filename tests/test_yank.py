@@ -354,3 +354,23 @@ def test_process_publishes_a_legacy_catalog_without_the_yanked_version(process_w
     catalog = json.loads(run_git(process_world.remote, "show", "gh-pages-json:exchange.json"))
     assert [[gear["name"] for gear in group] for group in catalog] == [["other"]]
     assert len(process_world.bucket_objects()) == 2, "both rootfs stay in the bucket"
+
+
+def test_a_linked_record_or_folder_is_named_never_followed(world: CatalogWorld, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(json.dumps({"kind": "gear", "org": "acme", "name": "hello",
+                                     "yanked": {"2.0.0": {"reason": "x", "by": "y", "at": "z"}}}))
+    (world.repo.root / RECORD).parent.mkdir(parents=True)
+    (world.repo.root / RECORD).symlink_to(elsewhere)
+    listed = run(world.repo, "list")
+    assert listed.exit_code == 0 and "yanked" not in listed.stdout
+    assert f"warning: not listed: {RECORD}: is a symbolic link" in listed.stderr
+    (world.repo.root / RECORD).unlink()
+    (world.repo.root / ".exchange" / "lifecycle").rename(tmp_path / "lifecycle")
+    (world.repo.root / ".exchange" / "lifecycle").symlink_to(tmp_path / "lifecycle")
+    listed = run(world.repo, "list")
+    assert listed.stderr.splitlines() == ["warning: not listed: .exchange/lifecycle: is a symbolic link; no yank or "
+                                          "deprecation is applied"]
+    refused = run(world.repo, "yank", "acme/hello@2.0.0", "--reason", "x")
+    assert refused.exit_code == 2 and "fix or delete it first" in refused.stderr
+    assert [p for p in (tmp_path / "lifecycle").rglob("*") if not p.is_dir()] == [], "nothing written through it"

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..confined import NotConfined, read_below
+from ..confined import NotConfined, entries_below, read_below
 from ..manifests import ManifestProblem
 from ..names import as_name
 from ..quoting import one_line
@@ -158,6 +158,28 @@ class Lifecycle:
     root: Path | None  # None: no exchange around (a manifest read from a URL): no decisions
     problems: list[ManifestProblem] = field(default_factory=list)
     _records: dict[GearKey, GearRecord | None] = field(default_factory=dict)
+    _present: frozenset[str] | None = None  # the files under LIFECYCLE_DIR, listed once
+
+    def _exists(self, relative: str) -> bool:
+        """Whether a file is at `relative`: one listing of the (small, usually absent) folder, so a
+        catalog of thousands of gears does not try thousands of opens for records that are not there."""
+        if self._present is None:
+            self._present = frozenset(self._listing())
+        return relative in self._present
+
+    def _listing(self) -> list[str]:
+        assert self.root is not None
+        place = self.root
+        for part in LIFECYCLE_DIR.split("/"):  # a link on the way is named once, never followed
+            place = place / part
+            if place.is_symlink():
+                self.problems.append(ManifestProblem(place.relative_to(self.root).as_posix(), "is a symbolic link; "
+                                                     "no yank or deprecation is applied"))
+                return []
+            if not place.is_dir():
+                return []
+        # Links inside are listed as files: reading one reports it, never follows it.
+        return [path.relative_to(self.root).as_posix() for path in entries_below(place, hidden=True)]
 
     def record(self, org: str | None, kind: SpecKind, name: str) -> GearRecord | None:
         key: GearKey = (org, kind, name)
@@ -177,6 +199,8 @@ class Lifecycle:
         if self.root is None:
             return None
         relative = record_path(*key)
+        if not self._exists(relative):
+            return None
         try:
             content = read_below(self.root, relative, limit=MAX_RECORD_BYTES)
         except FileNotFoundError:

@@ -132,7 +132,9 @@ def push_change(exchange: Exchange, remote: str) -> str:
 def _current(catalog: Catalog, entry: CatalogEntry) -> GearRecord:
     """The entry's record as it stands; one that cannot be read is never overwritten blindly."""
     path = record_path(entry.org, entry.kind, entry.name)
-    unreadable = [problem for problem in catalog.lifecycle.problems if problem.path == path]
+    # The record itself, or a folder on its way (a link: writing there would write elsewhere).
+    unreadable = [problem for problem in catalog.lifecycle.problems
+                  if problem.path == path or path.startswith(f"{problem.path}/")]
     if unreadable:
         raise UsageError(printable(f"{unreadable[0]}: fix or delete it first"))
     found = catalog.lifecycle.record(entry.org, entry.kind, entry.name)
