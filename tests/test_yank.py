@@ -369,8 +369,8 @@ def test_a_linked_record_or_folder_is_named_never_followed(world: CatalogWorld, 
     (world.repo.root / ".exchange" / "lifecycle").rename(tmp_path / "lifecycle")
     (world.repo.root / ".exchange" / "lifecycle").symlink_to(tmp_path / "lifecycle")
     listed = run(world.repo, "list")
-    assert listed.stderr.splitlines() == ["warning: not listed: .exchange/lifecycle: is a symbolic link; no yank or "
-                                          "deprecation is applied"]
+    linked = "warning: not listed: .exchange/lifecycle: is a symbolic link; no yank or deprecation is applied"
+    assert listed.stderr.splitlines() == [linked]
     refused = run(world.repo, "yank", "acme/hello@2.0.0", "--reason", "x")
     assert refused.exit_code == 2 and "fix or delete it first" in refused.stderr
     assert [p for p in (tmp_path / "lifecycle").rglob("*") if not p.is_dir()] == [], "nothing written through it"
