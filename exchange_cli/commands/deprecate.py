@@ -9,10 +9,8 @@ import click
 from ..catalog.reference import EntryReference, resolve
 from ..contrib.lifecycle import plan_deprecation, plan_undeprecation
 from ..errors import UsageError
-from .catalog_options import open_catalog, repo_option
-from .conventions import format_option, remote_option, verbosity_options
-from .lifecycle_output import commit_and_report
-from .yank import push_option
+from .catalog_options import open_catalog
+from .lifecycle_output import commit_and_report, decision_options
 
 
 @click.command("deprecate")
@@ -20,11 +18,7 @@ from .yank import push_option
 @click.option("--reason", help="Why (shown by list, show, fetch, verify and the catalog); required unless --undo.")
 @click.option("--replaced-by", metavar="ORG/NAME", help="The gear or boutique to use instead (it must be in the exchange).")
 @click.option("--undo", is_flag=True, help="Lift the deprecation instead.")
-@push_option
-@remote_option
-@repo_option
-@format_option("text", "json", default="text")
-@verbosity_options
+@decision_options
 def command(reference: str, reason: str | None, replaced_by: str | None, undo: bool, push: bool, remote: str,
             repo: Path | None, output_format: str) -> None:
     """Deprecate a gear or boutique (every version stays usable; each use warns with the reason), in one

@@ -9,7 +9,17 @@ import click
 from ..contrib.lifecycle import LifecycleChange, apply_change, push_change
 from ..quoting import printable
 from ..repository import Exchange
-from .conventions import emit_json
+from .catalog_options import repo_option
+from .conventions import Command, emit_json, format_option, remote_option, verbosity_options
+
+
+def decision_options(command: Command) -> Command:
+    """The options yank, unyank and deprecate share: --push, --remote, --repo, --format, -q/-v."""
+    for option in (verbosity_options, format_option("text", "json", default="text"), repo_option, remote_option,
+                   click.option("--push", is_flag=True, help="Also push the commit to --remote's branch of the same name.")):
+        command = option(command)
+    return command
+
 
 PAST = {"yank": "yanked", "unyank": "unyanked", "deprecate": "deprecated", "undeprecate": "no longer deprecated"}
 

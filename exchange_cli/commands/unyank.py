@@ -9,19 +9,13 @@ import click
 from ..catalog.reference import EntryReference, resolve
 from ..contrib.lifecycle import plan_unyank
 from ..errors import UsageError
-from .catalog_options import open_catalog, repo_option
-from .conventions import format_option, remote_option, verbosity_options
-from .lifecycle_output import commit_and_report
-from .yank import push_option
+from .catalog_options import open_catalog
+from .lifecycle_output import commit_and_report, decision_options
 
 
 @click.command("unyank")
 @click.argument("reference", metavar="[ORG/]NAME@VERSION")
-@push_option
-@remote_option
-@repo_option
-@format_option("text", "json", default="text")
-@verbosity_options
+@decision_options
 def command(reference: str, push: bool, remote: str, repo: Path | None, output_format: str) -> None:
     """Lift the yank of a version, in one commit: it can be chosen as the newest again."""
     parsed = EntryReference.parse(reference)

@@ -9,21 +9,14 @@ import click
 from ..catalog.reference import EntryReference, resolve
 from ..contrib.lifecycle import plan_yank
 from ..errors import UsageError
-from .catalog_options import open_catalog, repo_option
-from .conventions import format_option, remote_option, verbosity_options
-from .lifecycle_output import commit_and_report
-
-push_option = click.option("--push", is_flag=True, help="Also push the commit to --remote's branch of the same name.")
+from .catalog_options import open_catalog
+from .lifecycle_output import commit_and_report, decision_options
 
 
 @click.command("yank")
 @click.argument("reference", metavar="[ORG/]NAME@VERSION")
 @click.option("--reason", required=True, help="Why (shown wherever the version is: list, show, fetch, verify, the catalog).")
-@push_option
-@remote_option
-@repo_option
-@format_option("text", "json", default="text")
-@verbosity_options
+@decision_options
 def command(reference: str, reason: str, push: bool, remote: str, repo: Path | None, output_format: str) -> None:
     """Yank a processed version: never chosen as the newest again, still fetchable and verifiable by its exact
     version with a warning; recorded in one commit (who, when, why), nothing deleted."""
