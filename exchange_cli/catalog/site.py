@@ -208,8 +208,8 @@ def _index_item(entry: CatalogEntry) -> str:
     license_name = _text(spec, "license")
     licensed = f'<span class="license">licence: {escape(license_name)}</span> · ' if license_name else ""
     count = len(entry.versions)
-    words = [entry.ref, entry.kind.value, version, license_name, "deprecated" if entry.deprecation else ""] + \
-        [_text(spec, key) for key in ("label", "description", "author")]
+    words = [entry.ref, entry.kind.value, version, license_name] + \
+        [_text(spec, key) for key in ("label", "description", "author")] + (["deprecated"] if entry.deprecation else [])
     return (f'<li class="entry" data-search="{escape(" ".join(words).lower())}">'
             f'<a class="ref" href="{quote(entry_page_path(entry))}">{escape(entry.ref)}</a> '
             f'<span class="kind">{entry.kind.value}</span> <span class="latest">{escape(version)}</span>{unprocessed}'
@@ -303,7 +303,7 @@ def _deprecation_notice(entry: CatalogEntry, catalog: Catalog | None) -> str:
         replaced = f' Use <a href="{PAGE_ROOT}{quote(successor)}">{shown}</a> instead.' if successor else \
             f" Use {shown} instead."
     return (f'<p class="deprecated"><strong>Deprecated</strong> ({escape(decision.at)}, {escape(decision.by)}): '
-            f'{escape(decision.reason)}.{replaced}</p>\n')
+            f'{escape(decision.reason.rstrip("."))}.{replaced}</p>\n')
 
 
 def _page_of(catalog: Catalog | None, reference: str) -> str | None:
