@@ -335,8 +335,9 @@ def test_remove_takes_the_gears_record_with_it(world: CatalogWorld, tmp_path: Pa
     """A version removed and published again must not come back yanked by a record nobody sees."""
     record_by_hand(world.repo, yanked={"2.0.0": REASON, "1.0.0": "old"})
     own_bucket(world.repo, world.bucket, tmp_path / "remote.git")
-    result = run(world.repo, "remove", "acme/hello@2.0.0", "-y")
+    result = run(world.repo, "remove", "acme/hello@2.0.0", "-y", "--format", "json")
     assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["updated"] == [RECORD]
     assert list(json.loads((world.repo.root / RECORD).read_text())["yanked"]) == ["1.0.0"]
     assert world.repo.git("status", "--porcelain") == ""
     result = run(world.repo, "remove", "acme/hello", "-y")

@@ -55,8 +55,9 @@ def command(reference: str, version: str | None, purge: bool, bucket_uri: str | 
         kept = still_published(exchange, remote, removal.objects)
         purged = purge_objects(bucket, tuple(name for name in removal.objects if name not in kept))
     if output_format == "json":
-        emit_json({"removed": list(removal.paths), "commit": commit, "message": removal.message,
-                               "deleted": list(purged.deleted), "already-absent": list(purged.absent)})
+        emit_json({"removed": list(removal.paths), "updated": [removal.record[0]] if removal.record else [],
+                   "commit": commit, "message": removal.message,
+                   "deleted": list(purged.deleted), "already-absent": list(purged.absent)})
         return
     for path in removal.paths:
         click.echo(printable(f"removed {path}"))
