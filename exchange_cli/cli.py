@@ -61,6 +61,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "signature against the exchange's key, the statement's subject against the artifact, and its image "
         "digest and commit against the manifest.")),
     "keys": ("keys", "The exchange's signing keys."),
+    "yank": ("yank", (
+        "Yank a processed version: never chosen as the newest again, still fetchable and verifiable by its exact "
+        "version with a warning; recorded in one commit (who, when, why), nothing deleted.")),
+    "unyank": ("unyank", "Lift the yank of a version, in one commit: it can be chosen as the newest again."),
+    "deprecate": ("deprecate", (
+        "Deprecate a gear or boutique (every version stays usable; each use warns with the reason), in one "
+        "commit that records who, when and why.")),
     "init": ("init", (
         "Start a new exchange in DIRECTORY (default: here): layout, CI pipeline, policy, README, one commit.")),
 }
@@ -71,8 +78,8 @@ SECTIONS = (
     ("Commands for CI", ("validate", "process", "check-image")),
     ("Commands for contributors and users", ("add-gear", "add-boutique", "validate-invocation", "invocation-schema",
                                              "list", "show", "fetch", "verify")),
-    ("Commands for maintainers", ("init", "export", "remove", "verify-storage", "inventory", "index", "history", "keys",
-                                  "demo")),
+    ("Commands for maintainers", ("init", "export", "yank", "unyank", "deprecate", "remove", "verify-storage",
+                                  "inventory", "index", "history", "keys", "demo")),
 )
 UNEXPECTED = EXIT_STATUS[Category.DEFECT]
 

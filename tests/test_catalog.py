@@ -43,10 +43,11 @@ def test_list_json_orders_versions_and_marks_what_is_processed(world: CatalogWor
     assert set(entries) == {("acme", "hello", "gear"), ("acme", "hello-world", "gear"), ("acme-labs", "hello", "gear"),
                             ("neuro", "skull-strip", "gear"), ("acme", "word-count", "boutique")}
     hello = entries["acme", "hello", "gear"]["versions"]
-    assert hello == [{"version": "1.0.0", "processed": False, "state": "pending", "signed": False, "key-id": None},
-                     {"version": "1.0.0-rc.1", "processed": True, "state": "processed", "signed": False, "key-id": None},
-                     {"version": "0.10.0", "processed": True, "state": "processed", "signed": False, "key-id": None},
-                     {"version": "0.9.0", "processed": True, "state": "processed", "signed": False, "key-id": None}]
+    unsigned = {"signed": False, "key-id": None, "yanked": None}
+    assert hello == [{"version": "1.0.0", "processed": False, "state": "pending", **unsigned},
+                     {"version": "1.0.0-rc.1", "processed": True, "state": "processed", **unsigned},
+                     {"version": "0.10.0", "processed": True, "state": "processed", **unsigned},
+                     {"version": "0.9.0", "processed": True, "state": "processed", **unsigned}]
 
 
 def test_list_org_filter_is_exact(world: CatalogWorld) -> None:

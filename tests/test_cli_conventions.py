@@ -91,7 +91,19 @@ TABLE: dict[str, Row] = {
     "init": Row(lambda w, s: ["init", str(s / "new-exchange"), "--sign"], "init"),
     "keys": Row(lambda w, s: ["keys", "init", "--generate", str(s / "key.pem"), "--no-commit", "--repo",
                               str(_clone(w, s))], "keys"),
+    "yank": Row(lambda w, s: ["yank", "acme/hello@1.0.0", "--reason", "broken", "--repo", str(_committing_clone(w, s))],
+                "lifecycle"),
+    "unyank": Row(lambda w, s: ["unyank", "acme/hello@1.0.0", "--repo", str(_yanked_clone(w, s))], "lifecycle"),
+    "deprecate": Row(lambda w, s: ["deprecate", "acme/other", "--reason", "use hello", "--replaced-by", "acme/hello",
+                                   "--repo", str(_committing_clone(w, s))], "lifecycle"),
 }
+
+
+def _yanked_clone(world: CliWorld, scratch: Path) -> Path:
+    clone = _committing_clone(world, scratch)
+    result = CliRunner().invoke(cli, ["yank", "acme/hello@1.0.0", "--reason", "broken", "--repo", str(clone)])
+    assert result.exit_code == 0, result.output
+    return clone
 
 
 def _boutique(scratch: Path) -> Path:

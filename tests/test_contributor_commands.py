@@ -290,8 +290,9 @@ def test_lookup_commands_on_an_exchange_processed_by_exchange_process(exchange_r
     assert processed.exit_code == 0, processed.output
 
     listed = json.loads(run(exchange_repo, "list", "--json").output)
-    assert listed == [{"org": "acme", "kind": "gear", "name": "hello", "entry": "acme/hello",
-                       "versions": [{"version": "0.10.0", "processed": True, "state": "processed", "signed": False, "key-id": None}]}]
+    assert listed == [{"org": "acme", "kind": "gear", "name": "hello", "entry": "acme/hello", "deprecated": None,
+                       "versions": [{"version": "0.10.0", "processed": True, "state": "processed", "signed": False,
+                                     "key-id": None, "yanked": None}]}]
     shown = json.loads(run(exchange_repo, "show", "acme/hello", "--json").output)
     assert shown["image-config-digest"].startswith("sha256:") and shown["platform"] == "linux/amd64"
     fetched = run(exchange_repo, "fetch", "acme/hello@0.10.0", "--output-dir", str(tmp_path / "out"), "--extract")

@@ -110,8 +110,8 @@ def test_a_later_version_with_the_same_rootfs_gets_its_own_manifest_and_no_versi
     repo = ["--repo", str(world.repo.root)]
     (hello,) = [e for e in cli_json("list", *repo) if e["name"] == "hello"]
     assert hello["entry"] == "acme/hello"
-    assert hello["versions"] == [{"version": "1.1.0", "processed": True, "state": "processed", "signed": False, "key-id": None},
-                                 {"version": "1.0.0", "processed": True, "state": "processed", "signed": False, "key-id": None}]
+    unsigned = {"processed": True, "state": "processed", "signed": False, "key-id": None, "yanked": None}
+    assert hello["versions"] == [{"version": "1.1.0", **unsigned}, {"version": "1.0.0", **unsigned}]
     assert cli_json("show", "acme/hello@1.0.0", *repo)["manifest"] == f"manifests/acme/{legacy_name}"
     assert cli_json("show", "acme/hello", *repo)["manifest"] == f"manifests/acme/{qualified_name}"
     history = [row for row in cli_json("history", *repo) if row["name"] == "hello"]

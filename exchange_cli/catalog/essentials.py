@@ -9,6 +9,7 @@ from ..progress import format_bytes
 from ..quoting import printable
 from ..specs import image_field
 from ..storage.bucket import Bucket
+from .lifecycle import Decision
 from .model import CatalogEntry, CatalogVersion
 
 
@@ -36,6 +37,8 @@ def essentials(entry: CatalogEntry, version: CatalogVersion, bucket: Bucket | No
         "mirrored-image": record.get("mirrored-image"),
         "manifest": version.manifest.relative if version.manifest else None,
         "versions": [v.version for v in entry.versions],
+        "yanked": version.yank.as_json() if version.yank else None,
+        "deprecated": entry.deprecation.as_json() if entry.deprecation else None,
     }
 
 
@@ -68,4 +71,6 @@ def _shown(key: str, value: Any) -> str:
             f"{value} bytes ({format_bytes(value)})"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if key in ("yanked", "deprecated") and isinstance(value, dict):  # a decision: its one line
+        return Decision.from_json(value, key, deprecation=True).described()
     return ", ".join(value) if isinstance(value, list) else ("-" if value is None else str(value))

@@ -19,8 +19,12 @@ def catalog_index(catalog: Catalog) -> dict[str, Any]:
 
 
 def entry_summary(entry: CatalogEntry) -> dict[str, Any]:
+    # "latest": what `show` and `fetch` choose without @VERSION (the newest processed version not yanked);
+    # "versions" keeps every version, yanked ones marked, so a reader taking versions[0] must check "yanked".
+    latest = entry.latest_processed
     return {"org": entry.org, "kind": entry.kind.value, "name": entry.name, "ref": entry.ref,
-            "entry": entry.entry_ref or entry.ref,
+            "entry": entry.entry_ref or entry.ref, "latest": latest.version if latest else None,
+            "deprecated": entry.deprecation.as_json() if entry.deprecation else None,
             "versions": [version_summary(entry, version) for version in entry.versions]}
 
 
@@ -34,6 +38,7 @@ def version_summary(entry: CatalogEntry, version: CatalogVersion) -> dict[str, A
     summary["rootfs-url"] = version.rootfs_url
     summary["rootfs-hash"] = version.rootfs_hash
     summary["rootfs-size"] = version.rootfs_size
+    summary["yanked"] = version.yank.as_json() if version.yank else None
     return summary
 
 

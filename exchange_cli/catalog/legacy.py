@@ -10,6 +10,11 @@ manifest). Two differences, both deliberate: versions are ordered by `versions.v
 compared them as strings, so ``0.10.0`` came before ``0.9.0``), and a manifest whose gear has no string
 name or version, or that cannot be read, is left out and named (jq grouped it under ``null`` or failed).
 
+A yanked version (catalog.lifecycle) is left out too: the old format has no place to say so, and its
+readers take what it lists as installable, the first of a group as the newest. The version stays
+published (its manifest and rootfs are untouched, fetchable by exact version); only this list stops
+offering it. A deprecated gear stays listed as it was: deprecation warns, it withdraws nothing.
+
 `publish_legacy_index` publishes it: see catalog.publish for how (plumbing only; the current branch,
 index and work tree are never touched).
 """
@@ -27,6 +32,7 @@ from ..manifests import ManifestProblem, ManifestScan, ProcessedManifest
 from ..specs import SpecKind
 from ..versions import SortKey, version_key
 from .jq_format import jq_text
+from .lifecycle import Lifecycle
 from .model import unplaced_reason
 from .publish import PublishOutcome, publish_files
 
@@ -39,6 +45,7 @@ LEGACY_COMMIT_MESSAGE = "Add exchange.json"
 class LegacyIndex:
     groups: list[list[dict[str, Any]]]
     left_out: list[ManifestProblem] = field(default_factory=list)
+    yanked: list[str] = field(default_factory=list)  # manifests left out because their version is yanked
 
     @property
     def text(self) -> str:
@@ -47,19 +54,24 @@ class LegacyIndex:
         return jq_text(self.groups)
 
 
-def legacy_index(scan: ManifestScan) -> LegacyIndex:
+def legacy_index(scan: ManifestScan, lifecycle: Lifecycle) -> LegacyIndex:
     by_name: dict[str, list[ProcessedManifest]] = defaultdict(list)
     left_out = list(scan.problems)
+    yanked = []
     for manifest in scan.manifests:
         if manifest.kind is not SpecKind.GEAR:
             continue
         if manifest.name is None or manifest.version is None:
             left_out.append(ManifestProblem(manifest.relative, unplaced_reason(manifest)))
             continue
+        if lifecycle.yank(manifest.org, manifest.kind, manifest.name, manifest.version) is not None:
+            yanked.append(manifest.relative)
+            continue
         by_name[manifest.name].append(manifest)
     groups = [[_summary(m) for m in sorted(group, key=_newest_first_key, reverse=True)]
               for _, group in sorted(by_name.items())]
-    return LegacyIndex(groups, sorted(left_out, key=lambda problem: problem.path))
+    left_out += lifecycle.problems
+    return LegacyIndex(groups, sorted(left_out, key=lambda problem: problem.path), sorted(yanked))
 
 
 def _newest_first_key(manifest: ProcessedManifest) -> tuple[SortKey, str]:
@@ -92,11 +104,11 @@ class CatalogPublication:
         return f"catalog {LEGACY_INDEX_FILE} on {self.branch}: {state} {self.outcome.commit[:12]}, {pushed}"
 
 
-def publish_legacy_index(repo: gitpython.Repo, scan: ManifestScan, *, branch: str, remote: str,
-                         source_commit: str) -> CatalogPublication:
+def publish_legacy_index(repo: gitpython.Repo, scan: ManifestScan, lifecycle: Lifecycle, *, branch: str,
+                         remote: str, source_commit: str) -> CatalogPublication:
     """Commit ``exchange.json`` to `branch` (keeping the branch's other files) and push it. Never raises
     for a failed publication: the caller's run is already published, and the next run retries."""
-    index = legacy_index(scan)
+    index = legacy_index(scan, lifecycle)
     left_out = tuple(str(problem) for problem in index.left_out)
     try:
         outcome = publish_files(repo, {LEGACY_INDEX_FILE: index.text}, branch=branch, remote=remote,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from ..names import suggested_name
 from ..repository import Exchange
 from ..specs import SpecKind, SpecLocation, locate, read_spec
 from ..versions import version_key
+from .lifecycle import Decision, GearKey, Lifecycle, decision_warnings, record_path
 
 
 def expected_stem(name: str, kind: SpecKind) -> str:
@@ -60,6 +61,12 @@ class CatalogVersion:
     # Not processed, and its spec unchanged since the sentinel: the sentinel was moved past it (the old
     # pipeline's maintainers did that by hand to skip a version); it waits for no run.
     skipped: bool = False
+    # Yanked by a maintainer (catalog.lifecycle): never chosen as the newest, still fetchable by exact version.
+    yank: Decision | None = None
+
+    @property
+    def yanked(self) -> bool:
+        return self.yank is not None
 
     @property
     def processed(self) -> bool:
@@ -117,6 +124,7 @@ class CatalogEntry:
     spec_version: str | None = None  # the version that spec names
     manifests: list[ProcessedManifest] = field(default_factory=list)
     versions: list[CatalogVersion] = field(default_factory=list)  # newest first
+    deprecation: Decision | None = None  # a maintainer's deprecation (catalog.lifecycle)
 
     @property
     def ref(self) -> str:
@@ -149,11 +157,13 @@ class CatalogEntry:
 
     @property
     def latest(self) -> CatalogVersion | None:
-        return self.versions[0] if self.versions else None
+        """The newest version not yanked (what describes the gear); the newest of all when every one is."""
+        return next((v for v in self.versions if not v.yanked), self.versions[0] if self.versions else None)
 
     @property
     def latest_processed(self) -> CatalogVersion | None:
-        return next((v for v in self.versions if v.processed), None)
+        """What a command without @VERSION chooses: the newest processed version that is not yanked."""
+        return next((v for v in self.versions if v.processed and not v.yanked), None)
 
     def version(self, version: str) -> CatalogVersion | None:
         return next((v for v in self.versions if v.version == version), None)
@@ -167,6 +177,7 @@ class Catalog:
     entries: list[CatalogEntry]
     scan: ManifestScan = field(default_factory=ManifestScan)  # every manifest, placed or not
     problems: list[ManifestProblem] = field(default_factory=list)  # what could not be read or placed
+    lifecycle: Lifecycle = field(default_factory=lambda: Lifecycle(None))  # yanks and deprecations
 
     def find(self, org: str | None, name: str, kind: SpecKind | None = None) -> list[CatalogEntry]:
         """Entries called `name` or stored under the file stem `name`; any org when `org` is None."""
@@ -175,9 +186,6 @@ class Catalog:
 
     def in_org(self, org: str | None) -> list[CatalogEntry]:
         return [e for e in self.entries if org is None or e.org == org]
-
-
-GearKey = tuple[str | None, SpecKind, str]  # org, kind, name
 
 
 def load_catalog(exchange: Exchange) -> Catalog:
@@ -208,13 +216,28 @@ def load_catalog(exchange: Exchange) -> Catalog:
         found.spec_location, found.spec_path = location, path
         found.spec_version = version if isinstance(version, str) else None
         specs[key] = data
+    lifecycle = Lifecycle(exchange.root)
     for key, item in entries.items():
         behind = item.spec_location is not None and item.spec_location.relative_path in skipped_paths
         item.versions = _versions(item, specs.get(key), skipped=behind)
+        problems.extend(_apply_decisions(item, lifecycle))
+    problems.extend(lifecycle.problems)
     # A spec that names no version yet (a draft, an invalid file) has nothing to list, show or fetch.
     listed = [e for e in entries.values() if e.versions]
     return Catalog(sorted(listed, key=lambda e: (e.org or "", e.name, e.kind.value)), scan,
-                   sorted(problems, key=lambda p: p.path))
+                   sorted(problems, key=lambda p: p.path), lifecycle)
+
+
+def _apply_decisions(entry: CatalogEntry, lifecycle: Lifecycle) -> list[ManifestProblem]:
+    """The entry's yanks and deprecation from its record; a yank of a version it does not have is named."""
+    record = lifecycle.record(entry.org, entry.kind, entry.name)
+    if record is None:
+        return []
+    entry.deprecation = record.deprecated
+    entry.versions = [replace(v, yank=record.yanked.get(v.version)) for v in entry.versions]
+    known = {v.version for v in entry.versions}
+    return [ManifestProblem(record_path(*record.key), f"yanks {version!a}, a version {entry.ref} does not have")
+            for version in record.yanked if version not in known]
 
 
 def read_spec_entries(exchange: Exchange) -> list[tuple[Path, SpecLocation, dict[str, Any]]]:
@@ -291,3 +314,10 @@ def _versions(entry: CatalogEntry, spec: dict[str, Any] | None, *, skipped: bool
             by_version[version] = CatalogVersion(version, spec, None, skipped=skipped)
     return sorted(by_version.values(), key=lambda v: version_key(v.version), reverse=True)
 
+
+
+
+def entry_warnings(entry: CatalogEntry, version: CatalogVersion | None) -> list[str]:
+    """What a command using `version` of `entry` says on stderr: it is yanked, the gear is deprecated."""
+    return decision_warnings(entry.ref, version.version if version else None, version.yank if version else None,
+                             entry.deprecation)

@@ -138,9 +138,15 @@ def _described(entry: CatalogEntry) -> str:
 
 
 def find_processed_version(entry: CatalogEntry, version: str | None) -> CatalogVersion:
-    """The named version, else the newest processed one; it must have a manifest."""
+    """The named version (yanked or not: a yanked version stays usable by its exact version), else the
+    newest processed one that is not yanked; it must have a manifest."""
     if version is None:
         chosen = entry.latest_processed
+        yanked = [v for v in entry.versions if v.processed and v.yanked]
+        if chosen is None and yanked:
+            raise NotInCatalog(f"every processed version of {entry.ref} is yanked ("
+                               + "; ".join(f"{v.version}: {v.yank.described()}" for v in yanked if v.yank)
+                               + "); name one as @VERSION to use it anyway")
         if chosen is None:
             raise NotInCatalog(f"{entry.ref} has no processed version yet "
                                f"(spec version {entry.latest.version if entry.latest else '?'} awaits processing)")

@@ -18,13 +18,14 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from ..confined import NotConfined, read_below
+from ..errors import ExchangeError
 from ..logs import logger
 from ..manifests import MANIFESTS_DIRECTORY, MAX_MANIFEST_BYTES, ProcessedManifest
 from ..names import MAX_COMPONENT_LENGTH, as_name, name_problem, path_below
 from ..specs import SpecKind, image_field
 from .index import index_text
 from .model import Catalog, CatalogEntry, CatalogVersion
-from .reference import unique_reference
+from .reference import EntryReference, resolve, unique_reference
 from .site_assets import CSS, JS
 
 INDEX_PAGE = "index.html"
@@ -181,13 +182,13 @@ def entry_page(entry: CatalogEntry, site_title: str = SITE_TITLE, catalog: Catal
     latest = entry.latest
     spec = latest.spec if latest else {}
     title = _text(spec, "label") or entry.name
-    versions = "\n".join(_version_section(entry, version, index, open_details=index == 0,
+    versions = "\n".join(_version_section(entry, version, index, open_details=version is latest,
                                           reference=_reference(catalog, entry, version), published=published)
                          for index, version in enumerate(entry.versions))
     body = f"""<nav><p><a href="{PAGE_ROOT}{INDEX_PAGE}">← All gears and boutiques</a></p></nav>
 <main>
 <h1>{escape(title)} <small>{escape(entry.ref)} · {entry.kind.value}</small></h1>
-<p class="description">{escape(_text(spec, "description"))}</p>
+{_deprecation_notice(entry, catalog)}<p class="description">{escape(_text(spec, "description"))}</p>
 {_meta_list(_about(entry, spec))}
 <h2>Versions</h2>
 <noscript><p class="hint">Without JavaScript the commands below name versions of the exchange: run them in a
@@ -201,13 +202,14 @@ def _index_item(entry: CatalogEntry) -> str:
     spec = entry.latest.spec if entry.latest else {}
     version = entry.latest.version if entry.latest else ""
     unprocessed = f" {_state_badge(entry.latest)}" if entry.latest is not None and not entry.latest.processed else ""
+    unprocessed += _decision_badges(entry, entry.latest)
     newest = entry.latest_processed
     signed = f" {_signed_badge('on its page')}" if newest is not None and _signed(newest) else ""
     license_name = _text(spec, "license")
     licensed = f'<span class="license">licence: {escape(license_name)}</span> · ' if license_name else ""
     count = len(entry.versions)
     words = [entry.ref, entry.kind.value, version, license_name] + \
-        [_text(spec, key) for key in ("label", "description", "author")]
+        [_text(spec, key) for key in ("label", "description", "author")] + (["deprecated"] if entry.deprecation else [])
     return (f'<li class="entry" data-search="{escape(" ".join(words).lower())}">'
             f'<a class="ref" href="{quote(entry_page_path(entry))}">{escape(entry.ref)}</a> '
             f'<span class="kind">{entry.kind.value}</span> <span class="latest">{escape(version)}</span>{unprocessed}'
@@ -233,7 +235,9 @@ def _version_section(entry: CatalogEntry, version: CatalogVersion, index: int, *
     if _signed(version):  # the manifest carries signed provenance; `exchange verify` is the proof, not this page
         state += f" {_signed_badge('below')}"
     image = image_field(version.spec, entry.kind)[1]
-    rows = [("image", f"<code>{escape(str(image))}</code>" if image else "")]
+    rows = [("yanked", escape(version.yank.described()))] if version.yank else []
+    state += _decision_badges(None, version)
+    rows.append(("image", f"<code>{escape(str(image))}</code>" if image else ""))
     if version.processed:
         size = f"{version.rootfs_size:,} bytes" if version.rootfs_size is not None else \
             "unknown (an old manifest records no size)"
@@ -275,6 +279,41 @@ _STATES = {
     "pending": ("pending", "not processed yet", "a run on the exchange's branch will process it"),
     "skipped": ("skipped", "skipped", "its spec was there when the sentinel was moved past it: no run will process it"),
 }
+
+
+def _decision_badges(entry: CatalogEntry | None, version: CatalogVersion | None) -> str:
+    """A yanked version, a deprecated gear: a badge whose title is the reason (escaped: it is data)."""
+    badges = ""
+    if version is not None and version.yank is not None:
+        badges += (f' <span class="badge yanked" title="{escape(version.yank.described())}">yanked</span>')
+    if entry is not None and entry.deprecation is not None:
+        badges += (f' <span class="badge deprecated" title="{escape(entry.deprecation.described())}">'
+                   'deprecated</span>')
+    return badges
+
+
+def _deprecation_notice(entry: CatalogEntry, catalog: Catalog | None) -> str:
+    decision = entry.deprecation
+    if decision is None:
+        return ""
+    replaced = ""
+    if decision.replaced_by is not None:
+        successor = _page_of(catalog, decision.replaced_by)
+        shown = escape(decision.replaced_by)
+        replaced = f' Use <a href="{PAGE_ROOT}{quote(successor)}">{shown}</a> instead.' if successor else \
+            f" Use {shown} instead."
+    return (f'<p class="deprecated"><strong>Deprecated</strong> ({escape(decision.at)}, {escape(decision.by)}): '
+            f'{escape(decision.reason.rstrip("."))}.{replaced}</p>\n')
+
+
+def _page_of(catalog: Catalog | None, reference: str) -> str | None:
+    """The site path of the entry `reference` names, when the catalog holds exactly one."""
+    if catalog is None:
+        return None
+    try:
+        return entry_page_path(resolve(catalog, EntryReference.parse(reference)).entry)
+    except ExchangeError:
+        return None
 
 
 def _state_badge(version: CatalogVersion) -> str:

@@ -21,6 +21,8 @@ a { color: var(--accent); }
 .badge.pending { color: var(--wait); border-color: var(--wait); }
 .badge.skipped { color: var(--muted); border-style: dashed; }
 .badge.signed { color: var(--ok); border-color: var(--ok); font-weight: 600; }
+.badge.yanked, .badge.deprecated { color: #a3261b; border-color: #a3261b; font-weight: 600; }
+p.deprecated { border-left: 4px solid #a3261b; padding: .3rem .8rem; background: #fbefee; }
 .entry .facts { color: var(--muted); font-size: .85rem; }
 .version { border: 1px solid var(--line); border-radius: 6px; padding: 0 1rem 1rem; margin: 1rem 0; }
 h1, h2, h3, p, li { overflow-wrap: anywhere; }

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 
-from ..catalog.model import Catalog, load_catalog
+from ..catalog.model import Catalog, CatalogEntry, CatalogVersion, entry_warnings, load_catalog
 from ..logs import logger
+from ..quoting import printable
 from ..repository import Exchange
 from .conventions import Command, repo_option
 
-__all__ = ["bucket_option", "open_catalog", "repo_option"]
+__all__ = ["bucket_option", "open_catalog", "repo_option", "warn_decisions"]
 
 LOG = logger("catalog")
 
@@ -28,3 +29,9 @@ def open_catalog(repo: Path | None) -> tuple[Exchange, Catalog]:
     for problem in catalog.problems:
         LOG.warning(f"not listed: {problem}")
     return exchange, catalog
+
+
+def warn_decisions(entry: CatalogEntry, version: CatalogVersion | None) -> None:
+    """A yanked version (used by its exact version) or a deprecated gear: said on stderr, with the reason."""
+    for warning in entry_warnings(entry, version):
+        LOG.warning(printable(warning))

@@ -10,13 +10,14 @@ from typing import Any
 
 import click
 
+from ..catalog.lifecycle import Decision
 from ..catalog.reference import EntryReference, find_processed_version, resolve
 from ..errors import UsageError
 from ..fetch.manifest_source import names_manifest, read_manifest
 from ..fetch.run import FetchOutcome, FetchTarget, fetch_rootfs
 from ..progress import format_bytes
 from ..quoting import printable
-from .catalog_options import bucket_option, open_catalog, repo_option
+from .catalog_options import bucket_option, open_catalog, repo_option, warn_decisions
 from .conventions import STDOUT, file_or_stdout, format_option, json_emitted, report_stream, verbosity_options
 from .options import storage_bucket
 
@@ -37,7 +38,7 @@ def command(reference: str, out_file: Path | None, out_dir: Path, extract: bool,
     """Download the rootfs of a processed version (default: the newest) from its rootfs URL (http(s)://,
     gs://, file://), or from --bucket, verifying its hash as it arrives. A manifest file or URL (a catalog
     page's link) needs no exchange around."""
-    target = _target(reference, repo)
+    target, yank = _target(reference, repo)
     bucket = storage_bucket(bucket_uri, None) if bucket_uri else None
     if out_file is not None and str(out_file) == STDOUT and extract:
         raise UsageError("-o - sends the tarball to standard output; --extract unpacks a file: give -o FILE")
@@ -47,7 +48,8 @@ def command(reference: str, out_file: Path | None, out_dir: Path, extract: bool,
     if out_file is not None and str(out_file) == STDOUT:
         outcome = dataclasses.replace(outcome, path=out_file)
     if output_format == "json":
-        click.echo(json.dumps(outcome_as_json(outcome), indent=2), file=report)
+        click.echo(json.dumps({**outcome_as_json(outcome), "yanked": yank.as_json() if yank else None}, indent=2),
+                   file=report)
         json_emitted()
         return
     click.echo(file=report, message=printable(f"{outcome.path}  {outcome.rootfs_hash}  {format_bytes(outcome.size)} (its hash matches "
@@ -59,13 +61,16 @@ def command(reference: str, out_file: Path | None, out_dir: Path, extract: bool,
                              f"directories, {summary.links} links{skipped}"))
 
 
-def _target(reference: str, repo: Path | None) -> FetchTarget:
-    """A manifest's file or URL is read as it is (--repo plays no part); anything else names a version of
-    the exchange's catalog."""
+def _target(reference: str, repo: Path | None) -> tuple[FetchTarget, Decision | None]:
+    """A manifest's file or URL is read as it is (--repo plays no part: no yank is known there); anything
+    else names a version of the exchange's catalog: without @VERSION never a yanked one, with it a yanked
+    one too, with a warning."""
     if names_manifest(reference):
-        return FetchTarget.of_manifest(read_manifest(reference))
+        return FetchTarget.of_manifest(read_manifest(reference)), None
     resolved = resolve(open_catalog(repo)[1], EntryReference.parse(reference))
-    return FetchTarget.of_version(resolved.entry, find_processed_version(resolved.entry, resolved.version))
+    version = find_processed_version(resolved.entry, resolved.version)
+    warn_decisions(resolved.entry, version)
+    return FetchTarget.of_version(resolved.entry, version), version.yank
 
 
 def outcome_as_json(outcome: FetchOutcome) -> dict[str, Any]:

@@ -42,8 +42,10 @@ def command(output: Path | None, index_format: str, html_dir: Path | None, publi
     if publish_branch is not None:
         check_branch(exchange.repo, publish_branch, remote)  # before anything is written
     if index_format == "legacy":
-        legacy = legacy_index(catalog.scan)
+        legacy = legacy_index(catalog.scan, catalog.lifecycle)
         text, count = legacy.text, f"{len(legacy.groups)} gear name(s)"
+        for path in legacy.yanked:
+            LOG.info(f"left out of the legacy catalog, its version is yanked: {path}")
     else:
         text = index_text(catalog)
         count = f"{len(catalog.entries)} entries"
@@ -56,7 +58,8 @@ def command(output: Path | None, index_format: str, html_dir: Path | None, publi
         # JSON goes there, not to the terminal.
         click.echo(text, nl=False)
     if publish_branch is not None and index_format == "legacy":
-        publication = publish_legacy_index(exchange.repo, catalog.scan, branch=publish_branch, remote=remote,
+        publication = publish_legacy_index(exchange.repo, catalog.scan, catalog.lifecycle, branch=publish_branch,
+                                           remote=remote,
                                            source_commit=exchange.repo.head.commit.hexsha)
         (LOG.info if publication.ok else LOG.warning)(publication.describe())
         if not publication.ok:

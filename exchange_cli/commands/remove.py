@@ -55,11 +55,14 @@ def command(reference: str, version: str | None, purge: bool, bucket_uri: str | 
         kept = still_published(exchange, remote, removal.objects)
         purged = purge_objects(bucket, tuple(name for name in removal.objects if name not in kept))
     if output_format == "json":
-        emit_json({"removed": list(removal.paths), "commit": commit, "message": removal.message,
-                               "deleted": list(purged.deleted), "already-absent": list(purged.absent)})
+        emit_json({"removed": list(removal.paths), "updated": [removal.record[0]] if removal.record else [],
+                   "commit": commit, "message": removal.message,
+                   "deleted": list(purged.deleted), "already-absent": list(purged.absent)})
         return
     for path in removal.paths:
         click.echo(printable(f"removed {path}"))
+    if removal.record is not None:
+        click.echo(printable(f"updated {removal.record[0]} (the removed version's yank goes with it)"))
     click.echo(printable(f"committed {commit[:12]} {removal.message}") if commit else "nothing tracked by git; no commit")
     for name in purged.deleted:
         click.echo(printable(f"deleted {bucket.uri}/{name}"))  # type: ignore[union-attr]

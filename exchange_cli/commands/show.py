@@ -9,7 +9,7 @@ import click
 
 from ..catalog.essentials import essentials, render_essentials
 from ..catalog.reference import EntryReference, find_processed_version, resolve
-from .catalog_options import bucket_option, open_catalog, repo_option
+from .catalog_options import bucket_option, open_catalog, repo_option, warn_decisions
 from .conventions import emit_json, format_option, verbosity_options
 from .options import storage_bucket
 
@@ -24,7 +24,9 @@ def command(reference: str, output_format: str, bucket_uri: str | None, repo: Pa
     """Show a processed version (default: the newest): image, digest, rootfs URL, hash, size, commit."""
     resolved = resolve(open_catalog(repo)[1], EntryReference.parse(reference))
     bucket = storage_bucket(bucket_uri, None) if bucket_uri else None
-    details = essentials(resolved.entry, find_processed_version(resolved.entry, resolved.version), bucket)
+    version = find_processed_version(resolved.entry, resolved.version)  # without @VERSION: never a yanked one
+    warn_decisions(resolved.entry, version)
+    details = essentials(resolved.entry, version, bucket)
     if output_format == "json":
         emit_json(details)
     else:

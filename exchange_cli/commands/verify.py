@@ -8,12 +8,14 @@ from pathlib import Path
 import click
 
 from ..fetch.targets import custody_of, resolve_target, trusted_keys
-from ..logs import Verbosity
+from ..logs import Verbosity, logger
 from ..provenance.report import render_verification, verification_as_json
 from ..provenance.verify import VerifyOptions, verify_published
+from ..quoting import printable
 from .catalog_options import repo_option
 from .conventions import emit_json, exit_with_findings, format_option, verbosity, verbosity_options
 
+LOG = logger("verify")
 FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 
 
@@ -38,9 +40,11 @@ def command(target: str, artifact_file: Path | None, attestation_file: Path | No
     options = VerifyOptions(trusted_keys(key_files, resolved.root), artifact_file, attestation_file, check_image,
                             tuple(insecure_registries),
                             custody_of(resolved, key_files, allow_unprocessed=allow_unprocessed))
+    for warning in resolved.warnings:  # a yanked version verifies as it did; the warning says why not to use it
+        LOG.warning(printable(warning))
     result = verify_published(resolved.manifest, options, target=resolved.shown)
     if output_format == "json":
-        emit_json(verification_as_json(result))
+        emit_json({**verification_as_json(result), "yanked": resolved.yank.as_json() if resolved.yank else None})
     else:
         render_verification(result, sys.stdout, quiet=verbosity() is Verbosity.QUIET)
     exit_with_findings(result.ok)

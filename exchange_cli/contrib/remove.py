@@ -7,12 +7,14 @@ and nothing is purged while some manifest cannot be read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import git
+from ..catalog.lifecycle import record_path
 from ..catalog.model import Catalog, CatalogEntry
 from ..catalog.reference import NotInCatalog
 from ..commit_identity import commit_env
+from ..durable import write_atomically
 from ..errors import Category, ExchangeError
 from ..manifests import ManifestScan, ProcessedManifest
 from ..process.references import published_references
@@ -24,8 +26,11 @@ from ..storage.bucket import Bucket
 class Removal:
     entry: CatalogEntry
     version: str | None
-    paths: tuple[str, ...]  # repository-relative: the spec (when it goes) and the manifests
+    paths: tuple[str, ...]  # repository-relative: the spec (when it goes), the manifests, the record (when it goes)
     objects: tuple[str, ...]  # bucket objects that no remaining manifest references
+    # The gear's yank record without the removed version's yank: (path, its new text); a version published
+    # again later must not come back yanked by a record that names what is gone.
+    record: tuple[str, str] | None = None
 
     @property
     def message(self) -> str:
@@ -52,14 +57,33 @@ def plan_removal(exchange: Exchange, catalog: Catalog, entry: CatalogEntry, vers
     paths = [exchange.relative(m.path) or str(m.path) for m in manifests]
     if spec_goes and entry.spec_path is not None:
         paths.insert(0, exchange.relative(entry.spec_path) or str(entry.spec_path))
-    return Removal(entry, version, tuple(paths), tuple(_unreferenced_objects(catalog.scan, manifests)))
+    record = _record_after(catalog, entry, version)
+    if record is not None and record[1] is None:
+        paths.append(record[0])
+    return Removal(entry, version, tuple(paths), tuple(_unreferenced_objects(catalog.scan, manifests)),
+                   (record[0], record[1]) if record is not None and record[1] is not None else None)
+
+
+def _record_after(catalog: Catalog, entry: CatalogEntry, version: str | None) -> tuple[str, str | None] | None:
+    """The entry's lifecycle record after the removal: None when it is unchanged, text None when it goes."""
+    found = catalog.lifecycle.record(entry.org, entry.kind, entry.name)
+    if found is None or (version is not None and version not in found.yanked):
+        return None
+    path = record_path(*found.key)
+    if version is None:
+        return path, None
+    left = replace(found, yanked={v: d for v, d in found.yanked.items() if v != version})
+    return path, None if left.empty else left.text()
 
 
 def apply_removal(exchange: Exchange, removal: Removal) -> str | None:
     """Delete the files and commit exactly them; returns the commit (None when none was tracked)."""
-    tracked = set(exchange.repo.git.ls_files("-z", "--", *removal.paths).split("\0")) - {""}
+    changed = [*removal.paths, *([removal.record[0]] if removal.record else [])]
+    tracked = set(exchange.repo.git.ls_files("-z", "--", *changed).split("\0")) - {""}
     for relative in removal.paths:
         (exchange.root / relative).unlink(missing_ok=True)
+    if removal.record is not None:
+        write_atomically(exchange.root / removal.record[0], removal.record[1])
     if not tracked:
         return None
     return git.commit_paths(exchange.repo, sorted(tracked), removal.message, commit_env(exchange.repo))

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..catalog.lifecycle import Decision, Lifecycle, decision_warnings
 from ..errors import UsageError
 from ..provenance.keys import PublicKey, keys_dir, read_key_file, repository_keys
 from ..provenance.verify import ManifestView, view_of
@@ -19,6 +20,8 @@ class Target:
     shown: str  # how the result names what was verified
     root: Path | None  # the exchange it belongs to, for its keys
     relative: str | None = None  # the manifest's path in that exchange, when it is one of its files
+    yank: Decision | None = None  # the version is yanked (known only inside an exchange)
+    warnings: tuple[str, ...] = ()  # yanked, deprecated: for stderr
 
 
 def resolve_target(target: str, repo: Path | None) -> Target:
@@ -33,9 +36,14 @@ def resolve_target(target: str, repo: Path | None) -> Target:
         relative = path.resolve().relative_to(root.resolve()).as_posix() if inside and root is not None else \
             manifest_source.outside_relative(path)
         source = manifest_source.read_manifest_file(path, relative)
-        return Target(view_of(source.manifest, org_known=source.org_known), str(path), root,
-                      relative if inside else None)
-    from ..catalog.model import load_catalog
+        manifest = source.manifest
+        lifecycle = Lifecycle(root if inside else None)
+        yank = lifecycle.yank(manifest.org, manifest.kind, manifest.name or "", manifest.version)
+        deprecation = lifecycle.deprecation(manifest.org, manifest.kind, manifest.name or "")
+        ref = f"{manifest.org}/{manifest.name}" if manifest.org else str(manifest.name)
+        return Target(view_of(manifest, org_known=source.org_known), str(path), root, relative if inside else None,
+                      yank, tuple(decision_warnings(ref, manifest.version, yank, deprecation)))
+    from ..catalog.model import entry_warnings, load_catalog
     from ..catalog.reference import EntryReference, find_processed_version, resolve
     from ..repository import Exchange
 
@@ -45,7 +53,8 @@ def resolve_target(target: str, repo: Path | None) -> Target:
     version = find_processed_version(entry, resolved.version)
     assert version.manifest is not None
     return Target(view_of(version.manifest, version.manifest.relative),
-                  f"{entry.ref}@{version.version}", exchange.root, version.manifest.relative)
+                  f"{entry.ref}@{version.version}", exchange.root, version.manifest.relative, version.yank,
+                  tuple(entry_warnings(entry, version)))
 
 
 def custody_of(target: Target, key_files: tuple[Path, ...], *,

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 from .. import git
 from ..catalog.legacy import CatalogPublication, publish_legacy_index
+from ..catalog.lifecycle import Lifecycle
 from ..errors import UsageError
 from ..logs import logger
 from ..manifests import load_manifests
@@ -97,8 +98,9 @@ def process_exchange(exchange: Exchange, options: ProcessOptions, *, progress: P
 def publish_catalog(exchange: Exchange, branch: str, remote: str, log: Log) -> CatalogPublication:
     """After a successful run (pushed, or nothing to push): the catalog of what the branch now holds.
     A failure is reported and never rolls the run back; the next run publishes again."""
-    publication = publish_legacy_index(exchange.repo, load_manifests(exchange.manifests_dir), branch=branch,
-                                       remote=remote, source_commit=git.head_commit(exchange.repo) or "")
+    publication = publish_legacy_index(exchange.repo, load_manifests(exchange.manifests_dir),
+                                       Lifecycle(exchange.root),  # a yanked version is left out of it
+                                       branch=branch, remote=remote, source_commit=git.head_commit(exchange.repo) or "")
     (log if publication.ok else LOG.warning)(publication.describe())  # a failure shows even with -q
     return publication
 

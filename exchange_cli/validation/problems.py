@@ -45,7 +45,8 @@ RULES: dict[str, str] = {
     "already-processed": "this exact spec is already processed (not a failure)",
     "invocation": "an invocation must validate against the spec's invocation schema",
     "protected-path": "a change (validate --base) must not touch the exchange's control files (.sentinel, manifests/, "
-                      ".exchange.yaml, .exchange/, schemas/, .circleci/) without a maintainer's approval",
+                      ".exchange.yaml, .exchange/ with its keys and yank records, schemas/, .circleci/) without a "
+                      "maintainer's approval",
     # Conformance checks on the image's flattened rootfs (exchange check-image, exchange process).
     "rootfs-flywheel-dir": "a gear image must contain the directory /flywheel/v0/",
     "rootfs-run-script": "a gear image must have an executable /flywheel/v0/run unless the gear sets command",

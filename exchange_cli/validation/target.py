@@ -37,6 +37,8 @@ from .policy import POLICY_FILE, Policy, load_policy
 
 KEYS_DIR = ".exchange/keys"
 # What judges a change, and where published state lives: a pull request proposes specs, never these.
+# ".exchange" holds the keys and the maintainers' yank and deprecation records (catalog.lifecycle): a pull
+# request can neither yank nor unyank, silently or not.
 PROTECTED_PATHS = (SENTINEL, MANIFESTS, POLICY_FILE, ".exchange", "schemas", ".circleci")
 # What the target's tip is read for; checked out below `Target.root`.
 CONTROL_FILES = (SENTINEL, MANIFESTS, POLICY_FILE, KEYS_DIR)
