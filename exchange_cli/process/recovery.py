@@ -1,5 +1,5 @@
-"""Stage 0, recover: one context around every other stage, entered once, so that a run begins where a dead
-one left nothing behind and ends leaving nothing itself.
+"""Stage 0, recover: one context around every other stage, entered once (as pre-commit's staged-files
+context wraps its hooks), so that whatever an earlier run left, this one starts clean.
 
 On entry, in this order:
 
@@ -32,7 +32,7 @@ from .checkout_lock import exclusive_checkout
 from .confirm import finish_unfinished
 from .context import Log, ProcessOptions
 from .leftovers import owned_work_dir, remove_leftovers
-from .resume import Resumed, resume_unpushed, unpushed_manifest_commits
+from .resume import resume_unpushed, unpushed_manifest_commits
 
 
 @dataclass
@@ -45,7 +45,6 @@ class Recovery:
     start: str  # HEAD once an earlier run's commits are pushed or rolled back
     branch: str  # "" for a shard, which publishes nothing
     lease: BucketLease
-    resumed: Resumed | None = None
     finished: list[Confirming] = field(default_factory=list)  # dead runs' checks done, of lease.inherited
 
     @contextmanager
@@ -96,7 +95,7 @@ def recovered(exchange: Exchange, options: ProcessOptions, progress: Progress, w
                 _say_what_would_resume(exchange, options.remote, branch, warn)
             if resumed is not None:
                 start = git.head_commit(exchange.repo) or start
-            recovery = Recovery(exchange, options, start, branch, lease, resumed)
+            recovery = Recovery(exchange, options, start, branch, lease)
             if publishing and not options.dry_run:
                 recovery.finish_dead_runs(progress, warn)
             # Resuming and finishing take the lease; done, they let go of it until the first upload
