@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import git as gitpython
+
 from .. import git
 from ..errors import ExchangeError
 from ..repository import MANIFESTS, SENTINEL, Exchange
@@ -59,9 +61,10 @@ def resume_unpushed(exchange: Exchange, remote: str, branch: str, bucket: Bucket
     made = [_manifest_commit(exchange, commit) for commit in commits]
     referenced = referenced_by(repo, repo.head.commit.hexsha, [m.manifest_path for m in made])
     problems = [problem for item in referenced if (problem := stored_problem(bucket, item))]
-    # The earlier run's transaction, as it would have been: from `base`, holding its commits.
-    head = repo.head.commit.hexsha
-    transaction = PublishTransaction(exchange, remote, branch, base, head, identity_env, commits=made)
+    # The earlier run's transaction as it was: from `base`, holding its commits, for the commit it processed
+    # (its .sentinel). A replay writes that sentinel again: never one of these commits, which it drops.
+    source = _sentinel_at(exchange, commits[-1]) or base
+    transaction = PublishTransaction(exchange, remote, branch, base, source, identity_env, commits=made)
     if problems:
         transaction.reset()
         log(f"rolled back the earlier run's {len(commits)} commit(s) (branch reset to {base[:12]}); "
@@ -79,6 +82,15 @@ def resume_unpushed(exchange: Exchange, remote: str, branch: str, bucket: Bucket
                             "their specs again") from None
     log(f"pushed the earlier run's {len(commits)} manifest commit(s): every object they reference is in the bucket")
     return Resumed(commits, pushed=True)
+
+
+def _sentinel_at(exchange: Exchange, commit: str) -> str | None:
+    """The commit `.sentinel` names at `commit`, when it names one this repository has."""
+    try:
+        named = exchange.repo.git.show(f"{commit}:{SENTINEL}").strip()
+        return str(exchange.repo.git.rev_parse("--verify", "--quiet", f"{named}^{{commit}}"))
+    except gitpython.GitCommandError:
+        return None
 
 
 def _manifest_commit(exchange: Exchange, commit: str) -> ManifestCommit:
