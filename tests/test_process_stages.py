@@ -5,8 +5,11 @@ lands) stops the run in that stage and leaves what docs/integrity.md promises.""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,9 +17,11 @@ import pytest
 from click.testing import CliRunner
 
 from exchange_cli.cli import cli
-from exchange_cli.storage.lease import LEASE_OBJECT
+from exchange_cli.storage.bucket import open_bucket
+from exchange_cli.storage.lease import LEASE_OBJECT, Confirming, LeaseRecord
+from exchange_cli.storage.owner import Owner
 from tests.infra.gitrepo import example_gear
-from tests.test_process import World, reject_pushes, world  # noqa: F401 - the world fixture, shared
+from tests.test_process import World, manifests, reject_pushes, world  # noqa: F401 - the world fixture, shared
 
 STAGES = ["recover", "plan", "check", "artifacts", "publish", "confirm"]
 
@@ -123,3 +128,32 @@ def test_a_failure_in_confirm_leaves_the_push_and_names_the_spoilt_object(world:
         assert f"{spec['artifact']} has {spec['rootfs-size'] + len('spoilt')} bytes" in report["error"]
     assert report["rollback"] is None
     assert not (world.bucket / LEASE_OBJECT).exists(), "the lease is released"
+
+
+def test_a_shard_leaves_a_dead_runs_unfinished_check_to_the_run_that_can_finish_it(world: World,
+                                                                                    tmp_path: Path) -> None:
+    """A run died after its push, before checking the objects its manifests reference; one is gone. A
+    shard takes no lease and has no branch to check against: it must not break that lease (and so lose
+    the check) but leave it to the next publishing run, which puts the object back."""
+    assert CliRunner().invoke(cli, world.args()).exit_code == 0
+    start = world.repo.git("rev-parse", "HEAD~2")
+    published = {path: document["exchange"]["rootfs-url"].rsplit("/", 1)[1] for path, document in manifests(world).items()}
+    victim = sorted(published.values())[0]
+    (world.bucket / victim).unlink()
+    dead = dataclasses.replace(Owner.current(), pid=dead_pid(), started="")
+    record = LeaseRecord("a-dead-run", dead, "a killed run", time.time() + 3600,
+                         Confirming(start, tuple(sorted(published))))
+    open_bucket(world.bucket.as_uri()).create_control(LEASE_OBJECT, record.as_bytes())
+    shard = CliRunner().invoke(cli, world.args("--shard", "1/1", "--shard-dir", str(tmp_path / "shards")))
+    assert shard.exit_code == 0, shard.output
+    assert (world.bucket / LEASE_OBJECT).exists(), "the shard leaves the dead run's lease alone"
+    result = CliRunner().invoke(cli, world.args())
+    assert result.exit_code == 0, result.output
+    assert f"restored {victim}" in result.output
+    assert (world.bucket / victim).is_file() and not (world.bucket / LEASE_OBJECT).exists()
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid

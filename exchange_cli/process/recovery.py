@@ -5,7 +5,7 @@ On entry, in this order:
 
     checkout_lock.py   one run per work tree, held until the context exits
     preconditions      a clean work tree with a commit; a publishing run needs its remote
-    leftovers.py       dead runs' work directories, partial uploads and stale lease, removed
+    leftovers.py       dead runs' work directories, partial uploads and stale lease (not by a shard), removed
     the lease          (storage/lease.py) made here; held while resuming or finishing, then released
                        until the first upload (`holding_lease`)
     resume.py          an earlier run's unpushed manifest commits: pushed, or rolled back
@@ -81,7 +81,7 @@ def recovered(exchange: Exchange, options: ProcessOptions, progress: Progress, w
         start, branch = check_preconditions(exchange, options.remote, publishing=publishing)
         if options.signer is not None:
             require_committed(exchange.root, options.signer.public_key)  # consumers verify with the committed key
-        broken = remove_leftovers(options.bucket, warn) if not options.dry_run else None
+        broken = remove_leftovers(options.bucket, warn, break_lease=publishing) if not options.dry_run else None
         lease = BucketLease(options.bucket, purpose=f"exchange process in {exchange.root}", log=warn,
                             ttl=options.lease_ttl, wait=options.lease_wait)
         if broken is not None:
