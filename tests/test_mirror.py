@@ -15,7 +15,6 @@ from exchange_cli.image.model import DEFAULT_PLATFORM, Image
 from exchange_cli.image.resolve import open_image
 from exchange_cli.process.delivery.mirror import EXISTED, UPLOADED, CreatedTag, ImageMirror, MirrorError
 from exchange_cli.process.delivery.push_client import MOUNTED
-from exchange_cli.process.ledger import RollbackResult
 from tests.infra.registry import ALL_MANIFESTS, AuthRegistry, RegistryServer
 from tests.test_registry_source import gz, layer_tar
 
@@ -105,8 +104,7 @@ def test_rollback_deletes_the_tags_it_created_and_names_those_it_cannot(registry
     other = source_image(registry, tmp_path)
     mirror.copy(other, "acme-tool", "1.0")  # a new manifest: deleted by digest
     mirror.copy(image, "acme-tool", "1.1")  # 0.9 already names this manifest: only the tag may go
-    result = RollbackResult()
-    mirror.rollback(result)
+    result = mirror.rollback()
     assert result.deleted == [f"docker://{registry.host}/{repository}:1.0"]
     assert list(result.failed) == [f"docker://{registry.host}/{repository}:1.1"]
     assert "deletes manifests only by digest" in result.failed[f"docker://{registry.host}/{repository}:1.1"]

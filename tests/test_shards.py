@@ -97,10 +97,15 @@ def test_three_shards_then_finalize_publish_what_one_machine_would(fanout: FanOu
     assert sorted(len(record["artifacts"]) for record in records.values()) == [1, 2, 2]
     assert len(gcs_objects(fanout.bucket_uri)) == 5
     assert fanout.remote_head() == start, "shards never push"
+    for index in (1, 2, 3):  # a shard publishes its record: no push, so nothing to confirm
+        report = json.loads((fanout.tmp / "reports" / f"cache-{index}" / f"shard-{index}-of-3.json").read_text())
+        assert report["stages"] == ["recover", "plan", "check", "artifacts", "publish"]
 
     result = fanout.finalize("--format", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["pushed"]
+    report = json.loads((fanout.tmp / "reports" / "cache-finalize" / "finalize.json").read_text())
+    assert report["stages"] == ["recover", "plan", "artifacts", "publish", "confirm"], "the shards checked"
     subjects = run_git(fanout.remote, "log", "--format=%s", f"{start}..master").splitlines()
     assert subjects == [f"Process gear acme/{name} 1.0.0" for name in reversed(GEARS)], "plan order, one writer"
 

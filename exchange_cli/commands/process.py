@@ -105,7 +105,8 @@ def run_command(repo: Path | None, since: str | None, bucket_uri: str | None, do
     reports = None if dry_run else report_dir or default_report_dir(exchange)
     try:
         outcome, _ = run_reported(
-            lambda on_outcome: process_exchange(exchange, options, progress=progress, log=log, on_outcome=on_outcome),
+            lambda on_outcome, on_stage: process_exchange(exchange, options, progress=progress, log=log,
+                                                          on_outcome=on_outcome, on_stage=on_stage),
             reports, run_label(shard, finalize_dir is not None), root=exchange.root, dry_run=dry_run)
     except ValidationFailed as failure:
         if output_format != "json":

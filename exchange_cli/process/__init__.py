@@ -1,23 +1,28 @@
 """`exchange process`: changed specs -> rootfs artifacts in the bucket -> manifests -> git, as one transaction.
 
-The stages, each called from above (commands/process.py -> run.py, `process_exchange`, one orchestrator
-per mode: one machine, a shard, the finalize), none calling back up:
+One orchestrator (run.py, `process_exchange`, called by commands/process.py) enters each stage once, in
+this order, for every mode (one machine, a shard, the finalize); each stage is given what it needs,
+returns its record, and calls nothing back up. The run report names the stages a run entered.
 
-    0. recover    checkout_lock.py   one run per work tree
+    0. recover    recovery.py    one context around stages 1-5, entered once (`recovered`):
+                  checkout_lock.py   one run per work tree
                   leftovers.py   work directories, partial uploads and the lease of runs that are gone
                   resume.py      manifest commits an earlier run made but never pushed: pushed, or rolled back
-                  confirm.py     (finish_unfinished) the check after a push a dead run never finished
+                  confirm.py     (finish_unfinished) the check after a push a dead run never finished;
+                                 again on leaving `holding_lease`, for leases broken while we waited
     1. plan       plan.py        the changed specs that validate, minus those already processed
        (shard)    shards.py, image_sizes.py   a shard's share of the plan
-    2. check      check.py       resolve each image once, conformance-check it -> CheckedJob(job, image)
-    3. artifacts  artifacts.py   export the checked image, upload by hash; attestations.py signs it
+    2. check      check.py       resolve each image once, conformance-check it -> CheckedJob(job, image);
+                                 not at --finalize (each shard checked its own)
+    3. artifacts  artifacts.py   export the checked image, upload by hash -> Artifact
                   delivery/      (stage.py) mirrors an image, or delivers it instead of a rootfs
                   fan_in.py      at --finalize: the artifacts the shards recorded (shard_records.py)
     4. publish    publish.py     manifests placed by content (placement.py), committed (transaction.py),
-                                 pushed; PublishHook extends it
+                                 pushed -> Published; attestations.py signs (a PublishHook).
+                                 A shard publishes its record (shard_records.py) for finalize instead
     5. confirm    confirm.py     after the push: every referenced object is there with its size and hash
-    on failure    rollback.py    deletes what this run created, keeping what the remote's manifests
-                                 reference (references.py)
+    on failure    rollback.py    (in 3 and 4) undoes this run's commits, the objects it created (keeping
+                                 what the remote's manifests reference: references.py) and its mirrored tags
 
 Alongside: context.py (options, outcome), ledger.py (objects created, for rollback), signals.py
 (SIGTERM as an interrupt), report.py and run_report.py (what happened), history.py (git history).

@@ -25,7 +25,7 @@ from ..export import ExportOptions, export_image
 from ..manifests import ManifestScan, manifests_at_commit
 from ..progress import Progress
 from ..storage.bucket import Bucket
-from ..storage.lease import BucketLease
+from ..storage.lease import BucketLease, Confirming
 from .artifacts import Artifact
 from .references import artifacts_of, envelopes_of, stored_problem
 
@@ -138,19 +138,16 @@ def _restore_from_manifest(scan: ManifestScan, item: ExpectedArtifact, bucket: B
     raise ExchangeError("; ".join(reasons))
 
 
-def finish_unfinished(repo: gitpython.Repo, remote: str, branch: str, lease: BucketLease, bucket: Bucket,
-                      export_options: ExportOptions, work_dir: Path, progress: Progress,
+def finish_unfinished(repo: gitpython.Repo, remote: str, branch: str, lease: BucketLease, pending: Confirming,
+                      bucket: Bucket, export_options: ExportOptions, work_dir: Path, progress: Progress,
                       log: Callable[[str], None]) -> None:
-    """The checks after a push that dead runs left unfinished (their leases, which we broke, say which):
-    recorded in our own lease while we work on them, so that if we die too, the next run finishes them."""
-    while lease.inherited:
-        pending = lease.inherited[0]
-        lease.acquire()
-        lease.confirming(pending)
-        head = git.fetch_branch_if_any(repo, remote, branch)
-        if head is not None:  # the manifests as the remote has them: a replay may have moved them, a lost push not made them
-            log(f"finishing the check a dead run left when it pushed its manifests: the objects of those of "
-                f"{len(pending.manifests)} manifest(s) that {remote} {branch} has")
-            confirm_published(repo, head, pending.manifests, [], bucket, export_options, work_dir, progress, log)
-        lease.inherited.pop(0)
-        lease.confirming(None)
+    """The check after a push that a dead run left unfinished (its lease, which we broke, says which
+    manifests): recorded in our own lease while we work on it, so that if we die too, the next run finishes it."""
+    lease.acquire()
+    lease.confirming(pending)
+    head = git.fetch_branch_if_any(repo, remote, branch)
+    if head is not None:  # the manifests as the remote has them: a replay may have moved them, a lost push not made them
+        log(f"finishing the check a dead run left when it pushed its manifests: the objects of those of "
+            f"{len(pending.manifests)} manifest(s) that {remote} {branch} has")
+        confirm_published(repo, head, pending.manifests, [], bucket, export_options, work_dir, progress, log)
+    lease.confirming(None)

@@ -20,7 +20,7 @@ from .delivery.settings import DeliverySettings
 from .ledger import RollbackResult
 from .plan import Plan, SpecJob
 from .shards import Shard
-from .transaction import ManifestCommit
+from .transaction import ManifestCommit, PublishTransaction
 
 if TYPE_CHECKING:  # cryptography loads only for a run that signs
     from ..provenance.signers import Signer
@@ -80,6 +80,10 @@ class ProcessOutcome:
     share: list[SpecJob] | None = None  # a shard's specs; None when the run covers the whole plan
     record_path: Path | None = None
     catalog: CatalogPublication | None = None  # --publish-index: what publishing the catalog did
+
+    def published(self, transaction: PublishTransaction, *, pushed: bool) -> None:
+        """The publish stage's commits, as they reached the remote (replayed, some skipped)."""
+        self.commits, self.replays, self.pushed = list(transaction.commits), transaction.replays, pushed
 
     @property
     def selected_jobs(self) -> list[SpecJob]:

@@ -21,6 +21,11 @@ class RollbackResult:
     failed: dict[str, str] = field(default_factory=dict)
     kept: dict[str, str] = field(default_factory=dict)  # created by the run, but not safe to delete: why
 
+    def plus(self, other: RollbackResult) -> RollbackResult:
+        """Both undoings, this one's first: each part of a rollback returns its own result."""
+        return RollbackResult([*self.deleted, *other.deleted], {**self.failed, **other.failed},
+                              {**self.kept, **other.kept})
+
 
 class CreatedObjects:
     """Thread-safe: exports and uploads run in parallel workers."""

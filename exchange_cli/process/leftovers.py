@@ -47,10 +47,11 @@ def remove_abandoned_work_dirs(parent: Path | None = None) -> list[Path]:
     return removed
 
 
-def remove_leftovers(bucket: Bucket, log: Callable[[str], None]) -> BrokenLease | None:
+def remove_leftovers(bucket: Bucket, log: Callable[[str], None], *, break_lease: bool = True) -> BrokenLease | None:
     """Before a run starts: the work directories, partial uploads and lease of runs that died (returned:
-    it may say which pushed commit its holder was still checking)."""
-    broken = break_abandoned_lease(bucket, log)
+    it may say which pushed commit its holder was still checking). `break_lease` False: a run that takes
+    no lease and cannot finish that check (a shard) leaves the lease to the next run that can."""
+    broken = break_abandoned_lease(bucket, log) if break_lease else None
     for path in remove_abandoned_work_dirs():
         log(f"removed {path}: the run that made it is gone")
     for name in bucket.remove_abandoned_uploads():

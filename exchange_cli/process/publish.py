@@ -1,4 +1,4 @@
-"""Stage 4, publish: one commit per artifact's manifest, the push, and undoing exactly this run's work on failure.
+"""Stage 4, publish: one commit per artifact's manifest, then the push (a failure is undone by rollback.py).
 
 Extension point: a `PublishHook` is called for each artifact before its manifest is written (it may
 create bucket objects beside the artifact, recorded in the run's ledger so a failed run deletes them
@@ -13,14 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .. import git
-from ..errors import ExchangeError
 from ..invocation import derive_invocation_schema
 from ..logs import logger
 from ..storage.bucket import Bucket
 from .artifacts import Artifact
-from .delivery.stage import Delivery
 from .ledger import CreatedObjects, RollbackResult
-from .rollback import delete_unreferenced
 from .transaction import ManifestCommit, PublishTransaction
 
 LOG = logger("process")
@@ -95,21 +92,6 @@ class Publisher:
 
     def is_published(self) -> bool:
         return bool(self.transaction.commits) and self.transaction.is_published()
-
-    def rollback(self, ledger: CreatedObjects, delivery: Delivery | None) -> RollbackResult:
-        transaction = self.transaction
-        try:
-            transaction.reset()
-        except ExchangeError as error:  # the objects are still undone; the next run finds the commits (resume.py)
-            reset_failed: ExchangeError | None = error
-        else:
-            reset_failed = None
-        result = delete_unreferenced(ledger, self.bucket, transaction.repo, transaction.remote, transaction.branch)
-        if reset_failed is not None:
-            result.failed["(the branch)"] = f"could not be reset to {transaction.start[:12]}: {reset_failed}"
-        if delivery is not None:
-            delivery.rollback(result)  # the mirrored tags this run created
-        return result
 
     def _forget(self, skipped: list[ManifestCommit], ledger: CreatedObjects) -> None:
         for made in skipped:

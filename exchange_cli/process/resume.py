@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import git as gitpython
+
 from .. import git
 from ..errors import ExchangeError
 from ..repository import MANIFESTS, SENTINEL, Exchange
@@ -44,21 +46,25 @@ def unpushed_manifest_commits(exchange: Exchange, remote: str, branch: str) -> t
     return remote_head, commits
 
 
-def resume_unpushed(exchange: Exchange, transaction: PublishTransaction, bucket: Bucket, *, retries: int,
-                    log: Log, before_push: Callable[[], None] = lambda: None) -> Resumed | None:
+def resume_unpushed(exchange: Exchange, remote: str, branch: str, bucket: Bucket, *, retries: int,
+                    identity_env: dict[str, str], log: Log,
+                    before_push: Callable[[], None] = lambda: None) -> Resumed | None:
     """Push (or roll back) an earlier run's unpushed manifest commits; None when there are none."""
-    remote_head, commits = unpushed_manifest_commits(exchange, transaction.remote, transaction.branch)
+    remote_head, commits = unpushed_manifest_commits(exchange, remote, branch)
     if remote_head is None or not commits:  # no commits without a remote head
         return None
     repo = exchange.repo
     base = repo.git.rev_parse(f"{commits[0]}^")
-    log(f"{len(commits)} manifest commit(s) of an earlier run never reached {transaction.remote} "
-        f"{transaction.branch}; checking their objects in the bucket")
+    log(f"{len(commits)} manifest commit(s) of an earlier run never reached {remote} {branch}; "
+        "checking their objects in the bucket")
     before_push()
     made = [_manifest_commit(exchange, commit) for commit in commits]
     referenced = referenced_by(repo, repo.head.commit.hexsha, [m.manifest_path for m in made])
     problems = [problem for item in referenced if (problem := stored_problem(bucket, item))]
-    transaction.start, transaction.commits = base, made
+    # The earlier run's transaction as it was: from `base`, holding its commits, for the commit it processed
+    # (its .sentinel). A replay writes that sentinel again: never one of these commits, which it drops.
+    source = _sentinel_at(exchange, commits[-1]) or base
+    transaction = PublishTransaction(exchange, remote, branch, base, source, identity_env, commits=made)
     if problems:
         transaction.reset()
         log(f"rolled back the earlier run's {len(commits)} commit(s) (branch reset to {base[:12]}); "
@@ -76,6 +82,15 @@ def resume_unpushed(exchange: Exchange, transaction: PublishTransaction, bucket:
                             "their specs again") from None
     log(f"pushed the earlier run's {len(commits)} manifest commit(s): every object they reference is in the bucket")
     return Resumed(commits, pushed=True)
+
+
+def _sentinel_at(exchange: Exchange, commit: str) -> str | None:
+    """The commit `.sentinel` names at `commit`, when it names one this repository has."""
+    try:
+        named = exchange.repo.git.show(f"{commit}:{SENTINEL}").strip()
+        return str(exchange.repo.git.rev_parse("--verify", "--quiet", f"{named}^{{commit}}"))
+    except gitpython.GitCommandError:
+        return None
 
 
 def _manifest_commit(exchange: Exchange, commit: str) -> ManifestCommit:

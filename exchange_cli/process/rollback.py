@@ -1,4 +1,4 @@
-"""Undo a run's bucket objects, never one that a pushed manifest references.
+"""Undo a run: its commits, its bucket objects (never one that a pushed manifest references), its mirrored tags.
 
 Before deleting anything, the remote branch is fetched and every object its manifests reference is
 kept: another run may have found our object and pushed a manifest for it while our push failed. When
@@ -9,9 +9,31 @@ from __future__ import annotations
 
 import git as gitpython
 
+from ..errors import ExchangeError
 from ..storage.bucket import Bucket
+from .delivery.stage import Delivery
 from .ledger import CreatedObjects, RollbackResult
 from .references import RemoteUnreadable, references_at_remote
+from .transaction import PublishTransaction
+
+
+def undo(ledger: CreatedObjects, bucket: Bucket, repo: gitpython.Repo, remote: str, branch: str, delivery: Delivery,
+         transaction: PublishTransaction | None) -> RollbackResult:
+    """Everything this run did, in order: its commits (`transaction`; None for a shard, which makes none),
+    the objects it created that no manifest at `remote` `branch` references, the tags it mirrored."""
+    reset = _reset(transaction) if transaction is not None else RollbackResult()
+    deleted = delete_unreferenced(ledger, bucket, repo, remote, branch)
+    return deleted.plus(reset).plus(delivery.rollback())
+
+
+def _reset(transaction: PublishTransaction) -> RollbackResult:
+    """The branch back where the run started. A failure is said; the objects are still undone, and the next
+    run finds the commits (resume.py)."""
+    try:
+        transaction.reset()
+    except ExchangeError as error:
+        return RollbackResult(failed={"(the branch)": f"could not be reset to {transaction.start[:12]}: {error}"})
+    return RollbackResult()
 
 
 def delete_unreferenced(ledger: CreatedObjects, bucket: Bucket, repo: gitpython.Repo, remote: str,
@@ -28,4 +50,3 @@ def delete_unreferenced(ledger: CreatedObjects, bucket: Bucket, repo: gitpython.
     reason = (f"kept: a manifest at {remote} {branch} ({references.commit[:12]}) references it"
               + (" (or may: some cannot be read)" if references.unreadable else ""))
     return ledger.delete_all(bucket, keeps=lambda name: reason if references.keeps(name) else None)
-

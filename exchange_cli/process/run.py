@@ -1,19 +1,24 @@
-"""The orchestrators: one per mode of `exchange process`, each calling the stages in order.
+"""The orchestrator: `process_exchange` enters each stage once, in order, for every mode of the run.
 
-    one machine   plan -> check -> artifacts (export, upload, deliver) -> publish (commit, push)
-    shard I/N     plan -> share -> check -> artifacts -> shard record (no git)
-    finalize      plan -> artifacts read from the shard records -> publish
+    0 recover    recovery.py    a context around the rest: lock, leftovers, lease, resume
+    1 plan       plan.py        (a shard: its share, shards.py)
+    2 check      check.py       (not at --finalize: each shard checked its images)
+    3 artifacts  artifacts.py and delivery/ (at --finalize: fan_in.py, from the shards' records)
+    4 publish    publish.py     manifests committed and pushed (a shard: its record, which finalize publishes)
+    5 confirm    confirm.py     once a push landed
 
-Stages (plan.py, check.py, artifacts.py or fan_in.py, publish.py) never call back up here. Whatever
-fails, the orchestrator undoes exactly this run's work: the bucket objects and mirrored tags it
-created (shards' too at finalize) and its commits.
+Each stage is a function given what it needs and returning its record; none calls back up here.
+Whatever fails in stages 3 and 4, `_undone_on_failure` undoes exactly this run's work (rollback.py):
+the bucket objects and mirrored tags it created (the shards' too at finalize) and its commits.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
 
 from .. import git
 from ..catalog.legacy import CatalogPublication, publish_legacy_index
@@ -24,75 +29,180 @@ from ..manifests import load_manifests
 from ..ownership import claim, exchange_identity
 from ..progress import PIPELINE, NullProgress, Progress
 from ..provenance.attest import run_context
-from ..provenance.keys import require_committed
 from ..repository import Exchange
 from ..storage.lease import BucketLease, Confirming
 from .artifacts import Artifact, RunWork, build_artifacts, produce_artifact
 from .attestations import AttestationHook
 from .check import CheckedJob, check_jobs
-from .checkout_lock import exclusive_checkout
-from .confirm import confirm_published, finish_unfinished
+from .confirm import confirm_published
 from .context import Log, ProcessFailed, ProcessOptions, ProcessOutcome, PushRefused
 from .delivery.settings import delivers_image
 from .delivery.stage import Delivery
 from .fan_in import collect_shard_artifacts
-from .image_sizes import image_sizes
-from .ledger import CreatedObjects
-from .leftovers import owned_work_dir, remove_leftovers
-from .plan import SpecJob, make_plan
-from .publish import Publisher, PublishHook, describe
-from .resume import resume_unpushed, unpushed_manifest_commits
-from .rollback import delete_unreferenced
+from .ledger import CreatedObjects, RollbackResult
+from .leftovers import owned_work_dir
+from .plan import Plan, SpecJob, make_plan
+from .publish import Published, Publisher, PublishHook, describe
+from .recovery import Recovery, identity_env, recovered
+from .rollback import undo
 from .shard_records import ArtifactEntry, ShardRecord
-from .shards import assign, share_of
+from .shards import Share, share_for
 from .signals import CancellableProgress, interrupts_raise
 from .transaction import PublishTransaction
 
-__all__ = ["ProcessFailed", "ProcessOptions", "ProcessOutcome", "process_exchange"]
+__all__ = ["STAGES", "ProcessFailed", "ProcessOptions", "ProcessOutcome", "process_exchange"]
 
 LOG = logger("process")
+
+RECOVER, PLAN, CHECK, ARTIFACTS, PUBLISH, CONFIRM = STAGES = (
+    "recover", "plan", "check", "artifacts", "publish", "confirm")
+
+
+@dataclass(frozen=True)
+class Run:
+    """What every stage after recovery is handed."""
+
+    exchange: Exchange
+    options: ProcessOptions
+    recovery: Recovery
+    progress: Progress
+    log: Log
+
+    @property
+    def publishing(self) -> bool:
+        """Commits and pushes (one machine, or finalize); a shard only records its work."""
+        return self.options.shard is None
+
+    def has_work(self, outcome: ProcessOutcome) -> bool:
+        """Not a dry run, and something planned; a shard records even an empty share (finalize checks
+        that every shard did), and finalize checks the records even then."""
+        one_machine = self.publishing and self.options.finalize_dir is None
+        return not self.options.dry_run and (bool(outcome.plan.jobs) or not one_machine)
 
 
 def process_exchange(exchange: Exchange, options: ProcessOptions, *, progress: Progress = NullProgress(),
                      log: Log = lambda message: None,
-                     on_outcome: Callable[[ProcessOutcome], None] = lambda outcome: None) -> ProcessOutcome:
-    """`on_outcome` receives the outcome as soon as there is a plan; the run keeps filling it in."""
-    with exclusive_checkout(exchange):
-        start, branch = check_preconditions(exchange, options.remote, publishing=options.shard is None)
-        if options.signer is not None:
-            require_committed(exchange.root, options.signer.public_key)  # consumers verify with the committed key
-        # Recovery and waiting are warnings: shown even with -q, they explain a pause or a changed bucket.
-        broken = remove_leftovers(options.bucket, LOG.warning) if not options.dry_run else None
-        lease = BucketLease(options.bucket, purpose=f"exchange process in {exchange.root}", log=LOG.warning,
-                            ttl=options.lease_ttl, wait=options.lease_wait)
-        if broken is not None:
-            lease.inherit(broken)
-        try:
-            if options.shard is None and not options.dry_run:
-                start = _resume_earlier_run(exchange, options, start, branch, lease, LOG.warning)
-                _finish_unfinished(exchange, options, branch, lease, progress)
-            elif options.shard is None:
-                _, unpushed = unpushed_manifest_commits(exchange, options.remote, branch)
-                if unpushed:
-                    LOG.warning(f"{len(unpushed)} manifest commit(s) of an earlier run never reached {options.remote} {branch}: "
-                        "a real run pushes them first, or rolls them back")
-            outcome = ProcessOutcome(make_plan(exchange, start, since=options.since), shard=options.shard)
-            on_outcome(outcome)
-            if options.shard is not None:
-                return run_shard(exchange, outcome, options, progress=progress, log=log)
-            if options.finalize_dir is not None:
-                run_finalize(exchange, outcome, options, start, branch, lease, progress=progress, log=log)
-            else:
-                run_one_machine(exchange, outcome, options, start, branch, lease, progress=progress, log=log)
-        finally:
-            lease.release()
-        if options.shard is None and not options.dry_run and options.bucket is not None:
-            # Once a run has succeeded: the bucket is this exchange's (verify-storage deletes only in its
-            # owner's). A run that failed leaves nothing behind, this record included.
-            claim(options.bucket, exchange_identity(exchange.repo, options.remote, branch), log, LOG.warning)
-        if options.publish_index is not None and not options.dry_run:
-            outcome.catalog = publish_catalog(exchange, options.publish_index, options.remote, log)
-        return outcome
+                     on_outcome: Callable[[ProcessOutcome], None] = lambda outcome: None,
+                     on_stage: Callable[[str], None] = lambda stage: None) -> ProcessOutcome:
+    """`on_stage` hears each stage's name as it is entered; `on_outcome` receives the outcome as soon as
+    there is a plan, and the run keeps filling it in."""
+    on_stage(RECOVER)
+    with recovered(exchange, options, progress, LOG.warning) as recovery:
+        run = Run(exchange, options, recovery, progress, log)
+        on_stage(PLAN)
+        outcome, share = plan_stage(run)
+        on_outcome(outcome)
+        if not run.has_work(outcome):
+            return after_the_run(run, outcome)
+        checked: list[CheckedJob] = []
+        if options.finalize_dir is None:  # at finalize, each shard checked its own images
+            on_stage(CHECK)
+            checked = check_stage(run, outcome.selected_jobs)
+        delivery, publisher, published = _delivery(run), _publisher(run), None
+        with _lease_for(run) as lease, _run_work() as work:
+            with _undone_on_failure(run, outcome, work, delivery, publisher):
+                if publisher is not None:
+                    lease.acquire()  # before the first upload; held until the push is confirmed
+                on_stage(ARTIFACTS)
+                outcome.artifacts = artifacts_stage(run, outcome.plan, checked, work, delivery,
+                                                    on_artifact=outcome.exported.append)
+                on_stage(PUBLISH)
+                if publisher is None:
+                    outcome.record_path = record_stage(run, share, outcome.artifacts, work, delivery)
+                else:
+                    published = publish_stage(run, publisher, lease, outcome.artifacts, work)
+                    outcome.published(publisher.transaction, pushed=published is not None)
+            if publisher is not None and published is not None:
+                on_stage(CONFIRM)
+                confirm_stage(run, publisher, published, outcome.artifacts, work)
+        if publisher is not None and published is not None:
+            publisher.after_push(published)  # nothing can roll the run back any more
+        return after_the_run(run, outcome)
+
+
+def plan_stage(run: Run) -> tuple[ProcessOutcome, Share | None]:
+    """The plan (and, for a shard, its share): what the run will do."""
+    options = run.options
+    plan = make_plan(run.exchange, run.recovery.start, since=options.since)
+    if options.shard is None:
+        return ProcessOutcome(plan), None
+    share = share_for(options.shard, plan.jobs, options.export)
+    run.log(share.describe(options.shard, len(plan.jobs)))
+    return ProcessOutcome(plan, shard=options.shard, share=share.jobs), share
+
+
+def check_stage(run: Run, jobs: Sequence[SpecJob]) -> list[CheckedJob]:
+    """Every image resolved once and checked; a failing image stops the run before any upload."""
+    _expect(run.progress, jobs)
+    options = run.options
+    return check_jobs(jobs, options.delivery, options.export, run.progress, run.log, workers=options.jobs)
+
+
+def artifacts_stage(run: Run, plan: Plan, checked: list[CheckedJob], work: RunWork, delivery: Delivery, *,
+                    on_artifact: Callable[[Artifact], None]) -> list[Artifact]:
+    """Exported and uploaded (and delivered), in plan order; at finalize, read from the shards' records."""
+    options = run.options
+    if options.finalize_dir is not None:
+        return collect_shard_artifacts(plan, options.finalize_dir, options.bucket, work.ledger, delivery,
+                                       run.log)
+    cancellable = CancellableProgress(run.progress, work.cancelled)
+
+    def make(item: CheckedJob) -> Artifact:
+        return delivery.deliver(item, lambda job: produce_artifact(job, bucket=options.bucket, work=work,
+                                                                   progress=cancellable,
+                                                                   with_sha256=options.signer is not None))
+
+    return build_artifacts(checked, make, work=work, export_options=options.export, jobs=options.jobs, log=run.log,
+                           on_artifact=on_artifact)
+
+
+def record_stage(run: Run, share: Share | None, artifacts: list[Artifact], work: RunWork, delivery: Delivery) -> Path:
+    """A shard's publish: its record, for finalize (which publishes every shard's work at once)."""
+    shard, shard_dir = run.options.shard, run.options.shard_dir
+    assert shard is not None and shard_dir is not None and share is not None
+    record = ShardRecord(run.recovery.start, shard, run.options.bucket.uri, share.assignment,
+                         [ArtifactEntry.of(artifact) for artifact in artifacts], work.ledger.objects(),
+                         delivery.created_tags())
+    path = record.write(shard_dir)
+    run.log(f"shard {shard}: recorded {len(record.artifacts)} artifact(s) in {path}")
+    return path
+
+
+def publish_stage(run: Run, publisher: Publisher, lease: BucketLease, artifacts: list[Artifact],
+                  work: RunWork) -> Published | None:
+    """One commit per manifest, then the push; None when there was nothing to push."""
+    transaction = publisher.transaction
+    publisher.commit(artifacts, work.ledger)
+    lease.ensure_held()
+    # Before the push: should we die once it has landed, the run that breaks our lease checks the objects
+    # of these manifests, wherever a replay puts them.
+    lease.confirming(Confirming(run.recovery.start, tuple(made.manifest_path for made in transaction.commits)))
+    return publisher.push(work.ledger)
+
+
+def confirm_stage(run: Run, publisher: Publisher, published: Published, artifacts: list[Artifact],
+                  work: RunWork) -> list[str]:
+    """Every object the pushed manifests reference is in the bucket (restored when not); the restored ones."""
+    transaction, options = publisher.transaction, run.options
+    paths = [made.manifest_path for made in [*transaction.commits, *transaction.skipped]]
+    restored = confirm_published(run.exchange.repo, published.head, paths, artifacts, options.bucket, options.export,
+                                 work.work_dir, run.progress, LOG.warning,  # a restore is news
+                                 kept=publisher.restorable())
+    run.recovery.lease.confirming(None)
+    return restored
+
+
+def after_the_run(run: Run, outcome: ProcessOutcome) -> ProcessOutcome:
+    """Once a publishing run has succeeded (pushed, or nothing to push): the bucket is this exchange's
+    (verify-storage deletes only in its owner's; a run that failed leaves nothing behind, this record
+    included), and the catalog is published. A shard or a dry run does neither."""
+    exchange, options = run.exchange, run.options
+    if run.publishing and not options.dry_run:
+        claim(options.bucket, exchange_identity(exchange.repo, options.remote, run.recovery.branch), run.log,
+              LOG.warning)
+        if options.publish_index is not None:
+            outcome.catalog = publish_catalog(exchange, options.publish_index, options.remote, run.log)
+    return outcome
 
 
 def publish_catalog(exchange: Exchange, branch: str, remote: str, log: Log) -> CatalogPublication:
@@ -105,151 +215,62 @@ def publish_catalog(exchange: Exchange, branch: str, remote: str, log: Log) -> C
     return publication
 
 
-def run_one_machine(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOptions, start: str, branch: str,
-                    lease: BucketLease, *, progress: Progress, log: Log) -> ProcessOutcome:
-    plan = outcome.plan
-    if options.dry_run or not plan.jobs:
-        return outcome
-    _expect(progress, plan.jobs)
-    checked = _check(plan.jobs, options, progress, log)  # a failing image stops the run before any upload
-    delivery = _delivery(options, log)
-
-    def artifacts(work: RunWork) -> list[Artifact]:
-        return _build(checked, options, work, delivery, progress, log, outcome)
-
-    return _publish_run(exchange, outcome, options, start, branch, lease, delivery, artifacts, progress, log)
-
-
-def run_finalize(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOptions, start: str, branch: str,
-                 lease: BucketLease, *, progress: Progress, log: Log) -> ProcessOutcome:
-    finalize_dir = options.finalize_dir
-    assert finalize_dir is not None
-    delivery = _delivery(options, log)
-
-    def artifacts(work: RunWork) -> list[Artifact]:
-        return collect_shard_artifacts(outcome.plan, finalize_dir, options.bucket, work.ledger, delivery, log)
-
-    return _publish_run(exchange, outcome, options, start, branch, lease, delivery, artifacts, progress, log)
+@contextmanager
+def _undone_on_failure(run: Run, outcome: ProcessOutcome, work: RunWork, delivery: Delivery,
+                       publisher: Publisher | None) -> Iterator[None]:
+    """Stages 3 and 4, with SIGTERM as an interrupt: whatever fails, exactly this run's work is undone
+    and said, unless its push has landed (then the work is published and referenced)."""
+    transaction = publisher.transaction if publisher is not None else None
+    try:
+        with interrupts_raise():
+            yield
+    except git.PushRejected as rejection:
+        assert transaction is not None  # only a push is rejected
+        outcome.rollback, outcome.reset_to = _undo(run, work, delivery, transaction), run.recovery.start
+        raise PushRefused(f"push to {run.options.remote} {transaction.branch} failed: {rejection}\n"
+                          f"{describe(outcome.rollback, transaction)}") from None
+    except BaseException:
+        work.cancelled.set()
+        if publisher is not None and publisher.is_published():
+            raise  # the push landed before the interrupt: the run's work is published and referenced
+        outcome.rollback = _undo(run, work, delivery, transaction)
+        outcome.reset_to = run.recovery.start if transaction is not None else None
+        LOG.warning(describe(outcome.rollback, transaction))  # shown even with -q
+        raise
 
 
-def run_shard(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOptions, *, progress: Progress,
-              log: Log) -> ProcessOutcome:
-    """Export and upload this shard's share, then record it for finalize; never touches git. On failure
-    the objects it created are deleted and no record is written, so finalize sees the shard as missing."""
-    plan, shard, shard_dir = outcome.plan, options.shard, options.shard_dir
-    assert shard is not None and (shard_dir is not None or options.dry_run)
-    sizes = image_sizes(plan.jobs, options.export) if plan.jobs else {}
-    assignment = assign(plan.jobs, shard.total, sizes)
-    outcome.share = share_of(plan.jobs, shard, assignment)
-    by = "image size" if plan.jobs and all(size is not None for size in sizes.values()) else "count"
-    log(f"shard {shard}: {len(outcome.share)} of {len(plan.jobs)} spec(s), split by {by}")
-    if options.dry_run:
-        return outcome
-    assert shard_dir is not None
-    _expect(progress, outcome.share)
-    checked = _check(outcome.share, options, progress, log)
-    delivery = _delivery(options, log)
-    with _run_work() as work:
-        try:
-            with interrupts_raise():
-                outcome.artifacts = _build(checked, options, work, delivery, progress, log, outcome)
-                record = ShardRecord(plan.source_commit, shard, options.bucket.uri, assignment,
-                                     [ArtifactEntry.of(artifact) for artifact in outcome.artifacts],
-                                     work.ledger.objects(), delivery.created_tags())
-                outcome.record_path = record.write(shard_dir)
-                log(f"shard {shard}: recorded {len(record.artifacts)} artifact(s) in {outcome.record_path}")
-        except BaseException:
-            work.cancelled.set()
-            outcome.rollback = delete_unreferenced(work.ledger, options.bucket, exchange.repo, options.remote,
-                                                   _branch_or_none(exchange))
-            delivery.rollback(outcome.rollback)  # the mirrored tags this shard created
-            LOG.warning(describe(outcome.rollback, None))  # shown even with -q
-            raise
-    return outcome
+def _undo(run: Run, work: RunWork, delivery: Delivery, transaction: PublishTransaction | None) -> RollbackResult:
+    branch = transaction.branch if transaction is not None else _branch_or_none(run.exchange)
+    return undo(work.ledger, run.options.bucket, run.exchange.repo, run.options.remote, branch, delivery, transaction)
 
 
-def check_preconditions(exchange: Exchange, remote: str, *, publishing: bool = True) -> tuple[str, str]:
-    """(start commit, branch); a run that does not publish (a shard) needs no branch and no remote."""
-    git.require_no_index_lock(exchange.repo)
-    dirty = git.dirty_paths(exchange.repo)
-    if dirty:
-        shown = ", ".join(dirty[:5]) + (" …" if len(dirty) > 5 else "")
-        raise UsageError(f"the work tree is not clean ({shown}); process needs a clean checkout")
-    start = git.head_commit(exchange.repo)
-    if start is None:
-        raise UsageError("the repository has no commits yet")
-    if not publishing:
-        return start, ""
-    branch = git.current_branch(exchange.repo)
-    if not git.has_remote(exchange.repo, remote):
-        raise UsageError(f"no git remote {remote!r} (use --remote or GIT_REMOTE)")
-    return start, branch
+def _lease_for(run: Run) -> AbstractContextManager[BucketLease]:
+    """A publishing run holds the bucket's lease from its first upload until its push is checked; a shard
+    uploads in parallel with the others by design and takes none."""
+    if run.publishing:
+        return run.recovery.holding_lease(run.progress, LOG.warning)
+    return nullcontext(run.recovery.lease)
 
 
-def _publish_run(exchange: Exchange, outcome: ProcessOutcome, options: ProcessOptions, start: str, branch: str,
-                 lease: BucketLease, delivery: Delivery, artifacts: Callable[[RunWork], list[Artifact]],
-                 progress: Progress, log: Log) -> ProcessOutcome:
-    """Under the lease: artifacts (built or read from records), publish, confirm; on failure undo this run's work."""
-    transaction = PublishTransaction(exchange, options.remote, branch, start, start, _identity(exchange))
-    publisher = Publisher(transaction, options.bucket, log, options.retries,
-                          _hooks(exchange, options, start, log))
-    published = None
-    with _run_work() as work:
-        try:
-            with interrupts_raise():
-                lease.acquire()  # before the first upload; held until the push is confirmed
-                outcome.artifacts = artifacts(work)
-                publisher.commit(outcome.artifacts, work.ledger)
-                lease.ensure_held()
-                # Before the push: should we die once it has landed, the run that breaks our lease checks
-                # the objects of these manifests, wherever a replay puts them.
-                lease.confirming(Confirming(start, tuple(made.manifest_path for made in transaction.commits)))
-                published = publisher.push(work.ledger)
-                outcome.pushed = published is not None
-        except git.PushRejected as rejection:
-            outcome.rollback, outcome.reset_to = publisher.rollback(work.ledger, delivery), start
-            raise PushRefused(f"push to {options.remote} {branch} failed: {rejection}\n"
-                              f"{describe(outcome.rollback, transaction)}") from None
-        except BaseException:
-            work.cancelled.set()
-            if publisher.is_published():
-                raise  # the push landed before the interrupt: the run's work is published and referenced
-            outcome.rollback, outcome.reset_to = publisher.rollback(work.ledger, delivery), start
-            LOG.warning(describe(outcome.rollback, transaction))  # shown even with -q
-            raise
-        outcome.commits, outcome.replays = transaction.commits, transaction.replays
-        if published is not None:
-            paths = [made.manifest_path for made in [*transaction.commits, *transaction.skipped]]
-            confirm_published(exchange.repo, published.head, paths, outcome.artifacts, options.bucket,
-                              options.export, work.work_dir, progress, LOG.warning,  # a restore is news
-                              kept=publisher.restorable())
-            lease.confirming(None)
-    _finish_unfinished(exchange, options, branch, lease, progress)  # a dead run's lease broken while we waited
-    lease.release()
-    if published is not None:
-        publisher.after_push(published)
-    return outcome
+def _delivery(run: Run) -> Delivery:
+    return Delivery(run.options.delivery, run.options.export.insecure_registries, run.log)
 
 
-def _resume_earlier_run(exchange: Exchange, options: ProcessOptions, start: str, branch: str, lease: BucketLease,
-                        log: Log) -> str:
-    """The start commit once an earlier run's unpushed manifest commits are pushed or rolled back."""
-    transaction = PublishTransaction(exchange, options.remote, branch, start, start, _identity(exchange))
-    resumed = resume_unpushed(exchange, transaction, options.bucket, retries=options.retries, log=log,
-                              before_push=lease.acquire)
-    return start if resumed is None else git.head_commit(exchange.repo) or start
+def _publisher(run: Run) -> Publisher | None:
+    if not run.publishing:
+        return None
+    start, options = run.recovery.start, run.options
+    transaction = PublishTransaction(run.exchange, options.remote, run.recovery.branch, start, start,
+                                     identity_env(run.exchange))
+    return Publisher(transaction, options.bucket, run.log, options.retries, _hooks(run))
 
 
-def _finish_unfinished(exchange: Exchange, options: ProcessOptions, branch: str, lease: BucketLease,
-                       progress: Progress) -> None:
-    if lease.inherited:
-        with owned_work_dir() as work_dir:
-            finish_unfinished(exchange.repo, options.remote, branch, lease, options.bucket, options.export, work_dir,
-                              progress, LOG.warning)
-
-
-def _identity(exchange: Exchange) -> dict[str, str]:
-    return {} if git.has_identity(exchange.repo) else git.bot_identity_env()
+def _hooks(run: Run) -> list[PublishHook]:
+    exchange, options = run.exchange, run.options
+    if options.signer is None:
+        return []
+    context = run_context(run.recovery.start, git.remote_url(exchange.repo, options.remote), exchange.root)
+    return [AttestationHook(exchange, options.signer, context, options.bucket, run.log)]
 
 
 def _branch_or_none(exchange: Exchange) -> str:
@@ -264,34 +285,6 @@ def _expect(progress: Progress, jobs: Sequence[SpecJob]) -> None:
     """How many specs the display's overall line counts to; a spec delivered as an image is only fetched
     here (the mirror's copy shows no row), so its bar is full once it is."""
     progress.expect(len(jobs), PIPELINE, stages_of={job.ref: ("fetch",) for job in jobs if delivers_image(job.spec)})
-
-
-def _check(jobs: Sequence[SpecJob], options: ProcessOptions, progress: Progress, log: Log) -> list[CheckedJob]:
-    return check_jobs(jobs, options.delivery, options.export, progress, log, workers=options.jobs)
-
-
-def _delivery(options: ProcessOptions, log: Log) -> Delivery:
-    return Delivery(options.delivery, options.export.insecure_registries, log)
-
-
-def _build(checked: list[CheckedJob], options: ProcessOptions, work: RunWork, delivery: Delivery, progress: Progress,
-           log: Log, outcome: ProcessOutcome) -> list[Artifact]:
-    cancellable = CancellableProgress(progress, work.cancelled)
-
-    def make(item: CheckedJob) -> Artifact:
-        return delivery.deliver(item, lambda job: produce_artifact(job, bucket=options.bucket, work=work,
-                                                                   progress=cancellable,
-                                                                   with_sha256=options.signer is not None))
-
-    return build_artifacts(checked, make, work=work, export_options=options.export, jobs=options.jobs, log=log,
-                           on_artifact=outcome.exported.append)
-
-
-def _hooks(exchange: Exchange, options: ProcessOptions, start: str, log: Log) -> list[PublishHook]:
-    if options.signer is None:
-        return []
-    context = run_context(start, git.remote_url(exchange.repo, options.remote), exchange.root)
-    return [AttestationHook(exchange, options.signer, context, options.bucket, log)]
 
 
 @contextmanager

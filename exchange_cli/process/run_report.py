@@ -2,8 +2,9 @@
 
 CI stores the directory as a build artifact. It says, per spec, what happened (published, exported,
 rolled back, …) with the image digest, the artifact, its size and the time spent exporting and
-uploading; for the run, the result and, on failure, the error and what was rolled back. It holds
-nothing the log does not already show: no settings, no credentials.
+uploading; for the run, the result, the stages it entered in order (run.py; on failure the last is
+where it failed) and, on failure, the error and what was rolled back. It holds nothing the log does
+not already show: no settings, no credentials.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .report import artifact_fields, catalog_fields, job_fields
 from .shards import Shard
 
 OnOutcome = Callable[[ProcessOutcome], None]
+OnStage = Callable[[str], None]
 
 
 @dataclass
@@ -37,6 +39,7 @@ class RunReport:
     dry_run: bool = False
     error: BaseException | None = None
     invalid_specs: list[str] = field(default_factory=list)
+    stages: list[str] = field(default_factory=list)  # entered, in order
 
     @property
     def result(self) -> str:
@@ -49,22 +52,24 @@ def run_label(shard: Shard | None, finalizing: bool) -> str:
     return shard.label if shard is not None else "finalize" if finalizing else "process"
 
 
-def run_reported(run: Callable[[OnOutcome], ProcessOutcome], directory: Path | None, label: str, *, root: Path,
-                 dry_run: bool = False) -> tuple[ProcessOutcome, list[Path]]:
+def run_reported(run: Callable[[OnOutcome, OnStage], ProcessOutcome], directory: Path | None, label: str, *,
+                 root: Path, dry_run: bool = False) -> tuple[ProcessOutcome, list[Path]]:
     """Run, then write the report whatever happened (None: no report, as for a dry run); exceptions pass
     through after it is written. `root` is the exchange's work tree, which spec paths are relative to."""
     if directory is None:
-        return run(lambda outcome: None), []
+        return run(lambda outcome: None, lambda stage: None), []
     started, clock = datetime.now(UTC), time.monotonic()
     seen: list[ProcessOutcome] = []
+    stages: list[str] = []
     try:
-        outcome = run(seen.append)
+        outcome = run(seen.append, stages.append)
     except BaseException as error:
         invalid = _invalid_specs(error, root)
         write_report(directory, RunReport(label, started, time.monotonic() - clock, seen[0] if seen else None,
-                                          dry_run, error, invalid))
+                                          dry_run, error, invalid, stages))
         raise
-    paths = write_report(directory, RunReport(label, started, time.monotonic() - clock, outcome, dry_run))
+    paths = write_report(directory, RunReport(label, started, time.monotonic() - clock, outcome, dry_run,
+                                              stages=stages))
     return outcome, paths
 
 
@@ -89,7 +94,7 @@ def report_as_json(report: RunReport) -> dict[str, Any]:
     document: dict[str, Any] = {
         "run": report.label, "result": report.result, "error": _error_text(report.error),
         "started": report.started.isoformat(timespec="seconds"), "seconds": round(report.seconds, 3),
-        "dry-run": report.dry_run, "invalid-specs": report.invalid_specs,
+        "dry-run": report.dry_run, "stages": report.stages, "invalid-specs": report.invalid_specs,
         "source-commit": None, "shard": None, "shard-record": None, "pushed": False, "replays": 0,
         "specs": [], "already-processed": [], "rollback": None, "catalog": None,
     }
@@ -152,6 +157,7 @@ def report_as_markdown(document: dict[str, Any]) -> str:
     lines = [f"# exchange process: {document['run']}, {document['result']}", ""]
     lines += [f"- source commit: `{document['source-commit'] or '-'}`",
               f"- started {document['started']}, took {document['seconds']:.1f} s",
+              f"- stages: {_stages(document)}",
               f"- pushed: {'yes' if document['pushed'] else 'no'}" + (f" after {document['replays']} replay(s)"
                                                                       if document["replays"] else "")]
     if document["shard"]:
@@ -186,6 +192,14 @@ def report_as_markdown(document: dict[str, Any]) -> str:
         if not rollback["deleted"] and not rollback["not-deleted"] and not rollback["kept"]:
             lines.append("- no objects to delete")
     return "\n".join(lines) + "\n"
+
+
+def _stages(document: dict[str, Any]) -> str:
+    """The stages entered, in order; a failed run failed in the last."""
+    stages = list(document["stages"]) or ["-"]
+    if document["result"] != "succeeded" and document["stages"]:
+        stages[-1] += f" ({document['result']} here)"
+    return ", ".join(stages)
 
 
 def _size(size: int | None) -> str:

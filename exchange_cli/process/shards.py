@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import UsageError
+from ..export import ExportOptions
+from .image_sizes import image_sizes
 from .plan import SpecJob
 
 CIRCLE_INDEX_ENV = "CIRCLE_NODE_INDEX"
@@ -75,3 +77,24 @@ def assign(jobs: Sequence[SpecJob], total: int, sizes: Mapping[str, int | None])
 def share_of(jobs: Sequence[SpecJob], shard: Shard, assignment: Mapping[str, int]) -> list[SpecJob]:
     """The shard's jobs, in plan order."""
     return [job for job in jobs if assignment[job.relative_path] == shard.index]
+
+
+@dataclass(frozen=True)
+class Share:
+    """A shard's part of the plan, in plan order, and the whole split as this shard computed it (its record
+    carries it: finalize checks that the shards agree)."""
+
+    jobs: list[SpecJob]
+    assignment: dict[str, int]
+    by_size: bool  # False: every image's size was not known, so the split counts specs
+
+    def describe(self, shard: Shard, planned: int) -> str:
+        return (f"shard {shard}: {len(self.jobs)} of {planned} spec(s), "
+                f"split by {'image size' if self.by_size else 'count'}")
+
+
+def share_for(shard: Shard, jobs: Sequence[SpecJob], export_options: ExportOptions) -> Share:
+    sizes = image_sizes(jobs, export_options) if jobs else {}
+    assignment = assign(jobs, shard.total, sizes)
+    by_size = bool(jobs) and all(size is not None for size in sizes.values())
+    return Share(share_of(jobs, shard, assignment), assignment, by_size)

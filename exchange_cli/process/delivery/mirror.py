@@ -76,9 +76,10 @@ class CreatedTag:
         return cls(reference, str(document["digest"]), bool(document["manifest-was-new"]))
 
 
-def delete_tags(tags: list[CreatedTag], result: RollbackResult, *, insecure_registries: Collection[str] = (),
-                retry: RetryPolicy = DEFAULT_RETRY) -> None:
-    """Delete tags a run created, in the order given; record in `result` what was and was not removed."""
+def delete_tags(tags: list[CreatedTag], *, insecure_registries: Collection[str] = (),
+                retry: RetryPolicy = DEFAULT_RETRY) -> RollbackResult:
+    """Delete tags a run created, in the order given; the result says what was and was not removed."""
+    result = RollbackResult()
     for tag in tags:
         try:
             with _client(PushClient, tag.reference, insecure_registries, retry) as push:
@@ -87,6 +88,7 @@ def delete_tags(tags: list[CreatedTag], result: RollbackResult, *, insecure_regi
             result.deleted.append(str(tag))
         except ExchangeError as error:
             result.failed[str(tag)] = str(error)
+    return result
 
 
 def mirror_tag(version: str) -> str:
@@ -136,11 +138,11 @@ class ImageMirror:
         with self._lock:
             return list(self._created)
 
-    def rollback(self, result: RollbackResult) -> None:
-        """Delete every tag this run created, newest first; say in `result` what was and was not removed."""
+    def rollback(self) -> RollbackResult:
+        """Delete every tag this run created, newest first; the result says what was and was not removed."""
         with self._lock:
             created, self._created = list(reversed(self._created)), []
-        delete_tags(created, result, insecure_registries=self.insecure_registries, retry=self.retry)
+        return delete_tags(created, insecure_registries=self.insecure_registries, retry=self.retry)
 
     def _client(self, cls: type[Client], reference: ImageReference) -> Client:
         return _client(cls, reference, self.insecure_registries, self.retry)

@@ -49,11 +49,11 @@ class Delivery:
         """Tags other machines (shards) created, to delete if this run rolls back."""
         self._adopted.extend(tags)
 
-    def rollback(self, result: RollbackResult) -> None:
-        if self.mirror is not None:
-            self.mirror.rollback(result)
+    def rollback(self) -> RollbackResult:
+        """Delete the mirrored tags this run created, then those it adopted from shards."""
+        created = self.mirror.rollback() if self.mirror is not None else RollbackResult()
         adopted, self._adopted = list(reversed(self._adopted)), []
-        delete_tags(adopted, result, insecure_registries=self.insecure_registries)
+        return created.plus(delete_tags(adopted, insecure_registries=self.insecure_registries))
 
     def _deliver_image(self, checked: CheckedJob) -> Artifact:
         job, image = checked.job, checked.image
