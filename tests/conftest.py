@@ -22,3 +22,9 @@ pytest_plugins = [
     "tests.infra.tls",
     "tests.infra.sshd",
 ]
+# Fixtures that several test modules share (a test module never imports another: tests/test_suite_hygiene.py).
+pytest_plugins += [
+    "tests.infra.process_world",
+    "tests.infra.provenance",
+    "tests.infra.image_sources",
+]

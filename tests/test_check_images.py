@@ -4,7 +4,6 @@ at the image's line and column; every other spec is still checked and every repo
 from __future__ import annotations
 
 import json
-import os
 import socket
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -18,13 +17,7 @@ from tests.infra.circleci_config import exchange_calls, load_config
 from tests.infra.gitrepo import ExchangeRepo, example_gear
 from tests.layers import tiny_layer_tar
 
-
-@pytest.fixture(autouse=True)
-def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
-    for name in list(os.environ):
-        if name.startswith("EXCHANGE_REGISTRY_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_credentials")  # tests/infra/image_sources.py
 
 
 def closed_port() -> int:

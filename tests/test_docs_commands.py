@@ -27,8 +27,8 @@ from exchange_cli.cli import cli
 from exchange_cli.demo import GEAR
 from exchange_cli.demo_image import build_demo_image
 from tests.infra.gitrepo import example_boutique, run_git
+from tests.infra.image_files import base_layer, legacy_docker_save
 from tests.infra.registry import RegistryServer
-from tests.test_local_sources import base_layer, legacy_docker_save
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from exchange_cli.cli import cli
 from tests.infra.dockerd import BASE_IMAGE, Dockerd
 from tests.infra.gitrepo import ExchangeRepo, example_gear, init_repo
+from tests.infra.process_world import MANIFEST_SCHEMA, reject_pushes
 from tests.infra.registry import ALL_MANIFESTS, RegistryServer
-from tests.test_process import MANIFEST_SCHEMA, reject_pushes
 
 RUN = b"#!/bin/bash\necho running\n"
 CONFORMING = f"FROM {BASE_IMAGE}\nRUN ln -s busybox /bin/bash\nCOPY run /flywheel/v0/run\nRUN chmod 755 /flywheel/v0/run\n"

@@ -13,9 +13,9 @@ import requests
 from click.testing import CliRunner
 
 from exchange_cli.cli import cli
+from tests.infra.provenance import independent_verify
 from tests.infra.registry import ALL_MANIFESTS
 from tests.test_process_delivery import CONFORMING, RUN, World, images, world  # noqa: F401 - fixtures
-from tests.test_provenance import independent_verify
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
 

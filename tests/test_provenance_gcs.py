@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from tests.infra.gitrepo import ExchangeRepo
+from tests.infra.provenance import independent_verify
 from tests.test_process_services import gcs_objects
-from tests.test_provenance import independent_verify
 from tests.test_shards import EXCHANGE, FanOut, fanout  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.gcs]

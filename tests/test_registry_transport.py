@@ -32,10 +32,10 @@ from exchange_cli.image.model import DEFAULT_PLATFORM
 from exchange_cli.image.registry import RetryPolicy, fetch_registry_image, manifest_exists
 from exchange_cli.process.delivery.push_client import PushClient, SizedStream
 from exchange_cli.reference import parse_reference
+from tests.infra.image_files import entry, sha256, tar_of
 from tests.infra.lying_registry import OCI_MANIFEST, LyingRegistry, Reply, digest_of, outcome_within
 from tests.infra.tls import TestCA
 from tests.layers import compress
-from tests.test_local_sources import entry, sha256, tar_of
 
 USERNAME = "puller"
 PASSWORD = "pw-" + secrets.token_urlsafe(18)
@@ -80,11 +80,6 @@ def registry(start, client_env: dict[str, str], monkeypatch: pytest.MonkeyPatch)
     for name, value in client_env.items():
         monkeypatch.setenv(name, value)
     return server
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> BlobCache:
-    return BlobCache(tmp_path / "cache")
 
 
 def serve_image(server: LyingRegistry) -> None:
@@ -150,20 +145,20 @@ def assert_no_secret_in(received: bytes | str) -> None:
 
 
 @pytest.mark.parametrize("bind", ["127.0.0.1", "127.0.0.2"], ids=["same-host-other-port", "other-host"])
-def test_a_blob_redirect_from_https_to_plain_http_is_refused(registry, start, cache, bind) -> None:
+def test_a_blob_redirect_from_https_to_plain_http_is_refused(registry, start, blob_cache, bind) -> None:
     basic_auth(registry)
     plain = start(tls=False, bind=bind)
     path = move_layer(registry, plain)
 
     with pytest.raises(BlobError) as failure:
-        pull(registry, cache)
+        pull(registry, blob_cache)
 
     assert f"refused to send the request to plain HTTP {plain.url}{path}" in failure.value.reason
     assert f"list {plain.host} with --insecure-registry" in failure.value.reason
     assert plain.seen == []
 
 
-def test_a_manifest_redirect_from_https_to_plain_http_is_refused(registry, start, cache) -> None:
+def test_a_manifest_redirect_from_https_to_plain_http_is_refused(registry, start, blob_cache) -> None:
     basic_auth(registry)
     plain = start(tls=False, bind="127.0.0.2")
     manifest = f"/v2/{REPOSITORY}/manifests/v1"
@@ -172,18 +167,18 @@ def test_a_manifest_redirect_from_https_to_plain_http_is_refused(registry, start
 
     with pytest.raises(ImageError, match=rf"GET {registry.url}{manifest}: refused to send the request to plain "
                                          rf"HTTP {plain.url}{manifest}"):
-        pull(registry, cache)
+        pull(registry, blob_cache)
 
     assert plain.seen == []
 
 
 def test_a_redirect_to_a_plain_http_host_listed_as_insecure_is_followed_without_credentials(registry, start,
-                                                                                            cache) -> None:
+                                                                                            blob_cache) -> None:
     basic_auth(registry)
     plain = start(tls=False, bind="127.0.0.2")
     path = move_layer(registry, plain)
 
-    image = pull(registry, cache, insecure=(plain.host,))
+    image = pull(registry, blob_cache, insecure=(plain.host,))
 
     assert len(image.layers) == 1 and plain.count(path) == 1
     assert plain.authorizations() == []
@@ -191,7 +186,7 @@ def test_a_redirect_to_a_plain_http_host_listed_as_insecure_is_followed_without_
 
 
 @pytest.mark.parametrize("credentials", ["password", "anonymous"])
-def test_a_plain_http_token_realm_is_refused_for_an_https_registry(registry, start, cache, monkeypatch,
+def test_a_plain_http_token_realm_is_refused_for_an_https_registry(registry, start, blob_cache, monkeypatch,
                                                                    credentials) -> None:
     realm_server = start(tls=False, bind="127.0.0.2")
     realm = token_auth(registry, realm_server)
@@ -199,25 +194,25 @@ def test_a_plain_http_token_realm_is_refused_for_an_https_registry(registry, sta
         monkeypatch.delenv(host_env_var(registry.host))
 
     with pytest.raises(ImageError) as failure:
-        pull(registry, cache)
+        pull(registry, blob_cache)
 
     assert f"token server {realm}: refused to send the request to plain HTTP {realm}" in str(failure.value)
     assert_no_secret_in(realm_server.everything_received())
     assert realm_server.seen == []
 
 
-def test_a_plain_http_token_realm_is_used_when_its_host_is_listed_as_insecure(registry, start, cache) -> None:
+def test_a_plain_http_token_realm_is_used_when_its_host_is_listed_as_insecure(registry, start, blob_cache) -> None:
     realm_server = start(tls=False, bind="127.0.0.2")
     token_auth(registry, realm_server)
 
-    image = pull(registry, cache, insecure=(realm_server.host,))
+    image = pull(registry, blob_cache, insecure=(realm_server.host,))
 
     assert len(image.layers) == 1
     assert realm_server.authorizations() == [BASIC]
 
 
 @pytest.mark.parametrize("credentials", ["password", "identity-token"])
-def test_a_token_server_redirect_to_plain_http_is_refused(registry, start, cache, client_env, monkeypatch,
+def test_a_token_server_redirect_to_plain_http_is_refused(registry, start, blob_cache, client_env, monkeypatch,
                                                           credentials) -> None:
     realm_server, plain = start(bind="127.0.0.2"), start(tls=False, bind="127.0.0.2")
     token_auth(registry, realm_server)
@@ -226,7 +221,7 @@ def test_a_token_server_redirect_to_plain_http_is_refused(registry, start, cache
         use_identity_token(registry, client_env, monkeypatch)
 
     with pytest.raises(ImageError, match=rf"refused to send the request to plain HTTP {plain.url}/token"):
-        pull(registry, cache)
+        pull(registry, blob_cache)
 
     assert_no_secret_in(plain.everything_received())
     assert plain.seen == []
@@ -236,7 +231,7 @@ def test_a_token_server_redirect_to_plain_http_is_refused(registry, start, cache
 
 
 @pytest.mark.parametrize("scheme", ["basic", "bearer"])
-def test_credentials_stay_with_the_registry_when_a_blob_is_redirected_to_another_host(registry, start, cache,
+def test_credentials_stay_with_the_registry_when_a_blob_is_redirected_to_another_host(registry, start, blob_cache,
                                                                                       scheme) -> None:
     cdn = start(bind="127.0.0.2")
     if scheme == "basic":
@@ -245,26 +240,26 @@ def test_credentials_stay_with_the_registry_when_a_blob_is_redirected_to_another
         token_auth(registry, registry)
     path = move_layer(registry, cdn, query="?X-Signature=from-the-registry")
 
-    image = pull(registry, cache)
+    image = pull(registry, blob_cache)
 
     assert len(image.layers) == 1 and cdn.count(path) == 1
     assert cdn.authorizations() == []
     assert registry_authorizations(registry) == {BASIC if scheme == "basic" else BEARER}
 
 
-def test_a_redirect_within_the_registry_keeps_its_credentials(registry, cache) -> None:
+def test_a_redirect_within_the_registry_keeps_its_credentials(registry, blob_cache) -> None:
     basic_auth(registry)
     layer = layer_path(registry)
     stored = f"/v2/{REPOSITORY}/storage/{layer.rsplit(':', 1)[1]}"
     registry.replies[stored] = Reply(body=registry.replies[layer].body)
     registry.replies[layer] = Reply(status=302, headers={"Location": stored})
 
-    pull(registry, cache)
+    pull(registry, blob_cache)
 
     assert [seen.authorization for seen in registry.seen if seen.path == stored] == [BASIC]
 
 
-def test_a_challenge_from_where_a_redirect_led_is_not_answered_with_our_credentials(registry, start, cache) -> None:
+def test_a_challenge_from_where_a_redirect_led_is_not_answered_with_our_credentials(registry, start, blob_cache) -> None:
     basic_auth(registry)
     cdn = start(bind="127.0.0.2")
     path = move_layer(registry, cdn)
@@ -274,19 +269,19 @@ def test_a_challenge_from_where_a_redirect_led_is_not_answered_with_our_credenti
     with pytest.raises(ImageError, match=rf"{cdn.url}{path}, where registry {registry.host} redirected us, "
                                          rf"refused access to layer .* \(401 .*credentials for {registry.host} "
                                          "are sent to it alone"):
-        pull(registry, cache)
+        pull(registry, blob_cache)
 
     assert_no_secret_in(cdn.everything_received())
     assert cdn.count("/token") == 0 and cdn.authorizations() == []
 
 
 def test_a_token_realm_on_another_host_gets_the_password_and_only_what_a_token_needs(registry, start,
-                                                                                   cache) -> None:
+                                                                                   blob_cache) -> None:
     """Docker's rule: the registry names its token service, and the credentials go there (over TLS)."""
     realm_server = start(bind="127.0.0.2")
     token_auth(registry, realm_server)
 
-    pull(registry, cache)
+    pull(registry, blob_cache)
 
     [request] = realm_server.seen
     assert (request.method, request.path, request.body) == ("GET", "/token", b"")
@@ -297,7 +292,7 @@ def test_a_token_realm_on_another_host_gets_the_password_and_only_what_a_token_n
 
 
 @pytest.mark.parametrize("credentials", ["password", "identity-token"])
-def test_a_token_request_redirected_to_another_host_leaves_its_credentials_behind(registry, start, cache,
+def test_a_token_request_redirected_to_another_host_leaves_its_credentials_behind(registry, start, blob_cache,
                                                                                   client_env, monkeypatch,
                                                                                   credentials) -> None:
     realm_server, elsewhere = start(bind="127.0.0.2"), start()
@@ -308,10 +303,10 @@ def test_a_token_request_redirected_to_another_host_leaves_its_credentials_behin
         use_identity_token(registry, client_env, monkeypatch)
         with pytest.raises(ImageError, match=rf"refused to follow a redirect from {realm_server.url} to "
                                              rf"{elsewhere.url} that would send the request's body"):
-            pull(registry, cache)
+            pull(registry, blob_cache)
         assert elsewhere.seen == []
     else:
-        pull(registry, cache)  # the GET goes on, without the password
+        pull(registry, blob_cache)  # the GET goes on, without the password
         assert [seen.path for seen in elsewhere.seen] == ["/token"]
     assert realm_server.authorizations() == ([BASIC] if credentials == "password" else [])
     assert_no_secret_in(elsewhere.everything_received())
@@ -347,14 +342,14 @@ def pull_in_thread(registry: LyingRegistry, cache: BlobCache, limits: TransferLi
     return outcome_within(lambda: pull(registry, cache, limits=limits), give_up_after=20.0)
 
 
-def test_a_token_server_that_trickles_is_given_up_at_the_token_deadline(registry, start, cache) -> None:
+def test_a_token_server_that_trickles_is_given_up_at_the_token_deadline(registry, start, blob_cache) -> None:
     realm_server = start(bind="127.0.0.2")
     realm = token_auth(registry, realm_server)
     answer = json.dumps({"token": TOKEN, "expires_in": 300, "issued_at": "x" * 2000}).encode()
     realm_server.replies["/token"] = Reply(body=answer, trickle=0.01)  # ~100 bytes/s, each read well in time
     limits = TransferLimits(connect_timeout=5, read_timeout=5, min_rate=1024**2, floor=0.5)  # token: 1.5 s
 
-    outcome, took = pull_in_thread(registry, cache, limits)
+    outcome, took = pull_in_thread(registry, blob_cache, limits)
 
     assert isinstance(outcome, ImageError), outcome
     assert f"token server {realm}: not received within 2 s" in str(outcome)
@@ -362,13 +357,13 @@ def test_a_token_server_that_trickles_is_given_up_at_the_token_deadline(registry
     assert took < 10 and realm_server.count("/token") == 1
 
 
-def test_a_token_answer_larger_than_any_token_is_not_read_whole(registry, start, cache) -> None:
+def test_a_token_answer_larger_than_any_token_is_not_read_whole(registry, start, blob_cache) -> None:
     realm_server = start(bind="127.0.0.2")
     realm = token_auth(registry, realm_server)
     realm_server.replies["/token"] = Reply(body=json.dumps({"token": TOKEN, "x": "y" * 2 * 1024**2}).encode())
 
     with pytest.raises(ImageError, match=rf"token server {realm} answered with more than 1048576 bytes"):
-        pull(registry, cache)
+        pull(registry, blob_cache)
 
 
 # --- no secret in any output, -v included ---------------------------------------------------
@@ -457,14 +452,14 @@ def test_no_secret_reaches_the_output_of_a_failing_export_even_with_debug_loggin
     assert not (tmp_path / "rootfs.tgz").exists()
 
 
-def test_a_token_server_that_trickles_its_headers_is_given_up_at_the_token_deadline(registry, start, cache) -> None:
+def test_a_token_server_that_trickles_its_headers_is_given_up_at_the_token_deadline(registry, start, blob_cache) -> None:
     realm_server = start(bind="127.0.0.2")
     realm = token_auth(registry, realm_server)
     realm_server.replies["/token"] = Reply(body=json.dumps({"token": TOKEN}).encode(), trickle_headers=0.01,
                                            headers={"X-Padding": "p" * 2000})  # ~100 bytes/s: ~20 s of headers
     limits = TransferLimits(connect_timeout=5, read_timeout=5, min_rate=1024**2, floor=0.5)  # token: 1.5 s
 
-    outcome, took = pull_in_thread(registry, cache, limits)
+    outcome, took = pull_in_thread(registry, blob_cache, limits)
 
     assert isinstance(outcome, ImageError), outcome
     assert f"token server {realm}: not received within 2 s" in str(outcome)
@@ -472,13 +467,13 @@ def test_a_token_server_that_trickles_its_headers_is_given_up_at_the_token_deadl
 
 
 def test_a_registry_that_trickles_the_headers_of_a_blob_is_given_up_at_the_blob_deadline(registry, start,
-                                                                                         cache) -> None:
+                                                                                         blob_cache) -> None:
     path = layer_path(registry)
     registry.replies[path] = Reply(body=registry.replies[path].body, trickle_headers=0.01,
                                    headers={"X-Padding": "p" * 2000})
     limits = TransferLimits(connect_timeout=5, read_timeout=5, min_rate=1024**2, floor=1.0)
 
-    outcome, took = pull_in_thread(registry, cache, limits)
+    outcome, took = pull_in_thread(registry, blob_cache, limits)
 
     assert isinstance(outcome, BlobError), outcome
     assert "not received within 1 s" in outcome.reason and "the registry is too slow or has stalled" in outcome.reason

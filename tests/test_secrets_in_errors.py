@@ -18,6 +18,7 @@ import requests
 from exchange_cli.storage.bucket import StorageError, open_bucket
 from tests.infra.gcs import GcsEmulator
 from tests.infra.gitrepo import ExchangeRepo
+from tests.infra.process_world import reject_pushes
 from tests.test_failure_messages import (
     assert_untouched,
     closed_port,
@@ -26,8 +27,7 @@ from tests.test_failure_messages import (
     process_args,
     text_of_every_file,
     world,  # noqa: F401 - world: the fixture
-    )
-from tests.test_process import reject_pushes
+)
 
 TOKEN = "ghs_t0ken-that-must-not-leak"
 
