@@ -27,4 +27,10 @@ pytest_plugins += [
     "tests.infra.process_world",
     "tests.infra.provenance",
     "tests.infra.image_sources",
+    "tests.infra.failure_world",
+    "tests.infra.buckets",
+    "tests.infra.delivery_world",
+    "tests.infra.stages",
+    "tests.infra.shards",
+    "tests.catalog_world",
 ]

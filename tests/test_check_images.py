@@ -4,7 +4,6 @@ at the image's line and column; every other spec is still checked and every repo
 from __future__ import annotations
 
 import json
-import socket
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -14,16 +13,11 @@ from click.testing import CliRunner
 from exchange_cli.cli import cli
 from tests.infra.capturing_registry import CapturingRegistry
 from tests.infra.circleci_config import exchange_calls, load_config
+from tests.infra.commands import closed_port
 from tests.infra.gitrepo import ExchangeRepo, example_gear
 from tests.layers import tiny_layer_tar
 
 pytestmark = pytest.mark.usefixtures("no_credentials")  # tests/infra/image_sources.py
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def image_position(path: Path) -> tuple[int, int]:

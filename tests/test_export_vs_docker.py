@@ -131,7 +131,7 @@ def random_bytes(size: int, seed: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def built_images(dockerd) -> dict[str, str]:
+def vs_docker_images(dockerd) -> dict[str, str]:
     files = {"random.bin": random_bytes(300_000, seed=1)}
     tags = {}
     for name, steps in IMAGES.items():
@@ -148,12 +148,12 @@ def export(image: str, output: Path, *, source: str, cache_dir: Path, insecure: 
 
 
 @pytest.mark.parametrize("name", sorted(IMAGES))
-def test_rootfs_tree_equals_docker_export(name: str, built_images: dict[str, str], dockerd, docker_host: str,
+def test_rootfs_tree_equals_docker_export(name: str, vs_docker_images: dict[str, str], dockerd, docker_host: str,
                                          tmp_path: Path) -> None:
     ours_path = tmp_path / "rootfs.tgz"
-    export(built_images[name], ours_path, source="docker", cache_dir=tmp_path / "cache")
+    export(vs_docker_images[name], ours_path, source="docker", cache_dir=tmp_path / "cache")
     ours = read_tree(ours_path)
-    theirs = docker_tree(dockerd.export_container_fs(built_images[name], tmp_path / "export.tar"), ours)
+    theirs = docker_tree(dockerd.export_container_fs(vs_docker_images[name], tmp_path / "export.tar"), ours)
     only_ours = sorted(set(ours.nodes) - set(theirs.nodes))
     only_theirs = sorted(set(theirs.nodes) - set(ours.nodes))
     assert (only_ours, only_theirs) == ([], [])
@@ -162,11 +162,11 @@ def test_rootfs_tree_equals_docker_export(name: str, built_images: dict[str, str
     assert ours.hard_link_groups == theirs.hard_link_groups
 
 
-def test_scenarios_exercise_what_they_claim(built_images: dict[str, str], docker_host: str, tmp_path: Path) -> None:
+def test_scenarios_exercise_what_they_claim(vs_docker_images: dict[str, str], docker_host: str, tmp_path: Path) -> None:
     """Guards the comparison above against vacuous images: the tricky entries really are there."""
     trees = {}
     for name in ("hard-links", "modes-and-specials", "names-and-symlinks"):
-        export(built_images[name], tmp_path / f"{name}.tgz", source="docker", cache_dir=tmp_path / "cache")
+        export(vs_docker_images[name], tmp_path / f"{name}.tgz", source="docker", cache_dir=tmp_path / "cache")
         trees[name] = read_tree(tmp_path / f"{name}.tgz")
     links = trees["hard-links"]
     assert frozenset({"t2", "t4"}) in links.hard_link_groups  # the group outlives its first member
@@ -184,9 +184,9 @@ def test_scenarios_exercise_what_they_claim(built_images: dict[str, str], docker
 
 
 @pytest.mark.registry
-def test_registry_engine_and_archive_give_the_same_bytes(built_images: dict[str, str], dockerd, docker_host: str,
+def test_registry_engine_and_archive_give_the_same_bytes(vs_docker_images: dict[str, str], dockerd, docker_host: str,
                                                          registry, tmp_path: Path) -> None:
-    for name, local_tag in built_images.items():
+    for name, local_tag in vs_docker_images.items():
         remote = f"{registry.host}/{local_tag}"
         dockerd.client.images.get(local_tag).tag(remote)
         pushed_digest = dockerd.push(remote)

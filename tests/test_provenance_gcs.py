@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from exchange_cli.cli import cli
+from tests.infra.gcs import gcs_objects
 from tests.infra.gitrepo import ExchangeRepo
 from tests.infra.provenance import independent_verify
-from tests.test_process_services import gcs_objects
-from tests.test_shards import EXCHANGE, FanOut, fanout  # noqa: F401 - the fixture
+from tests.infra.shards import EXCHANGE, FanOut
 
 pytestmark = [pytest.mark.gcs]
 

@@ -75,19 +75,19 @@ def failure(signed: Signed, target: str, *extra: str) -> dict:
 
 
 @pytest.fixture
-def published(signed_process: Signed) -> Signed:
+def verified_publication(signed_process: Signed) -> Signed:
     assert signed_process.process().exit_code == 0
     for name in ("hello", "other"):
         assert signed_process.verify(f"acme/{name}").exit_code == 0
     return signed_process
 
 
-def test_attack_tampered_rootfs(published: Signed) -> None:
-    artifact = published.bucket_file(published.block("hello")["rootfs-url"])
+def test_attack_tampered_rootfs(verified_publication: Signed) -> None:
+    artifact = verified_publication.bucket_file(verified_publication.block("hello")["rootfs-url"])
     data = bytearray(artifact.read_bytes())
     data[len(data) // 2] ^= 0xFF
     artifact.write_bytes(bytes(data))
-    found = failure(published, "acme/hello")
+    found = failure(verified_publication, "acme/hello")
     assert found["check"] == "rootfs" and "the rootfs was tampered with or corrupted" in found["reason"]
 
 
@@ -103,86 +103,86 @@ def _store(published: Signed, name: str, path: Path, envelope: dict) -> None:
     published.edit_block(name, attestation_sha256=hashlib.sha256(content).hexdigest())
 
 
-def test_attack_tampered_envelope_payload(published: Signed) -> None:
-    path, envelope = _envelope(published, "hello")
+def test_attack_tampered_envelope_payload(verified_publication: Signed) -> None:
+    path, envelope = _envelope(verified_publication, "hello")
     statement = json.loads(base64.b64decode(envelope["payload"]))
     statement["predicate"]["buildDefinition"]["externalParameters"]["image"] = "evil.example.org/x:1"
     envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
-    _store(published, "hello", path, envelope)
-    found = failure(published, "acme/hello")
+    _store(verified_publication, "hello", path, envelope)
+    found = failure(verified_publication, "acme/hello")
     assert found["check"] == "signature"
     assert "does not verify with the exchange's key" in found["reason"] and "altered after signing" in found["reason"]
 
 
-def test_attack_tampered_signature(published: Signed) -> None:
-    path, envelope = _envelope(published, "hello")
+def test_attack_tampered_signature(verified_publication: Signed) -> None:
+    path, envelope = _envelope(verified_publication, "hello")
     signature = bytearray(base64.b64decode(envelope["signatures"][0]["sig"]))
     signature[-1] ^= 0x01
     envelope["signatures"][0]["sig"] = base64.b64encode(bytes(signature)).decode()
-    _store(published, "hello", path, envelope)
-    found = failure(published, "acme/hello")
+    _store(verified_publication, "hello", path, envelope)
+    found = failure(verified_publication, "acme/hello")
     assert found["check"] == "signature" and "does not verify with the exchange's key" in found["reason"]
 
 
-def test_attack_envelope_signed_by_another_key(published: Signed) -> None:
-    path, envelope = _envelope(published, "hello")
+def test_attack_envelope_signed_by_another_key(verified_publication: Signed) -> None:
+    path, envelope = _envelope(verified_publication, "hello")
     intruder = LocalKeySigner.from_pem(generate_private_key("ed25519"), "intruder")
     forged = sign_envelope(base64.b64decode(envelope["payload"]), intruder).as_json()
-    _store(published, "hello", path, forged)
-    found = failure(published, "acme/hello")
+    _store(verified_publication, "hello", path, forged)
+    found = failure(verified_publication, "acme/hello")
     assert found["check"] == "signature"
     assert f"signed by another key (key id {intruder.public_key.key_id[:16]})" in found["reason"]
 
 
-def test_attack_envelope_for_another_artifact(published: Signed) -> None:
-    other = published.block("other")
-    published.edit_block("hello", attestation_url=other["attestation-url"],
+def test_attack_envelope_for_another_artifact(verified_publication: Signed) -> None:
+    other = verified_publication.block("other")
+    verified_publication.edit_block("hello", attestation_url=other["attestation-url"],
                          attestation_sha256=other["attestation-sha256"])
-    found = failure(published, "acme/hello")
+    found = failure(verified_publication, "acme/hello")
     assert found["check"] == "subject" and "the envelope attests another artifact" in found["reason"]
 
 
-def test_attack_manifest_edited_to_point_at_another_object(published: Signed) -> None:
-    other = published.block("other")
-    published.edit_block("hello", rootfs_url=other["rootfs-url"], rootfs_hash=other["rootfs-hash"],
+def test_attack_manifest_edited_to_point_at_another_object(verified_publication: Signed) -> None:
+    other = verified_publication.block("other")
+    verified_publication.edit_block("hello", rootfs_url=other["rootfs-url"], rootfs_hash=other["rootfs-hash"],
                          rootfs_size=other["rootfs-size"])
-    found = failure(published, "acme/hello")
+    found = failure(verified_publication, "acme/hello")
     assert found["check"] == "subject" and "the envelope attests another artifact" in found["reason"]
     # Everything about the artifact swapped, its envelope and digests too: the signed spec still tells.
-    published.edit_block("hello", **{key.replace("-", "_"): value for key, value in other.items()})
-    found = failure(published, "acme/hello")
+    verified_publication.edit_block("hello", **{key.replace("-", "_"): value for key, value in other.items()})
+    found = failure(verified_publication, "acme/hello")
     assert found["check"] == "provenance"
     assert "the envelope attests gear acme/other (gears/acme/other.json), but the manifest is for gear acme/hello" \
         in found["reason"]
 
 
-def test_attack_replayed_envelope_of_an_older_version(published: Signed) -> None:
-    world = published.world
-    old = published.block("hello")
+def test_attack_replayed_envelope_of_an_older_version(verified_publication: Signed) -> None:
+    world = verified_publication.world
+    old = verified_publication.block("hello")
     world.add_gear("acme", "hello", "2.0.0", description="A newer hello.")
     world.repo.commit("hello 2.0.0")
     world.repo.git("push", "-q", "origin", "master")
-    assert published.process().exit_code == 0
+    assert verified_publication.process().exit_code == 0
     newer = [p for p in (world.repo.root / "manifests" / "acme").glob("acme-hello-*.json")
              if json.loads(p.read_text())["gear"]["version"] == "2.0.0"]
     assert len(newer) == 1
-    assert published.verify("acme/hello@2.0.0").exit_code == 0
+    assert verified_publication.verify("acme/hello@2.0.0").exit_code == 0
     # The newest manifest made to serve the old rootfs with its (valid, signed) old envelope.
     document = json.loads(newer[0].read_text())
     document["exchange"].update({key: old[key] for key in ("rootfs-url", "rootfs-hash", "rootfs-size",
                                                            "attestation-url", "attestation-sha256")})
     newer[0].write_text(json.dumps(document, indent=2))
-    found = failure(published, "acme/hello@2.0.0")
+    found = failure(verified_publication, "acme/hello@2.0.0")
     assert found["check"] == "provenance"
     assert ("the envelope attests version 1.0.0 of acme/hello, but the manifest is for version 2.0.0: an envelope "
             "replayed from another version") in found["reason"]
 
 
-def test_attack_another_valid_envelope_than_the_manifest_pins(published: Signed) -> None:
-    path, envelope = _envelope(published, "hello")
-    again = sign_envelope(base64.b64decode(envelope["payload"]), published.signer)  # ECDSA: other bytes, same facts
+def test_attack_another_valid_envelope_than_the_manifest_pins(verified_publication: Signed) -> None:
+    path, envelope = _envelope(verified_publication, "hello")
+    again = sign_envelope(base64.b64decode(envelope["payload"]), verified_publication.signer)  # ECDSA: other bytes, same facts
     path.write_bytes(again.line())
-    found = failure(published, "acme/hello")
+    found = failure(verified_publication, "acme/hello")
     assert found["check"] == "attestation" and "but the manifest pins" in found["reason"]
 
 
@@ -292,22 +292,22 @@ def storage_audit(signed: Signed, *extra: str) -> tuple[int, dict]:
     return result.exit_code, json.loads(result.output)
 
 
-def test_verify_storage_counts_envelopes_as_referenced_and_deep_checks_them(published: Signed) -> None:
-    code, audit = storage_audit(published, "--deep")
+def test_verify_storage_counts_envelopes_as_referenced_and_deep_checks_them(verified_publication: Signed) -> None:
+    code, audit = storage_audit(verified_publication, "--deep")
     assert code == 0 and audit["ok"], audit
     assert audit["orphans"] == [] and audit["envelopes-checked"] == 2 and audit["unsigned-manifests"] == []
     # An envelope replaced by one that is signed by this key but attests the other artifact.
-    hello, other = published.block("hello"), published.block("other")
-    shutil.copy(published.bucket_file(other["attestation-url"]), published.bucket_file(hello["attestation-url"]))
-    code, audit = storage_audit(published)
+    hello, other = verified_publication.block("hello"), verified_publication.block("other")
+    shutil.copy(verified_publication.bucket_file(other["attestation-url"]), verified_publication.bucket_file(hello["attestation-url"]))
+    code, audit = storage_audit(verified_publication)
     assert code == 0, "without --deep an envelope is only looked for"
-    code, audit = storage_audit(published, "--deep")
+    code, audit = storage_audit(verified_publication, "--deep")
     assert code == 1
     [damaged] = audit["damaged"]
     assert damaged["object"] == Path(hello["attestation-url"]).name
     assert damaged["problem"].startswith("its envelope fails the subject check: the envelope attests another artifact")
-    published.bucket_file(hello["attestation-url"]).unlink()
-    code, audit = storage_audit(published)
+    verified_publication.bucket_file(hello["attestation-url"]).unlink()
+    code, audit = storage_audit(verified_publication)
     assert code == 1 and [m["object"] for m in audit["missing"]] == [Path(hello["attestation-url"]).name]
 
 
@@ -317,23 +317,23 @@ def test_verify_storage_deep_lists_unsigned_manifests_without_failing(signed_pro
     assert code == 0 and len(audit["unsigned-manifests"]) == 2 and audit["envelopes-checked"] == 0
 
 
-def test_removing_a_signed_version_with_purge_deletes_its_envelope(published: Signed) -> None:
-    hello = published.block("hello")
+def test_removing_a_signed_version_with_purge_deletes_its_envelope(verified_publication: Signed) -> None:
+    hello = verified_publication.block("hello")
     result = CliRunner().invoke(cli, ["remove", "acme/hello", "--purge", "--yes", "--repo",
-                                      str(published.world.repo.root), "--bucket", published.world.bucket.as_uri()])
+                                      str(verified_publication.world.repo.root), "--bucket", verified_publication.world.bucket.as_uri()])
     assert result.exit_code == 0, result.output
-    assert not published.bucket_file(hello["attestation-url"]).exists()
-    assert not published.bucket_file(hello["rootfs-url"]).exists()
-    code, audit = storage_audit(published)
+    assert not verified_publication.bucket_file(hello["attestation-url"]).exists()
+    assert not verified_publication.bucket_file(hello["rootfs-url"]).exists()
+    code, audit = storage_audit(verified_publication)
     assert code == 0 and audit["orphans"] == []
 
 
-def test_catalog_shows_a_signed_badge_and_the_verify_command(published: Signed, tmp_path: Path) -> None:
-    world = published.world
+def test_catalog_shows_a_signed_badge_and_the_verify_command(verified_publication: Signed, tmp_path: Path) -> None:
+    world = verified_publication.world
     world.add_gear("acme", "plain", "1.0.0")
     world.repo.commit("an unsigned gear")
     world.repo.git("push", "-q", "origin", "master")
-    assert published.process(sign=False).exit_code == 0
+    assert verified_publication.process(sign=False).exit_code == 0
     site = tmp_path / "site"
     result = CliRunner().invoke(cli, ["index", "--repo", str(world.repo.root), "-o", str(tmp_path / "exchange.json"),
                                       "--html", str(site)])
@@ -365,10 +365,10 @@ def third_party_check(line: bytes, public_pem: bytes) -> None:
     json_format.ParseDict(statement["predicate"], provenance_pb2.Provenance())  # strict: no field of ours unknown
 
 
-def test_third_party_verifiers_accept_the_ecdsa_envelopes(published: Signed) -> None:
+def test_third_party_verifiers_accept_the_ecdsa_envelopes(verified_publication: Signed) -> None:
     for name in ("hello", "other"):
-        third_party_check(published.bucket_file(published.block(name)["attestation-url"]).read_bytes(),
-                          published.signer.public_key.pem)
+        third_party_check(verified_publication.bucket_file(verified_publication.block(name)["attestation-url"]).read_bytes(),
+                          verified_publication.signer.public_key.pem)
 
 
 def test_third_party_verifiers_accept_the_demos_ed25519_envelope(tmp_path: Path) -> None:
@@ -389,15 +389,15 @@ def test_an_envelope_is_forgotten_with_its_artifact_when_another_runs_manifest_t
     assert ledger.names() == ["b.tgz"]
 
 
-def test_a_rollback_keeps_the_envelopes_that_pushed_manifests_reference(published: Signed) -> None:
+def test_a_rollback_keeps_the_envelopes_that_pushed_manifests_reference(verified_publication: Signed) -> None:
     from git import Repo
 
     from exchange_cli.process.references import referenced_objects
 
-    world = published.world
+    world = verified_publication.world
     references = referenced_objects(Repo(world.repo.root), world.repo.git("rev-parse", "HEAD"))
     for name in ("hello", "other"):
-        block = published.block(name)
+        block = verified_publication.block(name)
         assert references.keeps(Path(block["rootfs-url"]).name)
         assert references.keeps(Path(block["attestation-url"]).name), "an envelope a pushed manifest references"
     assert not references.keeps("acme-gone-sha384-0.tgz.intoto.jsonl")

@@ -20,7 +20,7 @@ from tests.infra.gcs import drop_lease
 from tests.infra.gitrepo import ExchangeRepo, example_boutique, example_gear, run_git
 from tests.infra.process_world import World, process
 from tests.infra.provenance import Signed, independent_verify
-from tests.test_process_races import Stage, finish, gcs_stage  # noqa: F401 - gcs_stage: the fixture
+from tests.infra.stages import Stage, finish
 
 HELLO_IMAGE = "registry.example.org/acme/hello:1.0.0"
 # The demo image embeds 1.0.0's /flywheel/v0/manifest.json; a gear image without one needs no skip.

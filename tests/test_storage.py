@@ -25,6 +25,7 @@ from exchange_cli.storage.bucket import (
 from exchange_cli.storage.gcs import GcsBucket, make_client
 from exchange_cli.storage.local import LocalBucket
 from exchange_cli.storage.settings import CredentialsError, StorageSettings, StorageSettingsError
+from tests.infra.buckets import RACE_PARAMS, BucketUnderTest
 
 MiB = 1024 * 1024
 NAME = "acme-tool-sha384-0123abcd.tgz"
@@ -35,38 +36,6 @@ FAKE_GCS_IGNORES_DELETE_PRECONDITIONS = pytest.mark.xfail(
     reason="fake-gcs-server ignores ifGenerationMatch on deletes: the delete removes the replacement",
     strict=True, raises=pytest.fail.Exception,  # pytest.raises(ObjectChanged): "DID NOT RAISE"
 )
-
-
-@dataclass
-class BucketUnderTest:
-    kind: str
-    bucket: Bucket
-    reopen: Callable[[], Bucket]  # a second, independent client of the same bucket: "another writer"
-    plant: Callable[[str, bytes], None]  # store bytes as another tool would: no sha384 recorded
-    local_root: Path | None = None
-
-
-@pytest.fixture(params=["local", pytest.param("gcs", marks=pytest.mark.gcs)])
-def under_test(request: pytest.FixtureRequest, tmp_path: Path) -> BucketUnderTest:
-    if request.param == "local":
-        root = tmp_path / "bucket"
-        uri = root.as_uri()
-
-        def plant_file(name: str, data: bytes) -> None:
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            (root / name).write_bytes(data)
-
-        return BucketUnderTest("local", open_bucket(uri), lambda: open_bucket(uri), plant_file, root)
-    # A prefix, so every test also checks that names map to keys under it and back.
-    uri = request.getfixturevalue("gcs_bucket_uri") + "/exchange/test"
-
-    def plant_object(name: str, data: bytes) -> None:
-        from google.cloud import storage
-
-        bucket_name = uri.removeprefix("gs://").split("/")[0]
-        storage.Client(project=None).bucket(bucket_name).blob(f"exchange/test/{name}").upload_from_string(data)
-
-    return BucketUnderTest("gcs", open_bucket(uri), lambda: open_bucket(uri), plant_object)
 
 
 @dataclass
@@ -291,7 +260,6 @@ def _other_writer_creates(under_test: BucketUnderTest, source: Path, sha384: str
     return create
 
 
-RACE_PARAMS = ["local", pytest.param("gcs", marks=pytest.mark.gcs)]
 DELETE_RACE_PARAMS = ["local", pytest.param("gcs", marks=[pytest.mark.gcs, FAKE_GCS_IGNORES_DELETE_PRECONDITIONS])]
 
 
