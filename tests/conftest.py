@@ -34,3 +34,5 @@ pytest_plugins += [
     "tests.infra.shards",
     "tests.catalog_world",
 ]
+# The suite's own rules: markers from fixture use, and a run that leaves the work tree as it found it.
+pytest_plugins += ["tests.infra.markers", "tests.infra.worktree"]

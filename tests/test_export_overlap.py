@@ -23,8 +23,6 @@ from exchange_cli.rootfs.tarball import write_rootfs
 from tests.infra.registry import Fault, sha256_digest
 from tests.layers import directory, file, make_layer, whiteout
 
-pytestmark = pytest.mark.registry
-
 
 def layer_blob(entries: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()

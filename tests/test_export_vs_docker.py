@@ -19,8 +19,6 @@ import pytest
 from exchange_cli.export import ExportOptions, export_rootfs
 from exchange_cli.image.blobcache import BlobCache
 
-pytestmark = pytest.mark.docker
-
 LONG_A = "a" * 120
 LONG_B = "b" * 140
 LONG_FILE = "f" * 110
@@ -183,7 +181,6 @@ def test_scenarios_exercise_what_they_claim(vs_docker_images: dict[str, str], do
     assert (names["data/random.bin"].uid, names["data/random.bin"].mode) == (7, 0o604)
 
 
-@pytest.mark.registry
 def test_registry_engine_and_archive_give_the_same_bytes(vs_docker_images: dict[str, str], dockerd, docker_host: str,
                                                          registry, tmp_path: Path) -> None:
     for name, local_tag in vs_docker_images.items():

@@ -161,7 +161,6 @@ def local_image(dockerd) -> str:
     return "sources/local:1"
 
 
-@pytest.mark.docker
 def test_docker_engine_image_matches_its_save(docker_host: str, dockerd, local_image: str, tmp_path: Path,
                                               blob_cache: BlobCache) -> None:
     from exchange_cli.image.docker_engine import fetch_docker_image
@@ -176,7 +175,6 @@ def test_docker_engine_image_matches_its_save(docker_host: str, dockerd, local_i
     assert layer_contents(from_file) == layer_contents(image)
 
 
-@pytest.mark.docker
 def test_docker_engine_errors_name_the_image(docker_host: str, local_image: str, blob_cache: BlobCache) -> None:
     with pytest.raises(ImageError, match="sources/absent:1: no such image in the Docker engine at unix://"):
         open_image("sources/absent:1", platform=DEFAULT_PLATFORM, source="docker", cache=blob_cache)
@@ -197,8 +195,6 @@ def remote_image(registry) -> tuple[str, str]:
     return f"{registry.host}/sources/remote:1", digest
 
 
-@pytest.mark.docker
-@pytest.mark.registry
 def test_auto_reads_only_local_images_from_the_engine(docker_host: str, local_image: str, registry,
                                                       remote_image: tuple[str, str], blob_cache: BlobCache) -> None:
     image = open_image(local_image, platform=DEFAULT_PLATFORM, source="auto", cache=blob_cache)
@@ -210,7 +206,6 @@ def test_auto_reads_only_local_images_from_the_engine(docker_host: str, local_im
     assert layer_contents(image) == [base_layer()]
 
 
-@pytest.mark.registry
 def test_auto_without_an_engine_goes_to_the_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, registry,
                                                      remote_image: tuple[str, str], blob_cache: BlobCache) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")

@@ -178,6 +178,7 @@ def test_dirty_work_tree_is_refused(process_world: World) -> None:
 def test_bad_bucket_setting_fails_before_any_work(process_world: World) -> None:
     result = CliRunner().invoke(cli, ["process", "--repo", str(process_world.repo.root), "--bucket", "s3://nope"])
     assert result.exit_code == 2
+    assert result.stderr.startswith("error: unsupported bucket URI s3://nope (scheme 's3'); use gs://"), result.output
     assert process_world.repo.git("log", "-1", "--format=%s") == "add gears"
 
 
@@ -190,7 +191,9 @@ def test_without_git_identity_the_bot_commits_and_nothing_is_left_configured(pro
     result = process(process_world)
     assert result.exit_code == 0, result.output
     assert process_world.repo.git("log", "-1", "--format=%an <%ae>") == "Exchange Bot <exchange-bot@users.noreply.invalid>"
-    assert subprocess.run(["git", "config", "user.name"], cwd=process_world.repo.root, check=False).returncode == 1
+    name = subprocess.run(["git", "config", "user.name"], cwd=process_world.repo.root, capture_output=True, text=True,
+                          check=False)
+    assert (name.returncode, name.stdout) == (1, ""), "git config has no user.name"
 
 
 def test_boutique_is_processed(process_world: World) -> None:

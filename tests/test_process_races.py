@@ -80,7 +80,6 @@ def test_overlapping_runs_take_turns_on_the_bucket_lease(local_stage: Stage) -> 
     assert "already pushed by another run" in stage.log(second)
 
 
-@pytest.mark.gcs
 @pytest.mark.parametrize("retries", ["0", "1"])
 def test_push_lost_to_a_run_that_reused_our_objects_deletes_none_of_them(gcs_stage: Stage, retries: str) -> None:
     """Something that ignores the lease (a person deleting it, an older tool) lets both runs proceed at
@@ -305,7 +304,6 @@ def test_delete_orphans_waiting_for_a_publishing_run_keeps_what_it_pushed(local_
     assert stage.log(maintainer).count("this checkout is behind") == len(GEARS), stage.log(maintainer)
 
 
-@pytest.mark.gcs
 def test_delete_orphans_in_a_checkout_behind_the_remote_keeps_what_the_remote_references(gcs_stage: Stage) -> None:
     """Signed: the envelopes CI published beside its artifacts are referenced too."""
     stage = gcs_stage
@@ -347,7 +345,6 @@ def test_an_envelope_deleted_before_the_push_lands_is_put_back(local_stage: Stag
     assert_consistent(stage)  # the envelopes with the sha256 their manifests pin
 
 
-@pytest.mark.gcs
 def test_push_lost_to_a_run_that_reused_our_envelopes_deletes_none_of_them(gcs_stage: Stage) -> None:
     """test_push_lost_to_a_run_that_reused_our_objects_deletes_none_of_them, signed: B reuses A's artifacts and A's envelopes (the same build, signed by the same key)
     and pushes manifests pinning them; A's rollback must keep the envelopes too, not only the artifacts."""

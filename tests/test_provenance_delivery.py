@@ -8,7 +8,6 @@ import json
 import secrets
 from pathlib import Path
 
-import pytest
 import requests
 from click.testing import CliRunner
 
@@ -16,8 +15,6 @@ from exchange_cli.cli import cli
 from tests.infra.delivery_world import CONFORMING, RUN, World
 from tests.infra.provenance import independent_verify
 from tests.infra.registry import ALL_MANIFESTS
-
-pytestmark = [pytest.mark.docker, pytest.mark.registry]
 
 
 def verify(world: World, reference: str, *extra: str):

@@ -7,7 +7,6 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from exchange_cli.cli import cli
@@ -15,8 +14,6 @@ from tests.infra.gcs import gcs_objects
 from tests.infra.gitrepo import ExchangeRepo
 from tests.infra.provenance import independent_verify
 from tests.infra.shards import EXCHANGE, FanOut
-
-pytestmark = [pytest.mark.gcs]
 
 
 def init_key(repo: ExchangeRepo, key_file: Path) -> bytes:

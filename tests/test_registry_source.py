@@ -28,7 +28,7 @@ from tests.infra.registry import (
     sha256_digest,
 )
 
-pytestmark = [pytest.mark.registry, pytest.mark.usefixtures("no_credentials")]
+pytestmark = pytest.mark.usefixtures("no_credentials")  # tests/infra/image_sources.py
 
 QUICK_RETRY = RetryPolicy(attempts=5, base_delay=0.01, max_delay=0.05)
 ARM64 = Platform("linux", "arm64", "v8")

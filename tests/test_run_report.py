@@ -42,6 +42,8 @@ def test_a_failed_push_reports_what_was_rolled_back(process_world: World, tmp_pa
     reject_pushes(process_world.remote)
     result = run_with_report(process_world, tmp_path / "report")
     assert result.exit_code == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert line.startswith("error: push to origin master failed: ") and "rejected by policy" in line, result.stderr
     report, markdown = read_report(tmp_path / "report")
     assert report["result"] == "failed" and "rejected by policy" in report["error"]
     assert report["rollback"]["branch-reset-to"] == start
@@ -54,7 +56,10 @@ def test_a_failed_push_reports_what_was_rolled_back(process_world: World, tmp_pa
 def test_a_validation_failure_is_reported_too(process_world: World, tmp_path: Path) -> None:
     process_world.repo.write("gears/acme/broken.json", example_gear(name="broken", author=None))
     process_world.repo.commit("broken gear")
-    assert run_with_report(process_world, tmp_path / "report").exit_code == 1
+    result = run_with_report(process_world, tmp_path / "report")
+    assert result.exit_code == 1
+    assert "error: 1 spec(s) failed validation; nothing was processed" in result.output
+    assert "broken.json:1:1: error[gear-schema]: 'author' is a required property" in result.output
     report, markdown = read_report(tmp_path / "report")
     assert report["result"] == "failed" and report["invalid-specs"] == ["gears/acme/broken.json"]
     assert report["specs"] == [] and "`gears/acme/broken.json`" in markdown

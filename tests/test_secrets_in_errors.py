@@ -144,7 +144,6 @@ def refusing_proxy(gcs_emulator: GcsEmulator, request: pytest.FixtureRequest) ->
     proxy.stop()
 
 
-@pytest.mark.gcs
 @pytest.mark.parametrize("refusing_proxy", [403, 400, 404, 410], indirect=True)
 def test_a_failed_resumable_upload_never_shows_its_session_uri(gcs_emulator: GcsEmulator, refusing_proxy,
                                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

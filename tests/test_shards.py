@@ -8,7 +8,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from exchange_cli.cli import cli
@@ -176,7 +175,6 @@ def test_shard_from_circleci_counts_from_one() -> None:
     assert Shard.parse(" 2/5 ") == Shard(2, 5)
 
 
-@pytest.mark.registry
 def test_image_sizes_come_from_the_registrys_manifests(registry) -> None:
     small, large = gzip.compress(b"x" * 10), gzip.compress(os.urandom(50_000))  # only sizes are read
     registry.push_image("sizes/one", "1", [small, large])

@@ -488,7 +488,6 @@ def test_missing_default_credentials_give_a_clear_error(monkeypatch: pytest.Monk
         open_bucket("gs://bucket").stat(NAME)
 
 
-@pytest.mark.gcs
 def test_upload_to_a_missing_gcs_bucket_says_so(gcs_bucket_uri: str, tmp_path: Path) -> None:
     source = tmp_path / "artifact.tgz"
     sha384 = write_file(source, 10)
@@ -496,7 +495,6 @@ def test_upload_to_a_missing_gcs_bucket_says_so(gcs_bucket_uri: str, tmp_path: P
         open_bucket(gcs_bucket_uri + "-missing").upload(NAME, source, size=10, sha384=sha384)
 
 
-@pytest.mark.gcs
 def test_objects_carry_sha384_as_custom_metadata(gcs_bucket_uri: str, tmp_path: Path) -> None:
     from google.cloud import storage
 
