@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 
 from tests.infra.gcs import drop_lease
-from tests.infra.gitrepo import empty_exchange, run_git
-from tests.infra.stages import DEADLINE, EXCHANGE, GEARS, Stage, finish, local_objects, make_stage, wait_for
+from tests.infra.gitrepo import run_git
+from tests.infra.stages import DEADLINE, EXCHANGE, GEARS, Stage, finish, wait_for
 
-UPLOAD_ATTEMPTS = 5  # fresh stages tried until a kill lands mid-upload
 
 def remote_references(stage: Stage) -> dict[str, tuple[str, int]]:
     """Object name -> (sha384 hex, size) for every manifest on the remote's master."""
@@ -147,9 +146,11 @@ def test_git_index_lock_left_by_another_process_is_one_clear_line(local_stage: S
 # --- killed runs, then a rerun in the same checkout ---------------------------------------------------------
 
 
-def kill_then_rerun(stage: Stage, checkout: Path, run: subprocess.Popen[str]) -> str:
+def kill_then_rerun(stage: Stage, checkout: Path, run: subprocess.Popen[str], held_at: str | None = None) -> str:
     run.send_signal(signal.SIGKILL)
     run.wait(timeout=DEADLINE)
+    if held_at is not None:
+        stage.release(held_at)  # the victim is dead; the rerun must not stop there
     rerun = stage.start(checkout)
     assert finish(rerun, stage, checkout) == 0, stage.log(checkout)
     assert run_git(checkout, "status", "--porcelain") == ""
@@ -157,39 +158,32 @@ def kill_then_rerun(stage: Stage, checkout: Path, run: subprocess.Popen[str]) ->
     return stage.log(checkout)
 
 
-def test_killed_at_export_then_rerun(big_stage: Stage) -> None:
-    stage = big_stage
+def test_killed_at_export_then_rerun(local_stage: Stage) -> None:
+    """Held at its export gate: the tarball is written beside its name in the run's work directory, not yet
+    renamed; the lease is held. Killed there, the rerun breaks the dead run's lease and cleans up."""
+    stage = local_stage
     checkout = stage.clone("exporting")
+    stage.arm("export")
     run = stage.start(checkout)
-    wait_for(lambda: any(p.suffix != ".json" for p in stage.tmpdir.glob("exchange-process-*/*")),
-             "the run is writing a tarball", running=run, poll=0.01)
-    log = kill_then_rerun(stage, checkout, run)
+    stage.wait_at("export", run)
+    assert [p.name for p in stage.tmpdir.glob("exchange-process-*/*.tmp-*")], "a tarball half made"
+    log = kill_then_rerun(stage, checkout, run, held_at="export")
     assert_consistent(stage)
     assert "the run that made it is gone" in log and "breaking the lease" in log
 
 
-def test_killed_at_upload_then_rerun(tmp_path: Path) -> None:
-    """The run is stopped the moment its partial upload is seen, then killed. An upload is short (tens of
-    milliseconds for the big layer), so on a busy machine the test may see it only after it was renamed
-    into place: such an attempt is still a kill-and-rerun that must end consistent, and the test starts
-    over on a fresh stage until one kill lands mid-upload."""
-    for attempt in range(UPLOAD_ATTEMPTS):
-        root = tmp_path / f"attempt-{attempt}"
-        bucket = root / "bucket"
-        bucket.mkdir(parents=True)
-        stage = make_stage(empty_exchange(root / "exchange"), root, bucket.as_uri(), local_objects(bucket), big=True)
-        checkout = stage.clone("uploading")
-        run = stage.start(checkout)
-        wait_for(lambda bucket=bucket, run=run: any(bucket.glob(".exchange-upload-*")) or run.poll() is not None,
-                 "the run is uploading", poll=0.002)
-        run.send_signal(signal.SIGSTOP)
-        caught_mid_upload = any(bucket.glob(".exchange-upload-*"))
-        log = kill_then_rerun(stage, checkout, run)
-        assert_consistent(stage)
-        if caught_mid_upload:
-            assert "removed the partial upload" in log
-            return
-    pytest.fail(f"no kill landed during an upload in {UPLOAD_ATTEMPTS} attempts")
+def test_killed_at_upload_then_rerun(local_stage: Stage) -> None:
+    """Held at its upload gate, its data written to a partial upload in the bucket but not yet in place, the
+    run is killed; the rerun removes the partial upload and publishes everything."""
+    stage = local_stage
+    checkout = stage.clone("uploading")
+    stage.arm("upload")
+    run = stage.start(checkout)
+    stage.wait_at("upload", run)
+    assert list((stage.tmp / "bucket").glob(".exchange-upload-*")), "a partial upload"
+    log = kill_then_rerun(stage, checkout, run, held_at="upload")
+    assert_consistent(stage)
+    assert "removed the partial upload" in log
 
 
 @pytest.mark.parametrize("push", ["lost", "landed"])
@@ -365,21 +359,24 @@ def test_push_lost_to_a_run_that_reused_our_envelopes_deletes_none_of_them(gcs_s
     assert sorted(objects) == sorted([*remote_references(stage), *envelopes])
 
 
-def test_killed_while_restoring_after_the_push_then_rerun(big_stage: Stage) -> None:
+def test_killed_while_restoring_after_the_push_then_rerun(local_stage: Stage) -> None:
     """Two faults at once: something that ignores the lease deletes an object while the push is held, and
     the machine dies while the run, its push landed, is uploading that object again. The pushed manifest
     references a missing object; the rerun must finish the check the dead run started."""
-    stage = big_stage
+    stage = local_stage
     checkout, run = stage.start_held("restoring")
     bucket = stage.tmp / "bucket"
-    victim = max((p for p in bucket.glob("*.tgz")), key=lambda p: p.stat().st_size).name
+    victim = sorted(p.name for p in bucket.glob("*.tgz"))[0]
     (bucket / victim).unlink()
     before = stage.remote_head()
+    stage.arm("upload")  # the uploads before the push are done: the next one is the restore
     stage.release_push()
-    wait_for(lambda: stage.remote_head() != before and any(p.stat().st_size > 1 << 20 for p in bucket.glob(
-             ".exchange-upload-*")), "the run uploads the object again", running=run, poll=0.002)
+    stage.wait_at("upload", run)
+    assert stage.remote_head() != before, "the push landed before the restore began"
+    assert list(bucket.glob(".exchange-upload-*")), "the object is being uploaded again"
     run.send_signal(signal.SIGKILL)
     run.wait(timeout=DEADLINE)
+    stage.release("upload")
     assert victim not in stage.objects()
     rerun = stage.start(checkout)
     assert finish(rerun, stage, checkout) == 0, stage.log(checkout)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -303,3 +304,12 @@ def test_the_snapshot_of_this_checkout_is_readable() -> None:
     snapshot = WorkTree.read(ROOT)
     assert snapshot is not None and snapshot.root == ROOT
     assert snapshot.changes_since(snapshot) == []
+
+
+# tests/README.md maps every test module ---------------------------------------------------------------
+
+
+def test_the_readme_names_every_test_module_and_only_those() -> None:
+    named = set(re.findall(r"\btest_\w+", (TESTS / "README.md").read_text()))
+    present = {source.path.stem for source in modules_of_tests()}
+    assert (sorted(present - named), sorted(named - present)) == ([], [])

@@ -1,17 +1,13 @@
 """Stages for real `exchange process` runs in processes of their own, on one remote and one bucket: clones,
 runs started and held at the remote's pre-receive hook until released (`Stage`), and the fixtures
-`local_stage`, `big_stage` (an incompressible layer, so export and upload take a while) and `gcs_stage`."""
+`local_stage` and `gcs_stage`. A run is held at a step of its own (its export, its upload) by arming a
+test gate (exchange_cli/testgates.py): `stage.arm("upload")`, then `stage.wait_at("upload", run)`."""
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
-import json
 import os
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,16 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from exchange_cli.demo_image import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, add_to_index, descriptor, write_blob
 from exchange_cli.ownership import OWNER_RECORD
+from exchange_cli.testgates import GATES_ENV
 from tests.infra.gcs import gcs_objects
 from tests.infra.gitrepo import ExchangeRepo, gears_on_a_remote, run_git
 
 EXCHANGE = Path(sys.executable).with_name("exchange")
 GEARS = ("hello", "other")
 DEADLINE = 180.0
-# Big enough (incompressible) that export and upload take long enough to be caught in the act.
-BIG_LAYER_BYTES = 48 * 1024 * 1024
 # Holds the first push in its pre-receive hook until the test creates the file `release`.
 HOLD_FIRST_PUSH = """#!/bin/sh
 if mkdir "{gates}/held" 2>/dev/null; then
@@ -62,8 +56,9 @@ class Stage:
         args = [str(EXCHANGE), "process", "--repo", str(checkout), "--bucket", self.bucket_uri, "--oci-layout",
                 str(self.images), "--cache-dir", str(self.tmp / f"cache-{checkout.name}"), "--quiet", *extra]
         log = (self.tmp / f"{checkout.name}.log").open("a")
-        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, "TMPDIR": str(self.tmpdir)}, process_group=0 if terminal_group else None)
+        env = {**os.environ, "TMPDIR": str(self.tmpdir), GATES_ENV: str(self.gates)}
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
+                                process_group=0 if terminal_group else None)
 
     def log(self, checkout: Path) -> str:
         path = self.tmp / f"{checkout.name}.log"
@@ -90,6 +85,16 @@ class Stage:
 
     def remote_head(self) -> str:
         return run_git(self.remote, "rev-parse", "master")
+
+    def arm(self, gate: str) -> None:
+        """Runs of this stage that reach `gate` (exchange_cli/testgates.py) wait there until released."""
+        (self.gates / f"{gate}.armed").touch()
+
+    def wait_at(self, gate: str, run: subprocess.Popen[str]) -> None:
+        wait_for((self.gates / f"{gate}.reached").exists, f"the run is held at {gate}", running=run)
+
+    def release(self, gate: str) -> None:
+        (self.gates / f"{gate}.armed").unlink()
 
 
 def finish(process: subprocess.Popen[str], stage: Stage, checkout: Path) -> int:
@@ -119,36 +124,9 @@ def local_objects(root: Path) -> Callable[[], dict[str, bytes]]:
     return read
 
 
-def add_big_layer(images: Path, reference: str, size: int) -> None:
-    """Give the image another layer with `size` random bytes, so exporting and uploading it take a while."""
-    index = json.loads((images / "index.json").read_text())
-    (entry,) = [m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == reference]
-    manifest = json.loads(_blob(images, entry["digest"]))
-    config = json.loads(_blob(images, manifest["config"]["digest"]))
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo("opt/payload.bin")
-        info.size, info.mtime = size, 1_600_000_000
-        tar.addfile(info, io.BytesIO(os.urandom(size)))
-    tar_bytes = buffer.getvalue()
-    compressed = gzip.compress(tar_bytes, compresslevel=1, mtime=0)
-    manifest["layers"].append(descriptor(OCI_LAYER_GZIP, write_blob(images, compressed), len(compressed)))
-    config["rootfs"]["diff_ids"].append("sha256:" + hashlib.sha256(tar_bytes).hexdigest())
-    config_bytes = json.dumps(config, sort_keys=True).encode()
-    manifest["config"] = descriptor(OCI_CONFIG, write_blob(images, config_bytes), len(config_bytes))
-    manifest_bytes = json.dumps(manifest, sort_keys=True).encode()
-    add_to_index(images, descriptor(OCI_MANIFEST, write_blob(images, manifest_bytes), len(manifest_bytes),
-                                    annotations=entry["annotations"], platform=entry["platform"]))
-
-
-def _blob(images: Path, digest: str) -> bytes:
-    return (images / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes()
-
-
 def make_stage(exchange_repo: ExchangeRepo, tmp_path: Path, bucket_uri: str,
-               objects: Callable[[], dict[str, bytes]], *, big: bool = False) -> Stage:
-    big_layer = (lambda images, image: add_big_layer(images, image, BIG_LAYER_BYTES)) if big else None
-    remote, images = gears_on_a_remote(exchange_repo, tmp_path, GEARS, *([big_layer] if big_layer else []))
+               objects: Callable[[], dict[str, bytes]]) -> Stage:
+    remote, images = gears_on_a_remote(exchange_repo, tmp_path, GEARS)
     (tmp_path / "gates").mkdir()
     (tmp_path / "tmpdir").mkdir()
     return Stage(tmp_path, remote, images, bucket_uri, tmp_path / "gates", tmp_path / "tmpdir", objects)
@@ -159,13 +137,6 @@ def local_stage(exchange_repo: ExchangeRepo, tmp_path: Path) -> Stage:
     bucket = tmp_path / "bucket"
     bucket.mkdir()
     return make_stage(exchange_repo, tmp_path, bucket.as_uri(), local_objects(bucket))
-
-
-@pytest.fixture
-def big_stage(exchange_repo: ExchangeRepo, tmp_path: Path) -> Stage:
-    bucket = tmp_path / "bucket"
-    bucket.mkdir()
-    return make_stage(exchange_repo, tmp_path, bucket.as_uri(), local_objects(bucket), big=True)
 
 
 @pytest.fixture
