@@ -81,6 +81,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     lines = ["the test run changed the work tree (tests write below tmp_path, never into the checkout):",
              *(f"  {change}" for change in changes)]
     if reporter is not None:
+        reporter.write("\n")  # after the progress line, which does not end in one yet
         reporter.write_line("\n".join(lines), red=True)
     else:
         print("\n".join(lines))
