@@ -1,5 +1,6 @@
 """Hostile timing for `exchange process`: two real runs overlapping on one remote and one bucket, and runs
-killed with SIGKILL at export, at upload and at push, each followed by a rerun in the same checkout.
+killed with SIGKILL at export, at upload and at push, each followed by a rerun in the same checkout. Each kill
+lands where the run is held (a test gate, or the remote's pre-receive hook), never on a timer.
 
 Every test ends by checking that the remote and the bucket agree: each manifest on the remote has its
 object in the bucket with the manifest's size and sha384, and the bucket holds nothing else (no orphan,

@@ -1,4 +1,4 @@
-"""The report every `exchange process` run writes, and `exchange history`, on the world of test_process."""
+"""The report every `exchange process` run writes, and `exchange history`, on process_world (tests/infra)."""
 
 from __future__ import annotations
 
