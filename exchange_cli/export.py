@@ -26,6 +26,7 @@ from .progress import NullProgress, Progress
 from .rootfs.errors import LayerError
 from .rootfs.index import BackgroundIndex, LayerIndex
 from .rootfs.tarball import write_rootfs
+from .testgates import gate
 
 # How much of the output may wait for the disk when the final fsync comes; see _OutputFile.
 WRITE_BACK_STEP = 32 << 20
@@ -113,6 +114,7 @@ def _atomic_output(output: Path) -> Iterator[_OutputFile]:
             finally:
                 out.wait()
             out.raise_failure()
+            gate("export")  # tests: held with the tarball written beside `output`, not yet renamed
             with writing(output):
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from exchange_cli.manifests import ExchangeRecord, build_manifest, manifest_name, manifest_text
 from exchange_cli.specs import SpecKind, SpecLocation
 from exchange_cli.storage.bucket import Bucket
@@ -137,3 +139,39 @@ def one_gear_world(repo: ExchangeRepo, tmp_path: Path) -> CatalogWorld:
     world.spec("acme", "hello", "1.0.0")
     repo.commit("a gear")
     return world
+
+
+def owned_catalog_world(repo: ExchangeRepo, tmp_path: Path, bucket_uri: str,
+                        download_url: str | None = None) -> CatalogWorld:
+    """The populated exchange in the bucket at `bucket_uri`, with a remote that owns the bucket."""
+    from exchange_cli.storage.bucket import open_bucket
+
+    (tmp_path / "bucket").mkdir(exist_ok=True)
+    (tmp_path / "work").mkdir()
+    world = populate(CatalogWorld(repo, open_bucket(bucket_uri, download_url=download_url), tmp_path / "work"))
+    world.own_bucket(tmp_path / "remote.git")
+    return world
+
+
+def put_object(world: CatalogWorld, name: str, content: bytes) -> None:
+    """Store `content` as the object `name`, as another tool writing to the bucket would."""
+    source = world.work / f"upload-{name}"
+    source.write_bytes(content)
+    world.bucket.upload(name, source, size=len(content), sha384=hashlib.sha384(content).hexdigest())
+
+
+# Fixtures (registered in tests/conftest.py) ----------------------------------------------------------
+
+@pytest.fixture
+def catalog_world(exchange_repo: ExchangeRepo, tmp_path: Path) -> CatalogWorld:
+    """Several orgs, gears and versions published to a local bucket directory; no remote."""
+    from exchange_cli.storage.bucket import open_bucket
+
+    (tmp_path / "bucket").mkdir()
+    (tmp_path / "work").mkdir()
+    return populate(CatalogWorld(exchange_repo, open_bucket((tmp_path / "bucket").as_uri()), tmp_path / "work"))
+
+
+@pytest.fixture
+def one_gear_catalog(exchange_repo: ExchangeRepo, tmp_path: Path) -> CatalogWorld:
+    return one_gear_world(exchange_repo, tmp_path)

@@ -22,3 +22,17 @@ pytest_plugins = [
     "tests.infra.tls",
     "tests.infra.sshd",
 ]
+# Fixtures that several test modules share (a test module never imports another: tests/test_suite_hygiene.py).
+pytest_plugins += [
+    "tests.infra.process_world",
+    "tests.infra.provenance",
+    "tests.infra.image_sources",
+    "tests.infra.failure_world",
+    "tests.infra.buckets",
+    "tests.infra.delivery_world",
+    "tests.infra.stages",
+    "tests.infra.shards",
+    "tests.catalog_world",
+]
+# The suite's own rules: markers from fixture use, and a run that leaves the work tree as it found it.
+pytest_plugins += ["tests.infra.markers", "tests.infra.worktree"]

@@ -16,7 +16,7 @@ import pytest
 
 from exchange_cli.image.blobcache import BlobCache
 from exchange_cli.image.digest import Digest
-from tests.test_local_sources import base_layer
+from tests.infra.image_files import base_layer
 
 # The old record write (unlink, then create exclusively) failed in about one round of 10 with
 # processes and one of 2 with threads.

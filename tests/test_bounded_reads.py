@@ -22,7 +22,7 @@ from exchange_cli.cli import cli
 from exchange_cli.provenance.signers import LocalKeySigner, generate_private_key
 from exchange_cli.provenance.statement import ImageRef
 from exchange_cli.storage.lease import LEASE_OBJECT
-from tests.catalog_world import CatalogWorld, one_gear_world
+from tests.catalog_world import CatalogWorld
 from tests.cli_world import exchange_command, make_world
 from tests.infra.gitrepo import ExchangeRepo, init_repo
 from tests.infra.lying_registry import LyingRegistry, Reply
@@ -153,11 +153,6 @@ def test_an_envelope_nested_100000_levels_is_one_failed_check(tmp_path: Path, ke
 
 # fetch: endless, interrupted, killed ---------------------------------------------------------------
 
-@pytest.fixture
-def world(exchange_repo: ExchangeRepo, tmp_path: Path) -> CatalogWorld:
-    return one_gear_world(exchange_repo, tmp_path)
-
-
 def point_rootfs_at(world: CatalogWorld, url: str, size: int | None = None) -> None:
     (manifest,) = (world.repo.root / "manifests").rglob("*.json")
     document = json.loads(manifest.read_text())
@@ -168,11 +163,11 @@ def point_rootfs_at(world: CatalogWorld, url: str, size: int | None = None) -> N
     world.repo.commit("moved")
 
 
-def test_fetch_writes_no_more_than_the_manifest_says_and_keeps_nothing(world: CatalogWorld, server: HostileServer,
+def test_fetch_writes_no_more_than_the_manifest_says_and_keeps_nothing(one_gear_catalog: CatalogWorld, server: HostileServer,
                                                                        tmp_path: Path) -> None:
-    point_rootfs_at(world, f"{server.url}/endless/x.tgz", 690)
+    point_rootfs_at(one_gear_catalog, f"{server.url}/endless/x.tgz", 690)
     out = tmp_path / "out"
-    result, took = timed_cli("fetch", "acme/hello", "--output-dir", str(out), "--repo", str(world.repo.root))
+    result, took = timed_cli("fetch", "acme/hello", "--output-dir", str(out), "--repo", str(one_gear_catalog.repo.root))
     assert result.returncode == 1 and took < 30, result.stderr
     one_error(result)
     assert "more than 690 bytes" in result.stderr
@@ -187,17 +182,17 @@ def wait_until(condition, what: str, timeout: float = 30) -> None:
 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
-def test_an_interrupted_fetch_leaves_no_part_file_and_a_killed_ones_is_swept(world: CatalogWorld,
+def test_an_interrupted_fetch_leaves_no_part_file_and_a_killed_ones_is_swept(one_gear_catalog: CatalogWorld,
                                                                              server: HostileServer, tmp_path: Path,
                                                                              how: str) -> None:
     """SIGTERM: the .part is removed on the way out. SIGKILL cannot be caught: the next fetch removes the
     dead one's .part (its lock is gone), and keeps a live one's."""
-    good = json.loads(next((world.repo.root / "manifests").rglob("*.json")).read_text())["exchange"]
+    good = json.loads(next((one_gear_catalog.repo.root / "manifests").rglob("*.json")).read_text())["exchange"]
     name = Path(good["rootfs-url"]).name
-    point_rootfs_at(world, f"{server.url}/trickle/{name}")
+    point_rootfs_at(one_gear_catalog, f"{server.url}/trickle/{name}")
     out = tmp_path / "out"
     fetching = subprocess.Popen([*exchange_command(), "fetch", "acme/hello", "--output-dir", str(out), "--repo",
-                                 str(world.repo.root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                 str(one_gear_catalog.repo.root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_until(lambda: out.is_dir() and list(out.glob(".*.part")), "the download has started")
     fetching.send_signal(getattr(signal, how))
     _, stderr = fetching.communicate(timeout=30)
@@ -206,20 +201,20 @@ def test_an_interrupted_fetch_leaves_no_part_file_and_a_killed_ones_is_swept(wor
         assert list(out.iterdir()) == []
         return
     (stale,) = out.glob(".*.part")
-    point_rootfs_at(world, good["rootfs-url"])
-    result, _ = timed_cli("fetch", "acme/hello", "--output-dir", str(out), "--repo", str(world.repo.root))
+    point_rootfs_at(one_gear_catalog, good["rootfs-url"])
+    result, _ = timed_cli("fetch", "acme/hello", "--output-dir", str(out), "--repo", str(one_gear_catalog.repo.root))
     assert result.returncode == 0, result.stderr
     assert not stale.exists() and [p.name for p in out.iterdir()] == [name]
 
 
-def test_an_interrupted_extraction_leaves_no_staging_directory_and_a_killed_ones_is_swept(world: CatalogWorld,
+def test_an_interrupted_extraction_leaves_no_staging_directory_and_a_killed_ones_is_swept(one_gear_catalog: CatalogWorld,
                                                                                           tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     dead = out / ".acme-hello-1.0.0.x1y2z3.extracting"  # as a SIGKILLed extraction leaves it: nobody holds it
     (dead / "etc").mkdir(parents=True)
     result = CliRunner().invoke(cli, ["fetch", "acme/hello", "--output-dir", str(out), "--extract", "--repo",
-                                      str(world.repo.root)])
+                                      str(one_gear_catalog.repo.root)])
     assert result.exit_code == 0, result.output
     assert not dead.exists()
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["acme-hello-1.0.0"]
@@ -227,22 +222,22 @@ def test_an_interrupted_extraction_leaves_no_staging_directory_and_a_killed_ones
 
 # documents that break parsers ------------------------------------------------------------------------
 
-def test_verify_storage_deep_reports_every_envelope_and_goes_on(world: CatalogWorld, tmp_path: Path) -> None:
+def test_verify_storage_deep_reports_every_envelope_and_goes_on(one_gear_catalog: CatalogWorld, tmp_path: Path) -> None:
     signer = LocalKeySigner.from_pem(generate_private_key("ed25519"), "k")
-    world.repo.write(f".exchange/keys/{signer.public_key.key_id}.pub", signer.public_key.pem.decode())
-    (manifest,) = (world.repo.root / "manifests").rglob("*.json")
+    one_gear_catalog.repo.write(f".exchange/keys/{signer.public_key.key_id}.pub", signer.public_key.pem.decode())
+    (manifest,) = (one_gear_catalog.repo.root / "manifests").rglob("*.json")
     document = json.loads(manifest.read_text())
     name = Path(document["exchange"]["rootfs-url"]).name + ".intoto.jsonl"
     envelope = tmp_path / "deep"
     envelope.write_text("[" * 100_000)
-    world.bucket.upload(name, envelope, size=envelope.stat().st_size,
+    one_gear_catalog.bucket.upload(name, envelope, size=envelope.stat().st_size,
                         sha384=hashlib.sha384(envelope.read_bytes()).hexdigest())
-    document["exchange"]["attestation-url"] = world.bucket.download_url(name)
+    document["exchange"]["attestation-url"] = one_gear_catalog.bucket.download_url(name)
     document["exchange"]["attestation-sha256"] = hashlib.sha256(envelope.read_bytes()).hexdigest()
     manifest.write_text(json.dumps(document))
-    world.repo.commit("signed, badly")
-    result, _ = timed_cli("verify-storage", "--bucket", world.bucket.uri, "--deep", "--format", "json",
-                          "--repo", str(world.repo.root))
+    one_gear_catalog.repo.commit("signed, badly")
+    result, _ = timed_cli("verify-storage", "--bucket", one_gear_catalog.bucket.uri, "--deep", "--format", "json",
+                          "--repo", str(one_gear_catalog.repo.root))
     one_error(result)
     report = json.loads(result.stdout)
     assert report["envelopes-checked"] == 1 or report.get("envelopes"), report
@@ -312,26 +307,26 @@ def test_a_cloud_kms_key_without_google_credentials_is_one_line(exchange_repo: E
 
 
 @pytest.mark.parametrize("expires", ["NaN", "Infinity", "-Infinity", "1e400", "99999999999999999"])
-def test_a_lease_record_with_an_impossible_time_is_an_unreadable_record(world: CatalogWorld, tmp_path: Path,
+def test_a_lease_record_with_an_impossible_time_is_an_unreadable_record(one_gear_catalog: CatalogWorld, tmp_path: Path,
                                                                         expires: str) -> None:
-    world.own_bucket(tmp_path / "remote.git")
+    one_gear_catalog.own_bucket(tmp_path / "remote.git")
     record = ('{"token": "t", "owner": {"host": "h", "boot_id": "b", "pid_namespace": "n", "pid": 1, '
               f'"started": ""}}, "purpose": "p", "expires": {expires}}}')
-    (Path(world.bucket.root) / LEASE_OBJECT).write_text(record)  # type: ignore[attr-defined]
-    result, _ = timed_cli("verify-storage", "--bucket", world.bucket.uri, "--delete-orphans", "-y", "--repo",
-                          str(world.repo.root))
+    (Path(one_gear_catalog.bucket.root) / LEASE_OBJECT).write_text(record)  # type: ignore[attr-defined]
+    result, _ = timed_cli("verify-storage", "--bucket", one_gear_catalog.bucket.uri, "--delete-orphans", "-y", "--repo",
+                          str(one_gear_catalog.repo.root))
     one_error(result)
     assert result.returncode == 0, result.stderr
     assert "breaking the lease" in result.stderr and "it cannot be read" in result.stderr, result.stderr
 
 
-def test_a_manifest_holding_a_lone_surrogate_is_named_and_the_catalog_still_written(world: CatalogWorld,
+def test_a_manifest_holding_a_lone_surrogate_is_named_and_the_catalog_still_written(one_gear_catalog: CatalogWorld,
                                                                                     tmp_path: Path) -> None:
-    world.repo.write("manifests/acme/acme-odd-sha384-0.json", '{"gear": {"name": "odd\\ud800", "version": "1"}, '
+    one_gear_catalog.repo.write("manifests/acme/acme-odd-sha384-0.json", '{"gear": {"name": "odd\\ud800", "version": "1"}, '
                                                               '"exchange": {}}')
-    world.repo.commit("odd")
+    one_gear_catalog.repo.commit("odd")
     out = tmp_path / "exchange.json"
-    result, _ = timed_cli("index", "-o", str(out), "--repo", str(world.repo.root))
+    result, _ = timed_cli("index", "-o", str(out), "--repo", str(one_gear_catalog.repo.root))
     one_error(result)
     assert result.returncode == 0, result.stderr
     assert "not listed: manifests/acme/acme-odd-sha384-0.json" in result.stderr and "surrogate" in result.stderr

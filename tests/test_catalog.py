@@ -15,19 +15,12 @@ from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from exchange_cli.storage.bucket import open_bucket
-from tests.catalog_world import CatalogWorld, populate
+from tests.catalog_world import CatalogWorld
 from tests.infra.chromium import chromium_dom
 from tests.infra.gitrepo import ExchangeRepo, init_repo, run_git
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("EXCHANGE_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts"))
-
-
-@pytest.fixture
-def world(exchange_repo: ExchangeRepo, tmp_path: Path) -> CatalogWorld:
-    (tmp_path / "bucket").mkdir()
-    (tmp_path / "work").mkdir()
-    return populate(CatalogWorld(exchange_repo, open_bucket((tmp_path / "bucket").as_uri()), tmp_path / "work"))
 
 
 def run(world: CatalogWorld, *args: str):
@@ -36,8 +29,8 @@ def run(world: CatalogWorld, *args: str):
 
 # list and show -----------------------------------------------------------------------------------
 
-def test_list_json_orders_versions_and_marks_what_is_processed(world: CatalogWorld) -> None:
-    result = run(world, "list", "--json")
+def test_list_json_orders_versions_and_marks_what_is_processed(catalog_world: CatalogWorld) -> None:
+    result = run(catalog_world, "list", "--json")
     assert result.exit_code == 0, result.output
     entries = {(e["org"], e["name"], e["kind"]): e for e in json.loads(result.output)}
     assert set(entries) == {("acme", "hello", "gear"), ("acme", "hello-world", "gear"), ("acme-labs", "hello", "gear"),
@@ -50,19 +43,19 @@ def test_list_json_orders_versions_and_marks_what_is_processed(world: CatalogWor
                      {"version": "0.9.0", "processed": True, "state": "processed", **unsigned}]
 
 
-def test_list_org_filter_is_exact(world: CatalogWorld) -> None:
-    result = run(world, "list", "--org", "acme")
+def test_list_org_filter_is_exact(catalog_world: CatalogWorld) -> None:
+    result = run(catalog_world, "list", "--org", "acme")
     assert result.exit_code == 0, result.output
     assert "acme/hello (gear)" in result.output and "acme/word-count (boutique)" in result.output
     assert "acme-labs" not in result.output and "neuro" not in result.output
     assert re.search(r"acme/hello \(gear\)\n  1\.0\.0 +not processed\n  1\.0\.0-rc\.1 +processed", result.output)
 
 
-def test_show_defaults_to_the_newest_processed_version(world: CatalogWorld) -> None:
-    result = run(world, "show", "acme/hello", "--json")
+def test_show_defaults_to_the_newest_processed_version(catalog_world: CatalogWorld) -> None:
+    result = run(catalog_world, "show", "acme/hello", "--json")
     assert result.exit_code == 0, result.output
     details = json.loads(result.output)
-    published = world.find("acme", "hello", "1.0.0-rc.1")
+    published = catalog_world.find("acme", "hello", "1.0.0-rc.1")
     assert details["version"] == "1.0.0-rc.1"
     assert details["rootfs-hash"] == f"sha384:{published.sha384}"
     assert details["rootfs-size"] == published.size
@@ -71,10 +64,10 @@ def test_show_defaults_to_the_newest_processed_version(world: CatalogWorld) -> N
     assert details["git-commit"] == "0" * 40
 
 
-def test_show_table_names_the_version_asked_for(world: CatalogWorld) -> None:
-    result = run(world, "show", "acme/hello@0.10.0")
+def test_show_table_names_the_version_asked_for(catalog_world: CatalogWorld) -> None:
+    result = run(catalog_world, "show", "acme/hello@0.10.0")
     assert result.exit_code == 0, result.output
-    published = world.find("acme", "hello", "0.10.0")
+    published = catalog_world.find("acme", "hello", "0.10.0")
     assert f"sha384:{published.sha384}" in result.output
     assert "registry.example.org/acme/hello:0.10.0" in result.output
     assert re.search(r"^signed +no$", result.output, re.MULTILINE), "yes or no, not Python's False"
@@ -87,17 +80,17 @@ def test_show_table_names_the_version_asked_for(world: CatalogWorld) -> None:
     ("acme/hello/x", "is not [ORG/]NAME"),
     ("hello", "hello is ambiguous; it names 2 entries: gear:acme/hello; gear:acme-labs/hello"),
 ])
-def test_show_explains_what_it_cannot_find(world: CatalogWorld, reference: str, message: str) -> None:
-    result = run(world, "show", reference)
+def test_show_explains_what_it_cannot_find(catalog_world: CatalogWorld, reference: str, message: str) -> None:
+    result = run(catalog_world, "show", reference)
     assert result.exit_code == 2, "naming what the exchange does not hold is a usage error"
     assert message in result.output
 
 
 # inventory ---------------------------------------------------------------------------------------
 
-def test_inventory_csv_has_one_row_per_gear(world: CatalogWorld, tmp_path: Path) -> None:
+def test_inventory_csv_has_one_row_per_gear(catalog_world: CatalogWorld, tmp_path: Path) -> None:
     target = tmp_path / "inventory.csv"
-    result = run(world, "inventory", "--csv", str(target))
+    result = run(catalog_world, "inventory", "--csv", str(target))
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(target.read_text())))
     assert [(r["org"], r["name"]) for r in rows] == [("acme", "hello"), ("acme", "hello-world"), ("acme-labs", "hello"),
@@ -113,29 +106,29 @@ def test_inventory_csv_has_one_row_per_gear(world: CatalogWorld, tmp_path: Path)
 
 # index -------------------------------------------------------------------------------------------
 
-def test_index_json_lists_versions_newest_first_without_inputs_or_config(world: CatalogWorld, tmp_path: Path) -> None:
+def test_index_json_lists_versions_newest_first_without_inputs_or_config(catalog_world: CatalogWorld, tmp_path: Path) -> None:
     target = tmp_path / "exchange.json"
-    result = run(world, "index", "-o", str(target))
+    result = run(catalog_world, "index", "-o", str(target))
     assert result.exit_code == 0, result.output
     index = json.loads(target.read_text())
     hello = next(e for e in index["entries"] if e["ref"] == "acme/hello")
     assert [v["version"] for v in hello["versions"]] == ["1.0.0", "1.0.0-rc.1", "0.10.0", "0.9.0"]
     rc = hello["versions"][1]
-    assert rc["rootfs-hash"] == f"sha384:{world.find('acme', 'hello', '1.0.0-rc.1').sha384}"
+    assert rc["rootfs-hash"] == f"sha384:{catalog_world.find('acme', 'hello', '1.0.0-rc.1').sha384}"
     assert rc["label"] == "Hello gear" and rc["license"] == "MIT" and rc["author"] == "Exchange Maintainers"
     assert rc["image"] == "registry.example.org/acme/hello:1.0.0-rc.1"
     assert all("inputs" not in v and "config" not in v for e in index["entries"] for v in e["versions"])
 
 
-def test_html_catalog_has_a_page_per_entry_with_fetch_commands(world: CatalogWorld, tmp_path: Path) -> None:
+def test_html_catalog_has_a_page_per_entry_with_fetch_commands(catalog_world: CatalogWorld, tmp_path: Path) -> None:
     site = tmp_path / "site"
-    result = run(world, "index", "-o", str(tmp_path / "exchange.json"), "--html", str(site))
+    result = run(catalog_world, "index", "-o", str(tmp_path / "exchange.json"), "--html", str(site))
     assert result.exit_code == 0, result.output
     page = (site / "gears" / "acme" / "hello.html").read_text()
     for version in ("1.0.0", "1.0.0-rc.1", "0.10.0", "0.9.0"):
         assert f'id="v-{version}"' in page
     assert "exchange fetch acme/hello@0.10.0" in page
-    assert f"{world.find('acme', 'hello', '0.9.0').sha384}  " in page, "a curl command that checks the hash"
+    assert f"{catalog_world.find('acme', 'hello', '0.9.0').sha384}  " in page, "a curl command that checks the hash"
     assert "Config options" in page and "Who to greet." in page
     assert (site / "boutiques" / "acme" / "word-count.html").is_file()
     assert "<script src=\"../../assets/catalog.js\">" in page
@@ -156,9 +149,9 @@ def test_html_catalog_escapes_spec_text_and_links_only_web_urls(exchange_repo: E
     assert 'href="javascript:' not in page
 
 
-def test_html_search_filters_the_list_in_a_real_browser(world: CatalogWorld, tmp_path: Path) -> None:
+def test_html_search_filters_the_list_in_a_real_browser(catalog_world: CatalogWorld, tmp_path: Path) -> None:
     site = tmp_path / "site"
-    assert run(world, "index", "-o", str(tmp_path / "x.json"), "--html", str(site)).exit_code == 0
+    assert run(catalog_world, "index", "-o", str(tmp_path / "x.json"), "--html", str(site)).exit_code == 0
     index_url = (site / "index.html").as_uri()
     unfiltered = chromium_dom(index_url, tmp_path / "profile")
     assert len(re.findall(r'<li class="entry"', unfiltered)) == 5
@@ -184,41 +177,41 @@ def test_html_search_filters_the_list_in_a_real_browser(world: CatalogWorld, tmp
 # publishing --------------------------------------------------------------------------------------
 
 def test_publish_branch_commits_an_orphan_and_pushes_without_touching_the_work_tree(
-        world: CatalogWorld, tmp_path: Path) -> None:
+        catalog_world: CatalogWorld, tmp_path: Path) -> None:
     remote = init_repo(tmp_path / "remote.git", bare=True)
-    world.repo.git("remote", "add", "origin", str(remote))
-    world.repo.write("gears/acme/draft.json", "{}\n")  # an untracked file
-    world.repo.write("gears/acme/hello.json", world.repo.root.joinpath("gears/acme/hello.json").read_text() + " ")
-    world.repo.git("add", "gears/acme/hello.json")  # something staged
-    head, status = world.repo.git("rev-parse", "HEAD"), world.repo.git("status", "--porcelain")
-    staged = world.repo.git("diff", "--cached")
+    catalog_world.repo.git("remote", "add", "origin", str(remote))
+    catalog_world.repo.write("gears/acme/draft.json", "{}\n")  # an untracked file
+    catalog_world.repo.write("gears/acme/hello.json", catalog_world.repo.root.joinpath("gears/acme/hello.json").read_text() + " ")
+    catalog_world.repo.git("add", "gears/acme/hello.json")  # something staged
+    head, status = catalog_world.repo.git("rev-parse", "HEAD"), catalog_world.repo.git("status", "--porcelain")
+    staged = catalog_world.repo.git("diff", "--cached")
 
-    result = run(world, "index", "-o", str(tmp_path / "exchange.json"), "--publish-branch", "catalog")
+    result = run(catalog_world, "index", "-o", str(tmp_path / "exchange.json"), "--publish-branch", "catalog")
     assert result.exit_code == 0, result.output
-    assert world.repo.git("rev-parse", "HEAD") == head
-    assert world.repo.git("rev-parse", "--abbrev-ref", "HEAD") == "master"
-    assert world.repo.git("status", "--porcelain") == status
-    assert world.repo.git("diff", "--cached") == staged
+    assert catalog_world.repo.git("rev-parse", "HEAD") == head
+    assert catalog_world.repo.git("rev-parse", "--abbrev-ref", "HEAD") == "master"
+    assert catalog_world.repo.git("status", "--porcelain") == status
+    assert catalog_world.repo.git("diff", "--cached") == staged
     published = run_git(remote, "rev-parse", "catalog")
     assert run_git(remote, "rev-list", "--count", "catalog") == "1", "an orphan branch: no parent"
     files = run_git(remote, "ls-tree", "-r", "--name-only", "catalog").splitlines()
     assert {"index.html", "exchange.json", "gears/acme/hello.html", "assets/catalog.js"} <= set(files)
     assert json.loads(run_git(remote, "show", "catalog:exchange.json"))["entries"][0]["ref"] == "acme/hello"
 
-    again = run(world, "index", "-o", str(tmp_path / "exchange.json"), "--publish-branch", "catalog")
+    again = run(catalog_world, "index", "-o", str(tmp_path / "exchange.json"), "--publish-branch", "catalog")
     assert again.exit_code == 0 and "unchanged" in again.output
     assert run_git(remote, "rev-parse", "catalog") == published
 
-    world.publish("acme", "hello", "1.0.0")
-    world.repo.git("reset", "-q")
-    world.repo.git("add", "manifests")
-    world.repo.git("commit", "-q", "-m", "process hello 1.0.0")
-    third = run(world, "index", "-o", str(tmp_path / "exchange.json"), "--publish-branch", "catalog")
+    catalog_world.publish("acme", "hello", "1.0.0")
+    catalog_world.repo.git("reset", "-q")
+    catalog_world.repo.git("add", "manifests")
+    catalog_world.repo.git("commit", "-q", "-m", "process hello 1.0.0")
+    third = run(catalog_world, "index", "-o", str(tmp_path / "exchange.json"), "--publish-branch", "catalog")
     assert third.exit_code == 0, third.output
     assert run_git(remote, "rev-parse", "catalog^") == published, "the branch's history continues"
 
 
-def test_publish_refuses_the_checked_out_branch(world: CatalogWorld, tmp_path: Path) -> None:
-    world.repo.git("remote", "add", "origin", str(init_repo(tmp_path / "remote.git", bare=True)))
-    result = run(world, "index", "-o", str(tmp_path / "x.json"), "--publish-branch", "master")
+def test_publish_refuses_the_checked_out_branch(catalog_world: CatalogWorld, tmp_path: Path) -> None:
+    catalog_world.repo.git("remote", "add", "origin", str(init_repo(tmp_path / "remote.git", bare=True)))
+    result = run(catalog_world, "index", "-o", str(tmp_path / "x.json"), "--publish-branch", "master")
     assert result.exit_code == 2 and "checked-out branch" in result.output

@@ -58,7 +58,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
 
 @pytest.fixture
-def world(exchange_repo: ExchangeRepo, served: Served, tmp_path: Path) -> CatalogWorld:
+def served_catalog(exchange_repo: ExchangeRepo, served: Served, tmp_path: Path) -> CatalogWorld:
     """Processed gears whose rootfs URLs are the served bucket's http URLs."""
     (tmp_path / "work").mkdir()
     bucket = open_bucket((served.directory / "bucket").as_uri(), download_url=served.url("bucket"))
@@ -120,13 +120,13 @@ def sha384_of(path: Path) -> str:
 
 # Copy commands that need no clone ---------------------------------------------------------------
 
-def test_every_copy_command_on_a_served_gear_page_runs_outside_any_clone(world: CatalogWorld, served: Served,
+def test_every_copy_command_on_a_served_gear_page_runs_outside_any_clone(served_catalog: CatalogWorld, served: Served,
                                                                         elsewhere: Path, tmp_path: Path) -> None:
     require_executable("curl")
-    write_site(world.repo, served.directory / SITE_DIRECTORY)
+    write_site(served_catalog.repo, served.directory / SITE_DIRECTORY)
     dom = chromium_dom(served.url(f"{SITE_DIRECTORY}/gears/acme/hello.html"), tmp_path / "profile")
     commands = dom_commands(dom)
-    newest, older = world.find("acme", "hello", "1.1.0"), world.find("acme", "hello", "1.0.0")
+    newest, older = served_catalog.find("acme", "hello", "1.1.0"), served_catalog.find("acme", "hello", "1.0.0")
     manifest_url = served.url(f"{SITE_DIRECTORY}/files/{newest.manifest}")
     assert commands[0] == f"exchange fetch {shlex.quote(manifest_url)}", commands
     assert "'" in commands[0], "the page's URL holds a quote: the command quotes it as a shell needs"
@@ -139,7 +139,7 @@ def test_every_copy_command_on_a_served_gear_page_runs_outside_any_clone(world: 
         assert result.returncode == 0, (command, result.stdout, result.stderr)
         (fetched,) = list(directory.iterdir())
         published = next(p for p in (newest, older) if p.object_name == fetched.name)
-        manifest = json.loads((world.repo.root / published.manifest).read_text())
+        manifest = json.loads((served_catalog.repo.root / published.manifest).read_text())
         assert f"sha384:{sha384_of(fetched)}" == manifest["exchange"]["rootfs-hash"], command
     assert {p.name for p in elsewhere.rglob("*.tgz")} == {newest.object_name, older.object_name}
 
@@ -159,12 +159,12 @@ def test_a_site_opened_from_disk_gives_commands_that_run_too(exchange_repo: Exch
     assert sha384_of(elsewhere / published.object_name) == published.sha384
 
 
-def test_fetch_takes_a_manifest_file_with_no_exchange_around(world: CatalogWorld, elsewhere: Path,
+def test_fetch_takes_a_manifest_file_with_no_exchange_around(served_catalog: CatalogWorld, elsewhere: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    published = world.find("neuro", "skull-strip", "2.1.0")
+    published = served_catalog.find("neuro", "skull-strip", "2.1.0")
     copy = elsewhere / "downloads" / "manifests" / "neuro" / Path(published.manifest).name  # as the site lays it out
     copy.parent.mkdir(parents=True)
-    copy.write_bytes((world.repo.root / published.manifest).read_bytes())
+    copy.write_bytes((served_catalog.repo.root / published.manifest).read_bytes())
     monkeypatch.chdir(elsewhere)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(elsewhere.parent))
     result = CliRunner().invoke(cli, ["fetch", str(copy), "--extract", "--format", "json"])
@@ -227,7 +227,7 @@ Signed = tuple[ExchangeRepo, LocalKeySigner, str]
 
 
 @pytest.fixture
-def signed(exchange_repo: ExchangeRepo, served: Served) -> Signed:
+def served_signed(exchange_repo: ExchangeRepo, served: Served) -> Signed:
     """acme/hello 1.0.0 published with signed provenance, its rootfs and envelope at http URLs, and the
     exchange's public key committed; returns the manifest's repository path."""
     signer = LocalKeySigner.from_pem(generate_private_key("ed25519"), "test key")
@@ -244,11 +244,11 @@ def signed(exchange_repo: ExchangeRepo, served: Served) -> Signed:
     return exchange_repo, signer, relative
 
 
-def test_a_signed_version_is_verified_from_its_page_outside_any_clone(signed: Signed,
+def test_a_signed_version_is_verified_from_its_page_outside_any_clone(served_signed: Signed,
                                                                      served: Served, elsewhere: Path,
                                                                      tmp_path: Path) -> None:
     require_executable("curl")
-    repo, signer, relative = signed
+    repo, signer, relative = served_signed
     write_site(repo, served.directory / "site")
     key_id = signer.public_key.key_id
     published_key = served.directory / "site" / "files" / "keys" / f"{key_id}.pub"
@@ -265,9 +265,9 @@ def test_a_signed_version_is_verified_from_its_page_outside_any_clone(signed: Si
     assert outputs["verify"].splitlines()[-1] == f"verified: {manifest_url}"
 
 
-def test_the_site_holds_each_manifest_as_committed_and_each_page_links_it(signed: Signed,
+def test_the_site_holds_each_manifest_as_committed_and_each_page_links_it(served_signed: Signed,
                                                                          served: Served) -> None:
-    repo, signer, relative = signed
+    repo, signer, relative = served_signed
     site = served.directory / "site"
     write_site(repo, site)
     assert (site / "files" / relative).read_bytes() == (repo.root / relative).read_bytes()
@@ -279,9 +279,9 @@ def test_the_site_holds_each_manifest_as_committed_and_each_page_links_it(signed
     assert "exchange verify acme/hello@1.0.0" in page, "without a script: a command to run in a clone"
 
 
-def test_an_envelope_url_that_is_no_web_link_is_shown_not_linked(signed: Signed,
+def test_an_envelope_url_that_is_no_web_link_is_shown_not_linked(served_signed: Signed,
                                                                  served: Served) -> None:
-    repo, _, relative = signed
+    repo, _, relative = served_signed
     document = json.loads((repo.root / relative).read_text())
     document["exchange"]["attestation-url"] = "javascript:alert(document.domain)//x.intoto.jsonl"
     repo.write(relative, json.dumps(document, indent=2) + "\n")
@@ -300,8 +300,8 @@ def entry_item(index: str, ref: str) -> str:
 
 
 def test_the_list_shows_signed_licence_and_version_count_and_searches_by_licence(
-        signed: Signed, served: Served, tmp_path: Path) -> None:
-    repo, _, _ = signed
+        served_signed: Signed, served: Served, tmp_path: Path) -> None:
+    repo, _, _ = served_signed
     hostile = '<img src=x onerror="document.title=1">'
     for name, license_name in (("tool", "BSD-3-Clause"), ("odd", hostile)):
         repo.write(f"gears/acme/{name}.json", example_gear(name=name, version="0.1.0", license=license_name))
@@ -322,10 +322,10 @@ def test_the_list_shows_signed_licence_and_version_count_and_searches_by_licence
     assert visible == ["acme/tool"] and "1 of 3 shown" in filtered
 
 
-def test_the_list_counts_every_version(world: CatalogWorld, served: Served) -> None:
-    world.spec("acme", "hello", "1.2.0")
-    world.repo.commit("a version to process")
-    write_site(world.repo, served.directory / "site")
+def test_the_list_counts_every_version(served_catalog: CatalogWorld, served: Served) -> None:
+    served_catalog.spec("acme", "hello", "1.2.0")
+    served_catalog.repo.commit("a version to process")
+    write_site(served_catalog.repo, served.directory / "site")
     index = (served.directory / "site" / "index.html").read_text()
     assert ">3 versions<" in entry_item(index, "acme/hello")
     assert "licence: BSD-3-Clause" in entry_item(index, "neuro/skull-strip")
@@ -338,18 +338,18 @@ LONG_NAME = "skull-stripping-" + "x" * 60
 
 
 @pytest.mark.parametrize("width", [390, 1024])
-def test_pages_with_long_values_never_scroll_sideways(world: CatalogWorld, served: Served, tmp_path: Path,
+def test_pages_with_long_values_never_scroll_sideways(served_catalog: CatalogWorld, served: Served, tmp_path: Path,
                                                      width: int) -> None:
     wide = {f"option-{n}-{'x' * 40}": {"type": "string", "default": "/a/very/long/path/" + "segment" * 30,
                                         "description": "word " * 60} for n in range(4)}
     # The image is registry.example.org/acme/<name>:<version>: long too.
     gear = {"license": "LicenseRef-" + "L" * 90, "author": "W" * 120, "config": wide,
             "source": "https://example.org/" + "p" * 200}
-    world.publish(LONG_ORG, LONG_NAME, "1.0.0-" + "v" * 50, **gear)
-    world.spec(LONG_ORG, LONG_NAME, "1.0.0-" + "v" * 50, **gear)
-    world.repo.commit("a gear with long values")
+    served_catalog.publish(LONG_ORG, LONG_NAME, "1.0.0-" + "v" * 50, **gear)
+    served_catalog.spec(LONG_ORG, LONG_NAME, "1.0.0-" + "v" * 50, **gear)
+    served_catalog.repo.commit("a gear with long values")
     site = served.directory / "site"
-    write_site(world.repo, site)
+    write_site(served_catalog.repo, site)
     page = site / "gears" / LONG_ORG / f"{LONG_NAME}.html"
     assert re.search(r"sha384:[0-9a-f]{96}", page.read_text()), "the 96-hex hash is on the page"
     assert f"registry.example.org/acme/{LONG_NAME}:1.0.0-{'v' * 50}" in page.read_text()

@@ -50,7 +50,7 @@ BOUTIQUE_IMAGE = ("check-boutique:1", BOUTIQUE_DOCKERFILE, {"tool": RUN})
 
 
 @pytest.fixture(scope="module")
-def built_images(dockerd: Dockerd) -> Dockerd:
+def check_images_built(dockerd: Dockerd) -> Dockerd:
     for name, (dockerfile, files) in GEAR_IMAGES.items():
         dockerd.build(dockerfile, f"check-{name}:1", files)
     dockerd.build(BOUTIQUE_IMAGE[1], BOUTIQUE_IMAGE[0], BOUTIQUE_IMAGE[2])
@@ -73,8 +73,8 @@ def errors(problems: list) -> list[str]:
     return [rule for rule, severity, _ in problems if severity == "error"]
 
 
-def test_a_conforming_gear_passes(built_images: Dockerd, tmp_path: Path) -> None:
-    code, problems = check(tmp_path, built_images.host, gear("good"))
+def test_a_conforming_gear_passes(check_images_built: Dockerd, tmp_path: Path) -> None:
+    code, problems = check(tmp_path, check_images_built.host, gear("good"))
     assert (code, problems) == (0, [])
 
 
@@ -88,30 +88,30 @@ def test_a_conforming_gear_passes(built_images: Dockerd, tmp_path: Path) -> None
     ("run-dangling", ["rootfs-symlink"], "/flywheel/v0/run is a dangling symlink (/flywheel/v0/run -> /opt/gone/run): /opt does not exist"),
     ("run-escapes", ["rootfs-symlink"], "climbs out of the root filesystem"),
 ])
-def test_each_gear_rule_fires(built_images: Dockerd, tmp_path: Path, name: str, rules: list[str], text: str) -> None:
-    code, problems = check(tmp_path, built_images.host, gear(name))
+def test_each_gear_rule_fires(check_images_built: Dockerd, tmp_path: Path, name: str, rules: list[str], text: str) -> None:
+    code, problems = check(tmp_path, check_images_built.host, gear(name))
     assert code == 1
     assert errors(problems) == rules
     assert any(text in message for _, _, message in problems), problems
 
 
-def test_symlinks_that_resolve_inside_the_rootfs_pass(built_images: Dockerd, tmp_path: Path) -> None:
+def test_symlinks_that_resolve_inside_the_rootfs_pass(check_images_built: Dockerd, tmp_path: Path) -> None:
     """/flywheel/v0 -> ../opt/current -> /opt/tool: relative and absolute links, the run script found through both."""
-    code, problems = check(tmp_path, built_images.host, gear("run-via-links"), "--skip-check", "rootfs-manifest-mismatch")
+    code, problems = check(tmp_path, check_images_built.host, gear("run-via-links"), "--skip-check", "rootfs-manifest-mismatch")
     assert (code, problems) == (0, [])
 
 
-def test_a_gear_with_a_command_needs_no_run_script_but_its_executable(built_images: Dockerd, tmp_path: Path) -> None:
-    code, problems = check(tmp_path, built_images.host, gear("no-flywheel", command="/bin/sh -c 'echo hi'"),
+def test_a_gear_with_a_command_needs_no_run_script_but_its_executable(check_images_built: Dockerd, tmp_path: Path) -> None:
+    code, problems = check(tmp_path, check_images_built.host, gear("no-flywheel", command="/bin/sh -c 'echo hi'"),
                            "--skip-check", "rootfs-flywheel-dir")
     assert code == 0 and errors(problems) == []
-    code, problems = check(tmp_path, built_images.host, gear("no-flywheel", command="python3 run.py"),
+    code, problems = check(tmp_path, check_images_built.host, gear("no-flywheel", command="python3 run.py"),
                            "--skip-check", "rootfs-flywheel-dir")
     assert errors(problems) == ["rootfs-command"] and "not an executable file in any directory of PATH" in problems[-1][2]
 
 
-def test_skipped_checks_are_reported_as_info_and_pass(built_images: Dockerd, tmp_path: Path) -> None:
-    code, problems = check(tmp_path, built_images.host, gear("no-bash"), "--skip-check", "rootfs-bash")
+def test_skipped_checks_are_reported_as_info_and_pass(check_images_built: Dockerd, tmp_path: Path) -> None:
+    code, problems = check(tmp_path, check_images_built.host, gear("no-bash"), "--skip-check", "rootfs-bash")
     assert code == 0
     assert [(rule, severity) for rule, severity, _ in problems] == [("rootfs-bash", "info")]
 
@@ -136,13 +136,13 @@ def boutique(command_line: str) -> dict:
     ("/opt/other/bin/tool [INPUT_FILE] > [OUTPUT_FILE]", ["rootfs-command"]),
     ("/opt/local-tool [INPUT_FILE] > [OUTPUT_FILE]", ["rootfs-symlink"]),
 ])
-def test_boutique_command_line_executable(built_images: Dockerd, tmp_path: Path, command_line: str, rules: list) -> None:
-    code, problems = check(tmp_path, built_images.host, boutique(command_line), place="boutiques/acme/wc.json")
+def test_boutique_command_line_executable(check_images_built: Dockerd, tmp_path: Path, command_line: str, rules: list) -> None:
+    code, problems = check(tmp_path, check_images_built.host, boutique(command_line), place="boutiques/acme/wc.json")
     assert errors(problems) == rules
     assert code == (1 if rules else 0)
 
 
-def test_text_and_junit_reports(built_images: Dockerd, tmp_path: Path) -> None:
+def test_text_and_junit_reports(check_images_built: Dockerd, tmp_path: Path) -> None:
     good, bad = tmp_path / "gears/acme/good.json", tmp_path / "gears/acme/no-bash.json"
     good.parent.mkdir(parents=True)
     good.write_text(json.dumps(gear("good")))
@@ -150,7 +150,7 @@ def test_text_and_junit_reports(built_images: Dockerd, tmp_path: Path) -> None:
     junit = tmp_path / "reports" / "check.xml"
     result = CliRunner().invoke(cli, ["check-image", str(good), str(bad), "--source", "docker", "--quiet",
                                       "--cache-dir", str(tmp_path / "cache"), "--junit-xml", str(junit)],
-                                env={"DOCKER_HOST": built_images.host})
+                                env={"DOCKER_HOST": check_images_built.host})
     assert result.exit_code == 1
     assert f"{bad}: error[rootfs-bash]: no executable bash" in result.stdout
     assert "2 image(s) checked: 1 passed, 1 failed" in result.stdout

@@ -4,8 +4,6 @@ at the image's line and column; every other spec is still checked and every repo
 from __future__ import annotations
 
 import json
-import os
-import socket
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -15,22 +13,11 @@ from click.testing import CliRunner
 from exchange_cli.cli import cli
 from tests.infra.capturing_registry import CapturingRegistry
 from tests.infra.circleci_config import exchange_calls, load_config
+from tests.infra.commands import closed_port
 from tests.infra.gitrepo import ExchangeRepo, example_gear
 from tests.layers import tiny_layer_tar
 
-
-@pytest.fixture(autouse=True)
-def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
-    for name in list(os.environ):
-        if name.startswith("EXCHANGE_REGISTRY_"):
-            monkeypatch.delenv(name)
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+pytestmark = pytest.mark.usefixtures("no_credentials")  # tests/infra/image_sources.py
 
 
 def image_position(path: Path) -> tuple[int, int]:

@@ -118,7 +118,7 @@ def test_every_command_is_in_the_table() -> None:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> CliWorld:
+def cli_world(tmp_path_factory: pytest.TempPathFactory) -> CliWorld:
     return make_world(tmp_path_factory.mktemp("cli-world"), ("hello", "other"), processed=True)
 
 
@@ -182,9 +182,9 @@ def test_help_and_version_import_no_heavy_library() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(TABLE))
-def test_format_json_parses_and_fits_its_schema(world: CliWorld, tmp_path: Path, name: str) -> None:
+def test_format_json_parses_and_fits_its_schema(cli_world: CliWorld, tmp_path: Path, name: str) -> None:
     row = TABLE[name]
-    result = CliRunner().invoke(cli, [*row.args(world, tmp_path), "--format", "json"])
+    result = CliRunner().invoke(cli, [*row.args(cli_world, tmp_path), "--format", "json"])
     assert result.exit_code in row.exit_codes, result.output
     document = json.loads(result.stdout)
     if row.schema == "json-schema":
@@ -214,16 +214,16 @@ def _resolve(child: dict, parent: dict) -> dict:
 
 
 @pytest.mark.parametrize("name", sorted(TABLE))
-def test_quiet_prints_no_progress_and_no_log_lines(world: CliWorld, tmp_path: Path, name: str) -> None:
+def test_quiet_prints_no_progress_and_no_log_lines(cli_world: CliWorld, tmp_path: Path, name: str) -> None:
     row = TABLE[name]
-    result = CliRunner().invoke(cli, [*row.args(world, tmp_path), "-q"])
+    result = CliRunner().invoke(cli, [*row.args(cli_world, tmp_path), "-q"])
     assert result.exit_code in row.exit_codes, result.output
     assert result.stderr == "", f"{name} -q wrote to stderr: {result.stderr!r}"
     assert result.stdout, "the result is still printed"
 
 
 @pytest.mark.parametrize("name", sorted(TABLE))
-def test_a_closed_pipe_ends_quietly_with_success(world: CliWorld, tmp_path: Path, name: str) -> None:
+def test_a_closed_pipe_ends_quietly_with_success(cli_world: CliWorld, tmp_path: Path, name: str) -> None:
     """`exchange … | head -0`: the reader is gone before the first line is written."""
     import subprocess
 
@@ -231,7 +231,7 @@ def test_a_closed_pipe_ends_quietly_with_success(world: CliWorld, tmp_path: Path
     read, write = os.pipe()
     os.close(read)
     try:
-        result = subprocess.run([*exchange_command(), *row.args(world, tmp_path), "-q"], stdout=write,
+        result = subprocess.run([*exchange_command(), *row.args(cli_world, tmp_path), "-q"], stdout=write,
                                 stderr=subprocess.PIPE, text=True, timeout=300, check=False)
     finally:
         os.close(write)
@@ -239,10 +239,10 @@ def test_a_closed_pipe_ends_quietly_with_success(world: CliWorld, tmp_path: Path
     assert result.stderr == ""
 
 
-def test_no_color_and_a_pipe_give_plain_text(world: CliWorld) -> None:
+def test_no_color_and_a_pipe_give_plain_text(cli_world: CliWorld) -> None:
     import subprocess
 
-    result = subprocess.run([*exchange_command(), "validate", "--repo", str(world.work), "--all", "--format", "rich"],
+    result = subprocess.run([*exchange_command(), "validate", "--repo", str(cli_world.work), "--all", "--format", "rich"],
                             capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1"}, timeout=120,
                             check=False)
     assert result.returncode == 0, result.stderr
@@ -250,7 +250,7 @@ def test_no_color_and_a_pipe_give_plain_text(world: CliWorld) -> None:
 
 
 def test_verbose_logs_registry_requests_cache_hits_and_git_commands_without_secrets(
-        world: CliWorld, tmp_path: Path, auth_registry, monkeypatch: pytest.MonkeyPatch) -> None:
+        cli_world: CliWorld, tmp_path: Path, auth_registry, monkeypatch: pytest.MonkeyPatch) -> None:
     auth_registry.push_image("acme/secret", "1.0", [tiny_layer_tar()])
     host_variable = "EXCHANGE_REGISTRY_AUTH_" + re.sub(r"[^A-Z0-9]", "_", auth_registry.host.upper())
     monkeypatch.setenv(host_variable, f"{auth_registry.username}:{auth_registry.password}")
@@ -265,22 +265,22 @@ def test_verbose_logs_registry_requests_cache_hits_and_git_commands_without_secr
     assert "layer cache hit: sha256:" in second.stderr
     for output in (first.stderr, second.stderr):
         assert auth_registry.password not in output and "Authorization" not in output and "Basic " not in output
-    processed = CliRunner().invoke(cli, [*world.process_args(), "--dry-run", "-v"])
+    processed = CliRunner().invoke(cli, [*cli_world.process_args(), "--dry-run", "-v"])
     assert re.search(r"^git: ", processed.stderr, re.MULTILINE), processed.stderr
     quiet = CliRunner().invoke(cli, [*arguments[:-1], "-q"])
     assert quiet.stderr == ""
 
 
-def test_quiet_and_verbose_exclude_each_other(world: CliWorld) -> None:
-    result = CliRunner().invoke(cli, ["validate", "--repo", str(world.work), "-q", "-v"])
+def test_quiet_and_verbose_exclude_each_other(cli_world: CliWorld) -> None:
+    result = CliRunner().invoke(cli, ["validate", "--repo", str(cli_world.work), "-q", "-v"])
     assert result.exit_code == 2 and "exclude each other" in result.output
 
 
-def test_index_writes_nowhere_in_the_work_tree_unless_told(world: CliWorld, tmp_path: Path,
+def test_index_writes_nowhere_in_the_work_tree_unless_told(cli_world: CliWorld, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """It used to write exchange.json into the current directory, which dirtied the tree and made the
     next `process` refuse to run."""
-    clone = _committing_clone(world, tmp_path)
+    clone = _committing_clone(cli_world, tmp_path)
     monkeypatch.chdir(clone)
     result = CliRunner().invoke(cli, ["index"])
     assert result.exit_code == 0, result.output
@@ -292,14 +292,14 @@ def test_index_writes_nowhere_in_the_work_tree_unless_told(world: CliWorld, tmp_
     assert (site / "exchange.json").is_file() and run_git(clone, "status", "--porcelain") == ""
 
 
-def test_output_is_always_a_file_and_output_dir_a_directory(world: CliWorld, tmp_path: Path) -> None:
+def test_output_is_always_a_file_and_output_dir_a_directory(cli_world: CliWorld, tmp_path: Path) -> None:
     target = tmp_path / "my-rootfs.tgz"
-    result = CliRunner().invoke(cli, ["fetch", "acme/hello@1.0.0", "-o", str(target), "--repo", str(world.work)])
+    result = CliRunner().invoke(cli, ["fetch", "acme/hello@1.0.0", "-o", str(target), "--repo", str(cli_world.work)])
     assert result.exit_code == 0, result.output
     assert target.is_file() and str(target) in result.stdout
     into = tmp_path / "downloads"
     result = CliRunner().invoke(cli, ["fetch", "acme/hello@1.0.0", "--output-dir", str(into), "--extract",
-                                      "--repo", str(world.work), "--format", "json"])
+                                      "--repo", str(cli_world.work), "--format", "json"])
     assert result.exit_code == 0, result.output
     fetched = json.loads(result.stdout)
     assert Path(fetched["path"]).parent == into and Path(fetched["extracted-to"]).parent == into

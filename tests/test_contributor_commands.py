@@ -152,11 +152,6 @@ def test_add_refuses_a_version_already_processed_with_another_spec(exchange_repo
 
 # remove ------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def world(exchange_repo: ExchangeRepo, tmp_path: Path) -> CatalogWorld:
-    return populate(CatalogWorld(exchange_repo, open_bucket((tmp_path / "bucket").as_uri()), _mkdir(tmp_path / "w")))
-
-
 def _mkdir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -166,30 +161,30 @@ def tracked(repo: ExchangeRepo) -> set[str]:
     return set(repo.git("ls-files").splitlines())
 
 
-def test_remove_takes_exactly_that_org_and_name_in_one_commit(world: CatalogWorld) -> None:
-    before, start = tracked(world.repo), world.repo.git("rev-parse", "HEAD")
-    result = run(world.repo, "remove", "acme/hello", "-y")
+def test_remove_takes_exactly_that_org_and_name_in_one_commit(catalog_world: CatalogWorld) -> None:
+    before, start = tracked(catalog_world.repo), catalog_world.repo.git("rev-parse", "HEAD")
+    result = run(catalog_world.repo, "remove", "acme/hello", "-y")
     assert result.exit_code == 0, result.output
-    gone = before - tracked(world.repo)
-    hello = {p.manifest for p in world.published if (p.org, p.name) == ("acme", "hello")}
+    gone = before - tracked(catalog_world.repo)
+    hello = {p.manifest for p in catalog_world.published if (p.org, p.name) == ("acme", "hello")}
     assert gone == hello | {"gears/acme/hello.json"}
-    assert subjects(world.repo, start) == ["Remove gear acme/hello"]
-    assert world.repo.git("status", "--porcelain") == ""
-    assert all(world.bucket.stat(p.object_name) is not None for p in world.published), "no --purge: bucket untouched"
-    names = {(e["org"], e["name"]) for e in json.loads(run(world.repo, "list", "--json").output)}
+    assert subjects(catalog_world.repo, start) == ["Remove gear acme/hello"]
+    assert catalog_world.repo.git("status", "--porcelain") == ""
+    assert all(catalog_world.bucket.stat(p.object_name) is not None for p in catalog_world.published), "no --purge: bucket untouched"
+    names = {(e["org"], e["name"]) for e in json.loads(run(catalog_world.repo, "list", "--json").output)}
     assert {("acme", "hello-world"), ("acme-labs", "hello")} <= names and ("acme", "hello") not in names
 
 
 @pytest.fixture
-def published(world: CatalogWorld, tmp_path: Path) -> CatalogWorld:
+def owned_exchange(catalog_world: CatalogWorld, tmp_path: Path) -> CatalogWorld:
     """The exchange on its remote, which owns the bucket: where --purge deletes, after pushing the removal."""
-    world.own_bucket(tmp_path / "remote.git")
-    world.repo.git("push", "-q", "origin", "master")
-    return world
+    catalog_world.own_bucket(tmp_path / "remote.git")
+    catalog_world.repo.git("push", "-q", "origin", "master")
+    return catalog_world
 
 
-def test_remove_one_version_with_purge(published: CatalogWorld, tmp_path: Path) -> None:
-    world = published
+def test_remove_one_version_with_purge(owned_exchange: CatalogWorld, tmp_path: Path) -> None:
+    world = owned_exchange
     start = world.repo.git("rev-parse", "HEAD")
     old = world.find("acme", "hello", "0.9.0")
     result = run(world.repo, "remove", "acme/hello", "--version", "0.9.0", "--purge", "--bucket", world.bucket.uri,
@@ -206,10 +201,10 @@ def test_remove_one_version_with_purge(published: CatalogWorld, tmp_path: Path) 
         world.repo.git("rev-parse", "HEAD"), "the removal was pushed before the object went"
 
 
-def test_purge_deletes_nothing_when_the_removal_cannot_be_pushed(published: CatalogWorld, tmp_path: Path) -> None:
+def test_purge_deletes_nothing_when_the_removal_cannot_be_pushed(owned_exchange: CatalogWorld, tmp_path: Path) -> None:
     """remove --purge used to delete the objects before the removal reached the remote: a fresh clone still
     listed the version, and its verify failed on the missing rootfs."""
-    world = published
+    world = owned_exchange
     old = world.find("acme", "hello", "0.9.0")
     hook = tmp_path / "remote.git" / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\necho 'master is protected' >&2\nexit 1\n")
@@ -222,8 +217,8 @@ def test_purge_deletes_nothing_when_the_removal_cannot_be_pushed(published: Cata
     assert world.bucket.stat(old.object_name) is not None
 
 
-def test_purge_keeps_an_object_another_version_still_references(published: CatalogWorld) -> None:
-    world = published
+def test_purge_keeps_an_object_another_version_still_references(owned_exchange: CatalogWorld) -> None:
+    world = owned_exchange
     shared = world.find("acme", "hello-world", "2.0.0")
     with world.bucket.open_read(shared.object_name) as stream:
         content = b"".join(iter(functools.partial(stream.read, 1 << 20), b""))
@@ -235,39 +230,39 @@ def test_purge_keeps_an_object_another_version_still_references(published: Catal
     assert world.bucket.stat(shared.object_name) is not None
 
 
-def test_purge_asks_first(published: CatalogWorld) -> None:
-    world = published
+def test_purge_asks_first(owned_exchange: CatalogWorld) -> None:
+    world = owned_exchange
     start = world.repo.git("rev-parse", "HEAD")
     result = run(world.repo, "remove", "acme-labs/hello", "--purge", "--bucket", world.bucket.uri, stdin="n\n")
     assert result.exit_code == 1 and "Aborted" in result.output
     assert world.repo.git("rev-parse", "HEAD") == start
 
 
-def test_remove_asks_first_as_its_yes_option_says(world: CatalogWorld) -> None:
+def test_remove_asks_first_as_its_yes_option_says(catalog_world: CatalogWorld) -> None:
     """-y says "without asking", yet remove without --purge never asked."""
-    start = world.repo.git("rev-parse", "HEAD")
-    declined = run(world.repo, "remove", "acme/hello", stdin="n\n")
+    start = catalog_world.repo.git("rev-parse", "HEAD")
+    declined = run(catalog_world.repo, "remove", "acme/hello", stdin="n\n")
     assert declined.exit_code == 1 and "remove 4 file(s) of acme/hello" in declined.output, declined.output
-    assert world.repo.git("rev-parse", "HEAD") == start and world.repo.git("status", "--porcelain") == ""
-    accepted = run(world.repo, "remove", "acme/hello", stdin="y\n")
-    assert accepted.exit_code == 0 and world.repo.git("rev-parse", "HEAD") != start
+    assert catalog_world.repo.git("rev-parse", "HEAD") == start and catalog_world.repo.git("status", "--porcelain") == ""
+    accepted = run(catalog_world.repo, "remove", "acme/hello", stdin="y\n")
+    assert accepted.exit_code == 0 and catalog_world.repo.git("rev-parse", "HEAD") != start
 
 
-def test_remove_unknown_name_or_version(world: CatalogWorld) -> None:
-    assert "no gear or boutique acme/hell " in run(world.repo, "remove", "acme/hell").output
-    result = run(world.repo, "remove", "acme/hello", "--version", "7.0.0", "-y")
+def test_remove_unknown_name_or_version(catalog_world: CatalogWorld) -> None:
+    assert "no gear or boutique acme/hell " in run(catalog_world.repo, "remove", "acme/hell").output
+    result = run(catalog_world.repo, "remove", "acme/hello", "--version", "7.0.0", "-y")
     assert result.exit_code == 2 and "has no version 7.0.0" in result.output
 
 
-def test_remove_a_name_that_is_both_gear_and_boutique_needs_the_kind(world: CatalogWorld) -> None:
-    world.spec("acme", "hello", "1.0.0", SpecKind.BOUTIQUE)
-    world.repo.commit("a boutique twin")
-    ambiguous = run(world.repo, "remove", "acme/hello")
+def test_remove_a_name_that_is_both_gear_and_boutique_needs_the_kind(catalog_world: CatalogWorld) -> None:
+    catalog_world.spec("acme", "hello", "1.0.0", SpecKind.BOUTIQUE)
+    catalog_world.repo.commit("a boutique twin")
+    ambiguous = run(catalog_world.repo, "remove", "acme/hello")
     assert ambiguous.exit_code == 2 and "boutique:acme/hello" in ambiguous.output
-    result = run(world.repo, "remove", "boutique:acme/hello", "-y")
+    result = run(catalog_world.repo, "remove", "boutique:acme/hello", "-y")
     assert result.exit_code == 0, result.output
-    assert (world.repo.root / "gears/acme/hello.json").exists()
-    assert not (world.repo.root / "boutiques/acme/hello.json").exists()
+    assert (catalog_world.repo.root / "gears/acme/hello.json").exists()
+    assert not (catalog_world.repo.root / "boutiques/acme/hello.json").exists()
 
 
 # on a real processed exchange --------------------------------------------------------------------

@@ -187,7 +187,6 @@ def pull(name: str, host: str, tmp_path: Path, *also_insecure: str):
                                 insecure_registries=[host, *also_insecure], retry=QUICK_RETRY)
 
 
-@pytest.mark.registry
 def test_basic_auth_with_credentials_from_docker_config(auth_registry, basic_image, docker_config_dir, tmp_path):
     write_docker_config(docker_config_dir, {"auths": {
         auth_registry.host: {"auth": basic(auth_registry.username, auth_registry.password)}}})
@@ -195,7 +194,6 @@ def test_basic_auth_with_credentials_from_docker_config(auth_registry, basic_ima
     assert pull(basic_image[0], auth_registry.host, tmp_path).manifest_digest == basic_image[1]
 
 
-@pytest.mark.registry
 def test_basic_auth_with_credentials_from_a_creds_store(auth_registry, basic_image, docker_config_dir, tmp_path,
                                                         monkeypatch):
     asked = install_helper(tmp_path / "bin", monkeypatch, server=auth_registry.host,
@@ -206,7 +204,6 @@ def test_basic_auth_with_credentials_from_a_creds_store(auth_registry, basic_ima
     assert asked.read_text() == f"{auth_registry.host}\n"
 
 
-@pytest.mark.registry
 @pytest.mark.parametrize("style", ["per-host", "global"])
 def test_basic_auth_with_credentials_from_the_environment(auth_registry, basic_image, tmp_path, monkeypatch, style):
     if style == "per-host":
@@ -219,7 +216,6 @@ def test_basic_auth_with_credentials_from_the_environment(auth_registry, basic_i
     assert manifest_exists(parse_reference(basic_image[0]), insecure_registries=[auth_registry.host])
 
 
-@pytest.mark.registry
 def test_a_wrong_password_is_a_clear_401_that_does_not_show_the_password(auth_registry, basic_image, tmp_path,
                                                                          monkeypatch):
     wrong = "wrong-" + auth_registry.password
@@ -238,7 +234,6 @@ def test_a_wrong_password_is_a_clear_401_that_does_not_show_the_password(auth_re
     assert proxy.count("GET", "/manifests/") == 2  # the anonymous try and the one with credentials; no retries
 
 
-@pytest.mark.registry
 def test_without_credentials_the_error_says_how_to_provide_them(auth_registry, basic_image, tmp_path):
     with pytest.raises(ImageError, match=rf"no credentials are configured for {auth_registry.host} "
                                          rf"\(docker login, or {host_env_var(auth_registry.host)}=user:password\)"):
@@ -263,7 +258,6 @@ def token_server(token_registry):
     server.token_field = "token"
 
 
-@pytest.mark.registry
 @pytest.mark.parametrize("token_field", ["token", "access_token"])
 def test_bearer_token_auth_fetches_one_token_per_scope(token_registry, token_image, token_server, tmp_path,
                                                        monkeypatch, token_field):
@@ -280,7 +274,6 @@ def test_bearer_token_auth_fetches_one_token_per_scope(token_registry, token_ima
     assert request.authorization == f"Basic {basic(token_server.username, token_server.password)}"
 
 
-@pytest.mark.registry
 def test_a_plain_http_token_realm_gets_nothing_unless_its_host_is_listed(token_registry, token_image, token_server,
                                                                         tmp_path, monkeypatch):
     """Listing the registry as insecure does not let its password travel in clear to another host."""
@@ -296,7 +289,6 @@ def test_a_plain_http_token_realm_gets_nothing_unless_its_host_is_listed(token_r
     assert token_server.requests == []
 
 
-@pytest.mark.registry
 def test_an_anonymous_token_without_access_is_refused_clearly(token_registry, token_image, token_server, tmp_path):
     with pytest.raises(ImageError, match=r"refused access to manifest v1 \(401 Unauthorized.*no credentials are configured"):
         pull(token_image[0], token_registry.host, tmp_path, token_server.host)
@@ -304,7 +296,6 @@ def test_an_anonymous_token_without_access_is_refused_clearly(token_registry, to
     assert [r.authorization for r in token_server.requests] == [None]
 
 
-@pytest.mark.registry
 def test_wrong_credentials_are_refused_by_the_token_server(token_registry, token_image, token_server, tmp_path,
                                                            monkeypatch):
     monkeypatch.setenv("EXCHANGE_REGISTRY_USERNAME", token_server.username)

@@ -27,8 +27,8 @@ from exchange_cli.cli import cli
 from exchange_cli.demo import GEAR
 from exchange_cli.demo_image import build_demo_image
 from tests.infra.gitrepo import example_boutique, run_git
+from tests.infra.image_files import base_layer, legacy_docker_save
 from tests.infra.registry import RegistryServer
-from tests.test_local_sources import base_layer, legacy_docker_save
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -133,7 +133,7 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> World:
+def docs_world(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> World:
     root = tmp_path_factory.mktemp("docs-world")
     images, files, home = root / "files" / "layout", root / "files", root / "home"
     for path in (images, home / "my-gear", root / "bucket", root / "other-bucket"):
@@ -223,17 +223,17 @@ def blocks_to_run() -> Iterator[pytest.param]:
 
 
 @pytest.mark.parametrize("block", list(blocks_to_run()))
-def test_every_documented_command_runs(world: World, block: Block) -> None:
-    world.restore()
-    env = exchange_env(world.root, world.registry)
-    cwd = world.root / "exchange"
+def test_every_documented_command_runs(docs_world: World, block: Block) -> None:
+    docs_world.restore()
+    env = exchange_env(docs_world.root, docs_world.registry)
+    cwd = docs_world.root / "exchange"
     if any(line.startswith("exchange init") for line in block.lines):
-        cwd = world.root / "home"  # a new exchange goes outside any repository
+        cwd = docs_world.root / "home"  # a new exchange goes outside any repository
     ran = 0
     for line in block.lines:
         if reason_not_run(line) is not None:
             continue
-        shown = localised(line, world)
+        shown = localised(line, docs_world)
         done = subprocess.run(["bash", "-c", f"set -eo pipefail; {shown}"], cwd=cwd, env=env, capture_output=True,
                               text=True, check=False)
         assert done.returncode == 0, f"{block.document.name}: {line}\n  ran: {shown}\n{done.stdout}{done.stderr}"

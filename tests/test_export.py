@@ -18,26 +18,16 @@ from exchange_cli.cli import cli
 from exchange_cli.export import ExportOptions, export_rootfs
 from exchange_cli.image.blobcache import BlobCache
 from exchange_cli.image.model import Platform
-from tests.test_local_sources import OciLayout, base_layer, directory, entry, second_layer, sha256, tar_of
-
-
-def rootfs_listing(path: Path) -> dict[str, tuple[str, bytes | str | None]]:
-    """path -> (type, content or link target) of a rootfs tarball."""
-    listing = {}
-    with tarfile.open(path, "r:gz") as archive:
-        for member in archive:
-            name = member.name.removeprefix("./").rstrip("/")
-            if member.isfile():
-                listing[name] = ("file", archive.extractfile(member).read())
-            elif member.issym():
-                listing[name] = ("symlink", member.linkname)
-            elif member.islnk():
-                listing[name] = ("hardlink", member.linkname.removeprefix("./"))
-            elif member.isdir():
-                listing[name] = ("dir", None)
-            else:
-                listing[name] = (f"type {member.type!r}", None)
-    return listing
+from tests.infra.image_files import (
+    OciLayout,
+    base_layer,
+    directory,
+    entry,
+    rootfs_listing,
+    second_layer,
+    sha256,
+    tar_of,
+)
 
 
 def output_dir_is_clean(directory_path: Path) -> bool:

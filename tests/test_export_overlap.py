@@ -20,10 +20,8 @@ from exchange_cli.image.blobcache import BlobCache, BlobError
 from exchange_cli.image.model import LayerBlob
 from exchange_cli.rootfs.index import BackgroundIndex
 from exchange_cli.rootfs.tarball import write_rootfs
-from tests.infra.registry import Fault, FaultInjectingProxy, RegistryServer, sha256_digest
+from tests.infra.registry import Fault, sha256_digest
 from tests.layers import directory, file, make_layer, whiteout
-
-pytestmark = pytest.mark.registry
 
 
 def layer_blob(entries: dict[str, bytes]) -> bytes:
@@ -39,13 +37,6 @@ def layer_blob(entries: dict[str, bytes]) -> bytes:
                 info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     return gzip.compress(buffer.getvalue(), mtime=0)
-
-
-@pytest.fixture
-def proxy(registry: RegistryServer):
-    front = FaultInjectingProxy(registry.url)
-    yield front
-    front.stop()
 
 
 def mapped_files() -> set[str]:
@@ -76,19 +67,19 @@ def export_in_thread(reference: str, output: Path, options: ExportOptions) -> tu
     return thread, outcome
 
 
-def test_lower_layers_are_indexed_while_an_upper_layer_downloads(registry, proxy, tmp_path):
+def test_lower_layers_are_indexed_while_an_upper_layer_downloads(registry, registry_proxy, tmp_path):
     blobs = [layer_blob({"etc/": b"", "etc/a": b"a" * 3000, "etc/gone": b"old"}),
              layer_blob({"usr/": b"", "usr/b": b"b" * 70000}),
              layer_blob({"etc/": b"", "etc/.wh.gone": b"", "etc/c": b"top"})]
     registry.push_image("overlap/held", "v1", blobs)
     held = threading.Event()
-    proxy.faults.append(Fault(f"/blobs/{sha256_digest(blobs[2])}", times=1, hold=held))
+    registry_proxy.faults.append(Fault(f"/blobs/{sha256_digest(blobs[2])}", times=1, hold=held))
     cache = BlobCache(tmp_path / "cache")
-    options = ExportOptions(cache=cache, source="registry", insecure_registries=(proxy.host,))
+    options = ExportOptions(cache=cache, source="registry", insecure_registries=(registry_proxy.host,))
     lower_tars = [str(cache.layer_path("sha256:" + hashlib.sha256(gzip.decompress(blob)).hexdigest()))
                   for blob in blobs[:2]]
 
-    thread, outcome = export_in_thread(f"{proxy.host}/overlap/held:v1", tmp_path / "out.tgz", options)
+    thread, outcome = export_in_thread(f"{registry_proxy.host}/overlap/held:v1", tmp_path / "out.tgz", options)
     try:
         # Pass 1 maps each layer it reads: the two lower ones are, while the top one is still held back.
         assert wait_until(lambda: set(lower_tars) <= mapped_files()), "the lower layers were not indexed early"
@@ -105,20 +96,20 @@ def test_lower_layers_are_indexed_while_an_upper_layer_downloads(registry, proxy
     assert not set(lower_tars) & mapped_files(), "the layers stay mapped after the export"
 
 
-def test_a_download_failure_above_a_bad_layer_is_still_the_error_reported(registry, proxy, tmp_path):
+def test_a_download_failure_above_a_bad_layer_is_still_the_error_reported(registry, registry_proxy, tmp_path):
     """Indexing every layer at the end met the failed download first; indexing early must not change that."""
     bad_below = layer_blob({"../escape": b"x"})
     above = layer_blob({"fine": b"y" * 100})
     registry.push_image("overlap/both-bad", "v1", [bad_below, above])
     held = threading.Event()
     corrupt = bytes(b ^ 0xFF for b in above)
-    proxy.faults.append(Fault(f"/blobs/{sha256_digest(above)}", times=1, hold=held, body=corrupt))
-    proxy.faults.append(Fault(f"/blobs/{sha256_digest(above)}", times=100, body=corrupt))
+    registry_proxy.faults.append(Fault(f"/blobs/{sha256_digest(above)}", times=1, hold=held, body=corrupt))
+    registry_proxy.faults.append(Fault(f"/blobs/{sha256_digest(above)}", times=100, body=corrupt))
     cache = BlobCache(tmp_path / "cache")
-    options = ExportOptions(cache=cache, source="registry", insecure_registries=(proxy.host,))
+    options = ExportOptions(cache=cache, source="registry", insecure_registries=(registry_proxy.host,))
     bad_tar = str(cache.layer_path("sha256:" + hashlib.sha256(gzip.decompress(bad_below)).hexdigest()))
 
-    thread, outcome = export_in_thread(f"{proxy.host}/overlap/both-bad:v1", tmp_path / "out.tgz", options)
+    thread, outcome = export_in_thread(f"{registry_proxy.host}/overlap/both-bad:v1", tmp_path / "out.tgz", options)
     try:
         # Give the bad layer's pass 1 time to fail before the download above it does.
         if wait_until(lambda: bad_tar in mapped_files(), seconds=5):

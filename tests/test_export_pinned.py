@@ -19,6 +19,7 @@ from pathlib import Path
 from exchange_cli.export import ExportOptions, export_rootfs
 from exchange_cli.image.blobcache import BlobCache
 from exchange_cli.image.model import Platform
+from tests.infra.image_files import OciLayout
 from tests.layers import (
     Entry,
     blockdev,
@@ -32,7 +33,6 @@ from tests.layers import (
     whiteout,
     write_layer_tar,
 )
-from tests.test_local_sources import OciLayout
 
 CAPABILITY = struct.pack("<5I", 0x02000001, 1 << 13, 0, 0, 0)
 

@@ -3,13 +3,18 @@
 Each image is built by a real dockerd from a Dockerfile that exercises one part of layer semantics
 (deletions, type changes, hard links across layers, special modes and files, long names, symlinks).
 Its rootfs, read from the engine, must have the same tree as `docker export` of a container created
-from it; read from a registry (after `docker push`) and from a `docker save` file it must be the same
-bytes.
+from it: the same names, types, modes, owners, contents, link targets, device numbers, modification
+times and extended attributes (but for what the engine itself writes when it creates a container, listed
+in INJECTED and ENGINE_TOUCHED). Read from a registry (after `docker push`) and from a `docker save` file
+it must be the same bytes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
+import struct
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +23,14 @@ import pytest
 
 from exchange_cli.export import ExportOptions, export_rootfs
 from exchange_cli.image.blobcache import BlobCache
-
-pytestmark = pytest.mark.docker
+from tests.layers import file
 
 LONG_A = "a" * 120
 LONG_B = "b" * 140
 LONG_FILE = "f" * 110
+# cap_net_bind_service as security.capability holds it (VFS_CAP_REVISION_2, effective), as setcap writes it.
+CAPABILITY = struct.pack("<5I", 0x02000001, 1 << 10, 0, 0, 0)
+OLD = 981_173_106  # 2001-02-03 04:05:06 UTC
 IMAGES = {
     "deletions": """
         RUN mkdir -p /srv/a/b /srv/keep && echo 1 > /srv/a/b/f && echo 2 > /srv/a/g && echo k > /srv/keep/k
@@ -55,9 +62,22 @@ IMAGES = {
         COPY --chown=7:8 random.bin /data/random.bin
         RUN chmod 0604 /data/random.bin && ln -sf /t/target /abs-link
     """,
+    # ADD extracts a tar, with its mtimes and its security.capability record, the one xattr Docker
+    # carries into layers and `docker export`; a later layer changes a directory's mtime.
+    "xattrs-and-times": """
+        ADD caps.tar /
+        RUN touch -d "2001-02-03 04:05:06" /opt/old && mkdir /opt/dir && touch -d "2001-02-03 04:05:06" /opt/dir
+        RUN echo later > /opt/dir/new && touch -d "2001-02-03 04:05:06" /opt/dir/new
+    """,
 }
 # What `docker export` shows that is not in the image: the daemon puts it into every container.
 INJECTED = {".dockerenv", "etc/hosts", "etc/hostname", "etc/resolv.conf", "dev", "proc", "sys"}
+# Directories whose modification time the engine changes when it creates a container (its init layer),
+# so `docker export` cannot show the image's. (The root, where it adds /.dockerenv and the mount points
+# /dev, /proc and /sys, is no entry of either tree.)
+ENGINE_TOUCHED = {
+    "etc": "the engine writes etc/hosts, etc/hostname and etc/resolv.conf (and etc/mtab) into it",
+}
 
 
 @dataclass(frozen=True)
@@ -69,6 +89,8 @@ class Node:
     target: str | None = None  # symlinks
     content: str | None = None  # sha256 of a regular file
     device: tuple[int, int] | None = None
+    mtime: int = 0  # whole seconds: Docker's layers and `docker export` truncate to them
+    xattrs: tuple[tuple[str, str], ...] = ()  # PAX SCHILY.xattr.* records, sorted
 
 
 @dataclass
@@ -109,9 +131,22 @@ def read_tree(path: Path) -> Tree:
             # A symlink's permission bits mean nothing on Linux (lstat always shows 0777), so a layer
             # tar may say anything there; the comparison is of what a file system can hold.
             mode = 0o777 if member.issym() else member.mode & 0o7777
+            xattrs = tuple(sorted((key, value) for key, value in member.pax_headers.items()
+                                  if key.startswith(("SCHILY.xattr.", "LIBARCHIVE.xattr."))))
             nodes[name] = Node(KINDS.get(member.type, repr(member.type)), mode, member.uid, member.gid,
-                               member.linkname if member.issym() else None, content, device)
+                               member.linkname if member.issym() else None, content, device, int(member.mtime), xattrs)
     return Tree(nodes, {frozenset(group) for group in groups.values()})
+
+
+def caps_tar() -> bytes:
+    """A tar for ADD: a file with a capability and an old mtime, in a directory with another mtime."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for entry in (file("opt/capable", b"#!/bin/sh\n", mode=0o755, mtime=1_234_567_890,
+                           xattrs={"security.capability": CAPABILITY}),
+                      file("opt/plain", b"plain\n", mtime=1_300_000_000)):
+            archive.addfile(entry.info, io.BytesIO(entry.data or b""))
+    return out.getvalue()
 
 
 def docker_tree(export_tar: Path, ours: Tree) -> Tree:
@@ -131,8 +166,8 @@ def random_bytes(size: int, seed: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def built_images(dockerd) -> dict[str, str]:
-    files = {"random.bin": random_bytes(300_000, seed=1)}
+def vs_docker_images(dockerd) -> dict[str, str]:
+    files = {"random.bin": random_bytes(300_000, seed=1), "caps.tar": caps_tar()}
     tags = {}
     for name, steps in IMAGES.items():
         dockerfile = "FROM busybox-local:1\n" + "\n".join(line.strip() for line in steps.strip().splitlines())
@@ -147,26 +182,31 @@ def export(image: str, output: Path, *, source: str, cache_dir: Path, insecure: 
     return result.sha384
 
 
+def comparable(path: str, node: Node) -> Node:
+    return dataclasses.replace(node, mtime=0) if path in ENGINE_TOUCHED else node
+
+
 @pytest.mark.parametrize("name", sorted(IMAGES))
-def test_rootfs_tree_equals_docker_export(name: str, built_images: dict[str, str], dockerd, docker_host: str,
+def test_rootfs_tree_equals_docker_export(name: str, vs_docker_images: dict[str, str], dockerd, docker_host: str,
                                          tmp_path: Path) -> None:
     ours_path = tmp_path / "rootfs.tgz"
-    export(built_images[name], ours_path, source="docker", cache_dir=tmp_path / "cache")
+    export(vs_docker_images[name], ours_path, source="docker", cache_dir=tmp_path / "cache")
     ours = read_tree(ours_path)
-    theirs = docker_tree(dockerd.export_container_fs(built_images[name], tmp_path / "export.tar"), ours)
+    theirs = docker_tree(dockerd.export_container_fs(vs_docker_images[name], tmp_path / "export.tar"), ours)
     only_ours = sorted(set(ours.nodes) - set(theirs.nodes))
     only_theirs = sorted(set(theirs.nodes) - set(ours.nodes))
     assert (only_ours, only_theirs) == ([], [])
-    differing = {p: (ours.nodes[p], theirs.nodes[p]) for p in ours.nodes if ours.nodes[p] != theirs.nodes[p]}
+    differing = {p: (ours.nodes[p], theirs.nodes[p]) for p in ours.nodes
+                 if comparable(p, ours.nodes[p]) != comparable(p, theirs.nodes[p])}
     assert differing == {}
     assert ours.hard_link_groups == theirs.hard_link_groups
 
 
-def test_scenarios_exercise_what_they_claim(built_images: dict[str, str], docker_host: str, tmp_path: Path) -> None:
+def test_scenarios_exercise_what_they_claim(vs_docker_images: dict[str, str], docker_host: str, tmp_path: Path) -> None:
     """Guards the comparison above against vacuous images: the tricky entries really are there."""
     trees = {}
-    for name in ("hard-links", "modes-and-specials", "names-and-symlinks"):
-        export(built_images[name], tmp_path / f"{name}.tgz", source="docker", cache_dir=tmp_path / "cache")
+    for name in ("hard-links", "modes-and-specials", "names-and-symlinks", "xattrs-and-times"):
+        export(vs_docker_images[name], tmp_path / f"{name}.tgz", source="docker", cache_dir=tmp_path / "cache")
         trees[name] = read_tree(tmp_path / f"{name}.tgz")
     links = trees["hard-links"]
     assert frozenset({"t2", "t4"}) in links.hard_link_groups  # the group outlives its first member
@@ -181,12 +221,17 @@ def test_scenarios_exercise_what_they_claim(built_images: dict[str, str], docker
     assert len(long_path) > 255 and names[long_path].kind == "file"
     assert names["rel-link"].target == "../t/target" and names["abs-link"].target == "/t/target"
     assert (names["data/random.bin"].uid, names["data/random.bin"].mode) == (7, 0o604)
+    added = trees["xattrs-and-times"].nodes
+    assert dict(added["opt/capable"].xattrs)["SCHILY.xattr.security.capability"].encode(
+        "utf-8", "surrogateescape") == CAPABILITY
+    assert (added["opt/capable"].mtime, added["opt/plain"].mtime) == (1_234_567_890, 1_300_000_000)
+    assert (added["opt/old"].mtime, added["opt/dir/new"].mtime) == (OLD, OLD)
+    assert added["opt/dir"].mtime > OLD, "a later layer's new file moved the directory's mtime"
 
 
-@pytest.mark.registry
-def test_registry_engine_and_archive_give_the_same_bytes(built_images: dict[str, str], dockerd, docker_host: str,
+def test_registry_engine_and_archive_give_the_same_bytes(vs_docker_images: dict[str, str], dockerd, docker_host: str,
                                                          registry, tmp_path: Path) -> None:
-    for name, local_tag in built_images.items():
+    for name, local_tag in vs_docker_images.items():
         remote = f"{registry.host}/{local_tag}"
         dockerd.client.images.get(local_tag).tag(remote)
         pushed_digest = dockerd.push(remote)

@@ -9,7 +9,6 @@ import base64
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,62 +19,14 @@ from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from exchange_cli.storage.bucket import StorageUnavailable, open_bucket
-from tests.catalog_world import CatalogWorld, populate
+from tests.catalog_world import CatalogWorld
+from tests.infra.commands import closed_port, exchange, one_error_line
+from tests.infra.failure_world import assert_untouched, process_args, text_of_every_file
 from tests.infra.gcs import GcsEmulator
 from tests.infra.gitrepo import ExchangeRepo, example_gear, init_repo
 from tests.infra.tmpfs import Mount, fill
 
 SECRET = "pa55-w0rd-that-must-not-leak"
-
-
-def one_error_line(result) -> str:
-    """The single line a failure prints on stderr; nothing like a traceback around it."""
-    stderr = result.stderr
-    assert "Traceback" not in stderr and "Error:" not in stderr.replace("error:", ""), stderr
-    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1, stderr
-    return errors[0]
-
-
-def exchange(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-             timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """The real command in its own process: what CI sees, tracebacks included."""
-    return subprocess.run([sys.executable, "-m", "exchange_cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=timeout, check=False)
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def world(exchange_repo: ExchangeRepo, tmp_path: Path) -> dict[str, Path]:
-    """Two gears with OCI-layout images, a bare remote, and places for the bucket, cache and reports."""
-    images = tmp_path / "images"
-    exchange_repo.add_gear_with_image(images, "acme", "alpha")
-    exchange_repo.add_gear_with_image(images, "acme", "beta")
-    exchange_repo.commit("two gears")
-    exchange_repo.push_to_new_remote(tmp_path / "remote.git")
-    return {"root": exchange_repo.root, "images": images, "cache": tmp_path / "cache", "reports": tmp_path / "reports"}
-
-
-def process_args(world: dict[str, Path], bucket: str, *extra: str, quiet: bool = True) -> list[str]:
-    return ["process", "--repo", str(world["root"]), "--bucket", bucket, "--oci-layout", str(world["images"]),
-            "--cache-dir", str(world["cache"]), "--report", str(world["reports"]), *(["--quiet"] if quiet else []),
-            *extra]
-
-
-def assert_untouched(repo: ExchangeRepo, head: str) -> None:
-    assert repo.git("rev-parse", "HEAD") == head
-    assert repo.git("status", "--porcelain") == ""
-    assert not list((repo.root / "manifests").glob("*/*.json"))
-
-
-def text_of_every_file(*roots: Path) -> str:
-    return "\n".join(p.read_text(errors="replace") for root in roots if root.exists()
-                     for p in sorted(root.rglob("*")) if p.is_file() and ".git" not in p.parts)
 
 
 # The download URL --------------------------------------------------------------------------------
@@ -84,39 +35,32 @@ def text_of_every_file(*roots: Path) -> str:
 @pytest.mark.parametrize("url", [f"https://ci-bot:{SECRET}@downloads.example.org/rootfs",
                                  f"https://{SECRET}@downloads.example.org/rootfs",
                                  f"https://downloads.example.org/rootfs?X-Goog-Signature={SECRET}"])
-def test_a_download_url_with_a_secret_is_refused_before_any_work(exchange_repo: ExchangeRepo, world, tmp_path: Path,
+def test_a_download_url_with_a_secret_is_refused_before_any_work(exchange_repo: ExchangeRepo, failure_world, tmp_path: Path,
                                                                  how: str, url: str) -> None:
     bucket = tmp_path / "bucket"
     bucket.mkdir()
     head = exchange_repo.git("rev-parse", "HEAD")
-    args = process_args(world, bucket.as_uri(), *(["--download-url", url] if how == "option" else []))
+    args = process_args(failure_world, bucket.as_uri(), *(["--download-url", url] if how == "option" else []))
     result = CliRunner().invoke(cli, args, env={"EXCHANGE_DOWNLOAD_URL": url} if how == "environment" else {})
     assert result.exit_code == 2, result.output
     line = one_error_line(result)
     assert line.startswith("error: download URL (--download-url or EXCHANGE_DOWNLOAD_URL) ")
     assert "credentials" in line or "query or fragment" in line
     assert SECRET not in result.output
-    assert SECRET not in text_of_every_file(world["reports"], bucket, exchange_repo.root)
+    assert SECRET not in text_of_every_file(failure_world["reports"], bucket, exchange_repo.root)
     assert list(bucket.iterdir()) == []
     assert_untouched(exchange_repo, head)
 
 
 @pytest.mark.parametrize("uri", [f"gs://ci-bot:{SECRET}@bucket/rootfs", f"file://ci-bot:{SECRET}@/srv/bucket"])
-def test_a_bucket_uri_with_a_secret_is_refused_without_echoing_it(exchange_repo: ExchangeRepo, world, uri: str) -> None:
-    result = CliRunner().invoke(cli, process_args(world, uri))
+def test_a_bucket_uri_with_a_secret_is_refused_without_echoing_it(exchange_repo: ExchangeRepo, failure_world, uri: str) -> None:
+    result = CliRunner().invoke(cli, process_args(failure_world, uri))
     assert result.exit_code == 2
     assert one_error_line(result).startswith(f"error: bucket URI {uri.split(':')[0]}://***@")
     assert SECRET not in result.output
 
 
 # Outputs that cannot be written ------------------------------------------------------------------
-
-@pytest.fixture
-def catalog(exchange_repo: ExchangeRepo, tmp_path: Path) -> CatalogWorld:
-    (tmp_path / "bucket").mkdir()
-    (tmp_path / "work").mkdir()
-    return populate(CatalogWorld(exchange_repo, open_bucket((tmp_path / "bucket").as_uri()), tmp_path / "work"))
-
 
 OUTPUTS = {
     # command: (arguments before the output path, what the message calls it, path below the place)
@@ -137,7 +81,7 @@ WRITES_INTO_A_MISSING_DIRECTORY = ("index -o", "inventory --csv")
 @pytest.mark.parametrize(("command", "place"), [
     *((command, place) for command in sorted(OUTPUTS) for place in ("below-a-file", "read-only")),
     *((command, "missing-parent") for command in WRITES_INTO_A_MISSING_DIRECTORY)])
-def test_an_output_that_cannot_be_written_is_one_line(catalog: CatalogWorld, tmp_path: Path, tmpfs: Mount,
+def test_an_output_that_cannot_be_written_is_one_line(catalog_world: CatalogWorld, tmp_path: Path, tmpfs: Mount,
                                                       command: str, place: str) -> None:
     args, what, below = OUTPUTS[command]
     if place == "below-a-file":
@@ -147,7 +91,7 @@ def test_an_output_that_cannot_be_written_is_one_line(catalog: CatalogWorld, tmp
         target = tmpfs("read-only", read_only=True) / below
     else:
         target = tmp_path / "no-such-directory" / below
-    result = CliRunner().invoke(cli, [*args, str(target), "--repo", str(catalog.repo.root)])
+    result = CliRunner().invoke(cli, [*args, str(target), "--repo", str(catalog_world.repo.root)])
     assert result.exit_code == 2, (result.output, result.exception)
     line = one_error_line(result)
     reason = {"below-a-file": ("Not a directory", "is a file, not a directory"), "read-only": ("Read-only file system",),
@@ -156,11 +100,11 @@ def test_an_output_that_cannot_be_written_is_one_line(catalog: CatalogWorld, tmp
     assert line.endswith(reason), line
 
 
-def test_fetch_onto_a_full_disk_names_the_file_and_keeps_nothing(catalog: CatalogWorld, tmpfs: Mount) -> None:
+def test_fetch_onto_a_full_disk_names_the_file_and_keeps_nothing(catalog_world: CatalogWorld, tmpfs: Mount) -> None:
     out = tmpfs("full")
     fill(out)
-    published = catalog.find("acme", "hello", "1.0.0-rc.1")
-    result = CliRunner().invoke(cli, ["fetch", "acme/hello", "--output-dir", str(out), "--repo", str(catalog.repo.root)])
+    published = catalog_world.find("acme", "hello", "1.0.0-rc.1")
+    result = CliRunner().invoke(cli, ["fetch", "acme/hello", "--output-dir", str(out), "--repo", str(catalog_world.repo.root)])
     assert result.exit_code == 2, (result.output, result.exception)
     assert one_error_line(result) == (f"error: cannot write the download to {out / published.object_name}: "
                                       "No space left on device")
@@ -206,7 +150,7 @@ PAGE = 4096  # tmpfs hands out space a page at a time
 
 
 @pytest.mark.parametrize("room", ["none", "for-the-lease-only"])
-def test_a_full_local_bucket_names_the_path_and_leaves_nothing(exchange_repo: ExchangeRepo, world, tmpfs: Mount,
+def test_a_full_local_bucket_names_the_path_and_leaves_nothing(exchange_repo: ExchangeRepo, failure_world, tmpfs: Mount,
                                                                room: str) -> None:
     bucket = tmpfs("bucket", size="64k")
     fill(bucket)
@@ -214,7 +158,7 @@ def test_a_full_local_bucket_names_the_path_and_leaves_nothing(exchange_repo: Ex
         filler = bucket / "filler"
         os.truncate(filler, filler.stat().st_size - PAGE)
     head = exchange_repo.git("rev-parse", "HEAD")
-    result = CliRunner().invoke(cli, process_args(world, bucket.as_uri()))
+    result = CliRunner().invoke(cli, process_args(failure_world, bucket.as_uri()))
     assert result.exit_code == 2, (result.output, result.exception)
     line = one_error_line(result)
     if room == "none":
@@ -230,7 +174,7 @@ def test_a_full_local_bucket_names_the_path_and_leaves_nothing(exchange_repo: Ex
 
 # GCS: the server dies, the token endpoint is unreachable -------------------------------------------
 
-def test_gcs_server_dying_mid_run_is_one_line_and_the_run_is_undone(exchange_repo: ExchangeRepo, world,
+def test_gcs_server_dying_mid_run_is_one_line_and_the_run_is_undone(exchange_repo: ExchangeRepo, failure_world,
                                                                      private_gcs_emulator: GcsEmulator) -> None:
     emulator = private_gcs_emulator
     emulator.create_bucket("dies-mid-run")
@@ -239,7 +183,7 @@ def test_gcs_server_dying_mid_run_is_one_line_and_the_run_is_undone(exchange_rep
     env.pop("GCLOUD_SERVICE_ACCOUNT", None)
     # Not quiet: the log line "uploaded …" tells when to stop the server.
     seen: list[str] = []
-    with subprocess.Popen([sys.executable, "-m", "exchange_cli", *process_args(world, "gs://dies-mid-run", quiet=False)],
+    with subprocess.Popen([sys.executable, "-m", "exchange_cli", *process_args(failure_world, "gs://dies-mid-run", quiet=False)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env) as run:
         try:
             for line in run.stderr:  # type: ignore[union-attr]
@@ -262,10 +206,10 @@ def test_gcs_server_dying_mid_run_is_one_line_and_the_run_is_undone(exchange_rep
     assert_untouched(exchange_repo, head)
 
 
-def test_gcs_listing_against_a_dead_server(catalog: CatalogWorld, private_gcs_emulator: GcsEmulator) -> None:
+def test_gcs_listing_against_a_dead_server(catalog_world: CatalogWorld, private_gcs_emulator: GcsEmulator) -> None:
     private_gcs_emulator.create_bucket("gone")
     private_gcs_emulator.stop()
-    result = exchange("verify-storage", "--bucket", "gs://gone", "--repo", str(catalog.repo.root),
+    result = exchange("verify-storage", "--bucket", "gs://gone", "--repo", str(catalog_world.repo.root),
                       env={"STORAGE_EMULATOR_HOST": private_gcs_emulator.host, "EXCHANGE_GCS_RETRY_SECONDS": "2"})
     assert result.returncode == 2, result.stderr
     assert one_error_line(result).endswith("Connection refused; gave up after retrying for 2s "
@@ -306,14 +250,14 @@ def unreachable_service_account() -> tuple[str, str, int]:
     return base64.b64encode(json.dumps(info).encode()).decode(), pem, port
 
 
-def test_an_unreachable_token_endpoint_is_one_line_without_the_key(catalog: CatalogWorld,
+def test_an_unreachable_token_endpoint_is_one_line_without_the_key(catalog_world: CatalogWorld,
                                                                    unreachable_service_account) -> None:
     encoded, pem, port = unreachable_service_account
     # Anything that tried Google itself would meet a closed local proxy instead of the internet.
     proxy = f"http://127.0.0.1:{closed_port()}"
     env = {"GCLOUD_SERVICE_ACCOUNT": encoded, "EXCHANGE_GCS_RETRY_SECONDS": "2", "HTTPS_PROXY": proxy,
            "HTTP_PROXY": proxy, "NO_PROXY": "127.0.0.1", "STORAGE_EMULATOR_HOST": ""}
-    result = exchange("verify-storage", "--bucket", "gs://exchange-test-bucket", "--repo", str(catalog.repo.root),
+    result = exchange("verify-storage", "--bucket", "gs://exchange-test-bucket", "--repo", str(catalog_world.repo.root),
                       env=env)
     assert result.returncode == 2, result.stderr
     line = one_error_line(result)

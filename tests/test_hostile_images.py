@@ -34,11 +34,12 @@ from exchange_cli.image.errors import ImageError
 from exchange_cli.image.model import DEFAULT_PLATFORM
 from exchange_cli.image.registry import RetryPolicy, TransferLimits, fetch_registry_image
 from exchange_cli.reference import parse_reference
+from tests.infra.image_files import OciLayout, base_layer, entry, oci_docker_save, rootfs_listing, sha256, tar_of
 from tests.infra.lying_registry import OCI_MANIFEST, LyingRegistry, Reply, digest_of, outcome_within
 from tests.infra.tmpfs import small_tmpfs
 from tests.layers import compress
-from tests.test_export import rootfs_listing
-from tests.test_local_sources import OciLayout, base_layer, entry, oci_docker_save, sha256, tar_of
+
+pytestmark = pytest.mark.usefixtures("no_credentials")  # tests/infra/image_sources.py
 
 QUICK_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
 PATIENT = TransferLimits(connect_timeout=5, read_timeout=10, min_rate=1024**2, floor=10)
@@ -69,20 +70,10 @@ def zero_bomb(decompressed: int, codec: str = "zstd") -> bytes:
 
 
 @pytest.fixture
-def cache(tmp_path: Path) -> BlobCache:
-    return BlobCache(tmp_path / "cache")
-
-
-@pytest.fixture
 def lying() -> Iterator[LyingRegistry]:
     server = LyingRegistry()
     yield server
     server.stop()
-
-
-@pytest.fixture(autouse=True)
-def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
 
 
 def config_for(diff_ids: list) -> dict:
@@ -130,23 +121,23 @@ def test_the_digest_grammar(text, rule) -> None:
         Digest.parse(text)
 
 
-def test_the_cache_names_files_only_by_valid_digests(cache: BlobCache) -> None:
+def test_the_cache_names_files_only_by_valid_digests(blob_cache: BlobCache) -> None:
     with pytest.raises(InvalidDigest):
-        cache.layer_path("../../host/secret")
-    assert cache.layer_path("sha256:" + "b" * 64) == cache.layers_dir / f"sha256-{'b' * 64}.tar"
+        blob_cache.layer_path("../../host/secret")
+    assert blob_cache.layer_path("sha256:" + "b" * 64) == blob_cache.layers_dir / f"sha256-{'b' * 64}.tar"
 
 
 # --- OCI layouts --------------------------------------------------------------------------------------
 
 
-def test_a_diff_id_climbing_out_of_the_cache_is_refused_not_a_cache_hit(tmp_path: Path, cache: BlobCache) -> None:
-    escape = plant_host_file(tmp_path, cache)
+def test_a_diff_id_climbing_out_of_the_cache_is_refused_not_a_cache_hit(tmp_path: Path, blob_cache: BlobCache) -> None:
+    escape = plant_host_file(tmp_path, blob_cache)
     layout = OciLayout(tmp_path / "layout")
     layout.add(layout.image([genuine_layer()], diff_ids=[escape]), tag="app")
     output = tmp_path / "out" / "rootfs.tgz"
 
     with pytest.raises(ImageError) as failure:
-        export_rootfs(f"oci:{layout.root}:app", output, options=ExportOptions(cache=cache))
+        export_rootfs(f"oci:{layout.root}:app", output, options=ExportOptions(cache=blob_cache))
 
     assert str(failure.value).startswith(f"oci:{layout.root}:app: config rootfs.diff_ids[0]: '../../host/secret' "
                                          "is not of the form algorithm:hex")
@@ -155,14 +146,14 @@ def test_a_diff_id_climbing_out_of_the_cache_is_refused_not_a_cache_hit(tmp_path
 
 @pytest.mark.parametrize("diff_id", [5, None, {"sha256": "x"}, ["sha256:" + "a" * 64], "sha256:" + "A" * 64,
                                      "sha256:" + "a" * 65, "md5:" + "a" * 32])
-def test_a_diff_id_that_is_not_a_digest_is_an_error_naming_the_field(tmp_path: Path, cache: BlobCache, diff_id) -> None:
+def test_a_diff_id_that_is_not_a_digest_is_an_error_naming_the_field(tmp_path: Path, blob_cache: BlobCache, diff_id) -> None:
     layout = OciLayout(tmp_path / "layout")
     layout.add(layout.image([genuine_layer()], diff_ids=[diff_id]), tag="app")
 
     with pytest.raises(ImageError, match=r"^oci:.*:app: config rootfs\.diff_ids\[0\]: "):
-        export_rootfs(f"oci:{layout.root}:app", tmp_path / "rootfs.tgz", options=ExportOptions(cache=cache))
+        export_rootfs(f"oci:{layout.root}:app", tmp_path / "rootfs.tgz", options=ExportOptions(cache=blob_cache))
 
-    assert not list(cache.root.rglob("*.tar"))
+    assert not list(blob_cache.root.rglob("*.tar"))
 
 
 def bad_descriptor_layout(tmp_path: Path, where: str, bad: object) -> OciLayout:
@@ -186,7 +177,7 @@ def bad_descriptor_layout(tmp_path: Path, where: str, bad: object) -> OciLayout:
 
 @pytest.mark.parametrize("where", ["index", "config", "layer"])
 @pytest.mark.parametrize("bad", ["sha256:" + "A" * 64, "sha256:abc", "sha512:" + "a" * 64, 7])
-def test_descriptor_digests_are_checked_before_use(tmp_path: Path, cache: BlobCache, where: str, bad) -> None:
+def test_descriptor_digests_are_checked_before_use(tmp_path: Path, blob_cache: BlobCache, where: str, bad) -> None:
     layout = bad_descriptor_layout(tmp_path, where, bad)
     # The file a lax reader would open for the uppercase digest: its content is not checked first.
     for algorithm in ("sha256", "sha512"):
@@ -195,20 +186,20 @@ def test_descriptor_digests_are_checked_before_use(tmp_path: Path, cache: BlobCa
             (layout.root / "blobs" / algorithm / bad.split(":")[1]).write_bytes(compress(host_secret_tar(), "gzip"))
 
     with pytest.raises(ImageError, match=r"digest: .* (lower-case hex|not a string)"):
-        export_rootfs(f"oci:{layout.root}:app", tmp_path / "rootfs.tgz", options=ExportOptions(cache=cache))
+        export_rootfs(f"oci:{layout.root}:app", tmp_path / "rootfs.tgz", options=ExportOptions(cache=blob_cache))
 
 
-def test_an_oversized_index_json_is_not_read_whole(tmp_path: Path, cache: BlobCache) -> None:
+def test_an_oversized_index_json_is_not_read_whole(tmp_path: Path, blob_cache: BlobCache) -> None:
     layout = OciLayout(tmp_path / "layout")
     with open(layout.root / "index.json", "r+b") as index:
         index.truncate(64 * 1024**3)  # sparse: 64 GiB of nothing, more than this machine's memory
 
     with pytest.raises(ImageError, match=r"index.json is larger than the 4194304 bytes allowed for an index"):
-        export_rootfs(f"oci:{layout.root}", tmp_path / "rootfs.tgz", options=ExportOptions(cache=cache))
+        export_rootfs(f"oci:{layout.root}", tmp_path / "rootfs.tgz", options=ExportOptions(cache=blob_cache))
 
 
 @pytest.mark.parametrize("document", ["index.json", "manifest", "config"])
-def test_json_nested_beyond_the_recursion_limit_is_an_image_error(tmp_path: Path, cache: BlobCache,
+def test_json_nested_beyond_the_recursion_limit_is_an_image_error(tmp_path: Path, blob_cache: BlobCache,
                                                                   document: str) -> None:
     bomb = b"[" * 200_000 + b"]" * 200_000
     layout = OciLayout(tmp_path / "layout")
@@ -222,7 +213,7 @@ def test_json_nested_beyond_the_recursion_limit_is_an_image_error(tmp_path: Path
                                            "layers": []}).encode(), OCI_MANIFEST), tag="app")
 
     with pytest.raises(ImageError, match=r"is not valid JSON"):
-        export_rootfs(f"oci:{layout.root}", tmp_path / "rootfs.tgz", options=ExportOptions(cache=cache))
+        export_rootfs(f"oci:{layout.root}", tmp_path / "rootfs.tgz", options=ExportOptions(cache=blob_cache))
 
 
 # --- what the cache trusts ------------------------------------------------------------------------
@@ -234,54 +225,54 @@ def exported_listing(tmp_path: Path, layout: OciLayout, cache: BlobCache, name: 
     return rootfs_listing(output)
 
 
-def test_a_tar_planted_at_a_valid_cache_path_is_not_a_hit(tmp_path: Path, cache: BlobCache) -> None:
+def test_a_tar_planted_at_a_valid_cache_path_is_not_a_hit(tmp_path: Path, blob_cache: BlobCache) -> None:
     layout = OciLayout(tmp_path / "layout")
     layout.add(layout.image([genuine_layer()]), tag="app")
-    planted = cache.layer_path(sha256(genuine_layer()))
+    planted = blob_cache.layer_path(sha256(genuine_layer()))
     planted.parent.mkdir(parents=True)
     planted.write_bytes(host_secret_tar())  # the right name, the wrong content, no record of verification
 
-    listing = exported_listing(tmp_path, layout, cache)
+    listing = exported_listing(tmp_path, layout, blob_cache)
 
     assert "etc/genuine" in listing and "etc/host-secret" not in listing
     assert planted.read_bytes() == genuine_layer()  # replaced by the verified copy
 
 
-def test_a_symlink_at_a_cache_path_is_not_a_hit(tmp_path: Path, cache: BlobCache) -> None:
+def test_a_symlink_at_a_cache_path_is_not_a_hit(tmp_path: Path, blob_cache: BlobCache) -> None:
     layout = OciLayout(tmp_path / "layout")
     layout.add(layout.image([genuine_layer()]), tag="app")
-    exported_listing(tmp_path, layout, cache, "first.tgz")  # a genuine, recorded entry
-    path = cache.layer_path(sha256(genuine_layer()))
+    exported_listing(tmp_path, layout, blob_cache, "first.tgz")  # a genuine, recorded entry
+    path = blob_cache.layer_path(sha256(genuine_layer()))
     (tmp_path / "host.tar").write_bytes(host_secret_tar())
     path.unlink()
     path.symlink_to(tmp_path / "host.tar")
 
-    listing = exported_listing(tmp_path, layout, cache)
+    listing = exported_listing(tmp_path, layout, blob_cache)
 
     assert "etc/genuine" in listing and "etc/host-secret" not in listing
     assert not path.is_symlink()
 
 
-def test_a_cached_tar_whose_size_changed_since_it_was_recorded_is_not_a_hit(tmp_path: Path, cache: BlobCache) -> None:
+def test_a_cached_tar_whose_size_changed_since_it_was_recorded_is_not_a_hit(tmp_path: Path, blob_cache: BlobCache) -> None:
     layout = OciLayout(tmp_path / "layout")
     layout.add(layout.image([genuine_layer()]), tag="app")
-    exported_listing(tmp_path, layout, cache, "first.tgz")
-    path = cache.layer_path(sha256(genuine_layer()))
+    exported_listing(tmp_path, layout, blob_cache, "first.tgz")
+    path = blob_cache.layer_path(sha256(genuine_layer()))
     path.write_bytes(host_secret_tar() + bytes(1024))  # e.g. rewritten by something else
 
-    listing = exported_listing(tmp_path, layout, cache)
+    listing = exported_listing(tmp_path, layout, blob_cache)
 
     assert "etc/genuine" in listing and "etc/host-secret" not in listing
 
 
-def test_a_verified_layer_is_reused_without_reading_the_blob_again(tmp_path: Path, cache: BlobCache) -> None:
+def test_a_verified_layer_is_reused_without_reading_the_blob_again(tmp_path: Path, blob_cache: BlobCache) -> None:
     layout = OciLayout(tmp_path / "layout")
     descriptor = layout.add(layout.image([genuine_layer()]), tag="app")
-    exported_listing(tmp_path, layout, cache, "first.tgz")
+    exported_listing(tmp_path, layout, blob_cache, "first.tgz")
     manifest = json.loads((layout.root / "blobs" / "sha256" / descriptor["digest"].split(":")[1]).read_bytes())
     (layout.root / "blobs" / "sha256" / manifest["layers"][0]["digest"].split(":")[1]).unlink()
 
-    assert "etc/genuine" in exported_listing(tmp_path, layout, cache)
+    assert "etc/genuine" in exported_listing(tmp_path, layout, blob_cache)
 
 
 # --- bounded decompression ------------------------------------------------------------------------
@@ -336,28 +327,28 @@ def test_max_layer_size_must_be_a_size() -> None:
 
 
 def test_a_registry_config_whose_diff_id_climbs_out_of_the_cache_is_refused(lying: LyingRegistry, tmp_path: Path,
-                                                                         cache: BlobCache) -> None:
-    escape = plant_host_file(tmp_path, cache)
+                                                                         blob_cache: BlobCache) -> None:
+    escape = plant_host_file(tmp_path, blob_cache)
     lying.image("evil/escape", "v1", config=config_for([escape]), layers=[compress(genuine_layer(), "gzip")])
 
     with pytest.raises(ImageError, match=r"rootfs\.diff_ids\[0\]: '\.\./\.\./host/secret' is not of the form"):
-        pull(lying, "evil/escape:v1", cache)
+        pull(lying, "evil/escape:v1", blob_cache)
 
     assert lying.count("/blobs/") == 1  # the config; no layer was fetched, nothing was looked up
 
 
 @pytest.mark.parametrize("diff_id", [{"sha256": "x"}, 12, None])
 def test_a_registry_config_with_a_non_string_diff_id_is_an_error_naming_it(lying: LyingRegistry,
-                                                                           cache: BlobCache, diff_id) -> None:
+                                                                           blob_cache: BlobCache, diff_id) -> None:
     lying.image("evil/typed", "v1", config=config_for([diff_id]), layers=[compress(genuine_layer(), "gzip")])
 
     with pytest.raises(ImageError, match=r"^127\.0\.0\.1:\d+/evil/typed:v1: config of manifest sha256:\w+ "
                                          r"rootfs\.diff_ids\[0\]: .* is not a string$"):
-        pull(lying, "evil/typed:v1", cache)
+        pull(lying, "evil/typed:v1", blob_cache)
 
 
 @pytest.mark.parametrize("bad", ["sha256:../../../v2/other/manifests/x", "sha256:" + "A" * 64, "sha1:" + "a" * 40])
-def test_registry_layer_and_index_digests_are_checked_before_any_request(lying: LyingRegistry, cache: BlobCache,
+def test_registry_layer_and_index_digests_are_checked_before_any_request(lying: LyingRegistry, blob_cache: BlobCache,
                                                                          bad: str) -> None:
     layer = compress(genuine_layer(), "gzip")
     lying.image("evil/layer", "v1", config=config_for([sha256(genuine_layer())]), layers=[layer], layer_digests=[bad])
@@ -366,21 +357,21 @@ def test_registry_layer_and_index_digests_are_checked_before_any_request(lying: 
     lying.manifest("evil/index", "v1", index, "application/vnd.oci.image.index.v1+json")
 
     with pytest.raises(ImageError, match=r"manifest sha256:\w+ layer 1 digest: "):
-        pull(lying, "evil/layer:v1", cache)
+        pull(lying, "evil/layer:v1", blob_cache)
     with pytest.raises(ImageError, match=r"manifest list sha256:\w+ entry 1 digest: "):
-        pull(lying, "evil/index:v1", cache)
+        pull(lying, "evil/index:v1", blob_cache)
 
     assert [path for path in lying.requests if "/blobs/" in path and "sha256:" not in path.split("/blobs/")[1][:7]] == []
     assert lying.count(bad) == 0
 
 
-def test_a_malformed_docker_content_digest_header_is_refused(lying: LyingRegistry, cache: BlobCache) -> None:
+def test_a_malformed_docker_content_digest_header_is_refused(lying: LyingRegistry, blob_cache: BlobCache) -> None:
     lying.image("evil/header", "v1", config=config_for([sha256(genuine_layer())]),
                 layers=[compress(genuine_layer(), "gzip")])
     lying.replies["/v2/evil/header/manifests/v1"].headers["Docker-Content-Digest"] = "sha256:../../x"
 
     with pytest.raises(ImageError, match=r"Docker-Content-Digest header: 'sha256:\.\./\.\./x' is not of the form"):
-        pull(lying, "evil/header:v1", cache)
+        pull(lying, "evil/header:v1", blob_cache)
 
 
 @pytest.mark.parametrize("config, manifest_change, message", [
@@ -390,41 +381,41 @@ def test_a_malformed_docker_content_digest_header_is_refused(lying: LyingRegistr
     (None, {"layers": [{"digest": "sha256:" + "a" * 64, "size": True}]}, r"layer 1 sha256:a+: size True is not"),
     (None, {"layers": [["not", "an", "object"]]}, r"layer 1 is not a descriptor object"),
 ])
-def test_registry_documents_of_the_wrong_shape_are_image_errors(lying: LyingRegistry, cache: BlobCache,
+def test_registry_documents_of_the_wrong_shape_are_image_errors(lying: LyingRegistry, blob_cache: BlobCache,
                                                                 config, manifest_change, message) -> None:
     manifest = lying.image("evil/shape", "v1", config={**config_for([]), **(config or {})}, layers=[])
     if manifest_change:
         lying.manifest("evil/shape", "v1", {**manifest, **manifest_change})
 
     with pytest.raises(ImageError, match=message):
-        pull(lying, "evil/shape:v1", cache)
+        pull(lying, "evil/shape:v1", blob_cache)
 
 
 @pytest.mark.parametrize("entries", [[1, 2], "all of them", [{"platform": {"os": "linux", "architecture": "amd64"}}]])
-def test_a_registry_index_with_malformed_entries_is_an_image_error(lying: LyingRegistry, cache: BlobCache,
+def test_a_registry_index_with_malformed_entries_is_an_image_error(lying: LyingRegistry, blob_cache: BlobCache,
                                                                    entries) -> None:
     lying.manifest("evil/index", "v1", {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                                         "manifests": entries}, "application/vnd.oci.image.index.v1+json")
 
     with pytest.raises(ImageError, match=r"manifest list sha256:\w+ (has no list of manifests|entry 1 )"):
-        pull(lying, "evil/index:v1", cache)
+        pull(lying, "evil/index:v1", blob_cache)
 
 
 def test_a_registry_manifest_nested_beyond_the_recursion_limit_is_an_image_error(lying: LyingRegistry,
-                                                                                 cache: BlobCache) -> None:
+                                                                                 blob_cache: BlobCache) -> None:
     lying.manifest("evil/deep", "v1", b"[" * 200_000 + b"]" * 200_000)
 
     with pytest.raises(ImageError, match=r"manifest v1 is not valid JSON"):
-        pull(lying, "evil/deep:v1", cache)
+        pull(lying, "evil/deep:v1", blob_cache)
 
 
 @pytest.mark.parametrize("realm", ["file:///etc/passwd", "ftp://127.0.0.1/token", "not a url"])
-def test_a_token_realm_that_is_not_http_is_an_image_error(lying: LyingRegistry, cache: BlobCache, realm: str) -> None:
+def test_a_token_realm_that_is_not_http_is_an_image_error(lying: LyingRegistry, blob_cache: BlobCache, realm: str) -> None:
     lying.replies["/v2/evil/realm/manifests/v1"] = Reply(status=401, headers={
         "WWW-Authenticate": f'Bearer realm="{realm}",service="evil"'})
 
     with pytest.raises(ImageError, match=r"token server .*: the registry sent us to a URL that is not http\(s\)"):
-        pull(lying, "evil/realm:v1", cache)
+        pull(lying, "evil/realm:v1", blob_cache)
 
 
 def serve_genuine(lying: LyingRegistry, repository: str, **blob_reply) -> bytes:
@@ -443,7 +434,7 @@ def pull_in_thread(lying: LyingRegistry, name: str, cache: BlobCache, limits: Tr
 
 
 @pytest.mark.parametrize("codec, split", [("gzip", 1), ("zstd", 3)])
-def test_a_blob_whose_magic_bytes_arrive_apart_is_still_recognised(lying: LyingRegistry, cache: BlobCache,
+def test_a_blob_whose_magic_bytes_arrive_apart_is_still_recognised(lying: LyingRegistry, blob_cache: BlobCache,
                                                                    codec: str, split: int) -> None:
     """Layers are read from the connection unbuffered: a first read may hold less than the magic."""
     tar = tar_of(entry("etc/data", os.urandom(4096)))
@@ -453,17 +444,17 @@ def test_a_blob_whose_magic_bytes_arrive_apart_is_still_recognised(lying: LyingR
     lying.replies[f"/v2/slow/magic/blobs/{digest_of(layer)}"] = reply
     threading.Timer(0.3, reply.release.set).start()
 
-    image = pull(lying, "slow/magic:v1", cache)
+    image = pull(lying, "slow/magic:v1", blob_cache)
 
     assert image.layers[0].tar_path.read_bytes() == tar
     assert lying.count(f"/blobs/{digest_of(layer)}") == 1
 
 
-def test_a_registry_that_trickles_a_blob_is_given_up_at_the_deadline(lying: LyingRegistry, cache: BlobCache) -> None:
+def test_a_registry_that_trickles_a_blob_is_given_up_at_the_deadline(lying: LyingRegistry, blob_cache: BlobCache) -> None:
     layer = serve_genuine(lying, "slow/trickle", trickle=0.02)  # ~50 bytes/s: every read well within its timeout
     limits = TransferLimits(connect_timeout=5, read_timeout=5, min_rate=100 * 1024, floor=1.0)
 
-    outcome = pull_in_thread(lying, "slow/trickle:v1", cache, limits)
+    outcome = pull_in_thread(lying, "slow/trickle:v1", blob_cache, limits)
 
     assert isinstance(outcome, BlobError), outcome
     assert outcome.digest == digest_of(layer)
@@ -471,22 +462,22 @@ def test_a_registry_that_trickles_a_blob_is_given_up_at_the_deadline(lying: Lyin
     assert lying.count(f"/blobs/{digest_of(layer)}") == 1
 
 
-def test_a_registry_that_stalls_mid_blob_is_retried_then_given_up(lying: LyingRegistry, cache: BlobCache) -> None:
+def test_a_registry_that_stalls_mid_blob_is_retried_then_given_up(lying: LyingRegistry, blob_cache: BlobCache) -> None:
     layer = serve_genuine(lying, "slow/stall", stall_after=100)
     limits = TransferLimits(connect_timeout=5, read_timeout=0.5, min_rate=100 * 1024, floor=60)
 
-    outcome = pull_in_thread(lying, "slow/stall:v1", cache, limits)
+    outcome = pull_in_thread(lying, "slow/stall:v1", blob_cache, limits)
 
     assert isinstance(outcome, ImageError), outcome
     assert "gave up after 3 attempts" in str(outcome) and "timed out" in str(outcome)
     assert lying.count(f"/blobs/{digest_of(layer)}") == 3
 
 
-def test_stalls_that_outlast_the_deadline_end_the_retries(lying: LyingRegistry, cache: BlobCache) -> None:
+def test_stalls_that_outlast_the_deadline_end_the_retries(lying: LyingRegistry, blob_cache: BlobCache) -> None:
     layer = serve_genuine(lying, "slow/deadline", stall_after=10)
     limits = TransferLimits(connect_timeout=5, read_timeout=0.4, min_rate=100 * 1024, floor=0.6)
 
-    outcome = pull_in_thread(lying, "slow/deadline:v1", cache, limits)
+    outcome = pull_in_thread(lying, "slow/deadline:v1", blob_cache, limits)
 
     assert isinstance(outcome, BlobError) and "not received within 1 s" in outcome.reason, outcome
     assert lying.count(f"/blobs/{digest_of(layer)}") < QUICK_RETRY.attempts
@@ -497,35 +488,35 @@ def test_stalls_that_outlast_the_deadline_end_the_retries(lying: LyingRegistry, 
     ("ftp://127.0.0.1/blob", "sent us to a URL that is not http(s)"),
     ("gopher://127.0.0.1/blob", "sent us to a URL that is not http(s)"),
 ])
-def test_a_blob_redirect_to_another_scheme_is_a_blob_error(lying: LyingRegistry, cache: BlobCache,
+def test_a_blob_redirect_to_another_scheme_is_a_blob_error(lying: LyingRegistry, blob_cache: BlobCache,
                                                            location: str, reason: str) -> None:
     layer = serve_genuine(lying, "evil/redirect", status=302, headers={"Location": location})
 
     with pytest.raises(BlobError) as failure:
-        pull(lying, "evil/redirect:v1", cache)
+        pull(lying, "evil/redirect:v1", blob_cache)
 
     assert failure.value.digest == digest_of(layer)
     assert reason in failure.value.reason
 
 
-def test_a_blob_redirect_loop_is_a_blob_error(lying: LyingRegistry, cache: BlobCache) -> None:
+def test_a_blob_redirect_loop_is_a_blob_error(lying: LyingRegistry, blob_cache: BlobCache) -> None:
     layer = compress(genuine_layer(), "gzip")
     lying.image("evil/loop", "v1", config=config_for([sha256(genuine_layer())]), layers=[layer])
     path = f"/v2/evil/loop/blobs/{digest_of(layer)}"
     lying.replies[path] = Reply(status=302, headers={"Location": f"http://{lying.host}{path}?again"})
 
     with pytest.raises(BlobError, match=r"redirected more than 5 times \(a redirect loop\?\)"):
-        pull(lying, "evil/loop:v1", cache)
+        pull(lying, "evil/loop:v1", blob_cache)
 
     assert lying.count(path) == 6
 
 
-def test_a_manifest_redirect_to_a_file_url_is_an_image_error(lying: LyingRegistry, cache: BlobCache) -> None:
+def test_a_manifest_redirect_to_a_file_url_is_an_image_error(lying: LyingRegistry, blob_cache: BlobCache) -> None:
     lying.replies["/v2/evil/manifest/manifests/v1"] = Reply(status=301, headers={"Location": "file:///etc/passwd"})
 
     with pytest.raises(ImageError, match=r"evil/manifest:v1: GET .*/manifests/v1: the registry sent us to a URL "
                                          r"that is not http\(s\)"):
-        pull(lying, "evil/manifest:v1", cache)
+        pull(lying, "evil/manifest:v1", blob_cache)
 
 
 # --- a full disk ----------------------------------------------------------------------------------
@@ -563,11 +554,11 @@ def test_a_full_disk_under_the_cache_is_one_line_naming_it(tmp_path: Path) -> No
     assert not (tmp_path / "rootfs.tgz").exists()
 
 
-def test_an_unwritable_cache_directory_is_an_output_error(tmp_path: Path, cache: BlobCache) -> None:
-    cache.root.mkdir()
-    cache.layers_dir.write_text("a file where the layers directory should be")
-    with pytest.raises(OutputError, match=rf"cannot write {cache.layers_dir}: "):
-        cache.store_layer(io.BytesIO(genuine_layer()), image="test", digest=Digest.parse(sha256(genuine_layer())),
+def test_an_unwritable_cache_directory_is_an_output_error(tmp_path: Path, blob_cache: BlobCache) -> None:
+    blob_cache.root.mkdir()
+    blob_cache.layers_dir.write_text("a file where the layers directory should be")
+    with pytest.raises(OutputError, match=rf"cannot write {blob_cache.layers_dir}: "):
+        blob_cache.store_layer(io.BytesIO(genuine_layer()), image="test", digest=Digest.parse(sha256(genuine_layer())),
                           size=None, media_type="x", diff_id=None)
 
 

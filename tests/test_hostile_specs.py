@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from exchange_cli.cli import cli
 from exchange_cli.confined import NotConfined, read_below
 from exchange_cli.specs import MAX_SPEC_BYTES
+from tests.infra.commands import run_with_memory_cap
 from tests.infra.gitrepo import ExchangeRepo, example_gear, init_repo
 
 SECRET = "s3cr3t-registry-token-4fz9"
@@ -118,7 +118,7 @@ def test_a_spec_outside_the_repository_is_refused(exchange_repo: ExchangeRepo, s
 
 
 @pytest.fixture
-def world(exchange_repo: ExchangeRepo, tmp_path: Path) -> dict[str, Path]:
+def hostile_spec_world(exchange_repo: ExchangeRepo, tmp_path: Path) -> dict[str, Path]:
     images = tmp_path / "images"
     exchange_repo.add_gear_with_image(images, "acme", "hello")
     exchange_repo.commit("a gear")
@@ -134,16 +134,16 @@ def process_args(repo: ExchangeRepo, world: dict[str, Path], *extra: str) -> lis
             *extra]
 
 
-def test_process_refuses_a_committed_link_and_publishes_nothing(exchange_repo: ExchangeRepo, world: dict[str, Path],
+def test_process_refuses_a_committed_link_and_publishes_nothing(exchange_repo: ExchangeRepo, hostile_spec_world: dict[str, Path],
                                                                 secret_file: Path) -> None:
     os.symlink(secret_file, exchange_repo.root / "gears/acme/x.json")
     exchange_repo.commit("a link to the CI machine's docker credentials")
     head = exchange_repo.git("rev-parse", "HEAD")
-    result = CliRunner().invoke(cli, process_args(exchange_repo, world))
+    result = CliRunner().invoke(cli, process_args(exchange_repo, hostile_spec_world))
     assert result.exit_code == 1, result.output
     assert "gears/acme/x.json: error[spec-location]: gears/acme/x.json is a symbolic link" in result.output
-    assert_no_secret(result.output, every_file_text(world["reports"], world["bucket"], exchange_repo.root / "manifests"))
-    assert list(world["bucket"].iterdir()) == []
+    assert_no_secret(result.output, every_file_text(hostile_spec_world["reports"], hostile_spec_world["bucket"], exchange_repo.root / "manifests"))
+    assert list(hostile_spec_world["bucket"].iterdir()) == []
     assert exchange_repo.git("rev-parse", "HEAD") == head
 
 
@@ -267,16 +267,16 @@ def test_json_report_carries_the_new_rule(exchange_repo: ExchangeRepo) -> None:
 
 
 @pytest.mark.parametrize("case", ["not-utf-8", "duplicate-key", "deep-nesting", "huge-integer"])
-def test_process_fails_validation_cleanly_on_hostile_json(exchange_repo: ExchangeRepo, world: dict[str, Path],
+def test_process_fails_validation_cleanly_on_hostile_json(exchange_repo: ExchangeRepo, hostile_spec_world: dict[str, Path],
                                                          case: str) -> None:
     """`process` validates with the same reader it plans with: what validate refuses never reaches export."""
     content, rule, line, column, _ = HOSTILE_JSON[case]
     (exchange_repo.root / "gears/acme/bad.json").write_bytes(content)
     exchange_repo.commit("hostile spec")
-    result = CliRunner().invoke(cli, process_args(exchange_repo, world))
+    result = CliRunner().invoke(cli, process_args(exchange_repo, hostile_spec_world))
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert f"gears/acme/bad.json:{line}:{column}: error[{rule}]" in result.output
-    assert list(world["bucket"].iterdir()) == []
+    assert list(hostile_spec_world["bucket"].iterdir()) == []
 
 
 CATALOG_CASES = {
@@ -411,7 +411,7 @@ def test_contributor_text_in_a_rich_table_is_never_markup(exchange_repo: Exchang
     assert "Evil [/i] <evil@example.org>" in table.output
 
 
-def test_a_spec_over_the_size_limit_is_one_problem_never_read(exchange_repo: ExchangeRepo, world: dict[str, Path]) -> None:
+def test_a_spec_over_the_size_limit_is_one_problem_never_read(exchange_repo: ExchangeRepo, hostile_spec_world: dict[str, Path]) -> None:
     exchange_repo.write("gears/acme/padded.json", example_gear(name="padded", description="x" * MAX_SPEC_BYTES))
     sparse = exchange_repo.root / "gears" / "acme" / "sparse.json"
     with sparse.open("wb") as handle:  # 8 GiB that cost nothing on disk; read whole, they cannot fit the cap
@@ -427,20 +427,11 @@ def test_a_spec_over_the_size_limit_is_one_problem_never_read(exchange_repo: Exc
          f"{MAX_SPEC_BYTES:,} bytes; a spec is a few kilobytes of JSON")]
     sparse.unlink()
     exchange_repo.commit("a spec past the limit")
-    processed = CliRunner().invoke(cli, process_args(exchange_repo, world))
+    processed = CliRunner().invoke(cli, process_args(exchange_repo, hostile_spec_world))
     assert processed.exit_code == 1 and "gears/acme/padded.json: error[spec-size]" in processed.output
-    assert list(world["bucket"].iterdir()) == []
+    assert list(hostile_spec_world["bucket"].iterdir()) == []
     listed = invoke(exchange_repo, "list")
     assert listed.exit_code == 0 and "padded" not in listed.output
-
-
-def run_with_memory_cap(args: list[str], cap: int, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """`exchange ARGS` in a process that cannot map more than `cap` bytes: reading a huge file whole fails."""
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-
-    return subprocess.run([sys.executable, "-m", "exchange_cli", *args], capture_output=True, text=True,
-                          preexec_fn=limit, timeout=300, cwd=cwd, check=False)
 
 
 def test_add_gear_never_reads_a_source_over_the_size_limit(exchange_repo: ExchangeRepo, tmp_path: Path) -> None:

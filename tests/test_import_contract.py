@@ -20,6 +20,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("base: no exchange concept, no library", {
         "__version__", "errors", "names", "quoting", "json_syntax", "jsonpos", "bounded", "confined", "durable",
         "lockedtemp", "logs", "interrupts", "children", "machine", "versions", "terminal", "progress", "reference",
+        "testgates",
     }),
     ("libraries without exchange concepts", {"git", "image", "rootfs", "storage", "remote", "export", "demo_image"}),
     ("the exchange model", {"specs", "manifests", "repository", "commit_identity", "ownership", "provenance",

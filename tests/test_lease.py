@@ -14,7 +14,8 @@ import pytest
 
 from exchange_cli.storage.lease import LEASE_OBJECT, BucketLease, LeaseLost, LeaseRecord, LeaseUnavailable
 from exchange_cli.storage.owner import Owner
-from tests.test_storage import RACE_PARAMS, BucketUnderTest, under_test  # noqa: F401
+from tests.catalog_world import owned_catalog_world, put_object
+from tests.infra.buckets import RACE_PARAMS, BucketUnderTest
 
 BOTH = ["local", pytest.param("gcs", marks=pytest.mark.gcs)]
 
@@ -156,9 +157,7 @@ def test_delete_orphans_waits_for_a_running_process_and_removes_dead_runs_partia
 
     from exchange_cli.cli import cli
     from exchange_cli.storage.bucket import open_bucket
-    from tests.test_storage_audit import _world, put_object
-
-    world = _world(exchange_repo, tmp_path, (tmp_path / "bucket").as_uri())
+    world = owned_catalog_world(exchange_repo, tmp_path, (tmp_path / "bucket").as_uri())
     put_object(world, "acme-uploaded-by-a-running-process.tgz", b"not pushed yet")
     running = BucketLease(open_bucket(world.bucket.uri), purpose="exchange process", log=lambda line: None)
     _MADE.append(running)

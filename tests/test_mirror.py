@@ -15,15 +15,10 @@ from exchange_cli.image.model import DEFAULT_PLATFORM, Image
 from exchange_cli.image.resolve import open_image
 from exchange_cli.process.delivery.mirror import EXISTED, UPLOADED, CreatedTag, ImageMirror, MirrorError
 from exchange_cli.process.delivery.push_client import MOUNTED
+from tests.infra.image_files import gz, layer_tar
 from tests.infra.registry import ALL_MANIFESTS, AuthRegistry, RegistryServer
-from tests.test_registry_source import gz, layer_tar
 
-
-@pytest.fixture(autouse=True)
-def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
-    for name in ("EXCHANGE_REGISTRY_USERNAME", "EXCHANGE_REGISTRY_PASSWORD"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("no_credentials")  # tests/infra/image_sources.py
 
 
 def source_image(registry: RegistryServer, tmp_path: Path) -> Image:

@@ -70,7 +70,8 @@ def test_the_policy_can_turn_a_rule_off(exchange_repo: ExchangeRepo) -> None:
     result, _ = validate(exchange_repo, "registry.example.org/acme/x", "rules:\n  image-unpinned: off\n")
     assert result.exit_code == 0, result.output
     result, _ = validate(exchange_repo, "registry.example.org/acme/x", "rules:\n  image-unpinned: on\n")
-    assert result.exit_code == 1
+    assert result.exit_code == 1, result.output
+    assert [p["rule"] for p in problems(result)] == ["image-unpinned"]
 
 
 def test_the_policy_can_require_digests(exchange_repo: ExchangeRepo) -> None:

@@ -1,5 +1,6 @@
 """Hostile timing for `exchange process`: two real runs overlapping on one remote and one bucket, and runs
-killed with SIGKILL at export, at upload and at push, each followed by a rerun in the same checkout.
+killed with SIGKILL at export, at upload and at push, each followed by a rerun in the same checkout. Each kill
+lands where the run is held (a test gate, or the remote's pre-receive hook), never on a timer.
 
 Every test ends by checking that the remote and the bucket agree: each manifest on the remote has its
 object in the bucket with the manifest's size and sha384, and the bucket holds nothing else (no orphan,
@@ -8,118 +9,19 @@ no partial upload, no lease), and no run's work directory is left behind.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import json
 import os
 import signal
 import subprocess
-import sys
-import tarfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from exchange_cli.demo_image import (
-    OCI_CONFIG,
-    OCI_LAYER_GZIP,
-    OCI_MANIFEST,
-    add_to_index,
-    descriptor,
-    write_blob,
-)
-from exchange_cli.ownership import OWNER_RECORD
-from tests.infra.gcs import drop_lease, gcs_objects
-from tests.infra.gitrepo import ExchangeRepo, empty_exchange, gears_on_a_remote, run_git
-
-EXCHANGE = Path(sys.executable).with_name("exchange")
-GEARS = ("hello", "other")
-DEADLINE = 180.0
-# Big enough (incompressible) that export and upload take long enough to be caught in the act.
-BIG_LAYER_BYTES = 48 * 1024 * 1024
-UPLOAD_ATTEMPTS = 5  # fresh stages tried until a kill lands mid-upload
-# Holds the first push in its pre-receive hook until the test creates the file `release`.
-HOLD_FIRST_PUSH = """#!/bin/sh
-if mkdir "{gates}/held" 2>/dev/null; then
-  echo $$ > "{gates}/held/pid"
-  while [ ! -e "{gates}/release" ]; do sleep 0.05; done
-fi
-exit 0
-"""
-
-
-@dataclass
-class Stage:
-    tmp: Path
-    remote: Path
-    images: Path
-    bucket_uri: str
-    gates: Path
-    tmpdir: Path  # the runs' TMPDIR: where their work directories are made
-    objects: Callable[[], dict[str, bytes]]  # the whole bucket, control objects and partial uploads included
-
-    def clone(self, name: str) -> Path:
-        path = self.tmp / name
-        run_git(self.tmp, "clone", "-q", str(self.remote), str(path))
-        run_git(path, "config", "user.name", "Exchange Test")
-        run_git(path, "config", "user.email", "test@exchange.invalid")
-        return path
-
-    def start(self, checkout: Path, *extra: str, terminal_group: bool = False) -> subprocess.Popen[str]:
-        """`terminal_group`: the run leads a process group of its own, as a shell's foreground job does, so a
-        test can send the terminal's Ctrl-C to the whole group (os.killpg)."""
-        args = [str(EXCHANGE), "process", "--repo", str(checkout), "--bucket", self.bucket_uri, "--oci-layout",
-                str(self.images), "--cache-dir", str(self.tmp / f"cache-{checkout.name}"), "--quiet", *extra]
-        log = (self.tmp / f"{checkout.name}.log").open("a")
-        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, "TMPDIR": str(self.tmpdir)}, process_group=0 if terminal_group else None)
-
-    def log(self, checkout: Path) -> str:
-        path = self.tmp / f"{checkout.name}.log"
-        return path.read_text() if path.exists() else ""
-
-    def start_held(self, name: str, *extra: str, terminal_group: bool = False) -> tuple[Path, subprocess.Popen[str]]:
-        """A run in a fresh clone, held in its push (the first push to the remote) until release_push."""
-        self.hold_first_push()
-        checkout = self.clone(name)
-        run = self.start(checkout, *extra, terminal_group=terminal_group)
-        wait_for(self.push_is_held, f"{name} is pushing", running=run)
-        return checkout, run
-
-    def hold_first_push(self) -> None:
-        hook = self.remote / "hooks" / "pre-receive"
-        hook.write_text(HOLD_FIRST_PUSH.format(gates=self.gates))
-        hook.chmod(0o755)
-
-    def release_push(self) -> None:
-        (self.gates / "release").touch()
-
-    def push_is_held(self) -> bool:
-        return (self.gates / "held" / "pid").is_file()
-
-    def remote_head(self) -> str:
-        return run_git(self.remote, "rev-parse", "master")
-
-
-def finish(process: subprocess.Popen[str], stage: Stage, checkout: Path) -> int:
-    try:
-        return process.wait(timeout=DEADLINE)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        pytest.fail(f"{checkout.name} did not finish:\n{stage.log(checkout)}")
-
-
-def wait_for(condition: Callable[[], bool], what: str, *, running: subprocess.Popen[str] | None = None,
-             poll: float = 0.05) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        assert running is None or running.poll() is None, f"the run ended before {what}"
-        time.sleep(poll)
+from tests.infra.gcs import drop_lease
+from tests.infra.gitrepo import run_git
+from tests.infra.stages import DEADLINE, EXCHANGE, GEARS, Stage, finish, wait_for
 
 
 def remote_references(stage: Stage) -> dict[str, tuple[str, int]]:
@@ -156,70 +58,6 @@ def record_owner(stage: Stage) -> None:
     claim(open_bucket(stage.bucket_uri), Ownership(normalised_remote(str(stage.remote)), "master"), print, print)
 
 
-def local_objects(root: Path) -> Callable[[], dict[str, bytes]]:
-    """Every file in a local bucket but the sha384 sidecars, the (always empty) control lock file and the
-    ownership record (written once, kept by design)."""
-    def read() -> dict[str, bytes]:
-        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-                if p.is_file() and ".exchange-sha384" not in p.parts
-                and p.name not in (".exchange-control.lock", OWNER_RECORD)}
-    return read
-
-
-def add_big_layer(images: Path, reference: str, size: int) -> None:
-    """Give the image another layer with `size` random bytes, so exporting and uploading it take a while."""
-    index = json.loads((images / "index.json").read_text())
-    (entry,) = [m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == reference]
-    manifest = json.loads(_blob(images, entry["digest"]))
-    config = json.loads(_blob(images, manifest["config"]["digest"]))
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo("opt/payload.bin")
-        info.size, info.mtime = size, 1_600_000_000
-        tar.addfile(info, io.BytesIO(os.urandom(size)))
-    tar_bytes = buffer.getvalue()
-    compressed = gzip.compress(tar_bytes, compresslevel=1, mtime=0)
-    manifest["layers"].append(descriptor(OCI_LAYER_GZIP, write_blob(images, compressed), len(compressed)))
-    config["rootfs"]["diff_ids"].append("sha256:" + hashlib.sha256(tar_bytes).hexdigest())
-    config_bytes = json.dumps(config, sort_keys=True).encode()
-    manifest["config"] = descriptor(OCI_CONFIG, write_blob(images, config_bytes), len(config_bytes))
-    manifest_bytes = json.dumps(manifest, sort_keys=True).encode()
-    add_to_index(images, descriptor(OCI_MANIFEST, write_blob(images, manifest_bytes), len(manifest_bytes),
-                                    annotations=entry["annotations"], platform=entry["platform"]))
-
-
-def _blob(images: Path, digest: str) -> bytes:
-    return (images / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes()
-
-
-def make_stage(exchange_repo: ExchangeRepo, tmp_path: Path, bucket_uri: str,
-               objects: Callable[[], dict[str, bytes]], *, big: bool = False) -> Stage:
-    big_layer = (lambda images, image: add_big_layer(images, image, BIG_LAYER_BYTES)) if big else None
-    remote, images = gears_on_a_remote(exchange_repo, tmp_path, GEARS, *([big_layer] if big_layer else []))
-    (tmp_path / "gates").mkdir()
-    (tmp_path / "tmpdir").mkdir()
-    return Stage(tmp_path, remote, images, bucket_uri, tmp_path / "gates", tmp_path / "tmpdir", objects)
-
-
-@pytest.fixture
-def local_stage(exchange_repo: ExchangeRepo, tmp_path: Path) -> Stage:
-    bucket = tmp_path / "bucket"
-    bucket.mkdir()
-    return make_stage(exchange_repo, tmp_path, bucket.as_uri(), local_objects(bucket))
-
-
-@pytest.fixture
-def big_stage(exchange_repo: ExchangeRepo, tmp_path: Path) -> Stage:
-    bucket = tmp_path / "bucket"
-    bucket.mkdir()
-    return make_stage(exchange_repo, tmp_path, bucket.as_uri(), local_objects(bucket), big=True)
-
-
-@pytest.fixture
-def gcs_stage(exchange_repo: ExchangeRepo, tmp_path: Path, gcs_bucket_uri: str) -> Stage:
-    return make_stage(exchange_repo, tmp_path, gcs_bucket_uri, lambda: gcs_objects(gcs_bucket_uri))
-
-
 # --- two runs at once ---------------------------------------------------------------------------------
 
 
@@ -242,7 +80,6 @@ def test_overlapping_runs_take_turns_on_the_bucket_lease(local_stage: Stage) -> 
     assert "already pushed by another run" in stage.log(second)
 
 
-@pytest.mark.gcs
 @pytest.mark.parametrize("retries", ["0", "1"])
 def test_push_lost_to_a_run_that_reused_our_objects_deletes_none_of_them(gcs_stage: Stage, retries: str) -> None:
     """Something that ignores the lease (a person deleting it, an older tool) lets both runs proceed at
@@ -310,9 +147,11 @@ def test_git_index_lock_left_by_another_process_is_one_clear_line(local_stage: S
 # --- killed runs, then a rerun in the same checkout ---------------------------------------------------------
 
 
-def kill_then_rerun(stage: Stage, checkout: Path, run: subprocess.Popen[str]) -> str:
+def kill_then_rerun(stage: Stage, checkout: Path, run: subprocess.Popen[str], held_at: str | None = None) -> str:
     run.send_signal(signal.SIGKILL)
     run.wait(timeout=DEADLINE)
+    if held_at is not None:
+        stage.release(held_at)  # the victim is dead; the rerun must not stop there
     rerun = stage.start(checkout)
     assert finish(rerun, stage, checkout) == 0, stage.log(checkout)
     assert run_git(checkout, "status", "--porcelain") == ""
@@ -320,39 +159,32 @@ def kill_then_rerun(stage: Stage, checkout: Path, run: subprocess.Popen[str]) ->
     return stage.log(checkout)
 
 
-def test_killed_at_export_then_rerun(big_stage: Stage) -> None:
-    stage = big_stage
+def test_killed_at_export_then_rerun(local_stage: Stage) -> None:
+    """Held at its export gate: the tarball is written beside its name in the run's work directory, not yet
+    renamed; the lease is held. Killed there, the rerun breaks the dead run's lease and cleans up."""
+    stage = local_stage
     checkout = stage.clone("exporting")
+    stage.arm("export")
     run = stage.start(checkout)
-    wait_for(lambda: any(p.suffix != ".json" for p in stage.tmpdir.glob("exchange-process-*/*")),
-             "the run is writing a tarball", running=run, poll=0.01)
-    log = kill_then_rerun(stage, checkout, run)
+    stage.wait_at("export", run)
+    assert [p.name for p in stage.tmpdir.glob("exchange-process-*/*.tmp-*")], "a tarball half made"
+    log = kill_then_rerun(stage, checkout, run, held_at="export")
     assert_consistent(stage)
     assert "the run that made it is gone" in log and "breaking the lease" in log
 
 
-def test_killed_at_upload_then_rerun(tmp_path: Path) -> None:
-    """The run is stopped the moment its partial upload is seen, then killed. An upload is short (tens of
-    milliseconds for the big layer), so on a busy machine the test may see it only after it was renamed
-    into place: such an attempt is still a kill-and-rerun that must end consistent, and the test starts
-    over on a fresh stage until one kill lands mid-upload."""
-    for attempt in range(UPLOAD_ATTEMPTS):
-        root = tmp_path / f"attempt-{attempt}"
-        bucket = root / "bucket"
-        bucket.mkdir(parents=True)
-        stage = make_stage(empty_exchange(root / "exchange"), root, bucket.as_uri(), local_objects(bucket), big=True)
-        checkout = stage.clone("uploading")
-        run = stage.start(checkout)
-        wait_for(lambda bucket=bucket, run=run: any(bucket.glob(".exchange-upload-*")) or run.poll() is not None,
-                 "the run is uploading", poll=0.002)
-        run.send_signal(signal.SIGSTOP)
-        caught_mid_upload = any(bucket.glob(".exchange-upload-*"))
-        log = kill_then_rerun(stage, checkout, run)
-        assert_consistent(stage)
-        if caught_mid_upload:
-            assert "removed the partial upload" in log
-            return
-    pytest.fail(f"no kill landed during an upload in {UPLOAD_ATTEMPTS} attempts")
+def test_killed_at_upload_then_rerun(local_stage: Stage) -> None:
+    """Held at its upload gate, its data written to a partial upload in the bucket but not yet in place, the
+    run is killed; the rerun removes the partial upload and publishes everything."""
+    stage = local_stage
+    checkout = stage.clone("uploading")
+    stage.arm("upload")
+    run = stage.start(checkout)
+    stage.wait_at("upload", run)
+    assert list((stage.tmp / "bucket").glob(".exchange-upload-*")), "a partial upload"
+    log = kill_then_rerun(stage, checkout, run, held_at="upload")
+    assert_consistent(stage)
+    assert "removed the partial upload" in log
 
 
 @pytest.mark.parametrize("push", ["lost", "landed"])
@@ -467,7 +299,6 @@ def test_delete_orphans_waiting_for_a_publishing_run_keeps_what_it_pushed(local_
     assert stage.log(maintainer).count("this checkout is behind") == len(GEARS), stage.log(maintainer)
 
 
-@pytest.mark.gcs
 def test_delete_orphans_in_a_checkout_behind_the_remote_keeps_what_the_remote_references(gcs_stage: Stage) -> None:
     """Signed: the envelopes CI published beside its artifacts are referenced too."""
     stage = gcs_stage
@@ -509,7 +340,6 @@ def test_an_envelope_deleted_before_the_push_lands_is_put_back(local_stage: Stag
     assert_consistent(stage)  # the envelopes with the sha256 their manifests pin
 
 
-@pytest.mark.gcs
 def test_push_lost_to_a_run_that_reused_our_envelopes_deletes_none_of_them(gcs_stage: Stage) -> None:
     """test_push_lost_to_a_run_that_reused_our_objects_deletes_none_of_them, signed: B reuses A's artifacts and A's envelopes (the same build, signed by the same key)
     and pushes manifests pinning them; A's rollback must keep the envelopes too, not only the artifacts."""
@@ -530,21 +360,24 @@ def test_push_lost_to_a_run_that_reused_our_envelopes_deletes_none_of_them(gcs_s
     assert sorted(objects) == sorted([*remote_references(stage), *envelopes])
 
 
-def test_killed_while_restoring_after_the_push_then_rerun(big_stage: Stage) -> None:
+def test_killed_while_restoring_after_the_push_then_rerun(local_stage: Stage) -> None:
     """Two faults at once: something that ignores the lease deletes an object while the push is held, and
     the machine dies while the run, its push landed, is uploading that object again. The pushed manifest
     references a missing object; the rerun must finish the check the dead run started."""
-    stage = big_stage
+    stage = local_stage
     checkout, run = stage.start_held("restoring")
     bucket = stage.tmp / "bucket"
-    victim = max((p for p in bucket.glob("*.tgz")), key=lambda p: p.stat().st_size).name
+    victim = sorted(p.name for p in bucket.glob("*.tgz"))[0]
     (bucket / victim).unlink()
     before = stage.remote_head()
+    stage.arm("upload")  # the uploads before the push are done: the next one is the restore
     stage.release_push()
-    wait_for(lambda: stage.remote_head() != before and any(p.stat().st_size > 1 << 20 for p in bucket.glob(
-             ".exchange-upload-*")), "the run uploads the object again", running=run, poll=0.002)
+    stage.wait_at("upload", run)
+    assert stage.remote_head() != before, "the push landed before the restore began"
+    assert list(bucket.glob(".exchange-upload-*")), "the object is being uploaded again"
     run.send_signal(signal.SIGKILL)
     run.wait(timeout=DEADLINE)
+    stage.release("upload")
     assert victim not in stage.objects()
     rerun = stage.start(checkout)
     assert finish(rerun, stage, checkout) == 0, stage.log(checkout)

@@ -15,8 +15,6 @@ from exchange_cli.cli import cli
 from tests.infra.gcs import gcs_objects
 from tests.infra.gitrepo import ExchangeRepo, example_gear, init_repo, run_git
 
-pytestmark = [pytest.mark.gcs]
-
 
 @pytest.fixture
 def repo_with_remote(exchange_repo: ExchangeRepo, tmp_path: Path) -> ExchangeRepo:
@@ -26,8 +24,6 @@ def repo_with_remote(exchange_repo: ExchangeRepo, tmp_path: Path) -> ExchangeRep
     return exchange_repo
 
 
-@pytest.mark.docker
-@pytest.mark.registry
 def test_images_built_by_dockerd_pushed_to_a_registry_published_to_gcs(
         repo_with_remote: ExchangeRepo, dockerd, registry, gcs_bucket_uri: str, tmp_path: Path) -> None:
     repo = repo_with_remote

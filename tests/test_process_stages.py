@@ -21,60 +21,60 @@ from exchange_cli.storage.bucket import open_bucket
 from exchange_cli.storage.lease import LEASE_OBJECT, Confirming, LeaseRecord
 from exchange_cli.storage.owner import Owner
 from tests.infra.gitrepo import example_gear
-from tests.test_process import World, manifests, reject_pushes, world  # noqa: F401 - the world fixture, shared
+from tests.infra.process_world import World, manifests, reject_pushes
 
 STAGES = ["recover", "plan", "check", "artifacts", "publish", "confirm"]
 
 
-def run(world: World, report_dir: Path, *extra: str) -> tuple[int, dict, str]:
-    result = CliRunner().invoke(cli, world.args("--report", str(report_dir), *extra))
+def run(process_world: World, report_dir: Path, *extra: str) -> tuple[int, dict, str]:
+    result = CliRunner().invoke(cli, process_world.args("--report", str(report_dir), *extra))
     report = json.loads((report_dir / "process.json").read_text())
     return result.exit_code, report, (report_dir / "process.md").read_text()
 
 
-def test_a_published_run_enters_every_stage_once_in_order(world: World, tmp_path: Path) -> None:
-    code, report, markdown = run(world, tmp_path / "report")
+def test_a_published_run_enters_every_stage_once_in_order(process_world: World, tmp_path: Path) -> None:
+    code, report, markdown = run(process_world, tmp_path / "report")
     assert code == 0 and report["result"] == "succeeded"
     assert report["stages"] == STAGES
     assert "- stages: recover, plan, check, artifacts, publish, confirm\n" in markdown
 
 
-def test_a_run_with_nothing_to_do_stops_after_the_plan(world: World, tmp_path: Path) -> None:
-    assert run(world, tmp_path / "first")[0] == 0
-    code, report, _ = run(world, tmp_path / "second")
+def test_a_run_with_nothing_to_do_stops_after_the_plan(process_world: World, tmp_path: Path) -> None:
+    assert run(process_world, tmp_path / "first")[0] == 0
+    code, report, _ = run(process_world, tmp_path / "second")
     assert code == 0 and report["stages"] == ["recover", "plan"] and report["specs"] == []
 
 
-def dirty_work_tree(world: World) -> list[str]:
-    world.repo.write("gears/acme/hello.json", example_gear(name="hello", description="uncommitted"))
+def dirty_work_tree(process_world: World) -> list[str]:
+    process_world.repo.write("gears/acme/hello.json", example_gear(name="hello", description="uncommitted"))
     return []
 
 
-def invalid_spec(world: World) -> list[str]:
-    world.repo.write("gears/acme/broken.json", example_gear(name="broken", author=None))
-    world.repo.commit("a broken gear")
+def invalid_spec(process_world: World) -> list[str]:
+    process_world.repo.write("gears/acme/broken.json", example_gear(name="broken", author=None))
+    process_world.repo.commit("a broken gear")
     return []
 
 
-def image_not_in_the_layout(world: World) -> list[str]:
+def image_not_in_the_layout(process_world: World) -> list[str]:
     gear = example_gear(name="ghost", custom={"gear-builder": {"image": "registry.example.org/acme/ghost:1.0.0"}})
-    world.repo.write("gears/acme/ghost.json", gear)
-    world.repo.commit("a gear whose image is nowhere")
+    process_world.repo.write("gears/acme/ghost.json", gear)
+    process_world.repo.commit("a gear whose image is nowhere")
     return []
 
 
-def object_in_the_way(world: World) -> list[str]:
+def object_in_the_way(process_world: World) -> list[str]:
     """The bucket holds a directory where the second spec's rootfs goes: its upload fails after the first's."""
-    tarball = world.cache.parent / "other.tgz"
-    exported = CliRunner().invoke(cli, ["export", f"oci:{world.images}:registry.example.org/acme/other:2.0.0",
-                                        "-o", str(tarball), "--cache-dir", str(world.cache), "--quiet"])
+    tarball = process_world.cache.parent / "other.tgz"
+    exported = CliRunner().invoke(cli, ["export", f"oci:{process_world.images}:registry.example.org/acme/other:2.0.0",
+                                        "-o", str(tarball), "--cache-dir", str(process_world.cache), "--quiet"])
     assert exported.exit_code == 0, exported.output
-    (world.bucket / f"acme-other-sha384-{hashlib.sha384(tarball.read_bytes()).hexdigest()}.tgz").mkdir()
+    (process_world.bucket / f"acme-other-sha384-{hashlib.sha384(tarball.read_bytes()).hexdigest()}.tgz").mkdir()
     return []
 
 
-def push_refused(world: World) -> list[str]:
-    reject_pushes(world.remote)
+def push_refused(process_world: World) -> list[str]:
+    reject_pushes(process_world.remote)
     return []
 
 
@@ -89,68 +89,68 @@ FAILURES: dict[str, tuple[Callable[[World], list[str]], str, int]] = {
 
 
 @pytest.mark.parametrize("stage", list(FAILURES))
-def test_a_failure_in_a_stage_stops_the_run_there_and_undoes_everything(world: World, tmp_path: Path,
+def test_a_failure_in_a_stage_stops_the_run_there_and_undoes_everything(process_world: World, tmp_path: Path,
                                                                         stage: str) -> None:
-    (world.bucket / "unrelated-object.tgz").write_bytes(b"was here before")
+    (process_world.bucket / "unrelated-object.tgz").write_bytes(b"was here before")
     cause, failing, exit_code = FAILURES[stage]
-    extra = cause(world)
-    start, remote, objects = world.repo.git("rev-parse", "HEAD"), world.remote_head(), world.bucket_objects()
-    code, report, markdown = run(world, tmp_path / "report", *extra)
+    extra = cause(process_world)
+    start, remote, objects = process_world.repo.git("rev-parse", "HEAD"), process_world.remote_head(), process_world.bucket_objects()
+    code, report, markdown = run(process_world, tmp_path / "report", *extra)
     assert code == exit_code, report["error"]
     assert report["result"] == "failed"
     assert report["stages"] == STAGES[: STAGES.index(failing) + 1], "stopped in the stage that failed"
     assert f"{failing} (failed here)" in markdown
-    assert world.repo.git("rev-parse", "HEAD") == start and world.remote_head() == remote, "git as it was"
-    assert world.bucket_objects() == objects, "the bucket as it was: what the run uploaded is deleted"
-    assert not (world.bucket / LEASE_OBJECT).exists(), "the lease is released"
+    assert process_world.repo.git("rev-parse", "HEAD") == start and process_world.remote_head() == remote, "git as it was"
+    assert process_world.bucket_objects() == objects, "the bucket as it was: what the run uploaded is deleted"
+    assert not (process_world.bucket / LEASE_OBJECT).exists(), "the lease is released"
     uploaded = sorted(spec["artifact"] for spec in report["specs"] if spec.get("uploaded"))
     if failing in ("artifacts", "publish"):
         assert sorted(report["rollback"]["deleted"]) == uploaded and uploaded, "exactly what this run uploaded"
         assert report["rollback"]["not-deleted"] == {} and report["rollback"]["branch-reset-to"] == start
     else:
         assert report["rollback"] is None and uploaded == [], "nothing was uploaded, so nothing to undo"
-    assert (world.bucket / "unrelated-object.tgz").read_bytes() == b"was here before"
+    assert (process_world.bucket / "unrelated-object.tgz").read_bytes() == b"was here before"
 
 
-def test_a_failure_in_confirm_leaves_the_push_and_names_the_spoilt_object(world: World, tmp_path: Path) -> None:
+def test_a_failure_in_confirm_leaves_the_push_and_names_the_spoilt_object(process_world: World, tmp_path: Path) -> None:
     """Past the push nothing is rolled back: the manifests are published; the run fails naming each object
     that is not what they say, and lets go of the lease."""
     # As the push lands, something that ignores the lease (a person, an old tool) spoils every artifact.
-    hook = world.remote / "hooks" / "post-receive"
-    hook.write_text(f"#!/bin/sh\nfor f in '{world.bucket}'/*.tgz; do printf spoilt >> \"$f\"; done\n")
+    hook = process_world.remote / "hooks" / "post-receive"
+    hook.write_text(f"#!/bin/sh\nfor f in '{process_world.bucket}'/*.tgz; do printf spoilt >> \"$f\"; done\n")
     hook.chmod(0o755)
-    code, report, markdown = run(world, tmp_path / "report")
+    code, report, markdown = run(process_world, tmp_path / "report")
     assert code != 0 and report["result"] == "failed"
     assert report["stages"] == STAGES and "confirm (failed here)" in markdown
     assert "verify-storage" in report["error"]
-    assert world.remote_head() == world.repo.git("rev-parse", "HEAD"), "pushed, and not rolled back"
+    assert process_world.remote_head() == process_world.repo.git("rev-parse", "HEAD"), "pushed, and not rolled back"
     for spec in report["specs"]:
         assert f"{spec['artifact']} has {spec['rootfs-size'] + len('spoilt')} bytes" in report["error"]
     assert report["rollback"] is None
-    assert not (world.bucket / LEASE_OBJECT).exists(), "the lease is released"
+    assert not (process_world.bucket / LEASE_OBJECT).exists(), "the lease is released"
 
 
-def test_a_shard_leaves_a_dead_runs_unfinished_check_to_the_run_that_can_finish_it(world: World,
+def test_a_shard_leaves_a_dead_runs_unfinished_check_to_the_run_that_can_finish_it(process_world: World,
                                                                                     tmp_path: Path) -> None:
     """A run died after its push, before checking the objects its manifests reference; one is gone. A
     shard takes no lease and has no branch to check against: it must not break that lease (and so lose
     the check) but leave it to the next publishing run, which puts the object back."""
-    assert CliRunner().invoke(cli, world.args()).exit_code == 0
-    start = world.repo.git("rev-parse", "HEAD~2")
-    published = {path: document["exchange"]["rootfs-url"].rsplit("/", 1)[1] for path, document in manifests(world).items()}
+    assert CliRunner().invoke(cli, process_world.args()).exit_code == 0
+    start = process_world.repo.git("rev-parse", "HEAD~2")
+    published = {path: document["exchange"]["rootfs-url"].rsplit("/", 1)[1] for path, document in manifests(process_world).items()}
     victim = sorted(published.values())[0]
-    (world.bucket / victim).unlink()
+    (process_world.bucket / victim).unlink()
     dead = dataclasses.replace(Owner.current(), pid=dead_pid(), started="")
     record = LeaseRecord("a-dead-run", dead, "a killed run", time.time() + 3600,
                          Confirming(start, tuple(sorted(published))))
-    open_bucket(world.bucket.as_uri()).create_control(LEASE_OBJECT, record.as_bytes())
-    shard = CliRunner().invoke(cli, world.args("--shard", "1/1", "--shard-dir", str(tmp_path / "shards")))
+    open_bucket(process_world.bucket.as_uri()).create_control(LEASE_OBJECT, record.as_bytes())
+    shard = CliRunner().invoke(cli, process_world.args("--shard", "1/1", "--shard-dir", str(tmp_path / "shards")))
     assert shard.exit_code == 0, shard.output
-    assert (world.bucket / LEASE_OBJECT).exists(), "the shard leaves the dead run's lease alone"
-    result = CliRunner().invoke(cli, world.args())
+    assert (process_world.bucket / LEASE_OBJECT).exists(), "the shard leaves the dead run's lease alone"
+    result = CliRunner().invoke(cli, process_world.args())
     assert result.exit_code == 0, result.output
     assert f"restored {victim}" in result.output
-    assert (world.bucket / victim).is_file() and not (world.bucket / LEASE_OBJECT).exists()
+    assert (process_world.bucket / victim).is_file() and not (process_world.bucket / LEASE_OBJECT).exists()
 
 
 def dead_pid() -> int:

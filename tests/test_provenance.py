@@ -45,9 +45,8 @@ from exchange_cli.provenance.statement import (
 )
 from tests.infra.gitrepo import ExchangeRepo
 from tests.infra.kms import KmsStandIn
+from tests.infra.provenance import KMS_NAME, independent_verify
 from tests.infra.publication import facts
-
-KMS_NAME = "projects/exchange/locations/global/keyRings/ci/cryptoKeys/provenance/cryptoKeyVersions/3"
 
 
 def pem_of(key) -> bytes:
@@ -57,21 +56,6 @@ def pem_of(key) -> bytes:
 
 def local_signer(algorithm: str = "ed25519") -> LocalKeySigner:
     return LocalKeySigner.from_pem(generate_private_key(algorithm), "test key")
-
-
-def independent_verify(envelope_line: bytes, public_pem: bytes) -> dict:
-    """DSSE checked with `cryptography` alone: decode, rebuild PAE by hand, verify; returns the statement."""
-    envelope = json.loads(envelope_line)
-    body = base64.b64decode(envelope["payload"])
-    kind = envelope["payloadType"].encode()
-    message = b"DSSEv1 " + str(len(kind)).encode() + b" " + kind + b" " + str(len(body)).encode() + b" " + body
-    key = serialization.load_pem_public_key(public_pem)
-    signature = base64.b64decode(envelope["signatures"][0]["sig"])
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        key.verify(signature, message)
-    else:
-        key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
-    return json.loads(body)
 
 
 # DSSE ----------------------------------------------------------------------------------------------

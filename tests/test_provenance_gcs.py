@@ -7,16 +7,13 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from exchange_cli.cli import cli
+from tests.infra.gcs import gcs_objects
 from tests.infra.gitrepo import ExchangeRepo
-from tests.test_process_services import gcs_objects
-from tests.test_provenance import independent_verify
-from tests.test_shards import EXCHANGE, FanOut, fanout  # noqa: F401 - the fixture
-
-pytestmark = [pytest.mark.gcs]
+from tests.infra.provenance import independent_verify
+from tests.infra.shards import EXCHANGE, FanOut
 
 
 def init_key(repo: ExchangeRepo, key_file: Path) -> bytes:

@@ -8,7 +8,6 @@ import base64
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,63 +18,21 @@ from exchange_cli.provenance.dsse import sign_envelope
 from exchange_cli.provenance.signers import LocalKeySigner, generate_private_key
 from tests.infra.gitrepo import ExchangeRepo, run_git
 from tests.infra.kms import KmsStandIn
-from tests.test_process import World, manifests, reject_pushes, world  # noqa: F401 - world: the fixture
-from tests.test_provenance import KMS_NAME, independent_verify
+from tests.infra.process_world import World, manifests, reject_pushes
+from tests.infra.provenance import KMS_NAME, Signed, independent_verify
 
 
-@dataclass
-class Signed:
-    world: World
-    key_file: Path  # the private key, outside the repository
-    signer: LocalKeySigner
-
-    def process(self, *extra: str, sign: bool = True):
-        args = self.world.args(*extra) + (["--sign-key", str(self.key_file)] if sign else [])
-        return CliRunner().invoke(cli, args)
-
-    def verify(self, target: str, *extra: str):
-        return CliRunner().invoke(cli, ["verify", target, "--repo", str(self.world.repo.root), *extra])
-
-    def manifest(self, name: str) -> Path:
-        found = sorted((self.world.repo.root / "manifests" / "acme").glob(f"acme-{name}-sha384-*.json"))
-        assert len(found) == 1, found
-        return found[0]
-
-    def block(self, name: str) -> dict:
-        return json.loads(self.manifest(name).read_text())["exchange"]
-
-    def edit_block(self, name: str, **changes: str | int) -> None:
-        path = self.manifest(name)
-        document = json.loads(path.read_text())
-        document["exchange"].update({key.replace("_", "-"): value for key, value in changes.items()})
-        path.write_text(json.dumps(document, indent=2))
-
-    def bucket_file(self, url: str) -> Path:
-        return self.world.bucket / Path(url).name
-
-
-@pytest.fixture
-def signed(world: World, tmp_path: Path) -> Signed:
-    key_file = tmp_path / "secrets" / "exchange.key"
-    result = CliRunner().invoke(cli, ["keys", "init", "--repo", str(world.repo.root), "--generate", str(key_file),
-                                      "--algorithm", "ecdsa-p256"])
-    assert result.exit_code == 0, result.output
-    world.repo.git("push", "-q", "origin", "master")
-    return Signed(world, key_file, LocalKeySigner.from_pem(key_file.read_bytes(), "test"))
-
-
-
-def test_signed_run_puts_a_verifiable_envelope_beside_every_artifact(signed: Signed) -> None:
-    result = signed.process()
+def test_signed_run_puts_a_verifiable_envelope_beside_every_artifact(signed_process: Signed) -> None:
+    result = signed_process.process()
     assert result.exit_code == 0, result.output
     for name in ("hello", "other"):
-        block = signed.block(name)
-        artifact, envelope = signed.bucket_file(block["rootfs-url"]), signed.bucket_file(block["attestation-url"])
+        block = signed_process.block(name)
+        artifact, envelope = signed_process.bucket_file(block["rootfs-url"]), signed_process.bucket_file(block["attestation-url"])
         assert envelope.name == artifact.name + ".intoto.jsonl"
         content = envelope.read_bytes()
         assert block["attestation-sha256"] == hashlib.sha256(content).hexdigest()
         # cryptography alone: PAE rebuilt by hand, the signature checked with the committed public key.
-        statement = independent_verify(content, signed.signer.public_key.pem)
+        statement = independent_verify(content, signed_process.signer.public_key.pem)
         assert statement["_type"] == "https://in-toto.io/Statement/v1"
         assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
         assert statement["subject"] == [{"name": artifact.name, "digest": {
@@ -85,23 +42,23 @@ def test_signed_run_puts_a_verifiable_envelope_beside_every_artifact(signed: Sig
         spec_path = f"gears/acme/{name}.json"
         assert definition["externalParameters"]["spec"]["path"] == spec_path
         assert definition["externalParameters"]["spec"]["digest"]["gitBlob"] == \
-            signed.world.repo.git("rev-parse", f"{block['git-commit']}:{spec_path}")
+            signed_process.world.repo.git("rev-parse", f"{block['git-commit']}:{spec_path}")
         dependencies = {d["name"]: d for d in definition["resolvedDependencies"]}
         assert dependencies["source"]["digest"] == {"gitCommit": block["git-commit"]}
-        assert dependencies["source"]["uri"] == "git+" + signed.world.remote.resolve().as_uri()
+        assert dependencies["source"]["uri"] == "git+" + signed_process.world.remote.resolve().as_uri()
         assert dependencies["image"]["annotations"]["configDigest"] == block["image-config-digest"]
         builder = statement["predicate"]["runDetails"]["builder"]
         assert set(builder["version"]) == {"exchange-cli", "isal"}
-        verified = signed.verify(f"acme/{name}")
+        verified = signed_process.verify(f"acme/{name}")
         assert verified.exit_code == 0, verified.output
-    objects = sorted(p.name for p in signed.world.bucket.iterdir() if not p.name.startswith("."))
+    objects = sorted(p.name for p in signed_process.world.bucket.iterdir() if not p.name.startswith("."))
     assert len(objects) == 4 and sum(name.endswith(".intoto.jsonl") for name in objects) == 2
 
 
-def test_the_ci_run_url_is_the_invocation_id(signed: Signed, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_ci_run_url_is_the_invocation_id(signed_process: Signed, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CIRCLE_BUILD_URL", "https://circleci.example.org/gh/acme/exchange/77")
-    assert signed.process().exit_code == 0
-    line = signed.bucket_file(signed.block("hello")["attestation-url"]).read_bytes()
+    assert signed_process.process().exit_code == 0
+    line = signed_process.bucket_file(signed_process.block("hello")["attestation-url"]).read_bytes()
     statement = json.loads(base64.b64decode(json.loads(line)["payload"]))
     assert statement["predicate"]["runDetails"]["metadata"] == {
         "invocationId": "https://circleci.example.org/gh/acme/exchange/77"}
@@ -118,19 +75,19 @@ def failure(signed: Signed, target: str, *extra: str) -> dict:
 
 
 @pytest.fixture
-def published(signed: Signed) -> Signed:
-    assert signed.process().exit_code == 0
+def verified_publication(signed_process: Signed) -> Signed:
+    assert signed_process.process().exit_code == 0
     for name in ("hello", "other"):
-        assert signed.verify(f"acme/{name}").exit_code == 0
-    return signed
+        assert signed_process.verify(f"acme/{name}").exit_code == 0
+    return signed_process
 
 
-def test_attack_tampered_rootfs(published: Signed) -> None:
-    artifact = published.bucket_file(published.block("hello")["rootfs-url"])
+def test_attack_tampered_rootfs(verified_publication: Signed) -> None:
+    artifact = verified_publication.bucket_file(verified_publication.block("hello")["rootfs-url"])
     data = bytearray(artifact.read_bytes())
     data[len(data) // 2] ^= 0xFF
     artifact.write_bytes(bytes(data))
-    found = failure(published, "acme/hello")
+    found = failure(verified_publication, "acme/hello")
     assert found["check"] == "rootfs" and "the rootfs was tampered with or corrupted" in found["reason"]
 
 
@@ -146,115 +103,115 @@ def _store(published: Signed, name: str, path: Path, envelope: dict) -> None:
     published.edit_block(name, attestation_sha256=hashlib.sha256(content).hexdigest())
 
 
-def test_attack_tampered_envelope_payload(published: Signed) -> None:
-    path, envelope = _envelope(published, "hello")
+def test_attack_tampered_envelope_payload(verified_publication: Signed) -> None:
+    path, envelope = _envelope(verified_publication, "hello")
     statement = json.loads(base64.b64decode(envelope["payload"]))
     statement["predicate"]["buildDefinition"]["externalParameters"]["image"] = "evil.example.org/x:1"
     envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
-    _store(published, "hello", path, envelope)
-    found = failure(published, "acme/hello")
+    _store(verified_publication, "hello", path, envelope)
+    found = failure(verified_publication, "acme/hello")
     assert found["check"] == "signature"
     assert "does not verify with the exchange's key" in found["reason"] and "altered after signing" in found["reason"]
 
 
-def test_attack_tampered_signature(published: Signed) -> None:
-    path, envelope = _envelope(published, "hello")
+def test_attack_tampered_signature(verified_publication: Signed) -> None:
+    path, envelope = _envelope(verified_publication, "hello")
     signature = bytearray(base64.b64decode(envelope["signatures"][0]["sig"]))
     signature[-1] ^= 0x01
     envelope["signatures"][0]["sig"] = base64.b64encode(bytes(signature)).decode()
-    _store(published, "hello", path, envelope)
-    found = failure(published, "acme/hello")
+    _store(verified_publication, "hello", path, envelope)
+    found = failure(verified_publication, "acme/hello")
     assert found["check"] == "signature" and "does not verify with the exchange's key" in found["reason"]
 
 
-def test_attack_envelope_signed_by_another_key(published: Signed) -> None:
-    path, envelope = _envelope(published, "hello")
+def test_attack_envelope_signed_by_another_key(verified_publication: Signed) -> None:
+    path, envelope = _envelope(verified_publication, "hello")
     intruder = LocalKeySigner.from_pem(generate_private_key("ed25519"), "intruder")
     forged = sign_envelope(base64.b64decode(envelope["payload"]), intruder).as_json()
-    _store(published, "hello", path, forged)
-    found = failure(published, "acme/hello")
+    _store(verified_publication, "hello", path, forged)
+    found = failure(verified_publication, "acme/hello")
     assert found["check"] == "signature"
     assert f"signed by another key (key id {intruder.public_key.key_id[:16]})" in found["reason"]
 
 
-def test_attack_envelope_for_another_artifact(published: Signed) -> None:
-    other = published.block("other")
-    published.edit_block("hello", attestation_url=other["attestation-url"],
+def test_attack_envelope_for_another_artifact(verified_publication: Signed) -> None:
+    other = verified_publication.block("other")
+    verified_publication.edit_block("hello", attestation_url=other["attestation-url"],
                          attestation_sha256=other["attestation-sha256"])
-    found = failure(published, "acme/hello")
+    found = failure(verified_publication, "acme/hello")
     assert found["check"] == "subject" and "the envelope attests another artifact" in found["reason"]
 
 
-def test_attack_manifest_edited_to_point_at_another_object(published: Signed) -> None:
-    other = published.block("other")
-    published.edit_block("hello", rootfs_url=other["rootfs-url"], rootfs_hash=other["rootfs-hash"],
+def test_attack_manifest_edited_to_point_at_another_object(verified_publication: Signed) -> None:
+    other = verified_publication.block("other")
+    verified_publication.edit_block("hello", rootfs_url=other["rootfs-url"], rootfs_hash=other["rootfs-hash"],
                          rootfs_size=other["rootfs-size"])
-    found = failure(published, "acme/hello")
+    found = failure(verified_publication, "acme/hello")
     assert found["check"] == "subject" and "the envelope attests another artifact" in found["reason"]
     # Everything about the artifact swapped, its envelope and digests too: the signed spec still tells.
-    published.edit_block("hello", **{key.replace("-", "_"): value for key, value in other.items()})
-    found = failure(published, "acme/hello")
+    verified_publication.edit_block("hello", **{key.replace("-", "_"): value for key, value in other.items()})
+    found = failure(verified_publication, "acme/hello")
     assert found["check"] == "provenance"
     assert "the envelope attests gear acme/other (gears/acme/other.json), but the manifest is for gear acme/hello" \
         in found["reason"]
 
 
-def test_attack_replayed_envelope_of_an_older_version(published: Signed) -> None:
-    world = published.world
-    old = published.block("hello")
+def test_attack_replayed_envelope_of_an_older_version(verified_publication: Signed) -> None:
+    world = verified_publication.world
+    old = verified_publication.block("hello")
     world.add_gear("acme", "hello", "2.0.0", description="A newer hello.")
     world.repo.commit("hello 2.0.0")
     world.repo.git("push", "-q", "origin", "master")
-    assert published.process().exit_code == 0
+    assert verified_publication.process().exit_code == 0
     newer = [p for p in (world.repo.root / "manifests" / "acme").glob("acme-hello-*.json")
              if json.loads(p.read_text())["gear"]["version"] == "2.0.0"]
     assert len(newer) == 1
-    assert published.verify("acme/hello@2.0.0").exit_code == 0
+    assert verified_publication.verify("acme/hello@2.0.0").exit_code == 0
     # The newest manifest made to serve the old rootfs with its (valid, signed) old envelope.
     document = json.loads(newer[0].read_text())
     document["exchange"].update({key: old[key] for key in ("rootfs-url", "rootfs-hash", "rootfs-size",
                                                            "attestation-url", "attestation-sha256")})
     newer[0].write_text(json.dumps(document, indent=2))
-    found = failure(published, "acme/hello@2.0.0")
+    found = failure(verified_publication, "acme/hello@2.0.0")
     assert found["check"] == "provenance"
     assert ("the envelope attests version 1.0.0 of acme/hello, but the manifest is for version 2.0.0: an envelope "
             "replayed from another version") in found["reason"]
 
 
-def test_attack_another_valid_envelope_than_the_manifest_pins(published: Signed) -> None:
-    path, envelope = _envelope(published, "hello")
-    again = sign_envelope(base64.b64decode(envelope["payload"]), published.signer)  # ECDSA: other bytes, same facts
+def test_attack_another_valid_envelope_than_the_manifest_pins(verified_publication: Signed) -> None:
+    path, envelope = _envelope(verified_publication, "hello")
+    again = sign_envelope(base64.b64decode(envelope["payload"]), verified_publication.signer)  # ECDSA: other bytes, same facts
     path.write_bytes(again.line())
-    found = failure(published, "acme/hello")
+    found = failure(verified_publication, "acme/hello")
     assert found["check"] == "attestation" and "but the manifest pins" in found["reason"]
 
 
 # The transaction -----------------------------------------------------------------------------------
 
-def test_push_failure_deletes_the_envelopes_with_the_artifacts(signed: Signed) -> None:
-    before = signed.world.bucket_objects()
-    start = signed.world.repo.git("rev-parse", "HEAD")
-    reject_pushes(signed.world.remote)
-    result = signed.process()
+def test_push_failure_deletes_the_envelopes_with_the_artifacts(signed_process: Signed) -> None:
+    before = signed_process.world.bucket_objects()
+    start = signed_process.world.repo.git("rev-parse", "HEAD")
+    reject_pushes(signed_process.world.remote)
+    result = signed_process.process()
     assert result.exit_code == 2
     assert "deleted 4 object(s)" in result.output and ".intoto.jsonl" in result.output
-    assert signed.world.bucket_objects() == before
-    assert signed.world.repo.git("rev-parse", "HEAD") == start
+    assert signed_process.world.bucket_objects() == before
+    assert signed_process.world.repo.git("rev-parse", "HEAD") == start
 
 
-def test_a_signer_that_fails_midway_publishes_nothing(signed: Signed, kms_stand_in: KmsStandIn) -> None:
+def test_a_signer_that_fails_midway_publishes_nothing(signed_process: Signed, kms_stand_in: KmsStandIn) -> None:
     # Every artifact signed, or none: the second signature is refused, the first envelope goes too.
-    kms_stand_in.keys[KMS_NAME] = serialization_key(signed.key_file)
+    kms_stand_in.keys[KMS_NAME] = serialization_key(signed_process.key_file)
     kms_stand_in.signatures_left = 1
-    start = signed.world.repo.git("rev-parse", "HEAD")
-    result = CliRunner().invoke(cli, signed.world.args("--sign-key", f"gcpkms://{KMS_NAME}"))
+    start = signed_process.world.repo.git("rev-parse", "HEAD")
+    result = CliRunner().invoke(cli, signed_process.world.args("--sign-key", f"gcpkms://{KMS_NAME}"))
     assert result.exit_code == 1, result.output
     assert "cannot sign with gcpkms://" in result.output and "HTTP 403" in result.output
-    assert signed.world.bucket_objects() == {}
-    assert signed.world.repo.git("rev-parse", "HEAD") == start and manifests(signed.world) == {}
+    assert signed_process.world.bucket_objects() == {}
+    assert signed_process.world.repo.git("rev-parse", "HEAD") == start and manifests(signed_process.world) == {}
     kms_stand_in.signatures_left = None
-    assert CliRunner().invoke(cli, signed.world.args("--sign-key", f"gcpkms://{KMS_NAME}")).exit_code == 0
-    assert signed.verify("acme/hello").exit_code == 0 and signed.verify("acme/other").exit_code == 0
+    assert CliRunner().invoke(cli, signed_process.world.args("--sign-key", f"gcpkms://{KMS_NAME}")).exit_code == 0
+    assert signed_process.verify("acme/hello").exit_code == 0 and signed_process.verify("acme/other").exit_code == 0
 
 
 def serialization_key(path: Path):
@@ -263,26 +220,26 @@ def serialization_key(path: Path):
     return serialization.load_pem_private_key(path.read_bytes(), password=None)
 
 
-def test_a_key_not_committed_to_the_exchange_is_refused_before_any_work(signed: Signed, tmp_path: Path) -> None:
+def test_a_key_not_committed_to_the_exchange_is_refused_before_any_work(signed_process: Signed, tmp_path: Path) -> None:
     stray = tmp_path / "stray.key"
     stray.write_bytes(generate_private_key("ed25519"))
-    result = CliRunner().invoke(cli, signed.world.args("--sign-key", str(stray)))
+    result = CliRunner().invoke(cli, signed_process.world.args("--sign-key", str(stray)))
     assert result.exit_code == 2 and "is not in .exchange/keys/" in result.output
-    assert signed.world.bucket_objects() == {}
+    assert signed_process.world.bucket_objects() == {}
 
 
-def test_a_second_run_of_the_same_commit_reuses_the_envelopes(signed: Signed, tmp_path: Path) -> None:
+def test_a_second_run_of_the_same_commit_reuses_the_envelopes(signed_process: Signed, tmp_path: Path) -> None:
     # Two CI runs of one commit (a retried job): the second finds the first's artifacts and envelopes,
     # attesting the same build, reuses them, and its replay finds the manifests already pushed.
-    world = signed.world
+    world = signed_process.world
     clone = tmp_path / "second"
     run_git(tmp_path, "clone", "-q", str(world.remote), str(clone))
     run_git(clone, "config", "user.name", "T")
     run_git(clone, "config", "user.email", "t@t.invalid")
-    assert signed.process().exit_code == 0
+    assert signed_process.process().exit_code == 0
     first, objects, head = manifests(world), world.bucket_objects(), world.remote_head()
     second = World(ExchangeRepo(clone), world.remote, world.images, world.bucket, tmp_path / "cache2")
-    result = CliRunner().invoke(cli, second.args("--sign-key", str(signed.key_file), "--retries", "1"))
+    result = CliRunner().invoke(cli, second.args("--sign-key", str(signed_process.key_file), "--retries", "1"))
     assert result.exit_code == 0, result.output
     assert result.output.count("was already pushed by another run; skipped") == 2
     # Same bytes: re-signing with ECDSA would have made other envelopes, so these are the first run's.
@@ -290,38 +247,38 @@ def test_a_second_run_of_the_same_commit_reuses_the_envelopes(signed: Signed, tm
     assert manifests(second) == first
 
 
-def test_an_envelope_in_the_way_that_is_not_ours_stops_the_run(signed: Signed, tmp_path: Path) -> None:
-    world = signed.world
+def test_an_envelope_in_the_way_that_is_not_ours_stops_the_run(signed_process: Signed, tmp_path: Path) -> None:
+    world = signed_process.world
     exported = CliRunner().invoke(cli, ["export", f"oci:{world.images}:registry.example.org/acme/hello:1.0.0", "-o",
                                         str(tmp_path / "hello.tgz"), "--quiet", "--format", "json"])
     name = f"acme-hello-{json.loads(exported.output)['sha384'].replace(':', '-')}.tgz.intoto.jsonl"
     intruder = LocalKeySigner.from_pem(generate_private_key("ed25519"), "intruder")
     (world.bucket / name).write_bytes(sign_envelope(b"{}", intruder).line())
     before, start = world.bucket_objects(), world.repo.git("rev-parse", "HEAD")
-    result = signed.process()
+    result = signed_process.process()
     assert result.exit_code == 1
     assert f"{name} already exists and is not signed by this key; envelopes are never overwritten" in result.output
     assert world.bucket_objects() == before, "the run's artifacts are gone, the envelope in the way untouched"
     assert world.repo.git("rev-parse", "HEAD") == start
 
 
-def test_the_private_key_never_leaves_its_file(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_private_key_never_leaves_its_file(process_world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pem = generate_private_key("ed25519")
     signer = LocalKeySigner.from_pem(pem, "t")
-    world.repo.write(f".exchange/keys/{signer.public_key.key_id}.pub", signer.public_key.pem.decode())
-    world.repo.commit("key")
-    world.repo.git("push", "-q", "origin", "master")
+    process_world.repo.write(f".exchange/keys/{signer.public_key.key_id}.pub", signer.public_key.pem.decode())
+    process_world.repo.commit("key")
+    process_world.repo.git("push", "-q", "origin", "master")
     encoded = base64.b64encode(pem).decode()
     monkeypatch.setenv("EXCHANGE_SIGNING_KEY", encoded)
     reports = tmp_path / "reports"
-    result = CliRunner().invoke(cli, world.args("--report", str(reports), "--format", "json"))
+    result = CliRunner().invoke(cli, process_world.args("--report", str(reports), "--format", "json"))
     assert result.exit_code == 0, result.output
-    assert len(list(world.bucket.glob("*.intoto.jsonl"))) == 2
+    assert len(list(process_world.bucket.glob("*.intoto.jsonl"))) == 2
     secrets = [encoded, "".join(pem.decode().splitlines()[1:-1]), "PRIVATE KEY"]
-    places = {"output": result.output, "git": world.repo.git("log", "--all", "-p") + run_git(world.remote, "log", "-p")}
+    places = {"output": result.output, "git": process_world.repo.git("log", "--all", "-p") + run_git(process_world.remote, "log", "-p")}
     places |= {str(p): p.read_bytes().decode(errors="replace") for p in reports.rglob("*") if p.is_file()}
-    places |= {str(p): p.read_bytes().decode(errors="replace") for p in world.bucket.rglob("*") if p.is_file()}
-    places |= {str(p): p.read_text() for p in (world.repo.root / "manifests").rglob("*.json")}
+    places |= {str(p): p.read_bytes().decode(errors="replace") for p in process_world.bucket.rglob("*") if p.is_file()}
+    places |= {str(p): p.read_text() for p in (process_world.repo.root / "manifests").rglob("*.json")}
     for where, text in places.items():
         for secret in secrets:
             assert secret not in text, f"the private key shows in {where}"
@@ -335,48 +292,48 @@ def storage_audit(signed: Signed, *extra: str) -> tuple[int, dict]:
     return result.exit_code, json.loads(result.output)
 
 
-def test_verify_storage_counts_envelopes_as_referenced_and_deep_checks_them(published: Signed) -> None:
-    code, audit = storage_audit(published, "--deep")
+def test_verify_storage_counts_envelopes_as_referenced_and_deep_checks_them(verified_publication: Signed) -> None:
+    code, audit = storage_audit(verified_publication, "--deep")
     assert code == 0 and audit["ok"], audit
     assert audit["orphans"] == [] and audit["envelopes-checked"] == 2 and audit["unsigned-manifests"] == []
     # An envelope replaced by one that is signed by this key but attests the other artifact.
-    hello, other = published.block("hello"), published.block("other")
-    shutil.copy(published.bucket_file(other["attestation-url"]), published.bucket_file(hello["attestation-url"]))
-    code, audit = storage_audit(published)
+    hello, other = verified_publication.block("hello"), verified_publication.block("other")
+    shutil.copy(verified_publication.bucket_file(other["attestation-url"]), verified_publication.bucket_file(hello["attestation-url"]))
+    code, audit = storage_audit(verified_publication)
     assert code == 0, "without --deep an envelope is only looked for"
-    code, audit = storage_audit(published, "--deep")
+    code, audit = storage_audit(verified_publication, "--deep")
     assert code == 1
     [damaged] = audit["damaged"]
     assert damaged["object"] == Path(hello["attestation-url"]).name
     assert damaged["problem"].startswith("its envelope fails the subject check: the envelope attests another artifact")
-    published.bucket_file(hello["attestation-url"]).unlink()
-    code, audit = storage_audit(published)
+    verified_publication.bucket_file(hello["attestation-url"]).unlink()
+    code, audit = storage_audit(verified_publication)
     assert code == 1 and [m["object"] for m in audit["missing"]] == [Path(hello["attestation-url"]).name]
 
 
-def test_verify_storage_deep_lists_unsigned_manifests_without_failing(signed: Signed) -> None:
-    assert signed.process(sign=False).exit_code == 0
-    code, audit = storage_audit(signed, "--deep")
+def test_verify_storage_deep_lists_unsigned_manifests_without_failing(signed_process: Signed) -> None:
+    assert signed_process.process(sign=False).exit_code == 0
+    code, audit = storage_audit(signed_process, "--deep")
     assert code == 0 and len(audit["unsigned-manifests"]) == 2 and audit["envelopes-checked"] == 0
 
 
-def test_removing_a_signed_version_with_purge_deletes_its_envelope(published: Signed) -> None:
-    hello = published.block("hello")
+def test_removing_a_signed_version_with_purge_deletes_its_envelope(verified_publication: Signed) -> None:
+    hello = verified_publication.block("hello")
     result = CliRunner().invoke(cli, ["remove", "acme/hello", "--purge", "--yes", "--repo",
-                                      str(published.world.repo.root), "--bucket", published.world.bucket.as_uri()])
+                                      str(verified_publication.world.repo.root), "--bucket", verified_publication.world.bucket.as_uri()])
     assert result.exit_code == 0, result.output
-    assert not published.bucket_file(hello["attestation-url"]).exists()
-    assert not published.bucket_file(hello["rootfs-url"]).exists()
-    code, audit = storage_audit(published)
+    assert not verified_publication.bucket_file(hello["attestation-url"]).exists()
+    assert not verified_publication.bucket_file(hello["rootfs-url"]).exists()
+    code, audit = storage_audit(verified_publication)
     assert code == 0 and audit["orphans"] == []
 
 
-def test_catalog_shows_a_signed_badge_and_the_verify_command(published: Signed, tmp_path: Path) -> None:
-    world = published.world
+def test_catalog_shows_a_signed_badge_and_the_verify_command(verified_publication: Signed, tmp_path: Path) -> None:
+    world = verified_publication.world
     world.add_gear("acme", "plain", "1.0.0")
     world.repo.commit("an unsigned gear")
     world.repo.git("push", "-q", "origin", "master")
-    assert published.process(sign=False).exit_code == 0
+    assert verified_publication.process(sign=False).exit_code == 0
     site = tmp_path / "site"
     result = CliRunner().invoke(cli, ["index", "--repo", str(world.repo.root), "-o", str(tmp_path / "exchange.json"),
                                       "--html", str(site)])
@@ -408,10 +365,10 @@ def third_party_check(line: bytes, public_pem: bytes) -> None:
     json_format.ParseDict(statement["predicate"], provenance_pb2.Provenance())  # strict: no field of ours unknown
 
 
-def test_third_party_verifiers_accept_the_ecdsa_envelopes(published: Signed) -> None:
+def test_third_party_verifiers_accept_the_ecdsa_envelopes(verified_publication: Signed) -> None:
     for name in ("hello", "other"):
-        third_party_check(published.bucket_file(published.block(name)["attestation-url"]).read_bytes(),
-                          published.signer.public_key.pem)
+        third_party_check(verified_publication.bucket_file(verified_publication.block(name)["attestation-url"]).read_bytes(),
+                          verified_publication.signer.public_key.pem)
 
 
 def test_third_party_verifiers_accept_the_demos_ed25519_envelope(tmp_path: Path) -> None:
@@ -432,41 +389,41 @@ def test_an_envelope_is_forgotten_with_its_artifact_when_another_runs_manifest_t
     assert ledger.names() == ["b.tgz"]
 
 
-def test_a_rollback_keeps_the_envelopes_that_pushed_manifests_reference(published: Signed) -> None:
+def test_a_rollback_keeps_the_envelopes_that_pushed_manifests_reference(verified_publication: Signed) -> None:
     from git import Repo
 
     from exchange_cli.process.references import referenced_objects
 
-    world = published.world
+    world = verified_publication.world
     references = referenced_objects(Repo(world.repo.root), world.repo.git("rev-parse", "HEAD"))
     for name in ("hello", "other"):
-        block = published.block(name)
+        block = verified_publication.block(name)
         assert references.keeps(Path(block["rootfs-url"]).name)
         assert references.keeps(Path(block["attestation-url"]).name), "an envelope a pushed manifest references"
     assert not references.keeps("acme-gone-sha384-0.tgz.intoto.jsonl")
 
 
-def test_list_and_show_say_which_versions_are_signed_and_by_which_key(signed: Signed) -> None:
+def test_list_and_show_say_which_versions_are_signed_and_by_which_key(signed_process: Signed) -> None:
     """show and list never said whether a version was signed."""
-    assert signed.process().exit_code == 0
-    key_id = signed.signer.public_key.key_id
-    listed = json.loads(CliRunner().invoke(cli, ["list", "--json", "--repo", str(signed.world.repo.root)]).stdout)
+    assert signed_process.process().exit_code == 0
+    key_id = signed_process.signer.public_key.key_id
+    listed = json.loads(CliRunner().invoke(cli, ["list", "--json", "--repo", str(signed_process.world.repo.root)]).stdout)
     assert {(e["name"], v["signed"], v["key-id"]) for e in listed for v in e["versions"]} == \
         {("hello", True, key_id), ("other", True, key_id)}
-    text = CliRunner().invoke(cli, ["list", "--repo", str(signed.world.repo.root)]).stdout
+    text = CliRunner().invoke(cli, ["list", "--repo", str(signed_process.world.repo.root)]).stdout
     assert "processed, signed" in text
     shown = json.loads(CliRunner().invoke(cli, ["show", "acme/hello", "--json", "--repo",
-                                                str(signed.world.repo.root)]).stdout)
+                                                str(signed_process.world.repo.root)]).stdout)
     assert (shown["signed"], shown["key-id"]) == (True, key_id)
 
 
-def test_verify_fails_when_the_manifest_names_another_signing_key(signed: Signed) -> None:
-    assert signed.process().exit_code == 0
-    manifest = signed.manifest("hello")
+def test_verify_fails_when_the_manifest_names_another_signing_key(signed_process: Signed) -> None:
+    assert signed_process.process().exit_code == 0
+    manifest = signed_process.manifest("hello")
     document = json.loads(manifest.read_text())
     document["exchange"]["attestation-key-id"] = "0" * 64
     manifest.write_text(json.dumps(document))
-    result = signed.verify(str(manifest), "--format", "json", "--allow-unprocessed")
+    result = signed_process.verify(str(manifest), "--format", "json", "--allow-unprocessed")
     assert result.exit_code == 1
     failure = json.loads(result.stdout)["failure"]
     assert failure["check"] == "signature" and "the manifest says key 0000000000000000" in failure["reason"]

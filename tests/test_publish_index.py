@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from tests.infra.gitrepo import example_gear, run_git
-from tests.test_process import World, manifests, process, reject_pushes, world  # noqa: F401 - the fixture
+from tests.infra.process_world import World, manifests, process, reject_pushes
 
 BRANCH = "gh-pages-json"
 
@@ -20,75 +20,75 @@ def remote_catalog(world: World) -> list:
     return json.loads(run_git(world.remote, "show", f"{BRANCH}:exchange.json"))
 
 
-def test_publish_index_commits_exchange_json_to_its_branch_after_the_push(world: World) -> None:
-    start_branch = world.repo.git("rev-parse", "--abbrev-ref", "HEAD")
-    result = process(world, "--publish-index", BRANCH, "--format", "json")
+def test_publish_index_commits_exchange_json_to_its_branch_after_the_push(process_world: World) -> None:
+    start_branch = process_world.repo.git("rev-parse", "--abbrev-ref", "HEAD")
+    result = process(process_world, "--publish-index", BRANCH, "--format", "json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["ok"] and report["pushed"] and report["catalog"]["published"] and report["catalog"]["pushed"]
-    catalog = remote_catalog(world)
+    catalog = remote_catalog(process_world)
     assert [[item["name"] for item in group] for group in catalog] == [["hello"], ["other"]]
     assert all("custom" not in item and "config" not in item and "inputs" not in item for g in catalog for item in g)
     # One commit on the catalog branch, whose tree is exchange.json; the work tree and branch untouched.
-    assert run_git(world.remote, "rev-list", "--count", BRANCH) == "1"
-    assert run_git(world.remote, "ls-tree", "--name-only", BRANCH) == "exchange.json"
-    assert world.repo.git("rev-parse", "--abbrev-ref", "HEAD") == start_branch
-    assert world.repo.git("status", "--porcelain") == ""
-    assert world.remote_head() == world.repo.git("rev-parse", "HEAD")
+    assert run_git(process_world.remote, "rev-list", "--count", BRANCH) == "1"
+    assert run_git(process_world.remote, "ls-tree", "--name-only", BRANCH) == "exchange.json"
+    assert process_world.repo.git("rev-parse", "--abbrev-ref", "HEAD") == start_branch
+    assert process_world.repo.git("status", "--porcelain") == ""
+    assert process_world.remote_head() == process_world.repo.git("rev-parse", "HEAD")
     # The same exchange again: nothing to process, nothing new on the catalog branch.
-    again = process(world, "--publish-index", BRANCH)
+    again = process(process_world, "--publish-index", BRANCH)
     assert again.exit_code == 0, again.output
-    assert run_git(world.remote, "rev-list", "--count", BRANCH) == "1"
+    assert run_git(process_world.remote, "rev-list", "--count", BRANCH) == "1"
 
 
-def test_a_rejected_catalog_push_keeps_the_run_and_the_next_run_publishes(world: World) -> None:
+def test_a_rejected_catalog_push_keeps_the_run_and_the_next_run_publishes(process_world: World) -> None:
     # Only the catalog ref is refused: the processing push to master goes through.
-    reject_pushes(world.remote, f'while read old new ref; do [ "$ref" = refs/heads/{BRANCH} ] && '
+    reject_pushes(process_world.remote, f'while read old new ref; do [ "$ref" = refs/heads/{BRANCH} ] && '
                                 "{ echo 'catalog branch is locked' >&2; exit 1; }; done; exit 0")
-    result = process(world, "--publish-index", BRANCH, "--format", "json")
+    result = process(process_world, "--publish-index", BRANCH, "--format", "json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["ok"] and report["pushed"]
     assert report["catalog"]["published"] is False and "catalog branch is locked" in report["catalog"]["error"]
     assert "catalog NOT published to gh-pages-json" in result.stderr and "the next run retries" in result.stderr
-    pushed = world.remote_head()
-    assert pushed == world.repo.git("rev-parse", "HEAD") and len(manifests(world)) == 2  # nothing rolled back
-    assert len(world.bucket_objects()) == 2
-    assert run_git(world.remote, "branch", "--list", BRANCH) == ""
+    pushed = process_world.remote_head()
+    assert pushed == process_world.repo.git("rev-parse", "HEAD") and len(manifests(process_world)) == 2  # nothing rolled back
+    assert len(process_world.bucket_objects()) == 2
+    assert run_git(process_world.remote, "branch", "--list", BRANCH) == ""
 
-    (world.remote / "hooks" / "pre-receive").unlink()
-    retry = process(world, "--publish-index", BRANCH)
+    (process_world.remote / "hooks" / "pre-receive").unlink()
+    retry = process(process_world, "--publish-index", BRANCH)
     assert retry.exit_code == 0, retry.output
     assert "nothing to process" in retry.stdout and f"catalog exchange.json on {BRANCH}: " in retry.stdout
-    assert [[item["name"] for item in group] for group in remote_catalog(world)] == [["hello"], ["other"]]
-    assert world.remote_head() == pushed
+    assert [[item["name"] for item in group] for group in remote_catalog(process_world)] == [["hello"], ["other"]]
+    assert process_world.remote_head() == pushed
 
 
-def test_the_catalog_branch_keeps_its_other_files_and_grows_one_commit_per_change(world: World,
+def test_the_catalog_branch_keeps_its_other_files_and_grows_one_commit_per_change(process_world: World,
                                                                                  tmp_path: Path) -> None:
     pages = tmp_path / "pages"
-    run_git(tmp_path, "clone", "-q", str(world.remote), str(pages))
+    run_git(tmp_path, "clone", "-q", str(process_world.remote), str(pages))
     run_git(pages, "checkout", "-q", "--orphan", BRANCH)
     run_git(pages, "rm", "-rfq", ".")
     (pages / "index.html").write_text("<p>the catalog</p>\n")
     run_git(pages, "add", "index.html")
     run_git(pages, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "pages")
     run_git(pages, "push", "-q", "origin", BRANCH)
-    assert process(world, "--publish-index", BRANCH).exit_code == 0
-    assert run_git(world.remote, "ls-tree", "--name-only", BRANCH).splitlines() == ["exchange.json", "index.html"]
-    assert run_git(world.remote, "rev-list", "--count", BRANCH) == "2"
+    assert process(process_world, "--publish-index", BRANCH).exit_code == 0
+    assert run_git(process_world.remote, "ls-tree", "--name-only", BRANCH).splitlines() == ["exchange.json", "index.html"]
+    assert run_git(process_world.remote, "rev-list", "--count", BRANCH) == "2"
 
 
-def test_publish_index_refuses_the_checked_out_branch_before_any_work(world: World) -> None:
-    result = process(world, "--publish-index", "master")
+def test_publish_index_refuses_the_checked_out_branch_before_any_work(process_world: World) -> None:
+    result = process(process_world, "--publish-index", "master")
     assert result.exit_code == 2 and "--publish-index master is the checked-out branch" in result.output
-    assert world.bucket_objects() == {}
+    assert process_world.bucket_objects() == {}
 
 
-def test_format_json_prints_json_when_validation_fails(world: World) -> None:
-    world.repo.write("gears/acme/broken.json", example_gear(name="broken", author=None))
-    world.repo.commit("broken")
-    result = CliRunner().invoke(cli, world.args("--format", "json"))
+def test_format_json_prints_json_when_validation_fails(process_world: World) -> None:
+    process_world.repo.write("gears/acme/broken.json", example_gear(name="broken", author=None))
+    process_world.repo.commit("broken")
+    result = CliRunner().invoke(cli, process_world.args("--format", "json"))
     assert result.exit_code == 1
     document = json.loads(result.stdout)
     assert document["ok"] is False and "failed validation" in document["error"]

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
-import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import zstandard
@@ -23,57 +19,23 @@ from exchange_cli.image.registry import (
     manifest_exists,
 )
 from exchange_cli.reference import parse_reference
+from tests.infra.image_files import gz, layer_tar
 from tests.infra.registry import (
     DOCKER_MANIFEST,
     Fault,
-    FaultInjectingProxy,
     RegistryServer,
     default_config,
     sha256_digest,
 )
 
-pytestmark = pytest.mark.registry
+pytestmark = pytest.mark.usefixtures("no_credentials")  # tests/infra/image_sources.py
 
 QUICK_RETRY = RetryPolicy(attempts=5, base_delay=0.01, max_delay=0.05)
 ARM64 = Platform("linux", "arm64", "v8")
 
 
-def layer_tar(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime = len(data), 0
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def gz(data: bytes) -> bytes:
-    return gzip.compress(data, mtime=0)
-
-
 def zst(data: bytes) -> bytes:
     return zstandard.ZstdCompressor().compress(data)
-
-
-@pytest.fixture(autouse=True)
-def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Neither the machine's Docker login nor the environment may leak into these tests."""
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
-    for name in ("EXCHANGE_REGISTRY_USERNAME", "EXCHANGE_REGISTRY_PASSWORD"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> BlobCache:
-    return BlobCache(tmp_path / "cache")
-
-
-@pytest.fixture
-def proxy(registry: RegistryServer) -> Iterator[FaultInjectingProxy]:
-    front = FaultInjectingProxy(registry.url)
-    yield front
-    front.stop()
 
 
 class RecordingProgress:
@@ -98,14 +60,14 @@ def pull(host: str, name: str, cache: BlobCache, platform: Platform = DEFAULT_PL
 
 
 @pytest.mark.parametrize("style", ["docker", "oci"])
-def test_pulls_a_single_platform_image_with_gzip_zstd_and_plain_layers(registry, cache, style):
+def test_pulls_a_single_platform_image_with_gzip_zstd_and_plain_layers(registry, blob_cache, style):
     tars = [layer_tar({f"{style}/gzip": b"g"}), layer_tar({f"{style}/zstd": b"z" * 5000}),
             layer_tar({f"{style}/plain": b"p"})]
     blobs = [gz(tars[0]), zst(tars[1]), tars[2]]
     digest = registry.push_image(f"source/single-{style}", "v1", blobs, style=style)
     progress = RecordingProgress()
 
-    image = pull(registry.host, f"source/single-{style}:v1", cache, progress=progress)
+    image = pull(registry.host, f"source/single-{style}:v1", blob_cache, progress=progress)
 
     assert image.reference == f"{registry.host}/source/single-{style}:v1"
     assert image.manifest_digest == digest
@@ -119,21 +81,21 @@ def test_pulls_a_single_platform_image_with_gzip_zstd_and_plain_layers(registry,
     assert sorted((task["total"], task["done"]) for task in progress.tasks) == sorted((len(b), len(b)) for b in blobs)
 
 
-def test_pulls_by_digest(registry, cache):
+def test_pulls_by_digest(registry, blob_cache):
     digest = registry.push_image("source/by-digest", None, [gz(layer_tar({"by-digest": b"d"}))])
 
-    image = pull(registry.host, f"source/by-digest@{digest}", cache)
+    image = pull(registry.host, f"source/by-digest@{digest}", blob_cache)
 
     assert image.manifest_digest == digest
     assert image.reference == f"{registry.host}/source/by-digest@{digest}"
 
 
-def test_a_digest_the_registry_lacks_is_not_found(registry, cache):
+def test_a_digest_the_registry_lacks_is_not_found(registry, blob_cache):
     registry.push_image("source/missing-digest", "v1", [gz(layer_tar({"x": b"x"}))])
     absent = sha256_digest(b"no such manifest")
 
     with pytest.raises(ImageError, match=rf"manifest {absent} not found on registry {registry.host}"):
-        pull(registry.host, f"source/missing-digest@{absent}", cache)
+        pull(registry.host, f"source/missing-digest@{absent}", blob_cache)
 
 
 def push_two_platforms(registry: RegistryServer, repository: str, style: str) -> tuple[str, str, str]:
@@ -144,11 +106,11 @@ def push_two_platforms(registry: RegistryServer, repository: str, style: str) ->
 
 
 @pytest.mark.parametrize("style", ["docker", "oci"])
-def test_picks_the_requested_platform_from_a_manifest_list_or_index(registry, cache, style):
+def test_picks_the_requested_platform_from_a_manifest_list_or_index(registry, blob_cache, style):
     amd64, arm64, _ = push_two_platforms(registry, f"source/multi-{style}", style)
 
-    arm_image = pull(registry.host, f"source/multi-{style}:multi", cache, Platform("linux", "arm64"))
-    amd_image = pull(registry.host, f"source/multi-{style}:multi", cache, DEFAULT_PLATFORM)
+    arm_image = pull(registry.host, f"source/multi-{style}:multi", blob_cache, Platform("linux", "arm64"))
+    amd_image = pull(registry.host, f"source/multi-{style}:multi", blob_cache, DEFAULT_PLATFORM)
 
     assert (arm_image.platform, arm_image.manifest_digest) == (ARM64, arm64)
     assert arm_image.layers[0].tar_path.read_bytes() == layer_tar({"arm64": b"b"})
@@ -156,16 +118,16 @@ def test_picks_the_requested_platform_from_a_manifest_list_or_index(registry, ca
     assert (amd_image.platform, amd_image.manifest_digest) == (DEFAULT_PLATFORM, amd64)
 
 
-def test_a_platform_missing_from_the_index_is_an_error_listing_those_available(registry, cache):
+def test_a_platform_missing_from_the_index_is_an_error_listing_those_available(registry, blob_cache):
     push_two_platforms(registry, "source/multi-missing", "oci")
 
     with pytest.raises(ImageError) as failure:
-        pull(registry.host, "source/multi-missing:multi", cache, Platform("linux", "s390x"))
+        pull(registry.host, "source/multi-missing:multi", blob_cache, Platform("linux", "s390x"))
 
     message = str(failure.value)
     assert "no manifest for platform linux/s390x" in message
     assert "available for: linux/amd64, linux/arm64/v8" in message
-    assert not list(cache.root.rglob("*.tar"))
+    assert not list(blob_cache.root.rglob("*.tar"))
 
 
 def test_select_manifest_matches_variants_as_docker_does():
@@ -183,107 +145,107 @@ def test_select_manifest_matches_variants_as_docker_does():
         select_manifest(index, Platform("linux", "arm", "v5"), image="i")
 
 
-def test_a_manifest_that_does_not_hash_to_the_pinned_digest_is_refused(registry, cache, proxy):
+def test_a_manifest_that_does_not_hash_to_the_pinned_digest_is_refused(registry, blob_cache, registry_proxy):
     digest = registry.push_image("source/tampered", "v1", [gz(layer_tar({"genuine": b"g"}))])
     impostor = registry.push_image("source/tampered", "v2", [gz(layer_tar({"impostor": b"i"}))])
     impostor_body = registry.session.get(f"{registry.url}/v2/source/tampered/manifests/{impostor}",
                                          headers={"Accept": DOCKER_MANIFEST}).content
-    proxy.faults.append(Fault(f"/manifests/{digest}", times=1, body=impostor_body))
+    registry_proxy.faults.append(Fault(f"/manifests/{digest}", times=1, body=impostor_body))
 
     with pytest.raises(ImageError, match=rf"manifest {digest} hashes to {impostor}, not the requested digest"):
-        pull(proxy.host, f"source/tampered@{digest}", cache)
+        pull(registry_proxy.host, f"source/tampered@{digest}", blob_cache)
 
 
-def test_a_manifest_that_does_not_hash_to_the_registry_digest_header_is_refused(registry, cache, proxy):
+def test_a_manifest_that_does_not_hash_to_the_registry_digest_header_is_refused(registry, blob_cache, registry_proxy):
     digest = registry.push_image("source/tampered-tag", "v1", [gz(layer_tar({"genuine-tag": b"g"}))])
-    proxy.faults.append(Fault("/manifests/v1", times=1, body=b'{"schemaVersion": 2}'))
+    registry_proxy.faults.append(Fault("/manifests/v1", times=1, body=b'{"schemaVersion": 2}'))
 
     with pytest.raises(ImageError, match=rf"manifest v1 hashes to sha256:\w+, but the registry says its digest is {digest}"):
-        pull(proxy.host, "source/tampered-tag:v1", cache)
+        pull(registry_proxy.host, "source/tampered-tag:v1", blob_cache)
 
 
-def test_a_single_platform_image_for_another_platform_is_refused(registry, cache):
+def test_a_single_platform_image_for_another_platform_is_refused(registry, blob_cache):
     registry.push_image("source/arm-only", "v1", [gz(layer_tar({"arm-only": b"a"}))], platform=ARM64)
 
     with pytest.raises(ImageError, match=r"image is for linux/arm64/v8 only, not for the requested linux/amd64"):
-        pull(registry.host, "source/arm-only:v1", cache)
+        pull(registry.host, "source/arm-only:v1", blob_cache)
 
 
-def test_a_corrupted_blob_fails_verification_and_leaves_nothing_in_the_cache(registry, cache):
+def test_a_corrupted_blob_fails_verification_and_leaves_nothing_in_the_cache(registry, blob_cache):
     blob = gz(layer_tar({"corrupt-me": b"precious data " * 100}))
     registry.push_image("source/corrupt", "v1", [blob])
     stored = registry.blob_data_path(sha256_digest(blob))
     stored.write_bytes(bytes(b ^ 0xFF for b in blob))  # same length, different content
 
     with pytest.raises(BlobError) as failure:
-        pull(registry.host, "source/corrupt:v1", cache)
+        pull(registry.host, "source/corrupt:v1", blob_cache)
 
     assert failure.value.digest == sha256_digest(blob)
     assert "source/corrupt:v1" in str(failure.value)
-    assert [p for p in cache.root.rglob("*") if p.is_file()] == []
+    assert [p for p in blob_cache.root.rglob("*") if p.is_file()] == []
 
 
-def test_an_unknown_tag_is_a_clear_error_and_is_not_retried(registry, cache, proxy):
+def test_an_unknown_tag_is_a_clear_error_and_is_not_retried(registry, blob_cache, registry_proxy):
     registry.push_image("source/known", "v1", [gz(layer_tar({"known": b"k"}))])
 
     with pytest.raises(ImageError) as failure:
-        pull(proxy.host, "source/known:nope", cache)
+        pull(registry_proxy.host, "source/known:nope", blob_cache)
 
-    assert str(failure.value).startswith(f"{proxy.host}/source/known:nope: manifest nope not found on registry")
+    assert str(failure.value).startswith(f"{registry_proxy.host}/source/known:nope: manifest nope not found on registry")
     assert "MANIFEST_UNKNOWN" in str(failure.value)
-    assert proxy.count("GET", "/manifests/") == 1
+    assert registry_proxy.count("GET", "/manifests/") == 1
 
 
-def test_transient_server_errors_are_retried(registry, cache, proxy):
+def test_transient_server_errors_are_retried(registry, blob_cache, registry_proxy):
     blob = gz(layer_tar({"flaky": b"f"}))
     registry.push_image("source/flaky", "v1", [blob])
-    proxy.faults.append(Fault("/blobs/", times=3, status=503))
+    registry_proxy.faults.append(Fault("/blobs/", times=3, status=503))
 
-    image = pull(proxy.host, "source/flaky:v1", cache)
+    image = pull(registry_proxy.host, "source/flaky:v1", blob_cache)
 
     assert image.layers[0].digest == sha256_digest(blob)
-    assert proxy.count("GET", "/blobs/") == 2 + 3  # config and layer, plus the three refused
+    assert registry_proxy.count("GET", "/blobs/") == 2 + 3  # config and layer, plus the three refused
 
 
-def test_a_download_that_breaks_off_restarts_from_the_first_byte(registry, cache, proxy):
+def test_a_download_that_breaks_off_restarts_from_the_first_byte(registry, blob_cache, registry_proxy):
     tar = layer_tar({"truncated": bytes(range(256)) * 2000})
     blob = gz(tar)
     registry.push_image("source/truncated", "v1", [blob])
-    proxy.faults.append(Fault(f"/blobs/{sha256_digest(blob)}", times=2, truncate=True))
+    registry_proxy.faults.append(Fault(f"/blobs/{sha256_digest(blob)}", times=2, truncate=True))
     progress = RecordingProgress()
 
-    image = pull(proxy.host, "source/truncated:v1", cache, progress=progress)
+    image = pull(registry_proxy.host, "source/truncated:v1", blob_cache, progress=progress)
 
     assert image.layers[0].tar_path.read_bytes() == tar
-    assert proxy.count("GET", f"/blobs/{sha256_digest(blob)}") == 3
+    assert registry_proxy.count("GET", f"/blobs/{sha256_digest(blob)}") == 3
     assert progress.tasks[-1]["done"] == len(blob)
     tar_path = image.layers[0].tar_path
-    assert sorted(p.name for p in cache.layers_dir.iterdir()) == [tar_path.name, tar_path.with_suffix(".verified").name]
+    assert sorted(p.name for p in blob_cache.layers_dir.iterdir()) == [tar_path.name, tar_path.with_suffix(".verified").name]
 
 
-def test_persistent_failure_gives_up_after_the_last_attempt(registry, cache, proxy):
+def test_persistent_failure_gives_up_after_the_last_attempt(registry, blob_cache, registry_proxy):
     registry.push_image("source/down", "v1", [gz(layer_tar({"down": b"d"}))])
-    proxy.faults.append(Fault("/manifests/", times=100, status=502))
+    registry_proxy.faults.append(Fault("/manifests/", times=100, status=502))
 
     with pytest.raises(ImageError, match=r"fetching manifest v1: gave up after 5 attempts: .*502"):
-        pull(proxy.host, "source/down:v1", cache)
+        pull(registry_proxy.host, "source/down:v1", blob_cache)
 
-    assert proxy.count("GET", "/manifests/") == 5
+    assert registry_proxy.count("GET", "/manifests/") == 5
 
 
-def test_layers_already_cached_are_not_downloaded_again(registry, cache, proxy):
+def test_layers_already_cached_are_not_downloaded_again(registry, blob_cache, registry_proxy):
     registry.push_image("source/cached", "v1", [gz(layer_tar({"cached": b"c"})), zst(layer_tar({"again": b"a"}))])
-    first = pull(proxy.host, "source/cached:v1", cache)
-    blob_requests = proxy.count("GET", "/blobs/")
+    first = pull(registry_proxy.host, "source/cached:v1", blob_cache)
+    blob_requests = registry_proxy.count("GET", "/blobs/")
 
-    second = pull(proxy.host, "source/cached:v1", cache)
+    second = pull(registry_proxy.host, "source/cached:v1", blob_cache)
 
     assert second.layers == first.layers
     assert blob_requests == 3
-    assert proxy.count("GET", "/blobs/") == blob_requests + 1  # the config only
+    assert registry_proxy.count("GET", "/blobs/") == blob_requests + 1  # the config only
 
 
-def test_foreign_layers_are_refused(registry, cache):
+def test_foreign_layers_are_refused(registry, blob_cache):
     # Shaped like a Windows base image: the base layer lives on the vendor's servers, not in the registry.
     local = gz(layer_tar({"local": b"l"}))
     foreign = gz(layer_tar({"foreign": b"f"}))
@@ -302,17 +264,17 @@ def test_foreign_layers_are_refused(registry, cache):
     registry.push_manifest("source/foreign", "v1", manifest, DOCKER_MANIFEST)
 
     with pytest.raises(ImageError, match=r"non-distributable \(foreign\) layer hosted at https://example.invalid"):
-        pull(registry.host, "source/foreign:v1", cache)
+        pull(registry.host, "source/foreign:v1", blob_cache)
 
 
-def test_a_config_listing_more_diff_ids_than_the_manifest_has_layers_is_refused(registry, cache):
+def test_a_config_listing_more_diff_ids_than_the_manifest_has_layers_is_refused(registry, blob_cache):
     layer = gz(layer_tar({"short": b"s"}))
     config = default_config([layer, layer_tar({"phantom": b"p"})])
 
     registry.push_image("source/mismatch", "v1", [layer], config=config)
 
     with pytest.raises(ImageError, match=r"lists 1 layers but its config lists 2 diff_ids"):
-        pull(registry.host, "source/mismatch:v1", cache)
+        pull(registry.host, "source/mismatch:v1", blob_cache)
 
 
 def test_manifest_exists(registry):
@@ -325,9 +287,9 @@ def test_manifest_exists(registry):
                                insecure_registries=[registry.host])
 
 
-def test_registries_not_listed_as_insecure_are_spoken_to_over_https(registry, cache):
+def test_registries_not_listed_as_insecure_are_spoken_to_over_https(registry, blob_cache):
     registry.push_image("source/https", "v1", [gz(layer_tar({"https": b"h"}))])
 
     with pytest.raises(ImageError, match=r"TLS failure talking to .*list it as an insecure registry"):
-        fetch_registry_image(parse_reference(f"{registry.host}/source/https:v1"), DEFAULT_PLATFORM, cache,
+        fetch_registry_image(parse_reference(f"{registry.host}/source/https:v1"), DEFAULT_PLATFORM, blob_cache,
                              retry=QUICK_RETRY)

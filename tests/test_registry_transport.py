@@ -32,10 +32,10 @@ from exchange_cli.image.model import DEFAULT_PLATFORM
 from exchange_cli.image.registry import RetryPolicy, fetch_registry_image, manifest_exists
 from exchange_cli.process.delivery.push_client import PushClient, SizedStream
 from exchange_cli.reference import parse_reference
+from tests.infra.image_files import entry, sha256, tar_of
 from tests.infra.lying_registry import OCI_MANIFEST, LyingRegistry, Reply, digest_of, outcome_within
 from tests.infra.tls import TestCA
 from tests.layers import compress
-from tests.test_local_sources import entry, sha256, tar_of
 
 USERNAME = "puller"
 PASSWORD = "pw-" + secrets.token_urlsafe(18)
@@ -72,7 +72,7 @@ def client_env(test_ca: TestCA, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def registry(start, client_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> LyingRegistry:
+def lying_auth_registry(start, client_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> LyingRegistry:
     """An HTTPS registry on 127.0.0.1 serving one image, and the client holding USERNAME:PASSWORD for it."""
     server = start()
     serve_image(server)
@@ -80,11 +80,6 @@ def registry(start, client_env: dict[str, str], monkeypatch: pytest.MonkeyPatch)
     for name, value in client_env.items():
         monkeypatch.setenv(name, value)
     return server
-
-
-@pytest.fixture
-def cache(tmp_path: Path) -> BlobCache:
-    return BlobCache(tmp_path / "cache")
 
 
 def serve_image(server: LyingRegistry) -> None:
@@ -150,40 +145,40 @@ def assert_no_secret_in(received: bytes | str) -> None:
 
 
 @pytest.mark.parametrize("bind", ["127.0.0.1", "127.0.0.2"], ids=["same-host-other-port", "other-host"])
-def test_a_blob_redirect_from_https_to_plain_http_is_refused(registry, start, cache, bind) -> None:
-    basic_auth(registry)
+def test_a_blob_redirect_from_https_to_plain_http_is_refused(lying_auth_registry, start, blob_cache, bind) -> None:
+    basic_auth(lying_auth_registry)
     plain = start(tls=False, bind=bind)
-    path = move_layer(registry, plain)
+    path = move_layer(lying_auth_registry, plain)
 
     with pytest.raises(BlobError) as failure:
-        pull(registry, cache)
+        pull(lying_auth_registry, blob_cache)
 
     assert f"refused to send the request to plain HTTP {plain.url}{path}" in failure.value.reason
     assert f"list {plain.host} with --insecure-registry" in failure.value.reason
     assert plain.seen == []
 
 
-def test_a_manifest_redirect_from_https_to_plain_http_is_refused(registry, start, cache) -> None:
-    basic_auth(registry)
+def test_a_manifest_redirect_from_https_to_plain_http_is_refused(lying_auth_registry, start, blob_cache) -> None:
+    basic_auth(lying_auth_registry)
     plain = start(tls=False, bind="127.0.0.2")
     manifest = f"/v2/{REPOSITORY}/manifests/v1"
-    plain.replies[manifest] = registry.replies[manifest]
-    registry.replies[manifest] = Reply(status=302, headers={"Location": f"{plain.url}{manifest}"})
+    plain.replies[manifest] = lying_auth_registry.replies[manifest]
+    lying_auth_registry.replies[manifest] = Reply(status=302, headers={"Location": f"{plain.url}{manifest}"})
 
-    with pytest.raises(ImageError, match=rf"GET {registry.url}{manifest}: refused to send the request to plain "
+    with pytest.raises(ImageError, match=rf"GET {lying_auth_registry.url}{manifest}: refused to send the request to plain "
                                          rf"HTTP {plain.url}{manifest}"):
-        pull(registry, cache)
+        pull(lying_auth_registry, blob_cache)
 
     assert plain.seen == []
 
 
-def test_a_redirect_to_a_plain_http_host_listed_as_insecure_is_followed_without_credentials(registry, start,
-                                                                                            cache) -> None:
-    basic_auth(registry)
+def test_a_redirect_to_a_plain_http_host_listed_as_insecure_is_followed_without_credentials(lying_auth_registry, start,
+                                                                                            blob_cache) -> None:
+    basic_auth(lying_auth_registry)
     plain = start(tls=False, bind="127.0.0.2")
-    path = move_layer(registry, plain)
+    path = move_layer(lying_auth_registry, plain)
 
-    image = pull(registry, cache, insecure=(plain.host,))
+    image = pull(lying_auth_registry, blob_cache, insecure=(plain.host,))
 
     assert len(image.layers) == 1 and plain.count(path) == 1
     assert plain.authorizations() == []
@@ -191,42 +186,42 @@ def test_a_redirect_to_a_plain_http_host_listed_as_insecure_is_followed_without_
 
 
 @pytest.mark.parametrize("credentials", ["password", "anonymous"])
-def test_a_plain_http_token_realm_is_refused_for_an_https_registry(registry, start, cache, monkeypatch,
+def test_a_plain_http_token_realm_is_refused_for_an_https_registry(lying_auth_registry, start, blob_cache, monkeypatch,
                                                                    credentials) -> None:
     realm_server = start(tls=False, bind="127.0.0.2")
-    realm = token_auth(registry, realm_server)
+    realm = token_auth(lying_auth_registry, realm_server)
     if credentials == "anonymous":
-        monkeypatch.delenv(host_env_var(registry.host))
+        monkeypatch.delenv(host_env_var(lying_auth_registry.host))
 
     with pytest.raises(ImageError) as failure:
-        pull(registry, cache)
+        pull(lying_auth_registry, blob_cache)
 
     assert f"token server {realm}: refused to send the request to plain HTTP {realm}" in str(failure.value)
     assert_no_secret_in(realm_server.everything_received())
     assert realm_server.seen == []
 
 
-def test_a_plain_http_token_realm_is_used_when_its_host_is_listed_as_insecure(registry, start, cache) -> None:
+def test_a_plain_http_token_realm_is_used_when_its_host_is_listed_as_insecure(lying_auth_registry, start, blob_cache) -> None:
     realm_server = start(tls=False, bind="127.0.0.2")
-    token_auth(registry, realm_server)
+    token_auth(lying_auth_registry, realm_server)
 
-    image = pull(registry, cache, insecure=(realm_server.host,))
+    image = pull(lying_auth_registry, blob_cache, insecure=(realm_server.host,))
 
     assert len(image.layers) == 1
     assert realm_server.authorizations() == [BASIC]
 
 
 @pytest.mark.parametrize("credentials", ["password", "identity-token"])
-def test_a_token_server_redirect_to_plain_http_is_refused(registry, start, cache, client_env, monkeypatch,
+def test_a_token_server_redirect_to_plain_http_is_refused(lying_auth_registry, start, blob_cache, client_env, monkeypatch,
                                                           credentials) -> None:
     realm_server, plain = start(bind="127.0.0.2"), start(tls=False, bind="127.0.0.2")
-    token_auth(registry, realm_server)
+    token_auth(lying_auth_registry, realm_server)
     realm_server.replies["/token"] = Reply(status=307, headers={"Location": f"{plain.url}/token"})
     if credentials == "identity-token":
-        use_identity_token(registry, client_env, monkeypatch)
+        use_identity_token(lying_auth_registry, client_env, monkeypatch)
 
     with pytest.raises(ImageError, match=rf"refused to send the request to plain HTTP {plain.url}/token"):
-        pull(registry, cache)
+        pull(lying_auth_registry, blob_cache)
 
     assert_no_secret_in(plain.everything_received())
     assert plain.seen == []
@@ -236,98 +231,98 @@ def test_a_token_server_redirect_to_plain_http_is_refused(registry, start, cache
 
 
 @pytest.mark.parametrize("scheme", ["basic", "bearer"])
-def test_credentials_stay_with_the_registry_when_a_blob_is_redirected_to_another_host(registry, start, cache,
+def test_credentials_stay_with_the_registry_when_a_blob_is_redirected_to_another_host(lying_auth_registry, start, blob_cache,
                                                                                       scheme) -> None:
     cdn = start(bind="127.0.0.2")
     if scheme == "basic":
-        basic_auth(registry)
+        basic_auth(lying_auth_registry)
     else:
-        token_auth(registry, registry)
-    path = move_layer(registry, cdn, query="?X-Signature=from-the-registry")
+        token_auth(lying_auth_registry, lying_auth_registry)
+    path = move_layer(lying_auth_registry, cdn, query="?X-Signature=from-the-registry")
 
-    image = pull(registry, cache)
+    image = pull(lying_auth_registry, blob_cache)
 
     assert len(image.layers) == 1 and cdn.count(path) == 1
     assert cdn.authorizations() == []
-    assert registry_authorizations(registry) == {BASIC if scheme == "basic" else BEARER}
+    assert registry_authorizations(lying_auth_registry) == {BASIC if scheme == "basic" else BEARER}
 
 
-def test_a_redirect_within_the_registry_keeps_its_credentials(registry, cache) -> None:
-    basic_auth(registry)
-    layer = layer_path(registry)
+def test_a_redirect_within_the_registry_keeps_its_credentials(lying_auth_registry, blob_cache) -> None:
+    basic_auth(lying_auth_registry)
+    layer = layer_path(lying_auth_registry)
     stored = f"/v2/{REPOSITORY}/storage/{layer.rsplit(':', 1)[1]}"
-    registry.replies[stored] = Reply(body=registry.replies[layer].body)
-    registry.replies[layer] = Reply(status=302, headers={"Location": stored})
+    lying_auth_registry.replies[stored] = Reply(body=lying_auth_registry.replies[layer].body)
+    lying_auth_registry.replies[layer] = Reply(status=302, headers={"Location": stored})
 
-    pull(registry, cache)
+    pull(lying_auth_registry, blob_cache)
 
-    assert [seen.authorization for seen in registry.seen if seen.path == stored] == [BASIC]
+    assert [seen.authorization for seen in lying_auth_registry.seen if seen.path == stored] == [BASIC]
 
 
-def test_a_challenge_from_where_a_redirect_led_is_not_answered_with_our_credentials(registry, start, cache) -> None:
-    basic_auth(registry)
+def test_a_challenge_from_where_a_redirect_led_is_not_answered_with_our_credentials(lying_auth_registry, start, blob_cache) -> None:
+    basic_auth(lying_auth_registry)
     cdn = start(bind="127.0.0.2")
-    path = move_layer(registry, cdn)
+    path = move_layer(lying_auth_registry, cdn)
     cdn.replies[path] = Reply(status=401, headers={"WWW-Authenticate": f'Bearer realm="{cdn.url}/token"'})
     cdn.replies["/token"] = Reply(body=json.dumps({"token": "the-cdn-wants-your-password"}).encode())
 
-    with pytest.raises(ImageError, match=rf"{cdn.url}{path}, where registry {registry.host} redirected us, "
-                                         rf"refused access to layer .* \(401 .*credentials for {registry.host} "
+    with pytest.raises(ImageError, match=rf"{cdn.url}{path}, where registry {lying_auth_registry.host} redirected us, "
+                                         rf"refused access to layer .* \(401 .*credentials for {lying_auth_registry.host} "
                                          "are sent to it alone"):
-        pull(registry, cache)
+        pull(lying_auth_registry, blob_cache)
 
     assert_no_secret_in(cdn.everything_received())
     assert cdn.count("/token") == 0 and cdn.authorizations() == []
 
 
-def test_a_token_realm_on_another_host_gets_the_password_and_only_what_a_token_needs(registry, start,
-                                                                                   cache) -> None:
+def test_a_token_realm_on_another_host_gets_the_password_and_only_what_a_token_needs(lying_auth_registry, start,
+                                                                                   blob_cache) -> None:
     """Docker's rule: the registry names its token service, and the credentials go there (over TLS)."""
     realm_server = start(bind="127.0.0.2")
-    token_auth(registry, realm_server)
+    token_auth(lying_auth_registry, realm_server)
 
-    pull(registry, cache)
+    pull(lying_auth_registry, blob_cache)
 
     [request] = realm_server.seen
     assert (request.method, request.path, request.body) == ("GET", "/token", b"")
     assert parse_qs(request.query) == {"service": ["registry"], "scope": [f"repository:{REPOSITORY}:pull"]}
     assert request.authorization == BASIC
     assert set(request.headers) <= {"host", "user-agent", "accept", "accept-encoding", "connection", "authorization"}
-    assert registry_authorizations(registry) == {BEARER}  # the registry itself never sees the password
+    assert registry_authorizations(lying_auth_registry) == {BEARER}  # the registry itself never sees the password
 
 
 @pytest.mark.parametrize("credentials", ["password", "identity-token"])
-def test_a_token_request_redirected_to_another_host_leaves_its_credentials_behind(registry, start, cache,
+def test_a_token_request_redirected_to_another_host_leaves_its_credentials_behind(lying_auth_registry, start, blob_cache,
                                                                                   client_env, monkeypatch,
                                                                                   credentials) -> None:
     realm_server, elsewhere = start(bind="127.0.0.2"), start()
-    token_auth(registry, elsewhere)  # a token from the other host, if it is asked
-    token_auth(registry, realm_server)  # but the registry names this realm, which redirects there
+    token_auth(lying_auth_registry, elsewhere)  # a token from the other host, if it is asked
+    token_auth(lying_auth_registry, realm_server)  # but the registry names this realm, which redirects there
     realm_server.replies["/token"] = Reply(status=307, headers={"Location": f"{elsewhere.url}/token"})
     if credentials == "identity-token":
-        use_identity_token(registry, client_env, monkeypatch)
+        use_identity_token(lying_auth_registry, client_env, monkeypatch)
         with pytest.raises(ImageError, match=rf"refused to follow a redirect from {realm_server.url} to "
                                              rf"{elsewhere.url} that would send the request's body"):
-            pull(registry, cache)
+            pull(lying_auth_registry, blob_cache)
         assert elsewhere.seen == []
     else:
-        pull(registry, cache)  # the GET goes on, without the password
+        pull(lying_auth_registry, blob_cache)  # the GET goes on, without the password
         assert [seen.path for seen in elsewhere.seen] == ["/token"]
     assert realm_server.authorizations() == ([BASIC] if credentials == "password" else [])
     assert_no_secret_in(elsewhere.everything_received())
 
 
 @pytest.mark.parametrize("tls", [True, False], ids=["https-elsewhere", "plain-http-elsewhere"])
-def test_a_push_upload_sent_to_another_host_never_carries_the_registry_credentials(registry, start, tls) -> None:
+def test_a_push_upload_sent_to_another_host_never_carries_the_registry_credentials(lying_auth_registry, start, tls) -> None:
     """The upload URL is the registry's to choose; the registry's credentials still go to the registry only."""
-    basic_auth(registry)
+    basic_auth(lying_auth_registry)
     storage = start(tls=tls, bind="127.0.0.2")
-    registry.replies[f"/v2/{REPOSITORY}/blobs/uploads/"] = Reply(status=202, headers={
+    lying_auth_registry.replies[f"/v2/{REPOSITORY}/blobs/uploads/"] = Reply(status=202, headers={
         "Location": f"{storage.url}/upload/1?_state=opaque"})
     storage.replies["/upload/1"] = Reply(status=201)
     data = b"a blob to push"
 
-    with PushClient.for_reference(parse_reference(f"{registry.host}/{REPOSITORY}:v1")) as push:
+    with PushClient.for_reference(parse_reference(f"{lying_auth_registry.host}/{REPOSITORY}:v1")) as push:
         _, location = push.start_upload(REPOSITORY)
         if tls:
             push.finish_upload(REPOSITORY, location, digest_of(data), SizedStream(io.BytesIO(data), len(data)))
@@ -337,7 +332,7 @@ def test_a_push_upload_sent_to_another_host_never_carries_the_registry_credentia
 
     assert_no_secret_in(storage.everything_received())
     assert [(seen.method, seen.body) for seen in storage.seen] == ([("PUT", data)] if tls else [])
-    assert registry_authorizations(registry) == {BASIC}
+    assert registry_authorizations(lying_auth_registry) == {BASIC}
 
 
 # --- a token server cannot hang a run -------------------------------------------------------
@@ -347,14 +342,14 @@ def pull_in_thread(registry: LyingRegistry, cache: BlobCache, limits: TransferLi
     return outcome_within(lambda: pull(registry, cache, limits=limits), give_up_after=20.0)
 
 
-def test_a_token_server_that_trickles_is_given_up_at_the_token_deadline(registry, start, cache) -> None:
+def test_a_token_server_that_trickles_is_given_up_at_the_token_deadline(lying_auth_registry, start, blob_cache) -> None:
     realm_server = start(bind="127.0.0.2")
-    realm = token_auth(registry, realm_server)
+    realm = token_auth(lying_auth_registry, realm_server)
     answer = json.dumps({"token": TOKEN, "expires_in": 300, "issued_at": "x" * 2000}).encode()
     realm_server.replies["/token"] = Reply(body=answer, trickle=0.01)  # ~100 bytes/s, each read well in time
     limits = TransferLimits(connect_timeout=5, read_timeout=5, min_rate=1024**2, floor=0.5)  # token: 1.5 s
 
-    outcome, took = pull_in_thread(registry, cache, limits)
+    outcome, took = pull_in_thread(lying_auth_registry, blob_cache, limits)
 
     assert isinstance(outcome, ImageError), outcome
     assert f"token server {realm}: not received within 2 s" in str(outcome)
@@ -362,13 +357,13 @@ def test_a_token_server_that_trickles_is_given_up_at_the_token_deadline(registry
     assert took < 10 and realm_server.count("/token") == 1
 
 
-def test_a_token_answer_larger_than_any_token_is_not_read_whole(registry, start, cache) -> None:
+def test_a_token_answer_larger_than_any_token_is_not_read_whole(lying_auth_registry, start, blob_cache) -> None:
     realm_server = start(bind="127.0.0.2")
-    realm = token_auth(registry, realm_server)
+    realm = token_auth(lying_auth_registry, realm_server)
     realm_server.replies["/token"] = Reply(body=json.dumps({"token": TOKEN, "x": "y" * 2 * 1024**2}).encode())
 
     with pytest.raises(ImageError, match=rf"token server {realm} answered with more than 1048576 bytes"):
-        pull(registry, cache)
+        pull(lying_auth_registry, blob_cache)
 
 
 # --- no secret in any output, -v included ---------------------------------------------------
@@ -439,13 +434,13 @@ def arrange_manifest_echoing_the_password(registry: LyingRegistry, start, use_id
     arrange_redirect_to_another_scheme, arrange_redirect_to_plain_http, arrange_redirect_loop,
     arrange_manifest_echoing_the_password,
 ], ids=lambda arrange: arrange.__name__.removeprefix("arrange_"))
-def test_no_secret_reaches_the_output_of_a_failing_export_even_with_debug_logging(registry, start, client_env,
+def test_no_secret_reaches_the_output_of_a_failing_export_even_with_debug_logging(lying_auth_registry, start, client_env,
                                                                                  monkeypatch, tmp_path,
                                                                                  arrange) -> None:
-    arrange(registry, start, lambda: use_identity_token(registry, client_env, monkeypatch))
+    arrange(lying_auth_registry, start, lambda: use_identity_token(lying_auth_registry, client_env, monkeypatch))
 
     result = subprocess.run(
-        [sys.executable, "-m", "exchange_cli", "export", "-v", f"{registry.host}/{REPOSITORY}:v1",
+        [sys.executable, "-m", "exchange_cli", "export", "-v", f"{lying_auth_registry.host}/{REPOSITORY}:v1",
          "-o", str(tmp_path / "rootfs.tgz"), "--source", "registry", "--cache-dir", str(tmp_path / "cache")],
         env={**os.environ, **client_env}, capture_output=True, text=True, timeout=120, check=False)
 
@@ -457,43 +452,43 @@ def test_no_secret_reaches_the_output_of_a_failing_export_even_with_debug_loggin
     assert not (tmp_path / "rootfs.tgz").exists()
 
 
-def test_a_token_server_that_trickles_its_headers_is_given_up_at_the_token_deadline(registry, start, cache) -> None:
+def test_a_token_server_that_trickles_its_headers_is_given_up_at_the_token_deadline(lying_auth_registry, start, blob_cache) -> None:
     realm_server = start(bind="127.0.0.2")
-    realm = token_auth(registry, realm_server)
+    realm = token_auth(lying_auth_registry, realm_server)
     realm_server.replies["/token"] = Reply(body=json.dumps({"token": TOKEN}).encode(), trickle_headers=0.01,
                                            headers={"X-Padding": "p" * 2000})  # ~100 bytes/s: ~20 s of headers
     limits = TransferLimits(connect_timeout=5, read_timeout=5, min_rate=1024**2, floor=0.5)  # token: 1.5 s
 
-    outcome, took = pull_in_thread(registry, cache, limits)
+    outcome, took = pull_in_thread(lying_auth_registry, blob_cache, limits)
 
     assert isinstance(outcome, ImageError), outcome
     assert f"token server {realm}: not received within 2 s" in str(outcome)
     assert took < 10 and realm_server.count("/token") == 1
 
 
-def test_a_registry_that_trickles_the_headers_of_a_blob_is_given_up_at_the_blob_deadline(registry, start,
-                                                                                         cache) -> None:
-    path = layer_path(registry)
-    registry.replies[path] = Reply(body=registry.replies[path].body, trickle_headers=0.01,
+def test_a_registry_that_trickles_the_headers_of_a_blob_is_given_up_at_the_blob_deadline(lying_auth_registry, start,
+                                                                                         blob_cache) -> None:
+    path = layer_path(lying_auth_registry)
+    lying_auth_registry.replies[path] = Reply(body=lying_auth_registry.replies[path].body, trickle_headers=0.01,
                                    headers={"X-Padding": "p" * 2000})
     limits = TransferLimits(connect_timeout=5, read_timeout=5, min_rate=1024**2, floor=1.0)
 
-    outcome, took = pull_in_thread(registry, cache, limits)
+    outcome, took = pull_in_thread(lying_auth_registry, blob_cache, limits)
 
     assert isinstance(outcome, BlobError), outcome
     assert "not received within 1 s" in outcome.reason and "the registry is too slow or has stalled" in outcome.reason
-    assert took < 10 and registry.count(path) == 1
+    assert took < 10 and lying_auth_registry.count(path) == 1
 
 
-def test_a_registry_that_trickles_the_headers_of_a_manifest_check_is_given_up_at_its_deadline(registry) -> None:
+def test_a_registry_that_trickles_the_headers_of_a_manifest_check_is_given_up_at_its_deadline(lying_auth_registry) -> None:
     """`validate --check-images` and `verify` only ask whether a manifest exists (HEAD): bounded too."""
     manifest = f"/v2/{REPOSITORY}/manifests/v1"
-    registry.replies[manifest] = Reply(trickle_headers=0.01, headers={"X-Padding": "p" * 2000})
+    lying_auth_registry.replies[manifest] = Reply(trickle_headers=0.01, headers={"X-Padding": "p" * 2000})
     limits = TransferLimits(connect_timeout=5, read_timeout=5, min_rate=1024**2, floor=1.0)
 
-    outcome, took = outcome_within(lambda: manifest_exists(parse_reference(f"{registry.host}/{REPOSITORY}:v1"),
+    outcome, took = outcome_within(lambda: manifest_exists(parse_reference(f"{lying_auth_registry.host}/{REPOSITORY}:v1"),
                                                            retry=QUICK_RETRY, limits=limits), give_up_after=20.0)
 
     assert isinstance(outcome, ImageError), outcome
     assert "checking manifest v1: not received within 1 s" in str(outcome)
-    assert took < 10 and registry.count(manifest) == 1
+    assert took < 10 and lying_auth_registry.count(manifest) == 1

@@ -1,4 +1,4 @@
-"""The report every `exchange process` run writes, and `exchange history`, on the world of test_process."""
+"""The report every `exchange process` run writes, and `exchange history`, on process_world (tests/infra)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from click.testing import CliRunner, Result
 
 from exchange_cli.cli import cli
 from tests.infra.gitrepo import example_gear
-from tests.test_process import World, reject_pushes, world  # noqa: F401 - the world fixture, shared
+from tests.infra.process_world import World, reject_pushes
 
 
 def run_with_report(world: World, report_dir: Path, *extra: str) -> Result:
@@ -20,90 +20,95 @@ def read_report(report_dir: Path, label: str = "process") -> tuple[dict, str]:
     return json.loads((report_dir / f"{label}.json").read_text()), (report_dir / f"{label}.md").read_text()
 
 
-def test_a_published_run_reports_every_spec(world: World, tmp_path: Path) -> None:
-    result = run_with_report(world, tmp_path / "report")
+def test_a_published_run_reports_every_spec(process_world: World, tmp_path: Path) -> None:
+    result = run_with_report(process_world, tmp_path / "report")
     assert result.exit_code == 0, result.output
     report, markdown = read_report(tmp_path / "report")
     assert report["result"] == "succeeded" and report["error"] is None and report["pushed"]
-    assert report["source-commit"] == world.repo.git("rev-parse", "HEAD~2")
+    assert report["source-commit"] == process_world.repo.git("rev-parse", "HEAD~2")
     assert [spec["spec"] for spec in report["specs"]] == ["gears/acme/hello.json", "gears/acme/other.json"]
     for spec in report["specs"]:
         assert spec["outcome"] == "published"
         assert spec["image-config-digest"].startswith("sha256:")
-        assert spec["rootfs-size"] == (world.bucket / spec["artifact"]).stat().st_size
+        assert spec["rootfs-size"] == (process_world.bucket / spec["artifact"]).stat().st_size
         assert spec["export-seconds"] >= 0 and spec["upload-seconds"] >= 0
-        assert world.repo.git("log", "-1", "--format=%s", spec["commit"]) == f"Process {spec['title']}"
+        assert process_world.repo.git("log", "-1", "--format=%s", spec["commit"]) == f"Process {spec['title']}"
         assert f"| {spec['title']} | published |" in markdown
     assert report["rollback"] is None and "Rolled back" not in markdown
 
 
-def test_a_failed_push_reports_what_was_rolled_back(world: World, tmp_path: Path) -> None:
-    start = world.repo.git("rev-parse", "HEAD")
-    reject_pushes(world.remote)
-    result = run_with_report(world, tmp_path / "report")
+def test_a_failed_push_reports_what_was_rolled_back(process_world: World, tmp_path: Path) -> None:
+    start = process_world.repo.git("rev-parse", "HEAD")
+    reject_pushes(process_world.remote)
+    result = run_with_report(process_world, tmp_path / "report")
     assert result.exit_code == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert line.startswith("error: push to origin master failed: ") and "rejected by policy" in line, result.stderr
     report, markdown = read_report(tmp_path / "report")
     assert report["result"] == "failed" and "rejected by policy" in report["error"]
     assert report["rollback"]["branch-reset-to"] == start
     assert sorted(report["rollback"]["deleted"]) == sorted(spec["artifact"] for spec in report["specs"])
     assert [spec["outcome"] for spec in report["specs"]] == ["rolled back", "rolled back"]
     assert "## Rolled back" in markdown and f"branch reset to `{start}`" in markdown
-    assert world.bucket_objects() == {}
+    assert process_world.bucket_objects() == {}
 
 
-def test_a_validation_failure_is_reported_too(world: World, tmp_path: Path) -> None:
-    world.repo.write("gears/acme/broken.json", example_gear(name="broken", author=None))
-    world.repo.commit("broken gear")
-    assert run_with_report(world, tmp_path / "report").exit_code == 1
+def test_a_validation_failure_is_reported_too(process_world: World, tmp_path: Path) -> None:
+    process_world.repo.write("gears/acme/broken.json", example_gear(name="broken", author=None))
+    process_world.repo.commit("broken gear")
+    result = run_with_report(process_world, tmp_path / "report")
+    assert result.exit_code == 1
+    assert "error: 1 spec(s) failed validation; nothing was processed" in result.output
+    assert "broken.json:1:1: error[gear-schema]: 'author' is a required property" in result.output
     report, markdown = read_report(tmp_path / "report")
     assert report["result"] == "failed" and report["invalid-specs"] == ["gears/acme/broken.json"]
     assert report["specs"] == [] and "`gears/acme/broken.json`" in markdown
 
 
-def test_nothing_to_do_is_a_report_as_well(world: World, tmp_path: Path) -> None:
-    assert run_with_report(world, tmp_path / "first").exit_code == 0
-    assert run_with_report(world, tmp_path / "second").exit_code == 0
+def test_nothing_to_do_is_a_report_as_well(process_world: World, tmp_path: Path) -> None:
+    assert run_with_report(process_world, tmp_path / "first").exit_code == 0
+    assert run_with_report(process_world, tmp_path / "second").exit_code == 0
     report, markdown = read_report(tmp_path / "second")
     assert report["result"] == "succeeded" and report["specs"] == [] and "Nothing to process." in markdown
 
 
-def test_history_lists_processed_specs_newest_first(world: World) -> None:
-    assert CliRunner().invoke(cli, world.args()).exit_code == 0
-    world.add_gear("acme", "hello", "1.1.0")
-    world.repo.commit("hello 1.1.0")
-    assert CliRunner().invoke(cli, world.args()).exit_code == 0
-    result = CliRunner().invoke(cli, ["history", "--repo", str(world.repo.root), "--format", "json"])
+def test_history_lists_processed_specs_newest_first(process_world: World) -> None:
+    assert CliRunner().invoke(cli, process_world.args()).exit_code == 0
+    process_world.add_gear("acme", "hello", "1.1.0")
+    process_world.repo.commit("hello 1.1.0")
+    assert CliRunner().invoke(cli, process_world.args()).exit_code == 0
+    result = CliRunner().invoke(cli, ["history", "--repo", str(process_world.repo.root), "--format", "json"])
     assert result.exit_code == 0, result.output
     entries = json.loads(result.stdout)
     assert [(entry["spec"], entry["version"]) for entry in entries] == [
         ("gear acme/hello", "1.1.0"), ("gear acme/other", "2.0.0"), ("gear acme/hello", "1.0.0")]
     for entry in entries:
-        assert world.repo.git("log", "-1", "--format=%s", entry["commit"]).startswith("Process gear")
-        assert world.repo.git("log", "-1", "--format=%cI", entry["commit"]) == entry["date"]
-        assert (world.repo.root / entry["manifest"]).is_file()
-    text = CliRunner().invoke(cli, ["history", "--repo", str(world.repo.root), "--limit", "1"]).stdout
+        assert process_world.repo.git("log", "-1", "--format=%s", entry["commit"]).startswith("Process gear")
+        assert process_world.repo.git("log", "-1", "--format=%cI", entry["commit"]) == entry["date"]
+        assert (process_world.repo.root / entry["manifest"]).is_file()
+    text = CliRunner().invoke(cli, ["history", "--repo", str(process_world.repo.root), "--limit", "1"]).stdout
     newest = entries[0]
     assert text.splitlines() == [f"{newest['date']}  {newest['commit'][:12]}  gear acme/hello 1.1.0  {newest['manifest']}"]
 
 
-def test_reports_go_to_a_private_place_by_default_never_a_shared_temp_dir(world: World, tmp_path: Path,
+def test_reports_go_to_a_private_place_by_default_never_a_shared_temp_dir(process_world: World, tmp_path: Path,
                                                                           monkeypatch) -> None:
     monkeypatch.delenv("EXCHANGE_REPORT_DIR", raising=False)
     monkeypatch.delenv("XDG_STATE_HOME", raising=False)
-    result = CliRunner().invoke(cli, world.args())
+    result = CliRunner().invoke(cli, process_world.args())
     assert result.exit_code == 0, result.output
-    in_git_dir = world.repo.root / ".git" / "exchange" / "reports"
+    in_git_dir = process_world.repo.root / ".git" / "exchange" / "reports"
     assert read_report(in_git_dir)[0]["result"] == "succeeded"
-    assert world.repo.git("status", "--porcelain") == "", "git never sees the reports"
+    assert process_world.repo.git("status", "--porcelain") == "", "git never sees the reports"
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    world.add_gear("acme", "third")
-    world.repo.commit("third")
-    world.repo.git("push", "-q", "origin", "master")
-    assert CliRunner().invoke(cli, world.args()).exit_code == 0
+    process_world.add_gear("acme", "third")
+    process_world.repo.commit("third")
+    process_world.repo.git("push", "-q", "origin", "master")
+    assert CliRunner().invoke(cli, process_world.args()).exit_code == 0
     assert read_report(tmp_path / "state" / "exchange" / "reports")[0]["result"] == "succeeded"
 
 
-def test_a_dry_run_writes_no_report(world: World, tmp_path: Path) -> None:
-    result = run_with_report(world, tmp_path / "report", "--dry-run")
+def test_a_dry_run_writes_no_report(process_world: World, tmp_path: Path) -> None:
+    result = run_with_report(process_world, tmp_path / "report", "--dry-run")
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "report").exists()

@@ -16,18 +16,11 @@ import pytest
 import requests
 
 from exchange_cli.storage.bucket import StorageError, open_bucket
+from tests.infra.commands import closed_port, exchange, one_error_line
+from tests.infra.failure_world import assert_untouched, process_args, text_of_every_file
 from tests.infra.gcs import GcsEmulator
 from tests.infra.gitrepo import ExchangeRepo
-from tests.test_failure_messages import (
-    assert_untouched,
-    closed_port,
-    exchange,
-    one_error_line,
-    process_args,
-    text_of_every_file,
-    world,  # noqa: F401 - world: the fixture
-    )
-from tests.test_process import reject_pushes
+from tests.infra.process_world import reject_pushes
 
 TOKEN = "ghs_t0ken-that-must-not-leak"
 
@@ -35,7 +28,7 @@ TOKEN = "ghs_t0ken-that-must-not-leak"
 # A git remote given as a URL with a token ----------------------------------------------------------
 
 
-def test_a_remote_url_with_a_token_never_shows_it_when_the_push_fails(exchange_repo: ExchangeRepo, world,
+def test_a_remote_url_with_a_token_never_shows_it_when_the_push_fails(exchange_repo: ExchangeRepo, failure_world,
                                                                       tmp_path: Path) -> None:
     """The remote answers, but refuses the push: the run rolls back, and every line about the remote,
     the error, the JSON on stdout and the run reports name it without its token."""
@@ -45,18 +38,18 @@ def test_a_remote_url_with_a_token_never_shows_it_when_the_push_fails(exchange_r
     bucket.mkdir()
     head = exchange_repo.git("rev-parse", "HEAD")
     url = f"file://ci-bot:{TOKEN}@localhost{remote}"
-    result = exchange(*process_args(world, bucket.as_uri(), "--remote", url, "--format", "json"))
+    result = exchange(*process_args(failure_world, bucket.as_uri(), "--remote", url, "--format", "json"))
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "error: push to file://***@localhost" in result.stderr, result.stderr
     assert "rolled back" in result.stderr and json.loads(result.stdout)["ok"] is False
     assert TOKEN not in result.stdout + result.stderr
-    assert TOKEN not in text_of_every_file(world["reports"], bucket, exchange_repo.root)
+    assert TOKEN not in text_of_every_file(failure_world["reports"], bucket, exchange_repo.root)
     assert_untouched(exchange_repo, head)
 
 
 @pytest.mark.parametrize("given", ["--remote", "origin"])
-def test_an_unreachable_remote_is_one_line_without_its_token(exchange_repo: ExchangeRepo, world, tmp_path: Path,
+def test_an_unreachable_remote_is_one_line_without_its_token(exchange_repo: ExchangeRepo, failure_world, tmp_path: Path,
                                                              given: str) -> None:
     url = f"https://x-access-token:{TOKEN}@127.0.0.1:{closed_port()}/acme/exchange.git"
     if given == "origin":
@@ -65,14 +58,14 @@ def test_an_unreachable_remote_is_one_line_without_its_token(exchange_repo: Exch
     bucket.mkdir()
     head = exchange_repo.git("rev-parse", "HEAD")
     extra = ["--remote", url] if given == "--remote" else []
-    result = exchange(*process_args(world, bucket.as_uri(), *extra), env={"GIT_TERMINAL_PROMPT": "0"})
+    result = exchange(*process_args(failure_world, bucket.as_uri(), *extra), env={"GIT_TERMINAL_PROMPT": "0"})
     assert result.returncode == 2, result.stderr
     line = one_error_line(result)
     shown = "https://***@127.0.0.1" if given == "--remote" else "origin"
     assert line.startswith(f"error: cannot reach {shown}"), line
     assert "Couldn't connect to server" in line or "Connection refused" in line, line
     assert TOKEN not in result.stdout + result.stderr
-    assert TOKEN not in text_of_every_file(world["reports"], bucket)
+    assert TOKEN not in text_of_every_file(failure_world["reports"], bucket)
     assert [p.name for p in bucket.iterdir() if p.stat().st_size] == []
     assert_untouched(exchange_repo, head)
 
@@ -151,7 +144,6 @@ def refusing_proxy(gcs_emulator: GcsEmulator, request: pytest.FixtureRequest) ->
     proxy.stop()
 
 
-@pytest.mark.gcs
 @pytest.mark.parametrize("refusing_proxy", [403, 400, 404, 410], indirect=True)
 def test_a_failed_resumable_upload_never_shows_its_session_uri(gcs_emulator: GcsEmulator, refusing_proxy,
                                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

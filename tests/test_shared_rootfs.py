@@ -18,10 +18,9 @@ from exchange_cli.cli import cli
 from exchange_cli.demo_image import build_demo_image
 from tests.infra.gcs import drop_lease
 from tests.infra.gitrepo import ExchangeRepo, example_boutique, example_gear, run_git
-from tests.test_process import World, manifests, process, world  # noqa: F401 - world: the fixture
-from tests.test_process_races import Stage, finish, gcs_stage  # noqa: F401 - gcs_stage: the fixture
-from tests.test_provenance import independent_verify
-from tests.test_provenance_process import Signed, signed  # noqa: F401 - signed: the fixture
+from tests.infra.process_world import World, process
+from tests.infra.provenance import Signed, independent_verify
+from tests.infra.stages import Stage, finish
 
 HELLO_IMAGE = "registry.example.org/acme/hello:1.0.0"
 # The demo image embeds 1.0.0's /flywheel/v0/manifest.json; a gear image without one needs no skip.
@@ -89,25 +88,25 @@ def test_the_qualified_name_reads_back_and_old_names_stay_as_they_are() -> None:
 # --- one machine ---------------------------------------------------------------------------------------
 
 
-def test_a_later_version_with_the_same_rootfs_gets_its_own_manifest_and_no_version_is_lost(world: World) -> None:
-    assert process(world).exit_code == 0
-    ((legacy_name, first),) = hello_manifests(world.repo.root).items()
-    legacy_bytes = (world.repo.root / "manifests/acme" / legacy_name).read_bytes()
-    objects = world.bucket_objects()
-    hello_on_the_same_image(world.repo, "1.1.0")
-    result = process(world, *SAME_IMAGE)
+def test_a_later_version_with_the_same_rootfs_gets_its_own_manifest_and_no_version_is_lost(process_world: World) -> None:
+    assert process(process_world).exit_code == 0
+    ((legacy_name, first),) = hello_manifests(process_world.repo.root).items()
+    legacy_bytes = (process_world.repo.root / "manifests/acme" / legacy_name).read_bytes()
+    objects = process_world.bucket_objects()
+    hello_on_the_same_image(process_world.repo, "1.1.0")
+    result = process(process_world, *SAME_IMAGE)
     assert result.exit_code == 0, result.output
 
-    found = hello_manifests(world.repo.root)
+    found = hello_manifests(process_world.repo.root)
     qualified_name = legacy_name.replace("acme-hello-", "acme-hello@1.1.0-", 1)
     assert versions_by_name(found) == {legacy_name: "1.0.0", qualified_name: "1.1.0"}
-    assert (world.repo.root / "manifests/acme" / legacy_name).read_bytes() == legacy_bytes, "1.0.0 is untouched"
+    assert (process_world.repo.root / "manifests/acme" / legacy_name).read_bytes() == legacy_bytes, "1.0.0 is untouched"
     assert found[qualified_name]["exchange"]["rootfs-url"] == first["exchange"]["rootfs-url"], "one shared object"
-    assert world.bucket_objects() == objects, "nothing new in the bucket: the same bytes"
-    changes = world.repo.git("show", "--name-status", "--format=", "HEAD").splitlines()
+    assert process_world.bucket_objects() == objects, "nothing new in the bucket: the same bytes"
+    changes = process_world.repo.git("show", "--name-status", "--format=", "HEAD").splitlines()
     assert sorted(changes) == ["A\tmanifests/acme/" + qualified_name, "M\t.sentinel"], "added, nothing modified"
 
-    repo = ["--repo", str(world.repo.root)]
+    repo = ["--repo", str(process_world.repo.root)]
     (hello,) = [e for e in cli_json("list", *repo) if e["name"] == "hello"]
     assert hello["entry"] == "acme/hello"
     unsigned = {"processed": True, "state": "processed", "signed": False, "key-id": None, "yanked": None}
@@ -123,54 +122,54 @@ def test_a_later_version_with_the_same_rootfs_gets_its_own_manifest_and_no_versi
     (entry,) = [e for e in catalog["entries"] if e["name"] == "hello"]
     assert [(v["version"], v["rootfs-hash"]) for v in entry["versions"]] == \
         [("1.1.0", first["exchange"]["rootfs-hash"]), ("1.0.0", first["exchange"]["rootfs-hash"])]
-    fetched = cli_json("fetch", "acme/hello@1.0.0", "--output-dir", str(world.bucket.parent / "fetched"), *repo)
+    fetched = cli_json("fetch", "acme/hello@1.0.0", "--output-dir", str(process_world.bucket.parent / "fetched"), *repo)
     assert fetched["verified"] and fetched["rootfs-hash"] == first["exchange"]["rootfs-hash"]
-    audit = cli_json("verify-storage", "--bucket", world.bucket.as_uri(), "--deep", *repo)
+    audit = cli_json("verify-storage", "--bucket", process_world.bucket.as_uri(), "--deep", *repo)
     assert audit["ok"] and not audit["orphans"] and not audit["missing"]
 
     # Removing one version never takes the object the other still references.
-    removed = cli_json("remove", "acme/hello@1.0.0", "--purge", "--bucket", world.bucket.as_uri(), "-y", *repo)
+    removed = cli_json("remove", "acme/hello@1.0.0", "--purge", "--bucket", process_world.bucket.as_uri(), "-y", *repo)
     assert removed["removed"] == [f"manifests/acme/{legacy_name}"] and removed["deleted"] == []
-    assert world.bucket_objects() == objects
-    assert cli_json("verify-storage", "--bucket", world.bucket.as_uri(), *repo)["ok"]
+    assert process_world.bucket_objects() == objects
+    assert cli_json("verify-storage", "--bucket", process_world.bucket.as_uri(), *repo)["ok"]
 
 
-def test_a_descriptor_update_over_the_same_container_keeps_both_versions(world: World) -> None:
+def test_a_descriptor_update_over_the_same_container_keeps_both_versions(process_world: World) -> None:
     """The common case needs no skipped check: a boutique's new tool-version, same container."""
     image = "registry.example.org/acme/wc:1.0.0"
-    build_demo_image(world.images, image, example_boutique(**{"container-image": {"type": "docker", "image": image}}))
+    build_demo_image(process_world.images, image, example_boutique(**{"container-image": {"type": "docker", "image": image}}))
     for version in ("1.0.0", "2.0 beta/2"):
-        world.repo.write("boutiques/acme/word-count.json", example_boutique(
+        process_world.repo.write("boutiques/acme/word-count.json", example_boutique(
             **{"container-image": {"type": "docker", "image": image}, "tool-version": version}))
-        world.repo.commit(f"word-count {version}")
-        result = process(world)
+        process_world.repo.commit(f"word-count {version}")
+        result = process(process_world)
         assert result.exit_code == 0, result.output
     found = {p.name: json.loads(p.read_text())["boutique"]["tool-version"]
-             for p in (world.repo.root / "manifests/acme").glob("acme-word-count*.json")}
+             for p in (process_world.repo.root / "manifests/acme").glob("acme-word-count*.json")}
     assert sorted(found.values()) == ["1.0.0", "2.0 beta/2"]
     (qualified,) = [name for name, version in found.items() if version == "2.0 beta/2"]
     assert qualified.startswith("acme-word-count@2.0%20beta%2F2-sha384-")
-    (entry,) = [e for e in cli_json("list", "--repo", str(world.repo.root)) if e["name"] == "word-count"]
+    (entry,) = [e for e in cli_json("list", "--repo", str(process_world.repo.root)) if e["name"] == "word-count"]
     assert entry["entry"] == "acme/word-count", "the qualified name is read as the same entry"
     assert [v["version"] for v in entry["versions"]] == ["2.0 beta/2", "1.0.0"]
 
 
-def test_a_manifest_already_at_the_place_is_never_replaced(world: World, tmp_path: Path) -> None:
+def test_a_manifest_already_at_the_place_is_never_replaced(process_world: World, tmp_path: Path) -> None:
     """An old pipeline's manifest (a number for its version) already holds the name this rootfs gets."""
     tarball = tmp_path / "hello.tgz"
-    assert CliRunner().invoke(cli, ["export", f"oci:{world.images}:{HELLO_IMAGE}", "-o", str(tarball),
+    assert CliRunner().invoke(cli, ["export", f"oci:{process_world.images}:{HELLO_IMAGE}", "-o", str(tarball),
                                     "--quiet"]).exit_code == 0
     hex_digest = hashlib.sha384(tarball.read_bytes()).hexdigest()
     old = f"manifests/acme/acme-hello-sha384-{hex_digest}.json"
-    world.repo.write(old, {"gear": example_gear(name="hello", version=1), "exchange": {
+    process_world.repo.write(old, {"gear": example_gear(name="hello", version=1), "exchange": {
         "git-commit": "b" * 40, "rootfs-hash": f"sha384:{hex_digest}", "rootfs-url": f"gs://old/{Path(old).stem}.tgz"}})
-    world.repo.commit("an old manifest")
-    world.repo.git("push", "-q", "origin", "master")
-    old_bytes = (world.repo.root / old).read_bytes()
-    result = process(world)
+    process_world.repo.commit("an old manifest")
+    process_world.repo.git("push", "-q", "origin", "master")
+    old_bytes = (process_world.repo.root / old).read_bytes()
+    result = process(process_world)
     assert result.exit_code == 0, result.output
-    assert (world.repo.root / old).read_bytes() == old_bytes
-    assert versions_by_name(hello_manifests(world.repo.root)) == {
+    assert (process_world.repo.root / old).read_bytes() == old_bytes
+    assert versions_by_name(hello_manifests(process_world.repo.root)) == {
         Path(old).name: 1, f"acme-hello@1.0.0-sha384-{hex_digest}.json": "1.0.0"}
 
 
@@ -208,29 +207,29 @@ def envelopes(world: World) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in world.bucket.glob("*.intoto.jsonl")}
 
 
-def test_signed_versions_sharing_a_rootfs_each_get_their_own_envelope(signed: Signed) -> None:
-    assert signed.process().exit_code == 0
-    before = envelopes(signed.world)
-    hello_on_the_same_image(signed.world.repo, "1.1.0")
-    result = signed.process(*SAME_IMAGE)
+def test_signed_versions_sharing_a_rootfs_each_get_their_own_envelope(signed_process: Signed) -> None:
+    assert signed_process.process().exit_code == 0
+    before = envelopes(signed_process.world)
+    hello_on_the_same_image(signed_process.world.repo, "1.1.0")
+    result = signed_process.process(*SAME_IMAGE)
     assert result.exit_code == 0, result.output
-    assert_both_versions_signed(signed, before)
+    assert_both_versions_signed(signed_process, before)
 
 
-def test_finalize_places_and_signs_a_version_sharing_its_rootfs(signed: Signed, tmp_path: Path) -> None:
-    world = signed.world
-    assert signed.process().exit_code == 0
+def test_finalize_places_and_signs_a_version_sharing_its_rootfs(signed_process: Signed, tmp_path: Path) -> None:
+    world = signed_process.world
+    assert signed_process.process().exit_code == 0
     before = envelopes(world)
     hello_on_the_same_image(world.repo, "1.1.0")
     world.repo.git("push", "-q", "origin", "master")
     shard = clone(world, tmp_path, "shard")
     records = tmp_path / "records"
     shard_run = CliRunner().invoke(cli, shard.args("--shard", "1/1", "--shard-dir", str(records), *SAME_IMAGE,
-                                                   "--sign-key", str(signed.key_file)))
+                                                   "--sign-key", str(signed_process.key_file)))
     assert shard_run.exit_code == 0, shard_run.output
-    result = signed.process("--finalize", str(records), *SAME_IMAGE)
+    result = signed_process.process("--finalize", str(records), *SAME_IMAGE)
     assert result.exit_code == 0, result.output
-    assert_both_versions_signed(signed, before)
+    assert_both_versions_signed(signed_process, before)
 
 
 # --- replays: another run moved the remote -----------------------------------------------------------
@@ -273,20 +272,20 @@ def unpushed_run(world: World, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
-def test_resuming_an_earlier_run_keeps_a_version_whose_place_another_version_took(world: World,
+def test_resuming_an_earlier_run_keeps_a_version_whose_place_another_version_took(process_world: World,
                                                                                    tmp_path: Path) -> None:
-    unpushed_run(world, tmp_path)  # hello 1.0.0 and other 2.0.0, committed here, not on origin
-    other = clone(world, tmp_path, "other")
+    unpushed_run(process_world, tmp_path)  # hello 1.0.0 and other 2.0.0, committed here, not on origin
+    other = clone(process_world, tmp_path, "other")
     hello_on_the_same_image(other.repo, "1.1.0")
     other.repo.git("push", "-q", "origin", "master")
     assert process(other, *SAME_IMAGE).exit_code == 0  # publishes hello 1.1.0 at the old name
-    result = process(world)
+    result = process(process_world)
     assert result.exit_code == 0, result.output
-    published = remote_manifests(world.remote)
+    published = remote_manifests(process_world.remote)
     assert sorted(versions_by_name({n: d for n, d in published.items() if "acme-hello" in n}).values()) == \
         ["1.0.0", "1.1.0"]
     assert any(name.startswith("acme-hello@1.0.0-sha384-") for name in published)
-    assert world.repo.git("rev-parse", "HEAD") == world.remote_head()
+    assert process_world.repo.git("rev-parse", "HEAD") == process_world.remote_head()
 
 
 def test_a_resumed_run_replayed_on_a_moved_remote_leaves_the_sentinel_on_the_remotes_history(
@@ -309,25 +308,25 @@ def test_a_resumed_run_replayed_on_a_moved_remote_leaves_the_sentinel_on_the_rem
 
 
 @pytest.mark.parametrize("how", ["resumed", "retried"])
-def test_the_same_version_published_with_another_spec_is_refused_not_skipped(world: World, tmp_path: Path,
+def test_the_same_version_published_with_another_spec_is_refused_not_skipped(process_world: World, tmp_path: Path,
                                                                               how: str) -> None:
     """Two runs raced on hello 1.0.0 with different specs: the loser must say so, not report success."""
     if how == "resumed":
-        unpushed_run(world, tmp_path)
-        loser = world
+        unpushed_run(process_world, tmp_path)
+        loser = process_world
     else:
-        loser = clone(world, tmp_path, "loser")
-    winner = clone(world, tmp_path, "winner")
+        loser = clone(process_world, tmp_path, "loser")
+    winner = clone(process_world, tmp_path, "winner")
     hello_on_the_same_image(winner.repo, "1.0.0", description="the same version, another text")
     winner.repo.git("push", "-q", "origin", "master")
     assert process(winner).exit_code == 0
-    remote_before = world.remote_head()
+    remote_before = process_world.remote_head()
     start = loser.repo.git("rev-parse", "HEAD") if how == "retried" else None
     result = process(loser, "--retries", "1")
     assert result.exit_code == 1, result.output
     assert "already holds gear acme/hello 1.0.0 with another spec" in result.output
     assert "nothing was overwritten" in result.output and "Traceback" not in result.output
-    assert world.remote_head() == remote_before
+    assert process_world.remote_head() == remote_before
     assert loser.repo.git("status", "--porcelain") == ""
     if start is not None:
         assert loser.repo.git("rev-parse", "HEAD") == start

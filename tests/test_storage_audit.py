@@ -17,8 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from exchange_cli.cli import cli
-from exchange_cli.storage.bucket import open_bucket
-from tests.catalog_world import CatalogWorld, populate
+from tests.catalog_world import CatalogWorld, owned_catalog_world, put_object
 from tests.infra.gitrepo import ExchangeRepo
 
 
@@ -27,33 +26,19 @@ def run(world: CatalogWorld, *args: str, stdin: str | None = None):
 
 
 @pytest.fixture
-def local_world(exchange_repo: ExchangeRepo, tmp_path: Path) -> CatalogWorld:
-    return _world(exchange_repo, tmp_path, (tmp_path / "bucket").as_uri())
+def owned_catalog_local(exchange_repo: ExchangeRepo, tmp_path: Path) -> CatalogWorld:
+    return owned_catalog_world(exchange_repo, tmp_path, (tmp_path / "bucket").as_uri())
 
 
 @pytest.fixture
-def gcs_world(exchange_repo: ExchangeRepo, tmp_path: Path, gcs_bucket_uri: str) -> CatalogWorld:
+def owned_catalog_gcs(exchange_repo: ExchangeRepo, tmp_path: Path, gcs_bucket_uri: str) -> CatalogWorld:
     # rootfs URLs are gs:// URLs here, so `fetch` reads them through the GCS client, from the emulator.
-    return _world(exchange_repo, tmp_path, gcs_bucket_uri, download_url=gcs_bucket_uri)
+    return owned_catalog_world(exchange_repo, tmp_path, gcs_bucket_uri, download_url=gcs_bucket_uri)
 
 
 @pytest.fixture(params=["local", "gcs"])
-def world(request: pytest.FixtureRequest) -> CatalogWorld:
-    return request.getfixturevalue(f"{request.param}_world")
-
-
-def _world(repo: ExchangeRepo, tmp_path: Path, bucket_uri: str, download_url: str | None = None) -> CatalogWorld:
-    (tmp_path / "bucket").mkdir(exist_ok=True)
-    (tmp_path / "work").mkdir()
-    world = populate(CatalogWorld(repo, open_bucket(bucket_uri, download_url=download_url), tmp_path / "work"))
-    world.own_bucket(tmp_path / "remote.git")
-    return world
-
-
-def put_object(world: CatalogWorld, name: str, content: bytes) -> None:
-    source = world.work / f"upload-{name}"
-    source.write_bytes(content)
-    world.bucket.upload(name, source, size=len(content), sha384=hashlib.sha384(content).hexdigest())
+def owned_catalog(request: pytest.FixtureRequest) -> CatalogWorld:
+    return request.getfixturevalue(f"owned_catalog_{request.param}")
 
 
 def tamper(world: CatalogWorld, name: str, content: bytes) -> None:
@@ -64,24 +49,24 @@ def tamper(world: CatalogWorld, name: str, content: bytes) -> None:
 
 # verify-storage ----------------------------------------------------------------------------------
 
-def test_a_consistent_bucket_passes_even_deep(world: CatalogWorld) -> None:
-    result = run(world, "verify-storage", "--bucket", world.bucket.uri, "--deep")
+def test_a_consistent_bucket_passes_even_deep(owned_catalog: CatalogWorld) -> None:
+    result = run(owned_catalog, "verify-storage", "--bucket", owned_catalog.bucket.uri, "--deep")
     assert result.exit_code == 0, result.output
-    assert f"{len(world.published)} artifact(s) checked (content hashed): 0 missing, 0 damaged, 0 orphan(s)" \
+    assert f"{len(owned_catalog.published)} artifact(s) checked (content hashed): 0 missing, 0 damaged, 0 orphan(s)" \
         in result.output
 
 
-def test_missing_orphan_and_tampered_objects_are_found(world: CatalogWorld) -> None:
-    gone = world.find("acme", "hello", "0.9.0")
-    resized = world.find("acme", "hello-world", "2.0.0")
-    same_size = world.find("neuro", "skull-strip", "2.1.0")
-    world.bucket.delete(gone.object_name)
-    tamper(world, resized.object_name, b"not the rootfs")
-    original = b"".join(iter(functools.partial(world.bucket.open_read(same_size.object_name).read, 1 << 20), b""))
-    tamper(world, same_size.object_name, bytes(len(original)))
-    put_object(world, "acme-stray-sha384-0000.tgz", b"left behind")
+def test_missing_orphan_and_tampered_objects_are_found(owned_catalog: CatalogWorld) -> None:
+    gone = owned_catalog.find("acme", "hello", "0.9.0")
+    resized = owned_catalog.find("acme", "hello-world", "2.0.0")
+    same_size = owned_catalog.find("neuro", "skull-strip", "2.1.0")
+    owned_catalog.bucket.delete(gone.object_name)
+    tamper(owned_catalog, resized.object_name, b"not the rootfs")
+    original = b"".join(iter(functools.partial(owned_catalog.bucket.open_read(same_size.object_name).read, 1 << 20), b""))
+    tamper(owned_catalog, same_size.object_name, bytes(len(original)))
+    put_object(owned_catalog, "acme-stray-sha384-0000.tgz", b"left behind")
 
-    shallow = run(world, "verify-storage", "--bucket", world.bucket.uri, "--json")
+    shallow = run(owned_catalog, "verify-storage", "--bucket", owned_catalog.bucket.uri, "--json")
     assert shallow.exit_code == 1
     report = json.loads(shallow.output)
     assert [m["object"] for m in report["missing"]] == [gone.object_name]
@@ -90,56 +75,56 @@ def test_missing_orphan_and_tampered_objects_are_found(world: CatalogWorld) -> N
     damaged = {d["object"]: d["problem"] for d in report["damaged"]}
     assert "14 bytes" in damaged[resized.object_name]
     # Same size: only a recorded hash (GCS metadata, a fresh local sidecar) or --deep can tell.
-    deep = json.loads(run(world, "verify-storage", "--bucket", world.bucket.uri, "--json", "--deep").output)
+    deep = json.loads(run(owned_catalog, "verify-storage", "--bucket", owned_catalog.bucket.uri, "--json", "--deep").output)
     deep_damaged = {d["object"]: d["problem"] for d in deep["damaged"]}
     assert set(deep_damaged) == {resized.object_name, same_size.object_name}
     assert same_size.sha384 in deep_damaged[same_size.object_name]
 
 
-def test_delete_orphans_asks_first_and_keeps_referenced_objects(world: CatalogWorld) -> None:
-    put_object(world, "acme-stray-sha384-0000.tgz", b"left behind")
-    declined = run(world, "verify-storage", "--bucket", world.bucket.uri, "--delete-orphans", stdin="n\n")
+def test_delete_orphans_asks_first_and_keeps_referenced_objects(owned_catalog: CatalogWorld) -> None:
+    put_object(owned_catalog, "acme-stray-sha384-0000.tgz", b"left behind")
+    declined = run(owned_catalog, "verify-storage", "--bucket", owned_catalog.bucket.uri, "--delete-orphans", stdin="n\n")
     assert declined.exit_code == 1 and "Aborted" in declined.output
-    assert world.bucket.stat("acme-stray-sha384-0000.tgz") is not None
+    assert owned_catalog.bucket.stat("acme-stray-sha384-0000.tgz") is not None
 
-    confirmed = run(world, "verify-storage", "--bucket", world.bucket.uri, "--delete-orphans", stdin="y\n")
+    confirmed = run(owned_catalog, "verify-storage", "--bucket", owned_catalog.bucket.uri, "--delete-orphans", stdin="y\n")
     assert confirmed.exit_code == 0, confirmed.output
-    assert world.bucket.stat("acme-stray-sha384-0000.tgz") is None
-    assert all(world.bucket.stat(p.object_name) is not None for p in world.published)
-    assert run(world, "verify-storage", "--bucket", world.bucket.uri).exit_code == 0
+    assert owned_catalog.bucket.stat("acme-stray-sha384-0000.tgz") is None
+    assert all(owned_catalog.bucket.stat(p.object_name) is not None for p in owned_catalog.published)
+    assert run(owned_catalog, "verify-storage", "--bucket", owned_catalog.bucket.uri).exit_code == 0
 
 
-def test_delete_orphans_with_yes_does_not_ask(local_world: CatalogWorld) -> None:
-    put_object(local_world, "stray.tgz", b"x")
-    result = run(local_world, "verify-storage", "--bucket", local_world.bucket.uri, "--delete-orphans", "--yes")
+def test_delete_orphans_with_yes_does_not_ask(owned_catalog_local: CatalogWorld) -> None:
+    put_object(owned_catalog_local, "stray.tgz", b"x")
+    result = run(owned_catalog_local, "verify-storage", "--bucket", owned_catalog_local.bucket.uri, "--delete-orphans", "--yes")
     assert result.exit_code == 0, result.output
-    assert local_world.bucket.stat("stray.tgz") is None
+    assert owned_catalog_local.bucket.stat("stray.tgz") is None
 
 
 # fetch -------------------------------------------------------------------------------------------
 
-def test_fetch_downloads_and_verifies_the_newest_processed_version(world: CatalogWorld, tmp_path: Path) -> None:
-    published = world.find("acme", "hello", "1.0.0-rc.1")
-    result = run(world, "fetch", "acme/hello", "--output-dir", str(tmp_path / "out"), "--extract")
+def test_fetch_downloads_and_verifies_the_newest_processed_version(owned_catalog: CatalogWorld, tmp_path: Path) -> None:
+    published = owned_catalog.find("acme", "hello", "1.0.0-rc.1")
+    result = run(owned_catalog, "fetch", "acme/hello", "--output-dir", str(tmp_path / "out"), "--extract")
     assert result.exit_code == 0, result.output
     downloaded = tmp_path / "out" / published.object_name
     assert hashlib.sha384(downloaded.read_bytes()).hexdigest() == published.sha384
     assert (tmp_path / "out" / "acme-hello-1.0.0-rc.1" / "etc" / "release").read_text() == "acme/hello 1.0.0-rc.1\n"
 
 
-def test_fetch_refuses_a_tampered_artifact_and_keeps_nothing(world: CatalogWorld, tmp_path: Path) -> None:
-    published = world.find("acme", "hello", "0.10.0")
-    original = b"".join(iter(functools.partial(world.bucket.open_read(published.object_name).read, 1 << 20), b""))
-    tamper(world, published.object_name, original[:-1] + bytes([original[-1] ^ 1]))
-    result = run(world, "fetch", "acme/hello@0.10.0", "--output-dir", str(tmp_path / "out"))
+def test_fetch_refuses_a_tampered_artifact_and_keeps_nothing(owned_catalog: CatalogWorld, tmp_path: Path) -> None:
+    published = owned_catalog.find("acme", "hello", "0.10.0")
+    original = b"".join(iter(functools.partial(owned_catalog.bucket.open_read(published.object_name).read, 1 << 20), b""))
+    tamper(owned_catalog, published.object_name, original[:-1] + bytes([original[-1] ^ 1]))
+    result = run(owned_catalog, "fetch", "acme/hello@0.10.0", "--output-dir", str(tmp_path / "out"))
     assert result.exit_code == 1
     assert f"the manifest says sha384:{published.sha384}" in result.output
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_fetch_from_the_bucket_option(local_world: CatalogWorld, tmp_path: Path) -> None:
-    published = local_world.find("acme-labs", "hello", "1.0.0")
-    result = run(local_world, "fetch", "acme-labs/hello", "--bucket", local_world.bucket.uri, "--output-dir", str(tmp_path))
+def test_fetch_from_the_bucket_option(owned_catalog_local: CatalogWorld, tmp_path: Path) -> None:
+    published = owned_catalog_local.find("acme-labs", "hello", "1.0.0")
+    result = run(owned_catalog_local, "fetch", "acme-labs/hello", "--bucket", owned_catalog_local.bucket.uri, "--output-dir", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert hashlib.sha384((tmp_path / published.object_name).read_bytes()).hexdigest() == published.sha384
 
@@ -154,7 +139,7 @@ def http_bucket(exchange_repo: ExchangeRepo, tmp_path: Path) -> Iterator[Catalog
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield _world(exchange_repo, tmp_path, directory.as_uri(),
+        yield owned_catalog_world(exchange_repo, tmp_path, directory.as_uri(),
                      download_url=f"http://127.0.0.1:{server.server_address[1]}")
     finally:
         server.shutdown()
@@ -214,26 +199,26 @@ def hostile_tarball(*members: tuple[str, str, str | bytes]) -> bytes:
     ((("hardlink", "hard", "../escaped.txt"),), "climbs out with '..'"),
     ((("hardlink", "hard", "./"),), "which is not a file"),
 ])
-def test_extract_refuses_hostile_archives_and_writes_nothing(local_world: CatalogWorld, tmp_path: Path,
+def test_extract_refuses_hostile_archives_and_writes_nothing(owned_catalog_local: CatalogWorld, tmp_path: Path,
                                                              members: tuple, message: str) -> None:
-    local_world.publish("evil", "archive", "1.0.0", rootfs=hostile_tarball(*members))
-    local_world.repo.commit("evil")
+    owned_catalog_local.publish("evil", "archive", "1.0.0", rootfs=hostile_tarball(*members))
+    owned_catalog_local.repo.commit("evil")
     out = tmp_path / "out" / "deeper"
-    result = run(local_world, "fetch", "evil/archive", "--output-dir", str(out), "--extract")
+    result = run(owned_catalog_local, "fetch", "evil/archive", "--output-dir", str(out), "--extract")
     assert result.exit_code == 1, result.output
     assert message in result.output
     assert not (tmp_path / "out" / "escaped.txt").exists() and not Path("/tmp/escaped.txt").exists()
-    assert [p.name for p in out.iterdir()] == [local_world.find("evil", "archive", "1.0.0").object_name], \
+    assert [p.name for p in out.iterdir()] == [owned_catalog_local.find("evil", "archive", "1.0.0").object_name], \
         "the verified tarball stays, no partial extraction"
 
 
-def test_extract_keeps_a_rootfs_s_own_absolute_and_climbing_symlinks(local_world: CatalogWorld, tmp_path: Path) -> None:
-    local_world.publish("acme", "links", "1.0.0", rootfs=hostile_tarball(
+def test_extract_keeps_a_rootfs_s_own_absolute_and_climbing_symlinks(owned_catalog_local: CatalogWorld, tmp_path: Path) -> None:
+    owned_catalog_local.publish("acme", "links", "1.0.0", rootfs=hostile_tarball(
         ("dir", "usr/lib", ""), ("file", "usr/lib/libc.so", "elf"), ("symlink", "lib", "usr/lib"),
         ("symlink", "bin/sh", "/bin/busybox"), ("symlink", "usr/lib/root", "../../.."),
         ("hardlink", "usr/lib/libc.so.6", "usr/lib/libc.so")))
-    local_world.repo.commit("links")
-    result = run(local_world, "fetch", "acme/links", "--output-dir", str(tmp_path), "--extract")
+    owned_catalog_local.repo.commit("links")
+    result = run(owned_catalog_local, "fetch", "acme/links", "--output-dir", str(tmp_path), "--extract")
     assert result.exit_code == 0, result.output
     root = tmp_path / "acme-links-1.0.0"
     assert (root / "bin" / "sh").readlink() == Path("/bin/busybox")

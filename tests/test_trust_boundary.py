@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
 from pathlib import Path
 
@@ -22,13 +21,7 @@ from tests.infra.publication import publish
 from tests.infra.pull_request import PullRequestWorld, pull_request_world
 from tests.layers import tiny_layer_tar
 
-
-@pytest.fixture(autouse=True)
-def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
-    for name in list(os.environ):
-        if name.startswith(("EXCHANGE_REGISTRY_", "EXCHANGE_MAINTAINER_", "EXCHANGE_BASE")):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_credentials")  # tests/infra/image_sources.py
 
 
 @pytest.fixture

@@ -24,10 +24,9 @@ from exchange_cli.repository import Exchange
 from exchange_cli.specs import SpecKind
 from tests.catalog_world import CatalogWorld, own_bucket
 from tests.infra.gitrepo import ExchangeRepo, example_boutique, init_repo, run_git
+from tests.infra.process_world import World as ProcessWorld
+from tests.infra.process_world import process
 from tests.infra.publication import publish
-from tests.test_process import World as ProcessWorld
-from tests.test_process import process
-from tests.test_process import world as process_world  # noqa: F401 - the fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ".exchange/lifecycle/gears/acme/hello.json"

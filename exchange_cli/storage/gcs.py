@@ -109,7 +109,7 @@ class GcsBucket(Bucket):
                 blob.upload_from_string(data, content_type="application/json", if_generation_match=0)
             except PreconditionFailed:
                 raise ObjectExists(f"{self.uri}: {name} exists") from None
-        return str(blob.generation)
+        return self._generation_of(blob, name)
 
     def read_control(self, name: str) -> tuple[bytes, str] | None:
         from google.api_core.exceptions import NotFound, PreconditionFailed
@@ -118,8 +118,9 @@ class GcsBucket(Bucket):
             blob = self._bucket().get_blob(self._control_key(name), retry=self._retry())
             if blob is None:
                 return None
+            generation = self._generation_of(blob, name)
             try:
-                return blob.download_as_bytes(if_generation_match=blob.generation), str(blob.generation)
+                return blob.download_as_bytes(if_generation_match=blob.generation), generation
             except (NotFound, PreconditionFailed):
                 return None  # replaced or removed while we read: as if we had looked a moment later
 
@@ -133,7 +134,7 @@ class GcsBucket(Bucket):
                                         if_generation_match=_generation_number(generation))
             except PreconditionFailed:
                 raise ObjectChanged(f"{self.uri}: {name} is no longer at generation {generation}") from None
-        return str(blob.generation)
+        return self._generation_of(blob, name)
 
     def delete_control(self, name: str, generation: str) -> bool:
         return self.delete(self._control_key(name)[len(self._key_prefix()):], generation=generation)
@@ -164,9 +165,18 @@ class GcsBucket(Bucket):
         try:
             verify_sent_sha384(reader, source, sha384, name)
         except StorageError:
-            self.delete(name, generation=str(blob.generation))
+            self.delete(name, generation=self._generation_of(blob, name))
             raise
         return self._info(blob)
+
+    def _generation_of(self, blob: Blob, name: str) -> str:
+        """The generation the server gave `name`: what every later change of it is made conditional on.
+        Without one (a proxy or an emulator that leaves it out) nothing could be changed safely: say so
+        here, not later as a generation of "None"."""
+        if blob.generation is None:
+            raise StorageError(f"{self.uri}: {name}: the server returned no generation for it, so it cannot be "
+                               "changed or deleted safely (is STORAGE_EMULATOR_HOST a GCS-compatible server?)")
+        return str(blob.generation)
 
     def _info(self, blob: Blob) -> ObjectInfo:
         name = blob.name[len(self._key_prefix()):]

@@ -48,6 +48,7 @@ from exchange_cli.storage.bucket import (
     verify_sent_sha384,
 )
 from exchange_cli.storage.owner import Owner
+from exchange_cli.testgates import gate
 
 RESERVED_PREFIX = ".exchange-"
 SIDECAR_DIR = ".exchange-sha384"
@@ -137,6 +138,7 @@ class LocalBucket(Bucket):
                     out.write(block)
                 out.flush()
                 os.fsync(out.fileno())
+            gate("upload")  # tests: held with the partial upload written, not yet in place
             verify_sent_sha384(reader, source, sha384, name)
             temp.chmod(OBJECT_MODE)
             _publish_without_overwriting(temp, path)

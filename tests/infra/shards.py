@@ -1,0 +1,76 @@
+"""`fanout`: an exchange of five gears on a remote, processed in shards on "machines" (clones, runs in
+processes of their own) into the GCS emulator's bucket, then finalized."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from exchange_cli.cli import cli
+from tests.infra.gitrepo import ExchangeRepo, gears_on_a_remote, run_git
+
+EXCHANGE = Path(sys.executable).with_name("exchange")
+DOWNLOAD_URL = "https://downloads.example.org/rootfs"
+GEARS = ("alpha", "bravo", "charlie", "delta", "echo")
+
+
+@dataclass
+class FanOut:
+    tmp: Path
+    repo: ExchangeRepo  # the finalize job's checkout
+    remote: Path
+    images: Path
+    bucket_uri: str
+    shard_dir: Path
+
+    def clone(self, name: str, remote: Path | None = None) -> Path:
+        path = self.tmp / name
+        while path.exists():  # a second round of shards gets fresh checkouts, as on new machines
+            path = path.with_name(path.name + "-again")
+        run_git(self.tmp, "clone", "-q", str(remote or self.remote), str(path))
+        return path
+
+    def common_args(self, checkout: Path, cache: str, bucket_uri: str | None = None) -> list[str]:
+        return ["process", "--repo", str(checkout), "--bucket", bucket_uri or self.bucket_uri, "--download-url",
+                DOWNLOAD_URL, "--oci-layout", str(self.images), "--cache-dir", str(self.tmp / cache), "--quiet",
+                "--report", str(self.tmp / "reports" / cache)]
+
+    def start_shard(self, index: int, total: int = 3, *, via_circleci_env: bool = False) -> subprocess.Popen[str]:
+        checkout = self.clone(f"shard-{index}")
+        args = [*self.common_args(checkout, f"cache-{index}"), "--shard-dir", str(self.shard_dir)]
+        env = dict(os.environ)
+        if via_circleci_env:
+            env.update(CIRCLE_NODE_INDEX=str(index - 1), CIRCLE_NODE_TOTAL=str(total))
+        else:
+            args += ["--shard", f"{index}/{total}"]
+        return subprocess.Popen([str(EXCHANGE), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env)
+
+    def run_shards(self, indexes: tuple[int, ...] = (1, 2, 3)) -> None:
+        running = [self.start_shard(index, via_circleci_env=index == 3) for index in indexes]
+        for process in running:
+            stdout, stderr = process.communicate(timeout=300)
+            assert process.returncode == 0, stdout + stderr
+
+    def finalize(self, *extra: str) -> Result:
+        args = [*self.common_args(self.repo.root, "cache-finalize"), "--finalize", str(self.shard_dir), *extra]
+        return CliRunner().invoke(cli, args)
+
+    def records(self) -> dict[str, dict]:
+        return {path.name: json.loads(path.read_text()) for path in sorted(self.shard_dir.glob("shard-*.json"))}
+
+    def remote_head(self) -> str:
+        return run_git(self.remote, "rev-parse", "master")
+
+
+@pytest.fixture
+def fanout(exchange_repo: ExchangeRepo, gcs_bucket_uri: str, tmp_path: Path) -> FanOut:
+    remote, images = gears_on_a_remote(exchange_repo, tmp_path, GEARS)
+    return FanOut(tmp_path, exchange_repo, remote, images, gcs_bucket_uri, tmp_path / "workspace" / "shards")

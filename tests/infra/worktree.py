@@ -1,0 +1,89 @@
+"""A test run leaves nothing in the work tree: the session fails if `git status` differs after the run from
+what it was before it. Comparing before with after (rather than asking for a clean tree) lets a developer
+run the suite with changes of their own; a file a test leaves behind, or changes, is still caught.
+
+Registered as a plugin by tests/conftest.py; under pytest-xdist only the controller checks (the workers
+share its work tree)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+_SNAPSHOT = pytest.StashKey["WorkTree | None"]()
+
+
+@dataclass(frozen=True)
+class WorkTree:
+    """`git status` of a checkout, with a hash of every changed or untracked file's content: a file that
+    was already modified and is modified again by the run keeps its status line but not its hash."""
+
+    root: Path
+    entries: dict[str, str]  # path -> status and content hash
+
+    @classmethod
+    def read(cls, root: Path) -> WorkTree | None:
+        """None outside a git checkout (a source archive): nothing to compare."""
+        listed = subprocess.run(["git", "status", "--porcelain=v1", "-z", "--untracked-files=all"], cwd=root,
+                                capture_output=True, check=False)
+        if listed.returncode != 0:
+            return None
+        top = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True,
+                                  text=True, check=True).stdout.strip())
+        entries: dict[str, str] = {}
+        records = iter(listed.stdout.decode(errors="surrogateescape").split("\0"))
+        for record in records:
+            if not record:
+                continue
+            status, path = record[:2], record[3:]
+            if "R" in status or "C" in status:
+                next(records, None)  # a rename's second record is its old path
+            entries[path] = f"{status} {_content_hash(top / path)}"
+        return cls(top, entries)
+
+    def changes_since(self, before: WorkTree) -> list[str]:
+        """Each path whose status or content the run changed, as `git status` would show it now."""
+        paths = sorted(set(before.entries) | set(self.entries))
+        return [f"{self.entries.get(path, 'gone')[:2]} {path}" for path in paths
+                if before.entries.get(path) != self.entries.get(path)]
+
+
+def _content_hash(path: Path) -> str:
+    if path.is_symlink():
+        return "link:" + str(path.readlink())
+    if not path.is_file():
+        return "absent" if not path.exists() else "not-a-file"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not _is_xdist_worker(session.config):
+        session.config.stash[_SNAPSHOT] = WorkTree.read(session.config.rootpath)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = session.config.stash.get(_SNAPSHOT, None)
+    if before is None or _is_xdist_worker(session.config):
+        return
+    after = WorkTree.read(before.root)
+    changes = [] if after is None else after.changes_since(before)
+    if not changes:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = ["the test run changed the work tree (tests write below tmp_path, never into the checkout):",
+             *(f"  {change}" for change in changes)]
+    if reporter is not None:
+        reporter.write("\n")  # after the progress line, which does not end in one yet
+        reporter.write_line("\n".join(lines), red=True)
+    else:
+        print("\n".join(lines))
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
