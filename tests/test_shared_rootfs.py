@@ -289,22 +289,22 @@ def test_resuming_an_earlier_run_keeps_a_version_whose_place_another_version_too
 
 
 def test_a_resumed_run_replayed_on_a_moved_remote_leaves_the_sentinel_on_the_remotes_history(
-        world: World, tmp_path: Path) -> None:
+        process_world: World, tmp_path: Path) -> None:
     """The earlier run's commits are replayed on a remote that moved: .sentinel must still name a commit
     the remote has (the one that run processed), never the earlier run's own commit, which the replay
     drops, so a fresh clone can still select "changed since .sentinel"."""
-    processed = world.repo.git("rev-parse", "HEAD")
-    unpushed_run(world, tmp_path)  # hello 1.0.0 and other 2.0.0, committed here, not on origin
-    other = clone(world, tmp_path, "other")
+    processed = process_world.repo.git("rev-parse", "HEAD")
+    unpushed_run(process_world, tmp_path)  # hello 1.0.0 and other 2.0.0, committed here, not on origin
+    other = clone(process_world, tmp_path, "other")
     other.repo.write("NOTES.md", "someone else's commit, pushed meanwhile\n")
     other.repo.commit("notes")
     other.repo.git("push", "-q", "origin", "master")
-    result = process(world)
+    result = process(process_world)
     assert result.exit_code == 0, result.output
     assert "pushed the earlier run's 2 manifest commit(s)" in result.output
-    assert run_git(world.remote, "show", "master:.sentinel") == processed
-    fresh = clone(world, tmp_path, "fresh")
-    assert process(fresh).exit_code == 0 and fresh.repo.git("rev-parse", "HEAD") == world.remote_head()
+    assert run_git(process_world.remote, "show", "master:.sentinel") == processed
+    fresh = clone(process_world, tmp_path, "fresh")
+    assert process(fresh).exit_code == 0 and fresh.repo.git("rev-parse", "HEAD") == process_world.remote_head()
 
 
 @pytest.mark.parametrize("how", ["resumed", "retried"])
