@@ -23,6 +23,11 @@ class UsageError(ExchangeError):
     exit_code = 2
 
 
+class CredentialsError(UsageError):
+    """A credential setting is unusable (a registry's Docker config or helper, the bucket's service account):
+    the environment to fix, exit 2. Messages name the setting and the problem, never the secret."""
+
+
 class OutputError(ExchangeError):
     """A file the tool writes cannot be written (disk full, read-only, no permission): exit 2.
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..reference import DOCKER_HUB
-from .errors import ImageError
+from ..errors import CredentialsError
 
 DOCKER_HUB_SERVER_ADDRESS = "https://index.docker.io/v1/"
 _DOCKER_HUB_ALIASES = {DOCKER_HUB, "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
@@ -38,10 +38,6 @@ _DOCKER_HUB_ALIASES = {DOCKER_HUB, "index.docker.io", "registry-1.docker.io", "r
 _HELPER_NOT_FOUND = "credentials not found in native keychain"
 _IDENTITY_TOKEN_USERNAME = "<token>"
 HELPER_TIMEOUT_SECONDS = 60
-
-
-class CredentialsError(ImageError):
-    """The credentials configuration is broken: unreadable config, bad base64, a failing helper."""
 
 
 @dataclass(frozen=True)

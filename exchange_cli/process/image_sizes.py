@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from ..errors import CredentialsError
 from ..export import ExportOptions
 from ..image.errors import ImageError
 from ..image.platforms import select_manifest
@@ -46,7 +47,7 @@ def registry_image_size(image: str, options: ExportOptions) -> int | None:
                 entry = select_manifest(manifest, options.platform, image=image)
                 manifest = _manifest(client, ref.repository, str(entry["digest"]))
             return _layers_size(manifest)
-    except (ImageError, ReferenceError, OSError, ValueError, KeyError, TypeError):  # OSError: requests' errors
+    except (ImageError, CredentialsError, ReferenceError, OSError, ValueError, KeyError, TypeError):  # OSError: requests' errors
         return None
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from exchange_cli.errors import UsageError
+from exchange_cli.errors import CredentialsError, UsageError
 from exchange_cli.storage.bucket import (
     SUPPORTED_URIS,
     Bucket,
@@ -46,10 +46,6 @@ _SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key", "token_uri")
 
 class StorageSettingsError(UsageError):
     pass
-
-
-class CredentialsError(UsageError):
-    """A bad credential setting. Messages name the variable and the problem, never the value."""
 
 
 @dataclass(frozen=True)
