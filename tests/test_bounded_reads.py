@@ -151,6 +151,20 @@ def test_an_envelope_nested_100000_levels_is_one_failed_check(tmp_path: Path, ke
     assert failure["check"] == "envelope" and "nested more than 100 levels deep" in failure["reason"]
 
 
+@pytest.mark.parametrize("deep", [b"[" * 100_000, b'{"gear": ' * 100_000])
+def test_verify_of_a_manifest_nested_100000_levels_is_one_line_naming_its_place(tmp_path: Path, key: Path,
+                                                                                 deep: bytes) -> None:
+    """Issue 24: verify on deeply nested JSON gave a RecursionError. One line: the file, line and column, the rule."""
+    manifest = tmp_path / "deep.json"
+    manifest.write_bytes(deep)
+    result, _ = timed_cli("verify", str(manifest), "--key", str(key))
+    one_error(result)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {manifest}: not valid JSON (line 1, column ") and \
+        "nested more than 100 levels deep" in line, line
+
+
 # fetch: endless, interrupted, killed ---------------------------------------------------------------
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from ..manifests import MANIFESTS_DIRECTORY, MAX_MANIFEST_BYTES, ManifestProblem
 
 URL_SCHEMES = ("http", "https", "file", "gs")
 MANIFEST_SUFFIX = ".json"
-_READ_SIZE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ def read_manifest_url(url: str) -> ManifestSource:
 
     shown = redact(url)
     with open_url(url, Limit(MAX_MANIFEST_BYTES, "a manifest")) as stream:
-        data = b"".join(iter(lambda: stream.read(_READ_SIZE), b""))
+        data = stream.read_all()
     parts = [unquote(part) for part in PurePosixPath(urlsplit(url).path).parts]
     relative = layout_relative(parts)
     name = parts[-1] if parts else "manifest.json"

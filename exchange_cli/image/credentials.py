@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 import re
 import shutil
@@ -29,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..reference import DOCKER_HUB
 from ..errors import CredentialsError
+from ..jsonpos import NotStrictJson, strict_data
+from ..reference import DOCKER_HUB
 
 DOCKER_HUB_SERVER_ADDRESS = "https://index.docker.io/v1/"
 _DOCKER_HUB_ALIASES = {DOCKER_HUB, "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
@@ -128,9 +128,10 @@ def _load_docker_config(path: Path) -> dict[str, Any] | None:
     except OSError as exc:
         raise CredentialsError(f"cannot read Docker config {path}: {exc.strerror}") from exc
     try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CredentialsError(f"Docker config {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+        config = strict_data(text.encode("utf-8", "surrogatepass"))
+    except NotStrictJson as refused:  # only where: the reason may quote the text, which holds secrets
+        where = f" at line {refused.position.line}, column {refused.position.column}" if refused.position else ""
+        raise CredentialsError(f"Docker config {path} is not valid JSON{where}") from None
     if not isinstance(config, dict):
         raise CredentialsError(f"Docker config {path} is not a JSON object")
     return config
@@ -180,9 +181,9 @@ def _from_helper(helper: str, address: str, environ: Mapping[str, str]) -> Regis
         detail = result.stderr.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
         raise CredentialsError(f"Docker credential helper {program} failed for {address}: {detail[0]}")
     try:
-        answer = json.loads(result.stdout)
+        answer = strict_data(result.stdout.encode("utf-8", "surrogatepass"))
         username, secret = str(answer["Username"]), str(answer["Secret"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (NotStrictJson, KeyError, TypeError) as exc:
         raise CredentialsError(f"Docker credential helper {program} answered for {address} "
                                "with something other than JSON with Username and Secret") from exc
     source = f"Docker credential helper {program}"

@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
 import re
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -35,7 +34,9 @@ from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 import requests
 import urllib3
 
+from ..bounded import read_at_most
 from ..errors import ExchangeError
+from ..jsonpos import NotStrictJson, strict_data
 from ..progress import NullProgress, Progress
 from ..reference import ImageReference
 from .blobcache import CHUNK, BlobCache, BlobError, VerifyingReader
@@ -44,7 +45,15 @@ from .deadlines import DEFAULT_LIMITS, Deadline, TransferLimits, mount_watched_a
 from .digest import Digest, parse_digest
 from .errors import ImageError
 from .masking import SecretMask
-from .metadata import Descriptor, config_diff_ids, index_entries, manifest_layers, parse_json_object
+from .metadata import (
+    MAX_IMAGE_CONFIG_BYTES,
+    MAX_IMAGE_MANIFEST_BYTES,
+    Descriptor,
+    config_diff_ids,
+    index_entries,
+    manifest_layers,
+    parse_json_object,
+)
 from .model import Image, LayerBlob, LayerStored, Platform
 from .platforms import descriptor_platform, satisfies, select_manifest
 from .transport import NO_AUTH, Origin, OriginAuth, RefusedURL, Transport, UrlPolicy, shown
@@ -78,10 +87,8 @@ LAYER_MEDIA_TYPES = {
     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
 }
 
-# Registries refuse manifests over 4 MiB; anything bigger than these is not what we asked for.
-MAX_MANIFEST_BYTES = 4 * 1024**2
-MAX_CONFIG_BYTES = 64 * 1024**2
 MAX_TOKEN_BYTES = 1024**2  # a token answer is a few KB of JSON
+MAX_ERROR_BODY_BYTES = 64 * 1024  # an error list; a longer body is not one
 TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
 USER_AGENT = "exchange-cli"
 
@@ -224,13 +231,13 @@ class _Authenticator:
                                  f"({response.status_code} {response.reason}): {self.rejection_hint()}")
             if not response.ok:
                 raise ImageError(f"{self.image}: {subject} answered {response.status_code} {response.reason} for {scope}")
-            body = _read_at_most(_BodyStream(response, subject, deadline, decode=True), MAX_TOKEN_BYTES)
+            body = read_at_most(_BodyStream(response, subject, deadline, decode=True), MAX_TOKEN_BYTES)
         if body is None:
             raise ImageError(f"{self.image}: {subject} answered with more than {MAX_TOKEN_BYTES} bytes")
         try:
-            answer = json.loads(body)
+            answer = strict_data(body)
             token = answer.get("token") or answer.get("access_token")
-        except (ValueError, AttributeError, RecursionError):
+        except (NotStrictJson, AttributeError):
             token = None
         if not isinstance(token, str) or not token:
             raise ImageError(f"{self.image}: {subject} answered without a token for {scope}")
@@ -321,14 +328,14 @@ class RegistryClient:
     def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str | None]:
         """The manifest's bytes, its Content-Type and the registry's Docker-Content-Digest header."""
         subject = f"manifest {reference}"
-        deadline = self.limits.deadline(MAX_MANIFEST_BYTES, lambda reason: ImageError(f"{self.image}: {subject}: {reason}"))
+        deadline = self.limits.deadline(MAX_IMAGE_MANIFEST_BYTES, lambda reason: ImageError(f"{self.image}: {subject}: {reason}"))
 
         def attempt() -> tuple[bytes, str, str | None]:
             with self._open(repository, f"manifests/{reference}", subject, accept=MANIFEST_ACCEPT,
                             deadline=deadline) as response:
-                body = _read_at_most(_BodyStream(response, subject, deadline), MAX_MANIFEST_BYTES)
+                body = read_at_most(_BodyStream(response, subject, deadline), MAX_IMAGE_MANIFEST_BYTES)
                 if body is None:
-                    raise ImageError(f"{self.image}: {subject} is larger than {MAX_MANIFEST_BYTES} bytes")
+                    raise ImageError(f"{self.image}: {subject} is larger than {MAX_IMAGE_MANIFEST_BYTES} bytes")
                 content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
                 return body, content_type, response.headers.get("Docker-Content-Digest")
 
@@ -583,7 +590,7 @@ class _ImagePull:
         if descriptor.media_type not in CONFIG_MEDIA_TYPES:
             raise ImageError(f"{self.image}: config {descriptor.digest} has media type {descriptor.media_type!r}, "
                              "which is not a container image config (is this an artifact rather than an image?)")
-        if descriptor.size > MAX_CONFIG_BYTES:
+        if descriptor.size > MAX_IMAGE_CONFIG_BYTES:
             raise ImageError(f"{self.image}: config {descriptor.digest} is implausibly large ({descriptor.size} bytes)")
         body = self.client.read_blob(self.ref.repository, descriptor.digest, descriptor.size, what="config")
         return parse_json_object(body, image=self.image, what=f"config {descriptor.digest}")
@@ -657,23 +664,14 @@ def bad_url_reason(error: Exception) -> str:
     return f"the registry sent us to a URL that is not http(s): {_brief(error)}"
 
 
-def _read_at_most(stream: io.RawIOBase, limit: int) -> bytes | None:
-    """The whole stream, or None when it is longer than `limit`."""
-    data = bytearray()
-    while chunk := stream.read(CHUNK):
-        data += chunk
-        if len(data) > limit:
-            return None
-    return bytes(data)
-
-
 def _registry_errors(response: requests.Response) -> str:
     """The registry's own explanation from its JSON error body, if it sent one."""
     if response.request.method == "HEAD":
         return ""
     try:
-        errors = json.loads(response.raw.read(64 * 1024, decode_content=True) or b"{}").get("errors") or []
-    except (ValueError, AttributeError, urllib3.exceptions.HTTPError, OSError):
+        body = read_at_most(_BodyStream(response, "its error body", decode=True), MAX_ERROR_BODY_BYTES)
+        errors = strict_data(body or b"{}").get("errors") or []  # a longer body: not the registry's error list
+    except (NotStrictJson, AttributeError, _Transient):
         return ""
     return "; ".join(f"{e.get('code', '')} {e.get('message', '')}".strip() for e in errors if isinstance(e, dict))
 

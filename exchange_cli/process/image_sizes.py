@@ -6,7 +6,6 @@ source, an unreachable registry, a malformed manifest) is None, and the split fa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import CredentialsError
 from ..export import ExportOptions
 from ..image.errors import ImageError
+from ..image.metadata import parse_json_object
 from ..image.platforms import select_manifest
 from ..image.resolve import DOCKER_ARCHIVE_PREFIX, OCI_PREFIX
 from ..reference import ReferenceError, parse_reference
@@ -53,10 +53,7 @@ def registry_image_size(image: str, options: ExportOptions) -> int | None:
 
 def _manifest(client: RegistryClient, repository: str, reference: str) -> dict[str, Any]:
     body, _, _ = client.get_manifest(repository, reference)
-    document = json.loads(body)
-    if not isinstance(document, dict):
-        raise TypeError("a manifest is a JSON object")
-    return document
+    return parse_json_object(body, image=f"{repository}:{reference}", what="the manifest")
 
 
 def _layers_size(manifest: dict[str, Any]) -> int | None:

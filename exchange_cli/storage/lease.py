@@ -95,7 +95,7 @@ class LeaseRecord:
         """The record, or None when it is not one (unreadable: broken as stale, see BucketLease). Read as
         every document from outside is (jsonpos): no NaN, no Infinity, no 10,000 levels."""
         try:
-            document = strict_document(data[:MAX_LEASE_BYTES + 1], "the lease", ValueError)
+            document = strict_document(data, "the lease", ValueError, limit=MAX_LEASE_BYTES)
             owner = Owner.from_json(document["owner"])
             expires = document["expires"]
             if owner is None or not _plausible_time(expires):
