@@ -165,6 +165,26 @@ def test_verify_of_a_manifest_nested_100000_levels_is_one_line_naming_its_place(
         "nested more than 100 levels deep" in line, line
 
 
+def test_a_download_by_url_sends_no_netrc_credentials(tmp_path: Path, key: Path) -> None:
+    """The one HTTP client (web/) never lets requests add ~/.netrc's password to a request of its own."""
+    from tests.infra.capturing_registry import CapturingRegistry
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".netrc").write_text("machine 127.0.0.1 login someone password netrc-secret\n")
+    (home / ".netrc").chmod(0o600)
+    server = CapturingRegistry()
+    try:
+        manifest = manifest_with(tmp_path, **{"attestation-url": f"http://{server.host}/x.intoto.jsonl"})
+        result, _ = timed_cli("verify", str(manifest), "--key", str(key), "--format", "json",
+                              env={"HOME": str(home), "NETRC": str(home / ".netrc")})
+    finally:
+        server.stop()
+    assert result.returncode == 1, result.stderr
+    assert "HTTP 401" in json.loads(result.stdout)["failure"]["reason"]
+    assert server.authorizations == [None]
+
+
 # fetch: endless, interrupted, killed ---------------------------------------------------------------
 
 @pytest.fixture

@@ -39,12 +39,23 @@ from ..errors import ExchangeError
 from ..jsonpos import NotStrictJson, strict_data
 from ..progress import NullProgress, Progress
 from ..reference import ImageReference
+from ..web.deadlines import DEFAULT_LIMITS, Deadline, TransferLimits
+from ..web.masking import SecretMask
+from ..web.transport import (
+    NO_AUTH,
+    USER_AGENT,
+    Origin,
+    OriginAuth,
+    RefusedURL,
+    Transport,
+    UrlPolicy,
+    new_session,
+    shown,
+)
 from .blobcache import CHUNK, BlobCache, BlobError, VerifyingReader
 from .credentials import RegistryCredentials, host_env_var, resolve_credentials
-from .deadlines import DEFAULT_LIMITS, Deadline, TransferLimits, mount_watched_adapters
 from .digest import Digest, parse_digest
 from .errors import ImageError
-from .masking import SecretMask
 from .metadata import (
     MAX_IMAGE_CONFIG_BYTES,
     MAX_IMAGE_MANIFEST_BYTES,
@@ -56,7 +67,6 @@ from .metadata import (
 )
 from .model import Image, LayerBlob, LayerStored, Platform
 from .platforms import descriptor_platform, satisfies, select_manifest
-from .transport import NO_AUTH, Origin, OriginAuth, RefusedURL, Transport, UrlPolicy, shown
 
 if TYPE_CHECKING:
     from contextlib import _GeneratorContextManager
@@ -90,7 +100,6 @@ LAYER_MEDIA_TYPES = {
 MAX_TOKEN_BYTES = 1024**2  # a token answer is a few KB of JSON
 MAX_ERROR_BODY_BYTES = 64 * 1024  # an error list; a longer body is not one
 TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
-USER_AGENT = "exchange-cli"
 
 T = TypeVar("T")
 _NO_PROGRESS = NullProgress()
@@ -293,9 +302,7 @@ class RegistryClient:
         self.insecure = insecure
         self.base_url = f"{'http' if insecure else 'https'}://{host}"
         self.origin = Origin.of(self.base_url)
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = USER_AGENT
-        mount_watched_adapters(self.session)
+        self.session = new_session()
         self.mask = SecretMask()
         policy = UrlPolicy.allowing([*insecure_hosts, *([host] if insecure else [])])
         self.transport = Transport(self.session, policy, self.timeout, self.mask)
