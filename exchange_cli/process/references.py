@@ -56,7 +56,7 @@ def references_at_remote(repo: gitpython.Repo, remote: str, branch: str) -> Refe
     try:
         head = git.fetch_branch_if_any(repo, remote, branch)
         return referenced_objects(repo, head) if head else None
-    except (gitpython.GitCommandError, OSError, ExchangeError) as error:
+    except (git.GitFailed, OSError, ExchangeError) as error:
         raise RemoteUnreadable(f"the manifests at {remote} {branch} cannot be read ({_last_line(error)})") from None
 
 
@@ -73,7 +73,7 @@ def published_references(repo: gitpython.Repo, remote: str) -> References | None
 
 
 def _last_line(error: BaseException) -> str:
-    if isinstance(error, gitpython.GitCommandError):
+    if isinstance(error, git.GitFailed):
         return redact(git.failure_reason(error))
     text = str(error).strip()
     return redact(text.splitlines()[-1] if text else type(error).__name__)
