@@ -99,8 +99,8 @@ class _Layout:
             raise BlobError(self.image, digest, f"its descriptor says {size} bytes, more than the {limit} bytes "
                                                 "allowed for image metadata")
         with open(self.blob_path(digest), "rb") as handle:
-            data = handle.read(size + 1)
-        if len(data) != size:
+            data = read_at_most(handle, size)
+        if data is None or len(data) != size:
             raise BlobError(self.image, digest, f"is not the {size} bytes its descriptor says")
         actual = Digest.of(data, digest.algorithm)
         if actual != digest:
