@@ -26,7 +26,7 @@ from ..bounded import read_at_most
 from ..errors import ExchangeError
 from ..manifests import ManifestProblem, ManifestScan, ProcessedManifest
 from ..provenance.keys import PublicKey
-from ..storage.bucket import Bucket, Differs, Hashing, ObjectChanged, ObjectInfo
+from ..storage.bucket import Bucket, Hashing, ObjectChanged, ObjectInfo
 
 
 class UnreadableManifests(ExchangeError):
@@ -175,13 +175,7 @@ def _artifact_problem(bucket: Bucket, artifact: ExpectedArtifact, info: ObjectIn
     # An old manifest with no sha384: present (with its size) is all that can be checked.
     found = bucket.mismatch(info.name, size=artifact.size, sha384=artifact.sha384, info=info,
                             hashing=Hashing.ALWAYS if deep else Hashing.NEVER)
-    if found is None:
-        return None
-    if found.differs is Differs.SIZE:
-        return f"it has {found.found} bytes, the manifest says {artifact.size}"
-    if found.differs is Differs.RECORDED_SHA384:
-        return f"its recorded sha384 is {found.found}, the manifest says {artifact.sha384}"
-    return f"its content hashes to sha384:{found.found}, the manifest says sha384:{artifact.sha384}"
+    return None if found is None else found.describe("it", "the manifest")
 
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ExchangeError
-from ..storage.bucket import Bucket, Differs
+from ..storage.bucket import Bucket
 from .artifacts import Artifact, artifact_name
 from .delivery.stage import Delivery
 from .ledger import CreatedObjects
@@ -93,13 +93,7 @@ def object_problems(job: SpecJob, entry: ArtifactEntry, bucket: Bucket) -> list[
     if entry.artifact != artifact_name(job, entry.sha384):
         return [f"{job.relative_path}: recorded artifact {entry.artifact} is not named after its hash"]
     found = bucket.mismatch(entry.artifact, size=entry.size, sha384=entry.sha384)
-    if found is None:
-        return []
-    if found.differs is Differs.MISSING:
-        return [f"{job.relative_path}: {entry.artifact} is not in the bucket"]
-    if found.differs is Differs.SIZE:
-        return [f"{job.relative_path}: {entry.artifact} has {found.found} bytes in the bucket, the record says {entry.size}"]
-    return [f"{job.relative_path}: {entry.artifact} in the bucket hashes to sha384 {found.found}, not the recorded hash"]
+    return [] if found is None else [f"{job.relative_path}: {found.describe(entry.artifact, 'the record')}"]
 
 
 def _entries_by_spec(records: list[ShardRecord]) -> dict[str, list[tuple[ShardRecord, ArtifactEntry]]]:

@@ -16,7 +16,7 @@ from .. import git
 from ..catalog.storage_audit import ExpectedArtifact, expected_artifacts
 from ..errors import ExchangeError, UsageError, redact
 from ..manifests import ManifestProblem, ManifestScan, manifests_at_commit
-from ..storage.bucket import Bucket, Differs
+from ..storage.bucket import Bucket
 
 
 class RemoteUnreadable(ExchangeError):
@@ -101,10 +101,4 @@ def stored_problem(bucket: Bucket, item: ExpectedArtifact) -> str | None:
     """None when the object is in the bucket with the size and sha384 its manifests give; else what is wrong."""
     # An old manifest that records no sha384 (or size): present with what it records is all we can check.
     found = bucket.mismatch(item.object_name, size=item.size, sha384=item.sha384)
-    if found is None:
-        return None
-    if found.differs is Differs.MISSING:
-        return f"{item.object_name} is not in the bucket"
-    if found.differs is Differs.SIZE:
-        return f"{item.object_name} has {found.found} bytes; its manifest says {item.size}"
-    return f"{item.object_name} hashes to sha384 {found.found}; its manifest says {item.sha384}"
+    return None if found is None else found.describe(item.object_name, "its manifest")

@@ -84,7 +84,17 @@ class Hashing(Enum):
 @dataclass(frozen=True)
 class Mismatch:
     differs: Differs
-    found: int | str | None = None
+    found: int | str | None = None  # what the bucket has
+    expected: int | str | None = None  # what the record says
+
+    def describe(self, subject: str, source: str) -> str:
+        """One text for every caller: `subject` ("it", an object's name) and `source` ("the manifest")."""
+        if self.differs is Differs.MISSING:
+            return f"{subject} is not in the bucket"
+        if self.differs is Differs.SIZE:
+            return f"{subject} has {self.found} bytes, {source} says {self.expected}"
+        recorded = "is recorded with" if self.differs is Differs.RECORDED_SHA384 else "hashes to"
+        return f"{subject} {recorded} sha384 {self.found}, {source} says {self.expected}"
 
 
 @dataclass(frozen=True)
@@ -197,15 +207,15 @@ class Bucket(ABC):
         if info is None:
             return Mismatch(Differs.MISSING)
         if size is not None and info.size != size:
-            return Mismatch(Differs.SIZE, info.size)
+            return Mismatch(Differs.SIZE, info.size, size)
         if sha384 is None:
             return None
         if info.sha384 is not None and info.sha384 != sha384:
-            return Mismatch(Differs.RECORDED_SHA384, info.sha384)
+            return Mismatch(Differs.RECORDED_SHA384, info.sha384, sha384)
         if hashing is Hashing.ALWAYS or (hashing is Hashing.UNRECORDED and info.sha384 is None):
             actual = self.content_sha384(name)
             if actual != sha384:
-                return Mismatch(Differs.CONTENT_SHA384, actual)
+                return Mismatch(Differs.CONTENT_SHA384, actual, sha384)
         return None
 
     def _require_identical(self, existing: ObjectInfo, size: int, sha384: str) -> ObjectInfo:
