@@ -185,6 +185,23 @@ def test_a_download_by_url_sends_no_netrc_credentials(tmp_path: Path, key: Path)
     assert server.authorizations == [None]
 
 
+@pytest.mark.parametrize("which", ["spec", "invocation"])
+def test_validate_invocation_refuses_dev_zero_unread(tmp_path: Path, which: str) -> None:
+    """A file the user names is read as every document is: capped, a regular file (it read /dev/zero whole)."""
+    from tests.infra.gitrepo import example_gear
+
+    spec = tmp_path / "gear.json"
+    spec.write_text(json.dumps(example_gear()))
+    invocation = tmp_path / "job.json"
+    invocation.write_text("{}")
+    args = ["/dev/zero", str(invocation)] if which == "spec" else [str(spec), "/dev/zero"]
+    result, took = timed_cli("validate-invocation", *args, timeout=30)
+    one_error(result)
+    assert result.returncode in (1, 2) and took < 20, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: /dev/zero is not a regular file"), line
+
+
 # fetch: endless, interrupted, killed ---------------------------------------------------------------
 
 @pytest.fixture
