@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..confined import NotConfined, read_small_file
 from ..errors import CredentialsError
 from ..jsonpos import NotStrictJson, strict_data
 from ..reference import DOCKER_HUB
@@ -38,6 +39,7 @@ _DOCKER_HUB_ALIASES = {DOCKER_HUB, "index.docker.io", "registry-1.docker.io", "r
 _HELPER_NOT_FOUND = "credentials not found in native keychain"
 _IDENTITY_TOKEN_USERNAME = "<token>"
 HELPER_TIMEOUT_SECONDS = 60
+MAX_DOCKER_CONFIG_BYTES = 4 * 1024**2  # a few logins; read no further
 
 
 @dataclass(frozen=True)
@@ -122,13 +124,15 @@ def _from_docker_config(registry: str, environ: Mapping[str, str]) -> RegistryCr
 
 def _load_docker_config(path: Path) -> dict[str, Any] | None:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = read_small_file(path, limit=MAX_DOCKER_CONFIG_BYTES)
     except FileNotFoundError:
         return None
+    except NotConfined as exc:  # TooLarge too
+        raise CredentialsError(f"cannot read Docker config {path}: it {exc.reason}") from None
     except OSError as exc:
         raise CredentialsError(f"cannot read Docker config {path}: {exc.strerror}") from exc
     try:
-        config = strict_data(text.encode("utf-8", "surrogatepass"))
+        config = strict_data(raw)
     except NotStrictJson as refused:  # only where: the reason may quote the text, which holds secrets
         where = f" at line {refused.position.line}, column {refused.position.column}" if refused.position else ""
         raise CredentialsError(f"Docker config {path} is not valid JSON{where}") from None
