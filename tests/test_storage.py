@@ -213,6 +213,17 @@ def test_one_check_that_an_object_is_present_with_this_size_and_hash(under_test:
     assert recorded is not None and (recorded.differs, recorded.found) == (Differs.RECORDED_SHA384, sha384)
 
 
+def test_a_control_object_is_read_one_byte_past_its_cap_at_most(under_test: BucketUnderTest) -> None:
+    """A lease or ownership record planted huge is never read whole; its reader refuses it by its length."""
+    from exchange_cli.storage.bucket import MAX_CONTROL_BYTES
+    from exchange_cli.storage.lease import LeaseRecord
+
+    under_test.bucket.create_control(".exchange-huge", b" " * (MAX_CONTROL_BYTES + 4096) + b"{}")
+    found = under_test.bucket.read_control(".exchange-huge")
+    assert found is not None and len(found[0]) == MAX_CONTROL_BYTES + 1
+    assert LeaseRecord.parse(found[0]) is None
+
+
 def test_source_that_does_not_match_its_hash_is_not_published(under_test: BucketUnderTest, tmp_path: Path) -> None:
     source = tmp_path / "artifact.tgz"
     write_file(source, 3000)

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from google.auth.credentials import Credentials
 
 HASH_BLOCK_SIZE = 1024 * 1024
+# A control record (the lease, the ownership record) is a few hundred bytes of JSON. read_control reads one
+# byte more than this at most: a longer object is no record, and its reader refuses it by its length.
+MAX_CONTROL_BYTES = 64 * 1024
 _SHA384_HEX = re.compile(r"[0-9a-f]{96}")
 SUPPORTED_URIS = "gs://bucket[/prefix] or file:///absolute/path"
 
@@ -143,7 +146,8 @@ class Bucket(ABC):
 
     @abstractmethod
     def read_control(self, name: str) -> tuple[bytes, str] | None:
-        """(data, generation), or None when there is no such object."""
+        """(data, generation), or None when there is no such object; at most MAX_CONTROL_BYTES + 1 bytes of
+        it are read."""
 
     @abstractmethod
     def replace_control(self, name: str, data: bytes, generation: str) -> str:

@@ -20,6 +20,7 @@ from urllib.parse import quote
 from exchange_cli.errors import redact
 from exchange_cli.progress import Task
 from exchange_cli.storage.bucket import (
+    MAX_CONTROL_BYTES,
     Bucket,
     GcsLocation,
     ObjectChanged,
@@ -119,7 +120,9 @@ class GcsBucket(Bucket):
             if blob is None:
                 return None
             try:
-                return blob.download_as_bytes(if_generation_match=blob.generation), str(blob.generation)
+                # `end` is inclusive: one byte past the cap tells a reader the object is longer.
+                return (blob.download_as_bytes(end=MAX_CONTROL_BYTES, if_generation_match=blob.generation),
+                        str(blob.generation))
             except (NotFound, PreconditionFailed):
                 return None  # replaced or removed while we read: as if we had looked a moment later
 

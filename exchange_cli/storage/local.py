@@ -36,6 +36,7 @@ from exchange_cli.errors import describe_os_error
 from exchange_cli.jsonpos import strict_data
 from exchange_cli.progress import Task
 from exchange_cli.storage.bucket import (
+    MAX_CONTROL_BYTES,
     Bucket,
     BucketUriError,
     ObjectChanged,
@@ -193,7 +194,7 @@ class LocalBucket(Bucket):
         path = self._control_path(name)
         try:
             with path.open("rb") as handle:
-                return handle.read(), _generation(os.fstat(handle.fileno()))
+                return handle.read(MAX_CONTROL_BYTES + 1), _generation(os.fstat(handle.fileno()))
         except FileNotFoundError:
             return None
 
