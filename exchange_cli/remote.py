@@ -93,10 +93,11 @@ def _open_http(url: str, expires: float) -> Iterator[BinaryIO]:
 
     from .web.deadlines import DEFAULT_LIMITS, Deadline, watched
     from .web.masking import SecretMask
+    from .web.retries import DEFAULT_RETRY, TRANSIENT_STATUSES, Transient, retry_after, with_retries
     from .web.transport import RefusedURL, Transport, UrlPolicy, new_session
 
     # The one HTTP client (web/): per-read timeouts, redirects followed and checked hop by hop, no
-    # credentials of requests' own (~/.netrc). The whole transfer has a deadline: a timer shuts the
+    # credentials of requests' own (~/.netrc), a 5xx, a 429 or a dropped connection retried before the body. The whole transfer has a deadline: a timer shuts the
     # connection down when it passes, so a server that sends its headers or body a byte every few seconds
     # (each read within the read timeout) cannot keep us waiting; Bounded turns the cut connection into
     # the deadline's error.
@@ -104,14 +105,24 @@ def _open_http(url: str, expires: float) -> Iterator[BinaryIO]:
     deadline = Deadline(expires, expires - time.monotonic(), 0, 0, DownloadError, "the server")
     with new_session() as session, watched(deadline):
         transport = Transport(session, UrlPolicy.downloads(), DEFAULT_LIMITS.timeout, SecretMask())
-        try:
-            response = transport.send("GET", url)
-        except RefusedURL as refused:
-            raise DownloadError(f"cannot download {redact(url)}: {refused.reason}") from None
-        except requests.RequestException as error:
-            if time.monotonic() > expires:
-                raise DownloadError(f"cannot download {redact(url)}: no answer before the deadline") from None
-            raise DownloadError(f"cannot download {redact(url)}: {type(error).__name__}") from None
+
+        def attempt() -> requests.Response:
+            try:
+                answer = transport.send("GET", url)
+            except RefusedURL as refused:
+                raise DownloadError(f"cannot download {redact(url)}: {refused.reason}") from None
+            except requests.RequestException as error:
+                if time.monotonic() > expires:
+                    raise DownloadError(f"cannot download {redact(url)}: no answer before the deadline") from None
+                if isinstance(error, requests.ConnectionError | requests.Timeout):
+                    raise Transient(type(error).__name__) from None
+                raise DownloadError(f"cannot download {redact(url)}: {type(error).__name__}") from None
+            if answer.status_code in TRANSIENT_STATUSES:
+                answer.close()
+                raise Transient(f"HTTP {answer.status_code} {answer.reason}", retry_after(answer))
+            return answer
+
+        response = with_retries(DEFAULT_RETRY, attempt, failure=f"cannot download {redact(url)}", error=DownloadError)
         with response:
             if response.status_code != 200:
                 raise DownloadError(f"cannot download {redact(url)}: HTTP {response.status_code} {response.reason}")

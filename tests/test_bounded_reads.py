@@ -33,10 +33,11 @@ TRACEBACK = "Traceback (most recent call last)"
 
 class HostileServer:
     """Serves, by the path's first part: `/endless/…` (zeros forever), `/trickle/…` (one byte every `pause` s),
-    else a file below `root`."""
+    `/flaky/NAME` (503 the first two times, then the file NAME below `root`), else a file below `root`."""
 
     def __init__(self, root: Path, pause: float = 5.0) -> None:
         self.root, self.pause, self.stop_event = root, pause, threading.Event()
+        self.flaky_answers: list[int] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,7 +45,16 @@ class HostileServer:
                 pass
 
             def do_GET(self) -> None:
-                kind = self.path.strip("/").split("/", 1)[0]
+                kind, _, rest = self.path.strip("/").partition("/")
+                if kind == "flaky":
+                    status = 503 if len(server.flaky_answers) < 2 else 200
+                    server.flaky_answers.append(status)
+                    body = b"" if status == 503 else (server.root / rest).read_bytes()
+                    self.send_response(status)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
                 self.end_headers()
@@ -200,6 +210,18 @@ def test_validate_invocation_refuses_dev_zero_unread(tmp_path: Path, which: str)
     assert result.returncode in (1, 2) and took < 20, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: /dev/zero is not a regular file"), line
+
+
+def test_a_download_by_url_is_retried_after_a_503(tmp_path: Path, server: HostileServer, key: Path) -> None:
+    """The one HTTP client's retries serve fetch and verify too (a 503 failed the download at once)."""
+    manifest = manifest_with(tmp_path)
+    envelope = Path(json.loads(manifest.read_text())["exchange"]["attestation-url"].removeprefix("file://"))
+    (server.root / envelope.name).write_bytes(envelope.read_bytes())
+    manifest = manifest_with(tmp_path / "again", **{"attestation-url": f"{server.url}/flaky/{envelope.name}"})
+    result, _ = timed_cli("verify", str(manifest), "--key", str(key), "--format", "json")
+    assert server.flaky_answers == [503, 503, 200]
+    # Downloaded and read: only the signature (another publication's key) is left to fail.
+    assert json.loads(result.stdout)["failure"]["check"] == "signature", result.stdout
 
 
 # fetch: endless, interrupted, killed ---------------------------------------------------------------

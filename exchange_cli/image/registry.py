@@ -8,10 +8,10 @@ Transient failures (5xx, 429, a dropped connection, a timeout) are retried with 
 backoff; a blob download that breaks off restarts from its first byte through a fresh
 `store_layer`, so a half-written layer never reaches the cache. 401, 403 and 404 are final.
 Plain HTTP is used only for hosts listed as insecure, and credentials go only where they belong:
-`transport` has the rules, for the registry, its redirects and its token realm. No password or
-token the client holds ever appears in an error that leaves it or in a line it logs (`masking`).
+`web.transport` has the rules, for the registry, its redirects and its token realm. No password or
+token the client holds ever appears in an error that leaves it or in a line it logs (`web.masking`).
 
-No registry can hang a run (`deadlines`): every read waits at most `read_timeout`, and every
+No registry can hang a run (`web.deadlines`): every read waits at most `read_timeout`, and every
 document and blob has an overall deadline, retries included, of `floor` seconds plus its size at
 `min_rate` bytes per second, so a registry that trickles a byte now and then, body or headers, is
 given up too; a token request has one too, for a token of at most `MAX_TOKEN_BYTES`. A redirect
@@ -39,8 +39,10 @@ from ..errors import ExchangeError
 from ..jsonpos import NotStrictJson, strict_data
 from ..progress import NullProgress, Progress
 from ..reference import ImageReference
+from ..web import retries
 from ..web.deadlines import DEFAULT_LIMITS, Deadline, TransferLimits
 from ..web.masking import SecretMask
+from ..web.retries import DEFAULT_RETRY, TRANSIENT_STATUSES, RetryPolicy, Transient, retry_after
 from ..web.transport import (
     NO_AUTH,
     USER_AGENT,
@@ -99,48 +101,15 @@ LAYER_MEDIA_TYPES = {
 
 MAX_TOKEN_BYTES = 1024**2  # a token answer is a few KB of JSON
 MAX_ERROR_BODY_BYTES = 64 * 1024  # an error list; a longer body is not one
-TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
-
 T = TypeVar("T")
 _NO_PROGRESS = NullProgress()
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-
-    def delay(self, failed_attempt: int, retry_after: float | None = None) -> float:
-        backoff: float = self.base_delay * 2 ** (failed_attempt - 1)
-        return min(self.max_delay, max(backoff, retry_after or 0.0))
-
-
-DEFAULT_RETRY = RetryPolicy()
-
-
 LAYER_FETCH_WORKERS = 3
-
-
-class _Transient(Exception):
-    """A failure worth another attempt. Not an OSError, so nothing on the way up mistakes it for bad data."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason, self.retry_after = reason, retry_after
 
 
 def with_retries(policy: RetryPolicy, action: Callable[[], T], *, failure: str,
                  sleep: Callable[[float], None] = time.sleep) -> T:
-    """Run `action` until it succeeds, or until `policy` runs out; then ImageError starting with `failure`."""
-    for attempt in range(1, policy.attempts + 1):
-        try:
-            return action()
-        except _Transient as exc:
-            if attempt == policy.attempts:
-                raise ImageError(f"{failure}: gave up after {attempt} attempts: {exc.reason}") from exc
-            sleep(policy.delay(attempt, exc.retry_after))
-    raise AssertionError("unreachable")
+    """web.retries.with_retries, giving up with an ImageError starting with `failure`."""
+    return retries.with_retries(policy, action, failure=failure, error=ImageError, sleep=sleep)
 
 
 @dataclass(frozen=True)
@@ -230,11 +199,11 @@ class _Authenticator:
         except requests.exceptions.SSLError as exc:
             raise ImageError(f"{self.image}: TLS failure talking to {subject}: {_brief(exc)}") from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Transient(f"{subject}: {_brief(exc)}") from exc
+            raise Transient(f"{subject}: {_brief(exc)}") from exc
         with response:
             if response.status_code in TRANSIENT_STATUSES:
-                raise _Transient(f"{subject} answered {response.status_code} {response.reason}",
-                                 _retry_after(response))
+                raise Transient(f"{subject} answered {response.status_code} {response.reason}",
+                                 retry_after(response))
             if response.status_code in (401, 403):
                 raise ImageError(f"{self.image}: {subject} refused a token for {scope} "
                                  f"({response.status_code} {response.reason}): {self.rejection_hint()}")
@@ -260,7 +229,7 @@ def _basic(credentials: RegistryCredentials) -> str:
 
 
 class _BodyStream(io.RawIOBase):
-    """A response body as a file; a connection that breaks off mid-body becomes a `_Transient`.
+    """A response body as a file; a connection that breaks off mid-body becomes a `Transient`.
 
     Reads return as soon as any bytes arrive (`read1`), so the deadline is checked between them
     however slowly they trickle in. Blob and manifest bytes are read as sent (they are hashed);
@@ -281,7 +250,7 @@ class _BodyStream(io.RawIOBase):
             try:
                 data = self.response.raw.read1(min(len(view), CHUNK), decode_content=self.decode)
             except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-                raise _Transient(f"{self.subject}: download broke off: {_brief(exc)}") from exc
+                raise Transient(f"{self.subject}: download broke off: {_brief(exc)}") from exc
             view[: len(data)] = data
         self.received += len(data)
         if self.deadline is not None:
@@ -393,7 +362,7 @@ class RegistryClient:
     def open_blob(self, repository: str, digest: str, *, subject: str = "", size: int | None = None,
                   deadline: Deadline | None = None,
                   buffered: bool = True) -> Iterator[io.BufferedReader | _BodyStream]:
-        """One attempt at a blob's body, for the caller to stream; breaks off as `_Transient`.
+        """One attempt at a blob's body, for the caller to stream; breaks off as `Transient`.
 
         Pass the same `deadline` to every attempt, so that retries share it; `size` alone starts one.
         Unbuffered, each `readinto` is one read from the connection, copied once into the caller's
@@ -416,7 +385,7 @@ class RegistryClient:
     def _request(self, method: str, repository: str, path: str, *, accept: str | None = None,
                  digest: str | None = None, deadline: Deadline | None = None) -> requests.Response:
         """One round trip (streamed), answering one authentication challenge; transient failures raise
-        `_Transient`. `deadline` bounds every hop, headers included.
+        `Transient`. `deadline` bounds every hop, headers included.
 
         A bad redirect is a BlobError when `digest` names the blob asked for, else an ImageError."""
         url = f"{self.base_url}/v2/{repository}/{path}"
@@ -428,8 +397,8 @@ class RegistryClient:
             response = self._send(method, url, scope=scope, headers=headers, digest=digest, deadline=deadline)
         if response.status_code in TRANSIENT_STATUSES:
             response.close()
-            raise _Transient(f"{method} {url} answered {response.status_code} {response.reason}",
-                             _retry_after(response))
+            raise Transient(f"{method} {url} answered {response.status_code} {response.reason}",
+                             retry_after(response))
         return response
 
     def _answer_challenge(self, response: requests.Response, scope: str) -> bool:
@@ -456,7 +425,7 @@ class RegistryClient:
             raise ImageError(f"{self.image}: TLS failure talking to {self.host}: {_brief(exc)} "
                              "(if this registry serves plain HTTP, list it as an insecure registry)") from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Transient(f"{method} {shown(url)}: {_brief(exc)}") from exc
+            raise Transient(f"{method} {shown(url)}: {_brief(exc)}") from exc
 
     def _raise_for_status(self, response: requests.Response, subject: str) -> None:
         status = response.status_code
@@ -678,14 +647,9 @@ def _registry_errors(response: requests.Response) -> str:
     try:
         body = read_at_most(_BodyStream(response, "its error body", decode=True), MAX_ERROR_BODY_BYTES)
         errors = strict_data(body or b"{}").get("errors") or []  # a longer body: not the registry's error list
-    except (NotStrictJson, AttributeError, _Transient):
+    except (NotStrictJson, AttributeError, Transient):
         return ""
     return "; ".join(f"{e.get('code', '')} {e.get('message', '')}".strip() for e in errors if isinstance(e, dict))
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    return float(value) if value.isdigit() else None
 
 
 def _brief(exc: BaseException) -> str:
