@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from .errors import ExchangeError
 
@@ -22,6 +22,25 @@ ROOTFS_CEILING = 64 * GiB
 MIN_RATE = 256 * 1024  # bytes per second, on average over a whole transfer
 DEADLINE_FLOOR_ENV = "EXCHANGE_DOWNLOAD_FLOOR_SECONDS"
 DEFAULT_FLOOR_SECONDS = 120.0  # every transfer may take this long, however small
+
+
+READ_BLOCK = 1024 * 1024  # bytes asked of a stream at a time
+
+
+class Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
+
+
+def read_at_most(stream: Readable, limit: int) -> bytes | None:
+    """The whole of a stream that should hold a small document (a record, a token, an error body), or None
+    when it holds more than `limit` bytes: read no further than one byte past the limit, and never cut
+    short in silence (the caller says what None means). Streams with a deadline are read through Bounded."""
+    data = bytearray()
+    while block := stream.read(min(READ_BLOCK, limit + 1 - len(data))):
+        data += block
+        if len(data) > limit:
+            return None
+    return bytes(data)
 
 
 class OverLimit(ExchangeError):
@@ -77,6 +96,10 @@ class Bounded:
         if not block:
             self.check_time()  # a connection cut by the deadline's watch reads as its end
         return block
+
+    def read_all(self) -> bytes:
+        """Everything the stream holds (it stops at its own limit and deadline with OverLimit)."""
+        return b"".join(iter(lambda: self.read(READ_BLOCK), b""))
 
     def check_time(self) -> None:
         if time.monotonic() > self.expires:

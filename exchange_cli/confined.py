@@ -15,6 +15,8 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
+from .bounded import read_at_most
+
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: a FIFO planted where a file is expected must not hang the run; it is refused below.
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -67,8 +69,8 @@ def read_below(root: Path, relative: str, *, limit: int | None = None) -> bytes:
             return stream.read()
         if status.st_size > limit:
             raise TooLarge(relative, status.st_size, limit)
-        content = stream.read(limit + 1)  # a file that grew since fstat is still read no further
-        if len(content) > limit:
+        content = read_at_most(stream, limit)  # a file that grew since fstat is still read no further
+        if content is None:
             raise TooLarge(relative, os.fstat(stream.fileno()).st_size, limit)
         return content
 
@@ -113,7 +115,7 @@ def read_small_file(path: Path, *, limit: int) -> bytes:
             raise NotConfined(str(path), "is not a regular file")
         if status.st_size > limit:
             raise TooLarge(str(path), status.st_size, limit)
-        content = stream.read(limit + 1)
-        if len(content) > limit:
-            raise TooLarge(str(path), len(content), limit)
+        content = read_at_most(stream, limit)
+        if content is None:
+            raise TooLarge(str(path), os.fstat(stream.fileno()).st_size, limit)
         return content

@@ -11,7 +11,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,7 +73,7 @@ def _program() -> str:
 
 def run_git(cwd: Path, *args: str) -> str:
     identity = ["-c", f"user.name={git.BOT_NAME}", "-c", f"user.email={git.BOT_EMAIL}"]
-    return subprocess.run(["git", *identity, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+    return git.run_git([*identity, *args], cwd)
 
 
 def make_world(root: Path) -> DemoWorld:
@@ -85,7 +84,7 @@ def make_world(root: Path) -> DemoWorld:
                       root / "signing" / "demo-exchange.key")
     for path in (world.work_tree, world.images, world.bucket):
         path.mkdir(parents=True, exist_ok=False)
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "master", str(world.remote)], check=True)
+    git.run_git(["init", "-q", "--bare", "-b", "master", str(world.remote)])
     run_git(world.work_tree, "init", "-q", "-b", "master")
     run_git(world.work_tree, "remote", "add", "origin", str(world.remote))
     build_demo_image(world.images, IMAGE, GEAR)

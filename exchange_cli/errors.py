@@ -54,6 +54,11 @@ class EnvironmentFailure(ExchangeError):
     category = Category.ENVIRONMENT
 
 
+class CredentialsError(EnvironmentFailure):
+    """A credential setting is unusable (a registry's Docker config or helper, the bucket's service account):
+    the environment to fix, exit 2. Messages name the setting and the problem, never the secret."""
+
+
 class OutputError(EnvironmentFailure):
     """A file the tool writes cannot be written (disk full, read-only, no permission): exit 2.
 

@@ -1,18 +1,20 @@
-"""Thin helpers over git; every git question the tool asks is here.
+"""Thin helpers over git; every git command the tool runs is run here.
 
 The read-only questions `exchange validate` asks (the repository's root, rev-parse, ls-tree, diff, ls-files) are
-put to git itself (`Checkout`); everything else goes through GitPython, imported on first use: importing it takes
-some 40 ms, which validate, run by pre-commit hooks on every commit, does without."""
+put to git itself (`run_git`, through `Checkout`); everything else goes through GitPython, imported on first use:
+importing it takes some 40 ms, which validate, run by pre-commit hooks on every commit, does without.
+
+However a git command is run (`run_git`, GitPython's `repo.git.*` or its object model, `push`, a clone), its
+failure is one error type, `GitFailed`, with one text: ``git <args> exited with <status>: <git's reason>``
+(`stderr_reason`: its stderr minus progress and advice), credentials in URLs redacted."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import re
-import signal
 import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from functools import cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -29,19 +31,21 @@ class NotARepository(UsageError):
 
 
 class GitFailed(Exception):
-    """A git command a `Checkout` ran exited non-zero; `stderr` and `status` as GitPython's GitCommandError
-    has them (what `failure_reason` and `index_locked` read)."""
+    """A git command exited non-zero, however it was run (GitPython's failures are converted: `_repo_type`).
+    `status`, `stderr` (git's own, unwrapped) and `stdout` are what it gave."""
 
-    def __init__(self, command: list[str], status: int, stderr: str) -> None:
-        super().__init__(f"{' '.join(command)} exited with {status}: {stderr_reason(stderr, status)}")
-        self.command, self.status, self.stderr = command, status, stderr
+    def __init__(self, command: list[str], status: int | str | Exception | None, stderr: str, stdout: str = "") -> None:
+        self.message = redact(f"{' '.join(command)} exited with {status}: {stderr_reason(stderr, status)}")
+        super().__init__(self.message)
+        self.command, self.status, self.stderr, self.stdout = command, status, stderr, stdout
+
+    def __str__(self) -> str:  # not GitPython's (a converted failure is a GitCommandError too)
+        return self.message
 
 
-def _failures() -> tuple[type[GitFailed | git.GitCommandError], ...]:
-    """What a failed git command raises: a Checkout's GitFailed, and GitPython's GitCommandError once GitPython
-    is imported (until then nothing can have raised one)."""
-    gitpython = sys.modules.get("git")
-    return (GitFailed,) if gitpython is None else (GitFailed, gitpython.GitCommandError)
+def _failures() -> tuple[type[GitFailed], ...]:
+    """What a failed git command raises."""
+    return (GitFailed,)
 
 
 # The commands a Checkout runs: they read the repository, never write it nor reach a remote.
@@ -160,19 +164,32 @@ class _ReadOnlyCommands:
 
 
 def _run(args: list[str], cwd: Path | str, settings: dict[str, str]) -> str:
-    """git's output (decoded as GitPython decodes it, the last newline dropped); GitFailed when it fails. git
-    runs in a session of its own, ended if we are interrupted meanwhile."""
+    return run_git(args, cwd, {**os.environ, **settings})
+
+
+def run_git(args: list[str], cwd: os.PathLike[str] | str | None = None, environ: Mapping[str, str] | None = None, *,
+            timeout: float | None = None, grace: float = 2.0) -> str:
+    """The one way the tool runs git itself: its output (decoded as GitPython decodes it, the last newline
+    dropped), GitFailed when it fails (the status -1 when it ran out of `timeout` seconds). git runs in a
+    session of its own, in English, stdin closed; the session is ended if we are interrupted meanwhile
+    (killed after `grace` seconds: 0 for a push, which must not land after we have rolled back)."""
     command = ["git", *args]
-    environ = {**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **settings}
+    environ = {**(os.environ if environ is None else environ), "LANGUAGE": "C", "LC_ALL": "C"}
     process = subprocess.Popen(command, cwd=cwd, env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, start_new_session=True)
     try:
-        stdout, stderr = process.communicate()
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        end_sessions({process.pid}, grace=grace)
+        process.communicate()
+        raise GitFailed(command, -1, f"fatal: git took longer than {timeout:g} s") from None
     except BaseException:
-        end_sessions({process.pid})
+        end_sessions({process.pid}, grace=grace)
+        process.wait()
         raise
     if process.returncode != 0:
-        raise GitFailed(command, process.returncode, stderr.decode("utf-8", "surrogateescape"))
+        raise GitFailed(command, process.returncode, stderr.decode("utf-8", "surrogateescape"),
+                        stdout.decode("utf-8", "surrogateescape"))
     return stdout.decode("utf-8", "surrogateescape").removesuffix("\n")
 
 
@@ -187,8 +204,12 @@ def _not_opened(start: Path, failed: GitFailed) -> UsageError:
 def _repo_type() -> type[git.Repo]:
     import git
 
+    class Failed(GitFailed, git.GitCommandError):
+        """GitPython's failure as ours: GitPython's own code still catches it as a GitCommandError."""
+
     class OwnSessionGit(git.Git):
-        """Every git command in a session of its own (children.py); ended when we are interrupted."""
+        """Every git command in a session of its own (children.py); ended when we are interrupted. A
+        failure is a GitFailed (its GitPython subclass), with the one text."""
 
         def execute(self, command: Any, *args: Any, **kwargs: Any) -> Any:  # GitPython's overloads, passed on
             kwargs.setdefault("start_new_session", True)
@@ -200,6 +221,10 @@ def _repo_type() -> type[git.Repo]:
             except KeyboardInterrupt:
                 end_sessions(children() - before)
                 raise
+            except git.GitCommandError as error:
+                shown = [str(part) for part in (error.command if isinstance(error.command, list | tuple)
+                                                else str(error.command).split())]
+                raise Failed(shown, error.status, _unwrapped(error.stderr), _unwrapped(error.stdout)) from None
 
     class Repo(git.Repo):
         GitCommandWrapperType = OwnSessionGit
@@ -344,7 +369,7 @@ class AnotherProcessRunning(UsageError):
     """git's index.lock is held: another git (or exchange) process works in this work tree, or one died."""
 
 
-def index_locked(error: git.GitCommandError | GitFailed, root: os.PathLike[str] | str) -> AnotherProcessRunning | None:
+def index_locked(error: GitFailed, root: os.PathLike[str] | str) -> AnotherProcessRunning | None:
     """The clear message for git's "index.lock: File exists" failure; None for any other failure."""
     match = _INDEX_LOCKED.search(str(error.stderr or error))
     if match is None:
@@ -392,7 +417,7 @@ class PushRejected(Exception):
 _PUSH_CHATTER = ("To ", "Done", "hint:", "error: failed to push some refs")
 
 
-def push_reason(stdout: str, stderr: str, status: int) -> str:
+def push_reason(stdout: str, stderr: str, status: object) -> str:
     """Why git refused a push, on one line: each refused ref's status (`[remote rejected] (pre-receive hook
     declined)`) and the remote's own lines (`remote: …`, prefix dropped)."""
     refused = [line.split("\t")[-1].strip() for line in stdout.splitlines() if line.startswith("!")]
@@ -404,23 +429,17 @@ def push_reason(stdout: str, stderr: str, status: int) -> str:
 
 
 def push(repo: git.Repo, remote: str, branch: str) -> None:
-    """Push HEAD to `branch`; if we are interrupted meanwhile, the push (and, for a local remote, its
-    receive-pack and hooks) is killed so it cannot land after we have rolled back."""
-    process = subprocess.Popen(["git", "push", "--porcelain", remote, f"HEAD:refs/heads/{branch}"],
-                               cwd=repo.working_tree_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+    """Push HEAD to `branch`, never prompting; if we are interrupted meanwhile, the push (and, for a local
+    remote, its receive-pack and hooks) is killed at once so it cannot land after we have rolled back."""
+    environ = {**os.environ, **dict(repo.git.environment())}  # open_repo's prompt settings
     try:
-        stdout, stderr = process.communicate()
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        raise
-    if process.returncode == 0:
-        return
-    output = f"{stdout}\n{stderr}"
-    non_fast_forward = any(marker in output for marker in _RACE_MARKERS)
-    raise PushRejected(push_reason(stdout, stderr, process.returncode), non_fast_forward=non_fast_forward)
+        run_git(["push", "--porcelain", remote, f"HEAD:refs/heads/{branch}"], repo.working_tree_dir, environ,
+                grace=0)
+    except GitFailed as failed:
+        output = f"{failed.stdout}\n{failed.stderr}"
+        non_fast_forward = any(marker in output for marker in _RACE_MARKERS)
+        raise PushRejected(push_reason(failed.stdout, failed.stderr, failed.status),
+                           non_fast_forward=non_fast_forward) from None
 
 
 class RemoteUnreachable(UsageError):
@@ -440,11 +459,17 @@ def asking(remote: str) -> Iterator[None]:
 _GIT_CHATTER = ("Cloning into", "Please make sure you have the correct access rights", "and the repository exists")
 
 
-def failure_reason(error: git.GitCommandError | GitFailed) -> str:
-    """Why a git command failed: `stderr_reason` of what it wrote, without GitPython's wrapping."""
-    stderr = str(error.stderr or "")
-    wrapped = re.fullmatch(r"\s*stderr: '(.*)'\s*", stderr, re.DOTALL)  # GitPython's "\n  stderr: '<text>'"
-    return stderr_reason(wrapped[1] if wrapped else stderr, error.status)
+def failure_reason(error: GitFailed) -> str:
+    """Why a git command failed: `stderr_reason` of what it wrote. Not redacted: the caller redacts its whole
+    message."""
+    return stderr_reason(error.stderr, error.status)
+
+
+def _unwrapped(output: object) -> str:
+    """What git wrote, without GitPython's wrapping of it in a GitCommandError ("\n  stderr: '<text>'")."""
+    text = str(output or "")
+    wrapped = re.fullmatch(r"\s*std(?:err|out): '(.*)'\s*", text, re.DOTALL)
+    return wrapped[1] if wrapped else text
 
 
 def stderr_reason(stderr: str, status: object) -> str:
@@ -459,29 +484,22 @@ CLONE_DEADLINE_ENV = "EXCHANGE_CLONE_TIMEOUT_SECONDS"
 DEFAULT_CLONE_DEADLINE = 600.0
 
 
-def clone_without_prompts(url: str, into: Path | str) -> subprocess.CompletedProcess[str]:
+def clone_without_prompts(url: str, into: Path | str) -> None:
     """``git clone --no-checkout URL INTO`` that can never wait for an answer (`non_interactive_env`) nor
     forever: a transfer slower than 1 KB/s for a minute fails (git's own low-speed limit), and the whole
     clone has a deadline (EXCHANGE_CLONE_TIMEOUT_SECONDS, default 600). git and its helpers run in a
-    session of their own, ended with the clone if we are interrupted or it runs out of time. The caller
-    reads the returncode and git's stderr."""
-    command = ["git", "-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=60", "clone", "--no-checkout",
-               "--", url, str(into)]
-    process = subprocess.Popen(command, env=non_interactive_env(), stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
-                               start_new_session=True)
+    session of their own, ended with the clone if we are interrupted or it runs out of time. GitFailed
+    when it fails (`failure_reason` says why)."""
+    command = ["-c", "http.lowSpeedLimit=1000", "-c", "http.lowSpeedTime=60", "clone", "--no-checkout", "--", url,
+               str(into)]
     deadline = _clone_deadline()
     try:
-        _, stderr = process.communicate(timeout=deadline)
-    except subprocess.TimeoutExpired:
-        end_sessions({process.pid})
-        process.communicate()
-        return subprocess.CompletedProcess(command, -1, "", f"fatal: the clone took longer than {deadline:g} s "
-                                                            f"({CLONE_DEADLINE_ENV})")
-    except BaseException:
-        end_sessions({process.pid})
-        raise
-    return subprocess.CompletedProcess(command, process.returncode, "", stderr)
+        run_git(command, environ=non_interactive_env(), timeout=deadline)
+    except GitFailed as failed:
+        if failed.status != -1:
+            raise
+        raise GitFailed(failed.command, -1, f"fatal: the clone took longer than {deadline:g} s "
+                                            f"({CLONE_DEADLINE_ENV})") from None
 
 
 def _clone_deadline() -> float:
@@ -511,9 +529,10 @@ _PROMPT_SETTINGS = ("GIT_TERMINAL_PROMPT", "GIT_ASKPASS", "GIT_SSH_COMMAND")
 
 
 def _configured(key: str, environ: dict[str, str], cwd: Path | str | None = None) -> bool:
-    found = subprocess.run(["git", "config", "--get", key], env=environ, cwd=cwd, stdin=subprocess.DEVNULL,
-                           capture_output=True, text=True, check=False)
-    return found.returncode == 0 and bool(found.stdout.strip())
+    try:
+        return bool(run_git(["config", "--get", key], cwd, environ).strip())
+    except GitFailed:
+        return False
 
 
 def fetch_branch(repo: git.Repo, remote: str, branch: str) -> str:

@@ -12,9 +12,10 @@ from typing import Any, cast
 
 from jsonschema import Draft4Validator, SchemaError, ValidationError
 
+from .confined import NotConfined, read_small_file
 from .errors import ExchangeError
 from .jsonpos import first_problem_line, read_json
-from .manifests import embedded_spec
+from .manifests import MAX_MANIFEST_BYTES, embedded_spec
 from .specs import SpecKind, kind_of
 from .validation.problems import Problem
 from .validation.schemas import schema_message, schema_problems
@@ -35,7 +36,10 @@ class SpecDocument:
 def read_spec_document(path: Path) -> SpecDocument:
     """A spec file, or a manifest (then its embedded spec and invocation schema)."""
     try:
-        document = read_json(path.read_bytes())
+        document = read_json(read_small_file(path, limit=MAX_MANIFEST_BYTES))
+    except NotConfined as error:  # TooLarge too
+        raise InvocationSchemaError(f"{path} {error.reason}; a spec or a manifest is a regular file of at most "
+                                    f"{MAX_MANIFEST_BYTES:,} bytes") from None
     except OSError as error:
         raise InvocationSchemaError(f"{path}: cannot read: {error.strerror}") from None
     if not document.ok:

@@ -15,7 +15,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from json.decoder import scanstring  # type: ignore[attr-defined]  # typeshed omits it; CPython has it
 from typing import Any
@@ -109,16 +109,37 @@ def parse_json(text: str) -> JsonText:
     return document
 
 
-def strict_document(raw: bytes, shown: str, error: type[Exception]) -> Any:
-    """The data of a document from outside (an envelope, a statement, a manifest fetched by URL, a lease
-    record): read as specs are (no NaN, no duplicate key, at most MAX_DEPTH levels, no giant integer,
-    never a RecursionError), else `error` with the first problem on one line."""
+class NotStrictJson(ValueError):
+    """A document from outside that `strict_data` will not read: over its size cap (`syntax` False), or not
+    strict JSON (`syntax` True; the message starts with ``line L, column C:``)."""
+
+    def __init__(self, message: str, *, syntax: bool, position: Position | None = None) -> None:
+        super().__init__(message)
+        self.syntax = syntax
+        self.position = position  # where, for a document whose text must not be quoted (it holds secrets)
+
+
+def strict_data(raw: bytes, *, limit: int | None = None) -> Any:
+    """The one reader of JSON documents from outside (a manifest, an envelope, a statement, a lease, a shard
+    or ownership record, a registry's answer, a Docker config): at most `limit` bytes, read as specs are (no
+    NaN, no duplicate key, at most MAX_DEPTH levels, no giant integer, never a RecursionError), else
+    NotStrictJson saying where."""
+    if limit is not None and len(raw) > limit:
+        raise NotStrictJson(f"{len(raw):,} bytes, more than the {limit:,} it may hold", syntax=False)
     document = read_json(raw)
     if not document.ok:
         problem = document.problems[0]
-        raise error(f"{shown}: not JSON (line {problem.position.line}, column {problem.position.column}: "
-                    f"{problem.message})")
+        raise NotStrictJson(f"line {problem.position.line}, column {problem.position.column}: {problem.message}",
+                            syntax=True, position=problem.position)
     return document.data
+
+
+def strict_document(raw: bytes, shown: str, error: Callable[[str], Exception], *, limit: int | None = None) -> Any:
+    """`strict_data`, its refusal raised as `error` on one line: ``<shown>: not JSON (line L, column C: …)``."""
+    try:
+        return strict_data(raw, limit=limit)
+    except NotStrictJson as refused:
+        raise error(f"{shown}: not JSON ({refused})" if refused.syntax else f"{shown}: {refused}") from None
 
 
 def first_problem_line(shown: str, document: JsonText) -> str:

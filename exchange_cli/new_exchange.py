@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
@@ -175,8 +174,10 @@ def _running_from_checkout() -> tuple[str, str] | None:
         return None
 
     def ask(*args: str) -> str:
-        found = subprocess.run(["git", "-C", str(checkout), *args], capture_output=True, text=True, check=False)
-        return found.stdout.strip() if found.returncode == 0 else ""
+        try:
+            return git.run_git(["-C", str(checkout), *args]).strip()
+        except git.GitFailed:
+            return ""
 
     url, commit = ask("remote", "get-url", "origin"), ask("rev-parse", "HEAD")
     return (url, commit) if _shareable(url) and commit else None
@@ -225,18 +226,24 @@ def _enclosing_work_tree(root: Path) -> Path | None:
     probe = root
     while not probe.exists():
         probe = probe.parent
-    found = subprocess.run(["git", "-C", str(probe), "rev-parse", "--show-toplevel"], capture_output=True,
-                           text=True, check=False)
-    return Path(found.stdout.strip()).resolve() if found.returncode == 0 else None
+    try:
+        return Path(git.run_git(["-C", str(probe), "rev-parse", "--show-toplevel"]).strip()).resolve()
+    except git.GitFailed:
+        return None
 
 
 def _init_repository(root: Path, branch: str) -> bool:
     """A new repository on `branch` (True); an existing one (at its top) must be on it already (False)."""
     if _enclosing_work_tree(root) is None:
-        subprocess.run(["git", "init", "-q", "-b", branch, str(root)], check=True, capture_output=True)
+        try:
+            git.run_git(["init", "-q", "-b", branch, str(root)])
+        except git.GitFailed as failed:
+            raise UsageError(f"cannot create the repository {root}: {failed}") from None
         return True
-    current = subprocess.run(["git", "-C", str(root), "symbolic-ref", "--short", "HEAD"], capture_output=True,
-                             text=True, check=False).stdout.strip()
+    try:
+        current = git.run_git(["-C", str(root), "symbolic-ref", "--short", "HEAD"]).strip()
+    except git.GitFailed:
+        current = ""
     if current != branch:
         raise UsageError(f"{root} is a repository on branch {current or '(detached)'}, not {branch}: check out "
                          f"{branch}, or pass --branch {current or 'NAME'} (CI processes that branch)")

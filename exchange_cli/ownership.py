@@ -23,10 +23,9 @@ import git as gitpython
 from . import git
 from .errors import UsageError, redact
 from .jsonpos import strict_document
-from .storage.bucket import Bucket, ObjectExists
+from .storage.bucket import MAX_CONTROL_BYTES, Bucket, ObjectExists
 
 OWNER_RECORD = ".exchange-owner.json"
-MAX_OWNER_RECORD_BYTES = 64 * 1024
 _SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>(?!//).*)$")
 
 
@@ -50,7 +49,7 @@ class Ownership:
     @classmethod
     def parse(cls, data: bytes) -> Ownership | None:
         try:
-            record = strict_document(data, OWNER_RECORD, ValueError)
+            record = strict_document(data, OWNER_RECORD, ValueError, limit=MAX_CONTROL_BYTES)
         except ValueError:
             return None
         if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in ("exchange", "branch")):
@@ -92,7 +91,7 @@ def read_owner(bucket: Bucket) -> Ownership | None:
     if found is None:
         return None
     data, _ = found
-    owner = Ownership.parse(data[:MAX_OWNER_RECORD_BYTES])
+    owner = Ownership.parse(data)
     if owner is None:
         raise NotTheOwner(f"{bucket.uri}: {OWNER_RECORD} is not an ownership record; nothing is deleted "
                           "(a maintainer can remove the record, and the next process run writes it again)")

@@ -16,7 +16,6 @@ from urllib.parse import unquote, urlsplit
 from .bounded import Bounded, Limit, OverLimit
 from .errors import ExchangeError, UsageError, redact
 
-HTTP_TIMEOUT_SECONDS = 60
 SUPPORTED_SCHEMES = "http(s)://, gs://bucket/object or file:///path"
 
 
@@ -92,20 +91,38 @@ def open_url(url: str, limit: Limit) -> Iterator[Bounded]:
 def _open_http(url: str, expires: float) -> Iterator[BinaryIO]:
     import requests
 
-    from .image.deadlines import Deadline, mount_watched_adapters, watched
+    from .web.deadlines import DEFAULT_LIMITS, Deadline, watched
+    from .web.masking import SecretMask
+    from .web.retries import DEFAULT_RETRY, TRANSIENT_STATUSES, Transient, retry_after, with_retries
+    from .web.transport import RefusedURL, Transport, UrlPolicy, new_session
 
-    # The whole transfer has a deadline: a timer shuts the connection down when it passes, so a server
-    # that sends its headers or body a byte every few seconds (each read within the read timeout) cannot
-    # keep us waiting; Bounded turns the cut connection into the deadline's error.
+    # The one HTTP client (web/): per-read timeouts, redirects followed and checked hop by hop, no
+    # credentials of requests' own (~/.netrc), a 5xx, a 429 or a dropped connection retried before the body. The whole transfer has a deadline: a timer shuts the
+    # connection down when it passes, so a server that sends its headers or body a byte every few seconds
+    # (each read within the read timeout) cannot keep us waiting; Bounded turns the cut connection into
+    # the deadline's error.
+    # The watch covers the body too (the transport's own covers a request's headers only).
     deadline = Deadline(expires, expires - time.monotonic(), 0, 0, DownloadError, "the server")
-    with requests.Session() as session, watched(deadline):
-        mount_watched_adapters(session)
-        try:
-            response = session.get(url, stream=True, timeout=HTTP_TIMEOUT_SECONDS)
-        except requests.RequestException as error:
-            if time.monotonic() > expires:
-                raise DownloadError(f"cannot download {redact(url)}: no answer before the deadline") from None
-            raise DownloadError(f"cannot download {redact(url)}: {type(error).__name__}") from None
+    with new_session() as session, watched(deadline):
+        transport = Transport(session, UrlPolicy.downloads(), DEFAULT_LIMITS.timeout, SecretMask())
+
+        def attempt() -> requests.Response:
+            try:
+                answer = transport.send("GET", url)
+            except RefusedURL as refused:
+                raise DownloadError(f"cannot download {redact(url)}: {refused.reason}") from None
+            except requests.RequestException as error:
+                if time.monotonic() > expires:
+                    raise DownloadError(f"cannot download {redact(url)}: no answer before the deadline") from None
+                if isinstance(error, requests.ConnectionError | requests.Timeout):
+                    raise Transient(type(error).__name__) from None
+                raise DownloadError(f"cannot download {redact(url)}: {type(error).__name__}") from None
+            if answer.status_code in TRANSIENT_STATUSES:
+                answer.close()
+                raise Transient(f"HTTP {answer.status_code} {answer.reason}", retry_after(answer))
+            return answer
+
+        response = with_retries(DEFAULT_RETRY, attempt, failure=f"cannot download {redact(url)}", error=DownloadError)
         with response:
             if response.status_code != 200:
                 raise DownloadError(f"cannot download {redact(url)}: HTTP {response.status_code} {response.reason}")

@@ -13,7 +13,8 @@ from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .confined import NotConfined, TooLarge, read_below
+from .confined import NotConfined, TooLarge, read_below, read_small_file
+from .errors import UsageError
 from .jsonpos import JsonText, read_json
 from .names import is_name, name_problem, suggested_name
 
@@ -109,8 +110,16 @@ class SpecFile:
 
     @classmethod
     def read(cls, path: Path, *, display_path: str, relative_path: str | None) -> SpecFile:
-        """A JSON file the user names directly (an invocation, a spec for check-image), wherever it is."""
-        return cls(path, display_path, relative_path, read_json(path.read_bytes()))
+        """A JSON file the user names directly (an invocation, a spec for check-image), wherever it is: a
+        regular file of at most MAX_SPEC_BYTES, else a UsageError (never /dev/zero read into memory)."""
+        try:
+            raw = read_small_file(path, limit=MAX_SPEC_BYTES)
+        except NotConfined as error:  # TooLarge too
+            raise UsageError(f"{display_path} {error.reason}; a spec or an invocation is a regular file of at most "
+                             f"{MAX_SPEC_BYTES:,} bytes") from None
+        except OSError as error:
+            raise UsageError(f"{display_path}: cannot read: {error.strerror}") from None
+        return cls(path, display_path, relative_path, read_json(raw))
 
     @property
     def text(self) -> str:

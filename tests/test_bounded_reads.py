@@ -33,10 +33,11 @@ TRACEBACK = "Traceback (most recent call last)"
 
 class HostileServer:
     """Serves, by the path's first part: `/endless/…` (zeros forever), `/trickle/…` (one byte every `pause` s),
-    else a file below `root`."""
+    `/flaky/NAME` (503 the first two times, then the file NAME below `root`), else a file below `root`."""
 
     def __init__(self, root: Path, pause: float = 5.0) -> None:
         self.root, self.pause, self.stop_event = root, pause, threading.Event()
+        self.flaky_answers: list[int] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,7 +45,16 @@ class HostileServer:
                 pass
 
             def do_GET(self) -> None:
-                kind = self.path.strip("/").split("/", 1)[0]
+                kind, _, rest = self.path.strip("/").partition("/")
+                if kind == "flaky":
+                    status = 503 if len(server.flaky_answers) < 2 else 200
+                    server.flaky_answers.append(status)
+                    body = b"" if status == 503 else (server.root / rest).read_bytes()
+                    self.send_response(status)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
                 self.end_headers()
@@ -149,6 +159,69 @@ def test_an_envelope_nested_100000_levels_is_one_failed_check(tmp_path: Path, ke
     one_error(result)
     failure = json.loads(result.stdout)["failure"]
     assert failure["check"] == "envelope" and "nested more than 100 levels deep" in failure["reason"]
+
+
+@pytest.mark.parametrize("deep", [b"[" * 100_000, b'{"gear": ' * 100_000])
+def test_verify_of_a_manifest_nested_100000_levels_is_one_line_naming_its_place(tmp_path: Path, key: Path,
+                                                                                 deep: bytes) -> None:
+    """Issue 24: verify on deeply nested JSON gave a RecursionError. One line: the file, line and column, the rule."""
+    manifest = tmp_path / "deep.json"
+    manifest.write_bytes(deep)
+    result, _ = timed_cli("verify", str(manifest), "--key", str(key))
+    one_error(result)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {manifest}: not valid JSON (line 1, column ") and \
+        "nested more than 100 levels deep" in line, line
+
+
+def test_a_download_by_url_sends_no_netrc_credentials(tmp_path: Path, key: Path) -> None:
+    """The one HTTP client (web/) never lets requests add ~/.netrc's password to a request of its own."""
+    from tests.infra.capturing_registry import CapturingRegistry
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".netrc").write_text("machine 127.0.0.1 login someone password netrc-secret\n")
+    (home / ".netrc").chmod(0o600)
+    server = CapturingRegistry()
+    try:
+        manifest = manifest_with(tmp_path, **{"attestation-url": f"http://{server.host}/x.intoto.jsonl"})
+        result, _ = timed_cli("verify", str(manifest), "--key", str(key), "--format", "json",
+                              env={"HOME": str(home), "NETRC": str(home / ".netrc")})
+    finally:
+        server.stop()
+    assert result.returncode == 1, result.stderr
+    assert "HTTP 401" in json.loads(result.stdout)["failure"]["reason"]
+    assert server.authorizations == [None]
+
+
+@pytest.mark.parametrize("which", ["spec", "invocation"])
+def test_validate_invocation_refuses_dev_zero_unread(tmp_path: Path, which: str) -> None:
+    """A file the user names is read as every document is: capped, a regular file (it read /dev/zero whole)."""
+    from tests.infra.gitrepo import example_gear
+
+    spec = tmp_path / "gear.json"
+    spec.write_text(json.dumps(example_gear()))
+    invocation = tmp_path / "job.json"
+    invocation.write_text("{}")
+    args = ["/dev/zero", str(invocation)] if which == "spec" else [str(spec), "/dev/zero"]
+    result, took = timed_cli("validate-invocation", *args, timeout=30)
+    one_error(result)
+    assert result.returncode in (1, 2) and took < 20, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: /dev/zero is not a regular file"), line
+
+
+def test_a_download_by_url_is_retried_after_a_503(tmp_path: Path, server: HostileServer, key: Path) -> None:
+    """The one HTTP client's retries serve fetch and verify too (a 503 failed the download at once)."""
+    manifest = manifest_with(tmp_path)
+    envelope = Path(json.loads(manifest.read_text())["exchange"]["attestation-url"].removeprefix("file://"))
+    (server.root / envelope.name).write_bytes(envelope.read_bytes())
+    manifest = manifest_with(tmp_path / "again", **{"attestation-url": f"{server.url}/flaky/{envelope.name}"})
+    result, _ = timed_cli("verify", str(manifest), "--key", str(key), "--format", "json")
+    assert server.flaky_answers == [503, 503, 200]
+    # Downloaded and read: only the signature (another publication's key) is left to fail.
+    assert json.loads(result.stdout)["failure"]["check"] == "signature", result.stdout
 
 
 # fetch: endless, interrupted, killed ---------------------------------------------------------------

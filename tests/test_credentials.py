@@ -137,6 +137,18 @@ def test_a_configured_helper_missing_from_path_is_an_error(docker_config_dir):
         resolve_credentials("registry.example.com")
 
 
+def test_one_credentials_error_for_registry_and_bucket_settings_exit_2(docker_config_dir):
+    """A broken credential setting is the environment to fix (exit 2), whichever service it is for: one class."""
+    from exchange_cli import errors
+    from exchange_cli.storage import settings
+
+    write_docker_config(docker_config_dir, {"auths": {"registry.example.com": {"auth": "not base64!"}}})
+    with pytest.raises(errors.CredentialsError) as raised:
+        resolve_credentials("registry.example.com")
+    assert raised.value.exit_code == 2
+    assert CredentialsError is settings.CredentialsError is errors.CredentialsError
+
+
 def test_malformed_auth_is_an_error_naming_the_entry(docker_config_dir):
     write_docker_config(docker_config_dir, {"auths": {"registry.example.com": {"auth": "not base64!"}}})
 

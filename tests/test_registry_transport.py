@@ -6,7 +6,7 @@ signed by a test CA the client trusts through REQUESTS_CA_BUNDLE, and plain HTTP
 them, play registries, CDNs and token servers that redirect, downgrade, challenge, trickle and echo
 what they were sent. Every server records each request with its headers and body, so each test
 checks what arrived where, not only what the client said. The rules under test are in
-exchange_cli/image/transport.py; /work/notes/img2.md lists how each case fared on the old code.
+exchange_cli/web/transport.py; /work/notes/img2.md lists how each case fared on the old code.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ import pytest
 
 from exchange_cli.image.blobcache import BlobCache, BlobError
 from exchange_cli.image.credentials import host_env_var
-from exchange_cli.image.deadlines import TransferLimits
 from exchange_cli.image.errors import ImageError
 from exchange_cli.image.model import DEFAULT_PLATFORM
 from exchange_cli.image.registry import RetryPolicy, fetch_registry_image, manifest_exists
 from exchange_cli.process.delivery.push_client import PushClient, SizedStream
 from exchange_cli.reference import parse_reference
+from exchange_cli.web.deadlines import TransferLimits
 from tests.infra.image_files import entry, sha256, tar_of
 from tests.infra.lying_registry import OCI_MANIFEST, LyingRegistry, Reply, digest_of, outcome_within
 from tests.infra.tls import TestCA

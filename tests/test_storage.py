@@ -165,6 +165,38 @@ def test_planted_object_with_other_content_is_refused(under_test: BucketUnderTes
     assert stored_sha384(under_test.bucket, NAME) == (3000, hashlib.sha384(b"x" * 3000).hexdigest())
 
 
+def test_one_check_that_an_object_is_present_with_this_size_and_hash(under_test: BucketUnderTest,
+                                                                     tmp_path: Path) -> None:
+    """Bucket.mismatch: what audit, fan-in, references and upload each used to check their own way."""
+    from exchange_cli.storage.bucket import Differs, Hashing
+
+    bucket, other = under_test.bucket, hashlib.sha384(b"x" * 3000).hexdigest()
+    source = tmp_path / "artifact.tgz"
+    sha384 = write_file(source, 3000)
+    assert bucket.mismatch(NAME, size=3000, sha384=sha384).differs is Differs.MISSING
+    under_test.plant(NAME, b"x" * 3000)  # no recorded sha384, other content
+    assert bucket.mismatch(NAME, size=2999, sha384=sha384).differs is Differs.SIZE
+    assert bucket.mismatch(NAME, size=3000, sha384=sha384, hashing=Hashing.NEVER) is None
+    assert bucket.mismatch(NAME, size=3000, sha384=sha384).found == other
+    assert bucket.mismatch(NAME, size=None, sha384=None) is None  # an old manifest: present is all it says
+    bucket.delete(NAME)
+    bucket.upload(NAME, source, size=3000, sha384=sha384)  # recorded
+    assert bucket.mismatch(NAME, size=3000, sha384=sha384, hashing=Hashing.ALWAYS) is None
+    recorded = bucket.mismatch(NAME, size=3000, sha384=other, hashing=Hashing.NEVER)
+    assert recorded is not None and (recorded.differs, recorded.found) == (Differs.RECORDED_SHA384, sha384)
+
+
+def test_a_control_object_is_read_one_byte_past_its_cap_at_most(under_test: BucketUnderTest) -> None:
+    """A lease or ownership record planted huge is never read whole; its reader refuses it by its length."""
+    from exchange_cli.storage.bucket import MAX_CONTROL_BYTES
+    from exchange_cli.storage.lease import LeaseRecord
+
+    under_test.bucket.create_control(".exchange-huge", b" " * (MAX_CONTROL_BYTES + 4096) + b"{}")
+    found = under_test.bucket.read_control(".exchange-huge")
+    assert found is not None and len(found[0]) == MAX_CONTROL_BYTES + 1
+    assert LeaseRecord.parse(found[0]) is None
+
+
 def test_source_that_does_not_match_its_hash_is_not_published(under_test: BucketUnderTest, tmp_path: Path) -> None:
     source = tmp_path / "artifact.tgz"
     write_file(source, 3000)

@@ -27,6 +27,7 @@ from typing import Any
 
 import git as gitpython
 
+from .. import git
 from ..errors import ExchangeError, redact
 from ..manifests import ManifestProblem, ManifestScan, ProcessedManifest
 from ..specs import SpecKind
@@ -113,7 +114,7 @@ def publish_legacy_index(repo: gitpython.Repo, scan: ManifestScan, lifecycle: Li
     try:
         outcome = publish_files(repo, {LEGACY_INDEX_FILE: index.text}, branch=branch, remote=remote,
                                 message=f"{LEGACY_COMMIT_MESSAGE} ({source_commit[:12]})", keep_other_files=True)
-    except (ExchangeError, gitpython.GitCommandError) as error:
-        detail = redact(str(error.stderr).strip()) if isinstance(error, gitpython.GitCommandError) else str(error)
+    except (ExchangeError, git.GitFailed) as error:
+        detail = redact(git.failure_reason(error)) if isinstance(error, git.GitFailed) else str(error)
         return CatalogPublication(branch, error=detail or type(error).__name__, left_out=left_out)
     return CatalogPublication(branch, outcome, left_out=left_out)

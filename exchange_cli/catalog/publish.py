@@ -68,7 +68,7 @@ def publish_files(repo: gitpython.Repo, files: dict[str, str], *, branch: str, r
     if pushed:
         try:
             repo.git.push("-q", remote, f"{commit}:refs/heads/{branch}")
-        except gitpython.GitCommandError as error:
+        except git.GitFailed as error:
             raise PublishError(redact(f"pushing {branch} to {remote} failed: {git.failure_reason(error)}")) from None
     return PublishOutcome(branch, commit, created, pushed)
 
@@ -79,7 +79,7 @@ def check_branch(repo: gitpython.Repo, branch: str, remote: str, *, option: str 
     a branch whose tip is related to the checked-out commit or holds the exchange's files."""
     try:
         repo.git.check_ref_format("--branch", branch)
-    except gitpython.GitCommandError:
+    except git.GitFailed:
         raise UsageError(f"{option} {printable(branch)!r} is not a valid branch name") from None
     if branch.startswith("-") or not branch.isprintable():
         raise UsageError(f"{option} {printable(branch)!r} is not a valid branch name")
@@ -129,7 +129,7 @@ def _check_no_local_work(repo: gitpython.Repo, branch: str, remote: str, local: 
 def _local_tip(repo: gitpython.Repo, branch: str) -> str | None:
     try:
         return str(repo.git.rev_parse("--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"))
-    except gitpython.GitCommandError:
+    except git.GitFailed:
         return None
 
 

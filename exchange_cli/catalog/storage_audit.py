@@ -22,10 +22,11 @@ from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from ..bounded import read_at_most
 from ..errors import ExchangeError
 from ..manifests import ManifestProblem, ManifestScan, ProcessedManifest
 from ..provenance.keys import PublicKey
-from ..storage.bucket import Bucket, ObjectChanged, ObjectInfo
+from ..storage.bucket import Bucket, Hashing, ObjectChanged, ObjectInfo
 
 
 class UnreadableManifests(ExchangeError):
@@ -171,17 +172,10 @@ def delete_orphans(bucket: Bucket, orphans: list[ObjectInfo]) -> tuple[list[str]
 
 
 def _artifact_problem(bucket: Bucket, artifact: ExpectedArtifact, info: ObjectInfo, *, deep: bool) -> str | None:
-    if artifact.size is not None and info.size != artifact.size:
-        return f"it has {info.size} bytes, the manifest says {artifact.size}"
-    if artifact.sha384 is None:
-        return None  # an old manifest with no sha384: present is all that can be checked
-    if info.sha384 is not None and info.sha384 != artifact.sha384:
-        return f"its recorded sha384 is {info.sha384}, the manifest says {artifact.sha384}"
-    if deep:
-        actual = bucket.content_sha384(info.name)
-        if actual != artifact.sha384:
-            return f"its content hashes to sha384:{actual}, the manifest says sha384:{artifact.sha384}"
-    return None
+    # An old manifest with no sha384: present (with its size) is all that can be checked.
+    found = bucket.mismatch(info.name, size=artifact.size, sha384=artifact.sha384, info=info,
+                            hashing=Hashing.ALWAYS if deep else Hashing.NEVER)
+    return None if found is None else found.describe("it", "the manifest")
 
 
 
@@ -192,7 +186,9 @@ def _envelope_problem(bucket: Bucket, name: str, manifest: ProcessedManifest, ke
     if not keys:
         return "no public key in .exchange/keys/ to verify its signature with"
     with bucket.open_read(name) as stream:
-        content = stream.read(MAX_ENVELOPE_BYTES + 1)
+        content = read_at_most(stream, MAX_ENVELOPE_BYTES)
+    if content is None:
+        return f"its envelope is more than {MAX_ENVELOPE_BYTES:,} bytes, the most an envelope may hold"
     algorithm, _, hex_digest = (manifest.rootfs_hash or "").partition(":")
     result = verify_envelope(view_of(manifest), content, {algorithm.lower(): hex_digest.lower()}, keys)
     failure = result.failure

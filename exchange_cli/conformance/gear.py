@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from ..jsonpos import NotStrictJson, strict_data
 from ..rootfs.tree import Directory
+from ..specs import MAX_SPEC_BYTES
 from ..validation.problems import Problem
 from .command import command_problems
 from .executables import executable_problems, find_executable, image_path
@@ -15,7 +16,6 @@ FLYWHEEL_DIR = "/flywheel/v0"
 RUN_SCRIPT = f"{FLYWHEEL_DIR}/run"
 EMBEDDED_MANIFEST = f"{FLYWHEEL_DIR}/manifest.json"
 BASH_DIRECTORIES = ("/bin", "/usr/bin", "/usr/local/bin", "/sbin", "/usr/sbin")
-MAX_MANIFEST_BYTES = 16 * 1024**2
 COMPARED_FIELDS = ("name", "version")
 
 
@@ -59,12 +59,12 @@ def embedded_manifest_problems(spec: dict[str, Any], view: RootfsView) -> list[P
     header = view.header(node)
     if header is None or not header.isreg():
         return []
-    content = view.read_file(node, MAX_MANIFEST_BYTES)
+    content = view.read_file(node, MAX_SPEC_BYTES)
     if content is None:
-        return [_mismatch(f"the image's {EMBEDDED_MANIFEST} is larger than {MAX_MANIFEST_BYTES} bytes")]
+        return [_mismatch(f"the image's {EMBEDDED_MANIFEST} is larger than {MAX_SPEC_BYTES} bytes")]
     try:
-        embedded = json.loads(content)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        embedded = strict_data(content)
+    except NotStrictJson as error:
         return [_mismatch(f"the image's {EMBEDDED_MANIFEST} is not valid JSON: {error}")]
     if not isinstance(embedded, dict):
         return [_mismatch(f"the image's {EMBEDDED_MANIFEST} is not a JSON object")]

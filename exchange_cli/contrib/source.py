@@ -83,9 +83,10 @@ def _read_from_git(url: str, ref: str | None, kind: SpecKind, spec_file: str | N
     with tempfile.TemporaryDirectory(prefix="exchange-add-") as temp:
         # No checkout: only the tree at the ref is read. No prompt: a missing credential or an unknown
         # ssh host key is an error, not a wait for an answer that may never come.
-        cloned = git.clone_without_prompts(url, temp)
-        if cloned.returncode != 0:
-            raise CloneFailed(f"cannot clone {shown}: {redact(git.stderr_reason(cloned.stderr, cloned.returncode))}")
+        try:
+            git.clone_without_prompts(url, temp)
+        except git.GitFailed as failed:
+            raise CloneFailed(f"cannot clone {shown}: {redact(git.failure_reason(failed))}") from None
         with git.open_repo(temp) as repo:
             tree = _tree_at(repo, ref, shown)
             names = sorted(item.name for item in tree.blobs)
@@ -98,7 +99,7 @@ def _tree_at(repo: gitpython.Repo, ref: str | None, shown: str) -> gitpython.Tre
     for candidate in candidates:
         try:
             return repo.commit(repo.git.rev_parse("--verify", "--quiet", f"{candidate}^{{commit}}")).tree
-        except (gitpython.GitCommandError, ValueError):
+        except (git.GitFailed, ValueError):
             continue
     raise SourceError(f"{shown}: no such branch, tag or commit in that repository")
 

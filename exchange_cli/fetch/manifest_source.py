@@ -13,12 +13,12 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from ..bounded import Limit
+from ..confined import NotConfined, TooLarge, read_small_file
 from ..errors import ExchangeError, UsageError, redact
 from ..manifests import MANIFESTS_DIRECTORY, MAX_MANIFEST_BYTES, ManifestProblem, ProcessedManifest, parse_manifest
 
 URL_SCHEMES = ("http", "https", "file", "gs")
 MANIFEST_SUFFIX = ".json"
-_READ_SIZE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def read_manifest_url(url: str) -> ManifestSource:
 
     shown = redact(url)
     with open_url(url, Limit(MAX_MANIFEST_BYTES, "a manifest")) as stream:
-        data = b"".join(iter(lambda: stream.read(_READ_SIZE), b""))
+        data = stream.read_all()
     parts = [unquote(part) for part in PurePosixPath(urlsplit(url).path).parts]
     relative = layout_relative(parts)
     name = parts[-1] if parts else "manifest.json"
@@ -68,10 +68,11 @@ def read_manifest_file(path: Path, relative: str) -> ManifestSource:
     """The manifest in the file `path`, read as if it were `relative` (``manifests/<org>/<file>.json``)
     in an exchange: `relative` gives it its org."""
     try:
-        size = path.stat().st_size
-        if size > MAX_MANIFEST_BYTES:
-            raise UsageError(f"{path}: {size:,} bytes, more than {MAX_MANIFEST_BYTES:,} for a manifest")
-        data = path.read_bytes()
+        data = read_small_file(path, limit=MAX_MANIFEST_BYTES)
+    except TooLarge as error:
+        raise UsageError(f"{path}: {error.size:,} bytes, more than {MAX_MANIFEST_BYTES:,} for a manifest") from None
+    except NotConfined as error:
+        raise UsageError(f"{path}: cannot read: {error.reason}") from None
     except OSError as error:
         raise UsageError(f"{path}: cannot read: {error.strerror or error}") from None
     return ManifestSource(_parsed(parse_manifest(relative, data, path), str(path), UsageError), str(path),

@@ -40,7 +40,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 import zstandard
 from isal import igzip, isal_zlib
 
+from ..bounded import read_at_most
 from ..errors import ExchangeError, OutputError, writing
+from ..jsonpos import strict_data
 from ..lockedtemp import locked_temp_file, remove_abandoned
 from ..logs import logger
 from ..progress import NullProgress, Task, format_bytes
@@ -268,7 +270,8 @@ class BlobCache:
     def _record(self, diff_id: Digest) -> Any:
         try:
             with open(self.record_path(diff_id), "rb", opener=_no_follow) as handle:
-                return json.loads(handle.read(MAX_RECORD_BYTES))
+                record = read_at_most(handle, MAX_RECORD_BYTES)
+            return None if record is None else strict_data(record)  # larger: not a record we wrote
         except (OSError, ValueError):
             return None
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 import re
 import shutil
@@ -29,8 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..confined import NotConfined, read_small_file
+from ..errors import CredentialsError
+from ..jsonpos import NotStrictJson, strict_data
 from ..reference import DOCKER_HUB
-from .errors import ImageError
 
 DOCKER_HUB_SERVER_ADDRESS = "https://index.docker.io/v1/"
 _DOCKER_HUB_ALIASES = {DOCKER_HUB, "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
@@ -38,10 +39,7 @@ _DOCKER_HUB_ALIASES = {DOCKER_HUB, "index.docker.io", "registry-1.docker.io", "r
 _HELPER_NOT_FOUND = "credentials not found in native keychain"
 _IDENTITY_TOKEN_USERNAME = "<token>"
 HELPER_TIMEOUT_SECONDS = 60
-
-
-class CredentialsError(ImageError):
-    """The credentials configuration is broken: unreadable config, bad base64, a failing helper."""
+MAX_DOCKER_CONFIG_BYTES = 4 * 1024**2  # a few logins; read no further
 
 
 @dataclass(frozen=True)
@@ -126,15 +124,18 @@ def _from_docker_config(registry: str, environ: Mapping[str, str]) -> RegistryCr
 
 def _load_docker_config(path: Path) -> dict[str, Any] | None:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = read_small_file(path, limit=MAX_DOCKER_CONFIG_BYTES)
     except FileNotFoundError:
         return None
+    except NotConfined as exc:  # TooLarge too
+        raise CredentialsError(f"cannot read Docker config {path}: it {exc.reason}") from None
     except OSError as exc:
         raise CredentialsError(f"cannot read Docker config {path}: {exc.strerror}") from exc
     try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CredentialsError(f"Docker config {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+        config = strict_data(raw)
+    except NotStrictJson as refused:  # only where: the reason may quote the text, which holds secrets
+        where = f" at line {refused.position.line}, column {refused.position.column}" if refused.position else ""
+        raise CredentialsError(f"Docker config {path} is not valid JSON{where}") from None
     if not isinstance(config, dict):
         raise CredentialsError(f"Docker config {path} is not a JSON object")
     return config
@@ -184,9 +185,9 @@ def _from_helper(helper: str, address: str, environ: Mapping[str, str]) -> Regis
         detail = result.stderr.strip().splitlines()[-1:] or [f"exit status {result.returncode}"]
         raise CredentialsError(f"Docker credential helper {program} failed for {address}: {detail[0]}")
     try:
-        answer = json.loads(result.stdout)
+        answer = strict_data(result.stdout.encode("utf-8", "surrogatepass"))
         username, secret = str(answer["Username"]), str(answer["Secret"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (NotStrictJson, KeyError, TypeError) as exc:
         raise CredentialsError(f"Docker credential helper {program} answered for {address} "
                                "with something other than JSON with Username and Secret") from exc
     source = f"Docker credential helper {program}"

@@ -8,19 +8,26 @@ naming the image and the field, never an AttributeError from deep inside a sourc
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..jsonpos import NotStrictJson, strict_data
 from .digest import Digest, parse_digest
 from .errors import ImageError
 
+# Registries refuse manifests over 4 MiB; anything bigger than these is not what we asked for. One limit per
+# document, whatever the source (a registry, an OCI layout).
+MAX_IMAGE_MANIFEST_BYTES = 4 * 1024**2  # a manifest or an index
+MAX_IMAGE_CONFIG_BYTES = 64 * 1024**2
+
 
 def parse_json(data: bytes, *, image: str, what: str) -> Any:
+    """`data` read by the one strict reader (jsonpos.strict_data): no NaN, no duplicate key, no nesting past
+    MAX_DEPTH (never a RecursionError), else an ImageError naming the image, the document and the place."""
     try:
-        return json.loads(data)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, absurd nesting
-        raise ImageError(f"{image}: {what} is not valid JSON: {str(exc) or type(exc).__name__}") from exc
+        return strict_data(data)
+    except NotStrictJson as refused:
+        raise ImageError(f"{image}: {what} is not valid JSON: {refused}") from None
 
 
 def parse_json_object(data: bytes, *, image: str, what: str) -> dict[str, Any]:

@@ -10,19 +10,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..bounded import read_at_most
 from ..progress import NullProgress, Progress
 from .archive import check_config_platform, check_diff_ids
 from .blobcache import BlobCache, BlobError
 from .digest import Digest
 from .errors import ImageError
-from .metadata import Descriptor, config_diff_ids, index_entries, manifest_layers, parse_json_object
+from .metadata import (
+    MAX_IMAGE_CONFIG_BYTES,
+    MAX_IMAGE_MANIFEST_BYTES,
+    Descriptor,
+    config_diff_ids,
+    index_entries,
+    manifest_layers,
+    parse_json_object,
+)
 from .model import Image, LayerBlob, Platform
 from .platforms import select_manifest
 
 REF_NAME = "org.opencontainers.image.ref.name"
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
-MANIFEST_LIMIT = 4 << 20
-CONFIG_LIMIT = 64 << 20
 
 
 def parse_oci_location(text: str) -> tuple[Path, str | None]:
@@ -48,7 +55,7 @@ def read_oci_layout(path: Path, tag: str | None, *, platform: Platform, cache: B
     layout = _Layout(path, image)
     descriptor = _choose_descriptor(layout, tag, platform)
     seen: set[str] = set()
-    manifest = layout.json_blob(descriptor, MANIFEST_LIMIT)
+    manifest = layout.json_blob(descriptor, MAX_IMAGE_MANIFEST_BYTES)
     while descriptor.media_type in INDEX_TYPES or "manifests" in manifest:
         if descriptor.digest in seen:
             raise ImageError(f"{image}: index {descriptor.digest} refers to itself")
@@ -56,9 +63,9 @@ def read_oci_layout(path: Path, tag: str | None, *, platform: Platform, cache: B
         index_entries(manifest, image=image, what=f"index {descriptor.digest}")
         descriptor = Descriptor.parse(select_manifest(manifest, platform, image=image), image=image,
                                       what=f"index {descriptor.digest} entry")
-        manifest = layout.json_blob(descriptor, MANIFEST_LIMIT)
+        manifest = layout.json_blob(descriptor, MAX_IMAGE_MANIFEST_BYTES)
     config_descriptor = Descriptor.parse(manifest.get("config"), image=image, what="the manifest's config")
-    config = layout.json_blob(config_descriptor, CONFIG_LIMIT)
+    config = layout.json_blob(config_descriptor, MAX_IMAGE_CONFIG_BYTES)
     check_config_platform(config, platform, image=image)
     layers = _store_layers(layout, manifest, config, cache, progress)
     check_diff_ids(layers, config, image=image)
@@ -75,9 +82,9 @@ class _Layout:
     def index(self) -> dict[str, Any]:
         path = self.root / "index.json"
         with open(path, "rb") as handle:
-            data = handle.read(MANIFEST_LIMIT + 1)
-        if len(data) > MANIFEST_LIMIT:
-            raise ImageError(f"{self.image}: {path} is larger than the {MANIFEST_LIMIT} bytes allowed for an index")
+            data = read_at_most(handle, MAX_IMAGE_MANIFEST_BYTES)
+        if data is None:
+            raise ImageError(f"{self.image}: {path} is larger than the {MAX_IMAGE_MANIFEST_BYTES} bytes allowed for an index")
         return parse_json_object(data, image=self.image, what="index.json")
 
     def blob_path(self, digest: Digest) -> Path:
@@ -92,8 +99,8 @@ class _Layout:
             raise BlobError(self.image, digest, f"its descriptor says {size} bytes, more than the {limit} bytes "
                                                 "allowed for image metadata")
         with open(self.blob_path(digest), "rb") as handle:
-            data = handle.read(size + 1)
-        if len(data) != size:
+            data = read_at_most(handle, size)
+        if data is None or len(data) != size:
             raise BlobError(self.image, digest, f"is not the {size} bytes its descriptor says")
         actual = Digest.of(data, digest.algorithm)
         if actual != digest:

@@ -8,10 +8,10 @@ Transient failures (5xx, 429, a dropped connection, a timeout) are retried with 
 backoff; a blob download that breaks off restarts from its first byte through a fresh
 `store_layer`, so a half-written layer never reaches the cache. 401, 403 and 404 are final.
 Plain HTTP is used only for hosts listed as insecure, and credentials go only where they belong:
-`transport` has the rules, for the registry, its redirects and its token realm. No password or
-token the client holds ever appears in an error that leaves it or in a line it logs (`masking`).
+`web.transport` has the rules, for the registry, its redirects and its token realm. No password or
+token the client holds ever appears in an error that leaves it or in a line it logs (`web.masking`).
 
-No registry can hang a run (`deadlines`): every read waits at most `read_timeout`, and every
+No registry can hang a run (`web.deadlines`): every read waits at most `read_timeout`, and every
 document and blob has an overall deadline, retries included, of `floor` seconds plus its size at
 `min_rate` bytes per second, so a registry that trickles a byte now and then, body or headers, is
 given up too; a token request has one too, for a token of at most `MAX_TOKEN_BYTES`. A redirect
@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
 import re
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -35,19 +34,41 @@ from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 import requests
 import urllib3
 
+from ..bounded import read_at_most
 from ..errors import ExchangeError
+from ..jsonpos import NotStrictJson, strict_data
 from ..progress import NullProgress, Progress
 from ..reference import ImageReference
+from ..web import retries
+from ..web.deadlines import DEFAULT_LIMITS, Deadline, TransferLimits
+from ..web.masking import SecretMask
+from ..web.retries import DEFAULT_RETRY, TRANSIENT_STATUSES, RetryPolicy, Transient, retry_after
+from ..web.transport import (
+    NO_AUTH,
+    USER_AGENT,
+    Origin,
+    OriginAuth,
+    RefusedURL,
+    Transport,
+    UrlPolicy,
+    new_session,
+    shown,
+)
 from .blobcache import CHUNK, BlobCache, BlobError, VerifyingReader
 from .credentials import RegistryCredentials, host_env_var, resolve_credentials
-from .deadlines import DEFAULT_LIMITS, Deadline, TransferLimits, mount_watched_adapters
 from .digest import Digest, parse_digest
 from .errors import ImageError
-from .masking import SecretMask
-from .metadata import Descriptor, config_diff_ids, index_entries, manifest_layers, parse_json_object
+from .metadata import (
+    MAX_IMAGE_CONFIG_BYTES,
+    MAX_IMAGE_MANIFEST_BYTES,
+    Descriptor,
+    config_diff_ids,
+    index_entries,
+    manifest_layers,
+    parse_json_object,
+)
 from .model import Image, LayerBlob, LayerStored, Platform
 from .platforms import descriptor_platform, satisfies, select_manifest
-from .transport import NO_AUTH, Origin, OriginAuth, RefusedURL, Transport, UrlPolicy, shown
 
 if TYPE_CHECKING:
     from contextlib import _GeneratorContextManager
@@ -78,53 +99,17 @@ LAYER_MEDIA_TYPES = {
     "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
 }
 
-# Registries refuse manifests over 4 MiB; anything bigger than these is not what we asked for.
-MAX_MANIFEST_BYTES = 4 * 1024**2
-MAX_CONFIG_BYTES = 64 * 1024**2
 MAX_TOKEN_BYTES = 1024**2  # a token answer is a few KB of JSON
-TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
-USER_AGENT = "exchange-cli"
-
+MAX_ERROR_BODY_BYTES = 64 * 1024  # an error list; a longer body is not one
 T = TypeVar("T")
 _NO_PROGRESS = NullProgress()
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-
-    def delay(self, failed_attempt: int, retry_after: float | None = None) -> float:
-        backoff: float = self.base_delay * 2 ** (failed_attempt - 1)
-        return min(self.max_delay, max(backoff, retry_after or 0.0))
-
-
-DEFAULT_RETRY = RetryPolicy()
-
-
 LAYER_FETCH_WORKERS = 3
-
-
-class _Transient(Exception):
-    """A failure worth another attempt. Not an OSError, so nothing on the way up mistakes it for bad data."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason, self.retry_after = reason, retry_after
 
 
 def with_retries(policy: RetryPolicy, action: Callable[[], T], *, failure: str,
                  sleep: Callable[[float], None] = time.sleep) -> T:
-    """Run `action` until it succeeds, or until `policy` runs out; then ImageError starting with `failure`."""
-    for attempt in range(1, policy.attempts + 1):
-        try:
-            return action()
-        except _Transient as exc:
-            if attempt == policy.attempts:
-                raise ImageError(f"{failure}: gave up after {attempt} attempts: {exc.reason}") from exc
-            sleep(policy.delay(attempt, exc.retry_after))
-    raise AssertionError("unreachable")
+    """web.retries.with_retries, giving up with an ImageError starting with `failure`."""
+    return retries.with_retries(policy, action, failure=failure, error=ImageError, sleep=sleep)
 
 
 @dataclass(frozen=True)
@@ -214,23 +199,23 @@ class _Authenticator:
         except requests.exceptions.SSLError as exc:
             raise ImageError(f"{self.image}: TLS failure talking to {subject}: {_brief(exc)}") from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Transient(f"{subject}: {_brief(exc)}") from exc
+            raise Transient(f"{subject}: {_brief(exc)}") from exc
         with response:
             if response.status_code in TRANSIENT_STATUSES:
-                raise _Transient(f"{subject} answered {response.status_code} {response.reason}",
-                                 _retry_after(response))
+                raise Transient(f"{subject} answered {response.status_code} {response.reason}",
+                                 retry_after(response))
             if response.status_code in (401, 403):
                 raise ImageError(f"{self.image}: {subject} refused a token for {scope} "
                                  f"({response.status_code} {response.reason}): {self.rejection_hint()}")
             if not response.ok:
                 raise ImageError(f"{self.image}: {subject} answered {response.status_code} {response.reason} for {scope}")
-            body = _read_at_most(_BodyStream(response, subject, deadline, decode=True), MAX_TOKEN_BYTES)
+            body = read_at_most(_BodyStream(response, subject, deadline, decode=True), MAX_TOKEN_BYTES)
         if body is None:
             raise ImageError(f"{self.image}: {subject} answered with more than {MAX_TOKEN_BYTES} bytes")
         try:
-            answer = json.loads(body)
+            answer = strict_data(body)
             token = answer.get("token") or answer.get("access_token")
-        except (ValueError, AttributeError, RecursionError):
+        except (NotStrictJson, AttributeError):
             token = None
         if not isinstance(token, str) or not token:
             raise ImageError(f"{self.image}: {subject} answered without a token for {scope}")
@@ -244,7 +229,7 @@ def _basic(credentials: RegistryCredentials) -> str:
 
 
 class _BodyStream(io.RawIOBase):
-    """A response body as a file; a connection that breaks off mid-body becomes a `_Transient`.
+    """A response body as a file; a connection that breaks off mid-body becomes a `Transient`.
 
     Reads return as soon as any bytes arrive (`read1`), so the deadline is checked between them
     however slowly they trickle in. Blob and manifest bytes are read as sent (they are hashed);
@@ -265,7 +250,7 @@ class _BodyStream(io.RawIOBase):
             try:
                 data = self.response.raw.read1(min(len(view), CHUNK), decode_content=self.decode)
             except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-                raise _Transient(f"{self.subject}: download broke off: {_brief(exc)}") from exc
+                raise Transient(f"{self.subject}: download broke off: {_brief(exc)}") from exc
             view[: len(data)] = data
         self.received += len(data)
         if self.deadline is not None:
@@ -286,9 +271,7 @@ class RegistryClient:
         self.insecure = insecure
         self.base_url = f"{'http' if insecure else 'https'}://{host}"
         self.origin = Origin.of(self.base_url)
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = USER_AGENT
-        mount_watched_adapters(self.session)
+        self.session = new_session()
         self.mask = SecretMask()
         policy = UrlPolicy.allowing([*insecure_hosts, *([host] if insecure else [])])
         self.transport = Transport(self.session, policy, self.timeout, self.mask)
@@ -321,14 +304,14 @@ class RegistryClient:
     def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str | None]:
         """The manifest's bytes, its Content-Type and the registry's Docker-Content-Digest header."""
         subject = f"manifest {reference}"
-        deadline = self.limits.deadline(MAX_MANIFEST_BYTES, lambda reason: ImageError(f"{self.image}: {subject}: {reason}"))
+        deadline = self.limits.deadline(MAX_IMAGE_MANIFEST_BYTES, lambda reason: ImageError(f"{self.image}: {subject}: {reason}"))
 
         def attempt() -> tuple[bytes, str, str | None]:
             with self._open(repository, f"manifests/{reference}", subject, accept=MANIFEST_ACCEPT,
                             deadline=deadline) as response:
-                body = _read_at_most(_BodyStream(response, subject, deadline), MAX_MANIFEST_BYTES)
+                body = read_at_most(_BodyStream(response, subject, deadline), MAX_IMAGE_MANIFEST_BYTES)
                 if body is None:
-                    raise ImageError(f"{self.image}: {subject} is larger than {MAX_MANIFEST_BYTES} bytes")
+                    raise ImageError(f"{self.image}: {subject} is larger than {MAX_IMAGE_MANIFEST_BYTES} bytes")
                 content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
                 return body, content_type, response.headers.get("Docker-Content-Digest")
 
@@ -379,7 +362,7 @@ class RegistryClient:
     def open_blob(self, repository: str, digest: str, *, subject: str = "", size: int | None = None,
                   deadline: Deadline | None = None,
                   buffered: bool = True) -> Iterator[io.BufferedReader | _BodyStream]:
-        """One attempt at a blob's body, for the caller to stream; breaks off as `_Transient`.
+        """One attempt at a blob's body, for the caller to stream; breaks off as `Transient`.
 
         Pass the same `deadline` to every attempt, so that retries share it; `size` alone starts one.
         Unbuffered, each `readinto` is one read from the connection, copied once into the caller's
@@ -402,7 +385,7 @@ class RegistryClient:
     def _request(self, method: str, repository: str, path: str, *, accept: str | None = None,
                  digest: str | None = None, deadline: Deadline | None = None) -> requests.Response:
         """One round trip (streamed), answering one authentication challenge; transient failures raise
-        `_Transient`. `deadline` bounds every hop, headers included.
+        `Transient`. `deadline` bounds every hop, headers included.
 
         A bad redirect is a BlobError when `digest` names the blob asked for, else an ImageError."""
         url = f"{self.base_url}/v2/{repository}/{path}"
@@ -414,8 +397,8 @@ class RegistryClient:
             response = self._send(method, url, scope=scope, headers=headers, digest=digest, deadline=deadline)
         if response.status_code in TRANSIENT_STATUSES:
             response.close()
-            raise _Transient(f"{method} {url} answered {response.status_code} {response.reason}",
-                             _retry_after(response))
+            raise Transient(f"{method} {url} answered {response.status_code} {response.reason}",
+                             retry_after(response))
         return response
 
     def _answer_challenge(self, response: requests.Response, scope: str) -> bool:
@@ -442,7 +425,7 @@ class RegistryClient:
             raise ImageError(f"{self.image}: TLS failure talking to {self.host}: {_brief(exc)} "
                              "(if this registry serves plain HTTP, list it as an insecure registry)") from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise _Transient(f"{method} {shown(url)}: {_brief(exc)}") from exc
+            raise Transient(f"{method} {shown(url)}: {_brief(exc)}") from exc
 
     def _raise_for_status(self, response: requests.Response, subject: str) -> None:
         status = response.status_code
@@ -583,7 +566,7 @@ class _ImagePull:
         if descriptor.media_type not in CONFIG_MEDIA_TYPES:
             raise ImageError(f"{self.image}: config {descriptor.digest} has media type {descriptor.media_type!r}, "
                              "which is not a container image config (is this an artifact rather than an image?)")
-        if descriptor.size > MAX_CONFIG_BYTES:
+        if descriptor.size > MAX_IMAGE_CONFIG_BYTES:
             raise ImageError(f"{self.image}: config {descriptor.digest} is implausibly large ({descriptor.size} bytes)")
         body = self.client.read_blob(self.ref.repository, descriptor.digest, descriptor.size, what="config")
         return parse_json_object(body, image=self.image, what=f"config {descriptor.digest}")
@@ -657,30 +640,16 @@ def bad_url_reason(error: Exception) -> str:
     return f"the registry sent us to a URL that is not http(s): {_brief(error)}"
 
 
-def _read_at_most(stream: io.RawIOBase, limit: int) -> bytes | None:
-    """The whole stream, or None when it is longer than `limit`."""
-    data = bytearray()
-    while chunk := stream.read(CHUNK):
-        data += chunk
-        if len(data) > limit:
-            return None
-    return bytes(data)
-
-
 def _registry_errors(response: requests.Response) -> str:
     """The registry's own explanation from its JSON error body, if it sent one."""
     if response.request.method == "HEAD":
         return ""
     try:
-        errors = json.loads(response.raw.read(64 * 1024, decode_content=True) or b"{}").get("errors") or []
-    except (ValueError, AttributeError, urllib3.exceptions.HTTPError, OSError):
+        body = read_at_most(_BodyStream(response, "its error body", decode=True), MAX_ERROR_BODY_BYTES)
+        errors = strict_data(body or b"{}").get("errors") or []  # a longer body: not the registry's error list
+    except (NotStrictJson, AttributeError, Transient):
         return ""
     return "; ".join(f"{e.get('code', '')} {e.get('message', '')}".strip() for e in errors if isinstance(e, dict))
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    return float(value) if value.isdigit() else None
 
 
 def _brief(exc: BaseException) -> str:

@@ -22,6 +22,7 @@ from pathlib import PurePosixPath
 from typing import Any, cast
 
 from .. import git
+from ..bounded import read_at_most
 from ..errors import ExchangeError
 from ..provenance.attest import ArtifactLike, RunContext, attest, facts_for
 from ..provenance.dsse import EnvelopeError, check_signatures, parse_envelopes
@@ -87,9 +88,10 @@ class AttestationHook:
 
     def _reusable(self, name: str, facts: BuildFacts) -> bytes:
         with self.bucket.open_read(name) as stream:
-            content = stream.read(MAX_ENVELOPE_BYTES + 1)
-        problem = _reuse_problem(content, facts, self.signer)
-        if problem is not None:
+            content = read_at_most(stream, MAX_ENVELOPE_BYTES)
+        problem = "is not an envelope of ours (too large)" if content is None else \
+            _reuse_problem(content, facts, self.signer)
+        if content is None or problem is not None:
             raise AttestationConflict(f"{self.bucket.uri}: {name} already exists and {problem}; envelopes are never "
                                       "overwritten (if no manifest references it, `exchange verify-storage "
                                       "--delete-orphans` removes it)")
@@ -97,8 +99,6 @@ class AttestationHook:
 
 
 def _reuse_problem(content: bytes, facts: BuildFacts, signer: Signer) -> str | None:
-    if len(content) > MAX_ENVELOPE_BYTES:
-        return "is not an envelope of ours (too large)"
     try:
         envelopes = parse_envelopes(content, "it")
     except EnvelopeError as error:

@@ -92,15 +92,8 @@ def object_problems(job: SpecJob, entry: ArtifactEntry, bucket: Bucket) -> list[
     """The recorded object must be in the bucket with the recorded size and hash, under its content name."""
     if entry.artifact != artifact_name(job, entry.sha384):
         return [f"{job.relative_path}: recorded artifact {entry.artifact} is not named after its hash"]
-    info = bucket.stat(entry.artifact)
-    if info is None:
-        return [f"{job.relative_path}: {entry.artifact} is not in the bucket"]
-    if info.size != entry.size:
-        return [f"{job.relative_path}: {entry.artifact} has {info.size} bytes in the bucket, the record says {entry.size}"]
-    stored = info.sha384 or bucket.content_sha384(entry.artifact)
-    if stored != entry.sha384:
-        return [f"{job.relative_path}: {entry.artifact} in the bucket hashes to sha384 {stored}, not the recorded hash"]
-    return []
+    found = bucket.mismatch(entry.artifact, size=entry.size, sha384=entry.sha384)
+    return [] if found is None else [f"{job.relative_path}: {found.describe(entry.artifact, 'the record')}"]
 
 
 def _entries_by_spec(records: list[ShardRecord]) -> dict[str, list[tuple[ShardRecord, ArtifactEntry]]]:

@@ -6,13 +6,14 @@ source, an unreachable registry, a malformed manifest) is None, and the split fa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from ..errors import CredentialsError
 from ..export import ExportOptions
 from ..image.errors import ImageError
+from ..image.metadata import parse_json_object
 from ..image.platforms import select_manifest
 from ..image.resolve import DOCKER_ARCHIVE_PREFIX, OCI_PREFIX
 from ..reference import ReferenceError, parse_reference
@@ -46,16 +47,13 @@ def registry_image_size(image: str, options: ExportOptions) -> int | None:
                 entry = select_manifest(manifest, options.platform, image=image)
                 manifest = _manifest(client, ref.repository, str(entry["digest"]))
             return _layers_size(manifest)
-    except (ImageError, ReferenceError, OSError, ValueError, KeyError, TypeError):  # OSError: requests' errors
+    except (ImageError, CredentialsError, ReferenceError, OSError, ValueError, KeyError, TypeError):  # OSError: requests' errors
         return None
 
 
 def _manifest(client: RegistryClient, repository: str, reference: str) -> dict[str, Any]:
     body, _, _ = client.get_manifest(repository, reference)
-    document = json.loads(body)
-    if not isinstance(document, dict):
-        raise TypeError("a manifest is a JSON object")
-    return document
+    return parse_json_object(body, image=f"{repository}:{reference}", what="the manifest")
 
 
 def _layers_size(manifest: dict[str, Any]) -> int | None:

@@ -15,12 +15,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..confined import NotConfined, read_small_file
+from ..jsonpos import strict_data
 from ..storage.bucket import Bucket
 from ..storage.lease import BrokenLease, break_abandoned_lease
 from ..storage.owner import Owner
 
 WORK_DIR_PREFIX = "exchange-process-"
 OWNER_FILE = "owner.json"
+MAX_OWNER_FILE_BYTES = 64 * 1024  # an owner is a host, a pid and a start time
 
 
 @contextmanager
@@ -38,8 +41,8 @@ def remove_abandoned_work_dirs(parent: Path | None = None) -> list[Path]:
     removed = []
     for candidate in sorted(Path(parent or tempfile.gettempdir()).glob(f"{WORK_DIR_PREFIX}*")):
         try:
-            owner = Owner.from_json(json.loads((candidate / OWNER_FILE).read_text()))
-        except (OSError, ValueError):
+            owner = Owner.from_json(strict_data(read_small_file(candidate / OWNER_FILE, limit=MAX_OWNER_FILE_BYTES)))
+        except (OSError, ValueError, NotConfined):
             continue  # being created right now, or not ours to judge
         if owner is not None and owner.is_gone():
             shutil.rmtree(candidate, ignore_errors=True)

@@ -56,7 +56,7 @@ def references_at_remote(repo: gitpython.Repo, remote: str, branch: str) -> Refe
     try:
         head = git.fetch_branch_if_any(repo, remote, branch)
         return referenced_objects(repo, head) if head else None
-    except (gitpython.GitCommandError, OSError, ExchangeError) as error:
+    except (git.GitFailed, OSError, ExchangeError) as error:
         raise RemoteUnreadable(f"the manifests at {remote} {branch} cannot be read ({_last_line(error)})") from None
 
 
@@ -73,7 +73,7 @@ def published_references(repo: gitpython.Repo, remote: str) -> References | None
 
 
 def _last_line(error: BaseException) -> str:
-    if isinstance(error, gitpython.GitCommandError):
+    if isinstance(error, git.GitFailed):
         return redact(git.failure_reason(error))
     text = str(error).strip()
     return redact(text.splitlines()[-1] if text else type(error).__name__)
@@ -99,14 +99,6 @@ def envelopes_of(scan: ManifestScan, manifest_paths: Iterable[str]) -> dict[str,
 
 def stored_problem(bucket: Bucket, item: ExpectedArtifact) -> str | None:
     """None when the object is in the bucket with the size and sha384 its manifests give; else what is wrong."""
-    info = bucket.stat(item.object_name)
-    if info is None:
-        return f"{item.object_name} is not in the bucket"
-    if item.size is not None and info.size != item.size:
-        return f"{item.object_name} has {info.size} bytes; its manifest says {item.size}"
-    if item.sha384 is None:
-        return None  # an old manifest that records no sha384: present with its size is all we can check
-    stored = info.sha384 or bucket.content_sha384(item.object_name)
-    if stored != item.sha384:
-        return f"{item.object_name} hashes to sha384 {stored}; its manifest says {item.sha384}"
-    return None
+    # An old manifest that records no sha384 (or size): present with what it records is all we can check.
+    found = bucket.mismatch(item.object_name, size=item.size, sha384=item.sha384)
+    return None if found is None else found.describe(item.object_name, "its manifest")

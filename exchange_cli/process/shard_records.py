@@ -12,9 +12,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..confined import NotConfined, read_small_file
 from ..durable import write_atomically
 from ..errors import ExchangeError
 from ..image.model import Image, Platform
+from ..jsonpos import strict_data
 from .artifacts import Artifact
 from .delivery.mirror import CreatedTag
 from .ledger import CreatedObject
@@ -23,6 +25,8 @@ from .shards import Shard
 
 RECORD_FORMAT = "exchange-shard-record/1"
 RECORD_GLOB = "shard-*.json"
+# A record lists a shard's artifacts (a few hundred bytes each): room for tens of thousands.
+MAX_RECORD_BYTES = 64 * 1024**2
 
 
 class ShardRecordError(ExchangeError):
@@ -113,7 +117,7 @@ def read_records(directory: Path) -> list[ShardRecord]:
 
 def _read(path: Path) -> ShardRecord:
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        document = strict_data(read_small_file(path, limit=MAX_RECORD_BYTES))
         if document.get("format") != RECORD_FORMAT:
             raise ValueError(f"format is {document.get('format')!r}, not {RECORD_FORMAT!r}")
         return ShardRecord(
@@ -126,5 +130,5 @@ def _read(path: Path) -> ShardRecord:
             created_tags=[CreatedTag.from_json(tag) for tag in document.get("created-tags", [])],
             path=path,
         )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, ExchangeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ExchangeError, NotConfined) as error:
         raise ShardRecordError(f"shard record {path} is unreadable: {error}") from None

@@ -154,7 +154,7 @@ class PublishTransaction:
         """Never move the sentinel backwards: keep the remote's when it already covers our commit."""
         try:
             theirs: str = self.repo.git.show(f"{remote_head}:{SENTINEL}").strip()
-        except gitpython.GitCommandError:
+        except git.GitFailed:
             return self.source_commit
         if theirs and git.is_ancestor(self.repo, self.source_commit, theirs):
             return theirs

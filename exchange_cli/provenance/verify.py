@@ -272,7 +272,7 @@ def _read_attestation(manifest: ManifestView, options: VerifyOptions, opener: Op
     if options.attestation_file is not None:
         try:
             with _local_file(options.attestation_file, ENVELOPE_LIMIT) as stream:
-                return _read_all(stream)
+                return stream.read_all()
         except (ExchangeError, OSError) as error:
             record("envelope", False, f"cannot read {options.attestation_file}: {getattr(error, 'strerror', None) or error}")
     url = manifest.text(ATTESTATION_URL)
@@ -280,7 +280,7 @@ def _read_attestation(manifest: ManifestView, options: VerifyOptions, opener: Op
         record("envelope", False, f"{manifest.source} has no {ATTESTATION_URL}: this version was published unsigned")
     try:
         with opener(url, ENVELOPE_LIMIT) as stream:
-            return _read_all(stream)
+            return stream.read_all()
     except (ExchangeError, OSError) as error:
         record("envelope", False, f"cannot download the attestation: {error}")
     raise AssertionError("unreachable")
@@ -293,9 +293,6 @@ def _local_file(path: Path, limit: Limit) -> AbstractContextManager[Bounded]:
     return open_url(path.resolve().as_uri(), limit)
 
 
-def _read_all(stream: Bounded) -> bytes:
-    """A bounded stream's whole content (it stops at its own limit and deadline)."""
-    return b"".join(iter(lambda: stream.read(BLOCK), b""))
 
 
 def _subject_check(manifest: ManifestView, ours: dict[str, str], facts: BuildFacts) -> tuple[bool, str]:

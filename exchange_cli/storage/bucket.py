@@ -13,6 +13,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import unquote, urlsplit
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from google.auth.credentials import Credentials
 
 HASH_BLOCK_SIZE = 1024 * 1024
+# A control record (the lease, the ownership record) is a few hundred bytes of JSON. read_control reads one
+# byte more than this at most: a longer object is no record, and its reader refuses it by its length.
+MAX_CONTROL_BYTES = 64 * 1024
 _SHA384_HEX = re.compile(r"[0-9a-f]{96}")
 SUPPORTED_URIS = "gs://bucket[/prefix] or file:///absolute/path"
 
@@ -61,6 +65,39 @@ class ObjectInfo:
     sha384: str | None  # None when the bucket holds no record of it (see Bucket.content_sha384)
     generation: str | None  # opaque; identifies this version of the object for conditional deletes
     url: str
+
+
+class Differs(Enum):
+    """How a bucket object differs from what a record (a manifest, a shard record, an upload) says it holds."""
+
+    MISSING = "missing"
+    SIZE = "size"  # `found`: the object's size
+    RECORDED_SHA384 = "recorded-sha384"  # `found`: the sha384 the bucket records for it
+    CONTENT_SHA384 = "content-sha384"  # `found`: the sha384 of its bytes, read
+
+
+class Hashing(Enum):
+    """When `Bucket.mismatch` reads the object's bytes to hash them."""
+
+    NEVER = "never"  # the recorded sha384 only, when there is one (a shallow audit)
+    UNRECORDED = "unrecorded"  # when the bucket records no sha384 for it
+    ALWAYS = "always"  # after the recorded sha384 agrees too (a deep audit)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    differs: Differs
+    found: int | str | None = None  # what the bucket has
+    expected: int | str | None = None  # what the record says
+
+    def describe(self, subject: str, source: str) -> str:
+        """One text for every caller: `subject` ("it", an object's name) and `source` ("the manifest")."""
+        if self.differs is Differs.MISSING:
+            return f"{subject} is not in the bucket"
+        if self.differs is Differs.SIZE:
+            return f"{subject} has {self.found} bytes, {source} says {self.expected}"
+        recorded = "is recorded with" if self.differs is Differs.RECORDED_SHA384 else "hashes to"
+        return f"{subject} {recorded} sha384 {self.found}, {source} says {self.expected}"
 
 
 @dataclass(frozen=True)
@@ -109,7 +146,8 @@ class Bucket(ABC):
 
     @abstractmethod
     def read_control(self, name: str) -> tuple[bytes, str] | None:
-        """(data, generation), or None when there is no such object."""
+        """(data, generation), or None when there is no such object; at most MAX_CONTROL_BYTES + 1 bytes of
+        it are read."""
 
     @abstractmethod
     def replace_control(self, name: str, data: bytes, generation: str) -> str:
@@ -164,18 +202,39 @@ class Bucket(ABC):
                 digest.update(block)
         return digest.hexdigest()
 
+    def mismatch(self, name: str, *, size: int | None, sha384: str | None, hashing: Hashing = Hashing.UNRECORDED,
+                 info: ObjectInfo | None = None) -> Mismatch | None:
+        """The one check that an object is present with this size and sha384: None when it is (a None `size` or
+        `sha384` is not checked: an old manifest records neither), else how it differs, first difference first.
+        `info`: the object as already listed or stat'ed."""
+        info = info if info is not None else self.stat(name)
+        if info is None:
+            return Mismatch(Differs.MISSING)
+        if size is not None and info.size != size:
+            return Mismatch(Differs.SIZE, info.size, size)
+        if sha384 is None:
+            return None
+        if info.sha384 is not None and info.sha384 != sha384:
+            return Mismatch(Differs.RECORDED_SHA384, info.sha384, sha384)
+        if hashing is Hashing.ALWAYS or (hashing is Hashing.UNRECORDED and info.sha384 is None):
+            actual = self.content_sha384(name)
+            if actual != sha384:
+                return Mismatch(Differs.CONTENT_SHA384, actual, sha384)
+        return None
+
     def _require_identical(self, existing: ObjectInfo, size: int, sha384: str) -> ObjectInfo:
+        found = self.mismatch(existing.name, size=size, sha384=sha384, info=existing)
+        if found is None:
+            return existing if existing.sha384 is not None else self._remember_sha384(existing, sha384)
         stored_sha384 = existing.sha384
-        if existing.size == size and stored_sha384 is None:
-            stored_sha384 = self.content_sha384(existing.name)
+        if found.differs is Differs.CONTENT_SHA384:  # hashed, as it recorded none: remembered all the same
+            stored_sha384 = str(found.found)
             existing = self._remember_sha384(existing, stored_sha384)
-        if existing.size != size or stored_sha384 != sha384:
-            raise StorageError(
-                f"{self.uri}: {existing.name} already exists with other content "
-                f"({existing.size} bytes, sha384 {stored_sha384}; ours: {size} bytes, sha384 {sha384}); "
-                "content-addressed objects are never overwritten"
-            )
-        return existing
+        raise StorageError(
+            f"{self.uri}: {existing.name} already exists with other content "
+            f"({existing.size} bytes, sha384 {stored_sha384}; ours: {size} bytes, sha384 {sha384}); "
+            "content-addressed objects are never overwritten"
+        )
 
     def _remember_sha384(self, info: ObjectInfo, sha384: str) -> ObjectInfo:
         """Hook: record a sha384 computed on demand, where the implementation can."""

@@ -20,6 +20,7 @@ from urllib.parse import quote
 from exchange_cli.errors import redact
 from exchange_cli.progress import Task
 from exchange_cli.storage.bucket import (
+    MAX_CONTROL_BYTES,
     Bucket,
     GcsLocation,
     ObjectChanged,
@@ -120,7 +121,8 @@ class GcsBucket(Bucket):
                 return None
             generation = self._generation_of(blob, name)
             try:
-                return blob.download_as_bytes(if_generation_match=blob.generation), generation
+                # `end` is inclusive: one byte past the cap tells a reader the object is longer.
+                return blob.download_as_bytes(end=MAX_CONTROL_BYTES, if_generation_match=blob.generation), generation
             except (NotFound, PreconditionFailed):
                 return None  # replaced or removed while we read: as if we had looked a moment later
 

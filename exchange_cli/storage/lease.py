@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 from ..errors import ExchangeError, UsageError
 from ..jsonpos import strict_document
-from .bucket import Bucket, ObjectChanged, ObjectExists, StorageError
+from .bucket import MAX_CONTROL_BYTES, Bucket, ObjectChanged, ObjectExists, StorageError
 from .owner import Owner
 
 LEASE_OBJECT = ".exchange-lease.json"
@@ -66,7 +66,6 @@ class Confirming:
         return cls(data["commit"], tuple(manifests))
 
 
-MAX_LEASE_BYTES = 64 * 1024  # a record is a few hundred bytes
 _LATEST_TIME = 253402300799  # 9999-12-31T23:59:59Z: later, and time.strftime cannot show it
 
 
@@ -95,7 +94,7 @@ class LeaseRecord:
         """The record, or None when it is not one (unreadable: broken as stale, see BucketLease). Read as
         every document from outside is (jsonpos): no NaN, no Infinity, no 10,000 levels."""
         try:
-            document = strict_document(data[:MAX_LEASE_BYTES + 1], "the lease", ValueError)
+            document = strict_document(data, "the lease", ValueError, limit=MAX_CONTROL_BYTES)
             owner = Owner.from_json(document["owner"])
             expires = document["expires"]
             if owner is None or not _plausible_time(expires):

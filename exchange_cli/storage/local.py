@@ -30,10 +30,13 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
+from exchange_cli.confined import NotConfined, read_small_file
 from exchange_cli.durable import fsync_directory, write_atomically
 from exchange_cli.errors import describe_os_error
+from exchange_cli.jsonpos import strict_data
 from exchange_cli.progress import Task
 from exchange_cli.storage.bucket import (
+    MAX_CONTROL_BYTES,
     Bucket,
     BucketUriError,
     ObjectChanged,
@@ -56,6 +59,7 @@ TEMP_PREFIX = ".exchange-upload-"
 CONTROL_LOCK = ".exchange-control.lock"
 COPY_BLOCK_SIZE = 1024 * 1024
 MAX_QUOTED_SIDECAR_NAME = 200  # file names are limited to 255 bytes
+MAX_SIDECAR_BYTES = 64 * 1024  # a size, a generation and a sha384
 # Published objects are meant to be served and downloaded; mkstemp creates them 0600.
 OBJECT_MODE = 0o644
 # Filesystems without hard links: fall back to a rename that checks for an existing object first.
@@ -192,7 +196,7 @@ class LocalBucket(Bucket):
         path = self._control_path(name)
         try:
             with path.open("rb") as handle:
-                return handle.read(), _generation(os.fstat(handle.fileno()))
+                return handle.read(MAX_CONTROL_BYTES + 1), _generation(os.fstat(handle.fileno()))
         except FileNotFoundError:
             return None
 
@@ -235,8 +239,8 @@ class LocalBucket(Bucket):
 
     def _recorded_sha384(self, name: str, size: int, generation: str) -> str | None:
         try:
-            record = json.loads(self._sidecar_path(name).read_bytes())
-        except (OSError, ValueError):
+            record = strict_data(read_small_file(self._sidecar_path(name), limit=MAX_SIDECAR_BYTES))
+        except (OSError, ValueError, NotConfined):
             return None
         if not isinstance(record, dict) or record.get("size") != size or record.get("generation") != generation:
             return None

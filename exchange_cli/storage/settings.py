@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -22,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from exchange_cli.errors import UsageError
+from exchange_cli.errors import CredentialsError, UsageError
+from exchange_cli.jsonpos import NotStrictJson, strict_data
 from exchange_cli.storage.bucket import (
     SUPPORTED_URIS,
     Bucket,
@@ -46,10 +46,6 @@ _SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key", "token_uri")
 
 class StorageSettingsError(UsageError):
     pass
-
-
-class CredentialsError(UsageError):
-    """A bad credential setting. Messages name the variable and the problem, never the value."""
 
 
 @dataclass(frozen=True)
@@ -118,8 +114,8 @@ def service_account_credentials(encoded: str) -> Credentials:
     except (binascii.Error, ValueError):
         raise _bad_service_account("it is not valid base64") from None
     try:
-        info = json.loads(raw)
-    except ValueError:
+        info = strict_data(raw)
+    except NotStrictJson:  # its message would quote the secret: never shown
         raise _bad_service_account("it does not decode to JSON") from None
     if not isinstance(info, dict) or info.get("type") != "service_account":
         raise _bad_service_account('it is not a service-account key (its "type" must be "service_account")') from None

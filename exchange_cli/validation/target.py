@@ -76,7 +76,7 @@ def target_branch(exchange: Exchange, ref: str) -> Iterator[Target]:
         raise UsageError("the repository has no commit yet; there is no change to judge against --base")
     try:
         merge_base = exchange.repo.git.merge_base(head, tip).strip()
-    except gitpython.GitCommandError:
+    except git.GitFailed:
         shallow = " (a shallow clone? fetch the full history)" if git.is_shallow(exchange.repo) else ""
         raise UsageError(f"--base {printable(ref)}: HEAD shares no history with it{shallow}") from None
     with tempfile.TemporaryDirectory(prefix="exchange-target-") as temp:

@@ -20,17 +20,10 @@ from ...errors import ExchangeError, UsageError
 from ...image.metadata import Descriptor
 from ...image.model import Image
 from ...image.platforms import select_manifest
-from ...image.registry import (
-    DEFAULT_RETRY,
-    MANIFEST_INDEXES,
-    RegistryClient,
-    RetryPolicy,
-    _ImagePull,
-    _Manifest,
-    with_retries,
-)
+from ...image.registry import MANIFEST_INDEXES, RegistryClient, _ImagePull, _Manifest, with_retries
 from ...progress import NullProgress
 from ...reference import ImageReference, ReferenceError, parse_reference
+from ...web.retries import DEFAULT_RETRY, RetryPolicy
 from ..ledger import RollbackResult
 from .push_client import MOUNTED, PushClient, SizedStream
 

@@ -14,13 +14,8 @@ from urllib.parse import urljoin
 import requests
 
 from ...image.errors import ImageError
-from ...image.registry import (
-    TRANSIENT_STATUSES,
-    RegistryClient,
-    _retry_after,
-    _Transient,
-    with_retries,
-)
+from ...image.registry import RegistryClient, with_retries
+from ...web.retries import TRANSIENT_STATUSES, Transient, retry_after
 
 MOUNTED, UPLOAD_STARTED = "mounted", "upload-started"
 
@@ -115,8 +110,8 @@ class PushClient(RegistryClient):
             response = self._send_write(method, url, scope, params, headers, data)
         if response.status_code in TRANSIENT_STATUSES:
             response.close()
-            raise _Transient(f"{method} {url} answered {response.status_code} {response.reason}",
-                             _retry_after(response))
+            raise Transient(f"{method} {url} answered {response.status_code} {response.reason}",
+                             retry_after(response))
         return response
 
     def _send_write(self, method: str, url: str, scope: str, params: dict[str, str] | None,

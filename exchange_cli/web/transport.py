@@ -1,4 +1,5 @@
-"""Where a registry client may send a request, and what may go with it.
+"""Where a client may send a request, and what may go with it: a registry client's rules, which a download
+by URL follows too (any http(s) host, no credentials: `UrlPolicy.downloads`).
 
 The rules hold alike for the registry, every redirect hop, a bearer-token realm and its redirects:
 
@@ -32,13 +33,22 @@ import requests
 from requests.auth import AuthBase
 
 from ..logs import logger
-from .deadlines import Deadline, watched
+from .deadlines import Deadline, mount_watched_adapters, watched
 from .masking import SecretMask
 
 MAX_REDIRECTS = 5
+USER_AGENT = "exchange-cli"
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 DEFAULT_PORTS = {"http": 80, "https": 443}
 LOG = logger("registry")
+
+
+def new_session() -> requests.Session:
+    """A session whose requests honour `deadlines.watched`, naming the tool."""
+    session = requests.Session()
+    session.headers["User-Agent"] = USER_AGENT
+    mount_watched_adapters(session)
+    return session
 
 
 class RefusedURL(Exception):
@@ -97,23 +107,32 @@ def shown(url: str) -> str:
 
 @dataclass(frozen=True)
 class UrlPolicy:
-    """Which URLs may be contacted: https anywhere, plain http only to the hosts listed as insecure."""
+    """Which URLs may be contacted: https anywhere, plain http only to the hosts listed as insecure (or
+    anywhere, for a download whose bytes are checked against a hash and which carries no credentials)."""
 
     plain_http_hosts: frozenset[str] = frozenset()
+    any_plain_http: bool = False
+    server: str = "the registry"  # who sends us to a URL, in messages
 
     @classmethod
     def allowing(cls, insecure_hosts: Iterable[str]) -> UrlPolicy:
         return cls(frozenset(plain_http_host(entry) for entry in insecure_hosts))
 
+    @classmethod
+    def downloads(cls) -> UrlPolicy:
+        """A download by URL (fetch, verify): http(s) anywhere; it sends no credentials to be overheard."""
+        return cls(any_plain_http=True, server="the server")
+
     def check(self, url: str) -> Origin:
         origin = Origin.of(url)
-        if origin.scheme == "https" or (origin.scheme == "http" and origin.host in self.plain_http_hosts):
+        if origin.scheme == "https" or (origin.scheme == "http" and (self.any_plain_http or
+                                                                      origin.host in self.plain_http_hosts)):
             return origin
         if origin.scheme == "http":
             raise RefusedURL(f"refused to send the request to plain HTTP {shown(url)}, where anyone on the way "
                              f"could read it and any credentials; list {origin.host} with --insecure-registry "
                              "if that host is meant to be reached without TLS")
-        raise RefusedURL(f"the registry sent us to a URL that is not http(s): {shown(url)}")
+        raise RefusedURL(f"{self.server} sent us to a URL that is not http(s): {shown(url)}")
 
 
 class OriginAuth(AuthBase):
@@ -167,7 +186,7 @@ class Transport:
             elif method != "HEAD" and (response.status_code == 303 or method == "POST"):
                 method, data = "GET", None
             url, origin, params = target, target_origin, None  # the Location is the whole URL
-        raise RefusedURL(f"the registry redirected more than {MAX_REDIRECTS} times (a redirect loop?)")
+        raise RefusedURL(f"{self.policy.server} redirected more than {MAX_REDIRECTS} times (a redirect loop?)")
 
     def _request(self, method: str, url: str, *, deadline: Deadline | None, **request: object) -> requests.Response:
         if deadline is not None:

@@ -28,6 +28,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager
 
+from ..bounded import DEFAULT_FLOOR_SECONDS, MIN_RATE
+
 
 @dataclass(frozen=True)
 class TransferLimits:
@@ -35,8 +37,8 @@ class TransferLimits:
 
     connect_timeout: float = 15.0
     read_timeout: float = 120.0  # seconds without a byte: the connection has stalled
-    min_rate: float = 256 * 1024  # bytes per second, on average over the whole transfer
-    floor: float = 120.0  # seconds every transfer may take, however small
+    min_rate: float = MIN_RATE  # bytes per second, on average over the whole transfer
+    floor: float = DEFAULT_FLOOR_SECONDS  # seconds every transfer may take, however small
 
     @property
     def timeout(self) -> tuple[float, float]:
