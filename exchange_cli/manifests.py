@@ -157,9 +157,23 @@ class ProcessedManifest:
         return value.lower() if isinstance(value, str) and value else None
 
     @property
+    def sbom_object(self) -> str | None:
+        """The bucket object holding the rootfs's SBOM (sbom-url's last segment); None for an older manifest."""
+        url = self.exchange.get("sbom-url")
+        if not isinstance(url, str) or not url:
+            return None
+        return unquote(PurePosixPath(urlsplit(url).path).name) or None
+
+    @property
+    def sbom_sha256(self) -> str | None:
+        value = self.exchange.get("sbom-sha256")
+        return value.lower() if isinstance(value, str) and value else None
+
+    @property
     def bucket_objects(self) -> tuple[str, ...]:
-        """Every bucket object this manifest references: its rootfs and its attestation."""
-        return tuple(name for name in (self.bucket_object, self.attestation_object) if name is not None)
+        """Every bucket object this manifest references: its rootfs, its attestation and its SBOM."""
+        return tuple(name for name in (self.bucket_object, self.attestation_object, self.sbom_object)
+                     if name is not None)
 
 
 @dataclass
@@ -383,13 +397,16 @@ class ExchangeRecord:
     # Only present when used, so manifests without a mirror or skipped checks keep their shape.
     mirrored_image: str | None = None  # <mirror>/<org>-<name>@sha256:<digest>
     skipped_checks: tuple[str, ...] | None = None  # conformance rule ids skipped with --skip-check
+    sbom_url: str | None = None  # the rootfs's SBOM (CycloneDX JSON), beside it: <object>.sbom.json
+    sbom_sha256: str | None = None  # its sha256 hex
     # Fields a publish hook adds (process/publish.py's PublishHook.manifest_fields), after the others.
     extra: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         # The first three keys are those existing exchanges' manifests already carry.
         optional = {"mirrored-image": self.mirrored_image,
-                    "skipped-checks": list(self.skipped_checks) if self.skipped_checks is not None else None}
+                    "skipped-checks": list(self.skipped_checks) if self.skipped_checks is not None else None,
+                    "sbom-url": self.sbom_url, "sbom-sha256": self.sbom_sha256}
         return {
             "git-commit": self.git_commit,
             "rootfs-hash": self.rootfs_hash,

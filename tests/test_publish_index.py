@@ -53,7 +53,7 @@ def test_a_rejected_catalog_push_keeps_the_run_and_the_next_run_publishes(world:
     assert "catalog NOT published to gh-pages-json" in result.stderr and "the next run retries" in result.stderr
     pushed = world.remote_head()
     assert pushed == world.repo.git("rev-parse", "HEAD") and len(manifests(world)) == 2  # nothing rolled back
-    assert len(world.bucket_objects()) == 2
+    assert len(world.bucket_objects()) == 4  # two rootfs, each with its SBOM
     assert run_git(world.remote, "branch", "--list", BRANCH) == ""
 
     (world.remote / "hooks" / "pre-receive").unlink()

@@ -92,6 +92,8 @@ class PublishTransaction:
             platform=str(artifact.image.platform),
             mirrored_image=artifact.mirrored_reference,
             skipped_checks=artifact.skipped_checks or None,
+            sbom_url=artifact.sbom_url,
+            sbom_sha256=artifact.sbom_sha256,
             extra=extra or None,
         )
         write_atomically(self.exchange.root / relative,

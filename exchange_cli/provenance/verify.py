@@ -11,6 +11,8 @@ The checks, in order:
   provenance  what the statement says was built (spec, version, commit, image digests, platform) is
               what the manifest says
   attestation the envelope file is the one the manifest pins (attestation-sha256)
+  sbom        when the manifest names an SBOM (sbom-url): the file is the one it pins (sbom-sha256)
+  sbom-statement  and an envelope signed by the same key says that file is this rootfs's SBOM
   image       with --image: the registry still serves the image digest the statement names
 Finding problems only; commands/verify.py renders the result.
 """
@@ -31,14 +33,19 @@ from ..errors import ExchangeError, redact
 from ..manifests import ProcessedManifest
 from .dsse import IN_TOTO_PAYLOAD_TYPE, EnvelopeError, check_signatures, parse_envelopes
 from .keys import PublicKey
+from .sbom_statement import SBOM_CHECK, sbom_statement_problem
 from .statement import BuildFacts, StatementError, read_statement
 
 ATTESTATION_URL = "attestation-url"
 ATTESTATION_SHA256 = "attestation-sha256"
 ATTESTATION_KEY_ID = "attestation-key-id"  # recorded since signing began to name it: older manifests lack it
 ATTESTATION_SUFFIX = ".intoto.jsonl"
-MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
+# An envelope file holds the SBOM statement too, whose predicate is the whole SBOM (base64 in the envelope).
+MAX_ENVELOPE_BYTES = 64 * 1024 * 1024
 ENVELOPE_LIMIT = Limit(MAX_ENVELOPE_BYTES, "an envelope")
+SBOM_URL, SBOM_SHA256 = "sbom-url", "sbom-sha256"
+MAX_SBOM_BYTES = 32 * 1024 * 1024
+SBOM_LIMIT = Limit(MAX_SBOM_BYTES, "an SBOM")
 BLOCK = 1024 * 1024
 
 Opener = Callable[[str, Limit], AbstractContextManager[Bounded]]  # URL, limit -> a bounded binary stream
@@ -131,6 +138,9 @@ def verify_published(manifest: ManifestView, options: VerifyOptions, *, target: 
         artifact = _check_artifact(manifest, options, opener, record)
         envelope_bytes = _read_attestation(manifest, options, opener, record)
         _check_envelope(manifest, envelope_bytes, artifact, options, result, record)
+        sbom = _read_sbom(manifest, opener, record)
+        if sbom is not None:
+            _check_sbom_statement(envelope_bytes, sbom, result, record)
     except CheckFailed:
         pass
     return result
@@ -144,13 +154,50 @@ def _opener_for(manifest: ManifestView) -> Opener:
 
 
 def verify_envelope(manifest: ManifestView, envelope_bytes: bytes, digests: dict[str, str],
-                    keys: list[PublicKey]) -> Verification:
+                    keys: list[PublicKey], sbom: bytes | None = None) -> Verification:
     """The envelope checks alone, for an artifact whose digests are already known to match the manifest
-    (verify-storage --deep hashes the bucket's objects itself)."""
+    (verify-storage --deep hashes the bucket's objects itself); with `sbom` (the file the manifest pins,
+    read by the caller), its signed statement too."""
     result = Verification(manifest.source)
+    record = _recorder(result)
     with contextlib.suppress(CheckFailed):  # the failure is recorded in `result`
-        _check_envelope(manifest, envelope_bytes, digests, VerifyOptions(keys), result, _recorder(result))
+        _check_envelope(manifest, envelope_bytes, digests, VerifyOptions(keys), result, record)
+        if sbom is not None:
+            record("sbom", *sbom_hash_check(manifest, sbom))
+            _check_sbom_statement(envelope_bytes, sbom, result, record)
     return result
+
+
+def sbom_hash_check(manifest: ManifestView, document: bytes) -> tuple[bool, str]:
+    pinned = manifest.text(SBOM_SHA256)
+    actual = hashlib.sha256(document).hexdigest()
+    if pinned is None:
+        return False, f"{manifest.source} names an SBOM but pins no {SBOM_SHA256}"
+    if pinned.lower() != actual:
+        return False, f"the SBOM hashes to sha256:{actual}, but the manifest pins {pinned}: it was changed or corrupted"
+    return True, f"the SBOM is the one the manifest pins (sha256:{actual[:16]}…, {len(document)} bytes)"
+
+
+def _read_sbom(manifest: ManifestView, opener: Opener, record: Record) -> bytes | None:
+    """The SBOM the manifest names, checked against its sbom-sha256; None for a manifest without one."""
+    url = manifest.text(SBOM_URL)
+    if url is None:
+        return None
+    try:
+        with opener(url, SBOM_LIMIT) as stream:
+            document = _read_all(stream)
+    except (ExchangeError, OSError) as error:
+        record("sbom", False, f"cannot download the SBOM: {error}")
+    record("sbom", *sbom_hash_check(manifest, document))
+    return document
+
+
+def _check_sbom_statement(envelope_bytes: bytes, document: bytes, result: Verification, record: Record) -> None:
+    assert result.key is not None and result.facts is not None, "after the envelope's checks passed"
+    facts = result.facts
+    problem = sbom_statement_problem(parse_envelopes(envelope_bytes, "the attestation"), [result.key],
+                                     facts.subject_name, facts.subject_digests, document)
+    record(SBOM_CHECK, problem is None, problem or "a statement signed by the same key names this SBOM for this rootfs")
 
 
 class Record(Protocol):
