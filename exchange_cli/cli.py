@@ -61,6 +61,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "signature against the exchange's key, the statement's subject against the artifact, and its image "
         "digest and commit against the manifest.")),
     "keys": ("keys", "The exchange's signing keys."),
+    "sbom": ("sbom", "Print the SBOM of a processed version (default: the newest): its packages, or the CycloneDX document."),
+    "packages": ("packages", (
+        "List every processed version shipping a package matching NAME[SPEC] (openssl<3.0.13, numpy, "
+        "pkg:pypi/torch).")),
     "init": ("init", (
         "Start a new exchange in DIRECTORY (default: here): layout, CI pipeline, policy, README, one commit.")),
 }
@@ -70,7 +74,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 SECTIONS = (
     ("Commands for CI", ("validate", "process", "check-image")),
     ("Commands for contributors and users", ("add-gear", "add-boutique", "validate-invocation", "invocation-schema",
-                                             "list", "show", "fetch", "verify")),
+                                             "list", "show", "fetch", "verify", "sbom", "packages")),
     ("Commands for maintainers", ("init", "export", "remove", "verify-storage", "inventory", "index", "history", "keys",
                                   "demo")),
 )

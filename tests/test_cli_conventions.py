@@ -89,6 +89,8 @@ TABLE: dict[str, Row] = {
     "verify-storage": Row(lambda w, s: ["verify-storage", "--bucket", w.bucket.as_uri(), "--repo", str(w.work)],
                           "verify-storage"),
     "verify": Row(lambda w, s: ["verify", "acme/hello@1.0.0", "--repo", str(w.work)], "verify"),
+    "sbom": Row(lambda w, s: ["sbom", "acme/hello@1.0.0", "--repo", str(w.work)], "sbom"),
+    "packages": Row(lambda w, s: ["packages", "busybox", "--repo", str(w.work)], "packages"),
     "init": Row(lambda w, s: ["init", str(s / "new-exchange"), "--sign"], "init"),
     "keys": Row(lambda w, s: ["keys", "init", "--generate", str(s / "key.pem"), "--no-commit", "--repo",
                               str(_clone(w, s))], "keys"),
