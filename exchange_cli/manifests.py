@@ -399,6 +399,8 @@ class ExchangeRecord:
     skipped_checks: tuple[str, ...] | None = None  # conformance rule ids skipped with --skip-check
     sbom_url: str | None = None  # the rootfs's SBOM (CycloneDX JSON), beside it: <object>.sbom.json
     sbom_sha256: str | None = None  # its sha256 hex
+    sbom_packages: int | None = None  # how many packages it lists, and the OS: for the catalog, no download
+    sbom_os: str | None = None
     # Fields a publish hook adds (process/publish.py's PublishHook.manifest_fields), after the others.
     extra: dict[str, Any] | None = None
 
@@ -406,7 +408,8 @@ class ExchangeRecord:
         # The first three keys are those existing exchanges' manifests already carry.
         optional = {"mirrored-image": self.mirrored_image,
                     "skipped-checks": list(self.skipped_checks) if self.skipped_checks is not None else None,
-                    "sbom-url": self.sbom_url, "sbom-sha256": self.sbom_sha256}
+                    "sbom-url": self.sbom_url, "sbom-sha256": self.sbom_sha256, "sbom-packages": self.sbom_packages,
+                    "sbom-os": self.sbom_os}
         return {
             "git-commit": self.git_commit,
             "rootfs-hash": self.rootfs_hash,

@@ -107,6 +107,18 @@ def test_an_altered_sbom_is_refused_and_an_old_manifest_is_named(published: Worl
     assert report["without-sbom"] == ["acme/pyapp@1.0.0"] and report["matches"] == []
 
 
+def test_the_manifest_summarises_the_sbom_and_the_catalog_shows_it(published: World, tmp_path) -> None:
+    manifest = next((published.repo.root / "manifests" / "acme").glob("acme-pyapp-*.json"))
+    block = json.loads(manifest.read_text())["exchange"]
+    assert (block["sbom-packages"], block["sbom-os"]) == (3, "demo")
+    site = tmp_path / "site"
+    result = CliRunner().invoke(cli, ["index", "--repo", str(published.repo.root), "-o", str(tmp_path / "x.json"),
+                                      "--html", str(site)])
+    assert result.exit_code == 0, result.output
+    page = (site / "gears/acme/pyapp.html").read_text()
+    assert f"{block['sbom-url']} (3 packages, demo)" in page
+
+
 @pytest.mark.parametrize("text", ["", "openssl<", "a<<1", "pkg:"])
 def test_a_bad_spec_is_a_usage_error(world: World, text: str) -> None:
     result = run(world, "packages", text)

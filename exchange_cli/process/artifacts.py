@@ -16,6 +16,7 @@ from pathlib import Path
 from ..export import ExportOptions, export_image
 from ..image.model import Image
 from ..progress import Progress, format_bytes
+from ..sbom.query import read as read_sbom
 from ..storage.bucket import Bucket
 from .check import CheckedJob
 from .ledger import CreatedObjects
@@ -46,6 +47,8 @@ class Artifact:
     # The SBOM uploaded beside the tarball (`<object>.sbom.json`): its URL and sha256 hex go into the manifest.
     sbom_url: str | None = None
     sbom_sha256: str | None = None
+    sbom_packages: int | None = None  # components of the SBOM, the OS aside: for the catalog
+    sbom_os: str | None = None  # "debian 12", from its os-release
 
     @property
     def rootfs_hash(self) -> str:
@@ -97,11 +100,13 @@ def produce_artifact(checked: CheckedJob, *, bucket: Bucket, work: RunWork, prog
         if outcome.created:
             work.ledger.record(name, outcome.info.generation)
         sbom = _upload_sbom(exported.sbom, name, bucket, work.ledger)
+        summary = read_sbom(sbom)  # ours, just made: it reads
     finally:
         temp.unlink(missing_ok=True)
     return Artifact(job, name, exported.sha384, exported.size, bucket.download_url(name), exported.image,
                     outcome.created, exported_at - started, time.monotonic() - exported_at, sha256=sha256,
-                    sbom_url=bucket.download_url(sbom_name(name)), sbom_sha256=hashlib.sha256(sbom).hexdigest())
+                    sbom_url=bucket.download_url(sbom_name(name)), sbom_sha256=hashlib.sha256(sbom).hexdigest(),
+                    sbom_packages=len(summary.components), sbom_os=summary.os)
 
 
 def _upload_sbom(document: bytes | None, object_name: str, bucket: Bucket, ledger: CreatedObjects) -> bytes:

@@ -94,6 +94,8 @@ class PublishTransaction:
             skipped_checks=artifact.skipped_checks or None,
             sbom_url=artifact.sbom_url,
             sbom_sha256=artifact.sbom_sha256,
+            sbom_packages=artifact.sbom_packages,
+            sbom_os=artifact.sbom_os,
             extra=extra or None,
         )
         write_atomically(self.exchange.root / relative,
