@@ -62,6 +62,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "digest and commit against the manifest.")),
     "keys": ("keys", "The exchange's signing keys."),
     "sbom": ("sbom", "Print the SBOM of a processed version (default: the newest): its packages, or the CycloneDX document."),
+    "backfill-sbom": ("backfill_sbom", (
+        "Make the SBOM of every processed version that has none (or of REFERENCE's), from its rootfs in the "
+        "bucket.")),
     "packages": ("packages", (
         "List every processed version shipping a package matching NAME[SPEC] (openssl<3.0.13, numpy, "
         "pkg:pypi/torch).")),
@@ -76,7 +79,7 @@ SECTIONS = (
     ("Commands for contributors and users", ("add-gear", "add-boutique", "validate-invocation", "invocation-schema",
                                              "list", "show", "fetch", "verify", "sbom", "packages")),
     ("Commands for maintainers", ("init", "export", "remove", "verify-storage", "inventory", "index", "history", "keys",
-                                  "demo")),
+                                  "backfill-sbom", "demo")),
 )
 UNEXPECTED = 3  # exit status of a defect (docs/commands.md, "Exit status")
 

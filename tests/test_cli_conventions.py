@@ -91,6 +91,8 @@ TABLE: dict[str, Row] = {
     "verify": Row(lambda w, s: ["verify", "acme/hello@1.0.0", "--repo", str(w.work)], "verify"),
     "sbom": Row(lambda w, s: ["sbom", "acme/hello@1.0.0", "--repo", str(w.work)], "sbom"),
     "packages": Row(lambda w, s: ["packages", "busybox", "--repo", str(w.work)], "packages"),
+    "backfill-sbom": Row(lambda w, s: ["backfill-sbom", "--bucket", w.bucket.as_uri(), "--repo", str(_committing_clone(w, s))],
+                         "backfill-sbom"),
     "init": Row(lambda w, s: ["init", str(s / "new-exchange"), "--sign"], "init"),
     "keys": Row(lambda w, s: ["keys", "init", "--generate", str(s / "key.pem"), "--no-commit", "--repo",
                               str(_clone(w, s))], "keys"),

@@ -119,6 +119,49 @@ def test_the_manifest_summarises_the_sbom_and_the_catalog_shows_it(published: Wo
     assert f"{block['sbom-url']} (3 packages, demo)" in page
 
 
+def forget_sbom(world: World, name: str) -> tuple[dict, bytes]:
+    """Make acme/<name>'s manifest look published before SBOMs; its exchange block and SBOM as they were."""
+    manifest = next((world.repo.root / "manifests" / "acme").glob(f"acme-{name}-*.json"))
+    document = json.loads(manifest.read_text())
+    before = dict(document["exchange"])
+    stored = world.bucket / before["sbom-url"].rsplit("/", 1)[1]
+    content = stored.read_bytes()
+    stored.unlink()
+    for key in ("sbom-url", "sbom-sha256", "sbom-packages", "sbom-os"):
+        document["exchange"].pop(key, None)
+    manifest.write_text(json.dumps(document, indent=2) + "\n")
+    world.repo.commit(f"{name} as published before SBOMs")
+    return before, content
+
+
+def test_backfill_gives_an_old_manifest_the_sbom_a_run_gives(published: World) -> None:
+    before, content = forget_sbom(published, "pyapp")
+    result = run(published, "backfill-sbom", "--bucket", published.bucket.as_uri())
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].startswith("SBOM made for manifests/acme/acme-pyapp-sha384-")
+    manifest = next((published.repo.root / "manifests" / "acme").glob("acme-pyapp-*.json"))
+    assert json.loads(manifest.read_text())["exchange"] == before, "the keys a run gives, with the same values"
+    assert (published.bucket / before["sbom-url"].rsplit("/", 1)[1]).read_bytes() == content, \
+        "the same bytes as the export's: the same rootfs gives the same SBOM"
+    assert published.repo.git("log", "-1", "--format=%s") == "Backfill SBOMs for 1 manifest(s)"
+    assert published.repo.git("status", "--porcelain") == ""
+    again = run(published, "backfill-sbom", "--bucket", published.bucket.as_uri())
+    assert again.exit_code == 0 and "no manifest needed an SBOM" in again.output
+
+
+def test_backfill_refuses_a_rootfs_that_is_not_the_one_its_manifest_pins(published: World) -> None:
+    before, _ = forget_sbom(published, "pyapp")
+    rootfs = published.bucket / before["rootfs-url"].rsplit("/", 1)[1]
+    data = bytearray(rootfs.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    rootfs.write_bytes(bytes(data))
+    result = run(published, "backfill-sbom", "acme/pyapp", "--bucket", published.bucket.as_uri())
+    # Whichever comes first: the damaged deflate stream, or the hash of the whole object.
+    assert result.exit_code == 1 and ("no SBOM made from it" in result.output or "not a gzip tar" in result.output)
+    assert not (published.bucket / before["sbom-url"].rsplit("/", 1)[1]).exists()
+    assert published.repo.git("log", "-1", "--format=%s") == "pyapp as published before SBOMs"
+
+
 @pytest.mark.parametrize("text", ["", "openssl<", "a<<1", "pkg:"])
 def test_a_bad_spec_is_a_usage_error(world: World, text: str) -> None:
     result = run(world, "packages", text)
