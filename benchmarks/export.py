@@ -12,7 +12,9 @@ one layer holds SMALL_FILES small files (a Python or conda environment), and tim
 
 1. ours: `exchange export --source registry` as a subprocess (process start included), cold cache
    then warm cache, with its peak RSS as /usr/bin/time measures it; on the small-file image too,
-   as entries per second;
+   as entries per second; and warm again with `--sbom`, the SBOM collected in the same pass: the
+   ratio with/without is the SBOM's cost (the small-file image holds a dist-info METADATA per package
+   directory and a dpkg status, so the collector parses something, as it would in a real image);
 2. with --compare: the same for another `exchange` executable (an older checkout), whose output
    must be byte-identical;
 3. the old pipeline: `docker create` + `docker export | gzip -n > f` + `sha384sum f`;
@@ -44,7 +46,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -162,6 +164,14 @@ def small_files_layer(count: int, seed: int = 20240602) -> bytes:
             suffix = rng.choice([".py", ".pyc", ".so", ".txt"])
             add_file(archive, f"{folder}/file{index:06d}{suffix}", generated_content(rng.randrange(2048)),
                      rng.choice([0o644, 0o755]))
+            if index % 1000 == 0:  # a distribution's metadata per package, as pip installs it
+                package = f"pkg{index // 1000:03d}"
+                add_file(archive, f"opt/env/lib/python3.11/site-packages/{package}-1.{index}.dist-info/METADATA",
+                         f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.{index}\nLicense: MIT\n\n".encode()
+                         + generated_content(4096))
+        status = "".join(f"Package: lib{n}\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.{n}-1\n"
+                         f"Description: library {n}\n {generated_content(200).hex()}\n\n" for n in range(400))
+        add_file(archive, "var/lib/dpkg/status", status.encode())
     return gzip_bytes(buffer.getvalue())
 
 
@@ -181,13 +191,16 @@ class Exporter:
     small_cold: list[Timing]
     small_warm: list[Timing]
     outputs: dict[str, str]  # case -> sha384 of the output
+    sbom_warm: dict[str, list[Timing]] = field(default_factory=dict)  # case -> warm exports with --sbom
     small_entries: int = 0
     kept_bytes: int = 0  # what a cold export of the big image left on disk: its cache tars and its output
 
 
-def export_once(exporter: Exporter, reference: str, registry_host: str, output: Path, cache: Path) -> Timing:
+def export_once(exporter: Exporter, reference: str, registry_host: str, output: Path, cache: Path, *,
+                sbom: Path | None = None) -> Timing:
     command = [str(exporter.executable), "export", reference, "--source", "registry", "--insecure-registry",
-               registry_host, "-o", str(output), "--cache-dir", str(cache), "--quiet", "--format", "json"]
+               registry_host, "-o", str(output), "--cache-dir", str(cache), "--quiet", "--format", "json",
+               *(["--sbom", str(sbom)] if sbom is not None else [])]
     with tempfile.TemporaryFile("w+") as report:
         timing = timed_child(command, stdout=report)
         report.seek(0)
@@ -339,7 +352,10 @@ def measure(exporter: Exporter, big: str, small: str, registry_host: str, workdi
             exporter.kept_bytes = (workdir / "big-cold.tgz").stat().st_size + sum(
                 path.stat().st_size for path in cache.rglob("*.tar"))
         warm.append(export_once(exporter, image, registry_host, workdir / f"{case}-warm.tgz", cache))
-        for timing in (cold[-1], warm[-1]):
+        if exporter.label == "ours":  # an exporter compared with may predate --sbom
+            exporter.sbom_warm.setdefault(case, []).append(export_once(
+                exporter, image, registry_host, workdir / f"{case}-sbom.tgz", cache, sbom=workdir / f"{case}.sbom.json"))
+        for timing in (cold[-1], warm[-1], *exporter.sbom_warm.get(case, [])[-1:]):
             expected = exporter.outputs.setdefault(case, timing.sha384)
             assert timing.sha384 == expected, f"{exporter.label}: {case} output changed between runs"
         shutil.rmtree(cache)
@@ -377,6 +393,12 @@ def report(exporters: list[Exporter], floors: list[Timing], writes: list[Timing]
         if old is not None:
             print(f"{exporter.label:9}ratios     : cold/old {cold.seconds / old.seconds:.2f}  "
                   f"warm/old {warm.seconds / old.seconds:.2f}")
+        for case, runs in exporter.sbom_warm.items():
+            without = exporter.warm if case == "big" else exporter.small_warm
+            print(f"{exporter.label:9}sbom {case:5} : warm with --sbom {best(runs).seconds:6.2f} s "
+                  f"({median_seconds(runs):.2f}), without {best(without).seconds:6.2f} s: SBOM overhead ratio "
+                  f"{best(runs).seconds / best(without).seconds:.3f} ({median_seconds(runs) / median_seconds(without):.3f}), "
+                  f"cpu {best(runs).cpu_seconds / best(without).cpu_seconds:.3f}")
         print(f"{exporter.label:9}sha384     : big {exporter.outputs['big']}  small {exporter.outputs['small']}")
     if len(exporters) > 1:
         assert len({tuple(sorted(exporter.outputs.items())) for exporter in exporters}) == 1, \

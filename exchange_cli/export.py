@@ -91,15 +91,42 @@ def export_image(image: Image, output: Path, *, progress: Progress = NullProgres
     """
     output = Path(output)
     collector = Collector() if sbom else None
+    rendering: _Rendering | None = None
     try:
         # The flattener sets the total once it knows the files' data bytes, and advances by exactly those.
         with _atomic_output(output) as handle, progress.task(f"Writing {output.name}") as task:
             digest = write_rootfs(image.layers, handle, progress_task=task, index=index, watch=collector)
+            if collector is not None:  # written while the output's last bytes go to the disk (fsync)
+                rendering = _Rendering(collector, digest.sha384)
     except LayerError as error:
         raise ExportError(f"{shown_as or image.reference}: {error}") from error
-    document = render_sbom(collector.finish(), digest.sha384) if collector is not None else None
+    document = rendering.result() if rendering is not None else None
     return ExportResult(sha384=digest.sha384, size=digest.size, entries=digest.entries, image=image, output=output,
                         sbom=document)
+
+
+class _Rendering:
+    """The SBOM document, made in a thread: the export's end waits for the disk (the final fsync
+    releases the interpreter), which is time the document's Python work can use."""
+
+    def __init__(self, collector: Collector, sha384: str) -> None:
+        self.document: bytes | None = None
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(collector, sha384), name="sbom-render", daemon=True)
+        self.thread.start()
+
+    def _run(self, collector: Collector, sha384: str) -> None:
+        try:
+            self.document = render_sbom(collector.finish(), sha384)
+        except BaseException as error:  # noqa: BLE001 - raised again in the exporting thread
+            self.failure = error
+
+    def result(self) -> bytes:
+        self.thread.join()
+        if self.failure is not None:
+            raise self.failure
+        assert self.document is not None
+        return self.document
 
 
 @contextmanager

@@ -119,17 +119,22 @@ def test_conda_and_r_packages(tmp_path):
     conda = {"name": "numpy", "version": "1.26.4", "build": "py311h64a7726_0", "channel": "conda-forge",
              "license": "BSD-3-Clause", "subdir": "linux-64", "files": ["lib/x"]}
     description = b"Package: jsonlite\nVersion: 1.8.8\nLicense: MIT + file LICENSE\nBuilt: R 4.3.2; ; 2024\n"
+    wrapped = (b"Package: Matrix\nVersion: 1.6-5\nVersion: 9.9\nLicense: GPL (>= 2) | file\n    LICENCE\n"
+               b"Built: R 4.3.2; x86_64-pc-linux-gnu; 2024\n")
     findings = collect(tmp_path, [
         file("opt/conda/conda-meta/numpy-1.26.4-py311h64a7726_0.json", json.dumps(conda).encode()),
         file("opt/conda/conda-meta/history", b"==> 2024 <==\n"),
         file("usr/local/lib/R/site-library/jsonlite/DESCRIPTION", description),
+        file("usr/lib/R/library/Matrix/DESCRIPTION", wrapped),  # a wrapped field; the first Version counts
         file("usr/local/lib/R/site-library/other/DESCRIPTION", description),  # names another directory
         file("src/jsonlite/DESCRIPTION", description.replace(b"Built", b"Date")),  # a source tree's
     ])
     assert purls(findings) == {
         "pkg:conda/numpy@1.26.4?build=py311h64a7726_0&channel=conda-forge&subdir=linux-64",
         "pkg:cran/jsonlite@1.8.8",
+        "pkg:cran/Matrix@1.6-5",
     }
+    assert {p.name: p.licenses for p in findings.packages}["Matrix"] == ("GPL (>= 2) | file LICENCE",)
 
 
 RPM_SPEC = """Name: hello-sbom

@@ -24,7 +24,7 @@ from .model import Findings, OperatingSystem, Package
 
 KiB, MiB = 1 << 10, 1 << 20
 # Caps per file: a real database is far smaller; a larger file is named in the warnings, not read.
-CAPS: Final = {"dpkg": 128 * MiB, "apk": 128 * MiB, "rpm": 512 * MiB, "python": 4 * MiB, "conda": 64 * MiB,
+CAPS: Final = {"dpkg": 128 * MiB, "apk": 128 * MiB, "rpm": 256 * MiB, "python": 4 * MiB, "conda": 64 * MiB,
                "cran": 1 * MiB, "os": 64 * KiB}
 MAX_FILES = 200_000  # files taken in all; more is not a real rootfs
 MAX_BYTES = 2 << 30  # bytes taken in all

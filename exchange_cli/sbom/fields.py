@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 # A record with more fields than this is not a package record; the rest of its fields are ignored.
 MAX_FIELDS = 512
+MAX_CONTINUED = 64  # continuation lines kept per field (a Description's are many, and none is needed)
 
 
 def decode(data: bytes) -> str:
@@ -17,28 +18,38 @@ def decode(data: bytes) -> str:
 
 
 def stanzas(text: str) -> Iterator[dict[str, str]]:
-    """The blank-line separated records of a Debian control-style file, each field's first line only
-    (with its continuation lines for a field that needs them: see `continued`)."""
+    """The blank-line separated records of a Debian control-style file: each field's first value, its
+    continuation lines (a wrapped R `License:`) joined on, at most MAX_CONTINUED of them."""
     record: dict[str, str] = {}
+    continued: dict[str, list[str]] = {}  # joined once per record: appending to a string would be quadratic
     last = ""
     for line in text.splitlines():
         if not line.strip():
             if record:
-                yield record
-            record, last = {}, ""
+                yield _joined(record, continued)
+            record, continued, last = {}, {}, ""
             continue
         if line[0] in " \t":
-            if last:
-                record[last] += "\n" + line.strip()
+            if last and len(pieces := continued.setdefault(last, [])) < MAX_CONTINUED:
+                pieces.append(line.strip())
             continue
         key, colon, value = line.partition(":")
         if not colon or len(record) >= MAX_FIELDS:
             last = ""
             continue
         last = key.strip()
-        record.setdefault(last, value.strip())
+        if last in record:
+            last = ""  # a repeated field: its first value counts, and so do only that one's continuation lines
+            continue
+        record[last] = value.strip()
     if record:
-        yield record
+        yield _joined(record, continued)
+
+
+def _joined(record: dict[str, str], continued: dict[str, list[str]]) -> dict[str, str]:
+    for key, pieces in continued.items():
+        record[key] = " ".join([record[key], *pieces]).strip()  # a wrapped value is one value
+    return record
 
 
 def headers(text: str) -> dict[str, list[str]]:

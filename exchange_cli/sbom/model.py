@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+MEDIA_TYPE = "application/vnd.cyclonedx+json"
+PREDICATE_TYPE = "https://cyclonedx.org/bom"  # in-toto's predicate type for a CycloneDX document
+
 
 @dataclass(frozen=True)
 class Package:
