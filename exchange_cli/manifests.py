@@ -145,28 +145,32 @@ class ProcessedManifest:
     @property
     def attestation_object(self) -> str | None:
         """The bucket object holding the artifact's signed provenance (attestation-url's last segment)."""
-        url = self.exchange.get("attestation-url")
-        if not isinstance(url, str) or not url:
-            return None
-        return unquote(PurePosixPath(urlsplit(url).path).name) or None
+        return self._object_named_by("attestation-url")
 
     @property
     def attestation_sha256(self) -> str | None:
         """The sha256 hex of the envelope the manifest pins (attestation-sha256)."""
-        value = self.exchange.get("attestation-sha256")
-        return value.lower() if isinstance(value, str) and value else None
+        return self._sha256_at("attestation-sha256")
 
     @property
     def sbom_object(self) -> str | None:
         """The bucket object holding the rootfs's SBOM (sbom-url's last segment); None for an older manifest."""
-        url = self.exchange.get("sbom-url")
+        return self._object_named_by("sbom-url")
+
+    @property
+    def sbom_sha256(self) -> str | None:
+        """The sha256 hex of the SBOM the manifest pins (sbom-sha256)."""
+        return self._sha256_at("sbom-sha256")
+
+    def _object_named_by(self, key: str) -> str | None:
+        """The last segment of the URL at `key` of the exchange block, whatever its host."""
+        url = self.exchange.get(key)
         if not isinstance(url, str) or not url:
             return None
         return unquote(PurePosixPath(urlsplit(url).path).name) or None
 
-    @property
-    def sbom_sha256(self) -> str | None:
-        value = self.exchange.get("sbom-sha256")
+    def _sha256_at(self, key: str) -> str | None:
+        value = self.exchange.get(key)
         return value.lower() if isinstance(value, str) and value else None
 
     @property

@@ -2,6 +2,8 @@
 
 The checks, in order:
   rootfs      the artifact's sha384 (and size) against the manifest; an image-delivered gear's digest
+  sbom        when the manifest names an SBOM (sbom-url): the file (or --sbom) is the one it pins
+              (sbom-sha256)
   envelope    the attestation (manifest's attestation-url, or a file) is a DSSE envelope
   signature   an envelope signature verifies with one of the trusted keys
   custody     with the repository's keys (no --key): the commits that added that key and the manifest,
@@ -11,8 +13,8 @@ The checks, in order:
   provenance  what the statement says was built (spec, version, commit, image digests, platform) is
               what the manifest says
   attestation the envelope file is the one the manifest pins (attestation-sha256)
-  sbom        when the manifest names an SBOM (sbom-url): the file is the one it pins (sbom-sha256)
-  sbom-statement  and an envelope signed by the same key says that file is this rootfs's SBOM
+  sbom-statement  when the manifest names an SBOM: an envelope signed by the same key says that file
+              is this rootfs's SBOM
   image       with --image: the registry still serves the image digest the statement names
 Finding problems only; commands/verify.py renders the result.
 """
@@ -127,6 +129,7 @@ class VerifyOptions:
     insecure_registries: tuple[str, ...] = ()
     # With the repository's keys: who added the key that verified, and the manifest (custody.py).
     custody: Callable[[PublicKey], tuple[bool, str]] | None = None
+    sbom_file: Path | None = None  # instead of downloading the sbom-url
 
 
 def verify_published(manifest: ManifestView, options: VerifyOptions, *, target: str,
@@ -136,11 +139,9 @@ def verify_published(manifest: ManifestView, options: VerifyOptions, *, target: 
     record = _recorder(result)
     try:
         artifact = _check_artifact(manifest, options, opener, record)
+        sbom = _read_sbom(manifest, options, opener, record)
         envelope_bytes = _read_attestation(manifest, options, opener, record)
-        _check_envelope(manifest, envelope_bytes, artifact, options, result, record)
-        sbom = _read_sbom(manifest, opener, record)
-        if sbom is not None:
-            _check_sbom_statement(envelope_bytes, sbom, result, record)
+        _check_envelope(manifest, envelope_bytes, artifact, options, result, record, sbom)
     except CheckFailed:
         pass
     return result
@@ -161,10 +162,9 @@ def verify_envelope(manifest: ManifestView, envelope_bytes: bytes, digests: dict
     result = Verification(manifest.source)
     record = _recorder(result)
     with contextlib.suppress(CheckFailed):  # the failure is recorded in `result`
-        _check_envelope(manifest, envelope_bytes, digests, VerifyOptions(keys), result, record)
         if sbom is not None:
             record("sbom", *sbom_hash_check(manifest, sbom))
-            _check_sbom_statement(envelope_bytes, sbom, result, record)
+        _check_envelope(manifest, envelope_bytes, digests, VerifyOptions(keys), result, record, sbom)
     return result
 
 
@@ -178,16 +178,17 @@ def sbom_hash_check(manifest: ManifestView, document: bytes) -> tuple[bool, str]
     return True, f"the SBOM is the one the manifest pins (sha256:{actual[:16]}…, {len(document)} bytes)"
 
 
-def _read_sbom(manifest: ManifestView, opener: Opener, record: Record) -> bytes | None:
-    """The SBOM the manifest names, checked against its sbom-sha256; None for a manifest without one."""
+def _read_sbom(manifest: ManifestView, options: VerifyOptions, opener: Opener, record: Record) -> bytes | None:
+    """The SBOM the manifest names (or --sbom's file), checked against its sbom-sha256; None for a manifest
+    without one."""
     url = manifest.text(SBOM_URL)
     if url is None:
         return None
     try:
-        with opener(url, SBOM_LIMIT) as stream:
+        with _local_file(options.sbom_file, SBOM_LIMIT) if options.sbom_file else opener(url, SBOM_LIMIT) as stream:
             document = _read_all(stream)
     except (ExchangeError, OSError) as error:
-        record("sbom", False, f"cannot download the SBOM: {error}")
+        record("sbom", False, f"cannot read the SBOM: {getattr(error, 'strerror', None) or error}")
     record("sbom", *sbom_hash_check(manifest, document))
     return document
 
@@ -226,7 +227,8 @@ def _recorder(result: Verification) -> Record:
 
 
 def _check_envelope(manifest: ManifestView, envelope_bytes: bytes, digests: dict[str, str], options: VerifyOptions,
-                    result: Verification, record: Record) -> None:
+                    result: Verification, record: Record, sbom: bytes | None = None) -> None:
+    """The envelope's checks in order; with `sbom` (already checked against its pin), its signed statement."""
     try:
         envelopes = parse_envelopes(envelope_bytes, "the attestation")
     except EnvelopeError as error:
@@ -256,6 +258,8 @@ def _check_envelope(manifest: ManifestView, envelope_bytes: bytes, digests: dict
     record("subject", *_subject_check(manifest, digests, facts))
     record("provenance", *_provenance_check(manifest, facts))
     record("attestation", *_attestation_hash_check(manifest, envelope_bytes))
+    if sbom is not None:
+        _check_sbom_statement(envelope_bytes, sbom, result, record)
     if options.check_image:
         record("image", *_registry_check(facts, options))
 
