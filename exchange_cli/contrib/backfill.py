@@ -15,16 +15,13 @@ import json
 from dataclasses import dataclass, field
 
 from .. import git
-from ..bounded import Bounded, rootfs_limit
 from ..commit_identity import commit_env
 from ..errors import ExchangeError
 from ..manifests import ProcessedManifest, manifest_text
 from ..process.artifacts import sbom_name
 from ..repository import Exchange
-from ..sbom import render
-from ..sbom.errors import Unreadable
 from ..sbom.query import read
-from ..sbom.tarball import HashingReader, collect_from_tarball
+from ..sbom.tarball import document_of_stored_rootfs
 from ..storage.bucket import Bucket
 
 COMMIT_MESSAGE = "Backfill SBOMs"
@@ -61,17 +58,7 @@ def backfill(exchange: Exchange, manifests: list[ProcessedManifest], bucket: Buc
 def _backfill_one(exchange: Exchange, manifest: ProcessedManifest, bucket: Bucket) -> None:
     name, sha384 = manifest.bucket_object, manifest.rootfs_sha384
     assert name is not None and sha384 is not None, "needs_sbom chose it"
-    with bucket.open_read(name) as raw:
-        reader = HashingReader(Bounded(raw, rootfs_limit(manifest.exchange.get("rootfs-size")), f"{bucket.uri}/{name}"))
-        try:
-            findings = collect_from_tarball(reader)
-        except Unreadable as error:
-            raise ExchangeError(f"{bucket.uri}/{name}: {error}") from None
-        reader.drain()
-    if reader.hasher.hexdigest() != sha384:
-        raise ExchangeError(f"{bucket.uri}/{name} hashes to sha384:{reader.hasher.hexdigest()}, but "
-                            f"{manifest.relative} says sha384:{sha384}: no SBOM made from it")
-    document = render(findings, sha384)
+    document = document_of_stored_rootfs(bucket, name, sha384, manifest.exchange.get("rootfs-size"))
     bucket.upload_bytes(sbom_name(name), document)  # create-only: an identical one is kept, another refused
     summary = read(document)
     content = json.loads(manifest.path.read_text(encoding="utf-8"))

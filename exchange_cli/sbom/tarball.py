@@ -11,6 +11,9 @@ import hashlib
 import tarfile
 from typing import BinaryIO, Protocol, cast
 
+from ..bounded import Bounded, rootfs_limit
+from ..errors import ExchangeError
+from ..storage.bucket import Bucket
 from .collect import Collector
 from .errors import Unreadable
 from .model import Findings
@@ -55,3 +58,21 @@ def collect_from_tarball(stream: Readable) -> Findings:
     except (tarfile.TarError, OSError, EOFError) as error:
         raise Unreadable(f"not a gzip tar stream ({error})") from None
     return collector.finish()
+
+
+def document_of_stored_rootfs(bucket: Bucket, name: str, sha384: str, size: object) -> bytes:
+    """The SBOM document of the rootfs object `name`, read once and refused (ExchangeError) unless it is
+    exactly `sha384` (hex), the hash its manifest pins; `size`: its manifest's rootfs-size, if any."""
+    from . import render  # the document library, loaded only here
+
+    with bucket.open_read(name) as raw:
+        reader = HashingReader(Bounded(raw, rootfs_limit(size), f"{bucket.uri}/{name}"))
+        try:
+            findings = collect_from_tarball(reader)
+        except Unreadable as error:
+            raise ExchangeError(f"{bucket.uri}/{name}: {error}") from None
+        reader.drain()
+    if reader.hasher.hexdigest() != sha384:
+        raise ExchangeError(f"{bucket.uri}/{name} hashes to sha384:{reader.hasher.hexdigest()}, not the "
+                            f"sha384:{sha384} its manifest pins: no SBOM made from it")
+    return render(findings, sha384)
