@@ -268,29 +268,19 @@ def test_push_lost_to_a_run_that_reused_our_objects_deletes_none_of_them(gcs_sta
     assert_consistent(stage)
 
 
-def test_an_object_deleted_before_the_push_lands_is_uploaded_again(local_stage: Stage) -> None:
+@pytest.mark.parametrize("suffix", [".tgz", ".sbom.json"])
+def test_an_object_deleted_before_the_push_lands_is_uploaded_again(local_stage: Stage, suffix: str) -> None:
     """Something that ignores the lease (an older tool, a person) deletes an object while the push is
-    held: once the push is confirmed the run reads its manifests back and restores what is missing."""
+    held: once the push is confirmed the run reads its manifests back and restores what is missing (a
+    rootfs exported again; an SBOM made again from the rootfs in the bucket, the bytes its manifest pins)."""
     stage = local_stage
     checkout, run = stage.start_held("only")
-    victim = sorted(name for name in stage.objects() if name.endswith(".tgz"))[0]
+    victim = sorted(name for name in stage.objects() if name.endswith(suffix))[0]
     (stage.tmp / "bucket" / victim).unlink()
     stage.release_push()
     assert finish(run, stage, checkout) == 0, stage.log(checkout)
     assert f"restored {victim}" in stage.log(checkout)
     assert_consistent(stage)
-
-
-def test_an_sbom_deleted_before_the_push_lands_is_made_again(local_stage: Stage) -> None:
-    """As above, for an SBOM: made again from the rootfs in the bucket, the bytes its manifest pins."""
-    stage = local_stage
-    checkout, run = stage.start_held("only")
-    victim = sorted(name for name in stage.objects() if name.endswith(".sbom.json"))[0]
-    (stage.tmp / "bucket" / victim).unlink()
-    stage.release_push()
-    assert finish(run, stage, checkout) == 0, stage.log(checkout)
-    assert f"restored {victim}" in stage.log(checkout)
-    assert_consistent(stage)  # every SBOM with the sha256 its manifest pins
 
 
 def test_a_second_run_in_the_same_work_tree_stops_at_once(local_stage: Stage) -> None:
