@@ -12,7 +12,9 @@ one layer holds SMALL_FILES small files (a Python or conda environment), and tim
 
 1. ours: `exchange export --source registry` as a subprocess (process start included), cold cache
    then warm cache, with its peak RSS as /usr/bin/time measures it; on the small-file image too,
-   as entries per second;
+   as entries per second; and a pair of warm exports with and without `--sbom` (the SBOM collected in
+   the same pass), timed alike (see sbom_pair): the ratio with/without is the SBOM's cost (the small-file image holds a dist-info METADATA per package
+   directory and a dpkg status, so the collector parses something, as it would in a real image);
 2. with --compare: the same for another `exchange` executable (an older checkout), whose output
    must be byte-identical;
 3. the old pipeline: `docker create` + `docker export | gzip -n > f` + `sha384sum f`;
@@ -44,7 +46,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -162,6 +164,14 @@ def small_files_layer(count: int, seed: int = 20240602) -> bytes:
             suffix = rng.choice([".py", ".pyc", ".so", ".txt"])
             add_file(archive, f"{folder}/file{index:06d}{suffix}", generated_content(rng.randrange(2048)),
                      rng.choice([0o644, 0o755]))
+            if index % 1000 == 0:  # a distribution's metadata per package, as pip installs it
+                package = f"pkg{index // 1000:03d}"
+                add_file(archive, f"opt/env/lib/python3.11/site-packages/{package}-1.{index}.dist-info/METADATA",
+                         f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.{index}\nLicense: MIT\n\n".encode()
+                         + generated_content(4096))
+        status = "".join(f"Package: lib{n}\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.{n}-1\n"
+                         f"Description: library {n}\n {generated_content(200).hex()}\n\n" for n in range(400))
+        add_file(archive, "var/lib/dpkg/status", status.encode())
     return gzip_bytes(buffer.getvalue())
 
 
@@ -181,13 +191,18 @@ class Exporter:
     small_cold: list[Timing]
     small_warm: list[Timing]
     outputs: dict[str, str]  # case -> sha384 of the output
+    # case -> warm exports with and without --sbom, timed as a pair (see sbom_pair)
+    sbom_with: dict[str, list[Timing]] = field(default_factory=dict)
+    sbom_without: dict[str, list[Timing]] = field(default_factory=dict)
     small_entries: int = 0
     kept_bytes: int = 0  # what a cold export of the big image left on disk: its cache tars and its output
 
 
-def export_once(exporter: Exporter, reference: str, registry_host: str, output: Path, cache: Path) -> Timing:
+def export_once(exporter: Exporter, reference: str, registry_host: str, output: Path, cache: Path, *,
+                sbom: Path | None = None) -> Timing:
     command = [str(exporter.executable), "export", reference, "--source", "registry", "--insecure-registry",
-               registry_host, "-o", str(output), "--cache-dir", str(cache), "--quiet", "--format", "json"]
+               registry_host, "-o", str(output), "--cache-dir", str(cache), "--quiet", "--format", "json",
+               *(["--sbom", str(sbom)] if sbom is not None else [])]
     with tempfile.TemporaryFile("w+") as report:
         timing = timed_child(command, stdout=report)
         report.seek(0)
@@ -321,14 +336,14 @@ def measure_all(daemon: Dockerd | None, registry, workdir: Path, exporters: list
         # one's cache was deleted reuses its freed pages, which a later one finds handed back to the
         # host (dearer to touch again); the same code measured 8% slower cold when always first.
         for exporter in exporters if attempt % 2 == 0 else exporters[::-1]:
-            measure(exporter, remote, small, registry.host, workdir / exporter.label / str(attempt))
+            measure(exporter, remote, small, registry.host, workdir / exporter.label / str(attempt), attempt)
         floors.append(floor(registry.url, "bench/export", "1"))
         writes.append(fresh_writes(workdir / "fresh-writes", exporters[0].kept_bytes))
     old = None if args.skip_old or daemon is None else old_pipeline(daemon, remote, workdir / "old.tgz")
     report(exporters, floors, writes, old, workdir)
 
 
-def measure(exporter: Exporter, big: str, small: str, registry_host: str, workdir: Path) -> None:
+def measure(exporter: Exporter, big: str, small: str, registry_host: str, workdir: Path, attempt: int = 0) -> None:
     """One cold and one warm export of each image; outputs must not differ between runs or exporters."""
     workdir.mkdir(parents=True)
     for image, cold, warm, case in ((big, exporter.cold, exporter.warm, "big"),
@@ -342,9 +357,26 @@ def measure(exporter: Exporter, big: str, small: str, registry_host: str, workdi
         for timing in (cold[-1], warm[-1]):
             expected = exporter.outputs.setdefault(case, timing.sha384)
             assert timing.sha384 == expected, f"{exporter.label}: {case} output changed between runs"
-        shutil.rmtree(cache)
         for output in workdir.glob(f"{case}-*.tgz"):
             output.unlink()
+        if exporter.label == "ours":  # an exporter compared with may predate --sbom
+            sbom_pair(exporter, image, registry_host, workdir, cache, case, sbom_first=attempt % 2 == 1)
+        shutil.rmtree(cache)
+
+
+def sbom_pair(exporter: Exporter, image: str, registry_host: str, workdir: Path, cache: Path, case: str, *,
+              sbom_first: bool) -> None:
+    """Warm exports with and without --sbom, alike but for the SBOM: the page cache's dirty pages written
+    back first (`sync`), each output deleted at once, and who goes first alternating between attempts;
+    else the second would wait on the write-back of the first's gigabyte."""
+    for with_sbom in (True, False) if sbom_first else (False, True):
+        os.sync()
+        output = workdir / f"{case}-pair.tgz"
+        sbom = workdir / f"{case}.sbom.json" if with_sbom else None
+        timing = export_once(exporter, image, registry_host, output, cache, sbom=sbom)
+        output.unlink()
+        assert timing.sha384 == exporter.outputs[case], f"{exporter.label}: {case} output changed with --sbom"
+        (exporter.sbom_with if with_sbom else exporter.sbom_without).setdefault(case, []).append(timing)
 
 
 def report(exporters: list[Exporter], floors: list[Timing], writes: list[Timing], old: Timing | None,
@@ -377,6 +409,12 @@ def report(exporters: list[Exporter], floors: list[Timing], writes: list[Timing]
         if old is not None:
             print(f"{exporter.label:9}ratios     : cold/old {cold.seconds / old.seconds:.2f}  "
                   f"warm/old {warm.seconds / old.seconds:.2f}")
+        for case, runs in exporter.sbom_with.items():
+            without = exporter.sbom_without[case]
+            print(f"{exporter.label:9}sbom {case:5} : warm with --sbom {best(runs).seconds:6.2f} s "
+                  f"({median_seconds(runs):.2f}), without {best(without).seconds:6.2f} s: SBOM overhead ratio "
+                  f"{best(runs).seconds / best(without).seconds:.3f} ({median_seconds(runs) / median_seconds(without):.3f}), "
+                  f"cpu {best(runs).cpu_seconds / best(without).cpu_seconds:.3f}")
         print(f"{exporter.label:9}sha384     : big {exporter.outputs['big']}  small {exporter.outputs['small']}")
     if len(exporters) > 1:
         assert len({tuple(sorted(exporter.outputs.items())) for exporter in exporters}) == 1, \

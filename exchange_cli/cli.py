@@ -68,6 +68,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "deprecate": ("deprecate", (
         "Deprecate a gear or boutique (every version stays usable; each use warns with the reason), in one "
         "commit that records who, when and why.")),
+    "sbom": ("sbom", "Print the SBOM of a processed version (default: the newest): its packages, or the CycloneDX document."),
+    "backfill-sbom": ("backfill_sbom", (
+        "Make the SBOM of every processed version that has none (or of REFERENCE's), from its rootfs in the "
+        "bucket.")),
+    "packages": ("packages", (
+        "List every processed version shipping a package matching NAME[SPEC] (openssl<3.0.13, numpy, "
+        "pkg:pypi/torch).")),
     "init": ("init", (
         "Start a new exchange in DIRECTORY (default: here): layout, CI pipeline, policy, README, one commit.")),
 }
@@ -77,9 +84,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 SECTIONS = (
     ("Commands for CI", ("validate", "process", "check-image")),
     ("Commands for contributors and users", ("add-gear", "add-boutique", "validate-invocation", "invocation-schema",
-                                             "list", "show", "fetch", "verify")),
+                                             "list", "show", "fetch", "verify", "sbom", "packages")),
     ("Commands for maintainers", ("init", "export", "yank", "unyank", "deprecate", "remove", "verify-storage",
-                                  "inventory", "index", "history", "keys", "demo")),
+                                  "inventory", "index", "history", "keys", "backfill-sbom", "demo")),
 )
 UNEXPECTED = EXIT_STATUS[Category.DEFECT]
 

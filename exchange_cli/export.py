@@ -26,6 +26,8 @@ from .progress import NullProgress, Progress
 from .rootfs.errors import LayerError
 from .rootfs.index import BackgroundIndex, LayerIndex
 from .rootfs.tarball import write_rootfs
+from .sbom import Collector
+from .sbom import render as render_sbom
 from .testgates import gate
 
 # How much of the output may wait for the disk when the final fsync comes; see _OutputFile.
@@ -53,6 +55,8 @@ class ExportResult:
     entries: int
     image: Image
     output: Path
+    # The CycloneDX SBOM of the rootfs, collected as it was written; None unless asked for.
+    sbom: bytes | None = None
 
     @property
     def image_digest(self) -> str:
@@ -61,7 +65,7 @@ class ExportResult:
 
 
 def export_rootfs(image: str, output: Path, *, options: ExportOptions = ExportOptions(),
-                  progress: Progress = NullProgress()) -> ExportResult:
+                  progress: Progress = NullProgress(), sbom: bool = False) -> ExportResult:
     """Resolve `image` and write its flattened rootfs to `output` (see export_image); then trim the cache.
 
     Each layer is indexed (pass 1 of the flattener) as soon as it and those below it are stored,
@@ -72,27 +76,58 @@ def export_rootfs(image: str, output: Path, *, options: ExportOptions = ExportOp
                                   insecure_registries=options.insecure_registries, oci_layout=options.oci_layout,
                                   cache=options.cache, progress=row, layer_stored=index.stored)
         with progress.row(image, "write", done="written") as row:
-            result = export_image(resolved, output, progress=row, shown_as=image, index=index)
+            result = export_image(resolved, output, progress=row, shown_as=image, index=index, sbom=sbom)
     options.cache.evict(keep={layer.diff_id for layer in resolved.layers})
     return result
 
 
 def export_image(image: Image, output: Path, *, progress: Progress = NullProgress(),
-                 shown_as: str | None = None, index: LayerIndex | None = None) -> ExportResult:
+                 shown_as: str | None = None, index: LayerIndex | None = None, sbom: bool = False) -> ExportResult:
     """Write a resolved image's flattened rootfs to `output` as deterministic gzip; leaves nothing behind on failure.
 
     Takes the `Image` a caller already resolved (`exchange process` checks it first), so its layers
     are fetched and verified once. `shown_as` names the image in errors; `index` may hold pass 1 of
     its first layers already (the caller closes it). Trimming the cache is the caller's: it knows which images come next.
+    `sbom`: collect the SBOM from the same pass over the layers (see exchange_cli.sbom).
     """
     output = Path(output)
+    collector = Collector() if sbom else None
+    rendering: _Rendering | None = None
     try:
         # The flattener sets the total once it knows the files' data bytes, and advances by exactly those.
         with _atomic_output(output) as handle, progress.task(f"Writing {output.name}") as task:
-            digest = write_rootfs(image.layers, handle, progress_task=task, index=index)
+            digest = write_rootfs(image.layers, handle, progress_task=task, index=index, watch=collector)
+            if collector is not None:  # written while the output's last bytes go to the disk (fsync)
+                rendering = _Rendering(collector, digest.sha384)
     except LayerError as error:
         raise ExportError(f"{shown_as or image.reference}: {error}") from error
-    return ExportResult(sha384=digest.sha384, size=digest.size, entries=digest.entries, image=image, output=output)
+    document = rendering.result() if rendering is not None else None
+    return ExportResult(sha384=digest.sha384, size=digest.size, entries=digest.entries, image=image, output=output,
+                        sbom=document)
+
+
+class _Rendering:
+    """The SBOM document, made in a thread: the export's end waits for the disk (the final fsync
+    releases the interpreter), which is time the document's Python work can use."""
+
+    def __init__(self, collector: Collector, sha384: str) -> None:
+        self.document: bytes | None = None
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(collector, sha384), name="sbom-render", daemon=True)
+        self.thread.start()
+
+    def _run(self, collector: Collector, sha384: str) -> None:
+        try:
+            self.document = render_sbom(collector.finish(), sha384)
+        except BaseException as error:  # noqa: BLE001 - raised again in the exporting thread
+            self.failure = error
+
+    def result(self) -> bytes:
+        self.thread.join()
+        if self.failure is not None:
+            raise self.failure
+        assert self.document is not None
+        return self.document
 
 
 @contextmanager

@@ -145,21 +145,39 @@ class ProcessedManifest:
     @property
     def attestation_object(self) -> str | None:
         """The bucket object holding the artifact's signed provenance (attestation-url's last segment)."""
-        url = self.exchange.get("attestation-url")
-        if not isinstance(url, str) or not url:
-            return None
-        return unquote(PurePosixPath(urlsplit(url).path).name) or None
+        return self._object_named_by("attestation-url")
 
     @property
     def attestation_sha256(self) -> str | None:
         """The sha256 hex of the envelope the manifest pins (attestation-sha256)."""
-        value = self.exchange.get("attestation-sha256")
+        return self._sha256_at("attestation-sha256")
+
+    @property
+    def sbom_object(self) -> str | None:
+        """The bucket object holding the rootfs's SBOM (sbom-url's last segment); None for an older manifest."""
+        return self._object_named_by("sbom-url")
+
+    @property
+    def sbom_sha256(self) -> str | None:
+        """The sha256 hex of the SBOM the manifest pins (sbom-sha256)."""
+        return self._sha256_at("sbom-sha256")
+
+    def _object_named_by(self, key: str) -> str | None:
+        """The last segment of the URL at `key` of the exchange block, whatever its host."""
+        url = self.exchange.get(key)
+        if not isinstance(url, str) or not url:
+            return None
+        return unquote(PurePosixPath(urlsplit(url).path).name) or None
+
+    def _sha256_at(self, key: str) -> str | None:
+        value = self.exchange.get(key)
         return value.lower() if isinstance(value, str) and value else None
 
     @property
     def bucket_objects(self) -> tuple[str, ...]:
-        """Every bucket object this manifest references: its rootfs and its attestation."""
-        return tuple(name for name in (self.bucket_object, self.attestation_object) if name is not None)
+        """Every bucket object this manifest references: its rootfs, its attestation and its SBOM."""
+        return tuple(name for name in (self.bucket_object, self.attestation_object, self.sbom_object)
+                     if name is not None)
 
 
 @dataclass
@@ -383,13 +401,19 @@ class ExchangeRecord:
     # Only present when used, so manifests without a mirror or skipped checks keep their shape.
     mirrored_image: str | None = None  # <mirror>/<org>-<name>@sha256:<digest>
     skipped_checks: tuple[str, ...] | None = None  # conformance rule ids skipped with --skip-check
+    sbom_url: str | None = None  # the rootfs's SBOM (CycloneDX JSON), beside it: <object>.sbom.json
+    sbom_sha256: str | None = None  # its sha256 hex
+    sbom_packages: int | None = None  # how many packages it lists, and the OS: for the catalog, no download
+    sbom_os: str | None = None
     # Fields a publish hook adds (process/publish.py's PublishHook.manifest_fields), after the others.
     extra: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         # The first three keys are those existing exchanges' manifests already carry.
         optional = {"mirrored-image": self.mirrored_image,
-                    "skipped-checks": list(self.skipped_checks) if self.skipped_checks is not None else None}
+                    "skipped-checks": list(self.skipped_checks) if self.skipped_checks is not None else None,
+                    "sbom-url": self.sbom_url, "sbom-sha256": self.sbom_sha256, "sbom-packages": self.sbom_packages,
+                    "sbom-os": self.sbom_os}
         return {
             "git-commit": self.git_commit,
             "rootfs-hash": self.rootfs_hash,

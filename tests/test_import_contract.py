@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "lockedtemp", "logs", "interrupts", "children", "machine", "versions", "terminal", "progress", "reference",
         "testgates",
     }),
-    ("libraries without exchange concepts", {"git", "web", "image", "rootfs", "storage", "remote", "export",
+    ("libraries without exchange concepts", {"git", "web", "image", "rootfs", "sbom", "storage", "remote", "export",
                                               "demo_image"}),
     ("the exchange model", {"specs", "manifests", "repository", "commit_identity", "ownership", "provenance",
                             "catalog"}),

@@ -109,7 +109,8 @@ def test_push_failure_restores_branch_and_bucket_exactly(process_world: World) -
     (line,) = [line for line in result.output.splitlines() if line.startswith("error: ")]
     assert line.startswith("error: push to origin master failed: [remote rejected] (pre-receive hook declined); ")
     assert "rejected by policy" in line and "hint:" not in result.output
-    assert "deleted 1 object(s)" in result.output
+    # The other gear's rootfs and SBOM, and the SBOM this run put beside the earlier run's rootfs.
+    assert "deleted 3 object(s)" in result.output
     assert process_world.bucket_objects() == before_objects
     assert process_world.repo.git("rev-parse", "HEAD") == start
     assert process_world.repo.git("status", "--porcelain") == ""
@@ -145,7 +146,7 @@ def test_retries_win_the_race_without_exporting_again(process_world: World, tmp_
     assert run_git(process_world.remote, "merge-base", "--is-ancestor", concurrent, head) == ""
     subjects = run_git(process_world.remote, "log", "--format=%s", f"{concurrent}..{head}").splitlines()
     assert subjects == ["Process gear acme/other 2.0.0", "Process gear acme/hello 1.0.0"]
-    assert len(process_world.bucket_objects()) == 2
+    assert len(process_world.bucket_objects()) == 4  # two rootfs, each with its SBOM
     assert [spec["uploaded"] for spec in report["specs"]] == [True, True]
 
 
@@ -244,7 +245,7 @@ def test_sigterm_mid_push_cleans_up(process_world: World, tmp_path: Path) -> Non
     proc = subprocess.Popen([str(exe), *process_world.args()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "TMPDIR": str(work_dirs)})
     deadline = time.monotonic() + 120
-    while len(process_world.bucket_objects()) < 2 or not _both_committed(process_world):
+    while len(process_world.bucket_objects()) < 4 or not _both_committed(process_world):  # two rootfs and their SBOMs
         assert time.monotonic() < deadline, "process never reached the push"
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.2)

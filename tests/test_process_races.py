@@ -38,15 +38,17 @@ def remote_references(stage: Stage) -> dict[str, tuple[str, int]]:
 def assert_consistent(stage: Stage, published: int = len(GEARS)) -> None:
     referenced = remote_references(stage)
     assert len(referenced) == published, f"the remote has manifests for {sorted(referenced)}"
-    envelopes = remote_envelopes(stage)
+    envelopes, sboms = remote_envelopes(stage), remote_sboms(stage)
+    assert len(sboms) == published, "every published rootfs has its SBOM"
     objects = stage.objects()
     for name, (sha384, size) in referenced.items():
         assert name in sorted(objects), f"a pushed manifest references {name}, which is not in the bucket"
         assert len(objects[name]) == size and hashlib.sha384(objects[name]).hexdigest() == sha384, name
-    for name, sha256 in envelopes.items():
-        assert name in objects, f"a pushed manifest pins the envelope {name}, which is not in the bucket"
+    for name, sha256 in {**envelopes, **sboms}.items():
+        assert name in objects, f"a pushed manifest pins {name}, which is not in the bucket"
         assert hashlib.sha256(objects[name]).hexdigest() == sha256, name
-    assert sorted(objects) == sorted([*referenced, *envelopes]), "orphans, partial uploads or a lease left in the bucket"
+    assert sorted(objects) == sorted([*referenced, *envelopes, *sboms]), \
+        "orphans, partial uploads or a lease left in the bucket"
     assert not list(stage.tmpdir.glob("exchange-process-*")), "a work directory was left behind"
 
 
@@ -103,12 +105,14 @@ def test_push_lost_to_a_run_that_reused_our_objects_deletes_none_of_them(gcs_sta
     assert_consistent(stage)
 
 
-def test_an_object_deleted_before_the_push_lands_is_uploaded_again(local_stage: Stage) -> None:
+@pytest.mark.parametrize("suffix", [".tgz", ".sbom.json"])
+def test_an_object_deleted_before_the_push_lands_is_uploaded_again(local_stage: Stage, suffix: str) -> None:
     """Something that ignores the lease (an older tool, a person) deletes an object while the push is
-    held: once the push is confirmed the run reads its manifests back and restores what is missing."""
+    held: once the push is confirmed the run reads its manifests back and restores what is missing (a
+    rootfs exported again; an SBOM made again from the rootfs in the bucket, the bytes its manifest pins)."""
     stage = local_stage
     checkout, run = stage.start_held("only")
-    victim = sorted(name for name in stage.objects() if name.endswith(".tgz"))[0]
+    victim = sorted(name for name in stage.objects() if name.endswith(suffix))[0]
     (stage.tmp / "bucket" / victim).unlink()
     stage.release_push()
     assert finish(run, stage, checkout) == 0, stage.log(checkout)
@@ -273,11 +277,20 @@ def signing_key(stage: Stage) -> Path:
 
 def remote_envelopes(stage: Stage) -> dict[str, str]:
     """Envelope object -> its sha256 pinned by a manifest on the remote's master."""
+    return _remote_pinned(stage, "attestation")
+
+
+def remote_sboms(stage: Stage) -> dict[str, str]:
+    """SBOM object -> its sha256 pinned by a manifest on the remote's master."""
+    return _remote_pinned(stage, "sbom")
+
+
+def _remote_pinned(stage: Stage, prefix: str) -> dict[str, str]:
     listing = run_git(stage.remote, "ls-tree", "-r", "--name-only", "master", "manifests/").splitlines()
     blocks = [json.loads(run_git(stage.remote, "show", f"master:{path}"))["exchange"] for path in listing
               if path.endswith(".json")]
-    return {block["attestation-url"].rsplit("/", 1)[1]: block["attestation-sha256"] for block in blocks
-            if "attestation-url" in block}
+    return {block[f"{prefix}-url"].rsplit("/", 1)[1]: block[f"{prefix}-sha256"] for block in blocks
+            if f"{prefix}-url" in block}
 
 
 def test_delete_orphans_waiting_for_a_publishing_run_keeps_what_it_pushed(local_stage: Stage) -> None:
@@ -296,7 +309,7 @@ def test_delete_orphans_waiting_for_a_publishing_run_keeps_what_it_pushed(local_
     assert finish(run, stage, ci) == 0, stage.log(ci)
     assert finish(cleanup, stage, maintainer) == 0, stage.log(maintainer)
     assert_consistent(stage)
-    assert stage.log(maintainer).count("this checkout is behind") == len(GEARS), stage.log(maintainer)
+    assert stage.log(maintainer).count("this checkout is behind") == 2 * len(GEARS), stage.log(maintainer)  # rootfs and SBOM
 
 
 def test_delete_orphans_in_a_checkout_behind_the_remote_keeps_what_the_remote_references(gcs_stage: Stage) -> None:
@@ -307,8 +320,9 @@ def test_delete_orphans_in_a_checkout_behind_the_remote_keeps_what_the_remote_re
     ci = stage.clone("ci")
     assert finish(stage.start(ci, "--sign-key", str(key)), stage, ci) == 0, stage.log(ci)
     assert finish(delete_orphans(stage, maintainer), stage, maintainer) == 0, stage.log(maintainer)
-    assert sorted(stage.objects()) == sorted([*remote_references(stage), *remote_envelopes(stage)])
-    assert stage.log(maintainer).count("this checkout is behind") == 2 * len(GEARS), stage.log(maintainer)
+    assert sorted(stage.objects()) == sorted([*remote_references(stage), *remote_envelopes(stage),
+                                              *remote_sboms(stage)])
+    assert stage.log(maintainer).count("this checkout is behind") == 3 * len(GEARS), stage.log(maintainer)  # rootfs, envelope, SBOM
 
 
 def test_delete_orphans_deletes_nothing_when_the_remote_cannot_be_read(local_stage: Stage) -> None:
@@ -357,7 +371,7 @@ def test_push_lost_to_a_run_that_reused_our_envelopes_deletes_none_of_them(gcs_s
     for name, sha256 in envelopes.items():
         assert name in objects, f"a pushed manifest pins the envelope {name}, which is not in the bucket"
         assert hashlib.sha256(objects[name]).hexdigest() == sha256
-    assert sorted(objects) == sorted([*remote_references(stage), *envelopes])
+    assert sorted(objects) == sorted([*remote_references(stage), *envelopes, *remote_sboms(stage)])
 
 
 def test_killed_while_restoring_after_the_push_then_rerun(local_stage: Stage) -> None:

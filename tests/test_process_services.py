@@ -44,7 +44,8 @@ def test_images_built_by_dockerd_pushed_to_a_registry_published_to_gcs(
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     objects = gcs_objects(gcs_bucket_uri)
-    assert sorted(objects) == sorted(f"rootfs/{spec['artifact']}" for spec in report["specs"])
+    assert sorted(objects) == sorted(f"rootfs/{spec['artifact']}{suffix}" for spec in report["specs"]
+                                     for suffix in ("", ".sbom.json"))  # each rootfs with its SBOM
     for spec in report["specs"]:
         content = objects[f"rootfs/{spec['artifact']}"]
         assert spec["rootfs-hash"] == "sha384:" + hashlib.sha384(content).hexdigest()
@@ -78,6 +79,6 @@ def test_push_failure_with_gcs_deletes_exactly_what_the_run_created(
     result = CliRunner().invoke(cli, ["process", "--repo", str(repo.root), "--bucket", gcs_bucket_uri, "--oci-layout",
                                       str(images), "--cache-dir", str(tmp_path / "cache"), "--quiet"])
     assert result.exit_code == 2, result.output
-    assert "deleted 1 object(s)" in result.output
+    assert "deleted 2 object(s)" in result.output  # the rootfs and its SBOM
     assert gcs_objects(gcs_bucket_uri) == before
     assert repo.git("rev-parse", "HEAD") == start

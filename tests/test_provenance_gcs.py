@@ -35,9 +35,9 @@ def test_one_machine_signs_into_gcs_and_verify_downloads_over_http(fanout: FanOu
     assert result.exit_code == 0, result.output
     objects = gcs_objects(fanout.bucket_uri)
     envelopes = {name: data for name, data in objects.items() if name.endswith(".intoto.jsonl")}
-    assert len(envelopes) == 5 and len(objects) == 10
+    assert len(envelopes) == 5 and len(objects) == 15  # each rootfs with its envelope and its SBOM
     for name, data in envelopes.items():
-        statement = independent_verify(data, public)
+        statement = independent_verify(data.splitlines()[0], public)
         assert statement["subject"][0]["name"] == name.removesuffix(".intoto.jsonl")
     verified = CliRunner().invoke(cli, ["verify", "acme/charlie", "--repo", str(fanout.repo.root)])
     assert verified.exit_code == 0, verified.output
@@ -74,11 +74,13 @@ def test_shards_hash_and_finalize_signs_every_artifact(fanout: FanOut, tmp_path:
         block = json.loads(path.read_text())["exchange"]
         artifact, envelope = Path(block["rootfs-url"]).name, Path(block["attestation-url"]).name
         assert envelope == artifact + ".intoto.jsonl"
-        independent_verify(objects[envelope], public)
-        (tmp_path / artifact).write_bytes(objects[artifact])
-        (tmp_path / envelope).write_bytes(objects[envelope])
+        sbom = Path(block["sbom-url"]).name
+        assert sbom == artifact + ".sbom.json"
+        independent_verify(objects[envelope].splitlines()[0], public)
+        for name in (artifact, envelope, sbom):
+            (tmp_path / name).write_bytes(objects[name])
         verified = CliRunner().invoke(cli, ["verify", str(path), "--file", str(tmp_path / artifact),
-                                            "--attestation", str(tmp_path / envelope)])
+                                            "--attestation", str(tmp_path / envelope), "--sbom", str(tmp_path / sbom)])
         assert verified.exit_code == 0, verified.output
 
 

@@ -32,7 +32,8 @@ def test_signed_run_puts_a_verifiable_envelope_beside_every_artifact(signed_proc
         content = envelope.read_bytes()
         assert block["attestation-sha256"] == hashlib.sha256(content).hexdigest()
         # cryptography alone: PAE rebuilt by hand, the signature checked with the committed public key.
-        statement = independent_verify(content, signed_process.signer.public_key.pem)
+        provenance_line, sbom_line = content.splitlines(keepends=True)
+        statement = independent_verify(provenance_line, signed_process.signer.public_key.pem)
         assert statement["_type"] == "https://in-toto.io/Statement/v1"
         assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
         assert statement["subject"] == [{"name": artifact.name, "digest": {
@@ -49,16 +50,27 @@ def test_signed_run_puts_a_verifiable_envelope_beside_every_artifact(signed_proc
         assert dependencies["image"]["annotations"]["configDigest"] == block["image-config-digest"]
         builder = statement["predicate"]["runDetails"]["builder"]
         assert set(builder["version"]) == {"exchange-cli", "isal"}
-        verified = signed_process.verify(f"acme/{name}")
+        # The second line: the SBOM beside the rootfs, signed for the same subject.
+        sbom = signed_process.bucket_file(block["sbom-url"])
+        assert sbom.name == artifact.name + ".sbom.json"
+        assert block["sbom-sha256"] == hashlib.sha256(sbom.read_bytes()).hexdigest()
+        sbom_statement = independent_verify(sbom_line, signed_process.signer.public_key.pem)
+        assert sbom_statement["predicateType"] == "https://cyclonedx.org/bom"
+        assert sbom_statement["subject"] == statement["subject"]
+        assert sbom_statement["predicate"] == json.loads(sbom.read_bytes())
+        verified = signed_process.verify(f"acme/{name}", "--format", "json")
         assert verified.exit_code == 0, verified.output
+        checks = {check["check"]: check["ok"] for check in json.loads(verified.output)["checks"]}
+        assert checks["sbom"] and checks["sbom-statement"]
     objects = sorted(p.name for p in signed_process.world.bucket.iterdir() if not p.name.startswith("."))
-    assert len(objects) == 4 and sum(name.endswith(".intoto.jsonl") for name in objects) == 2
+    assert len(objects) == 6 and sum(name.endswith(".intoto.jsonl") for name in objects) == 2
+    assert sum(name.endswith(".sbom.json") for name in objects) == 2
 
 
 def test_the_ci_run_url_is_the_invocation_id(signed_process: Signed, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CIRCLE_BUILD_URL", "https://circleci.example.org/gh/acme/exchange/77")
     assert signed_process.process().exit_code == 0
-    line = signed_process.bucket_file(signed_process.block("hello")["attestation-url"]).read_bytes()
+    line = signed_process.bucket_file(signed_process.block("hello")["attestation-url"]).read_bytes().splitlines()[0]
     statement = json.loads(base64.b64decode(json.loads(line)["payload"]))
     assert statement["predicate"]["runDetails"]["metadata"] == {
         "invocationId": "https://circleci.example.org/gh/acme/exchange/77"}
@@ -93,7 +105,7 @@ def test_attack_tampered_rootfs(verified_publication: Signed) -> None:
 
 def _envelope(published: Signed, name: str) -> tuple[Path, dict]:
     path = published.bucket_file(published.block(name)["attestation-url"])
-    return path, json.loads(path.read_bytes())
+    return path, json.loads(path.read_bytes().splitlines()[0])  # the provenance's envelope
 
 
 def _store(published: Signed, name: str, path: Path, envelope: dict) -> None:
@@ -122,6 +134,27 @@ def test_attack_tampered_signature(verified_publication: Signed) -> None:
     _store(verified_publication, "hello", path, envelope)
     found = failure(verified_publication, "acme/hello")
     assert found["check"] == "signature" and "does not verify with the exchange's key" in found["reason"]
+
+
+def test_attack_tampered_sbom(verified_publication: Signed) -> None:
+    sbom = verified_publication.bucket_file(verified_publication.block("hello")["sbom-url"])
+    document = json.loads(sbom.read_bytes())
+    document.setdefault("components", []).clear()  # hide every package
+    sbom.write_bytes(json.dumps(document).encode())
+    found = failure(verified_publication, "acme/hello")
+    assert found["check"] == "sbom" and "it was changed or corrupted" in found["reason"]
+    # An attacker who can push re-pins the altered SBOM: its signed statement still tells.
+    verified_publication.edit_block("hello", sbom_sha256=hashlib.sha256(sbom.read_bytes()).hexdigest())
+    found = failure(verified_publication, "acme/hello")
+    assert found["check"] == "sbom-statement"
+    assert "the signed SBOM statement's predicate is not the SBOM file the manifest pins" in found["reason"]
+
+
+def test_attack_sbom_of_another_rootfs(verified_publication: Signed) -> None:
+    other = verified_publication.block("other")
+    verified_publication.edit_block("hello", sbom_url=other["sbom-url"], sbom_sha256=other["sbom-sha256"])
+    found = failure(verified_publication, "acme/hello")
+    assert found["check"] == "sbom-statement" and "predicate is not the SBOM file" in found["reason"]
 
 
 def test_attack_envelope_signed_by_another_key(verified_publication: Signed) -> None:
@@ -194,7 +227,7 @@ def test_push_failure_deletes_the_envelopes_with_the_artifacts(signed_process: S
     reject_pushes(signed_process.world.remote)
     result = signed_process.process()
     assert result.exit_code == 2
-    assert "deleted 4 object(s)" in result.output and ".intoto.jsonl" in result.output
+    assert "deleted 6 object(s)" in result.output and ".intoto.jsonl" in result.output and ".sbom.json" in result.output
     assert signed_process.world.bucket_objects() == before
     assert signed_process.world.repo.git("rev-parse", "HEAD") == start
 
@@ -311,6 +344,21 @@ def test_verify_storage_counts_envelopes_as_referenced_and_deep_checks_them(veri
     assert code == 1 and [m["object"] for m in audit["missing"]] == [Path(hello["attestation-url"]).name]
 
 
+def test_verify_storage_counts_sboms_as_referenced_and_deep_checks_them(verified_publication: Signed) -> None:
+    hello, other = verified_publication.block("hello"), verified_publication.block("other")
+    sbom = verified_publication.bucket_file(hello["sbom-url"])
+    sbom.write_bytes(verified_publication.bucket_file(other["sbom-url"]).read_bytes())  # another rootfs's SBOM
+    code, audit = storage_audit(verified_publication)
+    assert code == 0 and audit["orphans"] == [], "without --deep an SBOM is only looked for"
+    code, audit = storage_audit(verified_publication, "--deep")
+    assert code == 1
+    [damaged] = audit["damaged"]
+    assert damaged["object"] == sbom.name and "it was changed or corrupted" in damaged["problem"]
+    sbom.unlink()
+    code, audit = storage_audit(verified_publication)
+    assert code == 1 and [m["object"] for m in audit["missing"]] == [sbom.name]
+
+
 def test_verify_storage_deep_lists_unsigned_manifests_without_failing(signed_process: Signed) -> None:
     assert signed_process.process(sign=False).exit_code == 0
     code, audit = storage_audit(signed_process, "--deep")
@@ -324,6 +372,7 @@ def test_removing_a_signed_version_with_purge_deletes_its_envelope(verified_publ
     assert result.exit_code == 0, result.output
     assert not verified_publication.bucket_file(hello["attestation-url"]).exists()
     assert not verified_publication.bucket_file(hello["rootfs-url"]).exists()
+    assert not verified_publication.bucket_file(hello["sbom-url"]).exists()
     code, audit = storage_audit(verified_publication)
     assert code == 0 and audit["orphans"] == []
 
@@ -346,9 +395,20 @@ def test_catalog_shows_a_signed_badge_and_the_verify_command(verified_publicatio
 
 # Other judges --------------------------------------------------------------------------------------
 
-def third_party_check(line: bytes, public_pem: bytes) -> None:
+def third_party_check(content: bytes, public_pem: bytes) -> None:
     """securesystemslib's DSSE verifier (by DSSE's authors) and the in-toto attestation framework's own
-    protobuf bindings, which reject unknown fields, accept what `process` published."""
+    protobuf bindings, which reject unknown fields, accept what `process` published: the provenance, and
+    the SBOM statement, whose predicate also passes CycloneDX's own schema."""
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    provenance, sbom = content.splitlines()
+    third_party_statement(provenance, public_pem, "https://slsa.dev/provenance/v1")
+    predicate = third_party_statement(sbom, public_pem, "https://cyclonedx.org/bom")
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(predicate)) is None
+
+
+def third_party_statement(line: bytes, public_pem: bytes, predicate_type: str) -> dict:
     from cryptography.hazmat.primitives import serialization
     from google.protobuf import json_format
     from in_toto_attestation.predicates.provenance.v1 import provenance_pb2
@@ -362,7 +422,10 @@ def third_party_check(line: bytes, public_pem: bytes) -> None:
     assert list(Envelope.from_dict(document).verify([key], 1)) == [key.keyid]
     statement = json.loads(base64.b64decode(document["payload"]))
     Statement.copy_from_pb(json_format.ParseDict(statement, statement_pb2.Statement())).validate()
-    json_format.ParseDict(statement["predicate"], provenance_pb2.Provenance())  # strict: no field of ours unknown
+    assert statement["predicateType"] == predicate_type
+    if predicate_type == "https://slsa.dev/provenance/v1":
+        json_format.ParseDict(statement["predicate"], provenance_pb2.Provenance())  # strict: no field of ours unknown
+    return statement["predicate"]
 
 
 def test_third_party_verifiers_accept_the_ecdsa_envelopes(verified_publication: Signed) -> None:

@@ -53,7 +53,7 @@ def test_a_rejected_catalog_push_keeps_the_run_and_the_next_run_publishes(proces
     assert "catalog NOT published to gh-pages-json" in result.stderr and "the next run retries" in result.stderr
     pushed = process_world.remote_head()
     assert pushed == process_world.repo.git("rev-parse", "HEAD") and len(manifests(process_world)) == 2  # nothing rolled back
-    assert len(process_world.bucket_objects()) == 2
+    assert len(process_world.bucket_objects()) == 4  # two rootfs, each with its SBOM
     assert run_git(process_world.remote, "branch", "--list", BRANCH) == ""
 
     (process_world.remote / "hooks" / "pre-receive").unlink()

@@ -33,7 +33,7 @@ def test_three_shards_then_finalize_publish_what_one_machine_would(fanout: FanOu
     recorded = sorted(entry["spec"] for record in records.values() for entry in record["artifacts"])
     assert recorded == [f"gears/acme/{name}.json" for name in GEARS], "each spec exported by exactly one shard"
     assert sorted(len(record["artifacts"]) for record in records.values()) == [1, 2, 2]
-    assert len(gcs_objects(fanout.bucket_uri)) == 5
+    assert len(gcs_objects(fanout.bucket_uri)) == 10  # five rootfs, each with its SBOM
     assert fanout.remote_head() == start, "shards never push"
     for index in (1, 2, 3):  # a shard publishes its record: no push, so nothing to confirm
         report = json.loads((fanout.tmp / "reports" / f"cache-{index}" / f"shard-{index}-of-3.json").read_text())
@@ -91,7 +91,7 @@ def assert_finalize_fails_cleanly(fanout: FanOut, message: str) -> None:
 
 def test_missing_shard_fails_finalize_and_removes_the_other_shards_objects(fanout: FanOut) -> None:
     fanout.run_shards((1, 3))
-    assert len(gcs_objects(fanout.bucket_uri)) == 3
+    assert len(gcs_objects(fanout.bucket_uri)) == 6  # three rootfs and their SBOMs
     assert_finalize_fails_cleanly(fanout, "no record from shard 2/3")
 
 
@@ -129,7 +129,7 @@ def test_finalize_rolls_back_every_shard_when_the_push_fails(fanout: FanOut) -> 
     start = fanout.repo.git("rev-parse", "HEAD")
     result = fanout.finalize()
     assert result.exit_code == 2 and "rejected by policy" in result.output
-    assert "deleted 5 object(s)" in result.output
+    assert "deleted 10 object(s)" in result.output  # five rootfs and their SBOMs
     assert gcs_objects(fanout.bucket_uri) == {}
     assert fanout.repo.git("rev-parse", "HEAD") == start
 

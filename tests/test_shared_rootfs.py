@@ -178,7 +178,8 @@ def test_a_manifest_already_at_the_place_is_never_replaced(process_world: World,
 
 def envelope_statement(signed: Signed, block: dict) -> dict:
     envelope = signed.world.bucket / unquote(Path(block["attestation-url"]).name)
-    return independent_verify(envelope.read_bytes(), signed.signer.public_key.pem)
+    provenance = envelope.read_bytes().splitlines()[0]  # the SBOM statement's envelope follows it
+    return independent_verify(provenance, signed.signer.public_key.pem)
 
 
 def assert_both_versions_signed(signed: Signed, envelopes_before: dict[str, bytes]) -> None:
@@ -195,6 +196,7 @@ def assert_both_versions_signed(signed: Signed, envelopes_before: dict[str, byte
     statement = envelope_statement(signed, second)
     assert statement["subject"] == envelope_statement(signed, first)["subject"], "one artifact, two attestations"
     assert statement["predicate"]["buildDefinition"]["externalParameters"]["spec"]["version"] == "1.1.0"
+    assert second["sbom-url"] == first["sbom-url"], "one rootfs, one SBOM, signed in each version's envelope"
     for version in ("1.0.0", "1.1.0"):
         verified = signed.verify(f"acme/hello@{version}")
         assert verified.exit_code == 0, verified.output

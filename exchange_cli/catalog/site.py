@@ -264,6 +264,9 @@ def _download_rows(version: CatalogVersion, published: SiteDownloads) -> list[tu
     if manifest_path is not None:
         name = PurePosixPath(manifest_path).name
         rows.append(("manifest", f'<a href="{_site_href(manifest_path)}" type="application/json">{escape(name)}</a>'))
+    sbom = version.record.get("sbom-url")
+    if isinstance(sbom, str):
+        rows.append(("SBOM", f"{_link(sbom)} {escape(_sbom_summary(version.record))}"))
     attestation = version.record.get("attestation-url")
     if _signed(version) and isinstance(attestation, str):
         rows.append(("envelope", _link(attestation)))
@@ -272,6 +275,14 @@ def _download_rows(version: CatalogVersion, published: SiteDownloads) -> list[tu
             rows.append(("signing key", " ".join(f'<a href="{_site_href(key.path)}">{escape(key.key_id)}</a>'
                                                  for key in keys)))
     return rows
+
+
+def _sbom_summary(record: dict[str, object]) -> str:
+    """"(123 packages, debian 12)", from what the manifest records of its SBOM."""
+    count, os_name = record.get("sbom-packages"), record.get("sbom-os")
+    parts = [f"{count} packages"] if isinstance(count, int) and not isinstance(count, bool) else []
+    parts += [os_name] if isinstance(os_name, str) else []
+    return f"({', '.join(parts)})" if parts else ""
 
 
 _STATES = {

@@ -13,6 +13,9 @@ with deep, the envelope is read and checked as `exchange verify` does (its sha25
 the signature against the exchange's keys, its subject and provenance against the manifest), and
 manifests without an envelope are listed as *unsigned* (reported; not a failure: older exchanges
 published unsigned).
+
+A manifest with an SBOM (sbom-url's last segment: `<object>.sbom.json`) expects it too; with deep, its
+sha256 is checked against sbom-sha256, and a signed manifest's envelope must hold the SBOM's statement.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from ..bounded import read_at_most
 from ..errors import ExchangeError
 from ..manifests import ManifestProblem, ManifestScan, ProcessedManifest
 from ..provenance.keys import PublicKey
-from ..storage.bucket import Bucket, Hashing, ObjectChanged, ObjectInfo
+from ..storage.bucket import Bucket, Hashing, ObjectChanged, ObjectInfo, ObjectNotFound
 
 
 class UnreadableManifests(ExchangeError):
@@ -93,10 +96,16 @@ def audit_exchange_storage(scan: ManifestScan, bucket: Bucket, *, deep: bool,
     """`keys`: the exchange's public keys (.exchange/keys/), which deep envelope checks verify with;
     `workers` objects checked at once."""
     envelopes = {m.attestation_object: m for m in scan.manifests if m.attestation_object is not None}
-    audit = audit_storage(expected_artifacts(scan.manifests), bucket, deep=deep, also_expected=set(envelopes),
-                          workers=workers)
+    sboms = {m.sbom_object: m for m in scan.manifests if m.sbom_object is not None}
+    audit = audit_storage(expected_artifacts(scan.manifests), bucket, deep=deep,
+                          also_expected=set(envelopes) | set(sboms), workers=workers)
     audit.unreadable = list(scan.problems)
-    present = {info.name for info in bucket.list()} if envelopes else set()
+    present = {info.name for info in bucket.list()} if envelopes or sboms else set()
+    for name, manifest in sorted(sboms.items()):
+        if name not in present:
+            audit.missing.append(MissingArtifact(name, (manifest.relative,)))
+        elif deep and (problem := _sbom_problem(bucket, name, manifest)) is not None:
+            audit.damaged.append(DamagedArtifact(name, (manifest.relative,), problem))
     for name, manifest in sorted(envelopes.items()):
         if name not in present:
             audit.missing.append(MissingArtifact(name, (manifest.relative,)))
@@ -181,7 +190,7 @@ def _artifact_problem(bucket: Bucket, artifact: ExpectedArtifact, info: ObjectIn
 
 def _envelope_problem(bucket: Bucket, name: str, manifest: ProcessedManifest, keys: list[PublicKey]) -> str | None:
     """What `exchange verify` would say of the envelope, given an artifact that matches its manifest."""
-    from ..provenance.verify import MAX_ENVELOPE_BYTES, verify_envelope, view_of
+    from ..provenance.verify import MAX_ENVELOPE_BYTES, sbom_hash_check, verify_envelope, view_of
 
     if not keys:
         return "no public key in .exchange/keys/ to verify its signature with"
@@ -190,6 +199,33 @@ def _envelope_problem(bucket: Bucket, name: str, manifest: ProcessedManifest, ke
     if content is None:
         return f"its envelope is more than {MAX_ENVELOPE_BYTES:,} bytes, the most an envelope may hold"
     algorithm, _, hex_digest = (manifest.rootfs_hash or "").partition(":")
-    result = verify_envelope(view_of(manifest), content, {algorithm.lower(): hex_digest.lower()}, keys)
+    sbom = _read_sbom(bucket, manifest)
+    if sbom is not None and not sbom_hash_check(view_of(manifest), sbom)[0]:
+        sbom = None  # reported as the SBOM's own damage: the envelope is judged on the rest
+    result = verify_envelope(view_of(manifest), content, {algorithm.lower(): hex_digest.lower()}, keys, sbom)
     failure = result.failure
     return None if failure is None else f"its envelope fails the {failure.name} check: {failure.detail}"
+
+
+def _read_sbom(bucket: Bucket, manifest: ProcessedManifest) -> bytes | None:
+    """The SBOM the manifest names, as the bucket holds it; None when it names none or it is missing
+    (reported as missing on its own)."""
+    from ..provenance.verify import MAX_SBOM_BYTES
+
+    if manifest.sbom_object is None:
+        return None
+    try:
+        with bucket.open_read(manifest.sbom_object) as stream:
+            return stream.read(MAX_SBOM_BYTES + 1)
+    except ObjectNotFound:
+        return None
+
+
+def _sbom_problem(bucket: Bucket, name: str, manifest: ProcessedManifest) -> str | None:
+    from ..provenance.verify import sbom_hash_check, view_of
+
+    content = _read_sbom(bucket, manifest)
+    if content is None:
+        return "it is not in the bucket"
+    ok, detail = sbom_hash_check(view_of(manifest), content)
+    return None if ok else detail

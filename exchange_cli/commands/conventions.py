@@ -65,6 +65,7 @@ FORMAT_HELP = {
     "json": "one JSON document (its schema is in schemas/cli/)",
     "csv": "comma-separated values, one row per item",
     "legacy": "the legacy exchange.json shape",
+    "cyclonedx": "the CycloneDX 1.6 JSON document itself, the bytes the manifest pins",
 }
 
 

@@ -23,6 +23,7 @@ FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 @click.argument("target", metavar="ORG/NAME[@VERSION] | MANIFEST | URL")
 @click.option("--file", "artifact_file", type=FILE, help="The rootfs tarball, instead of downloading the rootfs-url.")
 @click.option("--attestation", "attestation_file", type=FILE, help="The .intoto.jsonl envelope, instead of downloading the attestation-url.")
+@click.option("--sbom", "sbom_file", type=FILE, help="The .sbom.json SBOM, instead of downloading the sbom-url.")
 @click.option("--key", "key_files", type=FILE, multiple=True, help="A trusted public key (PEM); repeatable [default: the exchange's .exchange/keys/*.pub].")
 @click.option("--image", "check_image", is_flag=True, help="Also check that the registry still serves the attested image digest.")
 @click.option("--allow-unprocessed", is_flag=True, help="Without --key: accept a manifest that no process run committed (the custody check still names who did).")
@@ -30,7 +31,8 @@ FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 @format_option("text", "json", default="text")
 @repo_option
 @verbosity_options
-def command(target: str, artifact_file: Path | None, attestation_file: Path | None, key_files: tuple[Path, ...],
+def command(target: str, artifact_file: Path | None, attestation_file: Path | None, sbom_file: Path | None,
+            key_files: tuple[Path, ...],
             check_image: bool, allow_unprocessed: bool, insecure_registries: tuple[str, ...], output_format: str,
             repo: Path | None) -> None:
     """Verify a published version end to end: the rootfs hash against the manifest, the envelope's signature
@@ -39,7 +41,7 @@ def command(target: str, artifact_file: Path | None, attestation_file: Path | No
     resolved = resolve_target(target, repo)
     options = VerifyOptions(trusted_keys(key_files, resolved.root), artifact_file, attestation_file, check_image,
                             tuple(insecure_registries),
-                            custody_of(resolved, key_files, allow_unprocessed=allow_unprocessed))
+                            custody_of(resolved, key_files, allow_unprocessed=allow_unprocessed), sbom_file)
     for warning in resolved.warnings:  # a yanked version verifies as it did; the warning says why not to use it
         LOG.warning(printable(warning))
     result = verify_published(resolved.manifest, options, target=resolved.shown)

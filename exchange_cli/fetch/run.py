@@ -90,7 +90,7 @@ def fetch_rootfs(target: FetchTarget, out_dir: Path, *, extract: bool, bucket: B
     limit = rootfs_limit(version.rootfs_size)
     if bucket is not None:
         source = f"{bucket.uri}/{name}"
-        stream_context = _bounded(bucket.open_read(name), limit, source)
+        stream_context = bounded_stream(bucket.open_read(name), limit, source)
     elif version.rootfs_url:
         source = redact(version.rootfs_url)
         stream_context = open_named_url(version.rootfs_url, target.fetched_from, limit)
@@ -110,7 +110,7 @@ def fetch_rootfs(target: FetchTarget, out_dir: Path, *, extract: bool, bucket: B
 
 
 @contextlib.contextmanager
-def _bounded(opened: contextlib.AbstractContextManager[BinaryIO], limit: Limit, source: str) -> Iterator[Bounded]:
+def bounded_stream(opened: contextlib.AbstractContextManager[BinaryIO], limit: Limit, source: str) -> Iterator[Bounded]:
     with opened as stream:
         yield Bounded(stream, limit, source)
 

@@ -16,12 +16,14 @@ from pathlib import Path
 from ..export import ExportOptions, export_image
 from ..image.model import Image
 from ..progress import Progress, format_bytes
+from ..sbom.query import read as read_sbom
 from ..storage.bucket import Bucket
 from .check import CheckedJob
 from .ledger import CreatedObjects
 from .plan import SpecJob
 
 Log = Callable[[str], None]
+SBOM_SUFFIX = ".sbom.json"
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,11 @@ class Artifact:
     skipped_checks: tuple[str, ...] = ()
     # The tarball's sha256 too, when the run signs: an in-toto subject carries both (cosign checks sha256).
     sha256: str | None = None
+    # The SBOM uploaded beside the tarball (`<object>.sbom.json`): its URL and sha256 hex go into the manifest.
+    sbom_url: str | None = None
+    sbom_sha256: str | None = None
+    sbom_packages: int | None = None  # components of the SBOM, the OS aside: for the catalog
+    sbom_os: str | None = None  # "debian 12", from its os-release
 
     @property
     def rootfs_hash(self) -> str:
@@ -55,6 +62,11 @@ class Artifact:
 
 def artifact_name(job: SpecJob, sha384: str) -> str:
     return f"{job.location.artifact_base}-sha384-{sha384}.tgz"
+
+
+def sbom_name(object_name: str) -> str:
+    """The SBOM's object, beside the rootfs object it describes."""
+    return f"{object_name}{SBOM_SUFFIX}"
 
 
 @dataclass
@@ -74,7 +86,7 @@ def produce_artifact(checked: CheckedJob, *, bucket: Bucket, work: RunWork, prog
     temp = work.work_dir / f"{job.location.artifact_base}.tgz"
     started = time.monotonic()
     with progress.row(job.ref, "write", done="written") as row:
-        exported = export_image(checked.image, temp, progress=row, shown_as=job.image)
+        exported = export_image(checked.image, temp, progress=row, shown_as=job.image, sbom=True)
     exported_at = time.monotonic()
     name = artifact_name(job, exported.sha384)
     sha256 = None
@@ -87,10 +99,24 @@ def produce_artifact(checked: CheckedJob, *, bucket: Bucket, work: RunWork, prog
             outcome = bucket.upload(name, temp, size=exported.size, sha384=exported.sha384, progress_task=task)
         if outcome.created:
             work.ledger.record(name, outcome.info.generation)
+        sbom = _upload_sbom(exported.sbom, name, bucket, work.ledger)
+        summary = read_sbom(sbom)  # ours, just made: it reads
     finally:
         temp.unlink(missing_ok=True)
     return Artifact(job, name, exported.sha384, exported.size, bucket.download_url(name), exported.image,
-                    outcome.created, exported_at - started, time.monotonic() - exported_at, sha256=sha256)
+                    outcome.created, exported_at - started, time.monotonic() - exported_at, sha256=sha256,
+                    sbom_url=bucket.download_url(sbom_name(name)), sbom_sha256=hashlib.sha256(sbom).hexdigest(),
+                    sbom_packages=len(summary.components), sbom_os=summary.os)
+
+
+def _upload_sbom(document: bytes | None, object_name: str, bucket: Bucket, ledger: CreatedObjects) -> bytes:
+    """Upload the SBOM beside its rootfs, created and rolled back with it (the same rules as the envelope)."""
+    assert document is not None, "export_image was asked for the SBOM"
+    name = sbom_name(object_name)
+    uploaded = bucket.upload_bytes(name, document)
+    if uploaded.created:
+        ledger.record(name, uploaded.info.generation, beside=object_name)
+    return document
 
 
 def build_artifacts(checked: Sequence[CheckedJob], make: Callable[[CheckedJob], Artifact], *, work: RunWork,

@@ -26,6 +26,7 @@ from ..bounded import read_at_most
 from ..errors import ExchangeError
 from ..provenance.attest import ArtifactLike, RunContext, attest, facts_for
 from ..provenance.dsse import EnvelopeError, check_signatures, parse_envelopes
+from ..provenance.sbom_statement import sbom_statement_problem
 from ..provenance.signers import Signer
 from ..provenance.statement import BuildFacts, StatementError, read_statement
 from ..provenance.verify import (
@@ -34,11 +35,12 @@ from ..provenance.verify import (
     ATTESTATION_SUFFIX,
     ATTESTATION_URL,
     MAX_ENVELOPE_BYTES,
+    MAX_SBOM_BYTES,
     attestation_name,
 )
 from ..repository import Exchange
 from ..storage.bucket import Bucket
-from .artifacts import Artifact
+from .artifacts import Artifact, sbom_name
 from .ledger import CreatedObjects
 from .publish import Published
 
@@ -65,11 +67,12 @@ class AttestationHook:
         facts = facts_for(cast(ArtifactLike, artifact), sha256=artifact.sha256, context=self.context,
                           spec_blob=git.blob_id(self.exchange.repo, self.context.source_commit, job.relative_path))
         name = attestation_object(artifact, manifest_path)
+        sbom = self._sbom_of(artifact)
         if self.bucket.stat(name) is not None:
-            content = self._reusable(name, facts)
+            content = self._reusable(name, facts, sbom)
             self.log(f"already in the bucket: {name} (the same build, signed by this key)")
         else:
-            content = attest(facts, self.signer, name.removesuffix(ATTESTATION_SUFFIX)).content
+            content = attest(facts, self.signer, name.removesuffix(ATTESTATION_SUFFIX), sbom).content
             uploaded = self.bucket.upload_bytes(name, content)
             if uploaded.created:
                 ledger.record(name, uploaded.info.generation, beside=artifact.object_name)
@@ -86,11 +89,24 @@ class AttestationHook:
         nonce; the run URL changes), so the bytes themselves are kept for the after-push check."""
         return dict(self.envelopes)
 
-    def _reusable(self, name: str, facts: BuildFacts) -> bytes:
+    def _sbom_of(self, artifact: Artifact) -> bytes | None:
+        """The SBOM uploaded beside the artifact (by this machine or a shard), read back and checked
+        against the sha256 the manifest will pin: the statement signs exactly those bytes."""
+        if artifact.sbom_url is None or artifact.sbom_sha256 is None:
+            return None
+        name = sbom_name(artifact.object_name)
+        with self.bucket.open_read(name) as stream:
+            content = stream.read(MAX_SBOM_BYTES + 1)
+        if hashlib.sha256(content).hexdigest() != artifact.sbom_sha256:
+            raise ExchangeError(f"{self.bucket.uri}: {name} is not the SBOM this run made (its sha256 differs); "
+                                "nothing was signed")
+        return content
+
+    def _reusable(self, name: str, facts: BuildFacts, sbom: bytes | None) -> bytes:
         with self.bucket.open_read(name) as stream:
             content = read_at_most(stream, MAX_ENVELOPE_BYTES)
         problem = "is not an envelope of ours (too large)" if content is None else \
-            _reuse_problem(content, facts, self.signer)
+            _reuse_problem(content, facts, self.signer, sbom)
         if content is None or problem is not None:
             raise AttestationConflict(f"{self.bucket.uri}: {name} already exists and {problem}; envelopes are never "
                                       "overwritten (if no manifest references it, `exchange verify-storage "
@@ -98,7 +114,7 @@ class AttestationHook:
         return content
 
 
-def _reuse_problem(content: bytes, facts: BuildFacts, signer: Signer) -> str | None:
+def _reuse_problem(content: bytes, facts: BuildFacts, signer: Signer, sbom: bytes | None) -> str | None:
     try:
         envelopes = parse_envelopes(content, "it")
     except EnvelopeError as error:
@@ -110,6 +126,9 @@ def _reuse_problem(content: bytes, facts: BuildFacts, signer: Signer) -> str | N
             except StatementError as error:
                 return f"is signed by this key but is not a provenance statement ({error})"
             if theirs.same_build(facts):
+                if sbom is not None and sbom_statement_problem(envelopes, [signer.public_key], facts.subject_name,
+                                                               facts.subject_digests, sbom) is not None:
+                    return "attests the same build but not with this SBOM"
                 return None
             return (f"attests another build ({theirs.spec.org}/{theirs.spec.name} {theirs.spec.version} at commit "
                     f"{theirs.source_commit[:12]})")

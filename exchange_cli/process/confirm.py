@@ -6,7 +6,8 @@ the pushed commit, with the same reader as everything else) and each object they
 at; one that is missing is exported again from its image and uploaded (objects are content-addressed,
 so a re-upload is always safe: the same name can only hold the same bytes). A missing signed envelope
 is put back from the bytes the run made, which are the ones its manifest pins (attestation-sha256);
-signing again would not give them.
+signing again would not give them. A missing SBOM is made again from the rootfs in the bucket (the
+same rootfs gives the same bytes) and put back only if they are the ones its manifest pins (sbom-sha256).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..errors import ExchangeError
 from ..export import ExportOptions, export_image
 from ..manifests import ManifestScan, manifests_at_commit
 from ..progress import Progress
+from ..sbom.tarball import document_of_stored_rootfs
 from ..storage.bucket import Bucket
 from ..storage.lease import BucketLease, Confirming
 from .artifacts import Artifact
@@ -58,6 +60,15 @@ def confirm_published(repo: gitpython.Repo, head: str, manifest_paths: Sequence[
         problem = stored_problem(bucket, item)
         if problem is not None:
             problems.append(problem)
+    for name, (rootfs, sha384, size, pinned) in sboms_of(scan, manifest_paths).items():
+        if bucket.stat(name) is None:
+            try:
+                _restore_sbom(bucket, name, rootfs, sha384, size, pinned)
+            except ExchangeError as error:
+                problems.append(f"{name} is missing and could not be restored: {error}")
+                continue
+            log(f"restored {name}: it was gone from the bucket after the push")
+            restored.append(name)
     if problems:
         raise PublishedButIncomplete(f"pushed {head[:12]}, but its manifests reference objects that are not right "
                                      "(run `exchange verify-storage`):\n  " + "\n  ".join(problems))
@@ -80,6 +91,22 @@ def _restore(artifact: Artifact, bucket: Bucket, export_options: ExportOptions, 
         bucket.upload(artifact.object_name, temp, size=exported.size, sha384=exported.sha384)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def sboms_of(scan: ManifestScan, manifest_paths: Sequence[str]) -> dict[str, tuple[str, str, object, str | None]]:
+    """SBOM object -> (its rootfs object, the rootfs's sha384, its size, the SBOM's pinned sha256), for these manifests."""
+    ours = set(manifest_paths)
+    return {m.sbom_object: (m.bucket_object, m.rootfs_sha384, m.exchange.get("rootfs-size"), m.sbom_sha256)
+            for m in scan.manifests if m.relative in ours and m.sbom_object is not None
+            and m.bucket_object is not None and m.rootfs_sha384 is not None}
+
+
+def _restore_sbom(bucket: Bucket, name: str, rootfs: str, sha384: str, size: object, pinned: str | None) -> None:
+    document = document_of_stored_rootfs(bucket, rootfs, sha384, size)
+    if pinned is not None and hashlib.sha256(document).hexdigest() != pinned:
+        raise ExchangeError(f"made again from {rootfs}, it hashes to sha256:{hashlib.sha256(document).hexdigest()}, "
+                            f"not the {pinned} its manifest pins")
+    bucket.upload_bytes(name, document)
 
 
 def _confirm_envelopes(envelopes: Mapping[str, str | None], bucket: Bucket, kept: Mapping[str, bytes],

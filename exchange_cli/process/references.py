@@ -31,23 +31,25 @@ class References:
     expected: dict[str, ExpectedArtifact]  # object name -> what the manifests say it holds
     unreadable: list[ManifestProblem]  # files under manifests/ that could not be read
     attestations: frozenset[str] = frozenset()  # the signed envelopes (attestation-url) they reference
+    sboms: frozenset[str] = frozenset()  # the SBOMs (sbom-url) they reference
 
     @property
     def names(self) -> frozenset[str]:
-        """Every object the manifests reference: artifacts and their envelopes."""
-        return frozenset(self.expected) | self.attestations
+        """Every object the manifests reference: artifacts, their envelopes and their SBOMs."""
+        return frozenset(self.expected) | self.attestations | self.sboms
 
     def keeps(self, object_name: str) -> bool:
         """Referenced by a manifest, or possibly by one that cannot be read: when in doubt an object is
         kept (a leftover orphan is reported by verify-storage; a lost rootfs cannot be undone)."""
-        return object_name in self.expected or object_name in self.attestations or bool(self.unreadable)
+        return object_name in self.names or bool(self.unreadable)
 
 
 def referenced_objects(repo: gitpython.Repo, commit: str) -> References:
     """The objects that the manifests at `commit` reference."""
     scan = manifests_at_commit(repo, commit)
     attestations = frozenset(m.attestation_object for m in scan.manifests if m.attestation_object is not None)
-    return References(commit, expected_artifacts(scan.manifests), list(scan.problems), attestations)
+    sboms = frozenset(m.sbom_object for m in scan.manifests if m.sbom_object is not None)
+    return References(commit, expected_artifacts(scan.manifests), list(scan.problems), attestations, sboms)
 
 
 def references_at_remote(repo: gitpython.Repo, remote: str, branch: str) -> References | None:

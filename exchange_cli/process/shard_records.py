@@ -53,6 +53,10 @@ class ArtifactEntry:
     mirrored_reference: str | None = None
     skipped_checks: tuple[str, ...] = ()
     sha256: str | None = None  # when the shard ran with signing on: finalize signs with it
+    sbom_url: str | None = None  # the SBOM the shard uploaded beside the artifact (see Artifact)
+    sbom_sha256: str | None = None
+    sbom_packages: int | None = None
+    sbom_os: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skipped_checks", tuple(self.skipped_checks))  # a list, once read from JSON
@@ -68,7 +72,8 @@ class ArtifactEntry:
         return cls(artifact.job.relative_path, artifact.object_name, artifact.sha384, artifact.size, artifact.job.image,
                    image.pinned_reference, image.config_digest, image.manifest_digest, str(image.platform),
                    artifact.created, round(artifact.export_seconds, 3), round(artifact.upload_seconds, 3), artifact.url,
-                   artifact.delivered_digest, artifact.mirrored_reference, artifact.skipped_checks, artifact.sha256)
+                   artifact.delivered_digest, artifact.mirrored_reference, artifact.skipped_checks, artifact.sha256,
+                   artifact.sbom_url, artifact.sbom_sha256, artifact.sbom_packages, artifact.sbom_os)
 
     def artifact_for(self, job: SpecJob, url: str) -> Artifact:
         """The Artifact the shard had, rebuilt for the manifest: layers are not needed any more."""
@@ -77,7 +82,7 @@ class ArtifactEntry:
                       pinned_reference=self.image_digest_reference)
         return Artifact(job, self.artifact, self.sha384, self.size, url, image, self.uploaded, self.export_seconds,
                         self.upload_seconds, self.delivered_digest, self.mirrored_reference, self.skipped_checks,
-                        self.sha256)
+                        self.sha256, self.sbom_url, self.sbom_sha256, self.sbom_packages, self.sbom_os)
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,10 @@ class PublishTransaction:
             platform=str(artifact.image.platform),
             mirrored_image=artifact.mirrored_reference,
             skipped_checks=artifact.skipped_checks or None,
+            sbom_url=artifact.sbom_url,
+            sbom_sha256=artifact.sbom_sha256,
+            sbom_packages=artifact.sbom_packages,
+            sbom_os=artifact.sbom_os,
             extra=extra or None,
         )
         write_atomically(self.exchange.root / relative,

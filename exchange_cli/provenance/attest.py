@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from .. import __version__
 from ..errors import redact
 from .dsse import sign_envelope
+from .sbom_statement import sign_sbom
 from .signers import Signer
 from .statement import IMAGE, ROOTFS_TARBALL, BuildFacts, ImageRef, SpecRef, build_statement, statement_bytes
 from .verify import attestation_name
@@ -116,6 +117,10 @@ class Attestation:
         return hashlib.sha256(self.content).hexdigest()
 
 
-def attest(facts: BuildFacts, signer: Signer, artifact_object: str) -> Attestation:
+def attest(facts: BuildFacts, signer: Signer, artifact_object: str, sbom: bytes | None = None) -> Attestation:
+    """The provenance envelope; with `sbom`, the SBOM statement's envelope on the next line of the same file."""
     envelope = sign_envelope(statement_bytes(build_statement(facts)), signer)
-    return Attestation(attestation_name(artifact_object), envelope.line(), facts)
+    content = envelope.line()
+    if sbom is not None:
+        content += sign_sbom(facts.subject_name, facts.subject_digests, sbom, signer)
+    return Attestation(attestation_name(artifact_object), content, facts)

@@ -2,6 +2,8 @@
 
 The checks, in order:
   rootfs      the artifact's sha384 (and size) against the manifest; an image-delivered gear's digest
+  sbom        when the manifest names an SBOM (sbom-url): the file (or --sbom) is the one it pins
+              (sbom-sha256)
   envelope    the attestation (manifest's attestation-url, or a file) is a DSSE envelope
   signature   an envelope signature verifies with one of the trusted keys
   custody     with the repository's keys (no --key): the commits that added that key and the manifest,
@@ -11,6 +13,8 @@ The checks, in order:
   provenance  what the statement says was built (spec, version, commit, image digests, platform) is
               what the manifest says
   attestation the envelope file is the one the manifest pins (attestation-sha256)
+  sbom-statement  when the manifest names an SBOM: an envelope signed by the same key says that file
+              is this rootfs's SBOM
   image       with --image: the registry still serves the image digest the statement names
 Finding problems only; commands/verify.py renders the result.
 """
@@ -31,14 +35,19 @@ from ..errors import ExchangeError, redact
 from ..manifests import ProcessedManifest
 from .dsse import IN_TOTO_PAYLOAD_TYPE, EnvelopeError, check_signatures, parse_envelopes
 from .keys import PublicKey
+from .sbom_statement import SBOM_CHECK, sbom_statement_problem
 from .statement import BuildFacts, StatementError, read_statement
 
 ATTESTATION_URL = "attestation-url"
 ATTESTATION_SHA256 = "attestation-sha256"
 ATTESTATION_KEY_ID = "attestation-key-id"  # recorded since signing began to name it: older manifests lack it
 ATTESTATION_SUFFIX = ".intoto.jsonl"
-MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
+# An envelope file holds the SBOM statement too, whose predicate is the whole SBOM (base64 in the envelope).
+MAX_ENVELOPE_BYTES = 64 * 1024 * 1024
 ENVELOPE_LIMIT = Limit(MAX_ENVELOPE_BYTES, "an envelope")
+SBOM_URL, SBOM_SHA256 = "sbom-url", "sbom-sha256"
+MAX_SBOM_BYTES = 32 * 1024 * 1024
+SBOM_LIMIT = Limit(MAX_SBOM_BYTES, "an SBOM")
 BLOCK = 1024 * 1024
 
 Opener = Callable[[str, Limit], AbstractContextManager[Bounded]]  # URL, limit -> a bounded binary stream
@@ -120,6 +129,7 @@ class VerifyOptions:
     insecure_registries: tuple[str, ...] = ()
     # With the repository's keys: who added the key that verified, and the manifest (custody.py).
     custody: Callable[[PublicKey], tuple[bool, str]] | None = None
+    sbom_file: Path | None = None  # instead of downloading the sbom-url
 
 
 def verify_published(manifest: ManifestView, options: VerifyOptions, *, target: str,
@@ -129,8 +139,9 @@ def verify_published(manifest: ManifestView, options: VerifyOptions, *, target: 
     record = _recorder(result)
     try:
         artifact = _check_artifact(manifest, options, opener, record)
+        sbom = _read_sbom(manifest, options, opener, record)
         envelope_bytes = _read_attestation(manifest, options, opener, record)
-        _check_envelope(manifest, envelope_bytes, artifact, options, result, record)
+        _check_envelope(manifest, envelope_bytes, artifact, options, result, record, sbom)
     except CheckFailed:
         pass
     return result
@@ -144,13 +155,50 @@ def _opener_for(manifest: ManifestView) -> Opener:
 
 
 def verify_envelope(manifest: ManifestView, envelope_bytes: bytes, digests: dict[str, str],
-                    keys: list[PublicKey]) -> Verification:
+                    keys: list[PublicKey], sbom: bytes | None = None) -> Verification:
     """The envelope checks alone, for an artifact whose digests are already known to match the manifest
-    (verify-storage --deep hashes the bucket's objects itself)."""
+    (verify-storage --deep hashes the bucket's objects itself); with `sbom` (the file the manifest pins,
+    read by the caller), its signed statement too."""
     result = Verification(manifest.source)
+    record = _recorder(result)
     with contextlib.suppress(CheckFailed):  # the failure is recorded in `result`
-        _check_envelope(manifest, envelope_bytes, digests, VerifyOptions(keys), result, _recorder(result))
+        if sbom is not None:
+            record("sbom", *sbom_hash_check(manifest, sbom))
+        _check_envelope(manifest, envelope_bytes, digests, VerifyOptions(keys), result, record, sbom)
     return result
+
+
+def sbom_hash_check(manifest: ManifestView, document: bytes) -> tuple[bool, str]:
+    pinned = manifest.text(SBOM_SHA256)
+    actual = hashlib.sha256(document).hexdigest()
+    if pinned is None:
+        return False, f"{manifest.source} names an SBOM but pins no {SBOM_SHA256}"
+    if pinned.lower() != actual:
+        return False, f"the SBOM hashes to sha256:{actual}, but the manifest pins {pinned}: it was changed or corrupted"
+    return True, f"the SBOM is the one the manifest pins (sha256:{actual[:16]}…, {len(document)} bytes)"
+
+
+def _read_sbom(manifest: ManifestView, options: VerifyOptions, opener: Opener, record: Record) -> bytes | None:
+    """The SBOM the manifest names (or --sbom's file), checked against its sbom-sha256; None for a manifest
+    without one."""
+    url = manifest.text(SBOM_URL)
+    if url is None:
+        return None
+    try:
+        with _local_file(options.sbom_file, SBOM_LIMIT) if options.sbom_file else opener(url, SBOM_LIMIT) as stream:
+            document = stream.read_all()
+    except (ExchangeError, OSError) as error:
+        record("sbom", False, f"cannot read the SBOM: {getattr(error, 'strerror', None) or error}")
+    record("sbom", *sbom_hash_check(manifest, document))
+    return document
+
+
+def _check_sbom_statement(envelope_bytes: bytes, document: bytes, result: Verification, record: Record) -> None:
+    assert result.key is not None and result.facts is not None, "after the envelope's checks passed"
+    facts = result.facts
+    problem = sbom_statement_problem(parse_envelopes(envelope_bytes, "the attestation"), [result.key],
+                                     facts.subject_name, facts.subject_digests, document)
+    record(SBOM_CHECK, problem is None, problem or "a statement signed by the same key names this SBOM for this rootfs")
 
 
 class Record(Protocol):
@@ -179,7 +227,8 @@ def _recorder(result: Verification) -> Record:
 
 
 def _check_envelope(manifest: ManifestView, envelope_bytes: bytes, digests: dict[str, str], options: VerifyOptions,
-                    result: Verification, record: Record) -> None:
+                    result: Verification, record: Record, sbom: bytes | None = None) -> None:
+    """The envelope's checks in order; with `sbom` (already checked against its pin), its signed statement."""
     try:
         envelopes = parse_envelopes(envelope_bytes, "the attestation")
     except EnvelopeError as error:
@@ -209,6 +258,8 @@ def _check_envelope(manifest: ManifestView, envelope_bytes: bytes, digests: dict
     record("subject", *_subject_check(manifest, digests, facts))
     record("provenance", *_provenance_check(manifest, facts))
     record("attestation", *_attestation_hash_check(manifest, envelope_bytes))
+    if sbom is not None:
+        _check_sbom_statement(envelope_bytes, sbom, result, record)
     if options.check_image:
         record("image", *_registry_check(facts, options))
 

@@ -65,6 +65,17 @@ class Sink(Protocol):
     def write(self, data: bytearray | memoryview, /) -> object: ...
 
 
+class Watch(Protocol):
+    """Who sees a few regular files' contents as they stream by (the SBOM's collector): no second pass.
+
+    `wants` is asked about every non-directory entry, so it must be cheap: the most bytes of that file
+    it takes, 0 for none. `take` gets the file's data, or None with its size when it is larger."""
+
+    def wants(self, directory: str, name: str, /) -> int: ...
+
+    def take(self, path: str, data: bytes | None, size: int, /) -> None: ...
+
+
 @dataclass(frozen=True)
 class FlattenStats:
     entries: int  # entries written, the root excluded
@@ -73,12 +84,13 @@ class FlattenStats:
 
 
 def flatten(layers: Sequence[LayerBlob], sink: Sink | BinaryIO, *, progress_task: Task | None = None,
-            index: LayerIndex | None = None) -> FlattenStats:
+            index: LayerIndex | None = None, watch: Watch | None = None) -> FlattenStats:
     """Write the root filesystem of `layers` (bottom first) to `sink` as one uncompressed PAX tar.
 
     The sink gets whole blocks of CHUNK bytes (bytearrays), and a shorter last one; it may keep
     them, as nothing writes to a block after handing it over. `index` may hold pass 1 of the first
-    layers already (the caller closes it); by default pass 1 starts here.
+    layers already (the caller closes it); by default pass 1 starts here. `watch` sees the regular
+    files it wants, in canonical order, as they are written.
     """
     with ExitStack() as stack:
         if index is None:
@@ -88,7 +100,7 @@ def flatten(layers: Sequence[LayerBlob], sink: Sink | BinaryIO, *, progress_task
             # At most what pass 2 copies (files replaced or deleted by upper layers are not copied);
             # the exact figure once written, so the bar ends at 100% with the tarball.
             progress_task.set_total(sum(tar.data_bytes for tar in tars))
-        stats = _Emitter(tars, BlockWriter(sink), progress_task).emit(root)
+        stats = _Emitter(tars, BlockWriter(sink), progress_task, watch).emit(root)
         if progress_task is not None:
             progress_task.set_total(stats.file_bytes)
         return stats
@@ -171,8 +183,10 @@ class BlockWriter:
 
 
 class _Emitter:
-    def __init__(self, tars: list[LayerTar], out: BlockWriter, progress_task: Task | None) -> None:
-        self.tars, self.out = tars, out
+    def __init__(self, tars: list[LayerTar], out: BlockWriter, progress_task: Task | None,
+                 watch: Watch | None = None) -> None:
+        self.tars, self.out, self.watch = tars, out, watch
+        self.wants = watch.wants if watch is not None else None
         self.advance = progress_task.advance if progress_task is not None else _ignore
         self.plain = PlainHeaders()
         self.first_paths: dict[Inode, str] = {}  # hard-linked inodes already written, by identity
@@ -194,6 +208,8 @@ class _Emitter:
             self.entries += 1
             if type(node) is int:
                 self._emit_ref(path, node)
+                if self.wants is not None and (limit := self.wants(prefix, name)):
+                    self._show(path, node, limit)
             elif type(node) is Directory:
                 if node.implied:
                     self.out.write(encode(implied_directory(path)))
@@ -203,6 +219,8 @@ class _Emitter:
                     stack.append((path + "/", iter(_sorted_names(node.children)), node.children))
             else:  # neither int nor Directory: an Inode (mypy narrows `type(x) is` only where it holds)
                 self._emit_inode(path, cast(Inode, node))
+                if self.wants is not None and (limit := self.wants(prefix, name)):
+                    self._show(path, cast(Inode, node).ref, limit)
         self.out.write(END_OF_ARCHIVE)
         self.out.finish()
         self.advance(self.unreported)
@@ -227,6 +245,16 @@ class _Emitter:
                     self._copy_data(tar, offset + BLOCK, size)
                 return
         self._emit_general(path, ref, None)
+
+    def _show(self, path: str, ref: int, limit: int) -> None:
+        """A regular file's data (at most `limit` bytes of it, else none) to the watch; links hold their target's."""
+        if ref & KIND_MASK != KIND_REGULAR or self.watch is None:
+            return
+        tar = self.tars[ref >> LAYER_SHIFT & LAYER_MASK]
+        header = tar.header_at(ref >> OFFSET_SHIFT)
+        start = header.offset_data
+        data = bytes(tar.view[start:start + header.size]) if header.size <= limit else None
+        self.watch.take(path, data, header.size)
 
     def _emit_inode(self, path: str, inode: Inode) -> None:
         link_to = self.first_paths.get(inode) if inode.shared else None

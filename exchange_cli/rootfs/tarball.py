@@ -20,7 +20,7 @@ from isal import isal_zlib
 
 from ..image.model import LayerBlob
 from ..progress import Task
-from .flatten import flatten
+from .flatten import Watch, flatten
 from .index import LayerIndex
 
 # isal level 1, for speed. Measured with benchmarks/flatten.py (one core of a shared VM):
@@ -173,13 +173,13 @@ def _deflate_block(block: bytes | bytearray, dictionary: bytes, level: int, last
 
 
 def write_rootfs(layers: Sequence[LayerBlob], target: Output, *, progress_task: Task | None = None,
-                 level: int = GZIP_LEVEL, index: LayerIndex | None = None) -> RootfsDigest:
+                 level: int = GZIP_LEVEL, index: LayerIndex | None = None, watch: Watch | None = None) -> RootfsDigest:
     """Write the gzip-compressed root filesystem of `layers` to `target`; return its sha384 and size.
 
-    `index`: pass 1 of the first layers, if the caller started it (see `flatten`)."""
+    `index`: pass 1 of the first layers, if the caller started it; `watch`: see `flatten`."""
     sink = _GzipHashingSink(target, level)
     try:
-        stats = flatten(layers, sink, progress_task=progress_task, index=index)
+        stats = flatten(layers, sink, progress_task=progress_task, index=index, watch=watch)
         sink.finish()
     except BaseException:
         sink.abandon()

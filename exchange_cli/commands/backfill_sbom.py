@@ -1,0 +1,48 @@
+"""`exchange backfill-sbom`: give manifests published before SBOMs their SBOM, from the rootfs in the bucket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..catalog.reference import EntryReference, resolve
+from ..contrib.backfill import backfill, needs_sbom
+from ..quoting import printable
+from .catalog_options import bucket_option, open_catalog, repo_option
+from .conventions import emit_json, format_option, verbosity_options
+from .options import storage_bucket
+
+
+@click.command("backfill-sbom")
+@click.argument("reference", metavar="[[ORG/]NAME[@VERSION]]", required=False)
+@bucket_option
+@repo_option
+@format_option("text", "json", default="text")
+@verbosity_options
+def command(reference: str | None, bucket_uri: str | None, repo: Path | None, output_format: str) -> None:
+    """Make the SBOM of every processed version that has none (or of REFERENCE's), from its rootfs in the bucket.
+
+    Each rootfs is streamed once and checked against its manifest's sha384; its SBOM is uploaded
+    beside it and the manifest gets sbom-url, sbom-sha256, sbom-packages and sbom-os, in one commit
+    for you to push. Exit 1 when some could not be made (each is named).
+    """
+    exchange, catalog = open_catalog(repo)
+    manifests = [m for entry in catalog.entries for m in entry.manifests]
+    if reference is not None:
+        resolved = resolve(catalog, EntryReference.parse(reference))
+        manifests = [m for m in resolved.entry.manifests if resolved.version in (None, m.version)]
+    chosen = sorted((m for m in manifests if needs_sbom(m)), key=lambda m: m.relative)
+    outcome = backfill(exchange, chosen, storage_bucket(bucket_uri, None))
+    if output_format == "json":
+        emit_json({"backfilled": outcome.done, "commit": outcome.commit,
+                   "failed": [{"manifest": path, "reason": reason} for path, reason in outcome.failed.items()]})
+    else:
+        for path in outcome.done:
+            click.echo(printable(f"SBOM made for {path}"))
+        for path, reason in outcome.failed.items():
+            click.echo(printable(f"FAILED {path}: {reason}"), err=True)
+        click.echo(f"committed {outcome.commit[:12]}: push it to publish the SBOMs" if outcome.commit else
+                   "no manifest needed an SBOM" if not chosen else "nothing committed")
+    if outcome.failed:
+        raise SystemExit(1)

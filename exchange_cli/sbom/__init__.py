@@ -1,0 +1,21 @@
+"""The software bill of materials of a rootfs: the packages its package managers installed.
+
+Collected while the flattener writes the rootfs (`Collector`, shown only the few database files it
+asks for), written as CycloneDX 1.6 JSON (`render`), read back for the exchange's questions
+(`query`). A library layer: no command line, no rendering. See docs/sbom.md.
+"""
+
+from __future__ import annotations
+
+from .collect import Collector
+from .model import MEDIA_TYPE, PREDICATE_TYPE, Findings, OperatingSystem, Package
+
+__all__ = ["MEDIA_TYPE", "PREDICATE_TYPE", "Collector", "Findings", "OperatingSystem", "Package", "render"]
+
+
+def render(findings: Findings, rootfs_sha384: str) -> bytes:
+    """The CycloneDX document (see document.py), whose library is imported only when a document is made:
+    an export without --sbom never loads it."""
+    from .document import render as render_document
+
+    return render_document(findings, rootfs_sha384)

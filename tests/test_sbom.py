@@ -1,0 +1,230 @@
+"""The SBOM collected while the flattener writes the rootfs: which files it reads, what each database
+yields, hostile files (bounded, warned, never a traceback), and a deterministic, schema-valid document.
+
+The layers are made by tests/layers.py and flattened for real; the database files here test the parsers'
+edge cases. That real package managers agree is tests/test_sbom_debian.py's judge.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+
+from exchange_cli.rootfs.tarball import write_rootfs
+from exchange_cli.sbom import Collector, Findings, render
+from exchange_cli.sbom.collect import CAPS, kind_of
+from tests.infra import require_executable
+from tests.layers import Entry, file, hardlink, make_layer, symlink, whiteout, zeros
+
+DPKG_STATUS = b"""Package: libc6
+Status: install ok installed
+Architecture: amd64
+Multi-Arch: same
+Source: glibc
+Version: 2.36-9+deb12u4
+Description: GNU C Library
+ continuation line: Package: not-a-package
+
+Package: removed-pkg
+Status: deinstall ok config-files
+Architecture: amd64
+Version: 1.0-1
+
+Package: openssl
+Status: install ok installed
+Architecture: amd64
+Version: 3.0.11-1~deb12u2
+"""
+OS_RELEASE = b'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\nID=debian\n'
+
+
+def collect(tmp_path: Path, *layers: list[Entry]) -> Findings:
+    blobs = [make_layer(tmp_path, entries, name=f"layer-{index}.tar") for index, entries in enumerate(layers)]
+    collector = Collector()
+    write_rootfs(blobs, io.BytesIO(), watch=collector)
+    return collector.finish()
+
+
+def purls(findings: Findings) -> set[str]:
+    document = json.loads(render(findings, "00" * 48))
+    return {component["purl"] for component in document.get("components", []) if "purl" in component}
+
+
+def test_dpkg_status_lists_installed_packages_with_os_namespace(tmp_path):
+    findings = collect(tmp_path, [file("etc/os-release", OS_RELEASE), file("var/lib/dpkg/status", DPKG_STATUS)])
+    assert purls(findings) == {
+        "pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12&upstream=glibc",
+        "pkg:deb/debian/openssl@3.0.11-1~deb12u2?arch=amd64&distro=debian-12",
+    }
+    assert findings.os is not None and findings.os.pretty_name == "Debian GNU/Linux 12 (bookworm)"
+
+
+def test_the_upper_layer_wins_and_a_deleted_database_lists_nothing(tmp_path):
+    old = b"Package: a\nStatus: install ok installed\nVersion: 1\n"
+    new = b"Package: a\nStatus: install ok installed\nVersion: 2\n"
+    assert purls(collect(tmp_path, [file("var/lib/dpkg/status", old)], [file("var/lib/dpkg/status", new)])) \
+        == {"pkg:deb/a@2"}
+    assert purls(collect(tmp_path, [file("var/lib/dpkg/status", old)], [whiteout("var/lib/dpkg/status")])) == set()
+
+
+def test_distroless_status_d_and_os_release_through_a_symlink(tmp_path):
+    findings = collect(tmp_path, [
+        symlink("etc/os-release", "../usr/lib/os-release"),
+        file("usr/lib/os-release", b"ID=debian\nVERSION_ID=12\n"),
+        file("var/lib/dpkg/status.d/base-files", b"Package: base-files\nVersion: 12.4\nArchitecture: amd64\n"),
+        file("var/lib/dpkg/status.d/base-files.md5sums", b"d41d8cd98f00b204e9800998ecf8427e  etc/x\n"),
+    ])
+    assert purls(findings) == {"pkg:deb/debian/base-files@12.4?arch=amd64&distro=debian-12"}
+
+
+def test_apk_installed_with_licence(tmp_path):
+    installed = b"C:Q1abc=\nP:musl\nV:1.2.4-r2\nA:x86_64\nL:MIT\no:musl\n\nP:zlib\nV:1.3-r0\nA:x86_64\nL:Zlib\n"
+    findings = collect(tmp_path, [file("etc/os-release", b"ID=alpine\nVERSION_ID=3.19.0\n"),
+                                  file("lib/apk/db/installed", installed)])
+    document = json.loads(render(findings, "00" * 48))
+    by_name = {component["name"]: component for component in document["components"]}
+    assert by_name["musl"]["purl"] == "pkg:apk/alpine/musl@1.2.4-r2?arch=x86_64&distro=alpine-3.19.0"
+    assert by_name["zlib"]["licenses"] == [{"license": {"id": "Zlib"}}]
+
+
+def test_python_dist_info_egg_info_and_licences(tmp_path):
+    site = "usr/local/lib/python3.11/site-packages"
+    findings = collect(tmp_path, [
+        file(f"{site}/Foo_Bar-1.0.dist-info/METADATA",
+             b"Metadata-Version: 2.4\nName: Foo_Bar\nVersion: 1.0\nLicense-Expression: MIT OR Apache-2.0\n\nbody\n"),
+        file(f"{site}/six-1.16.0.dist-info/METADATA",
+             b"Metadata-Version: 2.1\nName: six\nVersion: 1.16.0\nClassifier: License :: OSI Approved :: MIT License\n"
+             b"Classifier: License :: Other/Proprietary License\n"),
+        file(f"{site}/old-2.0.egg-info/PKG-INFO", b"Name: old\nVersion: 2.0\nLicense: UNKNOWN\n"),
+        file("usr/lib/python3/dist-packages/distutils_pkg-0.1.egg-info", b"Name: distutils-pkg\nVersion: 0.1\n"),
+        file(f"{site}/README/METADATA", b"Name: notadistribution\nVersion: 1\n"),  # not in a .dist-info
+    ])
+    document = json.loads(render(findings, "00" * 48))
+    by_name = {component["name"]: component for component in document["components"]}
+    assert set(by_name) == {"Foo_Bar", "six", "old", "distutils-pkg"}
+    assert by_name["Foo_Bar"]["purl"] == "pkg:pypi/foo-bar@1.0"
+    assert by_name["Foo_Bar"]["licenses"] == [{"expression": "MIT OR Apache-2.0"}]
+    assert by_name["six"]["licenses"] == [{"license": {"name": "MIT License"}},
+                                          {"license": {"name": "Other/Proprietary License"}}]
+    assert "licenses" not in by_name["old"]
+
+
+def test_conda_and_r_packages(tmp_path):
+    conda = {"name": "numpy", "version": "1.26.4", "build": "py311h64a7726_0", "channel": "conda-forge",
+             "license": "BSD-3-Clause", "subdir": "linux-64", "files": ["lib/x"]}
+    description = b"Package: jsonlite\nVersion: 1.8.8\nLicense: MIT + file LICENSE\nBuilt: R 4.3.2; ; 2024\n"
+    wrapped = (b"Package: Matrix\nVersion: 1.6-5\nVersion: 9.9\nLicense: GPL (>= 2) | file\n    LICENCE\n"
+               b"Built: R 4.3.2; x86_64-pc-linux-gnu; 2024\n")
+    findings = collect(tmp_path, [
+        file("opt/conda/conda-meta/numpy-1.26.4-py311h64a7726_0.json", json.dumps(conda).encode()),
+        file("opt/conda/conda-meta/history", b"==> 2024 <==\n"),
+        file("usr/local/lib/R/site-library/jsonlite/DESCRIPTION", description),
+        file("usr/lib/R/library/Matrix/DESCRIPTION", wrapped),  # a wrapped field; the first Version counts
+        file("usr/local/lib/R/site-library/other/DESCRIPTION", description),  # names another directory
+        file("src/jsonlite/DESCRIPTION", description.replace(b"Built", b"Date")),  # a source tree's
+    ])
+    assert purls(findings) == {
+        "pkg:conda/numpy@1.26.4?build=py311h64a7726_0&channel=conda-forge&subdir=linux-64",
+        "pkg:cran/jsonlite@1.8.8",
+        "pkg:cran/Matrix@1.6-5",
+    }
+    assert {p.name: p.licenses for p in findings.packages}["Matrix"] == ("GPL (>= 2) | file LICENCE",)
+
+
+RPM_SPEC = """Name: hello-sbom
+Version: 1.2
+Release: 3
+Epoch: 2
+Summary: a package for the SBOM's test
+License: MIT AND (Apache-2.0 OR BSD-3-Clause)
+BuildArch: noarch
+%description
+An empty package.
+%files
+"""
+
+
+def real_rpm_database(tmp_path: Path) -> bytes:
+    """An rpmdb.sqlite made by rpm itself: a package built by rpmbuild, recorded with `rpm -i --justdb`."""
+    rpmbuild, rpm = require_executable("rpmbuild"), require_executable("rpm")
+    (tmp_path / "SPECS").mkdir()
+    (tmp_path / "SPECS/hello.spec").write_text(RPM_SPEC)
+    subprocess.run([rpmbuild, "--define", f"_topdir {tmp_path}", "-bb", str(tmp_path / "SPECS/hello.spec")],
+                   check=True, capture_output=True)
+    database = tmp_path / "db"
+    subprocess.run([rpm, "--dbpath", str(database), "--initdb"], check=True, capture_output=True)
+    subprocess.run([rpm, "--dbpath", str(database), "-i", "--justdb", "--nodeps",
+                    *map(str, (tmp_path / "RPMS/noarch").glob("*.rpm"))], check=True, capture_output=True)
+    assert (database / "rpmdb.sqlite").exists(), "rpm did not use its sqlite backend"
+    return (database / "rpmdb.sqlite").read_bytes()
+
+
+def test_rpm_sqlite_database_and_the_unsupported_berkeley_db(tmp_path):
+    findings = collect(tmp_path, [file("etc/os-release", b"ID=fedora\nVERSION_ID=39\n"),
+                                  file("usr/lib/sysimage/rpm/rpmdb.sqlite", real_rpm_database(tmp_path)),
+                                  file("var/lib/rpm/Packages", b"\0" * 100)])
+    assert purls(findings) == {"pkg:rpm/fedora/hello-sbom@1.2-3?arch=noarch&distro=fedora-39&epoch=2"}
+    assert findings.packages[0].licenses == ("MIT AND (Apache-2.0 OR BSD-3-Clause)",)
+    assert findings.warnings == [("var/lib/rpm/Packages: an rpm database in the Berkeley DB format, which is not "
+                                  "read; its packages are not listed")]
+
+
+@pytest.mark.parametrize(("path", "data", "warning"), [
+    ("usr/lib/sysimage/rpm/rpmdb.sqlite", b"not sqlite at all" * 10, "not an rpm sqlite database"),
+    ("opt/conda/conda-meta/x-1-0.json", b"[" * 100_000 + b"]" * 100_000, "not JSON"),
+    ("opt/conda/conda-meta/y-1-0.json", b"\xff\xfe garbage", "not JSON"),
+    ("etc/os-release", b"ID='unterminated\nID=/../x\n", "no ID="),
+])
+def test_hostile_files_are_warnings_not_tracebacks(tmp_path, path, data, warning):
+    findings = collect(tmp_path, [file(path, data)])
+    assert findings.packages == []
+    assert len(findings.warnings) == 1 and warning in findings.warnings[0] and findings.warnings[0].startswith(path)
+
+
+def test_a_file_over_its_cap_is_not_read_but_named(tmp_path):
+    findings = collect(tmp_path, [zeros("var/lib/dpkg/status", CAPS["dpkg"] + 1)])
+    assert findings.packages == []
+    cap = CAPS["dpkg"]
+    assert findings.warnings == [(f"var/lib/dpkg/status: {cap + 1:,} bytes, more than the {cap:,} a dpkg record may hold; "
+                                 "not read")]
+
+
+def test_a_hard_linked_database_is_read_through_its_link(tmp_path):
+    status = b"Package: a\nStatus: install ok installed\nVersion: 1\n"
+    findings = collect(tmp_path, [file("srv/status", status), hardlink("var/lib/dpkg/status", "srv/status")])
+    assert [package.name for package in findings.packages] == ["a"]
+
+
+def test_paths_are_matched_by_directory_and_name():
+    assert kind_of("var/lib/dpkg/", "status") == "dpkg"
+    assert kind_of("usr/var/lib/dpkg/", "status") is None
+    assert kind_of("etc/", "status") is None
+    assert kind_of("lib/apk/db/", "installed") == "apk"
+    assert kind_of("opt/conda/", "x.json") is None
+    assert kind_of("opt/conda/envs/a/conda-meta/", "x.json") == "conda"
+    assert kind_of("usr/lib/python3/dist-packages/a.egg-info/", "PKG-INFO") == "python"
+    assert kind_of("usr/lib/python3/dist-packages/a.egg-info/", "METADATA") is None
+
+
+def test_the_document_is_deterministic_valid_cyclonedx_and_merges_one_package_at_two_paths(tmp_path):
+    metadata = b"Name: six\nVersion: 1.16.0\n"
+    layers = [file("etc/os-release", OS_RELEASE), file("var/lib/dpkg/status", DPKG_STATUS),
+              file("a/six-1.16.0.dist-info/METADATA", metadata), file("b/six-1.16.0.dist-info/METADATA", metadata),
+              file("var/lib/rpm/Packages", b"")]
+    first, second = render(collect(tmp_path, layers), "ab" * 48), render(collect(tmp_path, layers), "ab" * 48)
+    assert first == second
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(first.decode()) is None
+    document = json.loads(first)
+    assert document["serialNumber"] == json.loads(render(Findings(), "ab" * 48))["serialNumber"]  # the rootfs's
+    assert "timestamp" not in document["metadata"]
+    six = next(component for component in document["components"] if component["name"] == "six")
+    assert [item["value"] for item in six["properties"] if item["name"] == "exchange:location"] \
+        == ["a/six-1.16.0.dist-info/METADATA", "b/six-1.16.0.dist-info/METADATA"]
+    assert document["metadata"]["properties"][0]["name"] == "exchange:sbom:warning"
+    assert json.loads(render(collect(tmp_path, layers), "cd" * 48))["serialNumber"] != document["serialNumber"]
