@@ -24,8 +24,6 @@ from exchange_cli.export import ExportOptions, export_rootfs
 from exchange_cli.image.blobcache import BlobCache
 from tests.infra import missing_component, require_executable
 
-pytestmark = pytest.mark.docker
-
 SUITE = "bookworm"
 DEBS = ["python3-pip", "jq", "netbase"]
 WHEELS = ["six==1.17.0", "iniconfig==2.0.0"]
