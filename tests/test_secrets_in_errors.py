@@ -7,9 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ import requests
 from exchange_cli.storage.bucket import StorageError, open_bucket
 from tests.infra.gcs import GcsEmulator
 from tests.infra.gitrepo import ExchangeRepo
+from tests.infra.http_thread import ServerThread
 from tests.test_failure_messages import (
     assert_untouched,
     closed_port,
@@ -89,17 +89,14 @@ class RefusingChunksProxy:
     def __init__(self, upstream: str, status: int) -> None:
         self.upstream, self.status = upstream, status
         self.session_uris: list[str] = []
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, name="gcs-proxy", daemon=True).start()
+        self._server = ServerThread(self._handler(), name="gcs-proxy")
 
     @property
     def host(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return self._server.url
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.stop()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
