@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import tarfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,8 @@ from exchange_cli.image.errors import ImageError
 from exchange_cli.image.model import DEFAULT_PLATFORM, Platform
 from exchange_cli.image.platforms import select_manifest
 from exchange_cli.image.registry import (
+    DEFAULT_RETRY,
+    RETRY_SECONDS_ENV,
     RetryPolicy,
     fetch_registry_image,
     manifest_exists,
@@ -269,6 +272,38 @@ def test_persistent_failure_gives_up_after_the_last_attempt(registry, cache, pro
         pull(proxy.host, "source/down:v1", cache)
 
     assert proxy.count("GET", "/manifests/") == 5
+
+
+def test_the_default_pauses_add_up_to_the_retry_budget_the_environment_sets(monkeypatch):
+    monkeypatch.delenv(RETRY_SECONDS_ENV, raising=False)
+    assert [DEFAULT_RETRY.delay(attempt) for attempt in range(1, 5)] == [0.5, 1.0, 2.0, 4.0]  # unset: 7.5 s
+    assert DEFAULT_RETRY.delay(1, retry_after=30) == 8.0  # a Retry-After is honoured up to the longest pause
+    monkeypatch.setenv(RETRY_SECONDS_ENV, "0.15")
+    assert sum(DEFAULT_RETRY.delay(attempt) for attempt in range(1, 5)) == pytest.approx(0.15)
+    assert DEFAULT_RETRY.delay(1, retry_after=30) == pytest.approx(0.16)
+    assert QUICK_RETRY.delay(1) == 0.01  # a policy given explicitly is not the environment's
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan", "inf"])
+def test_a_retry_budget_that_is_no_number_of_seconds_is_refused_by_name(monkeypatch, value):
+    monkeypatch.setenv(RETRY_SECONDS_ENV, value)
+    with pytest.raises(ImageError) as refused:
+        DEFAULT_RETRY.delay(1)
+    assert str(refused.value) == f"{RETRY_SECONDS_ENV}={value!r}: give a number of seconds, 0 or more"
+
+
+def test_a_failing_registry_is_given_up_within_the_budget_the_environment_sets(registry, cache, proxy, monkeypatch):
+    registry.push_image("source/budget", "v1", [gz(layer_tar({"budget": b"b"}))])
+    proxy.faults.append(Fault("/manifests/", times=100, status=503))
+    monkeypatch.setenv(RETRY_SECONDS_ENV, "0.2")
+    started = time.monotonic()
+
+    with pytest.raises(ImageError, match=r"fetching manifest v1: gave up after 5 attempts: .*503"):
+        fetch_registry_image(parse_reference(f"{proxy.host}/source/budget:v1"), DEFAULT_PLATFORM, cache,
+                             insecure_registries=[proxy.host])  # the default policy
+
+    assert proxy.count("GET", "/manifests/") == 5
+    assert time.monotonic() - started < 5  # not the 7.5 s of pauses unset gives
 
 
 def test_layers_already_cached_are_not_downloaded_again(registry, cache, proxy):
