@@ -1,4 +1,4 @@
-"""Signed provenance for images a real dockerd built and pushed to a real registry: an image-delivered
+"""Signed provenance for images in a real dockerd, pushed to a real registry: an image-delivered
 gear is attested by its digest too, and `exchange verify --image` asks the registry whether it still
 serves the attested digest."""
 
@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from tests.infra.registry import ALL_MANIFESTS
-from tests.test_process_delivery import CONFORMING, RUN, World, images, world  # noqa: F401 - fixtures
+from tests.test_process_delivery import CONFORMING, World, images, world  # noqa: F401 - fixtures
 from tests.test_provenance import independent_verify
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry]
@@ -30,7 +30,7 @@ def test_an_image_delivered_gear_is_signed_and_verified_by_its_digest(world: Wor
                                     str(key_file)]).exit_code == 0
     # One more gear, on an image of its own, which the registry will stop serving.
     doomed = f"{world.registry.host}/acme/doomed-{secrets.token_hex(3)}:1.0.0"
-    dockerd.build(CONFORMING, doomed, {"run": RUN})
+    dockerd.import_tree(doomed, CONFORMING)
     dockerd.push(doomed)
     world.add_gear("doomed", doomed)
     world.repo.commit("a gear whose image will go")
