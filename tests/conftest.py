@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import shutil
+import tempfile
+
+import pytest
 from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from tests.infra import in_ci
 
@@ -22,3 +27,12 @@ pytest_plugins = [
     "tests.infra.tls",
     "tests.infra.sshd",
 ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Hypothesis keeps caches (constants, Unicode tables) in ./.hypothesis, from collection on: in a
+    temporary directory of this process instead, removed at its end, so that a run writes nothing into
+    the work tree."""
+    storage = tempfile.mkdtemp(prefix="exchange-hypothesis-")
+    config.add_cleanup(lambda: shutil.rmtree(storage, ignore_errors=True))
+    set_hypothesis_home_dir(storage)
