@@ -19,7 +19,6 @@ import gzip
 import hashlib
 import json
 import secrets
-import socket
 import subprocess
 import threading
 import time
@@ -38,7 +37,7 @@ import zstandard
 
 from exchange_cli.image.model import DEFAULT_PLATFORM, Platform
 
-from . import require_executable
+from . import free_port, require_executable
 from .http_thread import ServerThread
 from .json_http import JsonHandler
 
@@ -97,12 +96,6 @@ def default_config(layers: list[bytes], platform: Platform = DEFAULT_PLATFORM) -
     if platform.variant:
         config["variant"] = platform.variant
     return config
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra import missing_component, require_executable
+from tests.infra import free_port, missing_component, require_executable
 
 STARTUP_ATTEMPTS = 3
 
@@ -23,12 +23,6 @@ STARTUP_ATTEMPTS = 3
 class SshServer:
     port: int
     process: subprocess.Popen
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, log: Path, deadline: float = 20) -> bool:
@@ -52,7 +46,7 @@ def _start(binary: str, home: Path, host_key: Path) -> tuple[int, subprocess.Pop
     """sshd on a free port. The port is picked, then bound by sshd: another process (a parallel test
     worker) may take it in between, and then a new one is picked."""
     for attempt in range(STARTUP_ATTEMPTS):
-        port = _free_port()
+        port = free_port()
         config = home / "sshd_config"
         config.write_text("\n".join([
             f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"PidFile {home / 'sshd.pid'}",
