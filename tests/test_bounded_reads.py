@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from exchange_cli.storage.lease import LEASE_OBJECT
 from tests.catalog_world import CatalogWorld
 from tests.cli_world import exchange_command, make_world
 from tests.infra.gitrepo import ExchangeRepo, init_repo
+from tests.infra.http_thread import ServerThread
 from tests.infra.lying_registry import LyingRegistry, Reply
 from tests.infra.publication import publish
 
@@ -71,15 +72,12 @@ class HostileServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.server = ServerThread(Handler, name="hostile-server")
+        self.url = self.server.url
 
     def close(self) -> None:
         self.stop_event.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.server.stop()
 
 
 @pytest.fixture

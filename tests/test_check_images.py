@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from exchange_cli.cli import cli
+from exchange_cli.web.retries import RETRY_SECONDS_ENV
 from tests.infra.capturing_registry import CapturingRegistry
 from tests.infra.circleci_config import exchange_calls, load_config
 from tests.infra.commands import closed_port
@@ -28,7 +29,9 @@ def image_position(path: Path) -> tuple[int, int]:
 
 
 def test_missing_images_and_silent_registries_are_problems_of_their_specs(exchange_repo: ExchangeRepo, registry,
-                                                                           auth_registry, tmp_path: Path) -> None:
+                                                                           auth_registry, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(RETRY_SECONDS_ENV, "0.1")  # the registry that is down is retried: without the 7.5 s of pauses
     registry.push_image("acme/present", "1.0", [tiny_layer_tar()])
     down = f"127.0.0.1:{closed_port()}"
     images = {

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
 from packaging.requirements import Requirement
+
+from exchange_cli.web.retries import RETRY_SECONDS_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -69,11 +72,11 @@ def test_test_only_and_engine_only_packages_stay_out_of_the_runtime() -> None:
     assert "urllib3" in declared, "the registry client imports urllib3 itself"
 
 
-def run_without_docker_package(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def run_without_docker_package(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`exchange ARGS` in a Python where `import docker` fails, as after `pip install exchange-cli` without extras."""
     code = "import sys; sys.modules['docker'] = None; from exchange_cli.cli import main; sys.argv[0] = 'exchange'; main()"
     return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          check=False)
+                          check=False, env={**os.environ, **(env or {})})
 
 
 def test_without_the_docker_extra_the_engine_source_says_how_to_get_it(tmp_path: Path) -> None:
@@ -86,7 +89,8 @@ def test_without_the_docker_extra_the_engine_source_says_how_to_get_it(tmp_path:
 
 def test_without_the_docker_extra_auto_reads_from_the_registry(tmp_path: Path) -> None:
     result = run_without_docker_package("export", "127.0.0.1:9/acme/none:1.0", "-o", "out.tgz",
-                                        "--insecure-registry", "127.0.0.1:9", cwd=tmp_path)
+                                        "--insecure-registry", "127.0.0.1:9", cwd=tmp_path,
+                                        env={RETRY_SECONDS_ENV: "0.1"})  # refused, so retried: without long pauses
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr and "docker package" not in result.stderr
     assert "127.0.0.1:9" in result.stderr, "the registry was asked"

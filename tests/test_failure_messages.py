@@ -24,6 +24,7 @@ from tests.infra.commands import closed_port, exchange, one_error_line
 from tests.infra.failure_world import assert_untouched, process_args, text_of_every_file
 from tests.infra.gcs import GcsEmulator
 from tests.infra.gitrepo import ExchangeRepo, example_gear, init_repo
+from tests.infra.http_thread import ServerThread
 from tests.infra.tmpfs import Mount, fill
 
 SECRET = "pa55-w0rd-that-must-not-leak"
@@ -410,8 +411,7 @@ class PrivateGitServer:
 
     def __init__(self, repository: Path | None = None, password: str | None = None) -> None:
         import base64 as b64
-        import threading
-        from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import SimpleHTTPRequestHandler
 
         seen = self.authorizations = []
         accepted = f"Basic {b64.b64encode(f'ci-bot:{password}'.encode()).decode()}" if password else None
@@ -433,13 +433,11 @@ class PrivateGitServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = ServerThread(Handler, name="private-git-server")
+        self.url = self.server.url
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""`exchange process` with conformance checks and a mirror registry: images built by a real dockerd, real registry."""
+"""`exchange process` with conformance checks and a mirror registry: images in a real dockerd, real registry."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Signed provenance for images a real dockerd built and pushed to a real registry: an image-delivered
+"""Signed provenance for images in a real dockerd, pushed to a real registry: an image-delivered
 gear is attested by its digest too, and `exchange verify --image` asks the registry whether it still
 serves the attested digest."""
 
@@ -12,7 +12,7 @@ import requests
 from click.testing import CliRunner
 
 from exchange_cli.cli import cli
-from tests.infra.delivery_world import CONFORMING, RUN, World
+from tests.infra.delivery_world import CONFORMING, World
 from tests.infra.provenance import independent_verify
 from tests.infra.registry import ALL_MANIFESTS
 
@@ -27,7 +27,7 @@ def test_an_image_delivered_gear_is_signed_and_verified_by_its_digest(delivery_w
                                     str(key_file)]).exit_code == 0
     # One more gear, on an image of its own, which the registry will stop serving.
     doomed = f"{delivery_world.registry.host}/acme/doomed-{secrets.token_hex(3)}:1.0.0"
-    dockerd.build(CONFORMING, doomed, {"run": RUN})
+    dockerd.import_tree(doomed, CONFORMING)
     dockerd.push(doomed)
     delivery_world.add_gear("doomed", doomed)
     delivery_world.repo.commit("a gear whose image will go")

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 import zstandard
 
+from exchange_cli.errors import UsageError
 from exchange_cli.image.blobcache import BlobCache, BlobError
 from exchange_cli.image.errors import ImageError
 from exchange_cli.image.model import DEFAULT_PLATFORM, Platform
 from exchange_cli.image.platforms import select_manifest
-from exchange_cli.image.registry import (
-    RetryPolicy,
-    fetch_registry_image,
-    manifest_exists,
-)
+from exchange_cli.image.registry import fetch_registry_image, manifest_exists
 from exchange_cli.reference import parse_reference
+from exchange_cli.web.retries import DEFAULT_RETRY, RETRY_SECONDS_ENV, RetryPolicy
 from tests.infra.image_files import gz, layer_tar
 from tests.infra.registry import (
     DOCKER_MANIFEST,
@@ -231,6 +230,38 @@ def test_persistent_failure_gives_up_after_the_last_attempt(registry, blob_cache
         pull(registry_proxy.host, "source/down:v1", blob_cache)
 
     assert registry_proxy.count("GET", "/manifests/") == 5
+
+
+def test_the_default_pauses_add_up_to_the_retry_budget_the_environment_sets(monkeypatch):
+    monkeypatch.delenv(RETRY_SECONDS_ENV, raising=False)
+    assert [DEFAULT_RETRY.delay(attempt) for attempt in range(1, 5)] == [0.5, 1.0, 2.0, 4.0]  # unset: 7.5 s
+    assert DEFAULT_RETRY.delay(1, retry_after=30) == 8.0  # a Retry-After is honoured up to the longest pause
+    monkeypatch.setenv(RETRY_SECONDS_ENV, "0.15")
+    assert sum(DEFAULT_RETRY.delay(attempt) for attempt in range(1, 5)) == pytest.approx(0.15)
+    assert DEFAULT_RETRY.delay(1, retry_after=30) == pytest.approx(0.16)
+    assert QUICK_RETRY.delay(1) == 0.01  # a policy given explicitly is not the environment's
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan", "inf"])
+def test_a_retry_budget_that_is_no_number_of_seconds_is_refused_by_name(monkeypatch, value):
+    monkeypatch.setenv(RETRY_SECONDS_ENV, value)
+    with pytest.raises(UsageError) as refused:
+        DEFAULT_RETRY.delay(1)
+    assert str(refused.value) == f"{RETRY_SECONDS_ENV}={value!r}: give a number of seconds, 0 or more"
+
+
+def test_a_failing_registry_is_given_up_within_the_budget_the_environment_sets(registry, blob_cache, registry_proxy, monkeypatch):
+    registry.push_image("source/budget", "v1", [gz(layer_tar({"budget": b"b"}))])
+    registry_proxy.faults.append(Fault("/manifests/", times=100, status=503))
+    monkeypatch.setenv(RETRY_SECONDS_ENV, "0.2")
+    started = time.monotonic()
+
+    with pytest.raises(ImageError, match=r"fetching manifest v1: gave up after 5 attempts: .*503"):
+        fetch_registry_image(parse_reference(f"{registry_proxy.host}/source/budget:v1"), DEFAULT_PLATFORM, blob_cache,
+                             insecure_registries=[registry_proxy.host])  # the default policy
+
+    assert registry_proxy.count("GET", "/manifests/") == 5
+    assert time.monotonic() - started < 5  # not the 7.5 s of pauses unset gives
 
 
 def test_layers_already_cached_are_not_downloaded_again(registry, blob_cache, registry_proxy):

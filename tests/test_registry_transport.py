@@ -28,10 +28,11 @@ from exchange_cli.image.blobcache import BlobCache, BlobError
 from exchange_cli.image.credentials import host_env_var
 from exchange_cli.image.errors import ImageError
 from exchange_cli.image.model import DEFAULT_PLATFORM
-from exchange_cli.image.registry import RetryPolicy, fetch_registry_image, manifest_exists
+from exchange_cli.image.registry import fetch_registry_image, manifest_exists
 from exchange_cli.process.delivery.push_client import PushClient, SizedStream
 from exchange_cli.reference import parse_reference
 from exchange_cli.web.deadlines import TransferLimits
+from exchange_cli.web.retries import RETRY_SECONDS_ENV, RetryPolicy
 from tests.infra.image_files import entry, sha256, tar_of
 from tests.infra.lying_registry import OCI_MANIFEST, LyingRegistry, Reply, digest_of, outcome_within
 from tests.infra.tls import TestCA
@@ -442,7 +443,8 @@ def test_no_secret_reaches_the_output_of_a_failing_export_even_with_debug_loggin
     result = subprocess.run(
         [sys.executable, "-m", "exchange_cli", "export", "-v", f"{lying_auth_registry.host}/{REPOSITORY}:v1",
          "-o", str(tmp_path / "rootfs.tgz"), "--source", "registry", "--cache-dir", str(tmp_path / "cache")],
-        env={**os.environ, **client_env}, capture_output=True, text=True, timeout=120, check=False)
+        env={**os.environ, **client_env, RETRY_SECONDS_ENV: "0.1"},  # a 500 is retried: without the long pauses
+        capture_output=True, text=True, timeout=120, check=False)
 
     output = result.stdout + result.stderr
     assert result.returncode in (1, 2), output

@@ -7,9 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from tests.infra.commands import closed_port, exchange, one_error_line
 from tests.infra.failure_world import assert_untouched, process_args, text_of_every_file
 from tests.infra.gcs import GcsEmulator
 from tests.infra.gitrepo import ExchangeRepo
+from tests.infra.http_thread import ServerThread
 from tests.infra.process_world import reject_pushes
 
 TOKEN = "ghs_t0ken-that-must-not-leak"
@@ -82,17 +82,14 @@ class RefusingChunksProxy:
     def __init__(self, upstream: str, status: int) -> None:
         self.upstream, self.status = upstream, status
         self.session_uris: list[str] = []
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, name="gcs-proxy", daemon=True).start()
+        self._server = ServerThread(self._handler(), name="gcs-proxy")
 
     @property
     def host(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return self._server.url
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.stop()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self

@@ -8,9 +8,7 @@ import hashlib
 import io
 import json
 import tarfile
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from click.testing import CliRunner
 from exchange_cli.cli import cli
 from tests.catalog_world import CatalogWorld, owned_catalog_world, put_object
 from tests.infra.gitrepo import ExchangeRepo
+from tests.infra.static_http import serving
 
 
 def run(world: CatalogWorld, *args: str, stdin: str | None = None):
@@ -134,21 +133,8 @@ def http_bucket(exchange_repo: ExchangeRepo, tmp_path: Path) -> Iterator[Catalog
     """A bucket directory served by a real HTTP server; manifests point at it."""
     directory = tmp_path / "bucket"
     directory.mkdir()
-    handler = functools.partial(QuietHandler, directory=str(directory))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield owned_catalog_world(exchange_repo, tmp_path, directory.as_uri(),
-                     download_url=f"http://127.0.0.1:{server.server_address[1]}")
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+    with serving(directory) as url:
+        yield owned_catalog_world(exchange_repo, tmp_path, directory.as_uri(), download_url=url)
 
 
 def test_fetch_over_http_verifies_while_downloading(http_bucket: CatalogWorld, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ every byte is verified on the way in: the manifest against its digest, the confi
 manifest, each layer (in `BlobCache.store_layer`) against the manifest and the config's diff_ids.
 
 Transient failures (5xx, 429, a dropped connection, a timeout) are retried with exponential
-backoff; a blob download that breaks off restarts from its first byte through a fresh
+backoff (five attempts; the pauses add up to EXCHANGE_REGISTRY_RETRY_SECONDS, default 7.5); a blob download that breaks off restarts from its first byte through a fresh
 `store_layer`, so a half-written layer never reaches the cache. 401, 403 and 404 are final.
 Plain HTTP is used only for hosts listed as insecure, and credentials go only where they belong:
 `web.transport` has the rules, for the registry, its redirects and its token realm. No password or

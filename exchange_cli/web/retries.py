@@ -7,10 +7,14 @@ transfer's deadline (deadlines.py): retries are no way around it.
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
+
+from ..errors import UsageError
 
 if TYPE_CHECKING:
     import requests
@@ -19,18 +23,52 @@ TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
 T = TypeVar("T")
 
 
+RETRY_SECONDS_ENV = "EXCHANGE_REGISTRY_RETRY_SECONDS"
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
+    """`attempts` tries, with doubling pauses between them from `base_delay` up to `max_delay` (longer
+    when a Retry-After asks, up to `max_delay`). `from_environment`: the pauses are scaled so that they
+    add up to EXCHANGE_REGISTRY_RETRY_SECONDS, read when a pause is due (unset: as given, 7.5 s)."""
+
     attempts: int = 5
     base_delay: float = 0.5
     max_delay: float = 8.0
+    from_environment: bool = False
 
     def delay(self, failed_attempt: int, retry_after: float | None = None) -> float:
-        backoff: float = self.base_delay * 2 ** (failed_attempt - 1)
-        return min(self.max_delay, max(backoff, retry_after or 0.0))
+        policy = self.within(retry_seconds(self)) if self.from_environment else self
+        backoff: float = policy.base_delay * 2 ** (failed_attempt - 1)
+        return min(policy.max_delay, max(backoff, retry_after or 0.0))
+
+    def total_pause(self) -> float:
+        """How long the pauses of a request that fails every attempt add up to, without Retry-After."""
+        return sum(min(self.max_delay, self.base_delay * 2.0 ** attempt) for attempt in range(self.attempts - 1))
+
+    def within(self, seconds: float) -> RetryPolicy:
+        """The same schedule, every pause scaled so that they add up to `seconds`."""
+        total = self.total_pause()
+        scale = seconds / total if total else 0.0
+        return RetryPolicy(self.attempts, self.base_delay * scale, self.max_delay * scale)
 
 
-DEFAULT_RETRY = RetryPolicy()
+def retry_seconds(policy: RetryPolicy) -> float:
+    """EXCHANGE_REGISTRY_RETRY_SECONDS (0 or more), or `policy`'s own total pause when it is unset."""
+    text = os.environ.get(RETRY_SECONDS_ENV, "").strip()
+    if not text:
+        return policy.total_pause()
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise UsageError(f"{RETRY_SECONDS_ENV}={text!r}: give a number of seconds, 0 or more")
+    return seconds
+
+
+# 0.5 + 1 + 2 + 4 = 7.5 s of pauses between five attempts, unless EXCHANGE_REGISTRY_RETRY_SECONDS says otherwise.
+DEFAULT_RETRY = RetryPolicy(from_environment=True)
 
 
 class Transient(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 
 import pytest
 
@@ -26,3 +27,11 @@ def require_executable(name: str) -> str:
     if path is None:
         missing_component(f"{name} is not installed (scripts/test installs it)")
     return path  # type: ignore[return-value]
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now, for a server that must be told its port. Another process may take it
+    before the server binds it: the callers start again on a new one when that happens."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

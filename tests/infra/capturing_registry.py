@@ -3,8 +3,9 @@ whatever Authorization header it is sent (a test's witness that no secret reache
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from .http_thread import ServerThread
 
 
 class CapturingRegistry:
@@ -28,11 +29,8 @@ class CapturingRegistry:
 
             do_HEAD = do_GET
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        self.host = f"127.0.0.1:{self._httpd.server_address[1]}"
+        self._server = ServerThread(Handler, name="capturing-registry")
+        self.host = self._server.host
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.stop()

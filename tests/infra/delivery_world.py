@@ -1,5 +1,5 @@
 """`delivery_world`: `exchange process --source registry` with a mirror registry, over images a real dockerd
-built and pushed to the session's registry (`delivery_images`: acme/beta, acme/plain and acme/nobash)."""
+imported and pushed to the session's registry (`delivery_images`: acme/beta, acme/plain and acme/nobash)."""
 
 from __future__ import annotations
 
@@ -13,22 +13,26 @@ import requests
 from click.testing import CliRunner, Result
 
 from exchange_cli.cli import cli
-from tests.infra.dockerd import BASE_IMAGE, Dockerd
+from tests.infra.dockerd import Dockerd
 from tests.infra.gitrepo import ExchangeRepo, example_gear, init_repo
 from tests.infra.registry import ALL_MANIFESTS, RegistryServer
+from tests.layers import directory, file, symlink
 
 RUN = b"#!/bin/bash\necho running\n"
-CONFORMING = f"FROM {BASE_IMAGE}\nRUN ln -s busybox /bin/bash\nCOPY run /flywheel/v0/run\nRUN chmod 755 /flywheel/v0/run\n"
-WITHOUT_BASH = f"FROM {BASE_IMAGE}\nCOPY run /flywheel/v0/run\nRUN chmod 755 /flywheel/v0/run\n"
+# The files over busybox-local's, imported (a build's layers and history play no part here).
+WITHOUT_BASH = [directory("flywheel"), directory("flywheel/v0"), file("flywheel/v0/run", RUN, mode=0o755)]
+CONFORMING = [symlink("bin/bash", "busybox"), *WITHOUT_BASH]
 
 
 @pytest.fixture(scope="module")
 def delivery_images(dockerd: Dockerd, registry: RegistryServer) -> dict[str, str]:
     """Pushed references: the same conforming image as acme/beta and acme/plain, and one without bash."""
     pushed = {}
-    for name, dockerfile in (("beta", CONFORMING), ("plain", CONFORMING), ("nobash", WITHOUT_BASH)):
+    conforming = dockerd.import_tree("delivery/conforming:1", CONFORMING)
+    without_bash = dockerd.import_tree("delivery/without-bash:1", WITHOUT_BASH)
+    for name, image in (("beta", conforming), ("plain", conforming), ("nobash", without_bash)):
         reference = f"{registry.host}/acme/{name}:1.0.0"
-        dockerd.build(dockerfile, reference, {"run": RUN})
+        dockerd.client.images.get(image).tag(reference)
         dockerd.push(reference)
         pushed[name] = reference
     return pushed

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,8 @@ from . import missing_component, require_executable
 
 if TYPE_CHECKING:  # imported where used: the docker SDK is an optional extra, and a test without it is skipped
     import docker
+
+    from tests.layers import Entry
 
 BASE_IMAGE = "busybox-local:1"
 BUSYBOX = Path("/bin/busybox")
@@ -69,6 +71,20 @@ class Dockerd:
             log = "".join(str(line.get("stream") or line.get("error") or "") for line in exc.build_log)
             raise AssertionError(f"docker build of {tag} failed: {exc}\n{log}") from exc
         return image.id
+
+    def import_tree(self, tag: str, entries: Iterable[Entry] = (), *, changes: Sequence[str] = ()) -> str:
+        """`docker import` of busybox-local's files plus `entries` (tests.layers builders) as one layer, with
+        `changes` (Dockerfile instructions: ENV, CMD, ...) for its config; returns the image id. An image in
+        a fraction of a build's time, for tests that need only its files, not its layers or history."""
+        tree = io.BytesIO()
+        with tarfile.open(fileobj=tree, mode="w", format=tarfile.PAX_FORMAT) as archive:
+            add_busybox(archive)
+            for entry in entries:
+                assert entry.info is not None, "import_tree takes entries with headers, not raw bytes"
+                archive.addfile(entry.info, io.BytesIO(entry.data))
+        repository, _, name = tag.rpartition(":")
+        self.client.api.import_image_from_data(tree.getvalue(), repository=repository, tag=name, changes=list(changes))
+        return str(self.client.images.get(tag).id)
 
     def export_container_fs(self, image: str, target: Path | None = None) -> Path:
         """`docker create` + `docker export`: the container's file system as Docker sees it."""
@@ -140,22 +156,27 @@ def require_dockerd_binary() -> str:
 
 def import_busybox(daemon: Dockerd) -> None:
     """`busybox-local:1`: /bin/busybox and a symlink per applet, plus the directories a rootfs needs."""
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as archive:
+        add_busybox(archive)
+    daemon.client.api.import_image_from_data(data.getvalue(), repository=BASE_IMAGE.split(":")[0],
+                                             tag=BASE_IMAGE.split(":")[1])
+
+
+def add_busybox(archive: tarfile.TarFile) -> None:
+    """busybox-local's files, into `archive`."""
     if not BUSYBOX.is_file():
         missing_component("busybox-static is not installed (/bin/busybox)")
     applets = subprocess.run([str(BUSYBOX), "--list"], check=True, capture_output=True, text=True).stdout.split()
-    data = io.BytesIO()
-    with tarfile.open(fileobj=data, mode="w") as archive:
-        for directory, mode in (("bin", 0o755), ("etc", 0o755), ("root", 0o700), ("tmp", 0o1777)):
-            info = tarfile.TarInfo(directory)
-            info.type, info.mode = tarfile.DIRTYPE, mode
-            archive.addfile(info)
-        archive.add(str(BUSYBOX), "bin/busybox")
-        for applet in sorted(set(applets) - {"busybox"}):
-            info = tarfile.TarInfo(f"bin/{applet}")
-            info.type, info.linkname, info.mode = tarfile.SYMTYPE, "busybox", 0o777
-            archive.addfile(info)
-    daemon.client.api.import_image_from_data(data.getvalue(), repository=BASE_IMAGE.split(":")[0],
-                                             tag=BASE_IMAGE.split(":")[1])
+    for directory, mode in (("bin", 0o755), ("etc", 0o755), ("root", 0o700), ("tmp", 0o1777)):
+        info = tarfile.TarInfo(directory)
+        info.type, info.mode = tarfile.DIRTYPE, mode
+        archive.addfile(info)
+    archive.add(str(BUSYBOX), "bin/busybox")
+    for applet in sorted(set(applets) - {"busybox"}):
+        info = tarfile.TarInfo(f"bin/{applet}")
+        info.type, info.linkname, info.mode = tarfile.SYMTYPE, "busybox", 0o777
+        archive.addfile(info)
 
 
 def _wait_for_daemon(root: Path, process: subprocess.Popen, sdk: ModuleType) -> docker.DockerClient:

