@@ -410,22 +410,22 @@ def test_a_registry_manifest_nested_beyond_the_recursion_limit_is_an_image_error
 
 
 def test_a_registry_error_body_nested_beyond_the_recursion_limit_is_the_status_alone(lying: LyingRegistry,
-                                                                                     cache: BlobCache) -> None:
+                                                                                     blob_cache: BlobCache) -> None:
     """The error body is read as every document from outside is (jsonpos): no RecursionError traceback."""
     lying.replies["/v2/evil/deep-error/manifests/v1"] = Reply(status=404, body=b"[" * 60_000)
 
     with pytest.raises(ImageError, match=r"manifest v1 not found on registry \S+ \(404 Not Found\)$"):
-        pull(lying, "evil/deep-error:v1", cache)
+        pull(lying, "evil/deep-error:v1", blob_cache)
 
 
 def test_a_token_answer_nested_beyond_the_recursion_limit_is_an_answer_without_a_token(lying: LyingRegistry,
-                                                                                       cache: BlobCache) -> None:
+                                                                                       blob_cache: BlobCache) -> None:
     lying.replies["/v2/evil/deep-token/manifests/v1"] = Reply(status=401, headers={
         "WWW-Authenticate": f'Bearer realm="{lying.url}/token",service="evil"'})
     lying.replies["/token"] = Reply(body=b"[" * 200_000)
 
     with pytest.raises(ImageError, match=r"answered without a token"):
-        pull(lying, "evil/deep-token:v1", cache)
+        pull(lying, "evil/deep-token:v1", blob_cache)
 
 
 @pytest.mark.parametrize("realm", ["file:///etc/passwd", "ftp://127.0.0.1/token", "not a url"])

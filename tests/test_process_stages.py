@@ -103,7 +103,8 @@ def test_a_failure_in_a_stage_stops_the_run_there_and_undoes_everything(process_
     assert process_world.repo.git("rev-parse", "HEAD") == start and process_world.remote_head() == remote, "git as it was"
     assert process_world.bucket_objects() == objects, "the bucket as it was: what the run uploaded is deleted"
     assert not (process_world.bucket / LEASE_OBJECT).exists(), "the lease is released"
-    uploaded = sorted(spec["artifact"] for spec in report["specs"] if spec.get("uploaded"))
+    uploaded = sorted(name for spec in report["specs"] if spec.get("uploaded")
+                      for name in (spec["artifact"], spec["artifact"] + ".sbom.json"))  # each rootfs, its SBOM beside it
     if failing in ("artifacts", "publish"):
         assert sorted(report["rollback"]["deleted"]) == uploaded and uploaded, "exactly what this run uploaded"
         assert report["rollback"]["not-deleted"] == {} and report["rollback"]["branch-reset-to"] == start

@@ -47,7 +47,9 @@ def test_a_failed_push_reports_what_was_rolled_back(process_world: World, tmp_pa
     report, markdown = read_report(tmp_path / "report")
     assert report["result"] == "failed" and "rejected by policy" in report["error"]
     assert report["rollback"]["branch-reset-to"] == start
-    assert sorted(report["rollback"]["deleted"]) == sorted(spec["artifact"] for spec in report["specs"])
+    # Each rootfs and the SBOM beside it.
+    assert sorted(report["rollback"]["deleted"]) == sorted(name for spec in report["specs"]
+                                                           for name in (spec["artifact"], spec["artifact"] + ".sbom.json"))
     assert [spec["outcome"] for spec in report["specs"]] == ["rolled back", "rolled back"]
     assert "## Rolled back" in markdown and f"branch reset to `{start}`" in markdown
     assert process_world.bucket_objects() == {}
