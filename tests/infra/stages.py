@@ -6,6 +6,7 @@ test gate (exchange_cli/testgates.py): `stage.arm("upload")`, then `stage.wait_a
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -56,7 +57,8 @@ class Stage:
         args = [str(EXCHANGE), "process", "--repo", str(checkout), "--bucket", self.bucket_uri, "--oci-layout",
                 str(self.images), "--cache-dir", str(self.tmp / f"cache-{checkout.name}"), "--quiet", *extra]
         log = (self.tmp / f"{checkout.name}.log").open("a")
-        env = {**os.environ, "TMPDIR": str(self.tmpdir), GATES_ENV: str(self.gates)}
+        # PYTHONFAULTHANDLER: a run that hangs prints every thread's stack when `finish` aborts it.
+        env = {**os.environ, "TMPDIR": str(self.tmpdir), GATES_ENV: str(self.gates), "PYTHONFAULTHANDLER": "1"}
         return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
                                 process_group=0 if terminal_group else None)
 
@@ -101,7 +103,11 @@ def finish(process: subprocess.Popen[str], stage: Stage, checkout: Path) -> int:
     try:
         return process.wait(timeout=DEADLINE)
     except subprocess.TimeoutExpired:
-        process.kill()
+        process.send_signal(signal.SIGABRT)  # the fault handler writes where each thread is to the log
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
         pytest.fail(f"{checkout.name} did not finish:\n{stage.log(checkout)}")
 
 
