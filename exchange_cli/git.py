@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from functools import cache, partial
 from pathlib import Path
@@ -178,7 +179,7 @@ def run_git(args: list[str], cwd: os.PathLike[str] | str | None = None, environ:
     process = subprocess.Popen(command, cwd=cwd, env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, start_new_session=True)
     try:
-        stdout, stderr = process.communicate(timeout=timeout)
+        stdout, stderr = _communicate(process, timeout)
     except subprocess.TimeoutExpired:
         end_sessions({process.pid}, grace=grace)
         process.communicate()
@@ -191,6 +192,26 @@ def run_git(args: list[str], cwd: os.PathLike[str] | str | None = None, environ:
         raise GitFailed(command, process.returncode, stderr.decode("utf-8", "surrogateescape"),
                         stdout.decode("utf-8", "surrogateescape"))
     return stdout.decode("utf-8", "surrogateescape").removesuffix("\n")
+
+
+# How long the main thread may sit in one wait on git before it looks for a signal (below).
+_SIGNAL_CHECK_SECONDS = 0.2
+
+
+def _communicate(process: subprocess.Popen[bytes], timeout: float | None) -> tuple[bytes, bytes]:
+    """`process.communicate(timeout)`, waking every _SIGNAL_CHECK_SECONDS. The kernel may hand Ctrl-C's
+    SIGINT to any thread (the lease renewer, a worker pool); Python then only sets a flag that the main
+    thread acts on when it next runs Python code, so one long wait on a push that a remote holds would
+    ignore Ctrl-C until the remote let go."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            return process.communicate(timeout=_SIGNAL_CHECK_SECONDS if left is None else
+                                       min(left, _SIGNAL_CHECK_SECONDS))
+        except subprocess.TimeoutExpired:
+            if left is not None and left <= _SIGNAL_CHECK_SECONDS:
+                raise
 
 
 def _not_opened(start: Path, failed: GitFailed) -> UsageError:

@@ -59,3 +59,39 @@ def test_a_rejected_push_says_why_in_one_line(repo: gitpython.Repo, tmp_path: Pa
         git.push(repo, str(remote), "master")
     assert raised.value.one_line == "[remote rejected] (pre-receive hook declined); frozen today"
     assert not raised.value.non_fast_forward
+
+
+def test_ctrl_c_taken_by_another_thread_still_stops_a_git_that_waits(repo: gitpython.Repo, tmp_path: Path) -> None:
+    """The kernel gives a process's SIGINT to any of its threads (the lease renewer, a worker pool); Python
+    then only sets a flag, which the main thread sees when it next runs Python code. A main thread blocked
+    reading a push that a remote holds never did: Ctrl-C hung `process` until the remote let go (seen in a
+    parallel run of the suite). The push must end at once, and not land."""
+    import signal
+    import threading
+    import time
+
+    remote = init_repo(tmp_path / "remote.git", bare=True)
+    release, reached = tmp_path / "release", tmp_path / "reached"
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\ntouch '{reached}'\nwhile [ ! -e '{release}' ]; do sleep 0.05; done\nexit 0\n")
+    hook.chmod(0o755)
+    repo.index.commit("a commit to push")
+    bystander = threading.Thread(target=time.sleep, args=(30,), daemon=True)
+    bystander.start()
+
+    def ctrl_c_to_the_bystander() -> None:
+        while not reached.exists():
+            time.sleep(0.02)
+        signal.pthread_kill(bystander.ident or 0, signal.SIGINT)
+        time.sleep(5)
+        release.touch()  # the old code waits for this
+
+    threading.Thread(target=ctrl_c_to_the_bystander, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        git.run_git(["push", "-q", str(remote), "HEAD:refs/heads/master"], repo.working_tree_dir, grace=0)
+    assert time.monotonic() - started < 4, "the push ended when Ctrl-C came, not when the remote let go"
+    release.touch()
+    time.sleep(0.5)
+    heads = git.run_git(["for-each-ref", "refs/heads"], remote)
+    assert heads == "", f"the interrupted push must not land: {heads}"
