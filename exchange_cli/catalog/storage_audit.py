@@ -16,6 +16,9 @@ published unsigned).
 
 A manifest with an SBOM (sbom-url's last segment: `<object>.sbom.json`) expects it too; with deep, its
 sha256 is checked against sbom-sha256, and a signed manifest's envelope must hold the SBOM's statement.
+
+A manifest with a squashfs image (squashfs-url) expects it like its rootfs: its size against
+squashfs-size and, with deep, its content against squashfs-sha384.
 """
 
 from __future__ import annotations
@@ -91,13 +94,29 @@ def expected_artifacts(manifests: list[ProcessedManifest]) -> dict[str, Expected
     return expected
 
 
+def expected_squashfs(manifests: list[ProcessedManifest]) -> dict[str, ExpectedArtifact]:
+    """The squashfs images the manifests name (squashfs-url), checked like a rootfs: present, of the
+    recorded size and, with deep, of the recorded sha384 (squashfs-sha384)."""
+    grouped: dict[str, list[ProcessedManifest]] = defaultdict(list)
+    for manifest in manifests:
+        if manifest.squashfs_object is not None:
+            grouped[manifest.squashfs_object].append(manifest)
+    expected: dict[str, ExpectedArtifact] = {}
+    for name, group in grouped.items():
+        digest, size = group[0].exchange.get("squashfs-sha384"), group[0].exchange.get("squashfs-size")
+        sha384 = digest.lower().removeprefix("sha384:") if isinstance(digest, str) else None
+        expected[name] = ExpectedArtifact(name, sha384, size if isinstance(size, int) else None,
+                                          tuple(sorted(m.relative for m in group)))
+    return expected
+
+
 def audit_exchange_storage(scan: ManifestScan, bucket: Bucket, *, deep: bool,
                            keys: Sequence[PublicKey] = (), workers: int = 1) -> StorageAudit:
     """`keys`: the exchange's public keys (.exchange/keys/), which deep envelope checks verify with;
     `workers` objects checked at once."""
     envelopes = {m.attestation_object: m for m in scan.manifests if m.attestation_object is not None}
     sboms = {m.sbom_object: m for m in scan.manifests if m.sbom_object is not None}
-    audit = audit_storage(expected_artifacts(scan.manifests), bucket, deep=deep,
+    audit = audit_storage(expected_artifacts(scan.manifests) | expected_squashfs(scan.manifests), bucket, deep=deep,
                           also_expected=set(envelopes) | set(sboms), workers=workers)
     audit.unreadable = list(scan.problems)
     present = {info.name for info in bucket.list()} if envelopes or sboms else set()

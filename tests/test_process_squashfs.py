@@ -1,0 +1,104 @@
+"""`exchange process` publishing the squashfs image beside the tarball when the policy asks for it
+(`.exchange.yaml` artifacts.formats): content-addressed, named in the manifest, rolled back with the run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from exchange_cli.cli import cli
+from exchange_cli.errors import UsageError
+from exchange_cli.validation.policy import parse_policy
+from tests.infra import require_executable
+from tests.infra.process_world import MANIFEST_SCHEMA, World, manifests, process, reject_pushes
+
+POLICY = "artifacts:\n  formats: [tarball, squashfs]\n"
+
+
+def ask_for_squashfs(world: World) -> None:
+    world.repo.write(".exchange.yaml", POLICY)
+    world.repo.commit("publish squashfs images too")
+    world.repo.git("push", "-q", "origin", "master")
+
+
+def test_the_policy_asks_for_squashfs_and_the_tarball_is_always_published() -> None:
+    assert parse_policy(POLICY, ".exchange.yaml").squashfs
+    assert not parse_policy("catalog:\n  title: x\n", ".exchange.yaml").squashfs
+    with pytest.raises(UsageError, match=r"\.exchange\.yaml:2:\d+: .*artifacts/formats"):
+        parse_policy("artifacts:\n  formats: [squashfs]\n", ".exchange.yaml")
+
+
+def test_without_the_policy_no_squashfs_is_published(process_world: World) -> None:
+    assert process(process_world).exit_code == 0
+    assert not [name for name in process_world.bucket_objects() if name.endswith(".sqfs")]
+    for document in manifests(process_world).values():
+        assert not [key for key in document["exchange"] if key.startswith("squashfs-")]
+
+
+def test_the_squashfs_image_is_published_beside_the_tarball_and_named_in_the_manifest(process_world: World) -> None:
+    require_executable("tar2sqfs")
+    ask_for_squashfs(process_world)
+    result = process(process_world)
+    assert result.exit_code == 0, result.output
+    objects = process_world.bucket_objects()
+    found = manifests(process_world)
+    assert len(found) == 2
+    for document in found.values():
+        jsonschema.validate(document, MANIFEST_SCHEMA)
+        block = document["exchange"]
+        name = Path(block["squashfs-url"]).name
+        digest = block["squashfs-sha384"].removeprefix("sha384:")
+        assert name == f"acme-{document['gear']['name']}-sha384-{digest}.sqfs", "content-addressed"
+        assert objects[name] == digest
+        assert block["squashfs-size"] == (process_world.bucket / name).stat().st_size
+        assert (process_world.bucket / name).read_bytes()[:4] == b"hsqs", "a squashfs superblock"
+    assert sorted(objects) == sorted([*(Path(d["exchange"]["rootfs-url"]).name for d in found.values()),
+                                      *(Path(d["exchange"]["sbom-url"]).name for d in found.values()),
+                                      *(Path(d["exchange"]["squashfs-url"]).name for d in found.values())])
+
+
+def test_a_failed_push_deletes_the_squashfs_images_the_run_created(process_world: World) -> None:
+    require_executable("tar2sqfs")
+    ask_for_squashfs(process_world)
+    (process_world.bucket / "unrelated.sqfs").write_bytes(b"was here before")
+    before = process_world.bucket_objects()
+    reject_pushes(process_world.remote)
+    result = process(process_world)
+    assert result.exit_code == 2, result.output
+    assert "deleted 6 object(s)" in result.output, "two rootfs, their SBOMs and their squashfs images"
+    assert process_world.bucket_objects() == before
+
+
+def test_an_untested_tar2sqfs_fails_the_run_before_any_upload(process_world: World, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    ask_for_squashfs(process_world)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "tar2sqfs").write_text("#!/bin/sh\necho 'tar2sqfs (squashfs-tools-ng) 0.1'\n")
+    (fake / "tar2sqfs").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    result = process(process_world)
+    assert result.exit_code != 0 and "squashfs-tools-ng 0.1, not a tested version" in result.output
+    assert process_world.bucket_objects() == {}
+
+
+def test_verify_storage_finds_a_missing_or_tampered_squashfs_image(process_world: World) -> None:
+    require_executable("tar2sqfs")
+    ask_for_squashfs(process_world)
+    assert process(process_world).exit_code == 0
+    audit = CliRunner().invoke(cli, ["verify-storage", "--repo", str(process_world.repo.root), "--bucket",
+                                     process_world.bucket.as_uri(), "--deep"])
+    assert audit.exit_code == 0, audit.output
+    first, second = sorted(p for p in process_world.bucket.iterdir() if p.suffix == ".sqfs")
+    data = bytearray(first.read_bytes())
+    data[-1] ^= 0xFF  # the same size: only the deep check's sha384 sees it
+    first.write_bytes(bytes(data))
+    second.unlink()
+    audit = CliRunner().invoke(cli, ["verify-storage", "--repo", str(process_world.repo.root), "--bucket",
+                                     process_world.bucket.as_uri(), "--deep"])
+    assert audit.exit_code == 1, audit.output
+    assert first.name in audit.output and second.name in audit.output
