@@ -102,3 +102,32 @@ def test_verify_storage_finds_a_missing_or_tampered_squashfs_image(process_world
                                      process_world.bucket.as_uri(), "--deep"])
     assert audit.exit_code == 1, audit.output
     assert first.name in audit.output and second.name in audit.output
+
+
+def fetch(world: World, *args: str):
+    return CliRunner().invoke(cli, ["fetch", "--repo", str(world.repo.root), *args])
+
+
+def test_fetch_downloads_the_squashfs_image_and_checks_its_sha384(process_world: World, tmp_path: Path) -> None:
+    require_executable("tar2sqfs")
+    ask_for_squashfs(process_world)
+    assert process(process_world).exit_code == 0
+    fetched = fetch(process_world, "acme/hello", "--artifact", "squashfs", "--output-dir", str(tmp_path / "got"))
+    assert fetched.exit_code == 0, fetched.output
+    (image,) = (tmp_path / "got").iterdir()
+    published = process_world.bucket / image.name
+    assert image.suffix == ".sqfs" and image.read_bytes() == published.read_bytes()
+    data = bytearray(published.read_bytes())
+    data[-1] ^= 0xFF
+    published.write_bytes(bytes(data))
+    refused = fetch(process_world, "acme/hello", "--artifact", "squashfs", "--output-dir", str(tmp_path / "bad"))
+    assert refused.exit_code != 0 and "sha384" in refused.output, refused.output
+    assert not (tmp_path / "bad").exists() or list((tmp_path / "bad").iterdir()) == []
+
+
+def test_fetch_of_a_squashfs_the_exchange_does_not_publish_says_so(process_world: World, tmp_path: Path) -> None:
+    assert process(process_world).exit_code == 0
+    refused = fetch(process_world, "acme/hello", "--artifact", "squashfs", "--output-dir", str(tmp_path))
+    assert refused.exit_code != 0 and "names no squashfs image (squashfs-url)" in refused.output
+    extract = fetch(process_world, "acme/hello", "--artifact", "squashfs", "--extract")
+    assert extract.exit_code == 2 and "--extract unpacks the tarball" in extract.output
