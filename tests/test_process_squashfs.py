@@ -12,9 +12,11 @@ from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from exchange_cli.errors import UsageError
+from exchange_cli.rootfs.squashfs import SETTINGS, find_tar2sqfs
 from exchange_cli.validation.policy import parse_policy
 from tests.infra import require_executable
 from tests.infra.process_world import MANIFEST_SCHEMA, World, manifests, process, reject_pushes
+from tests.infra.provenance import Signed, independent_verify
 
 POLICY = "artifacts:\n  formats: [tarball, squashfs]\n"
 
@@ -131,3 +133,18 @@ def test_fetch_of_a_squashfs_the_exchange_does_not_publish_says_so(process_world
     assert refused.exit_code != 0 and "names no squashfs image (squashfs-url)" in refused.output
     extract = fetch(process_world, "acme/hello", "--artifact", "squashfs", "--extract")
     assert extract.exit_code == 2 and "--extract unpacks the tarball" in extract.output
+
+
+def test_the_signed_provenance_records_the_squashfs_writer_and_its_settings(signed_process: Signed) -> None:
+    require_executable("tar2sqfs")
+    ask_for_squashfs(signed_process.world)
+    assert signed_process.process().exit_code == 0
+    block = signed_process.block("hello")
+    provenance_line = signed_process.bucket_file(block["attestation-url"]).read_bytes().splitlines()[0]
+    statement = independent_verify(provenance_line, signed_process.signer.public_key.pem)
+    builder = statement["predicate"]["runDetails"]["builder"]
+    assert builder["version"]["squashfs-tools-ng"] == find_tar2sqfs().version
+    compression = statement["predicate"]["buildDefinition"]["internalParameters"]["compression"]
+    assert compression["squashfs"] == SETTINGS and compression["format"] == "gzip"
+    verified = signed_process.verify("acme/hello")
+    assert verified.exit_code == 0, verified.output

@@ -282,6 +282,8 @@ def _hooks(run: Run) -> list[PublishHook]:
     if options.signer is None:
         return []
     context = run_context(run.recovery.start, git.remote_url(exchange.repo, options.remote), exchange.root)
+    if (squashfs := _squashfs_writer(run)) is not None:
+        context = context.with_squashfs(squashfs.version, squashfs.settings)
     return [AttestationHook(exchange, options.signer, context, options.bucket, run.log)]
 
 

@@ -7,6 +7,7 @@ the CI run, the tool versions); `facts_for` adds one artifact's subject, spec an
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import re
@@ -35,6 +36,12 @@ class RunContext:
     run_url: str | None = None
     tool_versions: dict[str, str] = field(default_factory=dict)
     compression: dict[str, Any] = field(default_factory=dict)
+
+    def with_squashfs(self, version: str, settings: str) -> RunContext:
+        """The run also writes a squashfs image of each rootfs: the writer's version and settings, which
+        fix its bytes, are facts of the build too (docs/squashfs.md)."""
+        return dataclasses.replace(self, tool_versions={**self.tool_versions, "squashfs-tools-ng": version},
+                                   compression={**self.compression, "squashfs": settings})
 
 
 def run_context(source_commit: str, remote_url: str | None, root: Path, env: Mapping[str, str] = os.environ) -> RunContext:
