@@ -148,3 +148,16 @@ def test_the_signed_provenance_records_the_squashfs_writer_and_its_settings(sign
     assert compression["squashfs"] == SETTINGS and compression["format"] == "gzip"
     verified = signed_process.verify("acme/hello")
     assert verified.exit_code == 0, verified.output
+
+
+def test_the_catalog_page_links_the_squashfs_image(process_world: World, tmp_path: Path) -> None:
+    require_executable("tar2sqfs")
+    ask_for_squashfs(process_world)
+    assert process(process_world).exit_code == 0
+    block = next(d["exchange"] for d in manifests(process_world).values() if d["gear"]["name"] == "hello")
+    site = tmp_path / "site"
+    result = CliRunner().invoke(cli, ["index", "--repo", str(process_world.repo.root), "-o", str(tmp_path / "x.json"),
+                                      "--html", str(site)])
+    assert result.exit_code == 0, result.output
+    page = (site / "gears/acme/hello.html").read_text()
+    assert f"{block['squashfs-url']} ({block['squashfs-sha384']})" in page
