@@ -352,3 +352,17 @@ def test_over_generated_stacks_unsquashfs_and_gnu_tar_agree(layers, spelling) ->
         from_squashfs = tree_of(extract_squashfs(scratch / "rootfs.sqfs", scratch / "sqfs", like_tar=True))
         event(f"{min(len(from_tar[0]), 9)}+ paths, {len(from_tar[1])} hard-link groups")
         assert from_squashfs == from_tar
+
+
+def test_the_image_made_again_from_the_published_tarball_has_the_same_bytes(tmp_path: Path) -> None:
+    """What process's confirm stage relies on to put back a deleted image: the tarball's gzip holds the
+    very tar stream the image was written from."""
+    tarball, image, _ = export_both(image_of(tmp_path, everything_once()), tmp_path / "out", tmp_path / "cache")
+    with tarball.open("rb") as stream:
+        remade = squashfs.squashfs_of_tarball(stream, find_tar2sqfs(), tmp_path / "remade.sqfs")
+    assert remade.sha384 == sha384(image) == sha384(tmp_path / "remade.sqfs")
+    assert remade.tarball_sha384 == sha384(tarball) and remade.size == image.stat().st_size
+    truncated = tmp_path / "truncated.tgz"
+    truncated.write_bytes(tarball.read_bytes()[:-20])
+    with truncated.open("rb") as stream, pytest.raises(SquashfsError):
+        squashfs.squashfs_of_tarball(stream, find_tar2sqfs(), tmp_path / "never.sqfs")

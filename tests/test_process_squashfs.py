@@ -15,8 +15,10 @@ from exchange_cli.errors import UsageError
 from exchange_cli.rootfs.squashfs import SETTINGS, find_tar2sqfs
 from exchange_cli.validation.policy import parse_policy
 from tests.infra import require_executable
+from tests.infra.gitrepo import run_git
 from tests.infra.process_world import MANIFEST_SCHEMA, World, manifests, process, reject_pushes
 from tests.infra.provenance import Signed, independent_verify
+from tests.infra.stages import Stage, finish
 
 POLICY = "artifacts:\n  formats: [tarball, squashfs]\n"
 
@@ -161,3 +163,23 @@ def test_the_catalog_page_links_the_squashfs_image(process_world: World, tmp_pat
     assert result.exit_code == 0, result.output
     page = (site / "gears/acme/hello.html").read_text()
     assert f"{block['squashfs-url']} ({block['squashfs-sha384']})" in page
+
+
+def test_a_squashfs_image_deleted_before_the_push_lands_is_made_again(local_stage: Stage) -> None:
+    """Something that ignores the lease deletes the image while the push is held: once the push is
+    confirmed the run makes it again from the rootfs in the bucket, the bytes its manifest pins."""
+    require_executable("tar2sqfs")
+    setup = local_stage.clone("policy")
+    (setup / ".exchange.yaml").write_text(POLICY)
+    run_git(setup, "add", ".exchange.yaml")
+    run_git(setup, "commit", "-q", "-m", "squashfs too")
+    run_git(setup, "push", "-q", "origin", "HEAD")
+    checkout, run = local_stage.start_held("only")
+    images = sorted(name for name in local_stage.objects() if name.endswith(".sqfs"))
+    assert images, local_stage.log(checkout)
+    published = (local_stage.tmp / "bucket" / images[0]).read_bytes()
+    (local_stage.tmp / "bucket" / images[0]).unlink()
+    local_stage.release_push()
+    assert finish(run, local_stage, checkout) == 0, local_stage.log(checkout)
+    assert f"restored {images[0]}" in local_stage.log(checkout)
+    assert (local_stage.tmp / "bucket" / images[0]).read_bytes() == published

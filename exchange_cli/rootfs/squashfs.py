@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import shutil
 import signal
 import subprocess
 import tempfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 from ..errors import ExchangeError
 from ..image.model import LayerBlob
@@ -47,6 +51,7 @@ SETTINGS = f"compressor={COMPRESSOR},{COMPRESSOR_OPTIONS},block-size={BLOCK_SIZE
 _VERSION = re.compile(rb"^tar2sqfs \(squashfs-tools-ng\) (\S+)$", re.MULTILINE)
 _PIPE_SIZE = 1 << 20  # the flattener's blocks are 1 MiB: one write each, when the kernel allows it
 _STDERR_SHOWN = 400
+_INFLATED = 4 << 20
 
 
 class SquashfsError(ExchangeError):
@@ -160,3 +165,43 @@ def write_squashfs(layers: Sequence[LayerBlob], sink: SquashfsSink, *, progress_
         sink.abandon()
         raise
     return stats.entries
+
+
+@dataclass(frozen=True)
+class RemadeImage:
+    sha384: str  # hex, of the image
+    size: int
+    tarball_sha384: str  # hex, of the gzip tarball it was made from: the caller checks it before using the image
+
+
+def squashfs_of_tarball(stream: Readable, tool: Tar2sqfs, output: Path) -> RemadeImage:
+    """The squashfs image of a published rootfs tarball read from `stream`: its gzip is undone and the tar
+    stream inside, the flattener's own bytes, goes to tar2sqfs as at export, so the image has the same bytes."""
+    hasher, inflate = hashlib.sha384(), zlib.decompressobj(zlib.MAX_WBITS | 16)  # gzip framing
+    sink = SquashfsSink(tool, str(output))
+    try:
+        while chunk := stream.read(1 << 20):
+            hasher.update(chunk)
+            while chunk:  # at most _INFLATED bytes at a time, however well the tar compressed
+                sink.write(inflate.decompress(chunk, _INFLATED))
+                chunk = inflate.unconsumed_tail
+        sink.write(inflate.flush())
+        if not inflate.eof:
+            raise SquashfsError("the rootfs tarball ends before its gzip stream does")
+        sink.finish()
+    except zlib.error as error:
+        sink.abandon()
+        raise SquashfsError(f"the rootfs tarball is not gzip: {error}") from None
+    except BaseException:
+        sink.abandon()
+        raise
+    digest, size = hashlib.sha384(), 0
+    with open(output, "rb") as image:
+        while block := image.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return RemadeImage(digest.hexdigest(), size, hasher.hexdigest())
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
