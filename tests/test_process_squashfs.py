@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -137,19 +139,48 @@ def test_fetch_of_a_squashfs_the_exchange_does_not_publish_says_so(process_world
     assert extract.exit_code == 2 and "--extract unpacks the tarball" in extract.output
 
 
-def test_the_signed_provenance_records_the_squashfs_writer_and_its_settings(signed_process: Signed) -> None:
+def test_the_signed_provenance_names_the_image_and_its_writer(signed_process: Signed) -> None:
+    """One statement, one subject per artifact: the tarball first, then the squashfs image built in the
+    same pass; and the writer's version and settings, which fix the image's bytes."""
     require_executable("tar2sqfs")
     ask_for_squashfs(signed_process.world)
     assert signed_process.process().exit_code == 0
     block = signed_process.block("hello")
     provenance_line = signed_process.bucket_file(block["attestation-url"]).read_bytes().splitlines()[0]
     statement = independent_verify(provenance_line, signed_process.signer.public_key.pem)
+    image = signed_process.bucket_file(block["squashfs-url"]).read_bytes()
+    assert statement["subject"][1:] == [{"name": Path(block["squashfs-url"]).name, "digest": {
+        "sha384": hashlib.sha384(image).hexdigest(), "sha256": hashlib.sha256(image).hexdigest()}}]
+    assert statement["subject"][0]["name"] == Path(block["rootfs-url"]).name
     builder = statement["predicate"]["runDetails"]["builder"]
     assert builder["version"]["squashfs-tools-ng"] == find_tar2sqfs().version
     compression = statement["predicate"]["buildDefinition"]["internalParameters"]["compression"]
     assert compression["squashfs"] == SETTINGS and compression["format"] == "gzip"
-    verified = signed_process.verify("acme/hello")
+    verified = signed_process.verify("acme/hello", "--format", "json")
     assert verified.exit_code == 0, verified.output
+    checks = {check["check"]: check["ok"] for check in json.loads(verified.output)["checks"]}
+    assert checks["squashfs-subject"]
+
+
+def test_attack_manifest_pointing_at_another_squashfs_image(signed_process: Signed) -> None:
+    """The manifest's squashfs pin is covered by the signature: swapped for the other gear's image (a valid
+    image of the exchange) or for made-up bytes, verify fails at the squashfs subject."""
+    require_executable("tar2sqfs")
+    ask_for_squashfs(signed_process.world)
+    assert signed_process.process().exit_code == 0
+    hello, other = signed_process.block("hello"), signed_process.block("other")
+    signed_process.edit_block("hello", squashfs_url=other["squashfs-url"], squashfs_sha384=other["squashfs-sha384"])
+    found = verify_failure(signed_process, "acme/hello")
+    assert found["check"] == "squashfs-subject" and "does not name the squashfs image" in found["reason"]
+    signed_process.edit_block("hello", squashfs_url=hello["squashfs-url"], squashfs_sha384="sha384:" + "0" * 96)
+    found = verify_failure(signed_process, "acme/hello")
+    assert found["check"] == "squashfs-subject" and "but the manifest pins sha384:0000" in found["reason"]
+
+
+def verify_failure(signed: Signed, target: str) -> dict:
+    result = signed.verify(target, "--format", "json")
+    assert result.exit_code == 1, result.output
+    return json.loads(result.output)["failure"]
 
 
 def test_the_catalog_page_links_the_squashfs_image(process_world: World, tmp_path: Path) -> None:

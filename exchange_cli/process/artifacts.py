@@ -56,6 +56,7 @@ class Artifact:
     squashfs_url: str | None = None
     squashfs_sha384: str | None = None  # hex
     squashfs_size: int | None = None
+    squashfs_sha256: str | None = None  # when the run signs: the statement's second subject carries both
 
     @property
     def rootfs_hash(self) -> str:
@@ -117,8 +118,7 @@ def _upload(job: SpecJob, exported: ExportResult, temp: Path, started: float, *,
     sha256 = None
     try:
         if with_sha256:
-            with temp.open("rb") as stream:
-                sha256 = hashlib.file_digest(stream, "sha256").hexdigest()
+            sha256 = _sha256_of(temp)
         with progress.row(job.ref, "upload", done="uploaded", unchanged="in bucket") as row, \
                 row.task(f"upload {name}", exported.size) as task:
             outcome = bucket.upload(name, temp, size=exported.size, sha384=exported.sha384, progress_task=task)
@@ -127,6 +127,7 @@ def _upload(job: SpecJob, exported: ExportResult, temp: Path, started: float, *,
         sbom = _upload_sbom(exported.sbom, name, bucket, work.ledger)
         summary = read_sbom(sbom)  # ours, just made: it reads
         image = _upload_squashfs(exported.squashfs, job, name, bucket, work.ledger)
+        image_sha256 = _sha256_of(exported.squashfs.output) if with_sha256 and exported.squashfs else None
     finally:
         temp.unlink(missing_ok=True)
     return Artifact(job, name, exported.sha384, exported.size, bucket.download_url(name), exported.image,
@@ -134,7 +135,13 @@ def _upload(job: SpecJob, exported: ExportResult, temp: Path, started: float, *,
                     sbom_url=bucket.download_url(sbom_name(name)), sbom_sha256=hashlib.sha256(sbom).hexdigest(),
                     sbom_packages=len(summary.components), sbom_os=summary.os,
                     squashfs_url=bucket.download_url(image.output.name) if image else None,
-                    squashfs_sha384=image.sha384 if image else None, squashfs_size=image.size if image else None)
+                    squashfs_sha384=image.sha384 if image else None, squashfs_size=image.size if image else None,
+                    squashfs_sha256=image_sha256)
+
+
+def _sha256_of(path: Path) -> str:
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def _upload_squashfs(image: SquashfsImage | None, job: SpecJob, object_name: str, bucket: Bucket,

@@ -60,6 +60,7 @@ class ArtifactEntry:
     squashfs_url: str | None = None  # the squashfs image the shard uploaded (see Artifact)
     squashfs_sha384: str | None = None
     squashfs_size: int | None = None
+    squashfs_sha256: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skipped_checks", tuple(self.skipped_checks))  # a list, once read from JSON
@@ -77,7 +78,7 @@ class ArtifactEntry:
                    artifact.created, round(artifact.export_seconds, 3), round(artifact.upload_seconds, 3), artifact.url,
                    artifact.delivered_digest, artifact.mirrored_reference, artifact.skipped_checks, artifact.sha256,
                    artifact.sbom_url, artifact.sbom_sha256, artifact.sbom_packages, artifact.sbom_os,
-                   artifact.squashfs_url, artifact.squashfs_sha384, artifact.squashfs_size)
+                   artifact.squashfs_url, artifact.squashfs_sha384, artifact.squashfs_size, artifact.squashfs_sha256)
 
     def artifact_for(self, job: SpecJob, url: str) -> Artifact:
         """The Artifact the shard had, rebuilt for the manifest: layers are not needed any more."""
@@ -87,7 +88,7 @@ class ArtifactEntry:
         return Artifact(job, self.artifact, self.sha384, self.size, url, image, self.uploaded, self.export_seconds,
                         self.upload_seconds, self.delivered_digest, self.mirrored_reference, self.skipped_checks,
                         self.sha256, self.sbom_url, self.sbom_sha256, self.sbom_packages, self.sbom_os,
-                        self.squashfs_url, self.squashfs_sha384, self.squashfs_size)
+                        self.squashfs_url, self.squashfs_sha384, self.squashfs_size, self.squashfs_sha256)
 
 
 @dataclass(frozen=True)
