@@ -13,7 +13,9 @@ one layer holds SMALL_FILES small files (a Python or conda environment), and tim
 1. ours: `exchange export --source registry` as a subprocess (process start included), cold cache
    then warm cache, with its peak RSS as /usr/bin/time measures it; on the small-file image too,
    as entries per second; and a pair of warm exports with and without `--sbom` (the SBOM collected in
-   the same pass), timed alike (see sbom_pair): the ratio with/without is the SBOM's cost (the small-file image holds a dist-info METADATA per package
+   the same pass), timed alike (see sbom_pair), and a pair with and without the squashfs image
+   (`--artifact tarball,squashfs`, see squashfs_pair): the ratios with/without are the SBOM's and the
+   squashfs image's costs (the small-file image holds a dist-info METADATA per package
    directory and a dpkg status, so the collector parses something, as it would in a real image);
 2. with --compare: the same for another `exchange` executable (an older checkout), whose output
    must be byte-identical;
@@ -70,6 +72,8 @@ class Timing:
     sys_seconds: float = 0.0  # system alone: page cache and I/O work in the kernel
     entries: int = 0
     sha384: str = ""
+    size: int = 0  # bytes of the tarball
+    squashfs_size: int = 0  # bytes of the squashfs image, when it was asked for
 
 
 class ContentGenerator:
@@ -194,22 +198,31 @@ class Exporter:
     # case -> warm exports with and without --sbom, timed as a pair (see sbom_pair)
     sbom_with: dict[str, list[Timing]] = field(default_factory=dict)
     sbom_without: dict[str, list[Timing]] = field(default_factory=dict)
+    # case -> warm exports of both formats (--artifact tarball,squashfs) and of the tarball alone (see squashfs_pair)
+    squashfs_with: dict[str, list[Timing]] = field(default_factory=dict)
+    squashfs_without: dict[str, list[Timing]] = field(default_factory=dict)
     small_entries: int = 0
     kept_bytes: int = 0  # what a cold export of the big image left on disk: its cache tars and its output
 
 
 def export_once(exporter: Exporter, reference: str, registry_host: str, output: Path, cache: Path, *,
-                sbom: Path | None = None) -> Timing:
+                sbom: Path | None = None, squashfs: bool = False) -> Timing:
+    """`squashfs`: both formats in one pass, into the directory `output` (rootfs.tgz and rootfs.sqfs)."""
+    where = ["--artifact", "tarball,squashfs", "--output-dir", str(output)] if squashfs else ["-o", str(output)]
     command = [str(exporter.executable), "export", reference, "--source", "registry", "--insecure-registry",
-               registry_host, "-o", str(output), "--cache-dir", str(cache), "--quiet", "--format", "json",
+               registry_host, *where, "--cache-dir", str(cache), "--quiet", "--format", "json",
                *(["--sbom", str(sbom)] if sbom is not None else [])]
     with tempfile.TemporaryFile("w+") as report:
         timing = timed_child(command, stdout=report)
         report.seek(0)
         result = json.load(report)
-    timing.entries = result["entries"]
+    timing.entries, timing.size = result["entries"], result["size"]
     timing.sha384 = result["sha384"].removeprefix("sha384:")
-    assert timing.sha384 == file_sha384(output), "the reported sha384 is not the output's"
+    tarball = output / "rootfs.tgz" if squashfs else output
+    assert timing.sha384 == file_sha384(tarball), "the reported sha384 is not the output's"
+    if squashfs:
+        timing.squashfs_size = result["squashfs"]["size"]
+        assert result["squashfs"]["sha384"] == "sha384:" + file_sha384(output / "rootfs.sqfs")
     return timing
 
 
@@ -361,6 +374,7 @@ def measure(exporter: Exporter, big: str, small: str, registry_host: str, workdi
             output.unlink()
         if exporter.label == "ours":  # an exporter compared with may predate --sbom
             sbom_pair(exporter, image, registry_host, workdir, cache, case, sbom_first=attempt % 2 == 1)
+            squashfs_pair(exporter, image, registry_host, workdir, cache, case, squashfs_first=attempt % 2 == 1)
         shutil.rmtree(cache)
 
 
@@ -377,6 +391,22 @@ def sbom_pair(exporter: Exporter, image: str, registry_host: str, workdir: Path,
         output.unlink()
         assert timing.sha384 == exporter.outputs[case], f"{exporter.label}: {case} output changed with --sbom"
         (exporter.sbom_with if with_sbom else exporter.sbom_without).setdefault(case, []).append(timing)
+
+
+def squashfs_pair(exporter: Exporter, image: str, registry_host: str, workdir: Path, cache: Path, case: str, *,
+                  squashfs_first: bool) -> None:
+    """Warm exports of both formats in one pass and of the tarball alone, alike as in sbom_pair: the
+    ratio is what the squashfs image adds to an export (issue 25's goal: at most 1.25, bytes at most 0.9x)."""
+    for with_squashfs in (True, False) if squashfs_first else (False, True):
+        os.sync()
+        output = workdir / (f"{case}-formats" if with_squashfs else f"{case}-formats.tgz")
+        timing = export_once(exporter, image, registry_host, output, cache, squashfs=with_squashfs)
+        if with_squashfs:
+            shutil.rmtree(output)
+        else:
+            output.unlink()
+        assert timing.sha384 == exporter.outputs[case], f"{exporter.label}: {case} tarball changed with the squashfs"
+        (exporter.squashfs_with if with_squashfs else exporter.squashfs_without).setdefault(case, []).append(timing)
 
 
 def report(exporters: list[Exporter], floors: list[Timing], writes: list[Timing], old: Timing | None,
@@ -415,6 +445,13 @@ def report(exporters: list[Exporter], floors: list[Timing], writes: list[Timing]
                   f"({median_seconds(runs):.2f}), without {best(without).seconds:6.2f} s: SBOM overhead ratio "
                   f"{best(runs).seconds / best(without).seconds:.3f} ({median_seconds(runs) / median_seconds(without):.3f}), "
                   f"cpu {best(runs).cpu_seconds / best(without).cpu_seconds:.3f}")
+        for case, runs in exporter.squashfs_with.items():
+            alone, both = best(exporter.squashfs_without[case]), best(runs)
+            print(f"{exporter.label:9}squashfs {case:5}: warm tarball+squashfs {both.seconds:6.2f} s "
+                  f"({median_seconds(runs):.2f}), tarball alone {alone.seconds:6.2f} s: wall ratio "
+                  f"{both.seconds / alone.seconds:.3f} (goal <= 1.25), cpu {both.cpu_seconds / alone.cpu_seconds:.3f}; "
+                  f"bytes {both.squashfs_size / 1e6:.1f} MB squashfs, {both.size / 1e6:.1f} MB tarball: "
+                  f"{both.squashfs_size / both.size:.3f}x (goal <= 0.9)")
         print(f"{exporter.label:9}sha384     : big {exporter.outputs['big']}  small {exporter.outputs['small']}")
     if len(exporters) > 1:
         assert len({tuple(sorted(exporter.outputs.items())) for exporter in exporters}) == 1, \

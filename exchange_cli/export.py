@@ -8,11 +8,12 @@ export` and `exchange process` render the result themselves.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -25,6 +26,7 @@ from .image.resolve import open_image
 from .progress import NullProgress, Progress
 from .rootfs.errors import LayerError
 from .rootfs.index import BackgroundIndex, LayerIndex
+from .rootfs.squashfs import TAR2SQFS, SquashfsSink, Tar2sqfs, write_squashfs
 from .rootfs.tarball import write_rootfs
 from .sbom import Collector
 from .sbom import render as render_sbom
@@ -49,14 +51,51 @@ class ExportOptions:
 
 
 @dataclass(frozen=True)
-class ExportResult:
-    sha384: str  # hex digest of the compressed tarball
+class WrittenFile:
+    output: Path
+    sha384: str  # hex digest of the file's bytes
     size: int
+
+
+@dataclass(frozen=True)
+class SquashfsImage(WrittenFile):
+    tool: str  # "tar2sqfs (squashfs-tools-ng) VERSION": what made the bytes, with `settings`
+    settings: str
+
+
+@dataclass(frozen=True)
+class SquashfsRequest:
+    """Write the squashfs image to `output` too, with `tool` (see exchange_cli.rootfs.squashfs.find_tar2sqfs)."""
+    output: Path
+    tool: Tar2sqfs
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    tarball: WrittenFile | None  # None when only the squashfs image was asked for
     entries: int
     image: Image
-    output: Path
     # The CycloneDX SBOM of the rootfs, collected as it was written; None unless asked for.
     sbom: bytes | None = None
+    squashfs: SquashfsImage | None = None
+
+    @property
+    def sha384(self) -> str:
+        """The tarball's hex sha384 (the published artifact's identity)."""
+        return self._tarball.sha384
+
+    @property
+    def size(self) -> int:
+        return self._tarball.size
+
+    @property
+    def output(self) -> Path:
+        return self._tarball.output
+
+    @property
+    def _tarball(self) -> WrittenFile:
+        assert self.tarball is not None, "the export was asked for the squashfs image only"
+        return self.tarball
 
     @property
     def image_digest(self) -> str:
@@ -64,8 +103,9 @@ class ExportResult:
         return self.image.pinned_reference or self.image.manifest_digest or self.image.config_digest
 
 
-def export_rootfs(image: str, output: Path, *, options: ExportOptions = ExportOptions(),
-                  progress: Progress = NullProgress(), sbom: bool = False) -> ExportResult:
+def export_rootfs(image: str, output: Path | None, *, options: ExportOptions = ExportOptions(),
+                  progress: Progress = NullProgress(), sbom: bool = False,
+                  squashfs: SquashfsRequest | None = None) -> ExportResult:
     """Resolve `image` and write its flattened rootfs to `output` (see export_image); then trim the cache.
 
     Each layer is indexed (pass 1 of the flattener) as soon as it and those below it are stored,
@@ -76,34 +116,67 @@ def export_rootfs(image: str, output: Path, *, options: ExportOptions = ExportOp
                                   insecure_registries=options.insecure_registries, oci_layout=options.oci_layout,
                                   cache=options.cache, progress=row, layer_stored=index.stored)
         with progress.row(image, "write", done="written") as row:
-            result = export_image(resolved, output, progress=row, shown_as=image, index=index, sbom=sbom)
+            result = export_image(resolved, output, progress=row, shown_as=image, index=index, sbom=sbom,
+                                  squashfs=squashfs)
     options.cache.evict(keep={layer.diff_id for layer in resolved.layers})
     return result
 
 
-def export_image(image: Image, output: Path, *, progress: Progress = NullProgress(),
-                 shown_as: str | None = None, index: LayerIndex | None = None, sbom: bool = False) -> ExportResult:
+def export_image(image: Image, output: Path | None, *, progress: Progress = NullProgress(),
+                 shown_as: str | None = None, index: LayerIndex | None = None, sbom: bool = False,
+                 squashfs: SquashfsRequest | None = None) -> ExportResult:
     """Write a resolved image's flattened rootfs to `output` as deterministic gzip; leaves nothing behind on failure.
 
     Takes the `Image` a caller already resolved (`exchange process` checks it first), so its layers
     are fetched and verified once. `shown_as` names the image in errors; `index` may hold pass 1 of
     its first layers already (the caller closes it). Trimming the cache is the caller's: it knows which images come next.
-    `sbom`: collect the SBOM from the same pass over the layers (see exchange_cli.sbom).
+    `sbom`: collect the SBOM from the same pass over the layers (see exchange_cli.sbom); it names the tarball.
+    `squashfs`: also write the squashfs image, from the same tar stream in the same pass; `output`
+    may then be None for the image alone. A failure before the files are complete leaves neither.
     """
-    output = Path(output)
+    if output is None and (squashfs is None or sbom):
+        raise ValueError("export_image: the tarball is needed for an export without squashfs, and for the SBOM")
     collector = Collector() if sbom else None
     rendering: _Rendering | None = None
     try:
-        # The flattener sets the total once it knows the files' data bytes, and advances by exactly those.
-        with _atomic_output(output) as handle, progress.task(f"Writing {output.name}") as task:
-            digest = write_rootfs(image.layers, handle, progress_task=task, index=index, watch=collector)
-            if collector is not None:  # written while the output's last bytes go to the disk (fsync)
-                rendering = _Rendering(collector, digest.sha384)
+        with ExitStack() as stack:
+            squashfs_path = stack.enter_context(_atomic_path(squashfs.output)) if squashfs is not None else None
+            sink = SquashfsSink(squashfs.tool, str(squashfs_path)) if squashfs is not None else None
+            if sink is not None:
+                stack.callback(sink.abandon)  # when anything fails before write_rootfs has it (then a no-op)
+                gate("squashfs")  # tests: held with tar2sqfs running, its image begun, nothing fed to it yet
+            # The flattener sets the total once it knows the files' data bytes, and advances by exactly those.
+            shown = output if output is not None else squashfs.output  # type: ignore[union-attr]
+            task = stack.enter_context(progress.task(f"Writing {shown.name}"))
+            if output is None:
+                assert sink is not None
+                entries, tarball = write_squashfs(image.layers, sink, progress_task=task, index=index), None
+            else:
+                handle = stack.enter_context(_atomic_output(Path(output)))
+                digest = write_rootfs(image.layers, handle, progress_task=task, index=index, watch=collector,
+                                      squashfs=sink)
+                entries, tarball = digest.entries, WrittenFile(Path(output), digest.sha384, digest.size)
+                if collector is not None:  # written while the output's last bytes go to the disk (fsync)
+                    rendering = _Rendering(collector, digest.sha384)
+            image_file = _squashfs_result(squashfs, squashfs_path) if squashfs is not None else None
     except LayerError as error:
         raise ExportError(f"{shown_as or image.reference}: {error}") from error
     document = rendering.result() if rendering is not None else None
-    return ExportResult(sha384=digest.sha384, size=digest.size, entries=digest.entries, image=image, output=output,
-                        sbom=document)
+    return ExportResult(tarball=tarball, entries=entries, image=image, sbom=document, squashfs=image_file)
+
+
+def _squashfs_result(request: SquashfsRequest, written: Path | None) -> SquashfsImage:
+    """The image's digest, read back from the temporary file tar2sqfs wrote (it seeks back to write its
+    superblock last, so its bytes cannot be hashed on the way)."""
+    assert written is not None
+    hasher = hashlib.sha384()
+    with writing(request.output), open(written, "rb") as image:
+        size = 0
+        while chunk := image.read(1 << 20):
+            hasher.update(chunk)
+            size += len(chunk)
+    return SquashfsImage(request.output, hasher.hexdigest(), size, tool=f"{TAR2SQFS} (squashfs-tools-ng) {request.tool.version}",
+                         settings=request.tool.settings)
 
 
 class _Rendering:
@@ -136,12 +209,8 @@ def _atomic_output(output: Path) -> Iterator[_OutputFile]:
 
     A failing write (disk full, quota, I/O error) is an OutputError naming `output`; errors of
     reading the layers pass through as they are."""
-    with writing(output):
-        output.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{output.name}.tmp-", dir=output.parent)
-    temp_path = Path(name)
-    handle = os.fdopen(fd, "w+b")
-    try:
+    with _atomic_path(output) as temp_path:
+        handle = open(temp_path, "w+b")  # noqa: SIM115 - closed below, before the rename
         try:
             out = _OutputFile(handle, output)
             try:
@@ -156,14 +225,35 @@ def _atomic_output(output: Path) -> Iterator[_OutputFile]:
         finally:
             with suppress(OSError):  # after a failed write, closing would fail to flush the rest again
                 handle.close()
+
+
+@contextmanager
+def _atomic_path(output: Path) -> Iterator[Path]:
+    """The path of a temporary file beside `output`, synced and renamed over it on success, removed on any failure."""
+    with writing(output):
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{output.name}.tmp-", dir=output.parent)
+        os.close(fd)
+    temp_path = Path(name)
+    try:
+        yield temp_path
         with writing(output):
-            os.chmod(temp_path, 0o644)  # mkstemp's 0600 would hide the tarball from other users
+            _fsync_file(temp_path)
+            os.chmod(temp_path, 0o644)  # mkstemp's 0600 would hide the file from other users
             os.replace(temp_path, output)
     except BaseException:
         temp_path.unlink(missing_ok=True)
         raise
     with writing(output):
         fsync_directory(output.parent)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class _OutputFile:

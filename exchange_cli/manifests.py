@@ -162,6 +162,11 @@ class ProcessedManifest:
         """The sha256 hex of the SBOM the manifest pins (sbom-sha256)."""
         return self._sha256_at("sbom-sha256")
 
+    @property
+    def squashfs_object(self) -> str | None:
+        """The bucket object holding the squashfs image (squashfs-url's last segment); None without one."""
+        return self._object_named_by("squashfs-url")
+
     def _object_named_by(self, key: str) -> str | None:
         """The last segment of the URL at `key` of the exchange block, whatever its host."""
         url = self.exchange.get(key)
@@ -405,6 +410,10 @@ class ExchangeRecord:
     sbom_sha256: str | None = None  # its sha256 hex
     sbom_packages: int | None = None  # how many packages it lists, and the OS: for the catalog, no download
     sbom_os: str | None = None
+    # The squashfs image beside the tarball (docs/squashfs.md), when the policy asks for it.
+    squashfs_url: str | None = None
+    squashfs_sha384: str | None = None  # "sha384:<hex>"
+    squashfs_size: int | None = None
     # Fields a publish hook adds (process/publish.py's PublishHook.manifest_fields), after the others.
     extra: dict[str, Any] | None = None
 
@@ -413,7 +422,8 @@ class ExchangeRecord:
         optional = {"mirrored-image": self.mirrored_image,
                     "skipped-checks": list(self.skipped_checks) if self.skipped_checks is not None else None,
                     "sbom-url": self.sbom_url, "sbom-sha256": self.sbom_sha256, "sbom-packages": self.sbom_packages,
-                    "sbom-os": self.sbom_os}
+                    "sbom-os": self.sbom_os, "squashfs-url": self.squashfs_url,
+                    "squashfs-sha384": self.squashfs_sha384, "squashfs-size": self.squashfs_size}
         return {
             "git-commit": self.git_commit,
             "rootfs-hash": self.rootfs_hash,

@@ -145,12 +145,18 @@ def test_statement_is_in_toto_v1_with_slsa_provenance_v1_and_reads_back() -> Non
     assert read_statement(statement_bytes(statement)) == facts()
     assert statement_bytes(build_statement(facts())) == statement_bytes(statement), "no time stamps: reproducible"
     assert facts().same_build(facts(run_url=None)) and not facts().same_build(facts(source_commit="0" * 40))
+    # The squashfs image built in the same pass is a second subject, read back as it was written.
+    both = facts(more_subjects={"x.sqfs": {"sha384": "a" * 96, "sha256": "b" * 64}})
+    assert build_statement(both)["subject"][1] == {"name": "x.sqfs", "digest": {"sha384": "a" * 96, "sha256": "b" * 64}}
+    assert read_statement(statement_bytes(build_statement(both))) == both and not both.same_build(facts())
 
 
 @pytest.mark.parametrize("edit, message", [
     (lambda s: s.update(_type="https://in-toto.io/Statement/v0.1"), "_type is"),
     (lambda s: s.update(predicateType="https://slsa.dev/provenance/v0.2"), "predicateType is"),
     (lambda s: s.update(subject=[]), "0 subjects"),
+    (lambda s: s.update(subject=s["subject"] * 2), "names a subject twice"),
+    (lambda s: s.update(subject=[*s["subject"], {"name": "x.sqfs", "digest": {}}]), "1].digest must map algorithms"),
     (lambda s: s["predicate"]["buildDefinition"].update(buildType="https://other"), "buildType is"),
     (lambda s: s["predicate"]["buildDefinition"]["externalParameters"]["spec"].pop("version"),
      "predicate.buildDefinition.externalParameters.spec.version is missing"),

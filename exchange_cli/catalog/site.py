@@ -267,6 +267,10 @@ def _download_rows(version: CatalogVersion, published: SiteDownloads) -> list[tu
     sbom = version.record.get("sbom-url")
     if isinstance(sbom, str):
         rows.append(("SBOM", f"{_link(sbom)} {escape(_sbom_summary(version.record))}"))
+    squashfs, digest = version.record.get("squashfs-url"), version.record.get("squashfs-sha384")
+    if isinstance(squashfs, str):  # docs/squashfs.md: mountable with Apptainer or squashfuse
+        pinned = f" ({digest})" if isinstance(digest, str) else ""
+        rows.append(("squashfs image", f"{_link(squashfs)}{escape(pinned)}"))
     attestation = version.record.get("attestation-url")
     if _signed(version) and isinstance(attestation, str):
         rows.append(("envelope", _link(attestation)))

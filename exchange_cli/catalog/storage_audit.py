@@ -16,12 +16,15 @@ published unsigned).
 
 A manifest with an SBOM (sbom-url's last segment: `<object>.sbom.json`) expects it too; with deep, its
 sha256 is checked against sbom-sha256, and a signed manifest's envelope must hold the SBOM's statement.
+
+A manifest with a squashfs image (squashfs-url) expects it like its rootfs: its size against
+squashfs-size and, with deep, its content against squashfs-sha384.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -77,18 +80,36 @@ class ExpectedArtifact:
 def expected_artifacts(manifests: list[ProcessedManifest]) -> dict[str, ExpectedArtifact]:
     """Object name -> what the manifests referencing it say it holds. Image-delivered manifests
     (docker://) expect nothing in the bucket."""
+    expected: dict[str, ExpectedArtifact] = {}
+    for name, group in _by_object(manifests, lambda m: m.bucket_object).items():
+        recorded = next((m for m in group if m.rootfs_sha384 is not None), group[0])
+        expected[name] = _expected(name, group, recorded.rootfs_sha384, recorded.exchange.get("rootfs-size"))
+    return expected
+
+
+def expected_squashfs(manifests: list[ProcessedManifest]) -> dict[str, ExpectedArtifact]:
+    """The squashfs images the manifests name (squashfs-url), checked like a rootfs: present, of the
+    recorded size and, with deep, of the recorded sha384 (squashfs-sha384)."""
+    expected: dict[str, ExpectedArtifact] = {}
+    for name, group in _by_object(manifests, lambda m: m.squashfs_object).items():
+        digest = group[0].exchange.get("squashfs-sha384")
+        sha384 = digest.lower().removeprefix("sha384:") if isinstance(digest, str) else None
+        expected[name] = _expected(name, group, sha384, group[0].exchange.get("squashfs-size"))
+    return expected
+
+
+def _by_object(manifests: list[ProcessedManifest],
+               object_of: Callable[[ProcessedManifest], str | None]) -> dict[str, list[ProcessedManifest]]:
     grouped: dict[str, list[ProcessedManifest]] = defaultdict(list)
     for manifest in manifests:
-        if manifest.bucket_object is not None:
-            grouped[manifest.bucket_object].append(manifest)
-    expected: dict[str, ExpectedArtifact] = {}
-    for name, group in grouped.items():
-        recorded = next((m for m in group if m.rootfs_sha384 is not None), group[0])
-        size = recorded.exchange.get("rootfs-size")
-        paths = tuple(sorted(m.relative for m in group))
-        expected[name] = ExpectedArtifact(name, recorded.rootfs_sha384, size if isinstance(size, int) else None,
-                                          paths)
-    return expected
+        if (name := object_of(manifest)) is not None:
+            grouped[name].append(manifest)
+    return grouped
+
+
+def _expected(name: str, group: list[ProcessedManifest], sha384: str | None, size: object) -> ExpectedArtifact:
+    return ExpectedArtifact(name, sha384, size if isinstance(size, int) else None,
+                            tuple(sorted(m.relative for m in group)))
 
 
 def audit_exchange_storage(scan: ManifestScan, bucket: Bucket, *, deep: bool,
@@ -97,7 +118,7 @@ def audit_exchange_storage(scan: ManifestScan, bucket: Bucket, *, deep: bool,
     `workers` objects checked at once."""
     envelopes = {m.attestation_object: m for m in scan.manifests if m.attestation_object is not None}
     sboms = {m.sbom_object: m for m in scan.manifests if m.sbom_object is not None}
-    audit = audit_storage(expected_artifacts(scan.manifests), bucket, deep=deep,
+    audit = audit_storage(expected_artifacts(scan.manifests) | expected_squashfs(scan.manifests), bucket, deep=deep,
                           also_expected=set(envelopes) | set(sboms), workers=workers)
     audit.unreadable = list(scan.problems)
     present = {info.name for info in bucket.list()} if envelopes or sboms else set()

@@ -14,7 +14,7 @@ from ..catalog.lifecycle import Decision
 from ..catalog.reference import EntryReference, find_processed_version, resolve
 from ..errors import UsageError
 from ..fetch.manifest_source import names_manifest, read_manifest
-from ..fetch.run import FetchOutcome, FetchTarget, fetch_rootfs
+from ..fetch.run import ARTIFACTS, FetchOutcome, FetchTarget, fetch_rootfs
 from ..progress import format_bytes
 from ..quoting import printable
 from .catalog_options import bucket_option, open_catalog, repo_option, warn_decisions
@@ -29,21 +29,26 @@ from .options import storage_bucket
 @click.option("--output-dir", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               show_default=True, help="The directory for the tarball (without -o) and for --extract.")
 @click.option("--extract", is_flag=True, help="Also unpack the rootfs into DIR/<org>-<name>-<version>/ (DIR: --output-dir), safely.")
+@click.option("--artifact", type=click.Choice(ARTIFACTS), default="tarball", show_default=True,
+              help="Which published file: the rootfs tarball, or the squashfs image (when the exchange publishes one).")
 @bucket_option
 @repo_option
 @format_option("text", "json", default="text")
 @verbosity_options
-def command(reference: str, out_file: Path | None, out_dir: Path, extract: bool, bucket_uri: str | None,
-            repo: Path | None, output_format: str) -> None:
+def command(reference: str, out_file: Path | None, out_dir: Path, extract: bool, artifact: str,
+            bucket_uri: str | None, repo: Path | None, output_format: str) -> None:
     """Download the rootfs of a processed version (default: the newest) from its rootfs URL (http(s)://,
     gs://, file://), or from --bucket, verifying its hash as it arrives. A manifest file or URL (a catalog
     page's link) needs no exchange around."""
+    if extract and artifact != "tarball":
+        raise UsageError("--extract unpacks the tarball; a squashfs image is mounted or unpacked as it is "
+                         "(docs/squashfs.md)")
     target, yank = _target(reference, repo)
     bucket = storage_bucket(bucket_uri, None) if bucket_uri else None
     if out_file is not None and str(out_file) == STDOUT and extract:
         raise UsageError("-o - sends the tarball to standard output; --extract unpacks a file: give -o FILE")
     with file_or_stdout(out_file) if out_file is not None else contextlib.nullcontext(None) as destination:
-        outcome = fetch_rootfs(target, out_dir, extract=extract, bucket=bucket, file=destination)
+        outcome = fetch_rootfs(target, out_dir, extract=extract, bucket=bucket, file=destination, artifact=artifact)
     report = report_stream(out_file)
     if out_file is not None and str(out_file) == STDOUT:
         outcome = dataclasses.replace(outcome, path=out_file)

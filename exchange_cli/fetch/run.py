@@ -20,6 +20,8 @@ from .extract import ExtractionSummary, extract_safely
 from .manifest_source import ManifestSource
 
 TARBALL_SUFFIXES = (".tgz", ".tar.gz", ".tar")
+SQUASHFS_SUFFIXES = (".sqfs",)
+ARTIFACTS = ("tarball", "squashfs")
 
 
 class DeliveredAsImage(ExchangeError):
@@ -73,10 +75,37 @@ class FetchOutcome:
     extraction: ExtractionSummary | None = None
 
 
+@dataclass(frozen=True)
+class _Artifact:
+    """One published file of a version, as its manifest names it: the tarball, or the squashfs image."""
+
+    label: str  # how messages name it
+    hash: str | None  # "sha384:<hex>"
+    size: object  # the recorded size, whatever its type (rootfs_limit checks it)
+    url: str | None
+    object_name: str | None
+    suffixes: tuple[str, ...]
+
+
+def _artifact(target: FetchTarget, kind: str) -> _Artifact:
+    version, manifest = target.version, target.version.manifest
+    assert manifest is not None
+    if kind == "tarball":
+        return _Artifact("rootfs", version.rootfs_hash, version.rootfs_size, version.rootfs_url,
+                         manifest.bucket_object or f"{manifest.path.stem}.tgz", TARBALL_SUFFIXES)
+    block = manifest.exchange
+    if not block.get("squashfs-url"):
+        raise ExchangeError(f"{target.manifest_shown}: the manifest names no squashfs image (squashfs-url): "
+                            "the exchange publishes one only when its policy asks for it (docs/squashfs.md)")
+    digest, url = block.get("squashfs-sha384"), block.get("squashfs-url")
+    return _Artifact("squashfs image", digest if isinstance(digest, str) else None, block.get("squashfs-size"),
+                     url if isinstance(url, str) else None, manifest.squashfs_object, SQUASHFS_SUFFIXES)
+
+
 def fetch_rootfs(target: FetchTarget, out_dir: Path, *, extract: bool, bucket: Bucket | None = None,
-                 file: Path | None = None) -> FetchOutcome:
-    """The tarball goes to `file`, else into `out_dir` under its object name; `extract` unpacks it into
-    `out_dir`/<org>-<name>-<version>/."""
+                 file: Path | None = None, artifact: str = "tarball") -> FetchOutcome:
+    """The tarball (or with `artifact` "squashfs" the squashfs image) goes to `file`, else into `out_dir`
+    under its object name; `extract` unpacks the tarball into `out_dir`/<org>-<name>-<version>/."""
     version = target.version
     manifest = version.manifest
     assert manifest is not None  # processed versions only (reference.find_processed_version, or a manifest)
@@ -85,22 +114,26 @@ def fetch_rootfs(target: FetchTarget, out_dir: Path, *, extract: bool, bucket: B
                             "download against")
     if manifest.is_image:
         raise DeliveredAsImage(target.shown, version.rootfs_url or "")
-    name = _object_name(target, manifest.bucket_object or f"{manifest.path.stem}.tgz", names_file=file is None)
+    wanted = _artifact(target, artifact)
+    if wanted.hash is None:
+        raise ExchangeError(f"{target.manifest_shown}: the manifest records no hash of the {wanted.label}; "
+                            "nothing to verify a download against")
+    name = _object_name(target, wanted.object_name or "", wanted.suffixes, names_file=file is None)
     destination = file if file is not None else out_dir / name
-    limit = rootfs_limit(version.rootfs_size)
+    limit = rootfs_limit(wanted.size)
     if bucket is not None:
         source = f"{bucket.uri}/{name}"
         stream_context = bounded_stream(bucket.open_read(name), limit, source)
-    elif version.rootfs_url:
-        source = redact(version.rootfs_url)
-        stream_context = open_named_url(version.rootfs_url, target.fetched_from, limit)
+    elif wanted.url:
+        source = redact(wanted.url)
+        stream_context = open_named_url(wanted.url, target.fetched_from, limit)
     else:
         raise ExchangeError(f"{target.manifest_shown}: the manifest has no rootfs-url; use --bucket to fetch from "
                             "the bucket")
+    size = wanted.size if isinstance(wanted.size, int) and not isinstance(wanted.size, bool) else None
     with stream_context as stream:
-        save_verified(stream, destination, expected_hash=version.rootfs_hash, expected_size=version.rootfs_size,
-                      source=source)
-    outcome = FetchOutcome(source, destination, version.rootfs_hash, destination.stat().st_size)
+        save_verified(stream, destination, expected_hash=wanted.hash, expected_size=size, source=source)
+    outcome = FetchOutcome(source, destination, wanted.hash, destination.stat().st_size)
     if not extract:
         return outcome
     unpacked = out_dir / as_name(target.unpack_name)  # the spec's text, made a NAME
@@ -115,14 +148,15 @@ def bounded_stream(opened: contextlib.AbstractContextManager[BinaryIO], limit: L
         yield Bounded(stream, limit, source)
 
 
-def _object_name(target: FetchTarget, name: str, *, names_file: bool) -> str:
+def _object_name(target: FetchTarget, name: str, suffixes: tuple[str, ...], *, names_file: bool) -> str:
     """The object's name, which also names the file written without -o (`names_file`). A manifest from
     outside the exchange (anyone's file or URL) must not choose which file of the current directory is
-    replaced: the name must then be a NAME (no dot file, no path) ending like a tarball."""
+    replaced: the name must then be a NAME (no dot file, no path) ending like a tarball (`suffixes`)."""
     if name in ("", ".", "..") or "/" in name or "\0" in name:
         raise ExchangeError(f"{target.manifest_shown}: its rootfs-url ends in {name!r}, which is not a file name")
-    tarball = name_problem(name, MAX_COMPONENT_LENGTH) is None and name.endswith(TARBALL_SUFFIXES)
-    if names_file and not target.in_exchange and not tarball:
-        raise ExchangeError(f"{target.manifest_shown}: its rootfs-url ends in {name!r}, which is not a tarball's "
-                            f"name ({NAME_RULE}, ending in {' or '.join(TARBALL_SUFFIXES)}); give -o FILE")
+    fitting = name_problem(name, MAX_COMPONENT_LENGTH) is None and name.endswith(suffixes)
+    if names_file and not target.in_exchange and not fitting:
+        key, kind = ("rootfs-url", "tarball") if suffixes == TARBALL_SUFFIXES else ("squashfs-url", "squashfs image")
+        raise ExchangeError(f"{target.manifest_shown}: its {key} ends in {name!r}, which is not a {kind}'s "
+                            f"name ({NAME_RULE}, ending in {' or '.join(suffixes)}); give -o FILE")
     return name

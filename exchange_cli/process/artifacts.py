@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -13,9 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..export import ExportOptions, export_image
+from ..export import ExportOptions, ExportResult, SquashfsImage, SquashfsRequest, export_image
 from ..image.model import Image
 from ..progress import Progress, format_bytes
+from ..rootfs.squashfs import Tar2sqfs
 from ..sbom.query import read as read_sbom
 from ..storage.bucket import Bucket
 from .check import CheckedJob
@@ -24,6 +26,7 @@ from .plan import SpecJob
 
 Log = Callable[[str], None]
 SBOM_SUFFIX = ".sbom.json"
+SQUASHFS_SUFFIX = ".sqfs"
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,11 @@ class Artifact:
     sbom_sha256: str | None = None
     sbom_packages: int | None = None  # components of the SBOM, the OS aside: for the catalog
     sbom_os: str | None = None  # "debian 12", from its os-release
+    # The squashfs image uploaded beside the tarball, when the policy asks for it (docs/squashfs.md).
+    squashfs_url: str | None = None
+    squashfs_sha384: str | None = None  # hex
+    squashfs_size: int | None = None
+    squashfs_sha256: str | None = None  # when the run signs: the statement's second subject carries both
 
     @property
     def rootfs_hash(self) -> str:
@@ -62,6 +70,11 @@ class Artifact:
 
 def artifact_name(job: SpecJob, sha384: str) -> str:
     return f"{job.location.artifact_base}-sha384-{sha384}.tgz"
+
+
+def squashfs_name(job: SpecJob, sha384: str) -> str:
+    """The squashfs image's object: content-addressed by its own sha384, like the tarball."""
+    return f"{job.location.artifact_base}-sha384-{sha384}{SQUASHFS_SUFFIX}"
 
 
 def sbom_name(object_name: str) -> str:
@@ -79,21 +92,33 @@ class RunWork:
 
 
 def produce_artifact(checked: CheckedJob, *, bucket: Bucket, work: RunWork, progress: Progress,
-                     with_sha256: bool = False) -> Artifact:
+                     with_sha256: bool = False, squashfs: Tar2sqfs | None = None) -> Artifact:
     """Export to a temp file (the only copy written), upload it, record what was created, drop the file.
-    `with_sha256`: also hash the file with sha256 (for the signed statement) before it is dropped."""
+    `with_sha256`: also hash the file with sha256 (for the signed statement) before it is dropped;
+    `squashfs`: also write the squashfs image in the same pass, and upload it beside the tarball."""
     job = checked.job
     temp = work.work_dir / f"{job.location.artifact_base}.tgz"
+    image_temp = work.work_dir / f"{job.location.artifact_base}{SQUASHFS_SUFFIX}"
+    request = SquashfsRequest(image_temp, squashfs) if squashfs is not None else None
     started = time.monotonic()
-    with progress.row(job.ref, "write", done="written") as row:
-        exported = export_image(checked.image, temp, progress=row, shown_as=job.image, sbom=True)
+    try:
+        with progress.row(job.ref, "write", done="written") as row:
+            exported = export_image(checked.image, temp, progress=row, shown_as=job.image, sbom=True, squashfs=request)
+        artifact = _upload(job, exported, temp, started, bucket=bucket, work=work, progress=progress,
+                           with_sha256=with_sha256)
+    finally:
+        image_temp.unlink(missing_ok=True)
+    return artifact
+
+
+def _upload(job: SpecJob, exported: ExportResult, temp: Path, started: float, *, bucket: Bucket, work: RunWork,
+            progress: Progress, with_sha256: bool) -> Artifact:
     exported_at = time.monotonic()
     name = artifact_name(job, exported.sha384)
     sha256 = None
     try:
         if with_sha256:
-            with temp.open("rb") as stream:
-                sha256 = hashlib.file_digest(stream, "sha256").hexdigest()
+            sha256 = _sha256_of(temp)
         with progress.row(job.ref, "upload", done="uploaded", unchanged="in bucket") as row, \
                 row.task(f"upload {name}", exported.size) as task:
             outcome = bucket.upload(name, temp, size=exported.size, sha384=exported.sha384, progress_task=task)
@@ -101,12 +126,35 @@ def produce_artifact(checked: CheckedJob, *, bucket: Bucket, work: RunWork, prog
             work.ledger.record(name, outcome.info.generation)
         sbom = _upload_sbom(exported.sbom, name, bucket, work.ledger)
         summary = read_sbom(sbom)  # ours, just made: it reads
+        image = _upload_squashfs(exported.squashfs, job, name, bucket, work.ledger)
+        image_sha256 = _sha256_of(exported.squashfs.output) if with_sha256 and exported.squashfs else None
     finally:
         temp.unlink(missing_ok=True)
     return Artifact(job, name, exported.sha384, exported.size, bucket.download_url(name), exported.image,
                     outcome.created, exported_at - started, time.monotonic() - exported_at, sha256=sha256,
                     sbom_url=bucket.download_url(sbom_name(name)), sbom_sha256=hashlib.sha256(sbom).hexdigest(),
-                    sbom_packages=len(summary.components), sbom_os=summary.os)
+                    sbom_packages=len(summary.components), sbom_os=summary.os,
+                    squashfs_url=bucket.download_url(image.output.name) if image else None,
+                    squashfs_sha384=image.sha384 if image else None, squashfs_size=image.size if image else None,
+                    squashfs_sha256=image_sha256)
+
+
+def _sha256_of(path: Path) -> str:
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def _upload_squashfs(image: SquashfsImage | None, job: SpecJob, object_name: str, bucket: Bucket,
+                     ledger: CreatedObjects) -> SquashfsImage | None:
+    """Upload the squashfs image under its content address, created and rolled back with the tarball;
+    returns it named by its object."""
+    if image is None:
+        return None
+    name = squashfs_name(job, image.sha384)
+    outcome = bucket.upload(name, image.output, size=image.size, sha384=image.sha384)
+    if outcome.created:
+        ledger.record(name, outcome.info.generation, beside=object_name)
+    return dataclasses.replace(image, output=Path(name))
 
 
 def _upload_sbom(document: bytes | None, object_name: str, bucket: Bucket, ledger: CreatedObjects) -> bytes:

@@ -7,7 +7,8 @@ at; one that is missing is exported again from its image and uploaded (objects a
 so a re-upload is always safe: the same name can only hold the same bytes). A missing signed envelope
 is put back from the bytes the run made, which are the ones its manifest pins (attestation-sha256);
 signing again would not give them. A missing SBOM is made again from the rootfs in the bucket (the
-same rootfs gives the same bytes) and put back only if they are the ones its manifest pins (sbom-sha256).
+same rootfs gives the same bytes) and put back only if they are the ones its manifest pins (sbom-sha256);
+a missing squashfs image likewise, from the tar stream inside that rootfs (squashfs-sha384).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from pathlib import Path
 import git as gitpython
 
 from .. import git
+from ..bounded import Bounded, rootfs_limit
 from ..catalog.storage_audit import ExpectedArtifact
 from ..conformance.check import open_source_image
 from ..errors import ExchangeError
 from ..export import ExportOptions, export_image
-from ..manifests import ManifestScan, manifests_at_commit
+from ..manifests import ManifestScan, ProcessedManifest, manifests_at_commit
 from ..progress import Progress
+from ..rootfs.squashfs import find_tar2sqfs, squashfs_of_tarball
 from ..sbom.tarball import document_of_stored_rootfs
 from ..storage.bucket import Bucket
 from ..storage.lease import BucketLease, Confirming
@@ -69,6 +72,15 @@ def confirm_published(repo: gitpython.Repo, head: str, manifest_paths: Sequence[
                 continue
             log(f"restored {name}: it was gone from the bucket after the push")
             restored.append(name)
+    for name, manifest in squashfs_of(scan, manifest_paths).items():
+        if bucket.stat(name) is None:
+            try:
+                _restore_squashfs(bucket, name, manifest, work_dir)
+            except ExchangeError as error:
+                problems.append(f"{name} is missing and could not be restored: {error}")
+                continue
+            log(f"restored {name}: it was gone from the bucket after the push")
+            restored.append(name)
     if problems:
         raise PublishedButIncomplete(f"pushed {head[:12]}, but its manifests reference objects that are not right "
                                      "(run `exchange verify-storage`):\n  " + "\n  ".join(problems))
@@ -107,6 +119,35 @@ def _restore_sbom(bucket: Bucket, name: str, rootfs: str, sha384: str, size: obj
         raise ExchangeError(f"made again from {rootfs}, it hashes to sha256:{hashlib.sha256(document).hexdigest()}, "
                             f"not the {pinned} its manifest pins")
     bucket.upload_bytes(name, document)
+
+
+def squashfs_of(scan: ManifestScan, manifest_paths: Sequence[str]) -> dict[str, ProcessedManifest]:
+    """Squashfs image object -> the manifest naming it, for these manifests (those with a rootfs to make it from)."""
+    ours = set(manifest_paths)
+    return {m.squashfs_object: m for m in scan.manifests if m.relative in ours and m.squashfs_object is not None
+            and m.bucket_object is not None and m.rootfs_sha384 is not None}
+
+
+def _restore_squashfs(bucket: Bucket, name: str, manifest: ProcessedManifest, work_dir: Path) -> None:
+    """Make the image again from the rootfs in the bucket: its gzip holds the very tar stream the image was
+    written from, so tar2sqfs writes the same bytes. Uploaded only if they are the ones the manifest pins."""
+    rootfs, sha384 = manifest.bucket_object, manifest.rootfs_sha384
+    assert rootfs is not None and sha384 is not None
+    pinned = manifest.exchange.get("squashfs-sha384")
+    temp = work_dir / f"restore-{name}"
+    try:
+        with bucket.open_read(rootfs) as raw:
+            image = squashfs_of_tarball(Bounded(raw, rootfs_limit(manifest.exchange.get("rootfs-size")),
+                                                f"{bucket.uri}/{rootfs}"), find_tar2sqfs(), temp)
+        if image.tarball_sha384 != sha384:
+            raise ExchangeError(f"{bucket.uri}/{rootfs} hashes to sha384:{image.tarball_sha384}, not the "
+                                f"sha384:{sha384} its manifest pins")
+        if f"sha384:{image.sha384}" != pinned:
+            raise ExchangeError(f"made again from {rootfs}, it hashes to sha384:{image.sha384}, not the {pinned} "
+                                "its manifest pins (another tar2sqfs version?)")
+        bucket.upload(name, temp, size=image.size, sha384=image.sha384)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def _confirm_envelopes(envelopes: Mapping[str, str | None], bucket: Bucket, kept: Mapping[str, bytes],

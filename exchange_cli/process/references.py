@@ -32,11 +32,12 @@ class References:
     unreadable: list[ManifestProblem]  # files under manifests/ that could not be read
     attestations: frozenset[str] = frozenset()  # the signed envelopes (attestation-url) they reference
     sboms: frozenset[str] = frozenset()  # the SBOMs (sbom-url) they reference
+    squashfs: frozenset[str] = frozenset()  # the squashfs images (squashfs-url) they reference
 
     @property
     def names(self) -> frozenset[str]:
-        """Every object the manifests reference: artifacts, their envelopes and their SBOMs."""
-        return frozenset(self.expected) | self.attestations | self.sboms
+        """Every object the manifests reference: artifacts, their envelopes, SBOMs and squashfs images."""
+        return frozenset(self.expected) | self.attestations | self.sboms | self.squashfs
 
     def keeps(self, object_name: str) -> bool:
         """Referenced by a manifest, or possibly by one that cannot be read: when in doubt an object is
@@ -49,7 +50,8 @@ def referenced_objects(repo: gitpython.Repo, commit: str) -> References:
     scan = manifests_at_commit(repo, commit)
     attestations = frozenset(m.attestation_object for m in scan.manifests if m.attestation_object is not None)
     sboms = frozenset(m.sbom_object for m in scan.manifests if m.sbom_object is not None)
-    return References(commit, expected_artifacts(scan.manifests), list(scan.problems), attestations, sboms)
+    images = frozenset(m.squashfs_object for m in scan.manifests if m.squashfs_object is not None)
+    return References(commit, expected_artifacts(scan.manifests), list(scan.problems), attestations, sboms, images)
 
 
 def references_at_remote(repo: gitpython.Repo, remote: str, branch: str) -> References | None:

@@ -30,7 +30,9 @@ from ..ownership import claim, exchange_identity
 from ..progress import PIPELINE, NullProgress, Progress
 from ..provenance.attest import run_context
 from ..repository import Exchange
+from ..rootfs.squashfs import Tar2sqfs, find_tar2sqfs
 from ..storage.lease import BucketLease, Confirming
+from ..validation.policy import load_policy
 from .artifacts import Artifact, RunWork, build_artifacts, produce_artifact
 from .attestations import AttestationHook
 from .check import CheckedJob, check_jobs
@@ -146,14 +148,24 @@ def artifacts_stage(run: Run, plan: Plan, checked: list[CheckedJob], work: RunWo
         return collect_shard_artifacts(plan, options.finalize_dir, options.bucket, work.ledger, delivery,
                                        run.log)
     cancellable = CancellableProgress(run.progress, work.cancelled)
+    squashfs = _squashfs_writer(run)
 
     def make(item: CheckedJob) -> Artifact:
         return delivery.deliver(item, lambda job: produce_artifact(job, bucket=options.bucket, work=work,
                                                                    progress=cancellable,
-                                                                   with_sha256=options.signer is not None))
+                                                                   with_sha256=options.signer is not None,
+                                                                   squashfs=squashfs))
 
     return build_artifacts(checked, make, work=work, export_options=options.export, jobs=options.jobs, log=run.log,
                            on_artifact=on_artifact)
+
+
+def _squashfs_writer(run: Run) -> Tar2sqfs | None:
+    """The tar2sqfs to write each squashfs image with, when the exchange's policy asks for the format
+    (artifacts.formats); found before the first export, so a missing or untested one fails the run early."""
+    if not load_policy(run.exchange.root).squashfs:
+        return None
+    return find_tar2sqfs()
 
 
 def record_stage(run: Run, share: Share | None, artifacts: list[Artifact], work: RunWork, delivery: Delivery) -> Path:
@@ -270,6 +282,8 @@ def _hooks(run: Run) -> list[PublishHook]:
     if options.signer is None:
         return []
     context = run_context(run.recovery.start, git.remote_url(exchange.repo, options.remote), exchange.root)
+    if (squashfs := _squashfs_writer(run)) is not None:
+        context = context.with_squashfs(squashfs.version, squashfs.settings)
     return [AttestationHook(exchange, options.signer, context, options.bucket, run.log)]
 
 

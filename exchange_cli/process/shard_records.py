@@ -57,6 +57,10 @@ class ArtifactEntry:
     sbom_sha256: str | None = None
     sbom_packages: int | None = None
     sbom_os: str | None = None
+    squashfs_url: str | None = None  # the squashfs image the shard uploaded (see Artifact)
+    squashfs_sha384: str | None = None
+    squashfs_size: int | None = None
+    squashfs_sha256: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "skipped_checks", tuple(self.skipped_checks))  # a list, once read from JSON
@@ -73,7 +77,8 @@ class ArtifactEntry:
                    image.pinned_reference, image.config_digest, image.manifest_digest, str(image.platform),
                    artifact.created, round(artifact.export_seconds, 3), round(artifact.upload_seconds, 3), artifact.url,
                    artifact.delivered_digest, artifact.mirrored_reference, artifact.skipped_checks, artifact.sha256,
-                   artifact.sbom_url, artifact.sbom_sha256, artifact.sbom_packages, artifact.sbom_os)
+                   artifact.sbom_url, artifact.sbom_sha256, artifact.sbom_packages, artifact.sbom_os,
+                   artifact.squashfs_url, artifact.squashfs_sha384, artifact.squashfs_size, artifact.squashfs_sha256)
 
     def artifact_for(self, job: SpecJob, url: str) -> Artifact:
         """The Artifact the shard had, rebuilt for the manifest: layers are not needed any more."""
@@ -82,7 +87,8 @@ class ArtifactEntry:
                       pinned_reference=self.image_digest_reference)
         return Artifact(job, self.artifact, self.sha384, self.size, url, image, self.uploaded, self.export_seconds,
                         self.upload_seconds, self.delivered_digest, self.mirrored_reference, self.skipped_checks,
-                        self.sha256, self.sbom_url, self.sbom_sha256, self.sbom_packages, self.sbom_os)
+                        self.sha256, self.sbom_url, self.sbom_sha256, self.sbom_packages, self.sbom_os,
+                        self.squashfs_url, self.squashfs_sha384, self.squashfs_size, self.squashfs_sha256)
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,9 @@ class PublishTransaction:
             sbom_sha256=artifact.sbom_sha256,
             sbom_packages=artifact.sbom_packages,
             sbom_os=artifact.sbom_os,
+            squashfs_url=artifact.squashfs_url,
+            squashfs_sha384=f"sha384:{artifact.squashfs_sha384}" if artifact.squashfs_sha384 else None,
+            squashfs_size=artifact.squashfs_size,
             extra=extra or None,
         )
         write_atomically(self.exchange.root / relative,

@@ -7,14 +7,16 @@ the CI run, the tool versions); `facts_for` adds one artifact's subject, spec an
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
 
 from .. import __version__
 from ..errors import redact
@@ -35,6 +37,12 @@ class RunContext:
     run_url: str | None = None
     tool_versions: dict[str, str] = field(default_factory=dict)
     compression: dict[str, Any] = field(default_factory=dict)
+
+    def with_squashfs(self, version: str, settings: str) -> RunContext:
+        """The run also writes a squashfs image of each rootfs: the writer's version and settings, which
+        fix its bytes, are facts of the build too (docs/squashfs.md)."""
+        return dataclasses.replace(self, tool_versions={**self.tool_versions, "squashfs-tools-ng": version},
+                                   compression={**self.compression, "squashfs": settings})
 
 
 def run_context(source_commit: str, remote_url: str | None, root: Path, env: Mapping[str, str] = os.environ) -> RunContext:
@@ -76,6 +84,9 @@ class ArtifactLike(Protocol):
     url: str
     image: Any  # image.model.Image
     delivered_digest: str | None
+    squashfs_url: str | None  # the squashfs image beside the tarball, if the run made one
+    squashfs_sha384: str | None
+    squashfs_sha256: str | None
 
 
 def subject_name(artifact: ArtifactLike) -> str:
@@ -103,7 +114,17 @@ def facts_for(artifact: ArtifactLike, *, sha256: str | None, spec_blob: str, con
         tool_versions=dict(context.tool_versions),
         compression=dict(context.compression) if kind == ROOTFS_TARBALL else {},
         run_url=context.run_url,
+        more_subjects=_squashfs_subject(artifact) if kind == ROOTFS_TARBALL else {},
     )
+
+
+def _squashfs_subject(artifact: ArtifactLike) -> dict[str, dict[str, str]]:
+    """The squashfs image as a second subject: built in the same pass, from the same tree (docs/squashfs.md)."""
+    if artifact.squashfs_url is None or artifact.squashfs_sha384 is None:
+        return {}
+    assert artifact.squashfs_sha256 is not None, "a squashfs image is attested with its sha384 and sha256"
+    name = unquote(PurePosixPath(urlsplit(artifact.squashfs_url).path).name)
+    return {name: {"sha384": artifact.squashfs_sha384, "sha256": artifact.squashfs_sha256}}
 
 
 @dataclass(frozen=True)

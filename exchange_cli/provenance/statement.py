@@ -70,6 +70,9 @@ class BuildFacts:
     tool_versions: dict[str, str] = field(default_factory=dict)
     compression: dict[str, Any] = field(default_factory=dict)
     run_url: str | None = None
+    # Further files built in the same pass from the same tree (the squashfs image): name -> digests.
+    # The statement lists them after the first subject; older statements have none.
+    more_subjects: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def same_build(self, other: BuildFacts) -> bool:
         """Equal but for the run that made it: a re-run of the same build at the same commit."""
@@ -78,7 +81,7 @@ class BuildFacts:
 
 def _without_run(facts: BuildFacts) -> tuple[object, ...]:
     return (facts.subject_name, facts.subject_digests, facts.artifact, facts.spec, facts.image, facts.source_commit,
-            facts.repository, facts.tool_versions, facts.compression)
+            facts.repository, facts.tool_versions, facts.compression, facts.more_subjects)
 
 
 def build_statement(facts: BuildFacts) -> dict[str, Any]:
@@ -100,7 +103,8 @@ def build_statement(facts: BuildFacts) -> dict[str, Any]:
         run_details["metadata"] = metadata
     return {
         "_type": STATEMENT_TYPE,
-        "subject": [{"name": facts.subject_name, "digest": dict(facts.subject_digests)}],
+        "subject": [{"name": facts.subject_name, "digest": dict(facts.subject_digests)},
+                    *({"name": name, "digest": dict(digests)} for name, digests in sorted(facts.more_subjects.items()))],
         "predicateType": PREDICATE_TYPE,
         "predicate": {
             "buildDefinition": {
@@ -126,6 +130,15 @@ def statement_bytes(statement: dict[str, Any]) -> bytes:
     return json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def _subject(value: object, index: int) -> tuple[str, dict[str, str]]:
+    """subject[index]'s name and digests (algorithm -> hex)."""
+    subject = _Reader(value, f"subject[{index}]")
+    digests = subject.get("digest", dict)
+    if not digests or not all(isinstance(v, str) for v in digests.values()):
+        raise StatementError(f"subject[{index}].digest must map algorithms to hex strings")
+    return subject.get("name", str), dict(digests)
+
+
 def read_statement(payload: bytes) -> BuildFacts:
     """The facts of a statement the exchange wrote; StatementError naming the first field that is not right."""
     statement = strict_document(payload, "the payload", StatementError)
@@ -135,12 +148,12 @@ def read_statement(payload: bytes) -> BuildFacts:
     if reader.get("predicateType", str) != PREDICATE_TYPE:
         raise StatementError(f"predicateType is {statement.get('predicateType')!r}, not {PREDICATE_TYPE}")
     subjects = reader.get("subject", list)
-    if len(subjects) != 1:
-        raise StatementError(f"the statement has {len(subjects)} subjects; the exchange attests one artifact each")
-    subject = _Reader(subjects[0], "subject[0]")
-    digests = subject.get("digest", dict)
-    if not digests or not all(isinstance(v, str) for v in digests.values()):
-        raise StatementError("subject[0].digest must map algorithms to hex strings")
+    if not subjects:
+        raise StatementError("the statement has 0 subjects; the exchange attests at least its rootfs")
+    subject, digests = _subject(subjects[0], 0)
+    more = dict(_subject(other, index) for index, other in enumerate(subjects[1:], start=1))
+    if len(more) != len(subjects) - 1 or subject in more:
+        raise StatementError("the statement names a subject twice")
     definition = reader.at("predicate", "buildDefinition")
     if definition.get("buildType", str) != BUILD_TYPE:
         raise StatementError(f"predicate.buildDefinition.buildType is {definition.raw.get('buildType')!r}, "
@@ -160,8 +173,8 @@ def read_statement(payload: bytes) -> BuildFacts:
     internal = definition.optional("internalParameters")
     versions, compression = builder.optional("version"), _Reader(internal, "internalParameters").optional("compression")
     return BuildFacts(
-        subject_name=subject.get("name", str),
-        subject_digests=dict(digests),
+        subject_name=subject,
+        subject_digests=digests,
         artifact=_text(internal.get("artifact", "")),
         spec=SpecRef(spec.get("path", str), spec.get("kind", str), spec.get("org", str), spec.get("name", str),
                      spec.get("version", str), spec.at("digest").get("gitBlob", str)),
@@ -173,6 +186,7 @@ def read_statement(payload: bytes) -> BuildFacts:
         tool_versions=versions,
         compression=compression,
         run_url=metadata.get("invocationId") if isinstance(metadata.get("invocationId"), str) else None,
+        more_subjects=more,
     )
 
 

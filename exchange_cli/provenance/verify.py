@@ -10,6 +10,8 @@ The checks, in order:
               and the manifest's is a process run's (custody.py)
   statement   the signed payload is the exchange's in-toto Statement v1 / SLSA Provenance v1
   subject     the statement's subject is this artifact: its name and every digest it gives
+  squashfs-subject  when the manifest names a squashfs image (squashfs-url): the statement names it too,
+              with the sha384 the manifest pins (squashfs-sha384)
   provenance  what the statement says was built (spec, version, commit, image digests, platform) is
               what the manifest says
   attestation the envelope file is the one the manifest pins (attestation-sha256)
@@ -46,6 +48,7 @@ ATTESTATION_SUFFIX = ".intoto.jsonl"
 MAX_ENVELOPE_BYTES = 64 * 1024 * 1024
 ENVELOPE_LIMIT = Limit(MAX_ENVELOPE_BYTES, "an envelope")
 SBOM_URL, SBOM_SHA256 = "sbom-url", "sbom-sha256"
+SQUASHFS_URL, SQUASHFS_SHA384 = "squashfs-url", "squashfs-sha384"
 MAX_SBOM_BYTES = 32 * 1024 * 1024
 SBOM_LIMIT = Limit(MAX_SBOM_BYTES, "an SBOM")
 BLOCK = 1024 * 1024
@@ -256,6 +259,8 @@ def _check_envelope(manifest: ManifestView, envelope_bytes: bytes, digests: dict
     result.facts = facts
     record("statement", True, "in-toto Statement v1, SLSA Provenance v1")
     record("subject", *_subject_check(manifest, digests, facts))
+    if manifest.text(SQUASHFS_URL) is not None:
+        record("squashfs-subject", *_squashfs_subject_check(manifest, facts))
     record("provenance", *_provenance_check(manifest, facts))
     record("attestation", *_attestation_hash_check(manifest, envelope_bytes))
     if sbom is not None:
@@ -360,6 +365,19 @@ def _subject_check(manifest: ManifestView, ours: dict[str, str], facts: BuildFac
     if facts.subject_name != name:
         return False, f"the envelope attests {facts.subject_name!r}, but the manifest's artifact is {name!r}"
     return True, f"{name}: {', '.join(shared)} match"
+
+
+def _squashfs_subject_check(manifest: ManifestView, facts: BuildFacts) -> tuple[bool, str]:
+    """The manifest's squashfs image is a subject of the same signed statement, with the sha384 it pins."""
+    url, pinned = manifest.text(SQUASHFS_URL) or "", (manifest.text(SQUASHFS_SHA384) or "").lower()
+    name = unquote(PurePosixPath(urlsplit(url).path).name)
+    digests = facts.more_subjects.get(name)
+    if digests is None:
+        return False, f"the signed statement does not name the squashfs image {name!r} the manifest points at"
+    if f"sha384:{digests.get('sha384', '').lower()}" != pinned:
+        return False, (f"the signed statement gives {name} sha384:{digests.get('sha384', '')[:16]}…, but the "
+                       f"manifest pins {pinned[:23]}…")
+    return True, f"{name}: its sha384 is the one the manifest pins"
 
 
 def _provenance_check(manifest: ManifestView, facts: BuildFacts) -> tuple[bool, str]:

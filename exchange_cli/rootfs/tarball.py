@@ -22,6 +22,7 @@ from ..image.model import LayerBlob
 from ..progress import Task
 from .flatten import Watch, flatten
 from .index import LayerIndex
+from .squashfs import SquashfsSink, Tee
 
 # isal level 1, for speed. Measured with benchmarks/flatten.py (one core of a shared VM):
 #   1.5 GB tar of /usr/share, /usr/bin, /usr/local: level 0 ~460 MB/s, 47.4%; 1 ~425 MB/s, 42.0%;
@@ -173,15 +174,22 @@ def _deflate_block(block: bytes | bytearray, dictionary: bytes, level: int, last
 
 
 def write_rootfs(layers: Sequence[LayerBlob], target: Output, *, progress_task: Task | None = None,
-                 level: int = GZIP_LEVEL, index: LayerIndex | None = None, watch: Watch | None = None) -> RootfsDigest:
+                 level: int = GZIP_LEVEL, index: LayerIndex | None = None, watch: Watch | None = None,
+                 squashfs: SquashfsSink | None = None) -> RootfsDigest:
     """Write the gzip-compressed root filesystem of `layers` to `target`; return its sha384 and size.
 
-    `index`: pass 1 of the first layers, if the caller started it; `watch`: see `flatten`."""
+    `index`: pass 1 of the first layers, if the caller started it; `watch`: see `flatten`;
+    `squashfs`: also gets the same tar stream, in the same pass (finished or abandoned here)."""
     sink = _GzipHashingSink(target, level)
     try:
-        stats = flatten(layers, sink, progress_task=progress_task, index=index, watch=watch)
+        stats = flatten(layers, sink if squashfs is None else Tee([squashfs, sink]), progress_task=progress_task,
+                        index=index, watch=watch)
         sink.finish()
+        if squashfs is not None:
+            squashfs.finish()
     except BaseException:
         sink.abandon()
+        if squashfs is not None:
+            squashfs.abandon()
         raise
     return RootfsDigest(sink.hasher.hexdigest(), sink.size, stats.entries)

@@ -54,6 +54,7 @@ class Policy:
     catalog_title: str | None = None  # None: the catalog's own default
     approval_sha256: str | None = None  # trust.maintainer-approval-sha256 (validation/target.py)
     protected_paths: tuple[str, ...] = ()  # trust.protected-paths, beyond the built-in ones
+    squashfs: bool = False  # artifacts.formats lists squashfs: process publishes the image beside the tarball
     source: str | None = None  # the file it came from, for messages
 
     def enabled(self, rule: str) -> bool:
@@ -159,6 +160,7 @@ def parse_policy(text: str, shown: str) -> Policy:
         catalog_title=(data.get("catalog") or {}).get("title"),
         approval_sha256=trust.get("maintainer-approval-sha256"),
         protected_paths=tuple(trust.get("protected-paths") or ()),
+        squashfs="squashfs" in ((data.get("artifacts") or {}).get("formats") or ()),
         source=shown,
     )
 
