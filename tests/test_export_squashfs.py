@@ -35,6 +35,7 @@ from exchange_cli.rootfs.tarball import write_rootfs
 from exchange_cli.testgates import GATES_ENV
 from tests.infra import missing_component, require_executable
 from tests.infra.image_files import OciLayout
+from tests.infra.layer_stacks import layer_stacks, spell, write_layer
 from tests.layers import (
     Entry,
     blockdev,
@@ -49,7 +50,6 @@ from tests.layers import (
     write_layer_tar,
     zeros,
 )
-from tests.test_flatten_property import layer_stacks, spell, write_layer
 
 
 @pytest.fixture(autouse=True)
