@@ -214,3 +214,51 @@ def test_a_squashfs_image_deleted_before_the_push_lands_is_made_again(local_stag
     assert finish(run, local_stage, checkout) == 0, local_stage.log(checkout)
     assert f"restored {images[0]}" in local_stage.log(checkout)
     assert (local_stage.tmp / "bucket" / images[0]).read_bytes() == published
+
+
+def test_verify_reads_the_published_squashfs_image_and_finds_it_changed(signed_process: Signed) -> None:
+    """verify hashes the image itself: a changed byte (same size) or a cut image in the bucket fails the
+    `squashfs` check, whatever the signed statement and the manifest still say."""
+    require_executable("tar2sqfs")
+    ask_for_squashfs(signed_process.world)
+    assert signed_process.process().exit_code == 0
+    verified = signed_process.verify("acme/hello", "--format", "json")
+    assert verified.exit_code == 0, verified.output
+    names = [check["check"] for check in json.loads(verified.output)["checks"]]
+    assert names.index("sbom") < names.index("squashfs") < names.index("envelope"), names
+    image = signed_process.bucket_file(signed_process.block("hello")["squashfs-url"])
+    good = image.read_bytes()
+    changed = bytearray(good)
+    changed[len(changed) // 2] ^= 0xFF
+    image.write_bytes(bytes(changed))
+    found = verify_failure(signed_process, "acme/hello")
+    assert found["check"] == "squashfs" and "it was changed or corrupted" in found["reason"], found
+    image.write_bytes(good[:-1])
+    found = verify_failure(signed_process, "acme/hello")
+    assert found["check"] == "squashfs" and f"({len(good) - 1} bytes)" in found["reason"], found
+    image.write_bytes(good + b"\0")
+    found = verify_failure(signed_process, "acme/hello")
+    assert found["check"] == "squashfs" and "it was changed or corrupted" in found["reason"], found
+
+
+def test_verify_checks_a_squashfs_image_given_as_a_file(signed_process: Signed, tmp_path: Path) -> None:
+    """`verify --squashfs FILE` checks that file instead of the bucket's: the good copy passes, a changed
+    copy fails even while the bucket still holds the good one."""
+    require_executable("tar2sqfs")
+    ask_for_squashfs(signed_process.world)
+    assert signed_process.process().exit_code == 0
+    published = signed_process.bucket_file(signed_process.block("hello")["squashfs-url"])
+    copy = tmp_path / "hello.sqfs"
+    copy.write_bytes(published.read_bytes())
+    published.unlink()  # offline: the bucket's image is not read
+    verified = signed_process.verify("acme/hello", "--squashfs", str(copy), "--format", "json")
+    assert verified.exit_code == 0, verified.output
+    checks = {check["check"]: check for check in json.loads(verified.output)["checks"]}
+    assert checks["squashfs"]["ok"] and str(copy) in checks["squashfs"]["detail"]
+    data = bytearray(copy.read_bytes())
+    data[0] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    result = signed_process.verify("acme/hello", "--squashfs", str(copy), "--format", "json")
+    assert result.exit_code == 1, result.output
+    found = json.loads(result.output)["failure"]
+    assert found["check"] == "squashfs" and "it was changed or corrupted" in found["reason"], found

@@ -24,6 +24,7 @@ FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 @click.option("--file", "artifact_file", type=FILE, help="The rootfs tarball, instead of downloading the rootfs-url.")
 @click.option("--attestation", "attestation_file", type=FILE, help="The .intoto.jsonl envelope, instead of downloading the attestation-url.")
 @click.option("--sbom", "sbom_file", type=FILE, help="The .sbom.json SBOM, instead of downloading the sbom-url.")
+@click.option("--squashfs", "squashfs_file", type=FILE, help="The .sqfs squashfs image, instead of downloading the squashfs-url.")
 @click.option("--key", "key_files", type=FILE, multiple=True, help="A trusted public key (PEM); repeatable [default: the exchange's .exchange/keys/*.pub].")
 @click.option("--image", "check_image", is_flag=True, help="Also check that the registry still serves the attested image digest.")
 @click.option("--allow-unprocessed", is_flag=True, help="Without --key: accept a manifest that no process run committed (the custody check still names who did).")
@@ -32,16 +33,16 @@ FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 @repo_option
 @verbosity_options
 def command(target: str, artifact_file: Path | None, attestation_file: Path | None, sbom_file: Path | None,
-            key_files: tuple[Path, ...],
+            squashfs_file: Path | None, key_files: tuple[Path, ...],
             check_image: bool, allow_unprocessed: bool, insecure_registries: tuple[str, ...], output_format: str,
             repo: Path | None) -> None:
-    """Verify a published version end to end: the rootfs hash against the manifest, the envelope's signature
-    against the exchange's key, the statement's subject against the artifact, and its image digest and
-    commit against the manifest. Names the first failure; exit 0 only when every check holds."""
+    """Verify a published version end to end: the rootfs hash (and the SBOM's and squashfs image's, when
+    it names them) against the manifest, the envelope's signature against the exchange's key, the
+    statement's subject against the artifact, and its image digest and commit against the manifest. Names the first failure; exit 0 only when every check holds."""
     resolved = resolve_target(target, repo)
     options = VerifyOptions(trusted_keys(key_files, resolved.root), artifact_file, attestation_file, check_image,
                             tuple(insecure_registries),
-                            custody_of(resolved, key_files, allow_unprocessed=allow_unprocessed), sbom_file)
+                            custody_of(resolved, key_files, allow_unprocessed=allow_unprocessed), sbom_file, squashfs_file)
     for warning in resolved.warnings:  # a yanked version verifies as it did; the warning says why not to use it
         LOG.warning(printable(warning))
     result = verify_published(resolved.manifest, options, target=resolved.shown)

@@ -4,6 +4,8 @@ The checks, in order:
   rootfs      the artifact's sha384 (and size) against the manifest; an image-delivered gear's digest
   sbom        when the manifest names an SBOM (sbom-url): the file (or --sbom) is the one it pins
               (sbom-sha256)
+  squashfs    when the manifest names a squashfs image (squashfs-url): the image (or --squashfs) has the
+              sha384 and size it pins (squashfs-sha384, squashfs-size)
   envelope    the attestation (manifest's attestation-url, or a file) is a DSSE envelope
   signature   an envelope signature verifies with one of the trusted keys
   custody     with the repository's keys (no --key): the commits that added that key and the manifest,
@@ -11,7 +13,7 @@ The checks, in order:
   statement   the signed payload is the exchange's in-toto Statement v1 / SLSA Provenance v1
   subject     the statement's subject is this artifact: its name and every digest it gives
   squashfs-subject  when the manifest names a squashfs image (squashfs-url): the statement names it too,
-              with the sha384 the manifest pins (squashfs-sha384)
+              with the sha384 the manifest pins (squashfs-sha384) and the sha256 of the image read
   provenance  what the statement says was built (spec, version, commit, image digests, platform) is
               what the manifest says
   attestation the envelope file is the one the manifest pins (attestation-sha256)
@@ -32,7 +34,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal, NoReturn, Protocol, overload
 from urllib.parse import unquote, urlsplit
 
-from ..bounded import Bounded, Limit, rootfs_limit
+from ..bounded import Bounded, Limit, OverLimit, rootfs_limit
 from ..errors import ExchangeError, redact
 from ..manifests import ProcessedManifest
 from .dsse import IN_TOTO_PAYLOAD_TYPE, EnvelopeError, check_signatures, parse_envelopes
@@ -48,7 +50,7 @@ ATTESTATION_SUFFIX = ".intoto.jsonl"
 MAX_ENVELOPE_BYTES = 64 * 1024 * 1024
 ENVELOPE_LIMIT = Limit(MAX_ENVELOPE_BYTES, "an envelope")
 SBOM_URL, SBOM_SHA256 = "sbom-url", "sbom-sha256"
-SQUASHFS_URL, SQUASHFS_SHA384 = "squashfs-url", "squashfs-sha384"
+SQUASHFS_URL, SQUASHFS_SHA384, SQUASHFS_SIZE = "squashfs-url", "squashfs-sha384", "squashfs-size"
 MAX_SBOM_BYTES = 32 * 1024 * 1024
 SBOM_LIMIT = Limit(MAX_SBOM_BYTES, "an SBOM")
 BLOCK = 1024 * 1024
@@ -133,6 +135,7 @@ class VerifyOptions:
     # With the repository's keys: who added the key that verified, and the manifest (custody.py).
     custody: Callable[[PublicKey], tuple[bool, str]] | None = None
     sbom_file: Path | None = None  # instead of downloading the sbom-url
+    squashfs_file: Path | None = None  # instead of downloading the squashfs-url
 
 
 def verify_published(manifest: ManifestView, options: VerifyOptions, *, target: str,
@@ -143,8 +146,9 @@ def verify_published(manifest: ManifestView, options: VerifyOptions, *, target: 
     try:
         artifact = _check_artifact(manifest, options, opener, record)
         sbom = _read_sbom(manifest, options, opener, record)
+        squashfs = _check_squashfs(manifest, options, opener, record)
         envelope_bytes = _read_attestation(manifest, options, opener, record)
-        _check_envelope(manifest, envelope_bytes, artifact, options, result, record, sbom)
+        _check_envelope(manifest, envelope_bytes, artifact, options, result, record, sbom, squashfs)
     except CheckFailed:
         pass
     return result
@@ -196,6 +200,35 @@ def _read_sbom(manifest: ManifestView, options: VerifyOptions, opener: Opener, r
     return document
 
 
+def _check_squashfs(manifest: ManifestView, options: VerifyOptions, opener: Opener,
+                    record: Record) -> ArtifactDigest | None:
+    """The squashfs image the manifest names (or --squashfs's file), hashed and checked against its
+    squashfs-sha384 and squashfs-size; None for a manifest without one."""
+    url = manifest.text(SQUASHFS_URL)
+    if url is None:
+        return None
+    pinned, size = (manifest.text(SQUASHFS_SHA384) or "").lower(), manifest.record.get(SQUASHFS_SIZE)
+    if not pinned.startswith("sha384:") or not isinstance(size, int) or isinstance(size, bool):
+        record("squashfs", False, f"{manifest.source} names a squashfs image but pins no {SQUASHFS_SHA384} "
+                                  f"(sha384:<hex>) and {SQUASHFS_SIZE} to check it against")
+    # Exactly squashfs-size bytes: a longer or shorter image fails as it is read (bounded.Limit).
+    limit = Limit(size, "the squashfs image", exact=True)
+    source = str(options.squashfs_file) if options.squashfs_file else redact(url)
+    try:
+        with _local_file(options.squashfs_file, limit) if options.squashfs_file else opener(url, limit) as stream:
+            digest = hash_stream(stream)
+    except OverLimit as error:  # longer than squashfs-size
+        record("squashfs", False, f"{error}: it was changed or corrupted")
+    except (ExchangeError, OSError) as error:
+        record("squashfs", False, f"cannot read the squashfs image {source}: "
+                                  f"{getattr(error, 'strerror', None) or error}")
+    if f"sha384:{digest.sha384}" != pinned or digest.size != size:
+        record("squashfs", False, f"{source} hashes to sha384:{digest.sha384} ({digest.size} bytes), but the "
+                                  f"manifest pins {pinned} ({size} bytes): it was changed or corrupted")
+    record("squashfs", True, f"{source}: sha384 matches the manifest ({digest.size} bytes)")
+    return digest
+
+
 def _check_sbom_statement(envelope_bytes: bytes, document: bytes, result: Verification, record: Record) -> None:
     assert result.key is not None and result.facts is not None, "after the envelope's checks passed"
     facts = result.facts
@@ -230,8 +263,10 @@ def _recorder(result: Verification) -> Record:
 
 
 def _check_envelope(manifest: ManifestView, envelope_bytes: bytes, digests: dict[str, str], options: VerifyOptions,
-                    result: Verification, record: Record, sbom: bytes | None = None) -> None:
-    """The envelope's checks in order; with `sbom` (already checked against its pin), its signed statement."""
+                    result: Verification, record: Record, sbom: bytes | None = None,
+                    squashfs: ArtifactDigest | None = None) -> None:
+    """The envelope's checks in order; with `sbom` (already checked against its pin), its signed statement;
+    with `squashfs` (the image read, already checked against its pin), its subject's sha256 too."""
     try:
         envelopes = parse_envelopes(envelope_bytes, "the attestation")
     except EnvelopeError as error:
@@ -260,7 +295,7 @@ def _check_envelope(manifest: ManifestView, envelope_bytes: bytes, digests: dict
     record("statement", True, "in-toto Statement v1, SLSA Provenance v1")
     record("subject", *_subject_check(manifest, digests, facts))
     if manifest.text(SQUASHFS_URL) is not None:
-        record("squashfs-subject", *_squashfs_subject_check(manifest, facts))
+        record("squashfs-subject", *_squashfs_subject_check(manifest, facts, squashfs))
     record("provenance", *_provenance_check(manifest, facts))
     record("attestation", *_attestation_hash_check(manifest, envelope_bytes))
     if sbom is not None:
@@ -367,8 +402,10 @@ def _subject_check(manifest: ManifestView, ours: dict[str, str], facts: BuildFac
     return True, f"{name}: {', '.join(shared)} match"
 
 
-def _squashfs_subject_check(manifest: ManifestView, facts: BuildFacts) -> tuple[bool, str]:
-    """The manifest's squashfs image is a subject of the same signed statement, with the sha384 it pins."""
+def _squashfs_subject_check(manifest: ManifestView, facts: BuildFacts,
+                            read: ArtifactDigest | None = None) -> tuple[bool, str]:
+    """The manifest's squashfs image is a subject of the same signed statement, with the sha384 it pins
+    (and, for an image read, the sha256 it has, when the statement gives one)."""
     url, pinned = manifest.text(SQUASHFS_URL) or "", (manifest.text(SQUASHFS_SHA384) or "").lower()
     name = unquote(PurePosixPath(urlsplit(url).path).name)
     digests = facts.more_subjects.get(name)
@@ -377,6 +414,10 @@ def _squashfs_subject_check(manifest: ManifestView, facts: BuildFacts) -> tuple[
     if f"sha384:{digests.get('sha384', '').lower()}" != pinned:
         return False, (f"the signed statement gives {name} sha384:{digests.get('sha384', '')[:16]}…, but the "
                        f"manifest pins {pinned[:23]}…")
+    claimed_sha256 = digests.get("sha256", "").lower()
+    if read is not None and claimed_sha256 and claimed_sha256 != read.sha256:
+        return False, (f"the signed statement gives {name} sha256:{claimed_sha256[:16]}…, but the image read "
+                       f"hashes to sha256:{read.sha256[:16]}…")
     return True, f"{name}: its sha384 is the one the manifest pins"
 
 
