@@ -162,23 +162,28 @@ def test_the_signed_provenance_names_the_image_and_its_writer(signed_process: Si
     assert checks["squashfs-subject"]
 
 
-def test_attack_manifest_pointing_at_another_squashfs_image(signed_process: Signed) -> None:
+def test_attack_manifest_pointing_at_another_squashfs_image(signed_process: Signed, tmp_path: Path) -> None:
     """The manifest's squashfs pin is covered by the signature: swapped for the other gear's image (a valid
-    image of the exchange) or for made-up bytes, verify fails at the squashfs subject."""
+    image of the exchange) or for made-up bytes (pinned consistently, so the image matches its pins), verify
+    fails at the squashfs subject."""
     require_executable("tar2sqfs")
     ask_for_squashfs(signed_process.world)
     assert signed_process.process().exit_code == 0
     hello, other = signed_process.block("hello"), signed_process.block("other")
-    signed_process.edit_block("hello", squashfs_url=other["squashfs-url"], squashfs_sha384=other["squashfs-sha384"])
+    signed_process.edit_block("hello", squashfs_url=other["squashfs-url"], squashfs_sha384=other["squashfs-sha384"],
+                              squashfs_size=other["squashfs-size"])
     found = verify_failure(signed_process, "acme/hello")
     assert found["check"] == "squashfs-subject" and "does not name the squashfs image" in found["reason"]
-    signed_process.edit_block("hello", squashfs_url=hello["squashfs-url"], squashfs_sha384="sha384:" + "0" * 96)
-    found = verify_failure(signed_process, "acme/hello")
-    assert found["check"] == "squashfs-subject" and "but the manifest pins sha384:0000" in found["reason"]
+    made_up = tmp_path / "made-up.sqfs"
+    made_up.write_bytes(b"hsqs" + bytes(60))
+    pin = "sha384:" + hashlib.sha384(made_up.read_bytes()).hexdigest()
+    signed_process.edit_block("hello", squashfs_url=hello["squashfs-url"], squashfs_sha384=pin, squashfs_size=64)
+    found = verify_failure(signed_process, "acme/hello", "--squashfs", str(made_up))
+    assert found["check"] == "squashfs-subject" and f"but the manifest pins {pin[:23]}" in found["reason"]
 
 
-def verify_failure(signed: Signed, target: str) -> dict:
-    result = signed.verify(target, "--format", "json")
+def verify_failure(signed: Signed, target: str, *extra: str) -> dict:
+    result = signed.verify(target, "--format", "json", *extra)
     assert result.exit_code == 1, result.output
     return json.loads(result.output)["failure"]
 

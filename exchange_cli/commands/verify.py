@@ -36,9 +36,9 @@ def command(target: str, artifact_file: Path | None, attestation_file: Path | No
             squashfs_file: Path | None, key_files: tuple[Path, ...],
             check_image: bool, allow_unprocessed: bool, insecure_registries: tuple[str, ...], output_format: str,
             repo: Path | None) -> None:
-    """Verify a published version end to end: the rootfs hash (and the SBOM's and squashfs image's, when
-    it names them) against the manifest, the envelope's signature against the exchange's key, the
-    statement's subject against the artifact, and its image digest and commit against the manifest. Names the first failure; exit 0 only when every check holds."""
+    """Verify a published version end to end: the rootfs hash against the manifest, the envelope's signature
+    against the exchange's key, the statement's subject against the artifact, and its image digest and
+    commit against the manifest. Names the first failure; exit 0 only when every check holds."""
     resolved = resolve_target(target, repo)
     options = VerifyOptions(trusted_keys(key_files, resolved.root), artifact_file, attestation_file, check_image,
                             tuple(insecure_registries),
