@@ -92,6 +92,25 @@ def test_an_untested_tar2sqfs_fails_the_run_before_any_upload(process_world: Wor
     assert process_world.bucket_objects() == {}
 
 
+def test_an_untested_tar2sqfs_is_used_when_the_run_is_told_to(process_world: World, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """process refused an untested tar2sqfs with a message naming --allow-untested-squashfs-tools, which
+    only `export` took: the option the message names must exist on the command that printed it."""
+    real = require_executable("tar2sqfs")
+    ask_for_squashfs(process_world)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "tar2sqfs").write_text('#!/bin/sh\nif [ "$1" = --version ]; then echo "tar2sqfs (squashfs-tools-ng) 9.9"; '
+                                   f'exit 0; fi\nexec {real} "$@"\n')
+    (fake / "tar2sqfs").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    refused = process(process_world)
+    assert refused.exit_code != 0 and "--allow-untested-squashfs-tools to use it anyway" in refused.output
+    result = process(process_world, "--allow-untested-squashfs-tools")
+    assert result.exit_code == 0, result.output
+    assert sum(name.endswith(".sqfs") for name in process_world.bucket_objects()) == 2
+
+
 def test_verify_storage_finds_a_missing_or_tampered_squashfs_image(process_world: World) -> None:
     require_executable("tar2sqfs")
     ask_for_squashfs(process_world)

@@ -19,7 +19,7 @@ from ..progress import format_bytes
 from ..quoting import printable
 from ..rootfs.squashfs import find_tar2sqfs
 from .conventions import command_progress, file_or_stdout, format_option, report_stream, verbosity_options
-from .options import export_options, export_options_from
+from .options import allow_untested_squashfs_option, export_options, export_options_from
 
 ARTIFACTS = ("tarball", "squashfs")
 # The files --output-dir gets, by artifact.
@@ -35,8 +35,7 @@ FILE_NAMES = {"tarball": "rootfs.tgz", "squashfs": "rootfs.sqfs"}
                    "(both need --output-dir).")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write each artifact into this directory: rootfs.tgz, rootfs.sqfs.")
-@click.option("--allow-untested-squashfs-tools", is_flag=True,
-              help="Use a tar2sqfs version the exchange was not tested with (its images may differ).")
+@allow_untested_squashfs_option
 @click.option("--sbom", "sbom_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the rootfs's SBOM (CycloneDX 1.6 JSON) to this file, collected in the same pass.")
 @export_options

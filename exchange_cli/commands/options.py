@@ -56,6 +56,12 @@ def export_options(command: Command) -> Command:
     return command
 
 
+def allow_untested_squashfs_option(command: Command) -> Command:
+    """--allow-untested-squashfs-tools, spelled once for `export` and `process`."""
+    return click.option("--allow-untested-squashfs-tools", is_flag=True,
+                        help="Use a tar2sqfs version the exchange was not tested with (its images may differ).")(command)
+
+
 def export_options_from(*, platform: str, source: str, insecure_registries: tuple[str, ...],
                         oci_layout: Path | None, cache_dir: Path | None,
                         max_layer_size: int = DEFAULT_MAX_LAYER_SIZE) -> ExportOptions:

@@ -31,7 +31,7 @@ from .conventions import (
     repo_option,
     verbosity_options,
 )
-from .options import export_options, export_options_from, storage_bucket
+from .options import allow_untested_squashfs_option, export_options, export_options_from, storage_bucket
 
 LOG = logger("process")
 
@@ -46,6 +46,7 @@ DIRECTORY = click.Path(file_okay=False, path_type=Path)
 @click.option("--download-url", metavar="URL", help="Public URL prefix of the bucket [env: EXCHANGE_DOWNLOAD_URL; default: derived from the bucket].")
 @remote_option
 @export_options
+@allow_untested_squashfs_option
 @jobs_option("Check, export and upload", default=1)
 @click.option("--retries", type=click.IntRange(0, 20), default=0, show_default=True, help="On a non-fast-forward push, replay and push again up to N times.")
 @click.option("--skip-check", "skip_checks", multiple=True, metavar="RULE", help="Let images that fail this conformance check (a rootfs-* rule id) through; manifests record it (repeatable).")
@@ -64,12 +65,12 @@ def command(repo: Path | None, since: str | None, bucket_uri: str | None, downlo
             jobs: int, retries: int, shard_text: str | None, shard_dir: Path | None, finalize_dir: Path | None,
             report_dir: Path | None, lease_wait: float, dry_run: bool, output_format: str, skip_checks: tuple[str, ...],
             mirror_registry: str | None, publish_index: str | None, sign_key: str | None,
-            **export_flags: Any) -> None:
+            allow_untested_squashfs_tools: bool, **export_flags: Any) -> None:
     """Export, upload and publish every spec changed since .sentinel, then push; undo everything on failure."""
     try:
         run_command(repo, since, bucket_uri, download_url, remote, jobs, retries, shard_text, shard_dir, finalize_dir,
                     report_dir, lease_wait, dry_run, output_format, skip_checks, mirror_registry, publish_index,
-                    sign_key, export_flags)
+                    sign_key, export_flags, allow_untested_squashfs_tools=allow_untested_squashfs_tools)
     except ExchangeError as error:
         if output_format == "json":  # JSON on every path: a tool reading stdout always gets a document
             emit_json(failure_as_json(error))
@@ -87,7 +88,8 @@ def run_command(repo: Path | None, since: str | None, bucket_uri: str | None, do
                 jobs: int, retries: int, shard_text: str | None, shard_dir: Path | None, finalize_dir: Path | None,
                 report_dir: Path | None, lease_wait: float, dry_run: bool, output_format: str,
                 skip_checks: tuple[str, ...], mirror_registry: str | None, publish_index: str | None,
-                sign_key: str | None, export_flags: dict[str, Any]) -> None:
+                sign_key: str | None, export_flags: dict[str, Any], *,
+                allow_untested_squashfs_tools: bool = False) -> None:
     shard = chosen_shard(shard_text, shard_dir, finalize_dir, dry_run)
     exchange = Exchange.open(repo)
     if publish_index is not None:
@@ -99,7 +101,8 @@ def run_command(repo: Path | None, since: str | None, bucket_uri: str | None, do
                              jobs=jobs, retries=retries, dry_run=dry_run, shard=shard, shard_dir=shard_dir,
                              finalize_dir=finalize_dir, delivery=DeliverySettings.from_options(skip_checks, mirror_registry),
                              lease_wait=lease_wait, publish_index=publish_index,
-                             signer=open_signer(sign_key))
+                             signer=open_signer(sign_key),
+                             allow_untested_squashfs_tools=allow_untested_squashfs_tools)
     progress = command_progress()
     log = LOG.info
     reports = None if dry_run else report_dir or default_report_dir(exchange)

@@ -63,6 +63,8 @@ class ProcessOptions:
     # Signs every artifact's provenance; None: the run publishes unsigned.
     # Shards only hash for it: the publishing step (one machine, or finalize) signs.
     signer: Signer | None = None
+    # Write squashfs images with a tar2sqfs version the exchange was not tested with (rootfs/squashfs.py).
+    allow_untested_squashfs_tools: bool = False
 
 
 @dataclass

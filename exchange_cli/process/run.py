@@ -165,7 +165,7 @@ def _squashfs_writer(run: Run) -> Tar2sqfs | None:
     (artifacts.formats); found before the first export, so a missing or untested one fails the run early."""
     if not load_policy(run.exchange.root).squashfs:
         return None
-    return find_tar2sqfs()
+    return find_tar2sqfs(allow_untested=run.options.allow_untested_squashfs_tools)
 
 
 def record_stage(run: Run, share: Share | None, artifacts: list[Artifact], work: RunWork, delivery: Delivery) -> Path:
