@@ -261,4 +261,6 @@ def test_an_exit_status_is_decided_in_one_place_from_the_error_category() -> Non
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Attribute) and node.attr == "exit" and getattr(node.value, "id", "") == "sys":
                 exits.append(f"{path}:{node.lineno}")
-    assert exits == [], f"sys.exit outside the one table: {exits}"
+            if isinstance(node, ast.Name) and node.id == "SystemExit":
+                exits.append(f"{path}:{node.lineno}")
+    assert exits == [], f"sys.exit or SystemExit outside the one table: {exits}"

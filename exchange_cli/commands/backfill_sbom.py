@@ -10,7 +10,7 @@ from ..catalog.reference import EntryReference, resolve
 from ..contrib.backfill import backfill, needs_sbom
 from ..quoting import printable
 from .catalog_options import bucket_option, open_catalog, repo_option
-from .conventions import emit_json, format_option, verbosity_options
+from .conventions import emit_json, exit_with_findings, format_option, verbosity_options
 from .options import storage_bucket
 
 
@@ -44,5 +44,4 @@ def command(reference: str | None, bucket_uri: str | None, repo: Path | None, ou
             click.echo(printable(f"FAILED {path}: {reason}"), err=True)
         click.echo(f"committed {outcome.commit[:12]}: push it to publish the SBOMs" if outcome.commit else
                    "no manifest needed an SBOM" if not chosen else "nothing committed")
-    if outcome.failed:
-        raise SystemExit(1)
+    exit_with_findings(not outcome.failed)

@@ -12,7 +12,7 @@ from ..logs import logger
 from ..quoting import printable
 from ..sbom.query import PackageSpec
 from .catalog_options import bucket_option, open_catalog, repo_option
-from .conventions import emit_json, format_option, verbosity_options
+from .conventions import emit_json, exit_with_findings, format_option, verbosity_options
 from .options import storage_bucket
 from .sbom import table
 
@@ -47,8 +47,7 @@ def command(spec: str, output_format: str, bucket_uri: str | None, repo: Path | 
         rows = [(hit.reference, hit.component.name, hit.component.version, hit.component.purl) for hit in found.hits]
         click.echo("\n".join(table(("VERSION", "PACKAGE", "PACKAGE VERSION", "PURL"), rows)) if rows else
                    printable(f"no version ships {spec} ({found.searched} SBOMs searched)"))
-    if found.failed:
-        raise SystemExit(1)
+    exit_with_findings(not found.failed)
 
 
 def as_json(spec: str, found: Search) -> dict[str, object]:
