@@ -8,7 +8,6 @@ export` and `exchange process` render the result themselves.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import threading
@@ -26,7 +25,7 @@ from .image.resolve import open_image
 from .progress import NullProgress, Progress
 from .rootfs.errors import LayerError
 from .rootfs.index import BackgroundIndex, LayerIndex
-from .rootfs.squashfs import TAR2SQFS, SquashfsSink, Tar2sqfs, write_squashfs
+from .rootfs.squashfs import TAR2SQFS, SquashfsSink, Tar2sqfs, image_digest, write_squashfs
 from .rootfs.tarball import write_rootfs
 from .sbom import Collector
 from .sbom import render as render_sbom
@@ -166,16 +165,11 @@ def export_image(image: Image, output: Path | None, *, progress: Progress = Null
 
 
 def _squashfs_result(request: SquashfsRequest, written: Path | None) -> SquashfsImage:
-    """The image's digest, read back from the temporary file tar2sqfs wrote (it seeks back to write its
-    superblock last, so its bytes cannot be hashed on the way)."""
+    """The image's digest, read back from the temporary file tar2sqfs wrote."""
     assert written is not None
-    hasher = hashlib.sha384()
-    with writing(request.output), open(written, "rb") as image:
-        size = 0
-        while chunk := image.read(1 << 20):
-            hasher.update(chunk)
-            size += len(chunk)
-    return SquashfsImage(request.output, hasher.hexdigest(), size, tool=f"{TAR2SQFS} (squashfs-tools-ng) {request.tool.version}",
+    with writing(request.output):
+        sha384, size = image_digest(written)
+    return SquashfsImage(request.output, sha384, size, tool=f"{TAR2SQFS} (squashfs-tools-ng) {request.tool.version}",
                          settings=request.tool.settings)
 
 

@@ -6,8 +6,8 @@ import glob
 import hashlib
 import os
 from pathlib import Path
-from typing import Protocol
 
+from ..bounded import Readable
 from ..errors import ExchangeError, describe_os_error, writing
 from ..lockedtemp import locked_temp_file, remove_abandoned
 from ..remote import DownloadError
@@ -26,12 +26,6 @@ def parse_hash(text: str, *, what: str) -> tuple[str, str]:
     if algorithm not in HASH_ALGORITHMS or not hex_digest:
         raise ExchangeError(f"{what}: rootfs-hash {text!r} is not sha384:<hex> or sha256:<hex>")
     return algorithm, hex_digest.lower()
-
-
-class Readable(Protocol):
-    """A stream `save_verified` reads: a Bounded one (bounded.py), a file."""
-
-    def read(self, size: int, /) -> bytes: ...
 
 
 def _read(stream: Readable, source: str) -> bytes:

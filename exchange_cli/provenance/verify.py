@@ -195,7 +195,7 @@ def _read_sbom(manifest: ManifestView, options: VerifyOptions, opener: Opener, r
         with _local_file(options.sbom_file, SBOM_LIMIT) if options.sbom_file else opener(url, SBOM_LIMIT) as stream:
             document = stream.read_all()
     except (ExchangeError, OSError) as error:
-        record("sbom", False, f"cannot read the SBOM: {getattr(error, 'strerror', None) or error}")
+        record("sbom", False, f"cannot read the SBOM: {_reason(error)}")
     record("sbom", *sbom_hash_check(manifest, document))
     return document
 
@@ -221,7 +221,7 @@ def _check_squashfs(manifest: ManifestView, options: VerifyOptions, opener: Open
         record("squashfs", False, f"{error}: it was changed or corrupted")
     except (ExchangeError, OSError) as error:
         record("squashfs", False, f"cannot read the squashfs image {source}: "
-                                  f"{getattr(error, 'strerror', None) or error}")
+                                  f"{_reason(error)}")
     if f"sha384:{digest.sha384}" != pinned or digest.size != size:
         record("squashfs", False, f"{source} hashes to sha384:{digest.sha384} ({digest.size} bytes), but the "
                                   f"manifest pins {pinned} ({size} bytes): it was changed or corrupted")
@@ -338,7 +338,7 @@ def _hash_artifact(manifest: ManifestView, options: VerifyOptions, opener: Opene
             with _local_file(options.artifact_file, limit) as stream:
                 return str(options.artifact_file), hash_stream(stream)
         except (ExchangeError, OSError) as error:
-            record("rootfs", False, f"cannot read {options.artifact_file}: {getattr(error, 'strerror', None) or error}")
+            record("rootfs", False, f"cannot read {options.artifact_file}: {_reason(error)}")
     url = manifest.text("rootfs-url")
     if url is None:
         record("rootfs", False, f"{manifest.source} has no rootfs-url; give the tarball with --file")
@@ -365,7 +365,7 @@ def _read_attestation(manifest: ManifestView, options: VerifyOptions, opener: Op
             with _local_file(options.attestation_file, ENVELOPE_LIMIT) as stream:
                 return stream.read_all()
         except (ExchangeError, OSError) as error:
-            record("envelope", False, f"cannot read {options.attestation_file}: {getattr(error, 'strerror', None) or error}")
+            record("envelope", False, f"cannot read {options.attestation_file}: {_reason(error)}")
     url = manifest.text(ATTESTATION_URL)
     if url is None:
         record("envelope", False, f"{manifest.source} has no {ATTESTATION_URL}: this version was published unsigned")
@@ -377,13 +377,16 @@ def _read_attestation(manifest: ManifestView, options: VerifyOptions, opener: Op
     raise AssertionError("unreachable")
 
 
+def _reason(error: ExchangeError | OSError) -> object:
+    """Why reading failed: the system's words for an OSError (the path is in the message already)."""
+    return getattr(error, "strerror", None) or error
+
+
 def _local_file(path: Path, limit: Limit) -> AbstractContextManager[Bounded]:
     """A file the user gave (--file, --attestation): read with the same bounds, wherever the manifest came from."""
     from ..remote import open_url
 
     return open_url(path.resolve().as_uri(), limit)
-
-
 
 
 def _subject_check(manifest: ManifestView, ours: dict[str, str], facts: BuildFacts) -> tuple[bool, str]:

@@ -25,8 +25,8 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
+from ..bounded import Readable
 from ..errors import ExchangeError
 from ..image.model import LayerBlob
 from ..progress import Task
@@ -195,13 +195,16 @@ def squashfs_of_tarball(stream: Readable, tool: Tar2sqfs, output: Path) -> Remad
     except BaseException:
         sink.abandon()
         raise
+    sha384, size = image_digest(output)
+    return RemadeImage(sha384, size, hasher.hexdigest())
+
+
+def image_digest(path: Path) -> tuple[str, int]:
+    """The sha384 (hex) and size of an image tar2sqfs wrote: read back from the file, since tar2sqfs seeks
+    back to write its superblock last and its bytes cannot be hashed on the way."""
     digest, size = hashlib.sha384(), 0
-    with open(output, "rb") as image:
+    with open(path, "rb") as image:
         while block := image.read(1 << 20):
             digest.update(block)
             size += len(block)
-    return RemadeImage(digest.hexdigest(), size, hasher.hexdigest())
-
-
-class Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
+    return digest.hexdigest(), size

@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import tarfile
-from typing import BinaryIO, Protocol, cast
+from typing import BinaryIO, cast
 
-from ..bounded import Bounded, rootfs_limit
+from ..bounded import Bounded, Readable, rootfs_limit
 from ..errors import ExchangeError
 from ..storage.bucket import Bucket
 from .collect import Collector
 from .errors import Unreadable
 from .model import Findings
-
-
-class Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class HashingReader:
