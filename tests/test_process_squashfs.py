@@ -6,7 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -14,8 +17,15 @@ from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from exchange_cli.errors import UsageError
+from exchange_cli.image.model import Image
+from exchange_cli.process import check as process_check
+from exchange_cli.rootfs import flatten
+from exchange_cli.rootfs.layertar import LayerEntry, LayerTar
 from exchange_cli.rootfs.squashfs import SETTINGS, find_tar2sqfs
+from exchange_cli.rootfs.tree import Directory
+from exchange_cli.specs import SpecKind
 from exchange_cli.validation.policy import parse_policy
+from exchange_cli.validation.problems import Problem
 from tests.infra import require_executable
 from tests.infra.gitrepo import run_git
 from tests.infra.process_world import MANIFEST_SCHEMA, World, manifests, process, reject_pushes
@@ -286,3 +296,63 @@ def test_verify_checks_a_squashfs_image_given_as_a_file(signed_process: Signed, 
     assert result.exit_code == 1, result.output
     found = json.loads(result.output)["failure"]
     assert found["check"] == "squashfs" and "it was changed or corrupted" in found["reason"], found
+
+
+@pytest.mark.parametrize(("jobs", "kept_entries", "reads"), [(1, None, 1), (2, None, 1), (1, 0, 2)],
+                         ids=["one-job", "two-jobs", "no-tree-kept"])
+def test_the_checks_the_sbom_and_both_formats_read_each_layer_once(
+        process_world: World, monkeypatch: pytest.MonkeyPatch, jobs: int, kept_entries: int | None, reads: int) -> None:
+    """Issue 25: conformance checks, the SBOM, the tarball and the squashfs image come from one reading
+    of each layer's headers (pass 1) and one emit per image; past the kept trees' budget, an image's
+    headers are read again by its export, and the run still succeeds."""
+    require_executable("tar2sqfs")
+    ask_for_squashfs(process_world)
+    if kept_entries is not None:
+        monkeypatch.setattr(process_check, "MAX_KEPT_TREE_ENTRIES", kept_entries)
+    header_reads: Counter[str] = Counter()
+    in_images: Counter[str] = Counter()  # a layer two images share is read once for each
+    emits: list[int] = []
+    read_entries, emit, check_image = LayerTar.entries, flatten._Emitter.emit, process_check.check_image
+
+    def checked(spec: dict, kind: SpecKind, image: Image, **options: Any) -> list[Problem]:
+        in_images.update(layer.digest for layer in image.layers)
+        return check_image(spec, kind, image, **options)
+
+    def counted_entries(tar: LayerTar) -> Iterator[LayerEntry]:
+        header_reads[tar.blob.digest] += 1
+        return read_entries(tar)
+
+    def counted_emit(emitter: flatten._Emitter, root: Directory) -> flatten.FlattenStats:
+        emits.append(1)
+        return emit(emitter, root)
+
+    monkeypatch.setattr(LayerTar, "entries", counted_entries)
+    monkeypatch.setattr(flatten._Emitter, "emit", counted_emit)
+    monkeypatch.setattr(process_check, "check_image", checked)
+    result = process(process_world, "--jobs", str(jobs))
+    assert result.exit_code == 0, result.output
+    found = manifests(process_world)
+    assert len(found) == 2 and all("squashfs-url" in d["exchange"] and "sbom-url" in d["exchange"]
+                                   for d in found.values())
+    assert len(in_images) >= 2 and header_reads.keys() == in_images.keys()
+    assert header_reads == Counter({digest: reads * images for digest, images in in_images.items()})
+    assert len(emits) == 2, "one emit per image gives the tarball, the squashfs image and the SBOM"
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_trees_kept_for_the_export_are_closed_when_a_check_fails(process_world: World, jobs: int) -> None:
+    """The trees the check stage keeps for the exports hold their layers open (file and mapping): a run
+    stopped by a failing check closes them all, whichever image failed."""
+    process_world.add_gear("acme", "broken", command="no-such-tool --run")
+    process_world.repo.commit("a gear whose command is not in its image")
+    process_world.repo.git("push", "-q", "origin", "master")
+    result = process(process_world, "--jobs", str(jobs))
+    assert result.exit_code == 1
+    assert "failed the conformance checks; nothing was processed" in result.output
+    assert process_world.bucket_objects() == {}
+    cache = str(process_world.cache.resolve())
+    open_files = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                  if os.path.exists(f"/proc/self/fd/{fd}")]
+    mapped = Path("/proc/self/maps").read_text().splitlines()
+    assert not [path for path in open_files if path.startswith(cache)], "a layer file left open"
+    assert not [line for line in mapped if cache in line], "a layer left mapped"

@@ -9,10 +9,11 @@ from typing import Any
 
 from ..errors import UsageError
 from ..export import ExportError, ExportOptions
-from ..image.model import Image
+from ..image.model import Image, LayerStored
 from ..image.resolve import open_image
 from ..progress import NullProgress, Progress
 from ..rootfs.errors import LayerError
+from ..rootfs.index import LayerIndex
 from ..specs import SpecFile, SpecKind, locate
 from ..validation.checker import json_problems
 from ..validation.policy import image_problems
@@ -37,10 +38,12 @@ def parse_skipped_checks(values: Iterable[str]) -> tuple[str, ...]:
     return skipped
 
 
-def check_image(spec: dict[str, Any], kind: SpecKind, image: Image, *, skipped: Collection[str] = ()) -> list[Problem]:
-    """The conformance problems of `image` for `spec`; skipped rules' failures are kept as info."""
+def check_image(spec: dict[str, Any], kind: SpecKind, image: Image, *, skipped: Collection[str] = (),
+                index: LayerIndex | None = None) -> list[Problem]:
+    """The conformance problems of `image` for `spec`; skipped rules' failures are kept as info.
+    `index`: pass 1 over the layers to build the checked tree with (the caller's, see RootfsView)."""
     try:
-        with RootfsView(image.layers) as view:
+        with RootfsView(image.layers, index) as view:
             if kind is SpecKind.GEAR:
                 problems = gear_problems(spec, view, image.config)
             else:
@@ -97,11 +100,13 @@ def check_spec_file(path: Path, options: ExportOptions, *, skipped: Collection[s
     return result
 
 
-def open_source_image(image: str, options: ExportOptions, progress: Progress) -> Image:
-    """`image` resolved from the sources the export options name, layers verified in their cache."""
+def open_source_image(image: str, options: ExportOptions, progress: Progress,
+                      layer_stored: LayerStored | None = None) -> Image:
+    """`image` resolved from the sources the export options name, layers verified in their cache;
+    `layer_stored` hears of each layer as it is stored (see open_image)."""
     return open_image(image, platform=options.platform, source=options.source,
                       insecure_registries=options.insecure_registries, oci_layout=options.oci_layout,
-                      cache=options.cache, progress=progress)
+                      cache=options.cache, progress=progress, layer_stored=layer_stored)
 
 
 def _spec_place(path: Path) -> str | None:

@@ -15,7 +15,7 @@ from enum import Enum
 from typing import Self
 
 from ..image.model import LayerBlob
-from ..rootfs.index import build_tree
+from ..rootfs.index import LayerIndex
 from ..rootfs.layertar import LayerTar
 from ..rootfs.paths import split
 from ..rootfs.tarheader import Header
@@ -64,13 +64,20 @@ class Resolution:
 
 
 class RootfsView:
-    """The final tree of `layers` (bottom first); use as a context manager, it keeps the layer tars open."""
+    """The final tree of `layers` (bottom first); use as a context manager.
 
-    def __init__(self, layers: Sequence[LayerBlob]) -> None:
+    Built by `index` when given (pass 1 of the flattener, which the caller owns and may hand to the
+    export afterwards: the layers' headers are read once per run); else by a LayerIndex of its own,
+    closed with the view.
+    """
+
+    def __init__(self, layers: Sequence[LayerBlob], index: LayerIndex | None = None) -> None:
         self._stack = ExitStack()
         try:
-            self.tars = [self._stack.enter_context(LayerTar(blob)) for blob in layers]
-            self.root = build_tree(self.tars)
+            if index is None:
+                index = self._stack.enter_context(LayerIndex())
+            tars, self.root = index.complete(layers)
+            self.tars: list[LayerTar] = list(tars)
         except BaseException:
             self._stack.close()
             raise

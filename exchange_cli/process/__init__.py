@@ -12,7 +12,8 @@ returns its record, and calls nothing back up. The run report names the stages a
                                  again on leaving `holding_lease`, for leases broken while we waited
     1. plan       plan.py        the changed specs that validate, minus those already processed
        (shard)    shards.py, image_sizes.py   a shard's share of the plan
-    2. check      check.py       resolve each image once, conformance-check it -> CheckedJob(job, image);
+    2. check      check.py       resolve each image once, conformance-check its tree (the flattener's
+                                 pass 1, kept for the export) -> CheckedJob(job, image, index);
                                  not at --finalize (each shard checked its own)
     3. artifacts  artifacts.py   export the checked image, upload by hash -> Artifact
                   delivery/      (stage.py) mirrors an image, or delivers it instead of a rootfs

@@ -102,8 +102,13 @@ def produce_artifact(checked: CheckedJob, *, bucket: Bucket, work: RunWork, prog
     request = SquashfsRequest(image_temp, squashfs) if squashfs is not None else None
     started = time.monotonic()
     try:
-        with progress.row(job.ref, "write", done="written") as row:
-            exported = export_image(checked.image, temp, progress=row, shown_as=job.image, sbom=True, squashfs=request)
+        try:
+            with progress.row(job.ref, "write", done="written") as row:
+                exported = export_image(checked.image, temp, progress=row, shown_as=job.image, index=checked.index,
+                                        sbom=True, squashfs=request)
+        finally:
+            if checked.index is not None:  # the check stage's tree, emitted: its memory goes back now
+                checked.index.close()
         artifact = _upload(job, exported, temp, started, bucket=bucket, work=work, progress=progress,
                            with_sha256=with_sha256)
     finally:

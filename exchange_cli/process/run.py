@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +35,7 @@ from ..storage.lease import BucketLease, Confirming
 from ..validation.policy import load_policy
 from .artifacts import Artifact, RunWork, build_artifacts, produce_artifact
 from .attestations import AttestationHook
-from .check import CheckedJob, check_jobs
+from .check import CheckedJob, check_jobs, close_trees
 from .confirm import confirm_published
 from .context import Log, ProcessFailed, ProcessOptions, ProcessOutcome, PushRefused
 from .delivery.settings import delivers_image
@@ -89,7 +89,7 @@ def process_exchange(exchange: Exchange, options: ProcessOptions, *, progress: P
     """`on_stage` hears each stage's name as it is entered; `on_outcome` receives the outcome as soon as
     there is a plan, and the run keeps filling it in."""
     on_stage(RECOVER)
-    with recovered(exchange, options, progress, LOG.warning) as recovery:
+    with recovered(exchange, options, progress, LOG.warning) as recovery, ExitStack() as held:
         run = Run(exchange, options, recovery, progress, log)
         on_stage(PLAN)
         outcome, share = plan_stage(run)
@@ -100,6 +100,7 @@ def process_exchange(exchange: Exchange, options: ProcessOptions, *, progress: P
         if options.finalize_dir is None:  # at finalize, each shard checked its own images
             on_stage(CHECK)
             checked = check_stage(run, outcome.selected_jobs)
+            held.callback(close_trees, checked)  # each export closes its own tree: these were never exported
         delivery, publisher, published = _delivery(run), _publisher(run), None
         with _lease_for(run) as lease, _run_work() as work:
             with _undone_on_failure(run, outcome, work, delivery, publisher):

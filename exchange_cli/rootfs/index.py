@@ -101,6 +101,12 @@ class LayerIndex:
             self.add(blob)
         return self.builder.tars, self.builder.root
 
+    @property
+    def entries(self) -> int:
+        """The entries of the layers indexed so far: what the tree's memory grows with (an upper bound
+        of its nodes, as upper layers replace and delete)."""
+        return sum(tar.entry_count for tar in self.builder.tars)
+
     def close(self) -> None:
         self.opened.close()
 

@@ -61,6 +61,7 @@ class LayerTar:
         self.buffer: mmap.mmap | bytes = mmap.mmap(self.fd, 0, access=mmap.ACCESS_READ) if size else b""
         self.view = memoryview(self.buffer)
         self.data_bytes = 0  # bytes of regular-file data, once `entries` has read the whole layer
+        self.entry_count = 0  # entries, once `entries` has read the whole layer
 
     def __enter__(self) -> LayerTar:
         return self
@@ -95,6 +96,7 @@ class LayerTar:
         buffer, size = self.buffer, self.size
         release_at = RELEASE_STEP
         data = 0  # regular files' bytes: at most what the flattener copies from this layer
+        count = 0
         make = tuple.__new__
         while True:
             if offset >= release_at:
@@ -119,7 +121,7 @@ class LayerTar:
                     raise self.error(f"<header at byte {offset}>", f"invalid tar header: {error}") from None
                 if read is None:
                     self.release()
-                    self.data_bytes = data
+                    self.data_bytes, self.entry_count = data, count
                     return
                 entry = read
                 if entry.type not in SUPPORTED_TYPES:
@@ -133,6 +135,7 @@ class LayerTar:
                 offset = entry.offset_data + -(-entry.size // BLOCK) * BLOCK
             else:
                 offset = entry.offset_data
+            count += 1
             yield entry
 
     def header_at(self, offset: int) -> Header:
