@@ -66,7 +66,7 @@ def render(findings: Findings, rootfs_sha384: str) -> bytes:
         type=ComponentType.FILE, name="rootfs", bom_ref=ROOTFS_REF,
         hashes=[HashType(alg=HashAlgorithm.SHA_384, content=rootfs_sha384)])
     bom.metadata.properties.update(Property(name=WARNING_PROPERTY, value=line) for line in findings.warnings)
-    components = [_component(purl, packages) for purl, packages in _by_purl(findings).values()]
+    components = [_component(purl, ref, packages) for ref, (purl, packages) in _by_purl(findings).items()]
     if findings.os is not None:
         components.append(_os_component(findings.os))
     components.sort(key=lambda component: str(component.bom_ref.value))
@@ -87,12 +87,13 @@ def _by_purl(findings: Findings) -> dict[str, tuple[PackageURL, list[Package]]]:
     return grouped
 
 
-def _component(purl: PackageURL, packages: list[Package]) -> Component:
+def _component(purl: PackageURL, ref: str, packages: list[Package]) -> Component:
+    """`ref`: the purl's string, made once (a purl's normalization is a good part of the document's cost)."""
     first = min(packages, key=lambda package: package.path)
     locations = sorted({package.path for package in packages})
     return Component(
         type=ComponentType.LIBRARY if first.ecosystem not in _DISTRO_PACKAGES else ComponentType.APPLICATION,
-        name=first.name, version=first.version, purl=purl, bom_ref=purl.to_string(),
+        name=first.name, version=first.version, purl=purl, bom_ref=ref,
         licenses=licenses_of(first.licenses),
         # Properties rather than evidence occurrences: the library orders occurrences without a bom-ref by
         # object identity, which would change the bytes from run to run.
