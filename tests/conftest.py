@@ -43,7 +43,7 @@ pytest_plugins += [
     "tests.catalog_world",
 ]
 # The suite's own rules: markers from fixture use, and a run that leaves the work tree as it found it.
-pytest_plugins += ["tests.infra.markers", "tests.infra.worktree"]
+pytest_plugins += ["tests.infra.markers", "tests.infra.worktree", "tests.infra.schedule"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.infra.markers import COMPONENT_FIXTURES
+from tests.infra.schedule import LONG_SETUP_FIXTURES
 from tests.infra.worktree import WorkTree
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,6 +113,11 @@ def test_each_fixture_name_is_defined_once() -> None:
     twice = {name: places for name, places in fixture_definitions().items()
              if len(places) > 1 and name not in INTENDED_OVERRIDES}
     assert twice == {}, "one name, one meaning: rename, or list an intended override with its reason"
+
+
+def test_the_tests_scheduled_first_name_fixtures_that_exist() -> None:
+    """A renamed fixture would silently drop its tests back to the end of the run (tests/infra/schedule.py)."""
+    assert sorted(set(LONG_SETUP_FIXTURES) - fixture_definitions().keys()) == []
 
 
 def test_intended_overrides_are_still_overrides() -> None:
