@@ -87,8 +87,8 @@ def everything_once() -> list[list[Entry]]:
         file("odd/" + "long-" * 40, b"long name"),
         file("odd/fraction", b"f", mtime=1_234_567_890.75),
         file("empty", b""),
-        zeros("big/zeros", 3 * 131072 + 17),
-        file("big/exact-block", b"b" * 131072),
+        zeros("big/zeros", 3 * squashfs.BLOCK_SIZE + 17),  # whole blocks and a tail: the pinned block size
+        file("big/exact-block", b"b" * squashfs.BLOCK_SIZE),
         file("big/random", hashlib.sha512(b"seed").digest() * 5000),
     ]]
 
@@ -249,7 +249,7 @@ def test_the_command_writes_one_artifact_or_both_and_reports_the_tool(tmp_path: 
     report = json.loads(alone.stdout)
     assert report["output"] is None and report["squashfs"]["sha384"] == "sha384:" + sha384(tmp_path / "only.sqfs")
     assert report["squashfs"]["tool"] == f"tar2sqfs (squashfs-tools-ng) {find_tar2sqfs().version}"
-    assert "compressor=zstd,level=3" in report["squashfs"]["settings"]
+    assert report["squashfs"]["settings"] == squashfs.SETTINGS
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("only")) == ["only.sqfs"]
     both = run_cli(image, "--artifact", "tarball,squashfs", "--output-dir", str(tmp_path / "both"), "--cache-dir",
                    str(tmp_path / "cache"))

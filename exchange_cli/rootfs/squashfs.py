@@ -38,14 +38,22 @@ TAR2SQFS = "tar2sqfs"
 # GNU tar's extraction of the tarball once unsquashfs extracts it. Another version may write other
 # bytes for the same tree: an exchange would then publish a new sha384 for an unchanged gear.
 TESTED_VERSIONS = frozenset({"1.2.0"})
-# zstd level 3: measured (issue 25) 0.8 s and 69 MB for a 195 MB Debian rootfs, against 13-17 s for
-# 61 MB at the default level; the tarball's gzip -1 made 76 MB. Changing any of these changes every image.
+# zstd level 3 in 1 MiB blocks: the smallest images of the settings measured for issue 25 (table and
+# method in docs/squashfs.md) that cost about as much time. Bytes against the gzip tarball's: Debian
+# bookworm minbase 0.805x (128 KiB blocks, the earlier pin: 0.888x; level 2: 0.837x; level 1: 0.889x), a
+# 1.35 GB Debian tree with build-essential and Python's scientific stack 0.828x (0.891x, 0.863x, 0.915x),
+# the export benchmark's small-file image 0.890x (0.930x, 0.910x, 0.933x). The 1 MiB blocks cost tar2sqfs
+# about 5% more time than 128 KiB; levels 1 and 2 would save it 15-30% but miss 0.9x on real trees or
+# the benchmark's. zstd's default level (15) took 13-17 s for 61 MB where level 3 took 0.8 s for 69 MB.
+# A read from a mounted image decompresses at most one 1 MiB block. Changing any of these changes every image.
 COMPRESSOR = "zstd"
 COMPRESSOR_OPTIONS = "level=3"
-BLOCK_SIZE = 131072
+BLOCK_SIZE = 1 << 20  # squashfs's largest
 # The root directory is not in the flattened tar (it is the extraction directory): these are its attributes.
 ROOT_DEFAULTS = "uid=0,gid=0,mode=0755,mtime=0"
-# tar2sqfs writes blocks in order whatever its job count (tested), so the count is only about speed.
+# tar2sqfs writes blocks in order whatever its job count (tested), so the count is only about speed:
+# -j 1 and -j 2 measured alike (issue 25, interleaved, on a shared 2-core machine), the export's
+# 2 cores being busy with the flattener and the tarball's compression anyway.
 JOBS = 2
 SETTINGS = f"compressor={COMPRESSOR},{COMPRESSOR_OPTIONS},block-size={BLOCK_SIZE},root={ROOT_DEFAULTS}"
 _VERSION = re.compile(rb"^tar2sqfs \(squashfs-tools-ng\) (\S+)$", re.MULTILINE)
