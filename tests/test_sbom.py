@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exchange_cli.rootfs.tarball import write_rootfs
 from exchange_cli.sbom import Collector, Findings, render
@@ -277,3 +279,18 @@ def test_the_writer_process_is_ended_with_the_export(tmp_path):
         assert child is not None and child.poll() is None
         raise RuntimeError("the export failed")
     assert child.returncode is not None
+
+
+_DIRECTORIES = ["", "var/lib/dpkg/", "var/lib/dpkg/status.d/", "lib/apk/db/", "var/lib/rpm/", "usr/lib/sysimage/rpm/",
+                "etc/", "usr/lib/", "opt/conda/conda-meta/", "x/a.dist-info/", "x/a.egg-info/", "usr/lib/R/site-library/a/"]
+_NAMES = ["status", "installed", "rpmdb.sqlite", "Packages", "Packages.db", "METADATA", "PKG-INFO", "DESCRIPTION",
+          "os-release", "a.json", "a.egg-info", "libc6", "libc6.md5sums", "README", "status.json", "x.py"]
+
+
+@given(st.text(max_size=8), st.sampled_from(_DIRECTORIES), st.sampled_from(_NAMES) | st.text(max_size=12))
+def test_the_flattener_asks_about_every_file_the_collector_would_take(above, known, name):
+    """The emitter asks `wants` only about candidates (Collector.names, .suffixes, .directories): each
+    path `kind_of` recognises must be one, or its database would silently go unread."""
+    directory = (above.replace("/", "") + "/" + known) if above and known else known
+    candidate = (name in Collector.names or name.endswith(Collector.suffixes) or directory in Collector.directories)
+    assert kind_of(directory, name) is None or candidate
