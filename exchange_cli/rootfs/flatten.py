@@ -68,8 +68,19 @@ class Sink(Protocol):
 class Watch(Protocol):
     """Who sees a few regular files' contents as they stream by (the SBOM's collector): no second pass.
 
-    `wants` is asked about every non-directory entry, so it must be cheap: the most bytes of that file
-    it takes, 0 for none. `take` gets the file's data, or None with its size when it is larger."""
+    `wants` is asked about each non-directory entry whose name is in `names`, ends with one of
+    `suffixes`, or whose directory is in `directories` (tested here, without a call: most entries are
+    none of these): the most bytes of that file it takes, 0 for none. `take` gets the file's data, or
+    None with its size when it is larger."""
+
+    @property
+    def names(self) -> frozenset[str]: ...
+
+    @property
+    def suffixes(self) -> tuple[str, ...]: ...
+
+    @property
+    def directories(self) -> frozenset[str]: ...  # each ending in "/"
 
     def wants(self, directory: str, name: str, /) -> int: ...
 
@@ -197,6 +208,11 @@ class _Emitter:
         # The canonical walk, iterative because a hostile layer can nest directories deeper than
         # Python's recursion limit.
         stack = [("", iter(_sorted_names(root.children)), root.children)]
+        wants = self.wants
+        # The watch's candidates, tested inline: a call per entry would cost more than the test.
+        watched_names = self.watch.names if self.watch is not None else frozenset()
+        suffixes = self.watch.suffixes if self.watch is not None else ()
+        directories = self.watch.directories if self.watch is not None else frozenset()
         while stack:
             prefix, names, children = stack[-1]
             name = next(names, None)
@@ -208,7 +224,8 @@ class _Emitter:
             self.entries += 1
             if type(node) is int:
                 self._emit_ref(path, node)
-                if self.wants is not None and (limit := self.wants(prefix, name)):
+                if wants is not None and (name in watched_names or name.endswith(suffixes) or prefix in directories) \
+                        and (limit := wants(prefix, name)):
                     self._show(path, node, limit)
             elif type(node) is Directory:
                 if node.implied:
@@ -219,7 +236,8 @@ class _Emitter:
                     stack.append((path + "/", iter(_sorted_names(node.children)), node.children))
             else:  # neither int nor Directory: an Inode (mypy narrows `type(x) is` only where it holds)
                 self._emit_inode(path, cast(Inode, node))
-                if self.wants is not None and (limit := self.wants(prefix, name)):
+                if wants is not None and (name in watched_names or name.endswith(suffixes) or prefix in directories) \
+                        and (limit := wants(prefix, name)):
                     self._show(path, cast(Inode, node).ref, limit)
         self.out.write(END_OF_ARCHIVE)
         self.out.finish()

@@ -29,6 +29,7 @@ CAPS: Final = {"dpkg": 128 * MiB, "apk": 128 * MiB, "rpm": 256 * MiB, "python": 
 MAX_FILES = 200_000  # files taken in all; more is not a real rootfs
 MAX_BYTES = 2 << 30  # bytes taken in all
 RPM_DIRECTORIES = ("var/lib/rpm/", "usr/lib/sysimage/rpm/")
+STATUS_D = "var/lib/dpkg/status.d/"
 
 _BY_NAME: Final = {"status": "dpkg", "installed": "apk", "rpmdb.sqlite": "rpm", "Packages": "rpm-old",
                    "Packages.db": "rpm-old", "METADATA": "python", "PKG-INFO": "python", "DESCRIPTION": "cran",
@@ -47,7 +48,7 @@ def kind_of(directory: str, name: str) -> str | None:
             if name.endswith(".egg-info"):
                 return "python"  # a distutils egg-info file: PKG-INFO's format
             return "conda" if directory.endswith("conda-meta/") else None
-        return "dpkg" if directory == "var/lib/dpkg/status.d/" and not name.endswith(".md5sums") else None
+        return "dpkg" if directory == STATUS_D and not name.endswith(".md5sums") else None
     if kind == "dpkg":
         return kind if directory == "var/lib/dpkg/" else None
     if kind == "apk":
@@ -64,6 +65,11 @@ def kind_of(directory: str, name: str) -> str | None:
 
 class Collector:
     """Implements rootfs.flatten.Watch; `findings` holds the result once the flattener is done."""
+
+    # What `kind_of` can say yes to, for the flattener's cheap test before it asks `wants`.
+    names = frozenset(_BY_NAME)
+    suffixes = _SUFFIXES
+    directories = frozenset({STATUS_D})
 
     def __init__(self) -> None:
         self.findings = Findings()
