@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import git as gitpython
+from typing import TYPE_CHECKING
 
 from . import git
+
+if TYPE_CHECKING:
+    import git as gitpython
 
 
 def commit_env(repo: gitpython.Repo) -> dict[str, str]:

@@ -19,9 +19,9 @@ from pathlib import Path
 from . import git
 from .demo_image import build_demo_image
 from .errors import UsageError
-from .export import ExportOptions
 from .image.blobcache import BlobCache
 from .image.model import DEFAULT_PLATFORM
+from .image.resolve import ExportOptions
 from .process.run import ProcessOptions, ProcessOutcome, process_exchange
 from .progress import Progress
 from .provenance.keys import ED25519, write_key

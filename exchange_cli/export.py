@@ -13,14 +13,14 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, nullcontext, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from .durable import fsync_directory
 from .errors import ExchangeError, writing
-from .image.blobcache import BlobCache
-from .image.model import DEFAULT_PLATFORM, Image, Platform
+from .image.model import Image
+from .image.resolve import ExportOptions as ExportOptions  # defined there, still importable from here
 from .image.resolve import open_image
 from .progress import NullProgress, Progress
 from .rootfs.errors import LayerError
@@ -37,16 +37,6 @@ WRITE_BACK_STEP = 32 << 20
 
 class ExportError(ExchangeError):
     """A layer of the image cannot be turned into a safe rootfs; names the image, the layer and the entry."""
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    platform: Platform = DEFAULT_PLATFORM
-    source: str = "auto"
-    insecure_registries: tuple[str, ...] = ()
-    cache: BlobCache = field(default_factory=BlobCache.default)
-    # Images are looked up in this OCI layout by their ref.name annotation instead of in registries.
-    oci_layout: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 
-import yaml
-
 from . import __version__, git
 from .commit_identity import commit_env
 from .errors import UsageError
@@ -117,6 +115,8 @@ def _remove(made: list[Path]) -> None:
 
 def skeleton_files(title: str, tool: ToolRequirement, *, branch: str = "master") -> dict[str, bytes]:
     """Relative path -> content of every file `init` writes; the pipeline processes `branch`."""
+    import yaml  # to quote the title; `exchange init --help` shows DEFAULT_TITLE without it
+
     title = " ".join(title.split()) or DEFAULT_TITLE
     quoted_title = yaml.safe_dump(title, default_style='"', width=10_000).strip()
     files = {}

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..contrib.add import AddOutcome, SpecRejected, add_spec
-from ..contrib.source import read_source
 from ..quoting import printable
-from ..repository import Exchange
 from ..specs import SpecKind
-from ..validation.reporter import render
 from .conventions import emit_json, format_option, json_emitted, repo_option, verbosity_options
+
+if TYPE_CHECKING:
+    from ..contrib.add import AddOutcome
 
 
 def make_add_command(kind: SpecKind) -> click.Command:
@@ -33,6 +32,12 @@ def make_add_command(kind: SpecKind) -> click.Command:
     @verbosity_options
     def command(source: str, org: str | None, image: str | None, spec_file: str | None, no_commit: bool,
                 repo: Path | None, output_format: str) -> None:
+        # imported when the command runs (commands/__init__.py)
+        from ..contrib.add import SpecRejected, add_spec
+        from ..contrib.source import read_source
+        from ..repository import Exchange
+        from ..validation.reporter import render
+
         exchange = Exchange.open(repo)
         try:
             outcome = add_spec(exchange, kind, read_source(source, kind, spec_file=spec_file), org=org, image=image,

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import click
 
-from ..catalog.reference import EntryReference, resolve
-from ..contrib.backfill import backfill, needs_sbom
 from ..quoting import printable
 from .catalog_options import bucket_option, open_catalog, repo_option
 from .conventions import emit_json, exit_with_findings, format_option, verbosity_options
@@ -27,6 +25,10 @@ def command(reference: str | None, bucket_uri: str | None, repo: Path | None, ou
     beside it and the manifest gets sbom-url, sbom-sha256, sbom-packages and sbom-os, in one commit
     for you to push. Exit 1 when some could not be made (each is named).
     """
+    # imported when the command runs (commands/__init__.py)
+    from ..catalog.reference import EntryReference, resolve
+    from ..contrib.backfill import backfill, needs_sbom
+
     exchange, catalog = open_catalog(repo)
     manifests = [m for entry in catalog.entries for m in entry.manifests]
     if reference is not None:

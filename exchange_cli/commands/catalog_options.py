@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ..catalog.model import Catalog, CatalogEntry, CatalogVersion, entry_warnings, load_catalog
 from ..logs import logger
 from ..quoting import printable
-from ..repository import Exchange
 from .conventions import Command, repo_option
+
+if TYPE_CHECKING:
+    from ..catalog.model import Catalog, CatalogEntry, CatalogVersion
+    from ..repository import Exchange
 
 __all__ = ["bucket_option", "open_catalog", "repo_option", "warn_decisions"]
 
@@ -24,6 +27,9 @@ bucket_option: Callable[[Command], Command] = click.option(
 def open_catalog(repo: Path | None) -> tuple[Exchange, Catalog]:
     """The exchange and its catalog; each manifest or spec that could not be read or placed is named
     on stderr, so that nothing is left out silently."""
+    from ..catalog.model import load_catalog  # the catalog, read when a command runs (commands/__init__.py)
+    from ..repository import Exchange
+
     exchange = Exchange.open(repo)
     catalog = load_catalog(exchange)
     for problem in catalog.problems:
@@ -33,5 +39,7 @@ def open_catalog(repo: Path | None) -> tuple[Exchange, Catalog]:
 
 def warn_decisions(entry: CatalogEntry, version: CatalogVersion | None) -> None:
     """A yanked version (used by its exact version) or a deprecated gear: said on stderr, with the reason."""
+    from ..catalog.model import entry_warnings
+
     for warning in entry_warnings(entry, version):
         LOG.warning(printable(warning))

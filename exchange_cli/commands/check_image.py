@@ -8,12 +8,7 @@ from typing import Any
 
 import click
 
-from ..conformance.check import (
-    CONFORMANCE_RULES,
-    check_spec_files,
-    parse_skipped_checks,
-)
-from ..validation.reporter import render, write_junit
+from ..validation.problems import CONFORMANCE_RULES, parse_skipped_checks
 from .conventions import (
     command_progress,
     exit_with_findings,
@@ -42,6 +37,10 @@ def command(specs: tuple[Path, ...], skip_checks: tuple[str, ...], output_format
     a standard path, an embedded /flywheel/v0/manifest.json matches. Boutiques: the command-line's
     executable exists. Both: the symlinks these depend on resolve inside the rootfs.
     """
+    # imported when the command runs (commands/__init__.py)
+    from ..conformance.check import check_spec_files
+    from ..validation.reporter import render, write_junit
+
     skipped = parse_skipped_checks(skip_checks)
     options = export_options_from(**option_values)
     with command_progress() as progress:

@@ -13,15 +13,17 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
 import click
 
-from ..display import LogProgress, RichProgress, progress_for
 from ..errors import findings_status
 from ..logs import Verbosity, configure
 from ..machine import FORMAT_META, JSON_EMITTED_META
-from ..progress import NullProgress
+
+if TYPE_CHECKING:
+    from ..display import LogProgress, RichProgress
+    from ..progress import NullProgress
 
 Command = TypeVar("Command", bound=Callable[..., Any])  # a click command function, as options decorate it
 
@@ -55,6 +57,8 @@ def verbosity() -> Verbosity:
 
 def command_progress() -> NullProgress | LogProgress | RichProgress:
     """Live rows on a terminal, periodic lines otherwise, nothing with -q."""
+    from ..display import progress_for  # only a command that shows progress loads the displays
+
     return progress_for(sys.stderr, quiet=verbosity() is Verbosity.QUIET)
 
 

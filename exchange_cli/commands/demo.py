@@ -8,10 +8,8 @@ from pathlib import Path
 
 import click
 
-from ..demo import run_demo
 from ..errors import writing
 from ..logs import logger
-from ..process.report import outcome_as_json, render_outcome
 from .conventions import command_progress, emit_json, format_option, verbosity_options
 
 
@@ -22,6 +20,10 @@ from .conventions import command_progress, emit_json, format_option, verbosity_o
 @verbosity_options
 def command(directory: Path | None, output_format: str) -> None:
     """Make a throwaway exchange (git repo, bare remote, local bucket, locally built image) and process it."""
+    # imported when the command runs (commands/__init__.py)
+    from ..demo import run_demo
+    from ..process.report import outcome_as_json, render_outcome
+
     root = directory or Path(tempfile.mkdtemp(prefix="exchange-demo-"))
     with writing(root, "the demo exchange"):
         root.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import click
 
-from ..catalog.reference import EntryReference, resolve
-from ..contrib.lifecycle import plan_deprecation, plan_undeprecation
 from ..errors import UsageError
 from .catalog_options import open_catalog
 from .lifecycle_output import commit_and_report, decision_options
@@ -23,6 +21,10 @@ def command(reference: str, reason: str | None, replaced_by: str | None, undo: b
             repo: Path | None, output_format: str) -> None:
     """Deprecate a gear or boutique (every version stays usable; each use warns with the reason), in one
     commit that records who, when and why."""
+    # imported when the command runs (commands/__init__.py)
+    from ..catalog.reference import EntryReference, resolve
+    from ..contrib.lifecycle import plan_deprecation, plan_undeprecation
+
     parsed = EntryReference.parse(reference)
     if parsed.version is not None:
         raise UsageError(f"{reference}: deprecate names a whole gear (ORG/NAME); to withdraw one version, yank it")

@@ -8,18 +8,19 @@ import hashlib
 import json
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..durable import write_atomically
 from ..errors import UsageError, writing
-from ..export import ExportResult, SquashfsImage, SquashfsRequest, export_rootfs
 from ..progress import format_bytes
 from ..quoting import printable
-from ..rootfs.squashfs import find_tar2sqfs
 from .conventions import command_progress, file_or_stdout, format_option, report_stream, verbosity_options
 from .options import allow_untested_squashfs_option, export_options, export_options_from
+
+if TYPE_CHECKING:
+    from ..export import ExportResult, SquashfsImage
 
 ARTIFACTS = ("tarball", "squashfs")
 # The files --output-dir gets, by artifact.
@@ -51,6 +52,10 @@ def command(image: str, output: Path | None, artifacts: str, output_dir: Path | 
     mountable squashfs image of the same tree instead (docs/squashfs.md); `--artifact tarball,squashfs`
     writes both from one pass.
     """
+    # the exporter, imported when the command runs (commands/__init__.py)
+    from ..export import SquashfsRequest, export_rootfs
+    from ..rootfs.squashfs import find_tar2sqfs
+
     options = export_options_from(**option_values)
     targets = _targets(_artifacts(artifacts), output, output_dir)
     if sbom_path is not None and str(sbom_path) == "-":

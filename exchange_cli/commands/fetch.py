@@ -6,20 +6,21 @@ import contextlib
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..catalog.lifecycle import Decision
-from ..catalog.reference import EntryReference, find_processed_version, resolve
 from ..errors import UsageError
-from ..fetch.manifest_source import names_manifest, read_manifest
-from ..fetch.run import ARTIFACTS, FetchOutcome, FetchTarget, fetch_rootfs
+from ..fetch import ARTIFACTS
 from ..progress import format_bytes
 from ..quoting import printable
 from .catalog_options import bucket_option, open_catalog, repo_option, warn_decisions
 from .conventions import STDOUT, file_or_stdout, format_option, json_emitted, report_stream, verbosity_options
 from .options import storage_bucket
+
+if TYPE_CHECKING:
+    from ..catalog.lifecycle import Decision
+    from ..fetch.run import FetchOutcome, FetchTarget
 
 
 @click.command("fetch")
@@ -40,6 +41,8 @@ def command(reference: str, out_file: Path | None, out_dir: Path, extract: bool,
     """Download the rootfs of a processed version (default: the newest) from its rootfs URL (http(s)://,
     gs://, file://), or from --bucket, verifying its hash as it arrives. A manifest file or URL (a catalog
     page's link) needs no exchange around."""
+    from ..fetch.run import fetch_rootfs  # the downloader, imported when the command runs (commands/__init__.py)
+
     if extract and artifact != "tarball":
         raise UsageError("--extract unpacks the tarball; a squashfs image is mounted or unpacked as it is "
                          "(docs/squashfs.md)")
@@ -70,6 +73,10 @@ def _target(reference: str, repo: Path | None) -> tuple[FetchTarget, Decision | 
     """A manifest's file or URL is read as it is (--repo plays no part: no yank is known there); anything
     else names a version of the exchange's catalog: without @VERSION never a yanked one, with it a yanked
     one too, with a warning."""
+    from ..catalog.reference import EntryReference, find_processed_version, resolve
+    from ..fetch.manifest_source import names_manifest, read_manifest
+    from ..fetch.run import FetchTarget
+
     if names_manifest(reference):
         return FetchTarget.of_manifest(read_manifest(reference)), None
     resolved = resolve(open_catalog(repo)[1], EntryReference.parse(reference))

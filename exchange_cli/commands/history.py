@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..logs import logger
-from ..process.history import ProcessedSpec, deepen, processed_history
 from ..quoting import printable
-from ..repository import Exchange
 from .conventions import emit_json, format_option, remote_option, repo_option, verbosity_options
+
+if TYPE_CHECKING:
+    from ..process.history import ProcessedSpec
 
 LOG = logger("history")
 
@@ -26,6 +27,10 @@ LOG = logger("history")
 @verbosity_options
 def command(repo: Path | None, limit: int | None, deepen_clone: bool, remote: str, output_format: str) -> None:
     """List the commits that published manifests, newest first."""
+    # imported when the command runs (commands/__init__.py)
+    from ..process.history import deepen, processed_history
+    from ..repository import Exchange
+
     exchange = Exchange.open(repo)
     if deepen_clone:
         deepen(exchange, remote)

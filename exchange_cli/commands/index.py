@@ -6,13 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..catalog.index import index_text
-from ..catalog.legacy import legacy_index, publish_legacy_index
-from ..catalog.publish import check_branch, publish_files
-from ..catalog.site import site_files, write_site
 from ..errors import ExchangeError, UsageError, writing
 from ..logs import logger
-from ..validation.policy import load_policy
 from .catalog_options import open_catalog, repo_option
 from .conventions import output_option, remember_format, remote_option, verbosity_options
 
@@ -36,12 +31,20 @@ LOG = logger("index")
 def command(output: Path | None, index_format: str, html_dir: Path | None, publish_branch: str | None, remote: str,
             repo: Path | None) -> None:
     """Write the catalog: every gear and boutique with its versions, newest first."""
+    # imported when the command runs (commands/__init__.py); the legacy catalog, the site and the branch
+    # publication (GitPython) only when asked for
+    from ..catalog.index import index_text
+
     exchange, catalog = open_catalog(repo)
     if index_format == "legacy" and html_dir is not None:
         raise UsageError("--html writes the catalog site; it has no legacy format")
     if publish_branch is not None:
+        from ..catalog.publish import check_branch
+
         check_branch(exchange.repo, publish_branch, remote)  # before anything is written
     if index_format == "legacy":
+        from ..catalog.legacy import legacy_index, publish_legacy_index
+
         legacy = legacy_index(catalog.scan, catalog.lifecycle)
         text, count = legacy.text, f"{len(legacy.groups)} gear name(s)"
         for path in legacy.yanked:
@@ -67,12 +70,17 @@ def command(output: Path | None, index_format: str, html_dir: Path | None, publi
         return
     if html_dir is None and publish_branch is None:
         return
+    from ..catalog.site import site_files, write_site
+    from ..validation.policy import load_policy
+
     files = site_files(catalog, title=load_policy(exchange.root).catalog_title, root=exchange.root)
     if html_dir is not None:
         with writing(html_dir, "the catalog site"):
             write_site(files, html_dir)
         LOG.info(f"wrote the catalog site to {html_dir}/index.html")
     if publish_branch is not None:
+        from ..catalog.publish import publish_files
+
         head = exchange.repo.head.commit.hexsha[:12]
         outcome = publish_files(exchange.repo, files, branch=publish_branch, remote=remote,
                                 message=f"Catalog of {head}")

@@ -6,15 +6,17 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
-from ..catalog.inventory import InventoryRow, inventory_rows, render_inventory, write_csv
 from ..errors import writing
 from ..logs import logger
 from .catalog_options import open_catalog, repo_option
 from .conventions import format_option, output_option, verbosity_options
+
+if TYPE_CHECKING:
+    from ..catalog.inventory import InventoryRow
 
 LOG = logger("inventory")
 
@@ -28,6 +30,8 @@ LOG = logger("inventory")
 @verbosity_options
 def command(output_format: str, output: Path | None, csv_path: Path | None, repo: Path | None) -> None:
     """One row per gear: name, label, latest version, image, api-key use, license, author, maintainer, source, url."""
+    from ..catalog.inventory import inventory_rows  # imported when the command runs (commands/__init__.py)
+
     if csv_path is not None:
         output_format, output = "csv", csv_path
     rows = inventory_rows(open_catalog(repo)[1])
@@ -40,6 +44,8 @@ def command(output_format: str, output: Path | None, csv_path: Path | None, repo
 
 
 def _print(rows: list[InventoryRow], output_format: str, stream: TextIO) -> None:
+    from ..catalog.inventory import render_inventory, write_csv
+
     if output_format == "csv":
         write_csv(rows, stream)
     elif output_format == "json":

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..invocation import choose_invocation_schema, read_spec_document
 from ..quoting import printable
 from .conventions import format_option, verbosity_options
 
@@ -19,6 +18,8 @@ from .conventions import format_option, verbosity_options
 @verbosity_options
 def command(spec: Path, regenerate: bool, output_format: str) -> None:
     """Print the invocation schema of a gear, a boutique, or a strongly-versioned manifest."""
+    from ..invocation import choose_invocation_schema, read_spec_document  # when it runs (commands/__init__.py)
+
     chosen = choose_invocation_schema(read_spec_document(spec), regenerate=regenerate)
     if chosen.stale is not None:
         then = "this is the one its spec gives today (--regenerate)" if chosen.regenerated else \

@@ -7,10 +7,8 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError
-from ..provenance.keyring import generate_key_file, init_keys
 from ..provenance.keys import ECDSA_P256, ED25519
-from ..provenance.signers import SIGNING_KEY_ENV, open_signer
-from ..repository import Exchange
+from ..provenance.signers import SIGNING_KEY_ENV
 from .catalog_options import repo_option
 from .conventions import emit_json, format_option, verbosity_options
 
@@ -31,6 +29,11 @@ def command() -> None:
 def init(sign_key: str | None, generate_path: Path | None, algorithm: str, no_commit: bool, repo: Path | None,
          output_format: str) -> None:
     """Write the public half of the signing key to .exchange/keys/<key id>.pub and commit it."""
+    # imported when the command runs (commands/__init__.py)
+    from ..provenance.keyring import generate_key_file, init_keys
+    from ..provenance.signers import open_signer
+    from ..repository import Exchange
+
     exchange = Exchange.open(repo)
     if generate_path is not None and sign_key:
         raise UsageError("--generate makes a new key: it cannot be combined with --sign-key")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..contrib.lifecycle import LifecycleChange, apply_change, push_change
 from ..quoting import printable
-from ..repository import Exchange
 from .catalog_options import repo_option
 from .conventions import Command, emit_json, format_option, remote_option, verbosity_options
+
+if TYPE_CHECKING:
+    from ..contrib.lifecycle import LifecycleChange
+    from ..repository import Exchange
 
 
 def decision_options(command: Command) -> Command:
@@ -26,6 +28,8 @@ PAST = {"yank": "yanked", "unyank": "unyanked", "deprecate": "deprecated", "unde
 
 def commit_and_report(exchange: Exchange, change: LifecycleChange, *, push: bool, remote: str,
                       output_format: str) -> None:
+    from ..contrib.lifecycle import apply_change, push_change
+
     commit = apply_change(exchange, change)
     branch = push_change(exchange, remote) if push else None
     if output_format == "json":

@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import UsageError
-from ..image.blobcache import DEFAULT_MAX_LAYER_SIZE, BlobCache
-from ..image.model import DEFAULT_PLATFORM, Platform
+from ..image.model import DEFAULT_MAX_LAYER_SIZE, DEFAULT_PLATFORM, Platform
 from .conventions import Command
 
 if TYPE_CHECKING:
-    from ..export import ExportOptions
+    from ..image.resolve import ExportOptions
     from ..storage.bucket import Bucket
 
 _SIZE = re.compile(r"(\d+)\s*([KMGT]?)(?:i?B)?", re.IGNORECASE)
@@ -65,7 +64,8 @@ def allow_untested_squashfs_option(command: Command) -> Command:
 def export_options_from(*, platform: str, source: str, insecure_registries: tuple[str, ...],
                         oci_layout: Path | None, cache_dir: Path | None,
                         max_layer_size: int = DEFAULT_MAX_LAYER_SIZE) -> ExportOptions:
-    from ..export import ExportOptions
+    from ..image.blobcache import BlobCache
+    from ..image.resolve import ExportOptions
 
     try:
         parsed = Platform.parse(platform)

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import UsageError
-from ..fetch.sbom import Search, search_packages
 from ..logs import logger
 from ..quoting import printable
-from ..sbom.query import PackageSpec
 from .catalog_options import bucket_option, open_catalog, repo_option
 from .conventions import emit_json, exit_with_findings, format_option, verbosity_options
 from .options import storage_bucket
 from .sbom import table
+
+if TYPE_CHECKING:
+    from ..fetch.sbom import Search
 
 LOG = logger("packages")
 
@@ -31,6 +33,10 @@ def command(spec: str, output_format: str, bucket_uri: str | None, repo: Path | 
     Reads the published SBOMs only, never a rootfs. A version published without an SBOM is named on
     stderr; one whose SBOM cannot be read makes the exit status 1.
     """
+    # imported when the command runs (commands/__init__.py)
+    from ..fetch.sbom import search_packages
+    from ..sbom.query import PackageSpec
+
     try:
         wanted = PackageSpec.parse(spec)
     except ValueError as error:

@@ -5,23 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..catalog.publish import check_branch
 from ..errors import ExchangeError, UsageError, redact
 from ..logs import logger
-from ..process.delivery.settings import DeliverySettings
-from ..process.plan import ValidationFailed
-from ..process.report import outcome_as_json, render_outcome
-from ..process.run import ProcessOptions, process_exchange
-from ..process.run_report import run_label, run_reported
 from ..process.shards import CIRCLE_INDEX_ENV, CIRCLE_TOTAL_ENV, Shard
-from ..provenance.signers import open_signer
-from ..repository import Exchange
-from ..storage.lease import DEFAULT_WAIT_SECONDS, WAIT_ENV
-from ..validation.reporter import render, report_as_json
+from ..storage import DEFAULT_WAIT_SECONDS, WAIT_ENV
 from .conventions import (
     command_progress,
     emit_json,
@@ -32,6 +23,9 @@ from .conventions import (
     verbosity_options,
 )
 from .options import allow_untested_squashfs_option, export_options, export_options_from, storage_bucket
+
+if TYPE_CHECKING:
+    from ..repository import Exchange
 
 LOG = logger("process")
 
@@ -78,6 +72,9 @@ def command(repo: Path | None, since: str | None, bucket_uri: str | None, downlo
 
 
 def failure_as_json(error: ExchangeError) -> dict[str, Any]:
+    from ..process.plan import ValidationFailed
+    from ..validation.reporter import report_as_json
+
     document: dict[str, Any] = {"ok": False, "error": redact(str(error))}
     if isinstance(error, ValidationFailed):
         document["validation"] = report_as_json(error.report)
@@ -90,11 +87,23 @@ def run_command(repo: Path | None, since: str | None, bucket_uri: str | None, do
                 skip_checks: tuple[str, ...], mirror_registry: str | None, publish_index: str | None,
                 sign_key: str | None, export_flags: dict[str, Any], *,
                 allow_untested_squashfs_tools: bool = False) -> None:
+    # the pipeline, imported when the command runs (commands/__init__.py)
+    from ..process.delivery.settings import DeliverySettings
+    from ..process.plan import ValidationFailed
+    from ..process.report import outcome_as_json, render_outcome
+    from ..process.run import ProcessOptions, process_exchange
+    from ..process.run_report import run_label, run_reported
+    from ..provenance.signers import open_signer
+    from ..repository import Exchange
+    from ..validation.reporter import render
+
     shard = chosen_shard(shard_text, shard_dir, finalize_dir, dry_run)
     exchange = Exchange.open(repo)
     if publish_index is not None:
         if shard is not None:
             raise UsageError("--publish-index belongs to the run that pushes (--finalize), not to a shard")
+        from ..catalog.publish import check_branch
+
         check_branch(exchange.repo, publish_index, remote, option="--publish-index")
     bucket = storage_bucket(bucket_uri, download_url)
     options = ProcessOptions(export=export_options_from(**export_flags), bucket=bucket, remote=remote, since=since,

@@ -6,12 +6,7 @@ from pathlib import Path
 
 import click
 
-from .. import git
-from ..catalog.reference import EntryReference, resolve
-from ..catalog.storage_audit import require_every_manifest_read
-from ..contrib.remove import PurgeOutcome, apply_removal, plan_removal, publish_removal, purge_objects, still_published
 from ..errors import UsageError
-from ..ownership import exchange_identity, require_owner
 from ..quoting import printable
 from .catalog_options import bucket_option, open_catalog, repo_option
 from .conventions import emit_json, format_option, remote_option, verbosity_options, yes_option
@@ -32,6 +27,20 @@ def command(reference: str, version: str | None, purge: bool, bucket_uri: str | 
             repo: Path | None, output_format: str) -> None:
     """Remove exactly one gear or boutique, or with @VERSION one version of it, named by ORG/NAME or
     ORG/FILE-STEM (never another name that merely starts the same): its spec and manifests, in one commit."""
+    # imported when the command runs (commands/__init__.py)
+    from .. import git
+    from ..catalog.reference import EntryReference, resolve
+    from ..catalog.storage_audit import require_every_manifest_read
+    from ..contrib.remove import (
+        PurgeOutcome,
+        apply_removal,
+        plan_removal,
+        publish_removal,
+        purge_objects,
+        still_published,
+    )
+    from ..ownership import exchange_identity, require_owner
+
     parsed = EntryReference.parse(reference)
     exchange, catalog = open_catalog(repo)
     resolved = resolve(catalog, parsed)

@@ -5,17 +5,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..catalog.reference import EntryReference, find_processed_version, resolve
-from ..fetch.sbom import read_published_sbom, summary_of
 from ..quoting import printable
-from ..sbom.query import SbomSummary
 from .catalog_options import bucket_option, open_catalog, repo_option
 from .conventions import emit_json, format_option, verbosity_options
 from .options import storage_bucket
+
+if TYPE_CHECKING:
+    from ..sbom.query import SbomSummary
 
 
 @click.command("sbom")
@@ -26,6 +26,10 @@ from .options import storage_bucket
 @verbosity_options
 def command(reference: str, output_format: str, bucket_uri: str | None, repo: Path | None) -> None:
     """Print the SBOM of a processed version (default: the newest): its packages, or the CycloneDX document."""
+    # imported when the command runs (commands/__init__.py)
+    from ..catalog.reference import EntryReference, find_processed_version, resolve
+    from ..fetch.sbom import read_published_sbom, summary_of
+
     resolved = resolve(open_catalog(repo)[1], EntryReference.parse(reference))
     version = find_processed_version(resolved.entry, resolved.version)
     shown = f"{resolved.entry.ref}@{version.version}"

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..catalog.essentials import essentials, render_essentials
-from ..catalog.reference import EntryReference, find_processed_version, resolve
 from .catalog_options import bucket_option, open_catalog, repo_option, warn_decisions
 from .conventions import emit_json, format_option, verbosity_options
 from .options import storage_bucket
@@ -22,6 +20,10 @@ from .options import storage_bucket
 @verbosity_options
 def command(reference: str, output_format: str, bucket_uri: str | None, repo: Path | None) -> None:
     """Show a processed version (default: the newest): image, digest, rootfs URL, hash, size, commit."""
+    # imported when the command runs (commands/__init__.py)
+    from ..catalog.essentials import essentials, render_essentials
+    from ..catalog.reference import EntryReference, find_processed_version, resolve
+
     resolved = resolve(open_catalog(repo)[1], EntryReference.parse(reference))
     bucket = storage_bucket(bucket_uri, None) if bucket_uri else None
     version = find_processed_version(resolved.entry, resolved.version)  # without @VERSION: never a yanked one

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import click
 
-from ..catalog.reference import EntryReference, resolve
-from ..contrib.lifecycle import plan_unyank
 from ..errors import UsageError
 from .catalog_options import open_catalog
 from .lifecycle_output import commit_and_report, decision_options
@@ -18,6 +16,10 @@ from .lifecycle_output import commit_and_report, decision_options
 @decision_options
 def command(reference: str, push: bool, remote: str, repo: Path | None, output_format: str) -> None:
     """Lift the yank of a version, in one commit: it can be chosen as the newest again."""
+    # imported when the command runs (commands/__init__.py)
+    from ..catalog.reference import EntryReference, resolve
+    from ..contrib.lifecycle import plan_unyank
+
     parsed = EntryReference.parse(reference)
     exchange, catalog = open_catalog(repo)
     resolved = resolve(catalog, parsed)

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from .. import git
 from ..errors import UsageError, writing
-from ..git import NotARepository
 from ..logs import logger
-from ..repository import Exchange
-from ..validation.reporter import render, write_junit
-from ..validation.run import (
-    is_exchange,
-    select_spec_paths,
-    stray_specs,
-    validate_change,
-    validate_loose_files,
-    validate_specs,
-)
 from .conventions import exit_with_findings, format_option, jobs_option, json_emitted, repo_option, verbosity_options
+
+if TYPE_CHECKING:
+    from ..repository import Exchange
 
 LOG = logger("validate")
 
@@ -48,6 +40,17 @@ def command(paths: tuple[Path, ...], all_specs: bool, since: str | None, base: s
             junit_xml: Path | None) -> None:
     """Check gear and boutique specs: with PATHs those files, with --all every spec, with --base the change to
     that branch, else the specs changed since .sentinel."""
+    # the checks, imported when the command runs (commands/__init__.py)
+    from ..repository import Exchange
+    from ..validation.reporter import render, write_junit
+    from ..validation.run import (
+        select_spec_paths,
+        stray_specs,
+        validate_change,
+        validate_loose_files,
+        validate_specs,
+    )
+
     exchange = _exchange_or_none(repo) if paths and not (all_specs or since or base) else Exchange.open(repo)
     if exchange is None:  # a contributor's own file, outside any exchange
         LOG.info("not inside an exchange: checked against the schemas and the default policy (the rules on "
@@ -73,6 +76,10 @@ def command(paths: tuple[Path, ...], all_specs: bool, since: str | None, base: s
 
 
 def _exchange_or_none(repo: Path | None) -> Exchange | None:
+    from ..git import NotARepository
+    from ..repository import Exchange
+    from ..validation.run import is_exchange
+
     try:
         exchange = Exchange.open(repo)
     except NotARepository:
@@ -83,6 +90,8 @@ def _exchange_or_none(repo: Path | None) -> Exchange | None:
 def _changed_json(exchange: Exchange, since: str | None, all_specs: bool) -> list[str] | None:
     """The JSON files a change since --since or the sentinel touched; None (every file) for --all or
     an exchange never processed."""
+    from .. import git
+
     since = since or exchange.read_sentinel()
     if all_specs or since is None:
         return None

@@ -8,12 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import ExchangeError
-from ..invocation import choose_invocation_schema, invocation_problems, read_spec_document
 from ..quoting import printable
-from ..specs import SpecFile, display_path
-from ..validation.checker import json_problems, place_problems
-from ..validation.problems import Report, SpecResult
-from ..validation.reporter import render
 from .conventions import emit_json, exit_with_findings, format_option, json_emitted, verbosity_options
 
 
@@ -25,6 +20,13 @@ from .conventions import emit_json, exit_with_findings, format_option, json_emit
 @verbosity_options
 def command(spec: Path, invocation: Path, regenerate: bool, output_format: str) -> None:
     """Validate INVOCATION (a job's inputs and config, JSON) against SPEC's invocation schema."""
+    # imported when the command runs (commands/__init__.py)
+    from ..invocation import choose_invocation_schema, invocation_problems, read_spec_document
+    from ..specs import SpecFile, display_path
+    from ..validation.checker import json_problems, place_problems
+    from ..validation.problems import Report, SpecResult
+    from ..validation.reporter import render
+
     try:
         chosen = choose_invocation_schema(read_spec_document(spec), regenerate=regenerate)
     except ExchangeError as error:

@@ -7,10 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..fetch.targets import custody_of, resolve_target, trusted_keys
 from ..logs import Verbosity, logger
-from ..provenance.report import render_verification, verification_as_json
-from ..provenance.verify import VerifyOptions, verify_published
 from ..quoting import printable
 from .catalog_options import repo_option
 from .conventions import emit_json, exit_with_findings, format_option, verbosity, verbosity_options
@@ -39,6 +36,11 @@ def command(target: str, artifact_file: Path | None, attestation_file: Path | No
     """Verify a published version end to end: the rootfs hash against the manifest, the envelope's signature
     against the exchange's key, the statement's subject against the artifact, and its image digest and
     commit against the manifest. Names the first failure; exit 0 only when every check holds."""
+    # imported when the command runs (commands/__init__.py)
+    from ..fetch.targets import custody_of, resolve_target, trusted_keys
+    from ..provenance.report import render_verification, verification_as_json
+    from ..provenance.verify import VerifyOptions, verify_published
+
     resolved = resolve_target(target, repo)
     options = VerifyOptions(trusted_keys(key_files, resolved.root), artifact_file, attestation_file, check_image,
                             tuple(insecure_registries),

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from .. import git
-from ..catalog.storage_audit import audit_exchange_storage, deletable_orphans, delete_orphans, keep_referenced_elsewhere
-from ..catalog.storage_report import audit_as_json, render_audit
 from ..logs import logger
-from ..manifests import load_manifests
-from ..ownership import exchange_identity, require_owner
-from ..process.references import published_references
-from ..provenance.keys import repository_keys
-from ..repository import Exchange
-from ..storage.bucket import Bucket
-from ..storage.lease import leased
 from .catalog_options import bucket_option, repo_option
 from .conventions import emit_json, exit_with_findings, format_option, jobs_option, verbosity_options, yes_option
 from .options import storage_bucket
+
+if TYPE_CHECKING:
+    from ..repository import Exchange
+    from ..storage.bucket import Bucket
 
 LOG = logger("verify-storage")
 
@@ -41,10 +36,17 @@ def command(bucket_uri: str | None, deep: bool, jobs: int, delete_requested: boo
             output_format: str, repo: Path | None) -> None:
     """Find artifacts missing for a manifest, objects no manifest references (orphans), and with --deep
     objects whose content no longer matches its hash."""
+    # imported when the command runs (commands/__init__.py)
+    from ..repository import Exchange
+    from ..storage.lease import leased
+
     exchange = Exchange.open(repo)
     bucket = storage_bucket(bucket_uri, None)
     bucket.require_exists()
     if delete_requested:  # deleting needs proof that this checkout's exchange owns the bucket
+        from .. import git
+        from ..ownership import exchange_identity, require_owner
+
         require_owner(bucket, exchange_identity(exchange.repo, remote, git.current_branch(exchange.repo)))
     # Deleting waits for the publish lease: an object a running `process` uploaded is not an orphan.
     with leased(bucket, "verify-storage --delete-orphans", enabled=delete_requested, log=LOG.warning):
@@ -53,13 +55,22 @@ def command(bucket_uri: str | None, deep: bool, jobs: int, delete_requested: boo
 
 def _audit_and_delete(exchange: Exchange, bucket: Bucket, deep: bool, jobs: int, delete_requested: bool,
                       yes: bool, remote: str, output_format: str) -> None:
+    from ..catalog.storage_audit import audit_exchange_storage, deletable_orphans, delete_orphans
+    from ..catalog.storage_report import audit_as_json, render_audit
+    from ..manifests import load_manifests
+    from ..provenance.keys import repository_keys
+
     if delete_requested:
         for name in bucket.remove_abandoned_uploads():
             LOG.warning(f"removed the partial upload {name}: the run that wrote it is gone")
-    audit = audit_exchange_storage(load_manifests(exchange.manifests_dir), bucket, deep=deep,
-                                   keys=repository_keys(exchange.root), workers=jobs)
+    keys = repository_keys(exchange.root) if deep else []  # only --deep checks envelopes (and loads cryptography)
+    audit = audit_exchange_storage(load_manifests(exchange.manifests_dir), bucket, deep=deep, keys=keys,
+                                   workers=jobs)
     if delete_requested:
         # Read under the lease, after any run that published meanwhile has released it.
+        from ..catalog.storage_audit import keep_referenced_elsewhere
+        from ..process.references import published_references  # GitPython: only to delete
+
         published = published_references(exchange.repo, remote)
         if published is not None:
             for name in keep_referenced_elsewhere(audit, published.names, published.unreadable):

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import click
 
-from ..catalog.reference import EntryReference, resolve
-from ..contrib.lifecycle import plan_yank
 from ..errors import UsageError
 from .catalog_options import open_catalog
 from .lifecycle_output import commit_and_report, decision_options
@@ -20,6 +18,10 @@ from .lifecycle_output import commit_and_report, decision_options
 def command(reference: str, reason: str, push: bool, remote: str, repo: Path | None, output_format: str) -> None:
     """Yank a processed version: never chosen as the newest again, still fetchable and verifiable by its exact
     version with a warning; recorded in one commit (who, when, why), nothing deleted."""
+    # imported when the command runs (commands/__init__.py)
+    from ..catalog.reference import EntryReference, resolve
+    from ..contrib.lifecycle import plan_yank
+
     parsed = EntryReference.parse(reference)
     exchange, catalog = open_catalog(repo)
     resolved = resolve(catalog, parsed)

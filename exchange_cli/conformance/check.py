@@ -8,34 +8,22 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..export import ExportError, ExportOptions
+from ..export import ExportError
 from ..image.model import Image, LayerStored
-from ..image.resolve import open_image
+from ..image.resolve import ExportOptions, open_image
 from ..progress import NullProgress, Progress
 from ..rootfs.errors import LayerError
 from ..rootfs.index import LayerIndex
 from ..specs import SpecFile, SpecKind, locate
 from ..validation.checker import json_problems
 from ..validation.policy import image_problems
-from ..validation.problems import RULES, Problem, Report, Severity, SpecResult
+from ..validation.problems import Problem, Report, Severity, SpecResult
 from .command import command_problems
 from .executables import image_path
 from .gear import gear_problems
 from .rootfs_view import RootfsView
 
-# Every check on an image's rootfs has a rule id of this family; --skip-check accepts exactly these.
-CONFORMANCE_RULES = tuple(rule for rule in RULES if rule.startswith("rootfs-"))
 _NO_PROGRESS = NullProgress()
-
-
-def parse_skipped_checks(values: Iterable[str]) -> tuple[str, ...]:
-    """The --skip-check values, each a conformance rule id; UsageError naming the valid ones otherwise."""
-    skipped = tuple(sorted(set(values)))
-    unknown = [value for value in skipped if value not in CONFORMANCE_RULES]
-    if unknown:
-        raise UsageError(f"--skip-check {', '.join(unknown)}: not a conformance check; "
-                         f"choose from {', '.join(CONFORMANCE_RULES)}")
-    return skipped
 
 
 def check_image(spec: dict[str, Any], kind: SpecKind, image: Image, *, skipped: Collection[str] = (),

@@ -21,7 +21,6 @@ from .manifest_source import ManifestSource
 
 TARBALL_SUFFIXES = (".tgz", ".tar.gz", ".tar")
 SQUASHFS_SUFFIXES = (".sqfs",)
-ARTIFACTS = ("tarball", "squashfs")
 
 
 class DeliveredAsImage(ExchangeError):

@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, cast
 
-import zstandard
 from isal import igzip, isal_zlib
 
 from ..bounded import read_at_most
@@ -47,7 +46,7 @@ from ..lockedtemp import locked_temp_file, remove_abandoned
 from ..logs import logger
 from ..progress import NullProgress, Task, format_bytes
 from .digest import Digest
-from .model import LayerBlob
+from .model import DEFAULT_MAX_LAYER_SIZE, LayerBlob
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -57,8 +56,6 @@ CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 DEFAULT_MAX_BYTES = 20 * 1024**3
-# Far beyond any real layer, far below what a decompression bomb would fill a disk with.
-DEFAULT_MAX_LAYER_SIZE = 64 * 1024**3
 TEMP_PREFIX, TEMP_SUFFIX = ".layer-", ".tmp"
 RECORD_SUFFIX = ".verified"
 MAX_RECORD_BYTES = 4096
@@ -292,6 +289,7 @@ class BlobCache:
 
     def _decompress_into(self, raw: VerifyingReader, writer: _HashingWriter, *, image: str, digest: Digest) -> None:
         magic = raw.peek(4)
+        errors: tuple[type[Exception], ...] = (EOFError, gzip.BadGzipFile, _ISAL_ERROR)
         if magic.startswith(GZIP_MAGIC):
             # igzip's C reader fills its input buffer through `raw` and inflates straight into the
             # writer's buffers (`readinto`), with the GIL released. Not through IGzipFile: its
@@ -299,12 +297,15 @@ class BlobCache:
             # Both decompressors only read from `raw`; their stubs ask for a whole BinaryIO.
             reader: ReadableInto = igzip._IGzipReader(cast(BinaryIO, raw), igzip.READ_BUFFER_SIZE)
         elif magic.startswith(ZSTD_MAGIC):
+            import zstandard  # only a zstd layer needs it; most are gzip
+
             reader = zstandard.ZstdDecompressor().stream_reader(cast(BinaryIO, raw), read_across_frames=True)
+            errors = (*errors, zstandard.ZstdError)
         else:
             reader = raw
         try:
             self._copy_limited(reader, writer, image=image, label=digest)
-        except (EOFError, gzip.BadGzipFile, _ISAL_ERROR, zstandard.ZstdError) as exc:
+        except errors as exc:
             # Narrow on purpose: a dropped connection is an OSError too, and must reach the retry logic.
             raise BlobError(image, digest, f"cannot decompress: {exc}") from exc
 

@@ -26,6 +26,9 @@ class Platform:
 
 
 DEFAULT_PLATFORM = Platform("linux", "amd64")
+# The uncompressed size a layer may reach: far beyond any real layer, far below what a decompression bomb
+# would fill a disk with.
+DEFAULT_MAX_LAYER_SIZE = 64 * 1024**3
 
 
 @dataclass(frozen=True)

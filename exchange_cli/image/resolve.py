@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import closing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,24 @@ from ..progress import NullProgress, Progress
 from ..reference import ReferenceError, parse_reference
 from .blobcache import BlobCache
 from .errors import ImageError
-from .model import Image, LayerStored, Platform
+from .model import DEFAULT_PLATFORM, Image, LayerStored, Platform
 
 SOURCES = ("registry", "docker", "auto")
 DOCKER_ARCHIVE_PREFIX = "docker-archive:"
 OCI_PREFIX = "oci:"
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Where an export (or a check) reads its images from, and into which layer cache: what `open_image`
+    takes. Here rather than in export.py, so that a run that exports nothing need not load the exporter."""
+
+    platform: Platform = DEFAULT_PLATFORM
+    source: str = "auto"
+    insecure_registries: tuple[str, ...] = ()
+    cache: BlobCache = field(default_factory=BlobCache.default)
+    # Images are looked up in this OCI layout by their ref.name annotation instead of in registries.
+    oci_layout: Path | None = None
 
 
 def open_image(image: str, *, platform: Platform, source: str = "auto", insecure_registries: Iterable[str] = (),

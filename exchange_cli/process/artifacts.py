@@ -13,16 +13,19 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..export import ExportOptions, ExportResult, SquashfsImage, SquashfsRequest, export_image
 from ..image.model import Image
 from ..progress import Progress, format_bytes
-from ..rootfs.squashfs import Tar2sqfs
-from ..sbom.query import read as read_sbom
 from ..storage.bucket import Bucket
-from .check import CheckedJob
 from .ledger import CreatedObjects
 from .plan import SpecJob
+
+if TYPE_CHECKING:
+    from ..export import ExportResult, SquashfsImage
+    from ..image.resolve import ExportOptions
+    from ..rootfs.squashfs import Tar2sqfs
+    from .check import CheckedJob
 
 Log = Callable[[str], None]
 SBOM_SUFFIX = ".sbom.json"
@@ -96,6 +99,9 @@ def produce_artifact(checked: CheckedJob, *, bucket: Bucket, work: RunWork, prog
     """Export to a temp file (the only copy written), upload it, record what was created, drop the file.
     `with_sha256`: also hash the file with sha256 (for the signed statement) before it is dropped;
     `squashfs`: also write the squashfs image in the same pass, and upload it beside the tarball."""
+    # The exporter, loaded by the first export: every stage reads the Artifact record and its names above.
+    from ..export import SquashfsRequest, export_image
+
     job = checked.job
     temp = work.work_dir / f"{job.location.artifact_base}.tgz"
     image_temp = work.work_dir / f"{job.location.artifact_base}{SQUASHFS_SUFFIX}"
@@ -118,6 +124,8 @@ def produce_artifact(checked: CheckedJob, *, bucket: Bucket, work: RunWork, prog
 
 def _upload(job: SpecJob, exported: ExportResult, temp: Path, started: float, *, bucket: Bucket, work: RunWork,
             progress: Progress, with_sha256: bool) -> Artifact:
+    from ..sbom.query import read as read_sbom
+
     exported_at = time.monotonic()
     name = artifact_name(job, exported.sha384)
     sha256 = None

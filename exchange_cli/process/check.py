@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from ..conformance.check import check_image, open_source_image
 from ..errors import ExchangeError, UsageError
-from ..export import ExportOptions
 from ..image.model import Image
+from ..image.resolve import ExportOptions
 from ..progress import Progress
 from ..rootfs.index import BackgroundIndex, LayerIndex
 from ..validation.problems import Problem, Report, SpecResult, Status

@@ -24,7 +24,8 @@ from ..bounded import Bounded, rootfs_limit
 from ..catalog.storage_audit import ExpectedArtifact
 from ..conformance.check import open_source_image
 from ..errors import ExchangeError
-from ..export import ExportOptions, export_image
+from ..export import export_image
+from ..image.resolve import ExportOptions
 from ..manifests import ManifestScan, ProcessedManifest, manifests_at_commit
 from ..progress import Progress
 from ..rootfs.squashfs import find_tar2sqfs, squashfs_of_tarball

@@ -10,20 +10,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..catalog.legacy import CatalogPublication
 from ..errors import Category, ExchangeError
-from ..export import ExportOptions
-from ..storage.bucket import Bucket
-from ..storage.lease import DEFAULT_TTL_SECONDS, DEFAULT_WAIT_SECONDS
-from .artifacts import Artifact
+from ..storage import DEFAULT_WAIT_SECONDS
+from ..storage.lease import DEFAULT_TTL_SECONDS
 from .delivery.settings import DeliverySettings
-from .ledger import RollbackResult
-from .plan import Plan, SpecJob
-from .shards import Shard
-from .transaction import ManifestCommit, PublishTransaction
 
-if TYPE_CHECKING:  # cryptography loads only for a run that signs
+if TYPE_CHECKING:  # only named here: a run loads the exporter, the signer, … when it enters their stages
+    from ..catalog.legacy import CatalogPublication
+    from ..image.resolve import ExportOptions
     from ..provenance.signers import Signer
+    from ..storage.bucket import Bucket
+    from .artifacts import Artifact
+    from .ledger import RollbackResult
+    from .plan import Plan, SpecJob
+    from .shards import Shard
+    from .transaction import ManifestCommit, PublishTransaction
 
 Log = Callable[[str], None]
 

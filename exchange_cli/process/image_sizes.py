@@ -11,11 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CredentialsError
-from ..export import ExportOptions
 from ..image.errors import ImageError
 from ..image.metadata import parse_json_object
 from ..image.platforms import select_manifest
-from ..image.resolve import DOCKER_ARCHIVE_PREFIX, OCI_PREFIX
+from ..image.resolve import DOCKER_ARCHIVE_PREFIX, OCI_PREFIX, ExportOptions
 from ..reference import ReferenceError, parse_reference
 from .plan import SpecJob
 

@@ -1,4 +1,5 @@
-"""Every bucket object this run created, so a failed run deletes exactly those and nothing else."""
+"""Every bucket object (and mirrored tag) this run created, so a failed run deletes exactly those and nothing
+else."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..reference import ImageReference, parse_reference
 from ..storage.bucket import Bucket
 
 
@@ -13,6 +15,26 @@ from ..storage.bucket import Bucket
 class CreatedObject:
     name: str
     generation: str | None
+
+
+@dataclass(frozen=True)
+class CreatedTag:
+    reference: ImageReference
+    digest: str
+    manifest_was_new: bool  # nothing else in the repository named this manifest before the run
+
+    def __str__(self) -> str:
+        return f"docker://{self.reference}"
+
+    def as_json(self) -> dict[str, object]:
+        return {"reference": str(self.reference), "digest": self.digest, "manifest-was-new": self.manifest_was_new}
+
+    @classmethod
+    def from_json(cls, document: dict[str, object]) -> CreatedTag:
+        reference = parse_reference(str(document["reference"]))
+        if reference.tag is None:  # a rollback may delete it by its tag: a record without one is not ours
+            raise ValueError(f"created tag {reference} names no tag")
+        return cls(reference, str(document["digest"]), bool(document["manifest-was-new"]))
 
 
 @dataclass

@@ -29,7 +29,6 @@ from ..provenance.keys import require_committed
 from ..repository import Exchange
 from ..storage.lease import BucketLease, Confirming
 from .checkout_lock import exclusive_checkout
-from .confirm import finish_unfinished
 from .context import Log, ProcessOptions
 from .leftovers import owned_work_dir, remove_leftovers
 from .resume import resume_unpushed, unpushed_manifest_commits
@@ -63,6 +62,8 @@ class Recovery:
         one may break another dead run's lease, whose check is then finished too."""
         if self._unfinished() is None:
             return
+        from .confirm import finish_unfinished  # it may export again: only for what a dead run left
+
         with owned_work_dir() as work_dir:
             while (pending := self._unfinished()) is not None:
                 finish_unfinished(self.exchange.repo, self.options.remote, self.branch, self.lease, pending,

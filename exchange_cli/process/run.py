@@ -10,6 +10,9 @@
 Each stage is a function given what it needs and returning its record; none calls back up here.
 Whatever fails in stages 3 and 4, `_undone_on_failure` undoes exactly this run's work (rollback.py):
 the bucket objects and mirrored tags it created (the shards' too at finalize) and its commits.
+
+The functions of stages 2 to 5 import their modules as the run enters them: a run with nothing to do,
+and a dry run, load neither the checks, the exporter, a registry client nor the signer.
 """
 
 from __future__ import annotations
@@ -19,38 +22,36 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import git
-from ..catalog.legacy import CatalogPublication, publish_legacy_index
-from ..catalog.lifecycle import Lifecycle
 from ..errors import UsageError
 from ..logs import logger
-from ..manifests import load_manifests
 from ..ownership import claim, exchange_identity
 from ..progress import PIPELINE, NullProgress, Progress
-from ..provenance.attest import run_context
-from ..repository import Exchange
-from ..rootfs.squashfs import Tar2sqfs, find_tar2sqfs
-from ..storage.lease import BucketLease, Confirming
-from ..validation.policy import load_policy
-from .artifacts import Artifact, RunWork, build_artifacts, produce_artifact
-from .attestations import AttestationHook
-from .check import CheckedJob, check_jobs, close_trees
-from .confirm import confirm_published
+from ..storage.lease import Confirming
 from .context import Log, ProcessFailed, ProcessOptions, ProcessOutcome, PushRefused
 from .delivery.settings import delivers_image
-from .delivery.stage import Delivery
-from .fan_in import collect_shard_artifacts
-from .ledger import CreatedObjects, RollbackResult
 from .leftovers import owned_work_dir
-from .plan import Plan, SpecJob, make_plan
-from .publish import Published, Publisher, PublishHook, describe
-from .recovery import Recovery, identity_env, recovered
-from .rollback import undo
-from .shard_records import ArtifactEntry, ShardRecord
-from .shards import Share, share_for
+from .plan import make_plan
+from .recovery import identity_env, recovered
+from .shards import share_for
 from .signals import CancellableProgress, interrupts_raise
-from .transaction import PublishTransaction
+
+if TYPE_CHECKING:
+    from ..catalog.legacy import CatalogPublication
+    from ..repository import Exchange
+    from ..rootfs.squashfs import Tar2sqfs
+    from ..storage.lease import BucketLease
+    from .artifacts import Artifact, RunWork
+    from .check import CheckedJob
+    from .delivery.stage import Delivery
+    from .ledger import RollbackResult
+    from .plan import Plan, SpecJob
+    from .publish import Published, Publisher, PublishHook
+    from .recovery import Recovery
+    from .shards import Share
+    from .transaction import PublishTransaction
 
 __all__ = ["STAGES", "ProcessFailed", "ProcessOptions", "ProcessOutcome", "process_exchange"]
 
@@ -98,6 +99,8 @@ def process_exchange(exchange: Exchange, options: ProcessOptions, *, progress: P
             return after_the_run(run, outcome)
         checked: list[CheckedJob] = []
         if options.finalize_dir is None:  # at finalize, each shard checked its own images
+            from .check import close_trees
+
             on_stage(CHECK)
             checked = check_stage(run, outcome.selected_jobs)
             held.callback(close_trees, checked)  # each export closes its own tree: these were never exported
@@ -136,6 +139,8 @@ def plan_stage(run: Run) -> tuple[ProcessOutcome, Share | None]:
 
 def check_stage(run: Run, jobs: Sequence[SpecJob]) -> list[CheckedJob]:
     """Every image resolved once and checked; a failing image stops the run before any upload."""
+    from .check import check_jobs
+
     _expect(run.progress, jobs)
     options = run.options
     return check_jobs(jobs, options.delivery, options.export, run.progress, run.log, workers=options.jobs)
@@ -144,8 +149,12 @@ def check_stage(run: Run, jobs: Sequence[SpecJob]) -> list[CheckedJob]:
 def artifacts_stage(run: Run, plan: Plan, checked: list[CheckedJob], work: RunWork, delivery: Delivery, *,
                     on_artifact: Callable[[Artifact], None]) -> list[Artifact]:
     """Exported and uploaded (and delivered), in plan order; at finalize, read from the shards' records."""
+    from .artifacts import build_artifacts, produce_artifact
+
     options = run.options
     if options.finalize_dir is not None:
+        from .fan_in import collect_shard_artifacts
+
         return collect_shard_artifacts(plan, options.finalize_dir, options.bucket, work.ledger, delivery,
                                        run.log)
     cancellable = CancellableProgress(run.progress, work.cancelled)
@@ -164,6 +173,9 @@ def artifacts_stage(run: Run, plan: Plan, checked: list[CheckedJob], work: RunWo
 def _squashfs_writer(run: Run) -> Tar2sqfs | None:
     """The tar2sqfs to write each squashfs image with, when the exchange's policy asks for the format
     (artifacts.formats); found before the first export, so a missing or untested one fails the run early."""
+    from ..rootfs.squashfs import find_tar2sqfs
+    from ..validation.policy import load_policy
+
     if not load_policy(run.exchange.root).squashfs:
         return None
     return find_tar2sqfs(allow_untested=run.options.allow_untested_squashfs_tools)
@@ -171,6 +183,8 @@ def _squashfs_writer(run: Run) -> Tar2sqfs | None:
 
 def record_stage(run: Run, share: Share | None, artifacts: list[Artifact], work: RunWork, delivery: Delivery) -> Path:
     """A shard's publish: its record, for finalize (which publishes every shard's work at once)."""
+    from .shard_records import ArtifactEntry, ShardRecord
+
     shard, shard_dir = run.options.shard, run.options.shard_dir
     assert shard is not None and shard_dir is not None and share is not None
     record = ShardRecord(run.recovery.start, shard, run.options.bucket.uri, share.assignment,
@@ -196,6 +210,8 @@ def publish_stage(run: Run, publisher: Publisher, lease: BucketLease, artifacts:
 def confirm_stage(run: Run, publisher: Publisher, published: Published, artifacts: list[Artifact],
                   work: RunWork) -> list[str]:
     """Every object the pushed manifests reference is in the bucket (restored when not); the restored ones."""
+    from .confirm import confirm_published
+
     transaction, options = publisher.transaction, run.options
     paths = [made.manifest_path for made in [*transaction.commits, *transaction.skipped]]
     restored = confirm_published(run.exchange.repo, published.head, paths, artifacts, options.bucket, options.export,
@@ -221,6 +237,10 @@ def after_the_run(run: Run, outcome: ProcessOutcome) -> ProcessOutcome:
 def publish_catalog(exchange: Exchange, branch: str, remote: str, log: Log) -> CatalogPublication:
     """After a successful run (pushed, or nothing to push): the catalog of what the branch now holds.
     A failure is reported and never rolls the run back; the next run publishes again."""
+    from ..catalog.legacy import publish_legacy_index  # only with --publish-index
+    from ..catalog.lifecycle import Lifecycle
+    from ..manifests import load_manifests
+
     publication = publish_legacy_index(exchange.repo, load_manifests(exchange.manifests_dir),
                                        Lifecycle(exchange.root),  # a yanked version is left out of it
                                        branch=branch, remote=remote, source_commit=git.head_commit(exchange.repo) or "")
@@ -233,6 +253,8 @@ def _undone_on_failure(run: Run, outcome: ProcessOutcome, work: RunWork, deliver
                        publisher: Publisher | None) -> Iterator[None]:
     """Stages 3 and 4, with SIGTERM as an interrupt: whatever fails, exactly this run's work is undone
     and said, unless its push has landed (then the work is published and referenced)."""
+    from .publish import describe
+
     transaction = publisher.transaction if publisher is not None else None
     try:
         with interrupts_raise():
@@ -253,6 +275,8 @@ def _undone_on_failure(run: Run, outcome: ProcessOutcome, work: RunWork, deliver
 
 
 def _undo(run: Run, work: RunWork, delivery: Delivery, transaction: PublishTransaction | None) -> RollbackResult:
+    from .rollback import undo
+
     branch = transaction.branch if transaction is not None else _branch_or_none(run.exchange)
     return undo(work.ledger, run.options.bucket, run.exchange.repo, run.options.remote, branch, delivery, transaction)
 
@@ -266,12 +290,17 @@ def _lease_for(run: Run) -> AbstractContextManager[BucketLease]:
 
 
 def _delivery(run: Run) -> Delivery:
+    from .delivery.stage import Delivery
+
     return Delivery(run.options.delivery, run.options.export.insecure_registries, run.log)
 
 
 def _publisher(run: Run) -> Publisher | None:
     if not run.publishing:
         return None
+    from .publish import Publisher
+    from .transaction import PublishTransaction
+
     start, options = run.recovery.start, run.options
     transaction = PublishTransaction(run.exchange, options.remote, run.recovery.branch, start, start,
                                      identity_env(run.exchange))
@@ -282,6 +311,9 @@ def _hooks(run: Run) -> list[PublishHook]:
     exchange, options = run.exchange, run.options
     if options.signer is None:
         return []
+    from ..provenance.attest import run_context
+    from .attestations import AttestationHook
+
     context = run_context(run.recovery.start, git.remote_url(exchange.repo, options.remote), exchange.root)
     if (squashfs := _squashfs_writer(run)) is not None:
         context = context.with_squashfs(squashfs.version, squashfs.settings)
@@ -304,5 +336,8 @@ def _expect(progress: Progress, jobs: Sequence[SpecJob]) -> None:
 
 @contextmanager
 def _run_work() -> Iterator[RunWork]:
+    from .artifacts import RunWork
+    from .ledger import CreatedObjects
+
     with owned_work_dir() as work_dir:
         yield RunWork(CreatedObjects(), threading.Event(), work_dir)

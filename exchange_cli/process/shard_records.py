@@ -18,8 +18,7 @@ from ..errors import ExchangeError
 from ..image.model import Image, Platform
 from ..jsonpos import strict_data
 from .artifacts import Artifact
-from .delivery.mirror import CreatedTag
-from .ledger import CreatedObject
+from .ledger import CreatedObject, CreatedTag
 from .plan import SpecJob
 from .shards import Shard
 

@@ -12,11 +12,13 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
-from ..export import ExportOptions
-from .image_sizes import image_sizes
-from .plan import SpecJob
+
+if TYPE_CHECKING:
+    from ..image.resolve import ExportOptions
+    from .plan import SpecJob
 
 CIRCLE_INDEX_ENV = "CIRCLE_NODE_INDEX"
 CIRCLE_TOTAL_ENV = "CIRCLE_NODE_TOTAL"
@@ -94,6 +96,8 @@ class Share:
 
 
 def share_for(shard: Shard, jobs: Sequence[SpecJob], export_options: ExportOptions) -> Share:
+    from .image_sizes import image_sizes  # the registry client, only for a shard's split (not process --help)
+
     sizes = image_sizes(jobs, export_options) if jobs else {}
     assignment = assign(jobs, shard.total, sizes)
     by_size = bool(jobs) and all(size is not None for size in sizes.values())

@@ -3,6 +3,9 @@
 A key id is the lowercase hex sha256 of the key's DER SubjectPublicKeyInfo: it depends only on the
 public key, so anyone can recompute it from the PEM file. Each key in the directory is stored as
 `<key id>.pub` (PEM); old keys stay there so envelopes they signed keep verifying after a rotation.
+
+cryptography is imported by the functions that load, check or write a key, not with this module: the
+commands and stages that only name a PublicKey (a run that signs nothing, `exchange show`) never load it.
 """
 
 from __future__ import annotations
@@ -10,10 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from typing import TYPE_CHECKING
 
 from ..confined import NotConfined, read_below, read_small_file
 from ..errors import UsageError
@@ -25,7 +25,10 @@ ED25519 = "ed25519"
 ECDSA_P256 = "ecdsa-p256"
 SUPPORTED = "Ed25519 or ECDSA P-256"
 
-PublicKeyObject = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    PublicKeyObject = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
 
 
 class UnusableKey(UsageError):
@@ -45,6 +48,8 @@ class PublicKey:
 
     @classmethod
     def from_pem(cls, pem: bytes, source: str) -> PublicKey:
+        from cryptography.hazmat.primitives import serialization
+
         try:
             key = serialization.load_pem_public_key(pem)
         except (ValueError, TypeError):
@@ -53,6 +58,8 @@ class PublicKey:
 
     @property
     def pem(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
         return self.key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
     @property
@@ -61,6 +68,10 @@ class PublicKey:
 
     def verifies(self, signature: bytes, data: bytes) -> bool:
         """Ed25519 signatures are 64 raw bytes; ECDSA ones DER-encoded over SHA-256, as cosign makes them."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
         try:
             if isinstance(self.key, ed25519.Ed25519PublicKey):
                 self.key.verify(signature, data)
@@ -72,12 +83,16 @@ class PublicKey:
 
 
 def key_id(key: object) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     der = key.public_bytes(serialization.Encoding.DER,  # type: ignore[attr-defined]
                            serialization.PublicFormat.SubjectPublicKeyInfo)
     return hashlib.sha256(der).hexdigest()
 
 
 def algorithm_of(key: object, source: str) -> str:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
     if isinstance(key, (ed25519.Ed25519PublicKey, ed25519.Ed25519PrivateKey)):
         return ED25519
     if isinstance(key, (ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey)) and isinstance(key.curve, ec.SECP256R1):

@@ -23,11 +23,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import urlsplit
-
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from ..confined import NotConfined, read_small_file
 from ..errors import ExchangeError, UsageError
@@ -41,7 +38,11 @@ KMS_SCHEME = "gcpkms://"
 _KMS_NAME = re.compile(r"projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+/(?:cryptoKeyVersions|versions)/\d+")
 # Cloud KMS algorithm names of the keys the exchange signs with.
 KMS_ALGORITHMS = {"EC_SIGN_ED25519": ED25519, "EC_SIGN_P256_SHA256": ECDSA_P256}
-SigningKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey  # what algorithm_of accepts of private keys
+
+if TYPE_CHECKING:  # cryptography is imported where a key is loaded or used (keys.py says why)
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    SigningKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey  # what algorithm_of accepts of private keys
 
 
 class SigningKeyError(UsageError):
@@ -74,6 +75,8 @@ class LocalKeySigner:
 
     @classmethod
     def from_pem(cls, pem: bytes, description: str, password: bytes | None = None) -> LocalKeySigner:
+        from cryptography.hazmat.primitives import serialization
+
         try:
             key = serialization.load_pem_private_key(pem, password=password)
         except TypeError:  # encrypted without a password, or a password for a plain key
@@ -86,9 +89,12 @@ class LocalKeySigner:
         except Exception:  # noqa: BLE001 - whatever the parser raised may quote the input
             raise SigningKeyError(f"{description}: the private key cannot be loaded") from None
         algorithm_of(key, description)  # refuses RSA, other curves, …
-        return cls(description, cast(SigningKey, key), PublicKey.of(key.public_key(), description))
+        return cls(description, cast("SigningKey", key), PublicKey.of(key.public_key(), description))
 
     def sign(self, data: bytes) -> bytes:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
         if isinstance(self._key, ed25519.Ed25519PrivateKey):
             return self._key.sign(data)
         return self._key.sign(data, ec.ECDSA(hashes.SHA256()))
@@ -140,6 +146,8 @@ class KmsSigner:
             request: dict[str, Any] = {"name": self.name, "data": data, "data_crc32c": _crc32c(data)}
             verified = "verified_data_crc32c"
         else:  # ECDSA P-256 signs a SHA-256 digest computed here
+            from cryptography.hazmat.primitives import hashes
+
             digest = hashes.Hash(hashes.SHA256())
             digest.update(data)
             sha256 = digest.finalize()
@@ -250,6 +258,9 @@ def open_signer(reference: str | None, env: Mapping[str, str] = os.environ) -> S
 
 def generate_private_key(algorithm: str) -> bytes:
     """A new PEM (PKCS#8, unencrypted) private key, for `exchange keys init --generate` and the demo."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
     key = ed25519.Ed25519PrivateKey.generate() if algorithm == ED25519 else ec.generate_private_key(ec.SECP256R1())
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())

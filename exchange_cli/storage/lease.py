@@ -25,15 +25,14 @@ from datetime import UTC, datetime
 
 from ..errors import ExchangeError, UsageError
 from ..jsonpos import strict_document
+from . import DEFAULT_WAIT_SECONDS, WAIT_ENV
 from .bucket import MAX_CONTROL_BYTES, Bucket, ObjectChanged, ObjectExists, StorageError
 from .owner import Owner
 
 LEASE_OBJECT = ".exchange-lease.json"
 DEFAULT_TTL_SECONDS = 300.0
-DEFAULT_WAIT_SECONDS = 1800.0
 CLOCK_GRACE_SECONDS = 60.0  # another machine's clock may run ahead of the holder's by this much
 POLL_SECONDS = 2.0
-WAIT_ENV = "EXCHANGE_LEASE_WAIT"
 
 
 class LeaseUnavailable(UsageError):

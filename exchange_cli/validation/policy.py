@@ -16,8 +16,6 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import jsonschema
-
 from ..confined import NotConfined, read_below
 from ..errors import UsageError
 from ..quoting import printable, quote
@@ -130,6 +128,7 @@ def _policy_loader() -> type[yaml.SafeLoader]:
 
 def parse_policy(text: str, shown: str) -> Policy:
     """The policy in `text`; a UsageError on one line naming `shown`, the line and column, and the rule."""
+    import jsonschema  # with pyyaml, loaded only for an exchange that has a policy file
     import yaml
 
     loader = None

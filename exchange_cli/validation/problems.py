@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ..errors import UsageError
 from ..quoting import one_line
 
 
@@ -55,6 +57,18 @@ RULES: dict[str, str] = {
     "rootfs-command": "the executable a boutique's command-line (or a gear's command) starts with must exist in the image",
     "rootfs-symlink": "symlinks that the run script or the command depend on must resolve inside the rootfs",
 }
+# Every check on an image's rootfs has a rule id of this family; --skip-check accepts exactly these.
+CONFORMANCE_RULES = tuple(rule for rule in RULES if rule.startswith("rootfs-"))
+
+
+def parse_skipped_checks(values: Iterable[str]) -> tuple[str, ...]:
+    """The --skip-check values, each a conformance rule id; UsageError naming the valid ones otherwise."""
+    skipped = tuple(sorted(set(values)))
+    unknown = [value for value in skipped if value not in CONFORMANCE_RULES]
+    if unknown:
+        raise UsageError(f"--skip-check {', '.join(unknown)}: not a conformance check; "
+                         f"choose from {', '.join(CONFORMANCE_RULES)}")
+    return skipped
 
 
 @dataclass

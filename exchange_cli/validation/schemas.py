@@ -4,6 +4,9 @@ Gears: the Flywheel gear manifest schema from `flywheel-gears`. That package val
 format checker, which silently accepts any string as a URI; we compile it once with one, so
 ``source`` and ``url`` are really checked. Boutiques: the descriptor schema and the semantic checks of
 the `boutiques` package, its ``required`` list untouched.
+
+jsonschema is imported by the validators and the functions reading their errors, not with this module:
+a run that validates no spec (`exchange check-image`, a process with nothing to do) never loads it.
 """
 
 from __future__ import annotations
@@ -14,18 +17,21 @@ import re
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-from jsonschema import Draft4Validator
-from jsonschema.exceptions import ValidationError, relevance
+from typing import TYPE_CHECKING, Any
 
 from ..jsonpos import pointer_from_path
 from ..quoting import MESSAGE_LIMIT, quote
 from .problems import Problem
 
+if TYPE_CHECKING:
+    from jsonschema import Draft4Validator
+    from jsonschema.exceptions import ValidationError
+
 
 @cache
 def gear_validator() -> Draft4Validator:
+    from jsonschema import Draft4Validator
+
     from gears import generator
 
     schema = generator.get_master_schema()
@@ -43,6 +49,8 @@ def boutique_schema() -> dict[str, Any]:
 
 @cache
 def boutique_validator() -> Draft4Validator:
+    from jsonschema import Draft4Validator
+
     return Draft4Validator(boutique_schema(), format_checker=Draft4Validator.FORMAT_CHECKER)
 
 
@@ -97,6 +105,8 @@ def deepest_cause(error: ValidationError) -> ValidationError:
     whole object); the real cause is in the branch meant for this instance. At each level, keep the
     errors of the branches that fit best (type and discriminating enum/const properties such as a gear
     input's ``base``), then take the deepest by jsonschema's own `relevance` (as `best_match` descends)."""
+    from jsonschema.exceptions import relevance
+
     while error.context:
         candidates = _errors_of_fitting_branches(error) or list(error.context)
         error = min(candidates, key=relevance)
@@ -137,6 +147,8 @@ def _fit(branch: Any, instance: Any) -> int:
 
 
 def _is_type(instance: Any, type_name: Any) -> bool:
+    from jsonschema import Draft4Validator
+
     try:
         return bool(Draft4Validator.TYPE_CHECKER.is_type(instance, type_name))
     except Exception:  # noqa: BLE001 - an unknown type name in a schema: it does not rule the branch out

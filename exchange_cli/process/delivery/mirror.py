@@ -24,7 +24,7 @@ from ...image.registry import MANIFEST_INDEXES, RegistryClient, _ImagePull, _Man
 from ...progress import NullProgress
 from ...reference import ImageReference, ReferenceError, parse_reference
 from ...web.retries import DEFAULT_RETRY, RetryPolicy
-from ..ledger import RollbackResult
+from ..ledger import CreatedTag, RollbackResult
 from .push_client import MOUNTED, PushClient, SizedStream
 
 EXISTED, UPLOADED = "existed", "uploaded"
@@ -47,26 +47,6 @@ class MirroredImage:
     @property
     def digest_reference(self) -> str:
         return f"{self.tag_reference.rsplit(':', 1)[0]}@{self.digest}"
-
-
-@dataclass(frozen=True)
-class CreatedTag:
-    reference: ImageReference
-    digest: str
-    manifest_was_new: bool  # nothing else in the repository named this manifest before the run
-
-    def __str__(self) -> str:
-        return f"docker://{self.reference}"
-
-    def as_json(self) -> dict[str, object]:
-        return {"reference": str(self.reference), "digest": self.digest, "manifest-was-new": self.manifest_was_new}
-
-    @classmethod
-    def from_json(cls, document: dict[str, object]) -> CreatedTag:
-        reference = parse_reference(str(document["reference"]))
-        if reference.tag is None:  # a rollback may delete it by its tag: a record without one is not ours
-            raise ValueError(f"created tag {reference} names no tag")
-        return cls(reference, str(document["digest"]), bool(document["manifest-was-new"]))
 
 
 def delete_tags(tags: list[CreatedTag], *, insecure_registries: Collection[str] = (),

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ...conformance.check import parse_skipped_checks
+from ...validation.problems import parse_skipped_checks
 
 
 @dataclass(frozen=True)

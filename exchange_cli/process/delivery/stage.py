@@ -11,12 +11,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ..artifacts import Artifact
-from ..check import CheckedJob
-from ..ledger import RollbackResult
-from .mirror import CreatedTag, ImageMirror, delete_tags
+from ..ledger import CreatedTag, RollbackResult
 from .settings import DeliverySettings, delivers_image
+
+if TYPE_CHECKING:
+    from ..check import CheckedJob
+    from .mirror import ImageMirror
 
 Log = Callable[[str], None]
 
@@ -26,8 +29,11 @@ __all__ = ["Delivery", "DeliverySettings", "delivers_image"]
 class Delivery:
     def __init__(self, settings: DeliverySettings, insecure_registries: tuple[str, ...], log: Log) -> None:
         self.settings, self.insecure_registries, self.log = settings, insecure_registries, log
-        self.mirror = (ImageMirror(settings.mirror_registry, insecure_registries=insecure_registries)
-                       if settings.mirror_registry else None)
+        self.mirror: ImageMirror | None = None
+        if settings.mirror_registry:
+            from .mirror import ImageMirror  # the registry client: only a run with a mirror talks to one
+
+            self.mirror = ImageMirror(settings.mirror_registry, insecure_registries=insecure_registries)
         self._adopted: list[CreatedTag] = []
 
     def deliver(self, checked: CheckedJob, produce: Callable[[CheckedJob], Artifact]) -> Artifact:
@@ -53,6 +59,10 @@ class Delivery:
         """Delete the mirrored tags this run created, then those it adopted from shards."""
         created = self.mirror.rollback() if self.mirror is not None else RollbackResult()
         adopted, self._adopted = list(reversed(self._adopted)), []
+        if not adopted:
+            return created
+        from .mirror import delete_tags
+
         return created.plus(delete_tags(adopted, insecure_registries=self.insecure_registries))
 
     def _deliver_image(self, checked: CheckedJob) -> Artifact:
