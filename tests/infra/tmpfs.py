@@ -1,5 +1,6 @@
 """A small tmpfs, for what only a real file system does: run out of space (ENOSPC, as on a full
-machine) or refuse writes (EROFS, which even root meets).
+machine) or refuse writes (EROFS, which even root meets). Also scratch space that a tool fills and
+empties again and that need not reach the disk (mmdebstrap's chroot in test_sbom_debian).
 
 Mounting needs root with CAP_SYS_ADMIN (CI runs as root). Where that is refused the test is skipped
 locally and fails under CI=true, like any other missing component.
