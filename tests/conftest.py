@@ -42,8 +42,9 @@ pytest_plugins += [
     "tests.infra.shards",
     "tests.catalog_world",
 ]
-# The suite's own rules: markers from fixture use, and a run that leaves the work tree as it found it.
-pytest_plugins += ["tests.infra.markers", "tests.infra.worktree", "tests.infra.schedule"]
+# The suite's own rules: markers from fixture use, a run that leaves the work tree as it found it, how
+# tests are shared out among the workers; the processes tests start share one session's compiled code.
+pytest_plugins += ["tests.infra.markers", "tests.infra.worktree", "tests.infra.schedule", "tests.infra.bytecode"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

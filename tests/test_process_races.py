@@ -1,6 +1,8 @@
 """Hostile timing for `exchange process`: two real runs overlapping on one remote and one bucket, and runs
 killed with SIGKILL at export, at upload and at push, each followed by a rerun in the same checkout. Each kill
-lands where the run is held (a test gate, or the remote's pre-receive hook), never on a timer.
+lands where the run is held (a test gate, or the remote's pre-receive hook), never on a timer. The runs that are
+held, killed or overlapped are processes of their own; a run that nothing happens to while it works (a rerun,
+a second run that ends while the first is held) runs in the test's process (`stage.run_here`).
 
 Every test ends by checking that the remote and the bucket agree: each manifest on the remote has its
 object in the bucket with the manifest's size and sha384, and the bucket holds nothing else (no orphan,
@@ -18,7 +20,9 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from exchange_cli.cli import cli
 from tests.infra.gcs import drop_lease
 from tests.infra.gitrepo import run_git
 from tests.infra.stages import DEADLINE, EXCHANGE, GEARS, Stage, finish, wait_for
@@ -92,8 +96,7 @@ def test_push_lost_to_a_run_that_reused_our_objects_deletes_none_of_them(gcs_sta
     first, run_a = stage.start_held("first", "--retries", retries)
     drop_lease(stage.bucket_uri)
     second = stage.clone("second")
-    run_b = stage.start(second)
-    assert finish(run_b, stage, second) == 0, stage.log(second)
+    assert stage.run_here(second) == 0, stage.log(second)
     stage.release_push()
     code = finish(run_a, stage, first)
     if retries == "0":
@@ -156,8 +159,7 @@ def kill_then_rerun(stage: Stage, checkout: Path, run: subprocess.Popen[str], he
     run.wait(timeout=DEADLINE)
     if held_at is not None:
         stage.release(held_at)  # the victim is dead; the rerun must not stop there
-    rerun = stage.start(checkout)
-    assert finish(rerun, stage, checkout) == 0, stage.log(checkout)
+    assert stage.run_here(checkout) == 0, stage.log(checkout)
     assert run_git(checkout, "status", "--porcelain") == ""
     assert run_git(checkout, "rev-parse", "HEAD") == stage.remote_head()
     return stage.log(checkout)
@@ -211,8 +213,7 @@ def test_killed_at_push_then_rerun(local_stage: Stage, push: str) -> None:
         assert stage.remote_head() == before
     else:
         wait_for(lambda: stage.remote_head() != before, "the orphaned push lands")
-    rerun = stage.start(checkout)
-    assert finish(rerun, stage, checkout) == 0, stage.log(checkout)
+    assert stage.run_here(checkout) == 0, stage.log(checkout)
     assert run_git(checkout, "rev-parse", "HEAD") == stage.remote_head()
     assert_consistent(stage)
     if push == "lost":
@@ -247,8 +248,7 @@ def test_unpushed_commits_whose_objects_are_gone_are_rolled_back_and_processed_a
     for name in stage.objects():  # the bucket lost them meanwhile (a clean-up, a mistaken delete)
         if name.endswith(".tgz"):
             (stage.tmp / "bucket" / name).unlink()
-    rerun = stage.start(checkout)
-    assert finish(rerun, stage, checkout) == 0, stage.log(checkout)
+    assert stage.run_here(checkout) == 0, stage.log(checkout)
     assert_consistent(stage)
     log = stage.log(checkout)
     assert "rolled back the earlier run's 2 commit(s)" in log and "is not in the bucket" in log
@@ -257,20 +257,23 @@ def test_unpushed_commits_whose_objects_are_gone_are_rolled_back_and_processed_a
 # --- a maintainer cleaning the bucket while CI publishes -----------------------------------------------
 
 
+def delete_orphans_args(stage: Stage, checkout: Path) -> list[str]:
+    return ["verify-storage", "--repo", str(checkout), "--bucket", stage.bucket_uri, "--delete-orphans", "--yes"]
+
+
 def delete_orphans(stage: Stage, checkout: Path) -> subprocess.Popen[str]:
-    args = [str(EXCHANGE), "verify-storage", "--repo", str(checkout), "--bucket", stage.bucket_uri,
-            "--delete-orphans", "--yes"]
+    """The clean-up in a process of its own, for a test that runs it while a publishing run is held."""
     log = (stage.tmp / f"{checkout.name}.log").open("a")
-    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen([str(EXCHANGE), *delete_orphans_args(stage, checkout)], stdout=log,
+                            stderr=subprocess.STDOUT, text=True)
 
 
 def signing_key(stage: Stage) -> Path:
     """A key committed to the exchange (.exchange/keys/) and pushed; the private key stays outside."""
     keyholder = stage.clone("keyholder")
     key = stage.tmp / "secrets" / "exchange.key"
-    made = subprocess.run([str(EXCHANGE), "keys", "init", "--repo", str(keyholder), "--generate", str(key)],
-                          capture_output=True, text=True, timeout=DEADLINE, check=False)
-    assert made.returncode == 0, made.stderr
+    made = CliRunner().invoke(cli, ["keys", "init", "--repo", str(keyholder), "--generate", str(key)])
+    assert made.exit_code == 0, made.output
     run_git(keyholder, "push", "-q", "origin", "master")
     return key
 
@@ -318,8 +321,8 @@ def test_delete_orphans_in_a_checkout_behind_the_remote_keeps_what_the_remote_re
     key = signing_key(stage)
     maintainer = stage.clone("maintainer")  # not pulled since: it has none of the manifests CI pushes
     ci = stage.clone("ci")
-    assert finish(stage.start(ci, "--sign-key", str(key)), stage, ci) == 0, stage.log(ci)
-    assert finish(delete_orphans(stage, maintainer), stage, maintainer) == 0, stage.log(maintainer)
+    assert stage.run_here(ci, "--sign-key", str(key)) == 0, stage.log(ci)
+    assert stage.invoke_here(maintainer, delete_orphans_args(stage, maintainer)) == 0, stage.log(maintainer)
     assert sorted(stage.objects()) == sorted([*remote_references(stage), *remote_envelopes(stage),
                                               *remote_sboms(stage)])
     assert stage.log(maintainer).count("this checkout is behind") == 3 * len(GEARS), stage.log(maintainer)  # rootfs, envelope, SBOM
@@ -328,12 +331,12 @@ def test_delete_orphans_in_a_checkout_behind_the_remote_keeps_what_the_remote_re
 def test_delete_orphans_deletes_nothing_when_the_remote_cannot_be_read(local_stage: Stage) -> None:
     stage = local_stage
     ci = stage.clone("ci")
-    assert finish(stage.start(ci), stage, ci) == 0, stage.log(ci)
+    assert stage.run_here(ci) == 0, stage.log(ci)
     maintainer = stage.clone("maintainer")
     run_git(maintainer, "reset", "-q", "--hard", "HEAD~2")  # behind, as if cloned before CI published
     stage.remote.rename(stage.tmp / "moved-away.git")  # the same remote, which cannot be read now
     before = stage.objects()
-    assert finish(delete_orphans(stage, maintainer), stage, maintainer) == 2, stage.log(maintainer)
+    assert stage.invoke_here(maintainer, delete_orphans_args(stage, maintainer)) == 2, stage.log(maintainer)
     assert stage.objects() == before
     (line,) = [line for line in stage.log(maintainer).splitlines() if line.startswith("error: ")]
     assert line.startswith("error: the manifests at origin master cannot be read ("), line
@@ -362,7 +365,7 @@ def test_push_lost_to_a_run_that_reused_our_envelopes_deletes_none_of_them(gcs_s
     first, run_a = stage.start_held("first", "--retries", "0", "--sign-key", str(key))
     drop_lease(stage.bucket_uri)
     second = stage.clone("second")
-    assert finish(stage.start(second, "--sign-key", str(key)), stage, second) == 0, stage.log(second)
+    assert stage.run_here(second, "--sign-key", str(key)) == 0, stage.log(second)
     stage.release_push()
     assert finish(run_a, stage, first) == 2, stage.log(first)
     envelopes = remote_envelopes(stage)
@@ -393,7 +396,6 @@ def test_killed_while_restoring_after_the_push_then_rerun(local_stage: Stage) ->
     run.wait(timeout=DEADLINE)
     stage.release("upload")
     assert victim not in stage.objects()
-    rerun = stage.start(checkout)
-    assert finish(rerun, stage, checkout) == 0, stage.log(checkout)
+    assert stage.run_here(checkout) == 0, stage.log(checkout)
     assert_consistent(stage)
     assert f"restored {victim}" in stage.log(checkout)

@@ -1,10 +1,10 @@
-"""Signed provenance with the GCS emulator as the bucket: one machine, and fan-out shards (separate
-processes) with the finalize step signing; `exchange verify` downloads over HTTP from the emulator."""
+"""Signed provenance with the GCS emulator as the bucket: one machine, and fan-out shards (a clone each, run
+one after another: what is signed where is the test here; shards at once are tests/test_shards.py's) with
+the finalize step signing; `exchange verify` downloads over HTTP from the emulator."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -13,7 +13,7 @@ from exchange_cli.cli import cli
 from tests.infra.gcs import gcs_objects
 from tests.infra.gitrepo import ExchangeRepo
 from tests.infra.provenance import independent_verify
-from tests.infra.shards import EXCHANGE, FanOut
+from tests.infra.shards import FanOut
 
 
 def init_key(repo: ExchangeRepo, key_file: Path) -> bytes:
@@ -48,23 +48,10 @@ def test_one_machine_signs_into_gcs_and_verify_downloads_over_http(fanout: FanOu
     assert json.loads(audit.output)["envelopes-checked"] == 5
 
 
-def run_shards(fanout: FanOut, *extra: str) -> None:
-    running = []
-    for index in (1, 2, 3):
-        checkout = fanout.clone(f"shard-{index}")
-        args = [*fanout.common_args(checkout, f"cache-{index}"), "--shard-dir", str(fanout.shard_dir),
-                "--shard", f"{index}/3", *extra]
-        running.append(subprocess.Popen([str(EXCHANGE), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True))
-    for process in running:
-        stdout, stderr = process.communicate(timeout=300)
-        assert process.returncode == 0, stdout + stderr
-
-
 def test_shards_hash_and_finalize_signs_every_artifact(fanout: FanOut, tmp_path: Path) -> None:
     key_file = fanout.tmp / "secrets" / "exchange.key"
     public = init_key(fanout.repo, key_file)
-    run_shards(fanout, "--sign-key", str(key_file))
+    fanout.run_shards_here((1, 2, 3), "--sign-key", str(key_file))
     assert all(entry["sha256"] for record in fanout.records().values() for entry in record["artifacts"])
     assert not any(name.endswith(".intoto.jsonl") for name in gcs_objects(fanout.bucket_uri)), "shards do not sign"
     result = fanout.finalize("--sign-key", str(key_file))
@@ -88,7 +75,7 @@ def test_finalize_that_signs_refuses_shards_that_did_not_hash_and_removes_everyt
     key_file = fanout.tmp / "secrets" / "exchange.key"
     init_key(fanout.repo, key_file)
     start = fanout.remote_head()
-    run_shards(fanout)  # without --sign-key: no sha256 recorded
+    fanout.run_shards_here()  # without --sign-key: no sha256 recorded
     result = fanout.finalize("--sign-key", str(key_file))
     assert result.exit_code == 1
     assert "run the shards with --sign-key or EXCHANGE_SIGNING_KEY too" in result.output

@@ -1,5 +1,7 @@
 """Fan-out and fan-in: shards as separate processes (one clone each, as on separate CI machines), the
-GCS emulator as the bucket, a bare remote; the finalize step publishes or removes every shard's objects."""
+GCS emulator as the bucket, a bare remote; the finalize step publishes or removes every shard's objects.
+The shards run at once, in processes of their own, where what they publish together is the test; where
+the test is what finalize does with their records, they run one after another in the test's process."""
 
 from __future__ import annotations
 
@@ -61,12 +63,12 @@ def test_three_shards_then_finalize_publish_what_one_machine_would(fanout: FanOu
 
 
 def test_finalize_with_nothing_to_do_pushes_nothing(fanout: FanOut) -> None:
-    fanout.run_shards()
+    fanout.run_shards_here()
     assert fanout.finalize().exit_code == 0
     head = fanout.remote_head()
     for record in fanout.shard_dir.iterdir():
         record.unlink()
-    fanout.run_shards()  # now at the processed commit: nothing changed since .sentinel
+    fanout.run_shards_here()  # now at the processed commit: nothing changed since .sentinel
     assert all(not record["artifacts"] for record in fanout.records().values())
     result = fanout.finalize()
     assert result.exit_code == 0, result.output
@@ -90,13 +92,13 @@ def assert_finalize_fails_cleanly(fanout: FanOut, message: str) -> None:
 
 
 def test_missing_shard_fails_finalize_and_removes_the_other_shards_objects(fanout: FanOut) -> None:
-    fanout.run_shards((1, 3))
+    fanout.run_shards_here((1, 3))
     assert len(gcs_objects(fanout.bucket_uri)) == 6  # three rootfs and their SBOMs
     assert_finalize_fails_cleanly(fanout, "no record from shard 2/3")
 
 
 def test_spec_recorded_twice_fails_finalize(fanout: FanOut) -> None:
-    fanout.run_shards()
+    fanout.run_shards_here()
     first, second = fanout.shard_dir / "shard-1-of-3.json", fanout.shard_dir / "shard-2-of-3.json"
     one, two = json.loads(first.read_text()), json.loads(second.read_text())
     two["artifacts"].append(one["artifacts"][0])
@@ -105,7 +107,7 @@ def test_spec_recorded_twice_fails_finalize(fanout: FanOut) -> None:
 
 
 def test_same_shard_recorded_twice_fails_finalize(fanout: FanOut) -> None:
-    fanout.run_shards()
+    fanout.run_shards_here()
     (fanout.shard_dir / "shard-2-of-3-rerun.json").write_bytes((fanout.shard_dir / "shard-2-of-3.json").read_bytes())
     assert_finalize_fails_cleanly(fanout, "shard 2/3 has 2 records")
 
@@ -113,7 +115,7 @@ def test_same_shard_recorded_twice_fails_finalize(fanout: FanOut) -> None:
 def test_object_missing_from_the_bucket_fails_finalize(fanout: FanOut) -> None:
     from google.cloud import storage
 
-    fanout.run_shards()
+    fanout.run_shards_here()
     artifact = fanout.records()["shard-1-of-3.json"]["artifacts"][0]["artifact"]
     client = storage.Client.create_anonymous_client()
     client.project = "test"
@@ -122,7 +124,7 @@ def test_object_missing_from_the_bucket_fails_finalize(fanout: FanOut) -> None:
 
 
 def test_finalize_rolls_back_every_shard_when_the_push_fails(fanout: FanOut) -> None:
-    fanout.run_shards()
+    fanout.run_shards_here()
     hook = fanout.remote / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\necho 'rejected by policy' >&2\nexit 1\n")
     hook.chmod(0o755)

@@ -249,8 +249,7 @@ def test_a_replay_keeps_a_version_whose_place_another_version_took(gcs_stage: St
     hello_on_the_same_image(ExchangeRepo(editor), "1.1.0")
     run_git(editor, "push", "-q", "origin", "master")
     second = stage.clone("second")
-    run_b = stage.start(second, *SAME_IMAGE)
-    assert finish(run_b, stage, second) == 0, stage.log(second)
+    assert stage.run_here(second, *SAME_IMAGE) == 0, stage.log(second)
     stage.release_push()
     assert finish(run_a, stage, first) == 0, stage.log(first)
 
