@@ -125,11 +125,10 @@ def export_image(image: Image, output: Path | None, *, progress: Progress = Null
     """
     if output is None and (squashfs is None or sbom):
         raise ValueError("export_image: the tarball is needed for an export without squashfs, and for the SBOM")
-    writer = DocumentWriter() if sbom else None
-    collector = Collector(on_database=writer.start) if writer is not None else None
+    collector = Collector() if sbom else None
     try:
-        # The SBOM's writer loads its library while the layers stream (see sbom/writer.py).
-        with writer if writer is not None else nullcontext(), ExitStack() as stack:
+        # Started first: the SBOM's writer loads its library while the layers stream (see sbom/writer.py).
+        with DocumentWriter() if collector is not None else nullcontext() as writer, ExitStack() as stack:
             squashfs_path = stack.enter_context(_atomic_path(squashfs.output)) if squashfs is not None else None
             sink = SquashfsSink(squashfs.tool, str(squashfs_path)) if squashfs is not None else None
             if sink is not None:

@@ -251,22 +251,18 @@ def test_the_writer_process_writes_the_bytes_made_here(tmp_path):
     findings = rich_findings(tmp_path)
     assert decode_findings(encode_findings(findings, "ab" * 48)) == (findings, "ab" * 48)
     with DocumentWriter() as writer:
-        writer.start()
         writer.begin(findings, "ab" * 48)
         document = writer.result()
         assert writer.from_child, "the child wrote it"
     assert document == render(findings, "ab" * 48)
 
 
-@pytest.mark.parametrize("failure", ["killed", "no-python", "no-database"])
+@pytest.mark.parametrize("failure", ["killed", "no-python"])
 def test_without_its_process_the_document_is_made_here(tmp_path, monkeypatch, failure):
-    """no-database: the collector never met a package database, so no process was started."""
     findings = rich_findings(tmp_path)
     if failure == "no-python":
         monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
     with DocumentWriter() as writer:
-        if failure != "no-database":
-            writer.start()
         if failure == "killed":
             assert writer.child is not None
             writer.child.kill()
@@ -276,21 +272,9 @@ def test_without_its_process_the_document_is_made_here(tmp_path, monkeypatch, fa
     assert document == render(findings, "ab" * 48)
 
 
-def test_the_collector_starts_the_writer_at_its_first_package_database(tmp_path):
-    started: list[str] = []
-    collector = Collector(on_database=lambda: started.append("writer"))
-    write_rootfs([make_layer(tmp_path, [file("etc/os-release", OS_RELEASE)], name="os.tar")], io.BytesIO(),
-                 watch=collector)
-    assert started == [], "an os-release is no package database"
-    write_rootfs([make_layer(tmp_path, [file("var/lib/dpkg/status", DPKG_STATUS)], name="dpkg.tar")], io.BytesIO(),
-                 watch=collector)
-    assert started == ["writer"]
-
-
 def test_the_writer_process_is_ended_with_the_export(tmp_path):
     """However the export ends, no SBOM process outlives it."""
     with pytest.raises(RuntimeError), DocumentWriter() as writer:
-        writer.start()
         child = writer.child
         assert child is not None and child.poll() is None
         raise RuntimeError("the export failed")

@@ -71,9 +71,7 @@ class Collector:
     suffixes = _SUFFIXES
     directories = frozenset({STATUS_D})
 
-    def __init__(self, on_database: Callable[[], object] = lambda: None) -> None:
-        """`on_database` is called before the first package database is parsed (the writer's cue)."""
-        self.on_database = on_database
+    def __init__(self) -> None:
         self.findings = Findings()
         self.files = self.bytes = 0
         self.full = False
@@ -108,7 +106,6 @@ class Collector:
             if kind == "os":
                 self.os_by_path[path] = os_release.parse(path, data)
             else:
-                self.on_database()
                 self.findings.packages.extend(_PARSERS[kind](path, data))
         except (Unreadable, ValueError, RecursionError, struct.error) as error:
             self._warn(str(error) if isinstance(error, Unreadable) else f"{path}: unreadable ({error})")

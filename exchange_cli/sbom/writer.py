@@ -2,10 +2,9 @@
 
 The export's Python work (the flattener) holds the interpreter; the document's (cyclonedx-python-lib's
 import, a model object per component, its serializer) would wait for it, in any thread. In a child
-process it runs on the core the flattener leaves to compression: the child is started when the
-collector meets the first package database, and imports the library while the stream goes on; once
-the stream is written it is handed the findings and writes the document while the tarball goes to
-the disk. A rootfs without a package database never starts one (its document is a few lines).
+process it runs on the core the flattener leaves to compression: the child is started as the export
+begins and imports the library meanwhile; once the stream is written it is handed the findings and
+writes the document while the tarball goes to the disk.
 
 The child is only a faster way to the same bytes: whatever goes wrong with it (it cannot start, it
 fails, it is killed), the document is made here instead, by the same `document.render`.
@@ -27,7 +26,7 @@ CHILD_SECONDS = 600
 
 
 class DocumentWriter:
-    """`start` while the export streams; `begin` once the findings are complete, `result` for the bytes.
+    """Start it before the export streams; `begin` once the findings are complete, `result` for the bytes.
     Use as a context manager: leaving it ends the child, whatever happened."""
 
     def __init__(self) -> None:
@@ -37,13 +36,6 @@ class DocumentWriter:
         self.sha384 = ""
         self.document: bytes | None = None
         self._from_child = False
-        self._started = False
-
-    def start(self) -> None:
-        """Start the child (once; the collector calls it at the first package database)."""
-        if self._started:
-            return
-        self._started = True
         try:
             # Its own session: the terminal's Ctrl-C is ours to handle; we end the child (__exit__).
             self.child = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
