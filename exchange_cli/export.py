@@ -12,7 +12,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, nullcontext, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -28,7 +28,7 @@ from .rootfs.index import BackgroundIndex, LayerIndex
 from .rootfs.squashfs import TAR2SQFS, SquashfsSink, Tar2sqfs, image_digest, write_squashfs
 from .rootfs.tarball import write_rootfs
 from .sbom import Collector
-from .sbom.writer import DocumentWriter
+from .sbom import render as render_sbom
 from .testgates import gate
 
 # How much of the output may wait for the disk when the final fsync comes; see _OutputFile.
@@ -126,9 +126,9 @@ def export_image(image: Image, output: Path | None, *, progress: Progress = Null
     if output is None and (squashfs is None or sbom):
         raise ValueError("export_image: the tarball is needed for an export without squashfs, and for the SBOM")
     collector = Collector() if sbom else None
+    rendering: _Rendering | None = None
     try:
-        # Started first: the SBOM's writer loads its library while the layers stream (see sbom/writer.py).
-        with DocumentWriter() if collector is not None else nullcontext() as writer, ExitStack() as stack:
+        with ExitStack() as stack:
             squashfs_path = stack.enter_context(_atomic_path(squashfs.output)) if squashfs is not None else None
             sink = SquashfsSink(squashfs.tool, str(squashfs_path)) if squashfs is not None else None
             if sink is not None:
@@ -145,13 +145,12 @@ def export_image(image: Image, output: Path | None, *, progress: Progress = Null
                 digest = write_rootfs(image.layers, handle, progress_task=task, index=index, watch=collector,
                                       squashfs=sink)
                 entries, tarball = digest.entries, WrittenFile(Path(output), digest.sha384, digest.size)
-                if writer is not None:  # written while the output's last bytes go to the disk (fsync)
-                    writer.begin(collector.finish(), digest.sha384)  # type: ignore[union-attr]
+                if collector is not None:  # written while the output's last bytes go to the disk (fsync)
+                    rendering = _Rendering(collector, digest.sha384)
             image_file = _squashfs_result(squashfs, squashfs_path) if squashfs is not None else None
-            stack.close()  # the files are complete, synced and in place; the document waits for them
-            document = writer.result() if writer is not None else None
     except LayerError as error:
         raise ExportError(f"{shown_as or image.reference}: {error}") from error
+    document = rendering.result() if rendering is not None else None
     return ExportResult(tarball=tarball, entries=entries, image=image, sbom=document, squashfs=image_file)
 
 
@@ -162,6 +161,30 @@ def _squashfs_result(request: SquashfsRequest, written: Path | None) -> Squashfs
         sha384, size = image_digest(written)
     return SquashfsImage(request.output, sha384, size, tool=f"{TAR2SQFS} (squashfs-tools-ng) {request.tool.version}",
                          settings=request.tool.settings)
+
+
+class _Rendering:
+    """The SBOM document, made in a thread: the export's end waits for the disk (the final fsync
+    releases the interpreter), which is time the document's Python work can use."""
+
+    def __init__(self, collector: Collector, sha384: str) -> None:
+        self.document: bytes | None = None
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(collector, sha384), name="sbom-render", daemon=True)
+        self.thread.start()
+
+    def _run(self, collector: Collector, sha384: str) -> None:
+        try:
+            self.document = render_sbom(collector.finish(), sha384)
+        except BaseException as error:  # noqa: BLE001 - raised again in the exporting thread
+            self.failure = error
+
+    def result(self) -> bytes:
+        self.thread.join()
+        if self.failure is not None:
+            raise self.failure
+        assert self.document is not None
+        return self.document
 
 
 @contextmanager

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,6 @@ from hypothesis import strategies as st
 from exchange_cli.rootfs.tarball import write_rootfs
 from exchange_cli.sbom import Collector, Findings, render
 from exchange_cli.sbom.collect import CAPS, kind_of
-from exchange_cli.sbom.model import Package
-from exchange_cli.sbom.writer import DocumentWriter, decode_findings, encode_findings
 from tests.infra import require_executable
 from tests.layers import Entry, file, hardlink, make_layer, symlink, whiteout, zeros
 
@@ -233,52 +230,6 @@ def test_the_document_is_deterministic_valid_cyclonedx_and_merges_one_package_at
         == ["a/six-1.16.0.dist-info/METADATA", "b/six-1.16.0.dist-info/METADATA"]
     assert document["metadata"]["properties"][0]["name"] == "exchange:sbom:warning"
     assert json.loads(render(collect(tmp_path, layers), "cd" * 48))["serialNumber"] != document["serialNumber"]
-
-
-def rich_findings(tmp_path: Path) -> Findings:
-    """Every ecosystem field the writer process carries: OS, warnings, licences, qualifiers, odd names."""
-    metadata = b"Name: six\nVersion: 1.16.0\nLicense: MIT\n"
-    findings = collect(tmp_path, [file("etc/os-release", OS_RELEASE), file("var/lib/dpkg/status", DPKG_STATUS),
-                                  file("a/six-1.16.0.dist-info/METADATA", metadata),
-                                  file("var/lib/rpm/Packages", b"")])
-    findings.packages.append(Package("pypi", "caf\u00e9\u2603", "1.0", "x/caf\u00e9.dist-info/METADATA", ("MIT", "BSD"),
-                                     (("k", "v\u00e9"),)))
-    return findings
-
-
-def test_the_writer_process_writes_the_bytes_made_here(tmp_path):
-    """The SBOM's own process (sbom/writer.py) is only a faster way to the same document."""
-    findings = rich_findings(tmp_path)
-    assert decode_findings(encode_findings(findings, "ab" * 48)) == (findings, "ab" * 48)
-    with DocumentWriter() as writer:
-        writer.begin(findings, "ab" * 48)
-        document = writer.result()
-        assert writer.from_child, "the child wrote it"
-    assert document == render(findings, "ab" * 48)
-
-
-@pytest.mark.parametrize("failure", ["killed", "no-python"])
-def test_without_its_process_the_document_is_made_here(tmp_path, monkeypatch, failure):
-    findings = rich_findings(tmp_path)
-    if failure == "no-python":
-        monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
-    with DocumentWriter() as writer:
-        if failure == "killed":
-            assert writer.child is not None
-            writer.child.kill()
-        writer.begin(findings, "ab" * 48)
-        document = writer.result()
-        assert not writer.from_child
-    assert document == render(findings, "ab" * 48)
-
-
-def test_the_writer_process_is_ended_with_the_export(tmp_path):
-    """However the export ends, no SBOM process outlives it."""
-    with pytest.raises(RuntimeError), DocumentWriter() as writer:
-        child = writer.child
-        assert child is not None and child.poll() is None
-        raise RuntimeError("the export failed")
-    assert child.returncode is not None
 
 
 _DIRECTORIES = ["", "var/lib/dpkg/", "var/lib/dpkg/status.d/", "lib/apk/db/", "var/lib/rpm/", "usr/lib/sysimage/rpm/",
