@@ -222,23 +222,23 @@ class _Emitter:
             node = children[name]
             path = prefix + name
             self.entries += 1
-            if type(node) is int:
-                self._emit_ref(path, node)
-                if wants is not None and (name in watched_names or name.endswith(suffixes) or prefix in directories) \
-                        and (limit := wants(prefix, name)):
-                    self._show(path, node, limit)
-            elif type(node) is Directory:
+            if type(node) is Directory:
                 if node.implied:
                     self.out.write(encode(implied_directory(path)))
                 else:
                     self._emit_ref(path, node.entry)
                 if node.children:
                     stack.append((path + "/", iter(_sorted_names(node.children)), node.children))
+                continue
+            if type(node) is int:
+                self._emit_ref(path, node)
+                ref = node
             else:  # neither int nor Directory: an Inode (mypy narrows `type(x) is` only where it holds)
                 self._emit_inode(path, cast(Inode, node))
-                if wants is not None and (name in watched_names or name.endswith(suffixes) or prefix in directories) \
-                        and (limit := wants(prefix, name)):
-                    self._show(path, cast(Inode, node).ref, limit)
+                ref = cast(Inode, node).ref
+            if wants is not None and (name in watched_names or name.endswith(suffixes) or prefix in directories) \
+                    and (limit := wants(prefix, name)):
+                self._show(path, ref, limit)
         self.out.write(END_OF_ARCHIVE)
         self.out.finish()
         self.advance(self.unreported)
