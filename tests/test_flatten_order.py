@@ -1,6 +1,6 @@
 """Indexing a layer in archive order gives the tree that whiteouts-first gives, or falls back to it.
 
-`index.build_tree` applies each layer's entries as it reads them, keeping no list of them. The OCI
+`index.TreeBuilder` applies each layer's entries as it reads them, keeping no list of them. The OCI
 rule is that a layer's whiteouts act on the lower layers only, as if they came first. These tests
 generate layer stacks (seeded, so a failure replays) and compare the two ways node by node:
 
@@ -171,7 +171,10 @@ def _both_ways(blobs: list[LayerBlob]) -> tuple[object, object, bool]:
     with ExitStack() as stack:
         tars = [stack.enter_context(LayerTar(blob)) for blob in blobs]
         try:
-            fast: object = _dump(index.build_tree(tars))
+            builder = index.TreeBuilder()
+            for tar in tars:
+                builder.add(tar)
+            fast: object = _dump(builder.root)
         except LayerError as error:
             fast = str(error)
         fell_back = False

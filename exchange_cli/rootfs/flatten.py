@@ -4,7 +4,7 @@ Two passes keep memory bounded by the number of entries, never their sizes:
 
 1. index: read every layer's headers (skipping data) and apply the layer semantics of the OCI
    image spec (whiteouts, opaque directories, replacement, hard links) to an in-memory tree that
-   records where each final entry's header lives (`index.build_tree`);
+   records where each final entry's header lives (`index.LayerIndex`);
 2. emit: walk the tree in canonical order, write a fresh header for each entry (from a template
    when its layer header is a plain ustar block, see `headers.PlainHeaders`) and copy its data.
 

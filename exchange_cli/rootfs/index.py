@@ -35,14 +35,6 @@ from .tree import (
 )
 
 
-def build_tree(tars: Sequence[LayerTar]) -> Directory:
-    """The root of the final tree of `tars` (bottom layer first)."""
-    builder = TreeBuilder()
-    for tar in tars:
-        builder.add(tar)
-    return builder.root
-
-
 class TreeBuilder:
     """The tree of the layers added so far, bottom first: a layer can be indexed as soon as it is
     stored, while those above it are still being fetched.
