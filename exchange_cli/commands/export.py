@@ -16,13 +16,13 @@ from ..durable import write_atomically
 from ..errors import UsageError, writing
 from ..progress import format_bytes
 from ..quoting import printable
+from ..rootfs import ARTIFACTS
 from .conventions import command_progress, file_or_stdout, format_option, report_stream, verbosity_options
 from .options import allow_untested_squashfs_option, export_options, export_options_from
 
 if TYPE_CHECKING:
     from ..export import ExportResult, SquashfsImage
 
-ARTIFACTS = ("tarball", "squashfs")
 # The files --output-dir gets, by artifact.
 FILE_NAMES = {"tarball": "rootfs.tgz", "squashfs": "rootfs.sqfs"}
 

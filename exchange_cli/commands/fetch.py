@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import UsageError
-from ..fetch import ARTIFACTS
 from ..progress import format_bytes
 from ..quoting import printable
+from ..rootfs import ARTIFACTS
 from .catalog_options import bucket_option, open_catalog, repo_option, warn_decisions
 from .conventions import STDOUT, file_or_stdout, format_option, json_emitted, report_stream, verbosity_options
 from .options import storage_bucket
