@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from exchange_cli.cli import cli
 from exchange_cli.validation.policy import SWITCHABLE_RULES, policy_schema
 from exchange_cli.validation.problems import RULES
+from tests.infra.commands import catalog_site
 from tests.infra.gitrepo import ExchangeRepo, example_gear
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,10 +154,7 @@ def test_the_catalog_takes_its_title_from_the_policy(exchange_repo: ExchangeRepo
     exchange_repo.write("gears/acme/hello-world.json", gear_with_image("registry.example.org/acme/x:1.0"))
     exchange_repo.write(".exchange.yaml", "catalog:\n  title: ACME <Neuro> gears\n")
     exchange_repo.commit("policy")
-    site = tmp_path / "site"
-    result = CliRunner().invoke(cli, ["index", "--repo", str(exchange_repo.root), "-o", str(tmp_path / "x.json"),
-                                      "--html", str(site)])
-    assert result.exit_code == 0, result.output
+    site = catalog_site(exchange_repo.root, tmp_path)
     index = (site / "index.html").read_text()
     assert "<title>ACME &lt;Neuro&gt; gears</title>" in index and "<h1>ACME &lt;Neuro&gt; gears</h1>" in index
     (page,) = site.glob("gears/acme/*.html")

@@ -27,6 +27,7 @@ from exchange_cli.specs import SpecKind
 from exchange_cli.validation.policy import parse_policy
 from exchange_cli.validation.problems import Problem
 from tests.infra import require_executable
+from tests.infra.commands import catalog_site
 from tests.infra.gitrepo import run_git
 from tests.infra.process_world import MANIFEST_SCHEMA, World, manifests, process, reject_pushes
 from tests.infra.provenance import Signed, independent_verify
@@ -222,10 +223,7 @@ def test_the_catalog_page_links_the_squashfs_image(process_world: World, tmp_pat
     ask_for_squashfs(process_world)
     assert process(process_world).exit_code == 0
     block = next(d["exchange"] for d in manifests(process_world).values() if d["gear"]["name"] == "hello")
-    site = tmp_path / "site"
-    result = CliRunner().invoke(cli, ["index", "--repo", str(process_world.repo.root), "-o", str(tmp_path / "x.json"),
-                                      "--html", str(site)])
-    assert result.exit_code == 0, result.output
+    site = catalog_site(process_world.repo.root, tmp_path)
     page = (site / "gears/acme/hello.html").read_text()
     assert f"{block['squashfs-url']} ({block['squashfs-sha384']})" in page
 

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from exchange_cli.cli import cli
 from exchange_cli.provenance.dsse import sign_envelope
 from exchange_cli.provenance.signers import LocalKeySigner, generate_private_key
+from tests.infra.commands import catalog_site
 from tests.infra.gitrepo import ExchangeRepo, run_git
 from tests.infra.kms import KmsStandIn
 from tests.infra.process_world import World, manifests, reject_pushes
@@ -383,10 +384,7 @@ def test_catalog_shows_a_signed_badge_and_the_verify_command(verified_publicatio
     world.repo.commit("an unsigned gear")
     world.repo.git("push", "-q", "origin", "master")
     assert verified_publication.process(sign=False).exit_code == 0
-    site = tmp_path / "site"
-    result = CliRunner().invoke(cli, ["index", "--repo", str(world.repo.root), "-o", str(tmp_path / "exchange.json"),
-                                      "--html", str(site)])
-    assert result.exit_code == 0, result.output
+    site = catalog_site(world.repo.root, tmp_path)
     page = (site / "gears/acme/hello.html").read_text()
     assert '<span class="badge signed"' in page and ">exchange verify acme/hello@1.0.0</code>" in page
     unsigned = (site / "gears/acme/plain.html").read_text()

@@ -14,6 +14,7 @@ from exchange_cli.cli import cli
 from exchange_cli.demo_image import build_demo_image
 from exchange_cli.sbom.query import PackageSpec, compare_versions
 from tests.infra import require_executable
+from tests.infra.commands import catalog_site
 from tests.infra.gitrepo import example_gear
 from tests.infra.process_world import World
 
@@ -111,10 +112,7 @@ def test_the_manifest_summarises_the_sbom_and_the_catalog_shows_it(published: Wo
     manifest = next((published.repo.root / "manifests" / "acme").glob("acme-pyapp-*.json"))
     block = json.loads(manifest.read_text())["exchange"]
     assert (block["sbom-packages"], block["sbom-os"]) == (3, "demo")
-    site = tmp_path / "site"
-    result = CliRunner().invoke(cli, ["index", "--repo", str(published.repo.root), "-o", str(tmp_path / "x.json"),
-                                      "--html", str(site)])
-    assert result.exit_code == 0, result.output
+    site = catalog_site(published.repo.root, tmp_path)
     page = (site / "gears/acme/pyapp.html").read_text()
     assert f"{block['sbom-url']} (3 packages, demo)" in page
 

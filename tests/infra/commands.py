@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from click.testing import Result
+from click.testing import CliRunner, Result
+
+from exchange_cli.cli import cli
 
 
 def exchange(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
@@ -42,3 +44,14 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def catalog_site(repo: Path, scratch: Path) -> Path:
+    """`exchange index --html` of the exchange at `repo`, into `scratch`/site (the JSON index beside it)."""
+
+
+    site = scratch / "site"
+    result = CliRunner().invoke(cli, ["index", "--repo", str(repo), "-o", str(scratch / "exchange.json"),
+                                      "--html", str(site)])
+    assert result.exit_code == 0, result.output
+    return site
