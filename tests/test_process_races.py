@@ -23,8 +23,9 @@ import pytest
 from click.testing import CliRunner
 
 from exchange_cli.cli import cli
+from exchange_cli.demo_image import build_demo_image
 from tests.infra.gcs import drop_lease
-from tests.infra.gitrepo import run_git
+from tests.infra.gitrepo import example_gear, run_git
 from tests.infra.stages import DEADLINE, EXCHANGE, GEARS, Stage, finish, wait_for
 
 
@@ -41,7 +42,8 @@ def remote_references(stage: Stage) -> dict[str, tuple[str, int]]:
 
 def assert_consistent(stage: Stage, published: int = len(GEARS)) -> None:
     referenced = remote_references(stage)
-    assert len(referenced) == published, f"the remote has manifests for {sorted(referenced)}"
+    assert len(referenced) == published, \
+        f"the remote has manifests for {sorted(referenced)}; the runs printed:\n{runs_printed(stage)}"
     envelopes, sboms = remote_envelopes(stage), remote_sboms(stage)
     assert len(sboms) == published, "every published rootfs has its SBOM"
     objects = stage.objects()
@@ -54,6 +56,11 @@ def assert_consistent(stage: Stage, published: int = len(GEARS)) -> None:
     assert sorted(objects) == sorted([*referenced, *envelopes, *sboms]), \
         "orphans, partial uploads or a lease left in the bucket"
     assert not list(stage.tmpdir.glob("exchange-process-*")), "a work directory was left behind"
+
+
+def runs_printed(stage: Stage) -> str:
+    """What every run of the stage printed, each under its checkout's name: which run made what."""
+    return "\n".join(f"--- {log.stem}\n{log.read_text()}" for log in sorted(stage.tmp.glob("*.log")))
 
 
 def record_owner(stage: Stage) -> None:
@@ -105,6 +112,26 @@ def test_push_lost_to_a_run_that_reused_our_objects_deletes_none_of_them(gcs_sta
     else:
         assert code == 0, stage.log(first)
         assert "already pushed by another run" in stage.log(first)
+    assert_consistent(stage)
+
+
+def test_a_version_another_run_published_from_a_repushed_image_is_refused_on_replay(gcs_stage: Stage) -> None:
+    """A (hello 1.0.0) is held in its push; meanwhile the image's tag is pushed again with other content
+    and B publishes hello 1.0.0 from it (A's lease deleted by hand). A's replay must not publish a second
+    1.0.0 beside B's (its manifest has another name, the rootfs hash being in it): it stops, rolls back
+    and deletes its own hello rootfs, keeping the objects B's manifests share with it (other's)."""
+    stage = gcs_stage
+    first, run_a = stage.start_held("first", "--retries", "1")
+    drop_lease(stage.bucket_uri)
+    image = "registry.example.org/acme/hello:1.0.0"
+    gear = example_gear(name="hello", custom={"gear-builder": {"image": image}})
+    build_demo_image(stage.images, image, gear, data={"etc/rebuilt": b"the tag was pushed again\n"})
+    second = stage.clone("second")
+    assert stage.run_here(second) == 0, stage.log(second)
+    stage.release_push()
+    assert finish(run_a, stage, first) == 1, stage.log(first)
+    assert "already holds gear acme/hello 1.0.0 with another rootfs" in stage.log(first)
+    assert "rolled back" in stage.log(first) and "Traceback" not in stage.log(first)
     assert_consistent(stage)
 
 

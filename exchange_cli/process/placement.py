@@ -6,8 +6,9 @@ rootfs (a spec-only change over the same image) would share one path. So a versi
 name when it is free, or when it already holds this very publication (another run published it); when
 another version holds it, the version takes the version-qualified name
 ``<org>-<stem>@<version>-<algo>-<hex>.json`` (manifests.qualified_manifest_path). The same version
-with another spec or rootfs at its place (two runs racing on one version) is `PlaceTaken`: the run
-stops and rolls back, nothing is overwritten.
+with another spec or rootfs anywhere among the entry's manifests (two runs racing on one version, the
+second after its image's tag was pushed again) is `PlaceTaken`: the run stops and rolls back, nothing is
+overwritten, and a version never has two publications.
 
 The commit asks against our branch and the remote's head (fetched under the bucket lease, so another
 run's manifests are seen even when this checkout predates them); a replay asks again against the new
@@ -16,14 +17,21 @@ remote head, comparing content, never trusting that one path means one publicati
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 import git as gitpython
 
 from .. import git
 from ..errors import ExchangeError
-from ..manifests import ManifestProblem, ProcessedManifest, qualified_manifest_path, read_git_manifest
+from ..manifests import (
+    ManifestFileName,
+    ManifestProblem,
+    ProcessedManifest,
+    qualified_manifest_path,
+    read_git_manifest,
+)
 
 Held = ProcessedManifest | ManifestProblem
 
@@ -50,6 +58,21 @@ class ManifestTrees:
         blobs = (git.blob_at(self.repo, commit, path) for commit in self.commits)
         return [read_git_manifest(blob) for blob in blobs if blob is not None]
 
+    def of_the_same_entry(self, ours: ProcessedManifest) -> Iterator[ProcessedManifest]:
+        """The manifests beside `ours` named for the same entry (`<base>-…` or `<base>@<version>-…`): the
+        only places this tool puts another publication of its version. Only those files are read."""
+        named = ours.file_name
+        if named is None:
+            return
+        directory = str(PurePosixPath(ours.relative).parent)
+        for commit in self.commits:
+            for blob in git.blobs_at(self.repo, commit, directory):
+                theirs = ManifestFileName.parse(PurePosixPath(blob.path).name, ours.version)
+                if theirs is not None and theirs.base == named.base:
+                    read = read_git_manifest(blob)
+                    if isinstance(read, ProcessedManifest):
+                        yield read
+
 
 def same_publication(theirs: Held, ours: ProcessedManifest) -> bool:
     """One version of one gear, from the same spec, with the same rootfs: the same thing published (the
@@ -61,6 +84,7 @@ def same_publication(theirs: Held, ours: ProcessedManifest) -> bool:
 def place_manifest(ours: ProcessedManifest, trees: ManifestTrees) -> Placement:
     """`ours.relative` is the old pipeline's path for it; the place it may take, or PlaceTaken."""
     version = ours.version
+    _refuse_another_publication(ours, trees)
     candidates = [ours.relative] + ([qualified_manifest_path(ours.relative, version)] if version else [])
     for path in candidates:
         held, qualified = trees.held_at(path), path != ours.relative
@@ -68,13 +92,18 @@ def place_manifest(ours: ProcessedManifest, trees: ManifestTrees) -> Placement:
             return Placement(path, published=False, qualified=qualified)
         if all(same_publication(theirs, ours) for theirs in held):
             return Placement(path, published=True, qualified=qualified)
-        rival = next((theirs for theirs in held if isinstance(theirs, ProcessedManifest) and theirs.key == ours.key),
-                     None)
-        if rival is not None:
-            differs = "spec" if rival.spec != ours.spec else "rootfs"
-            raise PlaceTaken(f"{path} already holds {ours.key} with another {differs}: another run published "
-                             "this version meanwhile; nothing was overwritten (a version is published once: "
-                             "give the spec a new version)")
     raise PlaceTaken(f"no place for the manifest of {ours.key or ours.relative}: {', '.join(candidates)} hold "
                      "other manifests; nothing was overwritten")
 
+
+def _refuse_another_publication(ours: ProcessedManifest, trees: ManifestTrees) -> None:
+    """PlaceTaken when the entry's manifests already hold our version with another spec or rootfs."""
+    if ours.key is None:
+        return
+    for theirs in trees.of_the_same_entry(ours):
+        if theirs.key == ours.key and not same_publication(theirs, ours):
+            differs = ("another spec" if theirs.spec != ours.spec else
+                       "another rootfs (was its image's tag pushed again?)")  # the path names their hash
+            raise PlaceTaken(f"{theirs.relative} already holds {ours.key} with {differs}: another run published "
+                             "this version meanwhile; nothing was overwritten (a version is published once: "
+                             "give the spec a new version)")

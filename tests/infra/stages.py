@@ -89,7 +89,7 @@ class Stage:
             result = CliRunner().invoke(cli, args)
         with (self.tmp / f"{checkout.name}.log").open("a") as log:
             log.write(result.output)
-            if result.exc_info is not None and not isinstance(result.exception, SystemExit):
+            if result.exception is not None and not isinstance(result.exception, SystemExit):
                 log.write("".join(traceback.format_exception(*result.exc_info)))  # a crash, as a process prints it
         return result.exit_code
 
