@@ -43,8 +43,10 @@ pytest_plugins += [
     "tests.catalog_world",
 ]
 # The suite's own rules: markers from fixture use, a run that leaves the work tree as it found it, how
-# tests are shared out among the workers; the processes tests start share one session's compiled code.
-pytest_plugins += ["tests.infra.markers", "tests.infra.worktree", "tests.infra.schedule", "tests.infra.bytecode"]
+# tests are shared out among the workers; the processes tests start share one session's compiled code;
+# Ctrl-C reaches the tests even when the suite was started with SIGINT ignored.
+pytest_plugins += ["tests.infra.markers", "tests.infra.worktree", "tests.infra.schedule", "tests.infra.bytecode",
+                   "tests.infra.interrupts"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
