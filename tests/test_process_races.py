@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from exchange_cli.cli import cli
 from exchange_cli.demo_image import build_demo_image
 from tests.infra.gcs import drop_lease
-from tests.infra.gitrepo import example_gear, run_git
+from tests.infra.gitrepo import gear_and_image, run_git
 from tests.infra.stages import DEADLINE, EXCHANGE, GEARS, Stage, finish, wait_for
 
 
@@ -123,8 +123,7 @@ def test_a_version_another_run_published_from_a_repushed_image_is_refused_on_rep
     stage = gcs_stage
     first, run_a = stage.start_held("first", "--retries", "1")
     drop_lease(stage.bucket_uri)
-    image = "registry.example.org/acme/hello:1.0.0"
-    gear = example_gear(name="hello", custom={"gear-builder": {"image": image}})
+    gear, image = gear_and_image("acme", "hello")
     build_demo_image(stage.images, image, gear, data={"etc/rebuilt": b"the tag was pushed again\n"})
     second = stage.clone("second")
     assert stage.run_here(second) == 0, stage.log(second)

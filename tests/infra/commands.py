@@ -48,8 +48,6 @@ def closed_port() -> int:
 
 def catalog_site(repo: Path, scratch: Path) -> Path:
     """`exchange index --html` of the exchange at `repo`, into `scratch`/site (the JSON index beside it)."""
-
-
     site = scratch / "site"
     result = CliRunner().invoke(cli, ["index", "--repo", str(repo), "-o", str(scratch / "exchange.json"),
                                       "--html", str(site)])

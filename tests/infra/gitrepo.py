@@ -60,8 +60,7 @@ class ExchangeRepo:
         """A gear at gears/<org>/<name>.json whose image is built into the OCI layout `images`."""
         from exchange_cli.demo_image import build_demo_image
 
-        image = f"registry.example.org/{org}/{name}:{version}"
-        gear = example_gear(name=name, version=version, custom={"gear-builder": {"image": image}})
+        gear, image = gear_and_image(org, name, version)
         build_demo_image(images, image, gear)
         self.write(f"gears/{org}/{name}.json", gear)
         return gear
@@ -119,6 +118,13 @@ def copy_examples(exchange_repo: ExchangeRepo) -> ExchangeRepo:
     return exchange_repo
 
 
+def gear_and_image(org: str, name: str, version: str = "1.0.0", **changes: Any) -> tuple[dict[str, Any], str]:
+    """The example gear as <org>/<name> `version` (with `changes`) and its image's reference,
+    registry.example.org/<org>/<name>:<version>: what the fixtures commit and build as a demo image."""
+    image = f"registry.example.org/{org}/{name}:{version}"
+    return example_gear(name=name, version=version, custom={"gear-builder": {"image": image}}, **changes), image
+
+
 def gears_on_a_remote(repo: ExchangeRepo, tmp_path: Path, names: Iterable[str],
                       adjust_image: Callable[[Path, str], None] = lambda images, image: None) -> tuple[Path, Path]:
     """Gears acme/<name> 1.0.0, their demo images in an OCI layout, committed and pushed to a fresh bare
@@ -129,8 +135,7 @@ def gears_on_a_remote(repo: ExchangeRepo, tmp_path: Path, names: Iterable[str],
     repo.git("remote", "add", "origin", str(remote))
     images = tmp_path / "images"
     for name in names:
-        image = f"registry.example.org/acme/{name}:1.0.0"
-        gear = example_gear(name=name, custom={"gear-builder": {"image": image}})
+        gear, image = gear_and_image("acme", name)
         build_demo_image(images, image, gear)
         adjust_image(images, image)
         repo.write(f"gears/acme/{name}.json", gear)

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from exchange_cli.cli import cli
 from exchange_cli.demo_image import build_demo_image
-from tests.infra.gitrepo import ExchangeRepo, example_gear, init_repo, run_git
+from tests.infra.gitrepo import ExchangeRepo, gear_and_image, init_repo, run_git
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST_SCHEMA = json.loads((ROOT / "schemas" / "manifest.schema.json").read_text())
@@ -32,8 +32,7 @@ class World:
                 str(self.images), "--cache-dir", str(self.cache), "--quiet", *extra]
 
     def add_gear(self, org: str, name: str, version: str = "1.0.0", **changes) -> dict:
-        image = f"registry.example.org/{org}/{name}:{version}"
-        gear = example_gear(name=name, version=version, custom={"gear-builder": {"image": image}}, **changes)
+        gear, image = gear_and_image(org, name, version, **changes)
         build_demo_image(self.images, image, gear)
         self.repo.write(f"gears/{org}/{name}.json", gear)
         return gear
