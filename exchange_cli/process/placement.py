@@ -17,7 +17,7 @@ remote head, comparing content, never trusting that one path means one publicati
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -49,29 +49,25 @@ class Placement:
 
 @dataclass(frozen=True)
 class ManifestTrees:
-    """What some commits (our branch, the remote's head) hold at a path."""
+    """What some commits (our branch, the remote's head) hold beside a manifest of ours."""
 
     repo: gitpython.Repo
     commits: Sequence[str]
 
-    def held_at(self, path: str) -> list[Held]:
-        blobs = (git.blob_at(self.repo, commit, path) for commit in self.commits)
-        return [read_git_manifest(blob) for blob in blobs if blob is not None]
-
-    def of_the_same_entry(self, ours: ProcessedManifest) -> Iterator[ProcessedManifest]:
-        """The manifests beside `ours` named for the same entry (`<base>-…` or `<base>@<version>-…`): the
-        only places this tool puts another publication of its version. Only those files are read."""
+    def of_the_same_entry(self, ours: ProcessedManifest) -> list[Held]:
+        """Every file beside `ours` named for the same entry (`<base>-…` or `<base>@<version>-…`), read, in each
+        commit: the only places this tool puts a publication of its version, its candidate places among them.
+        The other files are not read."""
         named = ours.file_name
-        if named is None:
-            return
+        assert named is not None, "our manifest is named <base>-<algo>-<hex>.json (transaction.py)"
         directory = str(PurePosixPath(ours.relative).parent)
+        held = []
         for commit in self.commits:
             for blob in git.blobs_at(self.repo, commit, directory):
                 theirs = ManifestFileName.parse(PurePosixPath(blob.path).name, ours.version)
                 if theirs is not None and theirs.base == named.base:
-                    read = read_git_manifest(blob)
-                    if isinstance(read, ProcessedManifest):
-                        yield read
+                    held.append(read_git_manifest(blob))
+        return held
 
 
 def same_publication(theirs: Held, ours: ProcessedManifest) -> bool:
@@ -84,10 +80,11 @@ def same_publication(theirs: Held, ours: ProcessedManifest) -> bool:
 def place_manifest(ours: ProcessedManifest, trees: ManifestTrees) -> Placement:
     """`ours.relative` is the old pipeline's path for it; the place it may take, or PlaceTaken."""
     version = ours.version
-    _refuse_another_publication(ours, trees)
+    entry = trees.of_the_same_entry(ours)
+    _refuse_another_publication(ours, entry)
     candidates = [ours.relative] + ([qualified_manifest_path(ours.relative, version)] if version else [])
     for path in candidates:
-        held, qualified = trees.held_at(path), path != ours.relative
+        held, qualified = [theirs for theirs in entry if _path_of(theirs) == path], path != ours.relative
         if not held:
             return Placement(path, published=False, qualified=qualified)
         if all(same_publication(theirs, ours) for theirs in held):
@@ -96,12 +93,16 @@ def place_manifest(ours: ProcessedManifest, trees: ManifestTrees) -> Placement:
                      "other manifests; nothing was overwritten")
 
 
-def _refuse_another_publication(ours: ProcessedManifest, trees: ManifestTrees) -> None:
+def _path_of(held: Held) -> str:
+    return held.relative if isinstance(held, ProcessedManifest) else held.path
+
+
+def _refuse_another_publication(ours: ProcessedManifest, entry: Sequence[Held]) -> None:
     """PlaceTaken when the entry's manifests already hold our version with another spec or rootfs."""
     if ours.key is None:
         return
-    for theirs in trees.of_the_same_entry(ours):
-        if theirs.key == ours.key and not same_publication(theirs, ours):
+    for theirs in entry:
+        if isinstance(theirs, ProcessedManifest) and theirs.key == ours.key and not same_publication(theirs, ours):
             differs = ("another spec" if theirs.spec != ours.spec else
                        "another rootfs (was its image's tag pushed again?)")  # the path names their hash
             raise PlaceTaken(f"{theirs.relative} already holds {ours.key} with {differs}: another run published "
