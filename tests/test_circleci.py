@@ -18,7 +18,7 @@ from exchange_cli.demo_image import build_demo_image
 from exchange_cli.new_exchange import ToolRequirement, skeleton_files
 from tests.circleci_model import Pipeline, Run, Simulation, accepted_statuses, workflow_units
 from tests.infra.circleci_config import CONFIG_PATH, EXCHANGE, exchange_calls, load_config, runs, steps_of
-from tests.infra.gitrepo import example_gear, init_repo, run_git
+from tests.infra.gitrepo import example_gear, gear_and_image, init_repo, run_git
 
 
 def new_exchange_config_text() -> str:
@@ -230,8 +230,7 @@ def test_the_bots_commits_start_no_pipeline_and_a_contributors_next_commit_does(
     exchange_repo.git("remote", "add", "origin", str(remote))
     images = tmp_path / "images"
     for name in ("hello", "other"):
-        image = f"registry.example.org/acme/{name}:1.0.0"
-        gear = example_gear(name=name, version="1.0.0", custom={"gear-builder": {"image": image}})
+        gear, image = gear_and_image("acme", name)
         build_demo_image(images, image, gear)
         exchange_repo.write(f"gears/acme/{name}.json", gear)
     contributor_head = exchange_repo.commit("Add hello and other gears")

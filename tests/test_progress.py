@@ -25,7 +25,7 @@ from exchange_cli.display import LogProgress, RichProgress, RowLayout, estimate_
 from exchange_cli.process.signals import CancellableProgress
 from exchange_cli.progress import NullProgress, format_bytes, format_fraction
 from tests.infra import require_executable
-from tests.infra.gitrepo import example_gear, init_repo, run_git
+from tests.infra.gitrepo import gear_and_image, init_repo, run_git
 
 DECIMAL_UNITS = re.compile(r"\d\s?(kB|MB|GB|TB)\b")
 ROW = re.compile(r"^acme/\S+@1\.0\.0 +(fetch|fetched|cached|write|written|upload|uploaded|in bucket|failed)\b")
@@ -39,8 +39,7 @@ def noise(size: int, seed: int) -> bytes:
 
 
 def gear_image(images: Path, name: str, *, data_mib: int = 0) -> dict:
-    image = f"registry.example.org/acme/{name}:1.0.0"
-    gear = example_gear(name=name, version="1.0.0", custom={"gear-builder": {"image": image}})
+    gear, image = gear_and_image("acme", name)
     data = {f"opt/{name}/data.bin": noise(data_mib << 20, len(name))} if data_mib else None
     build_demo_image(images, image, gear, data=data)
     return gear

@@ -15,7 +15,7 @@ from exchange_cli.demo_image import build_demo_image
 from exchange_cli.sbom.query import PackageSpec, compare_versions
 from tests.infra import require_executable
 from tests.infra.commands import catalog_site
-from tests.infra.gitrepo import example_gear
+from tests.infra.gitrepo import gear_and_image
 from tests.infra.process_world import World
 
 STATUS = b"""Package: openssl
@@ -33,8 +33,7 @@ NUMPY = b"Metadata-Version: 2.1\nName: numpy\nVersion: 1.26.4\nLicense: BSD-3-Cl
 
 
 def add_packaged_gear(process_world: World, name: str, version: str, data: dict[str, bytes]) -> None:
-    image = f"registry.example.org/acme/{name}:{version}"
-    gear = example_gear(name=name, version=version, custom={"gear-builder": {"image": image}})
+    gear, image = gear_and_image("acme", name, version)
     build_demo_image(process_world.images, image, gear, data=data)
     process_world.repo.write(f"gears/acme/{name}.json", gear)
 
