@@ -308,6 +308,29 @@ def test_a_resumed_run_replayed_on_a_moved_remote_leaves_the_sentinel_on_the_rem
     assert process(fresh).exit_code == 0 and fresh.repo.git("rev-parse", "HEAD") == process_world.remote_head()
 
 
+def test_a_rival_publication_under_a_hostile_path_is_named_on_one_line(process_world: World, tmp_path: Path) -> None:
+    """The rival manifest's path is the remote's text: a directory whose name holds a line break and a
+    terminal escape must not forge a line of its own, nor reach the terminal, in the run's one-line error."""
+    loser = clone(process_world, tmp_path, "loser")
+    winner = clone(process_world, tmp_path, "winner")
+    assert process(winner).exit_code == 0
+    (published,) = (winner.repo.root / "manifests" / "acme").glob("acme-hello-sha384-*.json")
+    document = json.loads(published.read_text())
+    document["exchange"]["rootfs-hash"] = "sha384:" + "ab" * 48  # another rootfs for hello 1.0.0
+    hostile = winner.repo.root / "manifests" / "acme" / "x\nerror: forged \x1b[2K"
+    hostile.mkdir()
+    (hostile / f"acme-hello-sha384-{'ab' * 48}.json").write_text(json.dumps(document))
+    published.unlink()
+    winner.repo.git("add", "-A")
+    winner.repo.commit("hello 1.0.0 again, elsewhere")
+    winner.repo.git("push", "-q", "origin", "master")
+    result = process(loser)
+    assert result.exit_code == 1, result.output
+    assert "already holds gear acme/hello 1.0.0 with another rootfs" in result.output
+    assert "\x1b" not in result.output and not any(line.startswith("error: forged") for line in
+                                                    result.output.splitlines()), result.output
+
+
 @pytest.mark.parametrize("how", ["resumed", "retried"])
 def test_the_same_version_published_with_another_spec_is_refused_not_skipped(process_world: World, tmp_path: Path,
                                                                               how: str) -> None:

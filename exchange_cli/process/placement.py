@@ -32,6 +32,7 @@ from ..manifests import (
     qualified_manifest_path,
     read_git_manifest,
 )
+from ..quoting import printable
 
 Held = ProcessedManifest | ManifestProblem
 
@@ -105,6 +106,7 @@ def _refuse_another_publication(ours: ProcessedManifest, entry: Sequence[Held]) 
         if isinstance(theirs, ProcessedManifest) and theirs.key == ours.key and not same_publication(theirs, ours):
             differs = ("another spec" if theirs.spec != ours.spec else
                        "another rootfs (was its image's tag pushed again?)")  # the path names their hash
-            raise PlaceTaken(f"{theirs.relative} already holds {ours.key} with {differs}: another run published "
-                             "this version meanwhile; nothing was overwritten (a version is published once: "
+            # The path is the remote's text (a directory anyone who can push may name): escaped, on our line.
+            raise PlaceTaken(f"{printable(theirs.relative)} already holds {ours.key} with {differs}: another run "
+                             "published this version meanwhile; nothing was overwritten (a version is published once: "
                              "give the spec a new version)")
