@@ -12,7 +12,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -23,12 +23,13 @@ from .image.model import Image
 from .image.resolve import ExportOptions as ExportOptions  # defined there, still importable from here
 from .image.resolve import open_image
 from .progress import NullProgress, Progress
+from .quoting import printable
 from .rootfs.errors import LayerError
 from .rootfs.index import BackgroundIndex, LayerIndex
 from .rootfs.squashfs import TAR2SQFS, SquashfsSink, Tar2sqfs, image_digest, write_squashfs
 from .rootfs.tarball import write_rootfs
 from .sbom import Collector
-from .sbom import render as render_sbom
+from .sbom.renderer import DocumentProcess, RendererFailed, document_process
 from .testgates import gate
 
 # How much of the output may wait for the disk when the final fsync comes; see _OutputFile.
@@ -125,8 +126,23 @@ def export_image(image: Image, output: Path | None, *, progress: Progress = Null
     """
     if output is None and (squashfs is None or sbom):
         raise ValueError("export_image: the tarball is needed for an export without squashfs, and for the SBOM")
-    collector = Collector() if sbom else None
-    rendering: _Rendering | None = None
+    try:
+        with document_process() if sbom else nullcontext() as renderer:
+            return _write(image, output, progress, index, renderer, squashfs, shown_as)
+    except RendererFailed as error:
+        raise ExportError(f"{shown_as or image.reference}: the SBOM could not be made: {printable(str(error))}") \
+            from error
+
+
+def _write(image: Image, output: Path | None, progress: Progress, index: LayerIndex | None,
+           renderer: DocumentProcess | None, squashfs: SquashfsRequest | None,
+           shown_as: str | None) -> ExportResult:
+    """The files of export_image, complete or none; the renderer told of the SBOM's findings on the way, and
+    its document taken before the files are in place, so that an SBOM that fails leaves no tarball."""
+    collector = Collector(renderer) if renderer is not None else None
+    document = None
+    if renderer is not None:
+        gate("sbom")  # tests: held with the SBOM's process started, before the layers are read
     try:
         with ExitStack() as stack:
             squashfs_path = stack.enter_context(_atomic_path(squashfs.output)) if squashfs is not None else None
@@ -145,12 +161,12 @@ def export_image(image: Image, output: Path | None, *, progress: Progress = Null
                 digest = write_rootfs(image.layers, handle, progress_task=task, index=index, watch=collector,
                                       squashfs=sink)
                 entries, tarball = digest.entries, WrittenFile(Path(output), digest.sha384, digest.size)
-                if collector is not None:  # written while the output's last bytes go to the disk (fsync)
-                    rendering = _Rendering(collector, digest.sha384)
+                if collector is not None and renderer is not None:
+                    renderer.finish(collector.finish(), digest.sha384)
+                    document = renderer.document()
             image_file = _squashfs_result(squashfs, squashfs_path) if squashfs is not None else None
     except LayerError as error:
         raise ExportError(f"{shown_as or image.reference}: {error}") from error
-    document = rendering.result() if rendering is not None else None
     return ExportResult(tarball=tarball, entries=entries, image=image, sbom=document, squashfs=image_file)
 
 
@@ -161,30 +177,6 @@ def _squashfs_result(request: SquashfsRequest, written: Path | None) -> Squashfs
         sha384, size = image_digest(written)
     return SquashfsImage(request.output, sha384, size, tool=f"{TAR2SQFS} (squashfs-tools-ng) {request.tool.version}",
                          settings=request.tool.settings)
-
-
-class _Rendering:
-    """The SBOM document, made in a thread: the export's end waits for the disk (the final fsync
-    releases the interpreter), which is time the document's Python work can use."""
-
-    def __init__(self, collector: Collector, sha384: str) -> None:
-        self.document: bytes | None = None
-        self.failure: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, args=(collector, sha384), name="sbom-render", daemon=True)
-        self.thread.start()
-
-    def _run(self, collector: Collector, sha384: str) -> None:
-        try:
-            self.document = render_sbom(collector.finish(), sha384)
-        except BaseException as error:  # noqa: BLE001 - raised again in the exporting thread
-            self.failure = error
-
-    def result(self) -> bytes:
-        self.thread.join()
-        if self.failure is not None:
-            raise self.failure
-        assert self.document is not None
-        return self.document
 
 
 @contextmanager

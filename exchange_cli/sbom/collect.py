@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 from . import apk, conda, cran, dpkg, os_release, python, rpm
 from .errors import Unreadable
@@ -63,15 +63,25 @@ def kind_of(directory: str, name: str) -> str | None:
     return kind  # cran: the parser checks the directory against the record
 
 
+class Listener(Protocol):
+    """Who is told of the findings as they come (the document's builder, in another process)."""
+
+    def found(self, packages: list[Package], /) -> None: ...
+
+    def os_chosen(self, os: OperatingSystem | None, /) -> None: ...
+
+
 class Collector:
-    """Implements rootfs.flatten.Watch; `findings` holds the result once the flattener is done."""
+    """Implements rootfs.flatten.Watch; `findings` holds the result once the flattener is done, and a
+    `listener` hears of each file's packages and of the OS as soon as they are read."""
 
     # What `kind_of` can say yes to, for the flattener's cheap test before it asks `wants`.
     names = frozenset(_BY_NAME)
     suffixes = _SUFFIXES
     directories = frozenset({STATUS_D})
 
-    def __init__(self) -> None:
+    def __init__(self, listener: Listener | None = None) -> None:
+        self.listener = listener
         self.findings = Findings()
         self.files = self.bytes = 0
         self.full = False
@@ -103,17 +113,27 @@ class Collector:
         self.files += 1
         self.bytes += len(data)
         try:
-            if kind == "os":
-                self.os_by_path[path] = os_release.parse(path, data)
-            else:
-                self.findings.packages.extend(_PARSERS[kind](path, data))
+            found = os_release.parse(path, data) if kind == "os" else _PARSERS[kind](path, data)
         except (Unreadable, ValueError, RecursionError, struct.error) as error:
             self._warn(str(error) if isinstance(error, Unreadable) else f"{path}: unreadable ({error})")
+            return
+        if isinstance(found, OperatingSystem):
+            self.os_by_path[path] = found
+            if self.listener is not None:
+                self.listener.os_chosen(self._chosen_os())
+        elif found:
+            self.findings.packages.extend(found)
+            if self.listener is not None:
+                self.listener.found(found)
 
     def finish(self) -> Findings:
-        """The findings, the OS chosen: etc/os-release, else usr/lib/os-release."""
-        self.findings.os = self.os_by_path.get("etc/os-release") or self.os_by_path.get("usr/lib/os-release")
+        """The findings, with the OS chosen."""
+        self.findings.os = self._chosen_os()
         return self.findings
+
+    def _chosen_os(self) -> OperatingSystem | None:
+        """etc/os-release, else usr/lib/os-release, as os-release(5) says."""
+        return self.os_by_path.get("etc/os-release") or self.os_by_path.get("usr/lib/os-release")
 
     def _warn(self, line: str) -> None:
         self.findings.warnings.append(line[:500])

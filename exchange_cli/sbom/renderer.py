@@ -1,0 +1,169 @@
+"""The SBOM document, made by a child process on the machine's other core while the export goes on.
+
+Made in the exporting process, the document cost about a fifth of a small image's warm export
+(benchmarks/export.py: the library's import, about 70 ms, and its serializer, about 0.1 ms per
+component, all of it holding the interpreter the flattener needs). The child imports the library
+while the layers stream, builds each component as the collector reads its database
+(document.DocumentBuilder), and at the end has only the document's frame left to write.
+
+The protocol: JSON lines on the child's standard input (`packages`, `os`, then one `end` with the
+chosen OS, the warnings and the rootfs digest), written by a thread so that a child still importing
+never holds up the flattener; the document on its standard output. The child lives in a session of
+its own, as every child of the tool does (children.py), and ends with its input: an exporter killed
+outright leaves no renderer behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from .model import Findings, OperatingSystem, Package
+
+# The child: the parent's sys.path, so that it runs this same code whatever the installation; -I so that
+# nothing from the environment (PYTHONPATH, PYTHONSTARTUP, user site) changes what it imports.
+_BOOT = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from exchange_cli.sbom.renderer import serve; serve()"
+MAX_ERROR_BYTES = 64 << 10  # of the child's standard error, read back for the failure's line
+
+
+class RendererFailed(Exception):
+    """The child did not deliver the document; the text is its last line of error output, or its exit status."""
+
+
+class DocumentProcess:
+    """The parent's side: a collect.Listener that forwards what the collector finds to the child."""
+
+    def __init__(self) -> None:
+        # A file, not a pipe: the child never blocks on it. Closed by abandon.
+        self.errors = tempfile.TemporaryFile()  # noqa: SIM115
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-I", "-c", _BOOT, json.dumps(sys.path)], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=self.errors, start_new_session=True)
+        except OSError as error:
+            self.errors.close()
+            raise RendererFailed(f"the SBOM's process could not start: {error.strerror or error}") from error
+        self.lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self.feeder = threading.Thread(target=self._feed, name="sbom-feed", daemon=True)
+        self.feeder.start()
+
+    def found(self, packages: list[Package]) -> None:
+        self._send({"packages": [_encoded(package) for package in packages]})
+
+    def os_chosen(self, os: OperatingSystem | None) -> None:
+        self._send({"os": _os_fields(os)})
+
+    def finish(self, findings: Findings, rootfs_sha384: str) -> None:
+        """The last message: the document can now be written (see `document`). Every package was sent as found."""
+        self._send({"end": {"os": _os_fields(findings.os), "warnings": findings.warnings,
+                            "sha384": rootfs_sha384}})
+        self.lines.put(None)
+
+    def document(self) -> bytes:
+        """The document, once the child has written it (after `finish`): its length on a line, then its bytes.
+        Read by length rather than to the end of the stream, so the child's own exit is not waited for."""
+        stdout = self.process.stdout
+        assert stdout is not None
+        header = stdout.readline(32)
+        written = stdout.read(int(header)) if header.rstrip(b"\n").isdigit() else b""
+        if not header.endswith(b"\n") or len(written) != int(header) or not written:
+            raise RendererFailed(self._failure(self.process.wait()))
+        return written
+
+    def abandon(self) -> None:
+        """Ends the child, whatever it is doing (it exits by itself once it has delivered), and frees the pipes."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)  # its own session: the group is only the child
+            self.process.wait()
+        self.lines.put(None)
+        self.feeder.join()
+        for stream in (self.process.stdin, self.process.stdout, self.errors):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+    def _send(self, message: dict[str, Any]) -> None:
+        # ensure_ascii: a path's undecodable bytes (surrogates) travel as escapes and come back the same
+        self.lines.put(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+
+    def _feed(self) -> None:
+        stdin = self.process.stdin
+        assert stdin is not None
+        try:
+            while (line := self.lines.get()) is not None:
+                stdin.write(line)
+                if self.lines.empty():  # the child builds what it has been sent while the export goes on
+                    stdin.flush()
+            stdin.close()
+        except OSError:
+            pass  # the child is gone: `document` finds its output short, and names why from its error output
+
+    def _failure(self, status: int) -> str:
+        self.errors.seek(0)
+        lines = self.errors.read(MAX_ERROR_BYTES).decode("utf-8", "replace").strip().splitlines()
+        if lines:
+            return lines[-1]
+        if status < 0:
+            return f"the SBOM's process ended by signal {-status}"
+        return f"the SBOM's process ended with exit status {status}" if status else "the SBOM's process wrote nothing"
+
+
+@contextlib.contextmanager
+def document_process() -> Iterator[DocumentProcess]:
+    """A started child, ended on the way out whatever happened."""
+    started = DocumentProcess()
+    try:
+        yield started
+    finally:
+        started.abandon()
+
+
+def serve() -> None:
+    """The child: imports the document's library first (the reason it exists), then builds as told."""
+    from .document import DocumentBuilder
+
+    DocumentBuilder().finish([], "0" * 96)  # the frame's first making loads more of the library: not at the end
+    builder = DocumentBuilder()
+    for line in sys.stdin.buffer:
+        message = json.loads(line)
+        if "packages" in message:
+            builder.add(_decoded(fields) for fields in message["packages"])
+        elif "os" in message:
+            builder.choose_os(_os_of(message["os"]))
+        elif "end" in message:
+            end = message["end"]
+            builder.choose_os(_os_of(end["os"]))
+            document = builder.finish(end["warnings"], end["sha384"])
+            sys.stdout.buffer.write(b"%d\n%s" % (len(document), document))
+            sys.stdout.buffer.flush()
+            os._exit(0)  # the parent has what it waits for; an interpreter's orderly exit would only cost time
+    raise SystemExit(2)  # the input ended without its end: the exporter is gone, or gave up
+
+
+def _encoded(package: Package) -> list[Any]:
+    return [package.ecosystem, package.name, package.version, package.path, package.licenses, package.qualifiers]
+
+
+def _decoded(fields: list[Any]) -> Package:
+    ecosystem, name, version, path, licenses, qualifiers = fields
+    return Package(ecosystem, name, version, path, licenses=tuple(licenses),
+                   qualifiers=tuple((key, value) for key, value in qualifiers))
+
+
+def _os_fields(os: OperatingSystem | None) -> dict[str, str] | None:
+    return dataclasses.asdict(os) if os is not None else None
+
+
+def _os_of(fields: dict[str, str] | None) -> OperatingSystem | None:
+    return OperatingSystem(**fields) if fields is not None else None

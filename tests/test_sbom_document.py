@@ -1,0 +1,187 @@
+"""How the SBOM document is made: each component exactly as the CycloneDX library serializes it whole
+(the library is the judge, over generated packages and hostile licences), the same bytes whatever order
+the packages and the OS come in, and made by a child process that delivers the in-process document, whose
+failure is one line that leaves no file, and which no interrupt or kill of the exporter leaves behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cyclonedx.model import Property
+from cyclonedx.model.component import Component, ComponentType
+from cyclonedx.schema.schema import SchemaVersion1Dot6
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exchange_cli.sbom import Findings, OperatingSystem, Package, render
+from exchange_cli.sbom.document import DocumentBuilder, licenses_of, purl_of
+from exchange_cli.sbom.renderer import document_process
+from exchange_cli.testgates import GATES_ENV
+from tests.infra.image_files import OciLayout
+from tests.layers import file, write_layer_tar
+
+DEBIAN = OperatingSystem("debian", "12", "Debian GNU/Linux", "Debian GNU/Linux 12 (bookworm)")
+ALPINE = OperatingSystem("alpine", "3.19.0")
+HOSTILE_LICENCES = [(), ("MIT",), ("GPL-2.0-or-later",), ("MIT OR Apache-2.0",), ("GPL-2+", "BSD-3-clause"),
+                    ('a "quoted" licence\\',), ("\x01exchange-marker-name",), ("pkg:exchange-marker/purl",),
+                    ("\x01exchange-marker-location000000", "\x01exchange-marker-ref"), ("Licence ünïcödé \u202e",)]
+
+
+def whole(package_group: list[Package], os: OperatingSystem | None) -> str:
+    """The library's own JSON of the component, a new Component made with every field: the judge."""
+    first = min(package_group, key=lambda package: package.path)
+    purl = purl_of(first, os)
+    component = Component(
+        type=ComponentType.APPLICATION if first.ecosystem in ("deb", "apk", "rpm") else ComponentType.LIBRARY,
+        name=first.name, version=first.version, purl=purl, bom_ref=purl.to_string(),
+        licenses=licenses_of(first.licenses),
+        properties=[Property(name="exchange:ecosystem", value=first.ecosystem),
+                    *(Property(name="exchange:location", value=path)
+                      for path in sorted({package.path for package in package_group}))])
+    return str(component.as_json(view_=SchemaVersion1Dot6))  # type: ignore[attr-defined]
+
+
+def component_rows(document: bytes) -> list[str]:
+    """The document's components as written: one a line, between the list's brackets."""
+    text = document.decode()
+    return text[text.index('"components":[\n') + len('"components":[\n'):-len("]}\n")].split(",\n")
+
+
+strings = st.text(min_size=1, max_size=20)
+packages = st.lists(
+    st.tuples(st.sampled_from(["deb", "apk", "rpm", "pypi", "conda", "cran"]), strings, strings,
+              st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=3, unique=True),
+              st.sampled_from(HOSTILE_LICENCES) | st.lists(st.text(max_size=20), max_size=2).map(tuple),
+              st.sampled_from([(), (("arch", "amd64"),)])),
+    min_size=1, max_size=12)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(packages=packages, os=st.sampled_from([None, DEBIAN, ALPINE]))
+def test_each_component_is_the_librarys_own_serialization(packages, os) -> None:
+    """The writer serializes one component per shape with markers for its strings and fills in each
+    package's; whatever the strings (quotes, escapes, controls, a licence named as a marker), every row
+    must be the library's JSON of that component, made whole."""
+    findings = Findings(os=os)
+    groups: dict[str, list[Package]] = {}
+    for index, (ecosystem, name, version, paths, licences, qualifiers) in enumerate(packages):
+        for path in paths:  # one package at several paths: one component, several locations
+            package = Package(ecosystem, f"{name}{index}", version, path, licences, qualifiers)
+            findings.packages.append(package)
+            groups.setdefault(purl_of(package, os).to_string(), []).append(package)
+    rows = component_rows(render(findings, "ab" * 48))
+    expected = {ref: whole(group, os) for ref, group in groups.items()}
+    if os is not None:
+        expected[f"os:{os.distro}"] = rows[[json.loads(row)["bom-ref"] for row in rows].index(f"os:{os.distro}")]
+    assert rows == [expected[ref] for ref in sorted(expected)]
+
+
+def debian_findings() -> Findings:
+    findings = Findings(os=DEBIAN, warnings=["var/lib/rpm/Packages: Berkeley DB, not read"])
+    findings.packages += [Package("deb", f"lib{n}", f"1.{n}-1", "var/lib/dpkg/status", qualifiers=(("arch", "amd64"),))
+                          for n in range(40)]
+    findings.packages += [Package("pypi", "six", "1.16.0", f"{site}/six-1.16.0.dist-info/METADATA", ("MIT",))
+                          for site in ("a", "b")]
+    return findings
+
+
+def test_the_bytes_do_not_depend_on_the_order_packages_and_the_os_come_in() -> None:
+    """The builder makes components as packages come; the OS, which names a distribution package's purl,
+    may come after them (a later layer's os-release), and the same package may come from a second path."""
+    findings = debian_findings()
+    expected = render(findings, "cd" * 48)
+    shuffled = list(findings.packages)
+    random.Random(7).shuffle(shuffled)
+    builder = DocumentBuilder()
+    builder.choose_os(ALPINE)
+    builder.add(shuffled[:20])
+    builder.choose_os(None)
+    builder.add(shuffled[20:])
+    builder.choose_os(DEBIAN)
+    assert builder.finish(findings.warnings, "cd" * 48) == expected
+    assert b"pkg:deb/debian/lib7@1.7-1?arch=amd64&distro=debian-12" in expected
+
+
+def test_the_child_process_delivers_the_in_process_document() -> None:
+    findings = debian_findings()
+    with document_process() as child:
+        for package in findings.packages:
+            child.found([package])
+        child.os_chosen(ALPINE)  # a hint; the end names the OS chosen
+        child.finish(findings, "ef" * 48)
+        assert child.document() == render(findings, "ef" * 48)
+    assert child.process.poll() is not None, "the child outlived its context"
+
+
+# --- through the command, held at the gate where the SBOM's process has started ---------------------------
+
+
+def held_export(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, int]:
+    """`exchange export --sbom` of a small Debian-like image, held at the `sbom` gate: its renderer's pid."""
+    layer = write_layer_tar(tmp_path / "layer.tar", [
+        file("etc/os-release", b"ID=debian\nVERSION_ID=12\n"),
+        file("var/lib/dpkg/status", b"Package: a\nStatus: install ok installed\nVersion: 1\n")]).read_bytes()
+    layout = OciLayout(tmp_path / "layout")
+    layout.add(layout.image([layer]), tag="img")
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    (gates / "sbom.armed").touch()
+    out = tmp_path / "out"
+    out.mkdir()
+    run = subprocess.Popen(
+        [sys.executable, "-m", "exchange_cli", "export", f"oci:{layout.root}:img", "-o", str(out / "rootfs.tgz"),
+         "--sbom", str(out / "sbom.json"), "--cache-dir", str(tmp_path / "cache"), "--quiet"],
+        env={**os.environ, GATES_ENV: str(gates)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (gates / "sbom.reached").exists():
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.02)
+    children = [int(pid) for pid in Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()]
+    assert len(children) == 1 and "exchange_cli.sbom.renderer" in Path(f"/proc/{children[0]}/cmdline").read_text()
+    return run, gates, children[0]
+
+
+def gone(pid: int, *, within: float = 30.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_renderer_that_dies_fails_the_export_in_one_line_and_leaves_no_file(tmp_path: Path) -> None:
+    run, gates, renderer = held_export(tmp_path)
+    os.kill(renderer, signal.SIGKILL)
+    (gates / "sbom.armed").unlink()
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 1, stderr
+    assert stderr.strip().splitlines() == [
+        f"error: oci:{tmp_path / 'layout'}:img: the SBOM could not be made: the SBOM's process ended by signal 9"]
+    assert list((tmp_path / "out").iterdir()) == [], "no tarball, no SBOM, no temporary file"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_no_interrupt_or_kill_of_the_exporter_leaves_its_renderer_behind(tmp_path: Path, signum: int) -> None:
+    """SIGINT and SIGTERM: the exporter ends it on the way out. SIGKILL: nobody can, so it ends itself at
+    the end of its input."""
+    run, gates, renderer = held_export(tmp_path)
+    run.send_signal(signum)
+    run.communicate(timeout=60)
+    assert run.returncode != 0
+    assert gone(renderer), f"the renderer {renderer} outlived its exporter ({signum!r})"
+    (gates / "sbom.armed").unlink()
+    assert [path.name for path in (tmp_path / "out").iterdir()] == []
