@@ -22,6 +22,7 @@ from exchange_cli.rootfs.tarball import write_rootfs
 from exchange_cli.sbom import Collector, Findings, render
 from exchange_cli.sbom.collect import CAPS, kind_of
 from tests.infra import require_executable
+from tests.infra.debian_licences import JUDGE, declared, in_sbom
 from tests.layers import Entry, file, hardlink, make_layer, symlink, whiteout, zeros
 
 DPKG_STATUS = b"""Package: libc6
@@ -83,6 +84,26 @@ def test_distroless_status_d_and_os_release_through_a_symlink(tmp_path):
         file("var/lib/dpkg/status.d/base-files.md5sums", b"d41d8cd98f00b204e9800998ecf8427e  etc/x\n"),
     ])
     assert purls(findings) == {"pkg:deb/debian/base-files@12.4?arch=amd64&distro=debian-12"}
+
+
+def test_debian_licences_are_what_the_copyright_files_declare(tmp_path):
+    """This machine's own copyright files (dpkg's machine-readable, libc6's free-form, bash's with nine
+    licences); the judge reads them with sed and grep. A package without a file has no licence, and a
+    file a later layer deletes declares nothing."""
+    packages = ["dpkg", "libc6", "bash"]
+    copyrights = [file(f"usr/share/doc/{name}/copyright", Path(f"/usr/share/doc/{name}/copyright").read_bytes())
+                  for name in packages]
+    status = "".join(f"Package: {name}\nStatus: install ok installed\nVersion: 1\n\n"
+                     for name in [*packages, "no-doc"]).encode()
+    findings = collect(tmp_path, [file("etc/os-release", OS_RELEASE), *copyrights, file("var/lib/dpkg/status", status)])
+    components = json.loads(render(findings, "00" * 48))["components"]
+    judged = declared(subprocess.run(["sh", "-c", JUDGE, "sh", *packages, "no-doc"], capture_output=True,
+                                     text=True, check=True).stdout)
+    assert in_sbom(components) == judged
+    assert {package for package, _ in judged} == set(packages) and len(judged) >= 12
+    deleted = collect(tmp_path, [*copyrights, file("var/lib/dpkg/status", status)], [whiteout("usr/share/doc/bash")])
+    assert {package.name: bool(package.licenses) for package in deleted.packages} \
+        == {"dpkg": True, "libc6": True, "bash": False, "no-doc": False}
 
 
 def test_apk_installed_with_licence(tmp_path):
@@ -197,6 +218,16 @@ def test_a_file_over_its_cap_is_not_read_but_named(tmp_path):
                                  "not read")]
 
 
+def test_a_warning_about_a_file_whose_name_is_not_utf8_is_written_escaped(tmp_path):
+    """The name's undecodable byte (a surrogate once read) made the document unwritable: a traceback."""
+    path = "opt/x\udcff.dist-info/METADATA"
+    findings = collect(tmp_path, [zeros(path, CAPS["python"] + 1)])
+    document = render(findings, "00" * 48)
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(document.decode()) is None
+    assert b"opt/x\\udcff.dist-info/METADATA" in document
+    assert [item["value"] for item in json.loads(document)["metadata"]["properties"]] == findings.warnings
+
+
 def test_a_hard_linked_database_is_read_through_its_link(tmp_path):
     status = b"Package: a\nStatus: install ok installed\nVersion: 1\n"
     findings = collect(tmp_path, [file("srv/status", status), hardlink("var/lib/dpkg/status", "srv/status")])
@@ -212,6 +243,10 @@ def test_paths_are_matched_by_directory_and_name():
     assert kind_of("opt/conda/envs/a/conda-meta/", "x.json") == "conda"
     assert kind_of("usr/lib/python3/dist-packages/a.egg-info/", "PKG-INFO") == "python"
     assert kind_of("usr/lib/python3/dist-packages/a.egg-info/", "METADATA") is None
+    assert kind_of("usr/share/doc/jq/", "copyright") == "dpkg-copyright"
+    assert kind_of("usr/share/doc/jq/examples/", "copyright") is None
+    assert kind_of("usr/share/doc/", "copyright") is None
+    assert kind_of("opt/usr/share/doc/jq/", "copyright") is None
 
 
 def test_the_document_is_deterministic_valid_cyclonedx_and_merges_one_package_at_two_paths(tmp_path):
@@ -233,9 +268,10 @@ def test_the_document_is_deterministic_valid_cyclonedx_and_merges_one_package_at
 
 
 _DIRECTORIES = ["", "var/lib/dpkg/", "var/lib/dpkg/status.d/", "lib/apk/db/", "var/lib/rpm/", "usr/lib/sysimage/rpm/",
-                "etc/", "usr/lib/", "opt/conda/conda-meta/", "x/a.dist-info/", "x/a.egg-info/", "usr/lib/R/site-library/a/"]
+                "etc/", "usr/lib/", "opt/conda/conda-meta/", "x/a.dist-info/", "x/a.egg-info/", "usr/lib/R/site-library/a/",
+                "usr/share/doc/a/", "usr/share/doc/"]
 _NAMES = ["status", "installed", "rpmdb.sqlite", "Packages", "Packages.db", "METADATA", "PKG-INFO", "DESCRIPTION",
-          "os-release", "a.json", "a.egg-info", "libc6", "libc6.md5sums", "README", "status.json", "x.py"]
+          "os-release", "a.json", "a.egg-info", "libc6", "libc6.md5sums", "README", "status.json", "x.py", "copyright"]
 
 
 @given(st.text(max_size=8), st.sampled_from(_DIRECTORIES), st.sampled_from(_NAMES) | st.text(max_size=12))

@@ -4,7 +4,8 @@ The image is made from real packages only: Debian's essential packages and a few
 what they depend on) by `mmdebstrap` from the machine's configured mirror, two wheels downloaded from
 PyPI installed by the image's own pip, then imported into the test dockerd. `dpkg-query -W` and
 `python3 -m pip list`, run in a container of that image, must list exactly the SBOM's deb and pypi
-components.
+components, and each package's copyright file, read there by sed and grep (tests/infra/debian_licences.py),
+must declare exactly its component's licences.
 
 What keeps it cheap (the test dockerd's vfs driver copies the whole rootfs for every container and
 commit, so the image's size and the number of containers are most of the cost):
@@ -15,9 +16,10 @@ commit, so the image's size and the number of containers are most of the cost):
 - the `essential` variant: the Essential: yes packages (dpkg among them), not minbase's apt and other
   Priority: required packages;
 - documentation, man pages and translations left out as Docker's slim Debian images leave them out
-  (dpkg path-exclude); the SBOM reads none of them (var/lib/dpkg, *.dist-info, os-release);
+  (dpkg path-exclude), the copyright files kept as they keep them: the SBOM reads those (licences), and
+  none of the rest;
 - mmdebstrap builds the chroot in a tmpfs;
-- both judges run in one container.
+- the three judges run in one container.
 
 No Alpine case: Debian's `apk-tools` is not in bookworm (the suite this machine's mirror serves), and no
 test pulls from Alpine's own mirrors; the apk parser is tested on hand-made files in tests/test_sbom.py.
@@ -39,6 +41,8 @@ from cyclonedx.validation.json import JsonStrictValidator
 from exchange_cli.export import ExportOptions, export_rootfs
 from exchange_cli.image.blobcache import BlobCache
 from tests.infra import missing_component, require_executable
+from tests.infra.debian_licences import JUDGE as LICENCE_JUDGE
+from tests.infra.debian_licences import declared, in_sbom
 from tests.infra.tmpfs import small_tmpfs
 
 SUITE = "bookworm"
@@ -61,8 +65,10 @@ PIP_INSTALL = ("python3 -m pip install --isolated --quiet --no-index --no-cache-
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MMDEBSTRAP_TMPFS = "1g"  # a limit, not an allocation
 DPKG_FORMAT = "${Package}\\t${Version}\\t${Architecture}\\n"
-# Both judges in one container (vfs copies the rootfs for each); a NUL, which neither prints, between them.
-JUDGES = 'dpkg-query -W -f "$0" && printf "\\0" && python3 -m pip list --format json'
+# The judges in one container (vfs copies the rootfs for each); a NUL, which none prints, between them. The
+# third is tests/infra/debian_licences.py's, given every package dpkg knows.
+JUDGES = r"""dpkg-query -W -f "$0" && printf "\0" && python3 -m pip list --format json && printf "\0" &&
+sh -c "$1" sh $(dpkg-query -W -f '${Package} ')"""
 
 
 @pytest.fixture(scope="session")
@@ -110,13 +116,14 @@ def debian_image(dockerd, debian_rootfs: Path) -> str:
     return IMAGE
 
 
-def judge(dockerd, image: str) -> tuple[str, str]:
-    """What `dpkg-query -W` and `python3 -m pip list --format json` print in a container of `image`."""
-    output = dockerd.client.containers.run(image, ["sh", "-c", JUDGES, DPKG_FORMAT], network_mode="none",
-                                           remove=True, stderr=False).decode()
-    dpkg, separator, pip = output.partition("\0")
-    assert separator, f"the judges' output has no separator: {output[-300:]!r}"
-    return dpkg, pip
+def judge(dockerd, image: str) -> tuple[str, str, str]:
+    """What `dpkg-query -W`, `python3 -m pip list --format json` and the licence judge print in a container
+    of `image`."""
+    output = dockerd.client.containers.run(image, ["sh", "-c", JUDGES, DPKG_FORMAT, LICENCE_JUDGE],
+                                           network_mode="none", remove=True, stderr=False).decode()
+    parts = output.split("\0")
+    assert len(parts) == 3, f"the judges' output has not three parts: {output[-300:]!r}"
+    return parts[0], parts[1], parts[2]
 
 
 def test_sbom_lists_exactly_what_dpkg_and_pip_say(dockerd, docker_host, debian_image: str, tmp_path: Path):
@@ -126,7 +133,7 @@ def test_sbom_lists_exactly_what_dpkg_and_pip_say(dockerd, docker_host, debian_i
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(result.sbom.decode()) is None
     components = json.loads(result.sbom)["components"]
     packages = [c for c in components if "purl" in c]  # all but the operating system
-    dpkg, pip = judge(dockerd, debian_image)
+    dpkg, pip, licences = judge(dockerd, debian_image)
 
     judged_debs = {tuple(line.split("\t")) for line in dpkg.splitlines()}
     our_debs = {(c["name"], c["version"], _qualifier(c["purl"], "arch")) for c in packages
@@ -138,6 +145,10 @@ def test_sbom_lists_exactly_what_dpkg_and_pip_say(dockerd, docker_host, debian_i
     our_wheels = {(c["name"], c["version"]) for c in packages if c["purl"].startswith("pkg:pypi/")}
     assert our_wheels == judged_wheels
     assert {("six", "1.17.0"), ("iniconfig", "2.0.0")} <= our_wheels
+
+    judged_licences = declared(licences)
+    assert in_sbom(components) == judged_licences
+    assert {"jq", "dpkg", "libc6"} <= {package for package, _ in judged_licences}
 
     operating_system = next(c for c in components if c["type"] == "operating-system")
     assert (operating_system["name"], operating_system["version"]) == ("debian", "12")

@@ -33,7 +33,10 @@ DEBIAN = OperatingSystem("debian", "12", "Debian GNU/Linux", "Debian GNU/Linux 1
 ALPINE = OperatingSystem("alpine", "3.19.0")
 HOSTILE_LICENCES = [(), ("MIT",), ("GPL-2.0-or-later",), ("MIT OR Apache-2.0",), ("GPL-2+", "BSD-3-clause"),
                     ('a "quoted" licence\\',), ("\x01exchange-marker-name",), ("pkg:exchange-marker/purl",),
-                    ("\x01exchange-marker-location000000", "\x01exchange-marker-ref"), ("Licence ünïcödé \u202e",)]
+                    ("\x01exchange-marker-location000000", "\x01exchange-marker-ref"), ("Licence ünïcödé \u202e",),
+                    ("MIT", "mit"), ("GPL-2+", "MIT OR Apache-2.0")]
+# Lists of a few licences, ids and names mixed: the library sorts a list, and dedupes what it takes as one.
+KNOWN = ["MIT", "mit", "Apache-2.0", "GPL-2+", "BSD-3-clause", "public-domain", "MIT OR Apache-2.0", "Zlib", "Expat"]
 
 
 def whole(package_group: list[Package], os: OperatingSystem | None) -> str:
@@ -60,7 +63,8 @@ strings = st.text(min_size=1, max_size=20)
 packages = st.lists(
     st.tuples(st.sampled_from(["deb", "apk", "rpm", "pypi", "conda", "cran"]), strings, strings,
               st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=3, unique=True),
-              st.sampled_from(HOSTILE_LICENCES) | st.lists(st.text(max_size=20), max_size=2).map(tuple),
+              st.sampled_from(HOSTILE_LICENCES) | st.lists(st.text(max_size=20), max_size=2).map(tuple)
+              | st.lists(st.sampled_from(KNOWN), max_size=4).map(tuple),
               st.sampled_from([(), (("arch", "amd64"),)])),
     min_size=1, max_size=12)
 

@@ -10,22 +10,27 @@ What it looks for, by the path's last name first (one dict lookup per entry, the
   */conda-meta/*.json                                    conda
   */<package>/DESCRIPTION                                R (installed: has `Built:`)
   etc/os-release, usr/lib/os-release                     the OS (etc/ wins, as the spec says)
+  usr/share/doc/<package>/copyright                      a Debian package's licences
+
+The canonical order the flattener shows files in puts usr/share/doc/ before var/lib/dpkg/, so a
+package's licences are known when its status record is read.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import Callable
 from typing import Final, Protocol
 
-from . import apk, conda, cran, dpkg, os_release, python, rpm
+from . import apk, conda, cran, debian_copyright, dpkg, os_release, python, rpm
 from .errors import Unreadable
 from .model import Findings, OperatingSystem, Package
 
 KiB, MiB = 1 << 10, 1 << 20
 # Caps per file: a real database is far smaller; a larger file is named in the warnings, not read.
 CAPS: Final = {"dpkg": 128 * MiB, "apk": 128 * MiB, "rpm": 256 * MiB, "python": 4 * MiB, "conda": 64 * MiB,
-               "cran": 1 * MiB, "os": 64 * KiB}
+               "cran": 1 * MiB, "os": 64 * KiB, "dpkg-copyright": 4 * MiB}
 MAX_FILES = 200_000  # files taken in all; more is not a real rootfs
 MAX_BYTES = 2 << 30  # bytes taken in all
 RPM_DIRECTORIES = ("var/lib/rpm/", "usr/lib/sysimage/rpm/")
@@ -33,7 +38,7 @@ STATUS_D = "var/lib/dpkg/status.d/"
 
 _BY_NAME: Final = {"status": "dpkg", "installed": "apk", "rpmdb.sqlite": "rpm", "Packages": "rpm-old",
                    "Packages.db": "rpm-old", "METADATA": "python", "PKG-INFO": "python", "DESCRIPTION": "cran",
-                   "os-release": "os"}
+                   "os-release": "os", "copyright": "dpkg-copyright"}
 _SUFFIXES: Final = (".json", ".egg-info")
 _PARSERS: Final[dict[str, Callable[[str, bytes], list[Package]]]] = {
     "dpkg": dpkg.parse, "apk": apk.parse, "rpm": rpm.parse, "python": python.parse, "conda": conda.parse,
@@ -60,6 +65,8 @@ def kind_of(directory: str, name: str) -> str | None:
         return kind if directory.endswith(suffix) else None
     if kind == "os":
         return kind if directory in ("etc/", "usr/lib/") else None
+    if kind == "dpkg-copyright":
+        return kind if debian_copyright.package_of(directory) is not None else None
     return kind  # cran: the parser checks the directory against the record
 
 
@@ -69,6 +76,9 @@ class Listener(Protocol):
     def found(self, packages: list[Package], /) -> None: ...
 
     def os_chosen(self, os: OperatingSystem | None, /) -> None: ...
+
+    def licenses_declared(self, licenses: tuple[str, ...], /) -> None:
+        """Packages to come may declare these (a Debian package's, from its copyright file)."""
 
 
 class Collector:
@@ -86,6 +96,7 @@ class Collector:
         self.files = self.bytes = 0
         self.full = False
         self.os_by_path: dict[str, OperatingSystem] = {}
+        self.debian_licenses: dict[str, tuple[str, ...]] = {}  # by package, from usr/share/doc/*/copyright
 
     def wants(self, directory: str, name: str) -> int:
         kind = kind_of(directory, name)
@@ -113,7 +124,7 @@ class Collector:
         self.files += 1
         self.bytes += len(data)
         try:
-            found = os_release.parse(path, data) if kind == "os" else _PARSERS[kind](path, data)
+            found = self._parsed(kind, path, data)
         except (Unreadable, ValueError, RecursionError, struct.error) as error:
             self._warn(str(error) if isinstance(error, Unreadable) else f"{path}: unreadable ({error})")
             return
@@ -121,10 +132,26 @@ class Collector:
             self.os_by_path[path] = found
             if self.listener is not None:
                 self.listener.os_chosen(self._chosen_os())
+        elif isinstance(found, debian_copyright.DeclaredLicenses):
+            self.debian_licenses[found.package] = found.licenses
+            if found.licenses and self.listener is not None:
+                self.listener.licenses_declared(found.licenses)
         elif found:
             self.findings.packages.extend(found)
             if self.listener is not None:
                 self.listener.found(found)
+
+    def _parsed(self, kind: str, path: str, data: bytes) -> (
+            OperatingSystem | debian_copyright.DeclaredLicenses | list[Package]):
+        if kind == "os":
+            return os_release.parse(path, data)
+        if kind == "dpkg-copyright":
+            return debian_copyright.parse(path, data)
+        packages = _PARSERS[kind](path, data)
+        if kind == "dpkg":  # its licences, from the copyright file read before (see the module's docstring)
+            return [dataclasses.replace(package, licenses=self.debian_licenses.get(package.name, ()))
+                    for package in packages]
+        return packages
 
     def finish(self) -> Findings:
         """The findings, with the OS chosen."""

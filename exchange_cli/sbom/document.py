@@ -9,8 +9,8 @@ are in the order of their bom-ref (their purl), and a package found at several p
 with several locations.
 
 Speed: the library writes the document's frame (its Bom, metadata and header) and the components
-(its model, serialized by its own 1.6 view, once per shape: see _ComponentWriter), and this module
-joins them. Handing the library a Bom of all the components instead costs about 1 ms per component
+(its model, serialized by its own 1.6 view: once per shape of component and once per licence, see
+_ComponentWriter), and this module joins the pieces. Handing the library a Bom of all the components instead costs about 1 ms per component
 (its sorted set compares components by a tuple of every field, and its validation registers each
 one's dependencies by a linear scan: quadratic), and a new Component per package 0.1 ms, against
 the 5% of the export the SBOM may cost. An export builds the document in a child process as the
@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 from cyclonedx.model import HashAlgorithm, HashType, Property
 from cyclonedx.model.bom import Bom
 from cyclonedx.model.component import Component, ComponentType
-from cyclonedx.model.license import DisjunctiveLicense, License, LicenseExpression
+from cyclonedx.model.component_evidence import ComponentEvidence
+from cyclonedx.model.license import DisjunctiveLicense, License, LicenseExpression, LicenseRepository
 from cyclonedx.output.json import JsonV1Dot6
 from cyclonedx.schema.schema import SchemaVersion1Dot6
 from packageurl import PackageURL
@@ -66,6 +67,16 @@ def render(findings: Findings, rootfs_sha384: str) -> bytes:
     return builder.finish(findings.warnings, rootfs_sha384)
 
 
+def warm_up() -> None:
+    """Makes a small document and drops it, so that the library's lazy parts (the frame's first making,
+    a component's) load now, in a renderer's idle time, not when the last package database comes. The
+    licence factory (its SPDX list and expression parser, 50 ms) is left to the first licence, which
+    most images declare long before their last database."""
+    builder = DocumentBuilder()
+    builder.add([Package("deb", "warm-up", "1", "var/lib/dpkg/status")])
+    builder.finish([], "0" * 96)
+
+
 class DocumentBuilder:
     """The document made while the packages are found: each package's component is serialized when it
     comes (again when another path lists the same package), so `finish` has only the frame left to write.
@@ -88,6 +99,12 @@ class DocumentBuilder:
         if any(package.ecosystem in _DISTRO_PACKAGES for package in self.packages):
             self.groups, self.rows = {}, {}
             self._place(self.packages)
+
+    def prepare(self, licenses: tuple[str, ...]) -> None:
+        """Makes the JSON of a licence list packages to come declare, now: a Debian image's packages declare
+        some hundred lists in copyright files read before the status file, which comes last, and each
+        new list costs the licence factory's parsing and the library's serialization."""
+        self.writer.licenses_of(licenses)
 
     def add(self, packages: Iterable[Package]) -> None:
         packages = list(packages)
@@ -112,7 +129,9 @@ class DocumentBuilder:
         # Compact, one component a line: each is the library's own serialization, joined in bom-ref order.
         text = json.dumps(header | frame, ensure_ascii=False, separators=(",", ":"))[:-1]
         joined = ",\n".join(rows[ref] for ref in sorted(rows))
-        return f'{text},\n"components":[\n{joined}]}}\n'.encode()
+        # A path's undecodable bytes are lone surrogates, which only a JSON string holds here: written as
+        # the escape JSON has for them (the rows have them so already), the rest of the text unchanged.
+        return f'{text},\n"components":[\n{joined}]}}\n'.encode("utf-8", "backslashreplace")
 
     def _place(self, packages: list[Package]) -> None:
         """Each package into its component (one per purl), whose JSON is made again."""
@@ -129,42 +148,69 @@ class DocumentBuilder:
 
 class _ComponentWriter:
     """Each package's component as the library serializes it, at a few microseconds rather than the
-    library's 0.1 ms: the library serializes one component per shape (ecosystem, licences, number of
-    locations) whose strings are markers, and each package's strings, JSON-escaped as the library's
-    encoder escapes them, take the markers' places. The library still decides every key, its order and
-    the licences' form; tests compare the output with components the library serialized whole. The
+    library's 0.1 ms or more. The library serializes one component per shape (ecosystem, licensed or
+    not, number of locations) whose strings are markers, and each licence once (`licenses_of`); a
+    package's strings, JSON-escaped as the library's encoder escapes them, and its licences' JSON take
+    the markers' places. So the library still writes every piece, its
+    keys and their order; tests compare the result with components the library serialized whole. The
     location markers sort as the locations do (those are sorted first), so the library orders them alike."""
 
     def __init__(self) -> None:
         self.component = Component(name="-", bom_ref="-")
-        self.templates: dict[tuple[str, tuple[str, ...], int], _Template | None] = {}
+        self.templates: dict[tuple[str, bool, int], _Template | None] = {}
+        self.licenses_json: dict[tuple[str, ...], str | None] = {}
+        self.license_json: dict[License, str] = {}
 
     def package(self, purl: PackageURL, ref: str, packages: list[Package]) -> str:
         """`ref`: the purl's string, made once (a purl's normalization is a good part of the document's cost)."""
         first = min(packages, key=lambda package: package.path)
         locations = sorted({package.path for package in packages})
-        shape = (first.ecosystem, first.licenses, len(locations))
+        licenses = self.licenses_of(first.licenses)
+        shape = (first.ecosystem, licenses is not None, len(locations))
         template = self.templates[shape] if shape in self.templates else self._template(shape)
-        if template is None:  # a licence that holds a marker: this shape is the library's to write whole
-            return self._serialized(first.ecosystem, first.licenses, ref, first.name, purl, first.version, locations)
-        values = [ref, first.name, ref, first.version, *locations]  # bom-ref, name, purl, version, locations
+        if template is None:  # the library wrote a marker twice, or not at all: it writes this shape whole
+            return self._serialized(first.ecosystem, licenses_of(first.licenses), ref, first.name, purl,
+                                    first.version, locations)
+        values = [json.dumps(ref), json.dumps(first.name), json.dumps(ref), json.dumps(first.version),
+                  licenses or "", *(json.dumps(location) for location in locations)]  # in _Template's slot order
         pieces = []
         for literal, slot in template.parts:
-            pieces += [literal, json.dumps(values[slot])]
+            pieces += [literal, values[slot]]
         pieces.append(template.end)
         return "".join(pieces)
 
-    def _template(self, shape: tuple[str, tuple[str, ...], int]) -> _Template | None:
-        ecosystem, licenses, count = shape
+    def licenses_of(self, declared: tuple[str, ...]) -> str | None:
+        """The JSON of a component's `licenses`, None for none, made once per list (a Debian image has a
+        hundred or more, of a few dozen licences): the library's JSON of each licence, in the order the
+        library's licence repository sorts them into, joined as the library's encoder joins a list."""
+        if declared not in self.licenses_json:
+            licenses = licenses_of(declared)
+            if len(licenses) <= 1:  # one licence, or an expression, which stands alone
+                self.licenses_json[declared] = self._one_license_json(licenses[0]) if licenses else None
+            else:
+                items = (self._one_license_json(license)[1:-1] for license in LicenseRepository(licenses))
+                self.licenses_json[declared] = f"[{', '.join(items)}]"
+        return self.licenses_json[declared]
+
+    def _one_license_json(self, license: License) -> str:
+        """The list of this one licence, as the library writes it."""
+        if license not in self.license_json:
+            self.license_json[license] = _licenses_json([license]) or ""
+        return self.license_json[license]
+
+    def _template(self, shape: tuple[str, bool, int]) -> _Template | None:
+        ecosystem, licensed, count = shape
         ref, name, version = f"{_MARKER}ref", f"{_MARKER}name", f"{_MARKER}version"
         purl = PackageURL(type="exchange-marker", name="purl")
+        licenses: list[License] = [DisjunctiveLicense(name=f"{_MARKER}licenses")] if licensed else []
         locations = [f"{_MARKER}location{index:06d}" for index in range(count)]
         text = self._serialized(ecosystem, licenses, ref, name, purl, version, locations)
-        markers = [ref, name, purl.to_string(), version, *locations]
-        template = self.templates[shape] = _Template.split(text, [json.dumps(marker) for marker in markers])
+        markers = [json.dumps(ref), json.dumps(name), json.dumps(purl.to_string()), json.dumps(version),
+                   _licenses_json(licenses), *(json.dumps(location) for location in locations)]
+        template = self.templates[shape] = _Template.split(text, markers)
         return template
 
-    def _serialized(self, ecosystem: str, licenses: tuple[str, ...], ref: str, name: str, purl: PackageURL,
+    def _serialized(self, ecosystem: str, licenses: list[License], ref: str, name: str, purl: PackageURL,
                     version: str, locations: list[str]) -> str:
         """The library's JSON of one component, every field set again on the one Component reused: a new
         one makes ten sorted sets, most of them left empty."""
@@ -172,7 +218,7 @@ class _ComponentWriter:
         component.type = ComponentType.APPLICATION if ecosystem in _DISTRO_PACKAGES else ComponentType.LIBRARY
         component.name, component.version, component.purl = name, version, purl
         component.bom_ref.value = ref
-        component.licenses = licenses_of(licenses)
+        component.licenses = licenses
         # Properties rather than evidence occurrences: the library orders occurrences without a bom-ref by
         # object identity, which would change the bytes from run to run.
         component.properties = [
@@ -181,30 +227,39 @@ class _ComponentWriter:
         return _json_of(component)
 
 
+def _licenses_json(licenses: list[License]) -> str | None:
+    """The library's JSON of a licence list, as a component's `licenses` holds it: a component's evidence
+    is the smallest public model whose `licenses` the library serializes with the same helper."""
+    if not licenses:
+        return None
+    evidence = ComponentEvidence(licenses=licenses)
+    return json.dumps(json.loads(evidence.as_json(view_=SchemaVersion1Dot6))["licenses"])  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
 class _Template:
     """A component's JSON cut at its markers: each part is the literal text before a value and the value's
-    slot (its index in the markers), then the text after the last."""
+    slot (its index in the markers: bom-ref, name, purl, version, licences, locations), then the text after
+    the last."""
 
     parts: tuple[tuple[str, int], ...]
     end: str
 
     @classmethod
-    def split(cls, text: str, markers: list[str]) -> _Template | None:
-        """None unless each marker (a JSON string, quotes included: it matches only a whole string value)
-        is found exactly once; a licence named as one of them would be found too."""
-        if any(text.count(marker) != 1 for marker in markers):
+    def split(cls, text: str, markers: list[str | None]) -> _Template | None:
+        """None unless each marker (JSON text; None for a slot this shape lacks) is found exactly once.
+        The template holds markers and constants only, so this is a check on the library, not on data."""
+        present = [(slot, marker) for slot, marker in enumerate(markers) if marker is not None]
+        if any(text.count(marker) != 1 for _, marker in present):
             return None
-        found = sorted((text.find(marker), slot) for slot, marker in enumerate(markers))
         parts, start = [], 0
-        for position, slot in found:
+        for position, slot, marker in sorted((text.find(marker), slot, marker) for slot, marker in present):
             parts.append((text[start:position], slot))
-            start = position + len(markers[slot])
+            start = position + len(marker)
         return cls(tuple(parts), text[start:])
 
 
-# Starts each marker but the purl's; a licence named as a marker is written by the library whole.
-_MARKER = "\x01exchange-marker-"
+_MARKER = "\x01exchange-marker-"  # starts each marker string but the purl's
 
 
 def _json_of(component: Component) -> str:
@@ -222,17 +277,19 @@ def licenses_of(declared: Iterable[str]) -> list[License]:
     return list(_licenses(tuple(text.strip()[:1000] for text in declared if text.strip())))
 
 
-@functools.lru_cache(maxsize=4096)
 def _licenses(declared: tuple[str, ...]) -> tuple[License, ...]:
-    """Cached: most packages of an image declare one of a few licences, and parsing an expression is slow."""
-    factory = _factory()
     if len(declared) == 1:
-        return (factory.make_from_string(declared[0]),)
-    licenses: list[License] = []
-    for text in declared:
-        made = factory.make_from_string(text)
-        licenses.append(DisjunctiveLicense(name=text) if isinstance(made, LicenseExpression) else made)
-    return tuple(licenses)
+        return (_license(declared[0]),)
+    made = [_license(text) for text in declared]
+    return tuple(DisjunctiveLicense(name=text) if isinstance(license, LicenseExpression) else license
+                 for text, license in zip(declared, made, strict=True))
+
+
+@functools.lru_cache(maxsize=4096)
+def _license(declared: str) -> License:
+    """Cached by the string: the lists of an image's packages share a few licences, and parsing an
+    expression is slow."""
+    return _factory().make_from_string(declared)
 
 
 @functools.cache

@@ -6,9 +6,10 @@ component, all of it holding the interpreter the flattener needs). The child imp
 while the layers stream, builds each component as the collector reads its database
 (document.DocumentBuilder), and at the end has only the document's frame left to write.
 
-The protocol: JSON lines on the child's standard input (`packages`, `os`, then one `end` with the
-chosen OS, the warnings and the rootfs digest), written by a thread so that a child still importing
-never holds up the flattener; the document on its standard output. The child lives in a session of
+The protocol: JSON lines on the child's standard input (`packages`, `os`, `licenses` that packages to
+come will declare, then one `end` with the chosen OS, the warnings and the rootfs digest), written by
+a thread so that a child still importing never holds up the flattener; on its standard output, the
+document's length on a line, then the document. The child lives in a session of
 its own, as every child of the tool does (children.py), and ends with its input: an exporter killed
 outright leaves no renderer behind.
 """
@@ -33,6 +34,7 @@ from .model import Findings, OperatingSystem, Package
 # The child: the parent's sys.path, so that it runs this same code whatever the installation; -I so that
 # nothing from the environment (PYTHONPATH, PYTHONSTARTUP, user site) changes what it imports.
 _BOOT = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from exchange_cli.sbom.renderer import serve; serve()"
+NICENESS = 10
 MAX_ERROR_BYTES = 64 << 10  # of the child's standard error, read back for the failure's line
 
 
@@ -53,6 +55,10 @@ class DocumentProcess:
         except OSError as error:
             self.errors.close()
             raise RendererFailed(f"the SBOM's process could not start: {error.strerror or error}") from error
+        # Behind the exporter's own threads for a core: its work is in no hurry until the export ends, and
+        # then it is the only thing left to run.
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, self.process.pid, NICENESS)
         self.lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self.feeder = threading.Thread(target=self._feed, name="sbom-feed", daemon=True)
         self.feeder.start()
@@ -62,6 +68,9 @@ class DocumentProcess:
 
     def os_chosen(self, os: OperatingSystem | None) -> None:
         self._send({"os": _os_fields(os)})
+
+    def licenses_declared(self, licenses: tuple[str, ...]) -> None:
+        self._send({"licenses": licenses})
 
     def finish(self, findings: Findings, rootfs_sha384: str) -> None:
         """The last message: the document can now be written (see `document`). Every package was sent as found."""
@@ -131,9 +140,9 @@ def document_process() -> Iterator[DocumentProcess]:
 
 def serve() -> None:
     """The child: imports the document's library first (the reason it exists), then builds as told."""
-    from .document import DocumentBuilder
+    from .document import DocumentBuilder, warm_up
 
-    DocumentBuilder().finish([], "0" * 96)  # the frame's first making loads more of the library: not at the end
+    warm_up()
     builder = DocumentBuilder()
     for line in sys.stdin.buffer:
         message = json.loads(line)
@@ -141,6 +150,8 @@ def serve() -> None:
             builder.add(_decoded(fields) for fields in message["packages"])
         elif "os" in message:
             builder.choose_os(_os_of(message["os"]))
+        elif "licenses" in message:
+            builder.prepare(tuple(message["licenses"]))
         elif "end" in message:
             end = message["end"]
             builder.choose_os(_os_of(end["os"]))
