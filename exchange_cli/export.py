@@ -28,8 +28,8 @@ from .rootfs.errors import LayerError
 from .rootfs.index import BackgroundIndex, LayerIndex
 from .rootfs.squashfs import TAR2SQFS, SquashfsSink, Tar2sqfs, image_digest, write_squashfs
 from .rootfs.tarball import write_rootfs
-from .sbom import Collector
-from .sbom.renderer import DocumentProcess, RendererFailed, document_process
+from .sbom.collect import Collector
+from .sbom.renderer import DocumentMaker, RendererFailed, document_maker
 from .testgates import gate
 
 # How much of the output may wait for the disk when the final fsync comes; see _OutputFile.
@@ -127,7 +127,7 @@ def export_image(image: Image, output: Path | None, *, progress: Progress = Null
     if output is None and (squashfs is None or sbom):
         raise ValueError("export_image: the tarball is needed for an export without squashfs, and for the SBOM")
     try:
-        with document_process() if sbom else nullcontext() as renderer:
+        with document_maker(_tar_bytes(image)) if sbom else nullcontext() as renderer:
             return _write(image, output, progress, index, renderer, squashfs, shown_as)
     except RendererFailed as error:
         raise ExportError(f"{shown_as or image.reference}: the SBOM could not be made: {printable(str(error))}") \
@@ -135,7 +135,7 @@ def export_image(image: Image, output: Path | None, *, progress: Progress = Null
 
 
 def _write(image: Image, output: Path | None, progress: Progress, index: LayerIndex | None,
-           renderer: DocumentProcess | None, squashfs: SquashfsRequest | None,
+           renderer: DocumentMaker | None, squashfs: SquashfsRequest | None,
            shown_as: str | None) -> ExportResult:
     """The files of export_image, complete or none; the renderer told of the SBOM's findings on the way, and
     its document taken before the files are in place, so that an SBOM that fails leaves no tarball."""
@@ -168,6 +168,10 @@ def _write(image: Image, output: Path | None, progress: Progress, index: LayerIn
     except LayerError as error:
         raise ExportError(f"{shown_as or image.reference}: {error}") from error
     return ExportResult(tarball=tarball, entries=entries, image=image, sbom=document, squashfs=image_file)
+
+
+def _tar_bytes(image: Image) -> int:
+    return sum(layer.tar_path.stat().st_size for layer in image.layers)
 
 
 def _squashfs_result(request: SquashfsRequest, written: Path | None) -> SquashfsImage:

@@ -19,8 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exchange_cli.rootfs.tarball import write_rootfs
-from exchange_cli.sbom import Collector, Findings, render
-from exchange_cli.sbom.collect import CAPS, kind_of
+from exchange_cli.sbom import Findings, render
+from exchange_cli.sbom.collect import CAPS, Collector, kind_of
 from tests.infra import require_executable
 from tests.infra.debian_licences import JUDGE, declared, in_sbom
 from tests.layers import Entry, file, hardlink, make_layer, symlink, whiteout, zeros

@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 
 from exchange_cli.sbom import Findings, OperatingSystem, Package, render
 from exchange_cli.sbom.document import DocumentBuilder, licenses_of, purl_of
-from exchange_cli.sbom.renderer import document_process
+from exchange_cli.sbom.renderer import PROCESS_FROM_BYTES, DocumentProcess, document_maker
 from exchange_cli.testgates import GATES_ENV
 from tests.infra.image_files import OciLayout
-from tests.layers import file, write_layer_tar
+from tests.layers import file, write_layer_tar, zeros
 
 DEBIAN = OperatingSystem("debian", "12", "Debian GNU/Linux", "Debian GNU/Linux 12 (bookworm)")
 ALPINE = OperatingSystem("alpine", "3.19.0")
@@ -117,7 +117,8 @@ def test_the_bytes_do_not_depend_on_the_order_packages_and_the_os_come_in() -> N
 
 def test_the_child_process_delivers_the_in_process_document() -> None:
     findings = debian_findings()
-    with document_process() as child:
+    with document_maker(PROCESS_FROM_BYTES) as child:
+        assert isinstance(child, DocumentProcess)
         for package in findings.packages:
             child.found([package])
         child.os_chosen(ALPINE)  # a hint; the end names the OS chosen
@@ -129,13 +130,14 @@ def test_the_child_process_delivers_the_in_process_document() -> None:
 # --- through the command, held at the gate where the SBOM's process has started ---------------------------
 
 
-def held_export(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, int]:
-    """`exchange export --sbom` of a small Debian-like image, held at the `sbom` gate: its renderer's pid."""
+def start_held(tmp_path: Path, padding: int) -> tuple[subprocess.Popen[str], Path]:
+    """`exchange export --sbom` of a Debian-like image with `padding` bytes of zeros, held at the `sbom`
+    gate (uncompressed layers: the padding costs no compression)."""
     layer = write_layer_tar(tmp_path / "layer.tar", [
-        file("etc/os-release", b"ID=debian\nVERSION_ID=12\n"),
+        file("etc/os-release", b"ID=debian\nVERSION_ID=12\n"), zeros("opt/padding", padding),
         file("var/lib/dpkg/status", b"Package: a\nStatus: install ok installed\nVersion: 1\n")]).read_bytes()
     layout = OciLayout(tmp_path / "layout")
-    layout.add(layout.image([layer]), tag="img")
+    layout.add(layout.image([layer], compression="none"), tag="img")
     gates = tmp_path / "gates"
     gates.mkdir()
     (gates / "sbom.armed").touch()
@@ -149,9 +151,31 @@ def held_export(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, int]:
     while not (gates / "sbom.reached").exists():
         assert run.poll() is None and time.monotonic() < deadline, run.communicate()
         time.sleep(0.02)
-    children = [int(pid) for pid in Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split()]
+    return run, gates
+
+
+def children_of(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def held_export(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, int]:
+    """An export whose rootfs is large enough for a child to make the document, held: the child's pid."""
+    run, gates = start_held(tmp_path, PROCESS_FROM_BYTES)
+    children = children_of(run.pid)
     assert len(children) == 1 and "exchange_cli.sbom.renderer" in Path(f"/proc/{children[0]}/cmdline").read_text()
     return run, gates, children[0]
+
+
+def test_a_small_rootfs_has_its_document_made_here(tmp_path: Path) -> None:
+    """A child's start would cost more than such an export: none is started, and the document is alike."""
+    run, gates = start_held(tmp_path, 1 << 20)
+    assert children_of(run.pid) == []
+    (gates / "sbom.armed").unlink()
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 0, stderr
+    document = json.loads((tmp_path / "out" / "sbom.json").read_bytes())
+    assert [component["bom-ref"] for component in document["components"]] \
+        == ["os:debian-12", "pkg:deb/debian/a@1?distro=debian-12"]
 
 
 def gone(pid: int, *, within: float = 30.0) -> bool:

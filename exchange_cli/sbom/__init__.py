@@ -1,6 +1,6 @@
 """The software bill of materials of a rootfs: the packages its package managers installed.
 
-Collected while the flattener writes the rootfs (`Collector`, shown only the few database files it
+Collected while the flattener writes the rootfs (`collect.Collector`, shown only the few database files it
 asks for), written as CycloneDX 1.6 JSON (`render`; an export has a child process build it while
 the layers stream, `renderer`), read back for the exchange's questions (`query`). A library
 layer: no command line, no rendering. See docs/sbom.md.
@@ -8,10 +8,11 @@ layer: no command line, no rendering. See docs/sbom.md.
 
 from __future__ import annotations
 
-from .collect import Collector
 from .model import MEDIA_TYPE, PREDICATE_TYPE, Findings, OperatingSystem, Package
 
-__all__ = ["MEDIA_TYPE", "PREDICATE_TYPE", "Collector", "Findings", "OperatingSystem", "Package", "render"]
+# Not the collector (sbom.collect, which loads every parser): the renderer's child imports this package
+# and never collects.
+__all__ = ["MEDIA_TYPE", "PREDICATE_TYPE", "Findings", "OperatingSystem", "Package", "render"]
 
 
 def render(findings: Findings, rootfs_sha384: str) -> bytes:
