@@ -41,9 +41,10 @@ from .model import Findings, OperatingSystem, Package
 # install's finder among it) was an eighth of the child's start.
 _BOOT = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from exchange_cli.sbom.renderer import serve; serve()"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-NICENESS = 10  # behind the export's own threads; 19 starved it into a longer tail on the small image
+NICENESS = 10  # behind the export's own threads (19 did no better in the benchmark's runs)
 # Layers' tar bytes from which an export's document is made by a child (below, in the exporting process):
-# about a third of a second of export on this 2-core machine, the child's start and import costing 0.2 s.
+# about a third of a second of export on this 2-core machine, the child's start and import costing 0.1 s
+# of CPU.
 PROCESS_FROM_BYTES = 32 << 20
 BATCH_BYTES = 16 << 10  # of lines handed to the feeder at once
 MAX_ERROR_BYTES = 64 << 10  # of the child's standard error, read back for the failure's line
@@ -154,7 +155,7 @@ class DocumentProcess:
 
 class DocumentHere:
     """The same document built in this process, for a small rootfs: its export takes less time than the
-    child's start costs (0.2 s of CPU), and the library's import (70 ms) is then the whole cost."""
+    child's start costs (0.1 s of CPU), and the library's import (70 ms) is then the whole cost."""
 
     def __init__(self) -> None:
         from .document import DocumentBuilder
