@@ -199,24 +199,25 @@ def document_maker(rootfs_bytes: int) -> Iterator[DocumentMaker]:
 
 
 def serve() -> None:
-    """The child: imports the document's library first (the reason it exists), then builds as told. An
-    input that ends without its end (the exporter is gone, or gave up) ends it, writing nothing."""
-    from .document import DocumentBuilder, warm_up
+    """The child: imports the document's library first (the reason it exists), then has a DocumentHere
+    build as told, so both sides make the document by one code. An input that ends without its end (the
+    exporter is gone, or gave up) ends it, writing nothing."""
+    from .document import warm_up
 
     warm_up()
-    builder = DocumentBuilder()
+    here = DocumentHere()
     for line in sys.stdin.buffer:
         message = json.loads(line)
         if "packages" in message:
-            builder.add(_decoded(fields) for fields in message["packages"])
+            here.found([_decoded(fields) for fields in message["packages"]])
         elif "os" in message:
-            builder.choose_os(_os_of(message["os"]))
+            here.os_chosen(_os_of(message["os"]))
         elif "licenses" in message:
-            builder.prepare(tuple(message["licenses"]))
+            here.licenses_declared(tuple(message["licenses"]))
         elif "end" in message:
             end = message["end"]
-            builder.choose_os(_os_of(end["os"]))
-            document = builder.finish(end["warnings"], end["sha384"])
+            here.finish(Findings(os=_os_of(end["os"]), warnings=end["warnings"]), end["sha384"])
+            document = here.document()
             sys.stdout.buffer.write(b"%d\n%s" % (len(document), document))
             sys.stdout.buffer.flush()
             os._exit(0)  # the parent has what it waits for; an interpreter's orderly exit would only cost time
