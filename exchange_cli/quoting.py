@@ -76,6 +76,17 @@ def printable_lines(text: str) -> str:
     return "\n".join(printable(line) for line in text.split("\n"))
 
 
+# Every ASCII punctuation character, which CommonMark lets a backslash make literal: `|` ends a table cell,
+# `[`/`]`/`(` make a link, `<` starts HTML or an autolink, backticks and `*`/`_` change the text around.
+_MARKDOWN_PUNCTUATION = re.compile(r"""([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])""")
+
+
+def markdown_text(text: str) -> str:
+    """`text` (from an image or a spec) as literal Markdown on one line: `printable`, then each punctuation
+    character backslash-escaped, so it can neither end a table cell nor make a link, HTML or code."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", printable(text))
+
+
 _UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 
 

@@ -56,10 +56,11 @@ def test_without_the_policy_no_squashfs_is_published(process_world: World) -> No
         assert not [key for key in document["exchange"] if key.startswith("squashfs-")]
 
 
-def test_the_squashfs_image_is_published_beside_the_tarball_and_named_in_the_manifest(process_world: World) -> None:
+def test_the_squashfs_image_is_published_beside_the_tarball_and_named_in_the_manifest(process_world: World,
+                                                                                      tmp_path: Path) -> None:
     require_executable("tar2sqfs")
     ask_for_squashfs(process_world)
-    result = process(process_world)
+    result = process(process_world, "--report", str(tmp_path / "report"))
     assert result.exit_code == 0, result.output
     objects = process_world.bucket_objects()
     found = manifests(process_world)
@@ -73,6 +74,10 @@ def test_the_squashfs_image_is_published_beside_the_tarball_and_named_in_the_man
         assert objects[name] == digest
         assert block["squashfs-size"] == (process_world.bucket / name).stat().st_size
         assert (process_world.bucket / name).read_bytes()[:4] == b"hsqs", "a squashfs superblock"
+    report = json.loads((tmp_path / "report" / "process.json").read_text())
+    assert {(spec["squashfs-url"], spec["squashfs-sha384"], spec["squashfs-size"]) for spec in report["specs"]} == {
+        (d["exchange"]["squashfs-url"], d["exchange"]["squashfs-sha384"], d["exchange"]["squashfs-size"])
+        for d in found.values()}, "the run report names what the manifests name"
     assert sorted(objects) == sorted([*(Path(d["exchange"]["rootfs-url"]).name for d in found.values()),
                                       *(Path(d["exchange"]["sbom-url"]).name for d in found.values()),
                                       *(Path(d["exchange"]["squashfs-url"]).name for d in found.values())])

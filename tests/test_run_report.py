@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from hashlib import sha256
 from pathlib import Path
 
 from click.testing import CliRunner, Result
@@ -34,6 +36,13 @@ def test_a_published_run_reports_every_spec(process_world: World, tmp_path: Path
         assert spec["export-seconds"] >= 0 and spec["upload-seconds"] >= 0
         assert process_world.repo.git("log", "-1", "--format=%s", spec["commit"]) == f"Process {spec['title']}"
         assert f"| {spec['title']} | published |" in markdown
+        # The SBOM beside it, as the bucket holds it: its URL, hash and package count, in both forms.
+        sbom = process_world.bucket / (spec["artifact"] + ".sbom.json")
+        assert spec["sbom-url"].endswith("/" + sbom.name) and spec["sbom-sha256"] == sha256(sbom.read_bytes()).hexdigest()
+        components = json.loads(sbom.read_bytes())["components"]
+        assert spec["sbom-packages"] == len([c for c in components if c["type"] != "operating-system"])
+        assert f"| {spec['sbom-packages']} packages" in markdown
+        assert spec["squashfs-url"] is None and spec["squashfs-size"] is None, "none was asked for"
     assert report["rollback"] is None and "Rolled back" not in markdown
 
 
@@ -114,3 +123,42 @@ def test_a_dry_run_writes_no_report(process_world: World, tmp_path: Path) -> Non
     result = run_with_report(process_world, tmp_path / "report", "--dry-run")
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "report").exists()
+
+
+def test_text_from_the_image_cannot_change_the_reports_markdown() -> None:
+    """The OS comes from the image's os-release: a `|` would add a table cell, `[..](..)` a link, `<..>` HTML."""
+    from exchange_cli.process.run_report import report_as_markdown
+
+    hostile = "12 | evil [click](https://evil.example) <img src=x> `code` \x1b[31m"
+    spec = {"title": "acme/hello 1.0.0", "outcome": "published", "image": "example.org/hello:1", "artifact": "a.tgz",
+            "rootfs-size": 1, "sbom-url": "https://bucket.example/a.tgz.sbom.json", "sbom-packages": 3,
+            "sbom-os": hostile, "squashfs-size": None, "export-seconds": 1.0, "upload-seconds": 1.0}
+    document = {"run": "process", "result": "succeeded", "source-commit": "abc", "started": "2026-12-06T00:00:00+00:00",
+                "seconds": 1.0, "stages": [], "pushed": True, "replays": 0, "shard": None, "catalog": None,
+                "error": None, "invalid-specs": [], "specs": [spec], "already-processed": [], "rollback": None}
+    markdown = report_as_markdown(document)
+    header, _, row = [line for line in markdown.splitlines() if line.startswith("|")][:3]
+    cells = re.split(r"(?<!\\)\|", row)
+    assert len(cells) == header.count("|") + 1, row
+    sbom = cells[header.split("|").index(" SBOM ")]
+    assert sbom.startswith(" 3 packages (12 \\| evil \\[click\\]") and sbom.endswith(") "), sbom
+    os_text = sbom[len(" 3 packages ("):-len(") ")]
+    assert not re.search(r"(?<!\\)[][()<>`]", os_text) and "\x1b" not in os_text, "no link, HTML or code: " + sbom
+
+
+def test_an_error_or_a_file_name_cannot_close_the_reports_code() -> None:
+    """A spec's file name and an error quoting a spec are shown as code that they cannot end early."""
+    from exchange_cli.process.run_report import report_as_markdown
+
+    error = "bad image 'x```\n# Pwned\n[click](https://evil.example)'"
+    document = {"run": "process", "result": "failed", "source-commit": None, "started": "2026-12-06T00:00:00+00:00",
+                "seconds": 1.0, "stages": ["plan"], "pushed": False, "replays": 0, "shard": None, "catalog": None,
+                "error": error, "invalid-specs": ["gears/acme/a`` `b.json", "gears/acme/c`"], "specs": [],
+                "already-processed": [], "rollback": None}
+    lines = report_as_markdown(document).splitlines()
+    fence = lines[lines.index("## Error") + 2]
+    assert len(fence) >= 4 and set(fence) == {"`"}, "longer than the three backticks inside"
+    body = lines[lines.index(fence) + 1:]
+    assert body[:body.index(fence)] == error.splitlines(), "the whole error inside, closed only by its own fence"
+    assert "- ```gears/acme/a`` `b.json```" in lines, "a span of three: the name's runs are of one and two"
+    assert "- `` gears/acme/c` ``" in lines, "padded: a name's backtick must not touch the span's own"

@@ -21,7 +21,12 @@ def artifact_fields(artifact: Artifact) -> dict[str, Any]:
             "image-config-digest": artifact.image.config_digest, "artifact": artifact.object_name,
             "rootfs-hash": artifact.rootfs_hash, "rootfs-size": artifact.size, "rootfs-url": artifact.url,
             "uploaded": artifact.created, "export-seconds": round(artifact.export_seconds, 3),
-            "upload-seconds": round(artifact.upload_seconds, 3)}
+            "upload-seconds": round(artifact.upload_seconds, 3),
+            # What was published beside the tarball (None where nothing was): the manifest's names for them.
+            "sbom-url": artifact.sbom_url, "sbom-sha256": artifact.sbom_sha256,
+            "sbom-packages": artifact.sbom_packages, "sbom-os": artifact.sbom_os,
+            "squashfs-url": artifact.squashfs_url, "squashfs-sha384": artifact.squashfs_sha384 and f"sha384:{artifact.squashfs_sha384}",
+            "squashfs-size": artifact.squashfs_size}
 
 
 def outcome_as_json(outcome: ProcessOutcome) -> dict[str, Any]:

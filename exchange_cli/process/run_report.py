@@ -10,6 +10,7 @@ not already show: no settings, no credentials.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 from ..durable import write_atomically
 from ..errors import redact
 from ..progress import format_bytes
+from ..quoting import markdown_text, printable, printable_lines
 from .artifacts import Artifact
 from .context import ProcessOutcome
 from .plan import SpecJob, ValidationFailed
@@ -167,28 +169,30 @@ def report_as_markdown(document: dict[str, Any]) -> str:
         state = f"`{catalog['commit']}`" if catalog["published"] else f"FAILED ({catalog['error']}); the next run retries"
         lines.append(f"- catalog on `{catalog['branch']}`: {state}")
     if document["error"]:
-        lines += ["", "## Error", "", "```", document["error"], "```"]
+        fence = _fence(document["error"])
+        lines += ["", "## Error", "", fence, printable_lines(document["error"]), fence]
     if document["invalid-specs"]:
-        lines += ["", "## Invalid specs", ""] + [f"- `{path}`" for path in document["invalid-specs"]]
+        lines += ["", "## Invalid specs", ""] + [f"- {_code(path)}" for path in document["invalid-specs"]]
     lines += ["", "## Specs", ""]
     if document["specs"]:
-        lines += ["| spec | outcome | image digest | artifact | size | export (s) | upload (s) |",
-                  "| --- | --- | --- | --- | ---: | ---: | ---: |"]
+        lines += ["| spec | outcome | image digest | artifact | size | SBOM | squashfs | export (s) | upload (s) |",
+                  "| --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: |"]
         lines += [f"| {spec['title']} | {spec['outcome']} | `{spec.get('image-digest-reference') or spec['image']}` | "
-                  f"`{spec.get('artifact', '-')}` | {_size(spec.get('rootfs-size'))} | {spec.get('export-seconds', '-')} | "
+                  f"`{spec.get('artifact', '-')}` | {_size(spec.get('rootfs-size'))} | {_sbom(spec)} | "
+                  f"{_size(spec.get('squashfs-size'))} | {spec.get('export-seconds', '-')} | "
                   f"{spec.get('upload-seconds', '-')} |" for spec in document["specs"]]
     else:
         lines.append("Nothing to process.")
     if document["already-processed"]:
-        lines += ["", "Already processed: " + ", ".join(f"`{path}`" for path in document["already-processed"])]
+        lines += ["", "Already processed: " + ", ".join(_code(path) for path in document["already-processed"])]
     rollback = document["rollback"]
     if rollback is not None:
         lines += ["", "## Rolled back", ""]
         if rollback["branch-reset-to"]:
             lines.append(f"- branch reset to `{rollback['branch-reset-to']}`")
-        lines += [f"- deleted `{name}`" for name in rollback["deleted"]]
-        lines += [f"- could NOT delete `{name}`: {reason}" for name, reason in rollback["not-deleted"].items()]
-        lines += [f"- `{name}` {reason}" for name, reason in rollback["kept"].items()]
+        lines += [f"- deleted {_code(name)}" for name in rollback["deleted"]]
+        lines += [f"- could NOT delete {_code(name)}: {markdown_text(reason)}" for name, reason in rollback["not-deleted"].items()]
+        lines += [f"- {_code(name)} {markdown_text(reason)}" for name, reason in rollback["kept"].items()]
         if not rollback["deleted"] and not rollback["not-deleted"] and not rollback["kept"]:
             lines.append("- no objects to delete")
     return "\n".join(lines) + "\n"
@@ -200,6 +204,28 @@ def _stages(document: dict[str, Any]) -> str:
     if document["result"] != "succeeded" and document["stages"]:
         stages[-1] += f" ({document['result']} here)"
     return ", ".join(stages)
+
+
+def _code(text: str) -> str:
+    """`text` as a code span: a file name from a contributor may hold backticks, so the span's own are longer
+    than any run inside (CommonMark), and it is padded when it starts or ends with one."""
+    text = printable(text)
+    ticks = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    padding = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{padding}{text}{padding}{ticks}"
+
+
+def _fence(text: str) -> str:
+    """A code fence that the text cannot close: longer than its longest run of backticks."""
+    return "`" * max(3, max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+
+
+def _sbom(spec: dict[str, Any]) -> str:
+    """The SBOM's package count and OS, as the catalog shows them; "-" where none was made."""
+    if spec.get("sbom-url") is None:
+        return "-"
+    os = spec.get("sbom-os")  # from the image's os-release: its text, never its Markdown
+    return f"{spec['sbom-packages']} packages{f' ({markdown_text(os)})' if os else ''}"
 
 
 def _size(size: int | None) -> str:
