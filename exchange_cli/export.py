@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +140,7 @@ def _write(image: Image, output: Path | None, progress: Progress, index: LayerIn
     """The files of export_image, complete or none; the renderer told of the SBOM's findings on the way, and
     its document taken before the files are in place, so that an SBOM that fails leaves no tarball."""
     collector = Collector(renderer) if renderer is not None else None
-    document = None
+    documents: list[bytes] = []
     if renderer is not None:
         gate("sbom")  # tests: held with the SBOM's process started, before the layers are read
     try:
@@ -157,17 +157,21 @@ def _write(image: Image, output: Path | None, progress: Progress, index: LayerIn
                 assert sink is not None
                 entries, tarball = write_squashfs(image.layers, sink, progress_task=task, index=index), None
             else:
-                handle = stack.enter_context(_atomic_output(Path(output)))
+                # The document is taken once the tarball is on disk and before it is renamed into place:
+                # the renderer's last components (the dpkg status comes last, under var/) are made while
+                # the disk takes the tarball's end, and an SBOM that fails still leaves no tarball.
+                take_document = (lambda: documents.append(renderer.document())) if renderer is not None else None
+                handle = stack.enter_context(_atomic_output(Path(output), before_rename=take_document))
                 digest = write_rootfs(image.layers, handle, progress_task=task, index=index, watch=collector,
                                       squashfs=sink)
                 entries, tarball = digest.entries, WrittenFile(Path(output), digest.sha384, digest.size)
                 if collector is not None and renderer is not None:
                     renderer.finish(collector.finish(), digest.sha384)
-                    document = renderer.document()
             image_file = _squashfs_result(squashfs, squashfs_path) if squashfs is not None else None
     except LayerError as error:
         raise ExportError(f"{shown_as or image.reference}: {error}") from error
-    return ExportResult(tarball=tarball, entries=entries, image=image, sbom=document, squashfs=image_file)
+    return ExportResult(tarball=tarball, entries=entries, image=image, sbom=documents[0] if documents else None,
+                        squashfs=image_file)
 
 
 def _tar_bytes(image: Image) -> int:
@@ -184,11 +188,12 @@ def _squashfs_result(request: SquashfsRequest, written: Path | None) -> Squashfs
 
 
 @contextmanager
-def _atomic_output(output: Path) -> Iterator[_OutputFile]:
+def _atomic_output(output: Path, *, before_rename: Callable[[], object] | None = None) -> Iterator[_OutputFile]:
     """A temporary file beside `output`, renamed over it on success and removed on any failure.
 
     A failing write (disk full, quota, I/O error) is an OutputError naming `output`; errors of
-    reading the layers pass through as they are."""
+    reading the layers pass through as they are. `before_rename` runs once the file is synced, as the
+    last step that may still fail the export and remove it."""
     with _atomic_path(output) as temp_path:
         handle = open(temp_path, "w+b")  # noqa: SIM115 - closed below, before the rename
         try:
@@ -205,6 +210,8 @@ def _atomic_output(output: Path) -> Iterator[_OutputFile]:
         finally:
             with suppress(OSError):  # after a failed write, closing would fail to flush the rest again
                 handle.close()
+        if before_rename is not None:
+            before_rename()
 
 
 @contextmanager
