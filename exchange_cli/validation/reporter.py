@@ -73,8 +73,8 @@ def _result_as_json(result: SpecResult) -> dict[str, Any]:
 
 
 def render_json(report: Report, stream: TextIO) -> None:
-    json.dump(report_as_json(report), stream, indent=2)
-    stream.write("\n")
+    # One write: json.dump writes each token on its own, half a million writes for a spec of 10,000 problems.
+    stream.write(json.dumps(report_as_json(report), indent=2) + "\n")
 
 
 def render_rich(report: Report, stream: TextIO) -> None:
