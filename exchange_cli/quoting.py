@@ -76,15 +76,17 @@ def printable_lines(text: str) -> str:
     return "\n".join(printable(line) for line in text.split("\n"))
 
 
-# Every ASCII punctuation character, which CommonMark lets a backslash make literal: `|` ends a table cell,
-# `[`/`]`/`(` make a link, `<` starts HTML or an autolink, backticks and `*`/`_` change the text around.
-_MARKDOWN_PUNCTUATION = re.compile(r"""([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])""")
+# The characters that open or close Markdown inline (CommonMark and GitHub's tables): `|` ends a table cell,
+# `[`/`]` make a link (and `![` an image), `<`/`>` HTML or an autolink, `&` an entity, backticks code,
+# `*`/`_`/`~` emphasis, and a backslash escapes the next. Others (`/`, `.`, `(`) are left as they are: without
+# these they make nothing, and a report read raw stays readable.
+_MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]<>|!&~])")
 
 
 def markdown_text(text: str) -> str:
-    """`text` (from an image or a spec) as literal Markdown on one line: `printable`, then each punctuation
-    character backslash-escaped, so it can neither end a table cell nor make a link, HTML or code."""
-    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", printable(text))
+    """`text` (from an image or a spec) as literal Markdown on one line: `printable`, then each character
+    that Markdown acts on backslash-escaped, so it can neither end a table cell nor make a link, HTML or code."""
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", printable(text))
 
 
 _UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}

@@ -130,7 +130,7 @@ def test_text_from_the_image_cannot_change_the_reports_markdown() -> None:
     from exchange_cli.process.run_report import report_as_markdown
 
     hostile = "12 | evil [click](https://evil.example) <img src=x> `code` \x1b[31m"
-    spec = {"title": "acme/hello 1.0.0", "outcome": "published", "image": "example.org/hello:1", "artifact": "a.tgz",
+    spec = {"title": "boutique acme/Tool | [x](https://evil.example) 1.0", "outcome": "published", "image": "example.org/hello:1", "artifact": "a.tgz",
             "rootfs-size": 1, "sbom-url": "https://bucket.example/a.tgz.sbom.json", "sbom-packages": 3,
             "sbom-os": hostile, "squashfs-size": None, "export-seconds": 1.0, "upload-seconds": 1.0}
     document = {"run": "process", "result": "succeeded", "source-commit": "abc", "started": "2026-12-06T00:00:00+00:00",
@@ -140,10 +140,11 @@ def test_text_from_the_image_cannot_change_the_reports_markdown() -> None:
     header, _, row = [line for line in markdown.splitlines() if line.startswith("|")][:3]
     cells = re.split(r"(?<!\\)\|", row)
     assert len(cells) == header.count("|") + 1, row
+    assert cells[1] == " boutique acme/Tool \\| \\[x\\](https://evil.example) 1.0 ", "a boutique's free-text name"
     sbom = cells[header.split("|").index(" SBOM ")]
     assert sbom.startswith(" 3 packages (12 \\| evil \\[click\\]") and sbom.endswith(") "), sbom
     os_text = sbom[len(" 3 packages ("):-len(") ")]
-    assert not re.search(r"(?<!\\)[][()<>`]", os_text) and "\x1b" not in os_text, "no link, HTML or code: " + sbom
+    assert not re.search(r"(?<!\\)[][<>`|]", os_text) and "\x1b" not in os_text, "no link, HTML or code: " + sbom
 
 
 def test_an_error_or_a_file_name_cannot_close_the_reports_code() -> None:

@@ -166,7 +166,7 @@ def report_as_markdown(document: dict[str, Any]) -> str:
         lines.append(f"- shard {document['shard']}, record `{document['shard-record'] or '-'}`")
     catalog = document["catalog"]
     if catalog is not None:
-        state = f"`{catalog['commit']}`" if catalog["published"] else f"FAILED ({catalog['error']}); the next run retries"
+        state = f"`{catalog['commit']}`" if catalog["published"] else f"FAILED ({markdown_text(catalog['error'])}); the next run retries"
         lines.append(f"- catalog on `{catalog['branch']}`: {state}")
     if document["error"]:
         fence = _fence(document["error"])
@@ -177,7 +177,7 @@ def report_as_markdown(document: dict[str, Any]) -> str:
     if document["specs"]:
         lines += ["| spec | outcome | image digest | artifact | size | SBOM | squashfs | export (s) | upload (s) |",
                   "| --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: |"]
-        lines += [f"| {spec['title']} | {spec['outcome']} | `{spec.get('image-digest-reference') or spec['image']}` | "
+        lines += [f"| {markdown_text(spec['title'])} | {spec['outcome']} | `{spec.get('image-digest-reference') or spec['image']}` | "
                   f"`{spec.get('artifact', '-')}` | {_size(spec.get('rootfs-size'))} | {_sbom(spec)} | "
                   f"{_size(spec.get('squashfs-size'))} | {spec.get('export-seconds', '-')} | "
                   f"{spec.get('upload-seconds', '-')} |" for spec in document["specs"]]
