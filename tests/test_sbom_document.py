@@ -162,7 +162,7 @@ def held_export(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, int]:
     """An export whose rootfs is large enough for a child to make the document, held: the child's pid."""
     run, gates = start_held(tmp_path, PROCESS_FROM_BYTES)
     children = children_of(run.pid)
-    assert len(children) == 1 and "exchange_cli.sbom.renderer" in Path(f"/proc/{children[0]}/cmdline").read_text()
+    assert len(children) == 1 and "exchange_cli.sbom.child" in Path(f"/proc/{children[0]}/cmdline").read_text()
     return run, gates, children[0]
 
 

@@ -299,3 +299,30 @@ def _factory() -> LicenseFactory:
     from cyclonedx.contrib.license.factories import LicenseFactory
 
     return LicenseFactory()
+
+
+class DocumentHere:
+    """A DocumentBuilder as the collector's listener (collect.Listener), then the document: the renderer's
+    child builds through one (child.py), and an export of a small rootfs builds through one in its own
+    process, its export being shorter than the child's start (0.1 s of CPU)."""
+
+    def __init__(self) -> None:
+        self.builder = DocumentBuilder()
+        self.written: bytes | None = None
+
+    def found(self, packages: list[Package]) -> None:
+        self.builder.add(packages)
+
+    def os_chosen(self, os: OperatingSystem | None) -> None:
+        self.builder.choose_os(os)
+
+    def licenses_declared(self, licenses: tuple[str, ...]) -> None:
+        self.builder.prepare(licenses)
+
+    def finish(self, findings: Findings, rootfs_sha384: str) -> None:
+        self.builder.choose_os(findings.os)
+        self.written = self.builder.finish(findings.warnings, rootfs_sha384)
+
+    def document(self) -> bytes:
+        assert self.written is not None, "document() before finish()"
+        return self.written

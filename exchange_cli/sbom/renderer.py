@@ -6,13 +6,13 @@ component, all of it holding the interpreter the flattener needs). The child imp
 while the layers stream, builds each component as the collector reads its database
 (document.DocumentBuilder), and at the end has only the document's frame left to write.
 
-A rootfs below PROCESS_FROM_BYTES has its document made in the exporting process (DocumentHere):
+A rootfs below PROCESS_FROM_BYTES has its document made in the exporting process (document.DocumentHere):
 its export is shorter than the child's start, which would cost more than it saves.
 
 The protocol: JSON lines on the child's standard input (`packages`, `os`, `licenses` that packages to
 come will declare, then one `end` with the chosen OS, the warnings and the rootfs digest), written by
 a thread so that a child still importing never holds up the flattener; on its standard output, the
-document's length on a line, then the document. The child lives in a session of
+document's length on a line, then the document (child.py; wire.py is the findings' form). The child lives in a session of
 its own, as every child of the tool does (children.py), and ends with its input: an exporter killed
 outright leaves no renderer behind.
 """
@@ -20,7 +20,6 @@ outright leaves no renderer behind.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import queue
@@ -31,15 +30,19 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .model import Findings, OperatingSystem, Package
+from .wire import encode_package, os_fields
+
+if TYPE_CHECKING:
+    from .document import DocumentHere
 
 # The child: the parent's sys.path, led by the directory this package is in, so that it runs this same
 # code whatever the installation; -I so that nothing from the environment (PYTHONPATH, PYTHONSTARTUP, user
 # site) changes what it imports; -S, no site: the path is already whole, and site's work (an editable
 # install's finder among it) was an eighth of the child's start.
-_BOOT = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from exchange_cli.sbom.renderer import serve; serve()"
+_BOOT = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from exchange_cli.sbom.child import serve; serve()"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 NICENESS = 10  # behind the export's own threads (19 did no better in the benchmark's runs)
 # Layers' tar bytes from which an export's document is made by a child (below, in the exporting process):
@@ -78,17 +81,17 @@ class DocumentProcess:
         self.feeder.start()
 
     def found(self, packages: list[Package]) -> None:
-        self._send({"packages": [_encoded(package) for package in packages]})
+        self._send({"packages": [encode_package(package) for package in packages]})
 
     def os_chosen(self, os: OperatingSystem | None) -> None:
-        self._send({"os": _os_fields(os)})
+        self._send({"os": os_fields(os)})
 
     def licenses_declared(self, licenses: tuple[str, ...]) -> None:
         self._send({"licenses": licenses})
 
     def finish(self, findings: Findings, rootfs_sha384: str) -> None:
         """The last message: the document can now be written (see `document`). Every package was sent as found."""
-        self._send({"end": {"os": _os_fields(findings.os), "warnings": findings.warnings,
+        self._send({"end": {"os": os_fields(findings.os), "warnings": findings.warnings,
                             "sha384": rootfs_sha384}})
         self._hand_over()
         self.lines.put(None)
@@ -153,35 +156,7 @@ class DocumentProcess:
         return f"the SBOM's process ended with exit status {status}" if status else "the SBOM's process wrote nothing"
 
 
-class DocumentHere:
-    """The same document built in this process, for a small rootfs: its export takes less time than the
-    child's start costs (0.1 s of CPU), and the library's import (70 ms) is then the whole cost."""
-
-    def __init__(self) -> None:
-        from .document import DocumentBuilder
-
-        self.builder = DocumentBuilder()
-        self.written: bytes | None = None
-
-    def found(self, packages: list[Package]) -> None:
-        self.builder.add(packages)
-
-    def os_chosen(self, os: OperatingSystem | None) -> None:
-        self.builder.choose_os(os)
-
-    def licenses_declared(self, licenses: tuple[str, ...]) -> None:
-        self.builder.prepare(licenses)
-
-    def finish(self, findings: Findings, rootfs_sha384: str) -> None:
-        self.builder.choose_os(findings.os)
-        self.written = self.builder.finish(findings.warnings, rootfs_sha384)
-
-    def document(self) -> bytes:
-        assert self.written is not None, "document() before finish()"
-        return self.written
-
-
-DocumentMaker = DocumentProcess | DocumentHere
+DocumentMaker: TypeAlias = "DocumentProcess | DocumentHere"
 
 
 @contextlib.contextmanager
@@ -189,6 +164,8 @@ def document_maker(rootfs_bytes: int) -> Iterator[DocumentMaker]:
     """Where the document of a rootfs of `rootfs_bytes` (its layers' tars) is made: in a child from
     PROCESS_FROM_BYTES on, ended on the way out whatever happened; here below that."""
     if rootfs_bytes < PROCESS_FROM_BYTES:
+        from .document import DocumentHere  # the library, loaded here only for a small rootfs
+
         yield DocumentHere()
         return
     started = DocumentProcess()
@@ -196,46 +173,3 @@ def document_maker(rootfs_bytes: int) -> Iterator[DocumentMaker]:
         yield started
     finally:
         started.abandon()
-
-
-def serve() -> None:
-    """The child: imports the document's library first (the reason it exists), then has a DocumentHere
-    build as told, so both sides make the document by one code. An input that ends without its end (the
-    exporter is gone, or gave up) ends it, writing nothing."""
-    from .document import warm_up
-
-    warm_up()
-    here = DocumentHere()
-    for line in sys.stdin.buffer:
-        message = json.loads(line)
-        if "packages" in message:
-            here.found([_decoded(fields) for fields in message["packages"]])
-        elif "os" in message:
-            here.os_chosen(_os_of(message["os"]))
-        elif "licenses" in message:
-            here.licenses_declared(tuple(message["licenses"]))
-        elif "end" in message:
-            end = message["end"]
-            here.finish(Findings(os=_os_of(end["os"]), warnings=end["warnings"]), end["sha384"])
-            document = here.document()
-            sys.stdout.buffer.write(b"%d\n%s" % (len(document), document))
-            sys.stdout.buffer.flush()
-            os._exit(0)  # the parent has what it waits for; an interpreter's orderly exit would only cost time
-
-
-def _encoded(package: Package) -> list[Any]:
-    return [package.ecosystem, package.name, package.version, package.path, package.licenses, package.qualifiers]
-
-
-def _decoded(fields: list[Any]) -> Package:
-    ecosystem, name, version, path, licenses, qualifiers = fields
-    return Package(ecosystem, name, version, path, licenses=tuple(licenses),
-                   qualifiers=tuple((key, value) for key, value in qualifiers))
-
-
-def _os_fields(os: OperatingSystem | None) -> dict[str, str] | None:
-    return dataclasses.asdict(os) if os is not None else None
-
-
-def _os_of(fields: dict[str, str] | None) -> OperatingSystem | None:
-    return OperatingSystem(**fields) if fields is not None else None
