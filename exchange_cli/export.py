@@ -28,7 +28,6 @@ from .rootfs.errors import LayerError
 from .rootfs.index import BackgroundIndex, LayerIndex
 from .rootfs.squashfs import TAR2SQFS, SquashfsSink, Tar2sqfs, image_digest, write_squashfs
 from .rootfs.tarball import write_rootfs
-from .sbom.collect import Collector
 from .sbom.renderer import DocumentMaker, RendererFailed, document_maker
 from .testgates import gate
 
@@ -139,7 +138,7 @@ def _write(image: Image, output: Path | None, progress: Progress, index: LayerIn
            shown_as: str | None) -> ExportResult:
     """The files of export_image, complete or none; the renderer told of the SBOM's findings on the way, and
     its document taken before the files are in place, so that an SBOM that fails leaves no tarball."""
-    collector = Collector(renderer) if renderer is not None else None
+    watch = renderer.watch() if renderer is not None else None
     documents: list[bytes] = []
     if renderer is not None:
         gate("sbom")  # tests: held with the SBOM's process started, before the layers are read
@@ -162,11 +161,11 @@ def _write(image: Image, output: Path | None, progress: Progress, index: LayerIn
                 # the disk takes the tarball's end, and an SBOM that fails still leaves no tarball.
                 take_document = (lambda: documents.append(renderer.document())) if renderer is not None else None
                 handle = stack.enter_context(_atomic_output(Path(output), before_rename=take_document))
-                digest = write_rootfs(image.layers, handle, progress_task=task, index=index, watch=collector,
+                digest = write_rootfs(image.layers, handle, progress_task=task, index=index, watch=watch,
                                       squashfs=sink)
                 entries, tarball = digest.entries, WrittenFile(Path(output), digest.sha384, digest.size)
-                if collector is not None and renderer is not None:
-                    renderer.finish(collector.finish(), digest.sha384)
+                if renderer is not None:
+                    renderer.finish(digest.sha384)
             image_file = _squashfs_result(squashfs, squashfs_path) if squashfs is not None else None
     except LayerError as error:
         raise ExportError(f"{shown_as or image.reference}: {error}") from error

@@ -115,15 +115,54 @@ def test_the_bytes_do_not_depend_on_the_order_packages_and_the_os_come_in() -> N
     assert b"pkg:deb/debian/lib7@1.7-1?arch=amd64&distro=debian-12" in expected
 
 
+def debian_files() -> list[tuple[str, bytes | None, int]]:
+    """A rootfs's files in the flattener's order, as (path, data or None when over its cap, size): every
+    ecosystem's database, and every kind of warning (a refused rpm format, a file over its cap, an
+    unreadable database, a path that is not UTF-8, bytes that are not either)."""
+    copyright = "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\nFiles: *\nLicense: {}\n"
+    status = "".join(f"Package: lib{n}\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.{n}-1\n"
+                     f"Description: library {n}\n \xff\xfe binary junk\n\n" for n in range(40))
+    files: list[tuple[str, bytes | None, int]] = [
+        ("etc/os-release", b'ID=debian\nVERSION_ID="12"\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n', 0),
+        ("opt/conda/conda-meta/huge-1.0-0.json", None, 1 << 30),
+        ("opt/\udcff/weird-1.0.dist-info/METADATA", b"Metadata-Version: 2.1\nName: weird\nVersion: 1.0\n\n", 0),
+        ("usr/lib/os-release", b"ID=alpine\nVERSION_ID=3.19\n", 0),
+        ("usr/lib/python3/dist-packages/six-1.16.0.dist-info/METADATA",
+         b"Metadata-Version: 2.1\nName: six\nVersion: 1.16.0\nLicense: MIT\n\n", 0),
+        *((f"usr/share/doc/lib{n}/copyright", copyright.format(["GPL-2+", "MIT", "BSD-3-clause"][n % 3]).encode(), 0)
+          for n in range(40)),
+        ("var/lib/dpkg/status", status.encode("latin-1"), 0),
+        ("var/lib/rpm/Packages", b"Berkeley DB", 0),
+        ("var/lib/rpm/rpmdb.sqlite", b"not a database", 0),
+    ]
+    return [(path, data, size or len(data or b"")) for path, data, size in files]
+
+
+def show(watch, files: list[tuple[str, bytes | None, int]]) -> None:
+    """What the flattener does with a watch: asks, then hands over the data within the cap, else None."""
+    for path, data, size in files:
+        directory, _, name = path.rpartition("/")
+        limit = watch.wants(f"{directory}/" if directory else "", name)
+        if limit:
+            watch.take(path, data if data is not None and len(data) <= limit else None, size)
+
+
 def test_the_child_process_delivers_the_in_process_document() -> None:
-    findings = debian_findings()
+    """The same files shown to the child's gate and to a collector here give the same bytes: the files
+    travel as they are, and the warnings in the order they came."""
+    with document_maker(0) as here:
+        show(here.watch(), debian_files())
+        here.finish("ef" * 48)
+    expected = here.document()
+    warnings = json.loads(expected)["metadata"]["properties"]
+    assert len(warnings) == 3 and "Berkeley DB" in json.dumps(warnings), "each kind of warning is in it"
+    assert b"pkg:pypi/weird@1.0" in expected and b"opt/\\udcff/weird" in expected, "a path that is not UTF-8"
+    assert b"pkg:deb/debian/lib7@1.7-1?arch=amd64&distro=debian-12" in expected
     with document_maker(PROCESS_FROM_BYTES) as child:
         assert isinstance(child, DocumentProcess)
-        for package in findings.packages:
-            child.found([package])
-        child.os_chosen(ALPINE)  # a hint; the end names the OS chosen
-        child.finish(findings, "ef" * 48)
-        assert child.document() == render(findings, "ef" * 48)
+        show(child.watch(), debian_files())
+        child.finish("ef" * 48)
+        assert child.document() == expected
     assert child.process.poll() is not None, "the child outlived its context"
 
 

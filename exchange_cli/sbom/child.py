@@ -1,4 +1,4 @@
-"""The renderer's child process (renderer.py starts it): builds the document from the findings it is sent.
+"""The renderer's child process (renderer.py starts it): parses the files it is sent and builds the document.
 
 A module of its own so that the child imports what it runs and no more: the parent's side of the
 renderer (subprocess, tempfile, threads) cost a tenth of the child's start.
@@ -11,27 +11,28 @@ import os
 import sys
 
 from .document import DocumentHere, warm_up
-from .model import Findings
-from .wire import decode_package, os_of
 
 
 def serve() -> None:
-    """Loads the document's library first (the reason the child exists), then has a DocumentHere build as
-    told, so both sides make the document by one code. An input that ends without its end (the exporter
-    is gone, or gave up) ends it, writing nothing."""
+    """Loads the document's library first (the reason the child exists), then has a DocumentHere's collector
+    read the files and warnings as they are sent, in their order, so that both sides make the document by
+    one code. An input that ends without its end (the exporter is gone, or gave up) ends it, writing
+    nothing."""
     warm_up()
     here = DocumentHere()
-    for line in sys.stdin.buffer:
+    collector = here.watch()
+    stdin = sys.stdin.buffer
+    while line := stdin.readline():
         message = json.loads(line)
-        if "packages" in message:
-            here.found([decode_package(fields) for fields in message["packages"]])
-        elif "os" in message:
-            here.os_chosen(os_of(message["os"]))
-        elif "licenses" in message:
-            here.licenses_declared(tuple(message["licenses"]))
+        if "file" in message:
+            data = stdin.read(message["bytes"])
+            if len(data) != message["bytes"]:
+                return  # cut off mid-file: the exporter is gone
+            collector.read(message["kind"], message["file"], data)
+        elif "warn" in message:
+            collector.warn(message["warn"])
         elif "end" in message:
-            end = message["end"]
-            here.finish(Findings(os=os_of(end["os"]), warnings=end["warnings"]), end["sha384"])
+            here.finish(message["end"])
             document = here.document()
             sys.stdout.buffer.write(b"%d\n%s" % (len(document), document))
             sys.stdout.buffer.flush()

@@ -40,6 +40,8 @@ from .model import Findings, OperatingSystem, Package
 if TYPE_CHECKING:
     from cyclonedx.contrib.license.factories import LicenseFactory
 
+    from .collect import Collector
+
 SPEC_VERSION = "1.6"
 WARNING_PROPERTY = "exchange:sbom:warning"
 LOCATION_PROPERTY = "exchange:location"  # the database file of the rootfs that lists the package
@@ -302,13 +304,20 @@ def _factory() -> LicenseFactory:
 
 
 class DocumentHere:
-    """A DocumentBuilder as the collector's listener (collect.Listener), then the document: the renderer's
-    child builds through one (child.py), and an export of a small rootfs builds through one in its own
-    process, its export being shorter than the child's start (0.1 s of CPU)."""
+    """A collector and the document's builder in one process: the renderer's child makes its document
+    through one (child.py), and so does an export of a small rootfs, its export being shorter than the
+    child's start (0.1 s of CPU). `watch` is the collector (the flattener's rootfs.flatten.Watch), which
+    tells this object of each finding as it is read."""
 
     def __init__(self) -> None:
+        from .collect import Collector
+
         self.builder = DocumentBuilder()
+        self.collector = Collector(self)
         self.written: bytes | None = None
+
+    def watch(self) -> Collector:
+        return self.collector
 
     def found(self, packages: list[Package]) -> None:
         self.builder.add(packages)
@@ -319,7 +328,8 @@ class DocumentHere:
     def licenses_declared(self, licenses: tuple[str, ...]) -> None:
         self.builder.prepare(licenses)
 
-    def finish(self, findings: Findings, rootfs_sha384: str) -> None:
+    def finish(self, rootfs_sha384: str) -> None:
+        findings = self.collector.finish()
         self.builder.choose_os(findings.os)
         self.written = self.builder.finish(findings.warnings, rootfs_sha384)
 

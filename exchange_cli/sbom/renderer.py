@@ -3,18 +3,19 @@
 Made in the exporting process, the document cost about a fifth of a small image's warm export
 (benchmarks/export.py: the library's import, about 70 ms, and its serializer, about 0.1 ms per
 component, all of it holding the interpreter the flattener needs). The child imports the library
-while the layers stream, builds each component as the collector reads its database
-(document.DocumentBuilder), and at the end has only the document's frame left to write.
+while the layers stream, parses each package database the flattener shows the collector's gate, builds
+its components (collect.Collector, document.DocumentBuilder), and at the end has only the last
+database's components and the document's frame left to make.
 
 A rootfs below PROCESS_FROM_BYTES has its document made in the exporting process (document.DocumentHere):
 its export is shorter than the child's start, which would cost more than it saves.
 
-The protocol: JSON lines on the child's standard input (`packages`, `os`, `licenses` that packages to
-come will declare, then one `end` with the chosen OS, the warnings and the rootfs digest), written by
-a thread so that a child still importing never holds up the flattener; on its standard output, the
-document's length on a line, then the document (child.py; wire.py is the findings' form). The child lives in a session of
-its own, as every child of the tool does (children.py), and ends with its input: an exporter killed
-outright leaves no renderer behind.
+The protocol, on the child's standard input: JSON lines, each `file` line followed by that many bytes
+of the file as it is (with its path and kind), `warn` lines for the files the gate refused, in the
+order they came, then one `end` with the rootfs digest. A thread writes them, so that a child still
+importing never holds up the flattener. On its standard output: the document's length on a line, then
+the document (child.py). The child lives in a session of its own, as every child of the tool does
+(children.py), and ends with its input: an exporter killed outright leaves no renderer behind.
 """
 
 from __future__ import annotations
@@ -32,8 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from .model import Findings, OperatingSystem, Package
-from .wire import encode_package, os_fields
+from .gate import Gate
 
 if TYPE_CHECKING:
     from .document import DocumentHere
@@ -58,7 +58,8 @@ class RendererFailed(Exception):
 
 
 class DocumentProcess:
-    """The parent's side: a collect.Listener that forwards what the collector finds to the child."""
+    """The parent's side: its `watch` decides, as the files stream by, which the collector reads (gate.Gate)
+    and sends them to the child, which parses them and builds the document (child.py)."""
 
     def __init__(self) -> None:
         # A file, not a pipe: the child never blocks on it. Closed by abandon.
@@ -75,24 +76,19 @@ class DocumentProcess:
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, self.process.pid, NICENESS)
         self.lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self.pending: list[bytes] = []  # lines not yet handed to the feeder
+        self.pending: list[bytes] = []  # messages not yet handed to the feeder
         self.pending_bytes = 0
         self.feeder = threading.Thread(target=self._feed, name="sbom-feed", daemon=True)
         self.feeder.start()
 
-    def found(self, packages: list[Package]) -> None:
-        self._send({"packages": [encode_package(package) for package in packages]})
+    def watch(self) -> Gate:
+        """What the flattener shows files to: the files the collector reads go to the child as they are,
+        unparsed, so that their parsing is the child's work and not the flattener's."""
+        return _Forwarder(self)
 
-    def os_chosen(self, os: OperatingSystem | None) -> None:
-        self._send({"os": os_fields(os)})
-
-    def licenses_declared(self, licenses: tuple[str, ...]) -> None:
-        self._send({"licenses": licenses})
-
-    def finish(self, findings: Findings, rootfs_sha384: str) -> None:
-        """The last message: the document can now be written (see `document`). Every package was sent as found."""
-        self._send({"end": {"os": os_fields(findings.os), "warnings": findings.warnings,
-                            "sha384": rootfs_sha384}})
+    def finish(self, rootfs_sha384: str) -> None:
+        """The last message: the document can now be written (see `document`). Every file was sent as read."""
+        self.send({"end": rootfs_sha384})
         self._hand_over()
         self.lines.put(None)
 
@@ -120,11 +116,12 @@ class DocumentProcess:
                 with contextlib.suppress(OSError):
                     stream.close()
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any], data: bytes = b"") -> None:
+        """A message: a JSON line, then `data` as it is when the line names its length (`bytes`)."""
         # ensure_ascii: a path's undecodable bytes (surrogates) travel as escapes and come back the same
         line = json.dumps(message, separators=(",", ":")).encode() + b"\n"
-        self.pending.append(line)
-        self.pending_bytes += len(line)
+        self.pending += [line, data] if data else [line]
+        self.pending_bytes += len(line) + len(data)
         if self.pending_bytes >= BATCH_BYTES:
             self._hand_over()
 
@@ -154,6 +151,21 @@ class DocumentProcess:
         if status < 0:
             return f"the SBOM's process ended by signal {-status}"
         return f"the SBOM's process ended with exit status {status}" if status else "the SBOM's process wrote nothing"
+
+
+class _Forwarder(Gate):
+    """The Gate of an export whose document the child makes: what it reads, and its warnings, go to the
+    child in the order they come, where a collect.Collector is told them (child.py)."""
+
+    def __init__(self, process: DocumentProcess) -> None:
+        super().__init__()
+        self.process = process
+
+    def read(self, kind: str, path: str, data: bytes) -> None:
+        self.process.send({"file": path, "kind": kind, "bytes": len(data)}, data)
+
+    def warn(self, line: str) -> None:
+        self.process.send({"warn": line})
 
 
 DocumentMaker: TypeAlias = "DocumentProcess | DocumentHere"

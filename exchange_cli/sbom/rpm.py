@@ -3,7 +3,7 @@
 Its `Packages` table holds one rpm header per package: big-endian counts `il` (index entries) and
 `dl` (data bytes), `il` entries of (tag, type, offset, count), then the data. Only a few string
 tags and the epoch are read, each checked to lie inside the data. The older Berkeley DB file
-(`Packages`) and SUSE's ndb (`Packages.db`) are not read: named unsupported in the warnings.
+(`Packages`) and SUSE's ndb (`Packages.db`) are not read: named unsupported in the warnings (gate.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ TAG_NAME, TAG_VERSION, TAG_RELEASE, TAG_EPOCH, TAG_LICENSE, TAG_ARCH = 1000, 100
 TYPE_INT32, TYPE_STRING, TYPE_I18NSTRING = 4, 6, 9
 MAX_INDEX = 1 << 16  # rpm's own limit on a header's index entries
 MAX_PACKAGES = 200_000
-UNSUPPORTED = {"Packages": "Berkeley DB", "Packages.db": "ndb"}
 
 
 def parse(path: str, data: bytes) -> list[Package]:
@@ -39,11 +38,6 @@ def parse(path: str, data: bytes) -> list[Package]:
         if isinstance(blob, bytes) and (package := _package(path, blob)) is not None:
             packages.append(package)
     return packages
-
-
-def unsupported(path: str) -> str:
-    kind = UNSUPPORTED[path.rsplit("/", 1)[-1]]
-    return f"{path}: an rpm database in the {kind} format, which is not read; its packages are not listed"
 
 
 def _package(path: str, blob: bytes) -> Package | None:
