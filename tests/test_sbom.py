@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from exchange_cli.rootfs.tarball import write_rootfs
 from exchange_cli.sbom import Findings, render
-from exchange_cli.sbom.collect import CAPS, Collector, kind_of
+from exchange_cli.sbom.collect import CAPS, MAX_PACKAGES, Collector, kind_of
 from tests.infra import require_executable
 from tests.infra.debian_licences import JUDGE, declared, in_sbom
 from tests.layers import Entry, file, hardlink, make_layer, symlink, whiteout, zeros
@@ -84,6 +84,24 @@ def test_distroless_status_d_and_os_release_through_a_symlink(tmp_path):
         file("var/lib/dpkg/status.d/base-files.md5sums", b"d41d8cd98f00b204e9800998ecf8427e  etc/x\n"),
     ])
     assert purls(findings) == {"pkg:deb/debian/base-files@12.4?arch=amd64&distro=debian-12"}
+
+
+def test_a_rootfs_listing_more_packages_than_the_cap_lists_the_first_and_says_so(tmp_path):
+    """A hostile image could declare millions of packages within the gate's bytes: each would be a component
+    in the child's memory, the document and every reader's. The first MAX_PACKAGES are listed, in the
+    flattener's order, and one warning names where the cap was reached; later databases add nothing."""
+    stanzas = "".join(f"Package: p{n}\nStatus: install ok installed\nVersion: 1\n\n" for n in range(MAX_PACKAGES - 2))
+    findings = collect(tmp_path, [
+        file("lib/apk/db/installed", b"P:musl\nV:1.2.4-r2\n\nP:zlib\nV:1.3-r0\n\nP:busybox\nV:1.36-r0\n"),
+        file("usr/lib/python3/dist-packages/six-1.16.0.dist-info/METADATA", b"Name: six\nVersion: 1.16.0\n\n"),
+        file("var/lib/dpkg/status", stanzas.encode()),
+        file("var/lib/dpkg/status.d/zz-more", b"Package: late\nVersion: 1\n"),
+    ])
+    assert len(findings.packages) == MAX_PACKAGES
+    assert [p.name for p in findings.packages[:4]] == ["musl", "zlib", "busybox", "six"]
+    assert findings.packages[-1].name == f"p{MAX_PACKAGES - 5}" and "late" not in {p.name for p in findings.packages}
+    assert findings.warnings == [(f"var/lib/dpkg/status: the rootfs lists more than {MAX_PACKAGES:,} packages; "
+                                  "the rest are not in the SBOM")]
 
 
 def test_debian_licences_are_what_the_copyright_files_declare(tmp_path):

@@ -12,6 +12,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 
 from exchange_cli.sbom import Findings, OperatingSystem, Package, render
 from exchange_cli.sbom.document import DocumentBuilder, licenses_of, purl_of
-from exchange_cli.sbom.renderer import PROCESS_FROM_BYTES, DocumentProcess, document_maker
+from exchange_cli.sbom.renderer import MAX_QUEUED_BYTES, PROCESS_FROM_BYTES, DocumentProcess, document_maker
 from exchange_cli.testgates import GATES_ENV
 from tests.infra.image_files import OciLayout
 from tests.layers import file, write_layer_tar, zeros
@@ -164,6 +165,32 @@ def test_the_child_process_delivers_the_in_process_document() -> None:
         child.finish("ef" * 48)
         assert child.document() == expected
     assert child.process.poll() is not None, "the child outlived its context"
+
+
+def test_a_slow_renderer_holds_the_flattener_back_instead_of_the_files_piling_up() -> None:
+    """The files the gate reads go to the child through a bounded queue: a child that cannot keep up (here,
+    stopped) makes the flattener wait, rather than the exporter holding a hostile image's databases (up to
+    the gate's 2 GiB) in memory."""
+    status = b"Package: p\nStatus: install ok installed\nVersion: 1\nDescription: x\n " + b"y" * (4 << 20) + b"\n\n"
+    files = 4 * MAX_QUEUED_BYTES // len(status)
+    with document_maker(PROCESS_FROM_BYTES) as child:
+        assert isinstance(child, DocumentProcess)
+        watch = child.watch()
+        os.kill(child.process.pid, signal.SIGSTOP)
+        try:
+            producer = threading.Thread(target=lambda: [watch.take(f"var/lib/dpkg/status.d/p{n}", status, len(status))
+                                                        for n in range(files)], daemon=True)
+            producer.start()
+            producer.join(timeout=2)
+            assert producer.is_alive(), "the flattener waits for the child"
+            assert child.queued <= MAX_QUEUED_BYTES + len(status) + (64 << 10)
+        finally:
+            os.kill(child.process.pid, signal.SIGCONT)
+        producer.join(timeout=120)
+        assert not producer.is_alive()
+        child.finish("ab" * 48)
+        (component,) = json.loads(child.document())["components"]
+    assert component["purl"] == "pkg:deb/p@1" and len(component["properties"]) == 1 + files, "every file arrived"
 
 
 # --- through the command, held at the gate where the SBOM's process has started ---------------------------

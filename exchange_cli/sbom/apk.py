@@ -6,9 +6,12 @@ from .fields import apk_records, decode
 from .model import Package
 
 
-def parse(path: str, data: bytes) -> list[Package]:
-    packages = []
+def parse(path: str, data: bytes, limit: int) -> list[Package]:
+    """Every package of the database, at most `limit` of them."""
+    packages: list[Package] = []
     for record in apk_records(decode(data)):
+        if len(packages) >= limit:
+            break
         name, version = record.get("P", ""), record.get("V", "")
         if not name or not version:
             continue

@@ -29,11 +29,16 @@ from .errors import Unreadable
 from .gate import CAPS, MAX_BYTES, MAX_FILES, WARNING_LIMIT, Gate, kind_of
 from .model import Findings, OperatingSystem, Package
 
-__all__ = ["CAPS", "MAX_BYTES", "MAX_FILES", "Collector", "Listener", "kind_of"]
+__all__ = ["CAPS", "MAX_BYTES", "MAX_FILES", "MAX_PACKAGES", "Collector", "Listener", "kind_of"]
 
-_PARSERS: Final[dict[str, Callable[[str, bytes], list[Package]]]] = {
-    "dpkg": dpkg.parse, "apk": apk.parse, "rpm": rpm.parse, "python": python.parse, "conda": conda.parse,
-    "cran": cran.parse}
+# Packages listed for one rootfs: a real one has a few thousand; a hostile one could declare millions in
+# the gate's 2 GiB, each a component of the document and of every process's memory that reads it.
+MAX_PACKAGES = 100_000
+# Databases that list many packages, parsed up to a limit; the others describe one package each.
+_LISTS: Final[dict[str, Callable[[str, bytes, int], list[Package]]]] = {
+    "dpkg": dpkg.parse, "apk": apk.parse, "rpm": rpm.parse}
+_ONES: Final[dict[str, Callable[[str, bytes], list[Package]]]] = {
+    "python": python.parse, "conda": conda.parse, "cran": cran.parse}
 
 
 class Listener(Protocol):
@@ -58,6 +63,7 @@ class Collector(Gate):
         self.findings = Findings()
         self.os_by_path: dict[str, OperatingSystem] = {}
         self.debian_licenses: dict[str, tuple[str, ...]] = {}  # by package, from usr/share/doc/*/copyright
+        self.too_many = False  # MAX_PACKAGES reached, and said
 
     def read(self, kind: str, path: str, data: bytes) -> None:
         try:
@@ -87,7 +93,14 @@ class Collector(Gate):
             return os_release.parse(path, data)
         if kind == "dpkg-copyright":
             return debian_copyright.parse(path, data)
-        packages = _PARSERS[kind](path, data)
+        room = MAX_PACKAGES - len(self.findings.packages)
+        packages = _LISTS[kind](path, data, room + 1) if kind in _LISTS else _ONES[kind](path, data)
+        if len(packages) > room:
+            packages = packages[:room]
+            if not self.too_many:
+                self.too_many = True
+                self.warn((f"{path}: the rootfs lists more than {MAX_PACKAGES:,} packages; the rest are not "
+                           "in the SBOM")[:WARNING_LIMIT])
         if kind == "dpkg":  # its licences, from the copyright file read before (see the module's docstring)
             return [dataclasses.replace(package, licenses=self.debian_licenses.get(package.name, ()))
                     for package in packages]

@@ -9,11 +9,14 @@ from .model import Package
 INSTALLED = "installed"
 
 
-def parse(path: str, data: bytes) -> list[Package]:
-    """Every installed package of a status file. A status.d file has no Status field: it is installed."""
+def parse(path: str, data: bytes, limit: int) -> list[Package]:
+    """Every installed package of a status file, at most `limit` of them. A status.d file has no Status
+    field: it is installed."""
     in_status_d = "/status.d/" in f"/{path}"
-    packages = []
+    packages: list[Package] = []
     for record in stanzas(decode(data)):
+        if len(packages) >= limit:
+            break
         name, version = record.get("Package", ""), record.get("Version", "")
         if not name or not version:
             continue

@@ -50,6 +50,10 @@ NICENESS = 10  # behind the export's own threads (19 did no better in the benchm
 # of CPU.
 PROCESS_FROM_BYTES = 32 << 20
 BATCH_BYTES = 16 << 10  # of lines handed to the feeder at once
+# Of messages handed to the feeder and not yet written to the child: beyond it the flattener waits for the
+# child. A hostile image's databases (up to the gate's 2 GiB) would otherwise pile up here while the child
+# parses them.
+MAX_QUEUED_BYTES = 32 << 20
 MAX_ERROR_BYTES = 64 << 10  # of the child's standard error, read back for the failure's line
 
 
@@ -78,6 +82,9 @@ class DocumentProcess:
         self.lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self.pending: list[bytes] = []  # messages not yet handed to the feeder
         self.pending_bytes = 0
+        self.room = threading.Condition()  # guards the two below
+        self.queued = 0  # bytes handed to the feeder, not yet written
+        self.feeding = True  # False once the feeder has stopped: the child is gone, or has all it needs
         self.feeder = threading.Thread(target=self._feed, name="sbom-feed", daemon=True)
         self.feeder.start()
 
@@ -128,20 +135,34 @@ class DocumentProcess:
     def _hand_over(self) -> None:
         """The lines sent so far, to the feeder as one write: a wake-up of its thread per line took the
         interpreter from the flattener hundreds of times (a Debian image has a copyright file per package)."""
-        if self.pending:
-            self.lines.put(b"".join(self.pending))
-            self.pending, self.pending_bytes = [], 0
+        if not self.pending:
+            return
+        batch = b"".join(self.pending)
+        self.pending, self.pending_bytes = [], 0
+        with self.room:
+            self.room.wait_for(lambda: self.queued < MAX_QUEUED_BYTES or not self.feeding)
+            if not self.feeding:
+                return  # nobody would write it: `document` names why the child is gone
+            self.queued += len(batch)
+        self.lines.put(batch)
 
     def _feed(self) -> None:
         stdin = self.process.stdin
         assert stdin is not None
         try:
-            while (lines := self.lines.get()) is not None:
-                stdin.write(lines)
+            while (batch := self.lines.get()) is not None:
+                stdin.write(batch)
                 stdin.flush()  # the child builds what it has been sent while the export goes on
+                with self.room:
+                    self.queued -= len(batch)
+                    self.room.notify_all()
             stdin.close()
         except OSError:
             pass  # the child is gone: `document` finds its output short, and names why from its error output
+        finally:
+            with self.room:
+                self.feeding = False
+                self.room.notify_all()
 
     def _failure(self, status: int) -> str:
         self.errors.seek(0)

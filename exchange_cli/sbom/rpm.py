@@ -20,7 +20,8 @@ MAX_INDEX = 1 << 16  # rpm's own limit on a header's index entries
 MAX_PACKAGES = 200_000
 
 
-def parse(path: str, data: bytes) -> list[Package]:
+def parse(path: str, data: bytes, limit: int) -> list[Package]:
+    """Every package of the database, at most `limit` (and rpm's own MAX_PACKAGES) of them."""
     if data[18:20] == b"\x02\x02":
         # rpm keeps the file in WAL mode, which an in-memory copy cannot open; the header's two
         # format bytes say "rollback journal" instead (rpm checkpoints its WAL into the file on close).
@@ -28,7 +29,7 @@ def parse(path: str, data: bytes) -> list[Package]:
     connection = sqlite3.connect(":memory:")
     try:
         connection.deserialize(data)
-        rows = connection.execute("SELECT blob FROM Packages ORDER BY hnum LIMIT ?", (MAX_PACKAGES,)).fetchall()
+        rows = connection.execute("SELECT blob FROM Packages ORDER BY hnum LIMIT ?", (min(MAX_PACKAGES, limit),)).fetchall()
     except sqlite3.Error as error:
         raise Unreadable(f"{path}: not an rpm sqlite database ({error})") from None
     finally:
