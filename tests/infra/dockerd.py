@@ -127,8 +127,11 @@ def running_dockerd(tmpdir: Path) -> Iterator[Dockerd]:
     root.mkdir(parents=True, exist_ok=True)
     # dockerd holds its own descriptor of the log; ours is not needed once it has started (_log_tail reads by path).
     with open(root / "dockerd.log", "wb") as log:
+        # In a mount namespace of its own: the mounts it makes (its data root's bind mount, network
+        # namespaces) end with it, even when it is killed, instead of staying behind under the base temp.
         process = subprocess.Popen(
-            [dockerd, "--storage-driver", "vfs", "--iptables=false", "--ip6tables=false", "--bridge=none",
+            [require_executable("unshare"), "--mount", "--propagation", "private",
+             dockerd, "--storage-driver", "vfs", "--iptables=false", "--ip6tables=false", "--bridge=none",
              "--userland-proxy=false", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
              "--pidfile", str(root / "docker.pid"), "-H", f"unix://{root / 'docker.sock'}"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -237,6 +240,18 @@ def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
         import docker  # noqa: F401
     except ImportError:
         missing_component("the docker Python SDK is not installed")
+    root = tmp_path_factory.mktemp("dockerd")
+    try:
+        with running_dockerd(root) as daemon:
+            yield daemon
+    finally:
+        remove_data_root(root)
+
+
+@pytest.fixture
+def private_dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
+    """A daemon of the test's own, which it may kill (the session's `dockerd` serves every test of a worker).
+    Under a short directory: containerd's sockets must fit in 104 bytes."""
     root = tmp_path_factory.mktemp("dockerd")
     try:
         with running_dockerd(root) as daemon:

@@ -11,7 +11,7 @@ import pytest
 
 # marker -> the fixtures that start its component (tests/infra/dockerd.py, registry.py, gcs.py)
 COMPONENT_FIXTURES: dict[str, frozenset[str]] = {
-    "docker": frozenset({"dockerd"}),
+    "docker": frozenset({"dockerd", "private_dockerd"}),
     "registry": frozenset({"registry", "auth_registry", "token_registry"}),
     "gcs": frozenset({"gcs_emulator", "private_gcs_emulator", "gcs_bucket_uri"}),
 }
