@@ -234,8 +234,10 @@ def remove_data_root(root: Path) -> None:
     shutil.rmtree(root / "data", ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
+@contextmanager
+def daemon_in_base_temp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
+    """A daemon under a short directory of the base temp (containerd's sockets must fit in 104 bytes), its
+    data root removed after."""
     try:
         import docker  # noqa: F401
     except ImportError:
@@ -248,16 +250,17 @@ def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
         remove_data_root(root)
 
 
+@pytest.fixture(scope="session")
+def dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
+    with daemon_in_base_temp(tmp_path_factory) as daemon:
+        yield daemon
+
+
 @pytest.fixture
 def private_dockerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
-    """A daemon of the test's own, which it may kill (the session's `dockerd` serves every test of a worker).
-    Under a short directory: containerd's sockets must fit in 104 bytes."""
-    root = tmp_path_factory.mktemp("dockerd")
-    try:
-        with running_dockerd(root) as daemon:
-            yield daemon
-    finally:
-        remove_data_root(root)
+    """A daemon of the test's own, which it may kill (the session's `dockerd` serves every test of a worker)."""
+    with daemon_in_base_temp(tmp_path_factory) as daemon:
+        yield daemon
 
 
 @pytest.fixture
