@@ -142,8 +142,8 @@ def test_text_from_the_image_cannot_change_the_reports_markdown() -> None:
     assert len(cells) == header.count("|") + 1, row
     assert cells[1] == " boutique acme/Tool \\| \\[x\\](https://evil.example) 1.0 ", "a boutique's free-text name"
     sbom = cells[header.split("|").index(" SBOM ")]
-    assert sbom.startswith(" 3 packages (12 \\| evil \\[click\\]") and sbom.endswith(") "), sbom
-    os_text = sbom[len(" 3 packages ("):-len(") ")]
+    assert sbom.startswith(" 3 packages, 12 \\| evil \\[click\\]") and sbom.endswith(" "), sbom
+    os_text = sbom[len(" 3 packages, "):-len(" ")]
     assert not re.search(r"(?<!\\)[][<>`|]", os_text) and "\x1b" not in os_text, "no link, HTML or code: " + sbom
 
 

@@ -22,6 +22,7 @@ from ..errors import ExchangeError
 from ..logs import logger
 from ..manifests import MANIFESTS_DIRECTORY, MAX_MANIFEST_BYTES, ProcessedManifest
 from ..names import MAX_COMPONENT_LENGTH, as_name, name_problem, path_below
+from ..sbom.model import summary as sbom_summary
 from ..specs import SpecKind, image_field
 from .index import index_text
 from .model import Catalog, CatalogEntry, CatalogVersion
@@ -283,10 +284,8 @@ def _download_rows(version: CatalogVersion, published: SiteDownloads) -> list[tu
 
 def _sbom_summary(record: dict[str, object]) -> str:
     """"(123 packages, debian 12)", from what the manifest records of its SBOM."""
-    count, os_name = record.get("sbom-packages"), record.get("sbom-os")
-    parts = [f"{count} packages"] if isinstance(count, int) and not isinstance(count, bool) else []
-    parts += [os_name] if isinstance(os_name, str) else []
-    return f"({', '.join(parts)})" if parts else ""
+    text = sbom_summary(record.get("sbom-packages"), record.get("sbom-os"))
+    return f"({text})" if text else ""
 
 
 _STATES = {

@@ -22,6 +22,7 @@ from ..durable import write_atomically
 from ..errors import redact
 from ..progress import format_bytes
 from ..quoting import markdown_text, printable, printable_lines
+from ..sbom.model import summary as sbom_summary
 from .artifacts import Artifact
 from .context import ProcessOutcome
 from .plan import SpecJob, ValidationFailed
@@ -210,22 +211,26 @@ def _code(text: str) -> str:
     """`text` as a code span: a file name from a contributor may hold backticks, so the span's own are longer
     than any run inside (CommonMark), and it is padded when it starts or ends with one."""
     text = printable(text)
-    ticks = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    ticks = "`" * (_longest_backtick_run(text) + 1)
     padding = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{ticks}{padding}{text}{padding}{ticks}"
 
 
 def _fence(text: str) -> str:
     """A code fence that the text cannot close: longer than its longest run of backticks."""
-    return "`" * max(3, max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    return "`" * max(3, _longest_backtick_run(text) + 1)
+
+
+def _longest_backtick_run(text: str) -> int:
+    return max((len(run) for run in re.findall("`+", text)), default=0)
 
 
 def _sbom(spec: dict[str, Any]) -> str:
-    """The SBOM's package count and OS, as the catalog shows them; "-" where none was made."""
+    """The SBOM's package count and OS, as the catalog shows them; "-" where none was made. The OS comes
+    from the image's os-release: its text, never its Markdown."""
     if spec.get("sbom-url") is None:
         return "-"
-    os = spec.get("sbom-os")  # from the image's os-release: its text, never its Markdown
-    return f"{spec['sbom-packages']} packages{f' ({markdown_text(os)})' if os else ''}"
+    return markdown_text(sbom_summary(spec.get("sbom-packages"), spec.get("sbom-os"))) or "-"
 
 
 def _size(size: int | None) -> str:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from .model import MEDIA_TYPE, PREDICATE_TYPE, Findings, OperatingSystem, Package
 
-# Not the collector (sbom.collect, which loads every parser): the renderer's child imports this package
-# and never collects.
+# Not the collector (sbom.collect, which loads every parser): an export whose document a child makes
+# needs only the gate in its own process (sbom.gate), and most commands none of it.
 __all__ = ["MEDIA_TYPE", "PREDICATE_TYPE", "Findings", "OperatingSystem", "Package", "render"]
 
 

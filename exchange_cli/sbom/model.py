@@ -42,3 +42,11 @@ class Findings:
     packages: list[Package] = field(default_factory=list)
     os: OperatingSystem | None = None
     warnings: list[str] = field(default_factory=list)
+
+
+def summary(packages: object, os_name: object) -> str:
+    """"123 packages, debian 12": an SBOM's package count and OS as a manifest or a run records them (a
+    manifest's values may be of any type: what is not an int, or a string, is left out); "" for neither."""
+    parts = [f"{packages} packages"] if isinstance(packages, int) and not isinstance(packages, bool) else []
+    parts += [os_name] if isinstance(os_name, str) else []
+    return ", ".join(parts)
