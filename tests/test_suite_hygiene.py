@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.dockerd import Dockerd
+from tests.infra.dockerd import Dockerd, mounts_under
 from tests.infra.markers import COMPONENT_FIXTURES
 from tests.infra.schedule import LONG_SETUP_FIXTURES
 from tests.infra.worktree import WorkTree
@@ -311,12 +311,9 @@ def test_a_killed_test_daemon_leaves_no_mount_behind(private_dockerd: Dockerd) -
     """dockerd bind-mounts its data root; killed with the test process (no `finally` runs then), that mount
     stayed under the base temp and made every later run's clean-up of old base temps fail ("Device or
     resource busy"). In a mount namespace of its own, its mounts end with it."""
-    root = str(private_dockerd.root.resolve())
     private_dockerd.process.kill()
     private_dockerd.process.wait()
-    with open("/proc/self/mountinfo") as mountinfo:
-        left = [line.split()[4] for line in mountinfo if line.split()[4].startswith(root)]
-    assert left == []
+    assert mounts_under(private_dockerd.root) == []
 
 
 def test_the_snapshot_of_this_checkout_is_readable() -> None:

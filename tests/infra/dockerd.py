@@ -222,11 +222,15 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def _unmount_under(root: Path) -> None:
+    for mount_point in sorted(mounts_under(root), reverse=True):
+        subprocess.run(["umount", "-l", mount_point], check=False, capture_output=True)
+
+
+def mounts_under(root: Path) -> list[str]:
+    """The mount points this process sees at or below `root`."""
     prefix = str(root.resolve())
     with open("/proc/self/mountinfo") as mountinfo:
-        mount_points = [line.split()[4] for line in mountinfo]
-    for mount_point in sorted((m for m in mount_points if m.startswith(prefix)), reverse=True):
-        subprocess.run(["umount", "-l", mount_point], check=False, capture_output=True)
+        return [point for line in mountinfo if (point := line.split()[4]).startswith(prefix)]
 
 
 def remove_data_root(root: Path) -> None:
