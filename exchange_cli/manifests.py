@@ -180,9 +180,10 @@ class ProcessedManifest:
 
     @property
     def bucket_objects(self) -> tuple[str, ...]:
-        """Every bucket object this manifest references: its rootfs, its attestation and its SBOM."""
-        return tuple(name for name in (self.bucket_object, self.attestation_object, self.sbom_object)
-                     if name is not None)
+        """Every bucket object this manifest references: its rootfs, its attestation, its SBOM and its
+        squashfs image."""
+        return tuple(name for name in (self.bucket_object, self.attestation_object, self.sbom_object,
+                                       self.squashfs_object) if name is not None)
 
 
 @dataclass

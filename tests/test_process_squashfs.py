@@ -95,6 +95,25 @@ def test_a_failed_push_deletes_the_squashfs_images_the_run_created(process_world
     assert process_world.bucket_objects() == before
 
 
+def test_remove_with_purge_deletes_the_squashfs_image_too(process_world: World) -> None:
+    """`remove --purge` deletes every object of the versions it removes: the squashfs image was left behind
+    (the manifest's list of its objects named the rootfs, its envelope and its SBOM only)."""
+    require_executable("tar2sqfs")
+    ask_for_squashfs(process_world)
+    assert process(process_world).exit_code == 0
+    (path, document), *others = sorted(manifests(process_world).items())
+    block, gear = document["exchange"], document["gear"]
+    own = {Path(block[key]).name for key in ("rootfs-url", "sbom-url", "squashfs-url")}
+    assert own <= set(process_world.bucket_objects())
+    result = CliRunner().invoke(cli, ["remove", f"acme/{gear['name']}@{gear['version']}", "--purge", "--bucket",
+                                      process_world.bucket.as_uri(), "--yes", "--repo", str(process_world.repo.root)])
+    assert result.exit_code == 0, result.output
+    left = set(process_world.bucket_objects())
+    assert not own & left, f"left in the bucket: {sorted(own & left)}"
+    for _, other in others:
+        assert Path(other["exchange"]["squashfs-url"]).name in left, "another version's image stays"
+
+
 def test_an_untested_tar2sqfs_fails_the_run_before_any_upload(process_world: World, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     ask_for_squashfs(process_world)
