@@ -264,13 +264,20 @@ def test_ctrl_c_in_a_terminal_rolls_back_exactly_as_sigterm_does(local_stage: St
     assert "rolled back" in stage.log(checkout) and "Broken pipe" not in stage.log(checkout), stage.log(checkout)
 
 
-def test_unpushed_commits_whose_objects_are_gone_are_rolled_back_and_processed_again(local_stage: Stage) -> None:
-    stage = local_stage
+def killed_with_its_push(stage: Stage) -> Path:
+    """A run killed while its push is held, the receiving side killed too: its commits never land. Its
+    checkout."""
     checkout, run = stage.start_held("pushing")
     run.send_signal(signal.SIGKILL)
     run.wait(timeout=DEADLINE)
     os.kill(int((stage.gates / "held" / "pid").read_text()), signal.SIGKILL)
     stage.release_push()
+    return checkout
+
+
+def test_unpushed_commits_whose_objects_are_gone_are_rolled_back_and_processed_again(local_stage: Stage) -> None:
+    stage = local_stage
+    checkout = killed_with_its_push(stage)
     for name in stage.objects():  # the bucket lost them meanwhile (a clean-up, a mistaken delete)
         if name.endswith(".tgz"):
             (stage.tmp / "bucket" / name).unlink()
@@ -278,6 +285,27 @@ def test_unpushed_commits_whose_objects_are_gone_are_rolled_back_and_processed_a
     assert_consistent(stage)
     log = stage.log(checkout)
     assert "rolled back the earlier run's 2 commit(s)" in log and "is not in the bucket" in log
+
+
+def test_a_rolled_back_runs_objects_do_not_outlive_it_when_its_image_moved(local_stage: Stage) -> None:
+    """The earlier run's commits are rolled back (one rootfs they reference is gone); meanwhile the other
+    gear's tag moved, so the run after makes other objects for it. What the rolled-back commits alone
+    referenced (that gear's rootfs and SBOM) must not stay in the bucket as orphans. Before, they did."""
+    stage = local_stage
+    checkout = killed_with_its_push(stage)
+    earlier = set(stage.objects())
+    (hello_tgz,) = [name for name in earlier if name.startswith("acme-hello-") and name.endswith(".tgz")]
+    (stage.tmp / "bucket" / hello_tgz).unlink()
+    gear, image = gear_and_image("acme", "other")
+    build_demo_image(stage.images, image, gear, data={"etc/moved": b"the tag was pushed again\n"})
+    assert stage.run_here(checkout) == 0, stage.log(checkout)
+    assert_consistent(stage)
+    log = stage.log(checkout)
+    assert "rolled back the earlier run's 2 commit(s)" in log, log
+    gone = sorted(name for name in earlier if name.startswith("acme-other-"))
+    assert len(gone) == 2 and not set(gone) & set(stage.objects())
+    (line,) = [line for line in log.splitlines() if "deleted what only they referenced: " in line]
+    assert set(gone) <= set(line.partition(": ")[2].split(", ")), line
 
 
 # --- a maintainer cleaning the bucket while CI publishes -----------------------------------------------

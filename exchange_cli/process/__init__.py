@@ -8,6 +8,7 @@ returns its record, and calls nothing back up. The run report names the stages a
                   checkout_lock.py   one run per work tree
                   leftovers.py   work directories, partial uploads and the lease of runs that are gone
                   resume.py      manifest commits an earlier run made but never pushed: pushed, or rolled back
+                                 with the objects only they referenced
                   confirm.py     (finish_unfinished) the check after a push a dead run never finished;
                                  again on leaving `holding_lease`, for leases broken while we waited
     1. plan       plan.py        the changed specs that validate, minus those already processed

@@ -17,10 +17,11 @@ import git as gitpython
 
 from .. import git
 from ..errors import ExchangeError
+from ..manifests import manifests_at_commit
 from ..repository import MANIFESTS, SENTINEL, Exchange
 from ..storage.bucket import Bucket
 from .context import Log, ProcessFailed
-from .references import referenced_by, stored_problem
+from .references import RemoteUnreadable, referenced_by, references_at_remote, stored_problem
 from .transaction import ManifestCommit, PublishTransaction
 
 
@@ -69,6 +70,8 @@ def resume_unpushed(exchange: Exchange, remote: str, branch: str, bucket: Bucket
         transaction.reset()
         log(f"rolled back the earlier run's {len(commits)} commit(s) (branch reset to {base[:12]}); "
             "their specs are processed again:\n  " + "\n  ".join(problems))
+        _delete_what_only_they_referenced(exchange, commits[-1], [m.manifest_path for m in made], bucket,
+                                          remote, branch, log)
         return Resumed(commits, pushed=False)
     try:
         if not git.is_ancestor(repo, remote_head, base):
@@ -82,6 +85,36 @@ def resume_unpushed(exchange: Exchange, remote: str, branch: str, bucket: Bucket
                             "their specs again") from None
     log(f"pushed the earlier run's {len(commits)} manifest commit(s): every object they reference is in the bucket")
     return Resumed(commits, pushed=True)
+
+
+def _delete_what_only_they_referenced(exchange: Exchange, head: str, manifest_paths: list[str], bucket: Bucket,
+                                      remote: str, branch: str, log: Log) -> None:
+    """The rest of the earlier run's rollback: the objects its rolled-back manifests referenced (their
+    rootfs, envelopes, SBOMs, squashfs images) that no manifest at the remote references. Its specs are
+    processed again, and when an image moved meanwhile (or an export came out different) the objects made
+    then have other names: these would stay as orphans. The remote is read now, under the lease, so a
+    manifest another run pushed keeps what it references; when it cannot be read nothing is deleted."""
+    ours = set(manifest_paths)
+    named = sorted({name for manifest in manifests_at_commit(exchange.repo, head).manifests
+                    if manifest.relative in ours for name in manifest.bucket_objects})
+    try:
+        references = references_at_remote(exchange.repo, remote, branch)
+    except RemoteUnreadable as error:
+        log(f"kept the objects they referenced: {error}")
+        return
+    deleted, failed = [], []
+    for name in named:
+        if references is not None and references.keeps(name):
+            continue
+        try:
+            if bucket.delete(name):
+                deleted.append(name)
+        except ExchangeError as error:
+            failed.append(f"{name}: {error}")
+    if deleted:
+        log(f"deleted what only they referenced: {', '.join(deleted)}")
+    if failed:
+        log("could not delete (verify-storage --delete-orphans can):\n  " + "\n  ".join(failed))
 
 
 def _sentinel_at(exchange: Exchange, commit: str) -> str | None:
