@@ -120,7 +120,10 @@ def push_layout_image(registry: RegistryServer, layout: Path, repository: str, t
 
 def exchange_env(world_root: Path, registry: str) -> dict[str, str]:
     home = world_root / "home"
+    # TMPDIR: what a command makes there and keeps for the reader (`exchange demo` keeps its exchange to
+    # verify) goes with the world, not into the machine's /tmp.
     return {**os.environ, "PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(home), "GIT_CEILING_DIRECTORIES": str(world_root),
+            "TMPDIR": str(world_root / "tmp"),
             "EXCHANGE_BUCKET_URI": (world_root / "bucket").as_uri(), "EXCHANGE_CACHE_DIR": str(world_root / "cache"),
             "EXCHANGE_REPORT_DIR": str(world_root / "reports"), "GIT_AUTHOR_NAME": "Docs Reader",
             "GIT_AUTHOR_EMAIL": "reader@docs.invalid", "GIT_COMMITTER_NAME": "Docs Reader",
@@ -136,7 +139,7 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> None:
 def docs_world(registry: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> World:
     root = tmp_path_factory.mktemp("docs-world")
     images, files, home = root / "files" / "layout", root / "files", root / "home"
-    for path in (images, home / "my-gear", root / "bucket", root / "other-bucket"):
+    for path in (images, home / "my-gear", root / "bucket", root / "other-bucket", root / "tmp"):
         path.mkdir(parents=True)
     env = exchange_env(root, registry.host)
     image = DOC_IMAGE.replace("registry.example.org", registry.host)

@@ -6,6 +6,7 @@ without what was printed, and a run leaves the work tree as it found it."""
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import re
 import subprocess
@@ -41,8 +42,14 @@ class Source:
 
 
 def sources() -> Iterator[Source]:
-    for path in sorted(TESTS.rglob("*.py")):
-        yield Source(path, ast.parse(path.read_text(), str(path)))
+    return iter(_parsed_sources())
+
+
+@functools.cache
+def _parsed_sources() -> tuple[Source, ...]:
+    """Parsed once per process: the checks below only read the trees, and each parse of the suite costs
+    about a second of CPU."""
+    return tuple(Source(path, ast.parse(path.read_text(), str(path))) for path in sorted(TESTS.rglob("*.py")))
 
 
 def modules_of_tests() -> Iterator[Source]:
