@@ -86,13 +86,17 @@ def _example(relative: str, changes: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+COMMITTER_CONFIG = "[user]\n\tname = Exchange Test\n\temail = test@exchange.invalid\n[commit]\n\tgpgsign = false\n"
+
+
 def init_repo(path: Path, *, bare: bool = False) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     run_git(path, "init", "-q", *(["--bare"] if bare else []), "-b", "master")
     if not bare:
-        run_git(path, "config", "user.name", "Exchange Test")
-        run_git(path, "config", "user.email", "test@exchange.invalid")
-        run_git(path, "config", "commit.gpgsign", "false")
+        # Written as `git config` writes them: three `git config` processes per repository were some
+        # 1,800 of the suite's git processes.
+        with (path / ".git" / "config").open("a") as config:
+            config.write(COMMITTER_CONFIG)
     return path
 
 
