@@ -488,3 +488,88 @@ def test_verify_fails_when_the_manifest_names_another_signing_key(signed_process
     assert result.exit_code == 1
     failure = json.loads(result.stdout)["failure"]
     assert failure["check"] == "signature" and "the manifest says key 0000000000000000" in failure["reason"]
+
+
+# --- backfill-sbom on versions signed before SBOMs ------------------------------------------------
+
+
+def signed_before_sboms(signed: Signed, name: str) -> dict:
+    """acme/<name> as a version signed before SBOMs existed: its envelope holds the provenance alone (the
+    manifest pinning that file), and it has no SBOM. Verify passes on it. Its exchange block."""
+    block = signed.block(name)
+    envelope = signed.bucket_file(block["attestation-url"])
+    provenance = envelope.read_bytes().splitlines(keepends=True)[0]
+    envelope.write_bytes(provenance)
+    signed.bucket_file(block["sbom-url"]).unlink()
+    path = signed.manifest(name)
+    document = json.loads(path.read_text())
+    for key in ("sbom-url", "sbom-sha256", "sbom-packages", "sbom-os"):
+        document["exchange"].pop(key, None)
+    document["exchange"]["attestation-sha256"] = hashlib.sha256(provenance).hexdigest()
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    signed.world.repo.commit(f"{name} as signed before SBOMs")
+    assert signed.verify(f"acme/{name}").exit_code == 0
+    return document["exchange"]
+
+
+def backfill(signed: Signed, *extra: str):
+    return CliRunner().invoke(cli, ["backfill-sbom", "--bucket", signed.world.bucket.as_uri(), "--repo",
+                                    str(signed.world.repo.root), *extra])
+
+
+def test_backfill_signs_the_sbom_of_a_signed_version_which_verify_then_passes(verified_publication: Signed) -> None:
+    """backfill-sbom used to give a signed version an SBOM its envelope did not sign: `exchange verify` then
+    failed the version (no SBOM statement) that passed before."""
+    signed = verified_publication
+    before = signed_before_sboms(signed, "hello")
+    old_envelope = signed.bucket_file(before["attestation-url"]).read_bytes()
+    result = backfill(signed, "--sign-key", str(signed.key_file))
+    assert result.exit_code == 0, result.output
+    after = signed.block("hello")
+    assert after["attestation-url"].endswith(".tgz.sbom.intoto.jsonl") and after["attestation-url"] != \
+        before["attestation-url"], "a new envelope file: envelopes are never overwritten"
+    assert signed.bucket_file(before["attestation-url"]).read_bytes() == old_envelope
+    envelope = signed.bucket_file(after["attestation-url"]).read_bytes()
+    assert hashlib.sha256(envelope).hexdigest() == after["attestation-sha256"]
+    provenance, statement = envelope.splitlines(keepends=True)
+    assert provenance == old_envelope, "the run's own provenance, as it signed it"
+    found = independent_verify(statement, signed.signer.public_key.pem)
+    sbom = signed.bucket_file(after["sbom-url"]).read_bytes()
+    assert found["predicateType"] == "https://cyclonedx.org/bom" and found["predicate"] == json.loads(sbom)
+    assert found["subject"][0]["digest"]["sha384"] == after["rootfs-hash"].removeprefix("sha384:")
+    verified = signed.verify("acme/hello")
+    assert verified.exit_code == 0, verified.output
+    assert "sbom-statement" in verified.output and verified.output.splitlines()[-1] == "verified: acme/hello@1.0.0"
+    audit = CliRunner().invoke(cli, ["verify-storage", "--bucket", signed.world.bucket.as_uri(), "--repo",
+                                     str(signed.world.repo.root), "--deep", "--format", "json"])
+    report = json.loads(audit.output)
+    assert report["missing"] == report["damaged"] == [] and report["envelopes-checked"] == 2, audit.output
+    assert [orphan["object"] for orphan in report["orphans"]] == [Path(before["attestation-url"]).name], \
+        "the envelope the manifest pinned before is kept, and named, until the maintainer deletes orphans"
+
+
+def test_backfill_without_the_key_refuses_a_signed_version_and_leaves_it_verifiable(
+        verified_publication: Signed, monkeypatch: pytest.MonkeyPatch) -> None:
+    signed = verified_publication
+    monkeypatch.delenv("EXCHANGE_SIGNING_KEY", raising=False)
+    before = signed_before_sboms(signed, "hello")
+    head = signed.world.repo.git("rev-parse", "HEAD")
+    objects = sorted(path.name for path in signed.world.bucket.iterdir())
+    result = backfill(signed, "acme/hello")
+    assert result.exit_code == 1
+    assert "its SBOM would not be, so `exchange verify` would fail it: give --sign-key" in result.output
+    assert signed.block("hello") == before and signed.world.repo.git("rev-parse", "HEAD") == head
+    assert sorted(path.name for path in signed.world.bucket.iterdir()) == objects, "nothing uploaded"
+    assert signed.verify("acme/hello").exit_code == 0
+
+
+def test_backfill_with_another_key_signs_nothing(verified_publication: Signed, tmp_path: Path) -> None:
+    signed = verified_publication
+    before = signed_before_sboms(signed, "hello")
+    other = tmp_path / "other.key"
+    other.write_bytes(generate_private_key("ed25519"))
+    result = backfill(signed, "acme/hello", "--sign-key", str(other))
+    assert result.exit_code == 1
+    assert "its provenance is not signed by this key" in result.output
+    assert signed.block("hello") == before
+    assert signed.verify("acme/hello").exit_code == 0

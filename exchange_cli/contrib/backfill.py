@@ -4,8 +4,13 @@ For each such manifest the rootfs object is read once, as a stream (never unpack
 disk), hashed as it is read and refused unless it is exactly the sha384 its manifest pins; its SBOM is
 uploaded beside it (`<object>.sbom.json`, create-only: an identical one already there is kept, another
 is an error) and the manifest gets the keys a run gives it (sbom-url, sbom-sha256, sbom-packages,
-sbom-os). One commit for all, which the maintainer pushes; nothing is signed (a signature needs the
-run's key and facts: the next run of that version, if any, signs).
+sbom-os). One commit for all, which the maintainer pushes.
+
+A signed version (attestation-url) gets its SBOM signed too, or `verify` would fail it: its provenance
+must be signed by the key given (`--sign-key`), the SBOM statement is signed by it with the provenance's
+subject, and both lines go to a new envelope file (`<envelope stem>.sbom.intoto.jsonl`; envelopes are
+never overwritten), which the manifest then pins. Without the key such a version is refused, not made
+unverifiable.
 """
 
 from __future__ import annotations
@@ -15,10 +20,16 @@ import json
 from dataclasses import dataclass, field
 
 from .. import git
+from ..bounded import read_at_most
 from ..commit_identity import commit_env
 from ..errors import ExchangeError
 from ..manifests import ProcessedManifest, manifest_text
 from ..process.artifacts import sbom_name
+from ..provenance.dsse import EnvelopeError, check_signatures, parse_envelopes
+from ..provenance.sbom_statement import sign_sbom
+from ..provenance.signers import Signer
+from ..provenance.statement import StatementError, read_statement
+from ..provenance.verify import ATTESTATION_SHA256, ATTESTATION_SUFFIX, ATTESTATION_URL, MAX_ENVELOPE_BYTES
 from ..repository import Exchange
 from ..sbom.query import read
 from ..sbom.tarball import document_of_stored_rootfs
@@ -39,11 +50,12 @@ def needs_sbom(manifest: ProcessedManifest) -> bool:
     return manifest.sbom_object is None and manifest.bucket_object is not None and manifest.rootfs_sha384 is not None
 
 
-def backfill(exchange: Exchange, manifests: list[ProcessedManifest], bucket: Bucket) -> Backfill:
+def backfill(exchange: Exchange, manifests: list[ProcessedManifest], bucket: Bucket,
+             signer: Signer | None = None) -> Backfill:
     outcome = Backfill()
     for manifest in manifests:
         try:
-            _backfill_one(exchange, manifest, bucket)
+            _backfill_one(exchange, manifest, bucket, signer)
         except ExchangeError as error:
             outcome.failed[manifest.relative] = str(error)
         else:
@@ -55,14 +67,55 @@ def backfill(exchange: Exchange, manifests: list[ProcessedManifest], bucket: Buc
     return outcome
 
 
-def _backfill_one(exchange: Exchange, manifest: ProcessedManifest, bucket: Bucket) -> None:
+def _backfill_one(exchange: Exchange, manifest: ProcessedManifest, bucket: Bucket, signer: Signer | None) -> None:
     name, sha384 = manifest.bucket_object, manifest.rootfs_sha384
     assert name is not None and sha384 is not None, "needs_sbom chose it"
+    signed = manifest.attestation_object
+    if signed is not None and signer is None:
+        raise ExchangeError(f"its provenance is signed ({signed}) and its SBOM would not be, so `exchange verify` "
+                            "would fail it: give --sign-key, the key that signed it")
     document = document_of_stored_rootfs(bucket, name, sha384, manifest.exchange.get("rootfs-size"))
-    bucket.upload_bytes(sbom_name(name), document)  # create-only: an identical one is kept, another refused
     summary = read(document)
+    keys: dict[str, object] = {"sbom-url": bucket.download_url(sbom_name(name)),
+                               "sbom-sha256": hashlib.sha256(document).hexdigest(),
+                               "sbom-packages": len(summary.components)} | ({"sbom-os": summary.os} if summary.os else {})
+    envelope: tuple[str, bytes] | None = None
+    if signed is not None:
+        assert signer is not None
+        envelope = _envelope_with_sbom(bucket, manifest, signed, document, signer)
+        keys |= {ATTESTATION_URL: bucket.download_url(envelope[0]),
+                 ATTESTATION_SHA256: hashlib.sha256(envelope[1]).hexdigest()}
+    bucket.upload_bytes(sbom_name(name), document)  # create-only: an identical one is kept, another refused
+    if envelope is not None:
+        bucket.upload_bytes(*envelope)
     content = json.loads(manifest.path.read_text(encoding="utf-8"))
-    content["exchange"].update({"sbom-url": bucket.download_url(sbom_name(name)),
-                                "sbom-sha256": hashlib.sha256(document).hexdigest(),
-                                "sbom-packages": len(summary.components)} | ({"sbom-os": summary.os} if summary.os else {}))
+    content["exchange"].update(keys)
     manifest.path.write_text(manifest_text(content), encoding="utf-8")
+
+
+def _envelope_with_sbom(bucket: Bucket, manifest: ProcessedManifest, name: str, document: bytes,
+                        signer: Signer) -> tuple[str, bytes]:
+    """The envelope file the manifest pins, plus the SBOM statement signed for the subject its provenance
+    names, under a new name: (name, content). Refused unless the file is the one pinned and its provenance
+    is signed by `signer`'s key (verify checks the SBOM statement against the provenance's key)."""
+    with bucket.open_read(name) as stream:
+        content = read_at_most(stream, MAX_ENVELOPE_BYTES)
+    if content is None or hashlib.sha256(content).hexdigest() != manifest.attestation_sha256:
+        raise ExchangeError(f"{name} is not the envelope its manifest pins (attestation-sha256); nothing was signed")
+    try:
+        envelopes = parse_envelopes(content, name)
+    except EnvelopeError as error:
+        raise ExchangeError(f"{name}: {error}; nothing was signed") from None
+    for envelope in envelopes:
+        if check_signatures(envelope, [signer.public_key]).ok:
+            try:
+                facts = read_statement(envelope.payload)
+            except StatementError:
+                continue
+            if facts.subject_digests.get("sha384") != manifest.rootfs_sha384:
+                raise ExchangeError(f"{name}: its provenance's subject is not this rootfs; nothing was signed")
+            line = sign_sbom(facts.subject_name, facts.subject_digests, document, signer)
+            stem = name.removesuffix(ATTESTATION_SUFFIX)
+            return f"{stem}.sbom{ATTESTATION_SUFFIX}", content.rstrip(b"\n") + b"\n" + line
+    raise ExchangeError(f"{name}: its provenance is not signed by this key ({signer.public_key.short_id}); the SBOM "
+                        "statement must be signed by the key that signed it")
