@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from exchange_cli.cli import cli
 from exchange_cli.storage.bucket import open_bucket
 from tests.catalog_world import CatalogWorld, one_gear_world, own_bucket
-from tests.infra.chromium import laid_out_width
+from tests.infra.chromium import laid_out_widths
 from tests.infra.gitrepo import ExchangeRepo, run_git
 from tests.infra.static_http import serving
 from tests.legacy_exchange import (
@@ -514,10 +514,11 @@ def test_catalog_pages_never_scroll_sideways(legacy: LegacyExchange, tmp_path: P
     site = tmp_path / "site"
     assert run(legacy, "index", "--html", str(site), "-o", str(tmp_path / "x.json")).exit_code == 0
     with serving(site) as base:
-        for page in (site / "index.html", site / "gears" / "acme" / "wide.html", site / "gears" / "acme" / "cpac.html"):
-            scroll, inner, _ = laid_out_width(page, site, base, width, tmp_path / "profile")
-            assert inner == width, "measured at the width asked for (an iframe: no window is narrower than 500 px)"
-            assert scroll <= inner, (page.name, width, scroll, inner)
+        pages = [site / "index.html", site / "gears" / "acme" / "wide.html", site / "gears" / "acme" / "cpac.html"]
+        measured = laid_out_widths(pages, site, base, width, tmp_path / "profile")
+    for page, (scroll, inner, _) in zip(pages, measured, strict=True):
+        assert inner == width, "measured at the width asked for (an iframe: no window is narrower than 500 px)"
+        assert scroll <= inner, (page.name, width, scroll, inner)
 
 
 # Rules judge what a change introduces -----------------------------------------------------------

@@ -28,23 +28,41 @@ def chromium_dom(url: str, profile: Path, screenshot: Path | None = None,
 def laid_out_width(page: Path, root: Path, base_url: str, width: int, profile: Path,
                    screenshot: Path | None = None) -> tuple[int, int, str]:
     """(scrollWidth, innerWidth, the page's DOM) of `page` (a file below `root`, which `base_url` serves)
-    laid out `width` CSS pixels wide. Headless Chromium makes no window narrower than 500 px, so the page is
+    laid out `width` CSS pixels wide (see laid_out_widths)."""
+    (measured,) = laid_out_widths([page], root, base_url, width, profile, screenshot)
+    return measured
+
+
+def laid_out_widths(pages: list[Path], root: Path, base_url: str, width: int, profile: Path,
+                    screenshot: Path | None = None) -> list[tuple[int, int, str]]:
+    """(scrollWidth, innerWidth, the page's DOM) of each of `pages` (files below `root`, which `base_url`
+    serves) laid out `width` CSS pixels wide, from one start of the browser (each start costs about a
+    second of CPU). Headless Chromium makes no window narrower than 500 px, so each page is
     measured in an iframe of that width on a page of the same origin, after the page's own script ran."""
-    harness = page.with_name(f"measure-{width}-{page.name}")
+    harness = root / f"measure-{width}-{pages[0].name}"
+    style = f"width:{width}px;height:900px;border:0;display:block"
+    frames = "\n".join(f'<iframe src="{quote(page.relative_to(root).as_posix())}" style="{style}"></iframe>'
+                        f'<pre id="dom-{number}"></pre>' for number, page in enumerate(pages))
     harness.write_text(f"""<!doctype html><html><head><title>not measured</title></head><body style="margin:0">
-<iframe id="page" src="{quote(page.name)}" style="width:{width}px;height:900px;border:0"></iframe>
-<pre id="dom"></pre>
+{frames}
 <script>
-var frame = document.getElementById("page");
-frame.addEventListener("load", function () {{
-  document.title = frame.contentDocument.documentElement.scrollWidth + " " + frame.contentWindow.innerWidth;
-  document.getElementById("dom").textContent = frame.contentDocument.documentElement.outerHTML;
+var frames = document.getElementsByTagName("iframe"), sizes = [];
+window.addEventListener("load", function () {{
+  for (var n = 0; n < frames.length; n++) {{
+    sizes.push(frames[n].contentDocument.documentElement.scrollWidth + " " + frames[n].contentWindow.innerWidth);
+    document.getElementById("dom-" + n).textContent = frames[n].contentDocument.documentElement.outerHTML;
+  }}
+  document.title = sizes.join(",");
 }});
 </script></body></html>""")
     url = base_url + "/" + quote(harness.relative_to(root).as_posix(), safe="/'")
     dom = chromium_dom(url, profile, screenshot=screenshot, window=(width + 200, 1000))
     title = re.search(r"<title>(.*?)</title>", dom)
-    assert title is not None, dom[:500]
-    scroll, inner = map(int, title[1].split())
-    shown = re.search(r'<pre id="dom">(.*?)</pre>', dom, re.DOTALL)
-    return scroll, inner, html.unescape(shown[1] if shown else "")
+    assert title is not None and title[1] != "not measured", dom[:500]
+    measured = []
+    for number, size in enumerate(title[1].split(",")):
+        scroll, inner = map(int, size.split())
+        shown = re.search(rf'<pre id="dom-{number}">(.*?)</pre>', dom, re.DOTALL)
+        measured.append((scroll, inner, html.unescape(shown[1] if shown else "")))
+    assert len(measured) == len(pages), title[1]
+    return measured
