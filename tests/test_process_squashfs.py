@@ -101,7 +101,7 @@ def test_remove_with_purge_deletes_the_squashfs_image_too(process_world: World) 
     require_executable("tar2sqfs")
     ask_for_squashfs(process_world)
     assert process(process_world).exit_code == 0
-    (path, document), *others = sorted(manifests(process_world).items())
+    (_, document), *others = sorted(manifests(process_world).items())
     block, gear = document["exchange"], document["gear"]
     own = {Path(block[key]).name for key in ("rootfs-url", "sbom-url", "squashfs-url")}
     assert own <= set(process_world.bucket_objects())
