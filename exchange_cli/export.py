@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .durable import fsync_directory
+from .durable import fsync_directory, new_file_mode
 from .errors import ExchangeError, writing
 from .image.model import Image
 from .image.resolve import ExportOptions as ExportOptions  # defined there, still importable from here
@@ -225,7 +225,7 @@ def _atomic_path(output: Path) -> Iterator[Path]:
         yield temp_path
         with writing(output):
             _fsync_file(temp_path)
-            os.chmod(temp_path, 0o644)  # mkstemp's 0600 would hide the file from other users
+            os.chmod(temp_path, new_file_mode())  # mkstemp's 0600 would hide the file from other users
             os.replace(temp_path, output)
     except BaseException:
         temp_path.unlink(missing_ok=True)

@@ -63,3 +63,29 @@ def test_the_verify_command_runs_as_printed_without_an_activated_venv(tmp_path: 
     verified = subprocess.run(command, shell=True, capture_output=True, text=True, env=env, check=False)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert verified.stdout.splitlines()[-1] == "verified: demo/hello-world@1.0.0"
+
+
+def test_files_written_for_the_user_get_the_mode_the_umask_gives(tmp_path: Path) -> None:
+    """Manifests, downloads and SBOM files were written 0600 (mkstemp's mode, renamed into place), whatever the
+    umask: a fetched rootfs or a manifest that another user (a platform's service, a web server) reads was
+    hidden from it. Now they get what a plain write gives: 0666 less the umask."""
+    exchange = [sys.executable, "-m", "exchange_cli"]
+
+    def run(umask: int, *args: str) -> None:
+        command = f"umask {umask:03o} && exec {' '.join(map(str, [*exchange, *args]))}"
+        done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, cwd=tmp_path, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    for umask in (0o022, 0o027):
+        root = tmp_path / f"demo-{umask:03o}"
+        run(umask, "demo", "--dir", root)
+        repo = root / "exchange"
+        (manifest,) = (repo / "manifests" / "demo").glob("*.json")
+        run(umask, "fetch", "demo/hello-world", "--repo", repo, "-o", root / "fetched.tgz")
+        (rootfs,) = (root / "bucket").glob("*.tgz")
+        layout = root / "images"
+        run(umask, "export", f"oci:{layout}:{json.loads(manifest.read_text())['exchange']['image']}",
+            "-o", root / "exported.tgz", "--sbom", root / "exported.sbom.json", "--cache-dir", root / "cache")
+        for path in (manifest, root / "fetched.tgz", root / "exported.tgz", root / "exported.sbom.json"):
+            assert path.stat().st_mode & 0o777 == 0o666 & ~umask, (path.name, oct(path.stat().st_mode), oct(umask))
+        assert rootfs.stat().st_mode & 0o777 == 0o644, "a bucket's objects are served: always 0644"

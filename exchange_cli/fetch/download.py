@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from ..bounded import Readable
+from ..durable import new_file_mode
 from ..errors import ExchangeError, describe_os_error, writing
 from ..lockedtemp import locked_temp_file, remove_abandoned
 from ..remote import DownloadError
@@ -63,6 +64,7 @@ def save_verified(stream: Readable, destination: Path, *, expected_hash: str, ex
         if expected_size is not None and size != expected_size:
             raise HashMismatch(f"{source}: downloaded {size} bytes, the manifest says {expected_size}")
         with writing(destination, "the download"):
+            os.chmod(temp_name, new_file_mode())  # the lock file's 0600 would hide the download from other users
             os.replace(temp_name, destination)
     finally:
         Path(temp_name).unlink(missing_ok=True)
