@@ -374,6 +374,12 @@ def commit_paths(repo: git.Repo, paths: list[str], message: str, env: dict[str, 
     return repo.head.commit.hexsha
 
 
+def unstage(repo: git.Repo, paths: list[str]) -> None:
+    """The index's entries for `paths` back to HEAD's (`git reset -q -- PATHS`), the files left as they are."""
+    with index_lock_is_clear(repo.working_tree_dir or repo.git_dir):
+        repo.git.reset("-q", "--", *paths)
+
+
 def reset_hard(repo: git.Repo, commit: str) -> None:
     with index_lock_is_clear(repo.working_tree_dir or repo.git_dir):
         repo.git.reset("-q", "--hard", commit)

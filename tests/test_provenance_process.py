@@ -7,7 +7,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +21,7 @@ from click.testing import CliRunner
 from exchange_cli.cli import cli
 from exchange_cli.provenance.dsse import sign_envelope
 from exchange_cli.provenance.signers import LocalKeySigner, generate_private_key
+from exchange_cli.testgates import GATES_ENV
 from tests.infra.commands import catalog_site
 from tests.infra.gitrepo import ExchangeRepo, run_git
 from tests.infra.kms import KmsStandIn
@@ -573,3 +579,39 @@ def test_backfill_with_another_key_signs_nothing(verified_publication: Signed, t
     assert "its provenance is not signed by this key" in result.output
     assert signed.block("hello") == before
     assert signed.verify("acme/hello").exit_code == 0
+
+
+def test_an_interrupted_backfill_leaves_the_tree_clean_and_its_rerun_keeps_what_it_signed(
+        verified_publication: Signed, tmp_path: Path) -> None:
+    """Backfill wrote each manifest as it went: Ctrl-C left them modified and uncommitted, and the rerun,
+    seeing their sbom-url, skipped them. Now the manifests are written and committed together at the end;
+    the rerun finds the envelope it signed before (a new signature would differ) and keeps it."""
+    signed = verified_publication
+    for name in ("hello", "other"):
+        signed_before_sboms(signed, name)
+    repo = signed.world.repo
+    head = repo.git("rev-parse", "HEAD")
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    (gates / "backfill.armed").touch()
+    run = subprocess.Popen([sys.executable, "-m", "exchange_cli", "backfill-sbom", "--bucket",
+                            signed.world.bucket.as_uri(), "--repo", str(repo.root), "--sign-key", str(signed.key_file)],
+                           env={**os.environ, GATES_ENV: str(gates)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    deadline = time.monotonic() + 120
+    while not (gates / "backfill.reached").exists():
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.02)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130 and stderr.strip().splitlines()[-1] == "interrupted", stderr
+    assert repo.git("status", "--porcelain") == "" and repo.git("rev-parse", "HEAD") == head
+    (signed_first,) = [path.name for path in signed.world.bucket.glob("*.sbom.intoto.jsonl")]
+    uploaded = signed.world.bucket.joinpath(signed_first).read_bytes()
+    (gates / "backfill.armed").unlink()
+    result = backfill(signed, "--sign-key", str(signed.key_file))
+    assert result.exit_code == 0, result.output
+    assert signed.world.bucket.joinpath(signed_first).read_bytes() == uploaded
+    for name in ("hello", "other"):
+        verified = signed.verify(f"acme/{name}")
+        assert verified.exit_code == 0 and "sbom-statement" in verified.output, verified.output

@@ -39,13 +39,14 @@ def command(reference: str | None, bucket_uri: str | None, repo: Path | None, si
         resolved = resolve(catalog, EntryReference.parse(reference))
         manifests = [m for m in resolved.entry.manifests if resolved.version in (None, m.version)]
     chosen = sorted((m for m in manifests if needs_sbom(m)), key=lambda m: m.relative)
-    outcome = backfill(exchange, chosen, storage_bucket(bucket_uri, None), open_signer(sign_key))
+    # Said as each is made (each rootfs is streamed from the bucket: long work); committed at the end.
+    made = (lambda path: click.echo(printable(f"SBOM made for {path}"))) if output_format == "text" else \
+        (lambda path: None)
+    outcome = backfill(exchange, chosen, storage_bucket(bucket_uri, None), open_signer(sign_key), made)
     if output_format == "json":
         emit_json({"backfilled": outcome.done, "commit": outcome.commit,
                    "failed": [{"manifest": path, "reason": reason} for path, reason in outcome.failed.items()]})
     else:
-        for path in outcome.done:
-            click.echo(printable(f"SBOM made for {path}"))
         for path, reason in outcome.failed.items():
             click.echo(printable(f"FAILED {path}: {reason}"), err=True)
         click.echo(f"committed {outcome.commit[:12]}: push it to publish the SBOMs" if outcome.commit else

@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .. import git
 from ..bounded import read_at_most
 from ..commit_identity import commit_env
+from ..durable import write_atomically
 from ..errors import ExchangeError
 from ..manifests import ProcessedManifest, manifest_text
 from ..process.artifacts import sbom_name
 from ..provenance.dsse import EnvelopeError, check_signatures, parse_envelopes
-from ..provenance.sbom_statement import sign_sbom
+from ..provenance.sbom_statement import sbom_statement_problem, sign_sbom
 from ..provenance.signers import Signer
 from ..provenance.statement import StatementError, read_statement
 from ..provenance.verify import ATTESTATION_SHA256, ATTESTATION_SUFFIX, ATTESTATION_URL, MAX_ENVELOPE_BYTES
@@ -34,6 +37,7 @@ from ..repository import Exchange
 from ..sbom.query import read
 from ..sbom.tarball import document_of_stored_rootfs
 from ..storage.bucket import Bucket
+from ..testgates import gate
 
 COMMIT_MESSAGE = "Backfill SBOMs"
 
@@ -51,23 +55,45 @@ def needs_sbom(manifest: ProcessedManifest) -> bool:
 
 
 def backfill(exchange: Exchange, manifests: list[ProcessedManifest], bucket: Bucket,
-             signer: Signer | None = None) -> Backfill:
+             signer: Signer | None = None, made: Callable[[str], None] = lambda path: None) -> Backfill:
+    """Each manifest's SBOM (and envelope) uploaded as it is made (`made` is told); the manifests written and
+    committed together at the end. An interrupt or failure before then leaves the work tree as it was (the
+    objects uploaded are what a rerun makes again: it finds and keeps them)."""
     outcome = Backfill()
+    changed: dict[Path, str] = {}
     for manifest in manifests:
         try:
-            _backfill_one(exchange, manifest, bucket, signer)
+            changed[manifest.path] = _backfill_one(manifest, bucket, signer)
         except ExchangeError as error:
             outcome.failed[manifest.relative] = str(error)
         else:
             outcome.done.append(manifest.relative)
+            made(manifest.relative)
+        gate("backfill")  # tests: held after each manifest, before any is written
     if outcome.done:
-        outcome.commit = git.commit_paths(exchange.repo, outcome.done,
-                                          f"{COMMIT_MESSAGE} for {len(outcome.done)} manifest(s)",
-                                          commit_env(exchange.repo))
+        outcome.commit = _write_and_commit(exchange, changed, outcome.done)
     return outcome
 
 
-def _backfill_one(exchange: Exchange, manifest: ProcessedManifest, bucket: Bucket, signer: Signer | None) -> None:
+def _write_and_commit(exchange: Exchange, changed: dict[Path, str], paths: list[str]) -> str:
+    """The manifests written and committed as one change: the files are put back if anything fails."""
+    before = {path: path.read_bytes() for path in changed}
+    head = git.head_commit(exchange.repo)
+    try:
+        for path, text in changed.items():
+            write_atomically(path, text)
+        return git.commit_paths(exchange.repo, paths, f"{COMMIT_MESSAGE} for {len(paths)} manifest(s)",
+                                commit_env(exchange.repo))
+    except BaseException:
+        if git.head_commit(exchange.repo) == head:  # not committed: the files and the index as they were
+            for path, content in before.items():
+                write_atomically(path, content)
+            git.unstage(exchange.repo, paths)
+        raise
+
+
+def _backfill_one(manifest: ProcessedManifest, bucket: Bucket, signer: Signer | None) -> str:
+    """Uploads the SBOM (and a signed version's new envelope); the manifest's new text."""
     name, sha384 = manifest.bucket_object, manifest.rootfs_sha384
     assert name is not None and sha384 is not None, "needs_sbom chose it"
     signed = manifest.attestation_object
@@ -90,7 +116,7 @@ def _backfill_one(exchange: Exchange, manifest: ProcessedManifest, bucket: Bucke
         bucket.upload_bytes(*envelope)
     content = json.loads(manifest.path.read_text(encoding="utf-8"))
     content["exchange"].update(keys)
-    manifest.path.write_text(manifest_text(content), encoding="utf-8")
+    return manifest_text(content)
 
 
 def _envelope_with_sbom(bucket: Bucket, manifest: ProcessedManifest, name: str, document: bytes,
@@ -114,8 +140,33 @@ def _envelope_with_sbom(bucket: Bucket, manifest: ProcessedManifest, name: str, 
                 continue
             if facts.subject_digests.get("sha384") != manifest.rootfs_sha384:
                 raise ExchangeError(f"{name}: its provenance's subject is not this rootfs; nothing was signed")
+            new_name = f"{name.removesuffix(ATTESTATION_SUFFIX)}.sbom{ATTESTATION_SUFFIX}"
+            made_before = _made_before(bucket, new_name, content, signer, facts.subject_name, facts.subject_digests,
+                                       document)
+            if made_before is not None:
+                return new_name, made_before
             line = sign_sbom(facts.subject_name, facts.subject_digests, document, signer)
-            stem = name.removesuffix(ATTESTATION_SUFFIX)
-            return f"{stem}.sbom{ATTESTATION_SUFFIX}", content.rstrip(b"\n") + b"\n" + line
+            return new_name, content.rstrip(b"\n") + b"\n" + line
     raise ExchangeError(f"{name}: its provenance is not signed by this key ({signer.public_key.short_id}); the SBOM "
                         "statement must be signed by the key that signed it")
+
+
+def _made_before(bucket: Bucket, name: str, pinned: bytes, signer: Signer, subject_name: str,
+                 digests: dict[str, str], document: bytes) -> bytes | None:
+    """The envelope an interrupted backfill already uploaded under `name`, when it is this one: the pinned
+    file's lines, then this SBOM's statement signed by this key (a new signature would differ, and envelopes
+    are never overwritten). None when there is none; refused when it is another."""
+    if bucket.stat(name) is None:
+        return None
+    with bucket.open_read(name) as stream:
+        content = read_at_most(stream, MAX_ENVELOPE_BYTES)
+    try:
+        ours = content is not None and content.startswith(pinned.rstrip(b"\n") + b"\n") and sbom_statement_problem(
+            parse_envelopes(content, name), [signer.public_key], subject_name, digests, document) is None
+    except EnvelopeError:
+        ours = False
+    if not ours:
+        raise ExchangeError(f"{name} already exists and is not this SBOM's envelope; envelopes are never "
+                            "overwritten (if no manifest references it, `exchange verify-storage --delete-orphans` "
+                            "removes it)")
+    return content
