@@ -16,6 +16,7 @@ from exchange_cli.demo_image import build_demo_image
 from exchange_cli.specs import SpecKind
 from exchange_cli.storage.bucket import open_bucket
 from tests.catalog_world import CatalogWorld, populate
+from tests.infra.commands import one_error_line
 from tests.infra.gitrepo import ExchangeRepo, example_boutique, example_gear, init_repo, run_git
 
 
@@ -61,6 +62,21 @@ def test_add_gear_update_from_a_directory_keeps_the_org_and_says_update(exchange
     again = run(exchange_repo, "add-gear", str(gear_source(tmp_path, version="1.1.0")))
     assert again.exit_code == 0 and "nothing to do" in again.output
     assert exchange_repo.git("rev-parse", "HEAD") != start and len(subjects(exchange_repo, start)) == 1
+
+
+def test_an_update_git_cannot_commit_leaves_the_spec_as_it_was(exchange_repo: ExchangeRepo, tmp_path: Path) -> None:
+    """The new spec used to stay written and uncommitted: the retry said "nothing to do" and committed nothing."""
+    assert run(exchange_repo, "add-gear", str(gear_source(tmp_path)), "--org", "acme").exit_code == 0
+    spec = exchange_repo.root / "gears" / "acme" / "hello-world.json"
+    before, head = spec.read_bytes(), exchange_repo.git("rev-parse", "HEAD")
+    lock = exchange_repo.root / ".git" / "index.lock"
+    lock.write_text("")
+    held = run(exchange_repo, "add-gear", str(gear_source(tmp_path, version="1.1.0")))
+    assert held.exit_code == 2 and "index.lock exists" in one_error_line(held)
+    lock.unlink()
+    assert spec.read_bytes() == before and exchange_repo.git("status", "--porcelain") == ""
+    again = run(exchange_repo, "add-gear", str(gear_source(tmp_path, version="1.1.0")))
+    assert again.exit_code == 0 and subjects(exchange_repo, head) == ["Update hello-world gear to 1.1.0"]
 
 
 def test_add_gear_without_org_for_a_name_two_orgs_hold_asks_which(exchange_repo: ExchangeRepo,

@@ -43,6 +43,7 @@ from exchange_cli.provenance.statement import (
     read_statement,
     statement_bytes,
 )
+from tests.infra.commands import one_error_line
 from tests.infra.gitrepo import ExchangeRepo
 from tests.infra.kms import KmsStandIn
 from tests.infra.provenance import KMS_NAME, independent_verify
@@ -269,6 +270,23 @@ def test_keys_init_generates_outside_the_repo_and_commits_only_the_public_key(ex
     again = CliRunner().invoke(cli, ["keys", "init", "--repo", str(exchange_repo.root), "--sign-key", str(private)])
     assert again.exit_code == 0 and "already present" in again.output
     assert exchange_repo.git("rev-parse", "HEAD") == head, "the same key again: nothing to commit"
+
+
+def test_keys_init_that_git_cannot_commit_leaves_no_key_file_behind(exchange_repo: ExchangeRepo,
+                                                                     tmp_path: Path) -> None:
+    """The key file used to stay, uncommitted: the retry found it "already present" and committed nothing."""
+    exchange_repo.commit("start")
+    private = tmp_path / "exchange.key"
+    private.write_bytes(generate_private_key("ed25519"))
+    lock = exchange_repo.root / ".git" / "index.lock"
+    lock.write_text("")
+    held = CliRunner().invoke(cli, ["keys", "init", "--repo", str(exchange_repo.root), "--sign-key", str(private)])
+    assert held.exit_code == 2 and "index.lock exists" in one_error_line(held)
+    lock.unlink()
+    assert exchange_repo.git("status", "--porcelain") == "" and repository_keys(exchange_repo.root) == []
+    again = CliRunner().invoke(cli, ["keys", "init", "--repo", str(exchange_repo.root), "--sign-key", str(private)])
+    assert again.exit_code == 0, again.output
+    assert exchange_repo.git("log", "-1", "--format=%s").startswith("Add the exchange's signing key ")
 
 
 def test_keys_init_refuses_a_private_key_inside_the_repository(exchange_repo: ExchangeRepo) -> None:

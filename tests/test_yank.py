@@ -23,6 +23,7 @@ from exchange_cli.provenance.signers import LocalKeySigner, generate_private_key
 from exchange_cli.repository import Exchange
 from exchange_cli.specs import SpecKind
 from tests.catalog_world import CatalogWorld, own_bucket
+from tests.infra.commands import one_error_line
 from tests.infra.gitrepo import ExchangeRepo, example_boutique, init_repo, run_git
 from tests.infra.process_world import World as ProcessWorld
 from tests.infra.process_world import process
@@ -374,3 +375,19 @@ def test_a_linked_record_or_folder_is_named_never_followed(world: CatalogWorld, 
     refused = run(world.repo, "yank", "acme/hello@2.0.0", "--reason", "x")
     assert refused.exit_code == 2 and "fix or delete it first" in refused.stderr
     assert [p for p in (tmp_path / "lifecycle").rglob("*") if not p.is_dir()] == [], "nothing written through it"
+
+
+def test_a_decision_git_cannot_commit_leaves_the_tree_as_it_was_and_can_be_made_again(world: CatalogWorld) -> None:
+    """With git's index.lock held (an editor's git, say), the record used to stay written and uncommitted,
+    and the retry then said "already yanked" while nothing was committed."""
+    repo = world.repo
+    head = repo.git("rev-parse", "HEAD")
+    lock = repo.root / ".git" / "index.lock"
+    lock.write_text("")
+    held = run(repo, "yank", "acme/hello@2.0.0", "--reason", REASON)
+    assert held.exit_code == 2 and "index.lock exists" in one_error_line(held)
+    lock.unlink()
+    assert repo.git("status", "--porcelain") == "" and repo.git("rev-parse", "HEAD") == head
+    again = run(repo, "yank", "acme/hello@2.0.0", "--reason", REASON)
+    assert again.exit_code == 0, again.output
+    assert repo.git("show", "--name-status", "--format=", "HEAD").split() == ["A", RECORD]

@@ -16,6 +16,7 @@ from typing import Any
 from .. import git
 from ..catalog.model import EntryClaims, expected_stem
 from ..commit_identity import commit_env
+from ..committed import commit_changes
 from ..durable import write_atomically
 from ..errors import ExchangeError, UsageError
 from ..jsonpos import parse_json
@@ -65,10 +66,11 @@ def add_spec(exchange: Exchange, kind: SpecKind, source: SpecSource, *, org: str
     if old == text:
         return AddOutcome(location, report, changed=False, diff="")
     message = commit_message(exchange, location, name, data)
-    write_atomically(target, text)
     if not commit:
+        write_atomically(target, text)
         return AddOutcome(location, report, changed=True, diff=diff)
-    sha = git.commit_paths(exchange.repo, [location.relative_path], message, commit_env(exchange.repo))
+    sha = commit_changes(exchange.repo, exchange.root, {location.relative_path: text}, message,
+                         commit_env(exchange.repo))
     return AddOutcome(location, report, changed=True, diff=diff, commit=sha, message=message)
 
 

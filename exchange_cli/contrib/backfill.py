@@ -19,12 +19,10 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from .. import git
 from ..bounded import read_at_most
 from ..commit_identity import commit_env
-from ..durable import write_atomically
+from ..committed import commit_changes
 from ..errors import ExchangeError
 from ..manifests import ProcessedManifest, manifest_text
 from ..process.artifacts import sbom_name
@@ -60,10 +58,10 @@ def backfill(exchange: Exchange, manifests: list[ProcessedManifest], bucket: Buc
     committed together at the end. An interrupt or failure before then leaves the work tree as it was (the
     objects uploaded are what a rerun makes again: it finds and keeps them)."""
     outcome = Backfill()
-    changed: dict[Path, str] = {}
+    changed: dict[str, str | bytes | None] = {}
     for manifest in manifests:
         try:
-            changed[manifest.path] = _backfill_one(manifest, bucket, signer)
+            changed[manifest.relative] = _backfill_one(manifest, bucket, signer)
         except ExchangeError as error:
             outcome.failed[manifest.relative] = str(error)
         else:
@@ -71,25 +69,10 @@ def backfill(exchange: Exchange, manifests: list[ProcessedManifest], bucket: Buc
             made(manifest.relative)
         gate("backfill")  # tests: held after each manifest, before any is written
     if outcome.done:
-        outcome.commit = _write_and_commit(exchange, changed, outcome.done)
+        outcome.commit = commit_changes(exchange.repo, exchange.root, changed,
+                                        f"{COMMIT_MESSAGE} for {len(outcome.done)} manifest(s)",
+                                        commit_env(exchange.repo))
     return outcome
-
-
-def _write_and_commit(exchange: Exchange, changed: dict[Path, str], paths: list[str]) -> str:
-    """The manifests written and committed as one change: the files are put back if anything fails."""
-    before = {path: path.read_bytes() for path in changed}
-    head = git.head_commit(exchange.repo)
-    try:
-        for path, text in changed.items():
-            write_atomically(path, text)
-        return git.commit_paths(exchange.repo, paths, f"{COMMIT_MESSAGE} for {len(paths)} manifest(s)",
-                                commit_env(exchange.repo))
-    except BaseException:
-        if git.head_commit(exchange.repo) == head:  # not committed: the files and the index as they were
-            for path, content in before.items():
-                write_atomically(path, content)
-            git.unstage(exchange.repo, paths)
-        raise
 
 
 def _backfill_one(manifest: ProcessedManifest, bucket: Bucket, signer: Signer | None) -> str:

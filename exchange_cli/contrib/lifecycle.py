@@ -10,7 +10,7 @@ from ..catalog.lifecycle import MAX_REASON_CHARACTERS, Decision, GearRecord, rec
 from ..catalog.model import Catalog, CatalogEntry
 from ..catalog.reference import EntryReference, NotInCatalog, resolve, unique_reference
 from ..commit_identity import author_now, commit_env
-from ..durable import write_atomically
+from ..committed import commit_changes
 from ..errors import UsageError
 from ..quoting import one_line, printable
 from ..repository import Exchange
@@ -106,12 +106,9 @@ def plan_undeprecation(catalog: Catalog, entry: CatalogEntry) -> LifecycleChange
 
 def apply_change(exchange: Exchange, change: LifecycleChange) -> str:
     """Write (or, when nothing is left in it, delete) the record and commit exactly it; the commit."""
-    path = exchange.root / change.path
-    if change.record.empty:
-        path.unlink(missing_ok=True)
-    else:
-        write_atomically(path, change.record.text())
-    return git.commit_paths(exchange.repo, [change.path], change.message, commit_env(exchange.repo))
+    content = None if change.record.empty else change.record.text()
+    return commit_changes(exchange.repo, exchange.root, {change.path: content}, change.message,
+                          commit_env(exchange.repo))
 
 
 class DecisionNotPushed(UsageError):

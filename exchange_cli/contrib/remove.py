@@ -14,7 +14,7 @@ from ..catalog.lifecycle import record_path
 from ..catalog.model import Catalog, CatalogEntry
 from ..catalog.reference import NotInCatalog
 from ..commit_identity import commit_env
-from ..durable import write_atomically
+from ..committed import commit_changes, write_changes
 from ..errors import Category, ExchangeError
 from ..manifests import ManifestScan, ProcessedManifest
 from ..process.references import published_references
@@ -78,15 +78,15 @@ def _record_after(catalog: Catalog, entry: CatalogEntry, version: str | None) ->
 
 def apply_removal(exchange: Exchange, removal: Removal) -> str | None:
     """Delete the files and commit exactly them; returns the commit (None when none was tracked)."""
-    changed = [*removal.paths, *([removal.record[0]] if removal.record else [])]
-    tracked = set(exchange.repo.git.ls_files("-z", "--", *changed).split("\0")) - {""}
-    for relative in removal.paths:
-        (exchange.root / relative).unlink(missing_ok=True)
+    changes: dict[str, str | None] = dict.fromkeys(removal.paths)
     if removal.record is not None:
-        write_atomically(exchange.root / removal.record[0], removal.record[1])
+        changes[removal.record[0]] = removal.record[1]
+    tracked = set(exchange.repo.git.ls_files("-z", "--", *changes).split("\0")) - {""}
     if not tracked:
+        write_changes(exchange.root, changes)
         return None
-    return git.commit_paths(exchange.repo, sorted(tracked), removal.message, commit_env(exchange.repo))
+    return commit_changes(exchange.repo, exchange.root, changes, removal.message, commit_env(exchange.repo),
+                          committed=tracked)
 
 
 class RemovalNotPublished(ExchangeError):

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import git
+from ..committed import commit_changes
 from ..errors import UsageError
 from ..repository import Exchange
-from .keys import ED25519, PublicKey, write_key
+from .keys import ED25519, PublicKey, key_file, write_key
 from .signers import LocalKeySigner, Signer, generate_private_key
 
 
@@ -43,11 +44,15 @@ def generate_key_file(path: Path, exchange: Exchange, algorithm: str = ED25519) 
 
 def init_keys(exchange: Exchange, signer: Signer, *, commit: bool, generated: Path | None = None) -> KeysInit:
     key = signer.public_key
-    path, written = write_key(exchange.root, key)
-    made = None
-    if written and commit:
-        relative = exchange.relative(path)
-        assert relative is not None
-        identity = {} if git.has_identity(exchange.repo) else git.bot_identity_env()
-        made = git.commit_paths(exchange.repo, [relative], f"Add the exchange's signing key {key.short_id}", identity)
-    return KeysInit(key, path, written, made, generated)
+    if not commit:
+        path, written = write_key(exchange.root, key)
+        return KeysInit(key, path, written, None, generated)
+    path = key_file(exchange.root, key)
+    if path.is_file() and path.read_bytes() == key.pem:
+        return KeysInit(key, path, False, None, generated)
+    relative = exchange.relative(path)
+    assert relative is not None
+    identity = {} if git.has_identity(exchange.repo) else git.bot_identity_env()
+    made = commit_changes(exchange.repo, exchange.root, {relative: key.pem},
+                          f"Add the exchange's signing key {key.short_id}", identity)
+    return KeysInit(key, path, True, made, generated)

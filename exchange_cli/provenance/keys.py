@@ -151,9 +151,14 @@ def _read_repository_key(root: Path, path: Path) -> PublicKey:
     return PublicKey.from_pem(pem, relative)
 
 
+def key_file(root: Path, key: PublicKey) -> Path:
+    """The key's file in the repository at `root`."""
+    return keys_dir(root) / f"{key.key_id}{KEY_SUFFIX}"
+
+
 def write_key(root: Path, key: PublicKey) -> tuple[Path, bool]:
     """(path, written): the key's file in the repository, written unless an identical one is there."""
-    path = keys_dir(root) / f"{key.key_id}{KEY_SUFFIX}"
+    path = key_file(root, key)
     if path.is_file() and path.read_bytes() == key.pem:
         return path, False
     path.parent.mkdir(parents=True, exist_ok=True)
