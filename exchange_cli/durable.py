@@ -9,11 +9,12 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomically(path: Path, data: str | bytes, *, prefix: str | None = None) -> None:
+def write_atomically(path: Path, data: str | bytes, *, prefix: str | None = None, make_parents: bool = True) -> None:
     """A reader sees the old file or the whole new one, with the mode a plain write would give it
     (`new_file_mode`). `prefix` names the temporary file, for whoever sweeps the leftovers of a writer that
-    died (default: `.<name>.`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    died (default: `.<name>.`); `make_parents=False`: a missing directory is an error (FileNotFoundError)."""
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     content = data.encode("utf-8") if isinstance(data, str) else data
     descriptor, temp_name = tempfile.mkstemp(prefix=prefix or f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -101,6 +101,33 @@ def test_an_output_that_cannot_be_written_is_one_line(catalog_world: CatalogWorl
     assert line.endswith(reason), line
 
 
+# The outputs that a later run writes again, over the last one: (arguments before the path, what it is called).
+REWRITTEN = {
+    "index -o": (["index", "-o"], "the catalog", "exchange.json"),
+    "index --html": (["index", "-o", "-", "--html"], "the catalog site", "index.html"),
+    "inventory --csv": (["inventory", "--csv"], "the inventory", "gears.csv"),
+    "validate --junit-xml": (["validate", "--all", "--junit-xml"], "the JUnit report", "validate.xml"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(REWRITTEN))
+def test_an_output_that_no_longer_fits_leaves_the_last_one_whole(catalog_world: CatalogWorld, tmpfs: Mount,
+                                                                 command: str) -> None:
+    """A catalog served while `index -o` rewrote it on a full disk was left truncated (write_text opens with
+    O_TRUNC); now each output is written beside its name and renamed over it, or not at all."""
+    args, what, name = REWRITTEN[command]
+    out = tmpfs("full")
+    last = b"the last run's output\n" * 8
+    given = out if command == "index --html" else out / name
+    (out / name).write_bytes(last)
+    fill(out)
+    result = CliRunner().invoke(cli, [*args, str(given), "--repo", str(catalog_world.repo.root)])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert one_error_line(result).endswith("No space left on device")
+    assert (out / name).read_bytes() == last
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == sorted(["filler", name]), "no temporary file"
+
+
 def test_fetch_onto_a_full_disk_names_the_file_and_keeps_nothing(catalog_world: CatalogWorld, tmpfs: Mount) -> None:
     out = tmpfs("full")
     fill(out)

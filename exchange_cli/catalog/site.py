@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from ..confined import NotConfined, read_below
+from ..durable import write_atomically
 from ..errors import ExchangeError
 from ..logs import logger
 from ..manifests import MANIFESTS_DIRECTORY, MAX_MANIFEST_BYTES, ProcessedManifest
@@ -146,9 +147,7 @@ def write_site(files: dict[str, str], directory: Path) -> None:
     all stay inside it, and none through a link already there."""
     paths = {relative: path_below(directory, relative) for relative in files}
     for relative, content in files.items():
-        path = paths[relative]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
+        write_atomically(paths[relative], content)  # a page served meanwhile is the old one or the new one
 
 
 def entry_page_path(entry: CatalogEntry) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..durable import write_atomically
 from ..errors import ExchangeError, UsageError, writing
 from ..logs import logger
 from .catalog_options import open_catalog, repo_option
@@ -54,7 +55,8 @@ def command(output: Path | None, index_format: str, html_dir: Path | None, publi
         count = f"{len(catalog.entries)} entries"
     if output is not None and str(output) != "-":
         with writing(output, "the catalog"):
-            output.write_text(text, encoding="utf-8")
+            # Served while it is rewritten: the old one or the whole new one. Into an existing directory only.
+            write_atomically(output, text, make_parents=False)
         LOG.info(f"wrote {output}: {count}")
     elif output is not None or (html_dir is None and publish_branch is None):
         # Standard output when asked, or when nothing else was: with --html or --publish-branch the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from dataclasses import asdict
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
+from ..durable import write_atomically
 from ..errors import writing
 from ..logs import logger
 from .catalog_options import open_catalog, repo_option
@@ -38,8 +40,10 @@ def command(output_format: str, output: Path | None, csv_path: Path | None, repo
     if output is None or str(output) == "-":
         _print(rows, output_format, sys.stdout)
         return
-    with writing(output, "the inventory"), output.open("w", encoding="utf-8", newline="") as stream:
-        _print(rows, output_format, stream)
+    rendered = io.StringIO(newline="")
+    _print(rows, output_format, rendered)
+    with writing(output, "the inventory"):
+        write_atomically(output, rendered.getvalue(), make_parents=False)
     LOG.info(f"wrote {len(rows)} gear(s) to {output}")
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..durable import write_atomically
 from ..quoting import printable, short_text
 from .problems import Problem, Report, Severity, SpecResult, Status
 
@@ -130,8 +131,7 @@ def write_junit(report: Report, path: Path, *, suite_name: str = "exchange valid
     suites.append(suite)
     tree = ET.ElementTree(suites)
     ET.indent(tree)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tree.write(path, encoding="utf-8", xml_declaration=True)
+    write_atomically(path, ET.tostring(suites, encoding="utf-8", xml_declaration=True))
 
 
 def render(report: Report, output_format: str, stream: TextIO) -> None:
