@@ -69,7 +69,7 @@ class Collector(Gate):
         try:
             found = self._parsed(kind, path, data)
         except (Unreadable, ValueError, RecursionError, struct.error) as error:
-            self.warn((str(error) if isinstance(error, Unreadable) else f"{path}: unreadable ({error})")[:WARNING_LIMIT])
+            self.warn(str(error) if isinstance(error, Unreadable) else f"{path}: unreadable ({error})")
             return
         if isinstance(found, OperatingSystem):
             self.os_by_path[path] = found
@@ -85,7 +85,7 @@ class Collector(Gate):
                 self.listener.found(found)
 
     def warn(self, line: str) -> None:
-        self.findings.warnings.append(line)
+        self.findings.warnings.append(line[:WARNING_LIMIT])  # every warning, the gate's and the parsers', cut here
 
     def _parsed(self, kind: str, path: str, data: bytes) -> (
             OperatingSystem | debian_copyright.DeclaredLicenses | list[Package]):
@@ -99,8 +99,7 @@ class Collector(Gate):
             packages = packages[:room]
             if not self.too_many:
                 self.too_many = True
-                self.warn((f"{path}: the rootfs lists more than {MAX_PACKAGES:,} packages; the rest are not "
-                           "in the SBOM")[:WARNING_LIMIT])
+                self.warn(f"{path}: the rootfs lists more than {MAX_PACKAGES:,} packages; the rest are not in the SBOM")
         if kind == "dpkg":  # its licences, from the copyright file read before (see the module's docstring)
             return [dataclasses.replace(package, licenses=self.debian_licenses.get(package.name, ()))
                     for package in packages]

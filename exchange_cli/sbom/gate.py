@@ -84,8 +84,8 @@ class Gate:
         if self.files >= MAX_FILES or self.bytes >= MAX_BYTES:
             if not self.full:
                 self.full = True
-                self.warn((f"{directory}{name}: more than {MAX_FILES:,} package files or {MAX_BYTES:,} bytes "
-                           "read; it and the rest are not")[:WARNING_LIMIT])
+                self.warn(f"{directory}{name}: more than {MAX_FILES:,} package files or {MAX_BYTES:,} bytes "
+                          "read; it and the rest are not")
             return 0
         return CAPS[kind]
 
@@ -95,8 +95,7 @@ class Gate:
         if kind is None:
             return
         if data is None:
-            self.warn((f"{path}: {size:,} bytes, more than the {CAPS[kind]:,} a {kind} record may hold; "
-                       "not read")[:WARNING_LIMIT])
+            self.warn(f"{path}: {size:,} bytes, more than the {CAPS[kind]:,} a {kind} record may hold; not read")
             return
         self.files += 1
         self.bytes += len(data)
@@ -106,4 +105,5 @@ class Gate:
         raise NotImplementedError
 
     def warn(self, line: str) -> None:
+        """A line for the document's warnings, cut to WARNING_LIMIT where it is kept (collect.Collector)."""
         raise NotImplementedError

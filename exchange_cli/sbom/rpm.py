@@ -17,11 +17,10 @@ from .model import Package
 TAG_NAME, TAG_VERSION, TAG_RELEASE, TAG_EPOCH, TAG_LICENSE, TAG_ARCH = 1000, 1001, 1002, 1003, 1014, 1022
 TYPE_INT32, TYPE_STRING, TYPE_I18NSTRING = 4, 6, 9
 MAX_INDEX = 1 << 16  # rpm's own limit on a header's index entries
-MAX_PACKAGES = 200_000
 
 
 def parse(path: str, data: bytes, limit: int) -> list[Package]:
-    """Every package of the database, at most `limit` (and rpm's own MAX_PACKAGES) of them."""
+    """Every package of the database, at most `limit` of them."""
     if data[18:20] == b"\x02\x02":
         # rpm keeps the file in WAL mode, which an in-memory copy cannot open; the header's two
         # format bytes say "rollback journal" instead (rpm checkpoints its WAL into the file on close).
@@ -29,7 +28,7 @@ def parse(path: str, data: bytes, limit: int) -> list[Package]:
     connection = sqlite3.connect(":memory:")
     try:
         connection.deserialize(data)
-        rows = connection.execute("SELECT blob FROM Packages ORDER BY hnum LIMIT ?", (min(MAX_PACKAGES, limit),)).fetchall()
+        rows = connection.execute("SELECT blob FROM Packages ORDER BY hnum LIMIT ?", (limit,)).fetchall()
     except sqlite3.Error as error:
         raise Unreadable(f"{path}: not an rpm sqlite database ({error})") from None
     finally:
