@@ -21,7 +21,9 @@ from ..manifests import manifests_at_commit
 from ..repository import MANIFESTS, SENTINEL, Exchange
 from ..storage.bucket import Bucket
 from .context import Log, ProcessFailed
-from .references import RemoteUnreadable, referenced_by, references_at_remote, stored_problem
+from .ledger import CreatedObjects
+from .references import referenced_by, stored_problem
+from .rollback import delete_unreferenced
 from .transaction import ManifestCommit, PublishTransaction
 
 
@@ -90,31 +92,24 @@ def resume_unpushed(exchange: Exchange, remote: str, branch: str, bucket: Bucket
 def _delete_what_only_they_referenced(exchange: Exchange, head: str, manifest_paths: list[str], bucket: Bucket,
                                       remote: str, branch: str, log: Log) -> None:
     """The rest of the earlier run's rollback: the objects its rolled-back manifests referenced (their
-    rootfs, envelopes, SBOMs, squashfs images) that no manifest at the remote references. Its specs are
+    rootfs, envelopes, SBOMs, squashfs images), deleted as a failed run's are (rollback.delete_unreferenced:
+    never one a manifest at the remote references, nothing when the remote cannot be read). Its specs are
     processed again, and when an image moved meanwhile (or an export came out different) the objects made
-    then have other names: these would stay as orphans. The remote is read now, under the lease, so a
-    manifest another run pushed keeps what it references; when it cannot be read nothing is deleted."""
+    then have other names: these would stay as orphans."""
     ours = set(manifest_paths)
-    named = sorted({name for manifest in manifests_at_commit(exchange.repo, head).manifests
-                    if manifest.relative in ours for name in manifest.bucket_objects})
-    try:
-        references = references_at_remote(exchange.repo, remote, branch)
-    except RemoteUnreadable as error:
-        log(f"kept the objects they referenced: {error}")
-        return
-    deleted, failed = [], []
-    for name in named:
-        if references is not None and references.keeps(name):
-            continue
-        try:
-            if bucket.delete(name):
-                deleted.append(name)
-        except ExchangeError as error:
-            failed.append(f"{name}: {error}")
-    if deleted:
-        log(f"deleted what only they referenced: {', '.join(deleted)}")
-    if failed:
-        log("could not delete (verify-storage --delete-orphans can):\n  " + "\n  ".join(failed))
+    present = CreatedObjects()  # as found now: deleted only if not replaced since (its generation)
+    for manifest in manifests_at_commit(exchange.repo, head).manifests:
+        if manifest.relative in ours:
+            for name in manifest.bucket_objects:
+                if (info := bucket.stat(name)) is not None:
+                    present.record(name, info.generation)
+    result = delete_unreferenced(present, bucket, exchange.repo, remote, branch)
+    if result.deleted:
+        log(f"deleted what only they referenced: {', '.join(result.deleted)}")
+    for name, reason in result.failed.items():
+        log(f"could not delete {name} (verify-storage --delete-orphans can): {reason}")
+    for name, reason in result.kept.items():
+        log(f"{name} {reason}")
 
 
 def _sentinel_at(exchange: Exchange, commit: str) -> str | None:
