@@ -156,10 +156,16 @@ def key_file(root: Path, key: PublicKey) -> Path:
     return keys_dir(root) / f"{key.key_id}{KEY_SUFFIX}"
 
 
+def has_key_file(root: Path, key: PublicKey) -> bool:
+    """The key's file is in the repository at `root`, as this key writes it."""
+    path = key_file(root, key)
+    return path.is_file() and path.read_bytes() == key.pem
+
+
 def write_key(root: Path, key: PublicKey) -> tuple[Path, bool]:
     """(path, written): the key's file in the repository, written unless an identical one is there."""
     path = key_file(root, key)
-    if path.is_file() and path.read_bytes() == key.pem:
+    if has_key_file(root, key):
         return path, False
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(key.pem)
