@@ -25,7 +25,7 @@ from exchange_cli.testgates import GATES_ENV
 from tests.infra.commands import catalog_site
 from tests.infra.gitrepo import ExchangeRepo, run_git
 from tests.infra.kms import KmsStandIn
-from tests.infra.process_world import World, manifests, reject_pushes
+from tests.infra.process_world import World, forget_sbom, manifests, reject_pushes
 from tests.infra.provenance import KMS_NAME, Signed, independent_verify
 
 
@@ -502,20 +502,12 @@ def test_verify_fails_when_the_manifest_names_another_signing_key(signed_process
 def signed_before_sboms(signed: Signed, name: str) -> dict:
     """acme/<name> as a version signed before SBOMs existed: its envelope holds the provenance alone (the
     manifest pinning that file), and it has no SBOM. Verify passes on it. Its exchange block."""
-    block = signed.block(name)
-    envelope = signed.bucket_file(block["attestation-url"])
+    envelope = signed.bucket_file(signed.block(name)["attestation-url"])
     provenance = envelope.read_bytes().splitlines(keepends=True)[0]
     envelope.write_bytes(provenance)
-    signed.bucket_file(block["sbom-url"]).unlink()
-    path = signed.manifest(name)
-    document = json.loads(path.read_text())
-    for key in ("sbom-url", "sbom-sha256", "sbom-packages", "sbom-os"):
-        document["exchange"].pop(key, None)
-    document["exchange"]["attestation-sha256"] = hashlib.sha256(provenance).hexdigest()
-    path.write_text(json.dumps(document, indent=2) + "\n")
-    signed.world.repo.commit(f"{name} as signed before SBOMs")
+    forget_sbom(signed.world, name, {"attestation-sha256": hashlib.sha256(provenance).hexdigest()})
     assert signed.verify(f"acme/{name}").exit_code == 0
-    return document["exchange"]
+    return signed.block(name)
 
 
 def backfill(signed: Signed, *extra: str):

@@ -16,7 +16,7 @@ from exchange_cli.sbom.query import PackageSpec, compare_versions
 from tests.infra import require_executable
 from tests.infra.commands import catalog_site
 from tests.infra.gitrepo import gear_and_image
-from tests.infra.process_world import World
+from tests.infra.process_world import World, forget_sbom
 
 STATUS = b"""Package: openssl
 Status: install ok installed
@@ -114,21 +114,6 @@ def test_the_manifest_summarises_the_sbom_and_the_catalog_shows_it(published: Wo
     site = catalog_site(published.repo.root, tmp_path)
     page = (site / "gears/acme/pyapp.html").read_text()
     assert f"{block['sbom-url']} (3 packages, demo)" in page
-
-
-def forget_sbom(process_world: World, name: str) -> tuple[dict, bytes]:
-    """Make acme/<name>'s manifest look published before SBOMs; its exchange block and SBOM as they were."""
-    manifest = next((process_world.repo.root / "manifests" / "acme").glob(f"acme-{name}-*.json"))
-    document = json.loads(manifest.read_text())
-    before = dict(document["exchange"])
-    stored = process_world.bucket / before["sbom-url"].rsplit("/", 1)[1]
-    content = stored.read_bytes()
-    stored.unlink()
-    for key in ("sbom-url", "sbom-sha256", "sbom-packages", "sbom-os"):
-        document["exchange"].pop(key, None)
-    manifest.write_text(json.dumps(document, indent=2) + "\n")
-    process_world.repo.commit(f"{name} as published before SBOMs")
-    return before, content
 
 
 def test_backfill_gives_an_old_manifest_the_sbom_a_run_gives(published: World) -> None:

@@ -73,3 +73,23 @@ def reject_pushes(remote: Path, script: str = "echo 'rejected by policy' >&2; ex
     hook = remote / "hooks" / "pre-receive"
     hook.write_text(f"#!/bin/sh\n{script}\n")
     hook.chmod(0o755)
+
+
+SBOM_KEYS = ("sbom-url", "sbom-sha256", "sbom-packages", "sbom-os")
+
+
+def forget_sbom(world: World, name: str, changes: dict[str, str] | None = None) -> tuple[dict, bytes]:
+    """Make acme/<name>'s manifest look published before SBOMs (`changes` to its exchange block besides),
+    committed: its exchange block and SBOM as they were."""
+    manifest = next((world.repo.root / "manifests" / "acme").glob(f"acme-{name}-*.json"))
+    document = json.loads(manifest.read_text())
+    before = dict(document["exchange"])
+    stored = world.bucket / before["sbom-url"].rsplit("/", 1)[1]
+    content = stored.read_bytes()
+    stored.unlink()
+    for key in SBOM_KEYS:
+        document["exchange"].pop(key, None)
+    document["exchange"].update(changes or {})
+    manifest.write_text(json.dumps(document, indent=2) + "\n")
+    world.repo.commit(f"{name} as published before SBOMs")
+    return before, content
