@@ -7,14 +7,18 @@ the remote cannot be read, nothing is deleted (an orphan can be cleaned later; a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import git as gitpython
 
 from ..errors import ExchangeError
 from ..storage.bucket import Bucket
-from .delivery.stage import Delivery
 from .ledger import CreatedObjects, RollbackResult
 from .references import RemoteUnreadable, references_at_remote
 from .transaction import PublishTransaction
+
+if TYPE_CHECKING:
+    from .delivery.stage import Delivery  # a run's mirrored tags: a resume's clean-up has none, and loads none of it
 
 
 def undo(ledger: CreatedObjects, bucket: Bucket, repo: gitpython.Repo, remote: str, branch: str, delivery: Delivery,
