@@ -26,7 +26,7 @@ from exchange_cli.provenance.signers import LocalKeySigner, generate_private_key
 from exchange_cli.storage.bucket import open_bucket
 from tests.catalog_world import CatalogWorld, one_gear_world
 from tests.infra import require_executable
-from tests.infra.chromium import chromium_dom, laid_out_width
+from tests.infra.chromium import chromium_dom, laid_out_at
 from tests.infra.gitrepo import ExchangeRepo, example_gear
 from tests.infra.publication import publish
 from tests.infra.static_http import serving
@@ -337,9 +337,8 @@ LONG_ORG = "neuroimaging-" + "o" * 40
 LONG_NAME = "skull-stripping-" + "x" * 60
 
 
-@pytest.mark.parametrize("width", [390, 1024])
-def test_pages_with_long_values_never_scroll_sideways(served_catalog: CatalogWorld, served: Served, tmp_path: Path,
-                                                     width: int) -> None:
+def test_pages_with_long_values_never_scroll_sideways(served_catalog: CatalogWorld, served: Served,
+                                                     tmp_path: Path) -> None:
     wide = {f"option-{n}-{'x' * 40}": {"type": "string", "default": "/a/very/long/path/" + "segment" * 30,
                                         "description": "word " * 60} for n in range(4)}
     # The image is registry.example.org/acme/<name>:<version>: long too.
@@ -353,10 +352,12 @@ def test_pages_with_long_values_never_scroll_sideways(served_catalog: CatalogWor
     page = site / "gears" / LONG_ORG / f"{LONG_NAME}.html"
     assert re.search(r"sha384:[0-9a-f]{96}", page.read_text()), "the 96-hex hash is on the page"
     assert f"registry.example.org/acme/{LONG_NAME}:1.0.0-{'v' * 50}" in page.read_text()
-    for measured in (site / "index.html", page):
-        scroll, inner, dom = laid_out_width(measured, served.directory, served.base, width, tmp_path / "profile",
-                                    ARTIFACTS / f"catalog-{measured.stem[:20]}-{width}px.png")
-        assert inner == width and scroll <= inner, (measured.name, width, scroll, inner)
-        if measured == page:
-            long_url = served.url(f"site/files/manifests/{LONG_ORG}/")
-            assert any(long_url in command for command in dom_commands(dom)), "the long manifest URL is shown"
+    pages = [site / "index.html", page]
+    measured = laid_out_at(pages, served.directory, served.base, [390, 1024], tmp_path / "profile",
+                           ARTIFACTS / "catalog-long-values-390px-1024px.png")
+    for width, sizes in measured.items():
+        for shown, (scroll, inner, dom) in zip(pages, sizes, strict=True):
+            assert inner == width and scroll <= inner, (shown.name, width, scroll, inner)
+            if shown == page:
+                long_url = served.url(f"site/files/manifests/{LONG_ORG}/")
+                assert any(long_url in command for command in dom_commands(dom)), "the long manifest URL is shown"

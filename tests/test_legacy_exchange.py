@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from exchange_cli.cli import cli
 from exchange_cli.storage.bucket import open_bucket
 from tests.catalog_world import CatalogWorld, one_gear_world, own_bucket
-from tests.infra.chromium import laid_out_widths
+from tests.infra.chromium import laid_out_at
 from tests.infra.gitrepo import ExchangeRepo, run_git
 from tests.infra.static_http import serving
 from tests.legacy_exchange import (
@@ -504,8 +504,7 @@ def test_a_version_the_sentinel_was_moved_past_is_skipped_not_pending(legacy: Le
     assert "badge" not in cpac, "a processed newest version carries no marker"
 
 
-@pytest.mark.parametrize("width", [390, 1024, 1920])
-def test_catalog_pages_never_scroll_sideways(legacy: LegacyExchange, tmp_path: Path, width: int) -> None:
+def test_catalog_pages_never_scroll_sideways(legacy: LegacyExchange, tmp_path: Path) -> None:
     wide = {f"option-{n}-{'x' * 40}": {"type": "string", "default": "/a/very/long/path/" + "segment" * 30,
                                         "description": "word " * 60} for n in range(8)}
     legacy.repo.write("gears/acme/wide.json", legacy.gear("wide", "1.0.0", config=wide,
@@ -515,10 +514,11 @@ def test_catalog_pages_never_scroll_sideways(legacy: LegacyExchange, tmp_path: P
     assert run(legacy, "index", "--html", str(site), "-o", str(tmp_path / "x.json")).exit_code == 0
     with serving(site) as base:
         pages = [site / "index.html", site / "gears" / "acme" / "wide.html", site / "gears" / "acme" / "cpac.html"]
-        measured = laid_out_widths(pages, site, base, width, tmp_path / "profile")
-    for page, (scroll, inner, _) in zip(pages, measured, strict=True):
-        assert inner == width, "measured at the width asked for (an iframe: no window is narrower than 500 px)"
-        assert scroll <= inner, (page.name, width, scroll, inner)
+        measured = laid_out_at(pages, site, base, [390, 1024, 1920], tmp_path / "profile")
+    for width, sizes in measured.items():
+        for page, (scroll, inner, _) in zip(pages, sizes, strict=True):
+            assert inner == width, "measured at the width asked for (an iframe: no window is narrower than 500 px)"
+            assert scroll <= inner, (page.name, width, scroll, inner)
 
 
 # Rules judge what a change introduces -----------------------------------------------------------

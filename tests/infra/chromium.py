@@ -28,24 +28,22 @@ def chromium_dom(url: str, profile: Path, screenshot: Path | None = None,
     return dom
 
 
-def laid_out_width(page: Path, root: Path, base_url: str, width: int, profile: Path,
-                   screenshot: Path | None = None) -> tuple[int, int, str]:
-    """(scrollWidth, innerWidth, the page's DOM) of `page` (a file below `root`, which `base_url` serves)
-    laid out `width` CSS pixels wide (see laid_out_widths)."""
-    (measured,) = laid_out_widths([page], root, base_url, width, profile, screenshot)
-    return measured
+FRAME_HEIGHT = 900  # CSS pixels of each measured page's frame
 
 
-def laid_out_widths(pages: list[Path], root: Path, base_url: str, width: int, profile: Path,
-                    screenshot: Path | None = None) -> list[tuple[int, int, str]]:
-    """(scrollWidth, innerWidth, the page's DOM) of each of `pages` (files below `root`, which `base_url`
-    serves) laid out `width` CSS pixels wide, from one start of the browser (each start costs about a
-    second of CPU). Headless Chromium makes no window narrower than 500 px, so each page is
-    measured in an iframe of that width on a page of the same origin, after the page's own script ran."""
-    harness = root / f"measure-{width}-{pages[0].name}"
-    style = f"width:{width}px;height:900px;border:0;display:block"
-    frames = "\n".join(f'<iframe src="{quote(page.relative_to(root).as_posix())}" style="{style}"></iframe>'
-                        f'<pre id="dom-{number}"></pre>' for number, page in enumerate(pages))
+def laid_out_at(pages: list[Path], root: Path, base_url: str, widths: list[int], profile: Path,
+                screenshot: Path | None = None) -> dict[int, list[tuple[int, int, str]]]:
+    """For each of `widths`, (scrollWidth, innerWidth, the page's DOM) of each of `pages` (files below
+    `root`, which `base_url` serves) laid out that many CSS pixels wide, all from one start of the browser
+    (each start costs about a second of CPU). Headless Chromium makes no window narrower than 500 px, so
+    each page is measured in an iframe of the width, on a page of the same origin, after the page's own
+    script ran."""
+    harness = root / f"measure-{'-'.join(map(str, widths))}-{pages[0].name}"
+    shown = [(width, page) for width in widths for page in pages]
+    frames = "\n".join(f'<iframe src="{quote(page.relative_to(root).as_posix())}" '
+                       f'style="width:{width}px;height:{FRAME_HEIGHT}px;border:0;display:block"></iframe>'
+                       f'<pre id="dom-{number}" style="display:none"></pre>'
+                       for number, (width, page) in enumerate(shown))
     harness.write_text(f"""<!doctype html><html><head><title>not measured</title></head><body style="margin:0">
 {frames}
 <script>
@@ -59,13 +57,16 @@ window.addEventListener("load", function () {{
 }});
 </script></body></html>""")
     url = base_url + "/" + quote(harness.relative_to(root).as_posix(), safe="/'")
-    dom = chromium_dom(url, profile, screenshot=screenshot, window=(width + 200, 1000))
+    # Frames below the window are laid out all the same; a screenshot is given the height to show them all.
+    height = FRAME_HEIGHT * len(shown) + 100 if screenshot is not None else 1000
+    dom = chromium_dom(url, profile, screenshot=screenshot, window=(max(widths) + 200, height))
     title = re.search(r"<title>(.*?)</title>", dom)
     assert title is not None and title[1] != "not measured", dom[:500]
-    measured = []
-    for number, size in enumerate(title[1].split(",")):
+    sizes = title[1].split(",")
+    assert len(sizes) == len(shown), title[1]
+    measured: dict[int, list[tuple[int, int, str]]] = {width: [] for width in widths}
+    for number, ((width, _), size) in enumerate(zip(shown, sizes, strict=True)):
         scroll, inner = map(int, size.split())
-        shown = re.search(rf'<pre id="dom-{number}">(.*?)</pre>', dom, re.DOTALL)
-        measured.append((scroll, inner, html.unescape(shown[1] if shown else "")))
-    assert len(measured) == len(pages), title[1]
+        dom_of = re.search(rf'<pre id="dom-{number}" style="display:none">(.*?)</pre>', dom, re.DOTALL)
+        measured[width].append((scroll, inner, html.unescape(dom_of[1] if dom_of else "")))
     return measured
