@@ -70,3 +70,29 @@ window.addEventListener("load", function () {{
         dom_of = re.search(rf'<pre id="dom-{number}" style="display:none">(.*?)</pre>', dom, re.DOTALL)
         measured[width].append((scroll, inner, html.unescape(dom_of[1] if dom_of else "")))
     return measured
+
+def doms_after_scripts(urls: list[str], harness: Path, profile: Path,
+                       screenshot: Path | None = None) -> list[str]:
+    """The DOM of each of `urls` after its scripts ran, each in an iframe of chromium_dom's default window
+    size on one page (`harness`, a file written beside them, of their origin), from one start of the
+    browser. A screenshot shows every frame."""
+    frames = "\n".join(f'<iframe src="{html.escape(url)}" style="width:1100px;height:{FRAME_HEIGHT}px;border:0;'
+                       f'display:block"></iframe><pre id="dom-{number}" style="display:none"></pre>'
+                       for number, url in enumerate(urls))
+    harness.write_text(f"""<!doctype html><html><head><title>not read</title></head><body style="margin:0">
+{frames}
+<script>
+var frames = document.getElementsByTagName("iframe");
+window.addEventListener("load", function () {{
+  for (var n = 0; n < frames.length; n++) {{
+    document.getElementById("dom-" + n).textContent = frames[n].contentDocument.documentElement.outerHTML;
+  }}
+  document.title = "read " + frames.length;
+}});
+</script></body></html>""")
+    height = FRAME_HEIGHT * len(urls) + 100 if screenshot is not None else 1000
+    dom = chromium_dom(harness.as_uri(), profile, screenshot=screenshot, window=(1100, height))
+    assert f"<title>read {len(urls)}</title>" in dom, dom[:500]
+    read = [re.search(rf'<pre id="dom-{number}" style="display:none">(.*?)</pre>', dom, re.DOTALL)
+            for number in range(len(urls))]
+    return [html.unescape(found[1]) if found else "" for found in read]
