@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 from pathlib import Path
 
@@ -16,11 +15,8 @@ from click.testing import CliRunner
 from exchange_cli.cli import cli
 from exchange_cli.storage.bucket import open_bucket
 from tests.catalog_world import CatalogWorld
-from tests.infra.chromium import doms_after_scripts
+from tests.infra.chromium import doms_after_scripts, screenshot_path
 from tests.infra.gitrepo import ExchangeRepo, init_repo, run_git
-
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = Path(os.environ.get("EXCHANGE_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts"))
 
 
 def run(world: CatalogWorld, *args: str):
@@ -153,11 +149,12 @@ def test_html_search_filters_the_list_in_a_real_browser(catalog_world: CatalogWo
     site = tmp_path / "site"
     assert run(catalog_world, "index", "-o", str(tmp_path / "x.json"), "--html", str(site)).exit_code == 0
     index_url = (site / "index.html").as_uri()
+    screenshot = screenshot_path("catalog-search-and-gear-page.png", tmp_path)
     # One start of the browser for the four (each start costs about a second of CPU), each page in a frame.
     unfiltered, filtered, nothing, page = doms_after_scripts(
         [index_url, index_url + "?q=hello+acme-labs", index_url + "?q=no-such-gear",
          (site / "gears" / "acme" / "hello.html").as_uri()],
-        tmp_path / "pages.html", tmp_path / "profile", screenshot=ARTIFACTS / "catalog-search-and-gear-page.png")
+        tmp_path / "pages.html", tmp_path / "profile", screenshot=screenshot)
     assert len(re.findall(r'<li class="entry"', unfiltered)) == 5
     assert "hidden" not in re.findall(r"<li [^>]*>", unfiltered)[0]
     assert "5 of 5 shown" in unfiltered, "the script ran"
@@ -166,7 +163,7 @@ def test_html_search_filters_the_list_in_a_real_browser(catalog_world: CatalogWo
     visible = [re.search(r'class="ref"[^>]*>([^<]+)<', item)[1] for item in items if " hidden" not in item.split(">")[0]]
     assert visible == ["acme-labs/hello"]
     assert "1 of 5 shown" in filtered
-    assert (ARTIFACTS / "catalog-search-and-gear-page.png").stat().st_size > 1000
+    assert screenshot.stat().st_size > 1000
 
     assert re.search(r'<p id="empty">', nothing), "the 'nothing matches' note is shown"
 

@@ -26,14 +26,12 @@ from exchange_cli.provenance.signers import LocalKeySigner, generate_private_key
 from exchange_cli.storage.bucket import open_bucket
 from tests.catalog_world import CatalogWorld, one_gear_world
 from tests.infra import require_executable
-from tests.infra.chromium import chromium_dom, laid_out_at
+from tests.infra.chromium import chromium_dom, laid_out_at, screenshot_path
 from tests.infra.gitrepo import ExchangeRepo, example_gear
 from tests.infra.publication import publish
 from tests.infra.static_http import serving
 
-ROOT = Path(__file__).resolve().parents[1]
 EXCHANGE = Path(sys.executable).parent / "exchange"  # the venv's
-ARTIFACTS = Path(os.environ.get("EXCHANGE_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts"))
 SITE_DIRECTORY = "the catalog's site"  # a quote and a space in the page's URL: the commands must quote it
 
 
@@ -354,7 +352,7 @@ def test_pages_with_long_values_never_scroll_sideways(served_catalog: CatalogWor
     assert f"registry.example.org/acme/{LONG_NAME}:1.0.0-{'v' * 50}" in page.read_text()
     pages = [site / "index.html", page]
     measured = laid_out_at(pages, served.directory, served.base, [390, 1024], tmp_path / "profile",
-                           ARTIFACTS / "catalog-long-values-390px-1024px.png")
+                           screenshot_path("catalog-long-values-390px-1024px.png", tmp_path))
     for width, sizes in measured.items():
         for shown, (scroll, inner, dom) in zip(pages, sizes, strict=True):
             assert inner == width and scroll <= inner, (shown.name, width, scroll, inner)

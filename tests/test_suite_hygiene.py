@@ -297,6 +297,22 @@ def test_a_run_that_leaves_a_file_in_the_work_tree_fails(scratch_repo: Path, mon
     assert "the test run changed the work tree" in result.stdout and "?? stray.out" in result.stdout
 
 
+def test_a_run_that_leaves_an_ignored_file_fails_but_pythons_own_caches_do_not(
+        scratch_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Screenshots once went to an ignored build/ of the checkout: git status alone does not show them."""
+    (scratch_repo / ".gitignore").write_text("build/\n__pycache__/\n")
+    subprocess.run(["git", "add", ".gitignore"], cwd=scratch_repo, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", "ignore"], cwd=scratch_repo, check=True)
+    (scratch_repo / "build").mkdir()
+    monkeypatch.setenv("WRITE", str(scratch_repo / "build" / "shot.png"))
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)  # the run writes __pycache__ beside the test
+    monkeypatch.delenv("PYTHONPYCACHEPREFIX", raising=False)
+    result = pytest_in(scratch_repo)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "!! build/shot.png" in result.stdout
+    assert (scratch_repo / "__pycache__").is_dir() and "__pycache__" not in result.stdout
+
+
 def test_a_run_that_changes_a_file_already_modified_fails(scratch_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (scratch_repo / "kept.txt").write_text("the developer's own change\n")
     monkeypatch.setenv("WRITE", str(scratch_repo / "kept.txt"))

@@ -4,6 +4,7 @@ scripts ran, and a screenshot."""
 from __future__ import annotations
 
 import html
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -29,6 +30,14 @@ def chromium_dom(url: str, profile: Path, screenshot: Path | None = None,
 
 
 FRAME_HEIGHT = 900  # CSS pixels of each measured page's frame
+SCREENSHOTS_ENV = "EXCHANGE_TEST_ARTIFACTS"  # a directory kept for people to look at the pages the tests saw
+
+
+def screenshot_path(name: str, tmp_path: Path) -> Path:
+    """Where a test's screenshot `name` goes: the directory $EXCHANGE_TEST_ARTIFACTS names when set, else the
+    test's tmp_path, so that a run writes nothing into the work tree."""
+    kept = os.environ.get(SCREENSHOTS_ENV)
+    return (Path(kept) if kept else tmp_path) / name
 
 
 def laid_out_at(pages: list[Path], root: Path, base_url: str, widths: list[int], profile: Path,

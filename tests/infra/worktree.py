@@ -1,6 +1,8 @@
 """A test run leaves nothing in the work tree: the session fails if `git status` differs after the run from
 what it was before it. Comparing before with after (rather than asking for a clean tree) lets a developer
-run the suite with changes of their own; a file a test leaves behind, or changes, is still caught.
+run the suite with changes of their own; a file a test leaves behind, or changes, is still caught, ignored
+files too (a `build/` of screenshots was one): only the caches Python and pytest keep beside the code
+(CACHES) may appear.
 
 Registered as a plugin by tests/conftest.py; under pytest-xdist only the controller checks (the workers
 share its work tree)."""
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 
 _SNAPSHOT = pytest.StashKey["WorkTree | None"]()
+CACHES = {"__pycache__", ".pytest_cache"}  # written by the interpreter and by pytest itself, not by a test
 
 
 @dataclass(frozen=True)
@@ -28,8 +31,9 @@ class WorkTree:
     @classmethod
     def read(cls, root: Path) -> WorkTree | None:
         """None outside a git checkout (a source archive): nothing to compare."""
-        listed = subprocess.run(["git", "status", "--porcelain=v1", "-z", "--untracked-files=all"], cwd=root,
-                                capture_output=True, check=False)
+        # --ignored=traditional: an ignored directory is one entry (.venv is not read file by file)
+        listed = subprocess.run(["git", "status", "--porcelain=v1", "-z", "--untracked-files=all",
+                                 "--ignored=traditional"], cwd=root, capture_output=True, check=False)
         if listed.returncode != 0:
             return None
         top = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True,
@@ -42,6 +46,8 @@ class WorkTree:
             status, path = record[:2], record[3:]
             if "R" in status or "C" in status:
                 next(records, None)  # a rename's second record is its old path
+            if status == "!!" and CACHES & set(Path(path).parts):
+                continue
             entries[path] = f"{status} {_content_hash(top / path)}"
         return cls(top, entries)
 
