@@ -44,17 +44,38 @@ def laid_out_at(pages: list[Path], root: Path, base_url: str, widths: list[int],
                 screenshot: Path | None = None) -> dict[int, list[tuple[int, int, str]]]:
     """For each of `widths`, (scrollWidth, innerWidth, the page's DOM) of each of `pages` (files below
     `root`, which `base_url` serves) laid out that many CSS pixels wide, all from one start of the browser
-    (each start costs about a second of CPU). Headless Chromium makes no window narrower than 500 px, so
-    each page is measured in an iframe of the width, on a page of the same origin, after the page's own
-    script ran."""
+    (see framed). Headless Chromium makes no window narrower than 500 px: each page is measured in a frame
+    of the width."""
     harness = root / f"measure-{'-'.join(map(str, widths))}-{pages[0].name}"
     shown = [(width, page) for width in widths for page in pages]
-    frames = "\n".join(f'<iframe src="{quote(page.relative_to(root).as_posix())}" '
-                       f'style="width:{width}px;height:{FRAME_HEIGHT}px;border:0;display:block"></iframe>'
-                       f'<pre id="dom-{number}" style="display:none"></pre>'
-                       for number, (width, page) in enumerate(shown))
+    url = base_url + "/" + quote(harness.relative_to(root).as_posix(), safe="/'")
+    read = framed([(quote(page.relative_to(root).as_posix()), width) for width, page in shown], harness, url,
+                  profile, screenshot)
+    measured: dict[int, list[tuple[int, int, str]]] = {width: [] for width in widths}
+    for (width, _), frame in zip(shown, read, strict=True):
+        measured[width].append(frame)
+    return measured
+
+
+def doms_after_scripts(urls: list[str], harness: Path, profile: Path,
+                       screenshot: Path | None = None) -> list[str]:
+    """The DOM of each of `urls` after its scripts ran, from one start of the browser (see framed), each in
+    a frame as wide as chromium_dom's window; `harness` is written beside them, of their origin."""
+    return [dom for _, _, dom in framed([(url, 1100) for url in urls], harness, harness.as_uri(), profile, screenshot)]
+
+
+def framed(frames: list[tuple[str, int]], harness: Path, harness_url: str, profile: Path,
+           screenshot: Path | None = None) -> list[tuple[int, int, str]]:
+    """(scrollWidth, innerWidth, DOM) of each of `frames` (a URL as an iframe's src takes it, and its width
+    in CSS pixels), read once the page's own scripts ran, from one start of the browser (each start costs
+    about a second of CPU): each is an iframe of `harness` (written at `harness`, served at `harness_url`,
+    of the frames' origin). Frames below the window are laid out all the same; with a screenshot the window
+    is as tall as all of them."""
+    tags = "\n".join(f'<iframe src="{html.escape(src)}" style="width:{width}px;height:{FRAME_HEIGHT}px;border:0;'
+                     f'display:block"></iframe><pre id="dom-{number}" style="display:none"></pre>'
+                     for number, (src, width) in enumerate(frames))
     harness.write_text(f"""<!doctype html><html><head><title>not measured</title></head><body style="margin:0">
-{frames}
+{tags}
 <script>
 var frames = document.getElementsByTagName("iframe"), sizes = [];
 window.addEventListener("load", function () {{
@@ -65,43 +86,16 @@ window.addEventListener("load", function () {{
   document.title = sizes.join(",");
 }});
 </script></body></html>""")
-    url = base_url + "/" + quote(harness.relative_to(root).as_posix(), safe="/'")
-    # Frames below the window are laid out all the same; a screenshot is given the height to show them all.
-    height = FRAME_HEIGHT * len(shown) + 100 if screenshot is not None else 1000
-    dom = chromium_dom(url, profile, screenshot=screenshot, window=(max(widths) + 200, height))
+    height = FRAME_HEIGHT * len(frames) + 100 if screenshot is not None else 1000
+    dom = chromium_dom(harness_url, profile, screenshot=screenshot,
+                       window=(max(width for _, width in frames) + 200, height))
     title = re.search(r"<title>(.*?)</title>", dom)
     assert title is not None and title[1] != "not measured", dom[:500]
     sizes = title[1].split(",")
-    assert len(sizes) == len(shown), title[1]
-    measured: dict[int, list[tuple[int, int, str]]] = {width: [] for width in widths}
-    for number, ((width, _), size) in enumerate(zip(shown, sizes, strict=True)):
+    assert len(sizes) == len(frames), title[1]
+    read = []
+    for number, size in enumerate(sizes):
         scroll, inner = map(int, size.split())
-        dom_of = re.search(rf'<pre id="dom-{number}" style="display:none">(.*?)</pre>', dom, re.DOTALL)
-        measured[width].append((scroll, inner, html.unescape(dom_of[1] if dom_of else "")))
-    return measured
-
-def doms_after_scripts(urls: list[str], harness: Path, profile: Path,
-                       screenshot: Path | None = None) -> list[str]:
-    """The DOM of each of `urls` after its scripts ran, each in an iframe of chromium_dom's default window
-    size on one page (`harness`, a file written beside them, of their origin), from one start of the
-    browser. A screenshot shows every frame."""
-    frames = "\n".join(f'<iframe src="{html.escape(url)}" style="width:1100px;height:{FRAME_HEIGHT}px;border:0;'
-                       f'display:block"></iframe><pre id="dom-{number}" style="display:none"></pre>'
-                       for number, url in enumerate(urls))
-    harness.write_text(f"""<!doctype html><html><head><title>not read</title></head><body style="margin:0">
-{frames}
-<script>
-var frames = document.getElementsByTagName("iframe");
-window.addEventListener("load", function () {{
-  for (var n = 0; n < frames.length; n++) {{
-    document.getElementById("dom-" + n).textContent = frames[n].contentDocument.documentElement.outerHTML;
-  }}
-  document.title = "read " + frames.length;
-}});
-</script></body></html>""")
-    height = FRAME_HEIGHT * len(urls) + 100 if screenshot is not None else 1000
-    dom = chromium_dom(harness.as_uri(), profile, screenshot=screenshot, window=(1100, height))
-    assert f"<title>read {len(urls)}</title>" in dom, dom[:500]
-    read = [re.search(rf'<pre id="dom-{number}" style="display:none">(.*?)</pre>', dom, re.DOTALL)
-            for number in range(len(urls))]
-    return [html.unescape(found[1]) if found else "" for found in read]
+        shown = re.search(rf'<pre id="dom-{number}" style="display:none">(.*?)</pre>', dom, re.DOTALL)
+        read.append((scroll, inner, html.unescape(shown[1] if shown else "")))
+    return read

@@ -10,6 +10,7 @@ share its work tree)."""
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,21 +32,15 @@ class WorkTree:
     @classmethod
     def read(cls, root: Path) -> WorkTree | None:
         """None outside a git checkout (a source archive): nothing to compare."""
-        # --ignored=traditional: an ignored directory is one entry (.venv is not read file by file)
-        listed = subprocess.run(["git", "status", "--porcelain=v1", "-z", "--untracked-files=all",
-                                 "--ignored=traditional"], cwd=root, capture_output=True, check=False)
-        if listed.returncode != 0:
+        listed = _status(root, "--untracked-files=all")
+        # and what git ignores, an ignored directory as one entry (summed up by _tree_hash)
+        ignored = _status(root, "--untracked-files=normal", "--ignored=traditional")
+        if listed is None or ignored is None:
             return None
         top = Path(subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True,
                                   text=True, check=True).stdout.strip())
         entries: dict[str, str] = {}
-        records = iter(listed.stdout.decode(errors="surrogateescape").split("\0"))
-        for record in records:
-            if not record:
-                continue
-            status, path = record[:2], record[3:]
-            if "R" in status or "C" in status:
-                next(records, None)  # a rename's second record is its old path
+        for status, path in [*listed, *(entry for entry in ignored if entry[0] == "!!")]:
             if status == "!!" and CACHES & set(Path(path).parts):
                 continue
             entries[path] = f"{status} {_content_hash(top / path)}"
@@ -58,12 +53,43 @@ class WorkTree:
                 if before.entries.get(path) != self.entries.get(path)]
 
 
+def _status(root: Path, *options: str) -> list[tuple[str, str]] | None:
+    """(status, path) of each entry `git status` lists with `options`; None outside a git checkout."""
+    listed = subprocess.run(["git", "status", "--porcelain=v1", "-z", *options], cwd=root, capture_output=True,
+                            check=False)
+    if listed.returncode != 0:
+        return None
+    entries = []
+    records = iter(listed.stdout.decode(errors="surrogateescape").split("\0"))
+    for record in records:
+        if not record:
+            continue
+        status, path = record[:2], record[3:]
+        if "R" in status or "C" in status:
+            next(records, None)  # a rename's second record is its old path
+        entries.append((status, path))
+    return entries
+
+
 def _content_hash(path: Path) -> str:
     if path.is_symlink():
         return "link:" + str(path.readlink())
+    if path.is_dir():  # an ignored directory (.venv, a build/ of an earlier run): what is in it, by size and time
+        return "tree:" + _tree_hash(path)
     if not path.is_file():
         return "absent" if not path.exists() else "not-a-file"
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _tree_hash(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for parent, directories, files in os.walk(directory):
+        directories[:] = sorted(name for name in directories if name not in CACHES)
+        for name in sorted(files):
+            status = os.lstat(os.path.join(parent, name))
+            digest.update(f"{os.path.relpath(os.path.join(parent, name), directory)}\0{status.st_size}\0"
+                          f"{status.st_mtime_ns}\0".encode(errors="surrogateescape"))
+    return digest.hexdigest()
 
 
 def _is_xdist_worker(config: pytest.Config) -> bool:
