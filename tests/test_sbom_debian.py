@@ -51,8 +51,7 @@ from tests.infra.tmpfs import small_tmpfs
 
 SUITE = "bookworm"
 DEBS = ["python3-six", "jq", "netbase"]  # python3-six: a Python distribution dpkg and pip both list
-PIP_WHEEL = "pip==24.0"
-WHEELS = [PIP_WHEEL, "iniconfig==2.0.0"]
+WHEELS = ["pip==24.0", "iniconfig==2.0.0"]
 IMAGE = "sbom-debian:1"
 MERGED_USR_HOOK = Path("/usr/share/mmdebstrap/hooks/merged-usr")  # shipped with Debian's mmdebstrap
 # What Docker's slim Debian images leave out (their /etc/dpkg/dpkg.cfg.d/docker), as dpkg options.
@@ -62,9 +61,7 @@ SLIM = ["path-exclude=/usr/share/doc/*", "path-include=/usr/share/doc/*/copyrigh
 # mmdebstrap's customize hook: it installs itself and the other wheels, copied into the image's /tmp first
 # and removed after. Its failure is ours, not a missing component: it says so on stderr.
 PIP_FAILED = "pip could not install the wheels in the image"
-PIP_INSTALL = ("python3 /tmp/{pip_wheel}/pip install --isolated --quiet --no-index --no-cache-dir --no-compile "
-               "--disable-pip-version-check --root-user-action=ignore --break-system-packages /tmp/*.whl "
-               f"&& rm /tmp/*.whl || {{{{ echo '{PIP_FAILED}' >&2; exit 1; }}}}")
+
 # Debian's PATH for root (/etc/login.defs): mmdebstrap's helpers are Debian's own (mmtarfilter, which runs once
 # per essential package for the path-excludes, is `env python3`), not a user's shims in front of them (pyenv's
 # bash shim cost more than the filter itself).
@@ -75,6 +72,13 @@ DPKG_FORMAT = "${Package}\\t${Version}\\t${Architecture}\\n"
 # third is tests/infra/debian_licences.py's, given every package dpkg knows.
 JUDGES = r"""dpkg-query -W -f "$0" && printf "\0" && python3 -m pip list --format json && printf "\0" &&
 sh -c "$1" sh $(dpkg-query -W -f '${Package} ')"""
+
+
+def pip_install(pip_wheel: str) -> str:
+    """The customize hook's command, `pip_wheel` the name of pip's own wheel among those in /tmp."""
+    return (f"python3 /tmp/{pip_wheel}/pip install --isolated --quiet --no-index --no-cache-dir --no-compile "
+            "--disable-pip-version-check --root-user-action=ignore --break-system-packages /tmp/*.whl "
+            f"&& rm /tmp/*.whl || {{ echo '{PIP_FAILED}' >&2; exit 1; }}")
 
 
 @pytest.fixture(scope="session")
@@ -103,7 +107,7 @@ def debian_rootfs(tmp_path_factory: pytest.TempPathFactory, wheels: list[Path]) 
         made = subprocess.run([mmdebstrap, "--quiet", "--variant=essential", f"--hook-dir={MERGED_USR_HOOK}",
                                *(f"--dpkgopt={option}" for option in SLIM), f"--include={','.join(DEBS)}",
                                f"--customize-hook=copy-in {' '.join(str(wheel) for wheel in wheels)} /tmp",
-                               f'--customize-hook=chroot "$1" sh -c {shlex.quote(PIP_INSTALL.format(pip_wheel=pip_wheel))}',
+                               f'--customize-hook=chroot "$1" sh -c {shlex.quote(pip_install(pip_wheel))}',
                                SUITE, str(target)], env={**os.environ, "PATH": SYSTEM_PATH, "TMPDIR": str(build)},
                               check=False, capture_output=True, text=True)
     if made.returncode != 0 and PIP_FAILED in made.stderr:
@@ -151,7 +155,7 @@ def test_sbom_lists_exactly_what_dpkg_and_pip_say(dockerd, docker_host, debian_i
     judged_wheels = {(item["name"], item["version"]) for item in json.loads(pip)}
     our_wheels = {(c["name"], c["version"]) for c in packages if c["purl"].startswith("pkg:pypi/")}
     assert our_wheels == judged_wheels
-    assert {("pip", "24.0"), ("iniconfig", "2.0.0")} <= our_wheels
+    assert {tuple(wheel.split("==")) for wheel in WHEELS} <= our_wheels
     assert "six" in {name for name, _ in our_wheels}  # Debian's, in /usr/lib/python3/dist-packages
 
     judged_licences = declared(licences)
