@@ -55,4 +55,3 @@ def write_changes(root: Path, changes: Mapping[str, str | bytes | None]) -> None
             (root / relative).unlink(missing_ok=True)
         else:
             write_atomically(root / relative, content)
-

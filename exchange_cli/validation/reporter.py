@@ -129,8 +129,7 @@ def write_junit(report: Report, path: Path, *, suite_name: str = "exchange valid
             ET.SubElement(case, "system-out").text = "already processed"
     suites = ET.Element("testsuites")
     suites.append(suite)
-    tree = ET.ElementTree(suites)
-    ET.indent(tree)
+    ET.indent(suites)
     write_atomically(path, ET.tostring(suites, encoding="utf-8", xml_declaration=True))
 
 
