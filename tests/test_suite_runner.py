@@ -1,0 +1,105 @@
+"""`./scripts/test` (the README's second command, what CI runs) puts the run's temporary files in memory,
+in a directory of its own that it removes after a run that passed and keeps, named, after one that
+failed; a TMPDIR the caller set is left as it is. Run here on a copy of the script whose venv's pip and
+pytest are stand-ins that record what they were given: the real suite is what calls this."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.infra import require_executable
+
+ROOT = Path(__file__).resolve().parents[1]
+SHM = Path("/dev/shm")
+MIN_FREE = 4 << 30  # what the script asks of /dev/shm before it puts the run there
+
+# The venv's pytest: records the TMPDIR it got, and whether it is a directory on a tmpfs, then exits as told.
+FAKE_PYTEST = """#!/usr/bin/env bash
+printf '%s\\n' "${TMPDIR:-}" "$(stat -f -c %T "${TMPDIR:-/nonexistent}" 2>/dev/null)" "$*" > "$RECORD"
+exit "${PYTEST_STATUS:-0}"
+"""
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    status: int
+    stderr: str
+    tmpdir: str  # what pytest saw as TMPDIR
+    filesystem: str  # of that directory, as stat -f names it
+    arguments: str
+
+
+@pytest.fixture
+def suite_runner_copy(tmp_path: Path) -> Path:
+    """A checkout's shape with scripts/test as it is and a venv whose pip does nothing."""
+    require_executable("dpkg-query")  # the script's check for its Debian packages
+    copy = tmp_path / "checkout"
+    (copy / "scripts").mkdir(parents=True)
+    shutil.copy2(ROOT / "scripts" / "test", copy / "scripts" / "test")
+    venv_bin = copy / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    for name, text in (("python", "#!/bin/sh\nexit 0\n"), ("pip", "#!/bin/sh\nexit 0\n"), ("pytest", FAKE_PYTEST)):
+        (venv_bin / name).write_text(text)
+        (venv_bin / name).chmod(0o755)
+    return copy
+
+
+def run_suite(copy: Path, *, pytest_status: int = 0, tmpdir: str | None = None) -> SuiteRun:
+    record = copy / "pytest-saw"
+    env = {key: value for key, value in os.environ.items() if key != "TMPDIR"}
+    env |= {"RECORD": str(record), "PYTEST_STATUS": str(pytest_status)}
+    if tmpdir is not None:
+        env["TMPDIR"] = tmpdir
+    done = subprocess.run([str(copy / "scripts" / "test"), "-q", "tests/test_x.py"], env=env, capture_output=True,
+                          text=True, check=False, timeout=60)
+    saw = record.read_text().splitlines()
+    return SuiteRun(done.returncode, done.stderr, saw[0], saw[1], saw[2])
+
+
+def in_memory_here() -> bool:
+    """Whether this machine's /dev/shm is a tmpfs with room for the run: the branch the script takes."""
+    if not SHM.is_dir():
+        return False
+    filesystem = subprocess.run(["stat", "-f", "-c", "%T", str(SHM)], capture_output=True, text=True, check=False)
+    return filesystem.stdout.strip() == "tmpfs" and shutil.disk_usage(SHM).free >= MIN_FREE
+
+
+def test_a_passing_run_has_its_temporary_files_in_memory_and_leaves_none(suite_runner_copy: Path) -> None:
+    before = set(SHM.iterdir()) if SHM.is_dir() else set()
+    run = run_suite(suite_runner_copy)
+    assert run.status == 0 and run.arguments == "-n 4 -q tests/test_x.py"
+    if in_memory_here():
+        assert run.stderr == ""
+        assert Path(run.tmpdir).parent == SHM and Path(run.tmpdir).name.startswith("ex.")
+        assert run.filesystem == "tmpfs"
+        assert not Path(run.tmpdir).exists() and set(SHM.iterdir()) == before
+    else:  # a container's 64 MiB: on disk, said in one line
+        assert run.tmpdir == "" and run.stderr.startswith("scripts/test: temporary files on disk: /dev/shm")
+
+
+def test_a_failed_run_keeps_them_says_where_and_exits_as_pytest_did(suite_runner_copy: Path) -> None:
+    run = run_suite(suite_runner_copy, pytest_status=1)
+    if not in_memory_here():
+        assert (run.status, run.tmpdir) == (1, "")
+        return
+    try:
+        assert run.status == 1
+        assert Path(run.tmpdir).is_dir() and Path(run.tmpdir).parent == SHM
+        assert run.stderr == (f"scripts/test: the run's temporary files are kept in {run.tmpdir} "
+                              "(in memory: rm -rf it when done)\n")
+    finally:
+        shutil.rmtree(run.tmpdir, ignore_errors=True)
+
+
+def test_a_tmpdir_the_caller_set_is_used_as_it_is(suite_runner_copy: Path, tmp_path: Path) -> None:
+    own = tmp_path / "own-tmp"
+    own.mkdir()
+    run = run_suite(suite_runner_copy, pytest_status=1, tmpdir=str(own))
+    assert (run.status, run.tmpdir, run.stderr) == (1, str(own), "")
+    assert own.is_dir()  # the caller's, never removed
