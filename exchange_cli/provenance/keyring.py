@@ -12,7 +12,7 @@ from .. import git
 from ..committed import commit_changes
 from ..errors import UsageError
 from ..repository import Exchange
-from .keys import ED25519, PublicKey, has_key_file, key_file, write_key
+from .keys import ED25519, PublicKey, holds_key, key_file, write_key
 from .signers import LocalKeySigner, Signer, generate_private_key
 
 
@@ -48,7 +48,7 @@ def init_keys(exchange: Exchange, signer: Signer, *, commit: bool, generated: Pa
         path, written = write_key(exchange.root, key)
         return KeysInit(key, path, written, None, generated)
     path = key_file(exchange.root, key)
-    if has_key_file(exchange.root, key):
+    if holds_key(path, key):
         return KeysInit(key, path, False, None, generated)
     relative = exchange.relative(path)
     assert relative is not None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..confined import NotConfined, read_below, read_small_file
+from ..durable import write_atomically
 from ..errors import UsageError
 
 KEYS_DIR = ".exchange/keys"
@@ -156,19 +157,17 @@ def key_file(root: Path, key: PublicKey) -> Path:
     return keys_dir(root) / f"{key.key_id}{KEY_SUFFIX}"
 
 
-def has_key_file(root: Path, key: PublicKey) -> bool:
-    """The key's file is in the repository at `root`, as this key writes it."""
-    path = key_file(root, key)
+def holds_key(path: Path, key: PublicKey) -> bool:
+    """`path` (the key's key_file) holds the key as write_key writes it."""
     return path.is_file() and path.read_bytes() == key.pem
 
 
 def write_key(root: Path, key: PublicKey) -> tuple[Path, bool]:
-    """(path, written): the key's file in the repository, written unless an identical one is there."""
+    """(path, written): the key's file in the repository, written whole unless an identical one is there."""
     path = key_file(root, key)
-    if has_key_file(root, key):
+    if holds_key(path, key):
         return path, False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(key.pem)
+    write_atomically(path, key.pem)
     return path, True
 
 
