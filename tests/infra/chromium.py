@@ -12,9 +12,11 @@ from urllib.parse import quote
 
 from tests.infra import require_executable
 
+WINDOW = (1100, 900)  # CSS pixels (width, height) of the browser's window unless a test asks for another
+
 
 def chromium_dom(url: str, profile: Path, screenshot: Path | None = None,
-                 window: tuple[int, int] = (1100, 900)) -> str:
+                 window: tuple[int, int] = WINDOW) -> str:
     """The DOM after the page's scripts ran, in a window of `window` CSS pixels (width, height)."""
     executable = require_executable("chromium")
     common = [executable, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -61,7 +63,8 @@ def doms_after_scripts(urls: list[str], harness: Path, profile: Path,
                        screenshot: Path | None = None) -> list[str]:
     """The DOM of each of `urls` after its scripts ran, from one start of the browser (see framed), each in
     a frame as wide as chromium_dom's window; `harness` is written beside them, of their origin."""
-    return [dom for _, _, dom in framed([(url, 1100) for url in urls], harness, harness.as_uri(), profile, screenshot)]
+    return [dom for _, _, dom in framed([(url, WINDOW[0]) for url in urls], harness, harness.as_uri(), profile,
+                                        screenshot)]
 
 
 def framed(frames: list[tuple[str, int]], harness: Path, harness_url: str, profile: Path,
