@@ -101,7 +101,8 @@ def test_an_output_that_cannot_be_written_is_one_line(catalog_world: CatalogWorl
     assert line.endswith(reason), line
 
 
-# The outputs that a later run writes again, over the last one: (arguments before the path, what it is called).
+# The outputs that a later run writes again, over the last one: (arguments before the path, what the error
+# line calls it, the file's name).
 REWRITTEN = {
     "index -o": (["index", "-o"], "the catalog", "exchange.json"),
     "index --html": (["index", "-o", "-", "--html"], "the catalog site", "index.html"),
@@ -123,7 +124,8 @@ def test_an_output_that_no_longer_fits_leaves_the_last_one_whole(catalog_world: 
     fill(out)
     result = CliRunner().invoke(cli, [*args, str(given), "--repo", str(catalog_world.repo.root)])
     assert result.exit_code == 2, (result.output, result.exception)
-    assert one_error_line(result).endswith("No space left on device")
+    line = one_error_line(result)
+    assert what in line and line.endswith("No space left on device"), line
     assert (out / name).read_bytes() == last
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == sorted(["filler", name]), "no temporary file"
 
