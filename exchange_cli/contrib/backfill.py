@@ -58,7 +58,7 @@ def backfill(exchange: Exchange, manifests: list[ProcessedManifest], bucket: Buc
     committed together at the end. An interrupt or failure before then leaves the work tree as it was (the
     objects uploaded are what a rerun makes again: it finds and keeps them)."""
     outcome = Backfill()
-    changed: dict[str, str | bytes | None] = {}
+    changed: dict[str, str] = {}  # each manifest's new text, by its path
     for manifest in manifests:
         try:
             changed[manifest.relative] = _backfill_one(manifest, bucket, signer)
