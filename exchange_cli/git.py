@@ -333,15 +333,17 @@ BOT_EMAIL = "exchange-bot@users.noreply.invalid"
 
 
 def has_identity(repo: git.Repo) -> bool:
-    def configured(key: str, env: str) -> bool:
-        if os.environ.get(env):
-            return True
-        try:
-            return bool(repo.git.config("--get", key).strip())
-        except _failures():
-            return False
-
-    return configured("user.name", "GIT_AUTHOR_NAME") and configured("user.email", "GIT_AUTHOR_EMAIL")
+    missing = {key for key, env in (("user.name", "GIT_AUTHOR_NAME"), ("user.email", "GIT_AUTHOR_EMAIL"))
+               if not os.environ.get(env)}
+    if not missing:
+        return True
+    try:  # both keys from one git, which exits 1 when it finds neither
+        listing = repo.git.config("-z", "--get-regexp", r"^user\.(name|email)$")
+    except _failures():
+        return False
+    # Every value set, in git's order: the last one of a key is the one git commits with, as `--get` gives it.
+    values = dict(entry.partition("\n")[::2] for entry in listing.split("\0") if entry)
+    return all(values.get(key, "").strip() for key in missing)
 
 
 def bot_identity_env() -> dict[str, str]:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import jsonschema
+import pytest
 from click.testing import CliRunner
 
 from exchange_cli.cli import cli
@@ -195,6 +196,34 @@ def test_without_git_identity_the_bot_commits_and_nothing_is_left_configured(pro
     name = subprocess.run(["git", "config", "user.name"], cwd=process_world.repo.root, capture_output=True, text=True,
                           check=False)
     assert (name.returncode, name.stdout) == (1, ""), "git config has no user.name"
+
+
+@pytest.mark.parametrize(("config", "environment", "identified"), [
+    ({"user.name": "Ann", "user.email": "ann@example.org"}, {}, True),
+    ({"user.name": "Ann"}, {}, False),
+    ({"user.email": "ann@example.org"}, {"GIT_AUTHOR_NAME": "Ann"}, True),
+    ({"user.name": "Ann"}, {"GIT_AUTHOR_EMAIL": "ann@example.org"}, True),
+    ({}, {"GIT_AUTHOR_NAME": "Ann", "GIT_AUTHOR_EMAIL": "ann@example.org"}, True),
+    ({"user.name": "", "user.email": "ann@example.org"}, {}, False),
+], ids=["both", "name-only", "email-from-env", "name-from-env", "env-only", "empty-name"])
+def test_an_identity_counts_when_git_would_commit_with_it(tmp_path: Path, monkeypatch, config: dict[str, str],
+                                                        environment: dict[str, str], identified: bool) -> None:
+    from exchange_cli import git
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    run_git(root, "init", "-q")  # no identity of the suite's: only what the case sets
+    monkeypatch.setenv("HOME", str(tmp_path))  # nor a global one
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for name in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    if "user.name" in config:  # a global name overridden by the repository's own, as git reads them
+        run_git(tmp_path, "config", "--global", "user.name", "Global Name")
+    for key, value in config.items():
+        run_git(root, "config", key, value)
+    assert git.has_identity(git.open_repo(root)) is identified
 
 
 def test_boutique_is_processed(process_world: World) -> None:
