@@ -28,7 +28,7 @@ from .rootfs.errors import LayerError
 from .rootfs.index import BackgroundIndex, LayerIndex
 from .rootfs.squashfs import TAR2SQFS, SquashfsSink, Tar2sqfs, image_digest, write_squashfs
 from .rootfs.tarball import write_rootfs
-from .sbom.renderer import DocumentMaker, RendererFailed, document_maker
+from .sbom.renderer import DocumentMaker, DocumentProcess, RendererFailed, document_maker
 from .testgates import gate
 
 # How much of the output may wait for the disk when the final fsync comes; see _OutputFile.
@@ -93,12 +93,13 @@ class ExportResult:
 
 
 def export_rootfs(image: str, output: Path | None, *, options: ExportOptions = ExportOptions(),
-                  progress: Progress = NullProgress(), sbom: bool = False,
+                  progress: Progress = NullProgress(), sbom: bool = False, sbom_child: DocumentProcess | None = None,
                   squashfs: SquashfsRequest | None = None) -> ExportResult:
     """Resolve `image` and write its flattened rootfs to `output` (see export_image); then trim the cache.
 
     Each layer is indexed (pass 1 of the flattener) as soon as it and those below it are stored,
     while the layers above it are still being fetched."""
+    gate("open")  # tests: held before the image is opened (an SBOM's process started early is running)
     with BackgroundIndex() as index:
         with progress.row(image, "fetch", done="fetched") as row:
             resolved = open_image(image, platform=options.platform, source=options.source,
@@ -106,27 +107,28 @@ def export_rootfs(image: str, output: Path | None, *, options: ExportOptions = E
                                   cache=options.cache, progress=row, layer_stored=index.stored)
         with progress.row(image, "write", done="written") as row:
             result = export_image(resolved, output, progress=row, shown_as=image, index=index, sbom=sbom,
-                                  squashfs=squashfs)
+                                  sbom_child=sbom_child, squashfs=squashfs)
     options.cache.evict(keep={layer.diff_id for layer in resolved.layers})
     return result
 
 
 def export_image(image: Image, output: Path | None, *, progress: Progress = NullProgress(),
                  shown_as: str | None = None, index: LayerIndex | None = None, sbom: bool = False,
-                 squashfs: SquashfsRequest | None = None) -> ExportResult:
+                 sbom_child: DocumentProcess | None = None, squashfs: SquashfsRequest | None = None) -> ExportResult:
     """Write a resolved image's flattened rootfs to `output` as deterministic gzip; leaves nothing behind on failure.
 
     Takes the `Image` a caller already resolved (`exchange process` checks it first), so its layers
     are fetched and verified once. `shown_as` names the image in errors; `index` may hold pass 1 of
     its first layers already (the caller closes it). Trimming the cache is the caller's: it knows which images come next.
     `sbom`: collect the SBOM from the same pass over the layers (see exchange_cli.sbom); it names the tarball.
+    `sbom_child`: the document's process, started early by the caller (renderer.child_started_early).
     `squashfs`: also write the squashfs image, from the same tar stream in the same pass; `output`
     may then be None for the image alone. A failure before the files are complete leaves neither.
     """
     if output is None and (squashfs is None or sbom):
         raise ValueError("export_image: the tarball is needed for an export without squashfs, and for the SBOM")
     try:
-        with document_maker(_tar_bytes(image)) if sbom else nullcontext() as renderer:
+        with document_maker(_tar_bytes(image), sbom_child) if sbom else nullcontext() as renderer:
             return _write(image, output, progress, index, renderer, squashfs, shown_as)
     except RendererFailed as error:
         raise ExportError(f"{shown_as or image.reference}: the SBOM could not be made: {printable(str(error))}") \

@@ -196,9 +196,9 @@ def test_a_slow_renderer_holds_the_flattener_back_instead_of_the_files_piling_up
 # --- through the command, held at the gate where the SBOM's process has started ---------------------------
 
 
-def start_held(tmp_path: Path, padding: int) -> tuple[subprocess.Popen[str], Path]:
-    """`exchange export --sbom` of a Debian-like image with `padding` bytes of zeros, held at the `sbom`
-    gate (uncompressed layers: the padding costs no compression)."""
+def start_held(tmp_path: Path, padding: int, at: str = "sbom") -> tuple[subprocess.Popen[str], Path]:
+    """`exchange export --sbom` of a Debian-like image with `padding` bytes of zeros, held at the gate `at`
+    (uncompressed layers: the padding costs no compression)."""
     layer = write_layer_tar(tmp_path / "layer.tar", [
         file("etc/os-release", b"ID=debian\nVERSION_ID=12\n"), zeros("opt/padding", padding),
         file("var/lib/dpkg/status", b"Package: a\nStatus: install ok installed\nVersion: 1\n")]).read_bytes()
@@ -206,7 +206,7 @@ def start_held(tmp_path: Path, padding: int) -> tuple[subprocess.Popen[str], Pat
     layout.add(layout.image([layer], compression="none"), tag="img")
     gates = tmp_path / "gates"
     gates.mkdir()
-    (gates / "sbom.armed").touch()
+    (gates / f"{at}.armed").touch()
     out = tmp_path / "out"
     out.mkdir()
     run = subprocess.Popen(
@@ -214,7 +214,7 @@ def start_held(tmp_path: Path, padding: int) -> tuple[subprocess.Popen[str], Pat
          "--sbom", str(out / "sbom.json"), "--cache-dir", str(tmp_path / "cache"), "--quiet"],
         env={**os.environ, GATES_ENV: str(gates)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not (gates / "sbom.reached").exists():
+    while not (gates / f"{at}.reached").exists():
         assert run.poll() is None and time.monotonic() < deadline, run.communicate()
         time.sleep(0.02)
     return run, gates
@@ -232,16 +232,47 @@ def held_export(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, int]:
     return run, gates, children[0]
 
 
-def test_a_small_rootfs_has_its_document_made_here(tmp_path: Path) -> None:
-    """A child's start would cost more than such an export: none is started, and the document is alike."""
-    run, gates = start_held(tmp_path, 1 << 20)
-    assert children_of(run.pid) == []
-    (gates / "sbom.armed").unlink()
+def sbom_children(pid: int) -> list[int]:
+    return [child for child in children_of(pid)
+            if "exchange_cli.sbom.child" in Path(f"/proc/{child}/cmdline").read_text()]
+
+
+def test_a_small_rootfs_has_its_document_made_here_unless_a_child_was_started_early() -> None:
+    """A child's start would cost more than a small export: `exchange process` makes such a document here.
+    One started early (by `exchange export`, before its exporter was imported) is used whatever the size."""
+    with document_maker(1 << 20) as maker:
+        assert type(maker).__name__ == "DocumentHere"
+    early = DocumentProcess()
+    with document_maker(1 << 20, early) as maker:
+        assert maker is early
+    assert gone(early.process.pid)
+
+
+def test_the_export_commands_sbom_process_starts_before_the_image_is_opened(tmp_path: Path) -> None:
+    """Its interpreter's start and the library's import overlap the exporter's own start (renderer.py);
+    the document of a rootfs however small is then the child's, and the same."""
+    run, gates = start_held(tmp_path, 1 << 20, at="open")
+    assert len(sbom_children(run.pid)) == 1, "no SBOM process yet when the image is about to be opened"
+    (gates / "open.armed").unlink()
     _, stderr = run.communicate(timeout=60)
     assert run.returncode == 0, stderr
     document = json.loads((tmp_path / "out" / "sbom.json").read_bytes())
     assert [component["bom-ref"] for component in document["components"]] \
         == ["os:debian-12", "pkg:deb/debian/a@1?distro=debian-12"]
+
+
+def test_an_image_that_cannot_be_opened_leaves_no_sbom_process_started_early(tmp_path: Path) -> None:
+    """In one process (as a program calling the command would): the early child is ended with the command,
+    not left waiting for an export that never comes."""
+    from click.testing import CliRunner
+
+    from exchange_cli.cli import cli
+
+    result = CliRunner().invoke(cli, ["export", f"oci:{tmp_path / 'missing'}:img", "-o", str(tmp_path / "r.tgz"),
+                                      "--sbom", str(tmp_path / "sbom.json"), "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code != 0 and "missing" in result.output, result.output
+    assert sbom_children(os.getpid()) == [], "the early child outlived its command"
+    assert not (tmp_path / "sbom.json").exists() and not (tmp_path / "r.tgz").exists()
 
 
 def gone(pid: int, *, within: float = 30.0) -> bool:

@@ -52,24 +52,28 @@ def command(image: str, output: Path | None, artifacts: str, output_dir: Path | 
     mountable squashfs image of the same tree instead (docs/squashfs.md); `--artifact tarball,squashfs`
     writes both from one pass.
     """
-    # the exporter, imported when the command runs (commands/__init__.py)
-    from ..export import SquashfsRequest, export_rootfs
-    from ..rootfs.squashfs import find_tar2sqfs
-
-    options = export_options_from(**option_values)
     targets = _targets(_artifacts(artifacts), output, output_dir)
     if sbom_path is not None and str(sbom_path) == "-":
         raise UsageError("--sbom: give a file; standard output is for the tarball or the report")
     if sbom_path is not None and "tarball" not in targets:
         raise UsageError("--sbom: the SBOM describes the tarball: add tarball to --artifact")
-    tool = find_tar2sqfs(allow_untested=allow_untested_squashfs_tools) if "squashfs" in targets else None
-    with ExitStack() as stack, command_progress() as progress:
-        # -o -: the artifact is written to a temporary file, copied to standard output once complete
-        paths = {name: stack.enter_context(file_or_stdout(path)) for name, path in targets.items()}
-        progress.expect(1, ("fetch", "write"))  # one image, fetched and written: its bar is full once written
-        squashfs = SquashfsRequest(paths["squashfs"], tool) if tool is not None else None
-        result = export_rootfs(image, paths.get("tarball"), options=options, progress=progress,
-                               sbom=sbom_path is not None, squashfs=squashfs)
+    from ..sbom.renderer import child_started_early
+
+    # Started before the exporter is imported, so that its own start overlaps this process's (renderer.py)
+    with child_started_early(sbom_path is not None) as sbom_child:
+        # the exporter, imported when the command runs (commands/__init__.py)
+        from ..export import SquashfsRequest, export_rootfs
+        from ..rootfs.squashfs import find_tar2sqfs
+
+        options = export_options_from(**option_values)
+        tool = find_tar2sqfs(allow_untested=allow_untested_squashfs_tools) if "squashfs" in targets else None
+        with ExitStack() as stack, command_progress() as progress:
+            # -o -: the artifact is written to a temporary file, copied to standard output once complete
+            paths = {name: stack.enter_context(file_or_stdout(path)) for name, path in targets.items()}
+            progress.expect(1, ("fetch", "write"))  # one image, fetched and written: its bar is full once written
+            squashfs = SquashfsRequest(paths["squashfs"], tool) if tool is not None else None
+            result = export_rootfs(image, paths.get("tarball"), options=options, progress=progress,
+                                   sbom=sbom_path is not None, sbom_child=sbom_child, squashfs=squashfs)
     result = _shown_as(result, targets)
     if sbom_path is not None and result.sbom is not None:
         with writing(sbom_path):
