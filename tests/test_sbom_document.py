@@ -224,9 +224,9 @@ def children_of(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def held_export(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, int]:
-    """An export whose rootfs is large enough for a child to make the document, held: the child's pid."""
-    run, gates = start_held(tmp_path, PROCESS_FROM_BYTES)
+def held_export(tmp_path: Path, at: str = "sbom") -> tuple[subprocess.Popen[str], Path, int]:
+    """An export whose rootfs is large enough for a child to make the document, held at `at`: the child's pid."""
+    run, gates = start_held(tmp_path, PROCESS_FROM_BYTES, at)
     children = children_of(run.pid)
     assert len(children) == 1 and "exchange_cli.sbom.child" in Path(f"/proc/{children[0]}/cmdline").read_text()
     return run, gates, children[0]
@@ -288,10 +288,11 @@ def gone(pid: int, *, within: float = 30.0) -> bool:
     return False
 
 
-def test_a_renderer_that_dies_fails_the_export_in_one_line_and_leaves_no_file(tmp_path: Path) -> None:
-    run, gates, renderer = held_export(tmp_path)
+@pytest.mark.parametrize("at", ["open", "sbom"])
+def test_a_renderer_that_dies_fails_the_export_in_one_line_and_leaves_no_file(tmp_path: Path, at: str) -> None:
+    run, gates, renderer = held_export(tmp_path, at)
     os.kill(renderer, signal.SIGKILL)
-    (gates / "sbom.armed").unlink()
+    (gates / f"{at}.armed").unlink()
     _, stderr = run.communicate(timeout=60)
     assert run.returncode == 1, stderr
     assert stderr.strip().splitlines() == [
@@ -299,14 +300,16 @@ def test_a_renderer_that_dies_fails_the_export_in_one_line_and_leaves_no_file(tm
     assert list((tmp_path / "out").iterdir()) == [], "no tarball, no SBOM, no temporary file"
 
 
+@pytest.mark.parametrize("at", ["open", "sbom"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
-def test_no_interrupt_or_kill_of_the_exporter_leaves_its_renderer_behind(tmp_path: Path, signum: int) -> None:
+def test_no_interrupt_or_kill_of_the_exporter_leaves_its_renderer_behind(tmp_path: Path, signum: int, at: str) -> None:
     """SIGINT and SIGTERM: the exporter ends it on the way out. SIGKILL: nobody can, so it ends itself at
-    the end of its input."""
-    run, gates, renderer = held_export(tmp_path)
+    the end of its input. Whether the export has begun (`sbom`) or the image is not even opened (`open`:
+    the child was started early)."""
+    run, gates, renderer = held_export(tmp_path, at)
     run.send_signal(signum)
     run.communicate(timeout=60)
     assert run.returncode != 0
     assert gone(renderer), f"the renderer {renderer} outlived its exporter ({signum!r})"
-    (gates / "sbom.armed").unlink()
+    (gates / f"{at}.armed").unlink()
     assert [path.name for path in (tmp_path / "out").iterdir()] == []
