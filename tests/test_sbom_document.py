@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exchange_cli.sbom import Findings, OperatingSystem, Package, render
-from exchange_cli.sbom.document import DocumentBuilder, licenses_of, purl_of
+from exchange_cli.sbom.document import DocumentBuilder, DocumentHere, licenses_of, purl_of
 from exchange_cli.sbom.renderer import MAX_QUEUED_BYTES, PROCESS_FROM_BYTES, DocumentProcess, document_maker
 from exchange_cli.testgates import GATES_ENV
 from tests.infra.image_files import OciLayout
@@ -241,7 +241,7 @@ def test_a_small_rootfs_has_its_document_made_here_unless_a_child_was_started_ea
     """A child's start would cost more than a small export: `exchange process` makes such a document here.
     One started early (by `exchange export`, before its exporter was imported) is used whatever the size."""
     with document_maker(1 << 20) as maker:
-        assert type(maker).__name__ == "DocumentHere"
+        assert isinstance(maker, DocumentHere)
     early = DocumentProcess()
     with document_maker(1 << 20, early) as maker:
         assert maker is early
@@ -270,7 +270,8 @@ def test_an_image_that_cannot_be_opened_leaves_no_sbom_process_started_early(tmp
 
     result = CliRunner().invoke(cli, ["export", f"oci:{tmp_path / 'missing'}:img", "-o", str(tmp_path / "r.tgz"),
                                       "--sbom", str(tmp_path / "sbom.json"), "--cache-dir", str(tmp_path / "cache")])
-    assert result.exit_code != 0 and "missing" in result.output, result.output
+    assert result.exit_code == 1 and result.output.startswith(f"error: oci:{tmp_path / 'missing'}:img: "), \
+        result.output
     assert sbom_children(os.getpid()) == [], "the early child outlived its command"
     assert not (tmp_path / "sbom.json").exists() and not (tmp_path / "r.tgz").exists()
 

@@ -306,8 +306,8 @@ def _factory() -> LicenseFactory:
 class DocumentHere:
     """A collector and the document's builder in one process: the renderer's child makes its document
     through one (child.py), and so does an export of a small rootfs with no child started early, its
-    export being shorter than the child's start (0.1 s of CPU). `watch` is the collector (the flattener's rootfs.flatten.Watch), which
-    tells this object of each finding as it is read."""
+    export being shorter than the child's start (0.1 s of CPU). `watch` is the collector (the
+    flattener's rootfs.flatten.Watch), which tells this object of each finding as it is read."""
 
     def __init__(self) -> None:
         from .collect import Collector
