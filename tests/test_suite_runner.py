@@ -5,9 +5,11 @@ pytest are stand-ins that record what they were given: the real suite is what ca
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +38,24 @@ class SuiteRun:
 
 
 @pytest.fixture
-def suite_runner_copy(tmp_path: Path) -> Path:
+def shm_to_ourselves(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One of these tests at a time across the pytest-xdist workers (a lock in the session's temporary root,
+    which they share): the failed run's kept directory must not appear in /dev/shm while another test
+    counts what a passing run left there."""
+    lock = tmp_path_factory.getbasetemp().parent / "suite-runner.lock"
+    with lock.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def scripts_directories() -> set[Path]:
+    """What scripts/test makes in /dev/shm (`mktemp -d /dev/shm/ex.XXXXXX`): other programs' files there
+    (Python's semaphores, say) come and go on their own."""
+    return set(SHM.glob("ex.*")) if SHM.is_dir() else set()
+
+
+@pytest.fixture
+def suite_runner_copy(tmp_path: Path, shm_to_ourselves: None) -> Path:
     """A checkout's shape with scripts/test as it is and a venv whose pip does nothing."""
     require_executable("dpkg-query")  # the script's check for its Debian packages
     copy = tmp_path / "checkout"
@@ -71,14 +90,14 @@ def in_memory_here() -> bool:
 
 
 def test_a_passing_run_has_its_temporary_files_in_memory_and_leaves_none(suite_runner_copy: Path) -> None:
-    before = set(SHM.iterdir()) if SHM.is_dir() else set()
+    before = scripts_directories()
     run = run_suite(suite_runner_copy)
     assert run.status == 0 and run.arguments == "-n 4 -q tests/test_x.py"
     if in_memory_here():
         assert run.stderr == ""
         assert Path(run.tmpdir).parent == SHM and Path(run.tmpdir).name.startswith("ex.")
         assert run.filesystem == "tmpfs"
-        assert not Path(run.tmpdir).exists() and set(SHM.iterdir()) == before
+        assert not Path(run.tmpdir).exists() and scripts_directories() == before
     else:  # a container's 64 MiB: on disk, said in one line
         assert run.tmpdir == "" and run.stderr.startswith("scripts/test: temporary files on disk: /dev/shm")
 
