@@ -18,6 +18,8 @@ from cyclonedx.validation.json import JsonStrictValidator
 from hypothesis import given
 from hypothesis import strategies as st
 
+from exchange_cli.rootfs.flatten import flatten
+from exchange_cli.rootfs.layertar import CHUNK
 from exchange_cli.rootfs.tarball import write_rootfs
 from exchange_cli.sbom import Findings, render
 from exchange_cli.sbom.collect import CAPS, MAX_PACKAGES, Collector, kind_of
@@ -299,3 +301,37 @@ def test_the_flattener_asks_about_every_file_the_collector_would_take(above, kno
     directory = (above.replace("/", "") + "/" + known) if above and known else known
     candidate = (name in Collector.names or name.endswith(Collector.suffixes) or directory in Collector.directories)
     assert kind_of(directory, name) is None or candidate
+
+
+def test_the_watch_has_its_files_before_the_stream_is_written_and_in_its_order(tmp_path):
+    """The package databases come last in the canonical order (usr/share/doc/, var/lib/dpkg/): shown as the
+    stream passed them, they reached the SBOM's process in the export's last moments, and the export waited
+    for their parsing. They are shown before the first byte is written now, in the order the stream has
+    them, so that the collector sees what it saw (a package's licences before its status record)."""
+    written: list[int] = []  # what the flattener had handed over when each file was shown
+
+    class Sink:
+        def write(self, block: bytearray) -> None:
+            written.append(len(block))
+
+    shown: list[tuple[str, int]] = []
+
+    class Recording(Collector):
+        def take(self, path: str, data: bytes | None, size: int) -> None:
+            shown.append((path, sum(written)))
+            super().take(path, data, size)
+
+    copyright_file = (b"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+                      b"Files: *\nCopyright: 2024 Someone\nLicense: MIT\n")
+    layer = make_layer(tmp_path, [zeros("aaa/large", 3 * CHUNK), file("var/lib/dpkg/status", DPKG_STATUS),
+                                  file("usr/share/doc/openssl/copyright", copyright_file),
+                                  file("etc/os-release", OS_RELEASE), zeros("zzz/after", CHUNK),
+                                  file("usr/share/doc/libc6/copyright", copyright_file)])
+    collector = Recording()
+    flatten([layer], Sink(), watch=collector)
+    assert shown == [("etc/os-release", 0), ("usr/share/doc/libc6/copyright", 0),
+                     ("usr/share/doc/openssl/copyright", 0), ("var/lib/dpkg/status", 0)]
+    assert sum(written) > 4 * CHUNK  # the stream was written, after
+    findings = collector.finish()
+    assert {(package.name, package.licenses) for package in findings.packages} == {
+        ("libc6", ("MIT",)), ("openssl", ("MIT",))}

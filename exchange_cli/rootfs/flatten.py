@@ -66,12 +66,14 @@ class Sink(Protocol):
 
 
 class Watch(Protocol):
-    """Who sees a few regular files' contents as they stream by (the SBOM's collector): no second pass.
+    """Who sees a few regular files' contents (the SBOM's collector), from the pass that writes the stream:
+    no second pass over the layers.
 
     `wants` is asked about each non-directory entry whose name is in `names`, ends with one of
     `suffixes`, or whose directory is in `directories` (tested here, without a call: most entries are
     none of these): the most bytes of that file it takes, 0 for none. `take` gets the file's data, or
-    None with its size when it is larger."""
+    None with its size when it is larger. Both are called in the stream's canonical order, before the
+    stream's first byte is written (_Emitter._show_watched)."""
 
     @property
     def names(self) -> frozenset[str]: ...
@@ -101,7 +103,7 @@ def flatten(layers: Sequence[LayerBlob], sink: Sink | BinaryIO, *, progress_task
     The sink gets whole blocks of CHUNK bytes (bytearrays), and a shorter last one; it may keep
     them, as nothing writes to a block after handing it over. `index` may hold pass 1 of the first
     layers already (the caller closes it); by default pass 1 starts here. `watch` sees the regular
-    files it wants, in canonical order, as they are written.
+    files it wants, in canonical order, before the stream is written.
     """
     with ExitStack() as stack:
         if index is None:
@@ -197,7 +199,6 @@ class _Emitter:
     def __init__(self, tars: list[LayerTar], out: BlockWriter, progress_task: Task | None,
                  watch: Watch | None = None) -> None:
         self.tars, self.out, self.watch = tars, out, watch
-        self.wants = watch.wants if watch is not None else None
         self.advance = progress_task.advance if progress_task is not None else _ignore
         self.plain = PlainHeaders()
         self.first_paths: dict[Inode, str] = {}  # hard-linked inodes already written, by identity
@@ -205,14 +206,11 @@ class _Emitter:
         self.unreported = 0  # file bytes not yet given to `advance`
 
     def emit(self, root: Directory) -> FlattenStats:
+        if self.watch is not None:
+            self._show_watched(root, self.watch)
         # The canonical walk, iterative because a hostile layer can nest directories deeper than
         # Python's recursion limit.
         stack = [("", iter(_sorted_names(root.children)), root.children)]
-        wants = self.wants
-        # The watch's candidates, tested inline: a call per entry would cost more than the test.
-        watched_names = self.watch.names if self.watch is not None else frozenset()
-        suffixes = self.watch.suffixes if self.watch is not None else ()
-        directories = self.watch.directories if self.watch is not None else frozenset()
         while stack:
             prefix, names, children = stack[-1]
             name = next(names, None)
@@ -232,13 +230,8 @@ class _Emitter:
                 continue
             if type(node) is int:
                 self._emit_ref(path, node)
-                ref = node
             else:  # neither int nor Directory: an Inode (mypy narrows `type(x) is` only where it holds)
                 self._emit_inode(path, cast(Inode, node))
-                ref = cast(Inode, node).ref
-            if wants is not None and (name in watched_names or name.endswith(suffixes) or prefix in directories) \
-                    and (limit := wants(prefix, name)):
-                self._show(path, ref, limit)
         self.out.write(END_OF_ARCHIVE)
         self.out.finish()
         self.advance(self.unreported)
@@ -263,6 +256,31 @@ class _Emitter:
                     self._copy_data(tar, offset + BLOCK, size)
                 return
         self._emit_general(path, ref, None)
+
+    def _show_watched(self, root: Directory, watch: Watch) -> None:
+        """The files the watch may want, shown before the stream is written rather than as it passes them:
+        the package databases sit near the end of the canonical order (usr/share/doc/, var/lib/dpkg/), so
+        shown in passing they reached the SBOM's process in the export's last tenth, and the export waited
+        for their parsing at its end. Their bytes are copied from the layers' maps as the stream's are (a
+        watched file's bytes were always copied twice, for the watch and for the output): no layer is read
+        a second time. In canonical order, as the stream has them: the watch sees the same files, in the
+        same order, as it did when they were shown in passing."""
+        names, suffixes, directories = watch.names, watch.suffixes, watch.directories
+        # The cheap test inline (a call per entry would cost more than the test), in the tree's own order.
+        candidates: list[tuple[str, str, int]] = []
+        stack = [("", root.children)]
+        while stack:
+            prefix, children = stack.pop()
+            for name, node in children.items():
+                if type(node) is Directory:
+                    if node.children:
+                        stack.append((prefix + name + "/", node.children))
+                elif name in names or name.endswith(suffixes) or prefix in directories:
+                    candidates.append((prefix, name, node if type(node) is int else cast(Inode, node).ref))
+        candidates.sort(key=_canonical_key)
+        for prefix, name, ref in candidates:
+            if limit := watch.wants(prefix, name):
+                self._show(prefix + name, ref, limit)
 
     def _show(self, path: str, ref: int, limit: int) -> None:
         """A regular file's data (at most `limit` bytes of it, else none) to the watch; links hold their target's."""
@@ -326,6 +344,12 @@ def _sorted_names(children: dict[str, Node]) -> list[str]:
 
 def _name_key(name: str) -> bytes:
     return name.encode("utf-8", "surrogateescape")
+
+
+def _canonical_key(candidate: tuple[str, str, int]) -> tuple[bytes, ...]:
+    """A path's place in the canonical order: its components, each compared bytewise (_sorted_names)."""
+    prefix, name, _ = candidate
+    return (*map(_name_key, prefix.split("/")[:-1]), _name_key(name))
 
 
 def _fresh_block() -> bytearray:

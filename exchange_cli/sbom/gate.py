@@ -1,5 +1,5 @@
 """Which files the SBOM's collector reads, by path alone, and within what caps (the rootfs.flatten.Watch
-part of collect.Collector): the exporting process decides this as the files stream by, and the files
+part of collect.Collector): the exporting process decides this as the flattener shows it the files, and the files
 are parsed wherever the document is made (collect.Collector, here or in the renderer's child).
 
 Light on purpose: no parser is imported, so an export whose document is made by the child never loads

@@ -3,9 +3,10 @@
 Made in the exporting process, the document cost about a fifth of a small image's warm export
 (benchmarks/export.py: the library's import, about 70 ms, and its serializer, about 0.1 ms per
 component, all of it holding the interpreter the flattener needs). The child imports the library
-while the layers stream, parses each package database the flattener shows the collector's gate, builds
-its components (collect.Collector, document.DocumentBuilder), and at the end has only the last
-database's components and the document's frame left to make.
+while the image is opened, parses each package database the flattener shows the collector's gate
+(all of them before the stream is written), builds their components (collect.Collector,
+document.DocumentBuilder) while the stream is written, and at the end has only the document's frame
+left to make.
 
 A rootfs below PROCESS_FROM_BYTES has its document made in the exporting process (document.DocumentHere):
 its export is shorter than the child's start, which would cost more than it saves; unless the child was
@@ -63,7 +64,7 @@ class RendererFailed(Exception):
 
 
 class DocumentProcess:
-    """The parent's side: its `watch` decides, as the files stream by, which the collector reads (gate.Gate)
+    """The parent's side: its `watch` decides, as the flattener shows it the files, which the collector reads (gate.Gate)
     and sends them to the child, which parses them and builds the document (child.py)."""
 
     def __init__(self) -> None:
