@@ -326,11 +326,14 @@ def test_the_watch_has_its_files_before_the_stream_is_written_and_in_its_order(t
     layer = make_layer(tmp_path, [zeros("aaa/large", 3 * CHUNK), file("var/lib/dpkg/status", DPKG_STATUS),
                                   file("usr/share/doc/openssl/copyright", copyright_file),
                                   file("etc/os-release", OS_RELEASE), zeros("zzz/after", CHUNK),
+                                  file("usr/share/doc/libc6-dev/copyright", copyright_file),
                                   file("usr/share/doc/libc6/copyright", copyright_file)])
     collector = Recording()
     flatten([layer], Sink(), watch=collector)
+    # libc6 before libc6-dev, as the stream has them (by component), not as their paths sort ("-" < "/")
     assert shown == [("etc/os-release", 0), ("usr/share/doc/libc6/copyright", 0),
-                     ("usr/share/doc/openssl/copyright", 0), ("var/lib/dpkg/status", 0)]
+                     ("usr/share/doc/libc6-dev/copyright", 0), ("usr/share/doc/openssl/copyright", 0),
+                     ("var/lib/dpkg/status", 0)]
     assert sum(written) > 4 * CHUNK  # the stream was written, after
     findings = collector.finish()
     assert {(package.name, package.licenses) for package in findings.packages} == {
