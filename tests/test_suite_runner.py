@@ -9,6 +9,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +22,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SHM = Path("/dev/shm")
 MIN_FREE = 4 << 30  # what the script asks of /dev/shm before it puts the run there
 
-# The venv's pytest: records the TMPDIR it got, and whether it is a directory on a tmpfs, then exits as told.
+# The venv's pytest: records the TMPDIR it got, whether it is a directory on a tmpfs, and whether the first
+# collection (the venv's python, below) had finished when it started, then exits as told.
 FAKE_PYTEST = """#!/usr/bin/env bash
-printf '%s\\n' "${TMPDIR:-}" "$(stat -f -c %T "${TMPDIR:-/nonexistent}" 2>/dev/null)" "$*" > "$RECORD"
+printf '%s\\n' "${TMPDIR:-}" "$(stat -f -c %T "${TMPDIR:-/nonexistent}" 2>/dev/null)" "$*" \\
+    "$(cat "$RECORD.python" 2>/dev/null)" > "$RECORD"
 exit "${PYTEST_STATUS:-0}"
+"""
+# The venv's python, which the script runs for the first collection only: records, once done, what it
+# was asked and whether it may write bytecode.
+FAKE_PYTHON = """#!/usr/bin/env bash
+sleep 0.3
+printf '%s' "${PYTHONDONTWRITEBYTECODE-unset}|$*" > "$RECORD.python"
 """
 
 
@@ -35,6 +44,7 @@ class SuiteRun:
     tmpdir: str  # what pytest saw as TMPDIR
     filesystem: str  # of that directory, as stat -f names it
     arguments: str
+    first_collection: str  # what the first collection had recorded when pytest started: PYTHONDONTWRITEBYTECODE|args
 
 
 @pytest.fixture
@@ -63,7 +73,7 @@ def suite_runner_copy(tmp_path: Path, shm_to_ourselves: None) -> Path:
     shutil.copy2(ROOT / "scripts" / "test", copy / "scripts" / "test")
     venv_bin = copy / ".venv" / "bin"
     venv_bin.mkdir(parents=True)
-    for name, text in (("python", "#!/bin/sh\nexit 0\n"), ("pip", "#!/bin/sh\nexit 0\n"), ("pytest", FAKE_PYTEST)):
+    for name, text in (("python", FAKE_PYTHON), ("pip", "#!/bin/sh\nexit 0\n"), ("pytest", FAKE_PYTEST)):
         (venv_bin / name).write_text(text)
         (venv_bin / name).chmod(0o755)
     return copy
@@ -78,7 +88,7 @@ def run_suite(copy: Path, *, pytest_status: int = 0, tmpdir: str | None = None) 
     done = subprocess.run([str(copy / "scripts" / "test"), "-q", "tests/test_x.py"], env=env, capture_output=True,
                           text=True, check=False, timeout=60)
     saw = record.read_text().splitlines()
-    return SuiteRun(done.returncode, done.stderr, saw[0], saw[1], saw[2])
+    return SuiteRun(done.returncode, done.stderr, saw[0], saw[1], saw[2], saw[3] if len(saw) > 3 else "")
 
 
 def in_memory_here() -> bool:
@@ -122,3 +132,37 @@ def test_a_tmpdir_the_caller_set_is_used_as_it_is(suite_runner_copy: Path, tmp_p
     run = run_suite(suite_runner_copy, pytest_status=1, tmpdir=str(own))
     assert (run.status, run.tmpdir, run.stderr) == (1, str(own), "")
     assert own.is_dir()  # the caller's, never removed
+
+
+def test_one_collection_writes_the_compiled_code_before_the_workers_start(suite_runner_copy: Path) -> None:
+    """docs/testing.md, "Compiled code": the first collection may write bytecode whatever the machine says,
+    collects without workers, and is finished when the run's pytest starts."""
+    run = run_suite(suite_runner_copy)
+    assert run.status == 0
+    assert run.first_collection == "|-m pytest --collect-only -q -p no:xdist -p no:cacheprovider"
+
+
+def test_pytest_reads_a_rewrite_another_collection_wrote_where_python_writes_no_bytecode(tmp_path: Path) -> None:
+    """What that first collection is for, asked of the pytest installed (its debug trace names what it
+    does with each module): without a cache a process told not to write bytecode rewrites the module and
+    keeps nothing; after one collection allowed to write, it reads the rewrite."""
+    module = tmp_path / "test_m.py"
+    module.write_text("def test_one():\n    assert 1 + 1 == 2\n")
+
+    def pytest_run(*options: str, write: bool) -> str:
+        # as scripts/test runs them: without the prefix the suite gives the processes its tests start
+        env = {key: value for key, value in os.environ.items() if key != "PYTHONPYCACHEPREFIX"}
+        env |= {"PYTHONDONTWRITEBYTECODE": "" if write else "1", "PYTEST_DEBUG": "1"}
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider",
+                               *options, str(module)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              check=False, timeout=120)
+        assert done.returncode == 0, done.stdout[-2000:]
+        return "\n".join(line for line in (done.stdout + done.stderr).splitlines() if str(module) in line)
+
+    assert "rewriting" in pytest_run(write=False)
+    assert not (tmp_path / "__pycache__").exists()
+    pytest_run("--collect-only", write=True)
+    assert [path.name for path in (tmp_path / "__pycache__").iterdir()] == [
+        f"test_m.{sys.implementation.cache_tag}-pytest-{pytest.__version__}.pyc"]
+    traced = pytest_run(write=False)
+    assert "found cached rewritten pyc" in traced and "rewriting" not in traced
