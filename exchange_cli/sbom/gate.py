@@ -1,6 +1,6 @@
 """Which files the SBOM's collector reads, by path alone, and within what caps (the rootfs.flatten.Watch
-part of collect.Collector): the exporting process decides this as the flattener shows it the files, and the files
-are parsed wherever the document is made (collect.Collector, here or in the renderer's child).
+part of collect.Collector): the exporting process decides this as the flattener shows it the files, and
+the files are parsed wherever the document is made (collect.Collector, here or in the renderer's child).
 
 Light on purpose: no parser is imported, so an export whose document is made by the child never loads
 them (rpm's sqlite3 among them).

@@ -64,8 +64,8 @@ class RendererFailed(Exception):
 
 
 class DocumentProcess:
-    """The parent's side: its `watch` decides, as the flattener shows it the files, which the collector reads (gate.Gate)
-    and sends them to the child, which parses them and builds the document (child.py)."""
+    """The parent's side: its `watch` decides, as the flattener shows it the files, which the collector
+    reads (gate.Gate) and sends them to the child, which parses them and builds the document (child.py)."""
 
     def __init__(self) -> None:
         # A file, not a pipe: the child never blocks on it. Closed by abandon.
