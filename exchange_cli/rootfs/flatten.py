@@ -280,17 +280,17 @@ class _Emitter:
         candidates.sort(key=_canonical_key)
         for prefix, name, ref in candidates:
             if limit := watch.wants(prefix, name):
-                self._show(prefix + name, ref, limit)
+                self._show(watch, prefix + name, ref, limit)
 
-    def _show(self, path: str, ref: int, limit: int) -> None:
-        """A regular file's data (at most `limit` bytes of it, else none) to the watch; links hold their target's."""
-        if ref & KIND_MASK != KIND_REGULAR or self.watch is None:
+    def _show(self, watch: Watch, path: str, ref: int, limit: int) -> None:
+        """A regular file's data (at most `limit` bytes of it, else none) to `watch`; links hold their target's."""
+        if ref & KIND_MASK != KIND_REGULAR:
             return
         tar = self.tars[ref >> LAYER_SHIFT & LAYER_MASK]
         header = tar.header_at(ref >> OFFSET_SHIFT)
         start = header.offset_data
         data = bytes(tar.view[start:start + header.size]) if header.size <= limit else None
-        self.watch.take(path, data, header.size)
+        watch.take(path, data, header.size)
 
     def _emit_inode(self, path: str, inode: Inode) -> None:
         link_to = self.first_paths.get(inode) if inode.shared else None
