@@ -1,16 +1,10 @@
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-
 import pytest
 from hypothesis import settings
-from hypothesis.configuration import set_hypothesis_home_dir
 
 from tests.infra import in_ci
-
-HYPOTHESIS_STORAGE_ENV = "HYPOTHESIS_STORAGE_DIRECTORY"
+from tests.infra.hypothesis_storage import use_run_storage
 
 # Property tests: a bounded, unhurried run in CI; fewer examples while iterating locally. No example
 # database: a clean clone has none, and a run must not leave files behind in the work tree.
@@ -50,10 +44,4 @@ pytest_plugins += ["tests.infra.markers", "tests.infra.worktree", "tests.infra.s
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Hypothesis keeps caches (constants, Unicode tables) in ./.hypothesis, from collection on: in a
-    temporary directory of this process instead (and of the fuzz driver it starts, through the
-    environment), removed at its end, so that a run writes nothing into the work tree."""
-    storage = tempfile.mkdtemp(prefix="exchange-hypothesis-")
-    config.add_cleanup(lambda: shutil.rmtree(storage, ignore_errors=True))
-    os.environ[HYPOTHESIS_STORAGE_ENV] = storage
-    set_hypothesis_home_dir(storage)
+    use_run_storage(config)  # Hypothesis's caches: one temporary directory for the run and its workers

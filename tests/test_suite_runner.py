@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.infra import require_executable
+from tests.infra.hypothesis_storage import STORAGE_ENV, storage_maker
 
 ROOT = Path(__file__).resolve().parents[1]
 SHM = Path("/dev/shm")
@@ -168,3 +169,12 @@ def test_pytest_reads_a_rewrite_another_collection_wrote_where_python_writes_no_
         f"test_m.{sys.implementation.cache_tag}-pytest-{pytest.__version__}.pyc"]
     traced = pytest_run(write=False)
     assert "found cached rewritten pyc" in traced and "rewriting" not in traced
+
+
+def test_the_workers_share_the_hypothesis_storage_their_controller_made() -> None:
+    """tests/infra/hypothesis_storage.py: under xdist, the storage this worker uses was made by the process
+    that started it, so its Unicode tables are made once for the run; run alone, pytest makes its own."""
+    storage = os.environ[STORAGE_ENV]
+    assert Path(storage).is_dir()
+    expected_maker = os.getppid() if os.environ.get("PYTEST_XDIST_WORKER") else os.getpid()
+    assert storage_maker(storage) == expected_maker, storage
