@@ -53,6 +53,9 @@ if TYPE_CHECKING:
 
 LOG = logger("cache")
 CHUNK = 1 << 20
+# What follows a compressed layer's end is a few bytes if anything: a small buffer reads it, where a
+# megabyte, zeroed and its pages faulted in for each layer, cost 0.3 ms.
+DRAIN_CHUNK = 64 << 10
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 DEFAULT_MAX_BYTES = 20 * 1024**3
@@ -136,7 +139,7 @@ class VerifyingReader(io.RawIOBase):
         return bytes(buffer[:self.readinto(buffer)])
 
     def drain(self) -> None:
-        buffer = bytearray(CHUNK)
+        buffer = bytearray(DRAIN_CHUNK)
         while self.readinto(buffer):
             pass
         self._verify()
@@ -327,6 +330,8 @@ class BlobCache:
             writer.put(buffer, count)
             if task is not None:
                 task.advance(count)
+            if count < len(buffer):  # _fill stops short only where the stream ends: no buffer to find that out
+                return
 
     def evict(self, keep: AbstractSet[str] = frozenset()) -> None:
         """Trim least recently used layers until the cache fits `max_bytes`; never those in `keep`."""
@@ -365,15 +370,17 @@ def _fill(reader: ReadableInto, buffer: bytearray) -> int:
 
 class _HashingWriter:
     """Hashes and writes filled buffers on a second thread, so the disk and the decompressor work at
-    the same time (hashlib, isal and file writes all release the GIL). The buffers go round a fixed
-    pool: the reading thread fills one the writer has finished with, never a fresh allocation."""
+    the same time (hashlib, isal and file writes all release the GIL). The buffers go round a pool of at
+    most `depth`: the reading thread fills one the writer has finished with, and makes a new one only
+    while all it has are queued. A layer smaller than a buffer (an image's ENV, or a COPY of a few files,
+    is kilobytes) thus costs one buffer, not `depth`: the six made for every layer, each zeroed and its
+    pages faulted in, were 1.2 of the 3.8 ms of CPU that storing a 10 KiB layer took."""
 
     def __init__(self, out: BinaryIO, path: Path, depth: int = 6) -> None:
         self.out, self.path = out, path
         self.hasher = hashlib.sha256()
         self.free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        for _ in range(depth):
-            self.free.put(bytearray(CHUNK))
+        self.unmade = depth  # buffers the pool may still make; only the reading thread makes them
         self.filled: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
         self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="layer-writer", daemon=True)
@@ -383,7 +390,13 @@ class _HashingWriter:
         """An empty buffer to fill; waits while all are queued for writing."""
         if self.failure is not None:
             raise self.failure
-        return self.free.get()
+        try:
+            return self.free.get_nowait()
+        except queue.Empty:
+            if not self.unmade:
+                return self.free.get()
+        self.unmade -= 1
+        return bytearray(CHUNK)
 
     def give_back(self, buffer: bytearray) -> None:
         self.free.put(buffer)
