@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .. import git
+from ..commit_identity import commit_env
 from ..errors import UsageError
 from ..progress import Progress
 from ..provenance.keys import require_committed
@@ -44,6 +45,7 @@ class Recovery:
     start: str  # HEAD once an earlier run's commits are pushed or rolled back
     branch: str  # "" for a shard, which publishes nothing
     lease: BucketLease
+    identity_env: dict[str, str]  # who the run's commits are by (commit_env), asked of git once per run
     finished: list[Confirming] = field(default_factory=list)  # dead runs' checks done, of lease.inherited
 
     @contextmanager
@@ -87,16 +89,17 @@ def recovered(exchange: Exchange, options: ProcessOptions, progress: Progress, w
                             ttl=options.lease_ttl, wait=options.lease_wait)
         if broken is not None:
             lease.inherit(broken)
+        committer = commit_env(exchange.repo) if publishing else {}
         try:
             resumed = None
             if publishing and not options.dry_run:
                 resumed = resume_unpushed(exchange, options.remote, branch, options.bucket, retries=options.retries,
-                                          identity_env=identity_env(exchange), log=warn, before_push=lease.acquire)
+                                          identity_env=committer, log=warn, before_push=lease.acquire)
             elif publishing:
                 _say_what_would_resume(exchange, options.remote, branch, warn)
             if resumed is not None:
                 start = git.head_commit(exchange.repo) or start
-            recovery = Recovery(exchange, options, start, branch, lease)
+            recovery = Recovery(exchange, options, start, branch, lease, committer)
             if publishing and not options.dry_run:
                 recovery.finish_dead_runs(progress, warn)
             # Resuming and finishing take the lease; done, they let go of it until the first upload
@@ -123,11 +126,6 @@ def check_preconditions(exchange: Exchange, remote: str, *, publishing: bool = T
     if not git.has_remote(exchange.repo, remote):
         raise UsageError(f"no git remote {remote!r} (use --remote or GIT_REMOTE)")
     return start, branch
-
-
-def identity_env(exchange: Exchange) -> dict[str, str]:
-    """The bot's identity for commits, unless the checkout has one of its own."""
-    return {} if git.has_identity(exchange.repo) else git.bot_identity_env()
 
 
 def _say_what_would_resume(exchange: Exchange, remote: str, branch: str, warn: Log) -> None:

@@ -34,7 +34,7 @@ from .context import Log, ProcessFailed, ProcessOptions, ProcessOutcome, PushRef
 from .delivery.settings import delivers_image
 from .leftovers import owned_work_dir
 from .plan import make_plan
-from .recovery import identity_env, recovered
+from .recovery import recovered
 from .shards import share_for
 from .signals import CancellableProgress, interrupts_raise
 
@@ -303,7 +303,7 @@ def _publisher(run: Run) -> Publisher | None:
 
     start, options = run.recovery.start, run.options
     transaction = PublishTransaction(run.exchange, options.remote, run.recovery.branch, start, start,
-                                     identity_env(run.exchange))
+                                     run.recovery.identity_env)
     return Publisher(transaction, options.bucket, run.log, options.retries, _hooks(run))
 
 

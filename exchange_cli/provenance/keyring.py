@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import git
+from ..commit_identity import commit_env
 from ..committed import commit_changes
 from ..errors import UsageError
 from ..repository import Exchange
@@ -52,7 +52,6 @@ def init_keys(exchange: Exchange, signer: Signer, *, commit: bool, generated: Pa
         return KeysInit(key, path, False, None, generated)
     relative = exchange.relative(path)
     assert relative is not None
-    identity = {} if git.has_identity(exchange.repo) else git.bot_identity_env()
     made = commit_changes(exchange.repo, exchange.root, {relative: key.pem},
-                          f"Add the exchange's signing key {key.short_id}", identity)
+                          f"Add the exchange's signing key {key.short_id}", commit_env(exchange.repo))
     return KeysInit(key, path, True, made, generated)
