@@ -18,19 +18,17 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
-import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner
 
 from exchange_cli.cli import cli
 from exchange_cli.demo import GEAR
 from exchange_cli.demo_image import build_demo_image
+from tests.infra.commands import exchange_here
 from tests.infra.gitrepo import example_boutique, run_git
 from tests.infra.image_files import base_layer, legacy_docker_save
 from tests.infra.registry import RegistryServer
@@ -136,9 +134,8 @@ def exchange_env(world_root: Path, registry: str) -> dict[str, str]:
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str]) -> None:
-    """`exchange ARGS`, in this process (see exchange_here)."""
-    status, output = exchange_here(args, cwd, env)
-    assert status == 0, f"exchange {shlex.join(args)}: {output}"
+    done = exchange_here(*args, env=env, cwd=cwd)
+    assert done.returncode == 0, f"exchange {shlex.join(args)}: {done.stdout}{done.stderr}"
 
 
 # Shell syntax outside quotes, or expansions inside double quotes: such a line is bash's to run.
@@ -159,29 +156,13 @@ def plain_exchange_command(line: str) -> list[str] | None:
     return words[1:]
 
 
-def exchange_here(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
-    """`exchange ARGS` run by the same CLI in this process, in `cwd`, with the environment `env` adds to
-    this one's (tempfile reads TMPDIR again): its exit status and what it printed, a crash's traceback too.
-    A process of its own spent 0.2 s of CPU importing the package before it did anything; what a line
-    does is the same either way, and tests/test_demo.py runs the installed `exchange` script itself."""
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in env.items():
-            patch.setenv(key, value)
-        patch.setattr(tempfile, "tempdir", None)
-        patch.chdir(cwd)
-        result = CliRunner().invoke(cli, args, prog_name="exchange")
-    crash = result.exception is not None and not isinstance(result.exception, SystemExit)
-    return result.exit_code, result.output + ("".join(traceback.format_exception(*result.exc_info)) if crash else "")
-
-
 def run_line(line: str, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
-    """A documented line as a reader runs it: a plain `exchange` command here (exchange_here), anything
+    """A documented line as a reader runs it: a plain `exchange` command in this process (what a line does
+    is the same either way; tests/test_demo.py runs the installed `exchange` script itself), anything
     else by bash."""
     args = plain_exchange_command(line)
-    if args is not None:
-        return exchange_here(args, cwd, env)
-    done = subprocess.run(["bash", "-c", f"set -eo pipefail; {line}"], cwd=cwd, env=env, capture_output=True,
-                          text=True, check=False)
+    done = exchange_here(*args, env=env, cwd=cwd) if args is not None else subprocess.run(
+        ["bash", "-c", f"set -eo pipefail; {line}"], cwd=cwd, env=env, capture_output=True, text=True, check=False)
     return done.returncode, done.stdout + done.stderr
 
 

@@ -34,6 +34,7 @@ from exchange_cli.rootfs.squashfs import SquashfsError, SquashfsSink, find_tar2s
 from exchange_cli.rootfs.tarball import write_rootfs
 from exchange_cli.testgates import GATES_ENV
 from tests.infra import missing_component, require_executable
+from tests.infra.commands import exchange_here
 from tests.infra.image_files import OciLayout
 from tests.infra.layer_stacks import layer_stacks, spell, write_layer
 from tests.layers import (
@@ -237,8 +238,7 @@ def test_the_squashfs_does_not_change_the_tarball(tmp_path: Path) -> None:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "exchange_cli", "export", *args], capture_output=True, text=True,
-                          timeout=300, check=False, env=env)
+    return exchange_here("export", *args, env=env)
 
 
 def test_the_command_writes_one_artifact_or_both_and_reports_the_tool(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Running the exchange command as CI does, in a process of its own, and reading what it printed."""
+"""Running the exchange command as CI does, in a process of its own or through the same CLI in the test's
+process, and reading what it printed."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import resource
 import socket
 import subprocess
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from exchange_cli.cli import cli
@@ -16,9 +20,27 @@ from exchange_cli.cli import cli
 
 def exchange(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
              timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """The real command in its own process: what CI sees, tracebacks included."""
+    """The real command in its own process: what CI sees, tracebacks included. For a test whose subject is
+    the process (a signal, a pipe, a memory cap, a terminal, what it loads); `exchange_here` otherwise."""
     return subprocess.run([sys.executable, "-m", "exchange_cli", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, cwd=cwd, timeout=timeout, check=False)
+
+
+def exchange_here(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`exchange ARGS` run by the same CLI in this process, as `exchange` would run it in `cwd` with `env`
+    added to the environment (tempfile reads TMPDIR again): its status, stdout and stderr, a crash's
+    traceback on stderr as a process prints it. A process of its own spent 0.2 s of CPU importing the
+    package before it did anything."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in (env or {}).items():
+            patch.setenv(key, value)
+        patch.setattr(tempfile, "tempdir", None)
+        if cwd is not None:
+            patch.chdir(cwd)
+        result = CliRunner().invoke(cli, list(args), prog_name="exchange")
+    crash = result.exception is not None and not isinstance(result.exception, SystemExit)
+    stderr = result.stderr + ("".join(traceback.format_exception(*result.exc_info)) if crash else "")
+    return subprocess.CompletedProcess(["exchange", *args], result.exit_code, result.stdout, stderr)
 
 
 def run_with_memory_cap(args: list[str], cap: int, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
