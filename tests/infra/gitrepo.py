@@ -125,9 +125,19 @@ def empty_exchange(path: Path) -> ExchangeRepo:
     return repo
 
 
+@pytest.fixture(scope="session")
+def empty_exchange_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One empty exchange per worker, which each test's exchange_repo is a copy of: its `git init`, add and
+    commit were 8.6 ms of CPU per test, the copy is 1.4 ms. Every copy starts at the same commit, as clones
+    of one repository do."""
+    return empty_exchange(tmp_path_factory.mktemp("empty-exchange") / "exchange").root
+
+
 @pytest.fixture
-def exchange_repo(tmp_path: Path) -> ExchangeRepo:
-    return empty_exchange(tmp_path / "exchange")
+def exchange_repo(tmp_path: Path, empty_exchange_template: Path) -> ExchangeRepo:
+    root = tmp_path / "exchange"
+    shutil.copytree(empty_exchange_template, root, symlinks=True)
+    return ExchangeRepo(root)
 
 
 @pytest.fixture
