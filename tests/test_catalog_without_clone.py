@@ -27,6 +27,7 @@ from exchange_cli.storage.bucket import open_bucket
 from tests.catalog_world import CatalogWorld, one_gear_world
 from tests.infra import require_executable
 from tests.infra.chromium import chromium_dom, laid_out_at, screenshot_path
+from tests.infra.commands import exchange_here
 from tests.infra.gitrepo import ExchangeRepo, example_gear
 from tests.infra.publication import publish
 from tests.infra.static_http import serving
@@ -100,14 +101,13 @@ def outside_env(directory: Path) -> dict[str, str]:
 
 
 def run_copied(command: str, directory: Path) -> subprocess.CompletedProcess[str]:
-    """As a user pasting it would: an `exchange …` command split as a shell splits it (the venv's
-    executable in place of `exchange`), a pipeline through the shell."""
-    if command.startswith("exchange "):
-        argv = [str(EXCHANGE), *shlex.split(command)[1:]]
-    elif "&&" in command or "|" in command:
-        argv = ["sh", "-c", command]
-    else:
-        argv = shlex.split(command)
+    """As a user pasting it would: an `exchange …` command split as a shell splits it (run by the CLI in
+    this process: tests/infra/commands.py, exchange_here), a pipeline through the shell (the venv's
+    executable first on its PATH)."""
+    pipeline = "&&" in command or "|" in command
+    if command.startswith("exchange ") and not pipeline:
+        return exchange_here(*shlex.split(command)[1:], env=outside_env(directory), cwd=directory)
+    argv = ["sh", "-c", command] if pipeline else shlex.split(command)
     return subprocess.run(argv, cwd=directory, env=outside_env(directory), capture_output=True, text=True,
                           timeout=300, check=False)
 

@@ -267,7 +267,10 @@ def test_the_exit_code_check_tells_a_checked_message_from_none() -> None:
 
 
 def pytest_in(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    """pytest with the work-tree check alone: the installed plugins (Hypothesis, xdist) would only slow its
+    start (0.38 s of CPU, 0.20 s without them)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.infra.worktree",
                            *args], cwd=repo, capture_output=True, text=True, env=env, check=False, timeout=300)
 

@@ -27,13 +27,16 @@ def exchange(*args: str, env: dict[str, str] | None = None, cwd: Path | None = N
 
 
 def exchange_here(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """`exchange ARGS` run by the same CLI in this process, as `exchange` would run it in `cwd` with `env`
-    added to the environment (tempfile reads TMPDIR again): its status, stdout and stderr, a crash's
-    traceback on stderr as a process prints it. A process of its own spent 0.2 s of CPU importing the
-    package before it did anything."""
+    """`exchange ARGS` run by the same CLI in this process, as `exchange` would run in `cwd` with the
+    environment `env` (as subprocess.run takes it: the whole environment; tempfile reads TMPDIR again):
+    its status, stdout and stderr, a crash's traceback on stderr as a process prints it. A process of its
+    own spent 0.2 s of CPU importing the package before it did anything."""
     with pytest.MonkeyPatch.context() as patch:
-        for key, value in (env or {}).items():
-            patch.setenv(key, value)
+        if env is not None:
+            for key in os.environ.keys() - env.keys():
+                patch.delenv(key)
+            for key, value in env.items():
+                patch.setenv(key, value)
         patch.setattr(tempfile, "tempdir", None)
         if cwd is not None:
             patch.chdir(cwd)
