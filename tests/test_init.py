@@ -19,6 +19,7 @@ from exchange_cli.demo_image import build_demo_image
 from exchange_cli.new_exchange import SKELETON, ToolRequirement, skeleton_files
 from exchange_cli.validation.policy import DEFAULT_POLICY, load_policy, policy_schema
 from tests.infra.circleci_config import CONFIG_PATH
+from tests.infra.commands import exchange_here
 from tests.infra.gitrepo import run_git
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,8 +28,16 @@ EXCHANGE = str(Path(sys.executable).with_name("exchange"))
 
 def exchange(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """The installed command in a fresh process, as a newcomer types it (never this checkout's repository)."""
-    env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(cwd.parent)}
-    return subprocess.run([EXCHANGE, *args], cwd=cwd, capture_output=True, text=True, env=env, check=False)
+    return subprocess.run([EXCHANGE, *args], cwd=cwd, capture_output=True, text=True, env=outside(cwd), check=False)
+
+
+def init_here(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`exchange init ARGS` as `exchange` runs it, by the CLI in this process: what it writes or refuses."""
+    return exchange_here("init", *args, env=outside(cwd), cwd=cwd)
+
+
+def outside(cwd: Path) -> dict[str, str]:
+    return {**os.environ, "GIT_CEILING_DIRECTORIES": str(cwd.parent)}
 
 
 def test_init_add_gear_process_verify_round_trip(tmp_path: Path) -> None:
@@ -99,7 +108,7 @@ def test_the_tool_lock_it_copies_is_this_repositorys() -> None:
 
 
 def test_another_branch_is_processed_by_the_pipeline(tmp_path: Path) -> None:
-    result = exchange("init", "ex", "--branch", "main", cwd=tmp_path)
+    result = init_here("ex", "--branch", "main", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load((tmp_path / "ex" / ".circleci" / "config.yml").read_text())
     assert "master" not in json.dumps(config)
@@ -111,20 +120,20 @@ def test_init_overwrites_nothing_and_writes_nothing_when_it_refuses(tmp_path: Pa
     root = tmp_path / "ex"
     root.mkdir()
     (root / "README.md").write_text("mine\n")
-    result = exchange("init", str(root), cwd=tmp_path)
+    result = init_here(str(root), cwd=tmp_path)
     assert result.returncode == 2 and "README.md" in result.stderr and "overwrites nothing" in result.stderr
     assert sorted(p.name for p in root.iterdir()) == ["README.md"] and (root / "README.md").read_text() == "mine\n"
 
 
 def test_a_key_inside_the_exchange_is_refused_before_anything_is_written(tmp_path: Path) -> None:
-    result = exchange("init", "ex", "--sign-key-file", "ex/key.pem", cwd=tmp_path)
+    result = init_here("ex", "--sign-key-file", "ex/key.pem", cwd=tmp_path)
     assert result.returncode == 2 and "must never be committed" in result.stderr
     assert not (tmp_path / "ex").exists()
 
 
 def test_inside_another_repository_init_refuses(tmp_path: Path) -> None:
     run_git(tmp_path, "init", "-q")
-    result = exchange("init", "sub", cwd=tmp_path)
+    result = init_here("sub", cwd=tmp_path)
     assert result.returncode == 2 and "inside the git repository" in result.stderr
     assert not (tmp_path / "sub").exists()
 
