@@ -190,8 +190,11 @@ def test_component_markers_are_not_written_by_hand() -> None:
 
 
 def collected(*args: str) -> set[str]:
+    """The tests a collection of this suite selects; the markers are the suite's own plugin's, so the
+    installed plugins are not loaded (pytest_in)."""
     result = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                             *args], cwd=ROOT, capture_output=True, text=True, check=False, timeout=300)
+                             *args], cwd=ROOT, capture_output=True, text=True, check=False, timeout=300,
+                            env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert result.returncode == 0, result.stdout + result.stderr
     return {line.split("::", 1)[1] for line in result.stdout.splitlines() if "::" in line}
 
