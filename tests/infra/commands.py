@@ -21,7 +21,8 @@ from exchange_cli.cli import cli
 def exchange(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
              timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The real command in its own process: what CI sees, tracebacks included. For a test whose subject is
-    the process (a signal, a pipe, a memory cap, a terminal, what it loads); `exchange_here` otherwise."""
+    the process (a signal, a pipe, a memory cap, a terminal, what it loads); `exchange_here` otherwise.
+    `env` is added to this process's environment (exchange_here's is the whole environment)."""
     return subprocess.run([sys.executable, "-m", "exchange_cli", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, cwd=cwd, timeout=timeout, check=False)
 

@@ -15,19 +15,16 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from exchange_cli.cli import cli
 from exchange_cli.ownership import OWNER_RECORD
 from exchange_cli.testgates import GATES_ENV
+from tests.infra.commands import exchange_here
 from tests.infra.gcs import gcs_objects
 from tests.infra.gitrepo import ExchangeRepo, gears_on_a_remote, run_git
 
@@ -82,16 +79,10 @@ class Stage:
     def invoke_here(self, checkout: Path, args: list[str]) -> int:
         """`exchange ARGS` in this process, with a started run's TMPDIR (where work directories are made and
         looked for) and gates; what it prints goes to the checkout's log, as a started run's does."""
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("TMPDIR", str(self.tmpdir))
-            patch.setattr(tempfile, "tempdir", str(self.tmpdir))  # gettempdir() read TMPDIR once, long ago
-            patch.setenv(GATES_ENV, str(self.gates))
-            result = CliRunner().invoke(cli, args)
+        done = exchange_here(*args, env={**os.environ, "TMPDIR": str(self.tmpdir), GATES_ENV: str(self.gates)})
         with (self.tmp / f"{checkout.name}.log").open("a") as log:
-            log.write(result.output)
-            if result.exception is not None and not isinstance(result.exception, SystemExit):
-                log.write("".join(traceback.format_exception(*result.exc_info)))  # a crash, as a process prints it
-        return result.exit_code
+            log.write(done.stdout + done.stderr)  # a crash's traceback included, as a process prints it
+        return done.returncode
 
     def log(self, checkout: Path) -> str:
         path = self.tmp / f"{checkout.name}.log"
