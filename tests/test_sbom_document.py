@@ -12,6 +12,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -23,9 +24,9 @@ from cyclonedx.schema.schema import SchemaVersion1Dot6
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange_cli.sbom import Findings, OperatingSystem, Package, render
+from exchange_cli.sbom import Findings, OperatingSystem, Package, render, renderer
 from exchange_cli.sbom.document import DocumentBuilder, DocumentHere, licenses_of, purl_of
-from exchange_cli.sbom.renderer import MAX_QUEUED_BYTES, PROCESS_FROM_BYTES, DocumentProcess, document_maker
+from exchange_cli.sbom.renderer import PROCESS_FROM_BYTES, DocumentProcess, document_maker
 from exchange_cli.testgates import GATES_ENV
 from tests.infra.image_files import OciLayout
 from tests.layers import file, write_layer_tar, zeros
@@ -140,12 +141,23 @@ def debian_files() -> list[tuple[str, bytes | None, int]]:
 
 
 def show(watch, files: list[tuple[str, bytes | None, int]]) -> None:
-    """What the flattener does with a watch: asks, then hands over the data within the cap, else None."""
-    for path, data, size in files:
-        directory, _, name = path.rpartition("/")
-        limit = watch.wants(f"{directory}/" if directory else "", name)
-        if limit:
-            watch.take(path, data if data is not None and len(data) <= limit else None, size)
+    """What the flattener does with a watch: asks, then says where the data of a file within its cap lies
+    (here, all of them in one file, as a layer's tar holds them), else only its size; then that all were
+    shown. The file is closed, and had no name, before the child reads it: it reads its own descriptor."""
+    with tempfile.TemporaryFile() as layer:
+        for path, data, size in files:
+            directory, _, name = path.rpartition("/")
+            limit = watch.wants(f"{directory}/" if directory else "", name)
+            if not limit:
+                continue
+            if data is not None and len(data) <= limit:
+                offset = layer.seek(0, os.SEEK_END)
+                layer.write(data)
+                layer.flush()
+                watch.take_span(path, layer.fileno(), offset, len(data))
+            else:
+                watch.take(path, None, size)
+        watch.all_shown()
 
 
 def test_the_child_process_delivers_the_in_process_document() -> None:
@@ -167,30 +179,77 @@ def test_the_child_process_delivers_the_in_process_document() -> None:
     assert child.process.poll() is not None, "the child outlived its context"
 
 
-def test_a_slow_renderer_holds_the_flattener_back_instead_of_the_files_piling_up() -> None:
-    """The files the gate reads go to the child through a bounded queue: a child that cannot keep up (here,
-    stopped) makes the flattener wait, rather than the exporter holding a hostile image's databases (up to
-    the gate's 2 GiB) in memory."""
-    status = b"Package: p\nStatus: install ok installed\nVersion: 1\nDescription: x\n " + b"y" * (4 << 20) + b"\n\n"
-    files = 4 * MAX_QUEUED_BYTES // len(status)
-    with document_maker(PROCESS_FROM_BYTES) as child:
+def test_a_slow_renderer_holds_the_flattener_back_instead_of_the_lines_piling_up(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The lines telling the child where files lie go through a bounded queue: a child that cannot keep up
+    (here, stopped) makes the flattener wait, rather than the exporter holding the lines of a hostile
+    image's 200,000 files with long paths. (The bound, made small here, is 32 MiB.)"""
+    bound = 256 << 10
+    monkeypatch.setattr(renderer, "MAX_QUEUED_BYTES", bound)
+    status = b"Package: p\nStatus: install ok installed\nVersion: 1\n\n"
+    layer = tmp_path / "layer"
+    layer.write_bytes(status)
+    paths = [f"var/lib/dpkg/status.d/{n:04d}{'p' * 3000}" for n in range(4 * bound // 3000)]
+    with document_maker(PROCESS_FROM_BYTES) as child, layer.open("rb") as opened:
         assert isinstance(child, DocumentProcess)
         watch = child.watch()
         os.kill(child.process.pid, signal.SIGSTOP)
         try:
-            producer = threading.Thread(target=lambda: [watch.take(f"var/lib/dpkg/status.d/p{n}", status, len(status))
-                                                        for n in range(files)], daemon=True)
+            producer = threading.Thread(target=lambda: [watch.take_span(path, opened.fileno(), 0, len(status))
+                                                        for path in paths], daemon=True)
             producer.start()
             producer.join(timeout=2)
             assert producer.is_alive(), "the flattener waits for the child"
-            assert child.queued <= MAX_QUEUED_BYTES + len(status) + (64 << 10)
+            assert child.queued <= bound + renderer.BATCH_BYTES + 4000
         finally:
             os.kill(child.process.pid, signal.SIGCONT)
         producer.join(timeout=120)
         assert not producer.is_alive()
+        watch.all_shown()
         child.finish("ab" * 48)
         (component,) = json.loads(child.document())["components"]
-    assert component["purl"] == "pkg:deb/p@1" and len(component["properties"]) == 1 + files, "every file arrived"
+    assert component["purl"] == "pkg:deb/p@1" and len(component["properties"]) == 1 + len(paths), "every file arrived"
+
+
+def test_the_child_reads_a_layer_the_cache_evicted_after_the_flattener_opened_it(tmp_path: Path) -> None:
+    """The child reads the files through its own descriptors of the layers, sent with the first file of
+    each: a layer another process's cache trim deletes during the export (the exporter holds it open, as
+    the flattener does) is still read whole, whenever the child gets to it; a child that opened the
+    layers by their paths would find them gone."""
+    status = b"Package: late\nStatus: install ok installed\nVersion: 2\n\n"
+    layer = tmp_path / "cache" / "layers" / "sha256-0123.tar"
+    layer.parent.mkdir(parents=True)
+    layer.write_bytes(b"\0" * 1024 + status)
+    with document_maker(PROCESS_FROM_BYTES) as child:
+        assert isinstance(child, DocumentProcess)
+        watch = child.watch()
+        os.kill(child.process.pid, signal.SIGSTOP)  # it reads nothing before the layer is gone
+        try:
+            with layer.open("rb") as opened:
+                assert watch.wants("var/lib/dpkg/", "status")
+                watch.take_span("var/lib/dpkg/status", opened.fileno(), 1024, len(status))
+                watch.all_shown()
+            layer.unlink()
+        finally:
+            os.kill(child.process.pid, signal.SIGCONT)
+        child.finish("cd" * 48)
+        (component,) = json.loads(child.document())["components"]
+    assert component["purl"] == "pkg:deb/late@2"
+
+
+def test_a_file_past_its_layers_end_fails_the_document_in_one_line(tmp_path: Path) -> None:
+    """The child reads what it is told to, and a span the layer does not hold (which the flattener, having
+    checked every header against the layer's size, never sends) is one line, not a short file parsed."""
+    layer = tmp_path / "layer"
+    layer.write_bytes(b"Package: a\n")
+    with document_maker(PROCESS_FROM_BYTES) as child, layer.open("rb") as opened:
+        assert isinstance(child, DocumentProcess)
+        watch = child.watch()
+        watch.take_span("var/lib/dpkg/status", opened.fileno(), 0, 100)
+        watch.all_shown()
+        child.finish("ef" * 48)
+        with pytest.raises(renderer.RendererFailed, match=r"^var/lib/dpkg/status: its layer file ends 89 bytes short of it$"):
+            child.document()
 
 
 # --- through the command, held at the gate where the SBOM's process has started ---------------------------

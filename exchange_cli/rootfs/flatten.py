@@ -71,9 +71,12 @@ class Watch(Protocol):
 
     `wants` is asked about each non-directory entry whose name is in `names`, ends with one of
     `suffixes`, or whose directory is in `directories` (tested here, without a call: most entries are
-    none of these): the most bytes of that file it takes, 0 for none. `take` gets the file's data, or
-    None with its size when it is larger. Both are called in the stream's canonical order, before the
-    stream's first byte is written (_Emitter._show_watched)."""
+    none of these): the most bytes of that file it takes, 0 for none. `take_span` is told where a file
+    within that lies: `size` bytes at `offset` of the layer's tar file, open as `fd` (open, and that
+    file, until `all_shown`; the watch reads the bytes, or has them read, so the flattener copies
+    none); `take` gets None with the size of a file that is larger. They are called in the stream's
+    canonical order, before the stream's first byte is written (_Emitter._show_watched), and then
+    `all_shown` once."""
 
     @property
     def names(self) -> frozenset[str]: ...
@@ -87,6 +90,10 @@ class Watch(Protocol):
     def wants(self, directory: str, name: str, /) -> int: ...
 
     def take(self, path: str, data: bytes | None, size: int, /) -> None: ...
+
+    def take_span(self, path: str, fd: int, offset: int, size: int, /) -> None: ...
+
+    def all_shown(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -264,7 +271,9 @@ class _Emitter:
         for their parsing at its end. Their bytes are copied from the layers' maps as the stream's are (a
         watched file's bytes were always copied twice, for the watch and for the output): no layer is read
         a second time. In canonical order, as the stream has them: the watch sees the same files, in the
-        same order, as it did when they were shown in passing."""
+        same order, as it did when they were shown in passing. The watch is told where each file's bytes
+        lie rather than given them (Watch.take_span): the SBOM's process reads them from the layer files
+        itself, so neither the copy nor its way to that process costs the flattener's interpreter."""
         names, suffixes, directories = watch.names, watch.suffixes, watch.directories
         # The cheap test inline (a call per entry would cost more than the test), in the tree's own order.
         candidates: list[tuple[str, str, int]] = []
@@ -281,16 +290,19 @@ class _Emitter:
         for prefix, name, ref in candidates:
             if limit := watch.wants(prefix, name):
                 self._show(watch, prefix + name, ref, limit)
+        watch.all_shown()
 
     def _show(self, watch: Watch, path: str, ref: int, limit: int) -> None:
-        """A regular file's data (at most `limit` bytes of it, else none) to `watch`; links hold their target's."""
+        """Where a regular file's data lies (if at most `limit` bytes, else only its size), to `watch`;
+        links hold their target's."""
         if ref & KIND_MASK != KIND_REGULAR:
             return
         tar = self.tars[ref >> LAYER_SHIFT & LAYER_MASK]
         header = tar.header_at(ref >> OFFSET_SHIFT)
-        start = header.offset_data
-        data = bytes(tar.view[start:start + header.size]) if header.size <= limit else None
-        watch.take(path, data, header.size)
+        if header.size <= limit:
+            watch.take_span(path, tar.fd, header.offset_data, header.size)
+        else:
+            watch.take(path, None, header.size)
 
     def _emit_inode(self, path: str, inode: Inode) -> None:
         link_to = self.first_paths.get(inode) if inode.shared else None

@@ -8,6 +8,7 @@ them (rpm's sqlite3 among them).
 
 from __future__ import annotations
 
+import os
 from typing import Final
 
 from . import debian_copyright
@@ -54,16 +55,21 @@ def kind_of(directory: str, name: str) -> str | None:
     return kind  # cran: the parser checks the directory against the record
 
 
+def _kind_of_path(path: str) -> str | None:
+    directory, _, name = path.rpartition("/")
+    return kind_of(directory + "/" if directory else "", name)
+
+
 def rpm_unsupported(path: str) -> str:
     kind = RPM_UNSUPPORTED[path.rsplit("/", 1)[-1]]
     return f"{path}: an rpm database in the {kind} format, which is not read; its packages are not listed"
 
 
 class Gate:
-    """The collector's side of rootfs.flatten.Watch: `wants` says how much of a file to read (0: none) and
-    `take` counts what was read; a file refused is a warning. What is read goes to `read`, and warnings to
-    `warn`, in the order the files came: subclasses parse them (collect.Collector) or send them on
-    (the renderer's)."""
+    """The collector's side of rootfs.flatten.Watch: `wants` says how much of a file to read (0: none);
+    `take` (its bytes) and `take_span` (where they lie, read here) count what was read; a file refused
+    is a warning. What is read goes to `read`, and warnings to `warn`, in the order the files came:
+    subclasses parse them (collect.Collector) or, in the renderer, send where the files lie instead."""
 
     # What `kind_of` can say yes to, for the flattener's cheap test before it asks `wants`.
     names = frozenset(_BY_NAME)
@@ -90,16 +96,29 @@ class Gate:
         return CAPS[kind]
 
     def take(self, path: str, data: bytes | None, size: int) -> None:
-        directory, _, name = path.rpartition("/")
-        kind = kind_of(directory + "/" if directory else "", name)
-        if kind is None:
-            return
+        """A file's data, or None with the size of one over its cap (a warning)."""
         if data is None:
-            self.warn(f"{path}: {size:,} bytes, more than the {CAPS[kind]:,} a {kind} record may hold; not read")
-            return
-        self.files += 1
-        self.bytes += len(data)
-        self.read(kind, path, data)
+            kind = _kind_of_path(path)
+            if kind is not None:
+                self.warn(f"{path}: {size:,} bytes, more than the {CAPS[kind]:,} a {kind} record may hold; not read")
+        elif (kind := self._admit(path, len(data))) is not None:
+            self.read(kind, path, data)
+
+    def take_span(self, path: str, fd: int, offset: int, size: int) -> None:
+        """A file within its cap, as `size` bytes at `offset` of the open file `fd` (a layer's tar): read here;
+        the renderer's gate sends the place instead (renderer.py)."""
+        self.take(path, os.pread(fd, size, offset), size)
+
+    def all_shown(self) -> None:
+        """Every file has been shown (the flattener's stream begins)."""
+
+    def _admit(self, path: str, size: int) -> str | None:
+        """The kind of a file to read, counted against the totals; None for a path `kind_of` refuses."""
+        kind = _kind_of_path(path)
+        if kind is not None:
+            self.files += 1
+            self.bytes += size
+        return kind
 
     def read(self, kind: str, path: str, data: bytes) -> None:
         raise NotImplementedError

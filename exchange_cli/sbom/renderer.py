@@ -12,12 +12,17 @@ A rootfs below PROCESS_FROM_BYTES has its document made in the exporting process
 its export is shorter than the child's start, which would cost more than it saves; unless the child was
 started early (child_started_early, as `exchange export` does), its start then paid already.
 
-The protocol, on the child's standard input: JSON lines, each `file` line followed by that many bytes
-of the file as it is (with its path and kind), `warn` lines for the files the gate refused, in the
-order they came, then one `end` with the rootfs digest. A thread writes them, so that a child still
-importing never holds up the flattener. On its standard output: the document's length on a line, then
-the document (child.py). The child lives in a session of its own, as every child of the tool does
-(children.py), and ends with its input: an exporter killed outright leaves no renderer behind.
+The protocol, on the child's standard input, a Unix socket: JSON lines. An `open` line carries a
+descriptor of a layer's tar file (SCM_RIGHTS) and numbers it; each `file` line names a file the gate
+took (path, kind) and where its bytes lie in one of those layers, which the child reads itself (a
+copyright file per Debian package, 5 MB in the benchmark's image, once cost the exporter the copy and
+the writes through a pipe); `warn` lines are the files the gate refused, in the order they came; then
+one `end` with the rootfs digest. The child reads through its own descriptors, so a layer file the
+cache evicts meanwhile (another process's trim) is still there for it. A thread writes the lines, so
+that a child still importing never holds up the flattener. On its standard output: the document's
+length on a line, then the document (child.py). The child lives in a session of its own, as every
+child of the tool does (children.py), and ends with its input: an exporter killed outright leaves no
+renderer behind.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -52,9 +58,8 @@ NICENESS = 10  # behind the export's own threads (19 did no better in the benchm
 # of CPU.
 PROCESS_FROM_BYTES = 32 << 20
 BATCH_BYTES = 16 << 10  # of lines handed to the feeder at once
-# Of messages handed to the feeder and not yet written to the child: beyond it the flattener waits for the
-# child. A hostile image's databases (up to the gate's 2 GiB) would otherwise pile up here while the child
-# parses them.
+# Of lines handed to the feeder and not yet written to the child: beyond it the flattener waits for the
+# child. A hostile image's 200,000 files (the gate's limit) with long paths would otherwise pile up here.
 MAX_QUEUED_BYTES = 32 << 20
 MAX_ERROR_BYTES = 64 << 10  # of the child's standard error, read back for the failure's line
 
@@ -63,26 +68,36 @@ class RendererFailed(Exception):
     """The child did not deliver the document; the text is its last line of error output, or its exit status."""
 
 
+# What the feeder writes: lines, alone or with the descriptor an `open` line carries; None ends the input.
+_Item: TypeAlias = "tuple[bytes, int | None] | None"
+
+
 class DocumentProcess:
     """The parent's side: its `watch` decides, as the flattener shows it the files, which the collector
-    reads (gate.Gate) and sends them to the child, which parses them and builds the document (child.py)."""
+    reads (gate.Gate) and tells the child where they lie; the child reads and parses them and builds the
+    document (child.py)."""
 
     def __init__(self) -> None:
         # A file, not a pipe: the child never blocks on it. Closed by abandon.
         self.errors = tempfile.TemporaryFile()  # noqa: SIM115
+        self.channel, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-c", _BOOT, json.dumps([_PACKAGE_ROOT, *sys.path])],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors, start_new_session=True)
+                stdin=child_end.fileno(), stdout=subprocess.PIPE, stderr=self.errors, start_new_session=True)
         except OSError as error:
             self.errors.close()
+            self.channel.close()
             raise RendererFailed(f"the SBOM's process could not start: {error.strerror or error}") from error
+        finally:
+            child_end.close()
         # Behind the exporter's own threads for a core: its work is in no hurry until the export ends, and
         # then it is the only thing left to run.
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, self.process.pid, NICENESS)
-        self.lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self.pending: list[bytes] = []  # messages not yet handed to the feeder
+        self.lines: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self.layers: dict[int, int] = {}  # the number each layer's descriptor was sent as, by descriptor
+        self.pending: list[bytes] = []  # lines not yet handed to the feeder
         self.pending_bytes = 0
         self.room = threading.Condition()  # guards the two below
         self.queued = 0  # bytes handed to the feeder, not yet written
@@ -91,8 +106,8 @@ class DocumentProcess:
         self.feeder.start()
 
     def watch(self) -> Gate:
-        """What the flattener shows files to: the files the collector reads go to the child as they are,
-        unparsed, so that their parsing is the child's work and not the flattener's."""
+        """What the flattener shows files to: the child is told where the files the collector reads lie,
+        so that reading and parsing them is the child's work and not the flattener's."""
         return _Forwarder(self)
 
     def finish(self, rootfs_sha384: str) -> None:
@@ -113,26 +128,46 @@ class DocumentProcess:
         return written
 
     def abandon(self) -> None:
-        """Ends the child, whatever it is doing (it exits by itself once it has delivered), and frees the pipes."""
+        """Ends the child, whatever it is doing (it exits by itself once it has delivered), and frees the pipes
+        and the layers' descriptors not yet sent."""
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)  # its own session: the group is only the child
             self.process.wait()
         self.lines.put(None)
         self.feeder.join()
-        for stream in (self.process.stdin, self.process.stdout, self.errors):
+        while not self.lines.empty():
+            item = self.lines.get()
+            if item is not None and item[1] is not None:
+                os.close(item[1])
+        self.channel.close()
+        for stream in (self.process.stdout, self.errors):
             if stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()
 
-    def send(self, message: dict[str, Any], data: bytes = b"") -> None:
-        """A message: a JSON line, then `data` as it is when the line names its length (`bytes`)."""
+    def send(self, message: dict[str, Any]) -> None:
+        """A message: one JSON line."""
         # ensure_ascii: a path's undecodable bytes (surrogates) travel as escapes and come back the same
         line = json.dumps(message, separators=(",", ":")).encode() + b"\n"
-        self.pending += [line, data] if data else [line]
-        self.pending_bytes += len(line) + len(data)
+        self.pending.append(line)
+        self.pending_bytes += len(line)
         if self.pending_bytes >= BATCH_BYTES:
             self._hand_over()
+
+    def send_span(self, kind: str, path: str, fd: int, offset: int, size: int) -> None:
+        """A file the gate took, as where its bytes lie: `size` bytes at `offset` of the layer open as `fd`.
+        A layer's first file sends the child its own descriptor of it first."""
+        layer = self.layers.get(fd)
+        if layer is None:
+            layer = self.layers[fd] = len(self.layers)
+            self._hand_over()  # the lines before it go before it
+            line = json.dumps({"open": layer}).encode() + b"\n"
+            self._put(line, os.dup(fd))  # the feeder sends it later: the flattener may close its own by then
+        self.send({"file": path, "kind": kind, "layer": layer, "at": offset, "bytes": size})
+
+    def all_shown(self) -> None:
+        self._hand_over()  # the child parses while the stream is written, not after
 
     def _hand_over(self) -> None:
         """The lines sent so far, to the feeder as one write: a wake-up of its thread per line took the
@@ -141,24 +176,37 @@ class DocumentProcess:
             return
         batch = b"".join(self.pending)
         self.pending, self.pending_bytes = [], 0
+        self._put(batch, None)
+
+    def _put(self, batch: bytes, descriptor: int | None) -> None:
+        """To the feeder, once the queue has room; `descriptor` (closed once sent) goes with `batch`."""
         with self.room:
             self.room.wait_for(lambda: self.queued < MAX_QUEUED_BYTES or not self.feeding)
-            if not self.feeding:
-                return  # nobody would write it: `document` names why the child is gone
-            self.queued += len(batch)
-        self.lines.put(batch)
+            feeding = self.feeding
+            if feeding:
+                self.queued += len(batch)
+        if not feeding:  # nobody would write it: `document` names why the child is gone
+            if descriptor is not None:
+                os.close(descriptor)
+            return
+        self.lines.put((batch, descriptor))
 
     def _feed(self) -> None:
-        stdin = self.process.stdin
-        assert stdin is not None
         try:
-            while (batch := self.lines.get()) is not None:
-                stdin.write(batch)
-                stdin.flush()  # the child builds what it has been sent while the export goes on
+            while (item := self.lines.get()) is not None:
+                batch, descriptor = item
+                if descriptor is None:
+                    self.channel.sendall(batch)  # the child builds what it has been sent while the export goes on
+                else:
+                    try:
+                        sent = socket.send_fds(self.channel, [batch], [descriptor])
+                    finally:
+                        os.close(descriptor)
+                    self.channel.sendall(batch[sent:])
                 with self.room:
                     self.queued -= len(batch)
                     self.room.notify_all()
-            stdin.close()
+            self.channel.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the child is gone: `document` finds its output short, and names why from its error output
         finally:
@@ -177,15 +225,22 @@ class DocumentProcess:
 
 
 class _Forwarder(Gate):
-    """The Gate of an export whose document the child makes: what it reads, and its warnings, go to the
-    child in the order they come, where a collect.Collector is told them (child.py)."""
+    """The Gate of an export whose document the child makes: where the files it takes lie, and its
+    warnings, go to the child in the order they come, where a collect.Collector is told them (child.py)."""
 
     def __init__(self, process: DocumentProcess) -> None:
         super().__init__()
         self.process = process
 
+    def take_span(self, path: str, fd: int, offset: int, size: int) -> None:
+        if (kind := self._admit(path, size)) is not None:
+            self.process.send_span(kind, path, fd, offset, size)
+
+    def all_shown(self) -> None:
+        self.process.all_shown()
+
     def read(self, kind: str, path: str, data: bytes) -> None:
-        self.process.send({"file": path, "kind": kind, "bytes": len(data)}, data)
+        raise AssertionError("the flattener shows the child's gate where files lie (take_span), not their bytes")
 
     def warn(self, line: str) -> None:
         self.process.send({"warn": line})
