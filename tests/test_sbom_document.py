@@ -161,8 +161,8 @@ def show(watch, files: list[tuple[str, bytes | None, int]]) -> None:
 
 
 def test_the_child_process_delivers_the_in_process_document() -> None:
-    """The same files shown to the child's gate and to a collector here give the same bytes: the files
-    travel as they are, and the warnings in the order they came."""
+    """The same files shown to the child's gate and to a collector here give the same bytes: the child
+    reads each file where the gate says it lies, and the warnings come in the order they came."""
     with document_maker(0) as here:
         show(here.watch(), debian_files())
         here.finish("ef" * 48)
