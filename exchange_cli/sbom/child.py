@@ -19,6 +19,10 @@ RECEIVE_BYTES = 1 << 16
 MAX_DESCRIPTORS = 4  # per receipt: the kernel ends a receipt at the message that carries one
 
 
+class InputRefused(Exception):
+    """What the exporter sent cannot be read as it says: the line the exporter's error names (renderer.py)."""
+
+
 class Inbox:
     """The exporter's lines, from the socket that is this process's standard input, and the descriptors
     `open` lines carry, in the order they came: each arrives with its line's first byte, so it is here
@@ -43,7 +47,7 @@ class Inbox:
             data, descriptors, flags, _ = socket.recv_fds(self.channel, RECEIVE_BYTES, MAX_DESCRIPTORS)
             self.descriptors.extend(descriptors)
             if flags & socket.MSG_CTRUNC:
-                sys.exit("more layer descriptors came at once than the SBOM's process takes")
+                raise InputRefused("more layer descriptors came at once than the SBOM's process takes")
             if not data:
                 return
             self.buffer += data
@@ -53,8 +57,17 @@ def serve() -> None:
     """Loads the document's library first (the reason the child exists), then has a DocumentHere's collector
     read the files and warnings as it is told of them, in their order, so that both sides make the document
     by one code. An input that ends without its end (the exporter is gone, or gave up) ends it, writing
-    nothing."""
+    nothing; one it cannot read as it says is a line on its error output, which the exporter's error is."""
     warm_up()
+    try:
+        _serve()
+    except InputRefused as error:
+        sys.stderr.write(f"{error}\n")
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def _serve() -> None:
     here = DocumentHere()
     collector = here.watch()
     inbox = Inbox(socket.socket(fileno=sys.stdin.fileno()))
@@ -65,7 +78,7 @@ def serve() -> None:
             collector.read(message["kind"], message["file"], _read(layers[message["layer"]], message))
         elif "open" in message:
             if not inbox.descriptors:
-                sys.exit(f"layer {message['open']} came without its descriptor")
+                raise InputRefused(f"layer {message['open']} came without its descriptor")
             layers.append(inbox.descriptors.popleft())
         elif "warn" in message:
             collector.warn(message["warn"])
@@ -83,5 +96,5 @@ def _read(descriptor: int, message: dict[str, object]) -> bytes:
     assert isinstance(size, int) and isinstance(offset, int)
     data = os.pread(descriptor, size, offset)
     if len(data) != size:
-        sys.exit(f"{message['file']}: its layer file ends {size - len(data):,} bytes short of it")
+        raise InputRefused(f"{message['file']}: its layer file ends {size - len(data):,} bytes short of it")
     return data
