@@ -740,6 +740,34 @@ def _raw_header(name: bytes, *, mode: bytes = b"0000644\0", size: bytes = b"0000
     return bytes(block)
 
 
+def test_a_files_data_span_is_where_its_whole_header_says(tmp_path):
+    """data_span_at reads a plain header's size field in place and hands an extended one to header_at: the
+    same place and size as the whole header's, whatever wrote the layer (GNU long names, PAX records,
+    base-256 and space-padded numbers)."""
+    from exchange_cli.rootfs.layertar import LayerTar
+    from exchange_cli.rootfs.tarheader import REGULAR_TYPES
+
+    entries = [file("plain", b"abc"), file("empty"), file("n" * 101, b"x" * 700), file("ünï", b"u"),
+               file("fraction", b"f" * 513, mtime=1_600_000_000.5), file("xattr", b"x", xattrs={"user.a": "b"}),
+               file("big-uid", b"b" * 1024, uid=8**7), directory("dir"), file("dir/inner", b"i" * 5)]
+    layers = [make_layer(tmp_path, entries, format=tar_format, name=f"layer-{tar_format}.tar")
+              for tar_format in (tarfile.GNU_FORMAT, tarfile.PAX_FORMAT)]
+    odd = tmp_path / "odd.tar"
+    odd.write_bytes(_raw_header(b"spaced", mode=b" 644   \0", size=b"         3 \0", mtime=b"  13542257400")
+                    + b"abc".ljust(512, b"\0") + bytes(1024))
+    layers.append(LayerBlob("sha256:" + "0" * 64, "sha256:" + "0" * 64, "x", odd.stat().st_size, odd))
+    extended = spans = 0
+    for blob in layers:
+        with LayerTar(blob) as tar:
+            for entry in tar.entries():
+                if entry.type in REGULAR_TYPES:
+                    header = tar.header_at(entry.offset)
+                    assert tar.data_span_at(entry.offset) == (header.offset_data, header.size), entry.name
+                    spans += 1
+                    extended += entry.extended
+    assert spans == 2 * 8 + 1 and extended >= 6  # both ways were taken
+
+
 def test_template_headers_are_the_general_encoding_or_decline(tmp_path):
     """PlainHeaders writes exactly what encode(entry_from_layer(...)) writes, or writes nothing."""
     from exchange_cli.rootfs.headers import PlainHeaders, encode, entry_from_layer

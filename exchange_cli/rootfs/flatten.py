@@ -298,11 +298,11 @@ class _Emitter:
         if ref & KIND_MASK != KIND_REGULAR:
             return
         tar = self.tars[ref >> LAYER_SHIFT & LAYER_MASK]
-        header = tar.header_at(ref >> OFFSET_SHIFT)
-        if header.size <= limit:
-            watch.take_span(path, tar.fd, header.offset_data, header.size)
+        offset, size = tar.data_span_at(ref >> OFFSET_SHIFT)
+        if size <= limit:
+            watch.take_span(path, tar.fd, offset, size)
         else:
-            watch.take(path, None, header.size)
+            watch.take(path, None, size)
 
     def _emit_inode(self, path: str, inode: Inode) -> None:
         link_to = self.first_paths.get(inode) if inode.shared else None

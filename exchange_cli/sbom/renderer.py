@@ -62,6 +62,9 @@ BATCH_BYTES = 16 << 10  # of lines handed to the feeder at once
 # child. A hostile image's 200,000 files (the gate's limit) with long paths would otherwise pile up here.
 MAX_QUEUED_BYTES = 32 << 20
 MAX_ERROR_BYTES = 64 << 10  # of the child's standard error, read back for the failure's line
+# One encoder for every line (json.dumps makes one per call when given separators). ensure_ascii: a path's
+# undecodable bytes (surrogates) travel as escapes and come back the same.
+_LINES = json.JSONEncoder(separators=(",", ":"))
 
 
 class RendererFailed(Exception):
@@ -148,8 +151,7 @@ class DocumentProcess:
 
     def send(self, message: dict[str, Any]) -> None:
         """A message: one JSON line."""
-        # ensure_ascii: a path's undecodable bytes (surrogates) travel as escapes and come back the same
-        line = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+        line = _LINES.encode(message).encode() + b"\n"
         self.pending.append(line)
         self.pending_bytes += len(line)
         if self.pending_bytes >= BATCH_BYTES:
