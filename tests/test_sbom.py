@@ -303,6 +303,30 @@ def test_the_flattener_asks_about_every_file_the_collector_would_take(above, kno
     assert kind_of(directory, name) is None or candidate
 
 
+def test_the_watch_is_asked_only_about_files_it_could_want(tmp_path):
+    """A suffix matches far more files than the collector reads (a quarter of the big benchmark image's
+    files end in .json; node_modules holds tens of thousands): the flattener asks the watch's pure test
+    before it sorts and asks `wants`, so that those are neither sorted nor asked about one by one. What
+    could be wanted is asked about in the stream's order, the refused rpm format's warning included."""
+    asked: list[str] = []
+
+    class Recording(Collector):
+        def wants(self, directory: str, name: str) -> int:
+            asked.append(directory + name)
+            return super().wants(directory, name)
+
+    conda_record = json.dumps({"name": "zlib", "version": "1.3", "build": "h0", "channel": "conda-forge"}).encode()
+    layer = make_layer(tmp_path, [*(file(f"app/node_modules/m{n}/package.json", b"{}") for n in range(300)),
+                                  file("opt/conda/conda-meta/zlib-1.3-h0.json", conda_record),
+                                  file("var/lib/rpm/Packages", b"Berkeley DB"), file("etc/os-release", OS_RELEASE)])
+    collector = Recording()
+    flatten([layer], io.BytesIO(), watch=collector)
+    assert asked == ["etc/os-release", "opt/conda/conda-meta/zlib-1.3-h0.json", "var/lib/rpm/Packages"]
+    findings = collector.finish()
+    assert [package.name for package in findings.packages] == ["zlib"]
+    assert any("Berkeley DB" in warning for warning in findings.warnings)
+
+
 def test_the_watch_has_its_files_before_the_stream_is_written_and_in_its_order(tmp_path):
     """The package databases come last in the canonical order (usr/share/doc/, var/lib/dpkg/): shown as the
     stream passed them, they reached the SBOM's process in the export's last moments, and the export waited

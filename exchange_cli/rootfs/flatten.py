@@ -71,7 +71,8 @@ class Watch(Protocol):
 
     `wants` is asked about each non-directory entry whose name is in `names`, ends with one of
     `suffixes`, or whose directory is in `directories` (tested here, without a call: most entries are
-    none of these): the most bytes of that file it takes, 0 for none. `take_span` is told where a file
+    none of these) and that `could_want` (pure: no warning, no count) says yes to: the most bytes of
+    that file it takes, 0 for none. `take_span` is told where a file
     within that lies: `size` bytes at `offset` of the layer's tar file, open as `fd` (open, and that
     file, until `all_shown`; the watch reads the bytes, or has them read, so the flattener copies
     none); `take` gets None with the size of a file that is larger. They are called in the stream's
@@ -86,6 +87,8 @@ class Watch(Protocol):
 
     @property
     def directories(self) -> frozenset[str]: ...  # each ending in "/"
+
+    def could_want(self, directory: str, name: str, /) -> bool: ...
 
     def wants(self, directory: str, name: str, /) -> int: ...
 
@@ -274,8 +277,10 @@ class _Emitter:
         same order, as it did when they were shown in passing. The watch is told where each file's bytes
         lie rather than given them (Watch.take_span): the SBOM's process reads them from the layer files
         itself, so neither the copy nor its way to that process costs the flattener's interpreter."""
-        names, suffixes, directories = watch.names, watch.suffixes, watch.directories
-        # The cheap test inline (a call per entry would cost more than the test), in the tree's own order.
+        names, suffixes, directories, could_want = watch.names, watch.suffixes, watch.directories, watch.could_want
+        # The cheap test inline (a call per entry would cost more than the test), in the tree's own order;
+        # then the watch's own, before the sort: a suffix matches far more files than are wanted (a
+        # quarter of the big benchmark image's files end in .json; conda's records only in conda-meta/).
         candidates: list[tuple[str, str, int]] = []
         stack = [("", root.children)]
         while stack:
@@ -284,7 +289,7 @@ class _Emitter:
                 if type(node) is Directory:
                     if node.children:
                         stack.append((prefix + name + "/", node.children))
-                elif name in names or name.endswith(suffixes) or prefix in directories:
+                elif (name in names or name.endswith(suffixes) or prefix in directories) and could_want(prefix, name):
                     candidates.append((prefix, name, node if type(node) is int else cast(Inode, node).ref))
         candidates.sort(key=_canonical_key)
         for prefix, name, ref in candidates:

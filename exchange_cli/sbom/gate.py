@@ -80,6 +80,10 @@ class Gate:
         self.files = self.bytes = 0
         self.full = False
 
+    def could_want(self, directory: str, name: str) -> bool:
+        """Whether `wants` would say anything of this file (a cap, or a warning): `kind_of` alone."""
+        return kind_of(directory, name) is not None
+
     def wants(self, directory: str, name: str) -> int:
         kind = kind_of(directory, name)
         if kind is None:
