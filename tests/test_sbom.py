@@ -296,32 +296,43 @@ _NAMES = ["status", "installed", "rpmdb.sqlite", "Packages", "Packages.db", "MET
 
 @given(st.text(max_size=8), st.sampled_from(_DIRECTORIES), st.sampled_from(_NAMES) | st.text(max_size=12))
 def test_the_flattener_asks_about_every_file_the_collector_would_take(above, known, name):
-    """The emitter asks `wants` only about candidates (Collector.names, .suffixes, .directories): each
+    """The emitter asks `wants` only about candidates (Collector.names, .suffixes, .directory_suffixes): each
     path `kind_of` recognises must be one, or its database would silently go unread."""
     directory = (above.replace("/", "") + "/" + known) if above and known else known
-    candidate = (name in Collector.names or name.endswith(Collector.suffixes) or directory in Collector.directories)
+    candidate = (name in Collector.names or name.endswith(Collector.suffixes)
+                 or directory.endswith(Collector.directory_suffixes))
     assert kind_of(directory, name) is None or candidate
 
 
 def test_the_watch_is_asked_only_about_files_it_could_want(tmp_path):
-    """A suffix matches far more files than the collector reads (a quarter of the big benchmark image's
-    files end in .json; node_modules holds tens of thousands): the flattener asks the watch's pure test
-    before it sorts and asks `wants`, so that those are neither sorted nor asked about one by one. What
-    could be wanted is asked about in the stream's order, the refused rpm format's warning included."""
+    """Names and suffixes match far more files than the collector reads (a quarter of the big benchmark
+    image's files end in .json, node_modules holds thousands of package.json, a job tree as many files
+    named status): a conda record is known by its directory, and the flattener asks the watch's pure
+    test before it sorts and asks `wants`, so that the others are neither sorted nor asked about one by
+    one. What could be wanted is asked about in the stream's order, the refused rpm format's warning
+    included."""
     asked: list[str] = []
+    considered: list[str] = []
 
     class Recording(Collector):
+        def could_want(self, directory: str, name: str) -> bool:
+            considered.append(directory + name)
+            return super().could_want(directory, name)
+
         def wants(self, directory: str, name: str) -> int:
             asked.append(directory + name)
             return super().wants(directory, name)
 
     conda_record = json.dumps({"name": "zlib", "version": "1.3", "build": "h0", "channel": "conda-forge"}).encode()
     layer = make_layer(tmp_path, [*(file(f"app/node_modules/m{n}/package.json", b"{}") for n in range(300)),
+                                  *(file(f"srv/jobs/j{n}/status", b"done") for n in range(300)),
                                   file("opt/conda/conda-meta/zlib-1.3-h0.json", conda_record),
                                   file("var/lib/rpm/Packages", b"Berkeley DB"), file("etc/os-release", OS_RELEASE)])
     collector = Recording()
     flatten([layer], io.BytesIO(), watch=collector)
     assert asked == ["etc/os-release", "opt/conda/conda-meta/zlib-1.3-h0.json", "var/lib/rpm/Packages"]
+    assert not [path for path in considered if path.endswith("package.json")], "a .json is not a name to test"
+    assert len(considered) == 300 + len(asked)
     findings = collector.finish()
     assert [package.name for package in findings.packages] == ["zlib"]
     assert any("Berkeley DB" in warning for warning in findings.warnings)

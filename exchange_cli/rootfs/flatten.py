@@ -70,9 +70,9 @@ class Watch(Protocol):
     no second pass over the layers.
 
     `wants` is asked about each non-directory entry whose name is in `names`, ends with one of
-    `suffixes`, or whose directory is in `directories` (tested here, without a call: most entries are
-    none of these) and that `could_want` (pure: no warning, no count) says yes to: the most bytes of
-    that file it takes, 0 for none. `take_span` is told where a file
+    `suffixes`, or whose directory ends with one of `directory_suffixes` (tested here, without a call:
+    most entries are none of these) and that `could_want` (pure: no warning, no count) says yes to: the
+    most bytes of that file it takes, 0 for none. `take_span` is told where a file
     within that lies: `size` bytes at `offset` of the layer's tar file, open as `fd` (open, and that
     file, until `all_shown`; the watch reads the bytes, or has them read, so the flattener copies
     none); `take` gets None with the size of a file that is larger. They are called in the stream's
@@ -86,7 +86,7 @@ class Watch(Protocol):
     def suffixes(self) -> tuple[str, ...]: ...
 
     @property
-    def directories(self) -> frozenset[str]: ...  # each ending in "/"
+    def directory_suffixes(self) -> tuple[str, ...]: ...  # each ending in "/"
 
     def could_want(self, directory: str, name: str, /) -> bool: ...
 
@@ -277,19 +277,21 @@ class _Emitter:
         same order, as it did when they were shown in passing. The watch is told where each file's bytes
         lie rather than given them (Watch.take_span): the SBOM's process reads them from the layer files
         itself, so neither the copy nor its way to that process costs the flattener's interpreter."""
-        names, suffixes, directories, could_want = watch.names, watch.suffixes, watch.directories, watch.could_want
-        # The cheap test inline (a call per entry would cost more than the test), in the tree's own order;
-        # then the watch's own, before the sort: a suffix matches far more files than are wanted (a
-        # quarter of the big benchmark image's files end in .json; conda's records only in conda-meta/).
+        names, suffixes, directory_suffixes = watch.names, watch.suffixes, watch.directory_suffixes
+        could_want = watch.could_want
+        # The cheap test inline (a call per entry would cost more than the test), in the tree's own order,
+        # the directory's part once per directory; then the watch's own, before the sort: what the cheap
+        # test lets through but no collector reads is neither sorted nor asked about.
         candidates: list[tuple[str, str, int]] = []
         stack = [("", root.children)]
         while stack:
             prefix, children = stack.pop()
+            every_file = prefix.endswith(directory_suffixes)
             for name, node in children.items():
                 if type(node) is Directory:
                     if node.children:
                         stack.append((prefix + name + "/", node.children))
-                elif (name in names or name.endswith(suffixes) or prefix in directories) and could_want(prefix, name):
+                elif (every_file or name in names or name.endswith(suffixes)) and could_want(prefix, name):
                     candidates.append((prefix, name, node if type(node) is int else cast(Inode, node).ref))
         candidates.sort(key=_canonical_key)
         for prefix, name, ref in candidates:

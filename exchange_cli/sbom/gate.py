@@ -25,7 +25,8 @@ STATUS_D = "var/lib/dpkg/status.d/"
 _BY_NAME: Final = {"status": "dpkg", "installed": "apk", "rpmdb.sqlite": "rpm", "Packages": "rpm-old",
                    "Packages.db": "rpm-old", "METADATA": "python", "PKG-INFO": "python", "DESCRIPTION": "cran",
                    "os-release": "os", "copyright": "dpkg-copyright"}
-_SUFFIXES: Final = (".json", ".egg-info")
+_EGG_INFO, CONDA_META = ".egg-info", "conda-meta/"
+_SUFFIXES: Final = (".json", _EGG_INFO)
 RPM_UNSUPPORTED: Final = {"Packages": "Berkeley DB", "Packages.db": "ndb"}
 WARNING_LIMIT = 500  # characters of one warning
 
@@ -35,9 +36,9 @@ def kind_of(directory: str, name: str) -> str | None:
     kind = _BY_NAME.get(name)
     if kind is None:
         if name.endswith(_SUFFIXES):
-            if name.endswith(".egg-info"):
+            if name.endswith(_EGG_INFO):
                 return "python"  # a distutils egg-info file: PKG-INFO's format
-            return "conda" if directory.endswith("conda-meta/") else None
+            return "conda" if directory.endswith(CONDA_META) else None
         return "dpkg" if directory == STATUS_D and not name.endswith(".md5sums") else None
     if kind == "dpkg":
         return kind if directory == "var/lib/dpkg/" else None
@@ -71,10 +72,11 @@ class Gate:
     is a warning. What is read goes to `read`, and warnings to `warn`, in the order the files came:
     subclasses parse them (collect.Collector) or, in the renderer, send where the files lie instead."""
 
-    # What `kind_of` can say yes to, for the flattener's cheap test before it asks `wants`.
+    # What `kind_of` can say yes to, for the flattener's cheap test before it asks `could_want`: a conda
+    # record by its directory, not by ".json" (node_modules alone holds thousands of package.json).
     names = frozenset(_BY_NAME)
-    suffixes = _SUFFIXES
-    directories = frozenset({STATUS_D})
+    suffixes = (_EGG_INFO,)
+    directory_suffixes = (STATUS_D, CONDA_META)
 
     def __init__(self) -> None:
         self.files = self.bytes = 0
