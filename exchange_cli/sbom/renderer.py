@@ -164,7 +164,7 @@ class DocumentProcess:
         if layer is None:
             layer = self.layers[fd] = len(self.layers)
             self._hand_over()  # the lines before it go before it
-            line = json.dumps({"open": layer}).encode() + b"\n"
+            line = _LINES.encode({"open": layer}).encode() + b"\n"
             self._put(line, os.dup(fd))  # the feeder sends it later: the flattener may close its own by then
         self.send({"file": path, "kind": kind, "layer": layer, "at": offset, "bytes": size})
 
