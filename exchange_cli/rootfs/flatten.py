@@ -72,10 +72,10 @@ class Watch(Protocol):
     `wants` is asked about each non-directory entry whose name is in `names`, ends with one of
     `suffixes`, or whose directory ends with one of `directory_suffixes` (tested here, without a call:
     most entries are none of these) and that `could_want` (pure: no warning, no count) says yes to: the
-    most bytes of that file it takes, 0 for none. `take_span` is told where a file
-    within that lies: `size` bytes at `offset` of the layer's tar file, open as `fd` (open, and that
-    file, until `all_shown`; the watch reads the bytes, or has them read, so the flattener copies
-    none); `take` gets None with the size of a file that is larger. They are called in the stream's
+    most bytes of that file it takes, 0 for none. `take_span` is told where a file within that lies:
+    `size` bytes at `offset` of the layer's tar file, open as `fd` (open, and that file, until
+    `all_shown`; the watch reads the bytes, or has them read, so the flattener copies none); `take`
+    gets None with the size of a file that is larger. They are called in the stream's
     canonical order, before the stream's first byte is written (_Emitter._show_watched), and then
     `all_shown` once."""
 
@@ -271,12 +271,12 @@ class _Emitter:
         """The files the watch may want, shown before the stream is written rather than as it passes them:
         the package databases sit near the end of the canonical order (usr/share/doc/, var/lib/dpkg/), so
         shown in passing they reached the SBOM's process in the export's last tenth, and the export waited
-        for their parsing at its end. Their bytes are copied from the layers' maps as the stream's are (a
-        watched file's bytes were always copied twice, for the watch and for the output): no layer is read
-        a second time. In canonical order, as the stream has them: the watch sees the same files, in the
-        same order, as it did when they were shown in passing. The watch is told where each file's bytes
-        lie rather than given them (Watch.take_span): the SBOM's process reads them from the layer files
-        itself, so neither the copy nor its way to that process costs the flattener's interpreter."""
+        for their parsing at its end. In canonical order, as the stream has them: the watch sees the same
+        files, in the same order, as it did when they were shown in passing. The watch is told where each
+        file's bytes lie rather than given them (Watch.take_span): the SBOM's process reads them from the
+        layer files itself, so neither the copy nor its way to that process costs the flattener's
+        interpreter, and no layer is read a second time (those files' bytes are read once more, as they
+        were copied once more before)."""
         names, suffixes, directory_suffixes = watch.names, watch.suffixes, watch.directory_suffixes
         could_want = watch.could_want
         # The cheap test inline (a call per entry would cost more than the test), in the tree's own order,
